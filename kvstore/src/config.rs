@@ -1,0 +1,316 @@
+//! `flotilla kvstore` flags (etcd's names and defaults) and the typed, validated config
+//! built from them once at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+/// The command-line flags, spelled as etcd spells them.
+#[derive(Debug, Clone, Args)]
+pub struct KvFlags {
+    /// Human-readable name of this member.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Where this member keeps its data (default: <name>.etcd, as etcd).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// URLs to serve clients on (comma-separated, http only).
+    #[arg(long, default_value = "http://localhost:2379")]
+    pub listen_client_urls: String,
+    /// Client URLs to publish to the cluster.
+    #[arg(long, default_value = "http://localhost:2379")]
+    pub advertise_client_urls: String,
+    /// URLs to serve peers (Raft) on.
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub listen_peer_urls: String,
+    /// Peer URLs to publish to the cluster.
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: String,
+    /// name=peer-url,... of every member of the initial cluster.
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    /// `new` to bootstrap a cluster, `existing` to join one (after MemberAdd).
+    #[arg(long, value_enum, default_value = "new")]
+    pub initial_cluster_state: ClusterState,
+    /// Distinguishes clusters bootstrapped from the same URLs.
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// Largest client request accepted, in bytes.
+    #[arg(long, default_value_t = 1_572_864)]
+    pub max_request_bytes: usize,
+    /// Most operations in one Txn branch.
+    #[arg(long, default_value_t = 128)]
+    pub max_txn_ops: usize,
+    /// Database size that raises the NOSPACE alarm, in bytes (0 means the default, 2 GiB).
+    #[arg(long, default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub quota_backend_bytes: u64,
+    /// Applied entries between Raft snapshots; the log is purged behind them.
+    #[arg(long, default_value_t = 100_000)]
+    pub snapshot_count: u64,
+    /// Raft heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Raft election timeout in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// How often watchers that asked for it get a progress notification, e.g. 10m, 5s.
+    #[arg(long = "experimental-watch-progress-notify-interval", default_value = "10m")]
+    pub watch_progress_notify_interval: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct KvConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client: Vec<SocketAddr>,
+    pub advertise_client_urls: Vec<String>,
+    pub listen_peer: Vec<SocketAddr>,
+    pub advertise_peer_urls: Vec<String>,
+    pub initial_cluster: Vec<(String, Vec<String>)>,
+    pub cluster_state: ClusterState,
+    pub token: String,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+    pub quota_backend_bytes: u64,
+    pub snapshot_count: u64,
+    pub heartbeat: Duration,
+    pub election: Duration,
+    pub progress_notify: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--{flag}: {reason}")]
+    Invalid { flag: &'static str, reason: String },
+}
+
+fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { flag, reason: reason.into() }
+}
+
+fn split(list: &str) -> Vec<String> {
+    list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+/// Checks an `http://host:port` URL and returns its host and port.
+pub fn parse_url(url: &str) -> Result<(String, u16), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("{url}: a port is required"))?;
+    let port: u16 = port.parse().map_err(|_| format!("{url}: bad port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("{url}: a host is required"));
+    }
+    Ok((host.to_string(), port))
+}
+
+fn resolve(flag: &'static str, urls: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    use std::net::ToSocketAddrs;
+    let mut out = Vec::new();
+    for u in urls {
+        let (host, port) = parse_url(u).map_err(|r| invalid(flag, r))?;
+        let addr = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| invalid(flag, format!("{u}: {e}")))?
+            .next()
+            .ok_or_else(|| invalid(flag, format!("{u}: no address")))?;
+        out.push(addr);
+    }
+    if out.is_empty() {
+        return Err(invalid(flag, "at least one URL is required"));
+    }
+    Ok(out)
+}
+
+fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n * 60)),
+        "h" => Some(Duration::from_secs(n * 3600)),
+        _ => None,
+    }
+}
+
+impl KvFlags {
+    pub fn validate(&self) -> Result<KvConfig, ConfigError> {
+        let advertise_peer_urls = split(&self.initial_advertise_peer_urls);
+        for u in &advertise_peer_urls {
+            parse_url(u).map_err(|r| invalid("initial-advertise-peer-urls", r))?;
+        }
+        let advertise_client_urls = split(&self.advertise_client_urls);
+        for u in &advertise_client_urls {
+            parse_url(u).map_err(|r| invalid("advertise-client-urls", r))?;
+        }
+        let initial = self
+            .initial_cluster
+            .clone()
+            .unwrap_or_else(|| format!("{}={}", self.name, advertise_peer_urls.join(",")));
+        let mut initial_cluster: Vec<(String, Vec<String>)> = Vec::new();
+        for part in split(&initial) {
+            let (name, url) = part
+                .split_once('=')
+                .ok_or_else(|| invalid("initial-cluster", format!("{part}: expected name=url")))?;
+            parse_url(url).map_err(|r| invalid("initial-cluster", r))?;
+            match initial_cluster.iter_mut().find(|(n, _)| n == name) {
+                Some((_, urls)) => urls.push(url.to_string()),
+                None => initial_cluster.push((name.to_string(), vec![url.to_string()])),
+            }
+        }
+        let mine = initial_cluster.iter().find(|(n, _)| *n == self.name).ok_or_else(|| {
+            invalid("initial-cluster", format!("this member's name {:?} is not in it", self.name))
+        })?;
+        let (mut a, mut b) = (mine.1.clone(), advertise_peer_urls.clone());
+        a.sort();
+        b.sort();
+        if a != b {
+            return Err(invalid(
+                "initial-cluster",
+                format!("lists {} for {} but --initial-advertise-peer-urls is {}", a.join(","), self.name, b.join(",")),
+            ));
+        }
+        if self.heartbeat_interval == 0 || self.election_timeout < 5 * self.heartbeat_interval {
+            return Err(invalid("election-timeout", "must be at least 5 times --heartbeat-interval"));
+        }
+        if self.max_txn_ops == 0 {
+            return Err(invalid("max-txn-ops", "must be positive"));
+        }
+        if self.max_request_bytes == 0 {
+            return Err(invalid("max-request-bytes", "must be positive"));
+        }
+        if self.snapshot_count == 0 {
+            return Err(invalid("snapshot-count", "must be positive"));
+        }
+        let progress_notify = parse_duration(&self.watch_progress_notify_interval)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| invalid("experimental-watch-progress-notify-interval", "expected e.g. 10m, 30s, 500ms"))?;
+        Ok(KvConfig {
+            name: self.name.clone(),
+            data_dir: self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name))),
+            listen_client: resolve("listen-client-urls", &split(&self.listen_client_urls))?,
+            advertise_client_urls,
+            listen_peer: resolve("listen-peer-urls", &split(&self.listen_peer_urls))?,
+            advertise_peer_urls,
+            initial_cluster,
+            cluster_state: self.initial_cluster_state,
+            token: self.initial_cluster_token.clone(),
+            max_request_bytes: self.max_request_bytes,
+            max_txn_ops: self.max_txn_ops,
+            quota_backend_bytes: if self.quota_backend_bytes == 0 { 2 << 30 } else { self.quota_backend_bytes },
+            snapshot_count: self.snapshot_count,
+            heartbeat: Duration::from_millis(self.heartbeat_interval),
+            election: Duration::from_millis(self.election_timeout),
+            progress_notify,
+        })
+    }
+}
+
+impl KvConfig {
+    /// How long a client request may wait for consensus (etcd: 5s + 2 election timeouts).
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(5) + 2 * self.election
+    }
+
+    /// The smallest lease TTL etcd grants: 1.5 election timeouts, in whole seconds.
+    pub fn min_lease_ttl(&self) -> i64 {
+        ((self.election.as_millis() as i64 * 3 / 2) + 999) / 1000
+    }
+}
+
+/// 64-bit FNV-1a: a stable hash for IDs derived from URLs, the same on every member.
+pub fn fnv64(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for p in parts {
+        for b in *p {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// A member's ID in a new cluster: derived from its peer URLs and the cluster token, so every
+/// member computes the same IDs from `--initial-cluster`.
+pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
+    let mut urls = peer_urls.to_vec();
+    urls.sort();
+    let joined = urls.join(",");
+    fnv64(&[joined.as_bytes(), token.as_bytes()]).max(1)
+}
+
+pub fn cluster_id(member_ids: &[u64], token: &str) -> u64 {
+    let mut ids = member_ids.to_vec();
+    ids.sort();
+    let bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_be_bytes()).collect();
+    fnv64(&[&bytes, token.as_bytes()]).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        flags: KvFlags,
+    }
+
+    fn flags(args: &[&str]) -> KvFlags {
+        let mut argv = vec!["kvstore"];
+        argv.extend_from_slice(args);
+        Cli::parse_from(argv).flags
+    }
+
+    #[test]
+    fn defaults_are_etcds() {
+        let c = flags(&[]).validate().unwrap();
+        assert_eq!(c.max_request_bytes, 1_572_864);
+        assert_eq!(c.max_txn_ops, 128);
+        assert_eq!(c.heartbeat, Duration::from_millis(100));
+        assert_eq!(c.election, Duration::from_millis(1000));
+        assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
+        assert_eq!(c.min_lease_ttl(), 2);
+    }
+
+    #[test]
+    fn initial_cluster_must_name_this_member_with_its_urls() {
+        let ok = flags(&[
+            "--name", "n1",
+            "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+            "--initial-cluster", "n1=http://127.0.0.1:2380,n2=http://127.0.0.1:2381",
+        ]);
+        assert_eq!(ok.validate().unwrap().initial_cluster.len(), 2);
+        let missing = flags(&["--name", "n3", "--initial-cluster", "n1=http://127.0.0.1:2380"]);
+        assert!(missing.validate().unwrap_err().to_string().contains("n3"));
+        let bad = flags(&["--initial-cluster", "default=https://x:1"]);
+        assert!(bad.validate().is_err());
+        let timeouts = flags(&["--heartbeat-interval", "300", "--election-timeout", "1000"]);
+        assert!(timeouts.validate().unwrap_err().to_string().contains("5 times"));
+    }
+
+    #[test]
+    fn ids_are_stable_and_order_independent() {
+        let a = member_id(&["http://a:1".into(), "http://b:2".into()], "t");
+        let b = member_id(&["http://b:2".into(), "http://a:1".into()], "t");
+        assert_eq!(a, b);
+        assert_ne!(a, member_id(&["http://a:1".into()], "t"));
+        assert_eq!(cluster_id(&[1, 2], "t"), cluster_id(&[2, 1], "t"));
+    }
+}

@@ -1,0 +1,24 @@
+//! Flotilla's kvstore: a Raft-replicated MVCC key-value store speaking the etcd v3 API.
+//!
+//! # Layout
+//! - `config`: etcd's flags, validated into `KvConfig`; member and cluster IDs.
+//! - `error`: `KvError`, every client-visible error with etcd's code and message.
+//! - `mvcc`: the pure MVCC core (ranges, compares, Txn execution, validation).
+//! - `storage`: RocksDB: data directory, Raft log (group commit), state machine, snapshots.
+//! - `raft`: openraft types, the tonic network, internal peer calls.
+//! - `watch::hub`: shared fan-out of applied events to watch streams.
+//! - `lessor`: lease deadlines, enforced by the leader.
+//! - `server`: the running member and its gRPC services.
+
+pub mod config;
+pub mod error;
+pub mod lessor;
+pub mod mvcc;
+pub mod raft;
+pub mod server;
+pub mod storage;
+pub mod watch {
+    pub mod hub;
+}
+
+pub use config::{KvConfig, KvFlags};

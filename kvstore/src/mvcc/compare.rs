@@ -1,0 +1,70 @@
+//! Txn compares, as etcd evaluates them: every live key of the compare's range must satisfy
+//! it; a range with no live key compares as a zero `KeyValue`, except that a VALUE compare on
+//! a missing key is always false.
+
+use std::cmp::Ordering;
+
+use proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use proto::etcdserverpb::Compare;
+
+use super::{KeyValue, MvccRead, RangeEnd};
+use crate::error::KvError;
+
+pub fn holds<R: MvccRead + ?Sized>(store: &R, rev: i64, c: &Compare) -> Result<bool, KvError> {
+    let target = CompareTarget::try_from(c.target)
+        .map_err(|_| KvError::InvalidArgument(format!("etcdserver: unknown compare target {}", c.target)))?;
+    let end = RangeEnd::from_request(&c.range_end);
+    let mut kvs = Vec::new();
+    match &end {
+        RangeEnd::Single => kvs.extend(store.get(&c.key, rev)?),
+        RangeEnd::Until(e) if e.as_slice() <= c.key.as_slice() => {}
+        _ => store.scan(&c.key, &end, rev, &mut |kv| {
+            kvs.push(kv);
+            true
+        })?,
+    }
+    if kvs.is_empty() {
+        if target == CompareTarget::Value {
+            return Ok(false);
+        }
+        return Ok(compare_kv(c, target, &KeyValue::default()));
+    }
+    Ok(kvs.iter().all(|kv| compare_kv(c, target, kv)))
+}
+
+fn compare_kv(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
+    // Like etcd's generated getters: a union holding another variant reads as zero.
+    let int = |f: fn(&TargetUnion) -> Option<i64>| c.target_union.as_ref().and_then(f).unwrap_or(0);
+    let ord = match target {
+        CompareTarget::Version => kv.version.cmp(&int(|u| match u {
+            TargetUnion::Version(v) => Some(*v),
+            _ => None,
+        })),
+        CompareTarget::Create => kv.create_revision.cmp(&int(|u| match u {
+            TargetUnion::CreateRevision(v) => Some(*v),
+            _ => None,
+        })),
+        CompareTarget::Mod => kv.mod_revision.cmp(&int(|u| match u {
+            TargetUnion::ModRevision(v) => Some(*v),
+            _ => None,
+        })),
+        CompareTarget::Lease => kv.lease.cmp(&int(|u| match u {
+            TargetUnion::Lease(v) => Some(*v),
+            _ => None,
+        })),
+        CompareTarget::Value => {
+            let want: &[u8] = match &c.target_union {
+                Some(TargetUnion::Value(v)) => v,
+                _ => &[],
+            };
+            kv.value.as_slice().cmp(want)
+        }
+    };
+    match CompareResult::try_from(c.result) {
+        Ok(CompareResult::Equal) => ord == Ordering::Equal,
+        Ok(CompareResult::Greater) => ord == Ordering::Greater,
+        Ok(CompareResult::Less) => ord == Ordering::Less,
+        Ok(CompareResult::NotEqual) => ord != Ordering::Equal,
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,6 @@
+//! Consensus plumbing: the openraft type configuration, the network over tonic, the peer
+//! service that receives it, and the internal calls members make on each other.
+
+pub mod calls;
+pub mod network;
+pub mod types;

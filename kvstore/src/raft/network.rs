@@ -1,0 +1,136 @@
+//! openraft's network over tonic: each Raft RPC is one unary call on the peer service,
+//! its request and reply bincode-encoded. The same client carries the internal calls a
+//! follower makes on the leader (`PeerCall`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use proto::peer::peer_client::PeerClient;
+use proto::peer::Payload;
+use tonic::transport::{Channel, Endpoint};
+
+use super::calls::{PeerCall, PeerReply};
+use super::types::{Member, NodeId, TypeConfig};
+use crate::error::KvError;
+use crate::storage::db::{decode, encode};
+
+/// Lazily connected channels to peers by URL, shared by Raft replication and internal calls.
+#[derive(Clone, Default)]
+pub struct Peers {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Peers {
+    pub fn client(&self, url: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ch) = map.get(url) {
+            return Ok(PeerClient::new(ch.clone()));
+        }
+        let ch = Endpoint::from_shared(url.to_string())?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        map.insert(url.to_string(), ch.clone());
+        Ok(PeerClient::new(ch)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX))
+    }
+
+    /// Makes an internal call on the member at `url`.
+    pub async fn call(&self, url: &str, call: &PeerCall, timeout: Duration) -> Result<PeerReply, KvError> {
+        let mut client = self.client(url).map_err(|e| KvError::Internal(format!("peer {url}: {e}")))?;
+        let mut req = tonic::Request::new(Payload { data: encode(call) });
+        req.set_timeout(timeout);
+        let resp = client.call(req).await.map_err(|s| match s.code() {
+            tonic::Code::DeadlineExceeded => KvError::Timeout,
+            _ => KvError::Internal(format!("peer {url}: {}", s.message())),
+        })?;
+        decode(&resp.into_inner().data).map_err(|e| KvError::Internal(format!("peer {url}: bad reply: {e}")))
+    }
+}
+
+pub struct NetworkFactory {
+    pub peers: Peers,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerConnection {
+        PeerConnection { target, url: node.peer_urls.first().cloned().unwrap_or_default(), peers: self.peers.clone() }
+    }
+}
+
+pub struct PeerConnection {
+    target: NodeId,
+    url: String,
+    peers: Peers,
+}
+
+type RpcErr<E> = RPCError<NodeId, Member, RaftError<NodeId, E>>;
+
+impl PeerConnection {
+    async fn rpc<Req, Resp, E>(&self, method: Method, req: &Req, option: &RPCOption) -> Result<Resp, RpcErr<E>>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+        E: std::error::Error + serde::de::DeserializeOwned,
+    {
+        let mut client = self.peers.client(&self.url).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut request = tonic::Request::new(Payload { data: encode(req) });
+        request.set_timeout(option.hard_ttl());
+        let reply = match method {
+            Method::Vote => client.vote(request).await,
+            Method::Append => client.append_entries(request).await,
+            Method::Snapshot => client.install_snapshot(request).await,
+        };
+        let payload = reply.map_err(|s| match s.code() {
+            tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&s)),
+            _ => RPCError::Network(NetworkError::new(&s)),
+        })?;
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode(&payload.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+enum Method {
+    Vote,
+    Append,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        self.rpc(Method::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
+        self.rpc(Method::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        self.rpc(Method::Vote, &rpc, &option).await
+    }
+}

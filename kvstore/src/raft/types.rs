@@ -1,0 +1,125 @@
+//! The types openraft is instantiated with: what a log entry carries (`Command`), what
+//! applying it returns (`Applied`), and what a member is (`Member`).
+
+use std::fmt;
+
+use proto::etcdserverpb::{TxnRequest, TxnResponse};
+use serde::{Deserialize, Serialize};
+
+use crate::error::KvError;
+
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    pub TypeConfig:
+        D = Command,
+        R = Applied,
+        NodeId = NodeId,
+        Node = Member,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = tokio::fs::File,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, Member>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Member>;
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// A member as Raft knows it: where its peers reach it. Its name and client URLs are
+/// published by the member itself once it runs (see `Command::PublishMember`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub peer_urls: Vec<String>,
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.peer_urls.join(","))
+    }
+}
+
+/// A prost message carried inside a serde type as its protobuf encoding.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Pb<T>(pub T);
+
+impl<T: prost::Message> Serialize for Pb<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0.encode_to_vec())
+    }
+}
+
+impl<'de, T: prost::Message + Default> Deserialize<'de> for Pb<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes: Vec<u8> = serde_bytes_vec(d)?;
+        T::decode(bytes.as_slice()).map(Pb).map_err(serde::de::Error::custom)
+    }
+}
+
+fn serde_bytes_vec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(b) = a.next_element()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_bytes(V)
+}
+
+/// One replicated state-machine command. Put and DeleteRange travel as single-op Txns.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Command {
+    Txn(Pb<TxnRequest>),
+    Compact { revision: i64 },
+    LeaseGrant { id: i64, ttl: i64 },
+    /// Revoked by a client, or expired (decided by the leader).
+    LeaseRevoke { id: i64 },
+    /// etcd's AlarmRequest: action 1 activates, 2 deactivates.
+    Alarm { action: i32, member_id: u64, alarm: i32 },
+    PublishMember { id: NodeId, name: String, client_urls: Vec<String> },
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Txn(t) => write!(f, "txn(ops={})", t.0.success.len() + t.0.failure.len()),
+            Command::Compact { revision } => write!(f, "compact({revision})"),
+            Command::LeaseGrant { id, ttl } => write!(f, "lease-grant({id:x}, {ttl}s)"),
+            Command::LeaseRevoke { id } => write!(f, "lease-revoke({id:x})"),
+            Command::Alarm { action, member_id, alarm } => write!(f, "alarm({action}, {member_id:x}, {alarm})"),
+            Command::PublishMember { id, name, .. } => write!(f, "publish({id:x}, {name})"),
+        }
+    }
+}
+
+/// What applying one entry produced. `revision` is the store revision after it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Applied {
+    pub revision: i64,
+    pub output: Result<Output, KvError>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Output {
+    Txn(Pb<TxnResponse>),
+    LeaseGranted { id: i64, ttl: i64 },
+    /// Alarms in force after an Alarm command: (member, alarm type).
+    Alarms(Vec<(u64, i32)>),
+    /// Blank entries, membership changes and commands with nothing to report.
+    Done,
+}

@@ -1,0 +1,134 @@
+//! etcd's KV service: Range, Put, DeleteRange, Txn, Compact.
+
+use std::sync::Arc;
+
+use proto::etcdserverpb::kv_server::Kv;
+use proto::etcdserverpb::response_op::Response as OpResponse;
+use proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::node::Node;
+use crate::error::KvError;
+use crate::mvcc::{range, txn, validate};
+use crate::raft::types::{Command, Output, Pb};
+use crate::storage::state_machine::ALARM_NOSPACE;
+
+pub struct KvService {
+    pub node: Arc<Node>,
+}
+
+impl KvService {
+    /// etcd's size limit applies to the encoded request.
+    fn check_size(&self, len: usize) -> Result<(), KvError> {
+        if len > self.node.config.max_request_bytes {
+            return Err(KvError::RequestTooLarge);
+        }
+        Ok(())
+    }
+
+    /// etcd's quota check: a write that would take the database past the quota raises the
+    /// NOSPACE alarm and is refused.
+    async fn check_quota(&self, len: usize) -> Result<(), KvError> {
+        let node = &self.node;
+        if node.store.db_size() + len as u64 <= node.config.quota_backend_bytes {
+            return Ok(());
+        }
+        if !node.store.has_alarm(ALARM_NOSPACE) {
+            let cmd = Command::Alarm { action: 1, member_id: node.id, alarm: ALARM_NOSPACE };
+            node.propose(cmd).await?;
+        }
+        Err(KvError::NoSpace)
+    }
+
+    async fn txn(&self, t: TxnRequest) -> Result<(TxnResponse, i64), KvError> {
+        let applied = self.node.propose(Command::Txn(Pb(t))).await?;
+        match applied.output? {
+            Output::Txn(Pb(resp)) => Ok((resp, applied.revision)),
+            other => Err(KvError::Internal(format!("txn applied as {other:?}"))),
+        }
+    }
+
+    pub async fn range_local(&self, req: &RangeRequest) -> Result<RangeResponse, KvError> {
+        validate::range(req)?;
+        if !req.serializable {
+            self.node.read_barrier().await?;
+        }
+        let (view, revs) = self.node.store.read_view();
+        let mut resp = range::execute(&view, revs, req, None)?;
+        resp.header = Some(self.node.header(revs.current));
+        Ok(resp)
+    }
+}
+
+fn is_read_only(t: &TxnRequest) -> bool {
+    use proto::etcdserverpb::request_op::Request;
+    t.success.iter().chain(&t.failure).all(|op| match &op.request {
+        Some(Request::RequestRange(_)) => true,
+        Some(Request::RequestTxn(inner)) => is_read_only(inner),
+        _ => false,
+    })
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    #[tracing::instrument(skip_all, level = "debug")]
+    async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        Ok(Response::new(self.range_local(req.get_ref()).await?))
+    }
+
+    async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let req = req.into_inner();
+        let len = prost::Message::encoded_len(&req);
+        self.check_size(len)?;
+        validate::put(&req)?;
+        self.check_quota(len).await?;
+        let (mut resp, rev) = self.txn(txn::put_as_txn(req)).await?;
+        let Some(OpResponse::ResponsePut(mut put)) = resp.responses.pop().and_then(|r| r.response) else {
+            return Err(KvError::internal("put produced no response").into());
+        };
+        put.header = Some(self.node.header(rev));
+        Ok(Response::new(put))
+    }
+
+    async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+        let req = req.into_inner();
+        self.check_size(prost::Message::encoded_len(&req))?;
+        validate::delete(&req)?;
+        let (mut resp, rev) = self.txn(txn::delete_as_txn(req)).await?;
+        let Some(OpResponse::ResponseDeleteRange(mut del)) = resp.responses.pop().and_then(|r| r.response) else {
+            return Err(KvError::internal("delete produced no response").into());
+        };
+        del.header = Some(self.node.header(rev));
+        Ok(Response::new(del))
+    }
+
+    async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let req = req.into_inner();
+        let len = prost::Message::encoded_len(&req);
+        self.check_size(len)?;
+        validate::txn(&req, self.node.config.max_txn_ops)?;
+        if is_read_only(&req) {
+            // A read-only Txn is a linearizable read: no log entry needed.
+            self.node.read_barrier().await?;
+            let (view, revs) = self.node.store.read_view();
+            let out = txn::execute(&view, revs, &req)?;
+            let mut resp = out.response;
+            resp.header = Some(self.node.header(revs.current));
+            return Ok(Response::new(resp));
+        }
+        self.check_quota(len).await?;
+        let (mut resp, rev) = self.txn(req).await?;
+        resp.header = Some(self.node.header(rev));
+        Ok(Response::new(resp))
+    }
+
+    async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+        let req = req.into_inner();
+        let applied = self.node.propose(Command::Compact { revision: req.revision }).await?;
+        applied.output?;
+        Ok(Response::new(CompactionResponse { header: Some(self.node.header(applied.revision)) }))
+    }
+}

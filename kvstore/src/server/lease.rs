@@ -1,0 +1,105 @@
+//! etcd's Lease service.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use proto::etcdserverpb::lease_server::Lease;
+use proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
+    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::node::Node;
+use crate::error::KvError;
+use crate::lessor::MAX_LEASE_TTL;
+use crate::raft::types::{Command, Output};
+
+pub struct LeaseService {
+    pub node: Arc<Node>,
+}
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+        let req = req.into_inner();
+        if req.ttl > MAX_LEASE_TTL {
+            return Err(KvError::LeaseTtlTooLarge.into());
+        }
+        let ttl = req.ttl.max(self.node.config.min_lease_ttl());
+        let id = if req.id != 0 { req.id } else { (rand::random::<u64>() >> 1).max(1) as i64 };
+        let applied = self.node.propose(Command::LeaseGrant { id, ttl }).await?;
+        let (id, ttl) = match applied.output? {
+            Output::LeaseGranted { id, ttl } => (id, ttl),
+            other => return Err(KvError::Internal(format!("grant applied as {other:?}")).into()),
+        };
+        Ok(Response::new(LeaseGrantResponse {
+            header: Some(self.node.header(applied.revision)),
+            id,
+            ttl,
+            error: String::new(),
+        }))
+    }
+
+    async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let applied = self.node.propose(Command::LeaseRevoke { id: req.into_inner().id }).await?;
+        applied.output?;
+        Ok(Response::new(LeaseRevokeResponse { header: Some(self.node.header(applied.revision)) }))
+    }
+
+    type LeaseKeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut input = req.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(req)) = input.next().await {
+                let reply = match node.lease_keep_alive(req.id).await {
+                    // etcd answers TTL 0 for a lease that no longer exists.
+                    Ok(ttl) => Ok(LeaseKeepAliveResponse {
+                        header: Some(node.header(node.store.revisions().current)),
+                        id: req.id,
+                        ttl: ttl.unwrap_or(0),
+                    }),
+                    Err(e) => Err(e.to_status()),
+                };
+                let failed = reply.is_err();
+                if tx.send(reply).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let req = req.into_inner();
+        let header = Some(self.node.header(self.node.store.revisions().current));
+        let Some((granted, remaining)) = self.node.lease_time_to_live(req.id).await? else {
+            // etcd answers TTL -1 for a lease that does not exist.
+            return Ok(Response::new(LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, ..Default::default() }));
+        };
+        let keys = if req.keys { self.node.store.view().lease_keys(req.id)? } else { Vec::new() };
+        Ok(Response::new(LeaseTimeToLiveResponse { header, id: req.id, ttl: remaining, granted_ttl: granted, keys }))
+    }
+
+    async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let leases = self.node.store.view().leases()?;
+        Ok(Response::new(LeaseLeasesResponse {
+            header: Some(self.node.header(self.node.store.revisions().current)),
+            leases: leases.into_iter().map(|(id, _)| LeaseStatus { id }).collect(),
+        }))
+    }
+}

@@ -1,0 +1,278 @@
+//! A running member: identity, storage, Raft, the gRPC servers and the background tasks.
+//!
+//! - `node`: the member as services see it; reaching the leader.
+//! - `kv`, `watch`, `lease`, `cluster`, `maintenance`: etcd's client services.
+//! - `peer`: the member-to-member service.
+
+pub mod cluster;
+pub mod kv;
+pub mod lease;
+pub mod maintenance;
+pub mod node;
+pub mod peer;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::{ServerState, SnapshotPolicy};
+use proto::etcdserverpb::cluster_server::ClusterServer;
+use proto::etcdserverpb::kv_server::KvServer;
+use proto::etcdserverpb::lease_server::LeaseServer;
+use proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use proto::etcdserverpb::watch_server::WatchServer;
+use proto::peer::peer_server::PeerServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch as signal;
+use tracing::{error, info, warn};
+
+use crate::config::{self, ClusterState, KvConfig};
+use crate::raft::calls::{PeerCall, PeerReply};
+use crate::raft::network::{NetworkFactory, Peers};
+use crate::raft::types::{Command, Member, Raft};
+use crate::storage::db::{DataDir, Identity};
+use crate::storage::log_store::LogStore;
+use crate::storage::state_machine::{StateMachine, Store};
+use node::Node;
+
+/// gRPC framing on top of `--max-request-bytes`, as etcd allows.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// Revisions buffered for watch streams before a slow one falls back to history.
+const WATCH_BROADCAST_CAPACITY: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    DataDir(#[from] crate::storage::db::DataDirError),
+    #[error("cannot listen on {addr}: {cause}")]
+    Listen { addr: SocketAddr, cause: std::io::Error },
+    #[error("joining the cluster: {0}")]
+    Join(String),
+    #[error("starting raft: {0}")]
+    Raft(String),
+    #[error("opening the state machine: {0}")]
+    Store(crate::error::KvError),
+}
+
+/// Works out who this member is: from its data directory, or for a new member from the
+/// flags (`new`) or from the running cluster (`existing`).
+async fn identity(cfg: &KvConfig, dir: &DataDir, peers: &Peers) -> Result<(Identity, bool), StartError> {
+    if let Some(id) = dir.identity()? {
+        if id.name != cfg.name {
+            warn!(stored = %id.name, flag = %cfg.name, "--name differs from the name this data directory was created with; keeping the stored identity");
+        }
+        return Ok((id, false));
+    }
+    let identity = match cfg.cluster_state {
+        ClusterState::New => {
+            let ids: Vec<u64> = cfg.initial_cluster.iter().map(|(_, urls)| config::member_id(urls, &cfg.token)).collect();
+            Identity {
+                format: String::new(),
+                name: cfg.name.clone(),
+                member_id: config::member_id(&cfg.advertise_peer_urls, &cfg.token),
+                cluster_id: config::cluster_id(&ids, &cfg.token),
+            }
+        }
+        ClusterState::Existing => join_existing(cfg, peers).await?,
+    };
+    let identity = Identity { format: "flotilla-kvstore/1".into(), ..identity };
+    dir.write_identity(&identity)?;
+    Ok((identity, true))
+}
+
+async fn join_existing(cfg: &KvConfig, peers: &Peers) -> Result<Identity, StartError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last_err = String::from("no other member in --initial-cluster");
+    while Instant::now() < deadline {
+        for (name, urls) in &cfg.initial_cluster {
+            if *name == cfg.name {
+                continue;
+            }
+            for url in urls {
+                match peers.call(url, &PeerCall::ClusterInfo, Duration::from_secs(2)).await {
+                    Ok(PeerReply::ClusterInfo(info)) => {
+                        let me = info.members.iter().find(|m| m.peer_urls.iter().any(|u| cfg.advertise_peer_urls.contains(u)));
+                        return match me {
+                            Some(m) => Ok(Identity {
+                                format: String::new(),
+                                name: cfg.name.clone(),
+                                member_id: m.id,
+                                cluster_id: info.cluster_id,
+                            }),
+                            None => Err(StartError::Join(format!(
+                                "the cluster at {url} has no member with peer URLs {}; add it first with MemberAdd (etcdctl member add)",
+                                cfg.advertise_peer_urls.join(",")
+                            ))),
+                        };
+                    }
+                    Ok(other) => last_err = format!("{url}: unexpected reply {other:?}"),
+                    Err(e) => last_err = format!("{url}: {e}"),
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(StartError::Join(last_err))
+}
+
+async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError> {
+    let mut out = Vec::new();
+    for addr in addrs {
+        out.push(TcpListener::bind(addr).await.map_err(|cause| StartError::Listen { addr: *addr, cause })?);
+    }
+    Ok(out)
+}
+
+/// Runs a member until `shutdown` turns true (or a signal arrives, see the binary).
+pub async fn run(cfg: KvConfig, mut shutdown: signal::Receiver<bool>) -> Result<(), StartError> {
+    let dir = DataDir::new(&cfg.data_dir);
+    // Refuse a foreign or damaged directory before binding or talking to anyone.
+    dir.identity()?;
+    let peer_listeners = bind(&cfg.listen_peer).await?;
+    let client_listeners = bind(&cfg.listen_client).await?;
+    let peers = Peers::default();
+    let (ident, fresh) = identity(&cfg, &dir, &peers).await?;
+    info!(name = %cfg.name, member = %format!("{:x}", ident.member_id), cluster = %format!("{:x}", ident.cluster_id), data_dir = %cfg.data_dir.display(), "starting member");
+
+    let db = dir.open_db()?;
+    let store = Store::open(db.clone(), WATCH_BROADCAST_CAPACITY).map_err(StartError::Store)?;
+    let raft_config = openraft::Config {
+        cluster_name: format!("{:x}", ident.cluster_id),
+        heartbeat_interval: cfg.heartbeat.as_millis() as u64,
+        election_timeout_min: cfg.election.as_millis() as u64,
+        election_timeout_max: cfg.election.as_millis() as u64 * 2,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
+        max_in_snapshot_log_to_keep: cfg.snapshot_count.min(5000),
+        install_snapshot_timeout: 10_000,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| StartError::Raft(e.to_string()))?;
+    let raft = Raft::new(
+        ident.member_id,
+        Arc::new(raft_config),
+        NetworkFactory { peers: peers.clone() },
+        LogStore::new(db.clone()),
+        StateMachine::new(store.clone(), dir.snap_dir()),
+    )
+    .await
+    .map_err(|e| StartError::Raft(e.to_string()))?;
+
+    if fresh && cfg.cluster_state == ClusterState::New {
+        let members: BTreeMap<u64, Member> = cfg
+            .initial_cluster
+            .iter()
+            .map(|(_, urls)| (config::member_id(urls, &cfg.token), Member { peer_urls: urls.clone() }))
+            .collect();
+        // Every member initialises with the same membership; openraft allows that.
+        if let Err(e) = raft.initialize(members).await {
+            warn!(error = %e, "raft already initialised");
+        }
+    }
+
+    let node = Arc::new(Node { id: ident.member_id, cluster_id: ident.cluster_id, config: cfg.clone(), raft, store, peers });
+    let mut tasks = tokio::task::JoinSet::new();
+    for l in peer_listeners {
+        let svc = PeerServer::new(peer::PeerService { node: node.clone() })
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        let mut stop = shutdown.clone();
+        tasks.spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        });
+    }
+    let limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    for l in client_listeners {
+        let n = node.clone();
+        let mut stop = shutdown.clone();
+        tasks.spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+            tonic::transport::Server::builder()
+                .add_service(KvServer::new(kv::KvService { node: n.clone() }).max_decoding_message_size(limit))
+                .add_service(WatchServer::new(watch::WatchService { node: n.clone() }).max_decoding_message_size(limit))
+                .add_service(LeaseServer::new(lease::LeaseService { node: n.clone() }).max_decoding_message_size(limit))
+                .add_service(ClusterServer::new(cluster::ClusterService { node: n.clone() }).max_decoding_message_size(limit))
+                .add_service(MaintenanceServer::new(maintenance::MaintenanceService { node: n.clone() }).max_decoding_message_size(limit))
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        });
+    }
+    let background = vec![
+        tokio::spawn(watch_leadership(node.clone())),
+        tokio::spawn(expire_leases(node.clone())),
+        tokio::spawn(node.clone().publish_self()),
+    ];
+    info!(client_urls = %cfg.advertise_client_urls.join(","), peer_urls = %cfg.advertise_peer_urls.join(","), "serving");
+
+    let _ = shutdown.wait_for(|s| *s).await;
+    info!("shutting down");
+    for t in background {
+        t.abort();
+    }
+    if let Err(e) = node.raft.shutdown().await {
+        error!(error = %e, "raft shutdown");
+    }
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(Err(e)) = r {
+            warn!(error = %e, "server stopped with an error");
+        }
+    }
+    let _ = db.flush_wal(true);
+    info!("stopped");
+    Ok(())
+}
+
+/// Follows Raft's view of leadership: logs changes and arms or disarms lease expiry.
+async fn watch_leadership(node: Arc<Node>) {
+    let mut metrics = node.raft.metrics();
+    let mut last = (None, false);
+    loop {
+        let (leader, term, leading) = {
+            let m = metrics.borrow_and_update();
+            (m.current_leader, m.current_term, m.state == ServerState::Leader)
+        };
+        if (leader, leading) != last {
+            match leader {
+                Some(l) => info!(leader = %format!("{l:x}"), term, this_member = leading, "leader changed"),
+                None => info!(term, "no leader"),
+            }
+            if leading && !last.1 {
+                node.store.lessor.promote();
+            } else if !leading && last.1 {
+                node.store.lessor.demote();
+            }
+            last = (leader, leading);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// On the leader, revokes leases whose deadline passed, through the log.
+async fn expire_leases(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        for id in node.store.lessor.expired(Duration::from_secs(3)) {
+            let node = node.clone();
+            tokio::spawn(async move {
+                match node.propose(Command::LeaseRevoke { id }).await.map(|a| a.output) {
+                    Ok(Ok(_)) => info!(lease = %format!("{id:x}"), "lease expired"),
+                    Ok(Err(crate::error::KvError::LeaseNotFound)) => {}
+                    Ok(Err(e)) | Err(e) => warn!(lease = %format!("{id:x}"), error = %e, "revoking expired lease failed"),
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! `Node`: one running member as the services see it. It owns the Raft handle and the
+//! store, and it is the one place that knows how to reach the leader: proposals, read
+//! barriers, lease keep-alives and membership changes run locally on the leader and are
+//! forwarded to it from followers, with one retry policy for all of them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use proto::etcdserverpb::ResponseHeader;
+use tracing::{info, warn};
+
+use crate::config::KvConfig;
+use crate::error::KvError;
+use crate::raft::calls::{ClusterInfo, MemberInfo, PeerCall, PeerReply};
+use crate::raft::network::Peers;
+use crate::raft::types::{Applied, Command, Member, NodeId, Raft};
+use crate::storage::state_machine::{MemberAttrs, Store};
+
+pub struct Node {
+    pub id: NodeId,
+    pub cluster_id: u64,
+    pub config: KvConfig,
+    pub raft: Raft,
+    pub store: Arc<Store>,
+    pub peers: Peers,
+}
+
+/// Where the leader is, as this member knows it.
+enum Leader {
+    Me,
+    Remote(String),
+    Unknown,
+}
+
+impl Node {
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        let term = self.raft.metrics().borrow().current_term;
+        ResponseHeader { cluster_id: self.cluster_id, member_id: self.id, revision, raft_term: term }
+    }
+
+    fn leader(&self) -> Leader {
+        let m = self.raft.metrics().borrow().clone();
+        match m.current_leader {
+            Some(l) if l == self.id && m.state == ServerState::Leader => Leader::Me,
+            Some(l) => match m.membership_config.membership().get_node(&l).and_then(|n| n.peer_urls.first()) {
+                Some(url) => Leader::Remote(url.clone()),
+                None => Leader::Unknown,
+            },
+            None => Leader::Unknown,
+        }
+    }
+
+    pub fn leader_id(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Runs `local` if this member leads, or sends `call` to the leader; retries while there
+    /// is no leader or the leader moved, until the request timeout.
+    async fn on_leader<T, F, Fut>(&self, call: PeerCall, local: F, unpack: fn(PeerReply) -> Result<T, KvError>) -> Result<T, KvError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Retry>>,
+    {
+        let deadline = Instant::now() + self.config.request_timeout();
+        let mut wait = Duration::from_millis(20);
+        loop {
+            let attempt = match self.leader() {
+                Leader::Me => match local().await {
+                    Ok(v) => return Ok(v),
+                    Err(Retry::Again) => None,
+                    Err(Retry::Fail(e)) => return Err(e),
+                },
+                Leader::Remote(url) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match self.peers.call(&url, &call, left.max(Duration::from_millis(100))).await {
+                        Ok(PeerReply::Error(KvError::NotLeader | KvError::NoLeader)) => None,
+                        Ok(reply) => return unpack(reply),
+                        Err(KvError::Timeout) => return Err(KvError::Timeout),
+                        Err(e) => Some(e),
+                    }
+                }
+                Leader::Unknown => None,
+            };
+            if Instant::now() + wait >= deadline {
+                return Err(match attempt {
+                    Some(KvError::Internal(_)) | None if self.leader_id().is_none() => KvError::NoLeader,
+                    _ => KvError::Timeout,
+                });
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Replicates a command and returns what applying it produced.
+    pub async fn propose(&self, cmd: Command) -> Result<Applied, KvError> {
+        self.on_leader(PeerCall::Propose(cmd.clone()), || self.propose_local(cmd.clone()), |r| match r {
+            PeerReply::Applied(a) => Ok(a),
+            PeerReply::Error(e) => Err(e),
+            other => Err(unexpected(other)),
+        })
+        .await
+    }
+
+    async fn propose_local(&self, cmd: Command) -> Result<Applied, Retry> {
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(Retry::Again),
+            Err(RaftError::APIError(e)) => Err(Retry::Fail(KvError::internal(e))),
+            Err(RaftError::Fatal(_)) => Err(Retry::Fail(KvError::Stopped)),
+        }
+    }
+
+    /// Serves a proposal forwarded by a follower (no further forwarding).
+    pub async fn propose_as_leader(&self, cmd: Command) -> PeerReply {
+        match self.propose_local(cmd).await {
+            Ok(a) => PeerReply::Applied(a),
+            Err(Retry::Again) => PeerReply::Error(KvError::NotLeader),
+            Err(Retry::Fail(e)) => PeerReply::Error(e),
+        }
+    }
+
+    /// Confirms leadership with a quorum; returns the log index a read must see.
+    pub async fn read_index_as_leader(&self) -> Result<u64, Retry> {
+        match self.raft.ensure_linearizable().await {
+            Ok(log_id) => Ok(log_id.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(_)) => Err(Retry::Again),
+            Err(RaftError::Fatal(_)) => Err(Retry::Fail(KvError::Stopped)),
+        }
+    }
+
+    /// The linearizable-read barrier: after it returns, this member's state machine has
+    /// applied everything committed before the call began.
+    pub async fn read_barrier(&self) -> Result<(), KvError> {
+        let index = self
+            .on_leader(PeerCall::ReadIndex, || self.read_index_as_leader(), |r| match r {
+                PeerReply::ReadIndex(i) => Ok(i),
+                PeerReply::Error(e) => Err(e),
+                other => Err(unexpected(other)),
+            })
+            .await?;
+        if self.store.applied_index() >= index {
+            return Ok(());
+        }
+        self.raft
+            .wait(Some(self.config.request_timeout()))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map(|_| ())
+            .map_err(|_| KvError::Timeout)
+    }
+
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<Option<i64>, KvError> {
+        let store = self.store.clone();
+        self.on_leader(
+            PeerCall::LeaseKeepAlive { id },
+            || {
+                let store = store.clone();
+                async move { if store.lessor.is_leader() { Ok(store.lessor.keep_alive(id)) } else { Err(Retry::Again) } }
+            },
+            |r| match r {
+                PeerReply::KeepAlive(t) => Ok(t),
+                PeerReply::Error(e) => Err(e),
+                other => Err(unexpected(other)),
+            },
+        )
+        .await
+    }
+
+    pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<(i64, i64)>, KvError> {
+        let store = self.store.clone();
+        self.on_leader(
+            PeerCall::LeaseTimeToLive { id },
+            || {
+                let store = store.clone();
+                async move { if store.lessor.is_leader() { Ok(store.lessor.remaining(id)) } else { Err(Retry::Again) } }
+            },
+            |r| match r {
+                PeerReply::TimeToLive(t) => Ok(t),
+                PeerReply::Error(e) => Err(e),
+                other => Err(unexpected(other)),
+            },
+        )
+        .await
+    }
+
+    /// Membership as applied here, with each member's published name and client URLs.
+    pub fn cluster_info(&self) -> ClusterInfo {
+        let st = self.store.state();
+        let m = st.membership.membership();
+        let voters: BTreeSet<NodeId> = m.voter_ids().collect();
+        let members = m
+            .nodes()
+            .map(|(id, node)| {
+                let attrs = st.members.get(id).cloned().unwrap_or_default();
+                MemberInfo {
+                    id: *id,
+                    name: attrs.name,
+                    peer_urls: node.peer_urls.clone(),
+                    client_urls: attrs.client_urls,
+                    learner: !voters.contains(id),
+                }
+            })
+            .collect();
+        ClusterInfo { cluster_id: self.cluster_id, leader: self.leader_id(), members }
+    }
+
+    /// Runs a membership change on the leader.
+    pub async fn change_members(&self, call: PeerCall) -> Result<PeerReply, KvError> {
+        self.on_leader(call.clone(), || self.change_members_local(call.clone()), |r| match r {
+            PeerReply::Error(e) => Err(e),
+            other => Ok(other),
+        })
+        .await
+    }
+
+    pub async fn change_members_local(&self, call: PeerCall) -> Result<PeerReply, Retry> {
+        let info = self.cluster_info();
+        let find = |id: NodeId| info.members.iter().find(|m| m.id == id).cloned();
+        let fail = |e: KvError| Retry::Fail(e);
+        match call {
+            PeerCall::MemberAdd { peer_urls, learner } => {
+                if peer_urls.is_empty() || peer_urls.iter().any(|u| crate::config::parse_url(u).is_err()) {
+                    return Err(fail(KvError::MemberBadUrls));
+                }
+                if info.members.iter().any(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u))) {
+                    return Err(fail(KvError::PeerUrlExists));
+                }
+                let id = loop {
+                    let id = rand::random::<u64>();
+                    if id != 0 && find(id).is_none() {
+                        break id;
+                    }
+                };
+                let node = Member { peer_urls };
+                self.raft.add_learner(id, node, false).await.map_err(map_change_err)?;
+                if !learner {
+                    self.raft
+                        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(map_change_err)?;
+                }
+                info!(member = %format!("{id:x}"), learner, "member added");
+                Ok(PeerReply::MemberId(id))
+            }
+            PeerCall::MemberRemove { id } => {
+                let m = find(id).ok_or(fail(KvError::MemberNotFound))?;
+                // `retain = false`: a removed voter leaves the membership altogether.
+                let change = if m.learner {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                } else {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                };
+                self.raft.change_membership(change, false).await.map_err(map_change_err)?;
+                info!(member = %format!("{id:x}"), "member removed");
+                Ok(PeerReply::Done)
+            }
+            PeerCall::MemberPromote { id } => {
+                let m = find(id).ok_or(fail(KvError::MemberNotFound))?;
+                if !m.learner {
+                    return Err(fail(KvError::MemberNotLearner));
+                }
+                if !self.learner_ready(id) {
+                    return Err(fail(KvError::LearnerNotReady));
+                }
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    .await
+                    .map_err(map_change_err)?;
+                info!(member = %format!("{id:x}"), "member promoted");
+                Ok(PeerReply::Done)
+            }
+            PeerCall::MemberUpdate { id, peer_urls } => {
+                find(id).ok_or(fail(KvError::MemberNotFound))?;
+                if peer_urls.is_empty() || peer_urls.iter().any(|u| crate::config::parse_url(u).is_err()) {
+                    return Err(fail(KvError::MemberBadUrls));
+                }
+                self.raft
+                    .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, Member { peer_urls })])), false)
+                    .await
+                    .map_err(map_change_err)?;
+                Ok(PeerReply::Done)
+            }
+            other => Err(fail(unexpected_call(other))),
+        }
+    }
+
+    /// etcd's rule: a learner may be promoted once it has 90% of the leader's log.
+    fn learner_ready(&self, id: NodeId) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).cloned().flatten())
+            .map_or(0, |l| l.index);
+        matched as f64 >= last as f64 * 0.9
+    }
+
+    /// Publishes this member's name and client URLs once a leader accepts it.
+    pub async fn publish_self(self: Arc<Self>) {
+        let attrs = MemberAttrs { name: self.config.name.clone(), client_urls: self.config.advertise_client_urls.clone() };
+        loop {
+            if self.store.state().members.get(&self.id) == Some(&attrs) {
+                return;
+            }
+            let cmd = Command::PublishMember { id: self.id, name: attrs.name.clone(), client_urls: attrs.client_urls.clone() };
+            match self.propose(cmd).await {
+                Ok(_) => return,
+                Err(KvError::Stopped) => return,
+                Err(e) => {
+                    warn!(error = %e, "publishing member attributes failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
+/// The outcome of one attempt on the leader.
+pub enum Retry {
+    /// Not (or no longer) the leader: look for the leader again.
+    Again,
+    Fail(KvError),
+}
+
+fn map_change_err(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> Retry {
+    match e {
+        RaftError::Fatal(_) => Retry::Fail(KvError::Stopped),
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Retry::Again,
+        RaftError::APIError(e) => Retry::Fail(KvError::Internal(format!("membership change: {e}"))),
+    }
+}
+
+fn unexpected(reply: PeerReply) -> KvError {
+    KvError::Internal(format!("unexpected peer reply {reply:?}"))
+}
+
+fn unexpected_call(call: PeerCall) -> KvError {
+    KvError::Internal(format!("not a membership change: {call:?}"))
+}

@@ -1,0 +1,70 @@
+//! The peer service: receives Raft RPCs and the internal calls of other members.
+
+use std::sync::Arc;
+
+use proto::peer::peer_server::Peer;
+use proto::peer::Payload;
+use tonic::{Request, Response, Status};
+
+use super::node::{Node, Retry};
+use crate::raft::calls::{PeerCall, PeerReply};
+use crate::storage::db::{decode, encode};
+
+pub struct PeerService {
+    pub node: Arc<Node>,
+}
+
+fn bad(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("undecodable peer payload: {e}"))
+}
+
+fn reply<T: serde::Serialize>(v: &T) -> Result<Response<Payload>, Status> {
+    Ok(Response::new(Payload { data: encode(v) }))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn vote(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc = decode(&req.into_inner().data).map_err(bad)?;
+        reply(&self.node.raft.vote(rpc).await)
+    }
+
+    async fn append_entries(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc = decode(&req.into_inner().data).map_err(bad)?;
+        reply(&self.node.raft.append_entries(rpc).await)
+    }
+
+    async fn install_snapshot(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc = decode(&req.into_inner().data).map_err(bad)?;
+        reply(&self.node.raft.install_snapshot(rpc).await)
+    }
+
+    async fn call(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let call: PeerCall = decode(&req.into_inner().data).map_err(bad)?;
+        let node = &self.node;
+        let not_leader = || PeerReply::Error(crate::error::KvError::NotLeader);
+        let out = match call {
+            PeerCall::Propose(cmd) => node.propose_as_leader(cmd).await,
+            PeerCall::ReadIndex => match node.read_index_as_leader().await {
+                Ok(i) => PeerReply::ReadIndex(i),
+                Err(Retry::Again) => not_leader(),
+                Err(Retry::Fail(e)) => PeerReply::Error(e),
+            },
+            PeerCall::LeaseKeepAlive { id } => match node.store.lessor.is_leader() {
+                true => PeerReply::KeepAlive(node.store.lessor.keep_alive(id)),
+                false => not_leader(),
+            },
+            PeerCall::LeaseTimeToLive { id } => match node.store.lessor.is_leader() {
+                true => PeerReply::TimeToLive(node.store.lessor.remaining(id)),
+                false => not_leader(),
+            },
+            PeerCall::ClusterInfo => PeerReply::ClusterInfo(node.cluster_info()),
+            change => match node.change_members_local(change).await {
+                Ok(r) => r,
+                Err(Retry::Again) => not_leader(),
+                Err(Retry::Fail(e)) => PeerReply::Error(e),
+            },
+        };
+        reply(&out)
+    }
+}

@@ -1,0 +1,334 @@
+//! etcd's Watch service. One task per stream serves all of that stream's watchers.
+//!
+//! Each watcher has the next revision it must deliver (`next_rev`). A synced watcher takes
+//! events from the shared broadcast (see `watch::hub`) and skips revisions below `next_rev`;
+//! an unsynced one (new with a past start revision, or its stream lagged, or a snapshot
+//! replaced the state) reads stored history from `next_rev` up to the current revision and
+//! then joins the broadcast. Since the broadcast receiver exists before any history read,
+//! nothing falls between the two and nothing is sent twice.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use proto::etcdserverpb::watch_request::RequestUnion;
+use proto::etcdserverpb::watch_server::Watch;
+use proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
+use proto::mvccpb::{event::EventType, Event};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::debug;
+
+use super::node::Node;
+use crate::mvcc::{ChangeKind, RangeEnd};
+use crate::storage::mvcc_store::HistoryEvent;
+use crate::watch::hub::HubMsg;
+
+/// Events read from history per step, so one catching-up watcher cannot starve the others.
+const HISTORY_BATCH: usize = 1000;
+/// Events sent in one response at most (a revision is never split).
+const MAX_EVENTS_PER_RESPONSE: usize = 1000;
+
+pub struct WatchService {
+    pub node: Arc<Node>,
+}
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+    async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+        let input = req.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        let hub = self.node.store.hub.subscribe();
+        let stream_rev = self.node.store.revisions().current;
+        let task = StreamTask {
+            node: self.node.clone(),
+            out: tx,
+            hub,
+            watchers: BTreeMap::new(),
+            next_auto_id: 0,
+            stream_rev,
+            progress_pending: false,
+        };
+        tokio::spawn(task.run(input));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+struct Watcher {
+    key: Vec<u8>,
+    end: RangeEnd,
+    prev_kv: bool,
+    no_put: bool,
+    no_delete: bool,
+    progress_notify: bool,
+    next_rev: i64,
+    synced: bool,
+}
+
+impl Watcher {
+    fn wants(&self, e: &HistoryEvent) -> bool {
+        if !self.end.contains(&self.key, &e.kv.key) {
+            return false;
+        }
+        match e.kind {
+            ChangeKind::Put => !self.no_put,
+            ChangeKind::Delete => !self.no_delete,
+        }
+    }
+
+    fn event(&self, e: &HistoryEvent) -> Event {
+        let kind = match e.kind {
+            ChangeKind::Put => EventType::Put,
+            ChangeKind::Delete => EventType::Delete,
+        };
+        Event { r#type: kind as i32, kv: Some(e.kv.clone()), prev_kv: if self.prev_kv { e.prev.clone() } else { None } }
+    }
+}
+
+struct StreamTask {
+    node: Arc<Node>,
+    out: mpsc::Sender<Result<WatchResponse, Status>>,
+    hub: broadcast::Receiver<HubMsg>,
+    watchers: BTreeMap<i64, Watcher>,
+    next_auto_id: i64,
+    /// Every event up to this revision has been delivered to every synced watcher.
+    stream_rev: i64,
+    /// A progress request waits for every watcher to be synced.
+    progress_pending: bool,
+}
+
+/// The client went away; the task ends.
+struct Closed;
+
+impl StreamTask {
+    async fn run(mut self, mut input: Streaming<WatchRequest>) {
+        let mut progress = tokio::time::interval(self.node.config.progress_notify);
+        progress.tick().await;
+        loop {
+            if self.catch_up_one().await.is_err() {
+                return;
+            }
+            let unsynced = self.watchers.values().any(|w| !w.synced);
+            let result = tokio::select! {
+                biased;
+                req = input.next() => match req {
+                    Some(Ok(req)) => self.handle(req).await,
+                    Some(Err(_)) | None => Err(Closed),
+                },
+                msg = self.hub.recv() => self.on_hub(msg).await,
+                _ = progress.tick() => self.notify_progress().await,
+                // Unsynced watchers make progress between other work.
+                _ = std::future::ready(()), if unsynced => Ok(()),
+            };
+            if result.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn send(&self, resp: WatchResponse) -> Result<(), Closed> {
+        self.out.send(Ok(resp)).await.map_err(|_| Closed)
+    }
+
+    fn header(&self, revision: i64) -> Option<proto::etcdserverpb::ResponseHeader> {
+        Some(self.node.header(revision))
+    }
+
+    async fn handle(&mut self, req: WatchRequest) -> Result<(), Closed> {
+        match req.request_union {
+            Some(RequestUnion::CreateRequest(c)) => self.create(c).await,
+            Some(RequestUnion::CancelRequest(c)) => {
+                if self.watchers.remove(&c.watch_id).is_some() {
+                    let resp = WatchResponse {
+                        header: self.header(self.node.store.revisions().current),
+                        watch_id: c.watch_id,
+                        canceled: true,
+                        ..Default::default()
+                    };
+                    self.send(resp).await?;
+                }
+                Ok(())
+            }
+            Some(RequestUnion::ProgressRequest(_)) => {
+                self.progress_pending = true;
+                self.flush_progress().await
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn create(&mut self, c: WatchCreateRequest) -> Result<(), Closed> {
+        let current = self.node.store.revisions().current;
+        let id = if c.watch_id != 0 {
+            c.watch_id
+        } else {
+            while self.watchers.contains_key(&self.next_auto_id) {
+                self.next_auto_id += 1;
+            }
+            self.next_auto_id
+        };
+        if self.watchers.contains_key(&id) || id < 0 {
+            let resp = WatchResponse {
+                header: self.header(current),
+                watch_id: id,
+                created: true,
+                canceled: true,
+                cancel_reason: "mvcc: duplicate watch ID provided on the WatchStream".into(),
+                ..Default::default()
+            };
+            return self.send(resp).await;
+        }
+        // filters: 0 = NOPUT, 1 = NODELETE
+        let (no_put, no_delete) = (c.filters.contains(&0), c.filters.contains(&1));
+        let start = if c.start_revision > 0 { c.start_revision } else { current + 1 };
+        let w = Watcher {
+            key: c.key,
+            end: RangeEnd::from_request(&c.range_end),
+            prev_kv: c.prev_kv,
+            no_put,
+            no_delete,
+            progress_notify: c.progress_notify,
+            next_rev: start,
+            synced: start > current,
+        };
+        debug!(watch_id = id, start, "watch created");
+        self.watchers.insert(id, w);
+        self.send(WatchResponse { header: self.header(current), watch_id: id, created: true, ..Default::default() })
+            .await
+    }
+
+    async fn on_hub(&mut self, msg: Result<HubMsg, broadcast::error::RecvError>) -> Result<(), Closed> {
+        match msg {
+            Ok(HubMsg::Events(ev)) => {
+                let mut outgoing = Vec::new();
+                for (id, w) in self.watchers.iter_mut() {
+                    if !w.synced || ev.revision < w.next_rev {
+                        continue;
+                    }
+                    let events: Vec<Event> = ev.events.iter().filter(|e| w.wants(e)).map(|e| w.event(e)).collect();
+                    w.next_rev = ev.revision + 1;
+                    if !events.is_empty() {
+                        outgoing.push((*id, events));
+                    }
+                }
+                self.stream_rev = self.stream_rev.max(ev.revision);
+                for (id, events) in outgoing {
+                    self.send(WatchResponse { header: self.header(ev.revision), watch_id: id, events, ..Default::default() })
+                        .await?;
+                }
+                Ok(())
+            }
+            Ok(HubMsg::Reset) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                // Fall back to history from where each watcher is.
+                for w in self.watchers.values_mut() {
+                    w.synced = false;
+                }
+                self.stream_rev = self.stream_rev.max(self.node.store.revisions().current);
+                Ok(())
+            }
+            Err(broadcast::error::RecvError::Closed) => Err(Closed),
+        }
+    }
+
+    /// Advances one unsynced watcher by up to `HISTORY_BATCH` events of history.
+    async fn catch_up_one(&mut self) -> Result<(), Closed> {
+        let Some((&id, _)) = self.watchers.iter().find(|(_, w)| !w.synced) else {
+            return self.flush_progress().await;
+        };
+        let store = self.node.store.clone();
+        let (read, revs) = {
+            let (view, revs) = store.read_view();
+            let w = &self.watchers[&id];
+            if w.next_rev < revs.compacted {
+                (None, revs)
+            } else {
+                (Some(view.history(w.next_rev, revs.current, HISTORY_BATCH)), revs)
+            }
+        };
+        let Some(read) = read else {
+            self.watchers.remove(&id);
+            let resp = WatchResponse {
+                header: self.header(revs.current),
+                watch_id: id,
+                canceled: true,
+                compact_revision: revs.compacted,
+                cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
+                ..Default::default()
+            };
+            return self.send(resp).await;
+        };
+        let history = match read {
+            Ok(h) => h,
+            Err(e) => {
+                self.watchers.remove(&id);
+                let resp = WatchResponse {
+                    header: self.header(revs.current),
+                    watch_id: id,
+                    canceled: true,
+                    cancel_reason: e.to_string(),
+                    ..Default::default()
+                };
+                return self.send(resp).await;
+            }
+        };
+        let w = &self.watchers[&id];
+        let last_read = history.last().map(|e| e.revision);
+        let mut responses: Vec<WatchResponse> = Vec::new();
+        let mut batch: Vec<Event> = Vec::new();
+        let mut batch_rev = 0;
+        for (i, e) in history.iter().enumerate() {
+            if w.wants(e) {
+                batch.push(w.event(e));
+                batch_rev = e.revision;
+            }
+            let boundary = history.get(i + 1).is_none_or(|n| n.revision != e.revision);
+            if boundary && batch.len() >= MAX_EVENTS_PER_RESPONSE {
+                responses.push(WatchResponse {
+                    header: self.header(batch_rev),
+                    watch_id: id,
+                    events: std::mem::take(&mut batch),
+                    ..Default::default()
+                });
+            }
+        }
+        if !batch.is_empty() {
+            responses.push(WatchResponse { header: self.header(batch_rev), watch_id: id, events: batch, ..Default::default() });
+        }
+        // A short read reached the current revision: the watcher joins the live stream.
+        let done = history.len() < HISTORY_BATCH || last_read.is_none_or(|r| r >= revs.current);
+        let next = if done { revs.current + 1 } else { last_read.map_or(revs.current + 1, |r| r + 1) };
+        if let Some(w) = self.watchers.get_mut(&id) {
+            w.next_rev = w.next_rev.max(next);
+            w.synced = done;
+        }
+        for r in responses {
+            self.send(r).await?;
+        }
+        Ok(())
+    }
+
+    /// Answers a pending progress request once every watcher is synced, with the revision
+    /// up to which every event has been sent (etcd sends it with watch ID -1).
+    async fn flush_progress(&mut self) -> Result<(), Closed> {
+        if !self.progress_pending || self.watchers.values().any(|w| !w.synced) {
+            return Ok(());
+        }
+        self.progress_pending = false;
+        let resp = WatchResponse { header: self.header(self.stream_rev), watch_id: -1, ..Default::default() };
+        self.send(resp).await
+    }
+
+    /// Periodic progress notifications for synced watchers that asked for them.
+    async fn notify_progress(&mut self) -> Result<(), Closed> {
+        let ids: Vec<i64> = self.watchers.iter().filter(|(_, w)| w.synced && w.progress_notify).map(|(id, _)| *id).collect();
+        for id in ids {
+            self.send(WatchResponse { header: self.header(self.stream_rev), watch_id: id, ..Default::default() }).await?;
+        }
+        Ok(())
+    }
+}

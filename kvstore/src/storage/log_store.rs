@@ -1,0 +1,203 @@
+//! The Raft log and vote in RocksDB (openraft's `RaftLogStorage`).
+//!
+//! Durability contract: the vote is synced before `save_vote` returns; appended entries are
+//! written (readable) before `append` returns and openraft is told they are flushed only
+//! after a WAL sync that covers them. The sync runs on its own thread and serves every append
+//! that arrived while the previous sync ran: one fsync for many entries (group commit).
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, OptionalSend, StorageIOError, Vote};
+use rocksdb::{WriteBatch, WriteOptions, DB};
+
+use super::db::{cf, decode, encode, CF_LOG, CF_RAFT};
+use crate::raft::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
+
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_PURGED: &[u8] = b"last_purged";
+const KEY_COMMITTED: &[u8] = b"committed";
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn read_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::new(ErrorSubject::Logs, ErrorVerb::Read, openraft::AnyError::new(&e)).into()
+}
+
+fn write_err(subject: ErrorSubject<NodeId>, e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::new(subject, ErrorVerb::Write, openraft::AnyError::new(&e)).into()
+}
+
+#[derive(Clone)]
+pub struct LogReader {
+    db: Arc<DB>,
+}
+
+impl RaftLogReader<TypeConfig> for LogReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        read_entries(&self.db, range)
+    }
+}
+
+fn read_entries(db: &DB, range: impl RangeBounds<u64>) -> Result<Vec<Entry>, StorageError> {
+    let start = match range.start_bound() {
+        Bound::Included(i) => *i,
+        Bound::Excluded(i) => i.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let mut it = db.raw_iterator_cf(cf(db, CF_LOG));
+    it.seek(index_key(start));
+    let mut out = Vec::new();
+    while it.valid() {
+        let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+        let index = u64::from_be_bytes(k.try_into().map_err(|_| read_err(std::io::Error::other("bad log key")))?);
+        if !range.contains(&index) {
+            break;
+        }
+        out.push(decode::<Entry>(v).map_err(read_err)?);
+        it.next();
+    }
+    it.status().map_err(read_err)?;
+    Ok(out)
+}
+
+/// Requests for the sync thread.
+type FlushRequest = LogFlushed<TypeConfig>;
+
+pub struct LogStore {
+    db: Arc<DB>,
+    flusher: mpsc::Sender<FlushRequest>,
+}
+
+impl LogStore {
+    pub fn new(db: Arc<DB>) -> Self {
+        let (tx, rx) = mpsc::channel::<FlushRequest>();
+        let sync_db = db.clone();
+        std::thread::Builder::new()
+            .name("raft-log-sync".into())
+            .spawn(move || group_commit(sync_db, rx))
+            .unwrap_or_else(|e| panic!("cannot start the log sync thread: {e}"));
+        LogStore { db, flusher: tx }
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+        match self.db.get_cf(cf(&self.db, CF_RAFT), key).map_err(read_err)? {
+            Some(v) => Ok(Some(decode(&v).map_err(read_err)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The sync loop: wait for one request, take every request queued behind it, sync the WAL
+/// once, then answer them all.
+fn group_commit(db: Arc<DB>, rx: mpsc::Receiver<FlushRequest>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let result = db.flush_wal(true);
+        for cb in batch {
+            let r = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            cb.log_io_completed(r);
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        read_entries(&self.db, range)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogReader;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id: Option<LogId> = self.get_meta(KEY_PURGED)?;
+        let mut it = self.db.raw_iterator_cf(cf(&self.db, CF_LOG));
+        it.seek_to_last();
+        let last_log_id = match it.value() {
+            Some(v) => Some(decode::<Entry>(v).map_err(read_err)?.log_id),
+            None => last_purged_log_id,
+        };
+        it.status().map_err(read_err)?;
+        Ok(LogState { last_purged_log_id, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        LogReader { db: self.db.clone() }
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf(&self.db, CF_RAFT), KEY_VOTE, encode(vote));
+        self.db.write_opt(batch, &opts).map_err(|e| write_err(ErrorSubject::Vote, e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
+        self.get_meta(KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not synced: losing it only means re-learning the commit index from the leader.
+        self.db
+            .put_cf(cf(&self.db, CF_RAFT), KEY_COMMITTED, encode(&committed))
+            .map_err(|e| write_err(ErrorSubject::Store, e))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let log = cf(&self.db, CF_LOG);
+        let mut batch = WriteBatch::default();
+        for e in entries {
+            batch.put_cf(log, index_key(e.log_id.index), encode(&e));
+        }
+        // Unsynced write: readable now, durable at the next WAL sync.
+        let mut opts = WriteOptions::default();
+        opts.set_sync(false);
+        self.db.write_opt(batch, &opts).map_err(|e| write_err(ErrorSubject::Logs, e))?;
+        self.flusher
+            .send(callback)
+            .map_err(|_| write_err(ErrorSubject::Logs, std::io::Error::other("log sync thread stopped")))
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(cf(&self.db, CF_LOG), index_key(log_id.index), index_key(u64::MAX));
+        batch.delete_cf(cf(&self.db, CF_LOG), index_key(u64::MAX));
+        self.db.write(batch).map_err(|e| write_err(ErrorSubject::Logs, e))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // The state the purged entries produced must be on disk before they go.
+        self.db.flush_wal(true).map_err(|e| write_err(ErrorSubject::Store, e))?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf(&self.db, CF_RAFT), KEY_PURGED, encode(&log_id));
+        batch.delete_range_cf(cf(&self.db, CF_LOG), index_key(0), index_key(log_id.index + 1));
+        self.db.write(batch).map_err(|e| write_err(ErrorSubject::Logs, e))
+    }
+}

@@ -1,0 +1,13 @@
+//! Everything a member keeps on disk, in one RocksDB database (see `db`).
+//!
+//! - `db`: data directory, identity, column families, encoding.
+//! - `log_store`: the Raft log and vote, with group commit.
+//! - `mvcc_store`: the MVCC key space, leases, history, compaction, hash.
+//! - `state_machine`: applying entries, and `Store`, the read handle.
+//! - `snapshot`: the snapshot file format.
+
+pub mod db;
+pub mod log_store;
+pub mod mvcc_store;
+pub mod snapshot;
+pub mod state_machine;

@@ -1,0 +1,51 @@
+//! `flotilla <component>`: one binary for every Flotilla component.
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "flotilla", version, about = "A container orchestrator with its own Raft key-value store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Component,
+}
+
+#[derive(Subcommand)]
+enum Component {
+    /// Run a kvstore member (etcd v3 API; etcd's flag names).
+    Kvstore(kvstore::KvFlags),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")))
+        .with_target(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Component::Kvstore(flags) => {
+                let cfg = flags.validate()?;
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    let _ = tx.send(true);
+                });
+                kvstore::server::run(cfg, rx).await?;
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

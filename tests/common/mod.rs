@@ -1,0 +1,256 @@
+//! Test harness: real `flotilla kvstore` processes on loopback, each test with its own
+//! ports and data directories, and helpers that wait on conditions with deadlines.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, ConnectOptions};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
+
+/// A free loopback port (the OS picks; the listener is closed before the member binds).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Member {
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub members: Vec<Member>,
+    pub args: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `n` members at once, as three operators would, and waits for a leader.
+    pub async fn start(n: usize, args: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = Cluster { dir, members: Vec::new(), args: args.iter().map(|s| s.to_string()).collect() };
+        for i in 0..n {
+            c.add_member_slot(&format!("n{}", i + 1));
+        }
+        for i in 0..n {
+            c.spawn(i, "new");
+        }
+        c.wait_leader(Duration::from_secs(20)).await;
+        c
+    }
+
+    /// Reserves ports and a data directory for a member (not started).
+    pub fn add_member_slot(&mut self, name: &str) -> usize {
+        let m = Member {
+            name: name.to_string(),
+            client_port: free_port(),
+            peer_port: free_port(),
+            data_dir: self.dir.path().join(name),
+            log: self.dir.path().join(format!("{name}.log")),
+            child: None,
+        };
+        self.members.push(m);
+        self.members.len() - 1
+    }
+
+    pub fn initial_cluster(&self, idx: &[usize]) -> String {
+        idx.iter()
+            .map(|&i| format!("{}={}", self.members[i].name, self.members[i].peer_url()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().filter(|m| m.child.is_some()).map(|m| m.endpoint()).collect()
+    }
+
+    /// Starts member `i` with `--initial-cluster` listing every member slot so far.
+    pub fn spawn(&mut self, i: usize, state: &str) {
+        let all: Vec<usize> = (0..self.members.len()).collect();
+        let initial = self.initial_cluster(&all);
+        self.spawn_with(i, state, &initial);
+    }
+
+    pub fn spawn_with(&mut self, i: usize, state: &str, initial_cluster: &str) {
+        let m = &self.members[i];
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log).expect("log file");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("kvstore")
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(&m.data_dir)
+            .args(["--listen-client-urls", &m.client_url()])
+            .args(["--advertise-client-urls", &m.client_url()])
+            .args(["--listen-peer-urls", &m.peer_url()])
+            .args(["--initial-advertise-peer-urls", &m.peer_url()])
+            .args(["--initial-cluster", initial_cluster])
+            .args(["--initial-cluster-state", state])
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(&self.args)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        let child = cmd.spawn().expect("spawn flotilla");
+        self.members[i].child = Some(child);
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn terminate(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let mut c = self.members[i].child.take()?;
+        let pid = c.id() as i32;
+        send_signal(pid, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+
+    pub async fn client(&self, i: usize) -> Client {
+        connect(&[self.members[i].endpoint()]).await
+    }
+
+    /// A client that knows every running member.
+    pub async fn any_client(&self) -> Client {
+        connect(&self.endpoints()).await
+    }
+
+    /// Waits until every running member reports the same leader; returns its index.
+    pub async fn wait_leader(&self, within: Duration) -> usize {
+        let running: Vec<usize> = (0..self.members.len()).filter(|&i| self.members[i].child.is_some()).collect();
+        let leader = wait_for(within, "a leader that every running member agrees on", || async {
+            let mut seen = None;
+            for &i in &running {
+                let mut c = connect_once(&self.members[i].endpoint()).await?;
+                let st = c.status().await.ok()?;
+                if st.leader() == 0 || seen.is_some_and(|l| l != st.leader()) {
+                    return None;
+                }
+                seen = Some(st.leader());
+            }
+            seen
+        })
+        .await;
+        for &i in &running {
+            let mut c = self.client(i).await;
+            let st = c.status().await.expect("status");
+            if st.header().map(|h| h.member_id()) == Some(leader) {
+                return i;
+            }
+        }
+        panic!("leader {leader:x} is not a running member");
+    }
+
+    pub fn log_tail(&self, i: usize, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.members[i].log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// std has no signal API; `kill(1)` sends one without unsafe code.
+pub fn send_signal(pid: i32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let failing = std::thread::panicking();
+        for i in 0..self.members.len() {
+            self.kill(i);
+            if failing {
+                eprintln!("---- log of {} ----\n{}", self.members[i].name, self.log_tail(i, 40));
+            }
+        }
+    }
+}
+
+pub async fn connect_once(endpoint: &str) -> Option<Client> {
+    let opts = ConnectOptions::new().with_connect_timeout(Duration::from_millis(500)).with_timeout(Duration::from_secs(3));
+    Client::connect([endpoint], Some(opts)).await.ok()
+}
+
+pub async fn connect(endpoints: &[String]) -> Client {
+    let opts = ConnectOptions::new().with_connect_timeout(Duration::from_secs(2)).with_timeout(Duration::from_secs(15));
+    wait_for(Duration::from_secs(15), "a client connection", || async {
+        Client::connect(endpoints, Some(opts.clone())).await.ok()
+    })
+    .await
+}
+
+/// Polls `probe` until it yields a value or `within` passes (then panics naming `what`).
+pub async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn etcdctl(endpoints: &[String], args: &[&str]) -> std::process::Output {
+    Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", endpoints.join(",")))
+        .args(["--dial-timeout=3s", "--command-timeout=15s"])
+        .args(args)
+        .output()
+        .expect("etcdctl is installed (scripts/test installs Debian's etcd-client)")
+}
+
+/// Runs etcdctl and returns its stdout, failing the test with stderr if it failed.
+pub fn etcdctl_ok(endpoints: &[String], args: &[&str]) -> String {
+    let out = etcdctl(endpoints, args);
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}

@@ -1,0 +1,65 @@
+//! Leases with real processes: expiry deletes every attached key in one revision, keep-alive
+//! holds a lease, time-to-live reports keys, a leader change never expires a lease early.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{wait_for, Cluster};
+use etcd_client::{LeaseTimeToLiveOptions, PutOptions, WatchOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t10_expiry_deletes_all_keys_in_one_revision() {
+    let c = Cluster::start(3, &[]).await;
+    let mut kv = c.any_client().await;
+    let lease = kv.lease_grant(2, None).await.unwrap();
+    assert_eq!(lease.ttl(), 2);
+    for i in 0..5 {
+        kv.put(format!("l/{i}"), "x", Some(PutOptions::new().with_lease(lease.id()))).await.unwrap();
+    }
+    let ttl = kv.lease_time_to_live(lease.id(), Some(LeaseTimeToLiveOptions::new().with_keys())).await.unwrap();
+    assert_eq!(ttl.keys().len(), 5);
+    assert!(ttl.ttl() > 0 && ttl.ttl() <= 2);
+    let (_w, mut s) = kv.watch("l/", Some(WatchOptions::new().with_prefix())).await.unwrap();
+    assert!(s.message().await.unwrap().unwrap().created());
+    let resp = tokio::time::timeout(Duration::from_secs(15), s.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(resp.events().len(), 5, "all keys of the lease go in one revision");
+    let rev = resp.events()[0].kv().unwrap().mod_revision();
+    assert!(resp.events().iter().all(|e| e.kv().unwrap().mod_revision() == rev));
+    let gone = kv.lease_time_to_live(lease.id(), None).await.unwrap();
+    assert_eq!(gone.ttl(), -1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t20_keep_alive_holds_a_lease_across_a_leader_change() {
+    let mut c = Cluster::start(3, &[]).await;
+    let mut kv = c.any_client().await;
+    let lease = kv.lease_grant(4, None).await.unwrap();
+    kv.put("held", "x", Some(PutOptions::new().with_lease(lease.id()))).await.unwrap();
+    let (mut keeper, mut responses) = kv.lease_keep_alive(lease.id()).await.unwrap();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(6) {
+        keeper.keep_alive().await.unwrap();
+        let r = responses.message().await.unwrap().unwrap();
+        assert_eq!(r.ttl(), 4);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(kv.get("held", None).await.unwrap().kvs().len(), 1);
+
+    // Kill the leader: the new leader restarts the lease at its full TTL.
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    c.kill(leader);
+    c.wait_leader(Duration::from_secs(10)).await;
+    let mut kv = c.any_client().await;
+    let ttl = kv.lease_time_to_live(lease.id(), None).await.unwrap();
+    assert!(ttl.ttl() >= 3, "not shortened by the leader change: {}", ttl.ttl());
+    assert_eq!(kv.get("held", None).await.unwrap().kvs().len(), 1);
+    kv.lease_revoke(lease.id()).await.unwrap();
+    wait_for(Duration::from_secs(5), "revoked lease's key deleted", || {
+        let mut kv = kv.clone();
+        async move { kv.get("held", None).await.ok()?.kvs().is_empty().then_some(()) }
+    })
+    .await;
+    let leases = kv.leases().await.unwrap();
+    assert!(leases.leases().is_empty());
+}
