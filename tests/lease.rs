@@ -20,7 +20,7 @@ async fn t10_expiry_deletes_all_keys_in_one_revision() {
     let ttl = kv.lease_time_to_live(lease.id(), Some(LeaseTimeToLiveOptions::new().with_keys())).await.unwrap();
     assert_eq!(ttl.keys().len(), 5);
     assert!(ttl.ttl() > 0 && ttl.ttl() <= 2);
-    let (_w, mut s) = kv.watch("l/", Some(WatchOptions::new().with_prefix())).await.unwrap();
+    let mut s = kv.watch("l/", Some(WatchOptions::new().with_prefix())).await.unwrap();
     assert!(s.message().await.unwrap().unwrap().created());
     let resp = tokio::time::timeout(Duration::from_secs(15), s.message()).await.unwrap().unwrap().unwrap();
     assert_eq!(resp.events().len(), 5, "all keys of the lease go in one revision");

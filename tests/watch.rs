@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::Cluster;
-use etcd_client::{EventType, WatchOptions, WatchResponse, WatchStream};
+use etcd_client::{EventType, WatchFilterType, WatchOptions, WatchResponse, WatchStream};
 
 async fn next(stream: &mut WatchStream) -> WatchResponse {
     tokio::time::timeout(Duration::from_secs(10), stream.message())
@@ -39,7 +39,7 @@ async fn t10_resumed_watch_misses_nothing_and_repeats_nothing() {
     // A watcher on a follower sees part of the stream, then its connection goes away.
     let leader = c.wait_leader(Duration::from_secs(10)).await;
     let mut w = c.client((leader + 1) % 3).await;
-    let (_watcher, mut stream) = w.watch("w/", Some(WatchOptions::new().with_prefix().with_start_revision(first))).await.unwrap();
+    let mut stream = w.watch("w/", Some(WatchOptions::new().with_prefix().with_start_revision(first))).await.unwrap();
     assert!(next(&mut stream).await.created());
     for i in 1..40 {
         kv.put(format!("w/{i}"), format!("{i}"), None).await.unwrap();
@@ -54,7 +54,7 @@ async fn t10_resumed_watch_misses_nothing_and_repeats_nothing() {
 
     // Reconnect to another member from last + 1.
     let mut w2 = c.client((leader + 2) % 3).await;
-    let (_w2, mut s2) = w2.watch("w/", Some(WatchOptions::new().with_prefix().with_start_revision(last + 1))).await.unwrap();
+    let mut s2 = w2.watch("w/", Some(WatchOptions::new().with_prefix().with_start_revision(last + 1))).await.unwrap();
     assert!(next(&mut s2).await.created());
     let rest = collect(&mut s2, 60 - seen.len()).await;
     let all: Vec<(i64, String)> = seen.into_iter().chain(rest).collect();
@@ -70,7 +70,7 @@ async fn t20_txn_events_arrive_together_with_prev_kv_and_filters() {
     let mut kv = c.client(0).await;
     kv.put("a/1", "old", None).await.unwrap();
     let mut w = c.client(0).await;
-    let (_w, mut s) = w.watch("a/", Some(WatchOptions::new().with_prefix().with_prev_key())).await.unwrap();
+    let mut s = w.watch("a/", Some(WatchOptions::new().with_prefix().with_prev_key())).await.unwrap();
     assert!(next(&mut s).await.created());
     let txn = etcd_client::Txn::new().and_then([
         etcd_client::TxnOp::put("a/1", "new", None),
@@ -83,7 +83,7 @@ async fn t20_txn_events_arrive_together_with_prev_kv_and_filters() {
     let e0 = &resp.events()[0];
     assert_eq!(e0.prev_kv().unwrap().value(), b"old");
 
-    let (_w2, mut nodel) = w.watch("a/", Some(WatchOptions::new().with_prefix().with_filter_delete())).await.unwrap();
+    let mut nodel = w.watch("a/", Some(WatchOptions::new().with_prefix().with_filters([WatchFilterType::NoDelete]))).await.unwrap();
     assert!(next(&mut nodel).await.created());
     kv.delete("a/1", None).await.unwrap();
     kv.put("a/9", "9", None).await.unwrap();
@@ -101,7 +101,7 @@ async fn t30_compacted_start_cancels_with_compact_revision_and_progress_is_repor
     let rev = kv.get("c", None).await.unwrap().header().unwrap().revision();
     kv.compact(rev - 2, None).await.unwrap();
     let mut w = c.client(0).await;
-    let (_w, mut s) = w.watch("c", Some(WatchOptions::new().with_start_revision(rev - 5))).await.unwrap();
+    let mut s = w.watch("c", Some(WatchOptions::new().with_start_revision(rev - 5))).await.unwrap();
     let mut resp = next(&mut s).await;
     if resp.created() && !resp.canceled() {
         resp = next(&mut s).await;
@@ -110,9 +110,9 @@ async fn t30_compacted_start_cancels_with_compact_revision_and_progress_is_repor
     assert_eq!(resp.compact_revision(), rev - 2);
 
     // A progress request answers with a revision up to which everything was delivered.
-    let (mut watcher, mut s) = w.watch("c", None).await.unwrap();
+    let mut s = w.watch("c", None).await.unwrap();
     assert!(next(&mut s).await.created());
-    watcher.request_progress().await.unwrap();
+    s.request_progress().await.unwrap();
     let p = next(&mut s).await;
     assert!(p.events().is_empty());
     assert_eq!(p.header().unwrap().revision(), rev);
@@ -124,13 +124,13 @@ async fn t40_many_watchers_and_a_stalled_one_do_not_block_writes() {
     let mut kv = c.client(0).await;
     let mut w = c.client(0).await;
     // 500 watchers on one stream, 1 stalled stream that never reads.
-    let (mut watcher, mut stream) = w.watch("m/0", None).await.unwrap();
+    let mut stream = w.watch("m/0", None).await.unwrap();
     assert!(next(&mut stream).await.created());
     for i in 1..500 {
-        watcher.watch(format!("m/{i}"), None).await.unwrap();
+        stream.watch(format!("m/{i}"), None).await.unwrap();
     }
     let mut stalled_client = c.client(0).await;
-    let (_stalled, _stalled_stream) = stalled_client.watch("m/", Some(WatchOptions::new().with_prefix())).await.unwrap();
+    let _stalled_stream = stalled_client.watch("m/", Some(WatchOptions::new().with_prefix())).await.unwrap();
     let big = vec![b'v'; 2000];
     for round in 0..6 {
         for i in (0..500).step_by(50) {

@@ -107,7 +107,7 @@ impl Cluster {
             .args(["--initial-cluster-state", state])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(&self.args)
-            .env("RUST_LOG", "info,openraft=warn")
+            .env("RUST_LOG", "info,openraft=error")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
@@ -148,11 +148,13 @@ impl Cluster {
         connect(&self.endpoints()).await
     }
 
-    /// Waits until every running member reports the same leader; returns its index.
+    /// Waits until every running member reports the same leader, itself running; returns
+    /// its index.
     pub async fn wait_leader(&self, within: Duration) -> usize {
         let running: Vec<usize> = (0..self.members.len()).filter(|&i| self.members[i].child.is_some()).collect();
-        let leader = wait_for(within, "a leader that every running member agrees on", || async {
+        wait_for(within, "a running leader that every running member agrees on", || async {
             let mut seen = None;
+            let mut leader_idx = None;
             for &i in &running {
                 let mut c = connect_once(&self.members[i].endpoint()).await?;
                 let st = c.status().await.ok()?;
@@ -160,18 +162,13 @@ impl Cluster {
                     return None;
                 }
                 seen = Some(st.leader());
+                if st.header().map(|h| h.member_id()) == Some(st.leader()) {
+                    leader_idx = Some(i);
+                }
             }
-            seen
+            leader_idx
         })
-        .await;
-        for &i in &running {
-            let mut c = self.client(i).await;
-            let st = c.status().await.expect("status");
-            if st.header().map(|h| h.member_id()) == Some(leader) {
-                return i;
-            }
-        }
-        panic!("leader {leader:x} is not a running member");
+        .await
     }
 
     pub fn log_tail(&self, i: usize, lines: usize) -> String {
