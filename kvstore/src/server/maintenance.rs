@@ -10,6 +10,7 @@ use proto::etcdserverpb::{
     DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
     MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -139,27 +140,45 @@ impl Maintenance for MaintenanceService {
         .map_err(KvError::internal)?
         .map_err(KvError::internal)?;
         let mut file = tokio::fs::File::open(&path).await.map_err(KvError::internal)?;
-        let total = file.metadata().await.map_err(KvError::internal)?.len();
+        let size = file.metadata().await.map_err(KvError::internal)?.len();
         let _ = tokio::fs::remove_file(&path).await; // the open handle keeps the data
+        // As etcd does, the stream is padded to a multiple of 512 bytes and ends with the
+        // SHA-256 of what precedes it; etcdctl checks for that trailer.
+        let padded = size.div_ceil(512) * 512;
+        let total = padded + 32;
         let header = self.header();
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
+            let mut sha = Sha256::new();
             let mut sent = 0u64;
-            loop {
+            while sent < total {
                 let mut buf = vec![0u8; SNAPSHOT_CHUNK];
-                let n = match file.read(&mut buf).await {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) => {
-                        let _ = tx.send(Err(KvError::internal(e).to_status())).await;
-                        return;
+                let n = if sent < size {
+                    match file.read(&mut buf).await {
+                        Ok(0) => {
+                            let _ = tx.send(Err(KvError::internal("snapshot file shrank").to_status())).await;
+                            return;
+                        }
+                        Ok(n) => n,
+                        Err(e) => {
+                            let _ = tx.send(Err(KvError::internal(e).to_status())).await;
+                            return;
+                        }
                     }
+                } else if sent < padded {
+                    (padded - sent) as usize // zero padding
+                } else {
+                    buf[..32].copy_from_slice(&sha.clone().finalize());
+                    32
                 };
                 buf.truncate(n);
+                if sent < padded {
+                    sha.update(&buf);
+                }
                 sent += n as u64;
                 let resp = SnapshotResponse {
                     header: header.clone(),
-                    remaining_bytes: total.saturating_sub(sent),
+                    remaining_bytes: total - sent,
                     blob: buf,
                     version: ETCD_VERSION.into(),
                 };
