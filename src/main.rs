@@ -14,6 +14,14 @@ struct Cli {
 enum Component {
     /// Run a kvstore member (etcd v3 API; etcd's flag names).
     Kvstore(kvstore::KvFlags),
+    /// Create a member's data directory for a new cluster from a snapshot file (what
+    /// `etcdctl snapshot save` wrote); then start it with `kvstore` and the same flags.
+    SnapshotRestore {
+        /// The snapshot file.
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        flags: kvstore::KvFlags,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,6 +42,12 @@ fn main() -> anyhow::Result<()> {
                     let _ = tx.send(true);
                 });
                 kvstore::server::run(cfg, rx).await?;
+                Ok(())
+            }
+            Component::SnapshotRestore { file, flags } => {
+                let cfg = flags.validate()?;
+                let rows = kvstore::storage::restore::restore(&file, &cfg)?;
+                tracing::info!(rows, data_dir = %cfg.data_dir.display(), "restored");
                 Ok(())
             }
         }

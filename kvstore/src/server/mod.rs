@@ -58,12 +58,12 @@ pub enum StartError {
 
 /// Works out who this member is: from its data directory, or for a new member from the
 /// flags (`new`) or from the running cluster (`existing`).
-async fn identity(cfg: &KvConfig, dir: &DataDir, peers: &Peers) -> Result<(Identity, bool), StartError> {
+async fn identity(cfg: &KvConfig, dir: &DataDir, peers: &Peers) -> Result<Identity, StartError> {
     if let Some(id) = dir.identity()? {
         if id.name != cfg.name {
             warn!(stored = %id.name, flag = %cfg.name, "--name differs from the name this data directory was created with; keeping the stored identity");
         }
-        return Ok((id, false));
+        return Ok(id);
     }
     let identity = match cfg.cluster_state {
         ClusterState::New => {
@@ -77,9 +77,9 @@ async fn identity(cfg: &KvConfig, dir: &DataDir, peers: &Peers) -> Result<(Ident
         }
         ClusterState::Existing => join_existing(cfg, peers).await?,
     };
-    let identity = Identity { format: "flotilla-kvstore/1".into(), ..identity };
+    let identity = Identity { format: crate::storage::db::FORMAT.into(), ..identity };
     dir.write_identity(&identity)?;
-    Ok((identity, true))
+    Ok(identity)
 }
 
 async fn join_existing(cfg: &KvConfig, peers: &Peers) -> Result<Identity, StartError> {
@@ -133,7 +133,7 @@ pub async fn run(cfg: KvConfig, mut shutdown: signal::Receiver<bool>) -> Result<
     let peer_listeners = bind(&cfg.listen_peer).await?;
     let client_listeners = bind(&cfg.listen_client).await?;
     let peers = Peers::default();
-    let (ident, fresh) = identity(&cfg, &dir, &peers).await?;
+    let ident = identity(&cfg, &dir, &peers).await?;
     info!(name = %cfg.name, member = %format!("{:x}", ident.member_id), cluster = %format!("{:x}", ident.cluster_id), data_dir = %cfg.data_dir.display(), "starting member");
 
     let db = dir.open_db()?;
@@ -160,7 +160,10 @@ pub async fn run(cfg: KvConfig, mut shutdown: signal::Receiver<bool>) -> Result<
     .await
     .map_err(|e| StartError::Raft(e.to_string()))?;
 
-    if fresh && cfg.cluster_state == ClusterState::New {
+    // A member of a new cluster initialises Raft until that has happened once (a restored
+    // data directory has state but no Raft log yet).
+    let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))?;
+    if cfg.cluster_state == ClusterState::New && !initialized {
         let members: BTreeMap<u64, Member> = cfg
             .initial_cluster
             .iter()

@@ -30,7 +30,7 @@ pub const CF_META: &str = "meta";
 pub const STATE_CFS: [&str; 5] = [CF_KV, CF_REV, CF_LEASE, CF_LEASE_KEYS, CF_META];
 const ALL_CFS: [&str; 7] = [CF_LOG, CF_RAFT, CF_KV, CF_REV, CF_LEASE, CF_LEASE_KEYS, CF_META];
 
-const FORMAT: &str = "flotilla-kvstore/1";
+pub const FORMAT: &str = "flotilla-kvstore/1";
 
 /// Who this data directory belongs to, written when it is first initialised.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

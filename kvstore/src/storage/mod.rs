@@ -5,9 +5,13 @@
 //! - `mvcc_store`: the MVCC key space, leases, history, compaction, hash.
 //! - `state_machine`: applying entries, and `Store`, the read handle.
 //! - `snapshot`: the snapshot file format.
+//! - `restore`: seeding a new member from a snapshot file.
 
 pub mod db;
 pub mod log_store;
 pub mod mvcc_store;
+pub mod restore;
 pub mod snapshot;
 pub mod state_machine;
+#[cfg(test)]
+mod tests;

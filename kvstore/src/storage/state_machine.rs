@@ -28,13 +28,13 @@ use crate::raft::types::{
 };
 use crate::watch::hub::{HubMsg, RevisionEvents, WatchHub};
 
-const KEY_APPLIED: &[u8] = b"applied";
-const KEY_MEMBERSHIP: &[u8] = b"membership";
+pub(crate) const KEY_APPLIED: &[u8] = b"applied";
+pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_REVS: &[u8] = b"revisions";
-const KEY_ALARMS: &[u8] = b"alarms";
+pub(crate) const KEY_ALARMS: &[u8] = b"alarms";
 const KEY_COMPACTED_PHYSICALLY: &[u8] = b"compacted_physically";
-const KEY_INSTALLING: &[u8] = b"installing_snapshot";
-const MEMBER_PREFIX: &[u8] = b"member/";
+pub(crate) const KEY_INSTALLING: &[u8] = b"installing_snapshot";
+pub(crate) const MEMBER_PREFIX: &[u8] = b"member/";
 
 /// etcd's alarm types.
 pub const ALARM_NOSPACE: i32 = 1;
@@ -63,6 +63,18 @@ pub struct Store {
     pub hub: WatchHub,
     pub lessor: Lessor,
     compactor: mpsc::Sender<i64>,
+    compactor_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Store {
+    /// Stops the compactor, so the database is closed when the last handle goes.
+    fn drop(&mut self) {
+        let (tx, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.compactor, tx));
+        if let Some(t) = self.compactor_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
@@ -86,13 +98,15 @@ impl Store {
             hub: WatchHub::new(watch_capacity),
             lessor: Lessor::default(),
             compactor: tx,
+            compactor_thread: std::sync::Mutex::new(None),
         });
         store.reload()?;
         let bg = db.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("mvcc-compactor".into())
             .spawn(move || compactor_loop(bg, rx))
             .map_err(KvError::internal)?;
+        *store.compactor_thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         let st = store.state();
         let physical: i64 = store.meta(KEY_COMPACTED_PHYSICALLY)?.unwrap_or(0);
         if st.revs.compacted > physical {
@@ -125,7 +139,7 @@ impl Store {
         drop(it);
         let st = SmState {
             revs: self.meta(KEY_REVS)?.unwrap_or(Revisions { current: INITIAL_REVISION, compacted: 0 }),
-            applied: self.meta(KEY_APPLIED)?,
+            applied: self.meta::<Option<LogId>>(KEY_APPLIED)?.flatten(),
             membership: self.meta(KEY_MEMBERSHIP)?.unwrap_or_default(),
             alarms: self.meta(KEY_ALARMS)?.unwrap_or_default(),
             members,
@@ -445,19 +459,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
-        let mut file = *snapshot;
-        {
-            use tokio::io::AsyncWriteExt;
-            file.flush().await.map_err(|e| sm_err(ErrorVerb::Write, e))?;
-            file.sync_all().await.map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        }
-        drop(file);
+        // The data is whatever the handle holds (normally `incoming.tmp`, but openraft may
+        // hand over any snapshot file): copy it to a file of our own first.
+        let mut file = snapshot.into_std().await;
         let store = self.store.clone();
         let dir = self.snap_dir.clone();
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
+            let incoming = dir.join("received.tmp");
+            {
+                use std::io::{Seek, SeekFrom};
+                file.seek(SeekFrom::Start(0)).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+                let mut out = std::fs::File::create(&incoming).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                std::io::copy(&mut file, &mut out).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                out.sync_all().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            }
+            drop(file);
             let db = &store.db;
-            let incoming = incoming_path(&dir);
             snapshot::verify(&incoming).map_err(|e| sm_err(ErrorVerb::Read, e))?;
             let mut sync = WriteOptions::default();
             sync.set_sync(true);
@@ -471,6 +489,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             done.delete_cf(cf(db, CF_META), KEY_INSTALLING);
             db.write_opt(done, &sync).map_err(|e| sm_err(ErrorVerb::Write, e))?;
             publish_snapshot(&dir, &incoming, &meta).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            let _ = std::fs::remove_file(incoming_path(&dir));
             store.reload().map_err(|e| sm_err(ErrorVerb::Read, e))?;
             let st = store.state();
             let physical: i64 = store.meta(KEY_COMPACTED_PHYSICALLY).ok().flatten().unwrap_or(0);
