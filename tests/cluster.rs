@@ -11,7 +11,10 @@ use etcd_client::GetOptions;
 /// Reads `key` from member `i` without a round trip to the leader.
 async fn local_value(c: &Cluster, i: usize, key: &str) -> Option<Vec<u8>> {
     let mut m = common::connect_once(&c.members[i].endpoint()).await?;
-    let r = m.get(key, Some(GetOptions::new().with_serializable())).await.ok()?;
+    let r = m
+        .get(key, Some(GetOptions::new().with_serializable()))
+        .await
+        .ok()?;
     r.kvs().first().map(|kv| kv.value().to_vec())
 }
 
@@ -22,7 +25,9 @@ async fn t10_leader_sigkill_loses_no_acknowledged_write() {
     let mut kv = c.any_client().await;
     let mut acked = Vec::new();
     for i in 0..50 {
-        kv.put(format!("before/{i:03}"), format!("{i}"), None).await.unwrap();
+        kv.put(format!("before/{i:03}"), format!("{i}"), None)
+            .await
+            .unwrap();
         acked.push(format!("before/{i:03}"));
     }
     c.kill(leader);
@@ -30,21 +35,44 @@ async fn t10_leader_sigkill_loses_no_acknowledged_write() {
     assert_ne!(new_leader, leader);
     let mut kv = c.client(new_leader).await;
     for i in 0..50 {
-        kv.put(format!("after/{i:03}"), format!("{i}"), None).await.unwrap();
+        kv.put(format!("after/{i:03}"), format!("{i}"), None)
+            .await
+            .unwrap();
     }
-    let before = kv.get("before/", Some(GetOptions::new().with_prefix())).await.unwrap();
-    assert_eq!(before.kvs().len(), acked.len(), "every write acknowledged before the kill is readable");
+    let before = kv
+        .get("before/", Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    assert_eq!(
+        before.kvs().len(),
+        acked.len(),
+        "every write acknowledged before the kill is readable"
+    );
 
     // The killed member comes back with its data and catches up.
     c.spawn(leader, "new");
-    wait_for(Duration::from_secs(20), "restarted member to catch up", || local_value(&c, leader, "after/049")).await;
-    let rev = kv.get("after/049", None).await.unwrap().header().unwrap().revision();
+    wait_for(
+        Duration::from_secs(20),
+        "restarted member to catch up",
+        || local_value(&c, leader, "after/049"),
+    )
+    .await;
+    let rev = kv
+        .get("after/049", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
     let mut hashes = Vec::new();
     for i in 0..3 {
         let mut m = c.client(i).await;
         hashes.push(m.hash_kv(rev).await.unwrap().hash());
     }
-    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "members disagree: {hashes:?}");
+    assert!(
+        hashes.windows(2).all(|w| w[0] == w[1]),
+        "members disagree: {hashes:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,19 +92,48 @@ async fn t20_wiped_member_is_replaced_and_catches_up_through_a_snapshot() {
 
     // Enough writes that the log behind the snapshot is purged.
     for i in 0..200 {
-        kv_leader.put(format!("k/{i:03}"), vec![b'x'; 100], None).await.unwrap();
+        kv_leader
+            .put(format!("k/{i:03}"), vec![b'x'; 100], None)
+            .await
+            .unwrap();
     }
-    let added = kv_leader.member_add([c.members[victim].peer_url()], None).await.unwrap();
+    let added = kv_leader
+        .member_add([c.members[victim].peer_url()], None)
+        .await
+        .unwrap();
     let new_id = added.member().unwrap().id();
     assert_ne!(new_id, victim_id, "a re-added member gets a new ID");
     c.spawn(victim, "existing");
-    wait_for(Duration::from_secs(30), "replacement to catch up", || local_value(&c, victim, "k/199")).await;
+    wait_for(Duration::from_secs(30), "replacement to catch up", || {
+        local_value(&c, victim, "k/199")
+    })
+    .await;
     let log = std::fs::read_to_string(&c.members[victim].log).unwrap();
-    assert!(log.contains("snapshot installed"), "the replacement caught up through a snapshot:\n{log}");
+    assert!(
+        log.contains("snapshot installed"),
+        "the replacement caught up through a snapshot:\n{log}"
+    );
 
-    let rev = kv.get("k/199", None).await.unwrap().header().unwrap().revision();
+    let rev = kv
+        .get("k/199", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
     let mut rep = c.client(victim).await;
-    let count = rep.get("k/", Some(GetOptions::new().with_prefix().with_count_only().with_serializable())).await.unwrap();
+    let count = rep
+        .get(
+            "k/",
+            Some(
+                GetOptions::new()
+                    .with_prefix()
+                    .with_count_only()
+                    .with_serializable(),
+            ),
+        )
+        .await
+        .unwrap();
     assert_eq!(count.count(), 200);
     let h1 = kv_leader.hash_kv(rev).await.unwrap().hash();
     let h2 = wait_for(Duration::from_secs(10), "replacement hash", || {
@@ -87,13 +144,24 @@ async fn t20_wiped_member_is_replaced_and_catches_up_through_a_snapshot() {
     assert_eq!(h1, h2);
     let members = kv_leader.member_list().await.unwrap();
     assert_eq!(members.members().len(), 3);
-    let names: Vec<String> = wait_for(Duration::from_secs(10), "replacement to publish its name", || {
-        let mut kv = kv_leader.clone();
-        async move {
-            let names: Vec<String> = kv.member_list().await.ok()?.members().iter().map(|m| m.name().to_string()).collect();
-            names.iter().all(|n| !n.is_empty()).then_some(names)
-        }
-    })
+    let names: Vec<String> = wait_for(
+        Duration::from_secs(10),
+        "replacement to publish its name",
+        || {
+            let mut kv = kv_leader.clone();
+            async move {
+                let names: Vec<String> = kv
+                    .member_list()
+                    .await
+                    .ok()?
+                    .members()
+                    .iter()
+                    .map(|m| m.name().to_string())
+                    .collect();
+                names.iter().all(|n| !n.is_empty()).then_some(names)
+            }
+        },
+    )
     .await;
     assert!(names.contains(&c.members[victim].name));
 }
@@ -109,7 +177,10 @@ async fn t30_sigterm_is_a_clean_shutdown_and_data_survives() {
     c.spawn(0, "new");
     c.wait_leader(Duration::from_secs(10)).await;
     let mut kv = c.client(0).await;
-    assert_eq!(kv.get("durable", None).await.unwrap().kvs()[0].value(), b"yes");
+    assert_eq!(
+        kv.get("durable", None).await.unwrap().kvs()[0].value(),
+        b"yes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +196,10 @@ async fn t40_foreign_data_directory_is_refused() {
         .arg(&data)
         .args(["--listen-client-urls", &format!("http://127.0.0.1:{port}")])
         .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -141,7 +215,10 @@ async fn t40_foreign_data_directory_is_refused() {
         .arg(&data2)
         .args(["--listen-client-urls", &format!("http://127.0.0.1:{port}")])
         .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

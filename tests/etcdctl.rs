@@ -24,14 +24,30 @@ async fn t10_etcdctl_kv_txn_watch_compaction() {
     }
     let out = etcdctl_ok(&ep, &["get", "p/", "--prefix", "--keys-only"]);
     assert_eq!(lines(&out), ["p/a", "p/b", "p/c"]);
-    let out = etcdctl_ok(&ep, &["get", "p/", "--prefix", "--limit=2", "--sort-by=KEY", "--order=DESCEND"]);
+    let out = etcdctl_ok(
+        &ep,
+        &[
+            "get",
+            "p/",
+            "--prefix",
+            "--limit=2",
+            "--sort-by=KEY",
+            "--order=DESCEND",
+        ],
+    );
     assert_eq!(lines(&out), ["p/c", "3", "p/b", "2"]);
     let json = etcdctl_ok(&ep, &["get", "foo", "-w", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let rev = v["header"]["revision"].as_i64().unwrap();
     let foo_rev = v["kvs"][0]["mod_revision"].as_i64().unwrap();
     etcdctl_ok(&ep, &["put", "foo", "baz"]);
-    assert_eq!(lines(&etcdctl_ok(&ep, &["get", "foo", &format!("--rev={foo_rev}")])), ["foo", "bar"]);
+    assert_eq!(
+        lines(&etcdctl_ok(
+            &ep,
+            &["get", "foo", &format!("--rev={foo_rev}")]
+        )),
+        ["foo", "bar"]
+    );
     assert_eq!(etcdctl_ok(&ep, &["del", "p/a"]).trim(), "1");
 
     // txn from stdin: compares, then success ops, then failure ops.
@@ -43,11 +59,19 @@ async fn t10_etcdctl_kv_txn_watch_compaction() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"value(\"foo\") = \"baz\"\n\nput txn-key yes\n\nput txn-key no\n\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"value(\"foo\") = \"baz\"\n\nput txn-key yes\n\nput txn-key no\n\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("SUCCESS"), "{text}");
-    assert_eq!(lines(&etcdctl_ok(&ep, &["get", "txn-key"])), ["txn-key", "yes"]);
+    assert_eq!(
+        lines(&etcdctl_ok(&ep, &["get", "txn-key"])),
+        ["txn-key", "yes"]
+    );
 
     // watch --rev replays history then follows; it is killed once it printed enough.
     let mut watch = Command::new("etcdctl")
@@ -76,7 +100,10 @@ async fn t10_etcdctl_kv_txn_watch_compaction() {
     let got = reading.join().unwrap();
     assert_eq!(got, ["PUT", "foo", "bar", "PUT", "foo", "baz"]);
 
-    assert_eq!(etcdctl_ok(&ep, &["compaction", &rev.to_string()]).trim(), format!("compacted revision {rev}"));
+    assert_eq!(
+        etcdctl_ok(&ep, &["compaction", &rev.to_string()]).trim(),
+        format!("compacted revision {rev}")
+    );
     let out = etcdctl(&ep, &["get", "foo", &format!("--rev={}", rev - 1)]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("required revision has been compacted"));
@@ -94,7 +121,10 @@ async fn t20_etcdctl_leases_members_endpoints_snapshot() {
     let out = etcdctl_ok(&ep, &["lease", "keep-alive", "--once", &id]);
     assert!(out.contains("keepalived with TTL(60)"), "{out}");
     let out = etcdctl_ok(&ep, &["lease", "timetolive", &id, "--keys"]);
-    assert!(out.contains("granted with TTL(60s)") && out.contains("attached keys([leased])"), "{out}");
+    assert!(
+        out.contains("granted with TTL(60s)") && out.contains("attached keys([leased])"),
+        "{out}"
+    );
     let out = etcdctl_ok(&ep, &["lease", "list"]);
     assert!(out.contains("found 1 leases") && out.contains(&id), "{out}");
     assert!(etcdctl_ok(&ep, &["lease", "revoke", &id]).contains("revoked"));
@@ -103,9 +133,15 @@ async fn t20_etcdctl_leases_members_endpoints_snapshot() {
     let out = etcdctl_ok(&ep, &["member", "list"]);
     assert_eq!(lines(&out).len(), 3, "{out}");
     for m in &c.members {
-        assert!(out.contains(&m.name) && out.contains(&m.peer_url()) && out.contains(&m.client_url()), "{out}");
+        assert!(
+            out.contains(&m.name) && out.contains(&m.peer_url()) && out.contains(&m.client_url()),
+            "{out}"
+        );
     }
-    let out = etcdctl_ok(&ep, &["member", "add", "n4", "--peer-urls=http://127.0.0.1:1"]);
+    let out = etcdctl_ok(
+        &ep,
+        &["member", "add", "n4", "--peer-urls=http://127.0.0.1:1"],
+    );
     assert!(out.contains("added to cluster"), "{out}");
     let new_id = out.split_whitespace().nth(1).unwrap().to_string();
     let out = etcdctl_ok(&ep, &["member", "list"]);
@@ -119,15 +155,21 @@ async fn t20_etcdctl_leases_members_endpoints_snapshot() {
     // etcdctl 3.4 prints health to stderr.
     let out = etcdctl(&ep, &["endpoint", "health"]);
     assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.matches("is healthy").count(), 3, "{text}");
     let json = etcdctl_ok(&ep, &["endpoint", "status", "-w", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let arr = v.as_array().unwrap();
     assert_eq!(arr.len(), 3);
-    let leaders: Vec<u64> = arr.iter().map(|s| s["Status"]["leader"].as_u64().unwrap()).collect();
+    let leaders: Vec<u64> = arr
+        .iter()
+        .map(|s| s["Status"]["leader"].as_u64().unwrap())
+        .collect();
     assert!(leaders.iter().all(|l| *l == leaders[0] && *l != 0));
-    assert!(arr.iter().all(|s| s["Status"]["version"].as_str().unwrap().starts_with("3.5.")));
+    assert!(arr
+        .iter()
+        .all(|s| s["Status"]["version"].as_str().unwrap().starts_with("3.5.")));
 
     let snap = c.dir.path().join("backup.db");
     let out = etcdctl_ok(&ep[..1], &["snapshot", "save", snap.to_str().unwrap()]);

@@ -15,17 +15,40 @@ async fn t10_expiry_deletes_all_keys_in_one_revision() {
     let lease = kv.lease_grant(2, None).await.unwrap();
     assert_eq!(lease.ttl(), 2);
     for i in 0..5 {
-        kv.put(format!("l/{i}"), "x", Some(PutOptions::new().with_lease(lease.id()))).await.unwrap();
+        kv.put(
+            format!("l/{i}"),
+            "x",
+            Some(PutOptions::new().with_lease(lease.id())),
+        )
+        .await
+        .unwrap();
     }
-    let ttl = kv.lease_time_to_live(lease.id(), Some(LeaseTimeToLiveOptions::new().with_keys())).await.unwrap();
+    let ttl = kv
+        .lease_time_to_live(lease.id(), Some(LeaseTimeToLiveOptions::new().with_keys()))
+        .await
+        .unwrap();
     assert_eq!(ttl.keys().len(), 5);
     assert!(ttl.ttl() > 0 && ttl.ttl() <= 2);
-    let mut s = kv.watch("l/", Some(WatchOptions::new().with_prefix())).await.unwrap();
+    let mut s = kv
+        .watch("l/", Some(WatchOptions::new().with_prefix()))
+        .await
+        .unwrap();
     assert!(s.message().await.unwrap().unwrap().created());
-    let resp = tokio::time::timeout(Duration::from_secs(15), s.message()).await.unwrap().unwrap().unwrap();
-    assert_eq!(resp.events().len(), 5, "all keys of the lease go in one revision");
+    let resp = tokio::time::timeout(Duration::from_secs(15), s.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        resp.events().len(),
+        5,
+        "all keys of the lease go in one revision"
+    );
     let rev = resp.events()[0].kv().unwrap().mod_revision();
-    assert!(resp.events().iter().all(|e| e.kv().unwrap().mod_revision() == rev));
+    assert!(resp
+        .events()
+        .iter()
+        .all(|e| e.kv().unwrap().mod_revision() == rev));
     let gone = kv.lease_time_to_live(lease.id(), None).await.unwrap();
     assert_eq!(gone.ttl(), -1);
 }
@@ -35,7 +58,9 @@ async fn t20_keep_alive_holds_a_lease_across_a_leader_change() {
     let mut c = Cluster::start(3, &[]).await;
     let mut kv = c.any_client().await;
     let lease = kv.lease_grant(4, None).await.unwrap();
-    kv.put("held", "x", Some(PutOptions::new().with_lease(lease.id()))).await.unwrap();
+    kv.put("held", "x", Some(PutOptions::new().with_lease(lease.id())))
+        .await
+        .unwrap();
     let (mut keeper, mut responses) = kv.lease_keep_alive(lease.id()).await.unwrap();
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(6) {
@@ -52,13 +77,28 @@ async fn t20_keep_alive_holds_a_lease_across_a_leader_change() {
     c.wait_leader(Duration::from_secs(10)).await;
     let mut kv = c.any_client().await;
     let ttl = kv.lease_time_to_live(lease.id(), None).await.unwrap();
-    assert!(ttl.ttl() >= 3, "not shortened by the leader change: {}", ttl.ttl());
+    assert!(
+        ttl.ttl() >= 3,
+        "not shortened by the leader change: {}",
+        ttl.ttl()
+    );
     assert_eq!(kv.get("held", None).await.unwrap().kvs().len(), 1);
     kv.lease_revoke(lease.id()).await.unwrap();
-    wait_for(Duration::from_secs(5), "revoked lease's key deleted", || {
-        let mut kv = kv.clone();
-        async move { kv.get("held", None).await.ok()?.kvs().is_empty().then_some(()) }
-    })
+    wait_for(
+        Duration::from_secs(5),
+        "revoked lease's key deleted",
+        || {
+            let mut kv = kv.clone();
+            async move {
+                kv.get("held", None)
+                    .await
+                    .ok()?
+                    .kvs()
+                    .is_empty()
+                    .then_some(())
+            }
+        },
+    )
     .await;
     let leases = kv.leases().await.unwrap();
     assert!(leases.leases().is_empty());

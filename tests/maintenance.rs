@@ -24,8 +24,14 @@ async fn t10_quota_raises_nospace_and_disarm_after_compaction_restores_writes() 
         }
     }
     let refused = refused.expect("writes past the quota are refused");
-    assert!(refused.contains("etcdserver: mvcc: database space exceeded"), "{refused}");
-    let alarms = kv.alarm(AlarmAction::Get, AlarmType::None, None).await.unwrap();
+    assert!(
+        refused.contains("etcdserver: mvcc: database space exceeded"),
+        "{refused}"
+    );
+    let alarms = kv
+        .alarm(AlarmAction::Get, AlarmType::None, None)
+        .await
+        .unwrap();
     assert_eq!(alarms.alarms().len(), 1);
     assert_eq!(alarms.alarms()[0].alarm(), AlarmType::Nospace);
 
@@ -33,12 +39,20 @@ async fn t10_quota_raises_nospace_and_disarm_after_compaction_restores_writes() 
     assert!(kv.get("big/0", None).await.unwrap().kvs().len() == 1);
     let err = kv.put("small", "x", None).await.unwrap_err();
     assert!(err.to_string().contains("database space exceeded"));
-    let del = kv.delete("big/", Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
+    let del = kv
+        .delete(
+            "big/",
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
     let rev = del.header().unwrap().revision();
     kv.compact(rev, None).await.unwrap();
     kv.defragment().await.unwrap();
     let member = kv.status().await.unwrap().header().unwrap().member_id();
-    kv.alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(AlarmOptions::new().with_member(member)))
+    let mut opts = AlarmOptions::new();
+    opts.with_member(member);
+    kv.alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(opts))
         .await
         .unwrap();
     wait_for(Duration::from_secs(10), "writes accepted again", || {
@@ -57,20 +71,38 @@ async fn t20_learner_joins_then_is_promoted() {
     }
     let slot = c.add_member_slot("n4");
     let added = kv
-        .member_add([c.members[slot].peer_url()], Some(MemberAddOptions::new().with_is_learner()))
+        .member_add(
+            [c.members[slot].peer_url()],
+            Some(MemberAddOptions::new().with_is_learner()),
+        )
         .await
         .unwrap();
     let id = added.member().unwrap().id();
     assert!(added.member().unwrap().is_learner());
     // Promoting a learner that never started is refused as etcd refuses it.
     let err = kv.member_promote(id).await.unwrap_err();
-    assert!(err.to_string().contains("can only promote a learner member which is in sync with leader"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("can only promote a learner member which is in sync with leader"),
+        "{err}"
+    );
     c.spawn(slot, "existing");
     let mut m4 = c.client(slot).await;
     wait_for(Duration::from_secs(20), "learner to catch up", || {
         let mut m4 = m4.clone();
         async move {
-            let r = m4.get("x/", Some(GetOptions::new().with_prefix().with_serializable().with_count_only())).await.ok()?;
+            let r = m4
+                .get(
+                    "x/",
+                    Some(
+                        GetOptions::new()
+                            .with_prefix()
+                            .with_serializable()
+                            .with_count_only(),
+                    ),
+                )
+                .await
+                .ok()?;
             (r.count() == 20).then_some(())
         }
     })
@@ -86,7 +118,11 @@ async fn t20_learner_joins_then_is_promoted() {
     // The promoted member serves linearizable reads.
     assert_eq!(m4.get("x/0", None).await.unwrap().kvs().len(), 1);
     let err = kv.member_promote(id).await.unwrap_err();
-    assert!(err.to_string().contains("can only promote a learner member"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("can only promote a learner member"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,14 +130,29 @@ async fn t30_snapshot_seeds_a_new_cluster() {
     let c = Cluster::start(1, &[]).await;
     let mut kv = c.client(0).await;
     for i in 0..50 {
-        kv.put(format!("r/{i:02}"), format!("{i}"), None).await.unwrap();
+        kv.put(format!("r/{i:02}"), format!("{i}"), None)
+            .await
+            .unwrap();
     }
-    let rev = kv.get("r/49", None).await.unwrap().header().unwrap().revision();
+    let rev = kv
+        .get("r/49", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
     let snap = c.dir.path().join("snap.db");
-    common::etcdctl_ok(&c.endpoints(), &["snapshot", "save", snap.to_str().unwrap()]);
+    common::etcdctl_ok(
+        &c.endpoints(),
+        &["snapshot", "save", snap.to_str().unwrap()],
+    );
 
     // A new single-member cluster restored from the file.
-    let mut r = Cluster { dir: tempfile::tempdir().unwrap(), members: Vec::new(), args: Vec::new() };
+    let mut r = Cluster {
+        dir: tempfile::tempdir().unwrap(),
+        members: Vec::new(),
+        args: Vec::new(),
+    };
     let i = r.add_member_slot("restored");
     let m = &r.members[i];
     let out = std::process::Command::new(common::BIN)
@@ -114,13 +165,24 @@ async fn t30_snapshot_seeds_a_new_cluster() {
         .args(["--initial-cluster", &format!("{}={}", m.name, m.peer_url())])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     r.spawn(i, "new");
     r.wait_leader(Duration::from_secs(10)).await;
     let mut rk = r.client(i).await;
-    let all = rk.get("r/", Some(GetOptions::new().with_prefix())).await.unwrap();
+    let all = rk
+        .get("r/", Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
     assert_eq!(all.kvs().len(), 50);
-    assert_eq!(all.header().unwrap().revision(), rev, "revisions carry over");
+    assert_eq!(
+        all.header().unwrap().revision(),
+        rev,
+        "revisions carry over"
+    );
     let list = rk.member_list().await.unwrap();
     assert_eq!(list.members().len(), 1);
     assert_eq!(list.members()[0].name(), "restored");

@@ -21,10 +21,17 @@ async fn collect(stream: &mut WatchStream, n: usize) -> Vec<(i64, String)> {
     let mut out = Vec::new();
     while out.len() < n {
         let resp = next(stream).await;
-        assert!(!resp.canceled(), "unexpected cancel: {}", resp.cancel_reason());
+        assert!(
+            !resp.canceled(),
+            "unexpected cancel: {}",
+            resp.cancel_reason()
+        );
         for e in resp.events() {
             let kv = e.kv().unwrap();
-            out.push((kv.mod_revision(), String::from_utf8_lossy(kv.key()).into_owned()));
+            out.push((
+                kv.mod_revision(),
+                String::from_utf8_lossy(kv.key()).into_owned(),
+            ));
         }
     }
     out
@@ -34,34 +41,63 @@ async fn collect(stream: &mut WatchStream, n: usize) -> Vec<(i64, String)> {
 async fn t10_resumed_watch_misses_nothing_and_repeats_nothing() {
     let c = Cluster::start(3, &[]).await;
     let mut kv = c.any_client().await;
-    let first = kv.put("w/0", "0", None).await.unwrap().header().unwrap().revision();
+    let first = kv
+        .put("w/0", "0", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
 
     // A watcher on a follower sees part of the stream, then its connection goes away.
     let leader = c.wait_leader(Duration::from_secs(10)).await;
     let mut w = c.client((leader + 1) % 3).await;
-    let mut stream = w.watch("w/", Some(WatchOptions::new().with_prefix().with_start_revision(first))).await.unwrap();
+    let mut stream = w
+        .watch(
+            "w/",
+            Some(WatchOptions::new().with_prefix().with_start_revision(first)),
+        )
+        .await
+        .unwrap();
     assert!(next(&mut stream).await.created());
     for i in 1..40 {
-        kv.put(format!("w/{i}"), format!("{i}"), None).await.unwrap();
+        kv.put(format!("w/{i}"), format!("{i}"), None)
+            .await
+            .unwrap();
     }
     let seen = collect(&mut stream, 20).await;
     drop(stream);
     drop(w);
     let last = seen.last().unwrap().0;
     for i in 40..60 {
-        kv.put(format!("w/{i}"), format!("{i}"), None).await.unwrap();
+        kv.put(format!("w/{i}"), format!("{i}"), None)
+            .await
+            .unwrap();
     }
 
     // Reconnect to another member from last + 1.
     let mut w2 = c.client((leader + 2) % 3).await;
-    let mut s2 = w2.watch("w/", Some(WatchOptions::new().with_prefix().with_start_revision(last + 1))).await.unwrap();
+    let mut s2 = w2
+        .watch(
+            "w/",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(last + 1),
+            ),
+        )
+        .await
+        .unwrap();
     assert!(next(&mut s2).await.created());
     let rest = collect(&mut s2, 60 - seen.len()).await;
     let all: Vec<(i64, String)> = seen.into_iter().chain(rest).collect();
     let keys: Vec<String> = all.iter().map(|(_, k)| k.clone()).collect();
     let want: Vec<String> = (0..60).map(|i| format!("w/{i}")).collect();
     assert_eq!(keys, want, "every event exactly once, in order");
-    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "revisions strictly increase");
+    assert!(
+        all.windows(2).all(|w| w[0].0 < w[1].0),
+        "revisions strictly increase"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,7 +106,13 @@ async fn t20_txn_events_arrive_together_with_prev_kv_and_filters() {
     let mut kv = c.client(0).await;
     kv.put("a/1", "old", None).await.unwrap();
     let mut w = c.client(0).await;
-    let mut s = w.watch("a/", Some(WatchOptions::new().with_prefix().with_prev_key())).await.unwrap();
+    let mut s = w
+        .watch(
+            "a/",
+            Some(WatchOptions::new().with_prefix().with_prev_key()),
+        )
+        .await
+        .unwrap();
     assert!(next(&mut s).await.created());
     let txn = etcd_client::Txn::new().and_then([
         etcd_client::TxnOp::put("a/1", "new", None),
@@ -79,16 +121,33 @@ async fn t20_txn_events_arrive_together_with_prev_kv_and_filters() {
     ]);
     kv.txn(txn).await.unwrap();
     let resp = next(&mut s).await;
-    assert_eq!(resp.events().len(), 2, "one revision's events in one response");
+    assert_eq!(
+        resp.events().len(),
+        2,
+        "one revision's events in one response"
+    );
     let e0 = &resp.events()[0];
     assert_eq!(e0.prev_kv().unwrap().value(), b"old");
 
-    let mut nodel = w.watch("a/", Some(WatchOptions::new().with_prefix().with_filters([WatchFilterType::NoDelete]))).await.unwrap();
+    let mut nodel = w
+        .watch(
+            "a/",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_filters([WatchFilterType::NoDelete]),
+            ),
+        )
+        .await
+        .unwrap();
     assert!(next(&mut nodel).await.created());
     kv.delete("a/1", None).await.unwrap();
     kv.put("a/9", "9", None).await.unwrap();
     let resp = next(&mut nodel).await;
-    assert!(resp.events().iter().all(|e| e.event_type() == EventType::Put));
+    assert!(resp
+        .events()
+        .iter()
+        .all(|e| e.event_type() == EventType::Put));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,10 +157,19 @@ async fn t30_compacted_start_cancels_with_compact_revision_and_progress_is_repor
     for i in 0..10 {
         kv.put("c", format!("{i}"), None).await.unwrap();
     }
-    let rev = kv.get("c", None).await.unwrap().header().unwrap().revision();
+    let rev = kv
+        .get("c", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
     kv.compact(rev - 2, None).await.unwrap();
     let mut w = c.client(0).await;
-    let mut s = w.watch("c", Some(WatchOptions::new().with_start_revision(rev - 5))).await.unwrap();
+    let mut s = w
+        .watch("c", Some(WatchOptions::new().with_start_revision(rev - 5)))
+        .await
+        .unwrap();
     let mut resp = next(&mut s).await;
     if resp.created() && !resp.canceled() {
         resp = next(&mut s).await;
@@ -130,7 +198,10 @@ async fn t40_many_watchers_and_a_stalled_one_do_not_block_writes() {
         stream.watch(format!("m/{i}"), None).await.unwrap();
     }
     let mut stalled_client = c.client(0).await;
-    let _stalled_stream = stalled_client.watch("m/", Some(WatchOptions::new().with_prefix())).await.unwrap();
+    let _stalled_stream = stalled_client
+        .watch("m/", Some(WatchOptions::new().with_prefix()))
+        .await
+        .unwrap();
     let big = vec![b'v'; 2000];
     for round in 0..6 {
         for i in (0..500).step_by(50) {

@@ -62,7 +62,10 @@ pub struct KvFlags {
     #[arg(long, default_value_t = 1000)]
     pub election_timeout: u64,
     /// How often watchers that asked for it get a progress notification, e.g. 10m, 5s.
-    #[arg(long = "experimental-watch-progress-notify-interval", default_value = "10m")]
+    #[arg(
+        long = "experimental-watch-progress-notify-interval",
+        default_value = "10m"
+    )]
     pub watch_progress_notify_interval: String,
 }
 
@@ -93,11 +96,17 @@ pub enum ConfigError {
 }
 
 fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { flag, reason: reason.into() }
+    ConfigError::Invalid {
+        flag,
+        reason: reason.into(),
+    }
 }
 
 fn split(list: &str) -> Vec<String> {
-    list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    list.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Checks an `http://host:port` URL and returns its host and port.
@@ -106,7 +115,9 @@ pub fn parse_url(url: &str) -> Result<(String, u16), String> {
         .strip_prefix("http://")
         .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
     let rest = rest.trim_end_matches('/');
-    let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("{url}: a port is required"))?;
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{url}: a port is required"))?;
     let port: u16 = port.parse().map_err(|_| format!("{url}: bad port"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
@@ -171,20 +182,34 @@ impl KvFlags {
                 None => initial_cluster.push((name.to_string(), vec![url.to_string()])),
             }
         }
-        let mine = initial_cluster.iter().find(|(n, _)| *n == self.name).ok_or_else(|| {
-            invalid("initial-cluster", format!("this member's name {:?} is not in it", self.name))
-        })?;
+        let mine = initial_cluster
+            .iter()
+            .find(|(n, _)| *n == self.name)
+            .ok_or_else(|| {
+                invalid(
+                    "initial-cluster",
+                    format!("this member's name {:?} is not in it", self.name),
+                )
+            })?;
         let (mut a, mut b) = (mine.1.clone(), advertise_peer_urls.clone());
         a.sort();
         b.sort();
         if a != b {
             return Err(invalid(
                 "initial-cluster",
-                format!("lists {} for {} but --initial-advertise-peer-urls is {}", a.join(","), self.name, b.join(",")),
+                format!(
+                    "lists {} for {} but --initial-advertise-peer-urls is {}",
+                    a.join(","),
+                    self.name,
+                    b.join(",")
+                ),
             ));
         }
         if self.heartbeat_interval == 0 || self.election_timeout < 5 * self.heartbeat_interval {
-            return Err(invalid("election-timeout", "must be at least 5 times --heartbeat-interval"));
+            return Err(invalid(
+                "election-timeout",
+                "must be at least 5 times --heartbeat-interval",
+            ));
         }
         if self.max_txn_ops == 0 {
             return Err(invalid("max-txn-ops", "must be positive"));
@@ -197,10 +222,18 @@ impl KvFlags {
         }
         let progress_notify = parse_duration(&self.watch_progress_notify_interval)
             .filter(|d| !d.is_zero())
-            .ok_or_else(|| invalid("experimental-watch-progress-notify-interval", "expected e.g. 10m, 30s, 500ms"))?;
+            .ok_or_else(|| {
+                invalid(
+                    "experimental-watch-progress-notify-interval",
+                    "expected e.g. 10m, 30s, 500ms",
+                )
+            })?;
         Ok(KvConfig {
             name: self.name.clone(),
-            data_dir: self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name))),
+            data_dir: self
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name))),
             listen_client: resolve("listen-client-urls", &split(&self.listen_client_urls))?,
             advertise_client_urls,
             listen_peer: resolve("listen-peer-urls", &split(&self.listen_peer_urls))?,
@@ -210,7 +243,11 @@ impl KvFlags {
             token: self.initial_cluster_token.clone(),
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,
-            quota_backend_bytes: if self.quota_backend_bytes == 0 { 2 << 30 } else { self.quota_backend_bytes },
+            quota_backend_bytes: if self.quota_backend_bytes == 0 {
+                2 << 30
+            } else {
+                self.quota_backend_bytes
+            },
             snapshot_count: self.snapshot_count,
             heartbeat: Duration::from_millis(self.heartbeat_interval),
             election: Duration::from_millis(self.election_timeout),
@@ -292,17 +329,29 @@ mod tests {
     #[test]
     fn initial_cluster_must_name_this_member_with_its_urls() {
         let ok = flags(&[
-            "--name", "n1",
-            "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-            "--initial-cluster", "n1=http://127.0.0.1:2380,n2=http://127.0.0.1:2381",
+            "--name",
+            "n1",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-cluster",
+            "n1=http://127.0.0.1:2380,n2=http://127.0.0.1:2381",
         ]);
         assert_eq!(ok.validate().unwrap().initial_cluster.len(), 2);
-        let missing = flags(&["--name", "n3", "--initial-cluster", "n1=http://127.0.0.1:2380"]);
+        let missing = flags(&[
+            "--name",
+            "n3",
+            "--initial-cluster",
+            "n1=http://127.0.0.1:2380",
+        ]);
         assert!(missing.validate().unwrap_err().to_string().contains("n3"));
         let bad = flags(&["--initial-cluster", "default=https://x:1"]);
         assert!(bad.validate().is_err());
         let timeouts = flags(&["--heartbeat-interval", "300", "--election-timeout", "1000"]);
-        assert!(timeouts.validate().unwrap_err().to_string().contains("5 times"));
+        assert!(timeouts
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("5 times"));
     }
 
     #[test]

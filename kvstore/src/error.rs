@@ -80,8 +80,14 @@ impl KvError {
             Compacted { .. } | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExists | MemberExists | PeerUrlExists | MemberNotLearner | LearnerNotReady
-            | NotEnoughStartedMembers | NotLeader | NotCapable => Code::FailedPrecondition,
+            LeaseExists
+            | MemberExists
+            | PeerUrlExists
+            | MemberNotLearner
+            | LearnerNotReady
+            | NotEnoughStartedMembers
+            | NotLeader
+            | NotCapable => Code::FailedPrecondition,
             NoLeader | Timeout | Stopped => Code::Unavailable,
             Unimplemented(_) => Code::Unimplemented,
             Internal(_) => Code::Internal,

@@ -40,7 +40,16 @@ impl Lessor {
 
     pub fn granted(&self, id: i64, ttl: i64) {
         let deadline = Instant::now() + secs(ttl);
-        self.with(|s| s.leases.insert(id, Timer { ttl, deadline, revoking_since: None }));
+        self.with(|s| {
+            s.leases.insert(
+                id,
+                Timer {
+                    ttl,
+                    deadline,
+                    revoking_since: None,
+                },
+            )
+        });
     }
 
     pub fn revoked(&self, id: i64) {
@@ -53,7 +62,16 @@ impl Lessor {
         self.with(|s| {
             s.leases = leases
                 .into_iter()
-                .map(|(id, ttl)| (id, Timer { ttl, deadline: now + secs(ttl), revoking_since: None }))
+                .map(|(id, ttl)| {
+                    (
+                        id,
+                        Timer {
+                            ttl,
+                            deadline: now + secs(ttl),
+                            revoking_since: None,
+                        },
+                    )
+                })
                 .collect()
         });
     }
@@ -107,7 +125,9 @@ impl Lessor {
             }
             let mut out = Vec::new();
             for (id, t) in s.leases.iter_mut() {
-                let retry = t.revoking_since.is_none_or(|at| now.duration_since(at) >= retry_after);
+                let retry = t
+                    .revoking_since
+                    .is_none_or(|at| now.duration_since(at) >= retry_after);
                 if t.deadline <= now && retry {
                     t.revoking_since = Some(now);
                     out.push(*id);
@@ -130,10 +150,16 @@ mod tests {
     fn only_the_leader_expires_and_promotion_restarts_ttls() {
         let l = Lessor::default();
         l.granted(1, 0);
-        assert!(l.expired(Duration::from_secs(1)).is_empty(), "followers never expire leases");
+        assert!(
+            l.expired(Duration::from_secs(1)).is_empty(),
+            "followers never expire leases"
+        );
         l.promote();
         assert_eq!(l.expired(Duration::from_secs(60)), vec![1]);
-        assert!(l.expired(Duration::from_secs(60)).is_empty(), "not proposed twice in a row");
+        assert!(
+            l.expired(Duration::from_secs(60)).is_empty(),
+            "not proposed twice in a row"
+        );
         l.granted(2, 100);
         assert_eq!(l.keep_alive(2), Some(100));
         assert_eq!(l.remaining(2).map(|r| r.0), Some(100));

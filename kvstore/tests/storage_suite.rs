@@ -14,7 +14,11 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Roc
         let data = DataDir::new(dir.path());
         let db = data.open_db().expect("open db");
         let store = Store::open(db.clone(), 16).expect("open store");
-        Ok((dir, LogStore::new(db), StateMachine::new(store, data.snap_dir())))
+        Ok((
+            dir,
+            LogStore::new(db),
+            StateMachine::new(store, data.snap_dir()),
+        ))
     }
 }
 

@@ -14,7 +14,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
 
 /// A free loopback port (the OS picks; the listener is closed before the member binds).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 pub struct Member {
@@ -48,7 +51,11 @@ impl Cluster {
     /// Starts `n` members at once, as three operators would, and waits for a leader.
     pub async fn start(n: usize, args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut c = Cluster { dir, members: Vec::new(), args: args.iter().map(|s| s.to_string()).collect() };
+        let mut c = Cluster {
+            dir,
+            members: Vec::new(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        };
         for i in 0..n {
             c.add_member_slot(&format!("n{}", i + 1));
         }
@@ -81,7 +88,11 @@ impl Cluster {
     }
 
     pub fn endpoints(&self) -> Vec<String> {
-        self.members.iter().filter(|m| m.child.is_some()).map(|m| m.endpoint()).collect()
+        self.members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .map(|m| m.endpoint())
+            .collect()
     }
 
     /// Starts member `i` with `--initial-cluster` listing every member slot so far.
@@ -93,7 +104,11 @@ impl Cluster {
 
     pub fn spawn_with(&mut self, i: usize, state: &str, initial_cluster: &str) {
         let m = &self.members[i];
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .expect("log file");
         let mut cmd = Command::new(BIN);
         cmd.arg("kvstore")
             .args(["--name", &m.name])
@@ -151,23 +166,29 @@ impl Cluster {
     /// Waits until every running member reports the same leader, itself running; returns
     /// its index.
     pub async fn wait_leader(&self, within: Duration) -> usize {
-        let running: Vec<usize> = (0..self.members.len()).filter(|&i| self.members[i].child.is_some()).collect();
-        wait_for(within, "a running leader that every running member agrees on", || async {
-            let mut seen = None;
-            let mut leader_idx = None;
-            for &i in &running {
-                let mut c = connect_once(&self.members[i].endpoint()).await?;
-                let st = c.status().await.ok()?;
-                if st.leader() == 0 || seen.is_some_and(|l| l != st.leader()) {
-                    return None;
+        let running: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].child.is_some())
+            .collect();
+        wait_for(
+            within,
+            "a running leader that every running member agrees on",
+            || async {
+                let mut seen = None;
+                let mut leader_idx = None;
+                for &i in &running {
+                    let mut c = connect_once(&self.members[i].endpoint()).await?;
+                    let st = c.status().await.ok()?;
+                    if st.leader() == 0 || seen.is_some_and(|l| l != st.leader()) {
+                        return None;
+                    }
+                    seen = Some(st.leader());
+                    if st.header().map(|h| h.member_id()) == Some(st.leader()) {
+                        leader_idx = Some(i);
+                    }
                 }
-                seen = Some(st.leader());
-                if st.header().map(|h| h.member_id()) == Some(st.leader()) {
-                    leader_idx = Some(i);
-                }
-            }
-            leader_idx
-        })
+                leader_idx
+            },
+        )
         .await
     }
 
@@ -180,7 +201,10 @@ impl Cluster {
 
 /// std has no signal API; `kill(1)` sends one without unsafe code.
 pub fn send_signal(pid: i32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 impl Drop for Cluster {
@@ -189,19 +213,27 @@ impl Drop for Cluster {
         for i in 0..self.members.len() {
             self.kill(i);
             if failing {
-                eprintln!("---- log of {} ----\n{}", self.members[i].name, self.log_tail(i, 40));
+                eprintln!(
+                    "---- log of {} ----\n{}",
+                    self.members[i].name,
+                    self.log_tail(i, 40)
+                );
             }
         }
     }
 }
 
 pub async fn connect_once(endpoint: &str) -> Option<Client> {
-    let opts = ConnectOptions::new().with_connect_timeout(Duration::from_millis(500)).with_timeout(Duration::from_secs(3));
+    let opts = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_timeout(Duration::from_secs(3));
     Client::connect([endpoint], Some(opts)).await.ok()
 }
 
 pub async fn connect(endpoints: &[String]) -> Client {
-    let opts = ConnectOptions::new().with_connect_timeout(Duration::from_secs(2)).with_timeout(Duration::from_secs(15));
+    let opts = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(15));
     wait_for(Duration::from_secs(15), "a client connection", || async {
         Client::connect(endpoints, Some(opts.clone())).await.ok()
     })

@@ -11,8 +11,9 @@ use super::{KeyValue, MvccRead, RangeEnd};
 use crate::error::KvError;
 
 pub fn holds<R: MvccRead + ?Sized>(store: &R, rev: i64, c: &Compare) -> Result<bool, KvError> {
-    let target = CompareTarget::try_from(c.target)
-        .map_err(|_| KvError::InvalidArgument(format!("etcdserver: unknown compare target {}", c.target)))?;
+    let target = CompareTarget::try_from(c.target).map_err(|_| {
+        KvError::InvalidArgument(format!("etcdserver: unknown compare target {}", c.target))
+    })?;
     let end = RangeEnd::from_request(&c.range_end);
     let mut kvs = Vec::new();
     match &end {

@@ -142,6 +142,9 @@ mod tests {
     fn versions_sort_newest_first_within_a_key() {
         assert!(version_key(b"k", 9) < version_key(b"k", 3));
         assert!(version_key(b"k", 1) < version_key(b"k\0", 9));
-        assert_eq!(decode_version_key(&version_key(b"a\0b", 42)), Some((b"a\0b".to_vec(), 42)));
+        assert_eq!(
+            decode_version_key(&version_key(b"a\0b", 42)),
+            Some((b"a\0b".to_vec(), 42))
+        );
     }
 }

@@ -18,7 +18,10 @@ pub struct MemStore {
 impl MemStore {
     pub fn new() -> Self {
         MemStore {
-            revs: Revisions { current: INITIAL_REVISION, compacted: 0 },
+            revs: Revisions {
+                current: INITIAL_REVISION,
+                compacted: 0,
+            },
             ..Default::default()
         }
     }
@@ -30,13 +33,20 @@ impl MemStore {
                 ChangeKind::Put => Some(c.kv.clone()),
                 ChangeKind::Delete => None,
             };
-            self.versions.entry(c.kv.key.clone()).or_default().insert(c.kv.mod_revision, v);
+            self.versions
+                .entry(c.kv.key.clone())
+                .or_default()
+                .insert(c.kv.mod_revision, v);
         }
         self.revs.current = outcome.revision;
     }
 
     fn at(&self, key: &[u8], rev: i64) -> Option<KeyValue> {
-        self.versions.get(key)?.range(..=rev).next_back().and_then(|(_, v)| v.clone())
+        self.versions
+            .get(key)?
+            .range(..=rev)
+            .next_back()
+            .and_then(|(_, v)| v.clone())
     }
 }
 

@@ -39,12 +39,18 @@ pub const INITIAL_REVISION: i64 = 1;
 impl Revisions {
     /// Resolves a requested read revision (`<= 0` means current) and checks it is readable.
     pub fn check_read(&self, requested: i64) -> Result<i64, KvError> {
-        let rev = if requested <= 0 { self.current } else { requested };
+        let rev = if requested <= 0 {
+            self.current
+        } else {
+            requested
+        };
         if rev > self.current {
             return Err(KvError::FutureRevision);
         }
         if rev < self.compacted {
-            return Err(KvError::Compacted { compact_revision: self.compacted });
+            return Err(KvError::Compacted {
+                compact_revision: self.compacted,
+            });
         }
         Ok(rev)
     }

@@ -23,11 +23,17 @@ pub fn execute<R: MvccRead + ?Sized>(
 ) -> Result<RangeResponse, KvError> {
     let rev = revs.check_read(req.revision)?;
     let overlay = overlay.filter(|_| rev == revs.current);
-    let header = Some(ResponseHeader { revision: revs.current, ..Default::default() });
+    let header = Some(ResponseHeader {
+        revision: revs.current,
+        ..Default::default()
+    });
     let end = RangeEnd::from_request(&req.range_end);
     if let RangeEnd::Until(e) = &end {
         if e.as_slice() <= req.key.as_slice() {
-            return Ok(RangeResponse { header, ..Default::default() });
+            return Ok(RangeResponse {
+                header,
+                ..Default::default()
+            });
         }
     }
 
@@ -60,7 +66,11 @@ pub fn execute<R: MvccRead + ?Sized>(
     }
 
     if req.count_only {
-        return Ok(RangeResponse { header, count, ..Default::default() });
+        return Ok(RangeResponse {
+            header,
+            count,
+            ..Default::default()
+        });
     }
     if filtered {
         kvs.retain(|kv| {
@@ -81,7 +91,12 @@ pub fn execute<R: MvccRead + ?Sized>(
             kv.value.clear();
         }
     }
-    Ok(RangeResponse { header, kvs, more, count })
+    Ok(RangeResponse {
+        header,
+        kvs,
+        more,
+        count,
+    })
 }
 
 fn visit_range<R: MvccRead + ?Sized>(
@@ -114,8 +129,10 @@ fn visit_merged<R: MvccRead + ?Sized>(
     rev: i64,
     take: &mut dyn FnMut(KeyValue),
 ) -> Result<(), KvError> {
-    let pending: Vec<(&Vec<u8>, &Option<KeyValue>)> =
-        overlay.iter().filter(|(k, _)| end.contains(key, k)).collect();
+    let pending: Vec<(&Vec<u8>, &Option<KeyValue>)> = overlay
+        .iter()
+        .filter(|(k, _)| end.contains(key, k))
+        .collect();
     let mut next = 0;
     visit_range(store, key, end, rev, &mut |kv| {
         while next < pending.len() && pending[next].0.as_slice() < kv.key.as_slice() {

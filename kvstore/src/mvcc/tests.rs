@@ -14,11 +14,15 @@ use super::{range, validate, ChangeKind, KeyValue, Revisions};
 use crate::error::KvError;
 
 fn put(s: &mut MemStore, k: &str, v: &str) -> i64 {
-    let out = txn::execute(s, s.revs, &put_as_txn(PutRequest {
-        key: k.into(),
-        value: v.into(),
-        ..Default::default()
-    }))
+    let out = txn::execute(
+        s,
+        s.revs,
+        &put_as_txn(PutRequest {
+            key: k.into(),
+            value: v.into(),
+            ..Default::default()
+        }),
+    )
     .unwrap();
     s.commit(&out);
     out.revision
@@ -29,15 +33,28 @@ fn get(s: &MemStore, req: RangeRequest) -> Result<proto::etcdserverpb::RangeResp
 }
 
 fn keys(kvs: &[KeyValue]) -> Vec<String> {
-    kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect()
+    kvs.iter()
+        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+        .collect()
 }
 
 fn op_put(k: &str, v: &str) -> RequestOp {
-    RequestOp { request: Some(Request::RequestPut(PutRequest { key: k.into(), value: v.into(), ..Default::default() })) }
+    RequestOp {
+        request: Some(Request::RequestPut(PutRequest {
+            key: k.into(),
+            value: v.into(),
+            ..Default::default()
+        })),
+    }
 }
 
 fn op_range(k: &str) -> RequestOp {
-    RequestOp { request: Some(Request::RequestRange(RangeRequest { key: k.into(), ..Default::default() })) }
+    RequestOp {
+        request: Some(Request::RequestRange(RangeRequest {
+            key: k.into(),
+            ..Default::default()
+        })),
+    }
 }
 
 fn op_del(k: &str, end: &str) -> RequestOp {
@@ -63,22 +80,70 @@ fn cmp_value(k: &str, result: CompareResult, v: &str) -> Compare {
 #[test]
 fn revisions_versions_and_create_revision_follow_etcd() {
     let mut s = MemStore::new();
-    assert_eq!(put(&mut s, "a", "1"), 2, "the first write of an empty store is revision 2");
+    assert_eq!(
+        put(&mut s, "a", "1"),
+        2,
+        "the first write of an empty store is revision 2"
+    );
     assert_eq!(put(&mut s, "a", "2"), 3);
-    let kv = &get(&s, RangeRequest { key: "a".into(), ..Default::default() }).unwrap().kvs[0];
+    let kv = &get(
+        &s,
+        RangeRequest {
+            key: "a".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .kvs[0];
     assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
 
-    let out = txn::execute(&s, s.revs, &delete_as_txn(DeleteRangeRequest { key: "a".into(), ..Default::default() })).unwrap();
+    let out = txn::execute(
+        &s,
+        s.revs,
+        &delete_as_txn(DeleteRangeRequest {
+            key: "a".into(),
+            ..Default::default()
+        }),
+    )
+    .unwrap();
     assert_eq!(out.changes[0].kind, ChangeKind::Delete);
     s.commit(&out);
     put(&mut s, "a", "3");
-    let kv = &get(&s, RangeRequest { key: "a".into(), ..Default::default() }).unwrap().kvs[0];
-    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (5, 5, 1), "a new generation after delete");
+    let kv = &get(
+        &s,
+        RangeRequest {
+            key: "a".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .kvs[0];
+    assert_eq!(
+        (kv.create_revision, kv.mod_revision, kv.version),
+        (5, 5, 1),
+        "a new generation after delete"
+    );
 
     // Reads in the past see the old versions.
-    let old = get(&s, RangeRequest { key: "a".into(), revision: 2, ..Default::default() }).unwrap();
+    let old = get(
+        &s,
+        RangeRequest {
+            key: "a".into(),
+            revision: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(old.kvs[0].value, b"1");
-    let gone = get(&s, RangeRequest { key: "a".into(), revision: 4, ..Default::default() }).unwrap();
+    let gone = get(
+        &s,
+        RangeRequest {
+            key: "a".into(),
+            revision: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(gone.kvs.is_empty());
     assert_eq!(gone.header.unwrap().revision, 5);
 }
@@ -87,13 +152,43 @@ fn revisions_versions_and_create_revision_follow_etcd() {
 fn reads_outside_history_fail_with_etcds_errors() {
     let mut s = MemStore::new();
     put(&mut s, "a", "1");
-    let err = get(&s, RangeRequest { key: "a".into(), revision: 99, ..Default::default() }).unwrap_err();
+    let err = get(
+        &s,
+        RangeRequest {
+            key: "a".into(),
+            revision: 99,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
     assert_eq!(err, KvError::FutureRevision);
-    assert_eq!(err.to_string(), "etcdserver: mvcc: required revision is a future revision");
+    assert_eq!(
+        err.to_string(),
+        "etcdserver: mvcc: required revision is a future revision"
+    );
     s.revs.compacted = 2;
-    assert!(get(&s, RangeRequest { key: "a".into(), revision: 2, ..Default::default() }).is_ok());
-    let err = get(&s, RangeRequest { key: "a".into(), revision: 1, ..Default::default() }).unwrap_err();
-    assert_eq!(err.to_string(), "etcdserver: mvcc: required revision has been compacted");
+    assert!(get(
+        &s,
+        RangeRequest {
+            key: "a".into(),
+            revision: 2,
+            ..Default::default()
+        }
+    )
+    .is_ok());
+    let err = get(
+        &s,
+        RangeRequest {
+            key: "a".into(),
+            revision: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "etcdserver: mvcc: required revision has been compacted"
+    );
 }
 
 #[test]
@@ -102,47 +197,119 @@ fn range_prefix_limit_count_sort_and_filters() {
     for (k, v) in [("p/c", "1"), ("p/a", "3"), ("p/b", "2"), ("q", "0")] {
         put(&mut s, k, v);
     }
-    let all = get(&s, RangeRequest { key: "p/".into(), range_end: "p0".into(), ..Default::default() }).unwrap();
+    let all = get(
+        &s,
+        RangeRequest {
+            key: "p/".into(),
+            range_end: "p0".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(keys(&all.kvs), ["p/a", "p/b", "p/c"]);
     assert_eq!((all.count, all.more), (3, false));
 
-    let lim = get(&s, RangeRequest { key: "p/".into(), range_end: "p0".into(), limit: 2, ..Default::default() }).unwrap();
+    let lim = get(
+        &s,
+        RangeRequest {
+            key: "p/".into(),
+            range_end: "p0".into(),
+            limit: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(keys(&lim.kvs), ["p/a", "p/b"]);
     assert_eq!((lim.count, lim.more), (3, true));
 
-    let from = get(&s, RangeRequest { key: "p/b".into(), range_end: vec![0], ..Default::default() }).unwrap();
+    let from = get(
+        &s,
+        RangeRequest {
+            key: "p/b".into(),
+            range_end: vec![0],
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(keys(&from.kvs), ["p/b", "p/c", "q"]);
 
-    let by_value = get(&s, RangeRequest {
-        key: "p/".into(),
-        range_end: "p0".into(),
-        sort_target: SortTarget::Value as i32,
-        sort_order: SortOrder::Descend as i32,
-        ..Default::default()
-    })
+    let by_value = get(
+        &s,
+        RangeRequest {
+            key: "p/".into(),
+            range_end: "p0".into(),
+            sort_target: SortTarget::Value as i32,
+            sort_order: SortOrder::Descend as i32,
+            ..Default::default()
+        },
+    )
     .unwrap();
     assert_eq!(keys(&by_value.kvs), ["p/a", "p/b", "p/c"]);
-    let by_mod = get(&s, RangeRequest {
-        key: "p/".into(),
-        range_end: "p0".into(),
-        sort_target: SortTarget::Mod as i32,
-        ..Default::default()
-    })
+    let by_mod = get(
+        &s,
+        RangeRequest {
+            key: "p/".into(),
+            range_end: "p0".into(),
+            sort_target: SortTarget::Mod as i32,
+            ..Default::default()
+        },
+    )
     .unwrap();
-    assert_eq!(keys(&by_mod.kvs), ["p/c", "p/a", "p/b"], "target without order sorts ascending");
+    assert_eq!(
+        keys(&by_mod.kvs),
+        ["p/c", "p/a", "p/b"],
+        "target without order sorts ascending"
+    );
 
-    let counted = get(&s, RangeRequest { key: "p/".into(), range_end: "p0".into(), count_only: true, ..Default::default() }).unwrap();
+    let counted = get(
+        &s,
+        RangeRequest {
+            key: "p/".into(),
+            range_end: "p0".into(),
+            count_only: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!((counted.count, counted.kvs.len()), (3, 0));
 
-    let ko = get(&s, RangeRequest { key: "p/a".into(), keys_only: true, ..Default::default() }).unwrap();
+    let ko = get(
+        &s,
+        RangeRequest {
+            key: "p/a".into(),
+            keys_only: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(ko.kvs[0].value.is_empty());
     assert_eq!(ko.kvs[0].version, 1);
 
-    let newer = get(&s, RangeRequest { key: "p/".into(), range_end: "p0".into(), min_mod_revision: 3, ..Default::default() }).unwrap();
+    let newer = get(
+        &s,
+        RangeRequest {
+            key: "p/".into(),
+            range_end: "p0".into(),
+            min_mod_revision: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(keys(&newer.kvs), ["p/a", "p/b"]);
-    assert_eq!(newer.count, 3, "count is taken before the revision filters, as in etcd");
+    assert_eq!(
+        newer.count, 3,
+        "count is taken before the revision filters, as in etcd"
+    );
 
-    let backwards = get(&s, RangeRequest { key: "p/c".into(), range_end: "p/a".into(), ..Default::default() }).unwrap();
+    let backwards = get(
+        &s,
+        RangeRequest {
+            key: "p/c".into(),
+            range_end: "p/a".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(backwards.kvs.is_empty());
 }
 
@@ -159,13 +326,18 @@ fn txn_compares_choose_a_branch_and_share_one_revision() {
     assert!(out.response.succeeded);
     assert_eq!(out.revision, 3);
     assert!(out.changes.iter().all(|c| c.kv.mod_revision == 3));
-    let Some(Response::ResponseRange(r)) = &out.response.responses[2].response else { panic!() };
+    let Some(Response::ResponseRange(r)) = &out.response.responses[2].response else {
+        panic!()
+    };
     assert_eq!(r.kvs[0].value, b"2", "a range sees the Txn's earlier put");
     s.commit(&out);
 
     let out = txn::execute(&s, s.revs, &t).unwrap();
     assert!(!out.response.succeeded);
-    assert_eq!(keys(&out.changes.iter().map(|c| c.kv.clone()).collect::<Vec<_>>()), ["z"]);
+    assert_eq!(
+        keys(&out.changes.iter().map(|c| c.kv.clone()).collect::<Vec<_>>()),
+        ["z"]
+    );
 
     // Missing key: VALUE compares are false, others compare against zero.
     let missing = Compare {
@@ -175,13 +347,28 @@ fn txn_compares_choose_a_branch_and_share_one_revision() {
         target_union: Some(TargetUnion::Version(0)),
         ..Default::default()
     };
-    let out = txn::execute(&s, s.revs, &TxnRequest { compare: vec![missing], ..Default::default() }).unwrap();
+    let out = txn::execute(
+        &s,
+        s.revs,
+        &TxnRequest {
+            compare: vec![missing],
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(out.response.succeeded);
-    assert_eq!(out.revision, s.revs.current, "a Txn that writes nothing keeps the revision");
-    let out = txn::execute(&s, s.revs, &TxnRequest {
-        compare: vec![cmp_value("nope", CompareResult::NotEqual, "a")],
-        ..Default::default()
-    })
+    assert_eq!(
+        out.revision, s.revs.current,
+        "a Txn that writes nothing keeps the revision"
+    );
+    let out = txn::execute(
+        &s,
+        s.revs,
+        &TxnRequest {
+            compare: vec![cmp_value("nope", CompareResult::NotEqual, "a")],
+            ..Default::default()
+        },
+    )
     .unwrap();
     assert!(!out.response.succeeded);
 }
@@ -190,9 +377,18 @@ fn txn_compares_choose_a_branch_and_share_one_revision() {
 fn nested_txn_compares_see_the_state_before_the_txn() {
     let mut s = MemStore::new();
     put(&mut s, "a", "1");
-    let inner = TxnRequest { compare: vec![cmp_value("a", CompareResult::Equal, "1")], success: vec![op_put("b", "yes")], failure: vec![op_put("b", "no")] };
+    let inner = TxnRequest {
+        compare: vec![cmp_value("a", CompareResult::Equal, "1")],
+        success: vec![op_put("b", "yes")],
+        failure: vec![op_put("b", "no")],
+    };
     let outer = TxnRequest {
-        success: vec![op_put("a", "2"), RequestOp { request: Some(Request::RequestTxn(inner)) }],
+        success: vec![
+            op_put("a", "2"),
+            RequestOp {
+                request: Some(Request::RequestTxn(inner)),
+            },
+        ],
         ..Default::default()
     };
     validate::txn(&outer, 128).unwrap();
@@ -207,16 +403,32 @@ fn failing_op_leaves_no_change() {
     let t = TxnRequest {
         success: vec![
             op_put("a", "1"),
-            RequestOp { request: Some(Request::RequestPut(PutRequest { key: "b".into(), lease: 7, ..Default::default() })) },
+            RequestOp {
+                request: Some(Request::RequestPut(PutRequest {
+                    key: "b".into(),
+                    lease: 7,
+                    ..Default::default()
+                })),
+            },
         ],
         ..Default::default()
     };
-    assert_eq!(txn::execute(&s, s.revs, &t).unwrap_err(), KvError::LeaseNotFound);
+    assert_eq!(
+        txn::execute(&s, s.revs, &t).unwrap_err(),
+        KvError::LeaseNotFound
+    );
     s.leases.insert(7);
     let out = txn::execute(&s, s.revs, &t).unwrap();
     assert_eq!(out.changes.len(), 2);
-    let ign = PutRequest { key: "missing".into(), ignore_value: true, ..Default::default() };
-    assert_eq!(txn::execute(&s, s.revs, &put_as_txn(ign)).unwrap_err(), KvError::KeyNotFound);
+    let ign = PutRequest {
+        key: "missing".into(),
+        ignore_value: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        txn::execute(&s, s.revs, &put_as_txn(ign)).unwrap_err(),
+        KvError::KeyNotFound
+    );
 }
 
 #[test]
@@ -225,27 +437,50 @@ fn delete_range_reports_prev_kvs_and_count() {
     for k in ["d/1", "d/2", "e"] {
         put(&mut s, k, "v");
     }
-    let out = txn::execute(&s, s.revs, &delete_as_txn(DeleteRangeRequest {
-        key: "d/".into(),
-        range_end: "d0".into(),
-        prev_kv: true,
-    }))
+    let out = txn::execute(
+        &s,
+        s.revs,
+        &delete_as_txn(DeleteRangeRequest {
+            key: "d/".into(),
+            range_end: "d0".into(),
+            prev_kv: true,
+        }),
+    )
     .unwrap();
-    let Some(Response::ResponseDeleteRange(d)) = &out.response.responses[0].response else { panic!() };
+    let Some(Response::ResponseDeleteRange(d)) = &out.response.responses[0].response else {
+        panic!()
+    };
     assert_eq!(d.deleted, 2);
     assert_eq!(keys(&d.prev_kvs), ["d/1", "d/2"]);
     assert_eq!(out.changes.len(), 2);
     s.commit(&out);
-    let none = txn::execute(&s, s.revs, &delete_as_txn(DeleteRangeRequest { key: "d/1".into(), ..Default::default() })).unwrap();
+    let none = txn::execute(
+        &s,
+        s.revs,
+        &delete_as_txn(DeleteRangeRequest {
+            key: "d/1".into(),
+            ..Default::default()
+        }),
+    )
+    .unwrap();
     assert!(none.changes.is_empty());
 }
 
 #[test]
 fn validation_matches_etcd() {
-    let dup = TxnRequest { success: vec![op_put("a", "1"), op_put("a", "2")], ..Default::default() };
+    let dup = TxnRequest {
+        success: vec![op_put("a", "1"), op_put("a", "2")],
+        ..Default::default()
+    };
     assert_eq!(validate::txn(&dup, 128).unwrap_err(), KvError::DuplicateKey);
-    let put_in_deleted = TxnRequest { success: vec![op_del("a", "c"), op_put("b", "2")], ..Default::default() };
-    assert_eq!(validate::txn(&put_in_deleted, 128).unwrap_err(), KvError::DuplicateKey);
+    let put_in_deleted = TxnRequest {
+        success: vec![op_del("a", "c"), op_put("b", "2")],
+        ..Default::default()
+    };
+    assert_eq!(
+        validate::txn(&put_in_deleted, 128).unwrap_err(),
+        KvError::DuplicateKey
+    );
     let branches = TxnRequest {
         success: vec![RequestOp {
             request: Some(Request::RequestTxn(TxnRequest {
@@ -256,19 +491,42 @@ fn validation_matches_etcd() {
         }],
         ..Default::default()
     };
-    assert!(validate::txn(&branches, 128).is_ok(), "then and else exclude each other");
-    let separate = TxnRequest { success: vec![op_put("a", "1")], failure: vec![op_put("a", "2")], ..Default::default() };
+    assert!(
+        validate::txn(&branches, 128).is_ok(),
+        "then and else exclude each other"
+    );
+    let separate = TxnRequest {
+        success: vec![op_put("a", "1")],
+        failure: vec![op_put("a", "2")],
+        ..Default::default()
+    };
     assert!(validate::txn(&separate, 128).is_ok());
-    let many = TxnRequest { success: (0..3).map(|i| op_put(&i.to_string(), "")).collect(), ..Default::default() };
+    let many = TxnRequest {
+        success: (0..3).map(|i| op_put(&i.to_string(), "")).collect(),
+        ..Default::default()
+    };
     assert_eq!(validate::txn(&many, 2).unwrap_err(), KvError::TooManyOps);
-    assert_eq!(validate::put(&PutRequest::default()).unwrap_err(), KvError::EmptyKey);
-    let bad_sort = RangeRequest { key: "a".into(), sort_order: 9, ..Default::default() };
-    assert_eq!(validate::range(&bad_sort).unwrap_err(), KvError::InvalidSortOption);
+    assert_eq!(
+        validate::put(&PutRequest::default()).unwrap_err(),
+        KvError::EmptyKey
+    );
+    let bad_sort = RangeRequest {
+        key: "a".into(),
+        sort_order: 9,
+        ..Default::default()
+    };
+    assert_eq!(
+        validate::range(&bad_sort).unwrap_err(),
+        KvError::InvalidSortOption
+    );
 }
 
 #[test]
 fn revisions_check_read() {
-    let r = Revisions { current: 10, compacted: 5 };
+    let r = Revisions {
+        current: 10,
+        compacted: 5,
+    };
     assert_eq!(r.check_read(0), Ok(10));
     assert_eq!(r.check_read(5), Ok(5));
     assert!(r.check_read(4).is_err());

@@ -25,14 +25,18 @@ pub struct TxnOutcome {
 
 pub fn put_as_txn(req: PutRequest) -> TxnRequest {
     TxnRequest {
-        success: vec![RequestOp { request: Some(Request::RequestPut(req)) }],
+        success: vec![RequestOp {
+            request: Some(Request::RequestPut(req)),
+        }],
         ..Default::default()
     }
 }
 
 pub fn delete_as_txn(req: DeleteRangeRequest) -> TxnRequest {
     TxnRequest {
-        success: vec![RequestOp { request: Some(Request::RequestDeleteRange(req)) }],
+        success: vec![RequestOp {
+            request: Some(Request::RequestDeleteRange(req)),
+        }],
         ..Default::default()
     }
 }
@@ -54,9 +58,17 @@ pub fn execute<R: MvccRead + ?Sized>(
     };
     let mut path = path.into_iter();
     let mut response = exec.txn(txn, &mut path)?;
-    let revision = if exec.changes.is_empty() { revs.current } else { exec.next_rev };
+    let revision = if exec.changes.is_empty() {
+        revs.current
+    } else {
+        exec.next_rev
+    };
     set_header_revision(&mut response, revision);
-    Ok(TxnOutcome { response, changes: exec.changes, revision })
+    Ok(TxnOutcome {
+        response,
+        changes: exec.changes,
+        revision,
+    })
 }
 
 fn choose_path<R: MvccRead + ?Sized>(
@@ -73,7 +85,11 @@ fn choose_path<R: MvccRead + ?Sized>(
         }
     }
     path.push(succeeded);
-    let ops = if succeeded { &txn.success } else { &txn.failure };
+    let ops = if succeeded {
+        &txn.success
+    } else {
+        &txn.failure
+    };
     for op in ops {
         if let Some(Request::RequestTxn(inner)) = &op.request {
             choose_path(store, rev, inner, path)?;
@@ -97,21 +113,36 @@ impl<R: MvccRead + ?Sized> Exec<'_, R> {
         path: &mut impl Iterator<Item = bool>,
     ) -> Result<TxnResponse, KvError> {
         let succeeded = path.next().unwrap_or(false);
-        let ops = if succeeded { &txn.success } else { &txn.failure };
+        let ops = if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             let response = match &op.request {
-                Some(Request::RequestRange(r)) => {
-                    Response::ResponseRange(range::execute(self.store, self.revs, r, Some(&self.overlay))?)
-                }
+                Some(Request::RequestRange(r)) => Response::ResponseRange(range::execute(
+                    self.store,
+                    self.revs,
+                    r,
+                    Some(&self.overlay),
+                )?),
                 Some(Request::RequestPut(p)) => Response::ResponsePut(self.put(p)?),
-                Some(Request::RequestDeleteRange(d)) => Response::ResponseDeleteRange(self.delete(d)?),
+                Some(Request::RequestDeleteRange(d)) => {
+                    Response::ResponseDeleteRange(self.delete(d)?)
+                }
                 Some(Request::RequestTxn(t)) => Response::ResponseTxn(self.txn(t, path)?),
                 None => return Err(KvError::KeyNotFound),
             };
-            responses.push(ResponseOp { response: Some(response) });
+            responses.push(ResponseOp {
+                response: Some(response),
+            });
         }
-        Ok(TxnResponse { header: None, succeeded, responses })
+        Ok(TxnResponse {
+            header: None,
+            succeeded,
+            responses,
+        })
     }
 
     fn current(&self, key: &[u8]) -> Result<Option<KeyValue>, KvError> {
@@ -147,8 +178,15 @@ impl<R: MvccRead + ?Sized> Exec<'_, R> {
         };
         self.overlay.insert(kv.key.clone(), Some(kv.clone()));
         let prev_kv = if req.prev_kv { prev.clone() } else { None };
-        self.changes.push(Change { kind: ChangeKind::Put, kv, prev });
-        Ok(PutResponse { header: None, prev_kv })
+        self.changes.push(Change {
+            kind: ChangeKind::Put,
+            kv,
+            prev,
+        });
+        Ok(PutResponse {
+            header: None,
+            prev_kv,
+        })
     }
 
     fn delete(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse, KvError> {
@@ -164,19 +202,37 @@ impl<R: MvccRead + ?Sized> Exec<'_, R> {
         }
         let deleted = victims.len() as i64;
         for prev in &victims {
-            let kv = KeyValue { key: prev.key.clone(), mod_revision: self.next_rev, ..Default::default() };
+            let kv = KeyValue {
+                key: prev.key.clone(),
+                mod_revision: self.next_rev,
+                ..Default::default()
+            };
             self.overlay.insert(prev.key.clone(), None);
-            self.changes.push(Change { kind: ChangeKind::Delete, kv, prev: Some(prev.clone()) });
+            self.changes.push(Change {
+                kind: ChangeKind::Delete,
+                kv,
+                prev: Some(prev.clone()),
+            });
         }
         let prev_kvs = if req.prev_kv { victims } else { Vec::new() };
-        Ok(DeleteRangeResponse { header: None, deleted, prev_kvs })
+        Ok(DeleteRangeResponse {
+            header: None,
+            deleted,
+            prev_kvs,
+        })
     }
 }
 
 fn set_header_revision(resp: &mut TxnResponse, revision: i64) {
-    resp.header = Some(ResponseHeader { revision, ..Default::default() });
+    resp.header = Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    });
     for op in &mut resp.responses {
-        let header = Some(ResponseHeader { revision, ..Default::default() });
+        let header = Some(ResponseHeader {
+            revision,
+            ..Default::default()
+        });
         match &mut op.response {
             Some(Response::ResponseRange(r)) => r.header = header,
             Some(Response::ResponsePut(r)) => r.header = header,

@@ -82,16 +82,19 @@ fn intervals(ops: &[RequestOp]) -> Result<(Vec<Vec<u8>>, Vec<Interval>), KvError
     let mut dels: Vec<Interval> = ops
         .iter()
         .filter_map(|op| match &op.request {
-            Some(Request::RequestDeleteRange(d)) => {
-                Some(Interval { start: d.key.clone(), end: RangeEnd::from_request(&d.range_end) })
-            }
+            Some(Request::RequestDeleteRange(d)) => Some(Interval {
+                start: d.key.clone(),
+                end: RangeEnd::from_request(&d.range_end),
+            }),
             _ => None,
         })
         .collect();
     let mut puts: Vec<Vec<u8>> = Vec::new();
     let deleted = |dels: &[Interval], k: &[u8]| dels.iter().any(|d| d.contains(k));
     for op in ops {
-        let Some(Request::RequestTxn(t)) = &op.request else { continue };
+        let Some(Request::RequestTxn(t)) = &op.request else {
+            continue;
+        };
         let (puts_then, dels_then) = intervals(&t.success)?;
         let (puts_else, dels_else) = intervals(&t.failure)?;
         for k in &puts_then {
@@ -112,7 +115,9 @@ fn intervals(ops: &[RequestOp]) -> Result<(Vec<Vec<u8>>, Vec<Interval>), KvError
         dels.extend(dels_else);
     }
     for op in ops {
-        let Some(Request::RequestPut(p)) = &op.request else { continue };
+        let Some(Request::RequestPut(p)) = &op.request else {
+            continue;
+        };
         if puts.contains(&p.key) || deleted(&dels, &p.key) {
             return Err(KvError::DuplicateKey);
         }

@@ -12,14 +12,28 @@ pub enum PeerCall {
     Propose(Command),
     /// Confirm leadership with a quorum and return the index a linearizable read must wait for.
     ReadIndex,
-    LeaseKeepAlive { id: i64 },
-    LeaseTimeToLive { id: i64 },
+    LeaseKeepAlive {
+        id: i64,
+    },
+    LeaseTimeToLive {
+        id: i64,
+    },
     /// Who is in the cluster (a joining member learns its own ID from this).
     ClusterInfo,
-    MemberAdd { peer_urls: Vec<String>, learner: bool },
-    MemberRemove { id: NodeId },
-    MemberPromote { id: NodeId },
-    MemberUpdate { id: NodeId, peer_urls: Vec<String> },
+    MemberAdd {
+        peer_urls: Vec<String>,
+        learner: bool,
+    },
+    MemberRemove {
+        id: NodeId,
+    },
+    MemberPromote {
+        id: NodeId,
+    },
+    MemberUpdate {
+        id: NodeId,
+        peer_urls: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

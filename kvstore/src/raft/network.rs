@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use proto::peer::peer_client::PeerClient;
 use proto::peer::Payload;
@@ -46,15 +48,23 @@ impl Peers {
     }
 
     /// Makes an internal call on the member at `url`.
-    pub async fn call(&self, url: &str, call: &PeerCall, timeout: Duration) -> Result<PeerReply, KvError> {
-        let mut client = self.client(url).map_err(|e| KvError::Internal(format!("peer {url}: {e}")))?;
+    pub async fn call(
+        &self,
+        url: &str,
+        call: &PeerCall,
+        timeout: Duration,
+    ) -> Result<PeerReply, KvError> {
+        let mut client = self
+            .client(url)
+            .map_err(|e| KvError::Internal(format!("peer {url}: {e}")))?;
         let mut req = tonic::Request::new(Payload { data: encode(call) });
         req.set_timeout(timeout);
         let resp = client.call(req).await.map_err(|s| match s.code() {
             tonic::Code::DeadlineExceeded => KvError::Timeout,
             _ => KvError::Internal(format!("peer {url}: {}", s.message())),
         })?;
-        decode(&resp.into_inner().data).map_err(|e| KvError::Internal(format!("peer {url}: bad reply: {e}")))
+        decode(&resp.into_inner().data)
+            .map_err(|e| KvError::Internal(format!("peer {url}: bad reply: {e}")))
     }
 }
 
@@ -66,7 +76,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerConnection {
-        PeerConnection { target, url: node.peer_urls.first().cloned().unwrap_or_default(), peers: self.peers.clone() }
+        PeerConnection {
+            target,
+            url: node.peer_urls.first().cloned().unwrap_or_default(),
+            peers: self.peers.clone(),
+        }
     }
 }
 
@@ -79,13 +93,21 @@ pub struct PeerConnection {
 type RpcErr<E> = RPCError<NodeId, Member, RaftError<NodeId, E>>;
 
 impl PeerConnection {
-    async fn rpc<Req, Resp, E>(&self, method: Method, req: &Req, option: &RPCOption) -> Result<Resp, RpcErr<E>>
+    async fn rpc<Req, Resp, E>(
+        &self,
+        method: Method,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RpcErr<E>>
     where
         Req: serde::Serialize,
         Resp: serde::de::DeserializeOwned,
         E: std::error::Error + serde::de::DeserializeOwned,
     {
-        let mut client = self.peers.client(&self.url).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut client = self
+            .peers
+            .client(&self.url)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let mut request = tonic::Request::new(Payload { data: encode(req) });
         request.set_timeout(option.hard_ttl());
         let reply = match method {
@@ -97,8 +119,8 @@ impl PeerConnection {
             tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&s)),
             _ => RPCError::Network(NetworkError::new(&s)),
         })?;
-        let result: Result<Resp, RaftError<NodeId, E>> =
-            decode(&payload.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, RaftError<NodeId, E>> = decode(&payload.into_inner().data)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

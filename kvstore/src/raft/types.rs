@@ -53,7 +53,9 @@ impl<T: prost::Message> Serialize for Pb<T> {
 impl<'de, T: prost::Message + Default> Deserialize<'de> for Pb<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let bytes: Vec<u8> = serde_bytes_vec(d)?;
-        T::decode(bytes.as_slice()).map(Pb).map_err(serde::de::Error::custom)
+        T::decode(bytes.as_slice())
+            .map(Pb)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -85,13 +87,28 @@ fn serde_bytes_vec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D:
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Command {
     Txn(Pb<TxnRequest>),
-    Compact { revision: i64 },
-    LeaseGrant { id: i64, ttl: i64 },
+    Compact {
+        revision: i64,
+    },
+    LeaseGrant {
+        id: i64,
+        ttl: i64,
+    },
     /// Revoked by a client, or expired (decided by the leader).
-    LeaseRevoke { id: i64 },
+    LeaseRevoke {
+        id: i64,
+    },
     /// etcd's AlarmRequest: action 1 activates, 2 deactivates.
-    Alarm { action: i32, member_id: u64, alarm: i32 },
-    PublishMember { id: NodeId, name: String, client_urls: Vec<String> },
+    Alarm {
+        action: i32,
+        member_id: u64,
+        alarm: i32,
+    },
+    PublishMember {
+        id: NodeId,
+        name: String,
+        client_urls: Vec<String>,
+    },
 }
 
 impl fmt::Display for Command {
@@ -101,7 +118,11 @@ impl fmt::Display for Command {
             Command::Compact { revision } => write!(f, "compact({revision})"),
             Command::LeaseGrant { id, ttl } => write!(f, "lease-grant({id:x}, {ttl}s)"),
             Command::LeaseRevoke { id } => write!(f, "lease-revoke({id:x})"),
-            Command::Alarm { action, member_id, alarm } => write!(f, "alarm({action}, {member_id:x}, {alarm})"),
+            Command::Alarm {
+                action,
+                member_id,
+                alarm,
+            } => write!(f, "alarm({action}, {member_id:x}, {alarm})"),
             Command::PublishMember { id, name, .. } => write!(f, "publish({id:x}, {name})"),
         }
     }
@@ -117,7 +138,10 @@ pub struct Applied {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Output {
     Txn(Pb<TxnResponse>),
-    LeaseGranted { id: i64, ttl: i64 },
+    LeaseGranted {
+        id: i64,
+        ttl: i64,
+    },
     /// Alarms in force after an Alarm command: (member, alarm type).
     Alarms(Vec<(u64, i32)>),
     /// Blank entries, membership changes and commands with nothing to report.

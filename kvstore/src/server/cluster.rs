@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use proto::etcdserverpb::cluster_server::Cluster;
 use proto::etcdserverpb::{
-    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest,
-    MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
+    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
+    MemberUpdateRequest, MemberUpdateResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -42,46 +43,97 @@ impl ClusterService {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn member_add(&self, req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+    async fn member_add(
+        &self,
+        req: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
         let req = req.into_inner();
-        let call = PeerCall::MemberAdd { peer_urls: req.peer_ur_ls.clone(), learner: req.is_learner };
+        let call = PeerCall::MemberAdd {
+            peer_urls: req.peer_ur_ls.clone(),
+            learner: req.is_learner,
+        };
         let PeerReply::MemberId(id) = self.node.change_members(call).await? else {
             return Err(KvError::internal("member add: unexpected reply").into());
         };
         let members = self.members_after_change().await?;
-        let member = members.iter().find(|m| m.id == id).cloned().unwrap_or(Member {
-            id,
-            peer_ur_ls: req.peer_ur_ls,
-            is_learner: req.is_learner,
-            ..Default::default()
-        });
-        Ok(Response::new(MemberAddResponse { header: self.header(), member: Some(member), members }))
+        let member = members
+            .iter()
+            .find(|m| m.id == id)
+            .cloned()
+            .unwrap_or(Member {
+                id,
+                peer_ur_ls: req.peer_ur_ls,
+                is_learner: req.is_learner,
+                ..Default::default()
+            });
+        Ok(Response::new(MemberAddResponse {
+            header: self.header(),
+            member: Some(member),
+            members,
+        }))
     }
 
-    async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
-        self.node.change_members(PeerCall::MemberRemove { id: req.into_inner().id }).await?;
+    async fn member_remove(
+        &self,
+        req: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.node
+            .change_members(PeerCall::MemberRemove {
+                id: req.into_inner().id,
+            })
+            .await?;
         let members = self.members_after_change().await?;
-        Ok(Response::new(MemberRemoveResponse { header: self.header(), members }))
+        Ok(Response::new(MemberRemoveResponse {
+            header: self.header(),
+            members,
+        }))
     }
 
-    async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
+    async fn member_update(
+        &self,
+        req: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
         let req = req.into_inner();
-        self.node.change_members(PeerCall::MemberUpdate { id: req.id, peer_urls: req.peer_ur_ls }).await?;
+        self.node
+            .change_members(PeerCall::MemberUpdate {
+                id: req.id,
+                peer_urls: req.peer_ur_ls,
+            })
+            .await?;
         let members = self.members_after_change().await?;
-        Ok(Response::new(MemberUpdateResponse { header: self.header(), members }))
+        Ok(Response::new(MemberUpdateResponse {
+            header: self.header(),
+            members,
+        }))
     }
 
-    async fn member_list(&self, req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
+    async fn member_list(
+        &self,
+        req: Request<MemberListRequest>,
+    ) -> Result<Response<MemberListResponse>, Status> {
         if req.into_inner().linearizable {
             self.node.read_barrier().await?;
         }
         let members = self.node.cluster_info().members.iter().map(to_pb).collect();
-        Ok(Response::new(MemberListResponse { header: self.header(), members }))
+        Ok(Response::new(MemberListResponse {
+            header: self.header(),
+            members,
+        }))
     }
 
-    async fn member_promote(&self, req: Request<MemberPromoteRequest>) -> Result<Response<MemberPromoteResponse>, Status> {
-        self.node.change_members(PeerCall::MemberPromote { id: req.into_inner().id }).await?;
+    async fn member_promote(
+        &self,
+        req: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.node
+            .change_members(PeerCall::MemberPromote {
+                id: req.into_inner().id,
+            })
+            .await?;
         let members = self.members_after_change().await?;
-        Ok(Response::new(MemberPromoteResponse { header: self.header(), members }))
+        Ok(Response::new(MemberPromoteResponse {
+            header: self.header(),
+            members,
+        }))
     }
 }

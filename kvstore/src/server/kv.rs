@@ -5,8 +5,8 @@ use std::sync::Arc;
 use proto::etcdserverpb::kv_server::Kv;
 use proto::etcdserverpb::response_op::Response as OpResponse;
 use proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -37,7 +37,11 @@ impl KvService {
             return Ok(());
         }
         if !node.store.has_alarm(ALARM_NOSPACE) {
-            let cmd = Command::Alarm { action: 1, member_id: node.id, alarm: ALARM_NOSPACE };
+            let cmd = Command::Alarm {
+                action: 1,
+                member_id: node.id,
+                alarm: ALARM_NOSPACE,
+            };
             node.propose(cmd).await?;
         }
         Err(KvError::NoSpace)
@@ -65,11 +69,14 @@ impl KvService {
 
 fn is_read_only(t: &TxnRequest) -> bool {
     use proto::etcdserverpb::request_op::Request;
-    t.success.iter().chain(&t.failure).all(|op| match &op.request {
-        Some(Request::RequestRange(_)) => true,
-        Some(Request::RequestTxn(inner)) => is_read_only(inner),
-        _ => false,
-    })
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .all(|op| match &op.request {
+            Some(Request::RequestRange(_)) => true,
+            Some(Request::RequestTxn(inner)) => is_read_only(inner),
+            _ => false,
+        })
 }
 
 #[tonic::async_trait]
@@ -86,19 +93,25 @@ impl Kv for KvService {
         validate::put(&req)?;
         self.check_quota(len).await?;
         let (mut resp, rev) = self.txn(txn::put_as_txn(req)).await?;
-        let Some(OpResponse::ResponsePut(mut put)) = resp.responses.pop().and_then(|r| r.response) else {
+        let Some(OpResponse::ResponsePut(mut put)) = resp.responses.pop().and_then(|r| r.response)
+        else {
             return Err(KvError::internal("put produced no response").into());
         };
         put.header = Some(self.node.header(rev));
         Ok(Response::new(put))
     }
 
-    async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+    async fn delete_range(
+        &self,
+        req: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
         let req = req.into_inner();
         self.check_size(prost::Message::encoded_len(&req))?;
         validate::delete(&req)?;
         let (mut resp, rev) = self.txn(txn::delete_as_txn(req)).await?;
-        let Some(OpResponse::ResponseDeleteRange(mut del)) = resp.responses.pop().and_then(|r| r.response) else {
+        let Some(OpResponse::ResponseDeleteRange(mut del)) =
+            resp.responses.pop().and_then(|r| r.response)
+        else {
             return Err(KvError::internal("delete produced no response").into());
         };
         del.header = Some(self.node.header(rev));
@@ -125,10 +138,20 @@ impl Kv for KvService {
         Ok(Response::new(resp))
     }
 
-    async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+    async fn compact(
+        &self,
+        req: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
         let req = req.into_inner();
-        let applied = self.node.propose(Command::Compact { revision: req.revision }).await?;
+        let applied = self
+            .node
+            .propose(Command::Compact {
+                revision: req.revision,
+            })
+            .await?;
         applied.output?;
-        Ok(Response::new(CompactionResponse { header: Some(self.node.header(applied.revision)) }))
+        Ok(Response::new(CompactionResponse {
+            header: Some(self.node.header(applied.revision)),
+        }))
     }
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use futures::Stream;
 use proto::etcdserverpb::lease_server::Lease;
 use proto::etcdserverpb::{
-    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
-    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -26,13 +26,20 @@ pub struct LeaseService {
 
 #[tonic::async_trait]
 impl Lease for LeaseService {
-    async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+    async fn lease_grant(
+        &self,
+        req: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
         let req = req.into_inner();
         if req.ttl > MAX_LEASE_TTL {
             return Err(KvError::LeaseTtlTooLarge.into());
         }
         let ttl = req.ttl.max(self.node.config.min_lease_ttl());
-        let id = if req.id != 0 { req.id } else { (rand::random::<u64>() >> 1).max(1) as i64 };
+        let id = if req.id != 0 {
+            req.id
+        } else {
+            (rand::random::<u64>() >> 1).max(1) as i64
+        };
         let applied = self.node.propose(Command::LeaseGrant { id, ttl }).await?;
         let (id, ttl) = match applied.output? {
             Output::LeaseGranted { id, ttl } => (id, ttl),
@@ -46,13 +53,24 @@ impl Lease for LeaseService {
         }))
     }
 
-    async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
-        let applied = self.node.propose(Command::LeaseRevoke { id: req.into_inner().id }).await?;
+    async fn lease_revoke(
+        &self,
+        req: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let applied = self
+            .node
+            .propose(Command::LeaseRevoke {
+                id: req.into_inner().id,
+            })
+            .await?;
         applied.output?;
-        Ok(Response::new(LeaseRevokeResponse { header: Some(self.node.header(applied.revision)) }))
+        Ok(Response::new(LeaseRevokeResponse {
+            header: Some(self.node.header(applied.revision)),
+        }))
     }
 
-    type LeaseKeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+    type LeaseKeepAliveStream =
+        Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
     async fn lease_keep_alive(
         &self,
@@ -89,17 +107,38 @@ impl Lease for LeaseService {
         let header = Some(self.node.header(self.node.store.revisions().current));
         let Some((granted, remaining)) = self.node.lease_time_to_live(req.id).await? else {
             // etcd answers TTL -1 for a lease that does not exist.
-            return Ok(Response::new(LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, ..Default::default() }));
+            return Ok(Response::new(LeaseTimeToLiveResponse {
+                header,
+                id: req.id,
+                ttl: -1,
+                ..Default::default()
+            }));
         };
-        let keys = if req.keys { self.node.store.view().lease_keys(req.id)? } else { Vec::new() };
-        Ok(Response::new(LeaseTimeToLiveResponse { header, id: req.id, ttl: remaining, granted_ttl: granted, keys }))
+        let keys = if req.keys {
+            self.node.store.view().lease_keys(req.id)?
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(LeaseTimeToLiveResponse {
+            header,
+            id: req.id,
+            ttl: remaining,
+            granted_ttl: granted,
+            keys,
+        }))
     }
 
-    async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+    async fn lease_leases(
+        &self,
+        _req: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
         let leases = self.node.store.view().leases()?;
         Ok(Response::new(LeaseLeasesResponse {
             header: Some(self.node.header(self.node.store.revisions().current)),
-            leases: leases.into_iter().map(|(id, _)| LeaseStatus { id }).collect(),
+            leases: leases
+                .into_iter()
+                .map(|(id, _)| LeaseStatus { id })
+                .collect(),
         }))
     }
 }

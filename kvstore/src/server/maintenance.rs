@@ -6,9 +6,10 @@ use std::sync::Arc;
 use futures::Stream;
 use proto::etcdserverpb::maintenance_server::Maintenance;
 use proto::etcdserverpb::{
-    AlarmMember, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
-    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
-    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    AlarmMember, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse,
+    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -54,24 +55,43 @@ impl Maintenance for MaintenanceService {
             1 | 2 => {
                 let applied = self
                     .node
-                    .propose(Command::Alarm { action: req.action, member_id: req.member_id, alarm: req.alarm })
+                    .propose(Command::Alarm {
+                        action: req.action,
+                        member_id: req.member_id,
+                        alarm: req.alarm,
+                    })
                     .await?;
                 match applied.output? {
                     Output::Alarms(a) => a,
                     _ => Vec::new(),
                 }
             }
-            other => return Err(KvError::InvalidArgument(format!("etcdserver: unknown alarm action {other}")).into()),
+            other => {
+                return Err(KvError::InvalidArgument(format!(
+                    "etcdserver: unknown alarm action {other}"
+                ))
+                .into())
+            }
         };
         let alarms = alarms
             .into_iter()
-            .filter(|(m, a)| req.action != 0 || ((req.member_id == 0 || *m == req.member_id) && (req.alarm == 0 || *a == req.alarm)))
+            .filter(|(m, a)| {
+                req.action != 0
+                    || ((req.member_id == 0 || *m == req.member_id)
+                        && (req.alarm == 0 || *a == req.alarm))
+            })
             .map(|(member_id, alarm)| AlarmMember { member_id, alarm })
             .collect();
-        Ok(Response::new(AlarmResponse { header: self.header(), alarms }))
+        Ok(Response::new(AlarmResponse {
+            header: self.header(),
+            alarms,
+        }))
     }
 
-    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
         let node = &self.node;
         let m = node.raft.metrics().borrow().clone();
         let st = node.store.state();
@@ -85,7 +105,11 @@ impl Maintenance for MaintenanceService {
             raft_index: m.last_log_index.unwrap_or(0),
             raft_term: m.current_term,
             raft_applied_index: st.applied.map_or(0, |l| l.index),
-            errors: st.alarms.iter().map(|(m, a)| format!("memberID:{m} alarm:{}", alarm_name(*a))).collect(),
+            errors: st
+                .alarms
+                .iter()
+                .map(|(m, a)| format!("memberID:{m} alarm:{}", alarm_name(*a)))
+                .collect(),
             db_size_in_use: size,
             is_learner,
             storage_version: String::new(),
@@ -94,7 +118,10 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(
+        &self,
+        _req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
         let db = self.node.store.db.clone();
         let before = self.node.store.db_size();
         tokio::task::spawn_blocking(move || {
@@ -105,16 +132,24 @@ impl Maintenance for MaintenanceService {
         .await
         .map_err(KvError::internal)?;
         info!(before, after = self.node.store.db_size(), "defragmented");
-        Ok(Response::new(DefragmentResponse { header: self.header() }))
+        Ok(Response::new(DefragmentResponse {
+            header: self.header(),
+        }))
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         let (view, revs) = self.node.store.read_view();
         let hash = view.hash(revs.compacted, revs.current)?;
-        Ok(Response::new(HashResponse { header: self.header(), hash }))
+        Ok(Response::new(HashResponse {
+            header: self.header(),
+            hash,
+        }))
     }
 
-    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
         let (view, revs) = self.node.store.read_view();
         let rev = revs.check_read(req.into_inner().revision)?;
         let hash = view.hash(revs.compacted, rev)?;
@@ -128,9 +163,17 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
-    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(
+        &self,
+        _req: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
         let store = self.node.store.clone();
-        let path = self.node.config.data_dir.join("snap").join(format!("client-{}.tmp", rand::random::<u64>()));
+        let path = self
+            .node
+            .config
+            .data_dir
+            .join("snap")
+            .join(format!("client-{}.tmp", rand::random::<u64>()));
         let write_path = path.clone();
         tokio::task::spawn_blocking(move || {
             let snap = store.db.snapshot();
@@ -139,11 +182,13 @@ impl Maintenance for MaintenanceService {
         .await
         .map_err(KvError::internal)?
         .map_err(KvError::internal)?;
-        let mut file = tokio::fs::File::open(&path).await.map_err(KvError::internal)?;
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(KvError::internal)?;
         let size = file.metadata().await.map_err(KvError::internal)?.len();
         let _ = tokio::fs::remove_file(&path).await; // the open handle keeps the data
-        // As etcd does, the stream is padded to a multiple of 512 bytes and ends with the
-        // SHA-256 of what precedes it; etcdctl checks for that trailer.
+                                                     // As etcd does, the stream is padded to a multiple of 512 bytes and ends with the
+                                                     // SHA-256 of what precedes it; etcdctl checks for that trailer.
         let padded = size.div_ceil(512) * 512;
         let total = padded + 32;
         let header = self.header();
@@ -156,7 +201,9 @@ impl Maintenance for MaintenanceService {
                 let n = if sent < size {
                     match file.read(&mut buf).await {
                         Ok(0) => {
-                            let _ = tx.send(Err(KvError::internal("snapshot file shrank").to_status())).await;
+                            let _ = tx
+                                .send(Err(KvError::internal("snapshot file shrank").to_status()))
+                                .await;
                             return;
                         }
                         Ok(n) => n,
@@ -190,11 +237,17 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn move_leader(&self, _req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+    async fn move_leader(
+        &self,
+        _req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
         Err(KvError::Unimplemented("leader transfer is not supported by this build".into()).into())
     }
 
-    async fn downgrade(&self, _req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
+    async fn downgrade(
+        &self,
+        _req: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
         Err(KvError::Unimplemented("downgrade is not supported".into()).into())
     }
 }

@@ -47,7 +47,10 @@ pub enum StartError {
     #[error(transparent)]
     DataDir(#[from] crate::storage::db::DataDirError),
     #[error("cannot listen on {addr}: {cause}")]
-    Listen { addr: SocketAddr, cause: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
     #[error("joining the cluster: {0}")]
     Join(String),
     #[error("starting raft: {0}")]
@@ -67,7 +70,11 @@ async fn identity(cfg: &KvConfig, dir: &DataDir, peers: &Peers) -> Result<Identi
     }
     let identity = match cfg.cluster_state {
         ClusterState::New => {
-            let ids: Vec<u64> = cfg.initial_cluster.iter().map(|(_, urls)| config::member_id(urls, &cfg.token)).collect();
+            let ids: Vec<u64> = cfg
+                .initial_cluster
+                .iter()
+                .map(|(_, urls)| config::member_id(urls, &cfg.token))
+                .collect();
             Identity {
                 format: String::new(),
                 name: cfg.name.clone(),
@@ -77,7 +84,10 @@ async fn identity(cfg: &KvConfig, dir: &DataDir, peers: &Peers) -> Result<Identi
         }
         ClusterState::Existing => join_existing(cfg, peers).await?,
     };
-    let identity = Identity { format: crate::storage::db::FORMAT.into(), ..identity };
+    let identity = Identity {
+        format: crate::storage::db::FORMAT.into(),
+        ..identity
+    };
     dir.write_identity(&identity)?;
     Ok(identity)
 }
@@ -91,9 +101,16 @@ async fn join_existing(cfg: &KvConfig, peers: &Peers) -> Result<Identity, StartE
                 continue;
             }
             for url in urls {
-                match peers.call(url, &PeerCall::ClusterInfo, Duration::from_secs(2)).await {
+                match peers
+                    .call(url, &PeerCall::ClusterInfo, Duration::from_secs(2))
+                    .await
+                {
                     Ok(PeerReply::ClusterInfo(info)) => {
-                        let me = info.members.iter().find(|m| m.peer_urls.iter().any(|u| cfg.advertise_peer_urls.contains(u)));
+                        let me = info.members.iter().find(|m| {
+                            m.peer_urls
+                                .iter()
+                                .any(|u| cfg.advertise_peer_urls.contains(u))
+                        });
                         return match me {
                             Some(m) => Ok(Identity {
                                 format: String::new(),
@@ -120,7 +137,11 @@ async fn join_existing(cfg: &KvConfig, peers: &Peers) -> Result<Identity, StartE
 async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError> {
     let mut out = Vec::new();
     for addr in addrs {
-        out.push(TcpListener::bind(addr).await.map_err(|cause| StartError::Listen { addr: *addr, cause })?);
+        out.push(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|cause| StartError::Listen { addr: *addr, cause })?,
+        );
     }
     Ok(out)
 }
@@ -153,7 +174,9 @@ pub async fn run(cfg: KvConfig, mut shutdown: signal::Receiver<bool>) -> Result<
     let raft = Raft::new(
         ident.member_id,
         Arc::new(raft_config),
-        NetworkFactory { peers: peers.clone() },
+        NetworkFactory {
+            peers: peers.clone(),
+        },
         LogStore::new(db.clone()),
         StateMachine::new(store.clone(), dir.snap_dir()),
     )
@@ -162,12 +185,22 @@ pub async fn run(cfg: KvConfig, mut shutdown: signal::Receiver<bool>) -> Result<
 
     // A member of a new cluster initialises Raft until that has happened once (a restored
     // data directory has state but no Raft log yet).
-    let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))?;
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
     if cfg.cluster_state == ClusterState::New && !initialized {
         let members: BTreeMap<u64, Member> = cfg
             .initial_cluster
             .iter()
-            .map(|(_, urls)| (config::member_id(urls, &cfg.token), Member { peer_urls: urls.clone() }))
+            .map(|(_, urls)| {
+                (
+                    config::member_id(urls, &cfg.token),
+                    Member {
+                        peer_urls: urls.clone(),
+                    },
+                )
+            })
             .collect();
         // Every member initialises with the same membership; openraft allows that.
         if let Err(e) = raft.initialize(members).await {
@@ -175,7 +208,14 @@ pub async fn run(cfg: KvConfig, mut shutdown: signal::Receiver<bool>) -> Result<
         }
     }
 
-    let node = Arc::new(Node { id: ident.member_id, cluster_id: ident.cluster_id, config: cfg.clone(), raft, store, peers });
+    let node = Arc::new(Node {
+        id: ident.member_id,
+        cluster_id: ident.cluster_id,
+        config: cfg.clone(),
+        raft,
+        store,
+        peers,
+    });
     let mut tasks = tokio::task::JoinSet::new();
     for l in peer_listeners {
         let svc = PeerServer::new(peer::PeerService { node: node.clone() })
@@ -199,11 +239,26 @@ pub async fn run(cfg: KvConfig, mut shutdown: signal::Receiver<bool>) -> Result<
         tasks.spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
             tonic::transport::Server::builder()
-                .add_service(KvServer::new(kv::KvService { node: n.clone() }).max_decoding_message_size(limit))
-                .add_service(WatchServer::new(watch::WatchService { node: n.clone() }).max_decoding_message_size(limit))
-                .add_service(LeaseServer::new(lease::LeaseService { node: n.clone() }).max_decoding_message_size(limit))
-                .add_service(ClusterServer::new(cluster::ClusterService { node: n.clone() }).max_decoding_message_size(limit))
-                .add_service(MaintenanceServer::new(maintenance::MaintenanceService { node: n.clone() }).max_decoding_message_size(limit))
+                .add_service(
+                    KvServer::new(kv::KvService { node: n.clone() })
+                        .max_decoding_message_size(limit),
+                )
+                .add_service(
+                    WatchServer::new(watch::WatchService { node: n.clone() })
+                        .max_decoding_message_size(limit),
+                )
+                .add_service(
+                    LeaseServer::new(lease::LeaseService { node: n.clone() })
+                        .max_decoding_message_size(limit),
+                )
+                .add_service(
+                    ClusterServer::new(cluster::ClusterService { node: n.clone() })
+                        .max_decoding_message_size(limit),
+                )
+                .add_service(
+                    MaintenanceServer::new(maintenance::MaintenanceService { node: n.clone() })
+                        .max_decoding_message_size(limit),
+                )
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })
@@ -242,11 +297,17 @@ async fn watch_leadership(node: Arc<Node>) {
     loop {
         let (leader, term, leading) = {
             let m = metrics.borrow_and_update();
-            (m.current_leader, m.current_term, m.state == ServerState::Leader)
+            (
+                m.current_leader,
+                m.current_term,
+                m.state == ServerState::Leader,
+            )
         };
         if (leader, leading) != last {
             match leader {
-                Some(l) => info!(leader = %format!("{l:x}"), term, this_member = leading, "leader changed"),
+                Some(l) => {
+                    info!(leader = %format!("{l:x}"), term, this_member = leading, "leader changed")
+                }
                 None => info!(term, "no leader"),
             }
             if leading && !last.1 {
@@ -270,10 +331,16 @@ async fn expire_leases(node: Arc<Node>) {
         for id in node.store.lessor.expired(Duration::from_secs(3)) {
             let node = node.clone();
             tokio::spawn(async move {
-                match node.propose(Command::LeaseRevoke { id }).await.map(|a| a.output) {
+                match node
+                    .propose(Command::LeaseRevoke { id })
+                    .await
+                    .map(|a| a.output)
+                {
                     Ok(Ok(_)) => info!(lease = %format!("{id:x}"), "lease expired"),
                     Ok(Err(crate::error::KvError::LeaseNotFound)) => {}
-                    Ok(Err(e)) | Err(e) => warn!(lease = %format!("{id:x}"), error = %e, "revoking expired lease failed"),
+                    Ok(Err(e)) | Err(e) => {
+                        warn!(lease = %format!("{id:x}"), error = %e, "revoking expired lease failed")
+                    }
                 }
             });
         }

@@ -38,14 +38,24 @@ enum Leader {
 impl Node {
     pub fn header(&self, revision: i64) -> ResponseHeader {
         let term = self.raft.metrics().borrow().current_term;
-        ResponseHeader { cluster_id: self.cluster_id, member_id: self.id, revision, raft_term: term }
+        ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.id,
+            revision,
+            raft_term: term,
+        }
     }
 
     fn leader(&self) -> Leader {
         let m = self.raft.metrics().borrow().clone();
         match m.current_leader {
             Some(l) if l == self.id && m.state == ServerState::Leader => Leader::Me,
-            Some(l) => match m.membership_config.membership().get_node(&l).and_then(|n| n.peer_urls.first()) {
+            Some(l) => match m
+                .membership_config
+                .membership()
+                .get_node(&l)
+                .and_then(|n| n.peer_urls.first())
+            {
                 Some(url) => Leader::Remote(url.clone()),
                 None => Leader::Unknown,
             },
@@ -59,7 +69,12 @@ impl Node {
 
     /// Runs `local` if this member leads, or sends `call` to the leader; retries while there
     /// is no leader or the leader moved, until the request timeout.
-    async fn on_leader<T, F, Fut>(&self, call: PeerCall, local: F, unpack: fn(PeerReply) -> Result<T, KvError>) -> Result<T, KvError>
+    async fn on_leader<T, F, Fut>(
+        &self,
+        call: PeerCall,
+        local: F,
+        unpack: fn(PeerReply) -> Result<T, KvError>,
+    ) -> Result<T, KvError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, Retry>>,
@@ -75,7 +90,11 @@ impl Node {
                 },
                 Leader::Remote(url) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    match self.peers.call(&url, &call, left.max(Duration::from_millis(100))).await {
+                    match self
+                        .peers
+                        .call(&url, &call, left.max(Duration::from_millis(100)))
+                        .await
+                    {
                         Ok(PeerReply::Error(KvError::NotLeader | KvError::NoLeader)) => None,
                         Ok(reply) => return unpack(reply),
                         Err(KvError::Timeout) => return Err(KvError::Timeout),
@@ -86,7 +105,9 @@ impl Node {
             };
             if Instant::now() + wait >= deadline {
                 return Err(match attempt {
-                    Some(KvError::Internal(_)) | None if self.leader_id().is_none() => KvError::NoLeader,
+                    Some(KvError::Internal(_)) | None if self.leader_id().is_none() => {
+                        KvError::NoLeader
+                    }
                     _ => KvError::Timeout,
                 });
             }
@@ -97,11 +118,15 @@ impl Node {
 
     /// Replicates a command and returns what applying it produced.
     pub async fn propose(&self, cmd: Command) -> Result<Applied, KvError> {
-        self.on_leader(PeerCall::Propose(cmd.clone()), || self.propose_local(cmd.clone()), |r| match r {
-            PeerReply::Applied(a) => Ok(a),
-            PeerReply::Error(e) => Err(e),
-            other => Err(unexpected(other)),
-        })
+        self.on_leader(
+            PeerCall::Propose(cmd.clone()),
+            || self.propose_local(cmd.clone()),
+            |r| match r {
+                PeerReply::Applied(a) => Ok(a),
+                PeerReply::Error(e) => Err(e),
+                other => Err(unexpected(other)),
+            },
+        )
         .await
     }
 
@@ -136,11 +161,15 @@ impl Node {
     /// applied everything committed before the call began.
     pub async fn read_barrier(&self) -> Result<(), KvError> {
         let index = self
-            .on_leader(PeerCall::ReadIndex, || self.read_index_as_leader(), |r| match r {
-                PeerReply::ReadIndex(i) => Ok(i),
-                PeerReply::Error(e) => Err(e),
-                other => Err(unexpected(other)),
-            })
+            .on_leader(
+                PeerCall::ReadIndex,
+                || self.read_index_as_leader(),
+                |r| match r {
+                    PeerReply::ReadIndex(i) => Ok(i),
+                    PeerReply::Error(e) => Err(e),
+                    other => Err(unexpected(other)),
+                },
+            )
             .await?;
         if self.store.applied_index() >= index {
             return Ok(());
@@ -159,7 +188,13 @@ impl Node {
             PeerCall::LeaseKeepAlive { id },
             || {
                 let store = store.clone();
-                async move { if store.lessor.is_leader() { Ok(store.lessor.keep_alive(id)) } else { Err(Retry::Again) } }
+                async move {
+                    if store.lessor.is_leader() {
+                        Ok(store.lessor.keep_alive(id))
+                    } else {
+                        Err(Retry::Again)
+                    }
+                }
             },
             |r| match r {
                 PeerReply::KeepAlive(t) => Ok(t),
@@ -176,7 +211,13 @@ impl Node {
             PeerCall::LeaseTimeToLive { id },
             || {
                 let store = store.clone();
-                async move { if store.lessor.is_leader() { Ok(store.lessor.remaining(id)) } else { Err(Retry::Again) } }
+                async move {
+                    if store.lessor.is_leader() {
+                        Ok(store.lessor.remaining(id))
+                    } else {
+                        Err(Retry::Again)
+                    }
+                }
             },
             |r| match r {
                 PeerReply::TimeToLive(t) => Ok(t),
@@ -205,15 +246,23 @@ impl Node {
                 }
             })
             .collect();
-        ClusterInfo { cluster_id: self.cluster_id, leader: self.leader_id(), members }
+        ClusterInfo {
+            cluster_id: self.cluster_id,
+            leader: self.leader_id(),
+            members,
+        }
     }
 
     /// Runs a membership change on the leader.
     pub async fn change_members(&self, call: PeerCall) -> Result<PeerReply, KvError> {
-        self.on_leader(call.clone(), || self.change_members_local(call.clone()), |r| match r {
-            PeerReply::Error(e) => Err(e),
-            other => Ok(other),
-        })
+        self.on_leader(
+            call.clone(),
+            || self.change_members_local(call.clone()),
+            |r| match r {
+                PeerReply::Error(e) => Err(e),
+                other => Ok(other),
+            },
+        )
         .await
     }
 
@@ -223,10 +272,18 @@ impl Node {
         let fail = |e: KvError| Retry::Fail(e);
         match call {
             PeerCall::MemberAdd { peer_urls, learner } => {
-                if peer_urls.is_empty() || peer_urls.iter().any(|u| crate::config::parse_url(u).is_err()) {
+                if peer_urls.is_empty()
+                    || peer_urls
+                        .iter()
+                        .any(|u| crate::config::parse_url(u).is_err())
+                {
                     return Err(fail(KvError::MemberBadUrls));
                 }
-                if info.members.iter().any(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u))) {
+                if info
+                    .members
+                    .iter()
+                    .any(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u)))
+                {
                     return Err(fail(KvError::PeerUrlExists));
                 }
                 let id = loop {
@@ -236,7 +293,10 @@ impl Node {
                     }
                 };
                 let node = Member { peer_urls };
-                self.raft.add_learner(id, node, false).await.map_err(map_change_err)?;
+                self.raft
+                    .add_learner(id, node, false)
+                    .await
+                    .map_err(map_change_err)?;
                 if !learner {
                     self.raft
                         .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
@@ -254,7 +314,10 @@ impl Node {
                 } else {
                     ChangeMembers::RemoveVoters(BTreeSet::from([id]))
                 };
-                self.raft.change_membership(change, false).await.map_err(map_change_err)?;
+                self.raft
+                    .change_membership(change, false)
+                    .await
+                    .map_err(map_change_err)?;
                 info!(member = %format!("{id:x}"), "member removed");
                 Ok(PeerReply::Done)
             }
@@ -275,11 +338,18 @@ impl Node {
             }
             PeerCall::MemberUpdate { id, peer_urls } => {
                 find(id).ok_or(fail(KvError::MemberNotFound))?;
-                if peer_urls.is_empty() || peer_urls.iter().any(|u| crate::config::parse_url(u).is_err()) {
+                if peer_urls.is_empty()
+                    || peer_urls
+                        .iter()
+                        .any(|u| crate::config::parse_url(u).is_err())
+                {
                     return Err(fail(KvError::MemberBadUrls));
                 }
                 self.raft
-                    .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, Member { peer_urls })])), false)
+                    .change_membership(
+                        ChangeMembers::SetNodes(BTreeMap::from([(id, Member { peer_urls })])),
+                        false,
+                    )
                     .await
                     .map_err(map_change_err)?;
                 Ok(PeerReply::Done)
@@ -302,12 +372,19 @@ impl Node {
 
     /// Publishes this member's name and client URLs once a leader accepts it.
     pub async fn publish_self(self: Arc<Self>) {
-        let attrs = MemberAttrs { name: self.config.name.clone(), client_urls: self.config.advertise_client_urls.clone() };
+        let attrs = MemberAttrs {
+            name: self.config.name.clone(),
+            client_urls: self.config.advertise_client_urls.clone(),
+        };
         loop {
             if self.store.state().members.get(&self.id) == Some(&attrs) {
                 return;
             }
-            let cmd = Command::PublishMember { id: self.id, name: attrs.name.clone(), client_urls: attrs.client_urls.clone() };
+            let cmd = Command::PublishMember {
+                id: self.id,
+                name: attrs.name.clone(),
+                client_urls: attrs.client_urls.clone(),
+            };
             match self.propose(cmd).await {
                 Ok(_) => return,
                 Err(KvError::Stopped) => return,

@@ -40,7 +40,10 @@ pub struct WatchService {
 impl Watch for WatchService {
     type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
-    async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         let input = req.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let hub = self.node.store.hub.subscribe();
@@ -86,7 +89,11 @@ impl Watcher {
             ChangeKind::Put => EventType::Put,
             ChangeKind::Delete => EventType::Delete,
         };
-        Event { r#type: kind as i32, kv: Some(e.kv.clone()), prev_kv: if self.prev_kv { e.prev.clone() } else { None } }
+        Event {
+            r#type: kind as i32,
+            kv: Some(e.kv.clone()),
+            prev_kv: if self.prev_kv { e.prev.clone() } else { None },
+        }
     }
 }
 
@@ -185,7 +192,11 @@ impl StreamTask {
         }
         // filters: 0 = NOPUT, 1 = NODELETE
         let (no_put, no_delete) = (c.filters.contains(&0), c.filters.contains(&1));
-        let start = if c.start_revision > 0 { c.start_revision } else { current + 1 };
+        let start = if c.start_revision > 0 {
+            c.start_revision
+        } else {
+            current + 1
+        };
         let w = Watcher {
             key: c.key,
             end: RangeEnd::from_request(&c.range_end),
@@ -198,11 +209,19 @@ impl StreamTask {
         };
         debug!(watch_id = id, start, "watch created");
         self.watchers.insert(id, w);
-        self.send(WatchResponse { header: self.header(current), watch_id: id, created: true, ..Default::default() })
-            .await
+        self.send(WatchResponse {
+            header: self.header(current),
+            watch_id: id,
+            created: true,
+            ..Default::default()
+        })
+        .await
     }
 
-    async fn on_hub(&mut self, msg: Result<HubMsg, broadcast::error::RecvError>) -> Result<(), Closed> {
+    async fn on_hub(
+        &mut self,
+        msg: Result<HubMsg, broadcast::error::RecvError>,
+    ) -> Result<(), Closed> {
         match msg {
             Ok(HubMsg::Events(ev)) => {
                 let mut outgoing = Vec::new();
@@ -210,7 +229,12 @@ impl StreamTask {
                     if !w.synced || ev.revision < w.next_rev {
                         continue;
                     }
-                    let events: Vec<Event> = ev.events.iter().filter(|e| w.wants(e)).map(|e| w.event(e)).collect();
+                    let events: Vec<Event> = ev
+                        .events
+                        .iter()
+                        .filter(|e| w.wants(e))
+                        .map(|e| w.event(e))
+                        .collect();
                     w.next_rev = ev.revision + 1;
                     if !events.is_empty() {
                         outgoing.push((*id, events));
@@ -218,8 +242,13 @@ impl StreamTask {
                 }
                 self.stream_rev = self.stream_rev.max(ev.revision);
                 for (id, events) in outgoing {
-                    self.send(WatchResponse { header: self.header(ev.revision), watch_id: id, events, ..Default::default() })
-                        .await?;
+                    self.send(WatchResponse {
+                        header: self.header(ev.revision),
+                        watch_id: id,
+                        events,
+                        ..Default::default()
+                    })
+                    .await?;
                 }
                 Ok(())
             }
@@ -247,7 +276,10 @@ impl StreamTask {
             if w.next_rev < revs.compacted {
                 (None, revs)
             } else {
-                (Some(view.history(w.next_rev, revs.current, HISTORY_BATCH)), revs)
+                (
+                    Some(view.history(w.next_rev, revs.current, HISTORY_BATCH)),
+                    revs,
+                )
             }
         };
         let Some(read) = read else {
@@ -297,11 +329,20 @@ impl StreamTask {
             }
         }
         if !batch.is_empty() {
-            responses.push(WatchResponse { header: self.header(batch_rev), watch_id: id, events: batch, ..Default::default() });
+            responses.push(WatchResponse {
+                header: self.header(batch_rev),
+                watch_id: id,
+                events: batch,
+                ..Default::default()
+            });
         }
         // A short read reached the current revision: the watcher joins the live stream.
         let done = history.len() < HISTORY_BATCH || last_read.is_none_or(|r| r >= revs.current);
-        let next = if done { revs.current + 1 } else { last_read.map_or(revs.current + 1, |r| r + 1) };
+        let next = if done {
+            revs.current + 1
+        } else {
+            last_read.map_or(revs.current + 1, |r| r + 1)
+        };
         if let Some(w) = self.watchers.get_mut(&id) {
             w.next_rev = w.next_rev.max(next);
             w.synced = done;
@@ -319,15 +360,29 @@ impl StreamTask {
             return Ok(());
         }
         self.progress_pending = false;
-        let resp = WatchResponse { header: self.header(self.stream_rev), watch_id: -1, ..Default::default() };
+        let resp = WatchResponse {
+            header: self.header(self.stream_rev),
+            watch_id: -1,
+            ..Default::default()
+        };
         self.send(resp).await
     }
 
     /// Periodic progress notifications for synced watchers that asked for them.
     async fn notify_progress(&mut self) -> Result<(), Closed> {
-        let ids: Vec<i64> = self.watchers.iter().filter(|(_, w)| w.synced && w.progress_notify).map(|(id, _)| *id).collect();
+        let ids: Vec<i64> = self
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.synced && w.progress_notify)
+            .map(|(id, _)| *id)
+            .collect();
         for id in ids {
-            self.send(WatchResponse { header: self.header(self.stream_rev), watch_id: id, ..Default::default() }).await?;
+            self.send(WatchResponse {
+                header: self.header(self.stream_rev),
+                watch_id: id,
+                ..Default::default()
+            })
+            .await?;
         }
         Ok(())
     }

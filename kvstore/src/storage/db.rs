@@ -28,7 +28,15 @@ pub const CF_META: &str = "meta";
 
 /// The state machine's column families: what a snapshot carries.
 pub const STATE_CFS: [&str; 5] = [CF_KV, CF_REV, CF_LEASE, CF_LEASE_KEYS, CF_META];
-const ALL_CFS: [&str; 7] = [CF_LOG, CF_RAFT, CF_KV, CF_REV, CF_LEASE, CF_LEASE_KEYS, CF_META];
+const ALL_CFS: [&str; 7] = [
+    CF_LOG,
+    CF_RAFT,
+    CF_KV,
+    CF_REV,
+    CF_LEASE,
+    CF_LEASE_KEYS,
+    CF_META,
+];
 
 pub const FORMAT: &str = "flotilla-kvstore/1";
 
@@ -49,7 +57,9 @@ pub enum DataDirError {
     Foreign { dir: PathBuf, found: String },
     #[error("data directory {dir} has a damaged member.json ({cause}); refusing to start")]
     BadIdentity { dir: PathBuf, cause: String },
-    #[error("data directory {dir} holds format {found}, this build reads {FORMAT}; refusing to start")]
+    #[error(
+        "data directory {dir} holds format {found}, this build reads {FORMAT}; refusing to start"
+    )]
     Format { dir: PathBuf, found: String },
     #[error("data directory {dir}: RocksDB refused to open it ({cause}); refusing to start")]
     Rocks { dir: PathBuf, cause: String },
@@ -61,7 +71,9 @@ pub struct DataDir {
 
 impl DataDir {
     pub fn new(root: &Path) -> Self {
-        DataDir { root: root.to_path_buf() }
+        DataDir {
+            root: root.to_path_buf(),
+        }
     }
 
     fn identity_path(&self) -> PathBuf {
@@ -77,7 +89,10 @@ impl DataDir {
     }
 
     fn io(&self, cause: std::io::Error) -> DataDirError {
-        DataDirError::Io { dir: self.root.clone(), cause }
+        DataDirError::Io {
+            dir: self.root.clone(),
+            cause,
+        }
     }
 
     /// The identity stored here, `None` for an empty or missing directory, an error for a
@@ -85,12 +100,16 @@ impl DataDir {
     pub fn identity(&self) -> Result<Option<Identity>, DataDirError> {
         match std::fs::read(self.identity_path()) {
             Ok(bytes) => {
-                let id: Identity = serde_json::from_slice(&bytes).map_err(|e| DataDirError::BadIdentity {
-                    dir: self.root.clone(),
-                    cause: e.to_string(),
-                })?;
+                let id: Identity =
+                    serde_json::from_slice(&bytes).map_err(|e| DataDirError::BadIdentity {
+                        dir: self.root.clone(),
+                        cause: e.to_string(),
+                    })?;
                 if id.format != FORMAT {
-                    return Err(DataDirError::Format { dir: self.root.clone(), found: id.format });
+                    return Err(DataDirError::Format {
+                        dir: self.root.clone(),
+                        found: id.format,
+                    });
                 }
                 Ok(Some(id))
             }
@@ -109,7 +128,10 @@ impl DataDir {
                     let mut found = entries;
                     found.sort();
                     found.truncate(5);
-                    Err(DataDirError::Foreign { dir: self.root.clone(), found: found.join(", ") })
+                    Err(DataDirError::Foreign {
+                        dir: self.root.clone(),
+                        found: found.join(", "),
+                    })
                 }
             }
             Err(e) => Err(self.io(e)),
@@ -145,7 +167,10 @@ impl DataDir {
         });
         DB::open_cf_descriptors(&opts, self.db_path(), cfs)
             .map(Arc::new)
-            .map_err(|e| DataDirError::Rocks { dir: self.root.clone(), cause: e.to_string() })
+            .map_err(|e| DataDirError::Rocks {
+                dir: self.root.clone(),
+                cause: e.to_string(),
+            })
     }
 }
 
@@ -162,7 +187,8 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 pub fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
     // Every CF in ALL_CFS is created when the database is opened.
-    db.cf_handle(name).unwrap_or_else(|| unreachable!("column family {name} is always created"))
+    db.cf_handle(name)
+        .unwrap_or_else(|| unreachable!("column family {name} is always created"))
 }
 
 /// Approximate bytes the state machine takes on disk and in memtables (the Raft log is not
@@ -172,8 +198,16 @@ pub fn db_size(db: &DB) -> u64 {
         .iter()
         .map(|name| {
             let h = cf(db, name);
-            let sst = db.property_int_value_cf(h, "rocksdb.total-sst-files-size").ok().flatten().unwrap_or(0);
-            let mem = db.property_int_value_cf(h, "rocksdb.size-all-mem-tables").ok().flatten().unwrap_or(0);
+            let sst = db
+                .property_int_value_cf(h, "rocksdb.total-sst-files-size")
+                .ok()
+                .flatten()
+                .unwrap_or(0);
+            let mem = db
+                .property_int_value_cf(h, "rocksdb.size-all-mem-tables")
+                .ok()
+                .flatten()
+                .unwrap_or(0);
             sst + mem
         })
         .sum()
@@ -185,6 +219,8 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap_or_default()
 }
 
-pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, bincode::error::DecodeError> {
+pub fn decode<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<T, bincode::error::DecodeError> {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map(|(v, _)| v)
 }

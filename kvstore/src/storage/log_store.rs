@@ -26,7 +26,12 @@ fn index_key(index: u64) -> [u8; 8] {
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::new(ErrorSubject::Logs, ErrorVerb::Read, openraft::AnyError::new(&e)).into()
+    StorageIOError::new(
+        ErrorSubject::Logs,
+        ErrorVerb::Read,
+        openraft::AnyError::new(&e),
+    )
+    .into()
 }
 
 fn write_err(subject: ErrorSubject<NodeId>, e: impl std::error::Error + 'static) -> StorageError {
@@ -57,8 +62,13 @@ fn read_entries(db: &DB, range: impl RangeBounds<u64>) -> Result<Vec<Entry>, Sto
     it.seek(index_key(start));
     let mut out = Vec::new();
     while it.valid() {
-        let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
-        let index = u64::from_be_bytes(k.try_into().map_err(|_| read_err(std::io::Error::other("bad log key")))?);
+        let (Some(k), Some(v)) = (it.key(), it.value()) else {
+            break;
+        };
+        let index = u64::from_be_bytes(
+            k.try_into()
+                .map_err(|_| read_err(std::io::Error::other("bad log key")))?,
+        );
         if !range.contains(&index) {
             break;
         }
@@ -88,8 +98,15 @@ impl LogStore {
         LogStore { db, flusher: tx }
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
-        match self.db.get_cf(cf(&self.db, CF_RAFT), key).map_err(read_err)? {
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError> {
+        match self
+            .db
+            .get_cf(cf(&self.db, CF_RAFT), key)
+            .map_err(read_err)?
+        {
             Some(v) => Ok(Some(decode(&v).map_err(read_err)?)),
             None => Ok(None),
         }
@@ -136,11 +153,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             None => last_purged_log_id,
         };
         it.status().map_err(read_err)?;
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
-        LogReader { db: self.db.clone() }
+        LogReader {
+            db: self.db.clone(),
+        }
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
@@ -148,7 +170,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         opts.set_sync(true);
         let mut batch = WriteBatch::default();
         batch.put_cf(cf(&self.db, CF_RAFT), KEY_VOTE, encode(vote));
-        self.db.write_opt(batch, &opts).map_err(|e| write_err(ErrorSubject::Vote, e))
+        self.db
+            .write_opt(batch, &opts)
+            .map_err(|e| write_err(ErrorSubject::Vote, e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -166,7 +190,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -179,25 +207,44 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Unsynced write: readable now, durable at the next WAL sync.
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
-        self.db.write_opt(batch, &opts).map_err(|e| write_err(ErrorSubject::Logs, e))?;
-        self.flusher
-            .send(callback)
-            .map_err(|_| write_err(ErrorSubject::Logs, std::io::Error::other("log sync thread stopped")))
+        self.db
+            .write_opt(batch, &opts)
+            .map_err(|e| write_err(ErrorSubject::Logs, e))?;
+        self.flusher.send(callback).map_err(|_| {
+            write_err(
+                ErrorSubject::Logs,
+                std::io::Error::other("log sync thread stopped"),
+            )
+        })
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(cf(&self.db, CF_LOG), index_key(log_id.index), index_key(u64::MAX));
+        batch.delete_range_cf(
+            cf(&self.db, CF_LOG),
+            index_key(log_id.index),
+            index_key(u64::MAX),
+        );
         batch.delete_cf(cf(&self.db, CF_LOG), index_key(u64::MAX));
-        self.db.write(batch).map_err(|e| write_err(ErrorSubject::Logs, e))
+        self.db
+            .write(batch)
+            .map_err(|e| write_err(ErrorSubject::Logs, e))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // The state the purged entries produced must be on disk before they go.
-        self.db.flush_wal(true).map_err(|e| write_err(ErrorSubject::Store, e))?;
+        self.db
+            .flush_wal(true)
+            .map_err(|e| write_err(ErrorSubject::Store, e))?;
         let mut batch = WriteBatch::default();
         batch.put_cf(cf(&self.db, CF_RAFT), KEY_PURGED, encode(&log_id));
-        batch.delete_range_cf(cf(&self.db, CF_LOG), index_key(0), index_key(log_id.index + 1));
-        self.db.write(batch).map_err(|e| write_err(ErrorSubject::Logs, e))
+        batch.delete_range_cf(
+            cf(&self.db, CF_LOG),
+            index_key(0),
+            index_key(log_id.index + 1),
+        );
+        self.db
+            .write(batch)
+            .map_err(|e| write_err(ErrorSubject::Logs, e))
     }
 }

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::db::{cf, decode, encode, CF_KV, CF_LEASE, CF_LEASE_KEYS, CF_REV};
 use crate::error::KvError;
-use crate::mvcc::keys::{decode_revision_key, decode_version_key, escape, revision_key, version_key};
+use crate::mvcc::keys::{
+    decode_revision_key, decode_version_key, escape, revision_key, version_key,
+};
 use crate::mvcc::{Change, ChangeKind, MvccRead, RangeEnd};
 
 /// The value stored for one version of a key; the key and mod_revision are in the row key.
@@ -62,7 +64,10 @@ pub struct View<'a> {
 
 impl<'a> View<'a> {
     pub fn new(db: &'a DB) -> Self {
-        View { db, snap: db.snapshot() }
+        View {
+            db,
+            snap: db.snapshot(),
+        }
     }
 
     /// Reads the version row at or below `rev` for `key` with an iterator positioned by the
@@ -77,7 +82,9 @@ impl<'a> View<'a> {
             it.status()?;
             return Ok(None);
         }
-        let (Some(k), Some(v)) = (it.key(), it.value()) else { return Ok(None) };
+        let (Some(k), Some(v)) = (it.key(), it.value()) else {
+            return Ok(None);
+        };
         let (found, r) = decode_version_key(k).ok_or_else(|| corrupt("kv"))?;
         if found != key {
             return Ok(None);
@@ -119,7 +126,9 @@ impl<'a> View<'a> {
         it.seek_to_first();
         let mut out = Vec::new();
         while it.valid() {
-            let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
             let id = u64::from_be_bytes(k.try_into().map_err(|_| corrupt("lease"))?) as i64;
             out.push((id, decode(v).map_err(|_| corrupt("lease"))?));
             it.next();
@@ -130,13 +139,20 @@ impl<'a> View<'a> {
 
     /// Events of revisions `from..=to` in order, stopping at a revision boundary once at
     /// least `max_events` were read (a revision is never split).
-    pub fn history(&self, from: i64, to: i64, max_events: usize) -> Result<Vec<HistoryEvent>, KvError> {
+    pub fn history(
+        &self,
+        from: i64,
+        to: i64,
+        max_events: usize,
+    ) -> Result<Vec<HistoryEvent>, KvError> {
         let mut out: Vec<HistoryEvent> = Vec::new();
         let mut revs = self.iter(CF_REV);
         let mut kv = self.iter(CF_KV);
         revs.seek(revision_key(from, 0));
         while revs.valid() {
-            let (Some(rk), Some(key)) = (revs.key(), revs.value()) else { break };
+            let (Some(rk), Some(key)) = (revs.key(), revs.value()) else {
+                break;
+            };
             let (main, _sub) = decode_revision_key(rk).ok_or_else(|| corrupt("rev"))?;
             if main > to {
                 break;
@@ -147,9 +163,17 @@ impl<'a> View<'a> {
             let key = key.to_vec();
             if let Some((r, v)) = Self::version_at(&mut kv, &key, main)? {
                 if r == main {
-                    let kind = if v.tombstone { ChangeKind::Delete } else { ChangeKind::Put };
+                    let kind = if v.tombstone {
+                        ChangeKind::Delete
+                    } else {
+                        ChangeKind::Put
+                    };
                     let this = if v.tombstone {
-                        KeyValue { key: key.clone(), mod_revision: main, ..Default::default() }
+                        KeyValue {
+                            key: key.clone(),
+                            mod_revision: main,
+                            ..Default::default()
+                        }
                     } else {
                         v.into_kv(key.clone(), main)
                     };
@@ -166,7 +190,12 @@ impl<'a> View<'a> {
                             }
                         }
                     }
-                    out.push(HistoryEvent { revision: main, kind, kv: this, prev });
+                    out.push(HistoryEvent {
+                        revision: main,
+                        kind,
+                        kv: this,
+                        prev,
+                    });
                 }
             }
             revs.next();
@@ -227,7 +256,9 @@ impl MvccRead for View<'_> {
         let mut it = self.iter(CF_KV);
         it.seek(escape(start));
         while it.valid() {
-            let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
             let (key, r) = decode_version_key(k).ok_or_else(|| corrupt("kv"))?;
             if !end.contains(start, &key) {
                 break;
@@ -271,7 +302,11 @@ pub fn write_changes(db: &DB, batch: &mut WriteBatch, changes: &[Change], rev: i
         batch.put_cf(kv_cf, version_key(&c.kv.key, rev), encode(&stored));
         batch.put_cf(rev_cf, revision_key(rev, sub as i64), &c.kv.key);
         let old_lease = c.prev.as_ref().map_or(0, |p| p.lease);
-        let new_lease = if c.kind == ChangeKind::Put { c.kv.lease } else { 0 };
+        let new_lease = if c.kind == ChangeKind::Put {
+            c.kv.lease
+        } else {
+            0
+        };
         if old_lease != new_lease {
             if old_lease != 0 {
                 batch.delete_cf(lk_cf, lease_key_row(old_lease, &c.kv.key));
@@ -312,7 +347,11 @@ pub fn compact_physically(db: &DB, rev: i64) -> Result<u64, KvError> {
             } else {
                 let tombstone = it
                     .value()
-                    .map(|v| decode::<StoredVersion>(v).map(|s| s.tombstone).unwrap_or(false))
+                    .map(|v| {
+                        decode::<StoredVersion>(v)
+                            .map(|s| s.tombstone)
+                            .unwrap_or(false)
+                    })
                     .unwrap_or(false);
                 if tombstone && r < rev {
                     batch.delete_cf(kv_cf, k);

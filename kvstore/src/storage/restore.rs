@@ -9,7 +9,9 @@ use rocksdb::WriteBatch;
 
 use super::db::{cf, DataDir, DataDirError, Identity, CF_META};
 use super::snapshot::{self, SnapshotError};
-use super::state_machine::{KEY_ALARMS, KEY_APPLIED, KEY_INSTALLING, KEY_MEMBERSHIP, MEMBER_PREFIX};
+use super::state_machine::{
+    KEY_ALARMS, KEY_APPLIED, KEY_INSTALLING, KEY_MEMBERSHIP, MEMBER_PREFIX,
+};
 use crate::config::{self, KvConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +31,10 @@ pub fn restore(file: &Path, cfg: &KvConfig) -> Result<u64, RestoreError> {
     if dir.identity()?.is_some() {
         return Err(RestoreError::Exists(cfg.data_dir.display().to_string()));
     }
-    let snap_err = |cause| RestoreError::Snapshot { file: file.display().to_string(), cause };
+    let snap_err = |cause| RestoreError::Snapshot {
+        file: file.display().to_string(),
+        cause,
+    };
     snapshot::verify(file).map_err(snap_err)?;
     let db = dir.open_db()?;
     let rows = snapshot::load(&db, file).map_err(snap_err)?;
@@ -44,7 +49,11 @@ pub fn restore(file: &Path, cfg: &KvConfig) -> Result<u64, RestoreError> {
     db.write(batch)?;
     db.flush_wal(true)?;
     drop(db);
-    let ids: Vec<u64> = cfg.initial_cluster.iter().map(|(_, urls)| config::member_id(urls, &cfg.token)).collect();
+    let ids: Vec<u64> = cfg
+        .initial_cluster
+        .iter()
+        .map(|(_, urls)| config::member_id(urls, &cfg.token))
+        .collect();
     dir.write_identity(&Identity {
         format: super::db::FORMAT.into(),
         name: cfg.name.clone(),

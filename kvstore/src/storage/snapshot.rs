@@ -50,14 +50,19 @@ impl<W: Write> Write for CrcWriter<W> {
 /// Writes the state machine as seen by `snap` to `path` and syncs it.
 pub fn write(db: &DB, snap: &rocksdb::Snapshot<'_>, path: &Path) -> Result<u64, SnapshotError> {
     let file = File::create(path)?;
-    let mut w = CrcWriter { inner: BufWriter::with_capacity(1 << 20, file), crc: crc32fast::Hasher::new() };
+    let mut w = CrcWriter {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        crc: crc32fast::Hasher::new(),
+    };
     w.write_all(MAGIC)?;
     let mut rows = 0u64;
     for (i, name) in STATE_CFS.iter().enumerate() {
         let mut it = snap.raw_iterator_cf(cf(db, name));
         it.seek_to_first();
         while it.valid() {
-            let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
             w.write_all(&[i as u8])?;
             w.write_all(&(k.len() as u32).to_le_bytes())?;
             w.write_all(k)?;
@@ -106,9 +111,13 @@ fn clear_cf(db: &DB, name: &str) -> Result<(), SnapshotError> {
     let h = cf(db, name);
     let mut it = db.raw_iterator_cf(h);
     it.seek_to_first();
-    let Some(first) = it.key().map(|k| k.to_vec()) else { return Ok(()) };
+    let Some(first) = it.key().map(|k| k.to_vec()) else {
+        return Ok(());
+    };
     it.seek_to_last();
-    let Some(last) = it.key().map(|k| k.to_vec()) else { return Ok(()) };
+    let Some(last) = it.key().map(|k| k.to_vec()) else {
+        return Ok(());
+    };
     let mut batch = WriteBatch::default();
     batch.delete_range_cf(h, &first, &last);
     batch.delete_cf(h, &last);
@@ -123,7 +132,8 @@ fn read_rows(
     let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut crc = crc32fast::Hasher::new();
     let mut magic = [0u8; 9];
-    r.read_exact(&mut magic).map_err(|_| SnapshotError::Damaged("too short"))?;
+    r.read_exact(&mut magic)
+        .map_err(|_| SnapshotError::Damaged("too short"))?;
     if &magic != MAGIC {
         return Err(SnapshotError::Damaged("not a Flotilla snapshot"));
     }
@@ -131,7 +141,8 @@ fn read_rows(
     let (mut key, mut value) = (Vec::new(), Vec::new());
     loop {
         let mut tag = [0u8; 1];
-        r.read_exact(&mut tag).map_err(|_| SnapshotError::Damaged("truncated"))?;
+        r.read_exact(&mut tag)
+            .map_err(|_| SnapshotError::Damaged("truncated"))?;
         crc.update(&tag);
         if tag[0] == END {
             break;
@@ -145,23 +156,30 @@ fn read_rows(
         row(i, &key, &value)?;
     }
     let mut want = [0u8; 4];
-    r.read_exact(&mut want).map_err(|_| SnapshotError::Damaged("missing checksum"))?;
+    r.read_exact(&mut want)
+        .map_err(|_| SnapshotError::Damaged("missing checksum"))?;
     if crc.finalize() != u32::from_le_bytes(want) {
         return Err(SnapshotError::Damaged("checksum mismatch"));
     }
     Ok(())
 }
 
-fn read_field(r: &mut impl Read, crc: &mut crc32fast::Hasher, buf: &mut Vec<u8>) -> Result<(), SnapshotError> {
+fn read_field(
+    r: &mut impl Read,
+    crc: &mut crc32fast::Hasher,
+    buf: &mut Vec<u8>,
+) -> Result<(), SnapshotError> {
     let mut len = [0u8; 4];
-    r.read_exact(&mut len).map_err(|_| SnapshotError::Damaged("truncated"))?;
+    r.read_exact(&mut len)
+        .map_err(|_| SnapshotError::Damaged("truncated"))?;
     crc.update(&len);
     let len = u32::from_le_bytes(len) as usize;
     if len > 1 << 30 {
         return Err(SnapshotError::Damaged("row too large"));
     }
     buf.resize(len, 0);
-    r.read_exact(buf).map_err(|_| SnapshotError::Damaged("truncated"))?;
+    r.read_exact(buf)
+        .map_err(|_| SnapshotError::Damaged("truncated"))?;
     crc.update(buf);
     Ok(())
 }

@@ -24,7 +24,8 @@ use crate::error::KvError;
 use crate::lessor::Lessor;
 use crate::mvcc::{txn, Revisions, INITIAL_REVISION};
 use crate::raft::types::{
-    Applied, Command, Entry, LogId, Output, Pb, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    Applied, Command, Entry, LogId, Output, Pb, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig,
 };
 use crate::watch::hub::{HubMsg, RevisionEvents, WatchHub};
 
@@ -71,14 +72,24 @@ impl Drop for Store {
     fn drop(&mut self) {
         let (tx, _) = mpsc::channel();
         drop(std::mem::replace(&mut self.compactor, tx));
-        if let Some(t) = self.compactor_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(t) = self
+            .compactor_thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             let _ = t.join();
         }
     }
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
-    StorageIOError::new(ErrorSubject::StateMachine, verb, openraft::AnyError::error(e.to_string())).into()
+    StorageIOError::new(
+        ErrorSubject::StateMachine,
+        verb,
+        openraft::AnyError::error(e.to_string()),
+    )
+    .into()
 }
 
 impl Store {
@@ -106,7 +117,10 @@ impl Store {
             .name("mvcc-compactor".into())
             .spawn(move || compactor_loop(bg, rx))
             .map_err(KvError::internal)?;
-        *store.compactor_thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        *store
+            .compactor_thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(handle);
         let st = store.state();
         let physical: i64 = store.meta(KEY_COMPACTED_PHYSICALLY)?.unwrap_or(0);
         if st.revs.compacted > physical {
@@ -117,7 +131,9 @@ impl Store {
 
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, KvError> {
         match self.db.get_cf(cf(&self.db, CF_META), key)? {
-            Some(v) => decode(&v).map(Some).map_err(|e| KvError::Internal(format!("storage: meta: {e}"))),
+            Some(v) => decode(&v)
+                .map(Some)
+                .map_err(|e| KvError::Internal(format!("storage: meta: {e}"))),
             None => Ok(None),
         }
     }
@@ -128,17 +144,26 @@ impl Store {
         let mut it = self.db.raw_iterator_cf(cf(&self.db, CF_META));
         it.seek(MEMBER_PREFIX);
         while it.valid() {
-            let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
             if !k.starts_with(MEMBER_PREFIX) {
                 break;
             }
-            let id = u64::from_be_bytes(k[MEMBER_PREFIX.len()..].try_into().map_err(|_| KvError::internal("bad member row"))?);
+            let id = u64::from_be_bytes(
+                k[MEMBER_PREFIX.len()..]
+                    .try_into()
+                    .map_err(|_| KvError::internal("bad member row"))?,
+            );
             members.insert(id, decode(v).map_err(KvError::internal)?);
             it.next();
         }
         drop(it);
         let st = SmState {
-            revs: self.meta(KEY_REVS)?.unwrap_or(Revisions { current: INITIAL_REVISION, compacted: 0 }),
+            revs: self.meta(KEY_REVS)?.unwrap_or(Revisions {
+                current: INITIAL_REVISION,
+                compacted: 0,
+            }),
             applied: self.meta::<Option<LogId>>(KEY_APPLIED)?.flatten(),
             membership: self.meta(KEY_MEMBERSHIP)?.unwrap_or_default(),
             alarms: self.meta(KEY_ALARMS)?.unwrap_or_default(),
@@ -146,7 +171,8 @@ impl Store {
         };
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = st;
         let leases = View::new(&self.db).leases()?;
-        self.lessor.reset(leases.into_iter().map(|(id, r)| (id, r.ttl)));
+        self.lessor
+            .reset(leases.into_iter().map(|(id, r)| (id, r.ttl)));
         Ok(())
     }
 
@@ -159,11 +185,20 @@ impl Store {
     }
 
     pub fn applied_index(&self) -> u64 {
-        self.state.read().unwrap_or_else(|p| p.into_inner()).applied.map_or(0, |l| l.index)
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .applied
+            .map_or(0, |l| l.index)
     }
 
     pub fn has_alarm(&self, alarm: i32) -> bool {
-        self.state.read().unwrap_or_else(|p| p.into_inner()).alarms.iter().any(|(_, a)| *a == alarm)
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .alarms
+            .iter()
+            .any(|(_, a)| *a == alarm)
     }
 
     pub fn view(&self) -> View<'_> {
@@ -197,7 +232,9 @@ impl Store {
                 info!(log_index = entry.log_id.index, membership = ?st.membership.membership(), "membership changed");
                 Ok(Output::Done)
             }
-            EntryPayload::Normal(cmd) => self.apply_command(cmd, &mut st, &mut batch, &mut events, &mut after),
+            EntryPayload::Normal(cmd) => {
+                self.apply_command(cmd, &mut st, &mut batch, &mut events, &mut after)
+            }
         };
         st.applied = Some(entry.log_id);
         batch.put_cf(meta, KEY_APPLIED, encode(&st.applied));
@@ -231,7 +268,9 @@ impl Store {
             }
             Command::Compact { revision } => {
                 if revision <= st.revs.compacted {
-                    return Err(KvError::Compacted { compact_revision: st.revs.compacted });
+                    return Err(KvError::Compacted {
+                        compact_revision: st.revs.compacted,
+                    });
                 }
                 if revision > st.revs.current {
                     return Err(KvError::FutureRevision);
@@ -265,7 +304,10 @@ impl Store {
                     success: keys
                         .into_iter()
                         .map(|key| RequestOp {
-                            request: Some(Request::RequestDeleteRange(DeleteRangeRequest { key, ..Default::default() })),
+                            request: Some(Request::RequestDeleteRange(DeleteRangeRequest {
+                                key,
+                                ..Default::default()
+                            })),
                         })
                         .collect(),
                     ..Default::default()
@@ -277,7 +319,11 @@ impl Store {
                 *after = Some(Box::new(move |s| s.lessor.revoked(id)));
                 Ok(Output::Done)
             }
-            Command::Alarm { action, member_id, alarm } => {
+            Command::Alarm {
+                action,
+                member_id,
+                alarm,
+            } => {
                 match action {
                     1 => {
                         if !st.alarms.contains(&(member_id, alarm)) {
@@ -287,7 +333,8 @@ impl Store {
                     }
                     2 => {
                         let before = st.alarms.len();
-                        st.alarms.retain(|a| !(a.0 == member_id && (alarm == 0 || a.1 == alarm)));
+                        st.alarms
+                            .retain(|a| !(a.0 == member_id && (alarm == 0 || a.1 == alarm)));
                         if st.alarms.len() != before {
                             info!(member = %format!("{member_id:x}"), alarm, "alarm cleared");
                         }
@@ -297,7 +344,11 @@ impl Store {
                 batch.put_cf(cf(&self.db, CF_META), KEY_ALARMS, encode(&st.alarms));
                 Ok(Output::Alarms(st.alarms.clone()))
             }
-            Command::PublishMember { id, name, client_urls } => {
+            Command::PublishMember {
+                id,
+                name,
+                client_urls,
+            } => {
                 let attrs = MemberAttrs { name, client_urls };
                 let mut key = MEMBER_PREFIX.to_vec();
                 key.extend_from_slice(&id.to_be_bytes());
@@ -326,18 +377,26 @@ impl Store {
             events: outcome
                 .changes
                 .iter()
-                .map(|c| HistoryEvent { revision: outcome.revision, kind: c.kind, kv: c.kv.clone(), prev: c.prev.clone() })
+                .map(|c| HistoryEvent {
+                    revision: outcome.revision,
+                    kind: c.kind,
+                    kv: c.kv.clone(),
+                    prev: c.prev.clone(),
+                })
                 .collect(),
         });
     }
 }
 
 fn txn_has_put(t: &TxnRequest) -> bool {
-    t.success.iter().chain(&t.failure).any(|op| match &op.request {
-        Some(Request::RequestPut(_)) => true,
-        Some(Request::RequestTxn(inner)) => txn_has_put(inner),
-        _ => false,
-    })
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .any(|op| match &op.request {
+            Some(Request::RequestPut(_)) => true,
+            Some(Request::RequestTxn(inner)) => txn_has_put(inner),
+            _ => false,
+        })
 }
 
 fn compactor_loop(db: Arc<DB>, rx: mpsc::Receiver<i64>) {
@@ -348,9 +407,15 @@ fn compactor_loop(db: Arc<DB>, rx: mpsc::Receiver<i64>) {
         match compact_physically(&db, rev) {
             Ok(removed) => {
                 let _ = db.put_cf(cf(&db, CF_META), KEY_COMPACTED_PHYSICALLY, encode(&rev));
-                info!(revision = rev, removed_versions = removed, "compaction finished");
+                info!(
+                    revision = rev,
+                    removed_versions = removed,
+                    "compaction finished"
+                );
             }
-            Err(e) => warn!(revision = rev, error = %e, "compaction failed; it will run again at the next compaction or restart"),
+            Err(e) => {
+                warn!(revision = rev, error = %e, "compaction failed; it will run again at the next compaction or restart")
+            }
         }
     }
 }
@@ -389,7 +454,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let meta = tokio::task::spawn_blocking(move || -> Result<SnapshotMeta, StorageError> {
             let db = &store.db;
             let snap = db.snapshot();
-            let get = |k: &[u8]| snap.get_cf(cf(db, CF_META), k).map_err(|e| sm_err(ErrorVerb::Read, e));
+            let get = |k: &[u8]| {
+                snap.get_cf(cf(db, CF_META), k)
+                    .map_err(|e| sm_err(ErrorVerb::Read, e))
+            };
             let applied: Option<LogId> = match get(KEY_APPLIED)? {
                 Some(v) => decode(&v).map_err(|e| sm_err(ErrorVerb::Read, e))?,
                 None => None,
@@ -404,20 +472,33 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>()),
                 None => format!("0-0-{}", rand::random::<u32>()),
             };
-            let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id: id };
+            let meta = SnapshotMeta {
+                last_log_id: applied,
+                last_membership: membership,
+                snapshot_id: id,
+            };
             publish_snapshot(&dir, &tmp, &meta).map_err(|e| sm_err(ErrorVerb::Write, e))?;
             info!(snapshot = %meta.snapshot_id, rows, "snapshot built");
             Ok(meta)
         })
         .await
         .map_err(|e| sm_err(ErrorVerb::Write, e))??;
-        let file = tokio::fs::File::open(data_path(&self.snap_dir)).await.map_err(|e| sm_err(ErrorVerb::Read, e))?;
-        Ok(Snapshot { meta, snapshot: Box::new(file) })
+        let file = tokio::fs::File::open(data_path(&self.snap_dir))
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
     }
 }
 
 /// Moves a complete snapshot file into place with its metadata, data first.
-fn publish_snapshot(dir: &std::path::Path, data: &std::path::Path, meta: &SnapshotMeta) -> std::io::Result<()> {
+fn publish_snapshot(
+    dir: &std::path::Path,
+    data: &std::path::Path,
+    meta: &SnapshotMeta,
+) -> std::io::Result<()> {
     std::fs::rename(data, data_path(dir))?;
     let tmp = dir.join("meta.tmp");
     super::db::write_synced(&tmp, &encode(meta))?;
@@ -440,7 +521,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut out = Vec::new();
         for entry in entries {
-            let (applied, events) = self.store.apply_entry(entry).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            let (applied, events) = self
+                .store
+                .apply_entry(entry)
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
             if let Some(ev) = events {
                 self.store.hub.publish(HubMsg::Events(Arc::new(ev)));
             }
@@ -450,15 +534,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { store: self.store.clone(), snap_dir: self.snap_dir.clone() }
+        SnapshotBuilder {
+            store: self.store.clone(),
+            snap_dir: self.snap_dir.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
-        let f = tokio::fs::File::create(incoming_path(&self.snap_dir)).await.map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let f = tokio::fs::File::create(incoming_path(&self.snap_dir))
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         Ok(Box::new(f))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
         // The data is whatever the handle holds (normally `incoming.tmp`, but openraft may
         // hand over any snapshot file): copy it to a file of our own first.
         let mut file = snapshot.into_std().await;
@@ -511,8 +604,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(sm_err(ErrorVerb::Read, e)),
         };
-        let file = tokio::fs::File::open(data_path(&self.snap_dir)).await.map_err(|e| sm_err(ErrorVerb::Read, e))?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+        let file = tokio::fs::File::open(data_path(&self.snap_dir))
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
     }
 }
 

@@ -15,7 +15,10 @@ use crate::mvcc::{range, txn, Revisions};
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
     fn key(&mut self) -> Vec<u8> {
@@ -40,17 +43,27 @@ fn op(r: &mut Lcg, step: u64) -> RequestOp {
             let a = r.key();
             let mut b = a.clone();
             b.push(r.next(200) as u8);
-            Request::RequestDeleteRange(DeleteRangeRequest { key: a, range_end: b, prev_kv: true })
+            Request::RequestDeleteRange(DeleteRangeRequest {
+                key: a,
+                range_end: b,
+                prev_kv: true,
+            })
         }
-        _ => Request::RequestDeleteRange(DeleteRangeRequest { key: r.key(), ..Default::default() }),
+        _ => Request::RequestDeleteRange(DeleteRangeRequest {
+            key: r.key(),
+            ..Default::default()
+        }),
     };
-    RequestOp { request: Some(request) }
+    RequestOp {
+        request: Some(request),
+    }
 }
 
 fn ranges(r: &mut Lcg, revs: Revisions) -> Vec<RangeRequest> {
     let mut out = Vec::new();
     for _ in 0..20 {
-        let rev = revs.compacted.max(1) + r.next((revs.current - revs.compacted.max(1) + 1) as u64) as i64;
+        let rev = revs.compacted.max(1)
+            + r.next((revs.current - revs.compacted.max(1) + 1) as u64) as i64;
         let key = r.key();
         let range_end = match r.next(3) {
             0 => Vec::new(),
@@ -79,7 +92,10 @@ fn rocksdb_store_matches_the_in_memory_model() {
     let mut compacted_at = Vec::new();
     for step in 0..600u64 {
         let ops: Vec<RequestOp> = (0..1 + r.next(3)).map(|_| op(&mut r, step)).collect();
-        let t = TxnRequest { success: ops, ..Default::default() };
+        let t = TxnRequest {
+            success: ops,
+            ..Default::default()
+        };
         if crate::mvcc::validate::txn(&t, 128).is_err() {
             continue;
         }
@@ -103,7 +119,11 @@ fn rocksdb_store_matches_the_in_memory_model() {
             revs.compacted = target;
             model.revs.compacted = target;
             compact_physically(&db, target).unwrap();
-            assert_eq!(View::new(&db).hash(target, revs.current).unwrap(), before, "hash moved by compaction");
+            assert_eq!(
+                View::new(&db).hash(target, revs.current).unwrap(),
+                before,
+                "hash moved by compaction"
+            );
             compacted_at.push(target);
         }
         if step % 25 == 0 {
@@ -118,9 +138,21 @@ fn rocksdb_store_matches_the_in_memory_model() {
 
     // History from the compaction point on is exactly the model's changes.
     let from = revs.compacted;
-    let history = View::new(&db).history(from, revs.current, usize::MAX).unwrap();
+    let history = View::new(&db)
+        .history(from, revs.current, usize::MAX)
+        .unwrap();
     for e in &history {
-        let at = range::execute(&model, revs, &RangeRequest { key: e.kv.key.clone(), revision: e.revision, ..Default::default() }, None).unwrap();
+        let at = range::execute(
+            &model,
+            revs,
+            &RangeRequest {
+                key: e.kv.key.clone(),
+                revision: e.revision,
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
         match e.kind {
             crate::mvcc::ChangeKind::Put => assert_eq!(at.kvs.first(), Some(&e.kv)),
             crate::mvcc::ChangeKind::Delete => assert!(at.kvs.is_empty()),
@@ -139,16 +171,34 @@ async fn applied_state_and_revisions_survive_reopening() {
 
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path());
-    let log_id = |index| LogId { leader_id: CommittedLeaderId::new(3, 42), index };
-    let put = |k: &str| Command::Txn(Pb(txn::put_as_txn(PutRequest { key: k.into(), value: b"v".to_vec(), ..Default::default() })));
+    let log_id = |index| LogId {
+        leader_id: CommittedLeaderId::new(3, 42),
+        index,
+    };
+    let put = |k: &str| {
+        Command::Txn(Pb(txn::put_as_txn(PutRequest {
+            key: k.into(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })))
+    };
     let before = {
         let db = data.open_db().unwrap();
         let store = Store::open(db, 16).unwrap();
         let mut sm = StateMachine::new(store.clone(), data.snap_dir());
         let entries = vec![
-            Entry { log_id: log_id(1), payload: EntryPayload::Blank },
-            Entry { log_id: log_id(2), payload: EntryPayload::Normal(put("a")) },
-            Entry { log_id: log_id(3), payload: EntryPayload::Normal(put("b")) },
+            Entry {
+                log_id: log_id(1),
+                payload: EntryPayload::Blank,
+            },
+            Entry {
+                log_id: log_id(2),
+                payload: EntryPayload::Normal(put("a")),
+            },
+            Entry {
+                log_id: log_id(3),
+                payload: EntryPayload::Normal(put("b")),
+            },
         ];
         sm.apply(entries).await.unwrap();
         let st = store.state();
