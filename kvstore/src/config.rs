@@ -67,6 +67,10 @@ pub struct KvFlags {
         default_value = "10m"
     )]
     pub watch_progress_notify_interval: String,
+    /// Revisions buffered for watch streams before a slow stream falls back to reading
+    /// history (not an etcd flag; tests make it small to exercise that path).
+    #[arg(long = "experimental-watch-broadcast-capacity", default_value_t = 4096, hide = true)]
+    pub watch_broadcast_capacity: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +91,7 @@ pub struct KvConfig {
     pub heartbeat: Duration,
     pub election: Duration,
     pub progress_notify: Duration,
+    pub watch_broadcast_capacity: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +257,7 @@ impl KvFlags {
             heartbeat: Duration::from_millis(self.heartbeat_interval),
             election: Duration::from_millis(self.election_timeout),
             progress_notify,
+            watch_broadcast_capacity: self.watch_broadcast_capacity.max(1),
         })
     }
 }

@@ -224,7 +224,7 @@ impl Maintenance for MaintenanceService {
                 }
                 sent += n as u64;
                 let resp = SnapshotResponse {
-                    header: header.clone(),
+                    header,
                     remaining_bytes: total - sent,
                     blob: buf,
                     version: ETCD_VERSION.into(),

@@ -39,8 +39,6 @@ use node::Node;
 
 /// gRPC framing on top of `--max-request-bytes`, as etcd allows.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
-/// Revisions buffered for watch streams before a slow one falls back to history.
-const WATCH_BROADCAST_CAPACITY: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -158,7 +156,7 @@ pub async fn run(cfg: KvConfig, mut shutdown: signal::Receiver<bool>) -> Result<
     info!(name = %cfg.name, member = %format!("{:x}", ident.member_id), cluster = %format!("{:x}", ident.cluster_id), data_dir = %cfg.data_dir.display(), "starting member");
 
     let db = dir.open_db()?;
-    let store = Store::open(db.clone(), WATCH_BROADCAST_CAPACITY).map_err(StartError::Store)?;
+    let store = Store::open(db.clone(), cfg.watch_broadcast_capacity).map_err(StartError::Store)?;
     let raft_config = openraft::Config {
         cluster_name: format!("{:x}", ident.cluster_id),
         heartbeat_interval: cfg.heartbeat.as_millis() as u64,

@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::node::Node;
 use crate::mvcc::{ChangeKind, RangeEnd};
@@ -254,6 +254,7 @@ impl StreamTask {
             }
             Ok(HubMsg::Reset) | Err(broadcast::error::RecvError::Lagged(_)) => {
                 // Fall back to history from where each watcher is.
+                info!(watchers = self.watchers.len(), "watch stream fell behind; catching up from history");
                 for w in self.watchers.values_mut() {
                     w.synced = false;
                 }

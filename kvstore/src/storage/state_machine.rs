@@ -57,6 +57,9 @@ pub struct SmState {
     pub members: BTreeMap<u64, MemberAttrs>,
 }
 
+/// Work to do once an entry's batch is written and the in-memory state updated.
+type AfterApply = Option<Box<dyn FnOnce(&Store)>>;
+
 /// The shared read side of the state machine.
 pub struct Store {
     pub db: Arc<DB>,
@@ -223,7 +226,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         let meta = cf(&self.db, CF_META);
         let mut events = None;
-        let mut after: Option<Box<dyn FnOnce(&Store)>> = None;
+        let mut after: AfterApply = None;
         let output = match entry.payload {
             EntryPayload::Blank => Ok(Output::Done),
             EntryPayload::Membership(m) => {
@@ -254,7 +257,7 @@ impl Store {
         st: &mut SmState,
         batch: &mut WriteBatch,
         events: &mut Option<RevisionEvents>,
-        after: &mut Option<Box<dyn FnOnce(&Store)>>,
+        after: &mut AfterApply,
     ) -> Result<Output, KvError> {
         let nospace = st.alarms.iter().any(|(_, a)| *a == ALARM_NOSPACE);
         match cmd {
@@ -325,11 +328,9 @@ impl Store {
                 alarm,
             } => {
                 match action {
-                    1 => {
-                        if !st.alarms.contains(&(member_id, alarm)) {
-                            warn!(member = %format!("{member_id:x}"), alarm, "alarm raised");
-                            st.alarms.push((member_id, alarm));
-                        }
+                    1 if !st.alarms.contains(&(member_id, alarm)) => {
+                        warn!(member = %format!("{member_id:x}"), alarm, "alarm raised");
+                        st.alarms.push((member_id, alarm));
                     }
                     2 => {
                         let before = st.alarms.len();
