@@ -203,7 +203,10 @@ async fn t40_a_stalled_stream_blocks_nobody_and_later_gets_everything() {
     }
     // Another stream that does not read while the writes happen.
     let mut stalled_client = c.client(0).await;
-    let mut stalled = stalled_client.watch("m/", Some(WatchOptions::new().with_prefix())).await.unwrap();
+    let mut stalled = stalled_client
+        .watch("m/", Some(WatchOptions::new().with_prefix()))
+        .await
+        .unwrap();
     assert!(next(&mut stalled).await.created());
 
     let writers: Vec<_> = (0..4)
@@ -211,7 +214,9 @@ async fn t40_a_stalled_stream_blocks_nobody_and_later_gets_everything() {
             let mut kv = kv.clone();
             tokio::spawn(async move {
                 for i in 0..250 {
-                    kv.put(format!("m/{}", (t * 250 + i) % 500), vec![b'v'; 4000], None).await.unwrap();
+                    kv.put(format!("m/{}", (t * 250 + i) % 500), vec![b'v'; 4000], None)
+                        .await
+                        .unwrap();
                 }
             })
         })
@@ -219,7 +224,13 @@ async fn t40_a_stalled_stream_blocks_nobody_and_later_gets_everything() {
     for wr in writers {
         wr.await.unwrap();
     }
-    let last = kv.get("m/0", None).await.unwrap().header().unwrap().revision();
+    let last = kv
+        .get("m/0", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
     // The live stream saw each of its watchers' writes; the stalled one, read now, sees every
     // revision exactly once and in order although it fell far behind the broadcast.
     let mut live_events = 0;
@@ -228,8 +239,14 @@ async fn t40_a_stalled_stream_blocks_nobody_and_later_gets_everything() {
     }
     let got = collect(&mut stalled, 1000).await;
     assert_eq!(got.len(), 1000);
-    assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "strictly increasing revisions");
+    assert!(
+        got.windows(2).all(|w| w[0].0 < w[1].0),
+        "strictly increasing revisions"
+    );
     assert_eq!(got.last().unwrap().0, last);
     let log = std::fs::read_to_string(&c.members[0].log).unwrap();
-    assert!(log.contains("watch stream fell behind"), "the stalled stream took the history path");
+    assert!(
+        log.contains("watch stream fell behind"),
+        "the stalled stream took the history path"
+    );
 }

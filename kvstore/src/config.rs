@@ -69,7 +69,11 @@ pub struct KvFlags {
     pub watch_progress_notify_interval: String,
     /// Revisions buffered for watch streams before a slow stream falls back to reading
     /// history (not an etcd flag; tests make it small to exercise that path).
-    #[arg(long = "experimental-watch-broadcast-capacity", default_value_t = 4096, hide = true)]
+    #[arg(
+        long = "experimental-watch-broadcast-capacity",
+        default_value_t = 4096,
+        hide = true
+    )]
     pub watch_broadcast_capacity: usize,
 }
 

@@ -122,7 +122,10 @@ impl Cluster {
             .args(["--initial-cluster-state", state])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(&self.args)
-            .env("RUST_LOG", "info,openraft=error")
+            .env(
+                "RUST_LOG",
+                std::env::var("FLOTILLA_TEST_LOG").unwrap_or_else(|_| "info,openraft=error".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
@@ -210,8 +213,17 @@ pub fn send_signal(pid: i32, sig: &str) {
 impl Drop for Cluster {
     fn drop(&mut self) {
         let failing = std::thread::panicking();
+        // FLOTILLA_TEST_KEEP=DIR keeps the member logs for a look after the run.
+        let keep = std::env::var_os("FLOTILLA_TEST_KEEP").map(PathBuf::from);
         for i in 0..self.members.len() {
             self.kill(i);
+            if let Some(dir) = &keep {
+                let _ = std::fs::create_dir_all(dir);
+                let _ = std::fs::copy(
+                    &self.members[i].log,
+                    dir.join(format!("{}.log", self.members[i].name)),
+                );
+            }
             if failing {
                 eprintln!(
                     "---- log of {} ----\n{}",

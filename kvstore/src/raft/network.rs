@@ -110,11 +110,17 @@ impl PeerConnection {
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let mut request = tonic::Request::new(Payload { data: encode(req) });
         request.set_timeout(option.hard_ttl());
+        let began = std::time::Instant::now();
         let reply = match method {
             Method::Vote => client.vote(request).await,
             Method::Append => client.append_entries(request).await,
             Method::Snapshot => client.install_snapshot(request).await,
         };
+        tracing::trace!(
+            target = self.target,
+            elapsed_us = began.elapsed().as_micros() as u64,
+            "raft rpc"
+        );
         let payload = reply.map_err(|s| match s.code() {
             tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&s)),
             _ => RPCError::Network(NetworkError::new(&s)),
@@ -137,6 +143,11 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        tracing::trace!(
+            target = self.target,
+            entries = rpc.entries.len(),
+            "append entries"
+        );
         self.rpc(Method::Append, &rpc, &option).await
     }
 

@@ -109,6 +109,24 @@ pub enum Command {
         name: String,
         client_urls: Vec<String>,
     },
+    /// Concurrent proposals in one log entry: openraft 0.9 flushes the leader's log one
+    /// append at a time, so batching here is what makes group commit work under load. Each
+    /// command is applied on its own, with its own revision.
+    Batch(Vec<Command>),
+}
+
+impl Command {
+    /// Roughly how many bytes the command takes in a log entry.
+    pub fn size_hint(&self) -> usize {
+        match self {
+            Command::Txn(t) => prost::Message::encoded_len(&t.0),
+            Command::Batch(cmds) => cmds.iter().map(Command::size_hint).sum(),
+            Command::PublishMember {
+                name, client_urls, ..
+            } => 16 + name.len() + client_urls.iter().map(String::len).sum::<usize>(),
+            _ => 32,
+        }
+    }
 }
 
 impl fmt::Display for Command {
@@ -124,6 +142,7 @@ impl fmt::Display for Command {
                 alarm,
             } => write!(f, "alarm({action}, {member_id:x}, {alarm})"),
             Command::PublishMember { id, name, .. } => write!(f, "publish({id:x}, {name})"),
+            Command::Batch(cmds) => write!(f, "batch({})", cmds.len()),
         }
     }
 }
@@ -146,4 +165,6 @@ pub enum Output {
     Alarms(Vec<(u64, i32)>),
     /// Blank entries, membership changes and commands with nothing to report.
     Done,
+    /// One result per command of a `Command::Batch`, in order.
+    Batch(Vec<Applied>),
 }

@@ -3,6 +3,7 @@
 //! - `node`: the member as services see it; reaching the leader.
 //! - `kv`, `watch`, `lease`, `cluster`, `maintenance`: etcd's client services.
 //! - `peer`: the member-to-member service.
+//! - `proposer`: batching of proposals on the leader (group commit under load).
 
 pub mod cluster;
 pub mod kv;
@@ -10,6 +11,7 @@ pub mod lease;
 pub mod maintenance;
 pub mod node;
 pub mod peer;
+pub mod proposer;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -206,6 +208,7 @@ pub async fn run(cfg: KvConfig, mut shutdown: signal::Receiver<bool>) -> Result<
         }
     }
 
+    let proposer = proposer::Proposer::start(raft.clone());
     let node = Arc::new(Node {
         id: ident.member_id,
         cluster_id: ident.cluster_id,
@@ -213,6 +216,7 @@ pub async fn run(cfg: KvConfig, mut shutdown: signal::Receiver<bool>) -> Result<
         raft,
         store,
         peers,
+        proposer,
     });
     let mut tasks = tokio::task::JoinSet::new();
     for l in peer_listeners {
@@ -221,7 +225,7 @@ pub async fn run(cfg: KvConfig, mut shutdown: signal::Receiver<bool>) -> Result<
             .max_encoding_message_size(usize::MAX);
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+            let incoming = tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true));
             tonic::transport::Server::builder()
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, async move {
@@ -235,7 +239,7 @@ pub async fn run(cfg: KvConfig, mut shutdown: signal::Receiver<bool>) -> Result<
         let n = node.clone();
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+            let incoming = tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true));
             tonic::transport::Server::builder()
                 .add_service(
                     KvServer::new(kv::KvService { node: n.clone() })

@@ -12,6 +12,7 @@ use openraft::{ChangeMembers, ServerState};
 use proto::etcdserverpb::ResponseHeader;
 use tracing::{info, warn};
 
+use super::proposer::Proposer;
 use crate::config::KvConfig;
 use crate::error::KvError;
 use crate::raft::calls::{ClusterInfo, MemberInfo, PeerCall, PeerReply};
@@ -26,6 +27,7 @@ pub struct Node {
     pub raft: Raft,
     pub store: Arc<Store>,
     pub peers: Peers,
+    pub proposer: Proposer,
 }
 
 /// Where the leader is, as this member knows it.
@@ -131,12 +133,8 @@ impl Node {
     }
 
     async fn propose_local(&self, cmd: Command) -> Result<Applied, Retry> {
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(Retry::Again),
-            Err(RaftError::APIError(e)) => Err(Retry::Fail(KvError::internal(e))),
-            Err(RaftError::Fatal(_)) => Err(Retry::Fail(KvError::Stopped)),
-        }
+        let size = cmd.size_hint();
+        self.proposer.propose(cmd, size).await
     }
 
     /// Serves a proposal forwarded by a follower (no further forwarding).

@@ -254,7 +254,10 @@ impl StreamTask {
             }
             Ok(HubMsg::Reset) | Err(broadcast::error::RecvError::Lagged(_)) => {
                 // Fall back to history from where each watcher is.
-                info!(watchers = self.watchers.len(), "watch stream fell behind; catching up from history");
+                info!(
+                    watchers = self.watchers.len(),
+                    "watch stream fell behind; catching up from history"
+                );
                 for w in self.watchers.values_mut() {
                     w.synced = false;
                 }

@@ -121,7 +121,13 @@ fn group_commit(db: Arc<DB>, rx: mpsc::Receiver<FlushRequest>) {
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
+        let began = std::time::Instant::now();
         let result = db.flush_wal(true);
+        tracing::trace!(
+            elapsed_us = began.elapsed().as_micros() as u64,
+            batch = batch.len(),
+            "log sync"
+        );
         for cb in batch {
             let r = match &result {
                 Ok(()) => Ok(()),

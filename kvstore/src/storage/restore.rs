@@ -10,7 +10,7 @@ use rocksdb::WriteBatch;
 use super::db::{cf, DataDir, DataDirError, Identity, CF_META};
 use super::snapshot::{self, SnapshotError};
 use super::state_machine::{
-    KEY_ALARMS, KEY_APPLIED, KEY_INSTALLING, KEY_MEMBERSHIP, MEMBER_PREFIX,
+    KEY_ALARMS, KEY_APPLIED, KEY_INSTALLING, KEY_MEMBERSHIP, KEY_PARTIAL, MEMBER_PREFIX,
 };
 use crate::config::{self, KvConfig};
 
@@ -40,7 +40,13 @@ pub fn restore(file: &Path, cfg: &KvConfig) -> Result<u64, RestoreError> {
     let rows = snapshot::load(&db, file).map_err(snap_err)?;
     let meta = cf(&db, CF_META);
     let mut batch = WriteBatch::default();
-    for key in [KEY_APPLIED, KEY_MEMBERSHIP, KEY_ALARMS, KEY_INSTALLING] {
+    for key in [
+        KEY_APPLIED,
+        KEY_MEMBERSHIP,
+        KEY_ALARMS,
+        KEY_INSTALLING,
+        KEY_PARTIAL,
+    ] {
         batch.delete_cf(meta, key);
     }
     let mut end = MEMBER_PREFIX.to_vec();

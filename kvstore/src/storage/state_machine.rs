@@ -34,6 +34,9 @@ pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_REVS: &[u8] = b"revisions";
 pub(crate) const KEY_ALARMS: &[u8] = b"alarms";
 const KEY_COMPACTED_PHYSICALLY: &[u8] = b"compacted_physically";
+/// (log index, command index) of the last command applied from a batch entry not yet
+/// complete.
+pub(crate) const KEY_PARTIAL: &[u8] = b"partial_batch";
 pub(crate) const KEY_INSTALLING: &[u8] = b"installing_snapshot";
 pub(crate) const MEMBER_PREFIX: &[u8] = b"member/";
 
@@ -55,6 +58,18 @@ pub struct SmState {
     pub membership: StoredMembership,
     pub alarms: Vec<(u64, i32)>,
     pub members: BTreeMap<u64, MemberAttrs>,
+}
+
+/// What one write batch applies.
+enum Step {
+    Blank,
+    Membership(openraft::Membership<crate::raft::types::NodeId, crate::raft::types::Member>),
+    Command(Command),
+}
+
+enum Progress {
+    Done,
+    Partial(usize),
 }
 
 /// Work to do once an entry's batch is written and the in-memory state updated.
@@ -220,27 +235,94 @@ impl Store {
         db_size(&self.db)
     }
 
-    /// Applies one entry; returns its result and the events it produced.
-    fn apply_entry(&self, entry: Entry) -> Result<(Applied, Option<RevisionEvents>), KvError> {
+    /// Applies one entry; returns its result and the events it produced, in order.
+    fn apply_entry(&self, entry: Entry) -> Result<(Applied, Vec<RevisionEvents>), KvError> {
+        let mut events = Vec::new();
+        let applied = match entry.payload {
+            EntryPayload::Normal(Command::Batch(cmds)) if !cmds.is_empty() => {
+                // A crash in the middle of a batch leaves `KEY_PARTIAL` naming the last
+                // command applied; re-applying the entry skips those.
+                let done: Option<(u64, usize)> = self.meta(KEY_PARTIAL)?;
+                let skip = match done {
+                    Some((index, sub)) if index == entry.log_id.index => sub + 1,
+                    _ => 0,
+                };
+                let last = cmds.len() - 1;
+                let mut results = Vec::with_capacity(cmds.len());
+                for (i, cmd) in cmds.into_iter().enumerate() {
+                    if i < skip {
+                        let revision = self.revisions().current;
+                        results.push(Applied {
+                            revision,
+                            output: Err(KvError::internal("applied before a restart")),
+                        });
+                        continue;
+                    }
+                    let progress = if i == last {
+                        Progress::Done
+                    } else {
+                        Progress::Partial(i)
+                    };
+                    let (a, ev) = self.apply_step(entry.log_id, Step::Command(cmd), progress)?;
+                    events.extend(ev);
+                    results.push(a);
+                }
+                let revision = self.revisions().current;
+                Applied {
+                    revision,
+                    output: Ok(Output::Batch(results)),
+                }
+            }
+            EntryPayload::Normal(cmd) => {
+                let (a, ev) = self.apply_step(entry.log_id, Step::Command(cmd), Progress::Done)?;
+                events.extend(ev);
+                a
+            }
+            EntryPayload::Blank => {
+                self.apply_step(entry.log_id, Step::Blank, Progress::Done)?
+                    .0
+            }
+            EntryPayload::Membership(m) => {
+                self.apply_step(entry.log_id, Step::Membership(m), Progress::Done)?
+                    .0
+            }
+        };
+        Ok((applied, events))
+    }
+
+    /// Applies one step in one write batch. `Progress::Done` completes the entry (records it
+    /// as applied); `Partial(i)` records that command `i` of a batch entry is applied.
+    fn apply_step(
+        &self,
+        log_id: LogId,
+        step: Step,
+        progress: Progress,
+    ) -> Result<(Applied, Option<RevisionEvents>), KvError> {
         let mut st = self.state();
         let mut batch = WriteBatch::default();
         let meta = cf(&self.db, CF_META);
         let mut events = None;
         let mut after: AfterApply = None;
-        let output = match entry.payload {
-            EntryPayload::Blank => Ok(Output::Done),
-            EntryPayload::Membership(m) => {
-                st.membership = StoredMembership::new(Some(entry.log_id), m);
+        let output = match step {
+            Step::Blank => Ok(Output::Done),
+            Step::Membership(m) => {
+                st.membership = StoredMembership::new(Some(log_id), m);
                 batch.put_cf(meta, KEY_MEMBERSHIP, encode(&st.membership));
-                info!(log_index = entry.log_id.index, membership = ?st.membership.membership(), "membership changed");
+                info!(log_index = log_id.index, membership = ?st.membership.membership(), "membership changed");
                 Ok(Output::Done)
             }
-            EntryPayload::Normal(cmd) => {
+            Step::Command(cmd) => {
                 self.apply_command(cmd, &mut st, &mut batch, &mut events, &mut after)
             }
         };
-        st.applied = Some(entry.log_id);
-        batch.put_cf(meta, KEY_APPLIED, encode(&st.applied));
+        match progress {
+            Progress::Done => {
+                st.applied = Some(log_id);
+                batch.put_cf(meta, KEY_APPLIED, encode(&st.applied));
+                batch.delete_cf(meta, KEY_PARTIAL);
+            }
+            Progress::Partial(i) => batch.put_cf(meta, KEY_PARTIAL, encode(&(log_id.index, i))),
+        }
         batch.put_cf(meta, KEY_REVS, encode(&st.revs));
         self.db.write(batch)?;
         let revision = st.revs.current;
@@ -345,6 +427,7 @@ impl Store {
                 batch.put_cf(cf(&self.db, CF_META), KEY_ALARMS, encode(&st.alarms));
                 Ok(Output::Alarms(st.alarms.clone()))
             }
+            Command::Batch(_) => Err(KvError::internal("a batch inside a batch")),
             Command::PublishMember {
                 id,
                 name,
@@ -526,7 +609,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .store
                 .apply_entry(entry)
                 .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-            if let Some(ev) = events {
+            for ev in events {
                 self.store.hub.publish(HubMsg::Events(Arc::new(ev)));
             }
             out.push(applied);
@@ -542,7 +625,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
-        let f = tokio::fs::File::create(incoming_path(&self.snap_dir))
+        // Read and write: openraft writes the chunks, `install_snapshot` reads them back.
+        let f = tokio::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(incoming_path(&self.snap_dir))
             .await
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         Ok(Box::new(f))

@@ -211,3 +211,81 @@ async fn applied_state_and_revisions_survive_reopening() {
     let st = store.state();
     assert_eq!((st.applied, st.revs), before);
 }
+
+#[tokio::test]
+async fn a_batch_entry_interrupted_by_a_crash_is_resumed_not_repeated() {
+    use openraft::storage::RaftStateMachine;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+    use rocksdb::WriteBatch;
+
+    use super::db::{cf, encode, CF_META};
+    use super::state_machine::{StateMachine, Store, KEY_APPLIED, KEY_PARTIAL};
+    use crate::raft::types::{Command, Pb};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let log_id = |index| LogId {
+        leader_id: CommittedLeaderId::new(1, 1),
+        index,
+    };
+    let put = |k: &str| {
+        Command::Txn(Pb(txn::put_as_txn(PutRequest {
+            key: k.into(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })))
+    };
+    {
+        let db = data.open_db().unwrap();
+        let store = Store::open(db.clone(), 16).unwrap();
+        let mut sm = StateMachine::new(store.clone(), data.snap_dir());
+        sm.apply(vec![Entry {
+            log_id: log_id(1),
+            payload: EntryPayload::Blank,
+        }])
+        .await
+        .unwrap();
+        // The crash: commands 0 and 1 of entry 2 were applied, command 2 was not.
+        sm.apply(vec![Entry {
+            log_id: log_id(2),
+            payload: EntryPayload::Normal(Command::Batch(vec![put("a"), put("b")])),
+        }])
+        .await
+        .unwrap();
+        let mut b = WriteBatch::default();
+        b.put_cf(cf(&db, CF_META), KEY_APPLIED, encode(&Some(log_id(1))));
+        b.put_cf(cf(&db, CF_META), KEY_PARTIAL, encode(&(2u64, 1usize)));
+        db.write(b).unwrap();
+    }
+    let db = data.open_db().unwrap();
+    let store = Store::open(db, 16).unwrap();
+    assert_eq!(store.state().applied, Some(log_id(1)));
+    let mut sm = StateMachine::new(store.clone(), data.snap_dir());
+    let full = Command::Batch(vec![put("a"), put("b"), put("c")]);
+    sm.apply(vec![Entry {
+        log_id: log_id(2),
+        payload: EntryPayload::Normal(full),
+    }])
+    .await
+    .unwrap();
+    let st = store.state();
+    assert_eq!(st.applied, Some(log_id(2)));
+    assert_eq!(
+        st.revs.current, 4,
+        "a, b and c once each: revisions 2, 3, 4"
+    );
+    let (view, revs) = store.read_view();
+    let all = range::execute(
+        &view,
+        revs,
+        &RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(all.kvs.len(), 3);
+    assert!(all.kvs.iter().all(|kv| kv.version == 1));
+}

@@ -1,0 +1,121 @@
+//! Batching of proposals on the leader.
+//!
+//! openraft 0.9 hands the leader's log to storage one append at a time and waits for each
+//! flush before the next, so one client write per entry means one fsync per write. Here
+//! the proposals that arrive while earlier ones are in flight are gathered into one
+//! `Command::Batch` entry: one append, one fsync, one replication round for all of them.
+//! A lone proposal on an idle leader goes out at once, unbatched.
+
+use std::sync::Arc;
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::node::Retry;
+use crate::error::KvError;
+use crate::raft::types::{Applied, Command, Output, Raft};
+
+/// Entries a leader has in flight at once; more proposals wait and join the next batch.
+const MAX_IN_FLIGHT: usize = 4;
+/// Upper bounds of one batch.
+const MAX_BATCH_COMMANDS: usize = 512;
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+struct Pending {
+    cmd: Command,
+    size: usize,
+    reply: oneshot::Sender<Result<Applied, Retry>>,
+}
+
+#[derive(Clone)]
+pub struct Proposer {
+    tx: mpsc::UnboundedSender<Pending>,
+}
+
+impl Proposer {
+    pub fn start(raft: Raft) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(raft, rx));
+        Proposer { tx }
+    }
+
+    /// Proposes `cmd` on this member's Raft (which must be the leader for it to succeed).
+    pub async fn propose(&self, cmd: Command, size: usize) -> Result<Applied, Retry> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Pending { cmd, size, reply })
+            .map_err(|_| Retry::Fail(KvError::Stopped))?;
+        rx.await.unwrap_or(Err(Retry::Fail(KvError::Stopped)))
+    }
+}
+
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = rx.recv().await else { return };
+        let mut bytes = first.size;
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_COMMANDS && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += p.size;
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let (cmds, replies): (Vec<Command>, Vec<_>) =
+                batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+            let single = cmds.len() == 1;
+            let cmd = if single {
+                cmds.into_iter()
+                    .next()
+                    .unwrap_or(Command::Batch(Vec::new()))
+            } else {
+                Command::Batch(cmds)
+            };
+            let result = raft.client_write(cmd).await.map(|r| r.data);
+            match result {
+                Ok(applied) if single => {
+                    if let Some(reply) = replies.into_iter().next() {
+                        let _ = reply.send(Ok(applied));
+                    }
+                }
+                Ok(Applied {
+                    output: Ok(Output::Batch(results)),
+                    ..
+                }) if results.len() == replies.len() => {
+                    for (reply, r) in replies.into_iter().zip(results) {
+                        let _ = reply.send(Ok(r));
+                    }
+                }
+                Ok(other) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(Retry::Fail(KvError::Internal(format!(
+                            "batch applied as {other:?}"
+                        )))));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(retry_for(&e)));
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn retry_for(e: &RaftError<u64, ClientWriteError<u64, crate::raft::types::Member>>) -> Retry {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Retry::Again,
+        RaftError::APIError(e) => Retry::Fail(KvError::internal(e)),
+        RaftError::Fatal(_) => Retry::Fail(KvError::Stopped),
+    }
+}
