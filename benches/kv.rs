@@ -90,18 +90,26 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let c = Cluster::start(3, &[]).await;
-        let leader = c.wait_leader(Duration::from_secs(10)).await;
-        // One connection per member, clients spread over them as real clients would be.
-        let mut clients = vec![c.client(leader).await];
-        for i in 0..3 {
-            if i != leader {
-                clients.push(c.client(i).await);
+        // KV_BENCH_ENDPOINTS=host:port,... measures an already running cluster (etcd, say)
+        // with the same client and load instead of starting Flotilla members.
+        let external = std::env::var("KV_BENCH_ENDPOINTS").ok();
+        let mut _cluster = None;
+        let endpoints: Vec<String> = match &external {
+            Some(list) => list.split(',').map(str::to_string).collect(),
+            None => {
+                let c = Cluster::start(3, &[]).await;
+                let eps = c.endpoints();
+                _cluster = Some(c);
+                eps
             }
+        };
+        // One connection per member, clients spread over them as real clients would be.
+        let mut clients = Vec::new();
+        for ep in &endpoints {
+            clients.push(common::connect(std::slice::from_ref(ep)).await);
         }
-        println!(
-            "3-member cluster on loopback, {ops} ops per row, clients spread over all members\n"
-        );
+        let target = external.as_deref().unwrap_or("Flotilla, 3 members");
+        println!("{target} on loopback, {ops} ops per row, clients spread over all members\n");
         println!("| operation | clients | ops/s | p50 | p99 | max |");
         println!("|---|---:|---:|---:|---:|---:|");
         for op in [Op::Put, Op::LinearizableGet, Op::SerializableGet] {
