@@ -55,6 +55,8 @@ pub enum KvError {
     NotLeader,
     #[error("etcdserver: request timed out")]
     Timeout,
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    TimeoutDueToLeaderFail,
     #[error("etcdserver: server stopped")]
     Stopped,
     #[error("etcdserver: not capable")]
@@ -88,7 +90,7 @@ impl KvError {
             | NotEnoughStartedMembers
             | NotLeader
             | NotCapable => Code::FailedPrecondition,
-            NoLeader | Timeout | Stopped => Code::Unavailable,
+            NoLeader | Timeout | TimeoutDueToLeaderFail | Stopped => Code::Unavailable,
             Unimplemented(_) => Code::Unimplemented,
             Internal(_) => Code::Internal,
         }

@@ -20,7 +20,6 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::calls::{PeerCall, PeerReply};
 use super::types::{Member, NodeId, TypeConfig};
-use crate::error::KvError;
 use crate::storage::db::{decode, encode};
 
 /// Lazily connected channels to peers by URL, shared by Raft replication and internal calls.
@@ -53,18 +52,42 @@ impl Peers {
         url: &str,
         call: &PeerCall,
         timeout: Duration,
-    ) -> Result<PeerReply, KvError> {
+    ) -> Result<PeerReply, CallError> {
         let mut client = self
             .client(url)
-            .map_err(|e| KvError::Internal(format!("peer {url}: {e}")))?;
+            .map_err(|e| CallError::NotSent(format!("peer {url}: {e}")))?;
         let mut req = tonic::Request::new(Payload { data: encode(call) });
         req.set_timeout(timeout);
         let resp = client.call(req).await.map_err(|s| match s.code() {
-            tonic::Code::DeadlineExceeded => KvError::Timeout,
-            _ => KvError::Internal(format!("peer {url}: {}", s.message())),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => CallError::Timeout,
+            // tonic's text for a connection that could not be made: nothing was sent.
+            tonic::Code::Unavailable if s.message().contains("connect error") => {
+                CallError::NotSent(format!("peer {url}: {}", s.message()))
+            }
+            _ => CallError::Ambiguous(format!("peer {url}: {}", s.message())),
         })?;
         decode(&resp.into_inner().data)
-            .map_err(|e| KvError::Internal(format!("peer {url}: bad reply: {e}")))
+            .map_err(|e| CallError::Ambiguous(format!("peer {url}: bad reply: {e}")))
+    }
+}
+
+/// Why an internal call failed, as far as the caller can tell whether it took effect.
+#[derive(Debug)]
+pub enum CallError {
+    /// The call never reached the peer: safe to retry anything.
+    NotSent(String),
+    /// No answer in time: it may or may not have taken effect.
+    Timeout,
+    /// The connection failed after sending: it may or may not have taken effect.
+    Ambiguous(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::NotSent(m) | CallError::Ambiguous(m) => f.write_str(m),
+            CallError::Timeout => f.write_str("timed out"),
+        }
     }
 }
 
@@ -165,5 +188,26 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
         self.rpc(Method::Vote, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_known_not_to_have_delivered_the_call() {
+        let peers = Peers::default();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let e = peers
+            .call(&url, &PeerCall::ReadIndex, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, CallError::NotSent(_)), "{e:?}");
     }
 }

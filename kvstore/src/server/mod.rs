@@ -125,7 +125,7 @@ async fn join_existing(cfg: &KvConfig, peers: &Peers) -> Result<Identity, StartE
                         };
                     }
                     Ok(other) => last_err = format!("{url}: unexpected reply {other:?}"),
-                    Err(e) => last_err = format!("{url}: {e}"),
+                    Err(e) => last_err = e.to_string(),
                 }
             }
         }

@@ -16,7 +16,7 @@ use super::proposer::Proposer;
 use crate::config::KvConfig;
 use crate::error::KvError;
 use crate::raft::calls::{ClusterInfo, MemberInfo, PeerCall, PeerReply};
-use crate::raft::network::Peers;
+use crate::raft::network::{CallError, Peers};
 use crate::raft::types::{Applied, Command, Member, NodeId, Raft};
 use crate::storage::state_machine::{MemberAttrs, Store};
 
@@ -70,10 +70,13 @@ impl Node {
     }
 
     /// Runs `local` if this member leads, or sends `call` to the leader; retries while there
-    /// is no leader or the leader moved, until the request timeout.
+    /// is no leader or the leader moved, until the request timeout. An attempt that may have
+    /// taken effect is retried only when `idempotent`: a proposal that might have been
+    /// applied is reported, never applied twice.
     async fn on_leader<T, F, Fut>(
         &self,
         call: PeerCall,
+        idempotent: bool,
         local: F,
         unpack: fn(PeerReply) -> Result<T, KvError>,
     ) -> Result<T, KvError>
@@ -84,10 +87,10 @@ impl Node {
         let deadline = Instant::now() + self.config.request_timeout();
         let mut wait = Duration::from_millis(20);
         loop {
-            let attempt = match self.leader() {
+            match self.leader() {
                 Leader::Me => match local().await {
                     Ok(v) => return Ok(v),
-                    Err(Retry::Again) => None,
+                    Err(Retry::Again) => {}
                     Err(Retry::Fail(e)) => return Err(e),
                 },
                 Leader::Remote(url) => {
@@ -97,20 +100,23 @@ impl Node {
                         .call(&url, &call, left.max(Duration::from_millis(100)))
                         .await
                     {
-                        Ok(PeerReply::Error(KvError::NotLeader | KvError::NoLeader)) => None,
+                        Ok(PeerReply::Error(KvError::NotLeader | KvError::NoLeader)) => {}
                         Ok(reply) => return unpack(reply),
-                        Err(KvError::Timeout) => return Err(KvError::Timeout),
-                        Err(e) => Some(e),
+                        Err(CallError::NotSent(_)) => {}
+                        Err(CallError::Ambiguous(_)) if idempotent => {}
+                        Err(CallError::Ambiguous(_)) => {
+                            return Err(KvError::TimeoutDueToLeaderFail)
+                        }
+                        Err(CallError::Timeout) => return Err(KvError::Timeout),
                     }
                 }
-                Leader::Unknown => None,
-            };
+                Leader::Unknown => {}
+            }
             if Instant::now() + wait >= deadline {
-                return Err(match attempt {
-                    Some(KvError::Internal(_)) | None if self.leader_id().is_none() => {
-                        KvError::NoLeader
-                    }
-                    _ => KvError::Timeout,
+                return Err(if self.leader_id().is_none() {
+                    KvError::NoLeader
+                } else {
+                    KvError::Timeout
                 });
             }
             tokio::time::sleep(wait).await;
@@ -122,6 +128,7 @@ impl Node {
     pub async fn propose(&self, cmd: Command) -> Result<Applied, KvError> {
         self.on_leader(
             PeerCall::Propose(cmd.clone()),
+            false,
             || self.propose_local(cmd.clone()),
             |r| match r {
                 PeerReply::Applied(a) => Ok(a),
@@ -161,6 +168,7 @@ impl Node {
         let index = self
             .on_leader(
                 PeerCall::ReadIndex,
+                true,
                 || self.read_index_as_leader(),
                 |r| match r {
                     PeerReply::ReadIndex(i) => Ok(i),
@@ -184,6 +192,7 @@ impl Node {
         let store = self.store.clone();
         self.on_leader(
             PeerCall::LeaseKeepAlive { id },
+            true,
             || {
                 let store = store.clone();
                 async move {
@@ -207,6 +216,7 @@ impl Node {
         let store = self.store.clone();
         self.on_leader(
             PeerCall::LeaseTimeToLive { id },
+            true,
             || {
                 let store = store.clone();
                 async move {
@@ -255,6 +265,7 @@ impl Node {
     pub async fn change_members(&self, call: PeerCall) -> Result<PeerReply, KvError> {
         self.on_leader(
             call.clone(),
+            false,
             || self.change_members_local(call.clone()),
             |r| match r {
                 PeerReply::Error(e) => Err(e),
