@@ -224,3 +224,21 @@ async fn t40_foreign_data_directory_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("damaged member.json"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t50_corrupted_database_is_refused_with_a_clear_message() {
+    let mut c = Cluster::start(1, &[]).await;
+    let mut kv = c.client(0).await;
+    kv.put("k", "v", None).await.unwrap();
+    assert!(c.terminate(0).unwrap().success());
+    let db = c.members[0].data_dir.join("db");
+    // Damage the manifest pointer RocksDB starts from.
+    std::fs::write(db.join("CURRENT"), b"MANIFEST-999999\n").unwrap();
+    c.spawn(0, "new");
+    let child = c.members[0].child.as_mut().unwrap();
+    let status = common::wait_for_exit(child, Duration::from_secs(20));
+    assert!(!status.success());
+    let log = std::fs::read_to_string(&c.members[0].log).unwrap();
+    assert!(log.contains("RocksDB refused to open it"), "{log}");
+    c.members[0].child = None;
+}

@@ -250,3 +250,44 @@ async fn t40_a_stalled_stream_blocks_nobody_and_later_gets_everything() {
         "the stalled stream took the history path"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t50_progress_notify_reports_revisions_already_delivered() {
+    let c = Cluster::start(
+        1,
+        &["--experimental-watch-progress-notify-interval", "300ms"],
+    )
+    .await;
+    let mut kv = c.client(0).await;
+    let mut w = c.client(0).await;
+    let mut s = w
+        .watch(
+            "pn/",
+            Some(WatchOptions::new().with_prefix().with_progress_notify()),
+        )
+        .await
+        .unwrap();
+    assert!(next(&mut s).await.created());
+    kv.put("pn/a", "1", None).await.unwrap();
+    let rev = kv
+        .put("other", "x", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    let mut saw_event = false;
+    loop {
+        let r = next(&mut s).await;
+        if !r.events().is_empty() {
+            saw_event = true;
+            continue;
+        }
+        // An empty response is a progress notification: only after the event, and at a
+        // revision that covers what was written.
+        assert!(saw_event, "progress before the event it covers");
+        if r.header().unwrap().revision() >= rev {
+            break;
+        }
+    }
+}

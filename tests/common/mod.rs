@@ -295,3 +295,16 @@ pub fn etcdctl_ok(endpoints: &[String], args: &[&str]) -> String {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// Waits for a child to exit by itself; kills it if it has not within `within`.
+pub fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = child.try_wait() {
+            return st;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait().expect("wait")
+}
