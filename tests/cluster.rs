@@ -64,15 +64,7 @@ async fn t10_leader_sigkill_loses_no_acknowledged_write() {
         .header()
         .unwrap()
         .revision();
-    let mut hashes = Vec::new();
-    for i in 0..3 {
-        let mut m = c.client(i).await;
-        hashes.push(m.hash_kv(rev).await.unwrap().hash());
-    }
-    assert!(
-        hashes.windows(2).all(|w| w[0] == w[1]),
-        "members disagree: {hashes:?}"
-    );
+    c.assert_same_hash(rev).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,13 +127,7 @@ async fn t20_wiped_member_is_replaced_and_catches_up_through_a_snapshot() {
         .await
         .unwrap();
     assert_eq!(count.count(), 200);
-    let h1 = kv_leader.hash_kv(rev).await.unwrap().hash();
-    let h2 = wait_for(Duration::from_secs(10), "replacement hash", || {
-        let mut rep = rep.clone();
-        async move { rep.hash_kv(rev).await.ok().map(|r| r.hash()) }
-    })
-    .await;
-    assert_eq!(h1, h2);
+    c.assert_same_hash(rev).await;
     let members = kv_leader.member_list().await.unwrap();
     assert_eq!(members.members().len(), 3);
     let names: Vec<String> = wait_for(
@@ -183,46 +169,38 @@ async fn t30_sigterm_is_a_clean_shutdown_and_data_survives() {
     );
 }
 
+/// Starts a single member on `data` and returns its stderr once it exited (it must fail).
+fn start_and_fail(data: &std::path::Path) -> String {
+    let (port, peer) = (common::free_port(), common::free_port());
+    let out = std::process::Command::new(common::BIN)
+        .args(["kvstore", "--name", "x", "--data-dir"])
+        .arg(data)
+        .args(["--listen-client-urls", &format!("http://127.0.0.1:{port}")])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t40_foreign_data_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(data.join("member")).unwrap();
     std::fs::write(data.join("member").join("wal"), b"not ours").unwrap();
-    let port = common::free_port();
-    let peer = common::free_port();
-    let out = std::process::Command::new(common::BIN)
-        .args(["kvstore", "--name", "x", "--data-dir"])
-        .arg(&data)
-        .args(["--listen-client-urls", &format!("http://127.0.0.1:{port}")])
-        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args([
-            "--initial-advertise-peer-urls",
-            &format!("http://127.0.0.1:{peer}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = start_and_fail(&data);
     assert!(err.contains("not a Flotilla kvstore directory"), "{err}");
 
     // A damaged identity file is refused too.
     let data2 = dir.path().join("data2");
     std::fs::create_dir_all(&data2).unwrap();
     std::fs::write(data2.join("member.json"), b"{garbage").unwrap();
-    let out = std::process::Command::new(common::BIN)
-        .args(["kvstore", "--name", "x", "--data-dir"])
-        .arg(&data2)
-        .args(["--listen-client-urls", &format!("http://127.0.0.1:{port}")])
-        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args([
-            "--initial-advertise-peer-urls",
-            &format!("http://127.0.0.1:{peer}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("damaged member.json"));
+    assert!(start_and_fail(&data2).contains("damaged member.json"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

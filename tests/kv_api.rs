@@ -185,32 +185,7 @@ async fn t10_kv_semantics_match_etcd() {
         .header()
         .unwrap()
         .revision();
-    let mut hashes = Vec::new();
-    for i in 0..3 {
-        let mut m = c.client(i).await;
-        common::wait_for(
-            std::time::Duration::from_secs(10),
-            "member to apply",
-            || {
-                let mut m = m.clone();
-                async move {
-                    (m.get("k", Some(GetOptions::new().with_serializable()))
-                        .await
-                        .ok()?
-                        .header()?
-                        .revision()
-                        >= rev)
-                        .then_some(())
-                }
-            },
-        )
-        .await;
-        hashes.push(m.hash_kv(rev).await.unwrap().hash());
-    }
-    assert!(
-        hashes.windows(2).all(|w| w[0] == w[1]),
-        "HashKV differs: {hashes:?}"
-    );
+    c.assert_same_hash(rev).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -195,6 +195,41 @@ impl Cluster {
         .await
     }
 
+    /// Waits until every running member has applied `rev`, then checks that HashKV at
+    /// `rev` is the same on all of them.
+    pub async fn assert_same_hash(&self, rev: i64) {
+        let mut hashes = Vec::new();
+        for i in (0..self.members.len()).filter(|&i| self.members[i].child.is_some()) {
+            let m = self.client(i).await;
+            let hash = wait_for(
+                Duration::from_secs(20),
+                "member to apply the revision",
+                || {
+                    let mut m = m.clone();
+                    async move {
+                        let applied = m
+                            .get(
+                                "\0",
+                                Some(etcd_client::GetOptions::new().with_serializable()),
+                            )
+                            .await
+                            .ok()?;
+                        if applied.header()?.revision() < rev {
+                            return None;
+                        }
+                        m.hash_kv(rev).await.ok().map(|r| r.hash())
+                    }
+                },
+            )
+            .await;
+            hashes.push((self.members[i].name.clone(), hash));
+        }
+        assert!(
+            hashes.windows(2).all(|w| w[0].1 == w[1].1),
+            "HashKV at {rev} differs: {hashes:?}"
+        );
+    }
+
     pub fn log_tail(&self, i: usize, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.members[i].log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();

@@ -188,52 +188,49 @@ impl Node {
             .map_err(|_| KvError::Timeout)
     }
 
-    pub async fn lease_keep_alive(&self, id: i64) -> Result<Option<i64>, KvError> {
-        let store = self.store.clone();
+    /// Lease calls only the leader can answer: it alone keeps the deadlines.
+    pub fn lease_local(&self, call: &PeerCall) -> Result<PeerReply, Retry> {
+        if !self.store.lessor.is_leader() {
+            return Err(Retry::Again);
+        }
+        match call {
+            PeerCall::LeaseKeepAlive { id } => {
+                Ok(PeerReply::KeepAlive(self.store.lessor.keep_alive(*id)))
+            }
+            PeerCall::LeaseTimeToLive { id } => {
+                Ok(PeerReply::TimeToLive(self.store.lessor.remaining(*id)))
+            }
+            other => Err(Retry::Fail(unexpected_call(other.clone()))),
+        }
+    }
+
+    async fn lease_call(&self, call: PeerCall) -> Result<PeerReply, KvError> {
         self.on_leader(
-            PeerCall::LeaseKeepAlive { id },
+            call.clone(),
             true,
-            || {
-                let store = store.clone();
-                async move {
-                    if store.lessor.is_leader() {
-                        Ok(store.lessor.keep_alive(id))
-                    } else {
-                        Err(Retry::Again)
-                    }
-                }
-            },
+            || std::future::ready(self.lease_local(&call)),
             |r| match r {
-                PeerReply::KeepAlive(t) => Ok(t),
                 PeerReply::Error(e) => Err(e),
-                other => Err(unexpected(other)),
+                other => Ok(other),
             },
         )
         .await
     }
 
+    /// Renews a lease; `None` when it does not exist.
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<Option<i64>, KvError> {
+        match self.lease_call(PeerCall::LeaseKeepAlive { id }).await? {
+            PeerReply::KeepAlive(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// (granted TTL, remaining seconds) of a lease; `None` when it does not exist.
     pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<(i64, i64)>, KvError> {
-        let store = self.store.clone();
-        self.on_leader(
-            PeerCall::LeaseTimeToLive { id },
-            true,
-            || {
-                let store = store.clone();
-                async move {
-                    if store.lessor.is_leader() {
-                        Ok(store.lessor.remaining(id))
-                    } else {
-                        Err(Retry::Again)
-                    }
-                }
-            },
-            |r| match r {
-                PeerReply::TimeToLive(t) => Ok(t),
-                PeerReply::Error(e) => Err(e),
-                other => Err(unexpected(other)),
-            },
-        )
-        .await
+        match self.lease_call(PeerCall::LeaseTimeToLive { id }).await? {
+            PeerReply::TimeToLive(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Membership as applied here, with each member's published name and client URLs.
@@ -426,5 +423,5 @@ fn unexpected(reply: PeerReply) -> KvError {
 }
 
 fn unexpected_call(call: PeerCall) -> KvError {
-    KvError::Internal(format!("not a membership change: {call:?}"))
+    KvError::Internal(format!("unexpected peer call {call:?}"))
 }

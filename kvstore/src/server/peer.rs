@@ -50,14 +50,13 @@ impl Peer for PeerService {
                 Err(Retry::Again) => not_leader(),
                 Err(Retry::Fail(e)) => PeerReply::Error(e),
             },
-            PeerCall::LeaseKeepAlive { id } => match node.store.lessor.is_leader() {
-                true => PeerReply::KeepAlive(node.store.lessor.keep_alive(id)),
-                false => not_leader(),
-            },
-            PeerCall::LeaseTimeToLive { id } => match node.store.lessor.is_leader() {
-                true => PeerReply::TimeToLive(node.store.lessor.remaining(id)),
-                false => not_leader(),
-            },
+            lease @ (PeerCall::LeaseKeepAlive { .. } | PeerCall::LeaseTimeToLive { .. }) => {
+                match node.lease_local(&lease) {
+                    Ok(r) => r,
+                    Err(Retry::Again) => not_leader(),
+                    Err(Retry::Fail(e)) => PeerReply::Error(e),
+                }
+            }
             PeerCall::ClusterInfo => PeerReply::ClusterInfo(node.cluster_info()),
             change => match node.change_members_local(change).await {
                 Ok(r) => r,
