@@ -63,7 +63,34 @@ impl Cluster {
             c.spawn(i, "new");
         }
         c.wait_leader(Duration::from_secs(20)).await;
+        c.wait_published().await;
         c
+    }
+
+    /// Waits until every running member lists every member with its name (members
+    /// publish their names through the log once they run, as etcd members do).
+    pub async fn wait_published(&self) {
+        for i in (0..self.members.len()).filter(|&i| self.members[i].child.is_some()) {
+            let m = self.client(i).await;
+            let want = self.members.iter().filter(|m| m.child.is_some()).count();
+            wait_for(
+                Duration::from_secs(20),
+                "members to publish their names",
+                || {
+                    let mut m = m.clone();
+                    async move {
+                        let list = m.member_list().await.ok()?;
+                        let named = list
+                            .members()
+                            .iter()
+                            .filter(|x| !x.name().is_empty())
+                            .count();
+                        (named >= want).then_some(())
+                    }
+                },
+            )
+            .await;
+        }
     }
 
     /// Reserves ports and a data directory for a member (not started).

@@ -115,7 +115,7 @@ impl Lease for LeaseService {
             }));
         };
         let keys = if req.keys {
-            self.node.store.view().lease_keys(req.id)?
+            self.node.store.read_view().0.lease_keys(req.id)?
         } else {
             Vec::new()
         };
@@ -132,7 +132,7 @@ impl Lease for LeaseService {
         &self,
         _req: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        let leases = self.node.store.view().leases()?;
+        let leases = self.node.store.read_view().0.leases()?;
         Ok(Response::new(LeaseLeasesResponse {
             header: Some(self.node.header(self.node.store.revisions().current)),
             leases: leases

@@ -176,7 +176,7 @@ impl Maintenance for MaintenanceService {
             .join(format!("client-{}.tmp", rand::random::<u64>()));
         let write_path = path.clone();
         tokio::task::spawn_blocking(move || {
-            let snap = store.db.snapshot();
+            let snap = store.consistent_snapshot();
             snapshot::write(&store.db, &snap, &write_path)
         })
         .await

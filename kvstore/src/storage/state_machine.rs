@@ -83,6 +83,11 @@ pub struct Store {
     pub lessor: Lessor,
     compactor: mpsc::Sender<i64>,
     compactor_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Serialises making a snapshot current (see `publish_snapshot`).
+    snap_lock: std::sync::Mutex<()>,
+    /// Held for writing while a snapshot is being loaded, so no point-in-time copy of the
+    /// database is taken half-way through (see `consistent_snapshot`).
+    install_lock: RwLock<()>,
 }
 
 impl Drop for Store {
@@ -128,6 +133,8 @@ impl Store {
             lessor: Lessor::default(),
             compactor: tx,
             compactor_thread: std::sync::Mutex::new(None),
+            snap_lock: std::sync::Mutex::new(()),
+            install_lock: RwLock::new(()),
         });
         store.reload()?;
         let bg = db.clone();
@@ -226,9 +233,17 @@ impl Store {
     /// A read view and the revisions it is valid for, taken together: the view holds every
     /// revision up to `current`, and nothing at or above `compacted` has been removed from it.
     pub fn read_view(&self) -> (View<'_>, Revisions) {
+        let _no_install = self.install_lock.read().unwrap_or_else(|p| p.into_inner());
         let g = self.state.read().unwrap_or_else(|p| p.into_inner());
         let view = View::new(&self.db);
         (view, g.revs)
+    }
+
+    /// A point-in-time view of the whole database that is never taken in the middle of a
+    /// snapshot install.
+    pub fn consistent_snapshot(&self) -> rocksdb::Snapshot<'_> {
+        let _no_install = self.install_lock.read().unwrap_or_else(|p| p.into_inner());
+        self.db.snapshot()
     }
 
     pub fn db_size(&self) -> u64 {
@@ -521,8 +536,10 @@ pub struct SnapshotBuilder {
     snap_dir: PathBuf,
 }
 
-fn data_path(dir: &std::path::Path) -> PathBuf {
-    dir.join("snapshot.data")
+/// A snapshot's data file is named by its ID, and `snapshot.meta` names the current one:
+/// replacing the meta file switches snapshots atomically.
+fn data_path(dir: &std::path::Path, id: &str) -> PathBuf {
+    dir.join(format!("snapshot-{id}.data"))
 }
 fn meta_path(dir: &std::path::Path) -> PathBuf {
     dir.join("snapshot.meta")
@@ -537,7 +554,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let dir = self.snap_dir.clone();
         let meta = tokio::task::spawn_blocking(move || -> Result<SnapshotMeta, StorageError> {
             let db = &store.db;
-            let snap = db.snapshot();
+            let snap = store.consistent_snapshot();
             let get = |k: &[u8]| {
                 snap.get_cf(cf(db, CF_META), k)
                     .map_err(|e| sm_err(ErrorVerb::Read, e))
@@ -561,13 +578,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 last_membership: membership,
                 snapshot_id: id,
             };
-            publish_snapshot(&dir, &tmp, &meta).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            publish_snapshot(&store, &dir, &tmp, &meta).map_err(|e| sm_err(ErrorVerb::Write, e))?;
             info!(snapshot = %meta.snapshot_id, rows, "snapshot built");
             Ok(meta)
         })
         .await
         .map_err(|e| sm_err(ErrorVerb::Write, e))??;
-        let file = tokio::fs::File::open(data_path(&self.snap_dir))
+        let file = tokio::fs::File::open(data_path(&self.snap_dir, &meta.snapshot_id))
             .await
             .map_err(|e| sm_err(ErrorVerb::Read, e))?;
         Ok(Snapshot {
@@ -577,17 +594,37 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
-/// Moves a complete snapshot file into place with its metadata, data first.
+/// Makes a complete snapshot file the current snapshot, unless a newer one already is
+/// (a build and an install may finish in either order). Older data files are removed.
 fn publish_snapshot(
+    store: &Store,
     dir: &std::path::Path,
     data: &std::path::Path,
     meta: &SnapshotMeta,
 ) -> std::io::Result<()> {
-    std::fs::rename(data, data_path(dir))?;
+    let _serial = store.snap_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let current: Option<SnapshotMeta> = std::fs::read(meta_path(dir))
+        .ok()
+        .and_then(|b| decode(&b).ok());
+    if current
+        .as_ref()
+        .is_some_and(|c| c.last_log_id > meta.last_log_id)
+    {
+        return std::fs::remove_file(data);
+    }
+    std::fs::rename(data, data_path(dir, &meta.snapshot_id))?;
     let tmp = dir.join("meta.tmp");
     super::db::write_synced(&tmp, &encode(meta))?;
     std::fs::rename(&tmp, meta_path(dir))?;
-    sync_dir(dir)
+    sync_dir(dir)?;
+    let keep = format!("snapshot-{}.data", meta.snapshot_id);
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("snapshot-") && name.ends_with(".data") && name != keep {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -662,6 +699,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             snapshot::verify(&incoming).map_err(|e| sm_err(ErrorVerb::Read, e))?;
             let mut sync = WriteOptions::default();
             sync.set_sync(true);
+            // No reader sees the database between the first row replaced and the reload.
+            let installing = store.install_lock.write().unwrap_or_else(|p| p.into_inner());
             let mut mark = WriteBatch::default();
             mark.put_cf(cf(db, CF_META), KEY_INSTALLING, []);
             db.write_opt(mark, &sync).map_err(|e| sm_err(ErrorVerb::Write, e))?;
@@ -671,9 +710,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             done.put_cf(cf(db, CF_META), KEY_MEMBERSHIP, encode(&meta.last_membership));
             done.delete_cf(cf(db, CF_META), KEY_INSTALLING);
             db.write_opt(done, &sync).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-            publish_snapshot(&dir, &incoming, &meta).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            publish_snapshot(&store, &dir, &incoming, &meta).map_err(|e| sm_err(ErrorVerb::Write, e))?;
             let _ = std::fs::remove_file(incoming_path(&dir));
             store.reload().map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            drop(installing);
             let st = store.state();
             let physical: i64 = store.meta(KEY_COMPACTED_PHYSICALLY).ok().flatten().unwrap_or(0);
             if st.revs.compacted > physical {
@@ -694,7 +734,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(sm_err(ErrorVerb::Read, e)),
         };
-        let file = tokio::fs::File::open(data_path(&self.snap_dir))
+        let file = tokio::fs::File::open(data_path(&self.snap_dir, &meta.snapshot_id))
             .await
             .map_err(|e| sm_err(ErrorVerb::Read, e))?;
         Ok(Some(Snapshot {
@@ -702,9 +742,4 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             snapshot: Box::new(file),
         }))
     }
-}
-
-/// Opens the current snapshot file for Maintenance.Snapshot, building one first if needed.
-pub fn snapshot_file(snap_dir: &std::path::Path) -> PathBuf {
-    data_path(snap_dir)
 }
