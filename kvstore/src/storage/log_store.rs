@@ -85,17 +85,34 @@ type FlushRequest = LogFlushed<TypeConfig>;
 pub struct LogStore {
     db: Arc<DB>,
     flusher: mpsc::Sender<FlushRequest>,
+    sync_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for LogStore {
+    /// Stops the sync thread, so the database is closed when the last handle goes and not
+    /// during process exit.
+    fn drop(&mut self) {
+        let (tx, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.flusher, tx));
+        if let Some(t) = self.sync_thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl LogStore {
     pub fn new(db: Arc<DB>) -> Self {
         let (tx, rx) = mpsc::channel::<FlushRequest>();
         let sync_db = db.clone();
-        std::thread::Builder::new()
+        let sync_thread = std::thread::Builder::new()
             .name("raft-log-sync".into())
             .spawn(move || group_commit(sync_db, rx))
             .unwrap_or_else(|e| panic!("cannot start the log sync thread: {e}"));
-        LogStore { db, flusher: tx }
+        LogStore {
+            db,
+            flusher: tx,
+            sync_thread: Some(sync_thread),
+        }
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(
