@@ -96,11 +96,16 @@ impl Lessor {
         self.with(|s| s.leader)
     }
 
-    /// Renews a lease on the leader; returns its TTL, or `None` if it does not exist.
+    /// Renews a lease on the leader; returns its TTL, or `None` if it does not exist or has
+    /// already expired (its revocation may be on its way: a late keep-alive must not look
+    /// like a success).
     pub fn keep_alive(&self, id: i64) -> Option<i64> {
         let now = Instant::now();
         self.with(|s| {
             let t = s.leases.get_mut(&id)?;
+            if t.deadline <= now || t.revoking_since.is_some() {
+                return None;
+            }
             t.deadline = now + secs(t.ttl);
             Some(t.ttl)
         })

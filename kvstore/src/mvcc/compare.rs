@@ -11,9 +11,8 @@ use super::{KeyValue, MvccRead, RangeEnd};
 use crate::error::KvError;
 
 pub fn holds<R: MvccRead + ?Sized>(store: &R, rev: i64, c: &Compare) -> Result<bool, KvError> {
-    let target = CompareTarget::try_from(c.target).map_err(|_| {
-        KvError::InvalidArgument(format!("etcdserver: unknown compare target {}", c.target))
-    })?;
+    // An unknown target compares as equal, as in etcd's compareKV.
+    let target = CompareTarget::try_from(c.target).ok();
     let end = RangeEnd::from_request(&c.range_end);
     let mut kvs = Vec::new();
     match &end {
@@ -25,7 +24,7 @@ pub fn holds<R: MvccRead + ?Sized>(store: &R, rev: i64, c: &Compare) -> Result<b
         })?,
     }
     if kvs.is_empty() {
-        if target == CompareTarget::Value {
+        if target == Some(CompareTarget::Value) {
             return Ok(false);
         }
         return Ok(compare_kv(c, target, &KeyValue::default()));
@@ -33,9 +32,12 @@ pub fn holds<R: MvccRead + ?Sized>(store: &R, rev: i64, c: &Compare) -> Result<b
     Ok(kvs.iter().all(|kv| compare_kv(c, target, kv)))
 }
 
-fn compare_kv(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
+fn compare_kv(c: &Compare, target: Option<CompareTarget>, kv: &KeyValue) -> bool {
     // Like etcd's generated getters: a union holding another variant reads as zero.
     let int = |f: fn(&TargetUnion) -> Option<i64>| c.target_union.as_ref().and_then(f).unwrap_or(0);
+    let Some(target) = target else {
+        return result_holds(c.result, Ordering::Equal);
+    };
     let ord = match target {
         CompareTarget::Version => kv.version.cmp(&int(|u| match u {
             TargetUnion::Version(v) => Some(*v),
@@ -61,11 +63,16 @@ fn compare_kv(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
             kv.value.as_slice().cmp(want)
         }
     };
-    match CompareResult::try_from(c.result) {
+    result_holds(c.result, ord)
+}
+
+/// An unknown result holds, as in etcd.
+fn result_holds(result: i32, ord: Ordering) -> bool {
+    match CompareResult::try_from(result) {
         Ok(CompareResult::Equal) => ord == Ordering::Equal,
         Ok(CompareResult::Greater) => ord == Ordering::Greater,
         Ok(CompareResult::Less) => ord == Ordering::Less,
         Ok(CompareResult::NotEqual) => ord != Ordering::Equal,
-        Err(_) => false,
+        Err(_) => true,
     }
 }

@@ -22,7 +22,8 @@ pub fn execute<R: MvccRead + ?Sized>(
     overlay: Option<&Overlay>,
 ) -> Result<RangeResponse, KvError> {
     let rev = revs.check_read(req.revision)?;
-    let overlay = overlay.filter(|_| rev == revs.current);
+    // etcd reads a Txn's own writes only at the implicit (latest) revision.
+    let overlay = overlay.filter(|_| req.revision <= 0);
     let header = Some(ResponseHeader {
         revision: revs.current,
         ..Default::default()

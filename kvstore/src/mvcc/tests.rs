@@ -532,3 +532,100 @@ fn revisions_check_read() {
     assert!(r.check_read(4).is_err());
     assert!(r.check_read(11).is_err());
 }
+
+fn nested(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> RequestOp {
+    RequestOp {
+        request: Some(Request::RequestTxn(TxnRequest {
+            success,
+            failure,
+            ..Default::default()
+        })),
+    }
+}
+
+#[test]
+fn nested_txns_share_the_op_budget_and_sibling_put_then_delete_is_refused() {
+    // etcd: a nested Txn gets max_ops minus its parent's op count.
+    let inner = nested(
+        (0..3).map(|i| op_put(&format!("n{i}"), "")).collect(),
+        vec![],
+    );
+    let outer = TxnRequest {
+        success: vec![inner, op_put("x", "")],
+        ..Default::default()
+    };
+    assert_eq!(validate::txn(&outer, 4).unwrap_err(), KvError::TooManyOps);
+    assert!(validate::txn(&outer, 5).is_ok());
+
+    let sibling = TxnRequest {
+        success: vec![
+            nested(vec![op_put("k", "1")], vec![]),
+            nested(vec![op_del("k", "")], vec![]),
+        ],
+        ..Default::default()
+    };
+    assert_eq!(
+        validate::txn(&sibling, 128).unwrap_err(),
+        KvError::DuplicateKey
+    );
+    let exclusive = TxnRequest {
+        success: vec![nested(vec![op_put("k", "1")], vec![op_del("k", "")])],
+        ..Default::default()
+    };
+    assert!(
+        validate::txn(&exclusive, 128).is_ok(),
+        "then and else never both run"
+    );
+}
+
+#[test]
+fn unknown_compare_values_and_explicit_revision_reads_follow_etcd() {
+    let mut s = MemStore::new();
+    put(&mut s, "k", "old");
+    let weird = Compare {
+        key: "k".into(),
+        result: 42,
+        target: CompareTarget::Value as i32,
+        target_union: Some(TargetUnion::Value("zzz".into())),
+        ..Default::default()
+    };
+    let out = txn::execute(
+        &s,
+        s.revs,
+        &TxnRequest {
+            compare: vec![weird],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        out.response.succeeded,
+        "an unknown result holds, as in etcd"
+    );
+
+    // A Range at an explicit revision inside a write Txn does not see the Txn's own writes.
+    let cur = s.revs.current;
+    let t = TxnRequest {
+        success: vec![
+            op_put("k", "new"),
+            RequestOp {
+                request: Some(Request::RequestRange(RangeRequest {
+                    key: "k".into(),
+                    revision: cur,
+                    ..Default::default()
+                })),
+            },
+            op_range("k"),
+        ],
+        ..Default::default()
+    };
+    let out = txn::execute(&s, s.revs, &t).unwrap();
+    let Some(Response::ResponseRange(at_rev)) = &out.response.responses[1].response else {
+        panic!()
+    };
+    let Some(Response::ResponseRange(latest)) = &out.response.responses[2].response else {
+        panic!()
+    };
+    assert_eq!(at_rev.kvs[0].value, b"old");
+    assert_eq!(latest.kvs[0].value, b"new");
+}

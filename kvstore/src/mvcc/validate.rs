@@ -4,6 +4,8 @@
 use proto::etcdserverpb::request_op::Request;
 use proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
 
+use std::collections::BTreeSet;
+
 use super::RangeEnd;
 use crate::error::KvError;
 
@@ -38,14 +40,20 @@ pub fn delete(r: &DeleteRangeRequest) -> Result<(), KvError> {
 }
 
 pub fn txn(r: &TxnRequest, max_ops: usize) -> Result<(), KvError> {
-    check_txn(r, max_ops)?;
+    // Nested Txns share the budget as in etcd; on top of that the whole request may hold at
+    // most 8 x max_ops operations, which bounds validation and apply work (etcd bounds it only
+    // by the request size).
+    let mut total = 0;
+    check_txn(r, max_ops, &mut total, max_ops.saturating_mul(8))?;
     intervals(&r.success)?;
     intervals(&r.failure)?;
     Ok(())
 }
 
-fn check_txn(r: &TxnRequest, max_ops: usize) -> Result<(), KvError> {
-    if r.compare.len() > max_ops || r.success.len() > max_ops || r.failure.len() > max_ops {
+fn check_txn(r: &TxnRequest, max_ops: usize, total: &mut usize, cap: usize) -> Result<(), KvError> {
+    let opc = r.compare.len().max(r.success.len()).max(r.failure.len());
+    *total += r.compare.len() + r.success.len() + r.failure.len();
+    if opc > max_ops || *total > cap {
         return Err(KvError::TooManyOps);
     }
     if r.compare.iter().any(|c| c.key.is_empty()) {
@@ -56,7 +64,7 @@ fn check_txn(r: &TxnRequest, max_ops: usize) -> Result<(), KvError> {
             Some(Request::RequestRange(x)) => range(x)?,
             Some(Request::RequestPut(x)) => put(x)?,
             Some(Request::RequestDeleteRange(x)) => delete(x)?,
-            Some(Request::RequestTxn(x)) => check_txn(x, max_ops)?,
+            Some(Request::RequestTxn(x)) => check_txn(x, max_ops - opc, total, cap)?,
             None => return Err(KvError::KeyNotFound),
         }
     }
@@ -78,7 +86,10 @@ impl Interval {
 
 /// etcd's duplicate-key rule: within one branch no key is put twice, and no key put is also
 /// inside a deleted range, counting nested Txns (whose then/else branches exclude each other).
-fn intervals(ops: &[RequestOp]) -> Result<(Vec<Vec<u8>>, Vec<Interval>), KvError> {
+/// One rule is stricter than etcd's: a key put by one nested Txn may not be deleted by a
+/// later sibling (etcd allows it and keeps both changes at one revision; the history here
+/// keeps one version per key and revision).
+fn intervals(ops: &[RequestOp]) -> Result<(BTreeSet<Vec<u8>>, Vec<Interval>), KvError> {
     let mut dels: Vec<Interval> = ops
         .iter()
         .filter_map(|op| match &op.request {
@@ -89,28 +100,36 @@ fn intervals(ops: &[RequestOp]) -> Result<(Vec<Vec<u8>>, Vec<Interval>), KvError
             _ => None,
         })
         .collect();
-    let mut puts: Vec<Vec<u8>> = Vec::new();
+    let mut puts: BTreeSet<Vec<u8>> = BTreeSet::new();
     let deleted = |dels: &[Interval], k: &[u8]| dels.iter().any(|d| d.contains(k));
+    // Per nested Txn: the keys either of its branches may put, for the later-sibling check.
+    let mut nested_puts: Vec<BTreeSet<Vec<u8>>> = Vec::new();
     for op in ops {
         let Some(Request::RequestTxn(t)) = &op.request else {
             continue;
         };
         let (puts_then, dels_then) = intervals(&t.success)?;
         let (puts_else, dels_else) = intervals(&t.failure)?;
+        if nested_puts.iter().any(|earlier| {
+            earlier
+                .iter()
+                .any(|k| deleted(&dels_then, k) || deleted(&dels_else, k))
+        }) {
+            return Err(KvError::DuplicateKey);
+        }
         for k in &puts_then {
             if puts.contains(k) || deleted(&dels, k) {
                 return Err(KvError::DuplicateKey);
             }
-            puts.push(k.clone());
         }
         for k in &puts_else {
             if (puts.contains(k) && !puts_then.contains(k)) || deleted(&dels, k) {
                 return Err(KvError::DuplicateKey);
             }
-            if !puts.contains(k) {
-                puts.push(k.clone());
-            }
         }
+        let mine: BTreeSet<Vec<u8>> = puts_then.union(&puts_else).cloned().collect();
+        puts.extend(mine.iter().cloned());
+        nested_puts.push(mine);
         dels.extend(dels_then);
         dels.extend(dels_else);
     }
@@ -118,10 +137,9 @@ fn intervals(ops: &[RequestOp]) -> Result<(Vec<Vec<u8>>, Vec<Interval>), KvError
         let Some(Request::RequestPut(p)) = &op.request else {
             continue;
         };
-        if puts.contains(&p.key) || deleted(&dels, &p.key) {
+        if !puts.insert(p.key.clone()) || deleted(&dels, &p.key) {
             return Err(KvError::DuplicateKey);
         }
-        puts.push(p.key.clone());
     }
     Ok((puts, dels))
 }

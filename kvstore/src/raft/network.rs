@@ -32,7 +32,7 @@ impl Peers {
     pub fn client(&self, url: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(ch) = map.get(url) {
-            return Ok(PeerClient::new(ch.clone()));
+            return Ok(Self::unlimited(ch.clone()));
         }
         let ch = Endpoint::from_shared(url.to_string())?
             .connect_timeout(Duration::from_secs(1))
@@ -41,9 +41,15 @@ impl Peers {
             .keep_alive_timeout(Duration::from_secs(5))
             .connect_lazy();
         map.insert(url.to_string(), ch.clone());
-        Ok(PeerClient::new(ch)
+        Ok(Self::unlimited(ch))
+    }
+
+    /// Replies (a forwarded Txn's ranges, a snapshot chunk) are bounded by the sender's
+    /// limits, not by tonic's 4 MiB default.
+    fn unlimited(ch: Channel) -> PeerClient<Channel> {
+        PeerClient::new(ch)
             .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX))
+            .max_encoding_message_size(usize::MAX)
     }
 
     /// Makes an internal call on the member at `url`.

@@ -333,15 +333,21 @@ async fn expire_leases(node: Arc<Node>) {
         for id in node.store.lessor.expired(Duration::from_secs(3)) {
             let node = node.clone();
             tokio::spawn(async move {
-                match node
-                    .propose(Command::LeaseRevoke { id })
-                    .await
-                    .map(|a| a.output)
-                {
-                    Ok(Ok(_)) => info!(lease = %format!("{id:x}"), "lease expired"),
-                    Ok(Err(crate::error::KvError::LeaseNotFound)) => {}
-                    Ok(Err(e)) | Err(e) => {
-                        warn!(lease = %format!("{id:x}"), error = %e, "revoking expired lease failed")
+                // Only here, only while leading: never forwarded to another leader, which
+                // keeps its own deadlines (a former leader must not revoke a live lease).
+                if node.read_index_as_leader().await.is_err() {
+                    return;
+                }
+                match node.propose_as_leader(Command::LeaseRevoke { id }).await {
+                    PeerReply::Applied(a) => match a.output {
+                        Ok(_) => info!(lease = %format!("{id:x}"), "lease expired"),
+                        Err(crate::error::KvError::LeaseNotFound) => {}
+                        Err(e) => {
+                            warn!(lease = %format!("{id:x}"), error = %e, "revoking expired lease failed")
+                        }
+                    },
+                    other => {
+                        warn!(lease = %format!("{id:x}"), reply = ?other, "revoking expired lease failed")
                     }
                 }
             });

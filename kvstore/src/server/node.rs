@@ -88,11 +88,17 @@ impl Node {
         let mut wait = Duration::from_millis(20);
         loop {
             match self.leader() {
-                Leader::Me => match local().await {
-                    Ok(v) => return Ok(v),
-                    Err(Retry::Again) => {}
-                    Err(Retry::Fail(e)) => return Err(e),
-                },
+                Leader::Me => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(left, local()).await {
+                        Ok(Ok(v)) => return Ok(v),
+                        Ok(Err(Retry::Again)) => {}
+                        Ok(Err(Retry::Fail(e))) => return Err(e),
+                        // Still pending on a leader that may have lost its quorum: the
+                        // outcome is unknown, as etcd reports it.
+                        Err(_) => return Err(KvError::Timeout),
+                    }
+                }
                 Leader::Remote(url) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match self
@@ -188,11 +194,15 @@ impl Node {
             .map_err(|_| KvError::Timeout)
     }
 
-    /// Lease calls only the leader can answer: it alone keeps the deadlines.
-    pub fn lease_local(&self, call: &PeerCall) -> Result<PeerReply, Retry> {
+    /// Lease calls only the leader can answer: it alone keeps the deadlines. It first
+    /// confirms with a quorum that it still leads and has applied everything committed
+    /// (etcd's `ensureLeadership`), so a leader cut off from the cluster never renews a
+    /// lease that the new leader is about to expire.
+    pub async fn lease_local(&self, call: &PeerCall) -> Result<PeerReply, Retry> {
         if !self.store.lessor.is_leader() {
             return Err(Retry::Again);
         }
+        self.read_index_as_leader().await?;
         match call {
             PeerCall::LeaseKeepAlive { id } => {
                 Ok(PeerReply::KeepAlive(self.store.lessor.keep_alive(*id)))
@@ -208,7 +218,7 @@ impl Node {
         self.on_leader(
             call.clone(),
             true,
-            || std::future::ready(self.lease_local(&call)),
+            || self.lease_local(&call),
             |r| match r {
                 PeerReply::Error(e) => Err(e),
                 other => Ok(other),

@@ -51,7 +51,7 @@ impl Peer for PeerService {
                 Err(Retry::Fail(e)) => PeerReply::Error(e),
             },
             lease @ (PeerCall::LeaseKeepAlive { .. } | PeerCall::LeaseTimeToLive { .. }) => {
-                match node.lease_local(&lease) {
+                match node.lease_local(&lease).await {
                     Ok(r) => r,
                     Err(Retry::Again) => not_leader(),
                     Err(Retry::Fail(e)) => PeerReply::Error(e),

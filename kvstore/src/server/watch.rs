@@ -174,10 +174,12 @@ impl StreamTask {
         let id = if c.watch_id != 0 {
             c.watch_id
         } else {
+            // etcd never hands out an ID twice on a stream.
             while self.watchers.contains_key(&self.next_auto_id) {
                 self.next_auto_id += 1;
             }
-            self.next_auto_id
+            self.next_auto_id += 1;
+            self.next_auto_id - 1
         };
         if self.watchers.contains_key(&id) || id < 0 {
             let resp = WatchResponse {

@@ -552,71 +552,74 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let store = self.store.clone();
         let dir = self.snap_dir.clone();
-        let meta = tokio::task::spawn_blocking(move || -> Result<SnapshotMeta, StorageError> {
-            let db = &store.db;
-            let snap = store.consistent_snapshot();
-            let get = |k: &[u8]| {
-                snap.get_cf(cf(db, CF_META), k)
-                    .map_err(|e| sm_err(ErrorVerb::Read, e))
-            };
-            let applied: Option<LogId> = match get(KEY_APPLIED)? {
-                Some(v) => decode(&v).map_err(|e| sm_err(ErrorVerb::Read, e))?,
-                None => None,
-            };
-            let membership: StoredMembership = match get(KEY_MEMBERSHIP)? {
-                Some(v) => decode(&v).map_err(|e| sm_err(ErrorVerb::Read, e))?,
-                None => StoredMembership::default(),
-            };
-            let tmp = dir.join("building.tmp");
-            let rows = snapshot::write(db, &snap, &tmp).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-            let id = match applied {
-                Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>()),
-                None => format!("0-0-{}", rand::random::<u32>()),
-            };
-            let meta = SnapshotMeta {
-                last_log_id: applied,
-                last_membership: membership,
-                snapshot_id: id,
-            };
-            publish_snapshot(&store, &dir, &tmp, &meta).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-            info!(snapshot = %meta.snapshot_id, rows, "snapshot built");
-            Ok(meta)
-        })
+        let (meta, file) = tokio::task::spawn_blocking(
+            move || -> Result<(SnapshotMeta, std::fs::File), StorageError> {
+                let db = &store.db;
+                let snap = store.consistent_snapshot();
+                let get = |k: &[u8]| {
+                    snap.get_cf(cf(db, CF_META), k)
+                        .map_err(|e| sm_err(ErrorVerb::Read, e))
+                };
+                let applied: Option<LogId> = match get(KEY_APPLIED)? {
+                    Some(v) => decode(&v).map_err(|e| sm_err(ErrorVerb::Read, e))?,
+                    None => None,
+                };
+                let membership: StoredMembership = match get(KEY_MEMBERSHIP)? {
+                    Some(v) => decode(&v).map_err(|e| sm_err(ErrorVerb::Read, e))?,
+                    None => StoredMembership::default(),
+                };
+                let tmp = dir.join("building.tmp");
+                let rows =
+                    snapshot::write(db, &snap, &tmp).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                let id = match applied {
+                    Some(l) => {
+                        format!("{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>())
+                    }
+                    None => format!("0-0-{}", rand::random::<u32>()),
+                };
+                let meta = SnapshotMeta {
+                    last_log_id: applied,
+                    last_membership: membership,
+                    snapshot_id: id,
+                };
+                let current = publish_snapshot(&store, &dir, &tmp, &meta)
+                    .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                info!(snapshot = %meta.snapshot_id, rows, "snapshot built");
+                Ok(current)
+            },
+        )
         .await
         .map_err(|e| sm_err(ErrorVerb::Write, e))??;
-        let file = tokio::fs::File::open(data_path(&self.snap_dir, &meta.snapshot_id))
-            .await
-            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(file),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
     }
 }
 
 /// Makes a complete snapshot file the current snapshot, unless a newer one already is
-/// (a build and an install may finish in either order). Older data files are removed.
+/// (a build and an install may finish in either order), and returns the current snapshot
+/// opened: a data file is only removed under the same lock, so the handle stays valid.
 fn publish_snapshot(
     store: &Store,
     dir: &std::path::Path,
     data: &std::path::Path,
     meta: &SnapshotMeta,
-) -> std::io::Result<()> {
+) -> std::io::Result<(SnapshotMeta, std::fs::File)> {
     let _serial = store.snap_lock.lock().unwrap_or_else(|p| p.into_inner());
-    let current: Option<SnapshotMeta> = std::fs::read(meta_path(dir))
-        .ok()
-        .and_then(|b| decode(&b).ok());
-    if current
-        .as_ref()
-        .is_some_and(|c| c.last_log_id > meta.last_log_id)
-    {
-        return std::fs::remove_file(data);
+    if let Some((current, file)) = open_current(dir)? {
+        if current.last_log_id > meta.last_log_id {
+            std::fs::remove_file(data)?;
+            return Ok((current, file));
+        }
     }
-    std::fs::rename(data, data_path(dir, &meta.snapshot_id))?;
+    let path = data_path(dir, &meta.snapshot_id);
+    std::fs::rename(data, &path)?;
     let tmp = dir.join("meta.tmp");
     super::db::write_synced(&tmp, &encode(meta))?;
     std::fs::rename(&tmp, meta_path(dir))?;
     sync_dir(dir)?;
+    let file = std::fs::File::open(&path)?;
     let keep = format!("snapshot-{}.data", meta.snapshot_id);
     for entry in std::fs::read_dir(dir)?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -624,7 +627,18 @@ fn publish_snapshot(
             let _ = std::fs::remove_file(entry.path());
         }
     }
-    Ok(())
+    Ok((meta.clone(), file))
+}
+
+/// The current snapshot's metadata and data, opened; call with `snap_lock` held.
+fn open_current(dir: &std::path::Path) -> std::io::Result<Option<(SnapshotMeta, std::fs::File)>> {
+    let meta: SnapshotMeta = match std::fs::read(meta_path(dir)) {
+        Ok(b) => decode(&b).map_err(std::io::Error::other)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let file = std::fs::File::open(data_path(dir, &meta.snapshot_id))?;
+    Ok(Some((meta, file)))
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -729,17 +743,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let meta = match tokio::fs::read(meta_path(&self.snap_dir)).await {
-            Ok(b) => decode::<SnapshotMeta>(&b).map_err(|e| sm_err(ErrorVerb::Read, e))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(sm_err(ErrorVerb::Read, e)),
-        };
-        let file = tokio::fs::File::open(data_path(&self.snap_dir, &meta.snapshot_id))
-            .await
-            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
-        Ok(Some(Snapshot {
+        let store = self.store.clone();
+        let dir = self.snap_dir.clone();
+        let current = tokio::task::spawn_blocking(move || {
+            let _serial = store.snap_lock.lock().unwrap_or_else(|p| p.into_inner());
+            open_current(&dir)
+        })
+        .await
+        .map_err(|e| sm_err(ErrorVerb::Read, e))?
+        .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        Ok(current.map(|(meta, file)| Snapshot {
             meta,
-            snapshot: Box::new(file),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         }))
     }
 }
