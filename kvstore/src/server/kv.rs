@@ -60,8 +60,11 @@ impl KvService {
         if !req.serializable {
             self.node.read_barrier().await?;
         }
-        let (view, revs) = self.node.store.read_view();
-        let mut resp = range::execute(&view, revs, req, None)?;
+        // A large range is long disk work: keep it off the threads Raft runs on.
+        let (mut resp, revs) = tokio::task::block_in_place(|| {
+            let (view, revs) = self.node.store.read_view();
+            range::execute(&view, revs, req, None).map(|r| (r, revs))
+        })?;
         resp.header = Some(self.node.header(revs.current));
         Ok(resp)
     }
@@ -126,8 +129,10 @@ impl Kv for KvService {
         if is_read_only(&req) {
             // A read-only Txn is a linearizable read: no log entry needed.
             self.node.read_barrier().await?;
-            let (view, revs) = self.node.store.read_view();
-            let out = txn::execute(&view, revs, &req)?;
+            let (out, revs) = tokio::task::block_in_place(|| {
+                let (view, revs) = self.node.store.read_view();
+                txn::execute(&view, revs, &req).map(|o| (o, revs))
+            })?;
             let mut resp = out.response;
             resp.header = Some(self.node.header(revs.current));
             return Ok(Response::new(resp));

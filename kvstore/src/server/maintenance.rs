@@ -138,8 +138,10 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        let (view, revs) = self.node.store.read_view();
-        let hash = view.hash(revs.compacted, revs.current)?;
+        let (hash, _) = tokio::task::block_in_place(|| {
+            let (view, revs) = self.node.store.read_view();
+            view.hash(revs.compacted, revs.current).map(|h| (h, revs))
+        })?;
         Ok(Response::new(HashResponse {
             header: self.header(),
             hash,
@@ -150,9 +152,12 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
-        let (view, revs) = self.node.store.read_view();
-        let rev = revs.check_read(req.into_inner().revision)?;
-        let hash = view.hash(revs.compacted, rev)?;
+        let requested = req.into_inner().revision;
+        let (hash, rev, revs) = tokio::task::block_in_place(|| {
+            let (view, revs) = self.node.store.read_view();
+            let rev = revs.check_read(requested)?;
+            view.hash(revs.compacted, rev).map(|h| (h, rev, revs))
+        })?;
         Ok(Response::new(HashKvResponse {
             header: Some(self.node.header(revs.current)),
             hash,

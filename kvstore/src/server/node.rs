@@ -314,10 +314,16 @@ impl Node {
                     .await
                     .map_err(map_change_err)?;
                 if !learner {
+                    // The learner is in the cluster now: a failure here is reported, never
+                    // retried as a whole (that would add the member twice).
                     self.raft
                         .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                         .await
-                        .map_err(map_change_err)?;
+                        .map_err(|e| {
+                            Retry::Fail(KvError::Internal(format!(
+                                "member {id:x} was added as a learner but not made a voter ({e}); promote it with MemberPromote"
+                            )))
+                        })?;
                 }
                 info!(member = %format!("{id:x}"), learner, "member added");
                 Ok(PeerReply::MemberId(id))

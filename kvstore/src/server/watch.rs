@@ -276,18 +276,19 @@ impl StreamTask {
             return self.flush_progress().await;
         };
         let store = self.node.store.clone();
-        let (read, revs) = {
+        let next_rev = self.watchers[&id].next_rev;
+        // History is disk work: keep it off the threads Raft runs on.
+        let (read, revs) = tokio::task::block_in_place(|| {
             let (view, revs) = store.read_view();
-            let w = &self.watchers[&id];
-            if w.next_rev < revs.compacted {
+            if next_rev < revs.compacted {
                 (None, revs)
             } else {
                 (
-                    Some(view.history(w.next_rev, revs.current, HISTORY_BATCH)),
+                    Some(view.history(next_rev, revs.current, HISTORY_BATCH)),
                     revs,
                 )
             }
-        };
+        });
         let Some(read) = read else {
             self.watchers.remove(&id);
             let resp = WatchResponse {
