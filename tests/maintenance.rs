@@ -123,6 +123,18 @@ async fn t20_learner_joins_then_is_promoted() {
             .contains("can only promote a learner member"),
         "{err}"
     );
+    // A removed member is told so and stops, as an etcd member does.
+    kv.member_remove(id).await.unwrap();
+    let child = c.members[slot].child.as_mut().unwrap();
+    let status = common::wait_for_exit(child, Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    c.members[slot].child = None;
+    let log = std::fs::read_to_string(&c.members[slot].log).unwrap();
+    assert!(
+        log.contains("removed from the cluster; shutting down"),
+        "{log}"
+    );
+    assert_eq!(kv.member_list().await.unwrap().members().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,14 +12,21 @@ use etcd_client::{Client, ConnectOptions};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
 
-/// A free loopback port (the OS picks; the listener is closed before the member binds).
+/// A free loopback port for a member to bind. Ports come from 10000-29999, below the
+/// kernel's ephemeral range, so an outgoing connection can never take one between this
+/// check and the member's bind; a per-process counter never hands out a port twice.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 10_000 + (std::process::id() % 500) * 40;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (10_000 + (base - 10_000 + n) % 20_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
-
 pub struct Member {
     pub name: String,
     pub client_port: u16,

@@ -34,6 +34,11 @@ pub enum PeerCall {
         id: NodeId,
         peer_urls: Vec<String>,
     },
+    /// The leader telling a member it was removed from the cluster: it stops.
+    Removed {
+        cluster_id: u64,
+        id: NodeId,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -147,7 +147,16 @@ async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError> {
 }
 
 /// Runs a member until `shutdown` turns true (or a signal arrives, see the binary).
-pub async fn run(cfg: KvConfig, mut shutdown: signal::Receiver<bool>) -> Result<(), StartError> {
+pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<(), StartError> {
+    // Stops on the caller's signal, or when the cluster tells this member it was removed.
+    let (stop, mut shutdown) = signal::channel(false);
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _ = external.wait_for(|s| *s).await;
+            let _ = stop.send(true);
+        });
+    }
     let dir = DataDir::new(&cfg.data_dir);
     // Refuse a foreign or damaged directory before binding or talking to anyone.
     dir.identity()?;
@@ -217,6 +226,7 @@ pub async fn run(cfg: KvConfig, mut shutdown: signal::Receiver<bool>) -> Result<
         store,
         peers,
         proposer,
+        stop,
     });
     let mut tasks = tokio::task::JoinSet::new();
     for l in peer_listeners {

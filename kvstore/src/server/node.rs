@@ -28,6 +28,8 @@ pub struct Node {
     pub store: Arc<Store>,
     pub peers: Peers,
     pub proposer: Proposer,
+    /// Stops this member (set when the cluster removed it).
+    pub stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// Where the leader is, as this member knows it.
@@ -341,6 +343,15 @@ impl Node {
                     .await
                     .map_err(map_change_err)?;
                 info!(member = %format!("{id:x}"), "member removed");
+                // Tell the removed member, which may never see the entry that removed it,
+                // so it stops as an etcd member does. Best effort.
+                if let Some(url) = m.peer_urls.first().cloned() {
+                    let (peers, cluster_id) = (self.peers.clone(), self.cluster_id);
+                    tokio::spawn(async move {
+                        let call = PeerCall::Removed { cluster_id, id };
+                        let _ = peers.call(&url, &call, Duration::from_secs(2)).await;
+                    });
+                }
                 Ok(PeerReply::Done)
             }
             PeerCall::MemberPromote { id } => {

@@ -58,6 +58,14 @@ impl Peer for PeerService {
                 }
             }
             PeerCall::ClusterInfo => PeerReply::ClusterInfo(node.cluster_info()),
+            PeerCall::Removed { cluster_id, id }
+                if cluster_id == node.cluster_id && id == node.id =>
+            {
+                tracing::warn!("this member was removed from the cluster; shutting down");
+                let _ = node.stop.send(true);
+                PeerReply::Done
+            }
+            PeerCall::Removed { .. } => PeerReply::Error(crate::error::KvError::MemberNotFound),
             change => match node.change_members_local(change).await {
                 Ok(r) => r,
                 Err(Retry::Again) => not_leader(),
