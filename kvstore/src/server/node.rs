@@ -51,7 +51,9 @@ impl Node {
     }
 
     fn leader(&self) -> Leader {
-        let m = self.raft.metrics().borrow().clone();
+        // Read in place: cloning the metrics would copy the membership on every request.
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         match m.current_leader {
             Some(l) if l == self.id && m.state == ServerState::Leader => Leader::Me,
             Some(l) => match m
