@@ -146,7 +146,8 @@ async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError> {
     Ok(out)
 }
 
-/// Runs a member until `shutdown` turns true (or a signal arrives, see the binary).
+/// Runs a member until `external` turns true (the binary sets it on SIGTERM or SIGINT) or
+/// the cluster tells the member it was removed.
 pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<(), StartError> {
     // Stops on the caller's signal, or when the cluster tells this member it was removed.
     let (stop, mut shutdown) = signal::channel(false);
