@@ -161,27 +161,31 @@ fn rocksdb_store_matches_the_in_memory_model() {
     assert!(history.windows(2).all(|w| w[0].revision <= w[1].revision));
 }
 
+fn log_id(index: u64) -> openraft::LogId<u64> {
+    openraft::LogId {
+        leader_id: openraft::CommittedLeaderId::new(1, 1),
+        index,
+    }
+}
+
+fn put(k: &str) -> crate::raft::types::Command {
+    let req = PutRequest {
+        key: k.into(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    };
+    crate::raft::types::Command::Txn(crate::raft::types::Pb(txn::put_as_txn(req)))
+}
+
 #[tokio::test]
 async fn applied_state_and_revisions_survive_reopening() {
     use openraft::storage::RaftStateMachine;
-    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+    use openraft::{Entry, EntryPayload};
 
     use super::state_machine::{StateMachine, Store};
-    use crate::raft::types::{Command, Pb};
 
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path());
-    let log_id = |index| LogId {
-        leader_id: CommittedLeaderId::new(3, 42),
-        index,
-    };
-    let put = |k: &str| {
-        Command::Txn(Pb(txn::put_as_txn(PutRequest {
-            key: k.into(),
-            value: b"v".to_vec(),
-            ..Default::default()
-        })))
-    };
     let before = {
         let db = data.open_db().unwrap();
         let store = Store::open(db, 16).unwrap();
@@ -215,26 +219,15 @@ async fn applied_state_and_revisions_survive_reopening() {
 #[tokio::test]
 async fn a_batch_entry_interrupted_by_a_crash_is_resumed_not_repeated() {
     use openraft::storage::RaftStateMachine;
-    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+    use openraft::{Entry, EntryPayload};
     use rocksdb::WriteBatch;
 
     use super::db::{cf, encode, CF_META};
     use super::state_machine::{StateMachine, Store, KEY_APPLIED, KEY_PARTIAL};
-    use crate::raft::types::{Command, Pb};
+    use crate::raft::types::Command;
 
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path());
-    let log_id = |index| LogId {
-        leader_id: CommittedLeaderId::new(1, 1),
-        index,
-    };
-    let put = |k: &str| {
-        Command::Txn(Pb(txn::put_as_txn(PutRequest {
-            key: k.into(),
-            value: b"v".to_vec(),
-            ..Default::default()
-        })))
-    };
     {
         let db = data.open_db().unwrap();
         let store = Store::open(db.clone(), 16).unwrap();
