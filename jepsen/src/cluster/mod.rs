@@ -1,0 +1,59 @@
+//! Cluster control: how the harness starts, stops, stalls and cuts off members. Workloads and
+//! checkers see only client URLs; nemeses see only this interface, so another way to run
+//! members (containers on a private Docker network, say) is one more implementation.
+
+pub mod netns;
+
+use std::collections::BTreeSet;
+
+/// How a member starts.
+#[derive(Clone, Debug)]
+pub enum Start {
+    /// One of the members of a new cluster.
+    New,
+    /// Again, on the data it has.
+    Restart,
+    /// With an empty data directory, joining a running cluster whose members (including
+    /// this one, already added through MemberAdd) are `initial_cluster` (`name=peer-url,...`).
+    Join { initial_cluster: String },
+}
+
+/// For each member, the members whose traffic it drops (Jepsen calls this a grudge).
+pub type Grudge = Vec<BTreeSet<usize>>;
+
+pub trait ClusterControl: Send + Sync {
+    fn size(&self) -> usize;
+    fn name(&self, node: usize) -> String;
+    /// Where clients reach `node` (`http://host:port`).
+    fn client_url(&self, node: usize) -> String;
+    fn peer_url(&self, node: usize) -> String;
+    fn start(&self, node: usize, how: Start) -> anyhow::Result<()>;
+    /// SIGKILL and reap.
+    fn kill(&self, node: usize) -> anyhow::Result<()>;
+    fn pause(&self, node: usize) -> anyhow::Result<()>;
+    fn resume(&self, node: usize) -> anyhow::Result<()>;
+    /// Deletes the member's data (it must be stopped).
+    fn wipe(&self, node: usize) -> anyhow::Result<()>;
+    fn partition(&self, grudge: &Grudge) -> anyhow::Result<()>;
+    fn heal(&self) -> anyhow::Result<()>;
+    /// Members that exited without being told to (a crash), with their exit status.
+    fn crashed(&self) -> Vec<(usize, String)>;
+    /// Stops everything the cluster started and removes what it made. Idempotent.
+    fn teardown(&self);
+}
+
+/// Cuts every link between `a` and `b` in both directions.
+pub fn cut(n: usize, sides: &[Vec<usize>]) -> Grudge {
+    let mut g: Grudge = vec![BTreeSet::new(); n];
+    for (i, side) in sides.iter().enumerate() {
+        for other in sides.iter().skip(i + 1) {
+            for &x in side {
+                for &y in other {
+                    g[x].insert(y);
+                    g[y].insert(x);
+                }
+            }
+        }
+    }
+    g
+}

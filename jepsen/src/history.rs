@@ -1,0 +1,200 @@
+//! The history: every operation's invocation and completion, and every fault, in the order
+//! the harness saw them, with times relative to the start of the test.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// The process that injects faults.
+pub const NEMESIS: i64 = -1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Invoke,
+    /// Completed and took effect (for reads: returned a value).
+    Ok,
+    /// Completed and certainly did not take effect.
+    Fail,
+    /// Outcome unknown: it may take effect at any time after its invocation.
+    Info,
+}
+
+/// An operation's function with its arguments (on invoke) or its results (on completion).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "f", rename_all = "kebab-case")]
+pub enum Op {
+    /// Register read; `value` is the result (None: the key is absent).
+    Read { key: String, value: Option<u64> },
+    Write { key: String, value: u64 },
+    /// Compare-and-set; a mismatch completes as `fail`.
+    Cas { key: String, from: u64, to: u64 },
+    /// Set workload: insert one unique element.
+    Add { element: u64 },
+    /// Set workload: read every element (through `node`).
+    ReadAll { elements: Option<Vec<u64>> },
+    /// Watch workload: one Txn of puts (and deletes); `revision` is its revision when ok.
+    Txn {
+        id: u64,
+        puts: Vec<String>,
+        deletes: Vec<String>,
+        revision: Option<i64>,
+    },
+    /// A fault starting or ending.
+    Nemesis { fault: String, detail: String },
+}
+
+impl Op {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Read { .. } => "read",
+            Op::Write { .. } => "write",
+            Op::Cas { .. } => "cas",
+            Op::Add { .. } => "add",
+            Op::ReadAll { .. } => "read-all",
+            Op::Txn { .. } => "txn",
+            Op::Nemesis { .. } => "nemesis",
+        }
+    }
+
+    /// Whether the operation changes state (and so whether an unknown outcome matters).
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Op::Write { .. } | Op::Cas { .. } | Op::Add { .. } | Op::Txn { .. }
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub index: usize,
+    /// Nanoseconds since the test started.
+    pub time: u64,
+    pub process: i64,
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub node: Option<usize>,
+    #[serde(flatten)]
+    pub op: Op,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}
+
+/// Appends events from many tasks; cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    start: Instant,
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl Recorder {
+    pub fn new(start: Instant) -> Recorder {
+        Recorder {
+            start,
+            events: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    pub fn record(
+        &self,
+        process: i64,
+        kind: Kind,
+        node: Option<usize>,
+        op: Op,
+        error: Option<String>,
+    ) {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        // The time is taken under the lock so that indices and times agree in order.
+        let time = self.now();
+        let index = events.len();
+        events.push(Event {
+            index,
+            time,
+            process,
+            kind,
+            node,
+            op,
+            error,
+        });
+    }
+
+    pub fn snapshot(&self) -> Vec<Event> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// An invocation paired with its completion (None: never completed, as if `info`).
+#[derive(Clone, Debug)]
+pub struct Pair {
+    pub invoke: Event,
+    pub complete: Option<Event>,
+}
+
+impl Pair {
+    pub fn kind(&self) -> Kind {
+        self.complete.as_ref().map_or(Kind::Info, |c| c.kind)
+    }
+}
+
+/// Pairs each client invocation with the next completion of the same process.
+pub fn pairs(history: &[Event]) -> Vec<Pair> {
+    let mut open: std::collections::HashMap<i64, usize> = Default::default();
+    let mut out: Vec<Pair> = Vec::new();
+    for e in history.iter().filter(|e| e.process != NEMESIS) {
+        match e.kind {
+            Kind::Invoke => {
+                open.insert(e.process, out.len());
+                out.push(Pair {
+                    invoke: e.clone(),
+                    complete: None,
+                });
+            }
+            _ => {
+                if let Some(i) = open.remove(&e.process) {
+                    out[i].complete = Some(e.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Builds histories by hand for checker tests.
+#[cfg(test)]
+pub mod build {
+    use super::*;
+
+    pub struct H {
+        pub events: Vec<Event>,
+        t: u64,
+    }
+
+    impl H {
+        pub fn new() -> H {
+            H {
+                events: Vec::new(),
+                t: 0,
+            }
+        }
+        pub fn ev(&mut self, process: i64, kind: Kind, op: Op) -> &mut H {
+            self.t += 10;
+            self.events.push(Event {
+                index: self.events.len(),
+                time: self.t,
+                process,
+                kind,
+                node: Some(0),
+                op,
+                error: None,
+            });
+            self
+        }
+    }
+}

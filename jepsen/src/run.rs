@@ -1,0 +1,324 @@
+//! One test run: cluster up, workload under faults, heal, settle, final reads, HashKV
+//! comparison, teardown, checks, report.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::checker::{self, Validity, Verdict};
+use crate::cluster::netns::NetnsCluster;
+use crate::cluster::{ClusterControl, Start};
+use crate::history::Recorder;
+use crate::nemesis::{fault_name, Nemesis};
+use crate::opts::{TestOpts, Workload};
+use crate::report;
+use crate::workload::{self, Ctx};
+
+pub struct Outcome {
+    pub valid: Validity,
+    /// The run could not do everything it should (e.g. the cluster never settled).
+    pub incomplete: Option<String>,
+    pub dir: PathBuf,
+}
+
+fn flotilla_binary(opts: &TestOpts) -> anyhow::Result<PathBuf> {
+    let bin = match &opts.flotilla {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("locating this program")?
+            .join("flotilla"),
+    };
+    if !bin.is_file() {
+        bail!(
+            "no flotilla binary at {} (build it with `cargo build --release`, or pass --flotilla)",
+            bin.display()
+        );
+    }
+    Ok(bin.canonicalize()?)
+}
+
+fn run_dir(opts: &TestOpts, seed: u64) -> anyhow::Result<PathBuf> {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let nem: Vec<&str> = opts.nemesis.iter().map(|k| fault_name(*k)).collect();
+    let name = format!(
+        "{}-{}-{}-{secs}",
+        serde_json::to_value(opts.workload)?.as_str().unwrap_or("w"),
+        nem.join("+"),
+        seed
+    );
+    std::fs::create_dir_all(&opts.store)?;
+    let dir = opts.store.join(&name);
+    std::fs::create_dir_all(&dir)?;
+    let latest = opts.store.join("latest");
+    let _ = std::fs::remove_file(&latest);
+    #[cfg(unix)]
+    let _ = std::os::unix::fs::symlink(&name, &latest);
+    Ok(dir)
+}
+
+/// Waits until every member answers a linearizable read; returns the members' IDs.
+async fn settle(ctx: &Ctx, within: Duration) -> Option<Vec<u64>> {
+    let deadline = Instant::now() + within;
+    let mut ids = Vec::new();
+    for node in 0..ctx.cluster.size() {
+        let mut c = ctx.client(node).ok()?;
+        loop {
+            let ready = c.get("settle-probe", false).await.is_ok();
+            if ready {
+                if let Ok((id, _)) = c.status().await {
+                    ids.push(id);
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                warn!(node, "member did not answer a linearizable read in time");
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            c = ctx.client(node).ok()?;
+        }
+    }
+    Some(ids)
+}
+
+/// After heal: every member's HashKV at the same revision must agree.
+async fn hash_check(ctx: &Ctx) -> Verdict {
+    let mut v = Verdict::new("hash-kv");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let Some(rev) = workload::through_any(ctx, deadline, |mut c| async move {
+        c.get("hash-probe", false).await.map(|(_, r)| r)
+    })
+    .await
+    else {
+        v.unknown("no member answered for the current revision");
+        return v;
+    };
+    let mut hashes = Vec::new();
+    for node in 0..ctx.cluster.size() {
+        let mut got = None;
+        while got.is_none() && Instant::now() < deadline {
+            if let Ok(mut c) = ctx.client(node) {
+                got = c.hash_kv(rev).await.ok();
+            }
+            if got.is_none() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        hashes.push(got);
+    }
+    v.stats = json!({"revision": rev, "members": hashes.iter().enumerate().map(|(i, h)| json!({
+        "node": ctx.cluster.name(i), "hash": h.map(|h| h.0), "compact-revision": h.map(|h| h.1)
+    })).collect::<Vec<_>>()});
+    if hashes.iter().any(Option::is_none) {
+        v.unknown("some member gave no HashKV");
+    }
+    let known: Vec<(u32, i64)> = hashes.iter().flatten().copied().collect();
+    if known.windows(2).any(|w| w[0] != w[1]) {
+        v.anomaly(json!({"type": "hash-mismatch", "revision": rev, "members": v.stats["members"].clone()}));
+    }
+    v
+}
+
+pub async fn test(opts: TestOpts) -> anyhow::Result<Outcome> {
+    let seed = opts.seed.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64 % 1_000_000_007)
+    });
+    let bin = flotilla_binary(&opts)?;
+    let dir = run_dir(&opts, seed)?;
+    info!(dir = %dir.display(), seed, "run starting");
+    let mut cfg = serde_json::to_value(&opts)?;
+    cfg["seed"] = json!(seed);
+    std::fs::write(dir.join("opts.json"), serde_json::to_vec_pretty(&cfg)?)?;
+
+    let mut member_args: Vec<String> = ["--heartbeat-interval", "100", "--election-timeout", "1000"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    member_args.extend(opts.member_args.iter().cloned());
+    let cluster: Arc<NetnsCluster> =
+        Arc::new(NetnsCluster::create(opts.nodes, &bin, &dir, member_args)?);
+    let dyn_cluster: Arc<dyn ClusterControl> = cluster.clone();
+    {
+        // Ctrl-C: take everything down, keep what was written.
+        let c = cluster.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                warn!("interrupted; tearing the cluster down");
+                c.teardown();
+                std::process::exit(2);
+            }
+        });
+    }
+    let result = run_with(&opts, seed, &dir, dyn_cluster.clone()).await;
+    dyn_cluster.teardown();
+    if !opts.keep_data {
+        let _ = std::fs::remove_dir_all(dir.join("data"));
+    }
+    let (mut verdicts, incomplete, history) = result?;
+    let crashes = dyn_cluster.crashed();
+    let mut cv = Verdict::new("members-never-crash");
+    for (node, status) in &crashes {
+        cv.anomaly(json!({"type": "member-crashed", "node": dyn_cluster.name(*node), "status": status}));
+    }
+    verdicts.push(cv);
+
+    let windows = report::windows(&history);
+    report::write_history(&dir.join("history.jsonl"), &history)?;
+    std::fs::write(dir.join("timeline.json"), serde_json::to_vec_pretty(&windows)?)?;
+    std::fs::write(dir.join("latency.svg"), report::latency_svg(&history, &windows))?;
+    std::fs::write(dir.join("throughput.svg"), report::throughput_svg(&history, &windows))?;
+    let valid = verdicts
+        .iter()
+        .fold(Validity::Valid, |a, v| a.merge(v.valid));
+    let results = json!({
+        "valid": valid,
+        "incomplete": incomplete,
+        "seed": seed,
+        "workload": opts.workload,
+        "nemesis": opts.nemesis,
+        "operations": report::counts(&history),
+        "faults": windows.len(),
+        "heal-to-first-write": report::heal_to_first_write(&history, &windows),
+        "checkers": verdicts,
+    });
+    std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
+    for v in &verdicts {
+        println!(
+            "{:<22} {:<8} {}",
+            v.checker,
+            serde_json::to_value(v.valid)?.as_str().unwrap_or("?"),
+            v.stats
+        );
+    }
+    println!("operations: {}", results["operations"]);
+    println!("report: {}", dir.display());
+    Ok(Outcome {
+        valid,
+        incomplete,
+        dir,
+    })
+}
+
+type RunResult = (Vec<Verdict>, Option<String>, Vec<crate::history::Event>);
+
+async fn run_with(
+    opts: &TestOpts,
+    seed: u64,
+    dir: &Path,
+    cluster: Arc<dyn ClusterControl>,
+) -> anyhow::Result<RunResult> {
+    for node in 0..cluster.size() {
+        cluster.start(node, Start::New)?;
+    }
+    let opts_arc = Arc::new(opts.clone());
+    let setup = Ctx {
+        cluster: cluster.clone(),
+        rec: Recorder::new(Instant::now()),
+        opts: opts_arc.clone(),
+        seed,
+        end: Instant::now(),
+    };
+    let Some(ids) = settle(&setup, Duration::from_secs(30)).await else {
+        bail!(
+            "the cluster did not come up within 30 s (member logs in {})",
+            dir.display()
+        );
+    };
+    info!(?ids, "cluster up");
+
+    let start = Instant::now();
+    let rec = Recorder::new(start);
+    let end = start + Duration::from_secs(opts.time_limit);
+    let ctx = Ctx {
+        cluster: cluster.clone(),
+        rec: rec.clone(),
+        opts: opts_arc,
+        seed,
+        end,
+    };
+    let nemesis = Nemesis::new(
+        cluster.clone(),
+        opts.nemesis.clone(),
+        ctx.rng(1),
+        rec.clone(),
+        Duration::from_secs_f64(opts.nemesis_interval),
+        ids,
+    );
+    let nemesis = tokio::spawn(nemesis.run(end));
+
+    enum Running {
+        Register(Arc<std::sync::Mutex<workload::register::Keys>>),
+        Set,
+        Watch(workload::watch::Watchers, i64),
+    }
+    let running = match opts.workload {
+        Workload::Register => Running::Register(workload::register::run(ctx.clone()).await?),
+        Workload::Set => {
+            workload::set::run(ctx.clone()).await?;
+            Running::Set
+        }
+        Workload::Watch => {
+            let base = workload::watch::current_revision(&ctx, Instant::now() + Duration::from_secs(10))
+                .await
+                .context("reading the base revision")?;
+            let watchers = workload::watch::start_watchers(&ctx, base);
+            workload::watch::run_writers(ctx.clone()).await?;
+            Running::Watch(watchers, base)
+        }
+    };
+    info!("workload done; healing");
+    nemesis.await?;
+    cluster.heal()?;
+    let mut incomplete = None;
+    if settle(&ctx, Duration::from_secs(60)).await.is_none() {
+        incomplete = Some("the cluster did not settle within 60 s of healing".to_string());
+    }
+    info!("settled; final reads");
+    let deadline = Instant::now() + Duration::from_secs(opts.checker_time_limit);
+    let mut verdicts = Vec::new();
+    let watch_logs = match running {
+        Running::Register(keys) => {
+            workload::register::final_reads(&ctx, &keys).await;
+            None
+        }
+        Running::Set => {
+            workload::set::final_reads(&ctx).await;
+            None
+        }
+        Running::Watch(watchers, base) => {
+            let last =
+                workload::watch::current_revision(&ctx, Instant::now() + Duration::from_secs(20))
+                    .await;
+            let logs = watchers
+                .finish(last, Instant::now() + Duration::from_secs(30))
+                .await;
+            std::fs::write(dir.join("watches.json"), serde_json::to_vec(&logs)?)?;
+            Some((logs, base, last))
+        }
+    };
+    verdicts.push(hash_check(&ctx).await);
+    let history = rec.snapshot();
+    info!(events = history.len(), "checking");
+    let v = match (&opts.workload, watch_logs) {
+        (Workload::Register, _) => checker::register::check(&history, deadline),
+        (Workload::Set, _) => checker::set::check(&history),
+        (Workload::Watch, Some((logs, base, last))) => checker::watch::check(
+            &history,
+            &checker::watch::Observed {
+                watchers: &logs,
+                base,
+                last,
+            },
+        ),
+        (Workload::Watch, None) => Verdict::new("watch"),
+    };
+    verdicts.insert(0, v);
+    Ok((verdicts, incomplete, history))
+}

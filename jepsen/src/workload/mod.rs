@@ -1,0 +1,130 @@
+//! Workloads: client processes issuing operations at the configured rate until the time
+//! limit, each bound to one member; a process whose operation had an unknown outcome is
+//! retired and a fresh one (a new process number) takes its place, as in Jepsen.
+
+pub mod register;
+pub mod set;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::client::{Client, OpError};
+use crate::cluster::ClusterControl;
+use crate::history::{Kind, Op, Recorder};
+use crate::opts::TestOpts;
+
+/// What every workload task gets.
+#[derive(Clone)]
+pub struct Ctx {
+    pub cluster: Arc<dyn ClusterControl>,
+    pub rec: Recorder,
+    pub opts: Arc<TestOpts>,
+    pub seed: u64,
+    /// When clients stop issuing operations.
+    pub end: Instant,
+}
+
+impl Ctx {
+    pub fn rng(&self, stream: u64) -> ChaCha8Rng {
+        let mut r = ChaCha8Rng::seed_from_u64(self.seed);
+        r.set_stream(stream);
+        r
+    }
+
+    pub fn op_timeout(&self) -> Duration {
+        Duration::from_millis(self.opts.op_timeout_ms)
+    }
+
+    pub fn client(&self, node: usize) -> anyhow::Result<Client> {
+        Client::new(&self.cluster.client_url(node), self.op_timeout())
+    }
+}
+
+/// One client process slot: worker `w` is bound to member `w % n` and renumbers itself
+/// after an unknown outcome.
+pub struct Worker {
+    pub ctx: Ctx,
+    pub process: i64,
+    pub node: usize,
+    pub client: Client,
+    pub rng: ChaCha8Rng,
+    /// Seconds between operations of this worker, on average.
+    gap: f64,
+}
+
+impl Worker {
+    pub fn new(ctx: &Ctx, w: usize, workers: usize) -> anyhow::Result<Worker> {
+        let node = w % ctx.cluster.size();
+        Ok(Worker {
+            ctx: ctx.clone(),
+            process: w as i64,
+            node,
+            client: ctx.client(node)?,
+            rng: ctx.rng(1000 + w as u64),
+            gap: workers as f64 / ctx.opts.rate.max(0.001),
+        })
+    }
+
+    /// Waits a random time around the worker's share of the rate; false once time is up.
+    pub async fn pace(&mut self) -> bool {
+        let d = Duration::from_secs_f64(self.gap * self.rng.random_range(0.0..2.0));
+        if Instant::now() + d >= self.ctx.end {
+            return false;
+        }
+        tokio::time::sleep(d).await;
+        true
+    }
+
+    pub fn invoke(&self, op: Op) {
+        self.ctx
+            .rec
+            .record(self.process, Kind::Invoke, Some(self.node), op, None);
+    }
+
+    pub fn ok(&self, op: Op) {
+        self.ctx
+            .rec
+            .record(self.process, Kind::Ok, Some(self.node), op, None);
+    }
+
+    /// Records a failed operation; after an unknown outcome the process is replaced.
+    pub fn error(&mut self, op: Op, e: OpError, reads_cannot_be_unknown: bool) {
+        let kind = match (&e, reads_cannot_be_unknown) {
+            (OpError::Fail(_), _) | (_, true) => Kind::Fail,
+            (OpError::Unknown(_), false) => Kind::Info,
+        };
+        self.ctx
+            .rec
+            .record(self.process, kind, Some(self.node), op, Some(e.message()));
+        if kind == Kind::Info {
+            self.process += self.ctx.opts.concurrency as i64;
+            if let Ok(c) = self.ctx.client(self.node) {
+                self.client = c;
+            }
+        }
+    }
+}
+
+/// Retries `f` through each member in turn until it succeeds or `deadline` passes.
+pub async fn through_any<T, F, Fut>(ctx: &Ctx, deadline: Instant, mut f: F) -> Option<T>
+where
+    F: FnMut(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<T, OpError>>,
+{
+    let n = ctx.cluster.size();
+    let mut i = 0;
+    while Instant::now() < deadline {
+        if let Ok(c) = ctx.client(i % n) {
+            if let Ok(v) = f(c).await {
+                return Some(v);
+            }
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
