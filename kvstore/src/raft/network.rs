@@ -44,6 +44,14 @@ impl Peers {
         Ok(Self::unlimited(ch))
     }
 
+    /// Forgets the connection to `url` after a call on it timed out or broke: across a
+    /// partition its TCP connection backs off its retransmissions for seconds, so after the
+    /// heal a fresh connection gets through at once while the old one would still wait.
+    pub fn evict(&self, url: &str) {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(url);
+    }
+
     /// Replies (a forwarded Txn's ranges, a snapshot chunk) are bounded by the sender's
     /// limits, not by tonic's 4 MiB default.
     fn unlimited(ch: Channel) -> PeerClient<Channel> {
@@ -64,17 +72,33 @@ impl Peers {
             .map_err(|e| CallError::NotSent(format!("peer {url}: {e}")))?;
         let mut req = tonic::Request::new(Payload { data: encode(call) });
         req.set_timeout(timeout);
-        let resp = client.call(req).await.map_err(|s| match s.code() {
-            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => CallError::Timeout,
-            // tonic's text for a connection that could not be made: nothing was sent.
-            tonic::Code::Unavailable if s.message().contains("connect error") => {
-                CallError::NotSent(format!("peer {url}: {}", s.message()))
+        let resp = client.call(req).await.map_err(|s| {
+            if is_transport_failure(&s) {
+                self.evict(url);
             }
-            _ => CallError::Ambiguous(format!("peer {url}: {}", s.message())),
+            match s.code() {
+                tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => CallError::Timeout,
+                // tonic's text for a connection that could not be made: nothing was sent.
+                tonic::Code::Unavailable if s.message().contains("connect error") => {
+                    CallError::NotSent(format!("peer {url}: {}", s.message()))
+                }
+                _ => CallError::Ambiguous(format!("peer {url}: {}", s.message())),
+            }
         })?;
         decode(&resp.into_inner().data)
             .map_err(|e| CallError::Ambiguous(format!("peer {url}: bad reply: {e}")))
     }
+}
+
+/// A failure of the connection rather than an answer from the peer.
+fn is_transport_failure(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled
+            | tonic::Code::Unavailable
+            | tonic::Code::Unknown
+    )
 }
 
 /// Why an internal call failed, as far as the caller can tell whether it took effect.
@@ -150,9 +174,14 @@ impl PeerConnection {
             elapsed_us = began.elapsed().as_micros() as u64,
             "raft rpc"
         );
-        let payload = reply.map_err(|s| match s.code() {
-            tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&s)),
-            _ => RPCError::Network(NetworkError::new(&s)),
+        let payload = reply.map_err(|s| {
+            if is_transport_failure(&s) {
+                self.peers.evict(&self.url);
+            }
+            match s.code() {
+                tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&s)),
+                _ => RPCError::Network(NetworkError::new(&s)),
+            }
         })?;
         let result: Result<Resp, RaftError<NodeId, E>> = decode(&payload.into_inner().data)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
