@@ -83,6 +83,27 @@ pub struct Event {
     pub error: Option<String>,
 }
 
+/// How a compaction is described in a nemesis event, and read back by checkers.
+pub fn compaction_detail(at: i64, node: &str) -> String {
+    format!("compacted at {at} through {node}")
+}
+
+/// Revisions of the compactions recorded in the history.
+pub fn compactions(history: &[Event]) -> Vec<i64> {
+    history
+        .iter()
+        .filter_map(|e| match &e.op {
+            Op::Nemesis { detail, .. } => detail
+                .strip_prefix("compacted at ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok(),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Appends events from many tasks; cheap to clone.
 #[derive(Clone)]
 pub struct Recorder {

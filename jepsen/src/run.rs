@@ -25,13 +25,36 @@ pub struct Outcome {
     pub dir: PathBuf,
 }
 
+/// The binary under test: `--flotilla`, else the one next to this program. Under `cargo
+/// run` that one is first brought up to date with the same profile, so a changed kvstore is
+/// never tested stale.
 fn flotilla_binary(opts: &TestOpts) -> anyhow::Result<PathBuf> {
     let bin = match &opts.flotilla {
         Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("locating this program")?
-            .join("flotilla"),
+        None => {
+            let dir = std::env::current_exe()?
+                .parent()
+                .context("locating this program")?
+                .to_path_buf();
+            if let (Ok(cargo), Ok(manifest)) = (
+                std::env::var("CARGO"),
+                std::env::var("CARGO_MANIFEST_DIR"),
+            ) {
+                let workspace = Path::new(&manifest).join("..").join("Cargo.toml");
+                let mut cmd = std::process::Command::new(cargo);
+                cmd.args(["build", "--bin", "flotilla", "--manifest-path"])
+                    .arg(&workspace);
+                if dir.file_name().is_some_and(|n| n == "release") {
+                    cmd.arg("--release");
+                }
+                info!("building the flotilla binary");
+                let status = cmd.status().context("running cargo build")?;
+                if !status.success() {
+                    bail!("building the flotilla binary failed");
+                }
+            }
+            dir.join("flotilla")
+        }
     };
     if !bin.is_file() {
         bail!(
@@ -268,8 +291,9 @@ async fn run_with(
             let base = workload::watch::current_revision(&ctx, Instant::now() + Duration::from_secs(10))
                 .await
                 .context("reading the base revision")?;
-            let watchers = workload::watch::start_watchers(&ctx, base);
-            workload::watch::run_writers(ctx.clone()).await?;
+            let latest = Arc::new(std::sync::atomic::AtomicI64::new(base));
+            let watchers = workload::watch::start_watchers(&ctx, base, latest.clone());
+            workload::watch::run_writers(ctx.clone(), latest).await?;
             Running::Watch(watchers, base)
         }
     };

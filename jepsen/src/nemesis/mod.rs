@@ -225,7 +225,7 @@ impl Nemesis {
         };
         let at = (rev - back).max(1);
         match c.compact(at).await {
-            Ok(()) => format!("compacted at {at} through n{}", node + 1),
+            Ok(()) => crate::history::compaction_detail(at, &self.cluster.name(node)),
             Err(e) => format!("compaction at {at} failed: {e}"),
         }
     }

@@ -3,7 +3,7 @@
 //! and after an error, a stall, or now and then on purpose, resume from the revision after
 //! the last one they saw, through another member.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,19 +52,22 @@ fn watchers_and_writers(concurrency: usize) -> (usize, usize) {
     (watchers, concurrency.saturating_sub(watchers).max(1))
 }
 
-/// Starts the watchers (from `base + 1` or somewhat later) and returns at once.
-pub fn start_watchers(ctx: &Ctx, base: i64) -> Watchers {
+/// Starts the watchers and returns at once. Even-numbered watchers start at once from
+/// `base + 1`; odd-numbered ones start later, at a random time in the first half of the run,
+/// from a random revision already written (`latest` is the highest revision acknowledged so
+/// far), so they replay history while faults and compactions happen.
+pub fn start_watchers(ctx: &Ctx, base: i64, latest: Arc<AtomicI64>) -> Watchers {
     let (n_watchers, _) = watchers_and_writers(ctx.opts.concurrency);
     let logs = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = signal::channel(None);
     let mut tasks = Vec::new();
+    let half = ctx.end.saturating_duration_since(Instant::now()) / 2;
     for id in 0..n_watchers {
         let mut rng = ctx.rng(5000 + id as u64);
-        // Half start at the beginning, the others a little later in the history.
-        let start = if id % 2 == 0 {
-            base + 1
+        let delay = if id % 2 == 0 {
+            Duration::ZERO
         } else {
-            base + 1 + rng.random_range(0..20)
+            half.mul_f64(rng.random_range(0.0..1.0))
         };
         logs.lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -73,8 +76,11 @@ pub fn start_watchers(ctx: &Ctx, base: i64) -> Watchers {
                 segments: Vec::new(),
             });
         let ctx = ctx.clone();
-        let (logs, rx) = (logs.clone(), rx.clone());
+        let (logs, rx, latest) = (logs.clone(), rx.clone(), latest.clone());
         tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let top = latest.load(Ordering::Relaxed).max(base + 1);
+            let start = rng.random_range(base + 1..=top);
             watcher(ctx, id, start, rng, logs, rx).await;
         }));
     }
@@ -193,12 +199,16 @@ async fn watcher(
         node = (node + 1) % n;
         if ended_in_error {
             tokio::time::sleep(Duration::from_millis(100)).await;
+        } else if rng.random_bool(0.5) {
+            // Stay away a while, as a client with a flaky link would: history may be
+            // compacted meanwhile, which the server must then say.
+            tokio::time::sleep(Duration::from_millis(rng.random_range(200..2500))).await;
         }
     }
 }
 
 /// Writers: Txns of puts (and sometimes a delete) under the prefix until the time limit.
-pub async fn run_writers(ctx: Ctx) -> anyhow::Result<()> {
+pub async fn run_writers(ctx: Ctx, latest: Arc<AtomicI64>) -> anyhow::Result<()> {
     let (watchers, writers) = watchers_and_writers(ctx.opts.concurrency);
     let ids = Arc::new(AtomicU64::new(1));
     let keys: Vec<String> = (0..KEYS).map(|i| format!("{PREFIX}{i:02}")).collect();
@@ -206,7 +216,7 @@ pub async fn run_writers(ctx: Ctx) -> anyhow::Result<()> {
     for w in 0..writers {
         // Writer processes are numbered after the watchers' slots.
         let mut worker = Worker::new(&ctx, watchers + w, writers)?;
-        let (ids, keys) = (ids.clone(), keys.clone());
+        let (ids, keys, latest) = (ids.clone(), keys.clone(), latest.clone());
         tasks.push(tokio::spawn(async move {
             while worker.pace().await {
                 let id = ids.fetch_add(1, Ordering::Relaxed);
@@ -233,12 +243,15 @@ pub async fn run_writers(ctx: Ctx) -> anyhow::Result<()> {
                     .txn(&chosen, &deletes, id.to_string().as_bytes())
                     .await
                 {
-                    Ok(rev) => worker.ok(Op::Txn {
+                    Ok(rev) => {
+                        latest.fetch_max(rev, Ordering::Relaxed);
+                        worker.ok(Op::Txn {
                         id,
                         puts: chosen,
                         deletes,
                         revision: Some(rev),
-                    }),
+                        })
+                    }
                     Err(e) => worker.error(op, e, false),
                 }
             }
