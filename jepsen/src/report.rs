@@ -202,7 +202,7 @@ pub fn latency_svg(history: &[Event], windows: &[Window]) -> String {
         })
         .collect();
     let ymax = pts.iter().map(|p| p.1).fold(10.0, f64::max);
-    let mut s = frame("latency (ms, log) by completion", end_s, ymax, "ms", true, windows);
+    let mut s = frame("latency (ms, log scale) by invocation time", end_s, ymax, "ms", true, windows);
     for (t, ms, k) in pts {
         let c = match k {
             Kind::Ok => "#1f77b4",

@@ -111,23 +111,10 @@ pub fn check(ops: &[LinOp], init: State, deadline: Instant) -> Outcome {
         if steps % 4096 == 0 && Instant::now() > deadline {
             return Outcome::Unknown;
         }
-        if cur == NONE {
-            // Every remaining entry was tried; only returns of pending ops can be left,
-            // which the loop below handles; reaching the end means backtrack.
-            match stack.pop() {
-                None => return Outcome::NotLinearizable,
-                Some((i, old)) => {
-                    state = old;
-                    linearized[i / 64] &= !(1 << (i % 64));
-                    relink(&mut next, &mut prev, ret_pos[i]);
-                    relink(&mut next, &mut prev, call_pos[i]);
-                    cur = next[call_pos[i]];
-                    continue;
-                }
-            }
-        }
-        let (_, is_ret, i) = entries[cur];
-        if !is_ret {
+        // `cur` never runs past the end (the list ends with a return), but if it did that
+        // would be a dead end too.
+        let call = (cur != NONE).then(|| entries[cur]).filter(|&(_, is_ret, _)| !is_ret);
+        if let Some((_, _, i)) = call {
             if let Some(new_state) = step(state, ops[i].op) {
                 linearized[i / 64] |= 1 << (i % 64);
                 if cache.insert((linearized.clone(), new_state)) {
@@ -141,23 +128,22 @@ pub fn check(ops: &[LinOp], init: State, deadline: Instant) -> Outcome {
                 linearized[i / 64] &= !(1 << (i % 64));
             }
             cur = next[cur];
-        } else if ops[i].ret == u64::MAX {
+            continue;
+        }
+        if cur != NONE && ops[entries[cur].2].ret == u64::MAX {
             // Returns at infinity sort last, so every operation still unlinearized has an
             // unknown outcome (a finite return would have come first): they never happened.
             return Outcome::Linearizable;
-        } else {
-            // A return whose call is not linearized: this path is dead; backtrack.
-            match stack.pop() {
-                None => return Outcome::NotLinearizable,
-                Some((j, old)) => {
-                    state = old;
-                    linearized[j / 64] &= !(1 << (j % 64));
-                    relink(&mut next, &mut prev, ret_pos[j]);
-                    relink(&mut next, &mut prev, call_pos[j]);
-                    cur = next[call_pos[j]];
-                }
-            }
         }
+        // A return whose call is not linearized: this path is dead; backtrack.
+        let Some((j, old)) = stack.pop() else {
+            return Outcome::NotLinearizable;
+        };
+        state = old;
+        linearized[j / 64] &= !(1 << (j % 64));
+        relink(&mut next, &mut prev, ret_pos[j]);
+        relink(&mut next, &mut prev, call_pos[j]);
+        cur = next[call_pos[j]];
     }
     Outcome::Linearizable
 }
