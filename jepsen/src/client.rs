@@ -105,7 +105,10 @@ impl Client {
             .await
             .map_err(classify)?
             .into_inner();
-        Ok((r.kvs.into_iter().next().map(|kv| kv.value), revision(&r.header)))
+        Ok((
+            r.kvs.into_iter().next().map(|kv| kv.value),
+            revision(&r.header),
+        ))
     }
 
     /// Every key and value under `prefix`.
@@ -126,7 +129,10 @@ impl Client {
             .map_err(classify)?
             .into_inner();
         let rev = revision(&r.header);
-        Ok((r.kvs.into_iter().map(|kv| (kv.key, kv.value)).collect(), rev))
+        Ok((
+            r.kvs.into_iter().map(|kv| (kv.key, kv.value)).collect(),
+            rev,
+        ))
     }
 
     pub async fn put(&mut self, key: &str, value: Vec<u8>) -> Result<i64, OpError> {
@@ -231,9 +237,7 @@ impl Client {
     pub async fn member_list(&mut self) -> Result<Vec<(u64, String, Vec<String>)>, OpError> {
         let r = self
             .cluster
-            .member_list(pb::MemberListRequest {
-                linearizable: true,
-            })
+            .member_list(pb::MemberListRequest { linearizable: true })
             .await
             .map_err(classify)?
             .into_inner();

@@ -26,14 +26,28 @@ pub enum Kind {
 #[serde(tag = "f", rename_all = "kebab-case")]
 pub enum Op {
     /// Register read; `value` is the result (None: the key is absent).
-    Read { key: String, value: Option<u64> },
-    Write { key: String, value: u64 },
+    Read {
+        key: String,
+        value: Option<u64>,
+    },
+    Write {
+        key: String,
+        value: u64,
+    },
     /// Compare-and-set; a mismatch completes as `fail`.
-    Cas { key: String, from: u64, to: u64 },
+    Cas {
+        key: String,
+        from: u64,
+        to: u64,
+    },
     /// Set workload: insert one unique element.
-    Add { element: u64 },
+    Add {
+        element: u64,
+    },
     /// Set workload: read every element (through `node`).
-    ReadAll { elements: Option<Vec<u64>> },
+    ReadAll {
+        elements: Option<Vec<u64>>,
+    },
     /// Watch workload: one Txn of puts (and deletes); `revision` is its revision when ok.
     Txn {
         id: u64,
@@ -42,7 +56,10 @@ pub enum Op {
         revision: Option<i64>,
     },
     /// A fault starting or ending.
-    Nemesis { fault: String, detail: String },
+    Nemesis {
+        fault: String,
+        detail: String,
+    },
 }
 
 impl Op {
@@ -147,7 +164,10 @@ impl Recorder {
     }
 
     pub fn snapshot(&self) -> Vec<Event> {
-        self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

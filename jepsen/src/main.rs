@@ -20,14 +20,16 @@ use crate::opts::{Cli, Cmd};
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("jepsen: starting the runtime: {e}");
@@ -43,7 +45,10 @@ fn main() {
                     }
                     match (o.valid, &o.incomplete) {
                         (Validity::Invalid, _) => {
-                            eprintln!("jepsen: INVALID: anomalies found (see {}/results.json)", o.dir.display());
+                            eprintln!(
+                                "jepsen: INVALID: anomalies found (see {}/results.json)",
+                                o.dir.display()
+                            );
                             1
                         }
                         (Validity::Valid, None) => {
@@ -51,7 +56,10 @@ fn main() {
                             0
                         }
                         _ => {
-                            eprintln!("jepsen: UNKNOWN: could not decide (see {}/results.json)", o.dir.display());
+                            eprintln!(
+                                "jepsen: UNKNOWN: could not decide (see {}/results.json)",
+                                o.dir.display()
+                            );
                             2
                         }
                     }

@@ -100,10 +100,22 @@ const H: f64 = 360.0;
 const L: f64 = 60.0;
 const B: f64 = 40.0;
 const COLORS: [&str; 6] = [
-    "#e6194b66", "#3cb44b66", "#4363d866", "#f5823166", "#911eb466", "#46f0f066",
+    "#e6194b66",
+    "#3cb44b66",
+    "#4363d866",
+    "#f5823166",
+    "#911eb466",
+    "#46f0f066",
 ];
 
-fn frame(title: &str, end_s: f64, ymax: f64, ylabel: &str, log: bool, windows: &[Window]) -> String {
+fn frame(
+    title: &str,
+    end_s: f64,
+    ymax: f64,
+    ylabel: &str,
+    log: bool,
+    windows: &[Window],
+) -> String {
     let mut s = format!(
         "<svg xmlns='http://www.w3.org/2000/svg' width='{W}' height='{H}' font-family='sans-serif' font-size='11'>\
          <rect width='100%' height='100%' fill='white'/>\
@@ -167,7 +179,11 @@ fn frame(title: &str, end_s: f64, ymax: f64, ylabel: &str, log: bool, windows: &
             "<text x='{}' y='{:.1}' text-anchor='end'>{}</text>",
             L - 4.0,
             y(v, ymax, log) + 4.0,
-            if v >= 10.0 { format!("{v:.0}") } else { format!("{v:.1}") }
+            if v >= 10.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.1}")
+            }
         );
     }
     s
@@ -202,7 +218,14 @@ pub fn latency_svg(history: &[Event], windows: &[Window]) -> String {
         })
         .collect();
     let ymax = pts.iter().map(|p| p.1).fold(10.0, f64::max);
-    let mut s = frame("latency (ms, log scale) by invocation time", end_s, ymax, "ms", true, windows);
+    let mut s = frame(
+        "latency (ms, log scale) by invocation time",
+        end_s,
+        ymax,
+        "ms",
+        true,
+        windows,
+    );
     for (t, ms, k) in pts {
         let c = match k {
             Kind::Ok => "#1f77b4",
@@ -225,7 +248,11 @@ pub fn throughput_svg(history: &[Event], windows: &[Window]) -> String {
     let ps = pairs(history);
     let end_s = history.last().map_or(1.0, |e| e.time as f64 / 1e9);
     let buckets = end_s.ceil().max(1.0) as usize;
-    let mut per: [Vec<f64>; 3] = [vec![0.0; buckets + 1], vec![0.0; buckets + 1], vec![0.0; buckets + 1]];
+    let mut per: [Vec<f64>; 3] = [
+        vec![0.0; buckets + 1],
+        vec![0.0; buckets + 1],
+        vec![0.0; buckets + 1],
+    ];
     for p in &ps {
         if let Some(c) = &p.complete {
             let i = match c.kind {

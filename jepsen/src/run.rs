@@ -36,10 +36,9 @@ fn flotilla_binary(opts: &TestOpts) -> anyhow::Result<PathBuf> {
                 .parent()
                 .context("locating this program")?
                 .to_path_buf();
-            if let (Ok(cargo), Ok(manifest)) = (
-                std::env::var("CARGO"),
-                std::env::var("CARGO_MANIFEST_DIR"),
-            ) {
+            if let (Ok(cargo), Ok(manifest)) =
+                (std::env::var("CARGO"), std::env::var("CARGO_MANIFEST_DIR"))
+            {
                 let workspace = Path::new(&manifest).join("..").join("Cargo.toml");
                 let mut cmd = std::process::Command::new(cargo);
                 cmd.args(["build", "--bin", "flotilla", "--manifest-path"])
@@ -160,10 +159,11 @@ pub async fn test(opts: TestOpts) -> anyhow::Result<Outcome> {
     cfg["seed"] = json!(seed);
     std::fs::write(dir.join("opts.json"), serde_json::to_vec_pretty(&cfg)?)?;
 
-    let mut member_args: Vec<String> = ["--heartbeat-interval", "100", "--election-timeout", "1000"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut member_args: Vec<String> =
+        ["--heartbeat-interval", "100", "--election-timeout", "1000"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     member_args.extend(opts.member_args.iter().cloned());
     let cluster: Arc<NetnsCluster> =
         Arc::new(NetnsCluster::create(opts.nodes, &bin, &dir, member_args)?);
@@ -188,15 +188,26 @@ pub async fn test(opts: TestOpts) -> anyhow::Result<Outcome> {
     let crashes = dyn_cluster.crashed();
     let mut cv = Verdict::new("members-never-crash");
     for (node, status) in &crashes {
-        cv.anomaly(json!({"type": "member-crashed", "node": dyn_cluster.name(*node), "status": status}));
+        cv.anomaly(
+            json!({"type": "member-crashed", "node": dyn_cluster.name(*node), "status": status}),
+        );
     }
     verdicts.push(cv);
 
     let windows = report::windows(&history);
     report::write_history(&dir.join("history.jsonl"), &history)?;
-    std::fs::write(dir.join("timeline.json"), serde_json::to_vec_pretty(&windows)?)?;
-    std::fs::write(dir.join("latency.svg"), report::latency_svg(&history, &windows))?;
-    std::fs::write(dir.join("throughput.svg"), report::throughput_svg(&history, &windows))?;
+    std::fs::write(
+        dir.join("timeline.json"),
+        serde_json::to_vec_pretty(&windows)?,
+    )?;
+    std::fs::write(
+        dir.join("latency.svg"),
+        report::latency_svg(&history, &windows),
+    )?;
+    std::fs::write(
+        dir.join("throughput.svg"),
+        report::throughput_svg(&history, &windows),
+    )?;
     let valid = verdicts
         .iter()
         .fold(Validity::Valid, |a, v| a.merge(v.valid));
@@ -211,7 +222,10 @@ pub async fn test(opts: TestOpts) -> anyhow::Result<Outcome> {
         "heal-to-first-write": report::heal_to_first_write(&history, &windows),
         "checkers": verdicts,
     });
-    std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_vec_pretty(&results)?,
+    )?;
     for v in &verdicts {
         println!(
             "{:<22} {:<8} {}",
@@ -288,9 +302,10 @@ async fn run_with(
             Running::Set
         }
         Workload::Watch => {
-            let base = workload::watch::current_revision(&ctx, Instant::now() + Duration::from_secs(10))
-                .await
-                .context("reading the base revision")?;
+            let base =
+                workload::watch::current_revision(&ctx, Instant::now() + Duration::from_secs(10))
+                    .await
+                    .context("reading the base revision")?;
             let latest = Arc::new(std::sync::atomic::AtomicI64::new(base));
             let watchers = workload::watch::start_watchers(&ctx, base, latest.clone());
             workload::watch::run_writers(ctx.clone(), latest).await?;

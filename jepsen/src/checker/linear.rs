@@ -113,7 +113,9 @@ pub fn check(ops: &[LinOp], init: State, deadline: Instant) -> Outcome {
         }
         // `cur` never runs past the end (the list ends with a return), but if it did that
         // would be a dead end too.
-        let call = (cur != NONE).then(|| entries[cur]).filter(|&(_, is_ret, _)| !is_ret);
+        let call = (cur != NONE)
+            .then(|| entries[cur])
+            .filter(|&(_, is_ret, _)| !is_ret);
         if let Some((_, _, i)) = call {
             if let Some(new_state) = step(state, ops[i].op) {
                 linearized[i / 64] |= 1 << (i % 64);
@@ -159,7 +161,10 @@ pub fn prefix(ops: &[LinOp], t: u64) -> Vec<LinOp> {
             } else if matches!(o.op, RegOp::Read(_)) {
                 None
             } else {
-                Some(LinOp { ret: u64::MAX, ..*o })
+                Some(LinOp {
+                    ret: u64::MAX,
+                    ..*o
+                })
             }
         })
         .collect()

@@ -161,7 +161,10 @@ pub fn check(history: &[Event], obs: &Observed) -> Verdict {
     }
 
     check_writes(history, &global, &mut v);
-    let compacted = crate::history::compactions(history).into_iter().max().unwrap_or(0);
+    let compacted = crate::history::compactions(history)
+        .into_iter()
+        .max()
+        .unwrap_or(0);
     let checked = check_versions(obs.base, compacted, &global, &mut v);
     let stats = json!({
         "watchers": obs.watchers.len(),
@@ -270,8 +273,10 @@ fn check_writes(history: &[Event], global: &BTreeMap<i64, (usize, Vec<WEvent>)>,
             .iter()
             .any(|e| e.delete && !w.deletes.contains(&e.kv.key));
         if put_keys != want || stray_delete {
-            v.anomaly(json!({"type": "partial-or-wrong-txn", "id": id, "revision": r,
-                "want-puts": want, "events": evs}));
+            v.anomaly(
+                json!({"type": "partial-or-wrong-txn", "id": id, "revision": r,
+                "want-puts": want, "events": evs}),
+            );
         }
     }
     // Acknowledged writes whose revision every watcher skipped are covered by
@@ -288,20 +293,20 @@ fn check_versions(
     v: &mut Verdict,
 ) -> usize {
     let mut state: HashMap<String, Kv> = HashMap::new();
-    let mut next = base + 1;
     let mut checked = 0;
-    for (r, (watcher, evs)) in global.range(next..) {
-        if *r != next {
+    for (want, (r, (watcher, evs))) in (base + 1..).zip(global.range(base + 1..)) {
+        if *r != want {
             break;
         }
-        next += 1;
         checked += 1;
         for e in evs {
             let prev = state.get(&e.kv.key).cloned();
             let excused = e.prev.is_none() && *r <= compacted;
             if e.prev != prev && !excused {
-                v.anomaly(json!({"type": "wrong-prev-kv", "revision": r, "watcher": watcher,
-                    "key": e.kv.key, "prev-kv": e.prev, "expected": prev}));
+                v.anomaly(
+                    json!({"type": "wrong-prev-kv", "revision": r, "watcher": watcher,
+                    "key": e.kv.key, "prev-kv": e.prev, "expected": prev}),
+                );
             }
             if e.delete {
                 if prev.is_none() {
@@ -316,9 +321,11 @@ fn check_versions(
                 None => (1, *r),
             };
             if e.kv.version != version || e.kv.create_revision != create {
-                v.anomaly(json!({"type": "wrong-version", "revision": r, "key": e.kv.key,
+                v.anomaly(
+                    json!({"type": "wrong-version", "revision": r, "key": e.kv.key,
                     "version": e.kv.version, "expected-version": version,
-                    "create-revision": e.kv.create_revision, "expected-create": create}));
+                    "create-revision": e.kv.create_revision, "expected-create": create}),
+                );
             }
             state.insert(e.kv.key.clone(), e.kv.clone());
         }
@@ -415,7 +422,10 @@ mod tests {
         let (h, mut resps) = writes();
         resps.remove(1);
         let v = run(&h, &one_watcher(resps));
-        assert!(types(&v).contains(&"missing-revisions".to_string()), "{v:?}");
+        assert!(
+            types(&v).contains(&"missing-revisions".to_string()),
+            "{v:?}"
+        );
     }
 
     #[test]
@@ -491,7 +501,10 @@ mod tests {
             end: String::new(),
         });
         let v = run(&h, &w);
-        assert!(!types(&v).contains(&"missing-revisions".to_string()), "{v:?}");
+        assert!(
+            !types(&v).contains(&"missing-revisions".to_string()),
+            "{v:?}"
+        );
     }
 
     #[test]

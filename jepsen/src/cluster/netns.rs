@@ -109,9 +109,15 @@ impl NetnsCluster {
         )?;
         for i in 0..self.n {
             let ns = self.ns(i);
-            let (vh, vp) = (format!("{}v{}", self.tag, i + 1), format!("{}p{}", self.tag, i + 1));
+            let (vh, vp) = (
+                format!("{}v{}", self.tag, i + 1),
+                format!("{}p{}", self.tag, i + 1),
+            );
             run("ip", &["netns", "add", &ns])?;
-            run("ip", &["link", "add", &vh, "type", "veth", "peer", "name", &vp])?;
+            run(
+                "ip",
+                &["link", "add", &vh, "type", "veth", "peer", "name", &vp],
+            )?;
             run("ip", &["link", "set", &vp, "netns", &ns])?;
             run("ip", &["link", "set", &vh, "master", &br, "up"])?;
             let addr = format!("{}/24", self.ip(i));
@@ -267,7 +273,10 @@ impl ClusterControl for NetnsCluster {
 
     fn heal(&self) -> anyhow::Result<()> {
         for i in 0..self.n {
-            run("ip", &["netns", "exec", &self.ns(i), "iptables", "-F", "INPUT"])?;
+            run(
+                "ip",
+                &["netns", "exec", &self.ns(i), "iptables", "-F", "INPUT"],
+            )?;
         }
         Ok(())
     }
@@ -275,7 +284,10 @@ impl ClusterControl for NetnsCluster {
     fn crashed(&self) -> Vec<(usize, String)> {
         let mut procs = self.procs.lock().unwrap_or_else(|e| e.into_inner());
         self.reap(&mut procs);
-        self.crashed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.crashed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn teardown(&self) {
@@ -285,7 +297,12 @@ impl ClusterControl for NetnsCluster {
         }
         *done = true;
         let mut procs = self.procs.lock().unwrap_or_else(|e| e.into_inner());
-        for child in procs.iter_mut().filter_map(Option::take).collect::<Vec<_>>().iter_mut() {
+        for child in procs
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect::<Vec<_>>()
+            .iter_mut()
+        {
             child.kill().ok();
             child.wait().ok();
         }

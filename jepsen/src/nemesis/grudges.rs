@@ -88,10 +88,7 @@ fn ring(n: usize, order: &[usize]) -> (Grudge, String) {
         .flat_map(|(i, s)| s.iter().filter(move |&&j| j > i).map(move |&j| (i, j)))
         .map(|(i, j)| format!("n{}-n{}", i + 1, j + 1))
         .collect();
-    (
-        g,
-        format!("ring {} cut {}", ring.join(" "), cuts.join(" ")),
-    )
+    (g, format!("ring {} cut {}", ring.join(" "), cuts.join(" ")))
 }
 
 #[cfg(test)]

@@ -90,7 +90,10 @@ impl Nemesis {
                 break;
             }
             tokio::time::sleep(wait).await;
-            let kind = *self.kinds.choose(&mut self.rng).unwrap_or(&NemesisKind::None);
+            let kind = *self
+                .kinds
+                .choose(&mut self.rng)
+                .unwrap_or(&NemesisKind::None);
             let active = self.start(kind).await;
             let hold = self.jitter();
             let until = (Instant::now() + hold).min(end);
@@ -250,7 +253,11 @@ impl Nemesis {
     async fn remove_member(&mut self) -> Active {
         let t = self.rng.random_range(0..self.cluster.size());
         let id = self.ids[t];
-        self.note("start-member", Some(t), format!("remove {}", self.cluster.name(t)));
+        self.note(
+            "start-member",
+            Some(t),
+            format!("remove {}", self.cluster.name(t)),
+        );
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut removed = false;
         while Instant::now() < deadline && !removed {

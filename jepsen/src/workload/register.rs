@@ -145,7 +145,10 @@ async fn one_op(w: &mut Worker, keys: &Mutex<Keys>) {
             }
         }
         (1, _) => {
-            let op = Op::Write { key: k.clone(), value };
+            let op = Op::Write {
+                key: k.clone(),
+                value,
+            };
             w.invoke(op.clone());
             match w.client.put(&k, value.to_string().into_bytes()).await {
                 Ok(_) => {
@@ -206,7 +209,8 @@ pub async fn final_reads(ctx: &Ctx, keys: &Mutex<Keys>) {
                     key: k.clone(),
                     value: None,
                 };
-                ctx.rec.record(process, Kind::Invoke, Some(node), op.clone(), None);
+                ctx.rec
+                    .record(process, Kind::Invoke, Some(node), op.clone(), None);
                 match c.get(&k, false).await.map(|(v, _)| parse(v)) {
                     Ok(Ok(value)) => ctx.rec.record(
                         process,

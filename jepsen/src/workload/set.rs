@@ -23,7 +23,11 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<()> {
                 let op = Op::Add { element };
                 worker.invoke(op.clone());
                 let key = format!("{PREFIX}{element:010}");
-                match worker.client.put(&key, element.to_string().into_bytes()).await {
+                match worker
+                    .client
+                    .put(&key, element.to_string().into_bytes())
+                    .await
+                {
                     Ok(_) => worker.ok(op),
                     Err(e) => worker.error(op, e, false),
                 }

@@ -131,9 +131,8 @@ async fn watcher(
             .segments
             .push(seg);
     };
-    let done = |next: i64, last: &signal::Receiver<Option<i64>>| {
-        last.borrow().is_some_and(|l| next > l)
-    };
+    let done =
+        |next: i64, last: &signal::Receiver<Option<i64>>| last.borrow().is_some_and(|l| next > l);
     loop {
         if done(next, &last) {
             return;
@@ -246,10 +245,10 @@ pub async fn run_writers(ctx: Ctx, latest: Arc<AtomicI64>) -> anyhow::Result<()>
                     Ok(rev) => {
                         latest.fetch_max(rev, Ordering::Relaxed);
                         worker.ok(Op::Txn {
-                        id,
-                        puts: chosen,
-                        deletes,
-                        revision: Some(rev),
+                            id,
+                            puts: chosen,
+                            deletes,
+                            revision: Some(rev),
                         })
                     }
                     Err(e) => worker.error(op, e, false),
