@@ -271,6 +271,11 @@ async fn run_with(
     info!(?ids, "cluster up");
 
     let start = Instant::now();
+    let wall_start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    // History times count from here; this lines them up with the members' logs.
+    std::fs::write(dir.join("start-unix-ms"), wall_start.to_string())?;
     let rec = Recorder::new(start);
     let end = start + Duration::from_secs(opts.time_limit);
     let ctx = Ctx {
