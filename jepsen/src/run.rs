@@ -83,11 +83,17 @@ fn run_dir(opts: &TestOpts, seed: u64) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Waits until every member answers a linearizable read; returns the members' IDs.
+/// Waits until every running member answers a linearizable read; returns the members'
+/// IDs (0 for one that is not running: it crashed, which the crash checker reports).
 async fn settle(ctx: &Ctx, within: Duration) -> Option<Vec<u64>> {
     let deadline = Instant::now() + within;
     let mut ids = Vec::new();
     for node in 0..ctx.cluster.size() {
+        if !ctx.cluster.running(node) {
+            warn!(node, "member is not running; not waiting for it");
+            ids.push(0);
+            continue;
+        }
         let mut c = ctx.client(node).ok()?;
         loop {
             let ready = c.get("settle-probe", false).await.is_ok();
@@ -123,7 +129,8 @@ async fn hash_check(ctx: &Ctx) -> Verdict {
     let mut hashes = Vec::new();
     for node in 0..ctx.cluster.size() {
         let mut got = None;
-        while got.is_none() && Instant::now() < deadline {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.is_none() && Instant::now() < deadline && ctx.cluster.running(node) {
             if let Ok(mut c) = ctx.client(node) {
                 got = c.hash_kv(rev).await.ok();
             }
@@ -192,6 +199,7 @@ pub async fn test(opts: TestOpts) -> anyhow::Result<Outcome> {
             json!({"type": "member-crashed", "node": dyn_cluster.name(*node), "status": status}),
         );
     }
+    cv.stats = json!({"crashes": crashes.len()});
     verdicts.push(cv);
 
     let windows = report::windows(&history);

@@ -36,7 +36,10 @@ pub trait ClusterControl: Send + Sync {
     fn wipe(&self, node: usize) -> anyhow::Result<()>;
     fn partition(&self, grudge: &Grudge) -> anyhow::Result<()>;
     fn heal(&self) -> anyhow::Result<()>;
-    /// Members that exited without being told to (a crash), with their exit status.
+    /// Whether the member's process is up (started, not killed, not exited).
+    fn running(&self, node: usize) -> bool;
+    /// Members that exited without being told to (a crash), with their exit status; still
+    /// answers after `teardown`, which notes any crash before it stops the rest.
     fn crashed(&self) -> Vec<(usize, String)>;
     /// Stops everything the cluster started and removes what it made. Idempotent.
     fn teardown(&self);

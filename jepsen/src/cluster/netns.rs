@@ -281,6 +281,12 @@ impl ClusterControl for NetnsCluster {
         Ok(())
     }
 
+    fn running(&self, node: usize) -> bool {
+        let mut procs = self.procs.lock().unwrap_or_else(|e| e.into_inner());
+        self.reap(&mut procs);
+        procs[node].is_some()
+    }
+
     fn crashed(&self) -> Vec<(usize, String)> {
         let mut procs = self.procs.lock().unwrap_or_else(|e| e.into_inner());
         self.reap(&mut procs);
@@ -297,6 +303,8 @@ impl ClusterControl for NetnsCluster {
         }
         *done = true;
         let mut procs = self.procs.lock().unwrap_or_else(|e| e.into_inner());
+        // A member that died by itself is a finding, not something to kill.
+        self.reap(&mut procs);
         for child in procs
             .iter_mut()
             .filter_map(Option::take)

@@ -197,7 +197,7 @@ pub async fn final_reads(ctx: &Ctx, keys: &Mutex<Keys>) {
     let used = keys.lock().unwrap_or_else(|e| e.into_inner()).used.clone();
     let n = ctx.cluster.size();
     let mut tasks = Vec::new();
-    for node in 0..n {
+    for node in (0..n).filter(|&i| ctx.cluster.running(i)) {
         let ctx = ctx.clone();
         let used = used.clone();
         tasks.push(tokio::spawn(async move {

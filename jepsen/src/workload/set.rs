@@ -42,7 +42,7 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<()> {
 
 /// Reads every element through every member (retrying each member for a while).
 pub async fn final_reads(ctx: &Ctx) {
-    for node in 0..ctx.cluster.size() {
+    for node in (0..ctx.cluster.size()).filter(|&i| ctx.cluster.running(i)) {
         let process = 1_000_000 + node as i64;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
