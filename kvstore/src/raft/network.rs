@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -25,14 +25,23 @@ use crate::storage::db::{decode, encode};
 /// Lazily connected channels to peers by URL, shared by Raft replication and internal calls.
 #[derive(Clone, Default)]
 pub struct Peers {
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: Arc<Mutex<HashMap<String, Conn>>>,
 }
+
+struct Conn {
+    channel: Channel,
+    /// When a call on it last got an answer (or when it was made).
+    answered: Instant,
+}
+
+/// A connection that has answered nothing for this long is replaced after its next failure.
+const STALE: Duration = Duration::from_secs(1);
 
 impl Peers {
     pub fn client(&self, url: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(ch) = map.get(url) {
-            return Ok(Self::unlimited(ch.clone()));
+        if let Some(c) = map.get(url) {
+            return Ok(Self::unlimited(c.channel.clone()));
         }
         let ch = Endpoint::from_shared(url.to_string())?
             .connect_timeout(Duration::from_secs(1))
@@ -40,16 +49,33 @@ impl Peers {
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5))
             .connect_lazy();
-        map.insert(url.to_string(), ch.clone());
+        map.insert(
+            url.to_string(),
+            Conn {
+                channel: ch.clone(),
+                answered: Instant::now(),
+            },
+        );
         Ok(Self::unlimited(ch))
     }
 
-    /// Forgets the connection to `url` after a call on it timed out or broke: across a
-    /// partition its TCP connection backs off its retransmissions for seconds, so after the
-    /// heal a fresh connection gets through at once while the old one would still wait.
-    pub fn evict(&self, url: &str) {
+    fn answered(&self, url: &str) {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(url);
+        if let Some(c) = map.get_mut(url) {
+            c.answered = Instant::now();
+        }
+    }
+
+    /// After a call to `url` timed out or broke: forgets the connection if it has answered
+    /// nothing for a while. Across a partition a TCP connection backs its retransmissions
+    /// off for seconds, so after the heal a fresh connection gets through at once while the
+    /// old one would still wait; a connection that answered recently (a slow moment under
+    /// load) is kept, as reconnecting would only add work.
+    fn failed(&self, url: &str) {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(url).is_some_and(|c| c.answered.elapsed() > STALE) {
+            map.remove(url);
+        }
     }
 
     /// Replies (a forwarded Txn's ranges, a snapshot chunk) are bounded by the sender's
@@ -74,7 +100,7 @@ impl Peers {
         req.set_timeout(timeout);
         let resp = client.call(req).await.map_err(|s| {
             if is_transport_failure(&s) {
-                self.evict(url);
+                self.failed(url);
             }
             match s.code() {
                 tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => CallError::Timeout,
@@ -85,6 +111,7 @@ impl Peers {
                 _ => CallError::Ambiguous(format!("peer {url}: {}", s.message())),
             }
         })?;
+        self.answered(url);
         decode(&resp.into_inner().data)
             .map_err(|e| CallError::Ambiguous(format!("peer {url}: bad reply: {e}")))
     }
@@ -176,13 +203,14 @@ impl PeerConnection {
         );
         let payload = reply.map_err(|s| {
             if is_transport_failure(&s) {
-                self.peers.evict(&self.url);
+                self.peers.failed(&self.url);
             }
             match s.code() {
                 tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&s)),
                 _ => RPCError::Network(NetworkError::new(&s)),
             }
         })?;
+        self.peers.answered(&self.url);
         let result: Result<Resp, RaftError<NodeId, E>> = decode(&payload.into_inner().data)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
