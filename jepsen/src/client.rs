@@ -19,12 +19,6 @@ pub enum OpError {
     Unknown(String),
 }
 
-impl OpError {
-    pub fn message(&self) -> String {
-        self.to_string()
-    }
-}
-
 fn classify(s: Status) -> OpError {
     let msg = format!("{:?}: {}", s.code(), s.message());
     match s.code() {
@@ -89,6 +83,10 @@ impl Client {
         })
     }
 
+    async fn range(&mut self, req: pb::RangeRequest) -> Result<pb::RangeResponse, OpError> {
+        Ok(self.kv.range(req).await.map_err(classify)?.into_inner())
+    }
+
     /// Value of `key` (None: absent) and the response's revision.
     pub async fn get(
         &mut self,
@@ -96,19 +94,14 @@ impl Client {
         serializable: bool,
     ) -> Result<(Option<Vec<u8>>, i64), OpError> {
         let r = self
-            .kv
             .range(pb::RangeRequest {
                 key: key.as_bytes().to_vec(),
                 serializable,
                 ..Default::default()
             })
-            .await
-            .map_err(classify)?
-            .into_inner();
-        Ok((
-            r.kvs.into_iter().next().map(|kv| kv.value),
-            revision(&r.header),
-        ))
+            .await?;
+        let rev = revision(&r.header);
+        Ok((r.kvs.into_iter().next().map(|kv| kv.value), rev))
     }
 
     /// Every key and value under `prefix`.
@@ -118,16 +111,13 @@ impl Client {
         serializable: bool,
     ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, i64), OpError> {
         let r = self
-            .kv
             .range(pb::RangeRequest {
                 key: prefix.as_bytes().to_vec(),
                 range_end: prefix_end(prefix.as_bytes()),
                 serializable,
                 ..Default::default()
             })
-            .await
-            .map_err(classify)?
-            .into_inner();
+            .await?;
         let rev = revision(&r.header);
         Ok((
             r.kvs.into_iter().map(|kv| (kv.key, kv.value)).collect(),

@@ -153,7 +153,28 @@ async fn hash_check(ctx: &Ctx) -> Verdict {
     v
 }
 
+/// Options no run can be made of (the network has room for 200 members).
+fn check_opts(opts: &TestOpts) -> anyhow::Result<()> {
+    if !(1..=200).contains(&opts.nodes) {
+        bail!("--nodes must be between 1 and 200, not {}", opts.nodes);
+    }
+    if !(opts.nemesis_interval.is_finite() && opts.nemesis_interval > 0.0) {
+        bail!(
+            "--nemesis-interval must be a positive number of seconds, not {}",
+            opts.nemesis_interval
+        );
+    }
+    if !(opts.rate.is_finite() && opts.rate > 0.0) {
+        bail!(
+            "--rate must be a positive number of operations per second, not {}",
+            opts.rate
+        );
+    }
+    Ok(())
+}
+
 pub async fn test(opts: TestOpts) -> anyhow::Result<Outcome> {
+    check_opts(&opts)?;
     let seed = opts.seed.unwrap_or_else(|| {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)

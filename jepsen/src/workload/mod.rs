@@ -65,7 +65,7 @@ impl Worker {
             node,
             client: ctx.client(node)?,
             rng: ctx.rng(1000 + w as u64),
-            gap: workers as f64 / ctx.opts.rate.max(0.001),
+            gap: workers as f64 / ctx.opts.rate,
         })
     }
 
@@ -99,7 +99,7 @@ impl Worker {
         };
         self.ctx
             .rec
-            .record(self.process, kind, Some(self.node), op, Some(e.message()));
+            .record(self.process, kind, Some(self.node), op, Some(e.to_string()));
         if kind == Kind::Info {
             self.process += self.ctx.opts.concurrency as i64;
             if let Ok(c) = self.ctx.client(self.node) {

@@ -222,7 +222,7 @@ pub async fn final_reads(ctx: &Ctx, keys: &Mutex<Keys>) {
                     Ok(Err(e)) => ctx.rec.record(process, Kind::Fail, Some(node), op, Some(e)),
                     Err(e) => {
                         ctx.rec
-                            .record(process, Kind::Fail, Some(node), op, Some(e.message()))
+                            .record(process, Kind::Fail, Some(node), op, Some(e.to_string()))
                     }
                 }
             }

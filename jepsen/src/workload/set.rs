@@ -72,7 +72,7 @@ pub async fn final_reads(ctx: &Ctx) {
                 }
                 Err(e) => {
                     ctx.rec
-                        .record(process, Kind::Fail, Some(node), op, Some(e.message()));
+                        .record(process, Kind::Fail, Some(node), op, Some(e.to_string()));
                     if Instant::now() > deadline {
                         break;
                     }

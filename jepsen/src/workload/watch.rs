@@ -143,7 +143,7 @@ async fn watcher(
             ..Default::default()
         };
         let opened = match ctx.client(node) {
-            Ok(mut c) => c.watch(PREFIX, next).await.map_err(|e| e.message()),
+            Ok(mut c) => c.watch(PREFIX, next).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         let (_keep, mut stream) = match opened {
