@@ -18,6 +18,8 @@ struct Cli {
 enum Component {
     /// Run a kvstore member (etcd v3 API; etcd's flag names).
     Kvstore(kvstore::KvFlags),
+    /// Run an apiserver: the Kubernetes API over the kvstore (kube-apiserver's flag names).
+    Apiserver(apiserver::ApiserverFlags),
     /// Create a member's data directory for a new cluster from a snapshot file (what
     /// `etcdctl snapshot save` wrote); then start it with `kvstore` and the same flags.
     SnapshotRestore {
@@ -52,6 +54,15 @@ fn main() -> anyhow::Result<()> {
                 });
                 kvstore::server::run(cfg, rx).await?;
                 Ok(())
+            }
+            Component::Apiserver(flags) => {
+                let cfg = flags.validate().map_err(anyhow::Error::msg)?;
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    let _ = tx.send(true);
+                });
+                apiserver::run(cfg, rx).await
             }
             Component::SnapshotRestore { file, flags } => {
                 let cfg = flags.validate()?;

@@ -1,0 +1,135 @@
+//! `flotilla apiserver` flags, named as kube-apiserver names them, and their validated form.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::store::ipalloc;
+
+#[derive(Args, Debug, Clone)]
+pub struct ApiserverFlags {
+    /// The kvstore (or etcd) members, comma-separated URLs; any of them may fail.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub etcd_servers: Vec<String>,
+    /// The address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// The HTTPS port.
+    #[arg(long, default_value_t = 6443)]
+    pub secure_port: u16,
+    /// The address clients reach this apiserver at (kubeconfig server URL, certificate).
+    /// Default: the bind address, or 127.0.0.1 when binding every address.
+    #[arg(long)]
+    pub advertise_address: Option<IpAddr>,
+    /// A PEM certificate (chain) to serve; without it one is generated from a CA in --cert-dir.
+    #[arg(long, requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Where the generated CA (and the generated admin token) are kept.
+    #[arg(long, default_value = "apiserver.local.config/certificates")]
+    pub cert_dir: PathBuf,
+    /// Static tokens: lines of token,user,uid,"group1,group2". Without it an admin token is
+    /// generated into --cert-dir/tokens.csv.
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+    /// Write a kubeconfig for the admin (CA, server URL, token) to this path.
+    #[arg(long)]
+    pub write_kubeconfig: Option<PathBuf>,
+    /// The range service cluster IPs come from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cluster_ip_range: String,
+    /// How many recent events the watch cache keeps for watches resuming from a revision.
+    #[arg(long, default_value_t = 10_000)]
+    pub watch_cache_size: usize,
+    /// How often the kvstore's history is compacted (the revision from one interval ago is
+    /// kept); 0 disables.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub etcd_compaction_interval: Duration,
+}
+
+/// "5m", "30s", "1h", "250ms", or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (like 30s, 5m, 1h)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+pub enum TlsSource {
+    Files { cert: PathBuf, key: PathBuf },
+    Generated { dir: PathBuf },
+}
+
+pub struct Config {
+    pub etcd_servers: Vec<String>,
+    pub bind: std::net::SocketAddr,
+    pub advertise: IpAddr,
+    pub tls: TlsSource,
+    pub cert_dir: PathBuf,
+    pub token_auth_file: Option<PathBuf>,
+    pub write_kubeconfig: Option<PathBuf>,
+    pub service_range: ipalloc::Range,
+    pub watch_cache_size: usize,
+    pub compaction_interval: Option<Duration>,
+}
+
+impl ApiserverFlags {
+    pub fn validate(self) -> Result<Config, String> {
+        for u in &self.etcd_servers {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(format!("--etcd-servers: {u:?} must be an http:// or https:// URL"));
+            }
+        }
+        if self.etcd_servers.is_empty() {
+            return Err("--etcd-servers must name at least one member".into());
+        }
+        let service_range = ipalloc::Range::parse(&self.service_cluster_ip_range).map_err(|e| format!("--service-cluster-ip-range: {e}"))?;
+        let advertise = self.advertise_address.unwrap_or(if self.bind_address.is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            self.bind_address
+        });
+        let tls = match (self.tls_cert_file, self.tls_private_key_file) {
+            (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+            _ => TlsSource::Generated { dir: self.cert_dir.clone() },
+        };
+        if self.watch_cache_size == 0 {
+            return Err("--watch-cache-size must be at least 1".into());
+        }
+        Ok(Config {
+            etcd_servers: self.etcd_servers,
+            bind: std::net::SocketAddr::new(self.bind_address, self.secure_port),
+            advertise,
+            tls,
+            cert_dir: self.cert_dir,
+            token_auth_file: self.token_auth_file,
+            write_kubeconfig: self.write_kubeconfig,
+            service_range,
+            watch_cache_size: self.watch_cache_size,
+            compaction_interval: (!self.etcd_compaction_interval.is_zero()).then_some(self.etcd_compaction_interval),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+}

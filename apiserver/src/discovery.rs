@@ -1,0 +1,126 @@
+//! Discovery documents (`/api`, `/api/v1`, `/apis`, `/apis/<group>[/<version>]`) and
+//! `/version`, built from the served kinds so kubectl resolves names and short names.
+
+use serde_json::{json, Value};
+
+use crate::kinds::Kinds;
+
+/// The Kubernetes version whose API is served (the k8s-openapi types it is built on).
+pub const KUBE_MINOR: &str = "33";
+
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": KUBE_MINOR,
+        "gitVersion": format!("v1.{KUBE_MINOR}.0-flotilla.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, match std::env::consts::ARCH { "x86_64" => "amd64", "aarch64" => "arm64", a => a }),
+    })
+}
+
+pub fn core_versions(server: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{ "clientCIDR": "0.0.0.0/0", "serverAddress": server }],
+    })
+}
+
+fn groups(kinds: &Kinds) -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for k in kinds.iter() {
+        let i = k.info();
+        if !i.group.is_empty() && !out.contains(&(i.group, i.version)) {
+            out.push((i.group, i.version));
+        }
+    }
+    out
+}
+
+fn group_json(group: &str, version: &str) -> Value {
+    let gv = json!({ "groupVersion": format!("{group}/{version}"), "version": version });
+    json!({ "name": group, "versions": [gv.clone()], "preferredVersion": gv })
+}
+
+pub fn group_list(kinds: &Kinds) -> Value {
+    let groups: Vec<Value> = groups(kinds).into_iter().map(|(g, v)| group_json(g, v)).collect();
+    json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
+}
+
+pub fn group(kinds: &Kinds, name: &str) -> Option<Value> {
+    let (g, v) = groups(kinds).into_iter().find(|(g, _)| *g == name)?;
+    let mut doc = group_json(g, v);
+    doc["kind"] = "APIGroup".into();
+    doc["apiVersion"] = "v1".into();
+    Some(doc)
+}
+
+const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+pub fn resource_list(kinds: &Kinds, group: &str, version: &str) -> Option<Value> {
+    let mut resources = Vec::new();
+    for k in kinds.iter() {
+        let i = k.info();
+        if i.group != group || i.version != version {
+            continue;
+        }
+        let mut r = json!({
+            "name": i.plural,
+            "singularName": i.singular,
+            "namespaced": i.namespaced,
+            "kind": i.kind,
+            "verbs": VERBS,
+        });
+        if !i.short_names.is_empty() {
+            r["shortNames"] = json!(i.short_names);
+        }
+        if !i.categories.is_empty() {
+            r["categories"] = json!(i.categories);
+        }
+        resources.push(r);
+        let sub = |name: &str, kind: &str, verbs: &[&str]| {
+            json!({ "name": format!("{}/{name}", i.plural), "singularName": "", "namespaced": i.namespaced, "kind": kind, "verbs": verbs })
+        };
+        if i.status {
+            resources.push(sub("status", i.kind, &["get", "patch", "update"]));
+        }
+        if i.plural == "pods" && group.is_empty() {
+            resources.push(sub("binding", "Binding", &["create"]));
+        }
+        if i.plural == "namespaces" && group.is_empty() {
+            resources.push(sub("finalize", "Namespace", &["update"]));
+        }
+    }
+    if group.is_empty() && version == "v1" {
+        resources.push(json!({ "name": "bindings", "singularName": "binding", "namespaced": true, "kind": "Binding", "verbs": ["create"] }));
+    }
+    if resources.is_empty() {
+        return None;
+    }
+    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    Some(json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_and_apps_are_listed_with_short_names() {
+        let k = Kinds::all();
+        let core = resource_list(&k, "", "v1").unwrap();
+        let pods = core["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods").unwrap();
+        assert_eq!(pods["shortNames"], json!(["po"]));
+        assert_eq!(pods["namespaced"], true);
+        let nodes = core["resources"].as_array().unwrap().iter().find(|r| r["name"] == "nodes").unwrap();
+        assert_eq!(nodes["namespaced"], false);
+        let apps = resource_list(&k, "apps", "v1").unwrap();
+        assert!(apps["resources"].as_array().unwrap().iter().any(|r| r["name"] == "deployments" && r["shortNames"] == json!(["deploy"])));
+        assert!(group(&k, "coordination.k8s.io").is_some());
+        assert!(resource_list(&k, "apps", "v2").is_none());
+    }
+}

@@ -1,0 +1,292 @@
+//! The apiserver's errors and the one function that turns them into a `metav1.Status`
+//! with the HTTP code and reason Kubernetes uses for each.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, Status, StatusCause, StatusDetails};
+
+/// A group and resource, as Kubernetes names them in messages ("pods", "deployments.apps").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupResource {
+    pub group: &'static str,
+    pub resource: &'static str,
+}
+
+impl std::fmt::Display for GroupResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.group.is_empty() {
+            f.write_str(self.resource)
+        } else {
+            write!(f, "{}.{}", self.resource, self.group)
+        }
+    }
+}
+
+/// One invalid field, as `field.Error` in Kubernetes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub kind: FieldErrorKind,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldErrorKind {
+    Required,
+    /// The rejected value, already rendered as Kubernetes renders it (quoted strings).
+    Invalid(String),
+    Forbidden,
+    NotSupported(String, Vec<&'static str>),
+    Duplicate(String),
+    TooLong(usize),
+}
+
+impl FieldError {
+    pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { field: field.into(), kind: FieldErrorKind::Required, detail: detail.into() }
+    }
+    pub fn invalid(field: impl Into<String>, value: &str, detail: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            kind: FieldErrorKind::Invalid(format!("{value:?}")),
+            detail: detail.into(),
+        }
+    }
+    /// An invalid value that is not a string (a number, a list), rendered as given.
+    pub fn invalid_raw(field: impl Into<String>, value: String, detail: impl Into<String>) -> Self {
+        Self { field: field.into(), kind: FieldErrorKind::Invalid(value), detail: detail.into() }
+    }
+    pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { field: field.into(), kind: FieldErrorKind::Forbidden, detail: detail.into() }
+    }
+    pub fn not_supported(field: impl Into<String>, value: &str, valid: &[&'static str]) -> Self {
+        Self {
+            field: field.into(),
+            kind: FieldErrorKind::NotSupported(format!("{value:?}"), valid.to_vec()),
+            detail: String::new(),
+        }
+    }
+    pub fn duplicate(field: impl Into<String>, value: &str) -> Self {
+        Self {
+            field: field.into(),
+            kind: FieldErrorKind::Duplicate(format!("{value:?}")),
+            detail: String::new(),
+        }
+    }
+    pub fn too_long(field: impl Into<String>, max: usize) -> Self {
+        Self { field: field.into(), kind: FieldErrorKind::TooLong(max), detail: String::new() }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self.kind {
+            FieldErrorKind::Required => "FieldValueRequired",
+            FieldErrorKind::Invalid(_) => "FieldValueInvalid",
+            FieldErrorKind::Forbidden => "FieldValueForbidden",
+            FieldErrorKind::NotSupported(..) => "FieldValueNotSupported",
+            FieldErrorKind::Duplicate(_) => "FieldValueDuplicate",
+            FieldErrorKind::TooLong(_) => "FieldValueTooLong",
+        }
+    }
+
+    /// The message without the field path: "Required value", `Invalid value: "x": why`.
+    fn body(&self) -> String {
+        let mut s = match &self.kind {
+            FieldErrorKind::Required => "Required value".to_string(),
+            FieldErrorKind::Invalid(v) => format!("Invalid value: {v}"),
+            FieldErrorKind::Forbidden => "Forbidden".to_string(),
+            FieldErrorKind::NotSupported(v, valid) => {
+                let quoted: Vec<String> = valid.iter().map(|s| format!("{s:?}")).collect();
+                format!("Unsupported value: {v}: supported values: {}", quoted.join(", "))
+            }
+            FieldErrorKind::Duplicate(v) => format!("Duplicate value: {v}"),
+            FieldErrorKind::TooLong(max) => format!("Too long: may not be more than {max} bytes"),
+        };
+        if !self.detail.is_empty() {
+            s.push_str(": ");
+            s.push_str(&self.detail);
+        }
+        s
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.body())
+    }
+}
+
+/// Everything a request can fail with. Each variant is one `metav1.Status` reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Unauthorized")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{gr} \"{name}\" not found")]
+    NotFound { gr: GroupResource, name: String },
+    /// A path no route matches.
+    #[error("the server could not find the requested resource")]
+    NoRoute,
+    #[error("the server does not allow this method on the requested resource")]
+    MethodNotAllowed,
+    #[error("{gr} \"{name}\" already exists")]
+    AlreadyExists { gr: GroupResource, name: String },
+    #[error("Operation cannot be fulfilled on {gr} \"{name}\": {message}")]
+    Conflict { gr: GroupResource, name: String, message: String },
+    /// A resourceVersion or continue token older than what is kept.
+    #[error("{0}")]
+    Expired(String),
+    #[error("the server has rejected the request because the body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the body of the request was in an unknown format - accepted media types include: {0}")]
+    UnsupportedMediaType(&'static str),
+    #[error("{kind} \"{name}\" is invalid: {}", render_causes(.causes))]
+    Invalid { kind: &'static str, group: &'static str, name: String, causes: Vec<FieldError> },
+    #[error("{0}")]
+    TooManyRequests(String),
+    #[error("{0}")]
+    Internal(String),
+    /// The kvstore cannot serve (no quorum, no member reachable).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Timeout(String),
+}
+
+fn render_causes(causes: &[FieldError]) -> String {
+    match causes {
+        [one] => one.to_string(),
+        many => {
+            let all: Vec<String> = many.iter().map(|c| c.to_string()).collect();
+            format!("[{}]", all.join(", "))
+        }
+    }
+}
+
+impl ApiError {
+    pub fn code(&self) -> u16 {
+        match self {
+            ApiError::BadRequest(_) => 400,
+            ApiError::Unauthorized => 401,
+            ApiError::Forbidden(_) => 403,
+            ApiError::NotFound { .. } | ApiError::NoRoute => 404,
+            ApiError::MethodNotAllowed => 405,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::Expired(_) => 410,
+            ApiError::TooLarge(_) => 413,
+            ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::Invalid { .. } => 422,
+            ApiError::TooManyRequests(_) => 429,
+            ApiError::Internal(_) => 500,
+            ApiError::Unavailable(_) => 503,
+            ApiError::Timeout(_) => 504,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Unauthorized => "Unauthorized",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::NotFound { .. } | ApiError::NoRoute => "NotFound",
+            ApiError::MethodNotAllowed => "MethodNotAllowed",
+            ApiError::AlreadyExists { .. } => "AlreadyExists",
+            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Expired(_) => "Expired",
+            ApiError::TooLarge(_) => "RequestEntityTooLarge",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::Invalid { .. } => "Invalid",
+            ApiError::TooManyRequests(_) => "TooManyRequests",
+            ApiError::Internal(_) => "InternalError",
+            ApiError::Unavailable(_) => "ServiceUnavailable",
+            ApiError::Timeout(_) => "Timeout",
+        }
+    }
+
+    /// The `metav1.Status` a client receives for this error.
+    pub fn to_status(&self) -> Status {
+        let details = match self {
+            ApiError::NotFound { gr, name }
+            | ApiError::AlreadyExists { gr, name }
+            | ApiError::Conflict { gr, name, .. } => Some(StatusDetails {
+                name: Some(name.clone()),
+                group: Some(gr.group.to_string()),
+                kind: Some(gr.resource.to_string()),
+                ..Default::default()
+            }),
+            ApiError::Invalid { kind, group, name, causes } => Some(StatusDetails {
+                name: Some(name.clone()),
+                group: Some(group.to_string()),
+                kind: Some(kind.to_string()),
+                causes: Some(
+                    causes
+                        .iter()
+                        .map(|c| StatusCause {
+                            field: Some(c.field.clone()),
+                            message: Some(c.body()),
+                            reason: Some(c.reason().to_string()),
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            _ => None,
+        };
+        Status {
+            code: Some(self.code() as i32),
+            details,
+            message: Some(self.to_string()),
+            metadata: ListMeta::default(),
+            reason: Some(self.reason().to_string()),
+            status: Some("Failure".to_string()),
+        }
+    }
+}
+
+/// The JSON body of a Status, with the `kind`/`apiVersion` clients check for.
+pub fn status_json(status: &Status) -> Vec<u8> {
+    let mut v = serde_json::to_value(status).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.insert("kind".into(), "Status".into());
+        m.insert("apiVersion".into(), "v1".into());
+    }
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_message_lists_every_cause_as_kubernetes_does() {
+        let e = ApiError::Invalid {
+            kind: "Pod",
+            group: "",
+            name: "p".into(),
+            causes: vec![
+                FieldError::required("spec.containers[0].image", ""),
+                FieldError::invalid("metadata.name", "A", "must be lowercase"),
+            ],
+        };
+        assert_eq!(
+            e.to_string(),
+            "Pod \"p\" is invalid: [spec.containers[0].image: Required value, \
+             metadata.name: Invalid value: \"A\": must be lowercase]"
+        );
+        let s = e.to_status();
+        assert_eq!(s.code, Some(422));
+        let causes = s.details.unwrap().causes.unwrap();
+        assert_eq!(causes[1].reason.as_deref(), Some("FieldValueInvalid"));
+        assert_eq!(causes[1].field.as_deref(), Some("metadata.name"));
+    }
+
+    #[test]
+    fn conflict_and_not_found_name_the_group_resource() {
+        let gr = GroupResource { group: "apps", resource: "deployments" };
+        let e = ApiError::NotFound { gr: gr.clone(), name: "web".into() };
+        assert_eq!(e.to_string(), "deployments.apps \"web\" not found");
+        let c = ApiError::Conflict { gr, name: "web".into(), message: "x".into() };
+        assert_eq!(c.code(), 409);
+        assert_eq!(c.to_status().reason.as_deref(), Some("Conflict"));
+    }
+}

@@ -1,0 +1,290 @@
+//! From a request to a registry call and back: authentication, the route, the verb, the
+//! body (size and media type), the options in the query, and the response.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use serde_json::json;
+
+use super::route::{self, ResourcePath, Route};
+use super::{error_response, full, json_response, Body, Shared};
+use crate::discovery;
+use crate::error::ApiError;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::store::list::list_json;
+use crate::store::watch::WatchOptions;
+use crate::store::{DeleteOptions, ListOptions, RvMatch, Target};
+
+/// Requests with a larger body get 413, as kube-apiserver's limit.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    match handle_inner(shared, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e.code() >= 500 {
+                tracing::warn!(code = e.code(), error = %e, "request failed");
+            }
+            error_response(&e)
+        }
+    }
+}
+
+fn ok_json(v: &serde_json::Value) -> Response<Body> {
+    json_response(StatusCode::OK, serde_json::to_vec(v).unwrap_or_default())
+}
+
+async fn handle_inner(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let route = route::parse(req.uri().path());
+    match route {
+        Some(Route::Health) => {
+            return Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .body(full("ok"))
+                .unwrap_or_else(|_| Response::new(full("ok"))))
+        }
+        Some(Route::Version) => return Ok(ok_json(&discovery::version())),
+        _ => {}
+    }
+    let auth = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let Some(user) = shared.tokens.authenticate(auth) else {
+        return Err(ApiError::Unauthorized);
+    };
+    tracing::Span::current().record("user", user.name.as_str());
+    let kinds = &shared.kinds;
+    match route {
+        None => Err(ApiError::NoRoute),
+        Some(Route::CoreVersions) => Ok(ok_json(&discovery::core_versions(&shared.advertise))),
+        Some(Route::Groups) => Ok(ok_json(&discovery::group_list(kinds))),
+        Some(Route::Group(g)) => discovery::group(kinds, &g).map(|v| ok_json(&v)).ok_or(ApiError::NoRoute),
+        Some(Route::ResourceList { group, version }) => {
+            discovery::resource_list(kinds, &group, &version).map(|v| ok_json(&v)).ok_or(ApiError::NoRoute)
+        }
+        Some(Route::OpenApiV2 | Route::OpenApiV3Root | Route::OpenApiV3 { .. }) => Err(ApiError::NoRoute),
+        Some(Route::Resource(p)) => resource(&shared, p, req).await,
+        Some(Route::Health | Route::Version) => Err(ApiError::NoRoute),
+    }
+}
+
+/// Reads the body, refusing more than [`MAX_BODY`] bytes.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let limited = Limited::new(req.into_body(), MAX_BODY);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::TooLarge(MAX_BODY)),
+        Err(e) => Err(ApiError::BadRequest(format!("reading the request body: {e}"))),
+    }
+}
+
+fn media_type(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+fn require_json(req: &Request<Incoming>) -> Result<(), ApiError> {
+    match media_type(req).as_str() {
+        "application/json" | "" | "*/*" => Ok(()),
+        _ => Err(ApiError::UnsupportedMediaType("application/json")),
+    }
+}
+
+fn parse_bool(q: &HashMap<String, String>, k: &str) -> bool {
+    matches!(q.get(k).map(String::as_str), Some("true" | "1"))
+}
+
+fn list_options(q: &HashMap<String, String>, fields_allowed: &[&str]) -> Result<ListOptions, ApiError> {
+    let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("unable to parse requirement: {e}")))?;
+    let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or("")).map_err(ApiError::BadRequest)?;
+    fields.check_fields(fields_allowed).map_err(ApiError::BadRequest)?;
+    let limit = match q.get("limit").filter(|l| !l.is_empty()) {
+        Some(l) => Some(l.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("invalid limit: {l:?}")))?),
+        None => None,
+    };
+    let rv_match = match q.get("resourceVersionMatch").map(String::as_str) {
+        None | Some("") => None,
+        Some("NotOlderThan") => Some(RvMatch::NotOlderThan),
+        Some("Exact") => Some(RvMatch::Exact),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""
+            )))
+        }
+    };
+    Ok(ListOptions {
+        labels,
+        fields,
+        limit,
+        continue_token: q.get("continue").filter(|c| !c.is_empty()).cloned(),
+        resource_version: q.get("resourceVersion").cloned(),
+        rv_match,
+    })
+}
+
+fn delete_options(q: &HashMap<String, String>, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    let mut opts: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
+        DeleteOptions::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("DeleteOptions: {e}")))?
+    };
+    if let Some(g) = q.get("gracePeriodSeconds") {
+        opts.grace_period_seconds = Some(g.parse().map_err(|_| ApiError::BadRequest(format!("invalid gracePeriodSeconds: {g:?}")))?);
+    }
+    if let Some(p) = q.get("propagationPolicy") {
+        opts.propagation_policy = Some(p.clone());
+    }
+    if let Some(d) = q.get("dryRun") {
+        opts.dry_run.push(d.clone());
+    }
+    Ok(opts)
+}
+
+fn dry_run(q: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match q.get("dryRun").map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::BadRequest(format!("dryRun: Unsupported value: {other:?}: supported values: \"All\""))),
+    }
+}
+
+async fn resource(shared: &Shared, p: ResourcePath, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let q = route::query(req.uri().query());
+    let store = &shared.store;
+    // `POST /api/v1/namespaces/<ns>/bindings`: a binding named in its body.
+    if p.plural == "bindings" && p.group.is_empty() && p.version == "v1" {
+        if req.method() != Method::POST || p.name.is_some() || p.namespace.is_none() {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        let kind = shared.kinds.find("", "v1", "pods").ok_or(ApiError::NoRoute)?;
+        require_json(&req)?;
+        let body = read_body(req).await?;
+        let t = Target { kind, namespace: p.namespace, name: None };
+        store.bind(&t, &body, dry_run(&q)?).await?;
+        return Ok(json_response(StatusCode::CREATED, success_status()));
+    }
+    let kind = shared.kinds.find(&p.group, &p.version, &p.plural).ok_or(ApiError::NoRoute)?;
+    let info = kind.info().clone();
+    if !info.namespaced && p.namespace.is_some() {
+        return Err(ApiError::NoRoute);
+    }
+    if info.namespaced && p.namespace.is_none() && p.name.is_some() {
+        return Err(ApiError::NoRoute);
+    }
+    let sub = p.sub.as_deref();
+    let sub_ok = match sub {
+        None => true,
+        Some("status") => info.status,
+        Some("binding") => info.plural == "pods" && info.group.is_empty(),
+        Some("finalize") => info.plural == "namespaces" && info.group.is_empty(),
+        Some(_) => false,
+    };
+    if !sub_ok {
+        return Err(ApiError::NoRoute);
+    }
+    let t = Target { kind: kind.clone(), namespace: p.namespace.clone(), name: p.name.clone() };
+    let mut allowed_fields = vec!["metadata.name", "metadata.namespace"];
+    allowed_fields.extend_from_slice(info.fields);
+    let method = req.method().clone();
+    match (method, p.name.is_some(), sub) {
+        (Method::GET, false, None) => {
+            let opts = list_options(&q, &allowed_fields)?;
+            if parse_bool(&q, "watch") {
+                return watch(shared, &t, opts, &q).await;
+            }
+            let r = store.list(&t, &opts).await?;
+            Ok(json_response(StatusCode::OK, list_json(&info.api_version(), info.list_kind, &r)))
+        }
+        (Method::GET, true, None | Some("status")) => {
+            let obj = store.get(&t, q.get("resourceVersion").map(String::as_str)).await?;
+            Ok(json_response(StatusCode::OK, obj))
+        }
+        (Method::POST, false, None) => {
+            require_json(&req)?;
+            let body = read_body(req).await?;
+            let obj = store.create(&t, &body, dry_run(&q)?).await?;
+            Ok(json_response(StatusCode::CREATED, obj))
+        }
+        (Method::POST, true, Some("binding")) => {
+            require_json(&req)?;
+            let body = read_body(req).await?;
+            store.bind(&t, &body, dry_run(&q)?).await?;
+            Ok(json_response(StatusCode::CREATED, success_status()))
+        }
+        (Method::PUT, true, None | Some("status")) => {
+            require_json(&req)?;
+            let body = read_body(req).await?;
+            let obj = store.update(&t, &body, sub, dry_run(&q)?).await?;
+            Ok(json_response(StatusCode::OK, obj))
+        }
+        (Method::PUT, true, Some("finalize")) => {
+            require_json(&req)?;
+            let body = read_body(req).await?;
+            Ok(json_response(StatusCode::OK, store.finalize(&t, &body).await?))
+        }
+        (Method::PATCH, true, None | Some("status")) => {
+            let mt = media_type(&req);
+            let body = read_body(req).await?;
+            match mt.as_str() {
+                "application/merge-patch+json" => {
+                    let obj = store.merge_patch(&t, &body, sub, dry_run(&q)?).await?;
+                    Ok(json_response(StatusCode::OK, obj))
+                }
+                _ => Err(ApiError::UnsupportedMediaType("application/merge-patch+json")),
+            }
+        }
+        (Method::DELETE, true, None) => {
+            let body = read_body(req).await?;
+            let opts = delete_options(&q, &body)?;
+            let d = store.delete(&t, &opts).await?;
+            let code = if d.finished { StatusCode::OK } else { StatusCode::ACCEPTED };
+            Ok(json_response(code, serde_json::to_vec(&d.object).unwrap_or_default()))
+        }
+        (Method::DELETE, false, None) => {
+            let lopts = list_options(&q, &allowed_fields)?;
+            let body = read_body(req).await?;
+            let dopts = delete_options(&q, &body)?;
+            let items = store.delete_collection(&t, &lopts, &dopts).await?;
+            let v = json!({ "kind": info.list_kind, "apiVersion": info.api_version(), "metadata": {}, "items": items });
+            Ok(ok_json(&v))
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+fn success_status() -> Vec<u8> {
+    serde_json::to_vec(&json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 })).unwrap_or_default()
+}
+
+async fn watch(shared: &Shared, t: &Target, list: ListOptions, q: &HashMap<String, String>) -> Result<Response<Body>, ApiError> {
+    let timeout = match q.get("timeoutSeconds").filter(|s| !s.is_empty()) {
+        Some(s) => Duration::from_secs(s.parse::<u64>().map_err(|_| ApiError::BadRequest(format!("invalid timeoutSeconds: {s:?}")))?),
+        // As kube-apiserver: between 30 and 60 minutes, so reconnects spread out.
+        None => Duration::from_secs(1800 + rand::random::<u64>() % 1800),
+    };
+    let bookmarks = parse_bool(q, "allowWatchBookmarks");
+    let rx = shared.store.watch(t, WatchOptions { list, bookmarks }).await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let stream = futures::stream::unfold(rx, move |mut rx| async move {
+        tokio::select! {
+            item = rx.recv() => item.map(|b| (b, rx)),
+            _ = tokio::time::sleep_until(deadline) => None,
+        }
+    })
+    .map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CACHE_CONTROL, "no-cache, private")
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new()))))
+}

@@ -1,0 +1,34 @@
+//! The kubeconfig `--write-kubeconfig` writes: the CA, the server URL and the admin token,
+//! usable as is by kubectl and client libraries. JSON is valid YAML, so it is written as JSON.
+
+use std::path::Path;
+
+use base64::Engine;
+
+pub fn render(server: &str, ca_pem: &str, token: &str) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem.as_bytes());
+    let v = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": "flotilla", "cluster": { "server": server, "certificate-authority-data": ca } }],
+        "users": [{ "name": "admin", "user": { "token": token } }],
+        "contexts": [{ "name": "flotilla", "context": { "cluster": "flotilla", "user": "admin", "namespace": "default" } }],
+        "current-context": "flotilla",
+        "preferences": {},
+    });
+    serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
+pub fn write(path: &Path, server: &str, ca_pem: &str, token: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, render(server, ca_pem, token))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,93 @@
+//! The Flotilla apiserver: the Kubernetes API over the kvstore (or any etcd v3 cluster).
+//! It holds no state of its own; run any number of them.
+//!
+//! Layout:
+//! - `config.rs`: flags (kube-apiserver's names) and their validated form.
+//! - `http/`: the HTTPS server (`mod.rs`), paths and queries (`route.rs`), verbs (`handlers.rs`).
+//! - `auth.rs`: bearer tokens; `tls.rs`: certificates; `kubeconfig.rs`: the admin kubeconfig.
+//! - `kinds/`: one module per served kind (defaulting, validation, field selectors) and
+//!   the type-erased `Strategy` the rest uses.
+//! - `store/`: the registry over the etcd v3 API (create, update, delete, list, watch,
+//!   the watch cache, cluster IP allocation).
+//! - `etcd.rs`: the etcd client with failover; `selector.rs`, `validation.rs`, `patch.rs`,
+//!   `discovery.rs`, `error.rs` (every error as a `metav1.Status`).
+
+pub mod auth;
+pub mod config;
+pub mod discovery;
+pub mod error;
+pub mod etcd;
+pub mod http;
+pub mod kinds;
+pub mod kubeconfig;
+pub mod patch;
+pub mod selector;
+pub mod store;
+pub mod tls;
+pub mod validation;
+
+mod bootstrap;
+
+pub use config::{ApiserverFlags, Config};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs an apiserver until `shutdown` turns true.
+pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+    let tokens = match &cfg.token_auth_file {
+        Some(f) => auth::Tokens::from_file(f),
+        None => auth::Tokens::generated(&cfg.cert_dir),
+    }
+    .map_err(anyhow::Error::msg)?;
+    let material = match &cfg.tls {
+        config::TlsSource::Files { cert, key } => tls::from_files(cert, key)?,
+        config::TlsSource::Generated { dir } => {
+            let mut hosts = vec![cfg.advertise.to_string(), "127.0.0.1".to_string(), "localhost".to_string()];
+            if !cfg.bind.ip().is_unspecified() {
+                hosts.push(cfg.bind.ip().to_string());
+            }
+            if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
+                let h = h.trim();
+                if !h.is_empty() {
+                    hosts.push(h.to_string());
+                }
+            }
+            tls::self_signed(dir, &hosts)?
+        }
+    };
+    let tls_cfg = tls::server_config(&material)?;
+    let etcd = Arc::new(etcd::Etcd::new(&cfg.etcd_servers, Duration::from_secs(10)).map_err(anyhow::Error::msg)?);
+    let kinds = kinds::Kinds::all();
+    let cache = store::cache::Cache::new(kinds.clone(), cfg.watch_cache_size);
+    let store = Arc::new(store::Store {
+        etcd: etcd.clone(),
+        kinds: kinds.clone(),
+        cache: cache.clone(),
+        ips: cfg.service_range,
+        cache_wait: Duration::from_secs(3),
+    });
+    let feed = tokio::spawn(store::cache::run(cache, etcd.clone(), Duration::from_secs(2)));
+    let boot = tokio::spawn(bootstrap::ensure(store.clone()));
+    let compactor = cfg.compaction_interval.map(|every| tokio::spawn(bootstrap::compact_loop(etcd.clone(), every)));
+
+    let listener = tokio::net::TcpListener::bind(cfg.bind).await.map_err(|e| anyhow::anyhow!("binding {}: {e}", cfg.bind))?;
+    let port = listener.local_addr()?.port();
+    let advertise = std::net::SocketAddr::new(cfg.advertise, port);
+    let server_url = format!("https://{advertise}");
+    if let Some(path) = &cfg.write_kubeconfig {
+        let token = tokens.admin_token().ok_or_else(|| {
+            anyhow::anyhow!("--write-kubeconfig needs a token of a system:masters user in --token-auth-file")
+        })?;
+        kubeconfig::write(path, &server_url, &material.ca_pem, token).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    tracing::info!(url = %server_url, etcd = ?cfg.etcd_servers, "apiserver serving");
+    let shared = Arc::new(http::Shared { store, kinds, tokens, advertise: advertise.to_string() });
+    http::serve(listener, tls_cfg, shared, shutdown).await;
+    feed.abort();
+    boot.abort();
+    if let Some(c) = compactor {
+        c.abort();
+    }
+    Ok(())
+}

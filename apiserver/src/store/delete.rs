@@ -1,0 +1,173 @@
+//! delete and deletecollection: preconditions, graceful deletion of running pods,
+//! finalizers (including those propagationPolicy adds), and the final removal.
+
+use k8s_openapi::api::core::v1::Pod;
+use proto::etcdserverpb as pb;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::update::{finished, Outcome};
+use super::{ipalloc, op_delete, time_value, Store, Target};
+use crate::error::ApiError;
+use crate::kinds::pod;
+
+/// `metav1.DeleteOptions`, from the body or the query.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub preconditions: Option<Preconditions>,
+    pub propagation_policy: Option<String>,
+    #[serde(default)]
+    pub dry_run: Vec<String>,
+    pub orphan_dependents: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Preconditions {
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+}
+
+/// What a delete did: removed the object, or marked it and left it for whoever finishes it
+/// (an agent, a controller removing its finalizer).
+pub struct Deleted {
+    pub object: Value,
+    pub finished: bool,
+}
+
+fn add_finalizer(v: &mut Value, f: &str) {
+    let meta = &mut v["metadata"];
+    if !meta["finalizers"].is_array() {
+        meta["finalizers"] = Value::Array(vec![]);
+    }
+    if let Some(a) = meta["finalizers"].as_array_mut() {
+        if !a.iter().any(|x| x == f) {
+            a.push(f.into());
+        }
+    }
+}
+
+impl Store {
+    pub async fn delete(&self, t: &Target, opts: &DeleteOptions) -> Result<Deleted, ApiError> {
+        const POLICIES: &[&str] = &["Orphan", "Background", "Foreground"];
+        if let Some(p) = opts.propagation_policy.as_deref() {
+            if !POLICIES.contains(&p) {
+                return Err(ApiError::Invalid {
+                    kind: "DeleteOptions",
+                    group: "",
+                    name: String::new(),
+                    causes: vec![crate::error::FieldError::not_supported("propagationPolicy", p, POLICIES)],
+                });
+            }
+        }
+        if opts.grace_period_seconds.is_some_and(|g| g < 0) {
+            return Err(ApiError::Invalid {
+                kind: "DeleteOptions",
+                group: "",
+                name: String::new(),
+                causes: vec![crate::error::FieldError::invalid_raw(
+                    "gracePeriodSeconds",
+                    opts.grace_period_seconds.unwrap_or(0).to_string(),
+                    "must be greater than or equal to 0",
+                )],
+            });
+        }
+        let info = t.kind.info();
+        let dry_run = opts.dry_run.iter().any(|d| d == "All");
+        let mut removed = false;
+        let object = self
+            .guarded_update(t, None, dry_run, |old| {
+                removed = false;
+                let v = &old.value;
+                if let Some(p) = &opts.preconditions {
+                    let uid = v["metadata"]["uid"].as_str().unwrap_or("");
+                    if let Some(want) = p.uid.as_deref().filter(|u| *u != uid) {
+                        return Err(ApiError::Conflict {
+                            gr: info.gr(),
+                            name: t.name().to_string(),
+                            message: format!("Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"),
+                        });
+                    }
+                    let rv = old.mod_revision.to_string();
+                    if let Some(want) = p.resource_version.as_deref().filter(|r| *r != rv) {
+                        return Err(ApiError::Conflict {
+                            gr: info.gr(),
+                            name: t.name().to_string(),
+                            message: format!("Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}"),
+                        });
+                    }
+                }
+                let mut r = v.clone();
+                let deleting = !v["metadata"]["deletionTimestamp"].is_null();
+                if !deleting {
+                    match opts.propagation_policy.as_deref() {
+                        Some("Foreground") => add_finalizer(&mut r, "foregroundDeletion"),
+                        Some("Orphan") => add_finalizer(&mut r, "orphan"),
+                        None if opts.orphan_dependents == Some(true) => add_finalizer(&mut r, "orphan"),
+                        _ => {}
+                    }
+                }
+                let grace = if info.plural == "pods" && info.group.is_empty() {
+                    let p: Pod = serde_json::from_value(v.clone()).map_err(|e| ApiError::Internal(e.to_string()))?;
+                    pod::grace_period(&p, opts.grace_period_seconds)
+                } else {
+                    None
+                };
+                let current = v["metadata"]["deletionGracePeriodSeconds"].as_i64();
+                let g = grace.unwrap_or(0);
+                if deleting && current.is_some_and(|c| c <= g) {
+                    return Ok(Outcome::Unchanged);
+                }
+                let at = k8s_openapi::jiff::Timestamp::from_second(super::now().0.as_second() + g).unwrap_or(super::now().0);
+                r["metadata"]["deletionTimestamp"] = time_value(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at));
+                r["metadata"]["deletionGracePeriodSeconds"] = g.into();
+                if info.plural == "namespaces" && info.group.is_empty() {
+                    r["status"]["phase"] = "Terminating".into();
+                }
+                if finished(&r) {
+                    removed = true;
+                    // The object as it was, not marked: it is simply gone.
+                    return Ok(Outcome::Delete(v.clone()));
+                }
+                Ok(Outcome::Put(r))
+            })
+            .await?;
+        Ok(Deleted { object, finished: removed })
+    }
+
+    /// Ops that release what an object held (a service's cluster IP), run in the same Txn
+    /// that deletes it.
+    pub(super) fn release_ops(&self, t: &Target, obj: &Value) -> Vec<pb::RequestOp> {
+        let info = t.kind.info();
+        if info.plural != "services" || !info.group.is_empty() {
+            return vec![];
+        }
+        match obj["spec"]["clusterIP"].as_str().and_then(|ip| ip.parse().ok()) {
+            Some(ip) => vec![op_delete(&ipalloc::key(ip))],
+            None => vec![],
+        }
+    }
+
+    /// deletecollection: every object the list options select, deleted one by one.
+    pub async fn delete_collection(&self, t: &Target, list: &super::ListOptions, opts: &DeleteOptions) -> Result<Vec<Value>, ApiError> {
+        let mut consistent = list.clone();
+        consistent.resource_version = None;
+        consistent.limit = None;
+        consistent.continue_token = None;
+        let items = self.list_values(t, &consistent).await?;
+        let mut out = Vec::new();
+        for item in items {
+            let name = item["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let ns = item["metadata"]["namespace"].as_str().map(str::to_string);
+            let one = Target { kind: t.kind.clone(), namespace: ns.filter(|_| t.kind.info().namespaced), name: Some(name) };
+            match self.delete(&one, opts).await {
+                Ok(d) => out.push(d.object),
+                Err(ApiError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}

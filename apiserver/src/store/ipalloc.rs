@@ -1,0 +1,97 @@
+//! Service cluster IPs from `--service-cluster-ip-range`, allocated without collisions
+//! across any number of apiservers: each allocated IP is a key
+//! (`/registry/ipallocations/<ip>`, as the IPAddress objects of newer Kubernetes) created in
+//! the same Txn as the Service, guarded by "does not exist yet".
+
+use std::net::Ipv4Addr;
+
+use rand::Rng;
+
+use crate::error::FieldError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    base: u32,
+    bits: u8,
+}
+
+impl Range {
+    pub fn parse(cidr: &str) -> Result<Self, String> {
+        let (ip, bits) = cidr.split_once('/').ok_or_else(|| format!("{cidr:?} is not a CIDR (a.b.c.d/n)"))?;
+        let ip: Ipv4Addr = ip.parse().map_err(|e| format!("{cidr:?}: {e}"))?;
+        let bits: u8 = bits.parse().map_err(|e| format!("{cidr:?}: {e}"))?;
+        if !(8..=30).contains(&bits) {
+            return Err(format!("{cidr:?}: the prefix length must be between 8 and 30"));
+        }
+        let mask = u32::MAX << (32 - bits);
+        Ok(Self { base: u32::from(ip) & mask, bits })
+    }
+
+    fn size(&self) -> u32 {
+        1u32 << (32 - self.bits)
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let v = u32::from(ip);
+        v > self.base && v < self.base + self.size() - 1
+    }
+
+    /// The first usable address, which Kubernetes gives the `kubernetes` service.
+    pub fn first(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.base + 1)
+    }
+
+    /// A random address other than the network, broadcast and first addresses.
+    pub fn random(&self) -> Ipv4Addr {
+        let off = rand::rng().random_range(2..self.size() - 1);
+        Ipv4Addr::from(self.base + off)
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{}/{}", Ipv4Addr::from(self.base), self.bits)
+    }
+
+    /// Checks a requested IP against the range.
+    pub fn check(&self, ip: &str) -> Result<Ipv4Addr, FieldError> {
+        let parsed: Ipv4Addr = ip.parse().map_err(|_| {
+            FieldError::invalid("spec.clusterIPs[0]", ip, "must be a valid IP address")
+        })?;
+        if !self.contains(parsed) {
+            return Err(FieldError::invalid_raw(
+                "spec.clusterIPs",
+                format!("[]string{{{ip:?}}}"),
+                format!(
+                    "failed to allocate IP {ip}: provided IP is not in the valid range. The range of valid IPs is {}",
+                    self.describe()
+                ),
+            ));
+        }
+        Ok(parsed)
+    }
+}
+
+pub fn key(ip: Ipv4Addr) -> String {
+    format!("/registry/ipallocations/{ip}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_bounds() {
+        let r = Range::parse("10.96.0.0/12").unwrap();
+        assert_eq!(r.first(), Ipv4Addr::new(10, 96, 0, 1));
+        assert!(r.contains(Ipv4Addr::new(10, 111, 255, 254)));
+        assert!(!r.contains(Ipv4Addr::new(10, 112, 0, 1)));
+        assert!(!r.contains(Ipv4Addr::new(10, 96, 0, 0)));
+        for _ in 0..1000 {
+            let ip = r.random();
+            assert!(r.contains(ip) && ip != r.first());
+        }
+        assert!(r.check("10.97.0.5").is_ok());
+        assert!(r.check("192.168.0.1").is_err());
+        assert!(Range::parse("10.0.0.0").is_err());
+        assert!(Range::parse("10.0.0.0/31").is_err());
+    }
+}

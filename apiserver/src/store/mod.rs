@@ -1,0 +1,257 @@
+//! The registry: Kubernetes objects over the etcd v3 API.
+//!
+//! Objects are JSON under `/registry/<resource>/<namespace>/<name>` (cluster-scoped:
+//! `/registry/<resource>/<name>`), stored without `metadata.resourceVersion`; on the way out
+//! it is set to the key's mod_revision. Every write is one Txn guarded by the key's
+//! create_revision (create) or mod_revision (update, delete), so concurrent writers through
+//! any number of apiservers are serialized by the kvstore, never by this process.
+//!
+//! Layout: `create.rs`, `update.rs` (update, status, binding, finalize), `delete.rs`,
+//! `list.rs` (list, continue tokens), `cache.rs` (the watch cache), `watch.rs` (client
+//! watches), `ipalloc.rs` (service cluster IPs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use proto::etcdserverpb as pb;
+use serde_json::Value;
+
+use crate::error::{ApiError, GroupResource};
+use crate::etcd::Etcd;
+use crate::kinds::{Kinds, Strategy};
+
+pub mod cache;
+mod create;
+mod delete;
+pub mod ipalloc;
+pub mod list;
+mod update;
+pub mod watch;
+
+pub use delete::DeleteOptions;
+pub use list::{ListOptions, ListResult, RvMatch};
+
+/// Where a request points: a kind, and the namespace and name from the URL.
+#[derive(Clone)]
+pub struct Target {
+    pub kind: Arc<dyn Strategy>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+}
+
+impl Target {
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
+    pub fn key(&self) -> String {
+        object_key(self.kind.info().plural, self.namespace.as_deref(), self.name())
+    }
+    /// The key prefix of everything a list or watch of this target covers.
+    pub fn prefix(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("/registry/{}/{}/", self.kind.info().plural, ns),
+            None => format!("/registry/{}/", self.kind.info().plural),
+        }
+    }
+    pub fn not_found(&self) -> ApiError {
+        ApiError::NotFound { gr: self.kind.info().gr(), name: self.name().to_string() }
+    }
+}
+
+pub fn object_key(plural: &str, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("/registry/{plural}/{ns}/{name}"),
+        None => format!("/registry/{plural}/{name}"),
+    }
+}
+
+/// An object as stored, with the revision that last changed it.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub value: Value,
+    pub mod_revision: i64,
+}
+
+/// Parses a stored value and sets its resourceVersion.
+pub fn decode_stored(bytes: &[u8], mod_revision: i64) -> Result<Value, ApiError> {
+    let mut v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::Internal(format!("stored object does not decode: {e}")))?;
+    set_rv(&mut v, mod_revision);
+    Ok(v)
+}
+
+pub fn set_rv(v: &mut Value, rev: i64) {
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert("resourceVersion".into(), rev.to_string().into());
+    }
+}
+
+/// The bytes to store: the object without resourceVersion.
+pub fn encode_for_store(v: &Value) -> Vec<u8> {
+    let mut v = v.clone();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+        m.remove("selfLink");
+    }
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+pub fn now() -> Time {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
+}
+
+pub fn time_value(t: &Time) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+/// What the registry needs: the etcd client, the kinds, the watch cache, settings.
+pub struct Store {
+    pub etcd: Arc<Etcd>,
+    pub kinds: Kinds,
+    pub cache: Arc<cache::Cache>,
+    pub ips: ipalloc::Range,
+    /// How long a consistent list waits for the cache before reading etcd instead.
+    pub cache_wait: Duration,
+}
+
+pub(crate) fn compare_mod(key: &str, rev: i64) -> pb::Compare {
+    pb::Compare {
+        result: pb::compare::CompareResult::Equal as i32,
+        target: pb::compare::CompareTarget::Mod as i32,
+        key: key.as_bytes().to_vec(),
+        range_end: vec![],
+        target_union: Some(pb::compare::TargetUnion::ModRevision(rev)),
+    }
+}
+
+pub(crate) fn compare_absent(key: &str) -> pb::Compare {
+    pb::Compare {
+        result: pb::compare::CompareResult::Equal as i32,
+        target: pb::compare::CompareTarget::Create as i32,
+        key: key.as_bytes().to_vec(),
+        range_end: vec![],
+        target_union: Some(pb::compare::TargetUnion::CreateRevision(0)),
+    }
+}
+
+pub(crate) fn op_put(key: &str, value: Vec<u8>) -> pb::RequestOp {
+    pb::RequestOp {
+        request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+            key: key.as_bytes().to_vec(),
+            value,
+            ..Default::default()
+        })),
+    }
+}
+
+pub(crate) fn op_delete(key: &str) -> pb::RequestOp {
+    pb::RequestOp {
+        request: Some(pb::request_op::Request::RequestDeleteRange(pb::DeleteRangeRequest {
+            key: key.as_bytes().to_vec(),
+            ..Default::default()
+        })),
+    }
+}
+
+pub(crate) fn op_get(key: &str) -> pb::RequestOp {
+    pb::RequestOp {
+        request: Some(pb::request_op::Request::RequestRange(pb::RangeRequest {
+            key: key.as_bytes().to_vec(),
+            ..Default::default()
+        })),
+    }
+}
+
+pub(crate) fn header_rev(h: &Option<pb::ResponseHeader>) -> i64 {
+    h.as_ref().map(|h| h.revision).unwrap_or(0)
+}
+
+impl Store {
+    /// Reads one object linearizably.
+    pub async fn read(&self, key: &str) -> Result<Option<Stored>, ApiError> {
+        let r = self.etcd.range(pb::RangeRequest { key: key.as_bytes().to_vec(), ..Default::default() }).await?;
+        match r.kvs.into_iter().next() {
+            None => Ok(None),
+            Some(kv) => Ok(Some(Stored { value: decode_stored(&kv.value, kv.mod_revision)?, mod_revision: kv.mod_revision })),
+        }
+    }
+
+    /// `get`: resourceVersion unset reads the kvstore (consistent); "0" or any other value
+    /// may be served from the cache when it is at least that new.
+    pub async fn get(&self, t: &Target, rv: Option<&str>) -> Result<Bytes, ApiError> {
+        let key = t.key();
+        if let Some(rv) = rv.filter(|rv| !rv.is_empty()) {
+            let min = parse_rv(rv)?;
+            if self.cache.wait_for(min, self.cache_wait).await {
+                return match self.cache.get(&key) {
+                    Some(o) => Ok(o.json.clone()),
+                    None => Err(t.not_found()),
+                };
+            }
+        }
+        match self.read(&key).await? {
+            Some(s) => Ok(Bytes::from(serde_json::to_vec(&s.value).unwrap_or_default())),
+            None => Err(t.not_found()),
+        }
+    }
+
+    /// The namespace an object is created in must exist and not be terminating.
+    async fn check_namespace(&self, ns: &str) -> Result<(), ApiError> {
+        let key = object_key("namespaces", None, ns);
+        let obj = match self.cache.get(&key) {
+            Some(o) => Some(serde_json::from_slice::<Value>(&o.json).unwrap_or_default()),
+            None => self.read(&key).await?.map(|s| s.value),
+        };
+        match obj {
+            None => Err(ApiError::NotFound {
+                gr: GroupResource { group: "", resource: "namespaces" },
+                name: ns.to_string(),
+            }),
+            Some(v) if crate::kinds::namespace_terminating(&v) => Err(ApiError::Forbidden(format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+pub fn parse_rv(rv: &str) -> Result<i64, ApiError> {
+    rv.parse::<i64>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| ApiError::BadRequest(format!("invalid resource version: {rv:?}")))
+}
+
+/// Checks the URL's namespace and name against the body's, and fills them in.
+pub(crate) fn reconcile_meta(obj: &mut Value, t: &Target, name_required: bool) -> Result<(), ApiError> {
+    let meta = obj["metadata"].as_object_mut().ok_or_else(|| ApiError::BadRequest("metadata must be an object".into()))?;
+    if let Some(ns) = &t.namespace {
+        match meta.get("namespace").and_then(Value::as_str) {
+            Some(b) if !b.is_empty() && b != ns => {
+                return Err(ApiError::BadRequest(
+                    "the namespace of the provided object does not match the namespace sent on the request".into(),
+                ))
+            }
+            _ => {
+                meta.insert("namespace".into(), ns.clone().into());
+            }
+        }
+    }
+    if let Some(name) = &t.name {
+        match meta.get("name").and_then(Value::as_str) {
+            Some(b) if b != name => {
+                return Err(ApiError::BadRequest(format!(
+                    "the name of the object ({b}) does not match the name on the URL ({name})"
+                )))
+            }
+            None | Some("") if name_required => {
+                meta.insert("name".into(), name.clone().into());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

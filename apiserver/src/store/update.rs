@@ -1,0 +1,286 @@
+//! Updates: PUT of an object or of its `status`, `pods/binding` and `namespaces/finalize`.
+//! All go through [`Store::guarded_update`]: read, decide, write with a Txn guarded by the
+//! mod_revision read; a lost race is retried unless the client named a resourceVersion.
+
+use bytes::Bytes;
+use k8s_openapi::api::core::v1::{Binding, Pod};
+use proto::etcdserverpb as pb;
+use serde_json::Value;
+
+use super::{compare_mod, encode_for_store, header_rev, op_delete, op_put, parse_rv, reconcile_meta, set_rv, Store, Stored, Target};
+use crate::error::{ApiError, GroupResource};
+use crate::kinds::pod::{self, BindRefusal};
+
+/// What an update decided to do with the stored object.
+pub(super) enum Outcome {
+    Put(Value),
+    /// The object is gone for good (its last finalizer was removed while it was deleted).
+    Delete(Value),
+    Unchanged,
+}
+
+const MAX_ATTEMPTS: usize = 8;
+
+fn conflict(t: &Target) -> ApiError {
+    ApiError::Conflict {
+        gr: t.kind.info().gr(),
+        name: t.name().to_string(),
+        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+    }
+}
+
+/// The metadata fields only the server sets, copied from the stored object.
+const SERVER_OWNED: &[&str] = &["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "name", "namespace"];
+
+fn strip_rv(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    v
+}
+
+/// Whether an object being deleted has nothing left holding it.
+pub(super) fn finished(v: &Value) -> bool {
+    let meta = &v["metadata"];
+    !meta["deletionTimestamp"].is_null()
+        && meta["finalizers"].as_array().is_none_or(|f| f.is_empty())
+        && meta["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) == 0
+        && v["spec"]["finalizers"].as_array().is_none_or(|f| f.is_empty())
+}
+
+impl Store {
+    pub(super) async fn guarded_update(
+        &self,
+        t: &Target,
+        precondition: Option<i64>,
+        dry_run: bool,
+        mut decide: impl FnMut(&Stored) -> Result<Outcome, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let key = t.key();
+        for _ in 0..MAX_ATTEMPTS {
+            let old = self.read(&key).await?.ok_or_else(|| t.not_found())?;
+            if precondition.is_some_and(|rv| rv != old.mod_revision) {
+                return Err(conflict(t));
+            }
+            let (op, mut out) = match decide(&old)? {
+                Outcome::Unchanged => return Ok(old.value),
+                Outcome::Put(v) => (op_put(&key, encode_for_store(&v)), v),
+                Outcome::Delete(v) => (op_delete(&key), v),
+            };
+            if dry_run {
+                return Ok(out);
+            }
+            let mut success = vec![op];
+            if matches!(success[0].request, Some(pb::request_op::Request::RequestDeleteRange(_))) {
+                success.extend(self.release_ops(t, &out));
+            }
+            let r = self
+                .etcd
+                .txn(pb::TxnRequest { compare: vec![compare_mod(&key, old.mod_revision)], success, failure: vec![] })
+                .await?;
+            if r.succeeded {
+                set_rv(&mut out, header_rev(&r.header));
+                return Ok(out);
+            }
+            if precondition.is_some() {
+                return Err(conflict(t));
+            }
+        }
+        Err(conflict(t))
+    }
+
+    /// PUT of an object (`sub` None) or of its status (`sub` Some("status")).
+    pub async fn update(&self, t: &Target, body: &[u8], sub: Option<&str>, dry_run: bool) -> Result<Bytes, ApiError> {
+        let mut new = t.kind.decode(body)?;
+        reconcile_meta(&mut new, t, true)?;
+        let precondition = match new["metadata"]["resourceVersion"].as_str() {
+            Some(rv) if !rv.is_empty() => Some(parse_rv(rv)?),
+            _ => None,
+        };
+        let status_only = sub == Some("status");
+        let out = self.guarded_update(t, precondition, dry_run, |old| next_state(t, &new, old, status_only)).await?;
+        Ok(Bytes::from(serde_json::to_vec(&out).unwrap_or_default()))
+    }
+
+    /// PATCH with a JSON merge patch (RFC 7386), applied to the stored object and then
+    /// handled as an update of the result. A resourceVersion in the patch is a precondition.
+    pub async fn merge_patch(&self, t: &Target, patch: &[u8], sub: Option<&str>, dry_run: bool) -> Result<Bytes, ApiError> {
+        let patch: Value = serde_json::from_slice(patch).map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
+        if !patch.is_object() {
+            return Err(ApiError::BadRequest("a merge patch must be a JSON object".into()));
+        }
+        let status_only = sub == Some("status");
+        let out = self
+            .guarded_update(t, None, dry_run, |old| {
+                let mut merged = old.value.clone();
+                crate::patch::merge(&mut merged, &patch);
+                let mut new = t.kind.decode(&serde_json::to_vec(&merged).unwrap_or_default())?;
+                reconcile_meta(&mut new, t, true)?;
+                if let Some(rv) = patch["metadata"]["resourceVersion"].as_str() {
+                    if parse_rv(rv)? != old.mod_revision {
+                        return Err(conflict(t));
+                    }
+                }
+                next_state(t, &new, old, status_only)
+            })
+            .await?;
+        Ok(Bytes::from(serde_json::to_vec(&out).unwrap_or_default()))
+    }
+
+    /// `pods/<name>/binding` (or `bindings` with the name in the body): assigns the pod to
+    /// a node, once.
+    pub async fn bind(&self, t: &Target, body: &[u8], dry_run: bool) -> Result<(), ApiError> {
+        let b: Binding = serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("Binding in version \"v1\" cannot be handled as a Binding: {e}")))?;
+        let name = match (&t.name, b.metadata.name.as_deref()) {
+            (Some(url), Some(body)) if url != body => {
+                return Err(ApiError::BadRequest(format!(
+                    "the name of the object ({body}) does not match the name on the URL ({url})"
+                )))
+            }
+            (Some(url), _) => url.clone(),
+            (None, Some(body)) if !body.is_empty() => body.to_string(),
+            _ => return Err(ApiError::BadRequest("name is required for a binding".into())),
+        };
+        let gr = GroupResource { group: "", resource: "pods/binding" };
+        let invalid = |field: &str, why: &str| ApiError::Invalid {
+            kind: "Binding",
+            group: "",
+            name: name.clone(),
+            causes: vec![crate::error::FieldError::required(field, why)],
+        };
+        if b.target.name.as_deref().unwrap_or("").is_empty() {
+            return Err(invalid("target.name", ""));
+        }
+        if b.target.kind.as_deref().is_some_and(|k| !k.is_empty() && k != "Node") {
+            return Err(ApiError::Invalid {
+                kind: "Binding",
+                group: "",
+                name: name.clone(),
+                causes: vec![crate::error::FieldError::not_supported("target.kind", b.target.kind.as_deref().unwrap_or(""), &["Node"])],
+            });
+        }
+        let node = b.target.name.clone().unwrap_or_default();
+        let pod_target = Target { name: Some(name.clone()), ..t.clone() };
+        let uid_pre = b.metadata.uid.clone();
+        self.guarded_update(&pod_target, None, dry_run, |old| {
+            let mut p: Pod = serde_json::from_value(old.value.clone())
+                .map_err(|e| ApiError::Internal(format!("stored pod does not decode: {e}")))?;
+            if let Some(uid) = uid_pre.as_deref().filter(|u| !u.is_empty()) {
+                if p.metadata.uid.as_deref() != Some(uid) {
+                    return Err(ApiError::Conflict { gr: gr.clone(), name: name.clone(), message: "the UID in the binding does not match the pod's".into() });
+                }
+            }
+            match pod::bind(&mut p, &node, super::now()) {
+                Ok(()) => Ok(Outcome::Put(serde_json::to_value(&p).map_err(|e| ApiError::Internal(e.to_string()))?)),
+                Err(BindRefusal::AlreadyAssigned(n)) => Err(ApiError::Conflict {
+                    gr: gr.clone(),
+                    name: name.clone(),
+                    message: format!("pod {name} is already assigned to node {n:?}"),
+                }),
+                Err(BindRefusal::Terminating) => Err(ApiError::Conflict {
+                    gr: gr.clone(),
+                    name: name.clone(),
+                    message: format!("pod {name} is being deleted, cannot be assigned to a host"),
+                }),
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// `namespaces/<name>/finalize`: sets spec.finalizers; a terminating namespace with none
+    /// left is deleted.
+    pub async fn finalize(&self, t: &Target, body: &[u8]) -> Result<Bytes, ApiError> {
+        let mut new = t.kind.decode(body)?;
+        reconcile_meta(&mut new, t, true)?;
+        let out = self
+            .guarded_update(t, None, false, |old| {
+                let mut r = old.value.clone();
+                r["spec"]["finalizers"] = new["spec"]["finalizers"].clone();
+                if strip_rv(&r) == strip_rv(&old.value) {
+                    return Ok(Outcome::Unchanged);
+                }
+                if finished(&r) {
+                    return Ok(Outcome::Delete(r));
+                }
+                Ok(Outcome::Put(r))
+            })
+            .await?;
+        Ok(Bytes::from(serde_json::to_vec(&out).unwrap_or_default()))
+    }
+}
+
+/// The object an update of `old` to `new` stores (or why it may not), as Kubernetes'
+/// update strategy decides: server-owned metadata kept, status or spec kept depending on
+/// the subresource, generation bumped on spec changes, finalizer rules, validation.
+fn next_state(t: &Target, new: &Value, old: &Stored, status_only: bool) -> Result<Outcome, ApiError> {
+    let info = t.kind.info();
+    let old_v = &old.value;
+    if let Some(uid) = new["metadata"]["uid"].as_str().filter(|u| !u.is_empty()) {
+        if Some(uid) != old_v["metadata"]["uid"].as_str() {
+            return Err(ApiError::Conflict {
+                gr: info.gr(),
+                name: t.name().to_string(),
+                message: format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    old_v["metadata"]["uid"].as_str().unwrap_or("")
+                ),
+            });
+        }
+    }
+    let mut result = if status_only {
+        let mut r = old_v.clone();
+        r["status"] = new["status"].clone();
+        r
+    } else {
+        let mut r = new.clone();
+        for f in SERVER_OWNED {
+            match old_v["metadata"].get(*f) {
+                Some(v) => r["metadata"][*f] = v.clone(),
+                None => {
+                    if let Some(m) = r["metadata"].as_object_mut() {
+                        m.remove(*f);
+                    }
+                }
+            }
+        }
+        if info.status {
+            match old_v.get("status") {
+                Some(s) => r["status"] = s.clone(),
+                None => {
+                    if let Some(m) = r.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        }
+        t.kind.prepare_update(&mut r, old_v)?;
+        if info.generation && r["spec"] != old_v["spec"] {
+            let g = old_v["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+            r["metadata"]["generation"] = g.into();
+        }
+        r
+    };
+    // An object being deleted may lose finalizers but not gain new ones.
+    if !old_v["metadata"]["deletionTimestamp"].is_null() {
+        let had: Vec<&Value> = old_v["metadata"]["finalizers"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+        let added = result["metadata"]["finalizers"].as_array().is_some_and(|a| a.iter().any(|f| !had.contains(&f)));
+        if added {
+            return Err(info.invalid(
+                t.name(),
+                vec![crate::error::FieldError::forbidden("metadata.finalizers", "no new finalizers can be added if the object is being deleted")],
+            ));
+        }
+    }
+    t.kind.validate(&result, Some(old_v))?;
+    if strip_rv(&result) == strip_rv(old_v) {
+        return Ok(Outcome::Unchanged);
+    }
+    set_rv(&mut result, old.mod_revision);
+    if finished(&result) {
+        return Ok(Outcome::Delete(result));
+    }
+    Ok(Outcome::Put(result))
+}

@@ -1,0 +1,233 @@
+//! Client watches: a stream of `{"type","object"}` lines, served from the watch cache when
+//! it holds the starting point, otherwise from a kvstore watch of the resource's prefix
+//! (so a client resuming from an old resourceVersion on a freshly started apiserver misses
+//! nothing the kvstore still has). With selectors, an object that stops matching is sent
+//! as DELETED and one that starts matching as ADDED.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use proto::etcdserverpb as pb;
+use proto::mvccpb;
+use tokio::sync::{broadcast, mpsc};
+
+use super::cache::{CacheEvent, CachedObj, EventType, Notice, Start};
+use super::{parse_rv, ListOptions, Store, Target};
+use crate::error::ApiError;
+use crate::etcd::prefix_end;
+
+pub struct WatchOptions {
+    pub list: ListOptions,
+    pub bookmarks: bool,
+}
+
+/// One line of the stream.
+fn line(typ: &str, object: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(object.len() + 32);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(typ.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    out.extend_from_slice(object);
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
+}
+
+pub fn error_line(e: &ApiError) -> Bytes {
+    line("ERROR", &crate::error::status_json(&e.to_status()))
+}
+
+struct Filter {
+    prefix: String,
+    opts: ListOptions,
+    bookmarks: bool,
+    api_version: String,
+    kind: &'static str,
+    /// The last revision sent (events or bookmarks).
+    sent: i64,
+}
+
+impl Filter {
+    fn selects(&self, o: &CachedObj) -> bool {
+        self.opts.labels.matches(&o.labels) && self.opts.fields.matches(&o.fields)
+    }
+
+    /// The line a cache event becomes for this client, if any.
+    fn translate(&mut self, ev: &CacheEvent) -> Option<Bytes> {
+        if !ev.obj.key.starts_with(&self.prefix) {
+            return None;
+        }
+        let now = self.selects(&ev.obj);
+        let was = ev.prev.as_ref().is_some_and(|p| self.selects(p));
+        let typ = match (ev.typ, was, now) {
+            (EventType::Added, _, true) => EventType::Added,
+            (EventType::Modified, true, true) => EventType::Modified,
+            (EventType::Modified, false, true) => EventType::Added,
+            (EventType::Modified, true, false) => EventType::Deleted,
+            (EventType::Deleted, true, _) => EventType::Deleted,
+            _ => return None,
+        };
+        self.sent = self.sent.max(ev.rev);
+        Some(line(typ.as_str(), &ev.obj.json))
+    }
+
+    fn bookmark(&mut self, rev: i64) -> Option<Bytes> {
+        if !self.bookmarks || rev <= self.sent {
+            return None;
+        }
+        self.sent = rev;
+        let obj = serde_json::json!({
+            "kind": self.kind,
+            "apiVersion": self.api_version,
+            "metadata": { "resourceVersion": rev.to_string() },
+        });
+        Some(line("BOOKMARK", &serde_json::to_vec(&obj).unwrap_or_default()))
+    }
+}
+
+impl Store {
+    /// Starts a watch; lines arrive on the returned channel until the watch ends (the
+    /// receiver dropped, the cache reset, the client too slow, the kvstore stream broken).
+    pub async fn watch(self: &Arc<Self>, t: &Target, opts: WatchOptions) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+        opts.list.check()?;
+        let info = t.kind.info();
+        let mut filter = Filter {
+            prefix: t.prefix(),
+            opts: opts.list.clone(),
+            bookmarks: opts.bookmarks,
+            api_version: info.api_version(),
+            kind: info.kind,
+            sent: 0,
+        };
+        let rv = opts.list.resource_version.as_deref().filter(|r| !r.is_empty() && *r != "0");
+        let start = match rv {
+            None => Start::Snapshot,
+            Some(rv) => Start::After(parse_rv(rv)?),
+        };
+        let (tx, rx) = mpsc::channel::<Bytes>(256);
+        if matches!(start, Start::Snapshot) && !self.cache.wait_for(0, self.cache_wait).await {
+            return Err(ApiError::Unavailable("the watch cache is not ready yet".into()));
+        }
+        let from = match start {
+            Start::After(n) => Some(n),
+            Start::Snapshot => None,
+        };
+        match self.cache.subscribe(&filter.prefix, start) {
+            Some(sub) => {
+                filter.sent = from.unwrap_or(0);
+                tokio::spawn(async move {
+                    for ev in &sub.backlog {
+                        if let Some(l) = filter.translate(ev) {
+                            if tx.send(l).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    if let Some(l) = filter.bookmark(sub.rev) {
+                        let _ = tx.send(l).await;
+                    }
+                    pump_cache(filter, sub.rx, tx).await;
+                });
+            }
+            None => {
+                let from = from.unwrap_or(0);
+                filter.sent = from;
+                let store = self.clone();
+                tokio::spawn(async move { store.pump_etcd(filter, from, tx).await });
+            }
+        }
+        Ok(rx)
+    }
+
+    /// Serves a watch straight from the kvstore, from revision `from + 1`.
+    async fn pump_etcd(&self, mut filter: Filter, from: i64, tx: mpsc::Sender<Bytes>) {
+        let create = pb::WatchCreateRequest {
+            key: filter.prefix.as_bytes().to_vec(),
+            range_end: prefix_end(filter.prefix.as_bytes()),
+            start_revision: from + 1,
+            prev_kv: true,
+            progress_notify: filter.bookmarks,
+            ..Default::default()
+        };
+        let (_req, mut stream) = match self.etcd.watch(self.etcd.preferred(), create).await {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = tx.send(error_line(&ApiError::from(e))).await;
+                return;
+            }
+        };
+        loop {
+            let msg = tokio::select! {
+                m = stream.message() => m,
+                _ = tx.closed() => return,
+            };
+            let Ok(Some(r)) = msg else { return };
+            if r.compact_revision > 0 {
+                let e = ApiError::Expired(format!("too old resource version: {from} ({})", r.compact_revision));
+                let _ = tx.send(error_line(&e)).await;
+                return;
+            }
+            if r.canceled {
+                return;
+            }
+            if r.events.is_empty() {
+                if !r.created {
+                    let rev = r.header.as_ref().map(|h| h.revision).unwrap_or(0);
+                    if let Some(l) = filter.bookmark(rev) {
+                        if tx.send(l).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                continue;
+            }
+            for e in r.events {
+                let Some(ev) = self.event_from_etcd(e) else { continue };
+                if let Some(l) = filter.translate(&ev) {
+                    if tx.send(l).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn event_from_etcd(&self, e: mvccpb::Event) -> Option<CacheEvent> {
+        let kv = e.kv?;
+        let rev = kv.mod_revision;
+        let prev = e
+            .prev_kv
+            .and_then(|p| CachedObj::from_kv(&self.kinds, &p.key, &p.value, p.mod_revision))
+            .map(Arc::new);
+        if e.r#type == mvccpb::event::EventType::Delete as i32 {
+            let p = prev?;
+            return Some(CacheEvent { rev, typ: EventType::Deleted, obj: Arc::new(p.at_rev(rev)), prev: Some(p) });
+        }
+        let obj = Arc::new(CachedObj::from_kv(&self.kinds, &kv.key, &kv.value, rev)?);
+        let typ = if kv.create_revision == kv.mod_revision { EventType::Added } else { EventType::Modified };
+        Some(CacheEvent { rev, typ, obj, prev })
+    }
+}
+
+async fn pump_cache(mut filter: Filter, mut rx: broadcast::Receiver<Notice>, tx: mpsc::Sender<Bytes>) {
+    loop {
+        let n = tokio::select! {
+            n = rx.recv() => n,
+            _ = tx.closed() => return,
+        };
+        let out = match n {
+            Ok(Notice::Event(ev)) => filter.translate(&ev),
+            Ok(Notice::Progress(rev)) => filter.bookmark(rev),
+            // Rebuilt cache or a client too slow to keep up: end; the client resumes
+            // from the last resourceVersion it saw.
+            Ok(Notice::Reset) | Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if let Some(l) = out {
+            // A client that does not read for this long is dropped rather than buffered.
+            match tokio::time::timeout(Duration::from_secs(30), tx.send(l)).await {
+                Ok(Ok(())) => {}
+                _ => return,
+            }
+        }
+    }
+}
