@@ -10,6 +10,9 @@ use crate::error::ApiError;
 use crate::etcd::Etcd;
 use crate::store::{Store, Target};
 
+/// Namespaces that may not be deleted (kube-apiserver's NamespaceLifecycle admission).
+pub const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
 pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Creates the system namespaces that are missing; retries until the kvstore answers.

@@ -17,16 +17,18 @@ pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod etcd;
+pub mod fieldcheck;
 pub mod http;
 pub mod kinds;
 pub mod kubeconfig;
+pub mod openapi;
 pub mod patch;
 pub mod selector;
 pub mod store;
 pub mod tls;
 pub mod validation;
 
-mod bootstrap;
+pub mod bootstrap;
 
 pub use config::{ApiserverFlags, Config};
 

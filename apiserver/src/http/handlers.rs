@@ -67,7 +67,11 @@ async fn handle_inner(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Res
         Some(Route::ResourceList { group, version }) => {
             discovery::resource_list(kinds, &group, &version).map(|v| ok_json(&v)).ok_or(ApiError::NoRoute)
         }
-        Some(Route::OpenApiV2 | Route::OpenApiV3Root | Route::OpenApiV3 { .. }) => Err(ApiError::NoRoute),
+        Some(Route::OpenApiV3Root) => Ok(ok_json(&crate::openapi::index(kinds))),
+        Some(Route::OpenApiV3 { group, version }) => {
+            crate::openapi::group_version(kinds, &group, &version).map(|v| ok_json(&v)).ok_or(ApiError::NoRoute)
+        }
+        Some(Route::OpenApiV2) => Err(ApiError::NoRoute),
         Some(Route::Resource(p)) => resource(&shared, p, req).await,
         Some(Route::Health | Route::Version) => Err(ApiError::NoRoute),
     }
@@ -211,8 +215,9 @@ async fn resource(shared: &Shared, p: ResourcePath, req: Request<Incoming>) -> R
         (Method::POST, false, None) => {
             require_json(&req)?;
             let body = read_body(req).await?;
+            let warnings = field_validation(kind.as_ref(), &q, &body)?;
             let obj = store.create(&t, &body, dry_run(&q)?).await?;
-            Ok(json_response(StatusCode::CREATED, obj))
+            Ok(with_warnings(json_response(StatusCode::CREATED, obj), &warnings))
         }
         (Method::POST, true, Some("binding")) => {
             require_json(&req)?;
@@ -223,8 +228,9 @@ async fn resource(shared: &Shared, p: ResourcePath, req: Request<Incoming>) -> R
         (Method::PUT, true, None | Some("status")) => {
             require_json(&req)?;
             let body = read_body(req).await?;
+            let warnings = field_validation(kind.as_ref(), &q, &body)?;
             let obj = store.update(&t, &body, sub, dry_run(&q)?).await?;
-            Ok(json_response(StatusCode::OK, obj))
+            Ok(with_warnings(json_response(StatusCode::OK, obj), &warnings))
         }
         (Method::PUT, true, Some("finalize")) => {
             require_json(&req)?;
@@ -259,6 +265,38 @@ async fn resource(shared: &Shared, p: ResourcePath, req: Request<Incoming>) -> R
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// Applies `fieldValidation` to a create or update body: an error under Strict, the
+/// warnings to send under Warn.
+fn field_validation(kind: &dyn crate::kinds::Strategy, q: &HashMap<String, String>, body: &[u8]) -> Result<Vec<String>, ApiError> {
+    use crate::fieldcheck::Directive;
+    let d = Directive::parse(q.get("fieldValidation").map(String::as_str)).map_err(ApiError::BadRequest)?;
+    if d == Directive::Ignore {
+        return Ok(vec![]);
+    }
+    let unknown: Vec<String> = kind.unknown_fields(body).into_iter().map(|f| format!("unknown field {f:?}")).collect();
+    if unknown.is_empty() || d == Directive::Warn {
+        return Ok(unknown);
+    }
+    let i = kind.info();
+    Err(ApiError::BadRequest(format!(
+        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+        i.kind,
+        i.version,
+        i.kind,
+        unknown.join(", ")
+    )))
+}
+
+fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let text = format!("299 - {:?}", w);
+        if let Ok(v) = http::HeaderValue::from_str(&text) {
+            r.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    r
 }
 
 fn success_status() -> Vec<u8> {

@@ -115,6 +115,9 @@ pub trait Strategy: Send + Sync {
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Result<(), ApiError>;
     /// Every field selector value of a stored object.
     fn fields(&self, obj: &Value) -> Vec<(&'static str, String)>;
+    /// The fields of a request body the kind does not have (empty if it does not parse:
+    /// decoding reports that).
+    fn unknown_fields(&self, body: &[u8]) -> Vec<String>;
 }
 
 pub struct Typed<K: Kind> {
@@ -251,6 +254,13 @@ impl<K: Kind> Strategy for Typed<K> {
             let name = t.metadata().name.clone().unwrap_or_default();
             Err(self.info.invalid(&name, errs))
         }
+    }
+
+    fn unknown_fields(&self, body: &[u8]) -> Vec<String> {
+        let Ok(input) = serde_json::from_slice::<Value>(body) else { return vec![] };
+        let Ok(obj) = K::Obj::deserialize(&input) else { return vec![] };
+        let Ok(known) = serde_json::to_value(&obj) else { return vec![] };
+        crate::fieldcheck::unknown_fields(&input, &known)
     }
 
     fn fields(&self, obj: &Value) -> Vec<(&'static str, String)> {

@@ -75,6 +75,12 @@ impl Store {
             });
         }
         let info = t.kind.info();
+        if info.plural == "namespaces" && info.group.is_empty() && crate::bootstrap::IMMORTAL_NAMESPACES.contains(&t.name()) {
+            return Err(ApiError::Forbidden(format!(
+                "namespaces \"{}\" is forbidden: this namespace may not be deleted",
+                t.name()
+            )));
+        }
         let dry_run = opts.dry_run.iter().any(|d| d == "All");
         let mut removed = false;
         let object = self

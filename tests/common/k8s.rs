@@ -1,0 +1,251 @@
+//! Kubernetes-level harness: a storage backend (a Flotilla kvstore cluster, or Debian's
+//! etcd 3.4 for comparison), `flotilla apiserver` processes over it, kubectl and kube-rs
+//! clients from the kubeconfig each apiserver writes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use super::{free_port, wait_for, Cluster, BIN};
+
+/// Three etcd 3.4 members (Debian's etcd-server) on loopback.
+pub struct EtcdCluster {
+    pub dir: tempfile::TempDir,
+    pub client_ports: Vec<u16>,
+    pub children: Vec<Option<Child>>,
+}
+
+impl EtcdCluster {
+    pub async fn start(n: usize) -> EtcdCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names: Vec<String> = (1..=n).map(|i| format!("e{i}")).collect();
+        let client_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let peer_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let initial: Vec<String> = names.iter().zip(&peer_ports).map(|(n, p)| format!("{n}=http://127.0.0.1:{p}")).collect();
+        let mut children = Vec::new();
+        for i in 0..n {
+            let log = std::fs::File::create(dir.path().join(format!("{}.log", names[i]))).expect("log");
+            let child = Command::new("etcd")
+                .args(["--name", &names[i]])
+                .arg("--data-dir")
+                .arg(dir.path().join(&names[i]))
+                .args(["--listen-client-urls", &format!("http://127.0.0.1:{}", client_ports[i])])
+                .args(["--advertise-client-urls", &format!("http://127.0.0.1:{}", client_ports[i])])
+                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{}", peer_ports[i])])
+                .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{}", peer_ports[i])])
+                .args(["--initial-cluster", &initial.join(",")])
+                .args(["--initial-cluster-state", "new", "--heartbeat-interval", "50", "--election-timeout", "500"])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("etcd is installed (scripts/test installs Debian's etcd-server)");
+            children.push(Some(child));
+        }
+        let c = EtcdCluster { dir, client_ports, children };
+        let eps = c.urls();
+        let client = super::connect(&eps).await;
+        wait_for(Duration::from_secs(20), "etcd to elect a leader", || {
+            let mut c = client.clone();
+            async move { c.put("/health-probe", "x", None).await.ok().map(|_| ()) }
+        })
+        .await;
+        c
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.client_ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect()
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Where the apiservers keep their state.
+pub enum Backend {
+    Flotilla(Cluster),
+    Etcd(EtcdCluster),
+}
+
+impl Backend {
+    pub async fn flotilla() -> Backend {
+        Backend::Flotilla(Cluster::start(3, &[]).await)
+    }
+    pub async fn etcd() -> Backend {
+        Backend::Etcd(EtcdCluster::start(3).await)
+    }
+    pub fn urls(&self) -> Vec<String> {
+        match self {
+            Backend::Flotilla(c) => c.members.iter().map(|m| m.client_url()).collect(),
+            Backend::Etcd(e) => e.urls(),
+        }
+    }
+}
+
+pub struct Apiserver {
+    pub port: u16,
+    pub kubeconfig: PathBuf,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+    args: Vec<String>,
+}
+
+/// Apiservers sharing one certificate directory (one CA, one admin token), as the
+/// masters of an HA deployment do.
+pub struct Apiservers {
+    pub dir: tempfile::TempDir,
+    pub servers: Vec<Apiserver>,
+}
+
+impl Apiservers {
+    pub async fn start(n: usize, etcd: &[String]) -> Apiservers {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut a = Apiservers { dir, servers: Vec::new() };
+        for i in 0..n {
+            let port = free_port();
+            let args = vec![
+                "apiserver".to_string(),
+                "--etcd-servers".into(),
+                etcd.join(","),
+                "--bind-address".into(),
+                "127.0.0.1".into(),
+                "--secure-port".into(),
+                port.to_string(),
+                "--etcd-compaction-interval".into(),
+                "0".into(),
+            ];
+            a.servers.push(Apiserver {
+                port,
+                kubeconfig: a.dir.path().join(format!("kubeconfig-{i}")),
+                log: a.dir.path().join(format!("apiserver-{i}.log")),
+                child: None,
+                args,
+            });
+        }
+        for i in 0..n {
+            a.spawn(i);
+        }
+        for i in 0..n {
+            a.wait_ready(i).await;
+        }
+        a
+    }
+
+    pub fn spawn(&mut self, i: usize) {
+        let certs = self.dir.path().join("certs");
+        let s = &mut self.servers[i];
+        let _ = std::fs::remove_file(&s.kubeconfig);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&s.log).expect("log");
+        let child = Command::new(BIN)
+            .args(&s.args)
+            .arg("--cert-dir")
+            .arg(&certs)
+            .arg("--write-kubeconfig")
+            .arg(&s.kubeconfig)
+            .env("RUST_LOG", std::env::var("FLOTILLA_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn flotilla apiserver");
+        s.child = Some(child);
+    }
+
+    /// Waits until apiserver `i` serves and the system namespaces exist.
+    pub async fn wait_ready(&self, i: usize) {
+        let kc = self.servers[i].kubeconfig.clone();
+        wait_for(Duration::from_secs(30), "the apiserver to serve", || {
+            let kc = kc.clone();
+            async move {
+                if !kc.exists() {
+                    return None;
+                }
+                let out = kubectl(&kc, &["get", "namespace", "kube-node-lease", "-o", "name"]);
+                out.status.success().then_some(())
+            }
+        })
+        .await;
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.servers[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn kubeconfig(&self, i: usize) -> &Path {
+        &self.servers[i].kubeconfig
+    }
+
+    pub async fn client(&self, i: usize) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig(i)).expect("kubeconfig");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await.expect("config");
+        kube::Client::try_from(cfg).expect("client")
+    }
+
+    pub fn log_tail(&self, i: usize, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.servers[i].log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Apiservers {
+    fn drop(&mut self) {
+        let failing = std::thread::panicking();
+        for i in 0..self.servers.len() {
+            self.kill(i);
+            if failing {
+                eprintln!("---- log of apiserver {i} ----\n{}", self.log_tail(i, 40));
+            }
+        }
+    }
+}
+
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--request-timeout", "20s"])
+        .args(args)
+        .output()
+        .expect("kubectl is installed")
+}
+
+/// Runs kubectl and returns stdout; fails the test with stderr if kubectl failed.
+pub fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = kubectl(kubeconfig, args);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs kubectl with `stdin` as its input.
+pub fn kubectl_stdin(kubeconfig: &Path, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--request-timeout", "20s"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl is installed");
+    if let Some(mut si) = child.stdin.take() {
+        let _ = si.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("kubectl output")
+}
