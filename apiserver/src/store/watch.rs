@@ -45,6 +45,9 @@ struct Filter {
     kind: &'static str,
     /// The last revision sent (events or bookmarks).
     sent: i64,
+    /// The newest revision known to be delivered, including events this client did not
+    /// select.
+    latest: i64,
 }
 
 impl Filter {
@@ -54,6 +57,7 @@ impl Filter {
 
     /// The line a cache event becomes for this client, if any.
     fn translate(&mut self, ev: &CacheEvent) -> Option<Bytes> {
+        self.latest = self.latest.max(ev.rev);
         if !ev.obj.key.starts_with(&self.prefix) {
             return None;
         }
@@ -72,6 +76,7 @@ impl Filter {
     }
 
     fn bookmark(&mut self, rev: i64) -> Option<Bytes> {
+        self.latest = self.latest.max(rev);
         if !self.bookmarks || rev <= self.sent {
             return None;
         }
@@ -98,6 +103,7 @@ impl Store {
             api_version: info.api_version(),
             kind: info.kind,
             sent: 0,
+            latest: 0,
         };
         let rv = opts.list.resource_version.as_deref().filter(|r| !r.is_empty() && *r != "0");
         let start = match rv {
@@ -209,10 +215,17 @@ impl Store {
     }
 }
 
+/// How often a watch that allows bookmarks is told the newest revision, when events it
+/// did not select moved it on.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
+
 async fn pump_cache(mut filter: Filter, mut rx: broadcast::Receiver<Notice>, tx: mpsc::Sender<Bytes>) {
+    let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
+    ticker.tick().await;
     loop {
         let n = tokio::select! {
             n = rx.recv() => n,
+            _ = ticker.tick() => Ok(Notice::Progress(filter.latest)),
             _ = tx.closed() => return,
         };
         let out = match n {
