@@ -245,3 +245,28 @@ async fn t70_pagination_selector_watches_bookmarks_timeouts_and_expiry() {
     assert_eq!(cms.list(&ListParams::default()).await.unwrap().items.len(), 27);
     let _ = cms.delete("c00", &DeleteParams::default()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t80_without_quorum_writes_get_503_and_work_again_once_it_returns() {
+    let (mut backend, a, _) = cluster().await;
+    let c = a.client_with(0, false).await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    let Backend::Flotilla(cluster) = &mut backend else { unreachable!() };
+    cluster.kill(0);
+    cluster.kill(1);
+    let body = serde_json::to_vec(&json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "lost" } })).unwrap();
+    let started = std::time::Instant::now();
+    let (code, status) = raw(&c, "POST", "/api/v1/namespaces/default/configmaps", "application/json", body).await;
+    assert!(code == 503 || code == 504, "{code} {status}");
+    assert_eq!(status["kind"], "Status");
+    assert!(started.elapsed() < Duration::from_secs(20), "answered in {:?}", started.elapsed());
+    cluster.spawn(0, "new");
+    cluster.spawn(1, "new");
+    let ok: ConfigMap = serde_json::from_value(json!({ "metadata": { "name": "back" } })).unwrap();
+    common::wait_for(Duration::from_secs(30), "writes to work again", || {
+        let cms = cms.clone();
+        let ok = ok.clone();
+        async move { cms.create(&PostParams::default(), &ok).await.ok().map(|_| ()) }
+    })
+    .await;
+}

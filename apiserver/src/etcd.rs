@@ -16,6 +16,9 @@ use crate::error::ApiError;
 
 const MAX_MSG: usize = 64 << 20;
 
+/// How long a call may keep trying members before it reports the last failure.
+const TOTAL: Duration = Duration::from_secs(12);
+
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
     /// No member could serve (no quorum, none reachable): 503.
@@ -122,8 +125,12 @@ impl Etcd {
         let n = self.members.len();
         let start = self.preferred.load(Ordering::Relaxed);
         let mut last = None;
+        let deadline = tokio::time::Instant::now() + TOTAL;
         // Two passes: a member that just lost its leader may have a new one a moment later.
         for attempt in 0..2 * n {
+            if attempt > 0 && tokio::time::Instant::now() >= deadline {
+                break;
+            }
             let i = (start + attempt) % n;
             match call(i).await {
                 Ok(v) => {

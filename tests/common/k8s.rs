@@ -185,8 +185,14 @@ impl Apiservers {
     }
 
     pub async fn client(&self, i: usize) -> kube::Client {
+        self.client_with(i, true).await
+    }
+
+    /// A client that does not retry 503/504/429 by itself (kube-rs does by default).
+    pub async fn client_with(&self, i: usize, retry: bool) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(self.kubeconfig(i)).expect("kubeconfig");
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await.expect("config");
+        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await.expect("config");
+        cfg.default_retry = retry;
         kube::Client::try_from(cfg).expect("client")
     }
 

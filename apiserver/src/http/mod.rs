@@ -47,7 +47,9 @@ pub fn json_response(code: StatusCode, body: impl Into<Bytes>) -> Response<Body>
 pub fn error_response(e: &ApiError) -> Response<Body> {
     let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = json_response(code, status_json(&e.to_status()));
-    if matches!(e, ApiError::TooManyRequests(_) | ApiError::Unavailable(_) | ApiError::Timeout(_)) {
+    // Only throttling asks clients to come back: client-go and kube-rs retry a 503 with
+    // Retry-After many times, which turns a lost quorum into minutes of silence for them.
+    if matches!(e, ApiError::TooManyRequests(_)) {
         r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
     }
     r
