@@ -156,7 +156,15 @@ fn cm(name: &str) -> ConfigMap {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t20_watch_resumed_after_its_apiserver_was_killed_misses_nothing() {
-    let backend = Backend::flotilla().await;
+    watch_resume_suite(Backend::flotilla().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t21_watch_resumed_after_its_apiserver_was_killed_misses_nothing_on_etcd() {
+    watch_resume_suite(Backend::etcd().await).await;
+}
+
+async fn watch_resume_suite(backend: Backend) {
     let mut a = Apiservers::start(2, &backend.urls()).await;
     let api: Api<ConfigMap> = Api::namespaced(a.client(0).await, "default");
     for i in 0..5 {
@@ -219,7 +227,15 @@ async fn t20_watch_resumed_after_its_apiserver_was_killed_misses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t30_killing_an_apiserver_and_a_kvstore_member_loses_no_acknowledged_object() {
-    let mut backend = Backend::flotilla().await;
+    no_loss_suite(Backend::flotilla().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t31_killing_an_apiserver_and_an_etcd_member_loses_no_acknowledged_object() {
+    no_loss_suite(Backend::etcd().await).await;
+}
+
+async fn no_loss_suite(mut backend: Backend) {
     let mut a = Apiservers::start(2, &backend.urls()).await;
     let apis = [
         Api::<ConfigMap>::namespaced(a.client(0).await, "default"),
@@ -231,10 +247,7 @@ async fn t30_killing_an_apiserver_and_a_kvstore_member_loses_no_acknowledged_obj
             a.kill(0);
         }
         if i == 35 {
-            if let Backend::Flotilla(c) = &mut backend {
-                let leader = c.wait_leader(Duration::from_secs(5)).await;
-                c.kill(leader);
-            }
+            backend.kill_leader().await;
         }
         let name = format!("d-{i:02}");
         let api = &apis[if i < 20 { i % 2 } else { 1 }];
@@ -264,8 +277,16 @@ async fn t30_killing_an_apiserver_and_a_kvstore_member_loses_no_acknowledged_obj
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t40_kube_rs_typed_api_and_runtime_watcher() {
+    kube_rs_suite(Backend::flotilla().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t41_kube_rs_typed_api_and_runtime_watcher_on_etcd() {
+    kube_rs_suite(Backend::etcd().await).await;
+}
+
+async fn kube_rs_suite(backend: Backend) {
     use kube::runtime::watcher::{self, Event};
-    let backend = Backend::flotilla().await;
     let a = Apiservers::start(2, &backend.urls()).await;
     let client = a.client(0).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use proto::etcdserverpb as pb;
+pub use proto::prefix_end;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -45,15 +46,6 @@ impl From<EtcdError> for ApiError {
     }
 }
 
-fn refused(s: &Status) -> bool {
-    let mut text = s.message().to_string();
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(s);
-    while let Some(e) = src {
-        text.push_str(&e.to_string());
-        src = e.source();
-    }
-    text.contains("Connection refused") || text.contains("tcp connect error")
-}
 
 fn classify(s: &Status) -> EtcdError {
     let msg = s.message().to_string();
@@ -140,7 +132,7 @@ impl Etcd {
                 Err(s) => {
                     let retry = match mutates {
                         Mutates::No => matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown),
-                        Mutates::Yes => s.code() == Code::Unavailable && refused(&s),
+                        Mutates::Yes => s.code() == Code::Unavailable && proto::connection_refused(&s),
                     };
                     tracing::debug!(member = %self.members[i].url, code = ?s.code(), error = %s.message(), retry, "etcd call failed");
                     if !retry {
@@ -235,14 +227,3 @@ impl Etcd {
     }
 }
 
-/// The end of the range of every key starting with `prefix`.
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}

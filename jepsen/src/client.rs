@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use proto::etcdserverpb as pb;
+pub use proto::prefix_end;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -33,20 +34,11 @@ fn classify(s: Status) -> OpError {
         | Code::ResourceExhausted
         | Code::Unimplemented => OpError::Fail(msg),
         // Refused connections never carried the request.
-        Code::Unavailable if refused(&s) => OpError::Fail(msg),
+        Code::Unavailable if proto::connection_refused(&s) => OpError::Fail(msg),
         _ => OpError::Unknown(msg),
     }
 }
 
-fn refused(s: &Status) -> bool {
-    let mut text = s.message().to_string();
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(s);
-    while let Some(e) = src {
-        text.push_str(&e.to_string());
-        src = e.source();
-    }
-    text.contains("Connection refused") || text.contains("tcp connect error")
-}
 
 #[derive(Clone)]
 pub struct Client {
@@ -309,14 +301,3 @@ fn revision(h: &Option<pb::ResponseHeader>) -> i64 {
     h.as_ref().map_or(0, |h| h.revision)
 }
 
-/// The end of the range of keys starting with `prefix` (etcd's `WithPrefix`).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}

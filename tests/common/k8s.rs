@@ -86,6 +86,31 @@ impl Backend {
             Backend::Etcd(e) => e.urls(),
         }
     }
+
+    /// SIGKILLs the leader (for etcd, whichever member `endpoint status` names leader).
+    pub async fn kill_leader(&mut self) {
+        match self {
+            Backend::Flotilla(c) => {
+                let leader = c.wait_leader(Duration::from_secs(5)).await;
+                c.kill(leader);
+            }
+            Backend::Etcd(e) => {
+                let mut victim = 0;
+                for (i, url) in e.urls().iter().enumerate() {
+                    let mut cl = super::connect(&[url.trim_start_matches("http://").to_string()]).await;
+                    if let Ok(st) = cl.status().await {
+                        if st.leader() == st.header().map(|h| h.member_id()).unwrap_or(0) {
+                            victim = i;
+                        }
+                    }
+                }
+                if let Some(mut c) = e.children[victim].take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
+        }
+    }
 }
 
 pub struct Apiserver {

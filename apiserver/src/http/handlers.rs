@@ -42,13 +42,20 @@ fn ok_json(v: &serde_json::Value) -> Response<Body> {
 
 async fn handle_inner(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let route = route::parse(req.uri().path());
+    let plain = |code: StatusCode, text: &'static str| {
+        Response::builder()
+            .status(code)
+            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(full(text))
+            .unwrap_or_else(|_| Response::new(full(text)))
+    };
     match route {
-        Some(Route::Health) => {
-            return Ok(Response::builder()
-                .status(StatusCode::OK)
-                .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                .body(full("ok"))
-                .unwrap_or_else(|_| Response::new(full("ok"))))
+        Some(Route::Health) => return Ok(plain(StatusCode::OK, "ok")),
+        Some(Route::Ready) => {
+            return Ok(match shared.store.cache.revision() {
+                Some(_) => plain(StatusCode::OK, "ok"),
+                None => plain(StatusCode::SERVICE_UNAVAILABLE, "[-]watch-cache failed: not synced yet\nreadyz check failed"),
+            })
         }
         Some(Route::Version) => return Ok(ok_json(&discovery::version())),
         _ => {}
@@ -73,7 +80,7 @@ async fn handle_inner(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Res
         }
         Some(Route::OpenApiV2) => Err(ApiError::NoRoute),
         Some(Route::Resource(p)) => resource(&shared, p, req).await,
-        Some(Route::Health | Route::Version) => Err(ApiError::NoRoute),
+        Some(Route::Health | Route::Ready | Route::Version) => Err(ApiError::NoRoute),
     }
 }
 

@@ -5,7 +5,10 @@ use std::collections::HashMap;
 /// Where a path leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
+    /// `/healthz`, `/livez`: the process serves.
     Health,
+    /// `/readyz`: the watch cache has its first full list (the kvstore answered).
+    Ready,
     Version,
     CoreVersions,
     Groups,
@@ -54,7 +57,8 @@ pub fn parse(path: &str) -> Option<Route> {
     let segs: Vec<String> = path.split('/').skip(1).map(percent_decode).collect();
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     match s.as_slice() {
-        ["healthz" | "livez" | "readyz", ..] => Some(Route::Health),
+        ["readyz", ..] => Some(Route::Ready),
+        ["healthz" | "livez", ..] => Some(Route::Health),
         ["version"] => Some(Route::Version),
         ["api"] => Some(Route::CoreVersions),
         ["apis"] => Some(Route::Groups),
