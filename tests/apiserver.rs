@@ -131,6 +131,20 @@ async fn kubectl_suite(backend: Backend) {
     kubectl_ok(&ka, &["delete", "pod", "web-1", "web-2"]);
     assert_eq!(kubectl_ok(&ka, &["get", "pods", "-o", "name"]).trim(), "");
 
+    // kubectl's generators send protobuf bodies.
+    kubectl_ok(&ka, &["create", "namespace", "gen"]);
+    kubectl_ok(&kb, &["-n", "gen", "create", "configmap", "lit", "--from-literal=a=1", "--from-literal=b=two"]);
+    kubectl_ok(&ka, &["-n", "gen", "create", "secret", "generic", "pw", "--from-literal=pw=hunter2"]);
+    kubectl_ok(&kb, &["-n", "gen", "create", "deployment", "zero", "--image=nginx:1.27", "--replicas=0", "--port=80"]);
+    kubectl_ok(&ka, &["-n", "gen", "create", "service", "clusterip", "gsvc", "--tcp=80:8080"]);
+    assert_eq!(kubectl_ok(&ka, &["-n", "gen", "get", "cm", "lit", "-o", "jsonpath={.data.b}"]), "two");
+    assert_eq!(kubectl_ok(&ka, &["-n", "gen", "get", "secret", "pw", "-o", "jsonpath={.data.pw}"]), "aHVudGVyMg==");
+    assert_eq!(kubectl_ok(&ka, &["-n", "gen", "get", "deploy", "zero", "-o", "jsonpath={.spec.replicas}"]), "0");
+    let c0 = kubectl_ok(&ka, &["-n", "gen", "get", "deploy", "zero", "-o", "jsonpath={.spec.template.spec.containers[0]}"]);
+    let c0: serde_json::Value = serde_json::from_str(&c0).unwrap();
+    assert_eq!((c0["image"].as_str(), c0["ports"][0]["containerPort"].as_i64()), (Some("nginx:1.27"), Some(80)), "{c0}");
+    assert_eq!(kubectl_ok(&ka, &["-n", "gen", "get", "svc", "gsvc", "-o", "jsonpath={.spec.ports[0].targetPort}"]), "8080");
+
     wait_for(Duration::from_secs(10), "the watch on B to see cfg added and deleted", || {
         let text = std::fs::read_to_string(&watch_out).unwrap_or_default();
         async move { (text.contains("ADDED") && text.contains("DELETED") && text.contains("cfg")).then_some(()) }

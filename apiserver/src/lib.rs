@@ -23,6 +23,7 @@ pub mod kinds;
 pub mod kubeconfig;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod selector;
 pub mod store;
 pub mod tls;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde_json::json;
 
@@ -84,15 +84,39 @@ async fn handle_inner(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Res
     }
 }
 
-/// Reads the body, refusing more than [`MAX_BODY`] bytes.
+/// Reads the body, refusing more than [`MAX_BODY`] bytes. A body over the limit is still
+/// read (and discarded, up to [`DRAIN_LIMIT`] bytes or five seconds) before the 413 is
+/// sent: a client cut off while still sending sees a broken connection, not the Status.
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
-    let limited = Limited::new(req.into_body(), MAX_BODY);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::TooLarge(MAX_BODY)),
-        Err(e) => Err(ApiError::BadRequest(format!("reading the request body: {e}"))),
+    let mut body = req.into_body();
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(f))) => f,
+            Ok(Some(Err(e))) => return Err(ApiError::BadRequest(format!("reading the request body: {e}"))),
+            Ok(None) => break,
+            Err(_) if total > MAX_BODY => break,
+            Err(_) => return Err(ApiError::Timeout("reading the request body took too long".into())),
+        };
+        if let Ok(data) = frame.into_data() {
+            total += data.len();
+            if total <= MAX_BODY {
+                buf.extend_from_slice(&data);
+            } else if total > DRAIN_LIMIT {
+                break;
+            }
+        }
     }
+    if total > MAX_BODY {
+        return Err(ApiError::TooLarge(MAX_BODY));
+    }
+    Ok(buf.freeze())
 }
+
+/// How much of an oversized body is read and discarded before answering 413.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 fn media_type(req: &Request<Incoming>) -> String {
     req.headers()
@@ -102,10 +126,18 @@ fn media_type(req: &Request<Incoming>) -> String {
         .unwrap_or_default()
 }
 
-fn require_json(req: &Request<Incoming>) -> Result<(), ApiError> {
-    match media_type(req).as_str() {
-        "application/json" | "" | "*/*" => Ok(()),
-        _ => Err(ApiError::UnsupportedMediaType("application/json")),
+/// Reads a body that must be an object: JSON as is, Kubernetes protobuf turned into JSON.
+async fn read_object(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let mt = media_type(&req);
+    match mt.as_str() {
+        "application/json" | "" | "*/*" => read_body(req).await,
+        crate::protobuf::CONTENT_TYPE => {
+            let body = read_body(req).await?;
+            crate::protobuf::to_json(&body)
+                .map(Bytes::from)
+                .map_err(|e| ApiError::BadRequest(format!("the protobuf body could not be decoded: {e}")))
+        }
+        _ => Err(ApiError::UnsupportedMediaType("application/json, application/vnd.kubernetes.protobuf")),
     }
 }
 
@@ -177,8 +209,7 @@ async fn resource(shared: &Shared, p: ResourcePath, req: Request<Incoming>) -> R
             return Err(ApiError::MethodNotAllowed);
         }
         let kind = shared.kinds.find("", "v1", "pods").ok_or(ApiError::NoRoute)?;
-        require_json(&req)?;
-        let body = read_body(req).await?;
+        let body = read_object(req).await?;
         let t = Target { kind, namespace: p.namespace, name: None };
         store.bind(&t, &body, dry_run(&q)?).await?;
         return Ok(json_response(StatusCode::CREATED, success_status()));
@@ -220,28 +251,24 @@ async fn resource(shared: &Shared, p: ResourcePath, req: Request<Incoming>) -> R
             Ok(json_response(StatusCode::OK, obj))
         }
         (Method::POST, false, None) => {
-            require_json(&req)?;
-            let body = read_body(req).await?;
+            let body = read_object(req).await?;
             let warnings = field_validation(kind.as_ref(), &q, &body)?;
             let obj = store.create(&t, &body, dry_run(&q)?).await?;
             Ok(with_warnings(json_response(StatusCode::CREATED, obj), &warnings))
         }
         (Method::POST, true, Some("binding")) => {
-            require_json(&req)?;
-            let body = read_body(req).await?;
+            let body = read_object(req).await?;
             store.bind(&t, &body, dry_run(&q)?).await?;
             Ok(json_response(StatusCode::CREATED, success_status()))
         }
         (Method::PUT, true, None | Some("status")) => {
-            require_json(&req)?;
-            let body = read_body(req).await?;
+            let body = read_object(req).await?;
             let warnings = field_validation(kind.as_ref(), &q, &body)?;
             let obj = store.update(&t, &body, sub, dry_run(&q)?).await?;
             Ok(with_warnings(json_response(StatusCode::OK, obj), &warnings))
         }
         (Method::PUT, true, Some("finalize")) => {
-            require_json(&req)?;
-            let body = read_body(req).await?;
+            let body = read_object(req).await?;
             Ok(json_response(StatusCode::OK, store.finalize(&t, &body).await?))
         }
         (Method::PATCH, true, None | Some("status")) => {
@@ -256,7 +283,7 @@ async fn resource(shared: &Shared, p: ResourcePath, req: Request<Incoming>) -> R
             }
         }
         (Method::DELETE, true, None) => {
-            let body = read_body(req).await?;
+            let body = read_object(req).await?;
             let opts = delete_options(&q, &body)?;
             let d = store.delete(&t, &opts).await?;
             let code = if d.finished { StatusCode::OK } else { StatusCode::ACCEPTED };
@@ -264,7 +291,7 @@ async fn resource(shared: &Shared, p: ResourcePath, req: Request<Incoming>) -> R
         }
         (Method::DELETE, false, None) => {
             let lopts = list_options(&q, &allowed_fields)?;
-            let body = read_body(req).await?;
+            let body = read_object(req).await?;
             let dopts = delete_options(&q, &body)?;
             let items = store.delete_collection(&t, &lopts, &dopts).await?;
             let v = json!({ "kind": info.list_kind, "apiVersion": info.api_version(), "metadata": {}, "items": items });

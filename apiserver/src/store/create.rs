@@ -23,11 +23,13 @@ impl Store {
     pub async fn create(&self, t: &Target, body: &[u8], dry_run: bool) -> Result<Bytes, ApiError> {
         let info = t.kind.info();
         let mut obj = t.kind.decode(body)?;
+        let generated;
         let url = Target { name: None, ..t.clone() };
         reconcile_meta(&mut obj, &url, false)?;
         {
             let meta = obj["metadata"].as_object_mut().ok_or_else(|| ApiError::BadRequest("metadata must be an object".into()))?;
             let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+            generated = !has_name;
             if !has_name {
                 if let Some(prefix) = meta.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
                     let name = generated_name(prefix);
@@ -47,12 +49,11 @@ impl Store {
         }
         t.kind.prepare_create(&mut obj)?;
         t.kind.validate(&obj, None)?;
-        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let mut name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
         if let Some(ns) = &t.namespace {
             self.check_namespace(ns).await?;
         }
-        let target = Target { name: Some(name.clone()), ..t.clone() };
-        let key = target.key();
+        let mut key = Target { name: Some(name.clone()), ..t.clone() }.key();
         let requested_ip = obj["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
         let wants_ip = info.plural == "services"
             && info.group.is_empty()
@@ -90,6 +91,14 @@ impl Store {
                 return Ok(Bytes::from(serde_json::to_vec(&obj).unwrap_or_default()));
             }
             let exists = range_found(r.responses.first());
+            if exists && generated {
+                // A generated name that is taken is drawn again, as Kubernetes does.
+                let prefix = obj["metadata"]["generateName"].as_str().unwrap_or("").to_string();
+                name = generated_name(&prefix);
+                obj["metadata"]["name"] = name.clone().into();
+                key = Target { name: Some(name.clone()), ..t.clone() }.key();
+                continue;
+            }
             if exists {
                 return Err(ApiError::AlreadyExists { gr: info.gr(), name });
             }
