@@ -144,6 +144,15 @@ async fn kubectl_suite(backend: Backend) {
     let c0: serde_json::Value = serde_json::from_str(&c0).unwrap();
     assert_eq!((c0["image"].as_str(), c0["ports"][0]["containerPort"].as_i64()), (Some("nginx:1.27"), Some(80)), "{c0}");
     assert_eq!(kubectl_ok(&ka, &["-n", "gen", "get", "svc", "gsvc", "-o", "jsonpath={.spec.ports[0].targetPort}"]), "8080");
+    // Node ports: allocated from 30000-32767, or as asked; one port, one service.
+    kubectl_ok(&ka, &["-n", "gen", "create", "service", "nodeport", "np1", "--tcp=80:8080"]);
+    let np: i64 = kubectl_ok(&kb, &["-n", "gen", "get", "svc", "np1", "-o", "jsonpath={.spec.ports[0].nodePort}"]).parse().unwrap();
+    assert!((30000..=32767).contains(&np), "{np}");
+    kubectl_ok(&ka, &["-n", "gen", "create", "service", "nodeport", "np2", "--tcp=81:8081", "--node-port=30999"]);
+    let out = kubectl(&kb, &["-n", "gen", "create", "service", "nodeport", "np3", "--tcp=82:8082", "--node-port=30999"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("provided port is already allocated"), "{}", String::from_utf8_lossy(&out.stderr));
+    kubectl_ok(&ka, &["-n", "gen", "delete", "service", "np2"]);
+    kubectl_ok(&kb, &["-n", "gen", "create", "service", "nodeport", "np3", "--tcp=82:8082", "--node-port=30999"]);
 
     wait_for(Duration::from_secs(10), "the watch on B to see cfg added and deleted", || {
         let text = std::fs::read_to_string(&watch_out).unwrap_or_default();

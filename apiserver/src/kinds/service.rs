@@ -64,7 +64,7 @@ impl Kind for Services {
             n.cluster_ips = o.cluster_ips.clone();
         }
         for p in n.ports.iter_mut().flatten() {
-            if p.node_port.is_none() {
+            if p.node_port.unwrap_or(0) == 0 {
                 if let Some(op) = o.ports.iter().flatten().find(|op| op.port == p.port && op.protocol == p.protocol) {
                     p.node_port = op.node_port;
                 }

@@ -54,35 +54,56 @@ impl Store {
             self.check_namespace(ns).await?;
         }
         let mut key = Target { name: Some(name.clone()), ..t.clone() }.key();
+        let is_service = info.plural == "services" && info.group.is_empty();
         let requested_ip = obj["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
-        let wants_ip = info.plural == "services"
-            && info.group.is_empty()
-            && obj["spec"]["type"] != "ExternalName"
-            && requested_ip != "None";
-        // A random IP that someone else took is retried; a requested one is not.
+        let wants_ip = is_service && obj["spec"]["type"] != "ExternalName" && requested_ip != "None";
+        let wants_node_ports = is_service && matches!(obj["spec"]["type"].as_str(), Some("NodePort" | "LoadBalancer"));
+        let requested_ports: Vec<i64> = if wants_node_ports {
+            obj["spec"]["ports"].as_array().map(|a| a.iter().map(|p| p["nodePort"].as_i64().unwrap_or(0)).collect()).unwrap_or_default()
+        } else {
+            vec![]
+        };
+        ipalloc::check_node_ports(&requested_ports).map_err(|e| info.invalid(&name, e))?;
+        // Allocations (a cluster IP, node ports) are keys claimed in the object's own Txn.
+        // One that someone else took is drawn again if it was random; if the client asked
+        // for it, the create fails.
         for _ in 0..16 {
-            let mut compare = vec![compare_absent(&key)];
-            let mut success = Vec::new();
-            let mut ip_key = None;
+            let mut claims: Vec<(String, Option<FieldError>)> = Vec::new();
             if wants_ip {
                 let ip = if requested_ip.is_empty() {
                     self.ips.random()
                 } else {
                     self.ips.check(&requested_ip).map_err(|e| info.invalid(&name, vec![e]))?
                 };
-                let k = ipalloc::key(ip);
-                compare.push(compare_absent(&k));
-                success.push(op_put(&k, key.clone().into_bytes()));
-                ip_key = Some(k);
+                let taken = (!requested_ip.is_empty()).then(|| {
+                    FieldError::invalid_raw(
+                        "spec.clusterIPs",
+                        format!("[]string{{{requested_ip:?}}}"),
+                        format!("failed to allocate IP {requested_ip}: provided IP is already allocated"),
+                    )
+                });
+                claims.push((ipalloc::key(ip), taken));
                 obj["spec"]["clusterIP"] = ip.to_string().into();
                 obj["spec"]["clusterIPs"] = serde_json::json!([ip.to_string()]);
+            }
+            let mut used: Vec<i64> = requested_ports.iter().copied().filter(|p| *p != 0).collect();
+            for (i, req) in requested_ports.iter().enumerate() {
+                let port = if *req != 0 { *req } else { ipalloc::random_node_port(&mut used) };
+                let taken = (*req != 0).then(|| {
+                    FieldError::invalid_raw(format!("spec.ports[{i}].nodePort"), port.to_string(), "provided port is already allocated")
+                });
+                claims.push((ipalloc::node_port_key(port), taken));
+                obj["spec"]["ports"][i]["nodePort"] = port.into();
             }
             if dry_run {
                 return Ok(Bytes::from(serde_json::to_vec(&obj).unwrap_or_default()));
             }
-            success.insert(0, op_put(&key, encode_for_store(&obj)));
+            let mut compare = vec![compare_absent(&key)];
+            let mut success = vec![op_put(&key, encode_for_store(&obj))];
             let mut failure = vec![op_get(&key)];
-            if let Some(k) = &ip_key {
+            for (k, _) in &claims {
+                compare.push(compare_absent(k));
+                success.push(op_put(k, key.clone().into_bytes()));
                 failure.push(op_get(k));
             }
             let r = self.etcd.txn(pb::TxnRequest { compare, success, failure }).await?;
@@ -102,18 +123,17 @@ impl Store {
             if exists {
                 return Err(ApiError::AlreadyExists { gr: info.gr(), name });
             }
-            if !requested_ip.is_empty() {
-                return Err(info.invalid(
-                    &name,
-                    vec![FieldError::invalid_raw(
-                        "spec.clusterIPs",
-                        format!("[]string{{{requested_ip:?}}}"),
-                        format!("failed to allocate IP {requested_ip}: provided IP is already allocated"),
-                    )],
-                ));
+            let refused: Vec<FieldError> = claims
+                .iter()
+                .zip(r.responses.iter().skip(1))
+                .filter(|(_, resp)| range_found(Some(resp)))
+                .filter_map(|((_, taken), _)| taken.clone())
+                .collect();
+            if !refused.is_empty() {
+                return Err(info.invalid(&name, refused));
             }
         }
-        Err(ApiError::Internal("failed to allocate a service IP: the range is too full".into()))
+        Err(ApiError::Internal("failed to allocate a service IP or node port: the range is too full".into()))
     }
 }
 

@@ -150,10 +150,16 @@ impl Store {
         if info.plural != "services" || !info.group.is_empty() {
             return vec![];
         }
-        match obj["spec"]["clusterIP"].as_str().and_then(|ip| ip.parse().ok()) {
-            Some(ip) => vec![op_delete(&ipalloc::key(ip))],
-            None => vec![],
+        let mut ops = Vec::new();
+        if let Some(ip) = obj["spec"]["clusterIP"].as_str().and_then(|ip| ip.parse().ok()) {
+            ops.push(op_delete(&ipalloc::key(ip)));
         }
+        for p in obj["spec"]["ports"].as_array().into_iter().flatten() {
+            if let Some(np) = p["nodePort"].as_i64().filter(|n| ipalloc::NODE_PORTS.contains(n)) {
+                ops.push(op_delete(&ipalloc::node_port_key(np)));
+            }
+        }
+        ops
     }
 
     /// deletecollection: every object the list options select, deleted one by one.

@@ -74,6 +74,49 @@ pub fn key(ip: Ipv4Addr) -> String {
     format!("/registry/ipallocations/{ip}")
 }
 
+/// Node ports of NodePort and LoadBalancer services (kube-apiserver's default range).
+pub const NODE_PORTS: std::ops::RangeInclusive<i64> = 30000..=32767;
+
+pub fn node_port_key(port: i64) -> String {
+    format!("/registry/nodeportallocations/{port}")
+}
+
+/// A random node port not in `used` (which it joins).
+pub fn random_node_port(used: &mut Vec<i64>) -> i64 {
+    loop {
+        let p = rand::rng().random_range(NODE_PORTS);
+        if !used.contains(&p) {
+            used.push(p);
+            return p;
+        }
+    }
+}
+
+/// Requested node ports must be in the range and distinct (0: allocate one).
+pub fn check_node_ports(requested: &[i64]) -> Result<(), Vec<FieldError>> {
+    let mut errs = Vec::new();
+    for (i, p) in requested.iter().enumerate() {
+        if *p == 0 {
+            continue;
+        }
+        let field = format!("spec.ports[{i}].nodePort");
+        if !NODE_PORTS.contains(p) {
+            errs.push(FieldError::invalid_raw(
+                field,
+                p.to_string(),
+                format!("provided port is not in the valid range. The range of valid ports is {}-{}", NODE_PORTS.start(), NODE_PORTS.end()),
+            ));
+        } else if requested[..i].contains(p) {
+            errs.push(FieldError::duplicate(field, &p.to_string()));
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +136,14 @@ mod tests {
         assert!(r.check("192.168.0.1").is_err());
         assert!(Range::parse("10.0.0.0").is_err());
         assert!(Range::parse("10.0.0.0/31").is_err());
+        assert!(check_node_ports(&[0, 30080, 0]).is_ok());
+        assert_eq!(check_node_ports(&[80]).unwrap_err()[0].field, "spec.ports[0].nodePort");
+        assert!(check_node_ports(&[30080, 30080]).is_err());
+        let mut used = vec![];
+        for _ in 0..100 {
+            let p = random_node_port(&mut used);
+            assert!(NODE_PORTS.contains(&p));
+        }
+        assert_eq!(used.len(), 100);
     }
 }

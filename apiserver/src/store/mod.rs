@@ -78,6 +78,10 @@ pub struct Stored {
 pub fn decode_stored(bytes: &[u8], mod_revision: i64) -> Result<Value, ApiError> {
     let mut v: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::Internal(format!("stored object does not decode: {e}")))?;
+    // Another tool may have written anything under /registry/; only objects are served.
+    if !v.is_object() || !v["metadata"].is_object() {
+        return Err(ApiError::Internal("the stored value is not a Kubernetes object".into()));
+    }
     set_rv(&mut v, mod_revision);
     Ok(v)
 }
