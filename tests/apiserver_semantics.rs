@@ -216,6 +216,19 @@ async fn t70_pagination_selector_watches_bookmarks_timeouts_and_expiry() {
     assert!(bookmark.parse::<i64>().unwrap() > 0);
     drop(w);
 
+    // The legacy watch of one object by its path sees only that object.
+    let req = http::Request::get(format!("/api/v1/namespaces/default/configmaps/c05?watch=true&resourceVersion={rv}&timeoutSeconds=2"))
+        .body(kube::client::Body::from(Vec::new()))
+        .unwrap();
+    let mut c5 = cms.get("c05").await.unwrap();
+    c5.data = Some([("x".to_string(), "1".to_string())].into());
+    cms.replace("c05", &PostParams::default(), &c5).await.unwrap();
+    let resp = c.send(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = String::from_utf8(resp.into_body().collect_bytes().await.unwrap().to_vec()).unwrap();
+    let names: Vec<String> = text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["object"]["metadata"]["name"].as_str().unwrap_or("").to_string()).filter(|n| !n.is_empty()).collect();
+    assert!(!names.is_empty() && names.iter().all(|n| n == "c05"), "{text}");
+
     // timeoutSeconds ends the stream cleanly.
     let started = std::time::Instant::now();
     let mut w = cms.watch(&WatchParams::default().timeout(1), &rv).await.unwrap().boxed();

@@ -246,6 +246,14 @@ async fn resource(shared: &Shared, p: ResourcePath, req: Request<Incoming>) -> R
             let r = store.list(&t, &opts).await?;
             Ok(json_response(StatusCode::OK, list_json(&info.api_version(), info.list_kind, &r)))
         }
+        (Method::GET, true, None) if parse_bool(&q, "watch") => {
+            // The legacy watch of one object by its path: a watch of the collection
+            // narrowed to that name.
+            let mut opts = list_options(&q, &allowed_fields)?;
+            opts.fields.0.push(crate::selector::FieldRequirement { field: "metadata.name".into(), value: t.name().to_string(), equal: true });
+            let coll = Target { name: None, ..t.clone() };
+            watch(shared, &coll, opts, &q).await
+        }
         (Method::GET, true, None | Some("status")) => {
             let obj = store.get(&t, q.get("resourceVersion").map(String::as_str)).await?;
             Ok(json_response(StatusCode::OK, obj))
