@@ -17,7 +17,10 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -41,10 +44,18 @@ fn row(name: &str, n: usize, elapsed: Duration, mut lat: Vec<Duration>) {
 }
 
 fn cm(name: String, value: String) -> ConfigMap {
-    serde_json::from_value(serde_json::json!({ "metadata": { "name": name }, "data": { "v": value } })).unwrap_or_default()
+    serde_json::from_value(
+        serde_json::json!({ "metadata": { "name": name }, "data": { "v": value } }),
+    )
+    .unwrap_or_default()
 }
 
-async fn creates(api: &Api<ConfigMap>, prefix: &str, n: usize, clients: usize) -> (Duration, Vec<Duration>) {
+async fn creates(
+    api: &Api<ConfigMap>,
+    prefix: &str,
+    n: usize,
+    clients: usize,
+) -> (Duration, Vec<Duration>) {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -54,7 +65,12 @@ async fn creates(api: &Api<ConfigMap>, prefix: &str, n: usize, clients: usize) -
             let mut lat = Vec::new();
             for i in (c..n).step_by(clients) {
                 let t = Instant::now();
-                api.create(&PostParams::default(), &cm(format!("{prefix}-{i:06}"), i.to_string())).await.expect("create");
+                api.create(
+                    &PostParams::default(),
+                    &cm(format!("{prefix}-{i:06}"), i.to_string()),
+                )
+                .await
+                .expect("create");
                 lat.push(t.elapsed());
             }
             lat
@@ -67,7 +83,11 @@ async fn creates(api: &Api<ConfigMap>, prefix: &str, n: usize, clients: usize) -
     (started.elapsed(), all)
 }
 
-async fn lists(api: &Api<ConfigMap>, lp: &ListParams, times: usize) -> (Duration, Vec<Duration>, usize) {
+async fn lists(
+    api: &Api<ConfigMap>,
+    lp: &ListParams,
+    times: usize,
+) -> (Duration, Vec<Duration>, usize) {
     let started = Instant::now();
     let mut lat = Vec::new();
     let mut items = 0;
@@ -88,7 +108,10 @@ async fn lists(api: &Api<ConfigMap>, lp: &ListParams, times: usize) -> (Duration
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(run());
 }
 
@@ -108,14 +131,31 @@ async fn run() {
         row(&clients.to_string(), n, el, lat);
     }
 
-    let total = api.list(&ListParams::default()).await.expect("list").items.len();
+    let total = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .len();
     println!("\n### list of {total} configmaps\n");
     println!("| list | lists | lists/s | p50 ms | p90 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|---|---|");
     for (name, lp) in [
-        ("consistent (watch cache after a linearizable read)", ListParams::default()),
-        ("resourceVersion=0 (watch cache as is)", ListParams { resource_version: Some("0".into()), ..Default::default() }),
-        ("limit=500 pages (kvstore)", ListParams::default().limit(500)),
+        (
+            "consistent (watch cache after a linearizable read)",
+            ListParams::default(),
+        ),
+        (
+            "resourceVersion=0 (watch cache as is)",
+            ListParams {
+                resource_version: Some("0".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "limit=500 pages (kvstore)",
+            ListParams::default().limit(500),
+        ),
     ] {
         let (el, lat, _) = lists(&api, &lp, 30).await;
         row(name, 30, el, lat);
@@ -127,9 +167,16 @@ async fn run() {
     for _ in 0..watchers.div_ceil(100) {
         clients.push(a.client(0).await);
     }
-    let rv = api.list(&ListParams::default().limit(1)).await.expect("list").metadata.resource_version.unwrap_or_default();
+    let rv = api
+        .list(&ListParams::default().limit(1))
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .unwrap_or_default();
     let updates = 200usize;
-    let acks: Arc<std::sync::Mutex<Vec<Option<Instant>>>> = Arc::new(std::sync::Mutex::new(vec![None; updates]));
+    let acks: Arc<std::sync::Mutex<Vec<Option<Instant>>>> =
+        Arc::new(std::sync::Mutex::new(vec![None; updates]));
     let mut tasks = Vec::new();
     let ready = Arc::new(tokio::sync::Barrier::new(watchers + 1));
     for w in 0..watchers {
@@ -137,13 +184,20 @@ async fn run() {
         let rv = rv.clone();
         let ready = ready.clone();
         tasks.push(tokio::spawn(async move {
-            let mut s = wapi.watch(&WatchParams::default().fields("metadata.name=fan"), &rv).await.expect("watch").boxed();
+            let mut s = wapi
+                .watch(&WatchParams::default().fields("metadata.name=fan"), &rv)
+                .await
+                .expect("watch")
+                .boxed();
             ready.wait().await;
             let mut got = Vec::new();
             while got.len() < updates {
                 match tokio::time::timeout(Duration::from_secs(60), s.next()).await {
                     Ok(Some(Ok(WatchEvent::Added(o) | WatchEvent::Modified(o)))) => {
-                        let seq: usize = o.data.and_then(|d| d.get("v").and_then(|v| v.parse().ok())).unwrap_or(usize::MAX);
+                        let seq: usize = o
+                            .data
+                            .and_then(|d| d.get("v").and_then(|v| v.parse().ok()))
+                            .unwrap_or(usize::MAX);
                         got.push((seq, Instant::now()));
                     }
                     Ok(Some(Ok(_))) => {}
@@ -155,11 +209,17 @@ async fn run() {
     }
     ready.wait().await;
     let started = Instant::now();
-    let mut obj = api.create(&PostParams::default(), &cm("fan".into(), "0".into())).await.expect("create");
+    let mut obj = api
+        .create(&PostParams::default(), &cm("fan".into(), "0".into()))
+        .await
+        .expect("create");
     acks.lock().unwrap()[0] = Some(Instant::now());
     for seq in 1..updates {
         obj.data = Some([("v".to_string(), seq.to_string())].into());
-        obj = api.replace("fan", &PostParams::default(), &obj).await.expect("replace");
+        obj = api
+            .replace("fan", &PostParams::default(), &obj)
+            .await
+            .expect("replace");
         acks.lock().unwrap()[seq] = Some(Instant::now());
     }
     let mut lat = Vec::new();

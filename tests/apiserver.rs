@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::k8s::{kubectl, kubectl_ok, kubectl_stdin, Apiservers, Backend};
+use common::k8s::{kubectl, kubectl_ok, kubectl_stdin, Apiservers, Backend, KillOnDrop};
 use common::wait_for;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -67,7 +67,7 @@ async fn kubectl_suite(backend: Backend) {
 
     // A watch on apiserver B sees what is written through A.
     let watch_out = a.dir.path().join("watch.out");
-    let mut watcher = std::process::Command::new("kubectl")
+    let watcher = std::process::Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(&kb)
         .args(["get", "configmaps", "--watch", "--output-watch-events"])
@@ -75,41 +75,123 @@ async fn kubectl_suite(backend: Backend) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let _watcher = KillOnDrop(watcher);
 
     // create -f with several documents, through A.
     let out = kubectl_stdin(&ka, &["create", "-f", "-"], MANIFEST);
-    assert!(out.status.success(), "create -f: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "create -f: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let created = String::from_utf8_lossy(&out.stdout);
-    for want in ["configmap/cfg created", "pod/web-1 created", "pod/web-2 created", "deployment.apps/web created", "service/web created"] {
+    for want in [
+        "configmap/cfg created",
+        "pod/web-1 created",
+        "pod/web-2 created",
+        "deployment.apps/web created",
+        "service/web created",
+    ] {
         assert!(created.contains(want), "{want} in {created}");
     }
 
     // get, -o json, -o yaml through B: defaults and server-set metadata are there.
     let names = kubectl_ok(&kb, &["get", "pods", "-o", "name"]);
-    assert_eq!(names.lines().collect::<Vec<_>>(), ["pod/web-1", "pod/web-2"]);
-    let pod: serde_json::Value = serde_json::from_str(&kubectl_ok(&kb, &["get", "pod", "web-1", "-o", "json"])).unwrap();
+    assert_eq!(
+        names.lines().collect::<Vec<_>>(),
+        ["pod/web-1", "pod/web-2"]
+    );
+    let pod: serde_json::Value =
+        serde_json::from_str(&kubectl_ok(&kb, &["get", "pod", "web-1", "-o", "json"])).unwrap();
     assert_eq!(pod["spec"]["restartPolicy"], "Always");
-    assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(
+        pod["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
     assert_eq!(pod["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
     assert_eq!(pod["status"]["phase"], "Pending");
-    assert!(pod["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36));
-    assert!(pod["metadata"]["resourceVersion"].as_str().is_some_and(|r| r.parse::<i64>().unwrap() > 0));
+    assert!(pod["metadata"]["uid"]
+        .as_str()
+        .is_some_and(|u| u.len() == 36));
+    assert!(pod["metadata"]["resourceVersion"]
+        .as_str()
+        .is_some_and(|r| r.parse::<i64>().unwrap() > 0));
     let yaml = kubectl_ok(&kb, &["get", "deployment", "web", "-o", "yaml"]);
-    assert!(yaml.contains("revisionHistoryLimit: 10") && yaml.contains("generation: 1"), "{yaml}");
-    let svc: serde_json::Value = serde_json::from_str(&kubectl_ok(&ka, &["get", "svc", "web", "-o", "json"])).unwrap();
-    assert!(svc["spec"]["clusterIP"].as_str().unwrap().starts_with("10."), "{svc}");
+    assert!(
+        yaml.contains("revisionHistoryLimit: 10") && yaml.contains("generation: 1"),
+        "{yaml}"
+    );
+    let svc: serde_json::Value =
+        serde_json::from_str(&kubectl_ok(&ka, &["get", "svc", "web", "-o", "json"])).unwrap();
+    assert!(
+        svc["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .starts_with("10."),
+        "{svc}"
+    );
 
     // label, annotate, selectors.
     kubectl_ok(&ka, &["label", "pod", "web-1", "tier=edge", "--overwrite"]);
     kubectl_ok(&kb, &["annotate", "pod", "web-2", "note=second"]);
-    assert_eq!(kubectl_ok(&kb, &["get", "pods", "-l", "tier=edge", "-o", "name"]).trim(), "pod/web-1");
-    assert_eq!(kubectl_ok(&ka, &["get", "pods", "-l", "tier in (back,x),app", "-o", "name"]).trim(), "pod/web-2");
-    assert_eq!(kubectl_ok(&ka, &["get", "pods", "--field-selector", "metadata.name=web-2", "-o", "name"]).trim(), "pod/web-2");
-    assert_eq!(kubectl_ok(&ka, &["get", "pods", "--field-selector", "status.phase=Running", "-o", "name"]).trim(), "");
-    let anno = kubectl_ok(&ka, &["get", "pod", "web-2", "-o", "jsonpath={.metadata.annotations.note}"]);
+    assert_eq!(
+        kubectl_ok(&kb, &["get", "pods", "-l", "tier=edge", "-o", "name"]).trim(),
+        "pod/web-1"
+    );
+    assert_eq!(
+        kubectl_ok(
+            &ka,
+            &["get", "pods", "-l", "tier in (back,x),app", "-o", "name"]
+        )
+        .trim(),
+        "pod/web-2"
+    );
+    assert_eq!(
+        kubectl_ok(
+            &ka,
+            &[
+                "get",
+                "pods",
+                "--field-selector",
+                "metadata.name=web-2",
+                "-o",
+                "name"
+            ]
+        )
+        .trim(),
+        "pod/web-2"
+    );
+    assert_eq!(
+        kubectl_ok(
+            &ka,
+            &[
+                "get",
+                "pods",
+                "--field-selector",
+                "status.phase=Running",
+                "-o",
+                "name"
+            ]
+        )
+        .trim(),
+        ""
+    );
+    let anno = kubectl_ok(
+        &ka,
+        &[
+            "get",
+            "pod",
+            "web-2",
+            "-o",
+            "jsonpath={.metadata.annotations.note}",
+        ],
+    );
     assert_eq!(anno, "second");
     let desc = kubectl_ok(&kb, &["describe", "pod", "web-1"]);
-    assert!(desc.contains("tier=edge") && desc.contains("busybox:1.36"), "{desc}");
+    assert!(
+        desc.contains("tier=edge") && desc.contains("busybox:1.36"),
+        "{desc}"
+    );
 
     // Errors come back in Kubernetes' words.
     let out = kubectl_stdin(&ka, &["create", "-f", "-"], MANIFEST);
@@ -117,10 +199,17 @@ async fn kubectl_suite(backend: Backend) {
     let bad = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"bad"},"spec":{"containers":[{"name":"c"}]}}"#;
     let out = kubectl_stdin(&ka, &["create", "-f", "-"], bad);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("is invalid") && err.contains("spec.containers[0].image: Required value"), "{err}");
+    assert!(
+        err.contains("is invalid") && err.contains("spec.containers[0].image: Required value"),
+        "{err}"
+    );
     let unknown = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"u"},"dataa":{}}"#;
     let out = kubectl_stdin(&ka, &["create", "-f", "-"], unknown);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field \"dataa\""), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown field \"dataa\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = kubectl(&ka, &["get", "pod", "nope"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("pods \"nope\" not found"));
     let out = kubectl(&ka, &["--token", "wrong", "get", "pods"]);
@@ -133,34 +222,214 @@ async fn kubectl_suite(backend: Backend) {
 
     // kubectl's generators send protobuf bodies.
     kubectl_ok(&ka, &["create", "namespace", "gen"]);
-    kubectl_ok(&kb, &["-n", "gen", "create", "configmap", "lit", "--from-literal=a=1", "--from-literal=b=two"]);
-    kubectl_ok(&ka, &["-n", "gen", "create", "secret", "generic", "pw", "--from-literal=pw=hunter2"]);
-    kubectl_ok(&kb, &["-n", "gen", "create", "deployment", "zero", "--image=nginx:1.27", "--replicas=0", "--port=80"]);
-    kubectl_ok(&ka, &["-n", "gen", "create", "service", "clusterip", "gsvc", "--tcp=80:8080"]);
-    assert_eq!(kubectl_ok(&ka, &["-n", "gen", "get", "cm", "lit", "-o", "jsonpath={.data.b}"]), "two");
-    assert_eq!(kubectl_ok(&ka, &["-n", "gen", "get", "secret", "pw", "-o", "jsonpath={.data.pw}"]), "aHVudGVyMg==");
-    assert_eq!(kubectl_ok(&ka, &["-n", "gen", "get", "deploy", "zero", "-o", "jsonpath={.spec.replicas}"]), "0");
-    let c0 = kubectl_ok(&ka, &["-n", "gen", "get", "deploy", "zero", "-o", "jsonpath={.spec.template.spec.containers[0]}"]);
+    kubectl_ok(
+        &kb,
+        &[
+            "-n",
+            "gen",
+            "create",
+            "configmap",
+            "lit",
+            "--from-literal=a=1",
+            "--from-literal=b=two",
+        ],
+    );
+    kubectl_ok(
+        &ka,
+        &[
+            "-n",
+            "gen",
+            "create",
+            "secret",
+            "generic",
+            "pw",
+            "--from-literal=pw=hunter2",
+        ],
+    );
+    kubectl_ok(
+        &kb,
+        &[
+            "-n",
+            "gen",
+            "create",
+            "deployment",
+            "zero",
+            "--image=nginx:1.27",
+            "--replicas=0",
+            "--port=80",
+        ],
+    );
+    kubectl_ok(
+        &ka,
+        &[
+            "-n",
+            "gen",
+            "create",
+            "service",
+            "clusterip",
+            "gsvc",
+            "--tcp=80:8080",
+        ],
+    );
+    assert_eq!(
+        kubectl_ok(
+            &ka,
+            &["-n", "gen", "get", "cm", "lit", "-o", "jsonpath={.data.b}"]
+        ),
+        "two"
+    );
+    assert_eq!(
+        kubectl_ok(
+            &ka,
+            &[
+                "-n",
+                "gen",
+                "get",
+                "secret",
+                "pw",
+                "-o",
+                "jsonpath={.data.pw}"
+            ]
+        ),
+        "aHVudGVyMg=="
+    );
+    assert_eq!(
+        kubectl_ok(
+            &ka,
+            &[
+                "-n",
+                "gen",
+                "get",
+                "deploy",
+                "zero",
+                "-o",
+                "jsonpath={.spec.replicas}"
+            ]
+        ),
+        "0"
+    );
+    let c0 = kubectl_ok(
+        &ka,
+        &[
+            "-n",
+            "gen",
+            "get",
+            "deploy",
+            "zero",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0]}",
+        ],
+    );
     let c0: serde_json::Value = serde_json::from_str(&c0).unwrap();
-    assert_eq!((c0["image"].as_str(), c0["ports"][0]["containerPort"].as_i64()), (Some("nginx:1.27"), Some(80)), "{c0}");
-    assert_eq!(kubectl_ok(&ka, &["-n", "gen", "get", "svc", "gsvc", "-o", "jsonpath={.spec.ports[0].targetPort}"]), "8080");
+    assert_eq!(
+        (
+            c0["image"].as_str(),
+            c0["ports"][0]["containerPort"].as_i64()
+        ),
+        (Some("nginx:1.27"), Some(80)),
+        "{c0}"
+    );
+    assert_eq!(
+        kubectl_ok(
+            &ka,
+            &[
+                "-n",
+                "gen",
+                "get",
+                "svc",
+                "gsvc",
+                "-o",
+                "jsonpath={.spec.ports[0].targetPort}"
+            ]
+        ),
+        "8080"
+    );
     // Node ports: allocated from 30000-32767, or as asked; one port, one service.
-    kubectl_ok(&ka, &["-n", "gen", "create", "service", "nodeport", "np1", "--tcp=80:8080"]);
-    let np: i64 = kubectl_ok(&kb, &["-n", "gen", "get", "svc", "np1", "-o", "jsonpath={.spec.ports[0].nodePort}"]).parse().unwrap();
+    kubectl_ok(
+        &ka,
+        &[
+            "-n",
+            "gen",
+            "create",
+            "service",
+            "nodeport",
+            "np1",
+            "--tcp=80:8080",
+        ],
+    );
+    let np: i64 = kubectl_ok(
+        &kb,
+        &[
+            "-n",
+            "gen",
+            "get",
+            "svc",
+            "np1",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ],
+    )
+    .parse()
+    .unwrap();
     assert!((30000..=32767).contains(&np), "{np}");
-    kubectl_ok(&ka, &["-n", "gen", "create", "service", "nodeport", "np2", "--tcp=81:8081", "--node-port=30999"]);
-    let out = kubectl(&kb, &["-n", "gen", "create", "service", "nodeport", "np3", "--tcp=82:8082", "--node-port=30999"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("provided port is already allocated"), "{}", String::from_utf8_lossy(&out.stderr));
+    kubectl_ok(
+        &ka,
+        &[
+            "-n",
+            "gen",
+            "create",
+            "service",
+            "nodeport",
+            "np2",
+            "--tcp=81:8081",
+            "--node-port=30999",
+        ],
+    );
+    let out = kubectl(
+        &kb,
+        &[
+            "-n",
+            "gen",
+            "create",
+            "service",
+            "nodeport",
+            "np3",
+            "--tcp=82:8082",
+            "--node-port=30999",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("provided port is already allocated"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     kubectl_ok(&ka, &["-n", "gen", "delete", "service", "np2"]);
-    kubectl_ok(&kb, &["-n", "gen", "create", "service", "nodeport", "np3", "--tcp=82:8082", "--node-port=30999"]);
+    kubectl_ok(
+        &kb,
+        &[
+            "-n",
+            "gen",
+            "create",
+            "service",
+            "nodeport",
+            "np3",
+            "--tcp=82:8082",
+            "--node-port=30999",
+        ],
+    );
 
-    wait_for(Duration::from_secs(10), "the watch on B to see cfg added and deleted", || {
-        let text = std::fs::read_to_string(&watch_out).unwrap_or_default();
-        async move { (text.contains("ADDED") && text.contains("DELETED") && text.contains("cfg")).then_some(()) }
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the watch on B to see cfg added and deleted",
+        || {
+            let text = std::fs::read_to_string(&watch_out).unwrap_or_default();
+            async move {
+                (text.contains("ADDED") && text.contains("DELETED") && text.contains("cfg"))
+                    .then_some(())
+            }
+        },
+    )
     .await;
-    let _ = watcher.kill();
-    let _ = watcher.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,7 +443,10 @@ async fn t11_kubectl_against_two_apiservers_on_etcd() {
 }
 
 fn cm(name: &str) -> ConfigMap {
-    serde_json::from_value(serde_json::json!({ "metadata": { "name": name }, "data": { "k": name } })).unwrap()
+    serde_json::from_value(
+        serde_json::json!({ "metadata": { "name": name }, "data": { "k": name } }),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,17 +463,30 @@ async fn watch_resume_suite(backend: Backend) {
     let mut a = Apiservers::start(2, &backend.urls()).await;
     let api: Api<ConfigMap> = Api::namespaced(a.client(0).await, "default");
     for i in 0..5 {
-        api.create(&PostParams::default(), &cm(&format!("w-{i}"))).await.unwrap();
+        api.create(&PostParams::default(), &cm(&format!("w-{i}")))
+            .await
+            .unwrap();
     }
     let list = api.list(&ListParams::default()).await.unwrap();
     let mut last_rv = list.metadata.resource_version.clone().unwrap();
     // Watch through A from the list's revision; see two more changes.
-    let mut stream = api.watch(&WatchParams::default(), &last_rv).await.unwrap().boxed();
-    api.create(&PostParams::default(), &cm("w-5")).await.unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default(), &last_rv)
+        .await
+        .unwrap()
+        .boxed();
+    api.create(&PostParams::default(), &cm("w-5"))
+        .await
+        .unwrap();
     api.delete("w-0", &DeleteParams::default()).await.unwrap();
     let mut seen = Vec::new();
     while seen.len() < 2 {
-        match tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("event").expect("stream open").unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("event")
+            .expect("stream open")
+            .unwrap()
+        {
             WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => {
                 last_rv = o.metadata.resource_version.clone().unwrap();
                 seen.push(o.metadata.name.unwrap());
@@ -217,7 +502,10 @@ async fn watch_resume_suite(backend: Backend) {
     let api_b: Api<ConfigMap> = Api::namespaced(a.client(1).await, "default");
     let mut want = Vec::new();
     for i in 6..12 {
-        api_b.create(&PostParams::default(), &cm(&format!("w-{i}"))).await.unwrap();
+        api_b
+            .create(&PostParams::default(), &cm(&format!("w-{i}")))
+            .await
+            .unwrap();
         want.push(("ADDED", format!("w-{i}")));
     }
     api_b.delete("w-1", &DeleteParams::default()).await.unwrap();
@@ -229,11 +517,19 @@ async fn watch_resume_suite(backend: Backend) {
     a.wait_ready(0).await;
     for i in [1, 0] {
         let api: Api<ConfigMap> = Api::namespaced(a.client(i).await, "default");
-        let mut stream = api.watch(&WatchParams::default(), &last_rv).await.unwrap().boxed();
+        let mut stream = api
+            .watch(&WatchParams::default(), &last_rv)
+            .await
+            .unwrap()
+            .boxed();
         let mut got = Vec::new();
         let mut prev_rv = last_rv.parse::<i64>().unwrap();
         while got.len() < want.len() {
-            let ev = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("event").expect("open").unwrap();
+            let ev = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .expect("event")
+                .expect("open")
+                .unwrap();
             let (typ, o) = match ev {
                 WatchEvent::Added(o) => ("ADDED", o),
                 WatchEvent::Deleted(o) => ("DELETED", o),
@@ -293,8 +589,16 @@ async fn no_loss_suite(mut backend: Backend) {
             }
         }
     }
-    let list = apis[1].list(&ListParams::default().labels("")).await.unwrap();
-    let names: Vec<String> = list.items.iter().filter_map(|c| c.metadata.name.clone()).filter(|n| n.starts_with("d-")).collect();
+    let list = apis[1]
+        .list(&ListParams::default().labels(""))
+        .await
+        .unwrap();
+    let names: Vec<String> = list
+        .items
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .filter(|n| n.starts_with("d-"))
+        .collect();
     assert_eq!(names, acked);
 }
 
@@ -320,7 +624,16 @@ async fn kube_rs_suite(backend: Backend) {
         let mut s = watcher::watcher(watch_pods, watcher::Config::default()).boxed();
         while let Ok(Some(ev)) = s.try_next().await {
             let line = match ev {
-                Event::Apply(p) => format!("apply {} {}", p.metadata.name.unwrap_or_default(), p.metadata.labels.unwrap_or_default().get("v").cloned().unwrap_or_default()),
+                Event::Apply(p) => format!(
+                    "apply {} {}",
+                    p.metadata.name.unwrap_or_default(),
+                    p.metadata
+                        .labels
+                        .unwrap_or_default()
+                        .get("v")
+                        .cloned()
+                        .unwrap_or_default()
+                ),
                 Event::Delete(p) => format!("delete {}", p.metadata.name.unwrap_or_default()),
                 Event::InitDone => "init".to_string(),
                 _ => continue,
@@ -328,10 +641,19 @@ async fn kube_rs_suite(backend: Backend) {
             seen.lock().unwrap().push(line);
         }
     });
-    wait_for(Duration::from_secs(10), "the watcher's initial list", || {
-        let e = events.clone();
-        async move { e.lock().unwrap().contains(&"init".to_string()).then_some(()) }
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the watcher's initial list",
+        || {
+            let e = events.clone();
+            async move {
+                e.lock()
+                    .unwrap()
+                    .contains(&"init".to_string())
+                    .then_some(())
+            }
+        },
+    )
     .await;
 
     let pod: Pod = serde_json::from_value(serde_json::json!({
@@ -346,20 +668,36 @@ async fn kube_rs_suite(backend: Backend) {
     assert_eq!(listed.items.len(), 1);
     let mut changed = got.clone();
     changed.metadata.labels = Some(BTreeMap::from([("v".to_string(), "2".to_string())]));
-    let replaced = pods.replace("kr", &PostParams::default(), &changed).await.unwrap();
-    assert_ne!(replaced.metadata.resource_version, got.metadata.resource_version);
+    let replaced = pods
+        .replace("kr", &PostParams::default(), &changed)
+        .await
+        .unwrap();
+    assert_ne!(
+        replaced.metadata.resource_version,
+        got.metadata.resource_version
+    );
     // A replace from the stale version is a conflict.
-    let err = pods.replace("kr", &PostParams::default(), &changed).await.unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref e) if e.code == 409 && e.reason == "Conflict"), "{err:?}");
+    let err = pods
+        .replace("kr", &PostParams::default(), &changed)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref e) if e.code == 409 && e.reason == "Conflict"),
+        "{err:?}"
+    );
     pods.delete("kr", &DeleteParams::default()).await.unwrap();
 
-    wait_for(Duration::from_secs(10), "the watcher to see every change", || {
-        let e = events.clone();
-        async move {
-            let e = e.lock().unwrap().clone();
-            (e == ["init", "apply kr 1", "apply kr 2", "delete kr"]).then_some(())
-        }
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the watcher to see every change",
+        || {
+            let e = events.clone();
+            async move {
+                let e = e.lock().unwrap().clone();
+                (e == ["init", "apply kr 1", "apply kr 2", "delete kr"]).then_some(())
+            }
+        },
+    )
     .await;
     task.abort();
 }

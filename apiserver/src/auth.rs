@@ -53,17 +53,33 @@ impl Tokens {
             if f.len() < 3 || f[0].is_empty() || f[1].is_empty() {
                 return Err(format!("line {}: want token,user,uid[,\"groups\"]", i + 1));
             }
-            let groups: Vec<String> = f.get(3).map(|g| g.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+            let groups: Vec<String> = f
+                .get(3)
+                .map(|g| {
+                    g.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
             if t.admin.is_none() && groups.iter().any(|g| g == "system:masters") {
                 t.admin = Some(f[0].clone());
             }
-            t.by_token.insert(f[0].clone(), User { name: f[1].clone(), uid: f[2].clone(), groups });
+            t.by_token.insert(
+                f[0].clone(),
+                User {
+                    name: f[1].clone(),
+                    uid: f[2].clone(),
+                    groups,
+                },
+            );
         }
         Ok(t)
     }
 
     pub fn from_file(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("--token-auth-file {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--token-auth-file {}: {e}", path.display()))?;
         Self::parse(&text).map_err(|e| format!("--token-auth-file {}: {e}", path.display()))
     }
 
@@ -73,7 +89,11 @@ impl Tokens {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = dir.join("tokens.csv");
         if !path.exists() {
-            let token: String = rand::rng().sample_iter(rand::distr::Alphanumeric).take(40).map(char::from).collect();
+            let token: String = rand::rng()
+                .sample_iter(rand::distr::Alphanumeric)
+                .take(40)
+                .map(char::from)
+                .collect();
             let line = format!("{token},admin,admin,\"system:masters\"\n");
             let tmp = dir.join(format!(".tokens.csv.{}", std::process::id()));
             std::fs::write(&tmp, line).map_err(|e| format!("{}: {e}", tmp.display()))?;
@@ -110,7 +130,8 @@ mod tests {
 
     #[test]
     fn static_token_file() {
-        let t = Tokens::parse("# comment\nabc,alice,1,\"system:masters,dev\"\nxyz,bob,2\n").unwrap();
+        let t =
+            Tokens::parse("# comment\nabc,alice,1,\"system:masters,dev\"\nxyz,bob,2\n").unwrap();
         let a = t.authenticate(Some("Bearer abc")).unwrap();
         assert_eq!(a.name, "alice");
         assert_eq!(a.groups, ["system:masters", "dev"]);

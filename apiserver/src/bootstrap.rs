@@ -13,13 +13,20 @@ use crate::store::{Store, Target};
 /// Namespaces that may not be deleted (kube-apiserver's NamespaceLifecycle admission).
 pub const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Creates the system namespaces that are missing; retries until the kvstore answers.
 pub async fn ensure(store: Arc<Store>) {
-    let Some(kind) = store.kinds.find("", "v1", "namespaces") else { return };
+    let Some(kind) = store.kinds.find("", "v1", "namespaces") else {
+        return;
+    };
     for ns in SYSTEM_NAMESPACES {
-        let t = Target { kind: kind.clone(), namespace: None, name: None };
+        let t = Target {
+            kind: kind.clone(),
+            namespace: None,
+            name: None,
+        };
         let body = serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
         let body = serde_json::to_vec(&body).unwrap_or_default();
         loop {
@@ -60,7 +67,10 @@ pub async fn compact_loop(etcd: Arc<Etcd>, every: Duration) {
                 })),
             }],
             failure: vec![pb::RequestOp {
-                request: Some(pb::request_op::Request::RequestRange(pb::RangeRequest { key: COMPACT_KEY.to_vec(), ..Default::default() })),
+                request: Some(pb::request_op::Request::RequestRange(pb::RangeRequest {
+                    key: COMPACT_KEY.to_vec(),
+                    ..Default::default()
+                })),
             }],
         };
         let r = match etcd.txn(txn).await {
@@ -79,7 +89,9 @@ pub async fn compact_loop(etcd: Arc<Etcd>, every: Duration) {
                     Err(e) => tracing::debug!(error = %e, revision = last_rev, "compaction failed"),
                 }
             }
-        } else if let Some(pb::response_op::Response::ResponseRange(rr)) = r.responses.first().and_then(|o| o.response.clone()) {
+        } else if let Some(pb::response_op::Response::ResponseRange(rr)) =
+            r.responses.first().and_then(|o| o.response.clone())
+        {
             // Someone else compacted this interval; follow their count.
             version = rr.kvs.first().map(|kv| kv.version).unwrap_or(0);
         }

@@ -53,8 +53,13 @@ pub struct ApiserverFlags {
 /// "5m", "30s", "1h", "250ms", or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (like 30s, 5m, 1h)"))?;
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (like 30s, 5m, 1h)"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
@@ -87,21 +92,28 @@ impl ApiserverFlags {
     pub fn validate(self) -> Result<Config, String> {
         for u in &self.etcd_servers {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
-                return Err(format!("--etcd-servers: {u:?} must be an http:// or https:// URL"));
+                return Err(format!(
+                    "--etcd-servers: {u:?} must be an http:// or https:// URL"
+                ));
             }
         }
         if self.etcd_servers.is_empty() {
             return Err("--etcd-servers must name at least one member".into());
         }
-        let service_range = ipalloc::Range::parse(&self.service_cluster_ip_range).map_err(|e| format!("--service-cluster-ip-range: {e}"))?;
-        let advertise = self.advertise_address.unwrap_or(if self.bind_address.is_unspecified() {
-            IpAddr::from([127, 0, 0, 1])
-        } else {
-            self.bind_address
-        });
+        let service_range = ipalloc::Range::parse(&self.service_cluster_ip_range)
+            .map_err(|e| format!("--service-cluster-ip-range: {e}"))?;
+        let advertise = self
+            .advertise_address
+            .unwrap_or(if self.bind_address.is_unspecified() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                self.bind_address
+            });
         let tls = match (self.tls_cert_file, self.tls_private_key_file) {
             (Some(cert), Some(key)) => TlsSource::Files { cert, key },
-            _ => TlsSource::Generated { dir: self.cert_dir.clone() },
+            _ => TlsSource::Generated {
+                dir: self.cert_dir.clone(),
+            },
         };
         if self.watch_cache_size == 0 {
             return Err("--watch-cache-size must be at least 1".into());
@@ -116,7 +128,8 @@ impl ApiserverFlags {
             write_kubeconfig: self.write_kubeconfig,
             service_range,
             watch_cache_size: self.watch_cache_size,
-            compaction_interval: (!self.etcd_compaction_interval.is_zero()).then_some(self.etcd_compaction_interval),
+            compaction_interval: (!self.etcd_compaction_interval.is_zero())
+                .then_some(self.etcd_compaction_interval),
         })
     }
 }

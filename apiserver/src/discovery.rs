@@ -47,7 +47,10 @@ fn group_json(group: &str, version: &str) -> Value {
 }
 
 pub fn group_list(kinds: &Kinds) -> Value {
-    let groups: Vec<Value> = groups(kinds).into_iter().map(|(g, v)| group_json(g, v)).collect();
+    let groups: Vec<Value> = groups(kinds)
+        .into_iter()
+        .map(|(g, v)| group_json(g, v))
+        .collect();
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 
@@ -59,7 +62,16 @@ pub fn group(kinds: &Kinds, name: &str) -> Option<Value> {
     Some(doc)
 }
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 pub fn resource_list(kinds: &Kinds, group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
@@ -82,9 +94,7 @@ pub fn resource_list(kinds: &Kinds, group: &str, version: &str) -> Option<Value>
             r["categories"] = json!(i.categories);
         }
         resources.push(r);
-        let sub = |name: &str, kind: &str, verbs: &[&str]| {
-            json!({ "name": format!("{}/{name}", i.plural), "singularName": "", "namespaced": i.namespaced, "kind": kind, "verbs": verbs })
-        };
+        let sub = |name: &str, kind: &str, verbs: &[&str]| json!({ "name": format!("{}/{name}", i.plural), "singularName": "", "namespaced": i.namespaced, "kind": kind, "verbs": verbs });
         if i.status {
             resources.push(sub("status", i.kind, &["get", "patch", "update"]));
         }
@@ -101,8 +111,14 @@ pub fn resource_list(kinds: &Kinds, group: &str, version: &str) -> Option<Value>
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources }))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources }),
+    )
 }
 
 #[cfg(test)]
@@ -113,13 +129,27 @@ mod tests {
     fn core_and_apps_are_listed_with_short_names() {
         let k = Kinds::all();
         let core = resource_list(&k, "", "v1").unwrap();
-        let pods = core["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods").unwrap();
+        let pods = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods")
+            .unwrap();
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert_eq!(pods["namespaced"], true);
-        let nodes = core["resources"].as_array().unwrap().iter().find(|r| r["name"] == "nodes").unwrap();
+        let nodes = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "nodes")
+            .unwrap();
         assert_eq!(nodes["namespaced"], false);
         let apps = resource_list(&k, "apps", "v1").unwrap();
-        assert!(apps["resources"].as_array().unwrap().iter().any(|r| r["name"] == "deployments" && r["shortNames"] == json!(["deploy"])));
+        assert!(apps["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "deployments" && r["shortNames"] == json!(["deploy"])));
         assert!(group(&k, "coordination.k8s.io").is_some());
         assert!(resource_list(&k, "apps", "v2").is_none());
     }

@@ -1,7 +1,9 @@
 //! The apiserver's errors and the one function that turns them into a `metav1.Status`
 //! with the HTTP code and reason Kubernetes uses for each.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, Status, StatusCause, StatusDetails};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    ListMeta, Status, StatusCause, StatusDetails,
+};
 
 /// A group and resource, as Kubernetes names them in messages ("pods", "deployments.apps").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +43,11 @@ pub enum FieldErrorKind {
 
 impl FieldError {
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { field: field.into(), kind: FieldErrorKind::Required, detail: detail.into() }
+        Self {
+            field: field.into(),
+            kind: FieldErrorKind::Required,
+            detail: detail.into(),
+        }
     }
     pub fn invalid(field: impl Into<String>, value: &str, detail: impl Into<String>) -> Self {
         Self {
@@ -52,10 +58,18 @@ impl FieldError {
     }
     /// An invalid value that is not a string (a number, a list), rendered as given.
     pub fn invalid_raw(field: impl Into<String>, value: String, detail: impl Into<String>) -> Self {
-        Self { field: field.into(), kind: FieldErrorKind::Invalid(value), detail: detail.into() }
+        Self {
+            field: field.into(),
+            kind: FieldErrorKind::Invalid(value),
+            detail: detail.into(),
+        }
     }
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { field: field.into(), kind: FieldErrorKind::Forbidden, detail: detail.into() }
+        Self {
+            field: field.into(),
+            kind: FieldErrorKind::Forbidden,
+            detail: detail.into(),
+        }
     }
     pub fn not_supported(field: impl Into<String>, value: &str, valid: &[&'static str]) -> Self {
         Self {
@@ -72,7 +86,11 @@ impl FieldError {
         }
     }
     pub fn too_long(field: impl Into<String>, max: usize) -> Self {
-        Self { field: field.into(), kind: FieldErrorKind::TooLong(max), detail: String::new() }
+        Self {
+            field: field.into(),
+            kind: FieldErrorKind::TooLong(max),
+            detail: String::new(),
+        }
     }
 
     fn reason(&self) -> &'static str {
@@ -94,7 +112,10 @@ impl FieldError {
             FieldErrorKind::Forbidden => "Forbidden".to_string(),
             FieldErrorKind::NotSupported(v, valid) => {
                 let quoted: Vec<String> = valid.iter().map(|s| format!("{s:?}")).collect();
-                format!("Unsupported value: {v}: supported values: {}", quoted.join(", "))
+                format!(
+                    "Unsupported value: {v}: supported values: {}",
+                    quoted.join(", ")
+                )
             }
             FieldErrorKind::Duplicate(v) => format!("Duplicate value: {v}"),
             FieldErrorKind::TooLong(max) => format!("Too long: may not be more than {max} bytes"),
@@ -132,16 +153,27 @@ pub enum ApiError {
     #[error("{gr} \"{name}\" already exists")]
     AlreadyExists { gr: GroupResource, name: String },
     #[error("Operation cannot be fulfilled on {gr} \"{name}\": {message}")]
-    Conflict { gr: GroupResource, name: String, message: String },
+    Conflict {
+        gr: GroupResource,
+        name: String,
+        message: String,
+    },
     /// A resourceVersion or continue token older than what is kept.
     #[error("{0}")]
     Expired(String),
     #[error("the server has rejected the request because the body is larger than {0} bytes")]
     TooLarge(usize),
-    #[error("the body of the request was in an unknown format - accepted media types include: {0}")]
+    #[error(
+        "the body of the request was in an unknown format - accepted media types include: {0}"
+    )]
     UnsupportedMediaType(&'static str),
     #[error("{kind} \"{name}\" is invalid: {}", render_causes(.causes))]
-    Invalid { kind: &'static str, group: &'static str, name: String, causes: Vec<FieldError> },
+    Invalid {
+        kind: &'static str,
+        group: &'static str,
+        name: String,
+        causes: Vec<FieldError>,
+    },
     #[error("{0}")]
     TooManyRequests(String),
     #[error("{0}")]
@@ -214,7 +246,12 @@ impl ApiError {
                 kind: Some(gr.resource.to_string()),
                 ..Default::default()
             }),
-            ApiError::Invalid { kind, group, name, causes } => Some(StatusDetails {
+            ApiError::Invalid {
+                kind,
+                group,
+                name,
+                causes,
+            } => Some(StatusDetails {
                 name: Some(name.clone()),
                 group: Some(group.to_string()),
                 kind: Some(kind.to_string()),
@@ -282,10 +319,20 @@ mod tests {
 
     #[test]
     fn conflict_and_not_found_name_the_group_resource() {
-        let gr = GroupResource { group: "apps", resource: "deployments" };
-        let e = ApiError::NotFound { gr: gr.clone(), name: "web".into() };
+        let gr = GroupResource {
+            group: "apps",
+            resource: "deployments",
+        };
+        let e = ApiError::NotFound {
+            gr: gr.clone(),
+            name: "web".into(),
+        };
         assert_eq!(e.to_string(), "deployments.apps \"web\" not found");
-        let c = ApiError::Conflict { gr, name: "web".into(), message: "x".into() };
+        let c = ApiError::Conflict {
+            gr,
+            name: "web".into(),
+            message: "x".into(),
+        };
         assert_eq!(c.code(), 409);
         assert_eq!(c.to_status().reason.as_deref(), Some("Conflict"));
     }

@@ -38,14 +38,17 @@ pub enum EtcdError {
 impl From<EtcdError> for ApiError {
     fn from(e: EtcdError) -> Self {
         match e {
-            EtcdError::Unavailable(m) => ApiError::Unavailable(format!("etcd cluster is unavailable or misconfigured: {m}")),
-            EtcdError::Timeout(m) => ApiError::Timeout(format!("Timeout: request did not complete within requested timeout - {m}")),
+            EtcdError::Unavailable(m) => {
+                ApiError::Unavailable(format!("etcd cluster is unavailable or misconfigured: {m}"))
+            }
+            EtcdError::Timeout(m) => ApiError::Timeout(format!(
+                "Timeout: request did not complete within requested timeout - {m}"
+            )),
             EtcdError::Compacted(m) => ApiError::Expired(m),
             EtcdError::Other(m) => ApiError::Internal(m),
         }
     }
 }
-
 
 fn classify(s: &Status) -> EtcdError {
     let msg = s.message().to_string();
@@ -84,7 +87,8 @@ impl Etcd {
         }
         let mut members = Vec::new();
         for url in urls {
-            let ep = Endpoint::from_shared(url.clone()).map_err(|e| format!("--etcd-servers {url:?}: {e}"))?;
+            let ep = Endpoint::from_shared(url.clone())
+                .map_err(|e| format!("--etcd-servers {url:?}: {e}"))?;
             let unary = ep
                 .clone()
                 .connect_timeout(Duration::from_millis(500))
@@ -97,9 +101,16 @@ impl Etcd {
                 .http2_keep_alive_interval(Duration::from_secs(2))
                 .keep_alive_timeout(Duration::from_secs(3))
                 .connect_lazy();
-            members.push(Member { url: url.clone(), unary, stream });
+            members.push(Member {
+                url: url.clone(),
+                unary,
+                stream,
+            });
         }
-        Ok(Self { members, preferred: AtomicUsize::new(0) })
+        Ok(Self {
+            members,
+            preferred: AtomicUsize::new(0),
+        })
     }
 
     fn kv(&self, i: usize) -> pb::kv_client::KvClient<Channel> {
@@ -131,8 +142,16 @@ impl Etcd {
                 }
                 Err(s) => {
                     let retry = match mutates {
-                        Mutates::No => matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown),
-                        Mutates::Yes => s.code() == Code::Unavailable && proto::connection_refused(&s),
+                        Mutates::No => matches!(
+                            s.code(),
+                            Code::Unavailable
+                                | Code::DeadlineExceeded
+                                | Code::Cancelled
+                                | Code::Unknown
+                        ),
+                        Mutates::Yes => {
+                            s.code() == Code::Unavailable && proto::connection_refused(&s)
+                        }
                     };
                     tracing::debug!(member = %self.members[i].url, code = ?s.code(), error = %s.message(), retry, "etcd call failed");
                     if !retry {
@@ -145,7 +164,9 @@ impl Etcd {
                 }
             }
         }
-        Err(last.map(|s| classify(&s)).unwrap_or_else(|| EtcdError::Unavailable("no member answered".into())))
+        Err(last
+            .map(|s| classify(&s))
+            .unwrap_or_else(|| EtcdError::Unavailable("no member answered".into())))
     }
 
     pub async fn range(&self, req: pb::RangeRequest) -> Result<pb::RangeResponse, EtcdError> {
@@ -170,7 +191,12 @@ impl Etcd {
         self.call(Mutates::Yes, |i| {
             let mut kv = self.kv(i);
             async move {
-                kv.compact(pb::CompactionRequest { revision, physical: false }).await.map(|_| ())
+                kv.compact(pb::CompactionRequest {
+                    revision,
+                    physical: false,
+                })
+                .await
+                .map(|_| ())
             }
         })
         .await
@@ -194,13 +220,21 @@ impl Etcd {
         &self,
         i: usize,
         create: pb::WatchCreateRequest,
-    ) -> Result<(tokio::sync::mpsc::Sender<pb::WatchRequest>, tonic::Streaming<pb::WatchResponse>), EtcdError> {
+    ) -> Result<
+        (
+            tokio::sync::mpsc::Sender<pb::WatchRequest>,
+            tonic::Streaming<pb::WatchResponse>,
+        ),
+        EtcdError,
+    > {
         use pb::watch_request::RequestUnion;
         let i = i % self.members.len();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tx.send(pb::WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) })
-            .await
-            .map_err(|_| EtcdError::Other("watch request channel closed".into()))?;
+        tx.send(pb::WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(create)),
+        })
+        .await
+        .map_err(|_| EtcdError::Other("watch request channel closed".into()))?;
         let mut client = pb::watch_client::WatchClient::new(self.members[i].stream.clone())
             .max_decoding_message_size(MAX_MSG);
         let stream = tokio::time::timeout(
@@ -226,4 +260,3 @@ impl Etcd {
         self.preferred.load(Ordering::Relaxed)
     }
 }
-

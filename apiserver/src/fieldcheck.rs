@@ -15,7 +15,11 @@ fn walk(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
     match (input, known) {
         (Value::Object(i), Value::Object(k)) => {
             for (key, v) in i {
-                let p = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let p = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 match k.get(key) {
                     Some(kv) => walk(v, kv, &p, out),
                     None if v.is_null() => {}

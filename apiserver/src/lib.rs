@@ -46,7 +46,11 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
     let material = match &cfg.tls {
         config::TlsSource::Files { cert, key } => tls::from_files(cert, key)?,
         config::TlsSource::Generated { dir } => {
-            let mut hosts = vec![cfg.advertise.to_string(), "127.0.0.1".to_string(), "localhost".to_string()];
+            let mut hosts = vec![
+                cfg.advertise.to_string(),
+                "127.0.0.1".to_string(),
+                "localhost".to_string(),
+            ];
             if !cfg.bind.ip().is_unspecified() {
                 hosts.push(cfg.bind.ip().to_string());
             }
@@ -60,7 +64,9 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
         }
     };
     let tls_cfg = tls::server_config(&material)?;
-    let etcd = Arc::new(etcd::Etcd::new(&cfg.etcd_servers, Duration::from_secs(10)).map_err(anyhow::Error::msg)?);
+    let etcd = Arc::new(
+        etcd::Etcd::new(&cfg.etcd_servers, Duration::from_secs(10)).map_err(anyhow::Error::msg)?,
+    );
     let kinds = kinds::Kinds::all();
     let cache = store::cache::Cache::new(kinds.clone(), cfg.watch_cache_size);
     let store = Arc::new(store::Store {
@@ -70,22 +76,38 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
         ips: cfg.service_range,
         cache_wait: Duration::from_secs(3),
     });
-    let feed = tokio::spawn(store::cache::run(cache, etcd.clone(), Duration::from_secs(2)));
+    let feed = tokio::spawn(store::cache::run(
+        cache,
+        etcd.clone(),
+        Duration::from_secs(2),
+    ));
     let boot = tokio::spawn(bootstrap::ensure(store.clone()));
-    let compactor = cfg.compaction_interval.map(|every| tokio::spawn(bootstrap::compact_loop(etcd.clone(), every)));
+    let compactor = cfg
+        .compaction_interval
+        .map(|every| tokio::spawn(bootstrap::compact_loop(etcd.clone(), every)));
 
-    let listener = tokio::net::TcpListener::bind(cfg.bind).await.map_err(|e| anyhow::anyhow!("binding {}: {e}", cfg.bind))?;
+    let listener = tokio::net::TcpListener::bind(cfg.bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding {}: {e}", cfg.bind))?;
     let port = listener.local_addr()?.port();
     let advertise = std::net::SocketAddr::new(cfg.advertise, port);
     let server_url = format!("https://{advertise}");
     if let Some(path) = &cfg.write_kubeconfig {
         let token = tokens.admin_token().ok_or_else(|| {
-            anyhow::anyhow!("--write-kubeconfig needs a token of a system:masters user in --token-auth-file")
+            anyhow::anyhow!(
+                "--write-kubeconfig needs a token of a system:masters user in --token-auth-file"
+            )
         })?;
-        kubeconfig::write(path, &server_url, &material.ca_pem, token).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        kubeconfig::write(path, &server_url, &material.ca_pem, token)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
     tracing::info!(url = %server_url, etcd = ?cfg.etcd_servers, "apiserver serving");
-    let shared = Arc::new(http::Shared { store, kinds, tokens, advertise: advertise.to_string() });
+    let shared = Arc::new(http::Shared {
+        store,
+        kinds,
+        tokens,
+        advertise: advertise.to_string(),
+    });
     http::serve(listener, tls_cfg, shared, shutdown).await;
     feed.abort();
     boot.abort();

@@ -38,7 +38,10 @@ pub fn index(kinds: &Kinds) -> Value {
         seen.push((i.group, i.version));
         let p = gv_path(i.group, i.version);
         let doc = group_version(kinds, i.group, i.version).unwrap_or_default();
-        paths.insert(p.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&doc)) }));
+        paths.insert(
+            p.clone(),
+            json!({ "serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&doc)) }),
+        );
     }
     json!({ "paths": paths })
 }
@@ -117,11 +120,22 @@ mod tests {
     fn every_kind_has_a_patch_operation_accepting_field_validation() {
         let kinds = Kinds::all();
         let idx = index(&kinds);
-        assert!(idx["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap().starts_with("/openapi/v3/api/v1?hash="));
+        assert!(idx["paths"]["api/v1"]["serverRelativeURL"]
+            .as_str()
+            .unwrap()
+            .starts_with("/openapi/v3/api/v1?hash="));
         let doc = group_version(&kinds, "apps", "v1").unwrap();
-        let patch = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
-        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
-        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation" && p["in"] == "query"));
+        let patch =
+            &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"]["kind"],
+            "Deployment"
+        );
+        assert!(patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "fieldValidation" && p["in"] == "query"));
         let core = group_version(&kinds, "", "v1").unwrap();
         assert!(core["paths"]["/api/v1/nodes/{name}"]["patch"].is_object());
     }

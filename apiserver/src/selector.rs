@@ -27,7 +27,10 @@ pub struct LabelSelector(pub Vec<LabelRequirement>);
 
 impl LabelSelector {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let mut p = Lexer { s: s.as_bytes(), i: 0 };
+        let mut p = Lexer {
+            s: s.as_bytes(),
+            i: 0,
+        };
         let mut reqs = Vec::new();
         p.ws();
         if p.eof() {
@@ -58,8 +61,12 @@ impl LabelSelector {
                 LabelOp::NotEquals(x) => v != Some(x),
                 LabelOp::In(xs) => v.is_some_and(|v| xs.contains(v)),
                 LabelOp::NotIn(xs) => v.is_none_or(|v| !xs.contains(v)),
-                LabelOp::Gt(n) => v.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v > *n),
-                LabelOp::Lt(n) => v.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v < *n),
+                LabelOp::Gt(n) => v
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|v| v > *n),
+                LabelOp::Lt(n) => v
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|v| v < *n),
             }
         })
     }
@@ -72,7 +79,10 @@ impl LabelSelector {
     ) -> Result<Self, String> {
         let mut reqs = Vec::new();
         for (k, v) in s.match_labels.iter().flatten() {
-            reqs.push(LabelRequirement { key: k.clone(), op: LabelOp::Equals(v.clone()) });
+            reqs.push(LabelRequirement {
+                key: k.clone(),
+                op: LabelOp::Equals(v.clone()),
+            });
         }
         for e in s.match_expressions.iter().flatten() {
             let values = e.values.clone().unwrap_or_default();
@@ -81,13 +91,20 @@ impl LabelSelector {
                 "NotIn" if !values.is_empty() => LabelOp::NotIn(values),
                 "Exists" if values.is_empty() => LabelOp::Exists,
                 "DoesNotExist" if values.is_empty() => LabelOp::NotExists,
-                "In" | "NotIn" => return Err("for 'in', 'notin' operators, values set can't be empty".into()),
+                "In" | "NotIn" => {
+                    return Err("for 'in', 'notin' operators, values set can't be empty".into())
+                }
                 "Exists" | "DoesNotExist" => {
-                    return Err("may not be specified when `operator` is 'Exists' or 'DoesNotExist'".into())
+                    return Err(
+                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'".into(),
+                    )
                 }
                 op => return Err(format!("{op:?} is not a valid label selector operator")),
             };
-            reqs.push(LabelRequirement { key: e.key.clone(), op });
+            reqs.push(LabelRequirement {
+                key: e.key.clone(),
+                op,
+            });
         }
         Ok(Self(reqs))
     }
@@ -116,7 +133,11 @@ impl Lexer<'_> {
             self.i += 1;
             Ok(())
         } else {
-            Err(format!("found '{}', expected: '{}'", self.rest(), c as char))
+            Err(format!(
+                "found '{}', expected: '{}'",
+                self.rest(),
+                c as char
+            ))
         }
     }
     fn rest(&self) -> String {
@@ -143,7 +164,10 @@ impl Lexer<'_> {
             self.i += 1;
             let key = self.word();
             check_key(&key)?;
-            return Ok(LabelRequirement { key, op: LabelOp::NotExists });
+            return Ok(LabelRequirement {
+                key,
+                op: LabelOp::NotExists,
+            });
         }
         let key = self.word();
         check_key(&key)?;
@@ -163,7 +187,9 @@ impl Lexer<'_> {
             let gt = self.peek() == Some(b'>');
             self.i += 1;
             let v = self.word();
-            let n: i64 = v.parse().map_err(|_| format!("invalid integer value: {v:?}"))?;
+            let n: i64 = v
+                .parse()
+                .map_err(|_| format!("invalid integer value: {v:?}"))?;
             if gt {
                 LabelOp::Gt(n)
             } else {
@@ -174,7 +200,11 @@ impl Lexer<'_> {
             match w.as_str() {
                 "in" => LabelOp::In(self.set()?),
                 "notin" => LabelOp::NotIn(self.set()?),
-                _ => return Err(format!("found '{w}', expected: in, notin, =, ==, !=, gt, lt")),
+                _ => {
+                    return Err(format!(
+                        "found '{w}', expected: in, notin, =, ==, !=, gt, lt"
+                    ))
+                }
             }
         };
         Ok(LabelRequirement { key, op })
@@ -248,7 +278,9 @@ impl FieldSelector {
             } else if let Some(i) = find_unescaped(&term, "=") {
                 (&term[..i], &term[i + 1..], true)
             } else {
-                return Err(format!("invalid selector: '{s}'; can't understand '{term}'"));
+                return Err(format!(
+                    "invalid selector: '{s}'; can't understand '{term}'"
+                ));
             };
             out.push(FieldRequirement {
                 field: field.trim().to_string(),
@@ -275,14 +307,20 @@ impl FieldSelector {
 
     pub fn matches(&self, fields: &[(&'static str, String)]) -> bool {
         self.0.iter().all(|r| {
-            let v = fields.iter().find(|(k, _)| *k == r.field).map(|(_, v)| v.as_str());
+            let v = fields
+                .iter()
+                .find(|(k, _)| *k == r.field)
+                .map(|(_, v)| v.as_str());
             (v.unwrap_or("") == r.value) == r.equal
         })
     }
 
     /// The value an equality requirement pins `field` to, if any.
     pub fn pinned(&self, field: &str) -> Option<&str> {
-        self.0.iter().find(|r| r.equal && r.field == field).map(|r| r.value.as_str())
+        self.0
+            .iter()
+            .find(|r| r.equal && r.field == field)
+            .map(|r| r.value.as_str())
     }
 }
 
@@ -342,7 +380,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -372,7 +413,15 @@ mod tests {
 
     #[test]
     fn label_selector_rejects_garbage() {
-        for bad in ["app=", "=x", "app in web", "app in (a", "a b", "app=we b", "Bad Key=x"] {
+        for bad in [
+            "app=",
+            "=x",
+            "app in web",
+            "app in (a",
+            "a b",
+            "app=we b",
+            "Bad Key=x",
+        ] {
             let r = LabelSelector::parse(bad);
             // "app=" is valid (empty value) in Kubernetes.
             if bad == "app=" {
@@ -386,7 +435,10 @@ mod tests {
     #[test]
     fn field_selector_equality_and_escapes() {
         let s = FieldSelector::parse("spec.nodeName=n1,status.phase!=Failed").unwrap();
-        let f = vec![("spec.nodeName", "n1".to_string()), ("status.phase", "Running".to_string())];
+        let f = vec![
+            ("spec.nodeName", "n1".to_string()),
+            ("status.phase", "Running".to_string()),
+        ];
         assert!(s.matches(&f));
         assert_eq!(s.pinned("spec.nodeName"), Some("n1"));
         let s = FieldSelector::parse(r"metadata.name=a\,b").unwrap();

@@ -6,14 +6,20 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Pem { path: PathBuf, message: String },
     #[error("generating certificates: {0}")]
@@ -23,7 +29,10 @@ pub enum TlsError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
-    move |source| TlsError::Io { path: path.to_path_buf(), source }
+    move |source| TlsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The certificate material the server uses, and the CA clients should trust.
@@ -40,7 +49,11 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
     dn.push(DnType::CommonName, "flotilla-ca");
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     Ok(p)
 }
 
@@ -48,7 +61,11 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
 /// wrote first. Returns what `path` holds afterwards.
 fn write_once(path: &Path, contents: &str) -> Result<String, TlsError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("f"), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
+        std::process::id()
+    ));
     std::fs::write(&tmp, contents).map_err(io(&tmp))?;
     #[cfg(unix)]
     {
@@ -59,8 +76,13 @@ fn write_once(path: &Path, contents: &str) -> Result<String, TlsError> {
     let _ = std::fs::remove_file(&tmp);
     match linked {
         Ok(()) => Ok(contents.to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read_to_string(path).map_err(io(path)),
-        Err(e) => Err(TlsError::Io { path: path.to_path_buf(), source: e }),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::read_to_string(path).map_err(io(path))
+        }
+        Err(e) => Err(TlsError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
     }
 }
 
@@ -73,7 +95,10 @@ fn load_or_create_ca(dir: &Path) -> Result<(KeyPair, String), TlsError> {
         Ok(k) => k,
         Err(_) => write_once(&key_path, &KeyPair::generate()?.serialize_pem())?,
     };
-    let key = KeyPair::from_pem(&key_pem).map_err(|e| TlsError::Pem { path: key_path.clone(), message: e.to_string() })?;
+    let key = KeyPair::from_pem(&key_pem).map_err(|e| TlsError::Pem {
+        path: key_path.clone(),
+        message: e.to_string(),
+    })?;
     let crt_pem = match std::fs::read_to_string(&crt_path) {
         Ok(c) if !c.is_empty() => c,
         _ => write_once(&crt_path, &ca_params()?.self_signed(&key)?.pem())?,
@@ -99,14 +124,22 @@ pub fn self_signed(dir: &Path, hosts: &[String]) -> Result<Material, TlsError> {
         }
     }
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     let key = KeyPair::generate()?;
     let cert = p.signed_by(&key, &issuer)?;
-    let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes())
-        .map_err(|e| TlsError::Pem { path: dir.join("ca.crt"), message: e.to_string() })?;
+    let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| TlsError::Pem {
+        path: dir.join("ca.crt"),
+        message: e.to_string(),
+    })?;
     Ok(Material {
         chain: vec![cert.der().clone(), ca_der],
-        key: PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| TlsError::Pem { path: dir.join("(generated)"), message: e.to_string() })?,
+        key: PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| TlsError::Pem {
+            path: dir.join("(generated)"),
+            message: e.to_string(),
+        })?,
         ca_pem,
     })
 }
@@ -114,16 +147,32 @@ pub fn self_signed(dir: &Path, hosts: &[String]) -> Result<Material, TlsError> {
 /// The files an operator gave. The CA clients trust is the last certificate of the chain.
 pub fn from_files(cert: &Path, key: &Path) -> Result<Material, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| TlsError::Pem { path: cert.to_path_buf(), message: e.to_string() })?
+        .map_err(|e| TlsError::Pem {
+            path: cert.to_path_buf(),
+            message: e.to_string(),
+        })?
         .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Pem { path: cert.to_path_buf(), message: e.to_string() })?;
+        .map_err(|e| TlsError::Pem {
+            path: cert.to_path_buf(),
+            message: e.to_string(),
+        })?;
     if chain.is_empty() {
-        return Err(TlsError::Pem { path: cert.to_path_buf(), message: "no certificate in the file".into() });
+        return Err(TlsError::Pem {
+            path: cert.to_path_buf(),
+            message: "no certificate in the file".into(),
+        });
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem { path: key.to_path_buf(), message: e.to_string() })?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem {
+        path: key.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let text = std::fs::read_to_string(cert).map_err(io(cert))?;
     let last = text.rfind("-----BEGIN CERTIFICATE-----").unwrap_or(0);
-    Ok(Material { chain, key: key_der, ca_pem: text[last..].to_string() })
+    Ok(Material {
+        chain,
+        key: key_der,
+        ca_pem: text[last..].to_string(),
+    })
 }
 
 /// A rustls server config offering HTTP/2 and HTTP/1.1.

@@ -20,8 +20,13 @@ fn too_long(max: usize) -> String {
 fn is_label(s: &str, first_alpha: bool) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && (if first_alpha { b[0].is_ascii_lowercase() } else { b[0] != b'-' })
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && (if first_alpha {
+            b[0].is_ascii_lowercase()
+        } else {
+            b[0] != b'-'
+        })
         && b[b.len() - 1] != b'-'
 }
 
@@ -64,7 +69,8 @@ pub fn dns1035_label(s: &str) -> Vec<String> {
 fn is_qualified_part(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
@@ -80,7 +86,11 @@ pub fn label_key(k: &str) -> Vec<String> {
         if p.is_empty() {
             e.push("prefix part must be non-empty".to_string());
         } else {
-            e.extend(dns1123_subdomain(p).into_iter().map(|m| format!("prefix part {m}")));
+            e.extend(
+                dns1123_subdomain(p)
+                    .into_iter()
+                    .map(|m| format!("prefix part {m}")),
+            );
         }
     }
     if name.is_empty() {
@@ -166,7 +176,10 @@ pub fn object_meta(meta: &ObjectMeta, namespaced: bool, rule: NameRule) -> Vec<F
     match meta.name.as_deref() {
         None | Some("") => {
             if meta.generate_name.as_deref().unwrap_or("").is_empty() {
-                out.push(FieldError::required("metadata.name", "name or generateName is required"));
+                out.push(FieldError::required(
+                    "metadata.name",
+                    "name or generateName is required",
+                ));
             }
         }
         Some(n) => {
@@ -190,7 +203,10 @@ pub fn object_meta(meta: &ObjectMeta, namespaced: bool, rule: NameRule) -> Vec<F
             }
         }
         (false, "") => {}
-        (false, _) => out.push(FieldError::forbidden("metadata.namespace", "not allowed on this type")),
+        (false, _) => out.push(FieldError::forbidden(
+            "metadata.namespace",
+            "not allowed on this type",
+        )),
     }
     if let Some(l) = &meta.labels {
         out.extend(labels("metadata.labels", l));
@@ -204,30 +220,58 @@ pub fn object_meta(meta: &ObjectMeta, namespaced: bool, rule: NameRule) -> Vec<F
             }
         }
         if total > TOTAL_ANNOTATION_SIZE {
-            out.push(FieldError::too_long("metadata.annotations", TOTAL_ANNOTATION_SIZE));
+            out.push(FieldError::too_long(
+                "metadata.annotations",
+                TOTAL_ANNOTATION_SIZE,
+            ));
         }
     }
     for (i, f) in meta.finalizers.iter().flatten().enumerate() {
         for m in label_key(f) {
-            out.push(FieldError::invalid(format!("metadata.finalizers[{i}]"), f, m));
+            out.push(FieldError::invalid(
+                format!("metadata.finalizers[{i}]"),
+                f,
+                m,
+            ));
         }
     }
     for (i, r) in meta.owner_references.iter().flatten().enumerate() {
         let field = format!("metadata.ownerReferences[{i}]");
         if r.api_version.is_empty() {
-            out.push(FieldError::invalid(format!("{field}.apiVersion"), "", "version must not be empty"));
+            out.push(FieldError::invalid(
+                format!("{field}.apiVersion"),
+                "",
+                "version must not be empty",
+            ));
         }
         if r.kind.is_empty() {
-            out.push(FieldError::invalid(format!("{field}.kind"), "", "kind must not be empty"));
+            out.push(FieldError::invalid(
+                format!("{field}.kind"),
+                "",
+                "kind must not be empty",
+            ));
         }
         if r.name.is_empty() {
-            out.push(FieldError::invalid(format!("{field}.name"), "", "name must not be empty"));
+            out.push(FieldError::invalid(
+                format!("{field}.name"),
+                "",
+                "name must not be empty",
+            ));
         }
         if r.uid.is_empty() {
-            out.push(FieldError::invalid(format!("{field}.uid"), "", "uid must not be empty"));
+            out.push(FieldError::invalid(
+                format!("{field}.uid"),
+                "",
+                "uid must not be empty",
+            ));
         }
     }
-    let controllers = meta.owner_references.iter().flatten().filter(|r| r.controller == Some(true)).count();
+    let controllers = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|r| r.controller == Some(true))
+        .count();
     if controllers > 1 {
         out.push(FieldError::invalid_raw(
             "metadata.ownerReferences",
@@ -280,8 +324,18 @@ mod tests {
         };
         let errs = object_meta(&meta, true, NameRule::Subdomain);
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["metadata.name", "metadata.labels.ok", "metadata.finalizers[1]"]);
-        let meta = ObjectMeta { namespace: Some("x".into()), ..Default::default() };
+        assert_eq!(
+            fields,
+            [
+                "metadata.name",
+                "metadata.labels.ok",
+                "metadata.finalizers[1]"
+            ]
+        );
+        let meta = ObjectMeta {
+            namespace: Some("x".into()),
+            ..Default::default()
+        };
         let errs = object_meta(&meta, false, NameRule::Subdomain);
         assert_eq!(errs.len(), 2, "{errs:?}");
     }

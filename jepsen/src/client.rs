@@ -39,7 +39,6 @@ fn classify(s: Status) -> OpError {
     }
 }
 
-
 #[derive(Clone)]
 pub struct Client {
     kv: pb::kv_client::KvClient<Channel>,
@@ -300,4 +299,3 @@ fn put_op(key: &str, value: Vec<u8>) -> pb::RequestOp {
 fn revision(h: &Option<pb::ResponseHeader>) -> i64 {
     h.as_ref().map_or(0, |h| h.revision)
 }
-

@@ -21,20 +21,44 @@ impl EtcdCluster {
         let names: Vec<String> = (1..=n).map(|i| format!("e{i}")).collect();
         let client_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let peer_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let initial: Vec<String> = names.iter().zip(&peer_ports).map(|(n, p)| format!("{n}=http://127.0.0.1:{p}")).collect();
+        let initial: Vec<String> = names
+            .iter()
+            .zip(&peer_ports)
+            .map(|(n, p)| format!("{n}=http://127.0.0.1:{p}"))
+            .collect();
         let mut children = Vec::new();
         for i in 0..n {
-            let log = std::fs::File::create(dir.path().join(format!("{}.log", names[i]))).expect("log");
+            let log =
+                std::fs::File::create(dir.path().join(format!("{}.log", names[i]))).expect("log");
             let child = Command::new("etcd")
                 .args(["--name", &names[i]])
                 .arg("--data-dir")
                 .arg(dir.path().join(&names[i]))
-                .args(["--listen-client-urls", &format!("http://127.0.0.1:{}", client_ports[i])])
-                .args(["--advertise-client-urls", &format!("http://127.0.0.1:{}", client_ports[i])])
-                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{}", peer_ports[i])])
-                .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{}", peer_ports[i])])
+                .args([
+                    "--listen-client-urls",
+                    &format!("http://127.0.0.1:{}", client_ports[i]),
+                ])
+                .args([
+                    "--advertise-client-urls",
+                    &format!("http://127.0.0.1:{}", client_ports[i]),
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    &format!("http://127.0.0.1:{}", peer_ports[i]),
+                ])
+                .args([
+                    "--initial-advertise-peer-urls",
+                    &format!("http://127.0.0.1:{}", peer_ports[i]),
+                ])
                 .args(["--initial-cluster", &initial.join(",")])
-                .args(["--initial-cluster-state", "new", "--heartbeat-interval", "50", "--election-timeout", "500"])
+                .args([
+                    "--initial-cluster-state",
+                    "new",
+                    "--heartbeat-interval",
+                    "50",
+                    "--election-timeout",
+                    "500",
+                ])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log"))
                 .stderr(log)
@@ -42,7 +66,11 @@ impl EtcdCluster {
                 .expect("etcd is installed (scripts/test installs Debian's etcd-server)");
             children.push(Some(child));
         }
-        let c = EtcdCluster { dir, client_ports, children };
+        let c = EtcdCluster {
+            dir,
+            client_ports,
+            children,
+        };
         let eps = c.urls();
         let client = super::connect(&eps).await;
         wait_for(Duration::from_secs(20), "etcd to elect a leader", || {
@@ -54,7 +82,10 @@ impl EtcdCluster {
     }
 
     pub fn urls(&self) -> Vec<String> {
-        self.client_ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect()
+        self.client_ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect()
     }
 }
 
@@ -97,7 +128,8 @@ impl Backend {
             Backend::Etcd(e) => {
                 let mut victim = 0;
                 for (i, url) in e.urls().iter().enumerate() {
-                    let mut cl = super::connect(&[url.trim_start_matches("http://").to_string()]).await;
+                    let mut cl =
+                        super::connect(&[url.trim_start_matches("http://").to_string()]).await;
                     if let Ok(st) = cl.status().await {
                         if st.leader() == st.header().map(|h| h.member_id()).unwrap_or(0) {
                             victim = i;
@@ -131,7 +163,10 @@ pub struct Apiservers {
 impl Apiservers {
     pub async fn start(n: usize, etcd: &[String]) -> Apiservers {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut a = Apiservers { dir, servers: Vec::new() };
+        let mut a = Apiservers {
+            dir,
+            servers: Vec::new(),
+        };
         for i in 0..n {
             let port = free_port();
             let args = vec![
@@ -166,14 +201,21 @@ impl Apiservers {
         let certs = self.dir.path().join("certs");
         let s = &mut self.servers[i];
         let _ = std::fs::remove_file(&s.kubeconfig);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&s.log).expect("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&s.log)
+            .expect("log");
         let child = Command::new(BIN)
             .args(&s.args)
             .arg("--cert-dir")
             .arg(&certs)
             .arg("--write-kubeconfig")
             .arg(&s.kubeconfig)
-            .env("RUST_LOG", std::env::var("FLOTILLA_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("FLOTILLA_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -216,7 +258,10 @@ impl Apiservers {
     /// A client that does not retry 503/504/429 by itself (kube-rs does by default).
     pub async fn client_with(&self, i: usize, retry: bool) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(self.kubeconfig(i)).expect("kubeconfig");
-        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await.expect("config");
+        let mut cfg =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .expect("config");
         cfg.default_retry = retry;
         kube::Client::try_from(cfg).expect("client")
     }
@@ -237,6 +282,16 @@ impl Drop for Apiservers {
                 eprintln!("---- log of apiserver {i} ----\n{}", self.log_tail(i, 40));
             }
         }
+    }
+}
+
+/// A child process killed when dropped, so a failing test leaves nothing running.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -40,7 +40,10 @@ fn ok_json(v: &serde_json::Value) -> Response<Body> {
     json_response(StatusCode::OK, serde_json::to_vec(v).unwrap_or_default())
 }
 
-async fn handle_inner(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn handle_inner(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let route = route::parse(req.uri().path());
     let plain = |code: StatusCode, text: &'static str| {
         Response::builder()
@@ -54,13 +57,19 @@ async fn handle_inner(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Res
         Some(Route::Ready) => {
             return Ok(match shared.store.cache.revision() {
                 Some(_) => plain(StatusCode::OK, "ok"),
-                None => plain(StatusCode::SERVICE_UNAVAILABLE, "[-]watch-cache failed: not synced yet\nreadyz check failed"),
+                None => plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "[-]watch-cache failed: not synced yet\nreadyz check failed",
+                ),
             })
         }
         Some(Route::Version) => return Ok(ok_json(&discovery::version())),
         _ => {}
     }
-    let auth = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let auth = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let Some(user) = shared.tokens.authenticate(auth) else {
         return Err(ApiError::Unauthorized);
     };
@@ -70,13 +79,19 @@ async fn handle_inner(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Res
         None => Err(ApiError::NoRoute),
         Some(Route::CoreVersions) => Ok(ok_json(&discovery::core_versions(&shared.advertise))),
         Some(Route::Groups) => Ok(ok_json(&discovery::group_list(kinds))),
-        Some(Route::Group(g)) => discovery::group(kinds, &g).map(|v| ok_json(&v)).ok_or(ApiError::NoRoute),
+        Some(Route::Group(g)) => discovery::group(kinds, &g)
+            .map(|v| ok_json(&v))
+            .ok_or(ApiError::NoRoute),
         Some(Route::ResourceList { group, version }) => {
-            discovery::resource_list(kinds, &group, &version).map(|v| ok_json(&v)).ok_or(ApiError::NoRoute)
+            discovery::resource_list(kinds, &group, &version)
+                .map(|v| ok_json(&v))
+                .ok_or(ApiError::NoRoute)
         }
         Some(Route::OpenApiV3Root) => Ok(ok_json(&crate::openapi::index(kinds))),
         Some(Route::OpenApiV3 { group, version }) => {
-            crate::openapi::group_version(kinds, &group, &version).map(|v| ok_json(&v)).ok_or(ApiError::NoRoute)
+            crate::openapi::group_version(kinds, &group, &version)
+                .map(|v| ok_json(&v))
+                .ok_or(ApiError::NoRoute)
         }
         Some(Route::OpenApiV2) => Err(ApiError::NoRoute),
         Some(Route::Resource(p)) => resource(&shared, p, req).await,
@@ -95,10 +110,18 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Ok(Some(Ok(f))) => f,
-            Ok(Some(Err(e))) => return Err(ApiError::BadRequest(format!("reading the request body: {e}"))),
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::BadRequest(format!(
+                    "reading the request body: {e}"
+                )))
+            }
             Ok(None) => break,
             Err(_) if total > MAX_BODY => break,
-            Err(_) => return Err(ApiError::Timeout("reading the request body took too long".into())),
+            Err(_) => {
+                return Err(ApiError::Timeout(
+                    "reading the request body took too long".into(),
+                ))
+            }
         };
         if let Ok(data) = frame.into_data() {
             total += data.len();
@@ -122,7 +145,13 @@ fn media_type(req: &Request<Incoming>) -> String {
     req.headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
 
@@ -135,9 +164,13 @@ async fn read_object(req: Request<Incoming>) -> Result<Bytes, ApiError> {
             let body = read_body(req).await?;
             crate::protobuf::to_json(&body)
                 .map(Bytes::from)
-                .map_err(|e| ApiError::BadRequest(format!("the protobuf body could not be decoded: {e}")))
+                .map_err(|e| {
+                    ApiError::BadRequest(format!("the protobuf body could not be decoded: {e}"))
+                })
         }
-        _ => Err(ApiError::UnsupportedMediaType("application/json, application/vnd.kubernetes.protobuf")),
+        _ => Err(ApiError::UnsupportedMediaType(
+            "application/json, application/vnd.kubernetes.protobuf",
+        )),
     }
 }
 
@@ -145,13 +178,22 @@ fn parse_bool(q: &HashMap<String, String>, k: &str) -> bool {
     matches!(q.get(k).map(String::as_str), Some("true" | "1"))
 }
 
-fn list_options(q: &HashMap<String, String>, fields_allowed: &[&str]) -> Result<ListOptions, ApiError> {
+fn list_options(
+    q: &HashMap<String, String>,
+    fields_allowed: &[&str],
+) -> Result<ListOptions, ApiError> {
     let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
         .map_err(|e| ApiError::BadRequest(format!("unable to parse requirement: {e}")))?;
-    let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or("")).map_err(ApiError::BadRequest)?;
-    fields.check_fields(fields_allowed).map_err(ApiError::BadRequest)?;
+    let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))
+        .map_err(ApiError::BadRequest)?;
+    fields
+        .check_fields(fields_allowed)
+        .map_err(ApiError::BadRequest)?;
     let limit = match q.get("limit").filter(|l| !l.is_empty()) {
-        Some(l) => Some(l.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("invalid limit: {l:?}")))?),
+        Some(l) => Some(
+            l.parse::<i64>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid limit: {l:?}")))?,
+        ),
         None => None,
     };
     let rv_match = match q.get("resourceVersionMatch").map(String::as_str) {
@@ -178,10 +220,14 @@ fn delete_options(q: &HashMap<String, String>, body: &[u8]) -> Result<DeleteOpti
     let mut opts: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
         DeleteOptions::default()
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("DeleteOptions: {e}")))?
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("DeleteOptions: {e}")))?
     };
     if let Some(g) = q.get("gracePeriodSeconds") {
-        opts.grace_period_seconds = Some(g.parse().map_err(|_| ApiError::BadRequest(format!("invalid gracePeriodSeconds: {g:?}")))?);
+        opts.grace_period_seconds = Some(
+            g.parse()
+                .map_err(|_| ApiError::BadRequest(format!("invalid gracePeriodSeconds: {g:?}")))?,
+        );
     }
     if let Some(p) = q.get("propagationPolicy") {
         opts.propagation_policy = Some(p.clone());
@@ -196,11 +242,17 @@ fn dry_run(q: &HashMap<String, String>) -> Result<bool, ApiError> {
     match q.get("dryRun").map(String::as_str) {
         None | Some("") => Ok(false),
         Some("All") => Ok(true),
-        Some(other) => Err(ApiError::BadRequest(format!("dryRun: Unsupported value: {other:?}: supported values: \"All\""))),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+        ))),
     }
 }
 
-async fn resource(shared: &Shared, p: ResourcePath, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn resource(
+    shared: &Shared,
+    p: ResourcePath,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let q = route::query(req.uri().query());
     let store = &shared.store;
     // `POST /api/v1/namespaces/<ns>/bindings`: a binding named in its body.
@@ -208,13 +260,23 @@ async fn resource(shared: &Shared, p: ResourcePath, req: Request<Incoming>) -> R
         if req.method() != Method::POST || p.name.is_some() || p.namespace.is_none() {
             return Err(ApiError::MethodNotAllowed);
         }
-        let kind = shared.kinds.find("", "v1", "pods").ok_or(ApiError::NoRoute)?;
+        let kind = shared
+            .kinds
+            .find("", "v1", "pods")
+            .ok_or(ApiError::NoRoute)?;
         let body = read_object(req).await?;
-        let t = Target { kind, namespace: p.namespace, name: None };
+        let t = Target {
+            kind,
+            namespace: p.namespace,
+            name: None,
+        };
         store.bind(&t, &body, dry_run(&q)?).await?;
         return Ok(json_response(StatusCode::CREATED, success_status()));
     }
-    let kind = shared.kinds.find(&p.group, &p.version, &p.plural).ok_or(ApiError::NoRoute)?;
+    let kind = shared
+        .kinds
+        .find(&p.group, &p.version, &p.plural)
+        .ok_or(ApiError::NoRoute)?;
     let info = kind.info().clone();
     if !info.namespaced && p.namespace.is_some() {
         return Err(ApiError::NoRoute);
@@ -233,7 +295,11 @@ async fn resource(shared: &Shared, p: ResourcePath, req: Request<Incoming>) -> R
     if !sub_ok {
         return Err(ApiError::NoRoute);
     }
-    let t = Target { kind: kind.clone(), namespace: p.namespace.clone(), name: p.name.clone() };
+    let t = Target {
+        kind: kind.clone(),
+        namespace: p.namespace.clone(),
+        name: p.name.clone(),
+    };
     let mut allowed_fields = vec!["metadata.name", "metadata.namespace"];
     allowed_fields.extend_from_slice(info.fields);
     let method = req.method().clone();
@@ -244,25 +310,40 @@ async fn resource(shared: &Shared, p: ResourcePath, req: Request<Incoming>) -> R
                 return watch(shared, &t, opts, &q).await;
             }
             let r = store.list(&t, &opts).await?;
-            Ok(json_response(StatusCode::OK, list_json(&info.api_version(), info.list_kind, &r)))
+            Ok(json_response(
+                StatusCode::OK,
+                list_json(&info.api_version(), info.list_kind, &r),
+            ))
         }
         (Method::GET, true, None) if parse_bool(&q, "watch") => {
             // The legacy watch of one object by its path: a watch of the collection
             // narrowed to that name.
             let mut opts = list_options(&q, &allowed_fields)?;
-            opts.fields.0.push(crate::selector::FieldRequirement { field: "metadata.name".into(), value: t.name().to_string(), equal: true });
-            let coll = Target { name: None, ..t.clone() };
+            opts.fields.0.push(crate::selector::FieldRequirement {
+                field: "metadata.name".into(),
+                value: t.name().to_string(),
+                equal: true,
+            });
+            let coll = Target {
+                name: None,
+                ..t.clone()
+            };
             watch(shared, &coll, opts, &q).await
         }
         (Method::GET, true, None | Some("status")) => {
-            let obj = store.get(&t, q.get("resourceVersion").map(String::as_str)).await?;
+            let obj = store
+                .get(&t, q.get("resourceVersion").map(String::as_str))
+                .await?;
             Ok(json_response(StatusCode::OK, obj))
         }
         (Method::POST, false, None) => {
             let body = read_object(req).await?;
             let warnings = field_validation(kind.as_ref(), &q, &body)?;
             let obj = store.create(&t, &body, dry_run(&q)?).await?;
-            Ok(with_warnings(json_response(StatusCode::CREATED, obj), &warnings))
+            Ok(with_warnings(
+                json_response(StatusCode::CREATED, obj),
+                &warnings,
+            ))
         }
         (Method::POST, true, Some("binding")) => {
             let body = read_object(req).await?;
@@ -277,7 +358,10 @@ async fn resource(shared: &Shared, p: ResourcePath, req: Request<Incoming>) -> R
         }
         (Method::PUT, true, Some("finalize")) => {
             let body = read_object(req).await?;
-            Ok(json_response(StatusCode::OK, store.finalize(&t, &body).await?))
+            Ok(json_response(
+                StatusCode::OK,
+                store.finalize(&t, &body).await?,
+            ))
         }
         (Method::PATCH, true, None | Some("status")) => {
             let mt = media_type(&req);
@@ -287,15 +371,24 @@ async fn resource(shared: &Shared, p: ResourcePath, req: Request<Incoming>) -> R
                     let obj = store.merge_patch(&t, &body, sub, dry_run(&q)?).await?;
                     Ok(json_response(StatusCode::OK, obj))
                 }
-                _ => Err(ApiError::UnsupportedMediaType("application/merge-patch+json")),
+                _ => Err(ApiError::UnsupportedMediaType(
+                    "application/merge-patch+json",
+                )),
             }
         }
         (Method::DELETE, true, None) => {
             let body = read_object(req).await?;
             let opts = delete_options(&q, &body)?;
             let d = store.delete(&t, &opts).await?;
-            let code = if d.finished { StatusCode::OK } else { StatusCode::ACCEPTED };
-            Ok(json_response(code, serde_json::to_vec(&d.object).unwrap_or_default()))
+            let code = if d.finished {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            Ok(json_response(
+                code,
+                serde_json::to_vec(&d.object).unwrap_or_default(),
+            ))
         }
         (Method::DELETE, false, None) => {
             let lopts = list_options(&q, &allowed_fields)?;
@@ -311,13 +404,22 @@ async fn resource(shared: &Shared, p: ResourcePath, req: Request<Incoming>) -> R
 
 /// Applies `fieldValidation` to a create or update body: an error under Strict, the
 /// warnings to send under Warn.
-fn field_validation(kind: &dyn crate::kinds::Strategy, q: &HashMap<String, String>, body: &[u8]) -> Result<Vec<String>, ApiError> {
+fn field_validation(
+    kind: &dyn crate::kinds::Strategy,
+    q: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<Vec<String>, ApiError> {
     use crate::fieldcheck::Directive;
-    let d = Directive::parse(q.get("fieldValidation").map(String::as_str)).map_err(ApiError::BadRequest)?;
+    let d = Directive::parse(q.get("fieldValidation").map(String::as_str))
+        .map_err(ApiError::BadRequest)?;
     if d == Directive::Ignore {
         return Ok(vec![]);
     }
-    let unknown: Vec<String> = kind.unknown_fields(body).into_iter().map(|f| format!("unknown field {f:?}")).collect();
+    let unknown: Vec<String> = kind
+        .unknown_fields(body)
+        .into_iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
     if unknown.is_empty() || d == Directive::Warn {
         return Ok(unknown);
     }
@@ -345,14 +447,25 @@ fn success_status() -> Vec<u8> {
     serde_json::to_vec(&json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 })).unwrap_or_default()
 }
 
-async fn watch(shared: &Shared, t: &Target, list: ListOptions, q: &HashMap<String, String>) -> Result<Response<Body>, ApiError> {
+async fn watch(
+    shared: &Shared,
+    t: &Target,
+    list: ListOptions,
+    q: &HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
     let timeout = match q.get("timeoutSeconds").filter(|s| !s.is_empty()) {
-        Some(s) => Duration::from_secs(s.parse::<u64>().map_err(|_| ApiError::BadRequest(format!("invalid timeoutSeconds: {s:?}")))?),
+        Some(s) => Duration::from_secs(
+            s.parse::<u64>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid timeoutSeconds: {s:?}")))?,
+        ),
         // As kube-apiserver: between 30 and 60 minutes, so reconnects spread out.
         None => Duration::from_secs(1800 + rand::random::<u64>() % 1800),
     };
     let bookmarks = parse_bool(q, "allowWatchBookmarks");
-    let rx = shared.store.watch(t, WatchOptions { list, bookmarks }).await?;
+    let rx = shared
+        .store
+        .watch(t, WatchOptions { list, bookmarks })
+        .await?;
     let deadline = tokio::time::Instant::now() + timeout;
     let stream = futures::stream::unfold(rx, move |mut rx| async move {
         tokio::select! {

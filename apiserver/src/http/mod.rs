@@ -50,7 +50,10 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
     // Only throttling asks clients to come back: client-go and kube-rs retry a 503 with
     // Retry-After many times, which turns a lost quorum into minutes of silence for them.
     if matches!(e, ApiError::TooManyRequests(_)) {
-        r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        r.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
     }
     r
 }
@@ -94,7 +97,12 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let shared = shared.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");

@@ -13,10 +13,16 @@ pub enum Route {
     CoreVersions,
     Groups,
     Group(String),
-    ResourceList { group: String, version: String },
+    ResourceList {
+        group: String,
+        version: String,
+    },
     OpenApiV2,
     OpenApiV3Root,
-    OpenApiV3 { group: String, version: String },
+    OpenApiV3 {
+        group: String,
+        version: String,
+    },
     Resource(ResourcePath),
 }
 
@@ -65,10 +71,22 @@ pub fn parse(path: &str) -> Option<Route> {
         ["apis", g] => Some(Route::Group(g.to_string())),
         ["openapi", "v2"] => Some(Route::OpenApiV2),
         ["openapi", "v3"] => Some(Route::OpenApiV3Root),
-        ["openapi", "v3", "api", v] => Some(Route::OpenApiV3 { group: String::new(), version: v.to_string() }),
-        ["openapi", "v3", "apis", g, v] => Some(Route::OpenApiV3 { group: g.to_string(), version: v.to_string() }),
-        ["api", v] => Some(Route::ResourceList { group: String::new(), version: v.to_string() }),
-        ["apis", g, v] => Some(Route::ResourceList { group: g.to_string(), version: v.to_string() }),
+        ["openapi", "v3", "api", v] => Some(Route::OpenApiV3 {
+            group: String::new(),
+            version: v.to_string(),
+        }),
+        ["openapi", "v3", "apis", g, v] => Some(Route::OpenApiV3 {
+            group: g.to_string(),
+            version: v.to_string(),
+        }),
+        ["api", v] => Some(Route::ResourceList {
+            group: String::new(),
+            version: v.to_string(),
+        }),
+        ["apis", g, v] => Some(Route::ResourceList {
+            group: g.to_string(),
+            version: v.to_string(),
+        }),
         ["api", v, rest @ ..] => resource("", v, rest),
         ["apis", g, v, rest @ ..] => resource(g, v, rest),
         _ => None,
@@ -77,7 +95,10 @@ pub fn parse(path: &str) -> Option<Route> {
 
 fn resource(group: &str, version: &str, rest: &[&str]) -> Option<Route> {
     let mk = |plural: &str, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| {
-        if plural.is_empty() || name.is_some_and(str::is_empty) || namespace.is_some_and(str::is_empty) {
+        if plural.is_empty()
+            || name.is_some_and(str::is_empty)
+            || namespace.is_some_and(str::is_empty)
+        {
             return None;
         }
         Some(Route::Resource(ResourcePath {
@@ -90,7 +111,9 @@ fn resource(group: &str, version: &str, rest: &[&str]) -> Option<Route> {
         }))
     };
     match rest {
-        ["namespaces", ns, sub @ ("status" | "finalize")] => mk("namespaces", None, Some(ns), Some(sub)),
+        ["namespaces", ns, sub @ ("status" | "finalize")] => {
+            mk("namespaces", None, Some(ns), Some(sub))
+        }
         ["namespaces", ns, plural] => mk(plural, Some(ns), None, None),
         ["namespaces", ns, plural, name] => mk(plural, Some(ns), Some(name), None),
         ["namespaces", ns, plural, name, sub] => mk(plural, Some(ns), Some(name), Some(sub)),
@@ -117,7 +140,13 @@ pub fn query(q: Option<&str>) -> HashMap<String, String> {
 mod tests {
     use super::*;
 
-    fn res(g: &str, p: &str, ns: Option<&str>, name: Option<&str>, sub: Option<&str>) -> Option<Route> {
+    fn res(
+        g: &str,
+        p: &str,
+        ns: Option<&str>,
+        name: Option<&str>,
+        sub: Option<&str>,
+    ) -> Option<Route> {
         Some(Route::Resource(ResourcePath {
             group: g.into(),
             version: "v1".into(),
@@ -131,14 +160,47 @@ mod tests {
     #[test]
     fn paths() {
         assert_eq!(parse("/api/v1/pods"), res("", "pods", None, None, None));
-        assert_eq!(parse("/api/v1/namespaces/default/pods"), res("", "pods", Some("default"), None, None));
-        assert_eq!(parse("/api/v1/namespaces/default/pods/web/status"), res("", "pods", Some("default"), Some("web"), Some("status")));
-        assert_eq!(parse("/api/v1/namespaces/default"), res("", "namespaces", None, Some("default"), None));
-        assert_eq!(parse("/api/v1/namespaces/kube-system/finalize"), res("", "namespaces", None, Some("kube-system"), Some("finalize")));
-        assert_eq!(parse("/api/v1/namespaces/kube-system/status"), res("", "namespaces", None, Some("kube-system"), Some("status")));
-        assert_eq!(parse("/apis/apps/v1/namespaces/x/deployments/d"), res("apps", "deployments", Some("x"), Some("d"), None));
-        assert_eq!(parse("/api/v1/nodes/n1"), res("", "nodes", None, Some("n1"), None));
-        assert_eq!(parse("/api/v1/"), Some(Route::ResourceList { group: "".into(), version: "v1".into() }));
+        assert_eq!(
+            parse("/api/v1/namespaces/default/pods"),
+            res("", "pods", Some("default"), None, None)
+        );
+        assert_eq!(
+            parse("/api/v1/namespaces/default/pods/web/status"),
+            res("", "pods", Some("default"), Some("web"), Some("status"))
+        );
+        assert_eq!(
+            parse("/api/v1/namespaces/default"),
+            res("", "namespaces", None, Some("default"), None)
+        );
+        assert_eq!(
+            parse("/api/v1/namespaces/kube-system/finalize"),
+            res(
+                "",
+                "namespaces",
+                None,
+                Some("kube-system"),
+                Some("finalize")
+            )
+        );
+        assert_eq!(
+            parse("/api/v1/namespaces/kube-system/status"),
+            res("", "namespaces", None, Some("kube-system"), Some("status"))
+        );
+        assert_eq!(
+            parse("/apis/apps/v1/namespaces/x/deployments/d"),
+            res("apps", "deployments", Some("x"), Some("d"), None)
+        );
+        assert_eq!(
+            parse("/api/v1/nodes/n1"),
+            res("", "nodes", None, Some("n1"), None)
+        );
+        assert_eq!(
+            parse("/api/v1/"),
+            Some(Route::ResourceList {
+                group: "".into(),
+                version: "v1".into()
+            })
+        );
         assert_eq!(parse("/apis"), Some(Route::Groups));
         assert_eq!(parse("/healthz/etcd"), Some(Route::Health));
         assert_eq!(parse("/nope"), None);
@@ -147,7 +209,9 @@ mod tests {
 
     #[test]
     fn queries() {
-        let q = query(Some("labelSelector=app%3Dweb%2Ctier+in+(a)&watch=1&limit=5&limit=6"));
+        let q = query(Some(
+            "labelSelector=app%3Dweb%2Ctier+in+(a)&watch=1&limit=5&limit=6",
+        ));
         assert_eq!(q["labelSelector"], "app=web,tier in (a)");
         assert_eq!(q["watch"], "1");
         assert_eq!(q["limit"], "5");

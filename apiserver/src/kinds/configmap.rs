@@ -15,7 +15,8 @@ pub fn check_data_key(field: &str, k: &str, errs: &mut Vec<FieldError>) {
         && k.len() <= 253
         && k != "."
         && k != ".."
-        && k.bytes().all(|c| c.is_ascii_alphanumeric() || b"-._".contains(&c));
+        && k.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-._".contains(&c));
     if !ok {
         errs.push(FieldError::invalid(
             field,
@@ -40,7 +41,11 @@ impl Kind for ConfigMaps {
         for (k, v) in cm.binary_data.iter().flatten() {
             check_data_key("binaryData", k, &mut errs);
             if cm.data.as_ref().is_some_and(|d| d.contains_key(k)) {
-                errs.push(FieldError::invalid("data", k, "duplicate of key present in binaryData"));
+                errs.push(FieldError::invalid(
+                    "data",
+                    k,
+                    "duplicate of key present in binaryData",
+                ));
             }
             size += v.0.len();
         }
@@ -51,8 +56,15 @@ impl Kind for ConfigMaps {
     }
 
     fn validate_update(new: &ConfigMap, old: &ConfigMap) -> Vec<FieldError> {
-        if old.immutable == Some(true) && (new.data != old.data || new.binary_data != old.binary_data || new.immutable != old.immutable) {
-            return vec![FieldError::forbidden("data", "field is immutable when `immutable` is set")];
+        if old.immutable == Some(true)
+            && (new.data != old.data
+                || new.binary_data != old.binary_data
+                || new.immutable != old.immutable)
+        {
+            return vec![FieldError::forbidden(
+                "data",
+                "field is immutable when `immutable` is set",
+            )];
         }
         vec![]
     }

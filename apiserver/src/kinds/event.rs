@@ -30,7 +30,11 @@ impl Kind for Events {
         let ns = e.metadata.namespace.as_deref().unwrap_or("");
         let ino = e.involved_object.namespace.as_deref().unwrap_or("");
         if !ino.is_empty() && ino != ns {
-            errs.push(FieldError::invalid("involvedObject.namespace", ino, "does not match event.namespace"));
+            errs.push(FieldError::invalid(
+                "involvedObject.namespace",
+                ino,
+                "does not match event.namespace",
+            ));
         }
         if let Some(t) = e.type_.as_deref() {
             if !["Normal", "Warning"].contains(&t) {
@@ -53,7 +57,13 @@ impl Kind for Events {
             ("involvedObject.fieldPath", s(&o.field_path)),
             ("reason", s(&e.reason)),
             ("reportingComponent", s(&e.reporting_component)),
-            ("source", e.source.as_ref().and_then(|x| x.component.clone()).unwrap_or_default()),
+            (
+                "source",
+                e.source
+                    .as_ref()
+                    .and_then(|x| x.component.clone())
+                    .unwrap_or_default(),
+            ),
             ("type", s(&e.type_)),
         ]
     }

@@ -15,10 +15,18 @@ impl Kind for Leases {
         let mut errs = Vec::new();
         let Some(spec) = &l.spec else { return errs };
         if let Some(d) = spec.lease_duration_seconds.filter(|d| *d <= 0) {
-            errs.push(FieldError::invalid_raw("spec.leaseDurationSeconds", d.to_string(), "must be greater than 0"));
+            errs.push(FieldError::invalid_raw(
+                "spec.leaseDurationSeconds",
+                d.to_string(),
+                "must be greater than 0",
+            ));
         }
         if let Some(t) = spec.lease_transitions.filter(|t| *t < 0) {
-            errs.push(FieldError::invalid_raw("spec.leaseTransitions", t.to_string(), "must be greater than or equal to 0"));
+            errs.push(FieldError::invalid_raw(
+                "spec.leaseTransitions",
+                t.to_string(),
+                "must be greater than or equal to 0",
+            ));
         }
         errs
     }

@@ -60,10 +60,18 @@ impl ResourceInfo {
         }
     }
     pub fn gr(&self) -> GroupResource {
-        GroupResource { group: self.group, resource: self.plural }
+        GroupResource {
+            group: self.group,
+            resource: self.plural,
+        }
     }
     pub fn invalid(&self, name: &str, causes: Vec<FieldError>) -> ApiError {
-        ApiError::Invalid { kind: self.kind, group: self.group, name: name.to_string(), causes }
+        ApiError::Invalid {
+            kind: self.kind,
+            group: self.group,
+            name: name.to_string(),
+            causes,
+        }
     }
 }
 
@@ -151,11 +159,14 @@ impl<K: Kind> Typed<K> {
     }
 
     fn typed(&self, v: &Value) -> Result<K::Obj, ApiError> {
-        K::Obj::deserialize(v).map_err(|e| ApiError::Internal(format!("stored {} does not decode: {e}", self.info.kind)))
+        K::Obj::deserialize(v).map_err(|e| {
+            ApiError::Internal(format!("stored {} does not decode: {e}", self.info.kind))
+        })
     }
 
     fn untyped(&self, obj: &K::Obj) -> Result<Value, ApiError> {
-        serde_json::to_value(obj).map_err(|e| ApiError::Internal(format!("encoding {}: {e}", self.info.kind)))
+        serde_json::to_value(obj)
+            .map_err(|e| ApiError::Internal(format!("encoding {}: {e}", self.info.kind)))
     }
 }
 
@@ -188,7 +199,10 @@ impl<K: Kind> Strategy for Typed<K> {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) if *s == want => {}
             Some(other) => {
-                let got = other.as_str().map(str::to_string).unwrap_or_else(|| other.to_string());
+                let got = other
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| other.to_string());
                 return Err(ApiError::BadRequest(format!(
                     "the API version in the data ({got}) does not match the expected API version ({want})"
                 )));
@@ -198,7 +212,10 @@ impl<K: Kind> Strategy for Typed<K> {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) if s == info.kind => {}
             Some(other) => {
-                let got = other.as_str().map(str::to_string).unwrap_or_else(|| other.to_string());
+                let got = other
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| other.to_string());
                 return Err(ApiError::BadRequest(format!(
                     "the kind in the data ({got}) does not match the expected kind ({})",
                     info.kind
@@ -243,7 +260,8 @@ impl<K: Kind> Strategy for Typed<K> {
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
         use k8s_openapi::Metadata;
         let t = self.typed(obj)?;
-        let mut errs = validation::object_meta(t.metadata(), self.info.namespaced, self.info.name_rule);
+        let mut errs =
+            validation::object_meta(t.metadata(), self.info.namespaced, self.info.name_rule);
         errs.extend(K::validate(&t));
         if let Some(old) = old {
             errs.extend(K::validate_update(&t, &self.typed(old)?));
@@ -257,17 +275,29 @@ impl<K: Kind> Strategy for Typed<K> {
     }
 
     fn unknown_fields(&self, body: &[u8]) -> Vec<String> {
-        let Ok(input) = serde_json::from_slice::<Value>(body) else { return vec![] };
-        let Ok(obj) = K::Obj::deserialize(&input) else { return vec![] };
-        let Ok(known) = serde_json::to_value(&obj) else { return vec![] };
+        let Ok(input) = serde_json::from_slice::<Value>(body) else {
+            return vec![];
+        };
+        let Ok(obj) = K::Obj::deserialize(&input) else {
+            return vec![];
+        };
+        let Ok(known) = serde_json::to_value(&obj) else {
+            return vec![];
+        };
         crate::fieldcheck::unknown_fields(&input, &known)
     }
 
     fn fields(&self, obj: &Value) -> Vec<(&'static str, String)> {
         let meta = &obj["metadata"];
         let mut out = vec![
-            ("metadata.name", meta["name"].as_str().unwrap_or("").to_string()),
-            ("metadata.namespace", meta["namespace"].as_str().unwrap_or("").to_string()),
+            (
+                "metadata.name",
+                meta["name"].as_str().unwrap_or("").to_string(),
+            ),
+            (
+                "metadata.namespace",
+                meta["namespace"].as_str().unwrap_or("").to_string(),
+            ),
         ];
         if let Ok(t) = self.typed(obj) {
             out.extend(K::fields(&t));
@@ -302,7 +332,9 @@ impl Kinds {
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<Arc<dyn Strategy>> {
         self.0
             .iter()
-            .find(|k| k.info().group == group && k.info().version == version && k.info().plural == plural)
+            .find(|k| {
+                k.info().group == group && k.info().version == version && k.info().plural == plural
+            })
             .cloned()
     }
 

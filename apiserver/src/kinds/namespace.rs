@@ -17,7 +17,10 @@ impl Kind for Namespaces {
     const FIELDS: &'static [&'static str] = &["status.phase"];
 
     fn prepare_create(ns: &mut Namespace) {
-        ns.status = Some(NamespaceStatus { phase: Some("Active".into()), ..Default::default() });
+        ns.status = Some(NamespaceStatus {
+            phase: Some("Active".into()),
+            ..Default::default()
+        });
         let spec = ns.spec.get_or_insert_with(NamespaceSpec::default);
         let f = spec.finalizers.get_or_insert_with(Vec::new);
         if !f.iter().any(|f| f == "kubernetes") {
@@ -31,7 +34,11 @@ impl Kind for Namespaces {
     }
 
     fn fields(ns: &Namespace) -> Vec<(&'static str, String)> {
-        let phase = ns.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        let phase = ns
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
         vec![("status.phase", phase)]
     }
 }

@@ -16,20 +16,37 @@ impl Kind for Nodes {
 
     fn validate(node: &Node) -> Vec<FieldError> {
         let mut errs = Vec::new();
-        for (i, t) in node.spec.iter().flat_map(|s| s.taints.iter().flatten()).enumerate() {
+        for (i, t) in node
+            .spec
+            .iter()
+            .flat_map(|s| s.taints.iter().flatten())
+            .enumerate()
+        {
             for m in crate::validation::label_key(&t.key) {
-                errs.push(FieldError::invalid(format!("spec.taints[{i}].key"), &t.key, m));
+                errs.push(FieldError::invalid(
+                    format!("spec.taints[{i}].key"),
+                    &t.key,
+                    m,
+                ));
             }
             const EFFECTS: &[&str] = &["NoSchedule", "PreferNoSchedule", "NoExecute"];
             if !EFFECTS.contains(&t.effect.as_str()) {
-                errs.push(FieldError::not_supported(format!("spec.taints[{i}].effect"), &t.effect, EFFECTS));
+                errs.push(FieldError::not_supported(
+                    format!("spec.taints[{i}].effect"),
+                    &t.effect,
+                    EFFECTS,
+                ));
             }
         }
         errs
     }
 
     fn fields(node: &Node) -> Vec<(&'static str, String)> {
-        let u = node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+        let u = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false);
         vec![("spec.unschedulable", u.to_string())]
     }
 }

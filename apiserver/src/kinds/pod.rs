@@ -28,15 +28,22 @@ impl Kind for Pods {
     ];
 
     fn default(pod: &mut Pod) {
-        let Some(spec) = pod.spec.as_mut() else { return };
+        let Some(spec) = pod.spec.as_mut() else {
+            return;
+        };
         podspec::default_pod_spec(spec);
         spec.enable_service_links.get_or_insert(true);
-        spec.preemption_policy.get_or_insert_with(|| "PreemptLowerPriority".into());
+        spec.preemption_policy
+            .get_or_insert_with(|| "PreemptLowerPriority".into());
         spec.priority.get_or_insert(0);
-        spec.service_account_name.get_or_insert_with(|| "default".into());
+        spec.service_account_name
+            .get_or_insert_with(|| "default".into());
         // What the DefaultTolerationSeconds admission plugin adds.
         let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
-        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        for key in [
+            "node.kubernetes.io/not-ready",
+            "node.kubernetes.io/unreachable",
+        ] {
             if !tolerations.iter().any(|t| t.key.as_deref() == Some(key)) {
                 tolerations.push(Toleration {
                     key: Some(key.into()),
@@ -66,14 +73,21 @@ impl Kind for Pods {
     }
 
     fn validate_update(new: &Pod, old: &Pod) -> Vec<FieldError> {
-        let (Some(n), Some(o)) = (&new.spec, &old.spec) else { return vec![] };
+        let (Some(n), Some(o)) = (&new.spec, &old.spec) else {
+            return vec![];
+        };
         // Copy what may change from the new spec onto the old one; anything else differing
         // is a forbidden change.
         let mut allowed = o.clone();
         for (a, b) in allowed.containers.iter_mut().zip(&n.containers) {
             a.image = b.image.clone();
         }
-        for (a, b) in allowed.init_containers.iter_mut().flatten().zip(n.init_containers.iter().flatten()) {
+        for (a, b) in allowed
+            .init_containers
+            .iter_mut()
+            .flatten()
+            .zip(n.init_containers.iter().flatten())
+        {
             a.image = b.image.clone();
         }
         allowed.active_deadline_seconds = n.active_deadline_seconds;
@@ -82,7 +96,9 @@ impl Kind for Pods {
         if old_tol.iter().all(|t| new_tol.contains(t)) {
             allowed.tolerations = n.tolerations.clone();
         }
-        if o.termination_grace_period_seconds.is_some_and(|g| g < 0) && n.termination_grace_period_seconds == Some(1) {
+        if o.termination_grace_period_seconds.is_some_and(|g| g < 0)
+            && n.termination_grace_period_seconds == Some(1)
+        {
             allowed.termination_grace_period_seconds = Some(1);
         }
         if allowed != *n {
@@ -99,20 +115,39 @@ impl Kind for Pods {
         let status = pod.status.clone().unwrap_or_default();
         vec![
             ("spec.nodeName", spec.node_name.unwrap_or_default()),
-            ("spec.restartPolicy", spec.restart_policy.unwrap_or_default()),
-            ("spec.schedulerName", spec.scheduler_name.unwrap_or_default()),
-            ("spec.serviceAccountName", spec.service_account_name.unwrap_or_default()),
-            ("spec.hostNetwork", spec.host_network.unwrap_or(false).to_string()),
+            (
+                "spec.restartPolicy",
+                spec.restart_policy.unwrap_or_default(),
+            ),
+            (
+                "spec.schedulerName",
+                spec.scheduler_name.unwrap_or_default(),
+            ),
+            (
+                "spec.serviceAccountName",
+                spec.service_account_name.unwrap_or_default(),
+            ),
+            (
+                "spec.hostNetwork",
+                spec.host_network.unwrap_or(false).to_string(),
+            ),
             ("status.phase", status.phase.unwrap_or_default()),
             ("status.podIP", status.pod_ip.unwrap_or_default()),
-            ("status.nominatedNodeName", status.nominated_node_name.unwrap_or_default()),
+            (
+                "status.nominatedNodeName",
+                status.nominated_node_name.unwrap_or_default(),
+            ),
         ]
     }
 }
 
 /// The QoS class Kubernetes derives from the containers' requests and limits.
 pub fn qos_class(spec: &k8s_openapi::api::core::v1::PodSpec) -> &'static str {
-    let containers: Vec<_> = spec.containers.iter().chain(spec.init_containers.iter().flatten()).collect();
+    let containers: Vec<_> = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .collect();
     let mut any = false;
     let mut guaranteed = true;
     for c in &containers {
@@ -124,7 +159,8 @@ pub fn qos_class(spec: &k8s_openapi::api::core::v1::PodSpec) -> &'static str {
         }
         for res in ["cpu", "memory"] {
             match (req.get(res), lim.get(res)) {
-                (Some(a), Some(b)) if podspec::parse_quantity(&a.0) == podspec::parse_quantity(&b.0) => {}
+                (Some(a), Some(b))
+                    if podspec::parse_quantity(&a.0) == podspec::parse_quantity(&b.0) => {}
                 (None, Some(_)) => {}
                 _ => guaranteed = false,
             }
@@ -173,11 +209,20 @@ pub fn bind(pod: &mut Pod, node: &str, now: Time) -> Result<(), BindRefusal> {
 /// scheduled, or already finished, has nothing running to stop.
 pub fn grace_period(pod: &Pod, requested: Option<i64>) -> Option<i64> {
     let spec = pod.spec.as_ref()?;
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
-    if spec.node_name.as_deref().unwrap_or("").is_empty() || phase == "Succeeded" || phase == "Failed" {
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("");
+    if spec.node_name.as_deref().unwrap_or("").is_empty()
+        || phase == "Succeeded"
+        || phase == "Failed"
+    {
         return None;
     }
-    let g = requested.or(spec.termination_grace_period_seconds).unwrap_or(30);
+    let g = requested
+        .or(spec.termination_grace_period_seconds)
+        .unwrap_or(30);
     (g > 0).then_some(g)
 }
 
@@ -189,7 +234,11 @@ mod tests {
     fn pod() -> Pod {
         let mut p = Pod {
             spec: Some(PodSpec {
-                containers: vec![Container { name: "c".into(), image: Some("busybox".into()), ..Default::default() }],
+                containers: vec![Container {
+                    name: "c".into(),
+                    image: Some("busybox".into()),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }),
             ..Default::default()
@@ -214,7 +263,10 @@ mod tests {
         let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
         bind(&mut p, "n1", now.clone()).unwrap();
         assert_eq!(p.spec.as_ref().unwrap().node_name.as_deref(), Some("n1"));
-        assert_eq!(bind(&mut p, "n2", now), Err(BindRefusal::AlreadyAssigned("n1".into())));
+        assert_eq!(
+            bind(&mut p, "n2", now),
+            Err(BindRefusal::AlreadyAssigned("n1".into()))
+        );
         let conds = p.status.unwrap().conditions.unwrap();
         assert_eq!(conds[0].type_, "PodScheduled");
     }
@@ -226,7 +278,10 @@ mod tests {
         p.spec.as_mut().unwrap().node_name = Some("n1".into());
         assert_eq!(grace_period(&p, None), Some(30));
         assert_eq!(grace_period(&p, Some(0)), None);
-        p.status = Some(PodStatus { phase: Some("Succeeded".into()), ..Default::default() });
+        p.status = Some(PodStatus {
+            phase: Some("Succeeded".into()),
+            ..Default::default()
+        });
         assert_eq!(grace_period(&p, Some(10)), None);
     }
 

@@ -32,8 +32,10 @@ fn default_container(c: &mut Container) {
     if c.image_pull_policy.is_none() {
         c.image_pull_policy = Some(default_pull_policy(c.image.as_deref().unwrap_or("")).into());
     }
-    c.termination_message_path.get_or_insert_with(|| "/dev/termination-log".into());
-    c.termination_message_policy.get_or_insert_with(|| "File".into());
+    c.termination_message_path
+        .get_or_insert_with(|| "/dev/termination-log".into());
+    c.termination_message_policy
+        .get_or_insert_with(|| "File".into());
     for p in c.ports.iter_mut().flatten() {
         p.protocol.get_or_insert_with(|| "TCP".into());
     }
@@ -52,9 +54,14 @@ pub fn default_pod_spec(spec: &mut PodSpec) {
     spec.restart_policy.get_or_insert_with(|| "Always".into());
     spec.termination_grace_period_seconds.get_or_insert(30);
     spec.dns_policy.get_or_insert_with(|| "ClusterFirst".into());
-    spec.scheduler_name.get_or_insert_with(|| "default-scheduler".into());
+    spec.scheduler_name
+        .get_or_insert_with(|| "default-scheduler".into());
     spec.security_context.get_or_insert_with(Default::default);
-    for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
         default_container(c);
     }
 }
@@ -68,7 +75,9 @@ pub fn default_template(t: &mut PodTemplateSpec) {
 /// A Kubernetes quantity ("100m", "1.5Gi", "2e3") as a float, or None if malformed.
 pub fn parse_quantity(q: &str) -> Option<f64> {
     let q = q.trim();
-    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(q.len());
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(q.len());
     let (num, suffix) = q.split_at(split);
     let n: f64 = num.parse().ok()?;
     let mult = match suffix {
@@ -95,7 +104,9 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
 }
 
 fn validate_resources(r: &ResourceRequirements, path: &str, errs: &mut Vec<FieldError>) {
-    let check = |m: &Option<BTreeMap<String, Quantity>>, which: &str, errs: &mut Vec<FieldError>| {
+    let check = |m: &Option<BTreeMap<String, Quantity>>,
+                 which: &str,
+                 errs: &mut Vec<FieldError>| {
         for (k, v) in m.iter().flatten() {
             let f = format!("{path}.{which}[{k}]");
             match parse_quantity(&v.0) {
@@ -113,7 +124,11 @@ fn validate_resources(r: &ResourceRequirements, path: &str, errs: &mut Vec<Field
     check(&r.requests, "requests", errs);
     for (k, req) in r.requests.iter().flatten() {
         let lim = r.limits.as_ref().and_then(|l| l.get(k));
-        if let (Some(lim), Some(rq), Some(lm)) = (lim, parse_quantity(&req.0), lim.and_then(|l| parse_quantity(&l.0))) {
+        if let (Some(lim), Some(rq), Some(lm)) = (
+            lim,
+            parse_quantity(&req.0),
+            lim.and_then(|l| parse_quantity(&l.0)),
+        ) {
             if rq > lm {
                 errs.push(FieldError::invalid(
                     format!("{path}.requests"),
@@ -131,7 +146,11 @@ fn validate_container(c: &Container, path: &str, errs: &mut Vec<FieldError>) {
     }
     if let Some(p) = c.image_pull_policy.as_deref() {
         if !PULL_POLICIES.contains(&p) {
-            errs.push(FieldError::not_supported(format!("{path}.imagePullPolicy"), p, PULL_POLICIES));
+            errs.push(FieldError::not_supported(
+                format!("{path}.imagePullPolicy"),
+                p,
+                PULL_POLICIES,
+            ));
         }
     }
     let mut seen = HashSet::new();
@@ -146,15 +165,26 @@ fn validate_container(c: &Container, path: &str, errs: &mut Vec<FieldError>) {
         }
         if let Some(hp) = p.host_port.filter(|hp| *hp != 0) {
             if !(1..=65535).contains(&hp) {
-                errs.push(FieldError::invalid_raw(format!("{f}.hostPort"), hp.to_string(), "must be between 1 and 65535, inclusive"));
+                errs.push(FieldError::invalid_raw(
+                    format!("{f}.hostPort"),
+                    hp.to_string(),
+                    "must be between 1 and 65535, inclusive",
+                ));
             }
         }
         let proto = p.protocol.as_deref().unwrap_or("TCP");
         if !PROTOCOLS.contains(&proto) {
-            errs.push(FieldError::not_supported(format!("{f}.protocol"), proto, PROTOCOLS));
+            errs.push(FieldError::not_supported(
+                format!("{f}.protocol"),
+                proto,
+                PROTOCOLS,
+            ));
         }
         if let Some(n) = p.name.as_deref().filter(|n| !n.is_empty()) {
-            if n.len() > 15 || !n.chars().any(|c| c.is_ascii_lowercase()) || !validation::dns1123_label(n).is_empty() {
+            if n.len() > 15
+                || !n.chars().any(|c| c.is_ascii_lowercase())
+                || !validation::dns1123_label(n).is_empty()
+            {
                 errs.push(FieldError::invalid(
                     format!("{f}.name"),
                     n,
@@ -195,15 +225,27 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
     for (i, c) in spec.init_containers.iter().flatten().enumerate() {
         validate_container(c, &format!("{path}.initContainers[{i}]"), &mut errs);
     }
-    check_names(&format!("{path}.volumes"), spec.volumes.iter().flatten().map(|v| v.name.as_str()), &mut errs);
+    check_names(
+        &format!("{path}.volumes"),
+        spec.volumes.iter().flatten().map(|v| v.name.as_str()),
+        &mut errs,
+    );
     if let Some(p) = spec.restart_policy.as_deref() {
         if !RESTART_POLICIES.contains(&p) {
-            errs.push(FieldError::not_supported(format!("{path}.restartPolicy"), p, RESTART_POLICIES));
+            errs.push(FieldError::not_supported(
+                format!("{path}.restartPolicy"),
+                p,
+                RESTART_POLICIES,
+            ));
         }
     }
     if let Some(p) = spec.dns_policy.as_deref() {
         if !DNS_POLICIES.contains(&p) {
-            errs.push(FieldError::not_supported(format!("{path}.dnsPolicy"), p, DNS_POLICIES));
+            errs.push(FieldError::not_supported(
+                format!("{path}.dnsPolicy"),
+                p,
+                DNS_POLICIES,
+            ));
         }
     }
     if let Some(g) = spec.termination_grace_period_seconds.filter(|g| *g < 0) {
@@ -236,7 +278,11 @@ mod tests {
     use super::*;
 
     fn container(name: &str, image: Option<&str>) -> Container {
-        Container { name: name.into(), image: image.map(Into::into), ..Default::default() }
+        Container {
+            name: name.into(),
+            image: image.map(Into::into),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -245,7 +291,10 @@ mod tests {
         assert_eq!(default_pull_policy("busybox:latest"), "Always");
         assert_eq!(default_pull_policy("busybox:1.36"), "IfNotPresent");
         assert_eq!(default_pull_policy("localhost:5000/busybox"), "Always");
-        assert_eq!(default_pull_policy("localhost:5000/busybox:1"), "IfNotPresent");
+        assert_eq!(
+            default_pull_policy("localhost:5000/busybox:1"),
+            "IfNotPresent"
+        );
         assert_eq!(default_pull_policy("busybox@sha256:abc"), "IfNotPresent");
     }
 
@@ -261,18 +310,31 @@ mod tests {
 
     #[test]
     fn defaults_fill_what_kubernetes_fills() {
-        let mut spec = PodSpec { containers: vec![container("a", Some("nginx:1.27"))], ..Default::default() };
+        let mut spec = PodSpec {
+            containers: vec![container("a", Some("nginx:1.27"))],
+            ..Default::default()
+        };
         default_pod_spec(&mut spec);
         assert_eq!(spec.restart_policy.as_deref(), Some("Always"));
         assert_eq!(spec.termination_grace_period_seconds, Some(30));
-        assert_eq!(spec.containers[0].image_pull_policy.as_deref(), Some("IfNotPresent"));
-        assert_eq!(spec.containers[0].termination_message_policy.as_deref(), Some("File"));
+        assert_eq!(
+            spec.containers[0].image_pull_policy.as_deref(),
+            Some("IfNotPresent")
+        );
+        assert_eq!(
+            spec.containers[0].termination_message_policy.as_deref(),
+            Some("File")
+        );
     }
 
     #[test]
     fn validation_names_each_bad_field() {
         let mut spec = PodSpec {
-            containers: vec![container("a", None), container("a", Some("x")), container("B", Some("x"))],
+            containers: vec![
+                container("a", None),
+                container("a", Some("x")),
+                container("B", Some("x")),
+            ],
             restart_policy: Some("Sometimes".into()),
             ..Default::default()
         };
@@ -295,6 +357,9 @@ mod tests {
             "{errs:?}"
         );
         let empty = PodSpec::default();
-        assert_eq!(validate_pod_spec(&empty, "spec")[0].field, "spec.containers");
+        assert_eq!(
+            validate_pod_spec(&empty, "spec")[0].field,
+            "spec.containers"
+        );
     }
 }

@@ -30,12 +30,17 @@ impl Kind for ReplicaSets {
     }
 
     fn validate(rs: &ReplicaSet) -> Vec<FieldError> {
-        let Some(spec) = &rs.spec else { return vec![FieldError::required("spec", "")] };
+        let Some(spec) = &rs.spec else {
+            return vec![FieldError::required("spec", "")];
+        };
         validate_workload(&spec.selector, spec.replicas, spec.template.as_ref())
     }
 
     fn validate_update(new: &ReplicaSet, old: &ReplicaSet) -> Vec<FieldError> {
-        selector_immutable(new.spec.as_ref().map(|s| &s.selector), old.spec.as_ref().map(|s| &s.selector))
+        selector_immutable(
+            new.spec.as_ref().map(|s| &s.selector),
+            old.spec.as_ref().map(|s| &s.selector),
+        )
     }
 
     fn fields(rs: &ReplicaSet) -> Vec<(&'static str, String)> {

@@ -40,10 +40,17 @@ impl Kind for Secrets {
     fn validate_update(new: &Secret, old: &Secret) -> Vec<FieldError> {
         let mut errs = Vec::new();
         if new.type_ != old.type_ {
-            errs.push(FieldError::invalid("type", new.type_.as_deref().unwrap_or(""), "field is immutable"));
+            errs.push(FieldError::invalid(
+                "type",
+                new.type_.as_deref().unwrap_or(""),
+                "field is immutable",
+            ));
         }
         if old.immutable == Some(true) && (new.data != old.data || new.immutable != old.immutable) {
-            errs.push(FieldError::forbidden("data", "field is immutable when `immutable` is set"));
+            errs.push(FieldError::forbidden(
+                "data",
+                "field is immutable when `immutable` is set",
+            ));
         }
         errs
     }

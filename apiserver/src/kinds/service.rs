@@ -40,12 +40,15 @@ impl Kind for Services {
             }
         }
         if ty != "ExternalName" {
-            spec.internal_traffic_policy.get_or_insert_with(|| "Cluster".into());
+            spec.internal_traffic_policy
+                .get_or_insert_with(|| "Cluster".into());
             spec.ip_families.get_or_insert_with(|| vec!["IPv4".into()]);
-            spec.ip_family_policy.get_or_insert_with(|| "SingleStack".into());
+            spec.ip_family_policy
+                .get_or_insert_with(|| "SingleStack".into());
         }
         if ty == "NodePort" || ty == "LoadBalancer" {
-            spec.external_traffic_policy.get_or_insert_with(|| "Cluster".into());
+            spec.external_traffic_policy
+                .get_or_insert_with(|| "Cluster".into());
         }
         if let Some(ip) = spec.cluster_ip.clone().filter(|ip| !ip.is_empty()) {
             spec.cluster_ips.get_or_insert_with(|| vec![ip]);
@@ -53,19 +56,29 @@ impl Kind for Services {
     }
 
     fn prepare_create(svc: &mut Service) {
-        svc.status = Some(ServiceStatus { load_balancer: Some(Default::default()), ..Default::default() });
+        svc.status = Some(ServiceStatus {
+            load_balancer: Some(Default::default()),
+            ..Default::default()
+        });
     }
 
     fn prepare_update(new: &mut Service, old: &Service) {
         // An update that leaves the allocated IP out keeps it, as Kubernetes does.
-        let (Some(n), Some(o)) = (new.spec.as_mut(), old.spec.as_ref()) else { return };
+        let (Some(n), Some(o)) = (new.spec.as_mut(), old.spec.as_ref()) else {
+            return;
+        };
         if n.cluster_ip.as_deref().unwrap_or("").is_empty() && n.type_ == o.type_ {
             n.cluster_ip = o.cluster_ip.clone();
             n.cluster_ips = o.cluster_ips.clone();
         }
         for p in n.ports.iter_mut().flatten() {
             if p.node_port.unwrap_or(0) == 0 {
-                if let Some(op) = o.ports.iter().flatten().find(|op| op.port == p.port && op.protocol == p.protocol) {
+                if let Some(op) = o
+                    .ports
+                    .iter()
+                    .flatten()
+                    .find(|op| op.port == p.port && op.protocol == p.protocol)
+                {
                     p.node_port = op.node_port;
                 }
             }
@@ -74,14 +87,20 @@ impl Kind for Services {
 
     fn validate(svc: &Service) -> Vec<FieldError> {
         let mut errs = Vec::new();
-        let Some(spec) = &svc.spec else { return vec![FieldError::required("spec", "")] };
+        let Some(spec) = &svc.spec else {
+            return vec![FieldError::required("spec", "")];
+        };
         let ty = spec.type_.as_deref().unwrap_or("ClusterIP");
         if !TYPES.contains(&ty) {
             errs.push(FieldError::not_supported("spec.type", ty, TYPES));
         }
         if let Some(a) = spec.session_affinity.as_deref() {
             if !AFFINITY.contains(&a) {
-                errs.push(FieldError::not_supported("spec.sessionAffinity", a, AFFINITY));
+                errs.push(FieldError::not_supported(
+                    "spec.sessionAffinity",
+                    a,
+                    AFFINITY,
+                ));
             }
         }
         let ports = spec.ports.clone().unwrap_or_default();
@@ -109,28 +128,55 @@ impl Kind for Services {
                 }
             }
             if !(1..=65535).contains(&p.port) {
-                errs.push(FieldError::invalid_raw(format!("{f}.port"), p.port.to_string(), "must be between 1 and 65535, inclusive"));
+                errs.push(FieldError::invalid_raw(
+                    format!("{f}.port"),
+                    p.port.to_string(),
+                    "must be between 1 and 65535, inclusive",
+                ));
             }
             let proto = p.protocol.as_deref().unwrap_or("TCP");
             if !PROTOCOLS.contains(&proto) {
-                errs.push(FieldError::not_supported(format!("{f}.protocol"), proto, PROTOCOLS));
+                errs.push(FieldError::not_supported(
+                    format!("{f}.protocol"),
+                    proto,
+                    PROTOCOLS,
+                ));
             }
             if let Some(IntOrString::Int(t)) = &p.target_port {
                 if !(1..=65535).contains(t) {
-                    errs.push(FieldError::invalid_raw(format!("{f}.targetPort"), t.to_string(), "must be between 1 and 65535, inclusive"));
+                    errs.push(FieldError::invalid_raw(
+                        format!("{f}.targetPort"),
+                        t.to_string(),
+                        "must be between 1 and 65535, inclusive",
+                    ));
                 }
             }
             if let Some(np) = p.node_port.filter(|np| *np != 0) {
                 if ty == "ClusterIP" {
-                    errs.push(FieldError::forbidden(format!("{f}.nodePort"), "may not be used when `type` is 'ClusterIP'"));
+                    errs.push(FieldError::forbidden(
+                        format!("{f}.nodePort"),
+                        "may not be used when `type` is 'ClusterIP'",
+                    ));
                 } else if !(1..=65535).contains(&np) {
-                    errs.push(FieldError::invalid_raw(format!("{f}.nodePort"), np.to_string(), "must be between 1 and 65535, inclusive"));
+                    errs.push(FieldError::invalid_raw(
+                        format!("{f}.nodePort"),
+                        np.to_string(),
+                        "must be between 1 and 65535, inclusive",
+                    ));
                 }
             }
         }
-        if let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None") {
+        if let Some(ip) = spec
+            .cluster_ip
+            .as_deref()
+            .filter(|ip| !ip.is_empty() && *ip != "None")
+        {
             if ip.parse::<std::net::Ipv4Addr>().is_err() {
-                errs.push(FieldError::invalid("spec.clusterIPs[0]", ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"));
+                errs.push(FieldError::invalid(
+                    "spec.clusterIPs[0]",
+                    ip,
+                    "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                ));
             }
         }
         if let Some(sel) = &spec.selector {

@@ -68,12 +68,25 @@ fn schema() -> &'static Schema {
                 continue;
             }
             let parts: Vec<&str> = line.split_whitespace().collect();
-            let (Some(tag), Some(json), Some(ty)) = (parts.first(), parts.get(1), parts.get(2).and_then(|t| parse_ty(t))) else {
+            let (Some(tag), Some(json), Some(ty)) = (
+                parts.first(),
+                parts.get(1),
+                parts.get(2).and_then(|t| parse_ty(t)),
+            ) else {
                 continue;
             };
-            let Ok(tag) = tag.parse::<u64>() else { continue };
+            let Ok(tag) = tag.parse::<u64>() else {
+                continue;
+            };
             let repeated = parts.get(3) == Some(&"r");
-            out.entry(current.clone()).or_default().insert(tag, Field { json: json.to_string(), ty, repeated });
+            out.entry(current.clone()).or_default().insert(
+                tag,
+                Field {
+                    json: json.to_string(),
+                    ty,
+                    repeated,
+                },
+            );
         }
         out
     })
@@ -119,7 +132,11 @@ impl<'a> Reader<'a> {
             }
             2 => {
                 let n = self.varint()? as usize;
-                let end = self.i.checked_add(n).filter(|e| *e <= self.b.len()).ok_or("truncated field")?;
+                let end = self
+                    .i
+                    .checked_add(n)
+                    .filter(|e| *e <= self.b.len())
+                    .ok_or("truncated field")?;
                 let s = &self.b[self.i..end];
                 self.i = end;
                 Wire::Bytes(s)
@@ -152,7 +169,9 @@ fn scalar(ty: &Ty, w: &Wire<'_>, depth: usize) -> Result<Value, String> {
         (Ty::Bool, Wire::Varint(v)) => Value::Bool(*v != 0),
         (Ty::I32, Wire::Varint(v)) => Value::from(*v as i64 as i32),
         (Ty::I64, Wire::Varint(v)) => Value::from(*v as i64),
-        (Ty::Bytes, Wire::Bytes(b)) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        (Ty::Bytes, Wire::Bytes(b)) => {
+            Value::String(base64::engine::general_purpose::STANDARD.encode(b))
+        }
         (Ty::Msg(name), Wire::Bytes(b)) => message(b, name, depth + 1)?,
         _ => return Err("a field has the wrong wire type".into()),
     })
@@ -165,7 +184,15 @@ fn message(b: &[u8], name: &str, depth: usize) -> Result<Value, String> {
     }
     let mut r = Reader { b, i: 0 };
     let mut raw: HashMap<u64, Vec<Wire<'_>>> = HashMap::new();
-    let special = matches!(name, "meta.v1.Time" | "meta.v1.MicroTime" | "resource.Quantity" | "intstr.IntOrString" | "meta.v1.FieldsV1" | "runtime.RawExtension");
+    let special = matches!(
+        name,
+        "meta.v1.Time"
+            | "meta.v1.MicroTime"
+            | "resource.Quantity"
+            | "intstr.IntOrString"
+            | "meta.v1.FieldsV1"
+            | "runtime.RawExtension"
+    );
     if special {
         while let Some((tag, w)) = r.next()? {
             raw.entry(tag).or_default().push(w);
@@ -182,7 +209,8 @@ fn message(b: &[u8], name: &str, depth: usize) -> Result<Value, String> {
             // A zero time is Go's unset time, null in JSON.
             "meta.v1.Time" | "meta.v1.MicroTime" if int(1) <= 0 => Value::Null,
             "meta.v1.Time" | "meta.v1.MicroTime" => {
-                let ts = k8s_openapi::jiff::Timestamp::new(int(1), int(2) as i32).map_err(|e| e.to_string())?;
+                let ts = k8s_openapi::jiff::Timestamp::new(int(1), int(2) as i32)
+                    .map_err(|e| e.to_string())?;
                 if name == "meta.v1.Time" {
                     serde_json::to_value(Time(ts)).map_err(|e| e.to_string())?
                 } else {
@@ -207,13 +235,17 @@ fn message(b: &[u8], name: &str, depth: usize) -> Result<Value, String> {
             }
         });
     }
-    let fields = schema().get(name).ok_or_else(|| format!("no protobuf schema for {name}"))?;
+    let fields = schema()
+        .get(name)
+        .ok_or_else(|| format!("no protobuf schema for {name}"))?;
     let mut out = Map::new();
     while let Some((tag, w)) = r.next()? {
         let Some(f) = fields.get(&tag) else { continue };
         match &f.ty {
             Ty::Map(vt) => {
-                let Wire::Bytes(entry) = w else { return Err(format!("{name}.{}: a map entry must be a message", f.json)) };
+                let Wire::Bytes(entry) = w else {
+                    return Err(format!("{name}.{}: a map entry must be a message", f.json));
+                };
                 let mut er = Reader { b: entry, i: 0 };
                 let (mut k, mut v) = (String::new(), None);
                 while let Some((t, ew)) = er.next()? {
@@ -227,7 +259,9 @@ fn message(b: &[u8], name: &str, depth: usize) -> Result<Value, String> {
                     Ty::Str | Ty::Bytes => Value::String(String::new()),
                     _ => Value::Object(Map::new()),
                 });
-                let m = out.entry(f.json.clone()).or_insert_with(|| Value::Object(Map::new()));
+                let m = out
+                    .entry(f.json.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if let Some(m) = m.as_object_mut() {
                     m.insert(k, v);
                 }
@@ -242,7 +276,9 @@ fn message(b: &[u8], name: &str, depth: usize) -> Result<Value, String> {
                     continue;
                 }
                 if f.repeated {
-                    let a = out.entry(f.json.clone()).or_insert_with(|| Value::Array(vec![]));
+                    let a = out
+                        .entry(f.json.clone())
+                        .or_insert_with(|| Value::Array(vec![]));
                     if let Some(a) = a.as_array_mut() {
                         a.push(v);
                     }
@@ -271,7 +307,9 @@ fn message_name(api_version: &str, kind: &str) -> Result<String, String> {
 
 /// The JSON of a protobuf request body.
 pub fn to_json(body: &[u8]) -> Result<Vec<u8>, String> {
-    let rest = body.strip_prefix(MAGIC).ok_or("the body does not start with the k8s protobuf prefix")?;
+    let rest = body
+        .strip_prefix(MAGIC)
+        .ok_or("the body does not start with the k8s protobuf prefix")?;
     let mut r = Reader { b: rest, i: 0 };
     let (mut api_version, mut kind, mut raw) = (String::new(), String::new(), &[][..]);
     while let Some((tag, w)) = r.next()? {
@@ -367,7 +405,10 @@ mod tests {
     fn special_messages_and_garbage() {
         let mut t = Vec::new();
         varint_field(1, 1_700_000_000, &mut t);
-        assert_eq!(message(&t, "meta.v1.Time", 0).unwrap(), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            message(&t, "meta.v1.Time", 0).unwrap(),
+            "2023-11-14T22:13:20Z"
+        );
         let mut ios = Vec::new();
         varint_field(1, 1, &mut ios);
         bytes_field(3, b"25%", &mut ios);
@@ -382,13 +423,19 @@ mod tests {
         assert!(to_json(b"k8s\0\x0a\xff").is_err());
         let mut neg = Vec::new();
         varint_field(1, (-1i64) as u64, &mut neg);
-        assert_eq!(message(&neg, "apps.v1.DeploymentSpec", 0).unwrap()["replicas"], -1);
+        assert_eq!(
+            message(&neg, "apps.v1.DeploymentSpec", 0).unwrap()["replicas"],
+            -1
+        );
         assert!(schema().len() > 300);
         // Go's always-written empty strings and zero times are what JSON omits.
         let mut meta = Vec::new();
         bytes_field(1, b"x", &mut meta);
         bytes_field(2, b"", &mut meta);
         bytes_field(8, &[], &mut meta);
-        assert_eq!(message(&meta, "meta.v1.ObjectMeta", 0).unwrap(), serde_json::json!({ "name": "x" }));
+        assert_eq!(
+            message(&meta, "meta.v1.ObjectMeta", 0).unwrap(),
+            serde_json::json!({ "name": "x" })
+        );
     }
 }

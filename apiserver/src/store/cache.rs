@@ -48,9 +48,19 @@ impl CachedObj {
     fn from_value(key: String, v: &Value, rev: i64, fields: Vec<(&'static str, String)>) -> Self {
         let labels = v["metadata"]["labels"]
             .as_object()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                    .collect()
+            })
             .unwrap_or_default();
-        Self { key, rev, json: Bytes::from(serde_json::to_vec(v).unwrap_or_default()), labels, fields }
+        Self {
+            key,
+            rev,
+            json: Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+            labels,
+            fields,
+        }
     }
 
     /// The same object with another resourceVersion (a DELETED event carries the revision
@@ -136,7 +146,13 @@ impl Cache {
         let (tx, _) = broadcast::channel(capacity.max(1024));
         let (rev_tx, _) = watch::channel(0);
         Arc::new(Self {
-            state: RwLock::new(State { rev: 0, ready: false, objects: BTreeMap::new(), window: VecDeque::new(), oldest: 0 }),
+            state: RwLock::new(State {
+                rev: 0,
+                ready: false,
+                objects: BTreeMap::new(),
+                window: VecDeque::new(),
+                oldest: 0,
+            }),
             tx,
             rev_tx,
             kinds,
@@ -172,7 +188,12 @@ impl Cache {
         if !s.ready {
             return None;
         }
-        let items = s.objects.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.clone()).collect();
+        let items = s
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
         Some((items, s.rev))
     }
 
@@ -205,16 +226,31 @@ impl Cache {
                 .objects
                 .range(prefix.to_string()..)
                 .take_while(|(k, _)| k.starts_with(prefix))
-                .map(|(_, o)| Arc::new(CacheEvent { rev: o.rev, typ: EventType::Added, obj: o.clone(), prev: None }))
+                .map(|(_, o)| {
+                    Arc::new(CacheEvent {
+                        rev: o.rev,
+                        typ: EventType::Added,
+                        obj: o.clone(),
+                        prev: None,
+                    })
+                })
                 .collect(),
             Start::After(rev) => {
                 if rev < s.oldest || rev > s.rev {
                     return None;
                 }
-                s.window.iter().filter(|e| e.rev > rev && e.obj.key.starts_with(prefix)).cloned().collect()
+                s.window
+                    .iter()
+                    .filter(|e| e.rev > rev && e.obj.key.starts_with(prefix))
+                    .cloned()
+                    .collect()
             }
         };
-        Some(Subscription { backlog, rev: s.rev, rx: self.tx.subscribe() })
+        Some(Subscription {
+            backlog,
+            rev: s.rev,
+            rx: self.tx.subscribe(),
+        })
     }
 
     /// Rebuilds from a full list at one revision.
@@ -240,15 +276,35 @@ impl Cache {
             let key = String::from_utf8_lossy(&kv.key).into_owned();
             let prev = s.objects.get(&key).cloned();
             let ev = if e.r#type == mvccpb::event::EventType::Delete as i32 {
-                let Some(p) = prev else { last = last.max(rev); continue };
+                let Some(p) = prev else {
+                    last = last.max(rev);
+                    continue;
+                };
                 s.objects.remove(&key);
-                CacheEvent { rev, typ: EventType::Deleted, obj: Arc::new(p.at_rev(rev)), prev: Some(p) }
+                CacheEvent {
+                    rev,
+                    typ: EventType::Deleted,
+                    obj: Arc::new(p.at_rev(rev)),
+                    prev: Some(p),
+                }
             } else {
-                let Some(obj) = CachedObj::from_kv(&self.kinds, &kv.key, &kv.value, rev) else { last = last.max(rev); continue };
+                let Some(obj) = CachedObj::from_kv(&self.kinds, &kv.key, &kv.value, rev) else {
+                    last = last.max(rev);
+                    continue;
+                };
                 let obj = Arc::new(obj);
                 s.objects.insert(key, obj.clone());
-                let typ = if prev.is_some() { EventType::Modified } else { EventType::Added };
-                CacheEvent { rev, typ, obj, prev }
+                let typ = if prev.is_some() {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                };
+                CacheEvent {
+                    rev,
+                    typ,
+                    obj,
+                    prev,
+                }
             };
             last = last.max(rev);
             let ev = Arc::new(ev);
@@ -280,7 +336,10 @@ impl Cache {
 const PAGE: i64 = 2000;
 
 /// Lists everything under `/registry/` at one revision, in pages.
-async fn list_all(etcd: &Etcd, kinds: &Kinds) -> Result<(BTreeMap<String, Arc<CachedObj>>, i64), EtcdError> {
+async fn list_all(
+    etcd: &Etcd,
+    kinds: &Kinds,
+) -> Result<(BTreeMap<String, Arc<CachedObj>>, i64), EtcdError> {
     let prefix = b"/registry/".to_vec();
     let end = prefix_end(&prefix);
     let mut start = prefix;
@@ -288,7 +347,13 @@ async fn list_all(etcd: &Etcd, kinds: &Kinds) -> Result<(BTreeMap<String, Arc<Ca
     let mut out = BTreeMap::new();
     loop {
         let r = etcd
-            .range(pb::RangeRequest { key: start.clone(), range_end: end.clone(), limit: PAGE, revision: rev, ..Default::default() })
+            .range(pb::RangeRequest {
+                key: start.clone(),
+                range_end: end.clone(),
+                limit: PAGE,
+                revision: rev,
+                ..Default::default()
+            })
             .await?;
         if rev == 0 {
             rev = r.header.as_ref().map(|h| h.revision).unwrap_or(0);
@@ -359,7 +424,11 @@ async fn follow(cache: &Cache, etcd: &Etcd, member: usize, check_every: Duration
             return Left::Member;
         }
     };
-    tracing::info!(member = etcd.member_url(member), from, "watch cache: following");
+    tracing::info!(
+        member = etcd.member_url(member),
+        from,
+        "watch cache: following"
+    );
     let mut ticker = tokio::time::interval(check_every);
     ticker.tick().await;
     // A revision the cache must reach before the next check.
@@ -416,7 +485,11 @@ async fn follow(cache: &Cache, etcd: &Etcd, member: usize, check_every: Duration
 
 /// Asks for a consistent view: the current revision read linearizably, then waits for the
 /// cache to reach it. False if the caller should read the kvstore instead.
-pub async fn catch_up(cache: &Cache, etcd: &Etcd, limit: Duration) -> Result<Option<i64>, EtcdError> {
+pub async fn catch_up(
+    cache: &Cache,
+    etcd: &Etcd,
+    limit: Duration,
+) -> Result<Option<i64>, EtcdError> {
     let cur = etcd.current_revision().await?;
     if cache.revision().is_some_and(|r| r < cur) {
         cache.progress_wanted.notify_one();

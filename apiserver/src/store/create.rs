@@ -6,7 +6,10 @@ use proto::etcdserverpb as pb;
 use rand::Rng;
 use serde_json::Value;
 
-use super::{compare_absent, encode_for_store, header_rev, ipalloc, op_get, op_put, reconcile_meta, set_rv, time_value, Store, Target};
+use super::{
+    compare_absent, encode_for_store, header_rev, ipalloc, op_get, op_put, reconcile_meta, set_rv,
+    time_value, Store, Target,
+};
 use crate::error::{ApiError, FieldError};
 
 /// The alphabet Kubernetes draws generated name suffixes from (no vowels, no look-alikes).
@@ -14,7 +17,9 @@ const SUFFIX_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn generated_name(prefix: &str) -> String {
     let mut rng = rand::rng();
-    let suffix: String = (0..5).map(|_| SUFFIX_ALPHABET[rng.random_range(0..SUFFIX_ALPHABET.len())] as char).collect();
+    let suffix: String = (0..5)
+        .map(|_| SUFFIX_ALPHABET[rng.random_range(0..SUFFIX_ALPHABET.len())] as char)
+        .collect();
     format!("{prefix}{suffix}")
 }
 
@@ -24,21 +29,38 @@ impl Store {
         let info = t.kind.info();
         let mut obj = t.kind.decode(body)?;
         let generated;
-        let url = Target { name: None, ..t.clone() };
+        let url = Target {
+            name: None,
+            ..t.clone()
+        };
         reconcile_meta(&mut obj, &url, false)?;
         {
-            let meta = obj["metadata"].as_object_mut().ok_or_else(|| ApiError::BadRequest("metadata must be an object".into()))?;
-            let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+            let meta = obj["metadata"]
+                .as_object_mut()
+                .ok_or_else(|| ApiError::BadRequest("metadata must be an object".into()))?;
+            let has_name = meta
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
             generated = !has_name;
             if !has_name {
-                if let Some(prefix) = meta.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
+                if let Some(prefix) = meta
+                    .get("generateName")
+                    .and_then(Value::as_str)
+                    .filter(|g| !g.is_empty())
+                {
                     let name = generated_name(prefix);
                     meta.insert("name".into(), name.into());
                 }
             }
             meta.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
             meta.insert("creationTimestamp".into(), time_value(&super::now()));
-            for owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+            for owned in [
+                "resourceVersion",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "selfLink",
+            ] {
                 meta.remove(owned);
             }
             if info.generation {
@@ -53,13 +75,29 @@ impl Store {
         if let Some(ns) = &t.namespace {
             self.check_namespace(ns).await?;
         }
-        let mut key = Target { name: Some(name.clone()), ..t.clone() }.key();
+        let mut key = Target {
+            name: Some(name.clone()),
+            ..t.clone()
+        }
+        .key();
         let is_service = info.plural == "services" && info.group.is_empty();
         let requested_ip = obj["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
-        let wants_ip = is_service && obj["spec"]["type"] != "ExternalName" && requested_ip != "None";
-        let wants_node_ports = is_service && matches!(obj["spec"]["type"].as_str(), Some("NodePort" | "LoadBalancer"));
+        let wants_ip =
+            is_service && obj["spec"]["type"] != "ExternalName" && requested_ip != "None";
+        let wants_node_ports = is_service
+            && matches!(
+                obj["spec"]["type"].as_str(),
+                Some("NodePort" | "LoadBalancer")
+            );
         let requested_ports: Vec<i64> = if wants_node_ports {
-            obj["spec"]["ports"].as_array().map(|a| a.iter().map(|p| p["nodePort"].as_i64().unwrap_or(0)).collect()).unwrap_or_default()
+            obj["spec"]["ports"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|p| p["nodePort"].as_i64().unwrap_or(0))
+                        .collect()
+                })
+                .unwrap_or_default()
         } else {
             vec![]
         };
@@ -73,7 +111,9 @@ impl Store {
                 let ip = if requested_ip.is_empty() {
                     self.ips.random()
                 } else {
-                    self.ips.check(&requested_ip).map_err(|e| info.invalid(&name, vec![e]))?
+                    self.ips
+                        .check(&requested_ip)
+                        .map_err(|e| info.invalid(&name, vec![e]))?
                 };
                 let taken = (!requested_ip.is_empty()).then(|| {
                     FieldError::invalid_raw(
@@ -86,11 +126,23 @@ impl Store {
                 obj["spec"]["clusterIP"] = ip.to_string().into();
                 obj["spec"]["clusterIPs"] = serde_json::json!([ip.to_string()]);
             }
-            let mut used: Vec<i64> = requested_ports.iter().copied().filter(|p| *p != 0).collect();
+            let mut used: Vec<i64> = requested_ports
+                .iter()
+                .copied()
+                .filter(|p| *p != 0)
+                .collect();
             for (i, req) in requested_ports.iter().enumerate() {
-                let port = if *req != 0 { *req } else { ipalloc::random_node_port(&mut used) };
+                let port = if *req != 0 {
+                    *req
+                } else {
+                    ipalloc::random_node_port(&mut used)
+                };
                 let taken = (*req != 0).then(|| {
-                    FieldError::invalid_raw(format!("spec.ports[{i}].nodePort"), port.to_string(), "provided port is already allocated")
+                    FieldError::invalid_raw(
+                        format!("spec.ports[{i}].nodePort"),
+                        port.to_string(),
+                        "provided port is already allocated",
+                    )
                 });
                 claims.push((ipalloc::node_port_key(port), taken));
                 obj["spec"]["ports"][i]["nodePort"] = port.into();
@@ -106,7 +158,14 @@ impl Store {
                 success.push(op_put(k, key.clone().into_bytes()));
                 failure.push(op_get(k));
             }
-            let r = self.etcd.txn(pb::TxnRequest { compare, success, failure }).await?;
+            let r = self
+                .etcd
+                .txn(pb::TxnRequest {
+                    compare,
+                    success,
+                    failure,
+                })
+                .await?;
             if r.succeeded {
                 set_rv(&mut obj, header_rev(&r.header));
                 return Ok(Bytes::from(serde_json::to_vec(&obj).unwrap_or_default()));
@@ -114,14 +173,24 @@ impl Store {
             let exists = range_found(r.responses.first());
             if exists && generated {
                 // A generated name that is taken is drawn again, as Kubernetes does.
-                let prefix = obj["metadata"]["generateName"].as_str().unwrap_or("").to_string();
+                let prefix = obj["metadata"]["generateName"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
                 name = generated_name(&prefix);
                 obj["metadata"]["name"] = name.clone().into();
-                key = Target { name: Some(name.clone()), ..t.clone() }.key();
+                key = Target {
+                    name: Some(name.clone()),
+                    ..t.clone()
+                }
+                .key();
                 continue;
             }
             if exists {
-                return Err(ApiError::AlreadyExists { gr: info.gr(), name });
+                return Err(ApiError::AlreadyExists {
+                    gr: info.gr(),
+                    name,
+                });
             }
             let refused: Vec<FieldError> = claims
                 .iter()
@@ -133,7 +202,9 @@ impl Store {
                 return Err(info.invalid(&name, refused));
             }
         }
-        Err(ApiError::Internal("failed to allocate a service IP or node port: the range is too full".into()))
+        Err(ApiError::Internal(
+            "failed to allocate a service IP or node port: the range is too full".into(),
+        ))
     }
 }
 

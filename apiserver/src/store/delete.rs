@@ -58,7 +58,11 @@ impl Store {
                     kind: "DeleteOptions",
                     group: "",
                     name: String::new(),
-                    causes: vec![crate::error::FieldError::not_supported("propagationPolicy", p, POLICIES)],
+                    causes: vec![crate::error::FieldError::not_supported(
+                        "propagationPolicy",
+                        p,
+                        POLICIES,
+                    )],
                 });
             }
         }
@@ -75,7 +79,10 @@ impl Store {
             });
         }
         let info = t.kind.info();
-        if info.plural == "namespaces" && info.group.is_empty() && crate::bootstrap::IMMORTAL_NAMESPACES.contains(&t.name()) {
+        if info.plural == "namespaces"
+            && info.group.is_empty()
+            && crate::bootstrap::IMMORTAL_NAMESPACES.contains(&t.name())
+        {
             return Err(ApiError::Forbidden(format!(
                 "namespaces \"{}\" is forbidden: this namespace may not be deleted",
                 t.name()
@@ -130,6 +137,9 @@ impl Store {
                 r["metadata"]["deletionTimestamp"] = time_value(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at));
                 r["metadata"]["deletionGracePeriodSeconds"] = g.into();
                 if info.plural == "namespaces" && info.group.is_empty() {
+                    if !r["status"].is_object() {
+                        r["status"] = Value::Object(Default::default());
+                    }
                     r["status"]["phase"] = "Terminating".into();
                 }
                 if finished(&r) {
@@ -140,7 +150,10 @@ impl Store {
                 Ok(Outcome::Put(r))
             })
             .await?;
-        Ok(Deleted { object, finished: removed })
+        Ok(Deleted {
+            object,
+            finished: removed,
+        })
     }
 
     /// Ops that release what an object held (a service's cluster IP), run in the same Txn
@@ -151,11 +164,17 @@ impl Store {
             return vec![];
         }
         let mut ops = Vec::new();
-        if let Some(ip) = obj["spec"]["clusterIP"].as_str().and_then(|ip| ip.parse().ok()) {
+        if let Some(ip) = obj["spec"]["clusterIP"]
+            .as_str()
+            .and_then(|ip| ip.parse().ok())
+        {
             ops.push(op_delete(&ipalloc::key(ip)));
         }
         for p in obj["spec"]["ports"].as_array().into_iter().flatten() {
-            if let Some(np) = p["nodePort"].as_i64().filter(|n| ipalloc::NODE_PORTS.contains(n)) {
+            if let Some(np) = p["nodePort"]
+                .as_i64()
+                .filter(|n| ipalloc::NODE_PORTS.contains(n))
+            {
                 ops.push(op_delete(&ipalloc::node_port_key(np)));
             }
         }
@@ -163,7 +182,12 @@ impl Store {
     }
 
     /// deletecollection: every object the list options select, deleted one by one.
-    pub async fn delete_collection(&self, t: &Target, list: &super::ListOptions, opts: &DeleteOptions) -> Result<Vec<Value>, ApiError> {
+    pub async fn delete_collection(
+        &self,
+        t: &Target,
+        list: &super::ListOptions,
+        opts: &DeleteOptions,
+    ) -> Result<Vec<Value>, ApiError> {
         let mut consistent = list.clone();
         consistent.resource_version = None;
         consistent.limit = None;
@@ -173,7 +197,11 @@ impl Store {
         for item in items {
             let name = item["metadata"]["name"].as_str().unwrap_or("").to_string();
             let ns = item["metadata"]["namespace"].as_str().map(str::to_string);
-            let one = Target { kind: t.kind.clone(), namespace: ns.filter(|_| t.kind.info().namespaced), name: Some(name) };
+            let one = Target {
+                kind: t.kind.clone(),
+                namespace: ns.filter(|_| t.kind.info().namespaced),
+                name: Some(name),
+            };
             match self.delete(&one, opts).await {
                 Ok(d) => out.push(d.object),
                 Err(ApiError::NotFound { .. }) => {}

@@ -17,14 +17,21 @@ pub struct Range {
 
 impl Range {
     pub fn parse(cidr: &str) -> Result<Self, String> {
-        let (ip, bits) = cidr.split_once('/').ok_or_else(|| format!("{cidr:?} is not a CIDR (a.b.c.d/n)"))?;
+        let (ip, bits) = cidr
+            .split_once('/')
+            .ok_or_else(|| format!("{cidr:?} is not a CIDR (a.b.c.d/n)"))?;
         let ip: Ipv4Addr = ip.parse().map_err(|e| format!("{cidr:?}: {e}"))?;
         let bits: u8 = bits.parse().map_err(|e| format!("{cidr:?}: {e}"))?;
         if !(8..=30).contains(&bits) {
-            return Err(format!("{cidr:?}: the prefix length must be between 8 and 30"));
+            return Err(format!(
+                "{cidr:?}: the prefix length must be between 8 and 30"
+            ));
         }
         let mask = u32::MAX << (32 - bits);
-        Ok(Self { base: u32::from(ip) & mask, bits })
+        Ok(Self {
+            base: u32::from(ip) & mask,
+            bits,
+        })
     }
 
     fn size(&self) -> u32 {
@@ -104,7 +111,11 @@ pub fn check_node_ports(requested: &[i64]) -> Result<(), Vec<FieldError>> {
             errs.push(FieldError::invalid_raw(
                 field,
                 p.to_string(),
-                format!("provided port is not in the valid range. The range of valid ports is {}-{}", NODE_PORTS.start(), NODE_PORTS.end()),
+                format!(
+                    "provided port is not in the valid range. The range of valid ports is {}-{}",
+                    NODE_PORTS.start(),
+                    NODE_PORTS.end()
+                ),
             ));
         } else if requested[..i].contains(p) {
             errs.push(FieldError::duplicate(field, &p.to_string()));
@@ -137,7 +148,10 @@ mod tests {
         assert!(Range::parse("10.0.0.0").is_err());
         assert!(Range::parse("10.0.0.0/31").is_err());
         assert!(check_node_ports(&[0, 30080, 0]).is_ok());
-        assert_eq!(check_node_ports(&[80]).unwrap_err()[0].field, "spec.ports[0].nodePort");
+        assert_eq!(
+            check_node_ports(&[80]).unwrap_err()[0].field,
+            "spec.ports[0].nodePort"
+        );
         assert!(check_node_ports(&[30080, 30080]).is_err());
         let mut used = vec![];
         for _ in 0..100 {

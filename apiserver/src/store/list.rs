@@ -54,8 +54,13 @@ struct Token {
 const TOKEN_VERSION: &str = "meta.k8s.io/v1";
 
 fn encode_token(rv: i64, start: &str) -> String {
-    let t = Token { v: TOKEN_VERSION.into(), rv, start: start.into() };
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&t).unwrap_or_default())
+    let t = Token {
+        v: TOKEN_VERSION.into(),
+        rv,
+        start: start.into(),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&t).unwrap_or_default())
 }
 
 fn decode_token(s: &str, prefix: &str) -> Result<Token, ApiError> {
@@ -65,7 +70,9 @@ fn decode_token(s: &str, prefix: &str) -> Result<Token, ApiError> {
         .map_err(|_| bad("not base64"))?;
     let t: Token = serde_json::from_slice(&raw).map_err(|_| bad("not a continue token"))?;
     if t.v != TOKEN_VERSION {
-        return Err(bad("incorrect encoded start resourceVersion (version meta.k8s.io/v1)"));
+        return Err(bad(
+            "incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        ));
     }
     if !t.start.starts_with(prefix) || t.rv <= 0 {
         return Err(bad("the token does not belong to this list"));
@@ -80,13 +87,19 @@ impl ListOptions {
     pub fn check(&self) -> Result<(), ApiError> {
         let rv = self.resource_version.as_deref().unwrap_or("");
         if self.rv_match.is_some() && rv.is_empty() {
-            return Err(ApiError::BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided".into()));
+            return Err(ApiError::BadRequest(
+                "resourceVersionMatch is forbidden unless resourceVersion is provided".into(),
+            ));
         }
         if self.rv_match == Some(RvMatch::Exact) && rv == "0" {
-            return Err(ApiError::BadRequest("resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"".into()));
+            return Err(ApiError::BadRequest(
+                "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"".into(),
+            ));
         }
         if self.continue_token.is_some() && (!rv.is_empty() && rv != "0") {
-            return Err(ApiError::BadRequest("specifying resource version is not allowed when using continue".into()));
+            return Err(ApiError::BadRequest(
+                "specifying resource version is not allowed when using continue".into(),
+            ));
         }
         if self.limit.is_some_and(|l| l < 0) {
             return Err(ApiError::BadRequest("limit must be non-negative".into()));
@@ -109,15 +122,21 @@ impl Store {
         let limit = opts.limit.filter(|l| *l > 0);
         if let Some(tok) = &opts.continue_token {
             let tok = decode_token(tok, &t.prefix())?;
-            return self.list_etcd(t, opts, tok.rv, Some(tok.start), limit).await.map_err(|e| match e {
-                ApiError::Expired(_) => ApiError::Expired(TOKEN_TOO_OLD.into()),
-                e => e,
-            });
+            return self
+                .list_etcd(t, opts, tok.rv, Some(tok.start), limit)
+                .await
+                .map_err(|e| match e {
+                    ApiError::Expired(_) => ApiError::Expired(TOKEN_TOO_OLD.into()),
+                    e => e,
+                });
         }
         let rv = opts.resource_version.as_deref().filter(|r| !r.is_empty());
         match (rv, limit) {
             (None, None) => {
-                if cache::catch_up(&self.cache, &self.etcd, self.cache_wait).await?.is_some() {
+                if cache::catch_up(&self.cache, &self.etcd, self.cache_wait)
+                    .await?
+                    .is_some()
+                {
                     if let Some(r) = self.list_cache(t, opts) {
                         return Ok(r);
                     }
@@ -132,10 +151,15 @@ impl Store {
             (Some(rv), l) => {
                 let n = parse_rv(rv)?;
                 if opts.rv_match == Some(RvMatch::Exact) || l.is_some() {
-                    return self.list_etcd(t, opts, n, None, l).await.map_err(|e| match e {
-                        ApiError::Expired(_) => ApiError::Expired(format!("The resourceVersion for the provided list is too old. ({n})")),
-                        e => e,
-                    });
+                    return self
+                        .list_etcd(t, opts, n, None, l)
+                        .await
+                        .map_err(|e| match e {
+                            ApiError::Expired(_) => ApiError::Expired(format!(
+                                "The resourceVersion for the provided list is too old. ({n})"
+                            )),
+                            e => e,
+                        });
                 }
                 if self.cache.wait_for(n, self.cache_wait).await {
                     if let Some(r) = self.list_cache(t, opts) {
@@ -144,7 +168,10 @@ impl Store {
                 }
                 let r = self.list_etcd(t, opts, 0, None, None).await?;
                 if r.resource_version < n {
-                    return Err(ApiError::Timeout(format!("Too large resource version: {n}, current: {}", r.resource_version)));
+                    return Err(ApiError::Timeout(format!(
+                        "Too large resource version: {n}, current: {}",
+                        r.resource_version
+                    )));
                 }
                 Ok(r)
             }
@@ -153,13 +180,29 @@ impl Store {
 
     fn list_cache(&self, t: &Target, opts: &ListOptions) -> Option<ListResult> {
         let (objs, rev) = self.cache.list(&t.prefix())?;
-        let items = objs.into_iter().filter(|o| opts.selects(o)).map(|o| o.json.clone()).collect();
-        Some(ListResult { items, resource_version: rev, continue_token: None, remaining: None })
+        let items = objs
+            .into_iter()
+            .filter(|o| opts.selects(o))
+            .map(|o| o.json.clone())
+            .collect();
+        Some(ListResult {
+            items,
+            resource_version: rev,
+            continue_token: None,
+            remaining: None,
+        })
     }
 
     /// Reads from the kvstore at `rev` (0: current), from `start` (a key inside the prefix),
     /// up to `limit` selected items.
-    async fn list_etcd(&self, t: &Target, opts: &ListOptions, rev: i64, start: Option<String>, limit: Option<i64>) -> Result<ListResult, ApiError> {
+    async fn list_etcd(
+        &self,
+        t: &Target,
+        opts: &ListOptions,
+        rev: i64,
+        start: Option<String>,
+        limit: Option<i64>,
+    ) -> Result<ListResult, ApiError> {
         let prefix = t.prefix();
         let end = prefix_end(prefix.as_bytes());
         let mut from = start.unwrap_or_else(|| prefix.clone()).into_bytes();
@@ -173,7 +216,13 @@ impl Store {
         loop {
             let r = self
                 .etcd
-                .range(pb::RangeRequest { key: from.clone(), range_end: end.clone(), limit: page, revision: rev, ..Default::default() })
+                .range(pb::RangeRequest {
+                    key: from.clone(),
+                    range_end: end.clone(),
+                    limit: page,
+                    revision: rev,
+                    ..Default::default()
+                })
                 .await
                 .map_err(|e| match e {
                     EtcdError::Compacted(m) => ApiError::Expired(m),
@@ -184,7 +233,10 @@ impl Store {
             }
             let n = r.kvs.len();
             for (i, kv) in r.kvs.iter().enumerate() {
-                let Some(o) = CachedObj::from_kv(&self.kinds, &kv.key, &kv.value, kv.mod_revision) else { continue };
+                let Some(o) = CachedObj::from_kv(&self.kinds, &kv.key, &kv.value, kv.mod_revision)
+                else {
+                    continue;
+                };
                 if !opts.selects(&o) {
                     continue;
                 }
@@ -194,7 +246,12 @@ impl Store {
                     next.push(0);
                     let next = String::from_utf8_lossy(&next).into_owned();
                     let remaining = (!opts.filtered()).then(|| r.count - (i as i64 + 1));
-                    return Ok(ListResult { items, resource_version: rev, continue_token: Some(encode_token(rev, &next)), remaining });
+                    return Ok(ListResult {
+                        items,
+                        resource_version: rev,
+                        continue_token: Some(encode_token(rev, &next)),
+                        remaining,
+                    });
                 }
             }
             match r.kvs.last() {
@@ -202,15 +259,34 @@ impl Store {
                     from = kv.key.clone();
                     from.push(0);
                 }
-                _ => return Ok(ListResult { items, resource_version: rev, continue_token: None, remaining: None }),
+                _ => {
+                    return Ok(ListResult {
+                        items,
+                        resource_version: rev,
+                        continue_token: None,
+                        remaining: None,
+                    })
+                }
             }
         }
     }
 
     /// Every selected object, consistently, as values (for deletecollection).
-    pub(super) async fn list_values(&self, t: &Target, opts: &ListOptions) -> Result<Vec<Value>, ApiError> {
+    pub(super) async fn list_values(
+        &self,
+        t: &Target,
+        opts: &ListOptions,
+    ) -> Result<Vec<Value>, ApiError> {
         let r = self.list_etcd(t, opts, 0, None, None).await?;
-        r.items.iter().map(|b| decode_stored(b, 0).map(|mut v| { strip(&mut v); v })).collect()
+        r.items
+            .iter()
+            .map(|b| {
+                decode_stored(b, 0).map(|mut v| {
+                    strip(&mut v);
+                    v
+                })
+            })
+            .collect()
     }
 }
 
@@ -224,14 +300,18 @@ fn strip(v: &mut Value) {
 /// The JSON of a list response.
 pub fn list_json(api_version: &str, list_kind: &str, r: &ListResult) -> Vec<u8> {
     let mut meta = serde_json::Map::new();
-    meta.insert("resourceVersion".into(), r.resource_version.to_string().into());
+    meta.insert(
+        "resourceVersion".into(),
+        r.resource_version.to_string().into(),
+    );
     if let Some(c) = &r.continue_token {
         meta.insert("continue".into(), c.clone().into());
     }
     if let Some(n) = r.remaining {
         meta.insert("remainingItemCount".into(), n.into());
     }
-    let head = serde_json::json!({ "kind": list_kind, "apiVersion": api_version, "metadata": meta });
+    let head =
+        serde_json::json!({ "kind": list_kind, "apiVersion": api_version, "metadata": meta });
     let mut out = serde_json::to_vec(&head).unwrap_or_default();
     out.pop(); // the closing brace
     out.extend_from_slice(b",\"items\":[");
@@ -244,7 +324,6 @@ pub fn list_json(api_version: &str, list_kind: &str, r: &ListResult) -> Vec<u8> 
     out.extend_from_slice(b"]}");
     out
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -261,17 +340,32 @@ mod tests {
 
     #[test]
     fn forbidden_combinations() {
-        let o = ListOptions { rv_match: Some(RvMatch::Exact), ..Default::default() };
+        let o = ListOptions {
+            rv_match: Some(RvMatch::Exact),
+            ..Default::default()
+        };
         assert!(o.check().is_err());
-        let o = ListOptions { rv_match: Some(RvMatch::Exact), resource_version: Some("0".into()), ..Default::default() };
+        let o = ListOptions {
+            rv_match: Some(RvMatch::Exact),
+            resource_version: Some("0".into()),
+            ..Default::default()
+        };
         assert!(o.check().is_err());
-        let o = ListOptions { resource_version: Some("5".into()), ..Default::default() };
+        let o = ListOptions {
+            resource_version: Some("5".into()),
+            ..Default::default()
+        };
         assert!(o.check().is_ok());
     }
 
     #[test]
     fn list_json_has_items_after_metadata() {
-        let r = ListResult { items: vec![Bytes::from_static(b"{\"a\":1}")], resource_version: 7, continue_token: None, remaining: None };
+        let r = ListResult {
+            items: vec![Bytes::from_static(b"{\"a\":1}")],
+            resource_version: 7,
+            continue_token: None,
+            remaining: None,
+        };
         let v: Value = serde_json::from_slice(&list_json("v1", "PodList", &r)).unwrap();
         assert_eq!(v["metadata"]["resourceVersion"], "7");
         assert_eq!(v["items"][0]["a"], 1);

@@ -46,7 +46,11 @@ impl Target {
         self.name.as_deref().unwrap_or("")
     }
     pub fn key(&self) -> String {
-        object_key(self.kind.info().plural, self.namespace.as_deref(), self.name())
+        object_key(
+            self.kind.info().plural,
+            self.namespace.as_deref(),
+            self.name(),
+        )
     }
     /// The key prefix of everything a list or watch of this target covers.
     pub fn prefix(&self) -> String {
@@ -56,7 +60,10 @@ impl Target {
         }
     }
     pub fn not_found(&self) -> ApiError {
-        ApiError::NotFound { gr: self.kind.info().gr(), name: self.name().to_string() }
+        ApiError::NotFound {
+            gr: self.kind.info().gr(),
+            name: self.name().to_string(),
+        }
     }
 }
 
@@ -80,7 +87,9 @@ pub fn decode_stored(bytes: &[u8], mod_revision: i64) -> Result<Value, ApiError>
         .map_err(|e| ApiError::Internal(format!("stored object does not decode: {e}")))?;
     // Another tool may have written anything under /registry/; only objects are served.
     if !v.is_object() || !v["metadata"].is_object() {
-        return Err(ApiError::Internal("the stored value is not a Kubernetes object".into()));
+        return Err(ApiError::Internal(
+            "the stored value is not a Kubernetes object".into(),
+        ));
     }
     set_rv(&mut v, mod_revision);
     Ok(v)
@@ -103,8 +112,14 @@ pub fn encode_for_store(v: &Value) -> Vec<u8> {
 }
 
 pub fn now() -> Time {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    Time(
+        k8s_openapi::jiff::Timestamp::from_second(secs)
+            .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+    )
 }
 
 pub fn time_value(t: &Time) -> Value {
@@ -153,10 +168,12 @@ pub(crate) fn op_put(key: &str, value: Vec<u8>) -> pb::RequestOp {
 
 pub(crate) fn op_delete(key: &str) -> pb::RequestOp {
     pb::RequestOp {
-        request: Some(pb::request_op::Request::RequestDeleteRange(pb::DeleteRangeRequest {
-            key: key.as_bytes().to_vec(),
-            ..Default::default()
-        })),
+        request: Some(pb::request_op::Request::RequestDeleteRange(
+            pb::DeleteRangeRequest {
+                key: key.as_bytes().to_vec(),
+                ..Default::default()
+            },
+        )),
     }
 }
 
@@ -176,10 +193,19 @@ pub(crate) fn header_rev(h: &Option<pb::ResponseHeader>) -> i64 {
 impl Store {
     /// Reads one object linearizably.
     pub async fn read(&self, key: &str) -> Result<Option<Stored>, ApiError> {
-        let r = self.etcd.range(pb::RangeRequest { key: key.as_bytes().to_vec(), ..Default::default() }).await?;
+        let r = self
+            .etcd
+            .range(pb::RangeRequest {
+                key: key.as_bytes().to_vec(),
+                ..Default::default()
+            })
+            .await?;
         match r.kvs.into_iter().next() {
             None => Ok(None),
-            Some(kv) => Ok(Some(Stored { value: decode_stored(&kv.value, kv.mod_revision)?, mod_revision: kv.mod_revision })),
+            Some(kv) => Ok(Some(Stored {
+                value: decode_stored(&kv.value, kv.mod_revision)?,
+                mod_revision: kv.mod_revision,
+            })),
         }
     }
 
@@ -197,7 +223,9 @@ impl Store {
             }
         }
         match self.read(&key).await? {
-            Some(s) => Ok(Bytes::from(serde_json::to_vec(&s.value).unwrap_or_default())),
+            Some(s) => Ok(Bytes::from(
+                serde_json::to_vec(&s.value).unwrap_or_default(),
+            )),
             None => Err(t.not_found()),
         }
     }
@@ -211,12 +239,17 @@ impl Store {
         };
         match obj {
             None => Err(ApiError::NotFound {
-                gr: GroupResource { group: "", resource: "namespaces" },
+                gr: GroupResource {
+                    group: "",
+                    resource: "namespaces",
+                },
                 name: ns.to_string(),
             }),
-            Some(v) if crate::kinds::namespace_terminating(&v) => Err(ApiError::Forbidden(format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            ))),
+            Some(v) if crate::kinds::namespace_terminating(&v) => {
+                Err(ApiError::Forbidden(format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                )))
+            }
             Some(_) => Ok(()),
         }
     }
@@ -230,8 +263,14 @@ pub fn parse_rv(rv: &str) -> Result<i64, ApiError> {
 }
 
 /// Checks the URL's namespace and name against the body's, and fills them in.
-pub(crate) fn reconcile_meta(obj: &mut Value, t: &Target, name_required: bool) -> Result<(), ApiError> {
-    let meta = obj["metadata"].as_object_mut().ok_or_else(|| ApiError::BadRequest("metadata must be an object".into()))?;
+pub(crate) fn reconcile_meta(
+    obj: &mut Value,
+    t: &Target,
+    name_required: bool,
+) -> Result<(), ApiError> {
+    let meta = obj["metadata"]
+        .as_object_mut()
+        .ok_or_else(|| ApiError::BadRequest("metadata must be an object".into()))?;
     if let Some(ns) = &t.namespace {
         match meta.get("namespace").and_then(Value::as_str) {
             Some(b) if !b.is_empty() && b != ns => {

@@ -7,7 +7,10 @@ use k8s_openapi::api::core::v1::{Binding, Pod};
 use proto::etcdserverpb as pb;
 use serde_json::Value;
 
-use super::{compare_mod, encode_for_store, header_rev, op_delete, op_put, parse_rv, reconcile_meta, set_rv, Store, Stored, Target};
+use super::{
+    compare_mod, encode_for_store, header_rev, op_delete, op_put, parse_rv, reconcile_meta, set_rv,
+    Store, Stored, Target,
+};
 use crate::error::{ApiError, GroupResource};
 use crate::kinds::pod::{self, BindRefusal};
 
@@ -30,7 +33,15 @@ fn conflict(t: &Target) -> ApiError {
 }
 
 /// The metadata fields only the server sets, copied from the stored object.
-const SERVER_OWNED: &[&str] = &["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "name", "namespace"];
+const SERVER_OWNED: &[&str] = &[
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "name",
+    "namespace",
+];
 
 fn strip_rv(v: &Value) -> Value {
     let mut v = v.clone();
@@ -46,7 +57,9 @@ pub(super) fn finished(v: &Value) -> bool {
     !meta["deletionTimestamp"].is_null()
         && meta["finalizers"].as_array().is_none_or(|f| f.is_empty())
         && meta["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) == 0
-        && v["spec"]["finalizers"].as_array().is_none_or(|f| f.is_empty())
+        && v["spec"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty())
 }
 
 impl Store {
@@ -72,12 +85,19 @@ impl Store {
                 return Ok(out);
             }
             let mut success = vec![op];
-            if matches!(success[0].request, Some(pb::request_op::Request::RequestDeleteRange(_))) {
+            if matches!(
+                success[0].request,
+                Some(pb::request_op::Request::RequestDeleteRange(_))
+            ) {
                 success.extend(self.release_ops(t, &out));
             }
             let r = self
                 .etcd
-                .txn(pb::TxnRequest { compare: vec![compare_mod(&key, old.mod_revision)], success, failure: vec![] })
+                .txn(pb::TxnRequest {
+                    compare: vec![compare_mod(&key, old.mod_revision)],
+                    success,
+                    failure: vec![],
+                })
                 .await?;
             if r.succeeded {
                 set_rv(&mut out, header_rev(&r.header));
@@ -91,7 +111,13 @@ impl Store {
     }
 
     /// PUT of an object (`sub` None) or of its status (`sub` Some("status")).
-    pub async fn update(&self, t: &Target, body: &[u8], sub: Option<&str>, dry_run: bool) -> Result<Bytes, ApiError> {
+    pub async fn update(
+        &self,
+        t: &Target,
+        body: &[u8],
+        sub: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Bytes, ApiError> {
         let mut new = t.kind.decode(body)?;
         reconcile_meta(&mut new, t, true)?;
         let precondition = match new["metadata"]["resourceVersion"].as_str() {
@@ -99,23 +125,38 @@ impl Store {
             _ => None,
         };
         let status_only = sub == Some("status");
-        let out = self.guarded_update(t, precondition, dry_run, |old| next_state(t, &new, old, status_only)).await?;
+        let out = self
+            .guarded_update(t, precondition, dry_run, |old| {
+                next_state(t, &new, old, status_only)
+            })
+            .await?;
         Ok(Bytes::from(serde_json::to_vec(&out).unwrap_or_default()))
     }
 
     /// PATCH with a JSON merge patch (RFC 7386), applied to the stored object and then
     /// handled as an update of the result. A resourceVersion in the patch is a precondition.
-    pub async fn merge_patch(&self, t: &Target, patch: &[u8], sub: Option<&str>, dry_run: bool) -> Result<Bytes, ApiError> {
-        let patch: Value = serde_json::from_slice(patch).map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
+    pub async fn merge_patch(
+        &self,
+        t: &Target,
+        patch: &[u8],
+        sub: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Bytes, ApiError> {
+        let patch: Value = serde_json::from_slice(patch)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
         if !patch.is_object() {
-            return Err(ApiError::BadRequest("a merge patch must be a JSON object".into()));
+            return Err(ApiError::BadRequest(
+                "a merge patch must be a JSON object".into(),
+            ));
         }
         let status_only = sub == Some("status");
         let out = self
             .guarded_update(t, None, dry_run, |old| {
                 let mut merged = old.value.clone();
                 crate::patch::merge(&mut merged, &patch);
-                let mut new = t.kind.decode(&serde_json::to_vec(&merged).unwrap_or_default())?;
+                let mut new = t
+                    .kind
+                    .decode(&serde_json::to_vec(&merged).unwrap_or_default())?;
                 reconcile_meta(&mut new, t, true)?;
                 if let Some(rv) = patch["metadata"]["resourceVersion"].as_str() {
                     if parse_rv(rv)? != old.mod_revision {
@@ -131,8 +172,11 @@ impl Store {
     /// `pods/<name>/binding` (or `bindings` with the name in the body): assigns the pod to
     /// a node, once.
     pub async fn bind(&self, t: &Target, body: &[u8], dry_run: bool) -> Result<(), ApiError> {
-        let b: Binding = serde_json::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("Binding in version \"v1\" cannot be handled as a Binding: {e}")))?;
+        let b: Binding = serde_json::from_slice(body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "Binding in version \"v1\" cannot be handled as a Binding: {e}"
+            ))
+        })?;
         let name = match (&t.name, b.metadata.name.as_deref()) {
             (Some(url), Some(body)) if url != body => {
                 return Err(ApiError::BadRequest(format!(
@@ -141,9 +185,16 @@ impl Store {
             }
             (Some(url), _) => url.clone(),
             (None, Some(body)) if !body.is_empty() => body.to_string(),
-            _ => return Err(ApiError::BadRequest("name is required for a binding".into())),
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "name is required for a binding".into(),
+                ))
+            }
         };
-        let gr = GroupResource { group: "", resource: "pods/binding" };
+        let gr = GroupResource {
+            group: "",
+            resource: "pods/binding",
+        };
         let invalid = |field: &str, why: &str| ApiError::Invalid {
             kind: "Binding",
             group: "",
@@ -153,27 +204,44 @@ impl Store {
         if b.target.name.as_deref().unwrap_or("").is_empty() {
             return Err(invalid("target.name", ""));
         }
-        if b.target.kind.as_deref().is_some_and(|k| !k.is_empty() && k != "Node") {
+        if b.target
+            .kind
+            .as_deref()
+            .is_some_and(|k| !k.is_empty() && k != "Node")
+        {
             return Err(ApiError::Invalid {
                 kind: "Binding",
                 group: "",
                 name: name.clone(),
-                causes: vec![crate::error::FieldError::not_supported("target.kind", b.target.kind.as_deref().unwrap_or(""), &["Node"])],
+                causes: vec![crate::error::FieldError::not_supported(
+                    "target.kind",
+                    b.target.kind.as_deref().unwrap_or(""),
+                    &["Node"],
+                )],
             });
         }
         let node = b.target.name.clone().unwrap_or_default();
-        let pod_target = Target { name: Some(name.clone()), ..t.clone() };
+        let pod_target = Target {
+            name: Some(name.clone()),
+            ..t.clone()
+        };
         let uid_pre = b.metadata.uid.clone();
         self.guarded_update(&pod_target, None, dry_run, |old| {
             let mut p: Pod = serde_json::from_value(old.value.clone())
                 .map_err(|e| ApiError::Internal(format!("stored pod does not decode: {e}")))?;
             if let Some(uid) = uid_pre.as_deref().filter(|u| !u.is_empty()) {
                 if p.metadata.uid.as_deref() != Some(uid) {
-                    return Err(ApiError::Conflict { gr: gr.clone(), name: name.clone(), message: "the UID in the binding does not match the pod's".into() });
+                    return Err(ApiError::Conflict {
+                        gr: gr.clone(),
+                        name: name.clone(),
+                        message: "the UID in the binding does not match the pod's".into(),
+                    });
                 }
             }
             match pod::bind(&mut p, &node, super::now()) {
-                Ok(()) => Ok(Outcome::Put(serde_json::to_value(&p).map_err(|e| ApiError::Internal(e.to_string()))?)),
+                Ok(()) => Ok(Outcome::Put(
+                    serde_json::to_value(&p).map_err(|e| ApiError::Internal(e.to_string()))?,
+                )),
                 Err(BindRefusal::AlreadyAssigned(n)) => Err(ApiError::Conflict {
                     gr: gr.clone(),
                     name: name.clone(),
@@ -198,6 +266,9 @@ impl Store {
         let out = self
             .guarded_update(t, None, false, |old| {
                 let mut r = old.value.clone();
+                if !r["spec"].is_object() {
+                    r["spec"] = Value::Object(Default::default());
+                }
                 r["spec"]["finalizers"] = new["spec"]["finalizers"].clone();
                 if strip_rv(&r) == strip_rv(&old.value) {
                     return Ok(Outcome::Unchanged);
@@ -215,7 +286,12 @@ impl Store {
 /// The object an update of `old` to `new` stores (or why it may not), as Kubernetes'
 /// update strategy decides: server-owned metadata kept, status or spec kept depending on
 /// the subresource, generation bumped on spec changes, finalizer rules, validation.
-fn next_state(t: &Target, new: &Value, old: &Stored, status_only: bool) -> Result<Outcome, ApiError> {
+fn next_state(
+    t: &Target,
+    new: &Value,
+    old: &Stored,
+    status_only: bool,
+) -> Result<Outcome, ApiError> {
     let info = t.kind.info();
     let old_v = &old.value;
     if let Some(uid) = new["metadata"]["uid"].as_str().filter(|u| !u.is_empty()) {
@@ -265,12 +341,20 @@ fn next_state(t: &Target, new: &Value, old: &Stored, status_only: bool) -> Resul
     };
     // An object being deleted may lose finalizers but not gain new ones.
     if !old_v["metadata"]["deletionTimestamp"].is_null() {
-        let had: Vec<&Value> = old_v["metadata"]["finalizers"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
-        let added = result["metadata"]["finalizers"].as_array().is_some_and(|a| a.iter().any(|f| !had.contains(&f)));
+        let had: Vec<&Value> = old_v["metadata"]["finalizers"]
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
+        let added = result["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|f| !had.contains(&f)));
         if added {
             return Err(info.invalid(
                 t.name(),
-                vec![crate::error::FieldError::forbidden("metadata.finalizers", "no new finalizers can be added if the object is being deleted")],
+                vec![crate::error::FieldError::forbidden(
+                    "metadata.finalizers",
+                    "no new finalizers can be added if the object is being deleted",
+                )],
             ));
         }
     }

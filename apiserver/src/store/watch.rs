@@ -86,14 +86,21 @@ impl Filter {
             "apiVersion": self.api_version,
             "metadata": { "resourceVersion": rev.to_string() },
         });
-        Some(line("BOOKMARK", &serde_json::to_vec(&obj).unwrap_or_default()))
+        Some(line(
+            "BOOKMARK",
+            &serde_json::to_vec(&obj).unwrap_or_default(),
+        ))
     }
 }
 
 impl Store {
     /// Starts a watch; lines arrive on the returned channel until the watch ends (the
     /// receiver dropped, the cache reset, the client too slow, the kvstore stream broken).
-    pub async fn watch(self: &Arc<Self>, t: &Target, opts: WatchOptions) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+    pub async fn watch(
+        self: &Arc<Self>,
+        t: &Target,
+        opts: WatchOptions,
+    ) -> Result<mpsc::Receiver<Bytes>, ApiError> {
         opts.list.check()?;
         let info = t.kind.info();
         let mut filter = Filter {
@@ -105,14 +112,20 @@ impl Store {
             sent: 0,
             latest: 0,
         };
-        let rv = opts.list.resource_version.as_deref().filter(|r| !r.is_empty() && *r != "0");
+        let rv = opts
+            .list
+            .resource_version
+            .as_deref()
+            .filter(|r| !r.is_empty() && *r != "0");
         let start = match rv {
             None => Start::Snapshot,
             Some(rv) => Start::After(parse_rv(rv)?),
         };
         let (tx, rx) = mpsc::channel::<Bytes>(256);
         if matches!(start, Start::Snapshot) && !self.cache.wait_for(0, self.cache_wait).await {
-            return Err(ApiError::Unavailable("the watch cache is not ready yet".into()));
+            return Err(ApiError::Unavailable(
+                "the watch cache is not ready yet".into(),
+            ));
         }
         let from = match start {
             Start::After(n) => Some(n),
@@ -169,7 +182,10 @@ impl Store {
             };
             let Ok(Some(r)) = msg else { return };
             if r.compact_revision > 0 {
-                let e = ApiError::Expired(format!("too old resource version: {from} ({})", r.compact_revision));
+                let e = ApiError::Expired(format!(
+                    "too old resource version: {from} ({})",
+                    r.compact_revision
+                ));
                 let _ = tx.send(error_line(&e)).await;
                 return;
             }
@@ -188,7 +204,9 @@ impl Store {
                 continue;
             }
             for e in r.events {
-                let Some(ev) = self.event_from_etcd(e) else { continue };
+                let Some(ev) = self.event_from_etcd(e) else {
+                    continue;
+                };
                 if let Some(l) = filter.translate(&ev) {
                     if tx.send(l).await.is_err() {
                         return;
@@ -207,11 +225,25 @@ impl Store {
             .map(Arc::new);
         if e.r#type == mvccpb::event::EventType::Delete as i32 {
             let p = prev?;
-            return Some(CacheEvent { rev, typ: EventType::Deleted, obj: Arc::new(p.at_rev(rev)), prev: Some(p) });
+            return Some(CacheEvent {
+                rev,
+                typ: EventType::Deleted,
+                obj: Arc::new(p.at_rev(rev)),
+                prev: Some(p),
+            });
         }
         let obj = Arc::new(CachedObj::from_kv(&self.kinds, &kv.key, &kv.value, rev)?);
-        let typ = if kv.create_revision == kv.mod_revision { EventType::Added } else { EventType::Modified };
-        Some(CacheEvent { rev, typ, obj, prev })
+        let typ = if kv.create_revision == kv.mod_revision {
+            EventType::Added
+        } else {
+            EventType::Modified
+        };
+        Some(CacheEvent {
+            rev,
+            typ,
+            obj,
+            prev,
+        })
     }
 }
 
@@ -219,7 +251,11 @@ impl Store {
 /// did not select moved it on.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
 
-async fn pump_cache(mut filter: Filter, mut rx: broadcast::Receiver<Notice>, tx: mpsc::Sender<Bytes>) {
+async fn pump_cache(
+    mut filter: Filter,
+    mut rx: broadcast::Receiver<Notice>,
+    tx: mpsc::Sender<Bytes>,
+) {
     let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
     ticker.tick().await;
     loop {
@@ -233,7 +269,9 @@ async fn pump_cache(mut filter: Filter, mut rx: broadcast::Receiver<Notice>, tx:
             Ok(Notice::Progress(rev)) => filter.bookmark(rev),
             // Rebuilt cache or a client too slow to keep up: end; the client resumes
             // from the last resourceVersion it saw.
-            Ok(Notice::Reset) | Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+            Ok(Notice::Reset)
+            | Err(broadcast::error::RecvError::Lagged(_))
+            | Err(broadcast::error::RecvError::Closed) => return,
         };
         if let Some(l) = out {
             // A client that does not read for this long is dropped rather than buffered.
