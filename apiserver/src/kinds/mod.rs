@@ -195,31 +195,23 @@ impl<K: Kind> Strategy for Typed<K> {
             )));
         };
         let want = info.api_version();
-        match m.get("apiVersion") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) if *s == want => {}
-            Some(other) => {
-                let got = other
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| other.to_string());
-                return Err(ApiError::BadRequest(format!(
-                    "the API version in the data ({got}) does not match the expected API version ({want})"
-                )));
-            }
-        }
-        match m.get("kind") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) if s == info.kind => {}
-            Some(other) => {
-                let got = other
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| other.to_string());
-                return Err(ApiError::BadRequest(format!(
-                    "the kind in the data ({got}) does not match the expected kind ({})",
-                    info.kind
-                )));
+        // A present apiVersion or kind must be the URL's.
+        for (field, expected, what) in [
+            ("apiVersion", want.as_str(), "API version"),
+            ("kind", info.kind, "kind"),
+        ] {
+            match m.get(field) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(s)) if s == expected => {}
+                Some(other) => {
+                    let got = other
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| other.to_string());
+                    return Err(ApiError::BadRequest(format!(
+                        "the {what} in the data ({got}) does not match the expected {what} ({expected})"
+                    )));
+                }
             }
         }
         m.insert("apiVersion".into(), want.into());
