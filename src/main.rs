@@ -20,6 +20,11 @@ enum Component {
     Kvstore(kvstore::KvFlags),
     /// Run an apiserver: the Kubernetes API over the kvstore (kube-apiserver's flag names).
     Apiserver(apiserver::ApiserverFlags),
+    /// Run a scheduler: binds pods to nodes (kube-scheduler's flag names).
+    Scheduler(scheduler::SchedulerFlags),
+    /// Run the controller-manager: ReplicaSets, namespaces, service accounts, ...
+    /// (kube-controller-manager's flag names).
+    ControllerManager(controllers::ControllerManagerFlags),
     /// Create a member's data directory for a new cluster from a snapshot file (what
     /// `etcdctl snapshot save` wrote); then start it with `kvstore` and the same flags.
     SnapshotRestore {
@@ -47,22 +52,20 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Component::Kvstore(flags) => {
                 let cfg = flags.validate()?;
-                let (tx, rx) = tokio::sync::watch::channel(false);
-                tokio::spawn(async move {
-                    wait_for_signal().await;
-                    let _ = tx.send(true);
-                });
-                kvstore::server::run(cfg, rx).await?;
+                kvstore::server::run(cfg, shutdown_on_signal()).await?;
                 Ok(())
             }
             Component::Apiserver(flags) => {
                 let cfg = flags.validate().map_err(anyhow::Error::msg)?;
-                let (tx, rx) = tokio::sync::watch::channel(false);
-                tokio::spawn(async move {
-                    wait_for_signal().await;
-                    let _ = tx.send(true);
-                });
-                apiserver::run(cfg, rx).await
+                apiserver::run(cfg, shutdown_on_signal()).await
+            }
+            Component::Scheduler(flags) => {
+                let cfg = flags.validate().map_err(anyhow::Error::msg)?;
+                scheduler::run(cfg, shutdown_on_signal()).await
+            }
+            Component::ControllerManager(flags) => {
+                let cfg = flags.validate().map_err(anyhow::Error::msg)?;
+                controllers::run(cfg, shutdown_on_signal()).await
             }
             Component::SnapshotRestore { file, flags } => {
                 let cfg = flags.validate()?;
@@ -72,6 +75,16 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// A channel that turns true on SIGTERM or SIGINT.
+fn shutdown_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = tx.send(true);
+    });
+    rx
 }
 
 async fn wait_for_signal() {

@@ -69,7 +69,7 @@ async fn t50_bad_requests_get_a_status_and_change_nothing() {
         ("PUT", item, j, br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"other"}}"#.to_vec(), 400, "BadRequest"),
         ("PUT", item, j, br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","resourceVersion":"1"}}"#.to_vec(), 409, "Conflict"),
         ("PUT", coll, j, ok.clone(), 405, "MethodNotAllowed"),
-        ("PATCH", item, "application/json-patch+json", b"[]".to_vec(), 415, "UnsupportedMediaType"),
+        ("PATCH", item, "application/apply-patch+yaml", b"{}".to_vec(), 415, "UnsupportedMediaType"),
         ("GET", "/api/v1/namespaces/default/widgets", j, vec![], 404, "NotFound"),
         ("GET", "/api/v1/namespaces/default/configmaps?labelSelector=a%20b", j, vec![], 400, "BadRequest"),
         ("GET", "/api/v1/namespaces/default/configmaps?fieldSelector=spec.nodeName%3Dx", j, vec![], 400, "BadRequest"),

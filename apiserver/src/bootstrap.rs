@@ -16,24 +16,41 @@ pub const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-publi
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// Creates the system namespaces that are missing; retries until the kvstore answers.
+/// Creates the system namespaces and priority classes that are missing; retries until the
+/// kvstore answers.
 pub async fn ensure(store: Arc<Store>) {
-    let Some(kind) = store.kinds.find("", "v1", "namespaces") else {
-        return;
-    };
+    let mut objects = Vec::new();
     for ns in SYSTEM_NAMESPACES {
+        objects.push((
+            ("", "v1", "namespaces"),
+            serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } }),
+        ));
+    }
+    for (name, value, description) in crate::kinds::priorityclass::SYSTEM {
+        objects.push((
+            ("scheduling.k8s.io", "v1", "priorityclasses"),
+            serde_json::json!({
+                "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": { "name": name }, "value": value, "description": description,
+            }),
+        ));
+    }
+    for ((group, version, plural), body) in objects {
+        let Some(kind) = store.kinds.find(group, version, plural) else {
+            continue;
+        };
         let t = Target {
-            kind: kind.clone(),
+            kind,
             namespace: None,
             name: None,
         };
-        let body = serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
+        let name = body["metadata"]["name"].as_str().unwrap_or("").to_string();
         let body = serde_json::to_vec(&body).unwrap_or_default();
         loop {
             match store.create(&t, &body, false).await {
                 Ok(_) | Err(ApiError::AlreadyExists { .. }) => break,
                 Err(e) => {
-                    tracing::warn!(namespace = ns, error = %e, "cannot create a system namespace yet");
+                    tracing::warn!(object = %name, error = %e, "cannot create a system object yet");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }

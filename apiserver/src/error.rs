@@ -39,6 +39,8 @@ pub enum FieldErrorKind {
     NotSupported(String, Vec<&'static str>),
     Duplicate(String),
     TooLong(usize),
+    /// (actual, max)
+    TooMany(usize, usize),
 }
 
 impl FieldError {
@@ -93,6 +95,14 @@ impl FieldError {
         }
     }
 
+    pub fn too_many(field: impl Into<String>, actual: usize, max: usize) -> Self {
+        Self {
+            field: field.into(),
+            kind: FieldErrorKind::TooMany(actual, max),
+            detail: String::new(),
+        }
+    }
+
     fn reason(&self) -> &'static str {
         match self.kind {
             FieldErrorKind::Required => "FieldValueRequired",
@@ -101,6 +111,7 @@ impl FieldError {
             FieldErrorKind::NotSupported(..) => "FieldValueNotSupported",
             FieldErrorKind::Duplicate(_) => "FieldValueDuplicate",
             FieldErrorKind::TooLong(_) => "FieldValueTooLong",
+            FieldErrorKind::TooMany(..) => "FieldValueTooMany",
         }
     }
 
@@ -119,6 +130,9 @@ impl FieldError {
             }
             FieldErrorKind::Duplicate(v) => format!("Duplicate value: {v}"),
             FieldErrorKind::TooLong(max) => format!("Too long: may not be more than {max} bytes"),
+            FieldErrorKind::TooMany(n, max) => {
+                format!("Too many: {n}: must have at most {max} items")
+            }
         };
         if !self.detail.is_empty() {
             s.push_str(": ");

@@ -1,7 +1,179 @@
-//! JSON merge patch (RFC 7386). Strategic merge, JSON patch and server-side apply come
-//! with the "apiserver, complete" work.
+//! Patches: JSON merge patch (RFC 7386), JSON patch (RFC 6902), and the part of strategic
+//! merge patch that is the same as a merge patch (a patch without lists or directives).
+//! Full strategic merge and server-side apply come with the "apiserver, complete" work.
 
 use serde_json::Value;
+
+/// The patch types `PATCH` accepts, by Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    Merge,
+    Json,
+    /// Accepted only when it means the same as a merge patch.
+    StrategicWithoutLists,
+}
+
+impl PatchType {
+    pub fn from_media_type(mt: &str) -> Option<PatchType> {
+        match mt {
+            "application/merge-patch+json" => Some(PatchType::Merge),
+            "application/json-patch+json" => Some(PatchType::Json),
+            "application/strategic-merge-patch+json" => Some(PatchType::StrategicWithoutLists),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a strategic merge patch means the same as a JSON merge patch: no lists (whose
+/// strategic merge depends on merge keys) and no `$` directives.
+pub fn strategic_is_plain_merge(patch: &Value) -> bool {
+    match patch {
+        Value::Array(_) => false,
+        Value::Object(m) => m
+            .iter()
+            .all(|(k, v)| !k.starts_with('$') && strategic_is_plain_merge(v)),
+        _ => true,
+    }
+}
+
+/// Applies an RFC 6902 patch (`add`, `remove`, `replace`, `move`, `copy`, `test`).
+pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
+    let ops = ops
+        .as_array()
+        .ok_or("a JSON patch must be a list of operations")?;
+    for op in ops {
+        let kind = op["op"].as_str().ok_or("an operation has no \"op\"")?;
+        let path = op["path"]
+            .as_str()
+            .ok_or_else(|| format!("operation {kind} has no \"path\""))?;
+        let value = || {
+            op.get("value")
+                .cloned()
+                .ok_or_else(|| format!("operation {kind} at {path} has no \"value\""))
+        };
+        match kind {
+            "add" => add(target, path, value()?)?,
+            "remove" => {
+                remove(target, path)?;
+            }
+            "replace" => {
+                remove(target, path)?;
+                add(target, path, value()?)?;
+            }
+            "move" => {
+                let from = op["from"].as_str().ok_or("move has no \"from\"")?;
+                let v = remove(target, from)?;
+                add(target, path, v)?;
+            }
+            "copy" => {
+                let from = op["from"].as_str().ok_or("copy has no \"from\"")?;
+                let v = get(target, from)?.clone();
+                add(target, path, v)?;
+            }
+            "test" => {
+                if *get(target, path)? != value()? {
+                    return Err(format!("testing value {path} failed"));
+                }
+            }
+            other => return Err(format!("Unexpected kind: {other}")),
+        }
+    }
+    Ok(())
+}
+
+fn tokens(path: &str) -> Result<Vec<String>, String> {
+    if path.is_empty() {
+        return Ok(vec![]);
+    }
+    let rest = path
+        .strip_prefix('/')
+        .ok_or_else(|| format!("invalid JSON pointer {path:?}"))?;
+    Ok(rest
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect())
+}
+
+fn index(arr: &[Value], t: &str, path: &str, allow_end: bool) -> Result<usize, String> {
+    let i: usize = t
+        .parse()
+        .map_err(|_| format!("invalid array index {t:?} in {path}"))?;
+    if i > arr.len() || (i == arr.len() && !allow_end) {
+        return Err(format!("index {i} out of bounds in {path}"));
+    }
+    Ok(i)
+}
+
+fn get<'a>(target: &'a Value, path: &str) -> Result<&'a Value, String> {
+    let mut cur = target;
+    for t in tokens(path)? {
+        cur = match cur {
+            Value::Object(m) => m.get(&t),
+            Value::Array(a) => a.get(index(a, &t, path, false)?),
+            _ => None,
+        }
+        .ok_or_else(|| format!("doc is missing path: {path:?}"))?;
+    }
+    Ok(cur)
+}
+
+fn parent<'a>(target: &'a mut Value, path: &str) -> Result<(&'a mut Value, String), String> {
+    let mut toks = tokens(path)?;
+    let last = toks
+        .pop()
+        .ok_or("the whole document cannot be the target")?;
+    let mut cur = target;
+    for t in toks {
+        cur = match cur {
+            Value::Object(m) => m.get_mut(&t),
+            Value::Array(a) => {
+                let i = index(a, &t, path, false)?;
+                a.get_mut(i)
+            }
+            _ => None,
+        }
+        .ok_or_else(|| format!("doc is missing path: {path:?}"))?;
+    }
+    Ok((cur, last))
+}
+
+fn add(target: &mut Value, path: &str, v: Value) -> Result<(), String> {
+    if path.is_empty() {
+        *target = v;
+        return Ok(());
+    }
+    let (p, last) = parent(target, path)?;
+    match p {
+        Value::Object(m) => {
+            m.insert(last, v);
+            Ok(())
+        }
+        Value::Array(a) => {
+            let i = if last == "-" {
+                a.len()
+            } else {
+                index(a, &last, path, true)?
+            };
+            a.insert(i, v);
+            Ok(())
+        }
+        _ => Err(format!("doc is missing path: {path:?}")),
+    }
+}
+
+fn remove(target: &mut Value, path: &str) -> Result<Value, String> {
+    let (p, last) = parent(target, path)?;
+    match p {
+        Value::Object(m) => m
+            .remove(&last)
+            .ok_or_else(|| format!("unable to remove nonexistent key: {last}: missing value")),
+        Value::Array(a) => {
+            let i = index(a, &last, path, false)?;
+            Ok(a.remove(i))
+        }
+        _ => Err(format!("doc is missing path: {path:?}")),
+    }
+}
 
 /// Applies `patch` to `target` in place.
 pub fn merge(target: &mut Value, patch: &Value) {
@@ -28,6 +200,48 @@ pub fn merge(target: &mut Value, patch: &Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn rfc6902_operations() {
+        let mut doc = json!({"a": {"b": [1, 2]}, "c": "x"});
+        json_patch(
+            &mut doc,
+            &json!([
+                {"op": "add", "path": "/a/b/1", "value": 9},
+                {"op": "add", "path": "/a/b/-", "value": 3},
+                {"op": "replace", "path": "/c", "value": "y"},
+                {"op": "copy", "from": "/c", "path": "/d"},
+                {"op": "move", "from": "/d", "path": "/e~1f"},
+                {"op": "remove", "path": "/a/b/0"},
+                {"op": "test", "path": "/e~1f", "value": "y"},
+            ]),
+        )
+        .unwrap();
+        assert_eq!(doc, json!({"a": {"b": [9, 2, 3]}, "c": "y", "e/f": "y"}));
+        assert!(json_patch(
+            &mut doc,
+            &json!([{"op": "test", "path": "/c", "value": "z"}])
+        )
+        .is_err());
+        assert!(json_patch(&mut doc, &json!([{"op": "remove", "path": "/nope"}])).is_err());
+        assert!(json_patch(
+            &mut doc,
+            &json!([{"op": "replace", "path": "/a/b/7", "value": 1}])
+        )
+        .is_err());
+        assert!(json_patch(&mut doc, &json!({"op": "add"})).is_err());
+    }
+
+    #[test]
+    fn strategic_patches_without_lists_are_merge_patches() {
+        assert!(strategic_is_plain_merge(&json!({"spec": {"paused": true}})));
+        assert!(!strategic_is_plain_merge(
+            &json!({"spec": {"containers": [{"name": "a"}]}})
+        ));
+        assert!(!strategic_is_plain_merge(
+            &json!({"metadata": {"$patch": "replace"}})
+        ));
+    }
 
     #[test]
     fn rfc7386_examples() {

@@ -366,13 +366,13 @@ async fn resource(
         (Method::PATCH, true, None | Some("status")) => {
             let mt = media_type(&req);
             let body = read_body(req).await?;
-            match mt.as_str() {
-                "application/merge-patch+json" => {
-                    let obj = store.merge_patch(&t, &body, sub, dry_run(&q)?).await?;
+            match crate::patch::PatchType::from_media_type(&mt) {
+                Some(kind) => {
+                    let obj = store.patch(&t, kind, &body, sub, dry_run(&q)?).await?;
                     Ok(json_response(StatusCode::OK, obj))
                 }
-                _ => Err(ApiError::UnsupportedMediaType(
-                    "application/merge-patch+json",
+                None => Err(ApiError::UnsupportedMediaType(
+                    "application/merge-patch+json, application/json-patch+json",
                 )),
             }
         }

@@ -16,12 +16,14 @@ use crate::validation::{self, NameRule};
 mod configmap;
 mod deployment;
 mod endpoints;
+mod endpointslice;
 mod event;
 mod lease;
 mod namespace;
 mod node;
 pub mod pod;
 pub mod podspec;
+pub mod priorityclass;
 mod replicaset;
 mod secret;
 pub mod service;
@@ -317,6 +319,8 @@ impl Kinds {
             Arc::new(Typed::<deployment::Deployments>::new()),
             Arc::new(Typed::<replicaset::ReplicaSets>::new()),
             Arc::new(Typed::<lease::Leases>::new()),
+            Arc::new(Typed::<priorityclass::PriorityClasses>::new()),
+            Arc::new(Typed::<endpointslice::EndpointSlices>::new()),
         ];
         Self(Arc::new(v))
     }

@@ -33,9 +33,7 @@ impl Kind for Pods {
         };
         podspec::default_pod_spec(spec);
         spec.enable_service_links.get_or_insert(true);
-        spec.preemption_policy
-            .get_or_insert_with(|| "PreemptLowerPriority".into());
-        spec.priority.get_or_insert(0);
+        // priority and preemptionPolicy come from the PriorityClass at admission.
         spec.service_account_name
             .get_or_insert_with(|| "default".into());
         // What the DefaultTolerationSeconds admission plugin adds.

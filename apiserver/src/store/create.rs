@@ -70,6 +70,7 @@ impl Store {
             }
         }
         t.kind.prepare_create(&mut obj)?;
+        self.admit_create(t, &mut obj).await?;
         t.kind.validate(&obj, None)?;
         let mut name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
         if let Some(ns) = &t.namespace {

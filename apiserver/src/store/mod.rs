@@ -22,6 +22,7 @@ use crate::error::{ApiError, GroupResource};
 use crate::etcd::Etcd;
 use crate::kinds::{Kinds, Strategy};
 
+mod admission;
 pub mod cache;
 mod create;
 mod delete;

@@ -135,25 +135,47 @@ impl Store {
 
     /// PATCH with a JSON merge patch (RFC 7386), applied to the stored object and then
     /// handled as an update of the result. A resourceVersion in the patch is a precondition.
-    pub async fn merge_patch(
+    pub async fn patch(
         &self,
         t: &Target,
+        kind: crate::patch::PatchType,
         patch: &[u8],
         sub: Option<&str>,
         dry_run: bool,
     ) -> Result<Bytes, ApiError> {
+        use crate::patch::PatchType;
         let patch: Value = serde_json::from_slice(patch)
             .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
-        if !patch.is_object() {
-            return Err(ApiError::BadRequest(
-                "a merge patch must be a JSON object".into(),
-            ));
+        match kind {
+            PatchType::Merge if !patch.is_object() => {
+                return Err(ApiError::BadRequest(
+                    "a merge patch must be a JSON object".into(),
+                ))
+            }
+            PatchType::StrategicWithoutLists if !crate::patch::strategic_is_plain_merge(&patch) => {
+                return Err(ApiError::UnsupportedMediaType(
+                    "application/merge-patch+json, application/json-patch+json (strategic merge patches with lists or directives are not supported yet)",
+                ))
+            }
+            _ => {}
         }
         let status_only = sub == Some("status");
         let out = self
             .guarded_update(t, None, dry_run, |old| {
                 let mut merged = old.value.clone();
-                crate::patch::merge(&mut merged, &patch);
+                match kind {
+                    PatchType::Json => {
+                        crate::patch::json_patch(&mut merged, &patch).map_err(|e| {
+                            ApiError::Invalid {
+                                kind: t.kind.info().kind,
+                                group: t.kind.info().group,
+                                name: t.name().to_string(),
+                                causes: vec![crate::error::FieldError::invalid("", "", e)],
+                            }
+                        })?
+                    }
+                    _ => crate::patch::merge(&mut merged, &patch),
+                }
                 let mut new = t
                     .kind
                     .decode(&serde_json::to_vec(&merged).unwrap_or_default())?;

@@ -1,0 +1,97 @@
+//! Admission that needs stored state, run on create after defaulting and before
+//! validation: kube-apiserver's Priority plugin for pods (priorityClassName → priority and
+//! preemptionPolicy, or the globalDefault class, or 0).
+
+use proto::etcdserverpb as pb;
+use serde_json::Value;
+
+use super::{decode_stored, object_key, Store, Target};
+use crate::error::ApiError;
+use crate::etcd::prefix_end;
+
+impl Store {
+    pub(super) async fn admit_create(&self, t: &Target, obj: &mut Value) -> Result<(), ApiError> {
+        let info = t.kind.info();
+        if info.group.is_empty() && info.plural == "pods" {
+            self.admit_priority(obj).await?;
+        }
+        Ok(())
+    }
+
+    async fn admit_priority(&self, pod: &mut Value) -> Result<(), ApiError> {
+        let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let forbidden =
+            |why: String| ApiError::Forbidden(format!("pods \"{name}\" is forbidden: {why}"));
+        let class_name = pod["spec"]["priorityClassName"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let class = if class_name.is_empty() {
+            self.global_default_priority_class().await?
+        } else {
+            match self
+                .read(&object_key("priorityclasses", None, &class_name))
+                .await?
+            {
+                Some(s) => Some(s.value),
+                None => {
+                    return Err(forbidden(format!(
+                        "no PriorityClass with name {class_name} was found"
+                    )))
+                }
+            }
+        };
+        let value = class
+            .as_ref()
+            .and_then(|c| c["value"].as_i64())
+            .unwrap_or(0);
+        let policy = class
+            .as_ref()
+            .and_then(|c| c["preemptionPolicy"].as_str())
+            .unwrap_or("PreemptLowerPriority")
+            .to_string();
+        if let Some(given) = pod["spec"]["priority"].as_i64() {
+            if given != value {
+                return Err(forbidden(format!(
+                    "the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {value} from the given PriorityClass name"
+                )));
+            }
+        }
+        if let Some(given) = pod["spec"]["preemptionPolicy"].as_str() {
+            if given != policy {
+                return Err(forbidden(format!(
+                    "the string value of PreemptionPolicy ({given}) must not be provided in pod spec; priority admission controller computed {policy} from the given PriorityClass name"
+                )));
+            }
+        }
+        let Some(spec) = pod["spec"].as_object_mut() else {
+            return Ok(());
+        };
+        spec.insert("priority".into(), value.into());
+        spec.insert("preemptionPolicy".into(), policy.into());
+        if class_name.is_empty() {
+            if let Some(n) = class.as_ref().and_then(|c| c["metadata"]["name"].as_str()) {
+                spec.insert("priorityClassName".into(), n.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The class with `globalDefault: true` (the lowest-valued one if several claim it).
+    async fn global_default_priority_class(&self) -> Result<Option<Value>, ApiError> {
+        let prefix = "/registry/priorityclasses/";
+        let r = self
+            .etcd
+            .range(pb::RangeRequest {
+                key: prefix.as_bytes().to_vec(),
+                range_end: prefix_end(prefix.as_bytes()),
+                ..Default::default()
+            })
+            .await?;
+        Ok(r.kvs
+            .iter()
+            .filter_map(|kv| decode_stored(&kv.value, kv.mod_revision).ok())
+            .filter(|c| c["globalDefault"].as_bool() == Some(true))
+            .min_by_key(|c| c["value"].as_i64().unwrap_or(0)))
+    }
+}

@@ -1,0 +1,419 @@
+//! The garbage collector: objects whose owners are all gone are deleted (background
+//! cascading deletion); an owner deleted with `propagationPolicy=Foreground` keeps its
+//! `foregroundDeletion` finalizer until its blocking dependents are gone; one deleted with
+//! `Orphan` keeps its `orphan` finalizer until its dependents no longer reference it.
+//!
+//! It watches every resource discovery lists that can be listed, watched and deleted (but
+//! Events), and keeps a graph of owner references (metadata only). An owner missing from
+//! the graph is looked up in the apiserver before anything is deleted (its watch may just
+//! lag), and deletions carry a uid precondition, so a recreated object is never hit.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, PostParams, Preconditions, PropagationPolicy,
+};
+use kube::discovery::{verbs, Discovery, Scope};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+
+use crate::context::Context;
+use crate::worker::{run_workers, Next};
+use crate::workqueue::WorkQueue;
+
+#[derive(Debug, Clone)]
+struct Node {
+    ar: ApiResource,
+    namespaced: bool,
+    namespace: Option<String>,
+    name: String,
+    owners: Vec<OwnerReference>,
+    deleting: bool,
+    finalizers: Vec<String>,
+}
+
+#[derive(Default)]
+struct Graph {
+    nodes: HashMap<String, Node>,
+    dependents: HashMap<String, HashSet<String>>,
+}
+
+impl Graph {
+    fn upsert(&mut self, uid: String, n: Node) {
+        self.remove(&uid);
+        for o in &n.owners {
+            self.dependents
+                .entry(o.uid.clone())
+                .or_default()
+                .insert(uid.clone());
+        }
+        self.nodes.insert(uid, n);
+    }
+    fn remove(&mut self, uid: &str) -> Option<Node> {
+        let old = self.nodes.remove(uid)?;
+        for o in &old.owners {
+            if let Some(d) = self.dependents.get_mut(&o.uid) {
+                d.remove(uid);
+                if d.is_empty() {
+                    self.dependents.remove(&o.uid);
+                }
+            }
+        }
+        Some(old)
+    }
+    fn dependents_of(&self, uid: &str) -> Vec<(String, Node)> {
+        self.dependents
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|d| self.nodes.get(d).map(|n| (d.clone(), n.clone())))
+            .collect()
+    }
+}
+
+struct Gc {
+    ctx: Arc<Context>,
+    graph: Mutex<Graph>,
+    queue: Arc<WorkQueue<String>>,
+    /// (apiVersion, kind) → resource, for looking owners up.
+    resources: HashMap<(String, String), (ApiResource, bool)>,
+}
+
+fn lock(g: &Mutex<Graph>) -> std::sync::MutexGuard<'_, Graph> {
+    g.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Discovers the resources, watches them all and runs the workers, until aborted.
+pub async fn run(ctx: Arc<Context>) {
+    let discovery = loop {
+        match Discovery::new(ctx.client.clone()).run().await {
+            Ok(d) => break d,
+            Err(e) => {
+                tracing::warn!(error = %e, "discovery failed; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    let mut resources = HashMap::new();
+    let mut watched = Vec::new();
+    for group in discovery.groups() {
+        for (ar, caps) in group.recommended_resources() {
+            let namespaced = caps.scope == Scope::Namespaced;
+            resources.insert(
+                (ar.api_version.clone(), ar.kind.clone()),
+                (ar.clone(), namespaced),
+            );
+            let usable = [verbs::LIST, verbs::WATCH, verbs::DELETE]
+                .iter()
+                .all(|v| caps.supports_operation(v));
+            if usable && ar.kind != "Event" {
+                watched.push((ar, namespaced));
+            }
+        }
+    }
+    let gc = Arc::new(Gc {
+        ctx,
+        graph: Mutex::new(Graph::default()),
+        queue: WorkQueue::new(),
+        resources,
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    let (synced_tx, mut synced_rx) = tokio::sync::watch::channel(0usize);
+    let synced_tx = Arc::new(synced_tx);
+    let total = watched.len();
+    for (ar, namespaced) in watched {
+        tasks.spawn(gc.clone().watch(ar, namespaced, synced_tx.clone()));
+    }
+    // Act only once every graph is listed: an owner not seen yet must not look absent.
+    let _ = synced_rx.wait_for(|n| *n >= total).await;
+    tracing::info!(resources = total, "garbage collector graph synced");
+    let (g1, g2) = (gc.clone(), gc.clone());
+    tasks.spawn(run_workers(
+        "garbagecollector",
+        gc.queue.clone(),
+        4,
+        Duration::from_secs(300),
+        move |uid| {
+            let g = g1.clone();
+            async move { g.process(&uid).await }
+        },
+        move || lock(&g2.graph).nodes.keys().cloned().collect(),
+    ));
+    while tasks.join_next().await.is_some() {}
+}
+
+impl Gc {
+    async fn watch(
+        self: Arc<Self>,
+        ar: ApiResource,
+        namespaced: bool,
+        synced: Arc<tokio::sync::watch::Sender<usize>>,
+    ) {
+        let api: Api<DynamicObject> = Api::all_with(self.ctx.client.clone(), &ar);
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        let mut listed: Option<HashSet<String>> = None;
+        let mut first = true;
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(Event::Init) => listed = Some(HashSet::new()),
+                Ok(Event::InitApply(o)) | Ok(Event::Apply(o)) => {
+                    let uid = o.metadata.uid.clone().unwrap_or_default();
+                    if let Some(l) = listed.as_mut() {
+                        l.insert(uid.clone());
+                    }
+                    self.applied(uid, &ar, namespaced, o);
+                }
+                Ok(Event::Delete(o)) => self.deleted(o.metadata.uid.as_deref().unwrap_or("")),
+                Ok(Event::InitDone) => {
+                    // What the relist did not return was deleted meanwhile.
+                    if let Some(l) = listed.take() {
+                        let gone: Vec<String> = lock(&self.graph)
+                            .nodes
+                            .iter()
+                            .filter(|(u, n)| {
+                                n.ar.kind == ar.kind && n.ar.group == ar.group && !l.contains(*u)
+                            })
+                            .map(|(u, _)| u.clone())
+                            .collect();
+                        for u in gone {
+                            self.deleted(&u);
+                        }
+                    }
+                    if std::mem::take(&mut first) {
+                        synced.send_modify(|n| *n += 1);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(resource = %ar.plural, error = %e, "watch failed; retrying")
+                }
+            }
+        }
+    }
+
+    fn applied(&self, uid: String, ar: &ApiResource, namespaced: bool, o: DynamicObject) {
+        let m = o.metadata;
+        let node = Node {
+            ar: ar.clone(),
+            namespaced,
+            namespace: m.namespace,
+            name: m.name.unwrap_or_default(),
+            owners: m.owner_references.unwrap_or_default(),
+            deleting: m.deletion_timestamp.is_some(),
+            finalizers: m.finalizers.unwrap_or_default(),
+        };
+        let interesting = !node.owners.is_empty()
+            || (node.deleting
+                && node
+                    .finalizers
+                    .iter()
+                    .any(|f| f == "orphan" || f == "foregroundDeletion"));
+        let owners: Vec<String> = node.owners.iter().map(|o| o.uid.clone()).collect();
+        lock(&self.graph).upsert(uid.clone(), node);
+        if interesting {
+            self.queue.add(uid);
+        }
+        // A foreground-deleting owner waits for its dependents' changes.
+        for o in owners {
+            self.queue.add(o);
+        }
+    }
+
+    fn deleted(&self, uid: &str) {
+        let (owners, dependents) = {
+            let mut g = lock(&self.graph);
+            let owners: Vec<String> = g
+                .remove(uid)
+                .map(|n| n.owners.into_iter().map(|o| o.uid).collect())
+                .unwrap_or_default();
+            let deps: Vec<String> = g
+                .dependents
+                .get(uid)
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+            (owners, deps)
+        };
+        for u in owners.into_iter().chain(dependents) {
+            self.queue.add(u);
+        }
+    }
+
+    fn api_for(&self, ar: &ApiResource, namespaced: bool, ns: Option<&str>) -> Api<DynamicObject> {
+        match (namespaced, ns) {
+            (true, Some(ns)) => Api::namespaced_with(self.ctx.client.clone(), ns, ar),
+            _ => Api::all_with(self.ctx.client.clone(), ar),
+        }
+    }
+
+    async fn process(&self, uid: &str) -> anyhow::Result<Next> {
+        let Some(node) = lock(&self.graph).nodes.get(uid).cloned() else {
+            return Ok(Next::Done);
+        };
+        if node.deleting && node.finalizers.iter().any(|f| f == "orphan") {
+            return self.orphan_dependents(uid, &node).await;
+        }
+        if node.deleting && node.finalizers.iter().any(|f| f == "foregroundDeletion") {
+            return self.delete_dependents_first(uid, &node).await;
+        }
+        if node.owners.is_empty() {
+            return Ok(Next::Done);
+        }
+        let mut absent = Vec::new();
+        for o in &node.owners {
+            if !self.owner_exists(o, node.namespace.as_deref()).await? {
+                absent.push(o.uid.clone());
+            }
+        }
+        if absent.is_empty() {
+            return Ok(Next::Done);
+        }
+        let api = self.api_for(&node.ar, node.namespaced, node.namespace.as_deref());
+        if absent.len() == node.owners.len() {
+            // Every owner is gone: delete it, letting its own dependents follow in the
+            // background (Kubernetes uses the policy the owner was deleted with; the
+            // apiserver does not record it, so Background).
+            if node.deleting {
+                return Ok(Next::Done);
+            }
+            tracing::info!(kind = %node.ar.kind, namespace = ?node.namespace, name = %node.name, "deleting an object whose owners are gone");
+            let dp = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.to_string()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            return match api.delete(&node.name, &dp).await {
+                Ok(_) => Ok(Next::Done),
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(Next::Done),
+                Err(e) => Err(e.into()),
+            };
+        }
+        // Some owners remain: drop the references to those that are gone.
+        self.edit(&api, &node.name, uid, |o| {
+            if let Some(refs) = o.metadata.owner_references.as_mut() {
+                refs.retain(|r| !absent.contains(&r.uid));
+            }
+        })
+        .await?;
+        Ok(Next::Done)
+    }
+
+    /// Whether `o` (referenced from an object in `ns`) exists with that uid: the graph
+    /// first, the apiserver when the graph does not have it.
+    async fn owner_exists(&self, o: &OwnerReference, ns: Option<&str>) -> anyhow::Result<bool> {
+        if lock(&self.graph).nodes.contains_key(&o.uid) {
+            return Ok(true);
+        }
+        let Some((ar, namespaced)) = self.resources.get(&(o.api_version.clone(), o.kind.clone()))
+        else {
+            // A kind this apiserver does not serve: cannot exist.
+            return Ok(false);
+        };
+        let api = self.api_for(ar, *namespaced, ns);
+        match api.get_opt(&o.name).await? {
+            Some(obj) => Ok(obj.metadata.uid.as_deref() == Some(o.uid.as_str())),
+            None => Ok(false),
+        }
+    }
+
+    async fn orphan_dependents(&self, uid: &str, node: &Node) -> anyhow::Result<Next> {
+        let deps = lock(&self.graph).dependents_of(uid);
+        for (duid, d) in deps {
+            let api = self.api_for(&d.ar, d.namespaced, d.namespace.as_deref());
+            self.edit(&api, &d.name, &duid, |o| {
+                if let Some(refs) = o.metadata.owner_references.as_mut() {
+                    refs.retain(|r| r.uid != uid);
+                }
+            })
+            .await?;
+        }
+        self.remove_finalizer(uid, node, "orphan").await
+    }
+
+    async fn delete_dependents_first(&self, uid: &str, node: &Node) -> anyhow::Result<Next> {
+        let deps = lock(&self.graph).dependents_of(uid);
+        let mut blocking = 0;
+        for (duid, d) in &deps {
+            let blocks = d
+                .owners
+                .iter()
+                .any(|r| r.uid == uid && r.block_owner_deletion == Some(true));
+            if blocks {
+                blocking += 1;
+            }
+            if d.deleting {
+                continue;
+            }
+            let api = self.api_for(&d.ar, d.namespaced, d.namespace.as_deref());
+            let dp = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Foreground),
+                preconditions: Some(Preconditions {
+                    uid: Some(duid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match api.delete(&d.name, &dp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if blocking > 0 {
+            // Their deletion events queue this owner again; look anyway in a while.
+            return Ok(Next::After(Duration::from_secs(5)));
+        }
+        self.remove_finalizer(uid, node, "foregroundDeletion").await
+    }
+
+    async fn remove_finalizer(&self, uid: &str, node: &Node, f: &str) -> anyhow::Result<Next> {
+        let api = self.api_for(&node.ar, node.namespaced, node.namespace.as_deref());
+        self.edit(&api, &node.name, uid, |o| {
+            if let Some(fs) = o.metadata.finalizers.as_mut() {
+                fs.retain(|x| x != f);
+            }
+        })
+        .await?;
+        Ok(Next::Done)
+    }
+
+    /// Reads the object, applies `change`, and writes it back guarded by its
+    /// resourceVersion; does nothing if it is gone or is another object by now.
+    async fn edit(
+        &self,
+        api: &Api<DynamicObject>,
+        name: &str,
+        uid: &str,
+        change: impl Fn(&mut DynamicObject),
+    ) -> anyhow::Result<()> {
+        for _ in 0..5 {
+            let Some(mut o) = api.get_opt(name).await? else {
+                return Ok(());
+            };
+            if o.metadata.uid.as_deref() != Some(uid) {
+                return Ok(());
+            }
+            let before = serde_json::to_value(&o.metadata)?;
+            change(&mut o);
+            if serde_json::to_value(&o.metadata)? == before {
+                return Ok(());
+            }
+            match api.replace(name, &PostParams::default(), &o).await {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        anyhow::bail!("{name}: too many conflicts")
+    }
+}

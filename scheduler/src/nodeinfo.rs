@@ -1,0 +1,281 @@
+//! What the scheduler knows about a pod and a node, computed once when it arrives so that
+//! plugins do no parsing in the hot loop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use component_base::labels::Labels;
+use component_base::quantity;
+use k8s_openapi::api::core::v1::{Container, Node, Pod, Taint};
+
+/// Requested or allocatable amounts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub milli_cpu: i64,
+    pub memory: i64,
+    pub ephemeral_storage: i64,
+    pub pods: i64,
+}
+
+impl Resources {
+    pub fn add(&mut self, o: &Resources) {
+        self.milli_cpu += o.milli_cpu;
+        self.memory += o.memory;
+        self.ephemeral_storage += o.ephemeral_storage;
+        self.pods += o.pods;
+    }
+    pub fn sub(&mut self, o: &Resources) {
+        self.milli_cpu -= o.milli_cpu;
+        self.memory -= o.memory;
+        self.ephemeral_storage -= o.ephemeral_storage;
+        self.pods -= o.pods;
+    }
+    fn max(&mut self, o: &Resources) {
+        self.milli_cpu = self.milli_cpu.max(o.milli_cpu);
+        self.memory = self.memory.max(o.memory);
+        self.ephemeral_storage = self.ephemeral_storage.max(o.ephemeral_storage);
+    }
+    fn of_list(
+        list: Option<
+            &std::collections::BTreeMap<
+                String,
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+            >,
+        >,
+    ) -> Resources {
+        let mut r = Resources::default();
+        for (k, q) in list.into_iter().flatten() {
+            match k.as_str() {
+                "cpu" => r.milli_cpu = quantity::milli(&q.0).unwrap_or(0),
+                "memory" => r.memory = quantity::units(&q.0).unwrap_or(0),
+                "ephemeral-storage" => r.ephemeral_storage = quantity::units(&q.0).unwrap_or(0),
+                "pods" => r.pods = quantity::units(&q.0).unwrap_or(0),
+                _ => {}
+            }
+        }
+        r
+    }
+}
+
+/// What the scoring plugins assume a container without requests uses (Kubernetes'
+/// DefaultMilliCPURequest and DefaultMemoryRequest), so that such pods still spread.
+pub const DEFAULT_MILLI_CPU: i64 = 100;
+pub const DEFAULT_MEMORY: i64 = 200 * 1024 * 1024;
+
+/// A host port a pod asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    pub protocol: String,
+    pub ip: String,
+    pub port: i32,
+}
+
+impl HostPort {
+    /// Two host ports conflict when port and protocol agree and either IP is a wildcard or
+    /// both are the same.
+    pub fn conflicts(&self, o: &HostPort) -> bool {
+        let wild = |ip: &str| ip.is_empty() || ip == "0.0.0.0" || ip == "::";
+        self.port == o.port
+            && self.protocol == o.protocol
+            && (wild(&self.ip) || wild(&o.ip) || self.ip == o.ip)
+    }
+}
+
+#[derive(Debug)]
+pub struct PodInfo {
+    pub pod: Arc<Pod>,
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub labels: Labels,
+    /// What it requests (Kubernetes' computePodResourceRequest: the sum of the containers,
+    /// at least the largest init container, plus overhead), with pods = 1.
+    pub requests: Resources,
+    /// The same with defaults for containers that request nothing (for scoring).
+    pub non_zero: Resources,
+    pub host_ports: Vec<HostPort>,
+    pub priority: i32,
+    pub has_required_anti_affinity: bool,
+}
+
+fn container_requests(c: &Container) -> (Resources, Resources) {
+    let r = Resources::of_list(c.resources.as_ref().and_then(|r| r.requests.as_ref()));
+    // A limit without a request means the request equals the limit (apiserver defaulting
+    // does this; be robust when it did not).
+    let lim = Resources::of_list(c.resources.as_ref().and_then(|r| r.limits.as_ref()));
+    let mut r2 = r;
+    if r2.milli_cpu == 0 {
+        r2.milli_cpu = lim.milli_cpu;
+    }
+    if r2.memory == 0 {
+        r2.memory = lim.memory;
+    }
+    let mut nz = r2;
+    if nz.milli_cpu == 0 {
+        nz.milli_cpu = DEFAULT_MILLI_CPU;
+    }
+    if nz.memory == 0 {
+        nz.memory = DEFAULT_MEMORY;
+    }
+    (r2, nz)
+}
+
+impl PodInfo {
+    pub fn new(pod: Arc<Pod>) -> Arc<PodInfo> {
+        let m = &pod.metadata;
+        let spec = pod.spec.clone().unwrap_or_default();
+        let (mut req, mut nz) = (Resources::default(), Resources::default());
+        // Sidecars (init containers with restartPolicy Always) run alongside the app.
+        let mut sidecars = (Resources::default(), Resources::default());
+        let (mut init_max, mut init_nz) = (Resources::default(), Resources::default());
+        for c in spec.init_containers.iter().flatten() {
+            let (r, n) = container_requests(c);
+            if c.restart_policy.as_deref() == Some("Always") {
+                sidecars.0.add(&r);
+                sidecars.1.add(&n);
+            } else {
+                let mut r = r;
+                r.add(&sidecars.0);
+                init_max.max(&r);
+                let mut n = n;
+                n.add(&sidecars.1);
+                init_nz.max(&n);
+            }
+        }
+        for c in &spec.containers {
+            let (r, n) = container_requests(c);
+            req.add(&r);
+            nz.add(&n);
+        }
+        req.add(&sidecars.0);
+        nz.add(&sidecars.1);
+        req.max(&init_max);
+        nz.max(&init_nz);
+        let overhead = Resources::of_list(spec.overhead.as_ref());
+        req.add(&overhead);
+        nz.add(&overhead);
+        req.pods = 1;
+        nz.pods = 1;
+        let mut host_ports = Vec::new();
+        for c in &spec.containers {
+            for p in c.ports.iter().flatten() {
+                if let Some(hp) = p.host_port.filter(|p| *p > 0) {
+                    host_ports.push(HostPort {
+                        protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                        ip: p.host_ip.clone().unwrap_or_default(),
+                        port: hp,
+                    });
+                }
+            }
+        }
+        let has_required_anti_affinity = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .is_some_and(|t| !t.is_empty());
+        Arc::new(PodInfo {
+            uid: m.uid.clone().unwrap_or_default(),
+            namespace: m.namespace.clone().unwrap_or_default(),
+            name: m.name.clone().unwrap_or_default(),
+            labels: m.labels.clone().unwrap_or_default(),
+            requests: req,
+            non_zero: nz,
+            host_ports,
+            priority: spec.priority.unwrap_or(0),
+            has_required_anti_affinity,
+            pod,
+        })
+    }
+
+    pub fn spec(&self) -> &k8s_openapi::api::core::v1::PodSpec {
+        static EMPTY: std::sync::OnceLock<k8s_openapi::api::core::v1::PodSpec> =
+            std::sync::OnceLock::new();
+        self.pod
+            .spec
+            .as_ref()
+            .unwrap_or_else(|| EMPTY.get_or_init(Default::default))
+    }
+
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A node with everything placed on it: bound pods and the scheduler's own assumed ones.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub name: String,
+    pub node: Arc<Node>,
+    pub labels: Labels,
+    pub taints: Vec<Taint>,
+    pub unschedulable: bool,
+    pub allocatable: Resources,
+    pub requested: Resources,
+    pub non_zero_requested: Resources,
+    pub pods: HashMap<String, Arc<PodInfo>>,
+    pub used_ports: Vec<HostPort>,
+}
+
+impl NodeInfo {
+    pub fn new(node: Arc<Node>) -> NodeInfo {
+        let mut n = NodeInfo {
+            name: String::new(),
+            node: node.clone(),
+            labels: Labels::new(),
+            taints: Vec::new(),
+            unschedulable: false,
+            allocatable: Resources::default(),
+            requested: Resources::default(),
+            non_zero_requested: Resources::default(),
+            pods: HashMap::new(),
+            used_ports: Vec::new(),
+        };
+        n.set_node(node);
+        n
+    }
+
+    pub fn set_node(&mut self, node: Arc<Node>) {
+        self.name = node.metadata.name.clone().unwrap_or_default();
+        self.labels = node.metadata.labels.clone().unwrap_or_default();
+        let spec = node.spec.clone().unwrap_or_default();
+        self.taints = spec.taints.unwrap_or_default();
+        self.unschedulable = spec.unschedulable.unwrap_or(false);
+        let status = node.status.clone().unwrap_or_default();
+        self.allocatable =
+            Resources::of_list(status.allocatable.as_ref().or(status.capacity.as_ref()));
+        self.node = node;
+    }
+
+    pub fn add_pod(&mut self, p: Arc<PodInfo>) {
+        if let Some(old) = self.pods.insert(p.uid.clone(), p.clone()) {
+            self.account(&old, false);
+        }
+        self.account(&p, true);
+    }
+
+    pub fn remove_pod(&mut self, uid: &str) -> Option<Arc<PodInfo>> {
+        let p = self.pods.remove(uid)?;
+        self.account(&p, false);
+        Some(p)
+    }
+
+    fn account(&mut self, p: &PodInfo, add: bool) {
+        if add {
+            self.requested.add(&p.requests);
+            self.non_zero_requested.add(&p.non_zero);
+            self.used_ports.extend(p.host_ports.iter().cloned());
+        } else {
+            self.requested.sub(&p.requests);
+            self.non_zero_requested.sub(&p.non_zero);
+            for hp in &p.host_ports {
+                if let Some(i) = self.used_ports.iter().position(|u| u == hp) {
+                    self.used_ports.swap_remove(i);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! The scheduler at work: watches feeding the cache and queue, one scheduling loop
+//! deciding a pod at a time, bindings sent in parallel, failures written to the pod's
+//! PodScheduled condition and to Events.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use component_base::events::{object_ref, EventType, Recorder};
+use component_base::leaderelection::{run_maybe_elected, LeaderState};
+use component_base::metrics::Registry;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod, PodCondition};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, PostParams};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::framework::Framework;
+use crate::informer::State;
+use crate::metrics::Metrics;
+use crate::queue::Popped;
+use crate::schedule::{Algorithm, Decision};
+use crate::SchedulerConfig;
+
+type Shared = Arc<Mutex<State>>;
+
+fn lock(s: &Shared) -> MutexGuard<'_, State> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs the scheduler until `shutdown`, scheduling only while it holds the lease.
+pub async fn run(cfg: SchedulerConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let client = component_base::client::from_kubeconfig(&cfg.common.kubeconfig).await?;
+    let leader = LeaderState::new("flotilla-scheduler");
+    let metrics = Arc::new(Metrics::default());
+    let mut reg = Registry::default();
+    reg.register(leader.clone());
+    reg.register(metrics.clone());
+    if let Some(addr) = cfg.common.metrics_addr {
+        component_base::metrics::serve(addr, reg)
+            .await
+            .map_err(|e| anyhow::anyhow!("serving metrics on {addr}: {e}"))?;
+    }
+    let recorder = Recorder::new(client.clone(), "default-scheduler");
+    let election = cfg.common.election.clone();
+    run_maybe_elected(client.clone(), election, leader, shutdown, move || {
+        schedule(
+            client.clone(),
+            cfg.clone(),
+            metrics.clone(),
+            recorder.clone(),
+        )
+    })
+    .await
+}
+
+/// Everything the leader does; all of it lives in one JoinSet, so aborting this future
+/// stops it all.
+async fn schedule(
+    client: kube::Client,
+    cfg: SchedulerConfig,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+) -> anyhow::Result<()> {
+    let state: Shared = Arc::new(Mutex::new(State::new(&cfg.scheduler_name)));
+    let wake = Arc::new(Notify::new());
+    let (synced_tx, synced_rx) = watch::channel(0u8);
+    let synced_tx = Arc::new(synced_tx);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(watch_into(
+        Api::<Pod>::all(client.clone()),
+        state.clone(),
+        wake.clone(),
+        Some(synced_tx.clone()),
+        Handlers {
+            apply: State::pod_applied,
+            delete: State::pod_deleted,
+            started: State::pods_relist_started,
+            done: State::pods_relist_done,
+        },
+    ));
+    tasks.spawn(watch_into(
+        Api::<Node>::all(client.clone()),
+        state.clone(),
+        wake.clone(),
+        Some(synced_tx.clone()),
+        Handlers {
+            apply: State::node_applied,
+            delete: |s, n, _| s.node_deleted(n),
+            started: State::nodes_relist_started,
+            done: State::nodes_relist_done,
+        },
+    ));
+    tasks.spawn(watch_into(
+        Api::<Namespace>::all(client.clone()),
+        state.clone(),
+        wake.clone(),
+        None,
+        Handlers {
+            apply: |s, ns, _| s.namespace_applied(ns),
+            delete: |s, ns, _| s.namespace_deleted(ns),
+            started: |_| {},
+            done: |_, _| {},
+        },
+    ));
+    let binds = Arc::new(Semaphore::new(cfg.parallel_binds));
+    let mut binders = JoinSet::new();
+    let run_loop = scheduling_loop(
+        client,
+        cfg,
+        state,
+        wake,
+        metrics,
+        recorder,
+        synced_rx,
+        binds,
+        &mut binders,
+    );
+    tokio::select! {
+        r = run_loop => r,
+        Some(r) = tasks.join_next() => Err(anyhow::anyhow!("a watch ended: {r:?}")),
+    }
+}
+
+struct Handlers<K> {
+    apply: fn(&mut State, K, Instant),
+    delete: fn(&mut State, &K, Instant),
+    started: fn(&mut State),
+    done: fn(&mut State, Instant),
+}
+
+/// Feeds one watch into the state. Counts its first complete list in `synced`.
+async fn watch_into<K>(
+    api: Api<K>,
+    state: Shared,
+    wake: Arc<Notify>,
+    synced: Option<Arc<watch::Sender<u8>>>,
+    h: Handlers<K>,
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let mut first = true;
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(ev) = stream.next().await {
+        let now = Instant::now();
+        match ev {
+            Ok(Event::Init) => (h.started)(&mut lock(&state)),
+            Ok(Event::InitApply(o)) | Ok(Event::Apply(o)) => (h.apply)(&mut lock(&state), o, now),
+            Ok(Event::Delete(o)) => (h.delete)(&mut lock(&state), &o, now),
+            Ok(Event::InitDone) => {
+                (h.done)(&mut lock(&state), now);
+                if std::mem::take(&mut first) {
+                    if let Some(s) = &synced {
+                        s.send_modify(|n| *n += 1);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "watch failed; retrying"),
+        }
+        wake.notify_one();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn scheduling_loop(
+    client: kube::Client,
+    cfg: SchedulerConfig,
+    state: Shared,
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    mut synced: watch::Receiver<u8>,
+    binds: Arc<Semaphore>,
+    binders: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    synced.wait_for(|n| *n >= 2).await?;
+    tracing::info!("pods and nodes listed; scheduling");
+    let mut alg = Algorithm::new(Framework::new(&cfg.weights), cfg.percentage);
+    loop {
+        let permit = binds.clone().acquire_owned().await?;
+        let popped = loop {
+            let (next, wakeup) = {
+                let mut s = lock(&state);
+                s.queue.flush(Instant::now());
+                let (a, b, u) = s.queue.sizes();
+                metrics
+                    .active
+                    .store(a as u64, std::sync::atomic::Ordering::Relaxed);
+                metrics
+                    .backoff
+                    .store(b as u64, std::sync::atomic::Ordering::Relaxed);
+                metrics
+                    .unschedulable_pods
+                    .store(u as u64, std::sync::atomic::Ordering::Relaxed);
+                (s.queue.pop(), s.queue.next_wakeup())
+            };
+            if let Some(p) = next {
+                break p;
+            }
+            let limit = Instant::now() + Duration::from_secs(1);
+            let until = wakeup.map_or(limit, |w| w.min(limit));
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep_until(until) => {}
+            }
+            while binders.try_join_next().is_some() {}
+        };
+        let started = Instant::now();
+        let decision = alg.schedule(&popped.info, &lock(&state).cache);
+        metrics.algorithm.observe(started.elapsed().as_secs_f64());
+        match decision {
+            Decision::Fit { node, .. } => {
+                lock(&state).cache.assume(popped.info.clone(), &node);
+                binders.spawn(bind(
+                    client.clone(),
+                    popped,
+                    node,
+                    state.clone(),
+                    metrics.clone(),
+                    recorder.clone(),
+                    permit,
+                ));
+            }
+            Decision::NoFit(d) => {
+                drop(permit);
+                metrics
+                    .unschedulable
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                lock(&state).queue.unschedulable(&popped, Instant::now());
+                let msg = d.message();
+                tracing::debug!(pod = %popped.info.key(), %msg, "unschedulable");
+                recorder.record(
+                    &object_ref(popped.info.pod.as_ref()),
+                    EventType::Warning,
+                    "FailedScheduling",
+                    &msg,
+                );
+                binders.spawn(write_unschedulable(
+                    client.clone(),
+                    popped.info.pod.clone(),
+                    msg,
+                ));
+            }
+        }
+        while binders.try_join_next().is_some() {}
+    }
+}
+
+async fn bind(
+    client: kube::Client,
+    popped: Popped,
+    node: String,
+    state: Shared,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let info = &popped.info;
+    let api: Api<Pod> = Api::namespaced(client, &info.namespace);
+    let binding = Binding {
+        metadata: ObjectMeta {
+            name: Some(info.name.clone()),
+            namespace: Some(info.namespace.clone()),
+            uid: Some(info.uid.clone()),
+            ..Default::default()
+        },
+        target: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node.clone()),
+            ..Default::default()
+        },
+    };
+    let started = Instant::now();
+    let res = api
+        .create_subresource::<Binding, serde_json::Value>(
+            "binding",
+            &info.name,
+            &PostParams::default(),
+            &binding,
+        )
+        .await;
+    metrics.binding.observe(started.elapsed().as_secs_f64());
+    match res {
+        Ok(_) => {
+            metrics
+                .scheduled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics.e2e.observe(popped.added.elapsed().as_secs_f64());
+            lock(&state).queue.remove(&info.uid);
+            recorder.record(
+                &object_ref(info.pod.as_ref()),
+                EventType::Normal,
+                "Scheduled",
+                &format!("Successfully assigned {} to {node}", info.key()),
+            );
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {
+            // Bound by someone else, or gone: the watch will tell the rest.
+            tracing::debug!(pod = %info.key(), code = e.code, message = %e.message, "binding refused");
+            let mut s = lock(&state);
+            s.cache.forget(&info.uid);
+            s.queue.remove(&info.uid);
+        }
+        Err(e) => {
+            metrics
+                .errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(pod = %info.key(), %node, error = %e, "binding failed; retrying after backoff");
+            {
+                let mut s = lock(&state);
+                s.cache.forget(&info.uid);
+                s.queue.retry(&info.uid, Instant::now());
+            }
+            recorder.record(
+                &object_ref(info.pod.as_ref()),
+                EventType::Warning,
+                "FailedScheduling",
+                &format!("Binding rejected: {e}"),
+            );
+        }
+    }
+}
+
+/// Sets PodScheduled=False/Unschedulable with `msg`, unless it already says so.
+async fn write_unschedulable(client: kube::Client, pod: Arc<Pod>, msg: String) {
+    let mut p = (*pod).clone();
+    let name = p.metadata.name.clone().unwrap_or_default();
+    let ns = p.metadata.namespace.clone().unwrap_or_default();
+    let status = p.status.get_or_insert_with(Default::default);
+    let conds = status.conditions.get_or_insert_with(Vec::new);
+    let now = Time(jiff::Timestamp::now());
+    match conds.iter_mut().find(|c| c.type_ == "PodScheduled") {
+        Some(c)
+            if c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+                && c.message.as_deref() == Some(msg.as_str()) =>
+        {
+            return;
+        }
+        Some(c) => {
+            if c.status != "False" {
+                c.last_transition_time = Some(now);
+            }
+            c.status = "False".into();
+            c.reason = Some("Unschedulable".into());
+            c.message = Some(msg);
+        }
+        None => conds.push(PodCondition {
+            type_: "PodScheduled".into(),
+            status: "False".into(),
+            reason: Some("Unschedulable".into()),
+            message: Some(msg),
+            last_transition_time: Some(now),
+            ..Default::default()
+        }),
+    }
+    let api: Api<Pod> = Api::namespaced(client, &ns);
+    if let Err(e) = api.replace_status(&name, &PostParams::default(), &p).await {
+        tracing::debug!(pod = %format!("{ns}/{name}"), error = %e, "writing PodScheduled failed");
+    }
+}
