@@ -29,6 +29,10 @@ where
     store: Store<K>,
     writer: Mutex<Option<reflector::store::Writer<K>>>,
     handlers: Mutex<Vec<Handler<K>>>,
+    /// True once the first list is in the store. (kube-runtime's `wait_until_ready` wakes
+    /// only the last of several waiters, so every controller waiting on one informer
+    /// needs this instead.)
+    listed: tokio::sync::watch::Sender<bool>,
 }
 
 impl<K> Informer<K>
@@ -48,6 +52,7 @@ where
             store,
             writer: Mutex::new(Some(writer)),
             handlers: Mutex::new(Vec::new()),
+            listed: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -104,13 +109,18 @@ where
                         h(Change::Delete(o));
                     }
                 }
-                Event::Init | Event::InitDone => {}
+                Event::Init => {}
+                Event::InitDone => {
+                    tracing::debug!(kind = %K::kind(&()), objects = self.store.state().len(), "listed");
+                    self.listed.send_replace(true);
+                }
             }
         }
     }
 
     /// Waits until the first list is in the store.
     pub async fn synced(&self) {
-        let _ = self.store.wait_until_ready().await;
+        let mut rx = self.listed.subscribe();
+        let _ = rx.wait_for(|l| *l).await;
     }
 }

@@ -152,6 +152,7 @@ impl ReplicaSetController {
     #[tracing::instrument(skip(self), fields(replicaset = %format!("{}/{}", key.0, key.1)))]
     pub async fn sync(&self, key: &Key) -> anyhow::Result<Option<Duration>> {
         let (ns, name) = key;
+        tracing::debug!("sync");
         let Some(rs) = self
             .ctx
             .informers

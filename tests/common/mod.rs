@@ -377,4 +377,5 @@ pub fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitS
     let _ = child.kill();
     child.wait().expect("wait")
 }
+pub mod control;
 pub mod k8s;

@@ -1,0 +1,213 @@
+//! The reconciling half of the control plane as real processes: `flotilla scheduler` and
+//! `flotilla controller-manager` replicas, and a stand-in for the node agent that marks
+//! bound pods Running and Ready (and finishes their graceful deletion), as the issue asks
+//! where no agent exists yet.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::watcher::{self, watcher, Event};
+
+use super::{free_port, BIN};
+
+/// One replica of a leader-elected component.
+pub struct Replica {
+    pub child: Option<Child>,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+}
+
+/// Replicas of one component (`scheduler` or `controller-manager`).
+pub struct Replicas {
+    pub component: &'static str,
+    pub replicas: Vec<Replica>,
+}
+
+/// Short leases so failover tests take seconds (kube's defaults are 15 s / 10 s / 2 s).
+pub const LEASE_ARGS: &[&str] = &[
+    "--leader-elect-lease-duration",
+    "6s",
+    "--leader-elect-renew-deadline",
+    "4s",
+    "--leader-elect-retry-period",
+    "1s",
+];
+pub const LEASE_DURATION: Duration = Duration::from_secs(6);
+
+impl Replicas {
+    /// Starts one replica per kubeconfig.
+    pub fn start(
+        component: &'static str,
+        kubeconfigs: &[&Path],
+        dir: &Path,
+        extra: &[&str],
+    ) -> Replicas {
+        let mut replicas = Vec::new();
+        for (i, kc) in kubeconfigs.iter().enumerate() {
+            let port = free_port();
+            let log = dir.join(format!("{component}-{i}.log"));
+            let f = std::fs::File::create(&log).expect("log");
+            let child = Command::new(BIN)
+                .arg(component)
+                .arg("--kubeconfig")
+                .arg(kc)
+                .args(["--metrics-bind-address", &format!("127.0.0.1:{port}")])
+                .args(["--leader-elect-identity", &format!("{component}-{i}")])
+                .args(LEASE_ARGS)
+                .args(extra)
+                .env(
+                    "RUST_LOG",
+                    std::env::var("FLOTILLA_TEST_LOG").unwrap_or_else(|_| "info".into()),
+                )
+                .stdin(Stdio::null())
+                .stdout(f.try_clone().expect("log"))
+                .stderr(f)
+                .spawn()
+                .expect("spawn flotilla component");
+            replicas.push(Replica {
+                child: Some(child),
+                metrics_port: port,
+                log,
+            });
+        }
+        Replicas {
+            component,
+            replicas,
+        }
+    }
+
+    /// `/metrics` of replica `i`, if it answers.
+    pub async fn metrics(&self, i: usize) -> Option<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.replicas[i].metrics_port))
+            .await
+            .ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .await
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.ok()?;
+        Some(out)
+    }
+
+    /// The replica whose metrics say it holds the lease.
+    pub async fn leader(&self) -> Option<usize> {
+        for i in 0..self.replicas.len() {
+            if self.replicas[i].child.is_none() {
+                continue;
+            }
+            if let Some(m) = self.metrics(i).await {
+                if m.lines()
+                    .any(|l| l.starts_with("leader_election_master_status") && l.ends_with(" 1"))
+                {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.replicas[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log_tail(&self, i: usize, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.replicas[i].log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        let failing = std::thread::panicking();
+        for i in 0..self.replicas.len() {
+            self.kill(i);
+            if failing {
+                eprintln!(
+                    "---- log of {} {i} ----\n{}",
+                    self.component,
+                    self.log_tail(i, 400)
+                );
+            }
+        }
+    }
+}
+
+/// What an agent would do for every bound pod, until the returned task is aborted: mark it
+/// Running and Ready with an IP, and remove it once it is being deleted.
+pub fn fake_agent(client: kube::Client) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let all: Api<Pod> = Api::all(client.clone());
+        let mut stream = watcher(all, watcher::Config::default()).boxed();
+        let mut next_ip = 2u32;
+        while let Some(ev) = stream.next().await {
+            let pod = match ev {
+                Ok(Event::Apply(p)) | Ok(Event::InitApply(p)) => p,
+                _ => continue,
+            };
+            if pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_ref())
+                .is_none()
+            {
+                continue;
+            }
+            let ns = pod.metadata.namespace.clone().unwrap_or_default();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            if pod.metadata.deletion_timestamp.is_some() {
+                let _ = api
+                    .delete(
+                        &name,
+                        &DeleteParams {
+                            grace_period_seconds: Some(0),
+                            ..Default::default()
+                        },
+                    )
+                    .await;
+                continue;
+            }
+            let ready = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            if ready {
+                continue;
+            }
+            let now = Time(jiff::Timestamp::now());
+            let cond = |t: &str| PodCondition {
+                type_: t.into(),
+                status: "True".into(),
+                last_transition_time: Some(now.clone()),
+                ..Default::default()
+            };
+            let mut p = pod.clone();
+            next_ip += 1;
+            p.status = Some(PodStatus {
+                phase: Some("Running".into()),
+                host_ip: Some("10.0.0.1".into()),
+                pod_ip: Some(format!("10.244.{}.{}", next_ip / 250, next_ip % 250 + 1)),
+                start_time: Some(now.clone()),
+                conditions: Some(vec![
+                    cond("PodScheduled"),
+                    cond("Initialized"),
+                    cond("ContainersReady"),
+                    cond("Ready"),
+                ]),
+                ..p.status.unwrap_or_default()
+            });
+            let _ = api.replace_status(&name, &PostParams::default(), &p).await;
+        }
+    })
+}
