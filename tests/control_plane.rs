@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::control::{fake_agent, Replicas, LEASE_DURATION};
-use common::k8s::{kubectl_ok, kubectl_stdin, Apiservers, Backend};
+use common::k8s::{kubectl, kubectl_ok, kubectl_stdin, Apiservers, Backend};
 use common::wait_for;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
@@ -307,5 +307,273 @@ async fn t10_scheduling_and_leader_failover() {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_bound(&client, "default", "app=web", 9, Duration::from_secs(20)).await;
+    agent.abort();
+}
+
+/// `kubectl set image` sends a strategic merge patch with a list, which the apiserver does
+/// not take yet (the "apiserver, complete" issue); a JSON patch changes the same field.
+fn set_image(kc: &std::path::Path, image: &str) {
+    let patch = format!(
+        r#"[{{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"{image}"}}]"#
+    );
+    kubectl_ok(
+        kc,
+        &[
+            "patch",
+            "deployment",
+            "web",
+            "-n",
+            "team",
+            "--type",
+            "json",
+            "-p",
+            &patch,
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t20_deployments_garbage_collection_and_namespaces() {
+    let backend = Backend::flotilla().await;
+    let api = Apiservers::start(1, &backend.urls()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kc = api.kubeconfig(0).to_path_buf();
+    let _sched = Replicas::start("scheduler", &[&kc], dir.path(), &[]);
+    let _cm = Replicas::start("controller-manager", &[&kc], dir.path(), &[]);
+    let client = api.client(0).await;
+    let agent = fake_agent(client.clone());
+    let out = kubectl_stdin(&kc, &["apply", "-f", "-"], NODES);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Every namespace gets a default ServiceAccount.
+    kubectl_ok(&kc, &["create", "namespace", "team"]);
+    wait_for(
+        Duration::from_secs(20),
+        "the default ServiceAccount",
+        || async {
+            kubectl(&kc, &["get", "serviceaccount", "default", "-n", "team"])
+                .status
+                .success()
+                .then_some(())
+        },
+    )
+    .await;
+
+    // A rolling update with maxUnavailable 0: rollout status, history, undo, pause, restart.
+    let strategy =
+        "strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}";
+    let out = kubectl_stdin(
+        &kc,
+        &["apply", "-f", "-"],
+        &deployment("team", "web", 3, strategy),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rollout = |what: &str| {
+        kubectl_ok(
+            &kc,
+            &[
+                "rollout",
+                "status",
+                "deployment/web",
+                "-n",
+                "team",
+                "--timeout",
+                "60s",
+                "--watch",
+            ],
+        ) + what
+    };
+    assert!(rollout("").contains("successfully rolled out"));
+    set_image(&kc, "busybox:v2");
+    assert!(rollout("").contains("successfully rolled out"));
+    let rs_list = || {
+        kubectl_ok(&kc, &["get", "rs", "-n", "team", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.metadata.annotations.deployment\\.kubernetes\\.io/revision}={.spec.replicas}={.spec.template.spec.containers[0].image} {end}"])
+    };
+    let mut sets: Vec<String> = rs_list().split_whitespace().map(str::to_string).collect();
+    sets.sort();
+    assert_eq!(sets, ["1=0=busybox:v1", "2=3=busybox:v2"]);
+    let pods = bound_pods(&client, "team", "app=web").await;
+    assert!(pods
+        .iter()
+        .all(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("busybox:v2")));
+
+    kubectl_ok(&kc, &["rollout", "undo", "deployment/web", "-n", "team"]);
+    assert!(rollout("").contains("successfully rolled out"));
+    let mut sets: Vec<String> = rs_list().split_whitespace().map(str::to_string).collect();
+    sets.sort();
+    assert_eq!(
+        sets,
+        ["2=0=busybox:v2", "3=3=busybox:v1"],
+        "undo makes revision 1 current as revision 3"
+    );
+
+    kubectl_ok(&kc, &["rollout", "pause", "deployment/web", "-n", "team"]);
+    set_image(&kc, "busybox:v3");
+    let progressing = || {
+        kubectl_ok(
+            &kc,
+            &[
+                "get",
+                "deployment",
+                "web",
+                "-n",
+                "team",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}",
+            ],
+        )
+    };
+    wait_for(
+        Duration::from_secs(20),
+        "Progressing=DeploymentPaused",
+        || async { (progressing() == "DeploymentPaused").then_some(()) },
+    )
+    .await;
+    assert!(
+        !rs_list().contains("busybox:v3"),
+        "a paused deployment starts no rollout"
+    );
+    kubectl_ok(&kc, &["rollout", "resume", "deployment/web", "-n", "team"]);
+    assert!(rollout("").contains("successfully rolled out"));
+    kubectl_ok(&kc, &["rollout", "restart", "deployment/web", "-n", "team"]);
+    assert!(rollout("").contains("successfully rolled out"));
+    let revisions = rs_list();
+    assert!(
+        revisions.contains("5=3=busybox:v3"),
+        "restart is a new revision: {revisions}"
+    );
+
+    // Orphaning: the ReplicaSet goes, its pods stay and lose their owner; a new ReplicaSet
+    // with the same selector adopts them instead of creating more.
+    let rs = |name: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {{name: {name}, namespace: team}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: solo}}}}\n  template:\n    metadata: {{labels: {{app: solo}}}}\n    spec: {{containers: [{{name: c, image: busybox}}]}}\n"
+        )
+    };
+    let out = kubectl_stdin(&kc, &["apply", "-f", "-"], &rs("solo"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = wait_bound(&client, "team", "app=solo", 2, Duration::from_secs(30)).await;
+    kubectl_ok(
+        &kc,
+        &["delete", "rs", "solo", "-n", "team", "--cascade=orphan"],
+    );
+    wait_for(
+        Duration::from_secs(20),
+        "the orphaned pods to lose their owner",
+        || async {
+            let pods = bound_pods(&client, "team", "app=solo").await;
+            (pods.len() == 2
+                && pods.iter().all(|p| {
+                    p.metadata
+                        .owner_references
+                        .as_ref()
+                        .is_none_or(|r| r.is_empty())
+                }))
+            .then_some(())
+        },
+    )
+    .await;
+    let out = kubectl_stdin(&kc, &["apply", "-f", "-"], &rs("solo2"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        Duration::from_secs(20),
+        "solo2 to adopt the orphans",
+        || async {
+            let pods = bound_pods(&client, "team", "app=solo").await;
+            let adopted = pods.iter().all(|p| {
+                p.metadata.owner_references.as_ref().is_some_and(|r| {
+                    r.iter()
+                        .any(|r| r.name == "solo2" && r.controller == Some(true))
+                })
+            });
+            (pods.len() == 2 && adopted).then_some(())
+        },
+    )
+    .await;
+    let uids = |ps: &[Pod]| {
+        let mut v: Vec<String> = ps.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        uids(&bound_pods(&client, "team", "app=solo").await),
+        uids(&first),
+        "adopted, not recreated"
+    );
+
+    // Foreground: the pods go first, then the ReplicaSet.
+    kubectl_ok(
+        &kc,
+        &[
+            "delete",
+            "rs",
+            "solo2",
+            "-n",
+            "team",
+            "--cascade=foreground",
+            "--timeout=60s",
+        ],
+    );
+    assert!(
+        bound_pods(&client, "team", "app=solo").await.is_empty(),
+        "dependents are gone before the owner"
+    );
+
+    // Background (the default): deleting the Deployment removes its ReplicaSets and pods.
+    kubectl_ok(&kc, &["delete", "deployment", "web", "-n", "team"]);
+    wait_for(
+        Duration::from_secs(30),
+        "the web ReplicaSets and pods to be collected",
+        || async {
+            let rs = kubectl_ok(&kc, &["get", "rs", "-n", "team", "-o", "name"]);
+            let pods = kubectl_ok(&kc, &["get", "pods", "-n", "team", "-o", "name"]);
+            (rs.trim().is_empty() && pods.trim().is_empty()).then_some(())
+        },
+    )
+    .await;
+
+    // Deleting a namespace deletes what is in it, then the namespace.
+    kubectl_ok(
+        &kc,
+        &[
+            "create",
+            "configmap",
+            "settings",
+            "-n",
+            "team",
+            "--from-literal",
+            "a=b",
+        ],
+    );
+    let out = kubectl_stdin(
+        &kc,
+        &["apply", "-f", "-"],
+        &deployment("team", "api", 2, ""),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_bound(&client, "team", "app=api", 2, Duration::from_secs(30)).await;
+    kubectl_ok(&kc, &["delete", "namespace", "team", "--timeout=60s"]);
+    let out = kubectl(&kc, &["get", "namespace", "team"]);
+    assert!(!out.status.success(), "the namespace is gone");
     agent.abort();
 }
