@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::control::{fake_agent, Replicas, LEASE_DURATION};
+use common::control::{fake_agent, heartbeats, Replicas, LEASE_DURATION};
 use common::k8s::{kubectl, kubectl_ok, kubectl_stdin, Apiservers, Backend};
 use common::wait_for;
 use k8s_openapi::api::core::v1::Pod;
@@ -575,5 +575,208 @@ async fn t20_deployments_garbage_collection_and_namespaces() {
     kubectl_ok(&kc, &["delete", "namespace", "team", "--timeout=60s"]);
     let out = kubectl(&kc, &["get", "namespace", "team"]);
     assert!(!out.status.success(), "the namespace is gone");
+    agent.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_dead_nodes_are_evacuated_and_endpoints_follow_the_pods() {
+    let backend = Backend::flotilla().await;
+    let api = Apiservers::start(1, &backend.urls()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kc = api.kubeconfig(0).to_path_buf();
+    let _sched = Replicas::start("scheduler", &[&kc], dir.path(), &[]);
+    let _cm = Replicas::start(
+        "controller-manager",
+        &[&kc],
+        dir.path(),
+        &[
+            "--node-monitor-period",
+            "500ms",
+            "--node-monitor-grace-period",
+            "4s",
+        ],
+    );
+    let client = api.client(0).await;
+    let agent = fake_agent(client.clone());
+    let beating = std::sync::Arc::new(std::sync::Mutex::new(vec![
+        "node-a".to_string(),
+        "node-b".to_string(),
+        "node-c".to_string(),
+    ]));
+    let beats = heartbeats(client.clone(), beating.clone());
+    let out = kubectl_stdin(&kc, &["apply", "-f", "-"], NODES);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Two pods that tolerate an unreachable node for 1 s only, one per ssd node.
+    let d = deployment("default", "web", 2, "").replace(
+        "      nodeSelector: {disk: ssd}",
+        "      nodeSelector: {disk: ssd}\n      tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 1}]",
+    );
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: 8080}]\n";
+    for doc in [d.as_str(), svc] {
+        let out = kubectl_stdin(&kc, &["apply", "-f", "-"], doc);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pods = wait_bound(&client, "default", "app=web", 2, Duration::from_secs(30)).await;
+    let node_of = |p: &Pod| p.spec.as_ref().unwrap().node_name.clone().unwrap();
+    let mut nodes: Vec<String> = pods.iter().map(node_of).collect();
+    nodes.sort();
+    assert_eq!(
+        nodes,
+        ["node-a", "node-b"],
+        "least-allocated puts one pod per node"
+    );
+
+    // Endpoints and the EndpointSlice list both ready pods on the target port.
+    let endpoint_ips = || {
+        let out = kubectl_ok(
+            &kc,
+            &[
+                "get",
+                "endpoints",
+                "web",
+                "-o",
+                "jsonpath={.subsets[*].addresses[*].ip}",
+            ],
+        );
+        let mut v: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    let pod_ips = |ps: &[Pod]| {
+        let mut v: Vec<String> = ps
+            .iter()
+            .filter_map(|p| p.status.as_ref().and_then(|s| s.pod_ip.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    let ready = wait_for(
+        Duration::from_secs(20),
+        "both pods ready with IPs",
+        || async {
+            let ps = bound_pods(&client, "default", "app=web").await;
+            (pod_ips(&ps).len() == 2).then_some(ps)
+        },
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(20),
+        "the endpoints of both pods",
+        || async { (endpoint_ips() == pod_ips(&ready)).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        kubectl_ok(
+            &kc,
+            &[
+                "get",
+                "endpoints",
+                "web",
+                "-o",
+                "jsonpath={.subsets[0].ports[0].port}"
+            ]
+        ),
+        "8080"
+    );
+    let slice = kubectl_ok(
+        &kc,
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "jsonpath={.items[0].endpoints[*].addresses[0]}",
+        ],
+    );
+    let mut slice_ips: Vec<String> = slice.split_whitespace().map(str::to_string).collect();
+    slice_ips.sort();
+    assert_eq!(slice_ips, pod_ips(&ready));
+
+    // node-a stops heartbeating: Unknown, tainted, its pod evicted and replaced elsewhere.
+    beating.lock().unwrap().retain(|n| n != "node-a");
+    let stopped = Instant::now();
+    wait_for(
+        Duration::from_secs(30),
+        "node-a to be tainted unreachable",
+        || async {
+            let taints = kubectl_ok(
+                &kc,
+                &[
+                    "get",
+                    "node",
+                    "node-a",
+                    "-o",
+                    "jsonpath={.spec.taints[*].key}",
+                ],
+            );
+            taints
+                .contains("node.kubernetes.io/unreachable")
+                .then_some(())
+        },
+    )
+    .await;
+    let ready_status = kubectl_ok(
+        &kc,
+        &[
+            "get",
+            "node",
+            "node-a",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+    );
+    assert_eq!(ready_status, "Unknown");
+    let moved = wait_for(
+        Duration::from_secs(40),
+        "the pod on node-a to be replaced on another node",
+        || async {
+            let ps = bound_pods(&client, "default", "app=web").await;
+            (ps.len() == 2 && ps.iter().all(|p| node_of(p) != "node-a") && pod_ips(&ps).len() == 2)
+                .then_some(ps)
+        },
+    )
+    .await;
+    eprintln!(
+        "node-a silent → its pod replaced elsewhere in {:?}",
+        stopped.elapsed()
+    );
+    wait_for(
+        Duration::from_secs(20),
+        "the endpoints to follow",
+        || async { (endpoint_ips() == pod_ips(&moved)).then_some(()) },
+    )
+    .await;
+
+    // It beats again: the taints go.
+    beating.lock().unwrap().push("node-a".into());
+    wait_for(
+        Duration::from_secs(30),
+        "node-a's taints to be removed",
+        || async {
+            let taints = kubectl_ok(
+                &kc,
+                &[
+                    "get",
+                    "node",
+                    "node-a",
+                    "-o",
+                    "jsonpath={.spec.taints[*].key}",
+                ],
+            );
+            (!taints.contains("node.kubernetes.io/unreachable")).then_some(())
+        },
+    )
+    .await;
+    beats.abort();
     agent.abort();
 }

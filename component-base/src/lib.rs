@@ -11,7 +11,8 @@
 //! - `events.rs`: a core/v1 Event recorder (what `kubectl describe` shows).
 //! - `backoff.rs`: per-key exponential backoff for retries.
 //! - `metrics.rs`: counters and gauges in Prometheus' text format, served with `/healthz`.
-//! - `labels.rs`, `quantity.rs`: label selectors and resource quantities, pure.
+//! - `labels.rs`, `quantity.rs`, `taints.rs`: label selectors, resource quantities and
+//!   toleration matching, pure.
 
 pub mod backoff;
 pub mod client;
@@ -21,5 +22,6 @@ pub mod labels;
 pub mod leaderelection;
 pub mod metrics;
 pub mod quantity;
+pub mod taints;
 
 pub use flags::{CommonConfig, CommonFlags};

@@ -5,7 +5,8 @@
 //!   controller gets, and the relations they share (owner references, readiness).
 //! - `workqueue.rs`, `worker.rs`: a deduplicating, rate-limited work queue and the worker
 //!   loop around a controller's `sync`; `expectations.rs`: no double creation.
-//! - One module per controller: `deployment/`, `replicaset.rs`, `garbagecollector.rs`, `namespace.rs`,
+//! - One module per controller: `deployment/`, `replicaset.rs`, `garbagecollector.rs`,
+//!   `nodelifecycle.rs`, `endpoints.rs` (Endpoints and EndpointSlices), `namespace.rs`,
 //!   `serviceaccount.rs`.
 //!
 //! Every controller is level-triggered: a change only queues a key; `sync` compares the
@@ -14,10 +15,12 @@
 
 pub mod context;
 pub mod deployment;
+pub mod endpoints;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod informer;
 pub mod namespace;
+pub mod nodelifecycle;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod worker;
@@ -38,6 +41,8 @@ pub const ALL: &[&str] = &[
     "deployment",
     "replicaset",
     "garbagecollector",
+    "nodelifecycle",
+    "endpoints",
     "namespace",
     "serviceaccount",
 ];
@@ -53,6 +58,18 @@ pub struct ControllerManagerFlags {
     /// Deployments synced at once.
     #[arg(long, default_value_t = 5)]
     pub concurrent_deployment_syncs: usize,
+    /// How often node health is checked.
+    #[arg(long, default_value = "5s", value_parser = component_base::flags::parse_duration)]
+    pub node_monitor_period: std::time::Duration,
+    /// How long a node may go without a heartbeat before it is marked unhealthy.
+    #[arg(long, default_value = "40s", value_parser = component_base::flags::parse_duration)]
+    pub node_monitor_grace_period: std::time::Duration,
+    /// Nodes per second whose pods may be evicted.
+    #[arg(long, default_value_t = 0.1)]
+    pub node_eviction_rate: f64,
+    /// The same when more than 55% of the nodes are unhealthy (clusters over 50 nodes).
+    #[arg(long, default_value_t = 0.01)]
+    pub secondary_node_eviction_rate: f64,
     /// ReplicaSets synced at once.
     #[arg(long, default_value_t = 5)]
     pub concurrent_replicaset_syncs: usize,
@@ -64,6 +81,7 @@ pub struct ControllerManagerConfig {
     pub enabled: Vec<&'static str>,
     pub replicaset_workers: usize,
     pub deployment_workers: usize,
+    pub node_lifecycle: nodelifecycle::Config,
 }
 
 impl ControllerManagerFlags {
@@ -92,6 +110,14 @@ impl ControllerManagerFlags {
                 ));
             }
         }
+        if self.node_monitor_period.is_zero()
+            || self.node_monitor_grace_period < self.node_monitor_period
+        {
+            return Err("--node-monitor-grace-period must be at least --node-monitor-period, which must be positive".into());
+        }
+        if !(self.node_eviction_rate >= 0.0 && self.secondary_node_eviction_rate >= 0.0) {
+            return Err("eviction rates must be zero or positive".into());
+        }
         if self.concurrent_replicaset_syncs == 0 {
             return Err("--concurrent-replicaset-syncs must be at least 1".into());
         }
@@ -100,6 +126,12 @@ impl ControllerManagerFlags {
             enabled,
             replicaset_workers: self.concurrent_replicaset_syncs,
             deployment_workers: self.concurrent_deployment_syncs.max(1),
+            node_lifecycle: nodelifecycle::Config {
+                monitor_period: self.node_monitor_period,
+                grace_period: self.node_monitor_grace_period,
+                eviction_rate: self.node_eviction_rate,
+                secondary_eviction_rate: self.secondary_node_eviction_rate,
+            },
         })
     }
 }
@@ -151,6 +183,12 @@ async fn run_controllers(
             }
             "garbagecollector" => {
                 tasks.spawn(garbagecollector::run(ctx.clone()));
+            }
+            "nodelifecycle" => {
+                tasks.spawn(nodelifecycle::run(ctx.clone(), cfg.node_lifecycle.clone()));
+            }
+            "endpoints" => {
+                tasks.spawn(endpoints::run(ctx.clone()));
             }
             "namespace" => {
                 tasks.spawn(namespace::run(ctx.clone()));

@@ -211,3 +211,44 @@ pub fn fake_agent(client: kube::Client) -> tokio::task::JoinHandle<()> {
         }
     })
 }
+
+/// Renews a Lease in kube-node-lease every 500 ms for each node in `nodes` (as agents do),
+/// until the returned task is aborted; a node removed from the shared list stops beating.
+pub fn heartbeats(
+    client: kube::Client,
+    nodes: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> tokio::task::JoinHandle<()> {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+    tokio::spawn(async move {
+        let api: Api<Lease> = Api::namespaced(client, "kube-node-lease");
+        loop {
+            let names = nodes.lock().unwrap().clone();
+            for n in names {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(n.clone()),
+                        ..Default::default()
+                    },
+                    spec: Some(LeaseSpec {
+                        holder_identity: Some(n.clone()),
+                        lease_duration_seconds: Some(40),
+                        renew_time: Some(MicroTime(jiff::Timestamp::now())),
+                        ..Default::default()
+                    }),
+                };
+                match api.get_opt(&n).await {
+                    Ok(Some(mut cur)) => {
+                        cur.spec = lease.spec;
+                        let _ = api.replace(&n, &PostParams::default(), &cur).await;
+                    }
+                    Ok(None) => {
+                        let _ = api.create(&PostParams::default(), &lease).await;
+                    }
+                    Err(_) => {}
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}

@@ -1,34 +1,14 @@
 //! TaintToleration: a node's NoSchedule and NoExecute taints keep off pods that do not
 //! tolerate them; PreferNoSchedule taints lower the node's score.
 
-use k8s_openapi::api::core::v1::{Taint, Toleration};
+use k8s_openapi::api::core::v1::Toleration;
 
 use crate::framework::{normalize, CycleState, Failure, Filter, Score};
 use crate::nodeinfo::{NodeInfo, PodInfo};
 
 pub struct TaintToleration;
 
-/// Whether `t` tolerates `taint` (Kubernetes' Toleration.ToleratesTaint).
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(e) = t.effect.as_deref().filter(|e| !e.is_empty()) {
-        if e != taint.effect {
-            return false;
-        }
-    }
-    let key = t.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        _ => false,
-    }
-}
-
-pub fn tolerated(tols: &[Toleration], taint: &Taint) -> bool {
-    tols.iter().any(|t| tolerates(t, taint))
-}
+pub use component_base::taints::{tolerated, tolerates};
 
 impl Filter for TaintToleration {
     fn name(&self) -> &'static str {
@@ -81,6 +61,7 @@ impl Score for TaintToleration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Taint;
 
     fn taint(k: &str, v: &str, e: &str) -> Taint {
         Taint {
