@@ -14,7 +14,8 @@ use kube::api::{Api, PostParams};
 use tokio::sync::mpsc;
 
 const QUEUE: usize = 1000;
-const SENDERS: usize = 4;
+/// One sender: events are best effort and yield to the work that produces them.
+const SENDERS: usize = 1;
 
 #[derive(Clone)]
 pub struct Recorder {

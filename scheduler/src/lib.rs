@@ -43,8 +43,8 @@ pub struct SchedulerFlags {
     /// `NodeResourcesFit=2,TaintToleration=0` (0 disables a score plugin).
     #[arg(long, value_delimiter = ',')]
     pub score_weights: Vec<String>,
-    /// Bindings in flight at once.
-    #[arg(long, default_value_t = 64)]
+    /// Bindings in flight at once (the scheduling loop waits when all are busy).
+    #[arg(long, default_value_t = 256)]
     pub parallel_binds: usize,
 }
 

@@ -90,6 +90,9 @@ pub struct SchedulingQueue {
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     pub max_unschedulable: Duration,
+    /// When unschedulable pods were last scanned for staleness (a scan visits every pod,
+    /// so it runs at most once a second, not on every pop).
+    last_stale_scan: Option<Instant>,
 }
 
 impl Default for SchedulingQueue {
@@ -104,6 +107,7 @@ impl Default for SchedulingQueue {
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(10),
             max_unschedulable: Duration::from_secs(300),
+            last_stale_scan: None,
         }
     }
 }
@@ -221,6 +225,13 @@ impl SchedulingQueue {
                 self.put(&uid, Place::Active, now);
             }
         }
+        if self
+            .last_stale_scan
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_stale_scan = Some(now);
         let stale: Vec<String> = self
             .entries
             .iter()

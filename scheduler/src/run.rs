@@ -181,22 +181,25 @@ async fn scheduling_loop(
     synced.wait_for(|n| *n >= 2).await?;
     tracing::info!("pods and nodes listed; scheduling");
     let mut alg = Algorithm::new(Framework::new(&cfg.weights), cfg.percentage);
+    // Queue sizes cost a pass over every pending pod: refreshed once a second.
+    let mut sizes_at = Instant::now() - Duration::from_secs(1);
     loop {
         let permit = binds.clone().acquire_owned().await?;
         let popped = loop {
             let (next, wakeup) = {
                 let mut s = lock(&state);
-                s.queue.flush(Instant::now());
-                let (a, b, u) = s.queue.sizes();
-                metrics
-                    .active
-                    .store(a as u64, std::sync::atomic::Ordering::Relaxed);
-                metrics
-                    .backoff
-                    .store(b as u64, std::sync::atomic::Ordering::Relaxed);
-                metrics
-                    .unschedulable_pods
-                    .store(u as u64, std::sync::atomic::Ordering::Relaxed);
+                let now = Instant::now();
+                s.queue.flush(now);
+                if now.saturating_duration_since(sizes_at) >= Duration::from_secs(1) {
+                    sizes_at = now;
+                    let (a, b, u) = s.queue.sizes();
+                    let set = |g: &std::sync::atomic::AtomicU64, v: usize| {
+                        g.store(v as u64, std::sync::atomic::Ordering::Relaxed)
+                    };
+                    set(&metrics.active, a);
+                    set(&metrics.backoff, b);
+                    set(&metrics.unschedulable_pods, u);
+                }
                 (s.queue.pop(), s.queue.next_wakeup())
             };
             if let Some(p) = next {

@@ -29,11 +29,19 @@ impl Store {
         let class = if class_name.is_empty() {
             self.global_default_priority_class().await?
         } else {
-            match self
-                .read(&object_key("priorityclasses", None, &class_name))
-                .await?
-            {
-                Some(s) => Some(s.value),
+            // The watch cache, as kube-apiserver's admission reads a lister; the kvstore
+            // when the cache does not have it (yet).
+            let key = object_key("priorityclasses", None, &class_name);
+            let cached = self
+                .cache
+                .get(&key)
+                .and_then(|o| serde_json::from_slice::<Value>(&o.json).ok());
+            let found = match cached {
+                Some(v) => Some(v),
+                None => self.read(&key).await?.map(|s| s.value),
+            };
+            match found {
+                Some(v) => Some(v),
                 None => {
                     return Err(forbidden(format!(
                         "no PriorityClass with name {class_name} was found"
@@ -80,6 +88,19 @@ impl Store {
     /// The class with `globalDefault: true` (the lowest-valued one if several claim it).
     async fn global_default_priority_class(&self) -> Result<Option<Value>, ApiError> {
         let prefix = "/registry/priorityclasses/";
+        let pick = |classes: Vec<Value>| {
+            classes
+                .into_iter()
+                .filter(|c| c["globalDefault"].as_bool() == Some(true))
+                .min_by_key(|c| c["value"].as_i64().unwrap_or(0))
+        };
+        if let Some((objs, _)) = self.cache.list(prefix) {
+            return Ok(pick(
+                objs.iter()
+                    .filter_map(|o| serde_json::from_slice::<Value>(&o.json).ok())
+                    .collect(),
+            ));
+        }
         let r = self
             .etcd
             .range(pb::RangeRequest {
@@ -88,10 +109,11 @@ impl Store {
                 ..Default::default()
             })
             .await?;
-        Ok(r.kvs
-            .iter()
-            .filter_map(|kv| decode_stored(&kv.value, kv.mod_revision).ok())
-            .filter(|c| c["globalDefault"].as_bool() == Some(true))
-            .min_by_key(|c| c["value"].as_i64().unwrap_or(0)))
+        Ok(pick(
+            r.kvs
+                .iter()
+                .filter_map(|kv| decode_stored(&kv.value, kv.mod_revision).ok())
+                .collect(),
+        ))
     }
 }
