@@ -296,6 +296,53 @@ async fn t10_scheduling_and_leader_failover() {
     // node affinity), so node-c reports its taint.
     assert_eq!(ninth, "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu.");
 
+    // A pod of higher priority preempts one web pod and takes its place.
+    let vip = "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: high}\nvalue: 1000\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: vip}\nspec:\n  priorityClassName: high\n  nodeSelector: {disk: ssd}\n  containers: [{name: c, image: busybox, resources: {requests: {cpu: \"1\"}}}]\n";
+    let out = kubectl_stdin(&kc0, &["apply", "-f", "-"], vip);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        kubectl_ok(
+            &kc0,
+            &["get", "pod", "vip", "-o", "jsonpath={.spec.priority}"]
+        ),
+        "1000"
+    );
+    let vip_node = wait_for(
+        Duration::from_secs(40),
+        "vip to be bound by preemption",
+        || async {
+            let n = kubectl_ok(
+                &kc0,
+                &["get", "pod", "vip", "-o", "jsonpath={.spec.nodeName}"],
+            );
+            (!n.is_empty()).then_some(n)
+        },
+    )
+    .await;
+    assert!(
+        vip_node == "node-a" || vip_node == "node-b",
+        "vip on {vip_node}"
+    );
+    let preempted = kubectl_ok(
+        &kc0,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=Preempted",
+            "-o",
+            "jsonpath={.items[*].involvedObject.name}",
+        ],
+    );
+    assert!(
+        preempted.starts_with("web-"),
+        "a web pod was preempted: {preempted:?}"
+    );
+
     // Adding capacity gives unschedulable pods another try at once.
     let more = NODES
         .replace("node-b", "node-d")

@@ -22,11 +22,16 @@ pub struct Cache {
     /// Names of nodes that exist (a node deleted while pods remain on it stays in `nodes`
     /// until they are gone, but is not offered).
     order: Vec<String>,
+    /// The same names, for O(1) lookups.
+    present: std::collections::HashSet<String>,
     placed: HashMap<String, Placed>,
     /// Pods with required anti-affinity terms (uid → node), which constrain every
     /// incoming pod.
     anti_affinity: HashMap<String, String>,
     namespaces: HashMap<String, Labels>,
+    /// Unbound pods nominated to a node by preemption (uid → node, pod): they reserve room
+    /// there against pods of lower or equal priority.
+    nominated: HashMap<String, (String, Arc<PodInfo>)>,
 }
 
 impl Cache {
@@ -38,9 +43,7 @@ impl Cache {
         self.order.get(i).and_then(|n| self.nodes.get(n))
     }
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
-        self.nodes
-            .get(name)
-            .filter(|_| self.order.iter().any(|n| n == name))
+        self.nodes.get(name).filter(|_| self.present.contains(name))
     }
     pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
         self.order.iter().filter_map(|n| self.nodes.get(n))
@@ -54,6 +57,31 @@ impl Cache {
             let n = self.nodes.get(node)?;
             Some((n.pods.get(uid)?.as_ref(), n))
         })
+    }
+
+    /// Records (or with `None` clears) the node `p` was nominated to.
+    pub fn nominate(&mut self, p: Arc<PodInfo>, node: Option<String>) {
+        match node.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                self.nominated.insert(p.uid.clone(), (n, p));
+            }
+            None => {
+                self.nominated.remove(&p.uid);
+            }
+        }
+    }
+
+    pub fn unnominate(&mut self, uid: &str) {
+        self.nominated.remove(uid);
+    }
+
+    /// Pods other than `pod` nominated to `node` with at least its priority.
+    pub fn nominated_for(&self, node: &str, pod: &PodInfo) -> Vec<Arc<PodInfo>> {
+        self.nominated
+            .values()
+            .filter(|(n, p)| n == node && p.uid != pod.uid && p.priority >= pod.priority)
+            .map(|(_, p)| p.clone())
+            .collect()
     }
 
     pub fn set_namespace(&mut self, name: String, labels: Labels) {
@@ -71,13 +99,15 @@ impl Cache {
                 self.nodes.insert(name.clone(), NodeInfo::new(node));
             }
         }
-        if !self.order.contains(&name) {
+        if self.present.insert(name.clone()) {
             self.order.push(name);
         }
     }
 
     pub fn remove_node(&mut self, name: &str) {
-        self.order.retain(|n| n != name);
+        if self.present.remove(name) {
+            self.order.retain(|n| n != name);
+        }
         if self.nodes.get(name).is_some_and(|n| n.pods.is_empty()) {
             self.nodes.remove(name);
         }
@@ -98,6 +128,7 @@ impl Cache {
 
     fn place(&mut self, p: Arc<PodInfo>, node: &str, assumed: bool) {
         self.unplace(&p.uid);
+        self.nominated.remove(&p.uid);
         let n = self.nodes.entry(node.to_string()).or_insert_with(|| {
             NodeInfo::new(Arc::new(Node {
                 metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
@@ -125,7 +156,7 @@ impl Cache {
         self.anti_affinity.remove(uid);
         if let Some(n) = self.nodes.get_mut(&old.node) {
             n.remove_pod(uid);
-            if n.pods.is_empty() && !self.order.contains(&old.node) {
+            if n.pods.is_empty() && !self.present.contains(&old.node) {
                 self.nodes.remove(&old.node);
             }
         }
@@ -156,6 +187,7 @@ impl Cache {
 
     /// A pod that is gone or finished.
     pub fn remove_pod(&mut self, uid: &str) {
+        self.nominated.remove(uid);
         self.unplace(uid);
     }
 

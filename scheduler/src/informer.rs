@@ -86,6 +86,7 @@ impl State {
                     == self.scheduler_name;
                 if !ours || pod.metadata.deletion_timestamp.is_some() {
                     self.queue.remove(&uid);
+                    self.cache.unnominate(&uid);
                     return;
                 }
                 // Being bound by us: the watch has not caught up yet.
@@ -96,7 +97,13 @@ impl State {
                     .queue
                     .get(&uid)
                     .is_none_or(|old| pod_changed(&old.pod, &pod));
-                self.queue.upsert(PodInfo::new(Arc::new(pod)), changed, now);
+                let nominated = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.nominated_node_name.clone());
+                let info = PodInfo::new(Arc::new(pod));
+                self.cache.nominate(info.clone(), nominated);
+                self.queue.upsert(info, changed, now);
             }
         }
     }

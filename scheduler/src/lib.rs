@@ -5,7 +5,8 @@
 //! - `cache.rs`: nodes with their bound and assumed pods.
 //! - `queue.rs`: active, backoff and unschedulable pods.
 //! - `framework.rs`: the Filter and Score traits; `plugins/`: one plugin per file.
-//! - `schedule.rs`: one decision (filter, score, pick) and the failure message.
+//! - `schedule.rs`: one decision (filter, score, pick) and the failure message;
+//!   `preemption.rs`: which lower-priority pods to remove when a pod fits nowhere.
 //! - `informer.rs`: watch events into the cache and queue.
 //! - `run.rs`: the watches, the scheduling loop, binding, status and events.
 //! - `metrics.rs`: what `/metrics` shows.
@@ -18,6 +19,7 @@ pub mod informer;
 pub mod metrics;
 pub mod nodeinfo;
 pub mod plugins;
+pub mod preemption;
 pub mod queue;
 pub mod run;
 pub mod schedule;

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use crate::framework::Framework;
 use crate::informer::State;
 use crate::metrics::Metrics;
+use crate::preemption;
 use crate::queue::Popped;
 use crate::schedule::{Algorithm, Decision};
 use crate::SchedulerConfig;
@@ -234,6 +235,10 @@ async fn scheduling_loop(
                 metrics
                     .unschedulable
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let candidate = {
+                    let s = lock(&state);
+                    preemption::find(&alg.framework, &s.cache, &popped.info, &d)
+                };
                 lock(&state).queue.unschedulable(&popped, Instant::now());
                 let msg = d.message();
                 tracing::debug!(pod = %popped.info.key(), %msg, "unschedulable");
@@ -243,10 +248,30 @@ async fn scheduling_loop(
                     "FailedScheduling",
                     &msg,
                 );
+                let nominated = candidate.as_ref().map(|c| c.node.clone());
+                if nominated.is_some() {
+                    // Reserve the room now: the victims' replacements must not take it.
+                    lock(&state)
+                        .cache
+                        .nominate(popped.info.clone(), nominated.clone());
+                }
+                if let Some(c) = candidate {
+                    tracing::info!(pod = %popped.info.key(), node = %c.node, victims = c.victims.len(), "preempting lower-priority pods");
+                    for v in c.victims {
+                        recorder.record(
+                            &object_ref(v.pod.as_ref()),
+                            EventType::Normal,
+                            "Preempted",
+                            &format!("Preempted by pod {} on node {}", popped.info.uid, c.node),
+                        );
+                        binders.spawn(delete_victim(client.clone(), v));
+                    }
+                }
                 binders.spawn(write_unschedulable(
                     client.clone(),
                     popped.info.pod.clone(),
                     msg,
+                    nominated,
                 ));
             }
         }
@@ -330,19 +355,45 @@ async fn bind(
     }
 }
 
-/// Sets PodScheduled=False/Unschedulable with `msg`, unless it already says so.
-async fn write_unschedulable(client: kube::Client, pod: Arc<Pod>, msg: String) {
+/// Deletes a preemption victim gracefully (only that very pod: uid precondition).
+async fn delete_victim(client: kube::Client, v: Arc<crate::nodeinfo::PodInfo>) {
+    let api: Api<Pod> = Api::namespaced(client, &v.namespace);
+    let dp = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some(v.uid.clone()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    if let Err(e) = api.delete(&v.name, &dp).await {
+        tracing::debug!(pod = %v.key(), error = %e, "deleting a preemption victim failed");
+    }
+}
+
+/// Sets PodScheduled=False/Unschedulable with `msg` (and the nominated node, when
+/// preempting), unless it already says so.
+async fn write_unschedulable(
+    client: kube::Client,
+    pod: Arc<Pod>,
+    msg: String,
+    nominated: Option<String>,
+) {
     let mut p = (*pod).clone();
     let name = p.metadata.name.clone().unwrap_or_default();
     let ns = p.metadata.namespace.clone().unwrap_or_default();
     let status = p.status.get_or_insert_with(Default::default);
+    let nominate = nominated.is_some() && status.nominated_node_name != nominated;
+    if nominate {
+        status.nominated_node_name = nominated;
+    }
     let conds = status.conditions.get_or_insert_with(Vec::new);
     let now = Time(jiff::Timestamp::now());
     match conds.iter_mut().find(|c| c.type_ == "PodScheduled") {
         Some(c)
             if c.status == "False"
                 && c.reason.as_deref() == Some("Unschedulable")
-                && c.message.as_deref() == Some(msg.as_str()) =>
+                && c.message.as_deref() == Some(msg.as_str())
+                && !nominate =>
         {
             return;
         }

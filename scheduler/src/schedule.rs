@@ -114,7 +114,20 @@ impl Algorithm {
                 continue;
             };
             processed += 1;
-            match self.framework.filter(&st, pod, node) {
+            // Room reserved by pods nominated there that matter at least as much.
+            let reserved = cache.nominated_for(&node.name, pod);
+            let with_nominated;
+            let view = if reserved.is_empty() {
+                node
+            } else {
+                let mut n = node.clone();
+                for p in reserved {
+                    n.add_pod(p);
+                }
+                with_nominated = n;
+                &with_nominated
+            };
+            match self.framework.filter(&st, pod, view) {
                 Ok(()) => {
                     feasible.push(node);
                     if feasible.len() >= want {
