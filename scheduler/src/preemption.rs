@@ -7,9 +7,12 @@
 //! nodes, prefer the one whose most important victim matters least, then the smallest sum
 //! of victim priorities, then the fewest victims.
 //!
+//! The preemptor is nominated to the node (status.nominatedNodeName, and at once in the
+//! cache), where it reserves room against pods of lower or equal priority (schedule.rs),
+//! so the victims' replacements do not take it.
+//!
 //! Not done (yet): PodDisruptionBudgets, and cluster-wide plugin state (affinity, spread)
-//! recomputed without the victims; a nominated pod does not yet reserve its node against
-//! other pods of lower priority.
+//! recomputed without the victims.
 
 use std::sync::Arc;
 
