@@ -25,6 +25,12 @@ enum Component {
     /// Run the controller-manager: ReplicaSets, namespaces, service accounts, ...
     /// (kube-controller-manager's flag names).
     ControllerManager(controllers::ControllerManagerFlags),
+    /// Run a node agent: registers the Node and runs the pods bound to it (the kubelet's
+    /// flag names).
+    Agent(agent::AgentFlags),
+    /// The supervisor of one process-runtime container (started by the agent).
+    #[command(hide = true)]
+    AgentShim(agent::shim::ShimArgs),
     /// Create a member's data directory for a new cluster from a snapshot file (what
     /// `etcdctl snapshot save` wrote); then start it with `kvstore` and the same flags.
     SnapshotRestore {
@@ -37,6 +43,10 @@ enum Component {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Component::AgentShim(args) = cli.command {
+        // No runtime and no logging: the shim only supervises one process.
+        std::process::exit(agent::shim::run(args));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env()
@@ -67,6 +77,11 @@ fn main() -> anyhow::Result<()> {
                 let cfg = flags.validate().map_err(anyhow::Error::msg)?;
                 controllers::run(cfg, shutdown_on_signal()).await
             }
+            Component::Agent(flags) => {
+                let cfg = flags.validate().map_err(anyhow::Error::msg)?;
+                agent::run(cfg, shutdown_on_signal()).await
+            }
+            Component::AgentShim(_) => unreachable!("handled before the runtime starts"),
             Component::SnapshotRestore { file, flags } => {
                 let cfg = flags.validate()?;
                 let rows = kvstore::storage::restore::restore(&file, &cfg)?;

@@ -184,6 +184,8 @@ async fn t30_snapshot_seeds_a_new_cluster() {
     );
     r.spawn(i, "new");
     r.wait_leader(Duration::from_secs(10)).await;
+    // The restored member publishes its name through the log once it leads.
+    r.wait_published().await;
     let mut rk = r.client(i).await;
     let all = rk
         .get("r/", Some(GetOptions::new().with_prefix()))

@@ -377,5 +377,6 @@ pub fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitS
     let _ = child.kill();
     child.wait().expect("wait")
 }
+pub mod agents;
 pub mod control;
 pub mod k8s;

@@ -1,0 +1,180 @@
+//! `flotilla agent` flags, with the kubelet's names and defaults where it has them,
+//! validated once into typed configuration.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Taint;
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// Real containers through the Docker Engine API.
+    Docker,
+    /// Host processes, one process group per container.
+    Process,
+    /// Nothing runs; pods go straight to Running and Ready.
+    Fake,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct AgentFlags {
+    /// Path to a kubeconfig file for the apiserver.
+    #[arg(long)]
+    pub kubeconfig: PathBuf,
+    /// The Node's name (default: the hostname).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// How containers are run.
+    #[arg(long, value_enum, default_value = "docker")]
+    pub runtime: RuntimeKind,
+    /// Where the agent keeps pod logs, volumes and runtime state.
+    #[arg(long, default_value = "/var/lib/flotilla-agent")]
+    pub root_dir: PathBuf,
+    /// Labels to add at registration: `key=value,...`.
+    #[arg(long, value_delimiter = ',')]
+    pub node_labels: Vec<String>,
+    /// Taints to register the node with: `key=value:Effect,...`.
+    #[arg(long, value_delimiter = ',')]
+    pub register_with_taints: Vec<String>,
+    /// The port the agent serves container logs on, advertised in the Node.
+    #[arg(long, default_value_t = 10250)]
+    pub port: u16,
+    /// The node's address (default: the source address of the default route).
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+    /// Run this many hollow nodes named `<node-name>-0..` in this process (fake runtime).
+    #[arg(long, default_value_t = 0)]
+    pub fake_nodes: u32,
+    /// How often the node status is computed (sent when it changed, else every 5 min).
+    #[arg(long, default_value = "10s", value_parser = component_base::flags::parse_duration)]
+    pub node_status_update_frequency: Duration,
+    /// The node Lease's duration; it is renewed every quarter of it.
+    #[arg(long, default_value_t = 40)]
+    pub node_lease_duration_seconds: i32,
+    /// Pods this node accepts.
+    #[arg(long, default_value_t = 110)]
+    pub max_pods: u32,
+    /// The Docker daemon (`unix://` socket; default: $DOCKER_HOST, else
+    /// unix:///var/run/docker.sock).
+    #[arg(long)]
+    pub docker_endpoint: Option<String>,
+    /// The Docker network pods get their addresses on; created when missing and shared by
+    /// every agent on the machine.
+    #[arg(long, default_value = "flotilla")]
+    pub pod_network: String,
+    /// Status writes per second (per node), and their burst.
+    #[arg(long, default_value_t = 50.0)]
+    pub kube_api_qps: f64,
+    #[arg(long, default_value_t = 100)]
+    pub kube_api_burst: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub kubeconfig: PathBuf,
+    pub node_name: String,
+    pub runtime: RuntimeKind,
+    pub root_dir: PathBuf,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub port: u16,
+    pub node_ip: Option<IpAddr>,
+    pub fake_nodes: u32,
+    pub status_every: Duration,
+    pub lease_seconds: i32,
+    pub max_pods: u32,
+    pub qps: f64,
+    pub burst: u32,
+    pub docker_socket: PathBuf,
+    pub pod_network: String,
+}
+
+impl AgentFlags {
+    pub fn validate(&self) -> Result<AgentConfig, String> {
+        let node_name = match &self.node_name {
+            Some(n) => n.clone(),
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_lowercase())
+                .map_err(|e| {
+                    format!("--node-name not given and the hostname is unreadable: {e}")
+                })?,
+        };
+        let dns1123 = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 253
+                && s.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                        && !l.starts_with('-')
+                        && !l.ends_with('-')
+                })
+        };
+        if !dns1123(&node_name) {
+            return Err(format!(
+                "--node-name {node_name:?}: a node name must be a lowercase RFC 1123 subdomain"
+            ));
+        }
+        let mut labels = BTreeMap::new();
+        for l in self.node_labels.iter().filter(|l| !l.is_empty()) {
+            let (k, v) = l
+                .split_once('=')
+                .ok_or_else(|| format!("--node-labels: {l:?} is not key=value"))?;
+            if k.is_empty() {
+                return Err(format!("--node-labels: {l:?} has an empty key"));
+            }
+            labels.insert(k.to_string(), v.to_string());
+        }
+        let taints = self
+            .register_with_taints
+            .iter()
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                crate::node::parse_taint(t).map_err(|e| format!("--register-with-taints: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.fake_nodes > 0 && self.runtime != RuntimeKind::Fake {
+            return Err("--fake-nodes needs --runtime fake".into());
+        }
+        if self.node_lease_duration_seconds < 1 {
+            return Err("--node-lease-duration-seconds must be at least 1".into());
+        }
+        if self.node_status_update_frequency.is_zero() {
+            return Err("--node-status-update-frequency must be positive".into());
+        }
+        if !(self.kube_api_qps > 0.0) {
+            return Err("--kube-api-qps must be positive".into());
+        }
+        let endpoint = self
+            .docker_endpoint
+            .clone()
+            .or_else(|| std::env::var("DOCKER_HOST").ok())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+        let docker_socket = PathBuf::from(endpoint.strip_prefix("unix://").ok_or_else(|| {
+            format!("--docker-endpoint {endpoint:?}: only unix:// sockets are supported")
+        })?);
+        if self.pod_network.is_empty() {
+            return Err("--pod-network must not be empty".into());
+        }
+        Ok(AgentConfig {
+            kubeconfig: self.kubeconfig.clone(),
+            node_name,
+            runtime: self.runtime,
+            root_dir: self.root_dir.clone(),
+            labels,
+            taints,
+            port: self.port,
+            node_ip: self.node_ip,
+            fake_nodes: self.fake_nodes,
+            status_every: self.node_status_update_frequency,
+            lease_seconds: self.node_lease_duration_seconds,
+            max_pods: self.max_pods,
+            qps: self.kube_api_qps,
+            burst: self.kube_api_burst,
+            docker_socket,
+            pod_network: self.pod_network.clone(),
+        })
+    }
+}

@@ -1,0 +1,150 @@
+//! `flotilla agent`: the node agent, as the kubelet. It registers its Node, renews its
+//! Lease, watches the pods bound to it and runs their containers through a runtime,
+//! writing their status back.
+//!
+//! Layout:
+//! - `config.rs`: flags and typed configuration; `machine.rs`: what the machine has.
+//! - `node.rs`: the Node object and its status; `lease.rs`: the heartbeat Lease.
+//! - `pods.rs`: the watch of this node's pods, one worker per pod; `worker.rs`: the loop
+//!   of one pod (look, plan, act, probe, report).
+//! - Pure cores: `sync.rs` (what to do next), `status.rs` (the pod's status), `env.rs`
+//!   (environment), `crashloop.rs` (restart backoff), `probes.rs` (probe timing and
+//!   handlers), `ratelimit.rs` (status writes).
+//! - `runtime/`: the `Runtime` trait and its implementations; `shim.rs`: the supervisor
+//!   process of the process runtime's containers.
+
+pub mod config;
+pub mod crashloop;
+pub mod env;
+pub mod lease;
+pub mod machine;
+pub mod node;
+pub mod pods;
+pub mod probes;
+pub mod ratelimit;
+pub mod runtime;
+pub mod shim;
+pub mod status;
+pub mod sync;
+pub mod worker;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use component_base::events::Recorder;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use config::{AgentConfig, AgentFlags, RuntimeKind};
+
+use crate::machine::Machine;
+use crate::node::NodeInputs;
+use crate::ratelimit::RateLimiter;
+use crate::runtime::Runtime;
+use crate::worker::Shared;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Runs the agent (or its hollow nodes) until `shutdown`. Containers keep running when the
+/// agent stops; the next start adopts them.
+pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.root_dir)
+        .map_err(|e| anyhow::anyhow!("creating --root-dir {}: {e}", cfg.root_dir.display()))?;
+    let client = component_base::client::from_kubeconfig(&cfg.kubeconfig).await?;
+    let machine = Machine::read(&cfg.root_dir);
+    let ip = cfg.node_ip.unwrap_or_else(machine::default_ip).to_string();
+    let recorder = Recorder::new(client.clone(), "kubelet");
+    let mut tasks = JoinSet::new();
+    let names: Vec<String> = if cfg.fake_nodes > 0 {
+        (0..cfg.fake_nodes)
+            .map(|i| format!("{}-{i}", cfg.node_name))
+            .collect()
+    } else {
+        vec![cfg.node_name.clone()]
+    };
+    tracing::info!(nodes = names.len(), runtime = ?cfg.runtime, root_dir = %cfg.root_dir.display(), "starting");
+    for (i, name) in names.into_iter().enumerate() {
+        let (runtime, version): (Arc<dyn Runtime>, String) = match cfg.runtime {
+            RuntimeKind::Fake => (
+                Arc::new(runtime::fake::FakeRuntime::new(i as u32)),
+                format!("fake://{VERSION}"),
+            ),
+            RuntimeKind::Process => (
+                Arc::new(
+                    runtime::process::ProcessRuntime::new(
+                        &cfg.root_dir.join("process"),
+                        std::env::current_exe()?,
+                        ip.clone(),
+                    )
+                    .map_err(|e| anyhow::anyhow!("process runtime state: {e}"))?,
+                ),
+                format!("process://{VERSION}"),
+            ),
+            RuntimeKind::Docker => {
+                let rt = runtime::docker::DockerRuntime::new(
+                    cfg.docker_socket.clone(),
+                    &name,
+                    &cfg.pod_network,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("docker runtime: {e}"))?;
+                let version = format!("docker://{}", rt.version().await);
+                (Arc::new(rt), version)
+            }
+        };
+        let inputs = NodeInputs {
+            name: name.clone(),
+            labels: cfg.labels.clone(),
+            taints: cfg.taints.clone(),
+            machine: machine.clone(),
+            max_pods: cfg.max_pods,
+            ip: ip.clone(),
+            port: cfg.port,
+            runtime_version: version,
+        };
+        let shared = Arc::new(Shared {
+            client: client.clone(),
+            runtime,
+            node_name: name,
+            host_ip: ip.clone(),
+            pods_dir: pods_dir(&cfg.root_dir, cfg.fake_nodes > 0),
+            status_writes: Arc::new(RateLimiter::new(cfg.qps, cfg.burst)),
+            recorder: recorder.clone(),
+        });
+        tasks.spawn(run_node(shared, inputs, cfg.clone()));
+    }
+    tokio::select! {
+        _ = shutdown.wait_for(|s| *s) => {
+            tracing::info!("stopping; containers keep running");
+            Ok(())
+        }
+        r = tasks.join_next() => Err(anyhow::anyhow!("a node loop ended: {r:?}")),
+    }
+}
+
+fn pods_dir(root: &Path, fake: bool) -> std::path::PathBuf {
+    if fake {
+        root.join("fake-pods")
+    } else {
+        root.join("pods")
+    }
+}
+
+async fn run_node(shared: Arc<Shared>, inputs: NodeInputs, cfg: AgentConfig) {
+    let node = node::register(&shared.client, &inputs).await;
+    let rt = shared.runtime.clone();
+    let health = move || {
+        let rt = rt.clone();
+        async move {
+            rt.pods()
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("container runtime is down: {e}"))
+        }
+    };
+    tokio::join!(
+        lease::keep_renewing(shared.client.clone(), node, cfg.lease_seconds),
+        node::report_status(shared.client.clone(), inputs, cfg.status_every, health),
+        pods::run(shared.clone()),
+    );
+}

@@ -1,0 +1,237 @@
+//! What the agent asks of a container runtime, in the shape of Kubernetes' CRI: a pod
+//! sandbox (what holds the pod's network), containers started into it, and a view of
+//! everything the runtime has, labelled with the pod's identity so that a restarted agent
+//! finds (adopts) what it started before.
+//!
+//! Runtimes: `fake.rs` (nothing runs, as kwok's nodes), `process.rs` (host processes under
+//! a supervising shim), `docker.rs` (real containers through the Docker Engine API).
+//!
+//! Contract for every implementation:
+//! - `pods()` lists every pod sandbox and container the runtime holds for this agent, also
+//!   those started by an earlier run of the agent; a container's `attempt` never repeats
+//!   within a pod.
+//! - Starting a container returns only once it runs, or fails with an error whose
+//!   `reason()` is the waiting reason Kubernetes shows (ErrImagePull, CreateContainerError...).
+//! - Stopping sends SIGTERM, waits up to the grace period, then SIGKILL; it returns once
+//!   the container has exited. Stopping what is gone already is not an error.
+
+pub mod docker;
+pub mod fake;
+pub mod process;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+/// The pod a sandbox or container belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PodRef {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub pod: PodRef,
+    pub hostname: String,
+    /// Where the pod's volumes and logs live on the host.
+    pub pod_dir: PathBuf,
+}
+
+/// A bind mount of a host path into a container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mount {
+    pub host_path: PathBuf,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn parse(s: Option<&str>) -> PullPolicy {
+        match s {
+            Some("Always") => PullPolicy::Always,
+            Some("Never") => PullPolicy::Never,
+            _ => PullPolicy::IfNotPresent,
+        }
+    }
+}
+
+/// Everything needed to start one attempt of one container.
+#[derive(Debug, Clone)]
+pub struct ContainerConfig {
+    pub pod: PodRef,
+    pub name: String,
+    pub attempt: u32,
+    pub init: bool,
+    /// Hash of the container's spec; a running container whose spec changed is restarted.
+    pub hash: u64,
+    pub image: String,
+    pub pull_policy: PullPolicy,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub mounts: Vec<Mount>,
+    pub cpu_limit_millis: Option<i64>,
+    pub memory_limit_bytes: Option<i64>,
+    /// The container's log file, in the CRI log format (`<time> <stream> F <line>`).
+    pub log_path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SandboxStatus {
+    pub id: String,
+    pub ready: bool,
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContainerState {
+    /// Created but never started (a start that failed half-way).
+    Created,
+    Running {
+        started_at: Timestamp,
+    },
+    Exited {
+        exit_code: i32,
+        started_at: Option<Timestamp>,
+        finished_at: Timestamp,
+        /// `Completed`, `Error`, `OOMKilled`, or `Unknown` when the exit was not observed.
+        reason: String,
+        message: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub name: String,
+    pub attempt: u32,
+    pub init: bool,
+    pub hash: u64,
+    pub image: String,
+    pub image_id: String,
+    pub state: ContainerState,
+    pub log_path: PathBuf,
+}
+
+impl ContainerStatus {
+    pub fn running(&self) -> bool {
+        matches!(self.state, ContainerState::Running { .. })
+    }
+}
+
+/// What the runtime holds for one pod.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodView {
+    pub pod: Option<PodRef>,
+    pub sandbox: Option<SandboxStatus>,
+    /// Every attempt of every container still known, in no particular order.
+    pub containers: Vec<ContainerStatus>,
+}
+
+impl PodView {
+    /// The newest attempt of container `name`.
+    pub fn latest(&self, name: &str, init: bool) -> Option<&ContainerStatus> {
+        self.containers
+            .iter()
+            .filter(|c| c.name == name && c.init == init)
+            .max_by_key(|c| c.attempt)
+    }
+
+    /// The attempt before the newest one.
+    pub fn previous(&self, name: &str, init: bool) -> Option<&ContainerStatus> {
+        let latest = self.latest(name, init)?.attempt;
+        self.containers
+            .iter()
+            .filter(|c| c.name == name && c.init == init && c.attempt < latest)
+            .max_by_key(|c| c.attempt)
+    }
+
+    pub fn any_running(&self) -> bool {
+        self.containers.iter().any(|c| c.running())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecResult {
+    pub exit_code: i32,
+    pub output: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("failed to pull image {image:?}: {message}")]
+    ImagePull { image: String, message: String },
+    #[error("container image {image:?} is not present with pull policy of Never")]
+    ImageNeverPull { image: String },
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("failed to create container: {0}")]
+    Create(String),
+    #[error("failed to start container: {0}")]
+    Start(String),
+    #[error("no such container or sandbox {0:?}")]
+    NotFound(String),
+    #[error("runtime: {0}")]
+    Other(String),
+}
+
+impl RuntimeError {
+    /// The container's waiting reason, as the kubelet names it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RuntimeError::ImagePull { .. } => "ErrImagePull",
+            RuntimeError::ImageNeverPull { .. } => "ErrImageNeverPull",
+            RuntimeError::InvalidConfig(_) => "CreateContainerConfigError",
+            RuntimeError::Create(_) => "CreateContainerError",
+            RuntimeError::Start(_) => "RunContainerError",
+            RuntimeError::NotFound(_) | RuntimeError::Other(_) => "CreateContainerError",
+        }
+    }
+}
+
+impl From<std::io::Error> for RuntimeError {
+    fn from(e: std::io::Error) -> Self {
+        RuntimeError::Other(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, RuntimeError>;
+
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// The scheme of container IDs (`docker://...`).
+    fn name(&self) -> &'static str;
+    /// Everything the runtime holds, by pod uid.
+    async fn pods(&self) -> Result<BTreeMap<String, PodView>>;
+    /// What the runtime holds for one pod (empty when nothing).
+    async fn pod(&self, uid: &str) -> Result<PodView>;
+    /// Creates the pod's sandbox (replacing a dead one) and returns it ready.
+    async fn run_sandbox(&self, cfg: &SandboxConfig) -> Result<SandboxStatus>;
+    /// Stops every container of the pod (grace each) and then its sandbox.
+    async fn stop_pod(&self, uid: &str, grace: Duration) -> Result<()>;
+    /// Removes everything of a stopped pod, its records included.
+    async fn remove_pod(&self, uid: &str) -> Result<()>;
+    /// Starts one attempt of a container in the sandbox; returns its id.
+    async fn start_container(
+        &self,
+        sandbox: &SandboxStatus,
+        cfg: &ContainerConfig,
+    ) -> Result<String>;
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<()>;
+    /// Removes an exited container (an old attempt).
+    async fn remove_container(&self, id: &str) -> Result<()>;
+    /// Runs a command inside a running container (exec probes and hooks).
+    async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult>;
+}

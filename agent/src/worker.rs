@@ -1,0 +1,626 @@
+//! One task per pod bound to this node: it looks at the runtime, plans (`sync.rs`), acts,
+//! runs the probes, and reports the status (`status.rs`) when it changed. It wakes on
+//! every change of the pod object and at least once a second while containers run. When
+//! the pod is deleted it stops everything and then removes the pod object (grace 0 with a
+//! uid precondition, as the kubelet's status manager does); when the object is gone it
+//! stops and removes whatever is left.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use component_base::events::{object_ref, EventType, Recorder};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodStatus, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::crashloop::CrashBackoff;
+use crate::env;
+use crate::probes::{self, Kind, Prober};
+use crate::ratelimit::RateLimiter;
+use crate::runtime::{ContainerConfig, PodRef, PodView, PullPolicy, Runtime, SandboxConfig};
+use crate::status;
+use crate::sync::{self, Action, Ending, StopReason};
+
+/// What every pod worker of one node shares.
+pub struct Shared {
+    pub client: kube::Client,
+    pub runtime: Arc<dyn Runtime>,
+    pub node_name: String,
+    pub host_ip: String,
+    /// `<root-dir>/pods`: logs and volumes, one directory per pod.
+    pub pods_dir: PathBuf,
+    pub status_writes: Arc<RateLimiter>,
+    pub recorder: Recorder,
+}
+
+/// The environment a process gets when the image gives none (Docker's default PATH).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A stable hash of a container's spec (FNV-1a over its JSON): a running container whose
+/// spec hash changed is replaced.
+pub fn container_hash(c: &Container) -> u64 {
+    let bytes = serde_json::to_vec(c).unwrap_or_default();
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+pub fn pod_dir_name(pod: &PodRef) -> String {
+    format!("{}_{}_{}", pod.namespace, pod.name, pod.uid)
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    uid: String,
+    backoff: CrashBackoff,
+    start_errors: HashMap<String, (String, String)>,
+    probers: HashMap<String, Vec<Prober>>,
+    last_status: Option<PodStatus>,
+}
+
+/// Runs the worker of pod `uid` until the pod is gone. `rx` holds the newest pod object,
+/// or `None` once it was removed from the API (or never existed: an orphan found in the
+/// runtime).
+pub async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Pod>>) {
+    let mut w = Worker {
+        shared,
+        uid,
+        backoff: CrashBackoff::default(),
+        start_errors: HashMap::new(),
+        probers: HashMap::new(),
+        last_status: None,
+    };
+    loop {
+        let pod = rx.borrow_and_update().clone();
+        let Some(pod) = pod else {
+            w.clean_up().await;
+            return;
+        };
+        let wait = match w.sync(&pod).await {
+            Ok(Step::Done) => return,
+            Ok(Step::Again) => Duration::ZERO,
+            Ok(Step::Wait(d)) => d,
+            Err(e) => {
+                warn!(pod = %pod_key(&pod), error = %e, "sync failed");
+                Duration::from_secs(1)
+            }
+        };
+        if wait.is_zero() {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { w.clean_up().await; return; },
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+enum Step {
+    /// Something was done: look again at once.
+    Again,
+    Wait(Duration),
+    /// The pod is finished and removed.
+    Done,
+}
+
+fn pod_key(p: &Pod) -> String {
+    format!(
+        "{}/{}",
+        p.metadata.namespace.as_deref().unwrap_or(""),
+        p.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+fn pod_ref(p: &Pod) -> PodRef {
+    PodRef {
+        uid: p.metadata.uid.clone().unwrap_or_default(),
+        namespace: p.metadata.namespace.clone().unwrap_or_default(),
+        name: p.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+impl Worker {
+    async fn clean_up(&mut self) {
+        let rt = &self.shared.runtime;
+        if let Err(e) = rt.stop_pod(&self.uid, Duration::from_secs(2)).await {
+            warn!(uid = %self.uid, error = %e, "stopping a removed pod");
+        }
+        if let Err(e) = rt.remove_pod(&self.uid).await {
+            warn!(uid = %self.uid, error = %e, "removing a removed pod");
+        }
+        debug!(uid = %self.uid, "pod removed from the runtime");
+    }
+
+    fn event(&self, pod: &Pod, kind: EventType, reason: &str, msg: &str) {
+        self.shared
+            .recorder
+            .record(&object_ref(pod), kind, reason, msg);
+    }
+
+    async fn sync(&mut self, pod: &Pod) -> anyhow::Result<Step> {
+        // What this worker last reported is newer than what the watch has shown so far.
+        let mut merged;
+        let pod = match &self.last_status {
+            Some(st) => {
+                merged = pod.clone();
+                merged.status = Some(st.clone());
+                &merged
+            }
+            None => pod,
+        };
+        let rt = self.shared.runtime.clone();
+        let view = rt.pod(&self.uid).await?;
+        let now = Timestamp::now();
+        self.run_probes(pod, &view).await;
+        let (unhealthy, startup_failed) = self.probe_failures(&view);
+        let plan = sync::plan(&sync::Inputs {
+            pod,
+            view: &view,
+            backoff: &self.backoff,
+            unhealthy: &unhealthy,
+            startup_failed: &startup_failed,
+            hash: &container_hash,
+            now,
+        });
+        if plan.stopped && plan.ending == Some(Ending::Deleted) {
+            rt.remove_pod(&self.uid).await?;
+            self.delete_object(pod).await?;
+            return Ok(Step::Done);
+        }
+        let acted = !plan.actions.is_empty();
+        for a in &plan.actions {
+            self.act(pod, &view, a).await;
+        }
+        let view = if acted {
+            rt.pod(&self.uid).await?
+        } else {
+            view
+        };
+        let (ready, started) = self.probe_verdicts(&view);
+        let st = status::compute(&status::Inputs {
+            pod,
+            view: &view,
+            plan: &plan,
+            start_errors: &self.start_errors,
+            ready: &ready,
+            started: &started,
+            runtime: rt.name(),
+            host_ip: &self.shared.host_ip,
+            now,
+        });
+        self.report(pod, st).await;
+        if acted {
+            return Ok(Step::Again);
+        }
+        let idle = plan.ending.is_some() && !view.any_running();
+        let mut wait = if idle {
+            Duration::from_secs(30)
+        } else {
+            Duration::from_secs(1)
+        };
+        for (_, _, _, left) in &plan.backing_off {
+            wait = wait.min(*left + Duration::from_millis(10));
+        }
+        if let Some(secs) = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds) {
+            if let Some(start) = pod.status.as_ref().and_then(|s| s.start_time.as_ref()) {
+                let left = secs - now.duration_since(start.0).as_secs();
+                if left > 0 {
+                    wait = wait.min(Duration::from_secs(left as u64));
+                }
+            }
+        }
+        Ok(Step::Wait(wait))
+    }
+
+    async fn delete_object(&self, pod: &Pod) -> anyhow::Result<()> {
+        let api: Api<Pod> = Api::namespaced(
+            self.shared.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: pod.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api
+            .delete(pod.metadata.name.as_deref().unwrap_or(""), &dp)
+            .await
+        {
+            Ok(_) => {
+                info!(pod = %pod_key(pod), "pod finished and deleted");
+                Ok(())
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn act(&mut self, pod: &Pod, view: &PodView, a: &Action) {
+        let rt = self.shared.runtime.clone();
+        match a {
+            Action::Remove { id } => {
+                if let Err(e) = rt.remove_container(id).await {
+                    debug!(id, error = %e, "removing an old attempt");
+                }
+            }
+            Action::StopPod { grace } => {
+                let names: Vec<String> = view
+                    .containers
+                    .iter()
+                    .filter(|c| c.running())
+                    .map(|c| c.name.clone())
+                    .collect();
+                for n in &names {
+                    self.event(
+                        pod,
+                        EventType::Normal,
+                        "Killing",
+                        &format!("Stopping container {n}"),
+                    );
+                }
+                if let Err(e) = rt.stop_pod(&self.uid, *grace).await {
+                    warn!(pod = %pod_key(pod), error = %e, "stopping the pod");
+                }
+                self.probers.clear();
+            }
+            Action::CreateSandbox => {
+                let pr = pod_ref(pod);
+                let cfg = SandboxConfig {
+                    hostname: pr.name.clone(),
+                    pod_dir: self.shared.pods_dir.join(pod_dir_name(&pr)),
+                    pod: pr,
+                };
+                if let Err(e) = rt.run_sandbox(&cfg).await {
+                    warn!(pod = %pod_key(pod), error = %e, "creating the pod sandbox");
+                    self.event(
+                        pod,
+                        EventType::Warning,
+                        "FailedCreatePodSandBox",
+                        &format!("Failed to create pod sandbox: {e}"),
+                    );
+                }
+            }
+            Action::Stop {
+                id,
+                name,
+                grace,
+                why,
+            } => {
+                let msg = match why {
+                    StopReason::LivenessFailed => {
+                        format!("Container {name} failed liveness probe, will be restarted")
+                    }
+                    StopReason::StartupFailed => {
+                        format!("Container {name} failed startup probe, will be restarted")
+                    }
+                    StopReason::SpecChanged => {
+                        format!("Container {name} definition changed, will be restarted")
+                    }
+                };
+                self.event(pod, EventType::Normal, "Killing", &msg);
+                if let Err(e) = rt.stop_container(id, *grace).await {
+                    warn!(pod = %pod_key(pod), container = %name, error = %e, "stopping a container");
+                }
+                self.probers.remove(id);
+            }
+            Action::Start {
+                name,
+                init,
+                attempt,
+                replaces_exit,
+            } => {
+                self.start(pod, view, name, *init, *attempt, *replaces_exit)
+                    .await;
+            }
+        }
+    }
+
+    async fn start(
+        &mut self,
+        pod: &Pod,
+        view: &PodView,
+        name: &str,
+        init: bool,
+        attempt: u32,
+        replaces_exit: Option<Timestamp>,
+    ) {
+        let Some(spec) = pod.spec.as_ref() else {
+            return;
+        };
+        let list = if init {
+            spec.init_containers.as_deref().unwrap_or(&[])
+        } else {
+            &spec.containers[..]
+        };
+        let Some(c) = list.iter().find(|c| c.name == name) else {
+            return;
+        };
+        let Some(sandbox) = view.sandbox.clone() else {
+            return;
+        };
+        if let Some(at) = replaces_exit {
+            self.backoff
+                .restarted(&sync::backoff_key(name, init), at, Timestamp::now());
+        }
+        let cfg = match self.container_config(pod, c, init, attempt, &sandbox).await {
+            Ok(cfg) => cfg,
+            Err(msg) => {
+                self.start_errors.insert(
+                    name.to_string(),
+                    ("CreateContainerConfigError".into(), msg.clone()),
+                );
+                self.event(pod, EventType::Warning, "Failed", &format!("Error: {msg}"));
+                return;
+            }
+        };
+        match self.shared.runtime.start_container(&sandbox, &cfg).await {
+            Ok(id) => {
+                self.start_errors.remove(name);
+                debug!(pod = %pod_key(pod), container = %name, attempt, id, "started");
+                self.event(
+                    pod,
+                    EventType::Normal,
+                    "Started",
+                    &format!("Started container {name}"),
+                );
+                self.probers.insert(id, probes::probers(c, Instant::now()));
+            }
+            Err(e) => {
+                let reason = e.reason();
+                warn!(pod = %pod_key(pod), container = %name, error = %e, "starting a container");
+                self.event(pod, EventType::Warning, "Failed", &format!("Error: {e}"));
+                // A failed start that left an attempt behind shows as that attempt's exit.
+                if self
+                    .shared
+                    .runtime
+                    .pod(&self.uid)
+                    .await
+                    .ok()
+                    .and_then(|v| v.latest(name, init).map(|l| l.attempt))
+                    != Some(attempt)
+                {
+                    self.start_errors
+                        .insert(name.to_string(), (reason.to_string(), e.to_string()));
+                }
+            }
+        }
+    }
+
+    async fn container_config(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        init: bool,
+        attempt: u32,
+        sandbox: &crate::runtime::SandboxStatus,
+    ) -> Result<ContainerConfig, String> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let (cm_names, secret_names) = env::sources(c);
+        let mut src = env::Sources::default();
+        let cms: Api<ConfigMap> = Api::namespaced(self.shared.client.clone(), &ns);
+        for n in cm_names {
+            match cms.get_opt(&n).await {
+                Ok(Some(cm)) => {
+                    src.config_maps.insert(n, cm.data.unwrap_or_default());
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("reading configmap {n:?}: {e}")),
+            }
+        }
+        let secrets: Api<Secret> = Api::namespaced(self.shared.client.clone(), &ns);
+        for n in secret_names {
+            match secrets.get_opt(&n).await {
+                Ok(Some(s)) => {
+                    let mut data = std::collections::BTreeMap::new();
+                    for (k, v) in s.data.unwrap_or_default() {
+                        data.insert(k, String::from_utf8_lossy(&v.0).into_owned());
+                    }
+                    for (k, v) in s.string_data.unwrap_or_default() {
+                        data.insert(k, v);
+                    }
+                    src.secrets.insert(n, data);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("reading secret {n:?}: {e}")),
+            }
+        }
+        let pod_ip = sandbox.ip.clone().unwrap_or_default();
+        let fields = env::Fields {
+            pod_ip: &pod_ip,
+            host_ip: &self.shared.host_ip,
+            node_name: &self.shared.node_name,
+        };
+        let user_env = env::resolve(pod, c, &fields, &src)?;
+        let mut envs: Vec<(String, String)> = Vec::new();
+        if !user_env.iter().any(|(k, _)| k == "PATH") {
+            envs.push(("PATH".into(), DEFAULT_PATH.into()));
+        }
+        envs.push((
+            "HOSTNAME".into(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        ));
+        envs.extend(user_env.iter().cloned());
+        let (command, args) = env::command(c, &user_env);
+        let pr = pod_ref(pod);
+        let log_path = self
+            .shared
+            .pods_dir
+            .join(pod_dir_name(&pr))
+            .join(if init {
+                format!("init-{}", c.name)
+            } else {
+                c.name.clone()
+            })
+            .join(format!("{attempt}.log"));
+        let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
+        let limit = |k: &str| limits.and_then(|l| l.get(k)).map(|q| q.0.clone());
+        Ok(ContainerConfig {
+            pod: pr,
+            name: c.name.clone(),
+            attempt,
+            init,
+            hash: container_hash(c),
+            image: c.image.clone().unwrap_or_default(),
+            pull_policy: PullPolicy::parse(c.image_pull_policy.as_deref()),
+            command,
+            args,
+            env: envs,
+            working_dir: c.working_dir.clone(),
+            mounts: Vec::new(),
+            cpu_limit_millis: limit("cpu").and_then(|q| component_base::quantity::milli(&q)),
+            memory_limit_bytes: limit("memory").and_then(|q| component_base::quantity::units(&q)),
+            log_path,
+        })
+    }
+
+    /// Runs the probes that are due, for the containers that run.
+    async fn run_probes(&mut self, pod: &Pod, view: &PodView) {
+        let Some(spec) = pod.spec.as_ref() else {
+            return;
+        };
+        let pod_ip = view
+            .sandbox
+            .as_ref()
+            .and_then(|s| s.ip.clone())
+            .unwrap_or_default();
+        let now = Instant::now();
+        self.probers
+            .retain(|id, _| view.containers.iter().any(|c| &c.id == id && c.running()));
+        for s in view.containers.iter().filter(|c| c.running() && !c.init) {
+            let Some(c) = spec.containers.iter().find(|c| c.name == s.name) else {
+                continue;
+            };
+            // Containers adopted from an earlier run get probers from now.
+            let probers = self
+                .probers
+                .entry(s.id.clone())
+                .or_insert_with(|| probes::probers(c, now));
+            let startup_ok = probers
+                .iter()
+                .find(|p| p.kind == Kind::Startup)
+                .is_none_or(|p| p.ok);
+            for p in probers.iter_mut() {
+                if !p.due(now) || (p.kind != Kind::Startup && !startup_ok) {
+                    continue;
+                }
+                if p.kind == Kind::Startup && p.ok {
+                    continue;
+                }
+                let out = probes::run(
+                    p.probe(),
+                    c,
+                    &s.id,
+                    &pod_ip,
+                    self.shared.runtime.as_ref(),
+                    p.timeout(),
+                )
+                .await;
+                let failed = out.as_ref().err().cloned();
+                let changed = p.record(out, Instant::now());
+                if let Some(m) = failed {
+                    let what = match p.kind {
+                        Kind::Liveness => "Liveness",
+                        Kind::Readiness => "Readiness",
+                        Kind::Startup => "Startup",
+                    };
+                    self.shared.recorder.record(
+                        &object_ref(pod),
+                        EventType::Warning,
+                        "Unhealthy",
+                        &format!("{what} probe failed: {m}"),
+                    );
+                }
+                if changed {
+                    debug!(pod = %pod_key(pod), container = %s.name, kind = ?p.kind, ok = p.ok, "probe verdict changed");
+                }
+            }
+        }
+    }
+
+    fn probe_failures(&self, view: &PodView) -> (HashSet<String>, HashSet<String>) {
+        let mut unhealthy = HashSet::new();
+        let mut startup = HashSet::new();
+        for c in &view.containers {
+            for p in self.probers.get(&c.id).into_iter().flatten() {
+                match p.kind {
+                    Kind::Liveness if !p.ok => {
+                        unhealthy.insert(c.id.clone());
+                    }
+                    Kind::Startup if !p.ok && p.failed_out() => {
+                        startup.insert(c.id.clone());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (unhealthy, startup)
+    }
+
+    /// (ready, started): running containers whose readiness passes and whose startup probe
+    /// (if any) has passed.
+    fn probe_verdicts(&self, view: &PodView) -> (HashSet<String>, HashSet<String>) {
+        let mut ready = HashSet::new();
+        let mut started = HashSet::new();
+        for c in view.containers.iter().filter(|c| c.running()) {
+            let ps = self.probers.get(&c.id);
+            let verdict = |k: Kind, default: bool| {
+                ps.and_then(|ps| ps.iter().find(|p| p.kind == k))
+                    .map_or(default, |p| p.ok)
+            };
+            if verdict(Kind::Startup, true) {
+                started.insert(c.id.clone());
+                if verdict(Kind::Readiness, true) {
+                    ready.insert(c.id.clone());
+                }
+            }
+        }
+        (ready, started)
+    }
+
+    /// Sends the status when it changed since the last report.
+    async fn report(&mut self, pod: &Pod, st: PodStatus) {
+        let current = pod.status.as_ref();
+        if self.last_status.as_ref() == Some(&st) || current == Some(&st) {
+            self.last_status = Some(st);
+            return;
+        }
+        self.shared.status_writes.acquire().await;
+        let api: Api<Pod> = Api::namespaced(
+            self.shared.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        let patch = serde_json::json!({ "status": st });
+        match api
+            .patch_status(
+                pod.metadata.name.as_deref().unwrap_or(""),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {
+                if current.and_then(|c| c.phase.as_deref()) != st.phase.as_deref() {
+                    info!(pod = %pod_key(pod), phase = ?st.phase, "pod phase");
+                }
+                self.last_status = Some(st);
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                warn!(pod = %pod_key(pod), error = %e, "writing pod status");
+                self.last_status = None;
+            }
+        }
+    }
+}

@@ -1,0 +1,454 @@
+//! The node agent end to end with real processes: 3 kvstore members, an apiserver, a
+//! scheduler, a controller-manager and two `flotilla agent --runtime process` nodes whose
+//! containers are real host processes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::agents::{kill_group, Agents};
+use common::control::Replicas;
+use common::k8s::{kubectl_ok, kubectl_stdin, Apiservers, Backend};
+use common::wait_for;
+use k8s_openapi::api::core::v1::{ContainerStatus, Endpoints, Node, Pod};
+use kube::api::{Api, ListParams};
+
+struct World {
+    _backend: Backend,
+    api: Apiservers,
+    _sched: Replicas,
+    _cm: Replicas,
+    agents: Agents,
+    client: kube::Client,
+}
+
+async fn world(nodes: &[&str]) -> World {
+    let backend = Backend::flotilla().await;
+    let api = Apiservers::start(1, &backend.urls()).await;
+    let kc = api.kubeconfig(0).to_path_buf();
+    let dir = api.dir.path().to_path_buf();
+    let sched = Replicas::start("scheduler", &[&kc], &dir, &[]);
+    let cm = Replicas::start(
+        "controller-manager",
+        &[&kc],
+        &dir,
+        &[
+            "--node-monitor-period",
+            "1s",
+            "--node-monitor-grace-period",
+            "6s",
+            "--node-eviction-rate",
+            "10",
+        ],
+    );
+    let agents = Agents::start_process(&kc, nodes, &[]);
+    let client = api.client(0).await;
+    let nodes_api: Api<Node> = Api::all(client.clone());
+    for n in nodes {
+        wait_for(
+            Duration::from_secs(30),
+            &format!("node {n} Ready"),
+            || async {
+                let node = nodes_api.get_opt(n).await.ok().flatten()?;
+                ready_condition(&node).filter(|s| s == "True").map(|_| ())
+            },
+        )
+        .await;
+    }
+    World {
+        _backend: backend,
+        api,
+        _sched: sched,
+        _cm: cm,
+        agents,
+        client,
+    }
+}
+
+fn ready_condition(n: &Node) -> Option<String> {
+    n.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.clone())
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn status_of<'a>(p: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
+    p.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == name)
+}
+
+fn node_of(p: &Pod) -> String {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default()
+}
+
+async fn ready_pods(client: &kube::Client, selector: &str, n: usize, within: Duration) -> Vec<Pod> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    wait_for(within, &format!("{n} ready pods {selector}"), || async {
+        let pods: Vec<Pod> = api
+            .list(&ListParams::default().labels(selector))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        (pods.len() == n && pods.iter().all(pod_ready)).then_some(pods)
+    })
+    .await
+}
+
+fn apply(w: &World, yaml: &str) {
+    let out = kubectl_stdin(w.api.kubeconfig(0), &["apply", "-f", "-"], yaml);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const WEB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      containers:
+      - name: c
+        image: busybox
+        command: ["sh", "-c", "echo hello from $(POD_NAME) on $(NODE); exec sleep 600"]
+        env:
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+        - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+        readinessProbe: {exec: {command: ["true"]}, periodSeconds: 1}
+"#;
+
+fn log_of(w: &World, p: &Pod, container: &str, attempt: u32) -> String {
+    let node = node_of(p);
+    let i = w.agents.agents.iter().position(|a| a.node == node).unwrap();
+    let dir = w.agents.agents[i].root.join("pods").join(format!(
+        "default_{}_{}",
+        p.metadata.name.as_deref().unwrap(),
+        p.metadata.uid.as_deref().unwrap()
+    ));
+    std::fs::read_to_string(dir.join(container).join(format!("{attempt}.log"))).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t10_pods_run_as_processes_restart_and_report_status() {
+    let w = world(&["node-a", "node-b"]).await;
+    let kc = w.api.kubeconfig(0).to_path_buf();
+
+    // Registration: capacity and labels from the machine.
+    let node: Node = Api::all(w.client.clone()).get("node-a").await.unwrap();
+    let st = node.status.as_ref().unwrap();
+    let cpus = std::thread::available_parallelism()
+        .unwrap()
+        .get()
+        .to_string();
+    assert_eq!(st.capacity.as_ref().unwrap()["cpu"].0, cpus);
+    assert_eq!(
+        node.metadata.labels.as_ref().unwrap()["kubernetes.io/os"],
+        "linux"
+    );
+    assert!(
+        kubectl_ok(&kc, &["get", "lease", "-n", "kube-node-lease", "node-a"]).contains("node-a")
+    );
+
+    // A Deployment: every pod runs, is ready, and its log has its environment.
+    apply(&w, WEB);
+    let pods = ready_pods(&w.client, "app=web", 3, Duration::from_secs(60)).await;
+    let on_a = pods.iter().filter(|p| node_of(p) == "node-a").count();
+    assert!(
+        on_a >= 1 && on_a <= 2,
+        "spread over both nodes: {on_a} on node-a"
+    );
+    for p in &pods {
+        let name = p.metadata.name.clone().unwrap();
+        let want = format!("hello from {name} on {}", node_of(p));
+        wait_for(Duration::from_secs(10), "the log line", || async {
+            log_of(&w, p, "c", 0).contains(&want).then_some(())
+        })
+        .await;
+        let st = p.status.as_ref().unwrap();
+        assert_eq!(st.phase.as_deref(), Some("Running"));
+        assert_eq!(st.pod_ip.as_deref(), Some("127.0.0.1"));
+        assert!(status_of(p, "c")
+            .unwrap()
+            .container_id
+            .as_deref()
+            .unwrap()
+            .starts_with("process://"));
+    }
+
+    // A container killed from outside is restarted; its restart count and last state say so.
+    let victim = pods[0].clone();
+    let i = w
+        .agents
+        .agents
+        .iter()
+        .position(|a| a.node == node_of(&victim))
+        .unwrap();
+    let cid = status_of(&victim, "c")
+        .unwrap()
+        .container_id
+        .clone()
+        .unwrap();
+    let pid = w.agents.container_pid(i, &cid).expect("pid file");
+    kill_group(pid);
+    let pods_api: Api<Pod> = Api::namespaced(w.client.clone(), "default");
+    let vname = victim.metadata.name.clone().unwrap();
+    let restarted = wait_for(
+        Duration::from_secs(20),
+        "the killed container restarted",
+        || async {
+            let p = pods_api.get(&vname).await.ok()?;
+            let cs = status_of(&p, "c")?.clone();
+            (cs.restart_count == 1 && cs.state.as_ref()?.running.is_some() && pod_ready(&p))
+                .then_some(cs)
+        },
+    )
+    .await;
+    let last = restarted.last_state.unwrap().terminated.unwrap();
+    assert_eq!(last.exit_code, 137, "SIGKILL");
+
+    // A container that keeps failing goes into CrashLoopBackOff.
+    apply(
+        &w,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher, namespace: default}
+spec:
+  containers:
+  - {name: c, image: busybox, command: ["sh", "-c", "echo failing; exit 3"]}
+"#,
+    );
+    let cs = wait_for(Duration::from_secs(30), "CrashLoopBackOff", || async {
+        let p = pods_api.get("crasher").await.ok()?;
+        let cs = status_of(&p, "c")?.clone();
+        let waiting = cs.state.as_ref()?.waiting.as_ref()?;
+        (waiting.reason.as_deref() == Some("CrashLoopBackOff")).then_some(cs)
+    })
+    .await;
+    assert!(cs.restart_count >= 1, "{cs:?}");
+    assert_eq!(cs.last_state.unwrap().terminated.unwrap().exit_code, 3);
+
+    // restartPolicy Never with an init container: runs once, in order, and succeeds.
+    apply(
+        &w,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: job, namespace: default}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - {name: prepare, image: busybox, command: ["sh", "-c", "echo prepared"]}
+  containers:
+  - {name: main, image: busybox, command: ["sh", "-c", "echo done"]}
+"#,
+    );
+    let p = wait_for(Duration::from_secs(30), "the job to succeed", || async {
+        let p = pods_api.get("job").await.ok()?;
+        (p.status.as_ref()?.phase.as_deref() == Some("Succeeded")).then_some(p)
+    })
+    .await;
+    let init = &p
+        .status
+        .as_ref()
+        .unwrap()
+        .init_container_statuses
+        .as_ref()
+        .unwrap()[0];
+    let t = init.state.as_ref().unwrap().terminated.as_ref().unwrap();
+    assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
+    assert!(log_of(&w, &p, "init-prepare", 0).contains(" stdout F prepared"));
+
+    // An HTTP server with an httpGet readiness probe, behind a Service.
+    let port = common::free_port();
+    apply(
+        &w,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: http, namespace: default, labels: {{app: http}}}}
+spec:
+  containers:
+  - name: s
+    image: python
+    command: ["python3", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
+    ports: [{{name: web, containerPort: {port}}}]
+    readinessProbe: {{httpGet: {{path: /, port: web}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: http, namespace: default}}
+spec:
+  selector: {{app: http}}
+  ports: [{{port: 80, targetPort: web}}]
+"#
+        ),
+    );
+    ready_pods(&w.client, "app=http", 1, Duration::from_secs(30)).await;
+    let eps: Api<Endpoints> = Api::namespaced(w.client.clone(), "default");
+    wait_for(
+        Duration::from_secs(20),
+        "the Service's endpoints",
+        || async {
+            let e = eps.get_opt("http").await.ok().flatten()?;
+            let s = e.subsets?.into_iter().next()?;
+            let addr = s.addresses?.into_iter().next()?;
+            let p = s.ports?.into_iter().next()?;
+            (addr.ip == "127.0.0.1" && p.port == i32::from(port)).then_some(())
+        },
+    )
+    .await;
+
+    // Deleting the Deployment stops its processes and removes its pods.
+    let web = pods_api
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items;
+    let pids: Vec<i32> = web
+        .iter()
+        .map(|p| {
+            let i = w
+                .agents
+                .agents
+                .iter()
+                .position(|a| a.node == node_of(p))
+                .unwrap();
+            let cid = status_of(p, "c").unwrap().container_id.clone().unwrap();
+            w.agents.container_pid(i, &cid).expect("pid file")
+        })
+        .collect();
+    assert_eq!(pids.len(), 3);
+    kubectl_ok(&kc, &["delete", "deployment", "web"]);
+    wait_for(Duration::from_secs(40), "the web pods gone", || async {
+        let l = pods_api
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .ok()?;
+        l.items.is_empty().then_some(())
+    })
+    .await;
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} of a deleted pod still runs"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t20_restarted_agent_adopts_and_dead_node_is_evacuated() {
+    let mut w = world(&["node-a", "node-b"]).await;
+    apply(&w, WEB);
+    let pods = ready_pods(&w.client, "app=web", 3, Duration::from_secs(60)).await;
+    let ids = |pods: &[Pod]| -> Vec<(String, String, i32)> {
+        let mut v: Vec<_> = pods
+            .iter()
+            .map(|p| {
+                let cs = status_of(p, "c").unwrap();
+                (
+                    p.metadata.name.clone().unwrap(),
+                    cs.container_id.clone().unwrap(),
+                    cs.restart_count,
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = ids(&pods);
+    let procs = w.agents.running_container_pids();
+
+    // An agent killed and started again adopts what runs: same containers, nothing new.
+    w.agents.kill(0);
+    w.agents.spawn(0);
+    let nodes_api: Api<Node> = Api::all(w.client.clone());
+    wait_for(Duration::from_secs(20), "node-a reports again", || async {
+        let l = w.agents.log_tail(0, 50);
+        l.matches("node already registered")
+            .count()
+            .ge(&1)
+            .then_some(())
+    })
+    .await;
+    // Give the restarted agent a few status rounds: nothing may change.
+    let pods_api: Api<Pod> = Api::namespaced(w.client.clone(), "default");
+    for _ in 0..3 {
+        ready_pods(&w.client, "app=web", 3, Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let after = ids(&pods_api
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items);
+    assert_eq!(before, after, "same containers, no restarts");
+    let mut procs_after = w.agents.running_container_pids();
+    let mut procs = procs;
+    procs.sort();
+    procs_after.sort();
+    assert_eq!(procs, procs_after, "no process started twice");
+
+    // node-b's agent dies: the node goes unknown and its pods come back on node-a.
+    let b = w
+        .agents
+        .agents
+        .iter()
+        .position(|a| a.node == "node-b")
+        .unwrap();
+    w.agents.kill(b);
+    wait_for(Duration::from_secs(30), "node-b Unknown", || async {
+        let n = nodes_api.get("node-b").await.ok()?;
+        (ready_condition(&n)? == "Unknown").then_some(())
+    })
+    .await;
+    let pods = wait_for(
+        Duration::from_secs(60),
+        "3 ready web pods on node-a",
+        || async {
+            let pods: Vec<Pod> = pods_api
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect();
+            (pods.len() == 3 && pods.iter().all(|p| pod_ready(p) && node_of(p) == "node-a"))
+                .then_some(pods)
+        },
+    )
+    .await;
+    assert_eq!(pods.len(), 3);
+}

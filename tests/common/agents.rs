@@ -1,0 +1,164 @@
+//! `flotilla agent` processes for end-to-end tests, each with its own node name, port and
+//! root directory. Dropping them kills the agents and every container process their
+//! process runtime started (found by the pid files the shims wrote).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use super::{free_port, BIN};
+
+pub struct Agent {
+    pub node: String,
+    pub root: PathBuf,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+    args: Vec<String>,
+}
+
+pub struct Agents {
+    pub dir: tempfile::TempDir,
+    pub agents: Vec<Agent>,
+}
+
+impl Agents {
+    /// Starts one agent per node name with the process runtime; heartbeats are fast
+    /// (status every second, a 4 s Lease) so failure tests take seconds.
+    pub fn start_process(kubeconfig: &Path, nodes: &[&str], extra: &[&str]) -> Agents {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut agents = Vec::new();
+        for n in nodes {
+            let root = dir.path().join(n);
+            let mut args: Vec<String> = vec![
+                "agent".into(),
+                "--kubeconfig".into(),
+                kubeconfig.display().to_string(),
+                "--node-name".into(),
+                n.to_string(),
+                "--runtime".into(),
+                "process".into(),
+                "--root-dir".into(),
+                root.display().to_string(),
+                "--node-ip".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                free_port().to_string(),
+                "--node-status-update-frequency".into(),
+                "1s".into(),
+                "--node-lease-duration-seconds".into(),
+                "4".into(),
+            ];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            agents.push(Agent {
+                node: n.to_string(),
+                log: dir.path().join(format!("agent-{n}.log")),
+                root,
+                child: None,
+                args,
+            });
+        }
+        let mut a = Agents { dir, agents };
+        for i in 0..a.agents.len() {
+            a.spawn(i);
+        }
+        a
+    }
+
+    pub fn spawn(&mut self, i: usize) {
+        let a = &mut self.agents[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&a.log)
+            .expect("log");
+        let child = Command::new(BIN)
+            .args(&a.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("FLOTILLA_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn flotilla agent");
+        a.child = Some(child);
+    }
+
+    /// SIGKILLs agent `i` (its containers keep running, as a kubelet's do).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.agents[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log_tail(&self, i: usize, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.agents[i].log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The process group of a container of the process runtime, from its shim's pid file.
+    pub fn container_pid(&self, i: usize, container_id: &str) -> Option<i32> {
+        let id = container_id.trim_start_matches("process://");
+        let text = std::fs::read_to_string(
+            self.agents[i]
+                .root
+                .join("process/containers")
+                .join(id)
+                .join("pid"),
+        )
+        .ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
+    /// Every container process group the agents' shims started and that still runs.
+    pub fn running_container_pids(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        for a in &self.agents {
+            let Ok(rd) = std::fs::read_dir(a.root.join("process/containers")) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                if e.path().join("exit").exists() {
+                    continue;
+                }
+                if let Some(pid) = std::fs::read_to_string(e.path().join("pid"))
+                    .ok()
+                    .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
+                {
+                    if Path::new(&format!("/proc/{pid}")).exists() {
+                        out.push(pid);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// SIGKILLs a whole process group.
+pub fn kill_group(pgid: i32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status();
+}
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        let failing = std::thread::panicking();
+        for i in 0..self.agents.len() {
+            self.kill(i);
+            if failing {
+                eprintln!(
+                    "---- log of agent {} ----\n{}",
+                    self.agents[i].node,
+                    self.log_tail(i, 300)
+                );
+            }
+        }
+        for pid in self.running_container_pids() {
+            kill_group(pid);
+        }
+    }
+}

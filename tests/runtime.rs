@@ -1,0 +1,180 @@
+//! The process runtime through the `Runtime` trait, with the real shim (`flotilla
+//! agent-shim`): processes start, log in the CRI format, exit with their codes, stop with
+//! SIGTERM then SIGKILL, and a second runtime over the same directory (an agent restarted)
+//! sees exactly the same state.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agent::runtime::process::ProcessRuntime;
+use agent::runtime::{
+    ContainerConfig, ContainerState, PodRef, PullPolicy, Runtime, RuntimeError, SandboxConfig,
+};
+use common::wait_for;
+
+fn pod() -> PodRef {
+    PodRef {
+        uid: "0f6e2a3c-uid".into(),
+        namespace: "ns".into(),
+        name: "p".into(),
+    }
+}
+
+fn config(dir: &std::path::Path, name: &str, attempt: u32, script: &str) -> ContainerConfig {
+    ContainerConfig {
+        pod: pod(),
+        name: name.into(),
+        attempt,
+        init: false,
+        hash: 1,
+        image: "busybox".into(),
+        pull_policy: PullPolicy::IfNotPresent,
+        command: vec!["sh".into(), "-c".into()],
+        args: vec![script.into()],
+        env: vec![
+            ("PATH".into(), "/usr/bin:/bin".into()),
+            ("GREETING".into(), "hello".into()),
+        ],
+        working_dir: None,
+        mounts: Vec::new(),
+        cpu_limit_millis: None,
+        memory_limit_bytes: None,
+        log_path: dir.join(format!("logs/{name}/{attempt}.log")),
+    }
+}
+
+fn runtime(dir: &std::path::Path) -> ProcessRuntime {
+    ProcessRuntime::new(
+        &dir.join("state"),
+        PathBuf::from(common::BIN),
+        "127.0.0.1".into(),
+    )
+    .unwrap()
+}
+
+async fn state_of(rt: &ProcessRuntime, id: &str) -> ContainerState {
+    let v = rt.pod(&pod().uid).await.unwrap();
+    v.containers.into_iter().find(|c| c.id == id).unwrap().state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t10_process_runtime_lifecycle_through_the_trait() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let sb = rt
+        .run_sandbox(&SandboxConfig {
+            pod: pod(),
+            hostname: "p".into(),
+            pod_dir: dir.path().join("pod"),
+        })
+        .await
+        .unwrap();
+    assert!(sb.ready);
+    assert_eq!(sb.ip.as_deref(), Some("127.0.0.1"));
+
+    // Output goes to the log in the CRI format; the exit code is recorded.
+    let cfg = config(
+        dir.path(),
+        "once",
+        0,
+        "echo $GREETING; echo oops >&2; exit 7",
+    );
+    let id = rt.start_container(&sb, &cfg).await.unwrap();
+    let st = wait_for(Duration::from_secs(10), "exit recorded", || async {
+        match state_of(&rt, &id).await {
+            s @ ContainerState::Exited { .. } => Some(s),
+            _ => None,
+        }
+    })
+    .await;
+    let ContainerState::Exited {
+        exit_code, reason, ..
+    } = st
+    else {
+        unreachable!()
+    };
+    assert_eq!((exit_code, reason.as_str()), (7, "Error"));
+    let log = std::fs::read_to_string(&cfg.log_path).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(
+        lines.iter().any(|l| l.ends_with(" stdout F hello")),
+        "{log}"
+    );
+    assert!(lines.iter().any(|l| l.ends_with(" stderr F oops")), "{log}");
+    let ts = lines[0].split(' ').next().unwrap();
+    assert!(ts.parse::<jiff::Timestamp>().is_ok(), "RFC 3339 time: {ts}");
+
+    // A command that does not exist is a start error, recorded as exit 128.
+    let mut bad = config(dir.path(), "bad", 0, "");
+    bad.command = vec!["/no/such/program".into()];
+    bad.args.clear();
+    let err = rt.start_container(&sb, &bad).await.unwrap_err();
+    assert!(matches!(err, RuntimeError::Start(_)), "{err}");
+    assert!(err.to_string().contains("/no/such/program"), "{err}");
+
+    // SIGTERM stops a well-behaved container at once (exit 143); one that ignores it is
+    // killed when its grace runs out (137).
+    let polite = rt
+        .start_container(&sb, &config(dir.path(), "polite", 0, "exec sleep 600"))
+        .await
+        .unwrap();
+    let stubborn = rt
+        .start_container(
+            &sb,
+            &config(
+                dir.path(),
+                "stubborn",
+                0,
+                "trap '' TERM; while :; do sleep 0.1; done",
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        state_of(&rt, &polite).await,
+        ContainerState::Running { .. }
+    ));
+    let ok = rt
+        .exec(
+            &polite,
+            &["sh".into(), "-c".into(), "echo $GREETING".into()],
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!((ok.exit_code, ok.output.trim()), (0, "hello"));
+
+    // An agent restarted over the same state sees the same containers.
+    let rt2 = runtime(dir.path());
+    assert_eq!(
+        rt.pod(&pod().uid).await.unwrap(),
+        rt2.pod(&pod().uid).await.unwrap()
+    );
+    assert_eq!(rt2.pods().await.unwrap().len(), 1);
+
+    rt2.stop_container(&polite, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let ContainerState::Exited { exit_code, .. } = state_of(&rt2, &polite).await else {
+        panic!("polite still runs")
+    };
+    assert_eq!(exit_code, 143);
+    rt2.stop_container(&stubborn, Duration::from_millis(500))
+        .await
+        .unwrap();
+    let ContainerState::Exited { exit_code, .. } = state_of(&rt2, &stubborn).await else {
+        panic!("stubborn still runs")
+    };
+    assert_eq!(exit_code, 137);
+
+    // Stopping the pod marks the sandbox down; removing it leaves nothing.
+    rt2.stop_pod(&pod().uid, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(!rt2.pod(&pod().uid).await.unwrap().sandbox.unwrap().ready);
+    rt2.remove_pod(&pod().uid).await.unwrap();
+    assert!(rt2.pods().await.unwrap().is_empty());
+}
