@@ -23,6 +23,10 @@ struct World {
 }
 
 async fn world(nodes: &[&str]) -> World {
+    world_with(nodes, false).await
+}
+
+async fn world_with(nodes: &[&str], docker: bool) -> World {
     let backend = Backend::flotilla().await;
     let api = Apiservers::start(1, &backend.urls()).await;
     let kc = api.kubeconfig(0).to_path_buf();
@@ -41,7 +45,12 @@ async fn world(nodes: &[&str]) -> World {
             "10",
         ],
     );
-    let agents = Agents::start_process(&kc, nodes, &[]);
+    let agents = if docker {
+        common::images::ensure_busybox().await;
+        Agents::start_docker(&kc, nodes, &[])
+    } else {
+        Agents::start_process(&kc, nodes, &[])
+    };
     let client = api.client(0).await;
     let nodes_api: Api<Node> = Api::all(client.clone());
     for n in nodes {
@@ -451,4 +460,240 @@ async fn t20_restarted_agent_adopts_and_dead_node_is_evacuated() {
     )
     .await;
     assert_eq!(pods.len(), 3);
+}
+
+fn docker_web(replicas: u32) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: default}}
+spec:
+  replicas: {replicas}
+  strategy: {{rollingUpdate: {{maxUnavailable: 1, maxSurge: 1}}}}
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: c
+        image: {image}
+        imagePullPolicy: IfNotPresent
+        command: ["sh", "-c", "mkdir -p /www && echo $(POD_NAME) $(VERSION) > /www/index.html && exec httpd -f -p 80 -h /www"]
+        env:
+        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+        - {{name: VERSION, value: v1}}
+        ports: [{{name: http, containerPort: 80}}]
+        readinessProbe: {{httpGet: {{path: /, port: http}}, periodSeconds: 1}}
+        resources: {{limits: {{cpu: 200m, memory: 64Mi}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec:
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: http}}]
+"#,
+        image = common::images::BUSYBOX
+    )
+}
+
+async fn http_get(ip: &str, port: u16) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connect = tokio::net::TcpStream::connect((ip, port));
+    let mut s = tokio::time::timeout(Duration::from_secs(2), connect)
+        .await
+        .ok()?
+        .ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    Some(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_docker_deployment_serves_scales_rolls_and_restarts() {
+    let a = format!("dk{}-a", std::process::id());
+    let b = format!("dk{}-b", std::process::id());
+    let w = world_with(&[&a, &b], true).await;
+    let kc = w.api.kubeconfig(0).to_path_buf();
+    apply(&w, &docker_web(3));
+    let pods = ready_pods(&w.client, "app=web", 3, Duration::from_secs(90)).await;
+    let nodes: std::collections::BTreeSet<String> = pods.iter().map(node_of).collect();
+    assert_eq!(nodes.len(), 2, "pods on both nodes");
+
+    // Each pod answers at its own IP with its own name; the Service lists every pod.
+    let mut ips = Vec::new();
+    for p in &pods {
+        let ip = p.status.as_ref().unwrap().pod_ip.clone().unwrap();
+        let body = http_get(&ip, 80).await.unwrap_or_default();
+        assert!(
+            body.contains(p.metadata.name.as_deref().unwrap()),
+            "{ip}: {body}"
+        );
+        assert!(status_of(p, "c")
+            .unwrap()
+            .container_id
+            .as_deref()
+            .unwrap()
+            .starts_with("docker://"));
+        ips.push(ip);
+    }
+    ips.sort();
+    let eps: Api<Endpoints> = Api::namespaced(w.client.clone(), "default");
+    wait_for(
+        Duration::from_secs(20),
+        "the endpoints of every pod",
+        || async {
+            let e = eps.get_opt("web").await.ok().flatten()?;
+            let s = e.subsets?.into_iter().next()?;
+            let mut got: Vec<String> = s.addresses?.into_iter().map(|a| a.ip).collect();
+            got.sort();
+            (got == ips).then_some(())
+        },
+    )
+    .await;
+
+    // Scale to 5 (`kubectl scale` needs the scale subresource, which is issue 8's).
+    kubectl_ok(
+        &kc,
+        &[
+            "patch",
+            "deployment/web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":5}}"#,
+        ],
+    );
+    ready_pods(&w.client, "app=web", 5, Duration::from_secs(60)).await;
+
+    // A rolling update of an env var replaces every pod while at most one is unavailable.
+    let old: std::collections::BTreeSet<String> =
+        Api::<Pod>::namespaced(w.client.clone(), "default")
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect();
+    // (`kubectl set env` sends a strategic merge patch with lists, issue 8's; a JSON
+    // patch changes the same field.)
+    kubectl_ok(
+        &kc,
+        &[
+            "patch",
+            "deployment/web",
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/spec/template/spec/containers/0/env/1/value","value":"v2"}]"#,
+        ],
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (client, stop) = (w.client.clone(), stop.clone());
+        tokio::spawn(async move {
+            let api: Api<Pod> = Api::namespaced(client, "default");
+            let mut min_ready = usize::MAX;
+            for _ in 0..1200 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                if let Ok(l) = api.list(&ListParams::default().labels("app=web")).await {
+                    let ready = l
+                        .items
+                        .iter()
+                        .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
+                        .count();
+                    min_ready = min_ready.min(ready);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            min_ready
+        })
+    };
+    let out = common::k8s::kubectl(
+        &kc,
+        &["rollout", "status", "deployment/web", "--timeout=120s"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let min_ready = watcher.await.unwrap();
+    assert!(
+        min_ready >= 4,
+        "at most one of 5 unavailable during the rollout: {min_ready} ready"
+    );
+    let new = ready_pods(&w.client, "app=web", 5, Duration::from_secs(30)).await;
+    for p in &new {
+        assert!(
+            !old.contains(p.metadata.name.as_deref().unwrap()),
+            "every pod replaced"
+        );
+        let ip = p.status.as_ref().unwrap().pod_ip.clone().unwrap();
+        let body = http_get(&ip, 80).await.unwrap_or_default();
+        assert!(body.contains(" v2"), "{body}");
+    }
+
+    // A container killed from outside is restarted in place.
+    let victim = &new[0];
+    let cid = status_of(victim, "c")
+        .unwrap()
+        .container_id
+        .clone()
+        .unwrap();
+    let out = std::process::Command::new("docker")
+        .args(["kill", cid.trim_start_matches("docker://")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pods_api: Api<Pod> = Api::namespaced(w.client.clone(), "default");
+    let vname = victim.metadata.name.clone().unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "the killed container restarted",
+        || async {
+            let p = pods_api.get(&vname).await.ok()?;
+            let cs = status_of(&p, "c")?.clone();
+            (cs.restart_count == 1 && pod_ready(&p)).then_some(())
+        },
+    )
+    .await;
+
+    // Deleting the Deployment removes every container it had.
+    kubectl_ok(&kc, &["delete", "deployment", "web"]);
+    wait_for(
+        Duration::from_secs(60),
+        "no web containers left",
+        || async {
+            let l = pods_api
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .ok()?;
+            let out = std::process::Command::new("docker")
+                .args([
+                    "ps",
+                    "-aq",
+                    "--filter",
+                    &format!("label=flotilla.node={a}"),
+                    "--filter",
+                    "label=io.kubernetes.container.name=c",
+                ])
+                .output()
+                .ok()?;
+            (l.items.is_empty() && out.stdout.is_empty()).then_some(())
+        },
+    )
+    .await;
 }

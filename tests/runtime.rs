@@ -178,3 +178,169 @@ async fn t10_process_runtime_lifecycle_through_the_trait() {
     rt2.remove_pod(&pod().uid).await.unwrap();
     assert!(rt2.pods().await.unwrap().is_empty());
 }
+
+mod docker {
+    use super::*;
+    use agent::runtime::docker::DockerRuntime;
+    use common::images;
+
+    fn dconfig(name: &str, attempt: u32, command: &[&str]) -> ContainerConfig {
+        ContainerConfig {
+            pod: pod(),
+            name: name.into(),
+            attempt,
+            init: false,
+            hash: 1,
+            image: images::BUSYBOX.into(),
+            pull_policy: PullPolicy::IfNotPresent,
+            command: command.iter().map(|s| s.to_string()).collect(),
+            args: Vec::new(),
+            env: vec![("GREETING".into(), "hello".into())],
+            working_dir: None,
+            mounts: Vec::new(),
+            cpu_limit_millis: Some(500),
+            memory_limit_bytes: Some(64 << 20),
+            log_path: PathBuf::new(),
+        }
+    }
+
+    async fn http_get(ip: &str, port: u16) -> Option<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect((ip, port)).await.ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.ok()?;
+        Some(out)
+    }
+
+    struct Cleanup(&'static str, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            images::remove_containers(self.0);
+            images::remove_network(&self.1);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn t20_docker_runtime_lifecycle_through_the_trait() {
+        images::ensure_busybox().await;
+        let node = "runtime-test-node";
+        let network = format!("flotilla-rt-{}", std::process::id());
+        let _cleanup = Cleanup(node, network.clone());
+        let socket = PathBuf::from("/var/run/docker.sock");
+        let rt = DockerRuntime::new(socket.clone(), node, &network)
+            .await
+            .unwrap();
+        let sb = rt
+            .run_sandbox(&SandboxConfig {
+                pod: pod(),
+                hostname: "p".into(),
+                pod_dir: PathBuf::new(),
+            })
+            .await
+            .unwrap();
+        let ip = sb.ip.clone().expect("the pod has an address");
+        assert!(sb.ready);
+
+        // A server in one container, reached from the host at the pod IP and from a
+        // second container of the pod over the shared localhost.
+        let web = rt
+            .start_container(
+                &sb,
+                &dconfig("web", 0, &["sh", "-c", "mkdir -p /www && echo $GREETING > /www/index.html && exec httpd -f -p 8080 -h /www"]),
+            )
+            .await
+            .unwrap();
+        let body = wait_for(Duration::from_secs(10), "httpd to answer", || {
+            http_get(&ip, 8080)
+        })
+        .await;
+        assert!(body.ends_with("hello\n"), "{body}");
+        let side = rt
+            .start_container(&sb, &dconfig("side", 0, &["sh", "-c", "exec sleep 600"]))
+            .await
+            .unwrap();
+        let out = rt
+            .exec(
+                &side,
+                &[
+                    "wget".into(),
+                    "-qO-".into(),
+                    "http://127.0.0.1:8080/".into(),
+                ],
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!((out.exit_code, out.output.trim()), (0, "hello"));
+        let out = rt
+            .exec(
+                &side,
+                &["sh".into(), "-c".into(), "exit 4".into()],
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.exit_code, 4);
+
+        // Start errors and image policies fail with Kubernetes' reasons.
+        let bad = rt
+            .start_container(&sb, &dconfig("bad", 0, &["/no/such/program"]))
+            .await
+            .unwrap_err();
+        assert_eq!(bad.reason(), "RunContainerError", "{bad}");
+        let mut never = dconfig("never", 0, &["true"]);
+        never.image = "flotilla-test/absent:1".into();
+        never.pull_policy = PullPolicy::Never;
+        let e = rt.start_container(&sb, &never).await.unwrap_err();
+        assert_eq!(e.reason(), "ErrImageNeverPull", "{e}");
+        never.pull_policy = PullPolicy::IfNotPresent;
+        let e = rt.start_container(&sb, &never).await.unwrap_err();
+        assert_eq!(e.reason(), "ErrImagePull", "{e}");
+
+        // A second runtime (an agent restarted) sees the same pod.
+        let rt2 = DockerRuntime::new(socket, node, &network).await.unwrap();
+        let v1 = rt.pod(&pod().uid).await.unwrap();
+        let v2 = rt2.pod(&pod().uid).await.unwrap();
+        let key = |v: &agent::runtime::PodView| {
+            let mut c: Vec<(String, u32, bool)> = v
+                .containers
+                .iter()
+                .map(|c| (c.name.clone(), c.attempt, c.running()))
+                .collect();
+            c.sort();
+            (v.sandbox.clone(), c)
+        };
+        assert_eq!(key(&v1), key(&v2));
+        let bad_state = v2
+            .containers
+            .iter()
+            .find(|c| c.name == "bad")
+            .unwrap()
+            .state
+            .clone();
+        assert!(
+            matches!(&bad_state, ContainerState::Exited { reason, .. } if reason == "StartError"),
+            "{bad_state:?}"
+        );
+
+        // PID 1 ignores SIGTERM without a handler: stop kills it when the grace runs out.
+        rt2.stop_container(&side, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let v = rt2.pod(&pod().uid).await.unwrap();
+        let st = &v.containers.iter().find(|c| c.id == side).unwrap().state;
+        assert!(
+            matches!(st, ContainerState::Exited { exit_code: 137, .. }),
+            "{st:?}"
+        );
+        rt2.stop_pod(&pod().uid, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let v = rt2.pod(&pod().uid).await.unwrap();
+        assert!(!v.sandbox.unwrap().ready);
+        assert!(!v.containers.iter().any(|c| c.running() && c.id == web));
+        rt2.remove_pod(&pod().uid).await.unwrap();
+        assert!(rt2.pods().await.unwrap().is_empty());
+    }
+}

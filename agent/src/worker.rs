@@ -62,6 +62,9 @@ struct Worker {
     uid: String,
     backoff: CrashBackoff,
     start_errors: HashMap<String, (String, String)>,
+    /// Failed actions are not retried before these times: the sandbox (key "") and
+    /// container starts by name, with the current delay.
+    retry: HashMap<String, (Instant, Duration)>,
     probers: HashMap<String, Vec<Prober>>,
     last_status: Option<PodStatus>,
 }
@@ -75,6 +78,7 @@ pub async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Optio
         uid,
         backoff: CrashBackoff::default(),
         start_errors: HashMap::new(),
+        retry: HashMap::new(),
         probers: HashMap::new(),
         last_status: None,
     };
@@ -118,6 +122,22 @@ fn pod_key(p: &Pod) -> String {
         p.metadata.namespace.as_deref().unwrap_or(""),
         p.metadata.name.as_deref().unwrap_or("")
     )
+}
+
+fn container_of<'a>(pod: &'a Pod, name: &str, init: bool) -> Option<&'a Container> {
+    let spec = pod.spec.as_ref()?;
+    let list = if init {
+        spec.init_containers.as_deref().unwrap_or(&[])
+    } else {
+        &spec.containers[..]
+    };
+    list.iter().find(|c| c.name == name)
+}
+
+fn image_of(pod: &Pod, name: &str, init: bool) -> String {
+    container_of(pod, name, init)
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
 }
 
 fn pod_ref(p: &Pod) -> PodRef {
@@ -176,9 +196,9 @@ impl Worker {
             self.delete_object(pod).await?;
             return Ok(Step::Done);
         }
-        let acted = !plan.actions.is_empty();
+        let mut acted = false;
         for a in &plan.actions {
-            self.act(pod, &view, a).await;
+            acted |= self.act(pod, &view, a).await;
         }
         let view = if acted {
             rt.pod(&self.uid).await?
@@ -209,6 +229,10 @@ impl Worker {
         };
         for (_, _, _, left) in &plan.backing_off {
             wait = wait.min(*left + Duration::from_millis(10));
+        }
+        let now_i = Instant::now();
+        for (at, _) in self.retry.values() {
+            wait = wait.min(at.saturating_duration_since(now_i) + Duration::from_millis(10));
         }
         if let Some(secs) = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds) {
             if let Some(start) = pod.status.as_ref().and_then(|s| s.start_time.as_ref()) {
@@ -247,7 +271,26 @@ impl Worker {
         }
     }
 
-    async fn act(&mut self, pod: &Pod, view: &PodView, a: &Action) {
+    /// Whether a failure of `key` is still backing off.
+    fn backing_off(&self, key: &str) -> bool {
+        self.retry
+            .get(key)
+            .is_some_and(|(at, _)| Instant::now() < *at)
+    }
+
+    /// Records a failure of `key`: the next try waits `first`, doubling up to `max`.
+    fn failed(&mut self, key: &str, first: Duration, max: Duration) {
+        let delay = match self.retry.get(key) {
+            Some((_, d)) => (*d * 2).min(max),
+            None => first,
+        };
+        self.retry
+            .insert(key.to_string(), (Instant::now() + delay, delay));
+    }
+
+    /// Carries out one action; returns whether anything was tried (so the worker looks
+    /// again at once) rather than skipped while a failure backs off.
+    async fn act(&mut self, pod: &Pod, view: &PodView, a: &Action) -> bool {
         let rt = self.shared.runtime.clone();
         match a {
             Action::Remove { id } => {
@@ -276,20 +319,29 @@ impl Worker {
                 self.probers.clear();
             }
             Action::CreateSandbox => {
+                if self.backing_off("") {
+                    return false;
+                }
                 let pr = pod_ref(pod);
                 let cfg = SandboxConfig {
                     hostname: pr.name.clone(),
                     pod_dir: self.shared.pods_dir.join(pod_dir_name(&pr)),
                     pod: pr,
                 };
-                if let Err(e) = rt.run_sandbox(&cfg).await {
-                    warn!(pod = %pod_key(pod), error = %e, "creating the pod sandbox");
-                    self.event(
-                        pod,
-                        EventType::Warning,
-                        "FailedCreatePodSandBox",
-                        &format!("Failed to create pod sandbox: {e}"),
-                    );
+                match rt.run_sandbox(&cfg).await {
+                    Ok(_) => {
+                        self.retry.remove("");
+                    }
+                    Err(e) => {
+                        warn!(pod = %pod_key(pod), error = %e, "creating the pod sandbox");
+                        self.failed("", Duration::from_secs(1), Duration::from_secs(30));
+                        self.event(
+                            pod,
+                            EventType::Warning,
+                            "FailedCreatePodSandBox",
+                            &format!("Failed to create pod sandbox: {e}"),
+                        );
+                    }
                 }
             }
             Action::Stop {
@@ -321,10 +373,33 @@ impl Worker {
                 attempt,
                 replaces_exit,
             } => {
-                self.start(pod, view, name, *init, *attempt, *replaces_exit)
-                    .await;
+                let key = sync::backoff_key(name, *init);
+                if self.backing_off(&key) {
+                    // A failed pull shows as ImagePullBackOff while it waits.
+                    if let Some((reason, msg)) = self.start_errors.get_mut(name.as_str()) {
+                        if reason == "ErrImagePull" {
+                            *reason = "ImagePullBackOff".into();
+                            *msg =
+                                format!("Back-off pulling image {:?}", image_of(pod, name, *init));
+                        }
+                    }
+                    return false;
+                }
+                match self
+                    .start(pod, view, name, *init, *attempt, *replaces_exit)
+                    .await
+                {
+                    Ok(()) => {
+                        self.retry.remove(&key);
+                    }
+                    Err("ErrImagePull") => {
+                        self.failed(&key, Duration::from_secs(10), Duration::from_secs(300))
+                    }
+                    Err(_) => self.failed(&key, Duration::from_secs(1), Duration::from_secs(60)),
+                }
             }
         }
+        true
     }
 
     async fn start(
@@ -335,20 +410,12 @@ impl Worker {
         init: bool,
         attempt: u32,
         replaces_exit: Option<Timestamp>,
-    ) {
-        let Some(spec) = pod.spec.as_ref() else {
-            return;
-        };
-        let list = if init {
-            spec.init_containers.as_deref().unwrap_or(&[])
-        } else {
-            &spec.containers[..]
-        };
-        let Some(c) = list.iter().find(|c| c.name == name) else {
-            return;
+    ) -> Result<(), &'static str> {
+        let Some(c) = container_of(pod, name, init) else {
+            return Ok(());
         };
         let Some(sandbox) = view.sandbox.clone() else {
-            return;
+            return Ok(());
         };
         if let Some(at) = replaces_exit {
             self.backoff
@@ -362,7 +429,7 @@ impl Worker {
                     ("CreateContainerConfigError".into(), msg.clone()),
                 );
                 self.event(pod, EventType::Warning, "Failed", &format!("Error: {msg}"));
-                return;
+                return Err("CreateContainerConfigError");
             }
         };
         match self.shared.runtime.start_container(&sandbox, &cfg).await {
@@ -376,6 +443,7 @@ impl Worker {
                     &format!("Started container {name}"),
                 );
                 self.probers.insert(id, probes::probers(c, Instant::now()));
+                Ok(())
             }
             Err(e) => {
                 let reason = e.reason();
@@ -393,7 +461,9 @@ impl Worker {
                 {
                     self.start_errors
                         .insert(name.to_string(), (reason.to_string(), e.to_string()));
+                    return Err(reason);
                 }
+                Ok(())
             }
         }
     }

@@ -18,12 +18,28 @@ pub struct Agent {
 pub struct Agents {
     pub dir: tempfile::TempDir,
     pub agents: Vec<Agent>,
+    /// The Docker network of docker-runtime agents, removed with them.
+    pub network: Option<String>,
 }
 
 impl Agents {
     /// Starts one agent per node name with the process runtime; heartbeats are fast
     /// (status every second, a 4 s Lease) so failure tests take seconds.
     pub fn start_process(kubeconfig: &Path, nodes: &[&str], extra: &[&str]) -> Agents {
+        Self::start(kubeconfig, "process", nodes, extra)
+    }
+
+    /// The same with the docker runtime, on a Docker network of the test's own.
+    pub fn start_docker(kubeconfig: &Path, nodes: &[&str], extra: &[&str]) -> Agents {
+        let network = format!("flotilla-test-{}-{}", std::process::id(), nodes[0]);
+        let mut args: Vec<&str> = vec!["--pod-network", &network];
+        args.extend_from_slice(extra);
+        let mut a = Self::start(kubeconfig, "docker", nodes, &args);
+        a.network = Some(network);
+        a
+    }
+
+    fn start(kubeconfig: &Path, runtime: &str, nodes: &[&str], extra: &[&str]) -> Agents {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut agents = Vec::new();
         for n in nodes {
@@ -35,7 +51,7 @@ impl Agents {
                 "--node-name".into(),
                 n.to_string(),
                 "--runtime".into(),
-                "process".into(),
+                runtime.into(),
                 "--root-dir".into(),
                 root.display().to_string(),
                 "--node-ip".into(),
@@ -56,7 +72,11 @@ impl Agents {
                 args,
             });
         }
-        let mut a = Agents { dir, agents };
+        let mut a = Agents {
+            dir,
+            agents,
+            network: None,
+        };
         for i in 0..a.agents.len() {
             a.spawn(i);
         }
@@ -159,6 +179,12 @@ impl Drop for Agents {
         }
         for pid in self.running_container_pids() {
             kill_group(pid);
+        }
+        if let Some(net) = &self.network {
+            for a in &self.agents {
+                super::images::remove_containers(&a.node);
+            }
+            super::images::remove_network(net);
         }
     }
 }

@@ -379,4 +379,5 @@ pub fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitS
 }
 pub mod agents;
 pub mod control;
+pub mod images;
 pub mod k8s;

@@ -157,9 +157,10 @@ impl Docker {
         Ok(out)
     }
 
-    /// A request answered with the multiplexed stdout/stderr stream (exec start, logs):
-    /// each frame is passed to `on_frame(stream, bytes)` as it arrives (1 stdout, 2
-    /// stderr); `raw` streams (a tty) come as stdout.
+    /// A request answered with the multiplexed stdout/stderr stream of a container without
+    /// a tty (exec start, logs): each frame is passed to `on_frame(stream, bytes)` as it
+    /// arrives (1 stdout, 2 stderr) until it returns false or the stream ends. (Daemons
+    /// before API 1.42 label this stream `raw-stream` too, so the header is not trusted.)
     pub async fn stream<F>(
         &self,
         method: Method,
@@ -172,11 +173,6 @@ impl Docker {
     {
         let bytes = body.map(|b| Bytes::from(b.to_string()));
         let resp = Self::check(self.send(method, path, bytes, "application/json").await?).await?;
-        let raw = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/vnd.docker.raw-stream"));
         let mut body = resp.into_body();
         let mut buf: Vec<u8> = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -184,12 +180,6 @@ impl Docker {
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            if raw {
-                if !on_frame(1, &data) {
-                    return Ok(());
-                }
-                continue;
-            }
             buf.extend_from_slice(&data);
             while buf.len() >= 8 {
                 let len = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;

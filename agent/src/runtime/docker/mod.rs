@@ -38,6 +38,7 @@ const L_IMAGE: &str = "flotilla.image";
 pub struct DockerRuntime {
     docker: Docker,
     node: String,
+    /// The pod network's id.
     network: String,
     /// Inspected containers by id, with the listed state they were inspected in.
     cache: Mutex<HashMap<String, (String, Inspected)>>,
@@ -84,7 +85,13 @@ fn from_inspect(v: &Value, network: &str) -> Option<Inspected> {
     let status = st.get("Status").and_then(|s| s.as_str()).unwrap_or("");
     if label(labels, L_KIND) == "sandbox" {
         let ip = v
-            .pointer(&format!("/NetworkSettings/Networks/{network}/IPAddress"))
+            .pointer("/NetworkSettings/Networks")
+            .and_then(|n| n.as_object())
+            .and_then(|nets| {
+                nets.values()
+                    .find(|n| n.get("NetworkID").and_then(|i| i.as_str()) == Some(network))
+            })
+            .and_then(|n| n.get("IPAddress"))
             .and_then(|i| i.as_str())
             .filter(|i| !i.is_empty())
             .map(String::from);
@@ -165,14 +172,15 @@ impl DockerRuntime {
             .await
             .map_err(|e| e.to_string())?;
         image::ensure_infra(&docker).await?;
-        let rt = DockerRuntime {
+        let network_id = Self::ensure_network(&docker, network)
+            .await
+            .map_err(|e| format!("pod network {network}: {e}"))?;
+        Ok(DockerRuntime {
             docker,
             node: node.to_string(),
-            network: network.to_string(),
+            network: network_id,
             cache: Mutex::new(HashMap::new()),
-        };
-        rt.ensure_network().await.map_err(|e| e.to_string())?;
-        Ok(rt)
+        })
     }
 
     /// The daemon's version, for the Node's `containerRuntimeVersion`.
@@ -185,32 +193,65 @@ impl DockerRuntime {
             .unwrap_or_else(|| "unknown".into())
     }
 
-    async fn ensure_network(&self) -> std::result::Result<(), DockerError> {
-        let path = format!("/networks/{}", enc(&self.network));
-        match self.docker.json(Method::GET, &path, None).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.status() == Some(404) => {}
-            Err(e) => return Err(e),
-        }
-        let body = json!({
-            "Name": self.network,
-            "Driver": "bridge",
-            "CheckDuplicate": true,
-            "Labels": {"flotilla": "pod-network"},
-        });
-        match self
-            .docker
-            .json(Method::POST, "/networks/create", Some(&body))
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(network = %self.network, "pod network created");
-                Ok(())
+    /// The id of the pod network, created when missing. Agents starting together may both
+    /// create it (Docker allows equal names); each then keeps the oldest and removes its
+    /// own duplicate, so all of them agree.
+    async fn ensure_network(
+        docker: &Docker,
+        name: &str,
+    ) -> std::result::Result<String, DockerError> {
+        let list = |docker: &Docker| {
+            let filters = json!({ "name": [name] }).to_string();
+            let path = format!("/networks?filters={}", enc(&filters));
+            let docker = docker.clone();
+            async move {
+                let v = docker.json(Method::GET, &path, None).await?;
+                let mut found: Vec<(String, String)> = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|n| n.get("Name").and_then(|x| x.as_str()) == Some(name))
+                    .filter_map(|n| {
+                        Some((
+                            n.get("Created")?.as_str()?.to_string(),
+                            n.get("Id")?.as_str()?.to_string(),
+                        ))
+                    })
+                    .collect();
+                found.sort();
+                Ok::<_, DockerError>(found)
             }
-            // Another agent of this machine created it first.
-            Err(e) if e.status() == Some(409) => Ok(()),
-            Err(e) => Err(e),
+        };
+        let mut mine = None;
+        if list(docker).await?.is_empty() {
+            let body = json!({
+                "Name": name,
+                "Driver": "bridge",
+                "CheckDuplicate": true,
+                "Labels": {"flotilla": "pod-network"},
+            });
+            match docker
+                .json(Method::POST, "/networks/create", Some(&body))
+                .await
+            {
+                Ok(v) => {
+                    mine = v.get("Id").and_then(|i| i.as_str()).map(String::from);
+                    tracing::info!(network = name, "pod network created");
+                }
+                Err(e) if e.status() == Some(409) => {}
+                Err(e) => return Err(e),
+            }
         }
+        let found = list(docker).await?;
+        let Some((_, chosen)) = found.first().cloned() else {
+            return Err(DockerError::Protocol(format!("network {name} vanished")));
+        };
+        if let Some(mine) = mine.filter(|m| *m != chosen) {
+            let _ = docker
+                .json(Method::DELETE, &format!("/networks/{mine}"), None)
+                .await;
+        }
+        Ok(chosen)
     }
 
     fn forget(&self, id: &str) {
@@ -695,7 +736,7 @@ mod tests {
         assert!(message.unwrap().contains("executable file not found"));
         let v = json!({
             "Id": "s", "Config": {"Labels": {L_KIND: "sandbox"}}, "State": {"Status": "running"},
-            "NetworkSettings": {"Networks": {"flotilla": {"IPAddress": "172.20.0.5"}}}
+            "NetworkSettings": {"Networks": {"flotilla": {"NetworkID": "flotilla", "IPAddress": "172.20.0.5"}}}
         });
         let Some(Inspected::Sandbox(s)) = from_inspect(&v, "flotilla") else {
             panic!()

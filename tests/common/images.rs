@@ -1,0 +1,85 @@
+//! Test images built on this machine (there is no registry): busybox from Debian's
+//! busybox-static with a symlink per applet, imported as `flotilla-test/busybox:1`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use agent::runtime::docker::client::Docker;
+use agent::runtime::docker::image::{self, Entry};
+
+pub const BUSYBOX: &str = "flotilla-test/busybox:1";
+
+pub fn docker() -> Docker {
+    Docker::new(PathBuf::from("/var/run/docker.sock"))
+}
+
+/// Imports the busybox test image unless it is present.
+pub async fn ensure_busybox() {
+    let d = docker();
+    if image::present(&d, BUSYBOX)
+        .await
+        .expect("docker answers")
+        .is_some()
+    {
+        return;
+    }
+    let bin = image::static_busybox().expect("busybox-static (scripts/setup --test installs it)");
+    let out = Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    let applets: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|a| !a.is_empty() && *a != "busybox")
+        .map(|a| format!("bin/{a}"))
+        .collect();
+    let mut entries = vec![Entry::File {
+        path: "bin/busybox",
+        mode: 0o755,
+        data: &bin,
+    }];
+    for a in &applets {
+        entries.push(Entry::Symlink {
+            path: a,
+            target: "busybox",
+        });
+    }
+    image::import(
+        &d,
+        BUSYBOX,
+        image::tar(&entries),
+        &[r#"CMD ["/bin/sh"]"#, "ENV PATH=/bin"],
+    )
+    .await
+    .expect("importing the busybox test image");
+}
+
+/// Removes every container the agent of `node` made.
+pub fn remove_containers(node: &str) {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=flotilla.node={node}"),
+        ])
+        .output();
+    if let Ok(out) = out {
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", "-v"])
+                .args(&ids)
+                .output();
+        }
+    }
+}
+
+pub fn remove_network(name: &str) {
+    let _ = Command::new("docker")
+        .args(["network", "rm", name])
+        .output();
+}
