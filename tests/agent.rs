@@ -558,6 +558,49 @@ async fn t30_docker_deployment_serves_scales_rolls_and_restarts() {
     )
     .await;
 
+    // Volumes: a ConfigMap and a Secret as files, an emptyDir shared by two containers.
+    apply(
+        &w,
+        &format!(
+            r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: site, namespace: default}}
+data: {{greeting: "hello from a configmap"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: creds, namespace: default}}
+stringData: {{token: s3cret}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: vols, namespace: default, labels: {{app: vols}}}}
+spec:
+  volumes:
+  - {{name: www, emptyDir: {{}}}}
+  - {{name: cfg, configMap: {{name: site}}}}
+  - {{name: creds, secret: {{secretName: creds}}}}
+  initContainers:
+  - name: render
+    image: {image}
+    command: ["sh", "-c", "cat /cfg/greeting /creds/token > /www/index.html"]
+    volumeMounts: [{{name: www, mountPath: /www}}, {{name: cfg, mountPath: /cfg}}, {{name: creds, mountPath: /creds}}]
+  containers:
+  - name: serve
+    image: {image}
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    volumeMounts: [{{name: www, mountPath: /www, readOnly: true}}]
+    readinessProbe: {{tcpSocket: {{port: 80}}, periodSeconds: 1}}
+"#,
+            image = common::images::BUSYBOX
+        ),
+    );
+    let vols = ready_pods(&w.client, "app=vols", 1, Duration::from_secs(30)).await;
+    let ip = vols[0].status.as_ref().unwrap().pod_ip.clone().unwrap();
+    let body = http_get(&ip, 80).await.unwrap_or_default();
+    assert!(body.contains("hello from a configmap") && body.contains("s3cret"), "{body}");
+
     // Scale to 5 (`kubectl scale` needs the scale subresource, which is issue 8's).
     kubectl_ok(
         &kc,

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 #[derive(Default, Debug)]
 pub struct Sources {
     pub config_maps: BTreeMap<String, BTreeMap<String, String>>,
-    pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+    pub secrets: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
 }
 
 /// What `resolve` needs from the pod's world.
@@ -148,22 +148,23 @@ pub fn resolve(
     };
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
+        let text = |m: &BTreeMap<String, Vec<u8>>| -> BTreeMap<String, String> {
+            m.iter()
+                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                .collect()
+        };
         let (data, name, optional, what) = if let Some(r) = &from.config_map_ref {
-            (
-                src.config_maps.get(&r.name),
-                &r.name,
-                r.optional,
-                "configmap",
-            )
+            let d = src.config_maps.get(&r.name).cloned();
+            (d, &r.name, r.optional, "configmap")
         } else if let Some(r) = &from.secret_ref {
-            (src.secrets.get(&r.name), &r.name, r.optional, "secret")
+            (src.secrets.get(&r.name).map(text), &r.name, r.optional, "secret")
         } else {
             continue;
         };
         match data {
             Some(d) => {
                 for (k, v) in d {
-                    set(&mut vars, format!("{prefix}{k}"), v.clone());
+                    set(&mut vars, format!("{prefix}{k}"), v);
                 }
             }
             None if optional == Some(true) => {}
@@ -190,7 +191,7 @@ pub fn resolve(
                     }
                 } else if let Some(r) = &v.secret_key_ref {
                     match src.secrets.get(&r.name).map(|d| d.get(&r.key)) {
-                        Some(Some(v)) => v.clone(),
+                        Some(Some(v)) => String::from_utf8_lossy(v).into_owned(),
                         _ if r.optional == Some(true) => continue,
                         Some(None) => {
                             return Err(format!(
@@ -317,7 +318,7 @@ mod tests {
         ]);
         let mut src = Sources::default();
         src.secrets
-            .insert("s".into(), [("TOKEN".to_string(), "t".to_string())].into());
+            .insert("s".into(), [("TOKEN".to_string(), b"t".to_vec())].into());
         src.config_maps.insert(
             "cm".into(),
             [("hello".to_string(), "hi".to_string())].into(),

@@ -8,7 +8,7 @@
 //! - `pods.rs`: the watch of this node's pods, one worker per pod; `worker.rs`: the loop
 //!   of one pod (look, plan, act, probe, report).
 //! - Pure cores: `sync.rs` (what to do next), `status.rs` (the pod's status), `env.rs`
-//!   (environment), `crashloop.rs` (restart backoff), `probes.rs` (probe timing and
+//!   (environment), `volumes.rs` (pod volumes and mounts), `crashloop.rs` (restart backoff), `probes.rs` (probe timing and
 //!   handlers), `ratelimit.rs` (status writes).
 //! - `runtime/`: the `Runtime` trait and its implementations; `shim.rs`: the supervisor
 //!   process of the process runtime's containers.
@@ -26,6 +26,7 @@ pub mod runtime;
 pub mod shim;
 pub mod status;
 pub mod sync;
+pub mod volumes;
 pub mod worker;
 
 use std::path::Path;

@@ -24,6 +24,7 @@ use crate::probes::{self, Kind, Prober};
 use crate::ratelimit::RateLimiter;
 use crate::runtime::{ContainerConfig, PodRef, PodView, PullPolicy, Runtime, SandboxConfig};
 use crate::status;
+use crate::volumes;
 use crate::sync::{self, Action, Ending, StopReason};
 
 /// What every pod worker of one node shares.
@@ -157,7 +158,23 @@ impl Worker {
         if let Err(e) = rt.remove_pod(&self.uid).await {
             warn!(uid = %self.uid, error = %e, "removing a removed pod");
         }
+        self.remove_pod_dir();
         debug!(uid = %self.uid, "pod removed from the runtime");
+    }
+
+    /// Removes the pod's directory (volumes, logs) once nothing of it runs.
+    fn remove_pod_dir(&self) {
+        let Ok(rd) = std::fs::read_dir(&self.shared.pods_dir) else {
+            return;
+        };
+        let suffix = format!("_{}", self.uid);
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().ends_with(&suffix) {
+                if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                    warn!(uid = %self.uid, error = %err, "removing the pod directory");
+                }
+            }
+        }
     }
 
     fn event(&self, pod: &Pod, kind: EventType, reason: &str, msg: &str) {
@@ -193,6 +210,7 @@ impl Worker {
         });
         if plan.stopped && plan.ending == Some(Ending::Deleted) {
             rt.remove_pod(&self.uid).await?;
+            self.remove_pod_dir();
             self.delete_object(pod).await?;
             return Ok(Step::Done);
         }
@@ -476,36 +494,15 @@ impl Worker {
         attempt: u32,
         sandbox: &crate::runtime::SandboxStatus,
     ) -> Result<ContainerConfig, String> {
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let (cm_names, secret_names) = env::sources(c);
-        let mut src = env::Sources::default();
-        let cms: Api<ConfigMap> = Api::namespaced(self.shared.client.clone(), &ns);
-        for n in cm_names {
-            match cms.get_opt(&n).await {
-                Ok(Some(cm)) => {
-                    src.config_maps.insert(n, cm.data.unwrap_or_default());
-                }
-                Ok(None) => {}
-                Err(e) => return Err(format!("reading configmap {n:?}: {e}")),
-            }
-        }
-        let secrets: Api<Secret> = Api::namespaced(self.shared.client.clone(), &ns);
-        for n in secret_names {
-            match secrets.get_opt(&n).await {
-                Ok(Some(s)) => {
-                    let mut data = std::collections::BTreeMap::new();
-                    for (k, v) in s.data.unwrap_or_default() {
-                        data.insert(k, String::from_utf8_lossy(&v.0).into_owned());
-                    }
-                    for (k, v) in s.string_data.unwrap_or_default() {
-                        data.insert(k, v);
-                    }
-                    src.secrets.insert(n, data);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(format!("reading secret {n:?}: {e}")),
-            }
-        }
+        let (mut cm_names, mut secret_names) = env::sources(c);
+        let (vol_cms, vol_secrets) = volumes::sources(pod);
+        cm_names.extend(vol_cms);
+        secret_names.extend(vol_secrets);
+        let src = self.fetch_sources(pod, cm_names, secret_names).await?;
+        let pr = pod_ref(pod);
+        let pod_dir = self.shared.pods_dir.join(pod_dir_name(&pr));
+        let vols = volumes::prepare(pod, &pod_dir, &src)?;
+        let mounts = volumes::mounts(pod, c, &vols)?;
         let pod_ip = sandbox.ip.clone().unwrap_or_default();
         let fields = env::Fields {
             pod_ip: &pod_ip,
@@ -523,11 +520,7 @@ impl Worker {
         ));
         envs.extend(user_env.iter().cloned());
         let (command, args) = env::command(c, &user_env);
-        let pr = pod_ref(pod);
-        let log_path = self
-            .shared
-            .pods_dir
-            .join(pod_dir_name(&pr))
+        let log_path = pod_dir
             .join(if init {
                 format!("init-{}", c.name)
             } else {
@@ -548,11 +541,50 @@ impl Worker {
             args,
             env: envs,
             working_dir: c.working_dir.clone(),
-            mounts: Vec::new(),
+            mounts,
             cpu_limit_millis: limit("cpu").and_then(|q| component_base::quantity::milli(&q)),
             memory_limit_bytes: limit("memory").and_then(|q| component_base::quantity::units(&q)),
             log_path,
         })
+    }
+
+    /// The ConfigMaps and Secrets named, from the apiserver (a missing one is absent).
+    async fn fetch_sources(
+        &self,
+        pod: &Pod,
+        cm_names: std::collections::BTreeSet<String>,
+        secret_names: std::collections::BTreeSet<String>,
+    ) -> Result<env::Sources, String> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let mut src = env::Sources::default();
+        let cms: Api<ConfigMap> = Api::namespaced(self.shared.client.clone(), &ns);
+        for n in cm_names {
+            match cms.get_opt(&n).await {
+                Ok(Some(cm)) => {
+                    src.config_maps.insert(n, cm.data.unwrap_or_default());
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("reading configmap {n:?}: {e}")),
+            }
+        }
+        let secrets: Api<Secret> = Api::namespaced(self.shared.client.clone(), &ns);
+        for n in secret_names {
+            match secrets.get_opt(&n).await {
+                Ok(Some(s)) => {
+                    let mut data = std::collections::BTreeMap::new();
+                    for (k, v) in s.data.unwrap_or_default() {
+                        data.insert(k, v.0);
+                    }
+                    for (k, v) in s.string_data.unwrap_or_default() {
+                        data.insert(k, v.into_bytes());
+                    }
+                    src.secrets.insert(n, data);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("reading secret {n:?}: {e}")),
+            }
+        }
+        Ok(src)
     }
 
     /// Runs the probes that are due, for the containers that run.
