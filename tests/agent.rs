@@ -298,6 +298,25 @@ spec:
     assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
     assert!(log_of(&w, &p, "init-prepare", 0).contains(" stdout F prepared"));
 
+    // kubectl logs through the apiserver's pods/log and the agent's port.
+    let web0 = pods[1].metadata.name.clone().unwrap();
+    let out = kubectl_ok(&kc, &["logs", &web0]);
+    assert_eq!(out, format!("hello from {web0} on {}\n", node_of(&pods[1])));
+    assert_eq!(
+        kubectl_ok(&kc, &["logs", "job", "-c", "prepare"]),
+        "prepared\n"
+    );
+    let out = kubectl_ok(&kc, &["logs", "crasher", "--previous", "--timestamps"]);
+    assert!(
+        out.ends_with(" failing\n") && out.starts_with("20"),
+        "{out:?}"
+    );
+    let out = common::k8s::kubectl(&kc, &["logs", "job", "-c", "nope"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("container nope is not valid for pod job"),
+        "{out:?}"
+    );
+
     // An HTTP server with an httpGet readiness probe, behind a Service.
     let port = common::free_port();
     apply(
@@ -499,6 +518,49 @@ spec:
     )
 }
 
+/// The first `n` lines a streaming kubectl command prints, read within `within`; the
+/// command is killed afterwards.
+fn follow_lines(
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+    n: usize,
+    within: Duration,
+) -> Vec<String> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + within;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => out.push(l),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    out
+}
+
 async fn http_get(ip: &str, port: u16) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let connect = tokio::net::TcpStream::connect((ip, port));
@@ -599,7 +661,37 @@ spec:
     let vols = ready_pods(&w.client, "app=vols", 1, Duration::from_secs(30)).await;
     let ip = vols[0].status.as_ref().unwrap().pod_ip.clone().unwrap();
     let body = http_get(&ip, 80).await.unwrap_or_default();
-    assert!(body.contains("hello from a configmap") && body.contains("s3cret"), "{body}");
+    assert!(
+        body.contains("hello from a configmap") && body.contains("s3cret"),
+        "{body}"
+    );
+
+    // `kubectl logs -f` streams while the container writes.
+    apply(
+        &w,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: ticker, namespace: default, labels: {{app: ticker}}}}
+spec:
+  containers:
+  - {{name: t, image: {image}, command: ["sh", "-c", "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.2; done"]}}
+"#,
+            image = common::images::BUSYBOX
+        ),
+    );
+    ready_pods(&w.client, "app=ticker", 1, Duration::from_secs(30)).await;
+    let lines = follow_lines(&kc, &["logs", "-f", "ticker"], 5, Duration::from_secs(20));
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l, &format!("tick {i}"));
+    }
+    let out = kubectl_ok(&kc, &["logs", "--tail=1", "ticker"]);
+    assert!(
+        out.starts_with("tick ") && out.lines().count() == 1,
+        "{out:?}"
+    );
 
     // Scale to 5 (`kubectl scale` needs the scale subresource, which is issue 8's).
     kubectl_ok(

@@ -41,6 +41,9 @@ pub struct AgentFlags {
     /// The port the agent serves container logs on, advertised in the Node.
     #[arg(long, default_value_t = 10250)]
     pub port: u16,
+    /// The address the agent's port is served on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub address: IpAddr,
     /// The node's address (default: the source address of the default route).
     #[arg(long)]
     pub node_ip: Option<IpAddr>,
@@ -80,6 +83,7 @@ pub struct AgentConfig {
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
     pub port: u16,
+    pub address: IpAddr,
     pub node_ip: Option<IpAddr>,
     pub fake_nodes: u32,
     pub status_every: Duration,
@@ -166,6 +170,7 @@ impl AgentFlags {
             labels,
             taints,
             port: self.port,
+            address: self.address,
             node_ip: self.node_ip,
             fake_nodes: self.fake_nodes,
             status_every: self.node_status_update_frequency,

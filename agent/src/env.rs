@@ -157,7 +157,12 @@ pub fn resolve(
             let d = src.config_maps.get(&r.name).cloned();
             (d, &r.name, r.optional, "configmap")
         } else if let Some(r) = &from.secret_ref {
-            (src.secrets.get(&r.name).map(text), &r.name, r.optional, "secret")
+            (
+                src.secrets.get(&r.name).map(text),
+                &r.name,
+                r.optional,
+                "secret",
+            )
         } else {
             continue;
         };

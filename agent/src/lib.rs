@@ -10,6 +10,8 @@
 //! - Pure cores: `sync.rs` (what to do next), `status.rs` (the pod's status), `env.rs`
 //!   (environment), `volumes.rs` (pod volumes and mounts), `crashloop.rs` (restart backoff), `probes.rs` (probe timing and
 //!   handlers), `ratelimit.rs` (status writes).
+//! - `server.rs`: the HTTPS port serving container logs to the apiserver; `logs.rs`: what
+//!   a log request selects, and following a log file.
 //! - `runtime/`: the `Runtime` trait and its implementations; `shim.rs`: the supervisor
 //!   process of the process runtime's containers.
 
@@ -17,12 +19,14 @@ pub mod config;
 pub mod crashloop;
 pub mod env;
 pub mod lease;
+pub mod logs;
 pub mod machine;
 pub mod node;
 pub mod pods;
 pub mod probes;
 pub mod ratelimit;
 pub mod runtime;
+pub mod server;
 pub mod shim;
 pub mod status;
 pub mod sync;
@@ -103,6 +107,16 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
             port: cfg.port,
             runtime_version: version,
         };
+        if cfg.fake_nodes == 0 {
+            let server = server::LogServer::new(runtime.clone(), cfg.kubeconfig.clone());
+            let addr = std::net::SocketAddr::new(cfg.address, cfg.port);
+            let hosts = vec![ip.clone(), name.clone(), "localhost".into()];
+            tasks.spawn(async move {
+                if let Err(e) = server::serve(server, addr, hosts).await {
+                    tracing::error!(error = %e, "the agent port stopped");
+                }
+            });
+        }
         let shared = Arc::new(Shared {
             client: client.clone(),
             runtime,

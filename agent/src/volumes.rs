@@ -63,7 +63,11 @@ fn write_keys(
 }
 
 /// Makes every volume of the pod exist under `pod_dir`; returns each volume's host path.
-pub fn prepare(pod: &Pod, pod_dir: &Path, src: &Sources) -> Result<BTreeMap<String, PathBuf>, String> {
+pub fn prepare(
+    pod: &Pod,
+    pod_dir: &Path,
+    src: &Sources,
+) -> Result<BTreeMap<String, PathBuf>, String> {
     let mut out = BTreeMap::new();
     let base = pod_dir.join("volumes");
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
@@ -86,13 +90,22 @@ pub fn prepare(pod: &Pod, pod_dir: &Path, src: &Sources) -> Result<BTreeMap<Stri
                     }
                 }
                 "Directory" if !p.is_dir() => {
-                    return Err(format!("hostPath type check failed: {} is not a directory", h.path))
+                    return Err(format!(
+                        "hostPath type check failed: {} is not a directory",
+                        h.path
+                    ))
                 }
                 "File" if !p.is_file() => {
-                    return Err(format!("hostPath type check failed: {} is not a file", h.path))
+                    return Err(format!(
+                        "hostPath type check failed: {} is not a file",
+                        h.path
+                    ))
                 }
                 "Socket" | "CharDevice" | "BlockDevice" if !p.exists() => {
-                    return Err(format!("hostPath type check failed: {} does not exist", h.path))
+                    return Err(format!(
+                        "hostPath type check failed: {} does not exist",
+                        h.path
+                    ))
                 }
                 _ => {}
             }
@@ -105,7 +118,13 @@ pub fn prepare(pod: &Pod, pod_dir: &Path, src: &Sources) -> Result<BTreeMap<Stri
                         .iter()
                         .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
                         .collect();
-                    write_keys(&p, &bytes, c.items.as_ref(), c.default_mode.unwrap_or(0o644), "configMap")?;
+                    write_keys(
+                        &p,
+                        &bytes,
+                        c.items.as_ref(),
+                        c.default_mode.unwrap_or(0o644),
+                        "configMap",
+                    )?;
                 }
                 None if c.optional == Some(true) => std::fs::create_dir_all(&p).map_err(io)?,
                 None => return Err(format!("configmap \"{}\" not found", c.name)),
@@ -115,9 +134,13 @@ pub fn prepare(pod: &Pod, pod_dir: &Path, src: &Sources) -> Result<BTreeMap<Stri
             let name = s.secret_name.clone().unwrap_or_default();
             let p = base.join("kubernetes.io~secret").join(&v.name);
             match src.secrets.get(&name) {
-                Some(data) => {
-                    write_keys(&p, data, s.items.as_ref(), s.default_mode.unwrap_or(0o644), "secret")?
-                }
+                Some(data) => write_keys(
+                    &p,
+                    data,
+                    s.items.as_ref(),
+                    s.default_mode.unwrap_or(0o644),
+                    "secret",
+                )?,
                 None if s.optional == Some(true) => std::fs::create_dir_all(&p).map_err(io)?,
                 None => return Err(format!("secret \"{name}\" not found")),
             }
@@ -134,7 +157,11 @@ pub fn prepare(pod: &Pod, pod_dir: &Path, src: &Sources) -> Result<BTreeMap<Stri
 }
 
 /// The bind mounts of `c`'s volumeMounts.
-pub fn mounts(pod: &Pod, c: &Container, volumes: &BTreeMap<String, PathBuf>) -> Result<Vec<Mount>, String> {
+pub fn mounts(
+    pod: &Pod,
+    c: &Container,
+    volumes: &BTreeMap<String, PathBuf>,
+) -> Result<Vec<Mount>, String> {
     let read_only_kind = |name: &str| {
         pod.spec
             .iter()
@@ -144,9 +171,12 @@ pub fn mounts(pod: &Pod, c: &Container, volumes: &BTreeMap<String, PathBuf>) -> 
     };
     let mut out = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
-        let host = volumes
-            .get(&m.name)
-            .ok_or_else(|| format!("unable to find volume {:?} for mount {:?}", m.name, m.mount_path))?;
+        let host = volumes.get(&m.name).ok_or_else(|| {
+            format!(
+                "unable to find volume {:?} for mount {:?}",
+                m.name, m.mount_path
+            )
+        })?;
         let host = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             Some(sub) => {
                 if sub.split('/').any(|p| p == "..") || sub.starts_with('/') {
@@ -203,10 +233,16 @@ mod tests {
         let pod_dir = dir.path().join("pod");
         let vols = prepare(&pod, &pod_dir, &src).unwrap();
         assert!(vols["scratch"].is_dir());
-        assert_eq!(std::fs::read_to_string(vols["cfg"].join("conf/a.txt")).unwrap(), "A");
+        assert_eq!(
+            std::fs::read_to_string(vols["cfg"].join("conf/a.txt")).unwrap(),
+            "A"
+        );
         let token = vols["creds"].join("token");
         assert_eq!(std::fs::read(&token).unwrap(), b"t0k");
-        assert_eq!(std::fs::metadata(&token).unwrap().permissions().mode() & 0o777, 0o400);
+        assert_eq!(
+            std::fs::metadata(&token).unwrap().permissions().mode() & 0o777,
+            0o400
+        );
         assert!(host.is_dir());
         let c = &pod.spec.as_ref().unwrap().containers[0];
         let m = mounts(&pod, c, &vols).unwrap();
@@ -216,6 +252,9 @@ mod tests {
 
         // A missing ConfigMap is an error unless optional.
         src.config_maps.clear();
-        assert_eq!(prepare(&pod, &pod_dir, &src).unwrap_err(), "configmap \"cm\" not found");
+        assert_eq!(
+            prepare(&pod, &pod_dir, &src).unwrap_err(),
+            "configmap \"cm\" not found"
+        );
     }
 }

@@ -24,8 +24,8 @@ use crate::probes::{self, Kind, Prober};
 use crate::ratelimit::RateLimiter;
 use crate::runtime::{ContainerConfig, PodRef, PodView, PullPolicy, Runtime, SandboxConfig};
 use crate::status;
-use crate::volumes;
 use crate::sync::{self, Action, Ending, StopReason};
+use crate::volumes;
 
 /// What every pod worker of one node shares.
 pub struct Shared {

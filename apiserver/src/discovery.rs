@@ -100,6 +100,7 @@ pub fn resource_list(kinds: &Kinds, group: &str, version: &str) -> Option<Value>
         }
         if i.plural == "pods" && group.is_empty() {
             resources.push(sub("binding", "Binding", &["create"]));
+            resources.push(sub("log", "Pod", &["get"]));
         }
         if i.plural == "namespaces" && group.is_empty() {
             resources.push(sub("finalize", "Namespace", &["update"]));

@@ -56,6 +56,8 @@ impl Agents {
                 root.display().to_string(),
                 "--node-ip".into(),
                 "127.0.0.1".into(),
+                "--address".into(),
+                "127.0.0.1".into(),
                 "--port".into(),
                 free_port().to_string(),
                 "--node-status-update-frequency".into(),

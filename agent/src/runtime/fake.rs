@@ -145,6 +145,16 @@ impl Runtime for FakeRuntime {
             output: String::new(),
         })
     }
+
+    /// Hollow containers write nothing.
+    async fn logs(
+        &self,
+        _c: &ContainerStatus,
+        _opts: &crate::logs::LogOptions,
+        _tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    ) -> Result<()> {
+        Ok(())
+    }
 }
 
 fn stop(c: &mut ContainerStatus, now: Timestamp) {

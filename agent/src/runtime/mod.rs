@@ -234,4 +234,12 @@ pub trait Runtime: Send + Sync + 'static {
     async fn remove_container(&self, id: &str) -> Result<()>;
     /// Runs a command inside a running container (exec probes and hooks).
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult>;
+    /// Sends container `c`'s logs as `opts` selects them into `tx`; when following, until
+    /// the container stops or the receiver goes away.
+    async fn logs(
+        &self,
+        c: &ContainerStatus,
+        opts: &crate::logs::LogOptions,
+        tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    ) -> Result<()>;
 }

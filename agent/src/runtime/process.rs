@@ -453,4 +453,15 @@ impl Runtime for ProcessRuntime {
             }
         }
     }
+
+    async fn logs(
+        &self,
+        c: &ContainerStatus,
+        opts: &crate::logs::LogOptions,
+        tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    ) -> Result<()> {
+        let exit = self.container_dir(&c.id).join("exit");
+        crate::logs::follow_file(&c.log_path, opts, tx, move || !exit.exists()).await;
+        Ok(())
+    }
 }

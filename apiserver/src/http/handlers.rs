@@ -288,7 +288,7 @@ async fn resource(
     let sub_ok = match sub {
         None => true,
         Some("status") => info.status,
-        Some("binding") => info.plural == "pods" && info.group.is_empty(),
+        Some("binding" | "log") => info.plural == "pods" && info.group.is_empty(),
         Some("finalize") => info.plural == "namespaces" && info.group.is_empty(),
         Some(_) => false,
     };
@@ -330,6 +330,7 @@ async fn resource(
             };
             watch(shared, &coll, opts, &q).await
         }
+        (Method::GET, true, Some("log")) => super::podlog::proxy(shared, &t, &q).await,
         (Method::GET, true, None | Some("status")) => {
             let obj = store
                 .get(&t, q.get("resourceVersion").map(String::as_str))

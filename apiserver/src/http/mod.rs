@@ -19,6 +19,7 @@ use crate::kinds::Kinds;
 use crate::store::Store;
 
 mod handlers;
+mod podlog;
 pub mod route;
 
 pub type Body = BoxBody<Bytes, Infallible>;

@@ -158,19 +158,16 @@ impl Docker {
     }
 
     /// A request answered with the multiplexed stdout/stderr stream of a container without
-    /// a tty (exec start, logs): each frame is passed to `on_frame(stream, bytes)` as it
-    /// arrives (1 stdout, 2 stderr) until it returns false or the stream ends. (Daemons
-    /// before API 1.42 label this stream `raw-stream` too, so the header is not trusted.)
-    pub async fn stream<F>(
+    /// a tty (exec start, logs): each frame's payload goes to `tx` with its stream (1
+    /// stdout, 2 stderr) as it arrives, until the stream ends or `tx` is closed. (Daemons
+    /// before API 1.42 label this stream `raw-stream` too, so that header is not trusted.)
+    pub async fn stream(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
-        mut on_frame: F,
-    ) -> Result<()>
-    where
-        F: FnMut(u8, &[u8]) -> bool,
-    {
+        tx: tokio::sync::mpsc::Sender<(u8, Bytes)>,
+    ) -> Result<()> {
         let bytes = body.map(|b| Bytes::from(b.to_string()));
         let resp = Self::check(self.send(method, path, bytes, "application/json").await?).await?;
         let mut body = resp.into_body();
@@ -187,9 +184,9 @@ impl Docker {
                     break;
                 }
                 let stream = buf[0];
-                let keep_going = on_frame(stream, &buf[8..8 + len]);
+                let payload = Bytes::copy_from_slice(&buf[8..8 + len]);
                 buf.drain(..8 + len);
-                if !keep_going {
+                if tx.send((stream, payload)).await.is_err() {
                     return Ok(());
                 }
             }

@@ -631,21 +631,24 @@ impl Runtime for DockerRuntime {
                 .and_then(|i| i.as_str())
                 .ok_or_else(|| RuntimeError::Other("exec: no id".into()))?
                 .to_string();
-            let mut output = Vec::new();
-            self.docker
-                .stream(
-                    Method::POST,
-                    &format!("/exec/{eid}/start"),
-                    Some(&json!({"Detach": false, "Tty": false})),
-                    |_, data| {
-                        if output.len() < 64 * 1024 {
-                            output.extend_from_slice(data);
-                        }
-                        true
-                    },
-                )
-                .await
-                .map_err(other)?;
+            let (frames, mut rx) = tokio::sync::mpsc::channel::<(u8, bytes::Bytes)>(16);
+            let collect = async move {
+                let mut output = Vec::new();
+                while let Some((_, data)) = rx.recv().await {
+                    if output.len() < 64 * 1024 {
+                        output.extend_from_slice(&data);
+                    }
+                }
+                output
+            };
+            let start = json!({"Detach": false, "Tty": false});
+            let start_path = format!("/exec/{eid}/start");
+            let (r, output) = tokio::join!(
+                self.docker
+                    .stream(Method::POST, &start_path, Some(&start), frames),
+                collect
+            );
+            r.map_err(other)?;
             let info = self
                 .docker
                 .json(Method::GET, &format!("/exec/{eid}/json"), None)
@@ -663,6 +666,46 @@ impl Runtime for DockerRuntime {
                     "command timed out after {timeout:?}"
                 )))
             })
+    }
+
+    async fn logs(
+        &self,
+        c: &ContainerStatus,
+        opts: &crate::logs::LogOptions,
+        tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    ) -> Result<()> {
+        let mut path = format!(
+            "/containers/{}/logs?stdout=1&stderr=1&follow={}&timestamps={}",
+            c.id, opts.follow as u8, opts.timestamps as u8
+        );
+        if let Some(n) = opts.tail_lines {
+            path.push_str(&format!("&tail={n}"));
+        }
+        if let Some(t) = opts.since {
+            path.push_str(&format!(
+                "&since={}.{:09}",
+                t.as_second(),
+                t.subsec_nanosecond().max(0)
+            ));
+        }
+        let mut budget = opts.limit_bytes.unwrap_or(u64::MAX);
+        let (frames, mut rx) = tokio::sync::mpsc::channel::<(u8, bytes::Bytes)>(64);
+        let forward = async move {
+            while let Some((_, mut b)) = rx.recv().await {
+                if (b.len() as u64) > budget {
+                    b.truncate(budget as usize);
+                }
+                budget -= b.len() as u64;
+                if tx.send(b).await.is_err() || budget == 0 {
+                    break;
+                }
+            }
+        };
+        let (r, ()) = tokio::join!(
+            self.docker.stream(Method::GET, &path, None, frames),
+            forward
+        );
+        r.map_err(other)
     }
 }
 
