@@ -1,5 +1,7 @@
 //! `flotilla <component>`: one binary for every Flotilla component.
 
+mod up;
+
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -16,6 +18,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Component {
+    /// Start a whole cluster on this machine (kvstore, apiserver, scheduler,
+    /// controller-manager and agents); Ctrl-C stops it, running it again resumes it.
+    Up(up::UpFlags),
     /// Run a kvstore member (etcd v3 API; etcd's flag names).
     Kvstore(kvstore::KvFlags),
     /// Run an apiserver: the Kubernetes API over the kvstore (kube-apiserver's flag names).
@@ -47,10 +52,14 @@ fn main() -> anyhow::Result<()> {
         // No runtime and no logging: the shim only supervises one process.
         std::process::exit(agent::shim::run(args));
     }
+    // `up` shows its own progress; its children log to files.
+    let default_filter = match cli.command {
+        Component::Up(_) => "warn,kube_client=off",
+        _ => "info,openraft=error",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,openraft=error")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -77,6 +86,7 @@ fn main() -> anyhow::Result<()> {
                 let cfg = flags.validate().map_err(anyhow::Error::msg)?;
                 controllers::run(cfg, shutdown_on_signal()).await
             }
+            Component::Up(flags) => up::run(flags, shutdown_on_signal()).await,
             Component::Agent(flags) => {
                 let cfg = flags.validate().map_err(anyhow::Error::msg)?;
                 agent::run(cfg, shutdown_on_signal()).await

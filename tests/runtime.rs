@@ -228,7 +228,7 @@ mod docker {
         let network = format!("flotilla-rt-{}", std::process::id());
         let _cleanup = Cleanup(node, network.clone());
         let socket = PathBuf::from("/var/run/docker.sock");
-        let rt = DockerRuntime::new(socket.clone(), node, &network)
+        let rt = DockerRuntime::new(socket.clone(), node, "runtime-test", &network)
             .await
             .unwrap();
         let sb = rt
@@ -299,7 +299,9 @@ mod docker {
         assert_eq!(e.reason(), "ErrImagePull", "{e}");
 
         // A second runtime (an agent restarted) sees the same pod.
-        let rt2 = DockerRuntime::new(socket, node, &network).await.unwrap();
+        let rt2 = DockerRuntime::new(socket, node, "runtime-test", &network)
+            .await
+            .unwrap();
         let v1 = rt.pod(&pod().uid).await.unwrap();
         let v2 = rt2.pod(&pod().uid).await.unwrap();
         let key = |v: &agent::runtime::PodView| {

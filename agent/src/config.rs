@@ -67,6 +67,10 @@ pub struct AgentFlags {
     /// every agent on the machine.
     #[arg(long, default_value = "flotilla")]
     pub pod_network: String,
+    /// Stop every pod's containers when the agent stops (what `flotilla up` does on
+    /// Ctrl-C); by default they keep running and a restarted agent adopts them.
+    #[arg(long)]
+    pub stop_pods_on_exit: bool,
     /// Status writes per second (per node), and their burst.
     #[arg(long, default_value_t = 50.0)]
     pub kube_api_qps: f64,
@@ -93,6 +97,7 @@ pub struct AgentConfig {
     pub burst: u32,
     pub docker_socket: PathBuf,
     pub pod_network: String,
+    pub stop_pods_on_exit: bool,
 }
 
 impl AgentFlags {
@@ -180,6 +185,7 @@ impl AgentFlags {
             burst: self.kube_api_burst,
             docker_socket,
             pod_network: self.pod_network.clone(),
+            stop_pods_on_exit: self.stop_pods_on_exit,
         })
     }
 }

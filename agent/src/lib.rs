@@ -60,6 +60,9 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
     let ip = cfg.node_ip.unwrap_or_else(machine::default_ip).to_string();
     let recorder = Recorder::new(client.clone(), "kubelet");
     let mut tasks = JoinSet::new();
+    let (stop_pods, stopping) = watch::channel(false);
+    // The log servers end with the process, not with the nodes' loops.
+    let mut servers = JoinSet::new();
     let names: Vec<String> = if cfg.fake_nodes > 0 {
         (0..cfg.fake_nodes)
             .map(|i| format!("{}-{i}", cfg.node_name))
@@ -86,9 +89,18 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
                 format!("process://{VERSION}"),
             ),
             RuntimeKind::Docker => {
+                let root = cfg
+                    .root_dir
+                    .canonicalize()
+                    .unwrap_or_else(|_| cfg.root_dir.clone());
+                let owner = format!(
+                    "{:016x}",
+                    worker::fnv(root.display().to_string().as_bytes())
+                );
                 let rt = runtime::docker::DockerRuntime::new(
                     cfg.docker_socket.clone(),
                     &name,
+                    &owner,
                     &cfg.pod_network,
                 )
                 .await
@@ -111,11 +123,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
             let server = server::LogServer::new(runtime.clone(), cfg.kubeconfig.clone());
             let addr = std::net::SocketAddr::new(cfg.address, cfg.port);
             let hosts = vec![ip.clone(), name.clone(), "localhost".into()];
-            tasks.spawn(async move {
-                if let Err(e) = server::serve(server, addr, hosts).await {
-                    tracing::error!(error = %e, "the agent port stopped");
-                }
-            });
+            servers.spawn(server::serve(server, addr, hosts));
         }
         let shared = Arc::new(Shared {
             client: client.clone(),
@@ -125,16 +133,34 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
             pods_dir: pods_dir(&cfg.root_dir, cfg.fake_nodes > 0),
             status_writes: Arc::new(RateLimiter::new(cfg.qps, cfg.burst)),
             recorder: recorder.clone(),
+            stopping: stopping.clone(),
         });
         tasks.spawn(run_node(shared, inputs, cfg.clone()));
     }
     tokio::select! {
-        _ = shutdown.wait_for(|s| *s) => {
-            tracing::info!("stopping; containers keep running");
-            Ok(())
+        _ = shutdown.wait_for(|s| *s) => {}
+        r = tasks.join_next() => return Err(anyhow::anyhow!("a node loop ended: {r:?}")),
+        Some(r) = servers.join_next(), if !servers.is_empty() => {
+            return Err(match r {
+                Ok(Err(e)) => e,
+                other => anyhow::anyhow!("the agent port stopped: {other:?}"),
+            })
         }
-        r = tasks.join_next() => Err(anyhow::anyhow!("a node loop ended: {r:?}")),
     }
+    if !cfg.stop_pods_on_exit {
+        tracing::info!("stopping; containers keep running");
+        return Ok(());
+    }
+    tracing::info!("stopping with the pods");
+    let _ = stop_pods.send(true);
+    let all = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(120), all)
+        .await
+        .is_err()
+    {
+        tracing::warn!("pods still stopping after 2 minutes; leaving them");
+    }
+    Ok(())
 }
 
 fn pods_dir(root: &Path, fake: bool) -> std::path::PathBuf {
@@ -157,9 +183,15 @@ async fn run_node(shared: Arc<Shared>, inputs: NodeInputs, cfg: AgentConfig) {
                 .map_err(|e| format!("container runtime is down: {e}"))
         }
     };
-    tokio::join!(
-        lease::keep_renewing(shared.client.clone(), node, cfg.lease_seconds),
-        node::report_status(shared.client.clone(), inputs, cfg.status_every, health),
-        pods::run(shared.clone()),
-    );
+    // Heartbeats go on until the pods are done (they end only when the agent stops).
+    let beats = async {
+        tokio::join!(
+            lease::keep_renewing(shared.client.clone(), node, cfg.lease_seconds),
+            node::report_status(shared.client.clone(), inputs, cfg.status_every, health),
+        )
+    };
+    tokio::select! {
+        _ = beats => {}
+        _ = pods::run(shared.clone()) => {}
+    }
 }

@@ -55,7 +55,19 @@ pub async fn run(shared: Arc<Shared>) {
     let mut stream = watcher(api, cfg).default_backoff().boxed();
     let mut workers = Workers::default();
     let mut listed: HashSet<String> = HashSet::new();
-    while let Some(ev) = stream.next().await {
+    let mut stopping = shared.stopping.clone();
+    loop {
+        let ev = tokio::select! {
+            ev = stream.next() => ev,
+            _ = stopping.wait_for(|s| *s) => None,
+        };
+        let Some(ev) = ev else {
+            // Stopping: every worker stops its pod and ends; then this does.
+            for (_, h) in workers.by_uid.drain() {
+                let _ = h.task.await;
+            }
+            return;
+        };
         match ev {
             Ok(Event::Init) => listed.clear(),
             Ok(Event::InitApply(p)) => {

@@ -37,6 +37,9 @@ pub struct Shared {
     pub pods_dir: PathBuf,
     pub status_writes: Arc<RateLimiter>,
     pub recorder: Recorder,
+    /// Turns true when the agent stops and takes its pods down with it: every worker
+    /// stops its pod's containers, reports that, and ends.
+    pub stopping: watch::Receiver<bool>,
 }
 
 /// The environment a process gets when the image gives none (Docker's default PATH).
@@ -45,10 +48,14 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// A stable hash of a container's spec (FNV-1a over its JSON): a running container whose
 /// spec hash changed is replaced.
 pub fn container_hash(c: &Container) -> u64 {
-    let bytes = serde_json::to_vec(c).unwrap_or_default();
+    fnv(&serde_json::to_vec(c).unwrap_or_default())
+}
+
+/// FNV-1a: stable across builds and machines.
+pub fn fnv(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in bytes {
-        h ^= u64::from(b);
+        h ^= u64::from(*b);
         h = h.wrapping_mul(0x100000001b3);
     }
     h
@@ -89,6 +96,10 @@ pub async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Optio
             w.clean_up().await;
             return;
         };
+        if *w.shared.stopping.borrow() {
+            w.shut_down(&pod).await;
+            return;
+        }
         let wait = match w.sync(&pod).await {
             Ok(Step::Done) => return,
             Ok(Step::Again) => Duration::ZERO,
@@ -102,9 +113,15 @@ pub async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Optio
             tokio::task::yield_now().await;
             continue;
         }
-        tokio::select! {
-            r = rx.changed() => if r.is_err() { w.clean_up().await; return; },
-            _ = tokio::time::sleep(wait) => {}
+        let mut stopping = w.shared.stopping.clone();
+        let gone = tokio::select! {
+            r = rx.changed() => r.is_err(),
+            _ = stopping.wait_for(|s| *s) => false,
+            _ = tokio::time::sleep(wait) => false,
+        };
+        if gone {
+            w.clean_up().await;
+            return;
         }
     }
 }
@@ -160,6 +177,32 @@ impl Worker {
         }
         self.remove_pod_dir();
         debug!(uid = %self.uid, "pod removed from the runtime");
+    }
+
+    /// The agent is stopping with its pods: stop the containers and say so, so the pod does
+    /// not look ready while nothing runs.
+    async fn shut_down(&mut self, pod: &Pod) {
+        let rt = self.shared.runtime.clone();
+        if let Err(e) = rt.stop_pod(&self.uid, sync::grace(pod)).await {
+            warn!(pod = %pod_key(pod), error = %e, "stopping the pod");
+        }
+        self.probers.clear();
+        let Ok(view) = rt.pod(&self.uid).await else {
+            return;
+        };
+        let none = HashSet::new();
+        let st = status::compute(&status::Inputs {
+            pod,
+            view: &view,
+            plan: &sync::Plan::default(),
+            start_errors: &self.start_errors,
+            ready: &none,
+            started: &none,
+            runtime: rt.name(),
+            host_ip: &self.shared.host_ip,
+            now: Timestamp::now(),
+        });
+        self.report(pod, st).await;
     }
 
     /// Removes the pod's directory (volumes, logs) once nothing of it runs.

@@ -29,6 +29,9 @@ const L_NAME: &str = "io.kubernetes.pod.name";
 const L_NS: &str = "io.kubernetes.pod.namespace";
 const L_CONTAINER: &str = "io.kubernetes.container.name";
 const L_NODE: &str = "flotilla.node";
+/// Which agent instance (its root directory) made it: two clusters on one machine may
+/// have nodes of the same name.
+const L_OWNER: &str = "flotilla.owner";
 const L_KIND: &str = "flotilla.kind";
 const L_ATTEMPT: &str = "flotilla.attempt";
 const L_INIT: &str = "flotilla.init";
@@ -38,6 +41,7 @@ const L_IMAGE: &str = "flotilla.image";
 pub struct DockerRuntime {
     docker: Docker,
     node: String,
+    owner: String,
     /// The pod network's id.
     network: String,
     /// Inspected containers by id, with the listed state they were inspected in.
@@ -160,10 +164,13 @@ fn from_inspect(v: &Value, network: &str) -> Option<Inspected> {
 
 impl DockerRuntime {
     /// Connects to the daemon, builds the infra image if missing and makes sure the pod
-    /// network exists.
+    /// network exists. `owner` tells this agent's containers from those of another agent
+    /// of the same node name on the machine (the agent passes a digest of its root
+    /// directory).
     pub async fn new(
         socket: PathBuf,
         node: &str,
+        owner: &str,
         network: &str,
     ) -> std::result::Result<Self, String> {
         let docker = Docker::new(socket);
@@ -178,6 +185,7 @@ impl DockerRuntime {
         Ok(DockerRuntime {
             docker,
             node: node.to_string(),
+            owner: owner.to_string(),
             network: network_id,
             cache: Mutex::new(HashMap::new()),
         })
@@ -264,7 +272,10 @@ impl DockerRuntime {
 
     /// Lists this node's containers (of one pod, or all) and inspects what changed.
     async fn list(&self, uid: Option<&str>) -> Result<Vec<(Value, Inspected)>> {
-        let mut labels = vec![format!("{L_NODE}={}", self.node)];
+        let mut labels = vec![
+            format!("{L_NODE}={}", self.node),
+            format!("{L_OWNER}={}", self.owner),
+        ];
         if let Some(uid) = uid {
             labels.push(format!("{L_UID}={uid}"));
         }
@@ -350,6 +361,7 @@ impl DockerRuntime {
             (L_NS, pod.namespace.as_str()),
             (L_CONTAINER, container),
             (L_NODE, self.node.as_str()),
+            (L_OWNER, self.owner.as_str()),
             (L_KIND, kind),
         ] {
             m.insert(k.to_string(), Value::String(v.to_string()));

@@ -1,0 +1,393 @@
+//! `flotilla up --masters 3 --agents 2` end to end with the docker runtime: a Deployment
+//! of a locally built busybox serving HTTP and its Service run on both nodes and answer;
+//! `kubectl logs` works; Ctrl-C stops every process and container; running it again
+//! resumes the same cluster with its objects.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::k8s::{kubectl_ok, kubectl_stdin};
+use common::wait_for;
+use k8s_openapi::api::core::v1::{Endpoints, Pod};
+use kube::api::{Api, ListParams};
+
+/// A base port from `start` on such that `base + step*i + j` is free for every i < n,
+/// j < width.
+fn free_ports(start: u16, n: u16, step: u16, width: u16) -> u16 {
+    (start..45_000)
+        .step_by(7)
+        .find(|b| {
+            (0..n).all(|i| {
+                (0..width).all(|j| TcpListener::bind(("127.0.0.1", b + step * i + j)).is_ok())
+            })
+        })
+        .expect("free ports")
+}
+
+struct Up {
+    data: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    out: PathBuf,
+}
+
+impl Up {
+    fn start(&mut self) {
+        let out = std::fs::File::create(&self.out).unwrap();
+        self.child = Some(
+            Command::new(common::BIN)
+                .arg("up")
+                .args(&self.args)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().unwrap())
+                .stderr(out)
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    async fn wait_up(&self) {
+        wait_for(Duration::from_secs(120), "the cluster to be up", || async {
+            let o = self.output();
+            assert!(!o.contains("Error"), "{o}");
+            o.contains("The cluster is up").then_some(())
+        })
+        .await;
+    }
+
+    /// Ctrl-C, and the exit status once it is down.
+    fn interrupt(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .args(["-INT", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "up did not stop: {}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.data.join("kubeconfig")
+    }
+}
+
+/// Processes whose command line names `dir` (the cluster's components).
+fn processes_under(dir: &Path) -> Vec<u32> {
+    let needle = dir.display().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains(&needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// The docker containers of this cluster's agents (by the owner label they carry).
+fn containers_of(data: &Path, nodes: &[&str]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for n in nodes {
+        let root = data.join("agents").join(n);
+        let root = root.canonicalize().unwrap_or(root);
+        let owner = format!(
+            "{:016x}",
+            agent::worker::fnv(root.display().to_string().as_bytes())
+        );
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=flotilla.owner={owner}"),
+            ])
+            .output()
+            .unwrap();
+        ids.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(String::from),
+        );
+    }
+    ids
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for pid in processes_under(&self.data) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        let ids = containers_of(&self.data, &["flotilla-0", "flotilla-1"]);
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&ids)
+                .output();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- flotilla up printed ----\n{}", self.output());
+            if let Ok(rd) = std::fs::read_dir(self.data.join("logs")) {
+                for e in rd.flatten() {
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().collect();
+                    eprintln!(
+                        "---- {} ----\n{}",
+                        e.path().display(),
+                        lines[lines.len().saturating_sub(40)..].join("\n")
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn ready_web(client: &kube::Client) -> Vec<Pod> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    wait_for(Duration::from_secs(90), "3 ready web pods", || async {
+        let pods: Vec<Pod> = api
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        (pods.len() == 3 && pods.iter().all(pod_ready)).then_some(pods)
+    })
+    .await
+}
+
+async fn http_get(ip: &str, port: u16) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect((ip, port)),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    Some(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t10_up_three_masters_two_agents_stop_and_resume() {
+    common::images::ensure_busybox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster");
+    let start = 20_000 + (std::process::id() % 400) as u16 * 10;
+    let kv_port = free_ports(start, 3, 10_000, 2);
+    let api_port = free_ports(kv_port + 2, 3, 1, 1);
+    let agent_port = free_ports(api_port + 3, 2, 1, 1);
+    let mut up = Up {
+        data: data.clone(),
+        args: vec![
+            "--masters".into(),
+            "3".into(),
+            "--agents".into(),
+            "2".into(),
+            "--runtime".into(),
+            "docker".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--apiserver-port".into(),
+            api_port.to_string(),
+            "--kvstore-port".into(),
+            kv_port.to_string(),
+            "--agent-port".into(),
+            agent_port.to_string(),
+        ],
+        child: None,
+        out: dir.path().join("up.out"),
+    };
+    up.start();
+    up.wait_up().await;
+    let out = up.output();
+    assert!(
+        out.contains("Starting a cluster") && out.contains("kubectl get nodes"),
+        "{out}"
+    );
+    let kc = up.kubeconfig();
+    let client = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&kc).unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+
+    let manifest = format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: default}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: {image}
+        command: ["sh", "-c", "echo starting $(POD_NAME); mkdir -p /www && echo $(POD_NAME) > /www/index.html && exec httpd -f -p 80 -h /www"]
+        env: [{{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}]
+        ports: [{{containerPort: 80}}]
+        readinessProbe: {{httpGet: {{path: /, port: 80}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec:
+  selector: {{app: web}}
+  ports: [{{port: 80}}]
+"#,
+        image = common::images::BUSYBOX
+    );
+    let o = kubectl_stdin(&kc, &["apply", "-f", "-"], &manifest);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pods = ready_web(&client).await;
+    let nodes: std::collections::BTreeSet<String> = pods
+        .iter()
+        .map(|p| p.spec.as_ref().unwrap().node_name.clone().unwrap())
+        .collect();
+    assert_eq!(nodes.len(), 2, "both nodes run pods");
+    let mut ips: Vec<String> = pods
+        .iter()
+        .map(|p| p.status.as_ref().unwrap().pod_ip.clone().unwrap())
+        .collect();
+    ips.sort();
+    for (p, ip) in pods.iter().zip(
+        pods.iter()
+            .map(|p| p.status.as_ref().unwrap().pod_ip.clone().unwrap()),
+    ) {
+        let body = http_get(&ip, 80).await.unwrap_or_default();
+        assert!(
+            body.contains(p.metadata.name.as_deref().unwrap()),
+            "{ip}: {body}"
+        );
+    }
+    let eps: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    wait_for(
+        Duration::from_secs(20),
+        "the Service's endpoints",
+        || async {
+            let s = eps
+                .get_opt("web")
+                .await
+                .ok()
+                .flatten()?
+                .subsets?
+                .into_iter()
+                .next()?;
+            let mut got: Vec<String> = s.addresses?.into_iter().map(|a| a.ip).collect();
+            got.sort();
+            (got == ips).then_some(())
+        },
+    )
+    .await;
+    let name = pods[0].metadata.name.clone().unwrap();
+    assert_eq!(
+        kubectl_ok(&kc, &["logs", &name]),
+        format!("starting {name}\n")
+    );
+
+    // Ctrl-C: everything stops, containers included.
+    let st = up.interrupt();
+    assert!(st.success(), "{st:?}: {}", up.output());
+    assert!(up.output().contains("Stopped."), "{}", up.output());
+    assert!(processes_under(&data).is_empty(), "every component exited");
+    let left = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            "label=io.kubernetes.pod.namespace=default",
+        ])
+        .output()
+        .unwrap();
+    let running: Vec<String> = String::from_utf8_lossy(&left.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let ours = containers_of(&data, &["flotilla-0", "flotilla-1"]);
+    assert!(
+        !running
+            .iter()
+            .any(|r| ours.iter().any(|o| o.starts_with(r.as_str()))),
+        "no container of the cluster runs"
+    );
+
+    // Again: the same cluster, the same pods, running again.
+    up.start();
+    up.wait_up().await;
+    assert!(
+        up.output().contains("Resuming a cluster"),
+        "{}",
+        up.output()
+    );
+    let again = ready_web(&client).await;
+    let names = |ps: &[Pod]| {
+        let mut v: Vec<String> = ps
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&pods), names(&again));
+    for p in &again {
+        let ip = p.status.as_ref().unwrap().pod_ip.clone().unwrap();
+        let body = http_get(&ip, 80).await.unwrap_or_default();
+        assert!(
+            body.contains(p.metadata.name.as_deref().unwrap()),
+            "{ip}: {body}"
+        );
+    }
+    let st = up.interrupt();
+    assert!(st.success(), "{st:?}");
+}
