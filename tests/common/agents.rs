@@ -39,6 +39,12 @@ impl Agents {
         a
     }
 
+    /// One agent process running `n` hollow nodes `<name>-0..` (fake runtime).
+    pub fn start_fake(kubeconfig: &Path, name: &str, n: usize) -> Agents {
+        let count = n.to_string();
+        Self::start(kubeconfig, "fake", &[name], &["--fake-nodes", &count])
+    }
+
     fn start(kubeconfig: &Path, runtime: &str, nodes: &[&str], extra: &[&str]) -> Agents {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut agents = Vec::new();
