@@ -317,6 +317,43 @@ spec:
         "{out:?}"
     );
 
+    // Lifecycle hooks: postStart runs after the start, preStop before the stop.
+    let marks = tempfile::tempdir().unwrap();
+    let (post, pre) = (marks.path().join("post"), marks.path().join("pre"));
+    apply(
+        &w,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hooked, namespace: default}}
+spec:
+  terminationGracePeriodSeconds: 10
+  containers:
+  - name: c
+    image: busybox
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+    lifecycle:
+      postStart: {{exec: {{command: ["sh", "-c", "echo started > {post}"]}}}}
+      preStop: {{exec: {{command: ["sh", "-c", "echo stopping > {pre}"]}}}}
+"#,
+            post = post.display(),
+            pre = pre.display()
+        ),
+    );
+    wait_for(Duration::from_secs(30), "hooked Running with its postStart done", || async {
+        let p = pods_api.get("hooked").await.ok()?;
+        (p.status?.phase.as_deref() == Some("Running") && post.exists()).then_some(())
+    })
+    .await;
+    assert!(!pre.exists());
+    kubectl_ok(&kc, &["delete", "pod", "hooked", "--wait=false"]);
+    wait_for(Duration::from_secs(30), "hooked gone after its preStop", || async {
+        pods_api.get_opt("hooked").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(std::fs::read_to_string(&pre).unwrap(), "stopping\n");
+
     // An HTTP server with an httpGet readiness probe, behind a Service.
     let port = common::free_port();
     apply(

@@ -9,7 +9,7 @@
 //!   of one pod (look, plan, act, probe, report).
 //! - Pure cores: `sync.rs` (what to do next), `status.rs` (the pod's status), `env.rs`
 //!   (environment), `volumes.rs` (pod volumes and mounts), `crashloop.rs` (restart backoff), `probes.rs` (probe timing and
-//!   handlers), `ratelimit.rs` (status writes).
+//!   handlers), `hooks.rs` (postStart and preStop), `ratelimit.rs` (status writes).
 //! - `server.rs`: the HTTPS port serving container logs to the apiserver; `logs.rs`: what
 //!   a log request selects, and following a log file.
 //! - `runtime/`: the `Runtime` trait and its implementations; `shim.rs`: the supervisor
@@ -18,6 +18,7 @@
 pub mod config;
 pub mod crashloop;
 pub mod env;
+pub mod hooks;
 pub mod lease;
 pub mod logs;
 pub mod machine;

@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::crashloop::CrashBackoff;
 use crate::env;
+use crate::hooks;
 use crate::probes::{self, Kind, Prober};
 use crate::ratelimit::RateLimiter;
 use crate::runtime::{ContainerConfig, PodRef, PodView, PullPolicy, Runtime, SandboxConfig};
@@ -205,6 +206,47 @@ impl Worker {
         self.report(pod, st).await;
     }
 
+    /// Runs the preStop hooks of the running containers `(id, name)` at once, within
+    /// `grace`; returns what is left of the grace for the stop itself (at least 2 s, the
+    /// kubelet's minimum).
+    async fn pre_stop(
+        &self,
+        pod: &Pod,
+        view: &PodView,
+        running: &[(String, String)],
+        grace: Duration,
+    ) -> Duration {
+        let started = Instant::now();
+        let ip = view
+            .sandbox
+            .as_ref()
+            .and_then(|s| s.ip.clone())
+            .unwrap_or_default();
+        let rt = self.shared.runtime.clone();
+        let hooks_run = running.iter().filter_map(|(id, name)| {
+            let c = container_of(pod, name, false)?;
+            let h = hooks::pre_stop(c)?;
+            let (rt, ip) = (rt.clone(), ip.clone());
+            Some(async move {
+                let r = hooks::run(h, c, id, &ip, rt.as_ref(), grace).await;
+                (name.clone(), r)
+            })
+        });
+        for (name, r) in futures::future::join_all(hooks_run).await {
+            if let Err(msg) = r {
+                self.event(
+                    pod,
+                    EventType::Warning,
+                    "FailedPreStopHook",
+                    &format!("PreStopHook failed for container {name}: {msg}"),
+                );
+            }
+        }
+        grace
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_secs(2))
+    }
+
     /// Removes the pod's directory (volumes, logs) once nothing of it runs.
     fn remove_pod_dir(&self) {
         let Ok(rd) = std::fs::read_dir(&self.shared.pods_dir) else {
@@ -374,7 +416,14 @@ impl Worker {
                         &format!("Stopping container {n}"),
                     );
                 }
-                if let Err(e) = rt.stop_pod(&self.uid, *grace).await {
+                let running: Vec<(String, String)> = view
+                    .containers
+                    .iter()
+                    .filter(|c| c.running())
+                    .map(|c| (c.id.clone(), c.name.clone()))
+                    .collect();
+                let left = self.pre_stop(pod, view, &running, *grace).await;
+                if let Err(e) = rt.stop_pod(&self.uid, left).await {
                     warn!(pod = %pod_key(pod), error = %e, "stopping the pod");
                 }
                 self.probers.clear();
@@ -423,7 +472,10 @@ impl Worker {
                     }
                 };
                 self.event(pod, EventType::Normal, "Killing", &msg);
-                if let Err(e) = rt.stop_container(id, *grace).await {
+                let left = self
+                    .pre_stop(pod, view, &[(id.clone(), name.clone())], *grace)
+                    .await;
+                if let Err(e) = rt.stop_container(id, left).await {
                     warn!(pod = %pod_key(pod), container = %name, error = %e, "stopping a container");
                 }
                 self.probers.remove(id);
@@ -503,6 +555,25 @@ impl Worker {
                     "Started",
                     &format!("Started container {name}"),
                 );
+                if let Some(h) = hooks::post_start(c) {
+                    let ip = sandbox.ip.clone().unwrap_or_default();
+                    let rt = self.shared.runtime.clone();
+                    if let Err(msg) =
+                        hooks::run(h, c, &id, &ip, rt.as_ref(), sync::grace(pod)).await
+                    {
+                        // As the kubelet: the container is killed and restarts by policy.
+                        self.event(
+                            pod,
+                            EventType::Warning,
+                            "FailedPostStartHook",
+                            &format!("PostStartHook failed: {msg}"),
+                        );
+                        if let Err(e) = rt.stop_container(&id, sync::grace(pod)).await {
+                            warn!(pod = %pod_key(pod), container = %name, error = %e, "stopping after a failed postStart");
+                        }
+                        return Ok(());
+                    }
+                }
                 self.probers.insert(id, probes::probers(c, Instant::now()));
                 Ok(())
             }
