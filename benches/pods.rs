@@ -4,8 +4,9 @@
 //! containers) or the fake runtime (hollow nodes, one agent process). Also the cost of
 //! hollow nodes themselves: how long N take to register and the agent's memory.
 //!
-//! `cargo bench --bench pods` (PODS_BENCH_CASES="docker:2x100,fake:10x1000" as
-//! runtime:nodes×pods; PODS_BENCH_HOLLOW="1000" hollow nodes for the registration case).
+//! `cargo bench --bench pods` (PODS_BENCH_CASES="docker:2x100@5,docker:2x100,fake:10x1000"
+//! as runtime:nodes×pods, `@r` to create r pods per second instead of all at once with 16
+//! clients; PODS_BENCH_HOLLOW="1000" hollow nodes for the registration case).
 
 #[path = "../tests/common/mod.rs"]
 #[allow(dead_code)]
@@ -92,21 +93,30 @@ fn main() {
 }
 
 async fn run() {
-    let cases: Vec<(String, usize, usize)> = std::env::var("PODS_BENCH_CASES")
-        .unwrap_or_else(|_| "docker:2x100,fake:10x1000".into())
+    let cases: Vec<(String, usize, usize, Option<f64>)> = std::env::var("PODS_BENCH_CASES")
+        .unwrap_or_else(|_| "docker:2x100@5,docker:2x100,fake:10x1000".into())
         .split(',')
         .filter_map(|c| {
             let (rt, rest) = c.split_once(':')?;
-            let (n, p) = rest.split_once('x')?;
-            Some((rt.trim().to_string(), n.trim().parse().ok()?, p.trim().parse().ok()?))
+            let (shape, rate) = match rest.split_once('@') {
+                Some((s, r)) => (s, Some(r.trim().parse().ok()?)),
+                None => (rest, None),
+            };
+            let (n, p) = shape.split_once('x')?;
+            Some((
+                rt.trim().to_string(),
+                n.trim().parse().ok()?,
+                p.trim().parse().ok()?,
+                rate,
+            ))
         })
         .collect();
     common::images::ensure_busybox().await;
     println!("\n### pods: startup latency, create request to Ready (watched)\n");
-    println!("| runtime | nodes | pods | pods Ready/s | p50 ms | p90 ms | p99 ms | max ms | agent RSS MiB (peak) |");
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for (rt, nodes, pods) in &cases {
-        case(rt, *nodes, *pods).await;
+    println!("| runtime | nodes | pods | created | pods Ready/s | p50 ms | p90 ms | p99 ms | max ms | agent RSS MiB (peak) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (rt, nodes, pods, rate) in &cases {
+        case(rt, *nodes, *pods, *rate).await;
     }
     let hollow: usize = std::env::var("PODS_BENCH_HOLLOW")
         .ok()
@@ -120,14 +130,16 @@ async fn run() {
     }
 }
 
-async fn case(runtime: &str, nodes: usize, pods: usize) {
+async fn case(runtime: &str, nodes: usize, pods: usize, rate: Option<f64>) {
     let backend = Backend::flotilla().await;
     let a = Apiservers::start(1, &backend.urls()).await;
     let client = a.client(0).await;
     let kc = a.kubeconfig(0).to_path_buf();
     let dir = tempfile::tempdir().expect("tempdir");
     let _sched = Replicas::start("scheduler", &[&kc], dir.path(), &["--leader-elect=false"]);
-    let names: Vec<String> = (0..nodes).map(|i| format!("bench{}-{i}", std::process::id())).collect();
+    let names: Vec<String> = (0..nodes)
+        .map(|i| format!("bench{}-{i}", std::process::id()))
+        .collect();
     let agents = match runtime {
         "docker" => {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -186,17 +198,31 @@ async fn case(runtime: &str, nodes: usize, pods: usize) {
         let (api, sent) = (pods_api.clone(), sent.clone());
         tasks.push(tokio::spawn(async move {
             for i in (c..pods).step_by(CLIENTS) {
+                if let Some(r) = rate {
+                    tokio::time::sleep_until((t + Duration::from_secs_f64(i as f64 / r)).into())
+                        .await;
+                }
                 let p = pod(i);
-                sent.lock().unwrap().insert(p.metadata.name.clone().unwrap(), Instant::now());
-                api.create(&PostParams::default(), &p).await.expect("create");
+                sent.lock()
+                    .unwrap()
+                    .insert(p.metadata.name.clone().unwrap(), Instant::now());
+                api.create(&PostParams::default(), &p)
+                    .await
+                    .expect("create");
             }
         }));
     }
     for task in tasks {
         task.await.expect("creator");
     }
-    if tokio::time::timeout(Duration::from_secs(600), done_rx).await.is_err() {
-        panic!("not every pod was Ready within 10 minutes: {} of {pods}", seen.lock().unwrap().len());
+    if tokio::time::timeout(Duration::from_secs(600), done_rx)
+        .await
+        .is_err()
+    {
+        panic!(
+            "not every pod was Ready within 10 minutes: {} of {pods}",
+            seen.lock().unwrap().len()
+        );
     }
     let elapsed = t.elapsed();
     watcher.abort();
@@ -212,15 +238,25 @@ async fn case(runtime: &str, nodes: usize, pods: usize) {
         .iter()
         .filter_map(|a| a.child.as_ref().map(|c| rss_mib(c.id()).1))
         .fold(0.0, f64::max);
+    let created = match rate {
+        Some(r) => format!("{r} pods/s"),
+        None => format!("at once, {CLIENTS} clients"),
+    };
     println!(
-        "| {runtime} | {nodes} | {pods} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {peak:.0} |",
+        "| {runtime} | {nodes} | {pods} | {created} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {peak:.0} |",
         pods as f64 / elapsed.as_secs_f64(),
         pct(&lat, 0.5),
         pct(&lat, 0.9),
         pct(&lat, 0.99),
         pct(&lat, 1.0),
     );
-    // Containers go with the agents (their Drop removes what the test made).
+    // The agents' logs stay for a look afterwards; their containers go with them.
+    for a in &agents.agents {
+        let _ = std::fs::copy(
+            &a.log,
+            std::env::temp_dir().join(format!("pods-bench-{runtime}-{}.log", a.node)),
+        );
+    }
     drop(agents);
 }
 
@@ -234,8 +270,14 @@ async fn hollow_nodes(n: usize) {
     let at = nodes_ready(&client, n, Duration::from_secs(600)).await;
     // Let a few heartbeat rounds pass, then weigh the agent.
     tokio::time::sleep(Duration::from_secs(15)).await;
-    let (rss, _) = agents.agents[0].child.as_ref().map_or((f64::NAN, f64::NAN), |c| rss_mib(c.id()));
-    let (api_rss, _) = a.servers[0].child.as_ref().map_or((f64::NAN, f64::NAN), |c| rss_mib(c.id()));
+    let (rss, _) = agents.agents[0]
+        .child
+        .as_ref()
+        .map_or((f64::NAN, f64::NAN), |c| rss_mib(c.id()));
+    let (api_rss, _) = a.servers[0]
+        .child
+        .as_ref()
+        .map_or((f64::NAN, f64::NAN), |c| rss_mib(c.id()));
     println!(
         "| {n} | {:.1} | {rss:.0} | {:.0} | {api_rss:.0} |",
         at.saturating_duration_since(t).as_secs_f64(),

@@ -341,16 +341,29 @@ spec:
             pre = pre.display()
         ),
     );
-    wait_for(Duration::from_secs(30), "hooked Running with its postStart done", || async {
-        let p = pods_api.get("hooked").await.ok()?;
-        (p.status?.phase.as_deref() == Some("Running") && post.exists()).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "hooked Running with its postStart done",
+        || async {
+            let p = pods_api.get("hooked").await.ok()?;
+            (p.status?.phase.as_deref() == Some("Running") && post.exists()).then_some(())
+        },
+    )
     .await;
     assert!(!pre.exists());
     kubectl_ok(&kc, &["delete", "pod", "hooked", "--wait=false"]);
-    wait_for(Duration::from_secs(30), "hooked gone after its preStop", || async {
-        pods_api.get_opt("hooked").await.ok()?.is_none().then_some(())
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "hooked gone after its preStop",
+        || async {
+            pods_api
+                .get_opt("hooked")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
     .await;
     assert_eq!(std::fs::read_to_string(&pre).unwrap(), "stopping\n");
 

@@ -60,9 +60,10 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
                 i += 3;
                 continue;
             }
@@ -205,6 +206,16 @@ impl LogServer {
             .header("content-type", "text/plain")
             .body(BodyExt::boxed(StreamBody::new(stream)))
             .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percent_decoding_never_splits_a_character() {
+        assert_eq!(super::percent_decode("a%20b+c"), "a b c");
+        assert_eq!(super::percent_decode("%é%"), "%é%");
+        assert_eq!(super::percent_decode("%4"), "%4");
     }
 }
 
