@@ -6,7 +6,8 @@
 //! - `config.rs`: flags and typed configuration; `machine.rs`: what the machine has.
 //! - `node.rs`: the Node object and its status; `lease.rs`: the heartbeat Lease.
 //! - `pods.rs`: the watch of this node's pods, one worker per pod; `worker.rs`: the loop
-//!   of one pod (look, plan, act, probe, report).
+//!   of one pod (look, plan, act, probe, report); `containers.rs`: what a container attempt
+//!   is started with.
 //! - Pure cores: `sync.rs` (what to do next), `status.rs` (the pod's status), `env.rs`
 //!   (environment), `volumes.rs` (pod volumes and mounts), `crashloop.rs` (restart backoff), `probes.rs` (probe timing and
 //!   handlers), `hooks.rs` (postStart and preStop), `ratelimit.rs` (status writes).
@@ -16,6 +17,7 @@
 //!   process of the process runtime's containers.
 
 pub mod config;
+pub mod containers;
 pub mod crashloop;
 pub mod env;
 pub mod hooks;

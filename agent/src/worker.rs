@@ -12,21 +12,20 @@ use std::time::Duration;
 
 use component_base::events::{object_ref, EventType, Recorder};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodStatus, Secret};
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::containers;
 use crate::crashloop::CrashBackoff;
-use crate::env;
 use crate::hooks;
 use crate::probes::{self, Kind, Prober};
 use crate::ratelimit::RateLimiter;
-use crate::runtime::{ContainerConfig, PodRef, PodView, PullPolicy, Runtime, SandboxConfig};
+use crate::runtime::{PodRef, PodView, Runtime, SandboxConfig};
 use crate::status;
 use crate::sync::{self, Action, Ending, StopReason};
-use crate::volumes;
 
 /// What every pod worker of one node shares.
 pub struct Shared {
@@ -42,9 +41,6 @@ pub struct Shared {
     /// stops its pod's containers, reports that, and ends.
     pub stopping: watch::Receiver<bool>,
 }
-
-/// The environment a process gets when the image gives none (Docker's default PATH).
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A stable hash of a container's spec (FNV-1a over its JSON): a running container whose
 /// spec hash changed is replaced.
@@ -159,7 +155,7 @@ fn image_of(pod: &Pod, name: &str, init: bool) -> String {
         .unwrap_or_default()
 }
 
-fn pod_ref(p: &Pod) -> PodRef {
+pub(crate) fn pod_ref(p: &Pod) -> PodRef {
     PodRef {
         uid: p.metadata.uid.clone().unwrap_or_default(),
         namespace: p.metadata.namespace.clone().unwrap_or_default(),
@@ -534,7 +530,7 @@ impl Worker {
             self.backoff
                 .restarted(&sync::backoff_key(name, init), at, Timestamp::now());
         }
-        let cfg = match self.container_config(pod, c, init, attempt, &sandbox).await {
+        let cfg = match containers::config(&self.shared, pod, c, init, attempt, &sandbox).await {
             Ok(cfg) => cfg,
             Err(msg) => {
                 self.start_errors.insert(
@@ -598,107 +594,6 @@ impl Worker {
                 Ok(())
             }
         }
-    }
-
-    async fn container_config(
-        &self,
-        pod: &Pod,
-        c: &Container,
-        init: bool,
-        attempt: u32,
-        sandbox: &crate::runtime::SandboxStatus,
-    ) -> Result<ContainerConfig, String> {
-        let (mut cm_names, mut secret_names) = env::sources(c);
-        let (vol_cms, vol_secrets) = volumes::sources(pod);
-        cm_names.extend(vol_cms);
-        secret_names.extend(vol_secrets);
-        let src = self.fetch_sources(pod, cm_names, secret_names).await?;
-        let pr = pod_ref(pod);
-        let pod_dir = self.shared.pods_dir.join(pod_dir_name(&pr));
-        let vols = volumes::prepare(pod, &pod_dir, &src)?;
-        let mounts = volumes::mounts(pod, c, &vols)?;
-        let pod_ip = sandbox.ip.clone().unwrap_or_default();
-        let fields = env::Fields {
-            pod_ip: &pod_ip,
-            host_ip: &self.shared.host_ip,
-            node_name: &self.shared.node_name,
-        };
-        let user_env = env::resolve(pod, c, &fields, &src)?;
-        let mut envs: Vec<(String, String)> = Vec::new();
-        if !user_env.iter().any(|(k, _)| k == "PATH") {
-            envs.push(("PATH".into(), DEFAULT_PATH.into()));
-        }
-        envs.push((
-            "HOSTNAME".into(),
-            pod.metadata.name.clone().unwrap_or_default(),
-        ));
-        envs.extend(user_env.iter().cloned());
-        let (command, args) = env::command(c, &user_env);
-        let log_path = pod_dir
-            .join(if init {
-                format!("init-{}", c.name)
-            } else {
-                c.name.clone()
-            })
-            .join(format!("{attempt}.log"));
-        let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
-        let limit = |k: &str| limits.and_then(|l| l.get(k)).map(|q| q.0.clone());
-        Ok(ContainerConfig {
-            pod: pr,
-            name: c.name.clone(),
-            attempt,
-            init,
-            hash: container_hash(c),
-            image: c.image.clone().unwrap_or_default(),
-            pull_policy: PullPolicy::parse(c.image_pull_policy.as_deref()),
-            command,
-            args,
-            env: envs,
-            working_dir: c.working_dir.clone(),
-            mounts,
-            cpu_limit_millis: limit("cpu").and_then(|q| component_base::quantity::milli(&q)),
-            memory_limit_bytes: limit("memory").and_then(|q| component_base::quantity::units(&q)),
-            log_path,
-        })
-    }
-
-    /// The ConfigMaps and Secrets named, from the apiserver (a missing one is absent).
-    async fn fetch_sources(
-        &self,
-        pod: &Pod,
-        cm_names: std::collections::BTreeSet<String>,
-        secret_names: std::collections::BTreeSet<String>,
-    ) -> Result<env::Sources, String> {
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let mut src = env::Sources::default();
-        let cms: Api<ConfigMap> = Api::namespaced(self.shared.client.clone(), &ns);
-        for n in cm_names {
-            match cms.get_opt(&n).await {
-                Ok(Some(cm)) => {
-                    src.config_maps.insert(n, cm.data.unwrap_or_default());
-                }
-                Ok(None) => {}
-                Err(e) => return Err(format!("reading configmap {n:?}: {e}")),
-            }
-        }
-        let secrets: Api<Secret> = Api::namespaced(self.shared.client.clone(), &ns);
-        for n in secret_names {
-            match secrets.get_opt(&n).await {
-                Ok(Some(s)) => {
-                    let mut data = std::collections::BTreeMap::new();
-                    for (k, v) in s.data.unwrap_or_default() {
-                        data.insert(k, v.0);
-                    }
-                    for (k, v) in s.string_data.unwrap_or_default() {
-                        data.insert(k, v.into_bytes());
-                    }
-                    src.secrets.insert(n, data);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(format!("reading secret {n:?}: {e}")),
-            }
-        }
-        Ok(src)
     }
 
     /// Runs the probes that are due, for the containers that run.
