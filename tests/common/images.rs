@@ -78,8 +78,17 @@ pub fn remove_containers(node: &str) {
     }
 }
 
+/// Removes a Docker network; the daemon may still be releasing the endpoints of
+/// containers just removed, so a refusal is tried again a few times.
 pub fn remove_network(name: &str) {
-    let _ = Command::new("docker")
-        .args(["network", "rm", name])
-        .output();
+    for _ in 0..10 {
+        match Command::new("docker")
+            .args(["network", "rm", name])
+            .output()
+        {
+            Ok(o) if o.status.success() => return,
+            Ok(o) if String::from_utf8_lossy(&o.stderr).contains("No such network") => return,
+            _ => std::thread::sleep(std::time::Duration::from_millis(200)),
+        }
+    }
 }
