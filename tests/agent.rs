@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::agents::{kill_group, Agents};
+use common::agents::{http_get, kill_group, pod_ready, Agents};
 use common::control::Replicas;
 use common::k8s::{kubectl_ok, kubectl_stdin, Apiservers, Backend};
 use common::wait_for;
@@ -82,13 +82,6 @@ fn ready_condition(n: &Node) -> Option<String> {
         .iter()
         .find(|c| c.type_ == "Ready")
         .map(|c| c.status.clone())
-}
-
-fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 fn status_of<'a>(p: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
@@ -609,22 +602,6 @@ fn follow_lines(
     let _ = child.kill();
     let _ = child.wait();
     out
-}
-
-async fn http_get(ip: &str, port: u16) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let connect = tokio::net::TcpStream::connect((ip, port));
-    let mut s = tokio::time::timeout(Duration::from_secs(2), connect)
-        .await
-        .ok()?
-        .ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out))
-        .await
-        .ok()?
-        .ok()?;
-    Some(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -182,6 +182,7 @@ async fn t10_process_runtime_lifecycle_through_the_trait() {
 mod docker {
     use super::*;
     use agent::runtime::docker::DockerRuntime;
+    use common::agents::http_get;
     use common::images;
 
     fn dconfig(name: &str, attempt: u32, command: &[&str]) -> ContainerConfig {
@@ -202,15 +203,6 @@ mod docker {
             memory_limit_bytes: Some(64 << 20),
             log_path: PathBuf::new(),
         }
-    }
-
-    async fn http_get(ip: &str, port: u16) -> Option<String> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect((ip, port)).await.ok()?;
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.ok()?;
-        Some(out)
     }
 
     struct Cleanup(&'static str, String);

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::agents::{http_get, pod_ready};
 use common::k8s::{kubectl_ok, kubectl_stdin};
 use common::wait_for;
 use k8s_openapi::api::core::v1::{Endpoints, Pod};
@@ -170,13 +171,6 @@ impl Drop for Up {
     }
 }
 
-fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 async fn ready_web(client: &kube::Client) -> Vec<Pod> {
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
     wait_for(Duration::from_secs(90), "3 ready web pods", || async {
@@ -191,24 +185,6 @@ async fn ready_web(client: &kube::Client) -> Vec<Pod> {
         (pods.len() == 3 && pods.iter().all(pod_ready)).then_some(pods)
     })
     .await
-}
-
-async fn http_get(ip: &str, port: u16) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(
-        Duration::from_secs(2),
-        tokio::net::TcpStream::connect((ip, port)),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out))
-        .await
-        .ok()?
-        .ok()?;
-    Some(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

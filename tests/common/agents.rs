@@ -165,6 +165,33 @@ impl Agents {
     }
 }
 
+/// Whether the pod's Ready condition is True.
+pub fn pod_ready(p: &k8s_openapi::api::core::v1::Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// `GET /` over HTTP/1.0 at `ip:port`, the whole answer, or None within 2 s each for the
+/// connection and the reading.
+pub async fn http_get(ip: &str, port: u16) -> Option<String> {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connect = tokio::net::TcpStream::connect((ip, port));
+    let mut s = tokio::time::timeout(Duration::from_secs(2), connect)
+        .await
+        .ok()?
+        .ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    Some(out)
+}
+
 /// SIGKILLs a whole process group.
 pub fn kill_group(pgid: i32) {
     let _ = Command::new("kill")
