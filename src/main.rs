@@ -36,6 +36,12 @@ enum Component {
     /// The supervisor of one process-runtime container (started by the agent).
     #[command(hide = true)]
     AgentShim(agent::shim::ShimArgs),
+    /// Joins a container's cgroups and becomes its command (started by the shim).
+    #[command(hide = true)]
+    AgentExec(agent::shim::ExecArgs),
+    /// Load generators: `bench kv` drives any etcd v3 endpoint (etcd or the kvstore).
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Create a member's data directory for a new cluster from a snapshot file (what
     /// `etcdctl snapshot save` wrote); then start it with `kvstore` and the same flags.
     SnapshotRestore {
@@ -46,11 +52,20 @@ enum Component {
     },
 }
 
+#[derive(clap::Subcommand)]
+enum BenchCommand {
+    /// One workload against an etcd v3 API cluster: throughput, latency, servers' RSS.
+    Kv(kvbench::KvBenchFlags),
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Component::AgentShim(args) = cli.command {
         // No runtime and no logging: the shim only supervises one process.
         std::process::exit(agent::shim::run(args));
+    }
+    if let Component::AgentExec(args) = cli.command {
+        std::process::exit(agent::shim::exec(args));
     }
     // `up` shows its own progress; its children log to files.
     let default_filter = match cli.command {
@@ -91,7 +106,16 @@ fn main() -> anyhow::Result<()> {
                 let cfg = flags.validate().map_err(anyhow::Error::msg)?;
                 agent::run(cfg, shutdown_on_signal()).await
             }
-            Component::AgentShim(_) => unreachable!("handled before the runtime starts"),
+            Component::AgentShim(_) | Component::AgentExec(_) => {
+                unreachable!("handled before the runtime starts")
+            }
+            Component::Bench(BenchCommand::Kv(flags)) => {
+                let rows = kvbench::run(flags).await?;
+                if rows.iter().any(|r| r.ops == 0) {
+                    anyhow::bail!("a measurement completed no operation");
+                }
+                Ok(())
+            }
             Component::SnapshotRestore { file, flags } => {
                 let cfg = flags.validate()?;
                 let rows = kvstore::storage::restore::restore(&file, &cfg)?;

@@ -491,19 +491,42 @@ async fn t20_restarted_agent_adopts_and_dead_node_is_evacuated() {
     procs_after.sort();
     assert_eq!(procs, procs_after, "no process started twice");
 
-    // node-b's agent dies: the node goes unknown and its pods come back on node-a.
+    // node-b's agent freezes (as if cut off): the node goes unknown, its pods are marked
+    // not ready at once, and those that do not tolerate it for long come back on node-a.
+    apply(&w, PINNED);
+    let pinned_ready = |want: bool| {
+        let api = pods_api.clone();
+        async move {
+            let p = api.get("pinned").await.ok()?;
+            (pod_ready(&p) == want).then_some(p)
+        }
+    };
+    wait_for(Duration::from_secs(30), "pinned ready", || {
+        pinned_ready(true)
+    })
+    .await;
     let b = w
         .agents
         .agents
         .iter()
         .position(|a| a.node == "node-b")
         .unwrap();
-    w.agents.kill(b);
+    w.agents.signal(b, "STOP");
     wait_for(Duration::from_secs(30), "node-b Unknown", || async {
         let n = nodes_api.get("node-b").await.ok()?;
         (ready_condition(&n)? == "Unknown").then_some(())
     })
     .await;
+    let p = wait_for(Duration::from_secs(20), "pinned marked not ready", || {
+        pinned_ready(false)
+    })
+    .await;
+    let cond = p
+        .status
+        .and_then(|s| s.conditions)
+        .and_then(|cs| cs.into_iter().find(|c| c.type_ == "Ready"))
+        .unwrap();
+    assert_eq!(cond.reason.as_deref(), Some("NodeNotReady"));
     let pods = wait_for(
         Duration::from_secs(60),
         "3 ready web pods on node-a",
@@ -522,7 +545,28 @@ async fn t20_restarted_agent_adopts_and_dead_node_is_evacuated() {
     )
     .await;
     assert_eq!(pods.len(), 3);
+
+    // Back in touch, the agent says again that what runs on its node is ready.
+    w.agents.signal(b, "CONT");
+    wait_for(Duration::from_secs(30), "pinned ready again", || {
+        pinned_ready(true)
+    })
+    .await;
 }
+
+/// A pod on node-b that stays through an outage of its node.
+const PINNED: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: pinned, namespace: default}
+spec:
+  nodeName: node-b
+  tolerations:
+  - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute}
+  - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute}
+  containers:
+  - {name: c, image: busybox, command: ["sleep", "600"]}
+"#;
 
 fn docker_web(replicas: u32) -> String {
     format!(

@@ -1,7 +1,7 @@
 //! The process runtime through the `Runtime` trait, with the real shim (`flotilla
 //! agent-shim`): processes start, log in the CRI format, exit with their codes, stop with
 //! SIGTERM then SIGKILL, and a second runtime over the same directory (an agent restarted)
-//! sees exactly the same state.
+//! sees exactly the same state. Containers run in cgroups with their limits.
 
 mod common;
 
@@ -177,6 +177,99 @@ async fn t10_process_runtime_lifecycle_through_the_trait() {
     assert!(!rt2.pod(&pod().uid).await.unwrap().sandbox.unwrap().ready);
     rt2.remove_pod(&pod().uid).await.unwrap();
     assert!(rt2.pods().await.unwrap().is_empty());
+}
+
+/// Where the machine has cgroups (this one does: the test asserts it), each container runs
+/// in its own, with its limits, and a container over its memory limit dies OOMKilled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t15_process_runtime_limits_cpu_and_memory_in_cgroups() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let sb = rt
+        .run_sandbox(&SandboxConfig {
+            pod: pod(),
+            hostname: "p".into(),
+            pod_dir: dir.path().join("pod"),
+        })
+        .await
+        .unwrap();
+
+    // The command itself (cat here) runs in the container's cgroups with its limits.
+    let mut cfg = config(
+        dir.path(),
+        "limited",
+        0,
+        "cat /proc/self/cgroup; exec sleep 30",
+    );
+    cfg.cpu_limit_millis = Some(250);
+    cfg.memory_limit_bytes = Some(64 << 20);
+    let id = rt.start_container(&sb, &cfg).await.unwrap();
+    let groups = wait_for(Duration::from_secs(10), "the cgroups logged", || async {
+        let log = std::fs::read_to_string(&cfg.log_path).ok()?;
+        let find = |ctl: &str| {
+            log.lines().find_map(|l| {
+                let rest = l.split(" F ").nth(1)?;
+                let mut f = rest.splitn(3, ':');
+                let (_, ctls, path) = (f.next()?, f.next()?, f.next()?);
+                ctls.split(',').any(|c| c == ctl).then(|| path.to_string())
+            })
+        };
+        Some((find("memory")?, find("cpu")?))
+    })
+    .await;
+    let (memory, cpu) = groups;
+    assert!(
+        memory.starts_with("/flotilla/") && memory.ends_with(&id),
+        "{memory}"
+    );
+    let read = |p: String| std::fs::read_to_string(p).unwrap().trim().to_string();
+    assert_eq!(
+        read(format!(
+            "/sys/fs/cgroup/memory{memory}/memory.limit_in_bytes"
+        )),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(
+        read(format!("/sys/fs/cgroup/cpu{cpu}/cpu.cfs_quota_us")),
+        "25000"
+    );
+    assert_eq!(
+        read(format!("/sys/fs/cgroup/cpu{cpu}/cpu.cfs_period_us")),
+        "100000"
+    );
+    rt.stop_container(&id, Duration::from_secs(1))
+        .await
+        .unwrap();
+    rt.remove_container(&id).await.unwrap();
+    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory{memory}")).exists());
+
+    // Over its memory limit, the kernel kills it: exit 137, reason OOMKilled.
+    let mut hog = config(
+        dir.path(),
+        "hog",
+        0,
+        "head -c 200000000 /dev/zero | tail -n 1 > /dev/null",
+    );
+    hog.memory_limit_bytes = Some(32 << 20);
+    let id = rt.start_container(&sb, &hog).await.unwrap();
+    let st = wait_for(Duration::from_secs(20), "the hog killed", || async {
+        match state_of(&rt, &id).await {
+            s @ ContainerState::Exited { .. } => Some(s),
+            _ => None,
+        }
+    })
+    .await;
+    let ContainerState::Exited {
+        exit_code, reason, ..
+    } = st
+    else {
+        unreachable!()
+    };
+    assert_eq!((exit_code, reason.as_str()), (137, "OOMKilled"));
+    rt.stop_pod(&pod().uid, Duration::from_secs(1))
+        .await
+        .unwrap();
+    rt.remove_pod(&pod().uid).await.unwrap();
 }
 
 mod docker {

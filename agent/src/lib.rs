@@ -5,7 +5,8 @@
 //! Layout:
 //! - `config.rs`: flags and typed configuration; `machine.rs`: what the machine has.
 //! - `node.rs`: the Node object and its status; `lease.rs`: the heartbeat Lease.
-//! - `pods.rs`: the watch of this node's pods, one worker per pod; `worker.rs`: the loop
+//! - `pods.rs`: the watch of this node's pods, one worker per pod; `pleg.rs`: one relist
+//!   of the runtime per second waking the workers of changed pods; `worker.rs`: the loop
 //!   of one pod (look, plan, act, probe, report); `containers.rs`: what a container attempt
 //!   is started with.
 //! - Pure cores: `sync.rs` (what to do next), `status.rs` (the pod's status), `env.rs`
@@ -25,6 +26,7 @@ pub mod lease;
 pub mod logs;
 pub mod machine;
 pub mod node;
+pub mod pleg;
 pub mod pods;
 pub mod probes;
 pub mod ratelimit;
@@ -137,6 +139,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
             status_writes: Arc::new(RateLimiter::new(cfg.qps, cfg.burst)),
             recorder: recorder.clone(),
             stopping: stopping.clone(),
+            pleg: pleg::Pleg::default(),
         });
         tasks.spawn(run_node(shared, inputs, cfg.clone()));
     }
@@ -196,5 +199,6 @@ async fn run_node(shared: Arc<Shared>, inputs: NodeInputs, cfg: AgentConfig) {
     tokio::select! {
         _ = beats => {}
         _ = pods::run(shared.clone()) => {}
+        _ = pleg::run(shared.clone(), pleg::RELIST_PERIOD) => {}
     }
 }

@@ -93,6 +93,20 @@ impl Prober {
     }
 }
 
+/// When the next of one container's probes runs: a startup probe until it has passed,
+/// then the others (which wait for it).
+pub fn next_due(probers: &[Prober]) -> Option<Instant> {
+    let startup = probers.iter().find(|p| p.kind == Kind::Startup);
+    match startup {
+        Some(p) if !p.ok => Some(p.next),
+        _ => probers
+            .iter()
+            .filter(|p| p.kind != Kind::Startup)
+            .map(|p| p.next)
+            .min(),
+    }
+}
+
 /// The probers a container's spec asks for.
 pub fn probers(c: &Container, started: Instant) -> Vec<Prober> {
     let mut out = Vec::new();

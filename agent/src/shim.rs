@@ -6,6 +6,8 @@
 //! file in the CRI format (`<RFC 3339 time> <stream> F <line>`), waits, and writes `exit`
 //! (the exit code, 128+signal when killed, and the finish time). A command that cannot be
 //! started gets `exit` with code 128 and the reason, as containerd reports a StartError.
+//! With `--cgroup`, the command runs inside those cgroups (through `agent-exec`, see
+//! `runtime/cgroup.rs`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -25,6 +27,9 @@ pub struct ShimArgs {
     /// Working directory of the command.
     #[arg(long)]
     pub workdir: Option<PathBuf>,
+    /// A cgroup directory the command joins before it runs (repeated per hierarchy).
+    #[arg(long)]
+    pub cgroup: Vec<PathBuf>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -53,9 +58,26 @@ pub fn run(args: ShimArgs) -> i32 {
             return 1;
         }
     };
-    let mut cmd = Command::new(&args.command[0]);
-    cmd.args(&args.command[1..])
-        .stdin(Stdio::null())
+    let mut cmd = if args.cgroup.is_empty() {
+        let mut c = Command::new(&args.command[0]);
+        c.args(&args.command[1..]);
+        c
+    } else {
+        if !executable(&args.command[0]) {
+            let msg = format!("exec: {:?}: executable file not found", args.command[0]);
+            let _ = write_exit(&args.dir, 128, &msg);
+            return 0;
+        }
+        let me = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+        let mut c = Command::new(me);
+        c.arg("agent-exec");
+        for d in &args.cgroup {
+            c.arg("--cgroup").arg(d);
+        }
+        c.arg("--").args(&args.command);
+        c
+    };
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -104,6 +126,46 @@ pub fn run(args: ShimArgs) -> i32 {
     }
     let _ = write_exit(&args.dir, code, "");
     0
+}
+
+/// `flotilla agent-exec`: what the shim starts instead of the command when the container
+/// has cgroups. It moves itself into them and then becomes the command (exec), so the
+/// command's every allocation and thread counts against the container's limits and
+/// nothing of the shim does.
+#[derive(clap::Args, Debug)]
+pub struct ExecArgs {
+    /// A cgroup directory to join (one per hierarchy).
+    #[arg(long)]
+    pub cgroup: Vec<PathBuf>,
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+pub fn exec(args: ExecArgs) -> i32 {
+    for d in &args.cgroup {
+        if let Err(e) = std::fs::write(d.join("cgroup.procs"), "0") {
+            eprintln!("joining cgroup {}: {e}", d.display());
+            return 128;
+        }
+    }
+    let e = Command::new(&args.command[0])
+        .args(&args.command[1..])
+        .exec();
+    eprintln!("exec: {:?}: {e}", args.command[0]);
+    128
+}
+
+/// Whether `cmd` names an executable file, directly or through `PATH` (as exec finds it).
+fn executable(cmd: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if cmd.contains('/') {
+        return is_exec(Path::new(cmd));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path).any(|d| is_exec(&d.join(cmd)))
 }
 
 fn write_exit(dir: &Path, code: i32, message: &str) -> std::io::Result<()> {

@@ -1,6 +1,7 @@
 //! One task per pod bound to this node: it looks at the runtime, plans (`sync.rs`), acts,
 //! runs the probes, and reports the status (`status.rs`) when it changed. It wakes on
-//! every change of the pod object and at least once a second while containers run. When
+//! every change of the pod object, when the runtime's view of the pod changed (`pleg.rs`),
+//! when a probe, a backoff or the active deadline is due, and every 10 s otherwise. When
 //! the pod is deleted it stops everything and then removes the pod object (grace 0 with a
 //! uid precondition, as the kubelet's status manager does); when the object is gone it
 //! stops and removes whatever is left.
@@ -40,6 +41,8 @@ pub struct Shared {
     /// Turns true when the agent stops and takes its pods down with it: every worker
     /// stops its pod's containers, reports that, and ends.
     pub stopping: watch::Receiver<bool>,
+    /// Wakes a worker when the runtime's view of its pod changed.
+    pub pleg: crate::pleg::Pleg,
 }
 
 /// A stable hash of a container's spec (FNV-1a over its JSON): a running container whose
@@ -72,6 +75,8 @@ struct Worker {
     retry: HashMap<String, (Instant, Duration)>,
     probers: HashMap<String, Vec<Prober>>,
     last_status: Option<PodStatus>,
+    /// The resourceVersion of the pod after this worker's last status write.
+    written_rv: Option<u64>,
 }
 
 /// Runs the worker of pod `uid` until the pod is gone. `rx` holds the newest pod object,
@@ -86,7 +91,10 @@ pub async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Optio
         retry: HashMap::new(),
         probers: HashMap::new(),
         last_status: None,
+        written_rv: None,
     };
+    let shared = w.shared.clone();
+    let events = shared.pleg.subscribe(&w.uid);
     loop {
         let pod = rx.borrow_and_update().clone();
         let Some(pod) = pod else {
@@ -114,6 +122,7 @@ pub async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Optio
         let gone = tokio::select! {
             r = rx.changed() => r.is_err(),
             _ = stopping.wait_for(|s| *s) => false,
+            _ = events.notify.notified() => false,
             _ = tokio::time::sleep(wait) => false,
         };
         if gone {
@@ -123,12 +132,22 @@ pub async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Optio
     }
 }
 
+/// A worker whose pod runs looks again at least this often without any event.
+const RESYNC: Duration = Duration::from_secs(10);
+/// The same for a finished pod kept for its status.
+const IDLE_RESYNC: Duration = Duration::from_secs(30);
+
 enum Step {
     /// Something was done: look again at once.
     Again,
     Wait(Duration),
     /// The pod is finished and removed.
     Done,
+}
+
+/// The pod's resourceVersion as the number it is in this apiserver (a kvstore revision).
+fn resource_version(p: &Pod) -> Option<u64> {
+    p.metadata.resource_version.as_deref()?.parse().ok()
 }
 
 fn pod_key(p: &Pod) -> String {
@@ -265,7 +284,12 @@ impl Worker {
     }
 
     async fn sync(&mut self, pod: &Pod) -> anyhow::Result<Step> {
-        // What this worker last reported is newer than what the watch has shown so far.
+        // What this worker last reported is newer than what the watch has shown so far,
+        // unless someone else changed the status since (then it is written again).
+        if self.drifted(pod) {
+            info!(pod = %pod_key(pod), "pod status changed by another writer; reporting again");
+            self.last_status = None;
+        }
         let mut merged;
         let pod = match &self.last_status {
             Some(st) => {
@@ -320,16 +344,16 @@ impl Worker {
         if acted {
             return Ok(Step::Again);
         }
+        // Runtime changes wake the worker (pleg.rs); what else is due bounds the wait.
         let idle = plan.ending.is_some() && !view.any_running();
-        let mut wait = if idle {
-            Duration::from_secs(30)
-        } else {
-            Duration::from_secs(1)
-        };
+        let mut wait = if idle { IDLE_RESYNC } else { RESYNC };
+        let now_i = Instant::now();
+        for at in self.probers.values().filter_map(|p| probes::next_due(p)) {
+            wait = wait.min(at.saturating_duration_since(now_i) + Duration::from_millis(10));
+        }
         for (_, _, _, left) in &plan.backing_off {
             wait = wait.min(*left + Duration::from_millis(10));
         }
-        let now_i = Instant::now();
         for (at, _) in self.retry.values() {
             wait = wait.min(at.saturating_duration_since(now_i) + Duration::from_millis(10));
         }
@@ -700,6 +724,29 @@ impl Worker {
         (ready, started)
     }
 
+    /// Whether the API holds a newer status than this worker wrote last whose phase or
+    /// conditions differ from it: another writer changed them (the node lifecycle
+    /// controller marks the pods of a node it lost touch with not ready).
+    fn drifted(&self, api: &Pod) -> bool {
+        let (Some(last), Some(rv)) = (&self.last_status, self.written_rv) else {
+            return false;
+        };
+        if resource_version(api).is_none_or(|seen| seen <= rv) {
+            return false;
+        }
+        // Phase and condition statuses only: times come back at the API's precision.
+        let gist = |st: &PodStatus| {
+            let conds: Vec<(String, String)> = st
+                .conditions
+                .iter()
+                .flatten()
+                .map(|c| (c.type_.clone(), c.status.clone()))
+                .collect();
+            (st.phase.clone(), conds)
+        };
+        api.status.as_ref().map(gist) != Some(gist(last))
+    }
+
     /// Sends the status when it changed since the last report.
     async fn report(&mut self, pod: &Pod, st: PodStatus) {
         let current = pod.status.as_ref();
@@ -721,10 +768,11 @@ impl Worker {
             )
             .await
         {
-            Ok(_) => {
+            Ok(written) => {
                 if current.and_then(|c| c.phase.as_deref()) != st.phase.as_deref() {
                     info!(pod = %pod_key(pod), phase = ?st.phase, "pod phase");
                 }
+                self.written_rv = resource_version(&written);
                 self.last_status = Some(st);
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {}

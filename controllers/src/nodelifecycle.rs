@@ -5,7 +5,9 @@
 //! variant, so replacements are not placed back; healthy again, it loses them.
 //! Pods on a NoExecute-tainted node that do not tolerate the taint are deleted when their
 //! `tolerationSeconds` (from the taint's timeAdded) run out, and pods bound to nodes that
-//! no longer exist are removed.
+//! no longer exist are removed. Pods of a node that is not Ready are marked Ready=False at
+//! once (they may still run, but nothing vouches for them; Endpoints drop them), as
+//! Kubernetes' MarkPodsNotReady; the agent sets them right when it reports again.
 //!
 //! Evictions are rate limited per node (`--node-eviction-rate`, nodes per second), and
 //! slowed (`--secondary-node-eviction-rate`, or stopped in clusters of 50 nodes or fewer)
@@ -82,6 +84,23 @@ pub fn wanted_taint(health: Health) -> Option<&'static str> {
         Health::NotReady => Some(NOT_READY),
         Health::Unknown => Some(UNREACHABLE),
     }
+}
+
+/// The pod with its Ready condition turned False, when it was True (else `None`).
+pub fn marked_not_ready(pod: &Pod, now: jiff::Timestamp) -> Option<Pod> {
+    let mut p = pod.clone();
+    let c = p
+        .status
+        .as_mut()?
+        .conditions
+        .as_mut()?
+        .iter_mut()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?;
+    c.status = "False".into();
+    c.reason = Some("NodeNotReady".into());
+    c.message = Some("The node the pod runs on is not ready.".into());
+    c.last_transition_time = Some(Time(now));
+    Some(p)
 }
 
 /// When `pod` must leave a node with `taints` (`None`: it may stay), given now.
@@ -235,8 +254,18 @@ async fn monitor(
         }
         reconcile_node(&api, n, h, wall).await?;
     }
-    // Evict from tainted nodes, a node at a time as the limiter admits them.
     let pods = ctx.informers.pods.store().state();
+    // Pods of nodes that are not Ready are not ready either.
+    for p in &pods {
+        let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        if node.is_none_or(|n| health.get(n).is_none_or(|h| *h == Health::Ready)) {
+            continue;
+        }
+        if let Some(changed) = marked_not_ready(p, wall) {
+            mark_pod_not_ready(ctx, &changed).await?;
+        }
+    }
+    // Evict from tainted nodes, a node at a time as the limiter admits them.
     for n in &nodes {
         let name = n.metadata.name.clone().unwrap_or_default();
         let taints: Vec<Taint> = n
@@ -364,6 +393,21 @@ async fn reconcile_node(
     Ok(())
 }
 
+/// Writes the pod's status (guarded by its resourceVersion: a newer status wins).
+async fn mark_pod_not_ready(ctx: &Context, p: &Pod) -> anyhow::Result<()> {
+    let ns = p.metadata.namespace.as_deref().unwrap_or("");
+    let name = p.metadata.name.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    match api.replace_status(&name, &PostParams::default(), p).await {
+        Ok(_) => {
+            tracing::info!(pod = %format!("{ns}/{name}"), node = ?p.spec.as_ref().and_then(|s| s.node_name.clone()), "marked not ready: its node is not ready");
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn delete_pod(ctx: &Context, p: &Pod, grace: Option<i64>) -> anyhow::Result<()> {
     let api: Api<Pod> = Api::namespaced(
         ctx.client.clone(),
@@ -411,6 +455,33 @@ mod tests {
             toleration_seconds: secs,
             value: None,
         }
+    }
+
+    #[test]
+    fn only_a_ready_pod_is_marked_not_ready() {
+        use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+        let now = jiff::Timestamp::now();
+        let cond = |t: &str, s: &str| PodCondition {
+            type_: t.into(),
+            status: s.into(),
+            ..Default::default()
+        };
+        let mut p = pod(vec![]);
+        p.status = Some(PodStatus {
+            conditions: Some(vec![cond("PodScheduled", "True"), cond("Ready", "True")]),
+            ..Default::default()
+        });
+        let m = marked_not_ready(&p, now).expect("changed");
+        let conds = m.status.unwrap().conditions.unwrap();
+        assert_eq!(conds[0], cond("PodScheduled", "True"));
+        assert_eq!(
+            (conds[1].status.as_str(), conds[1].reason.as_deref()),
+            ("False", Some("NodeNotReady"))
+        );
+        assert_eq!(conds[1].last_transition_time, Some(Time(now)));
+        p.status.as_mut().unwrap().conditions = Some(vec![cond("Ready", "False")]);
+        assert!(marked_not_ready(&p, now).is_none());
+        assert!(marked_not_ready(&pod(vec![]), now).is_none());
     }
 
     #[test]

@@ -120,6 +120,16 @@ impl Agents {
         }
     }
 
+    /// Sends agent `i` a signal by name (`STOP` freezes it as a partition would: its
+    /// heartbeats stop and its containers run on; `CONT` lets it go on).
+    pub fn signal(&self, i: usize, sig: &str) {
+        if let Some(c) = &self.agents[i].child {
+            let _ = Command::new("kill")
+                .args([&format!("-{sig}"), &c.id().to_string()])
+                .status();
+        }
+    }
+
     pub fn log_tail(&self, i: usize, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.agents[i].log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();

@@ -15,6 +15,7 @@
 //! - Stopping sends SIGTERM, waits up to the grace period, then SIGKILL; it returns once
 //!   the container has exited. Stopping what is gone already is not an error.
 
+pub mod cgroup;
 pub mod docker;
 pub mod fake;
 pub mod process;

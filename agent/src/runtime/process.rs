@@ -6,6 +6,8 @@
 //! `<root>/pods/<uid>/pod.json` (the pod, its sandbox id, `stopped` once stopped) and
 //! `<root>/containers/<id>/` with `config.json` (written by the agent), `pid` and `exit`
 //! (written by the shim). A container id is `<pod uid>.<i|c>.<name>.<attempt>`.
+//! Where the machine lets it, each container runs in cgroups of its own with its cpu and
+//! memory limits (`cgroup.rs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use rustix::process::{kill_process_group, Pid, Signal};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::cgroup::{Cgroups, Limits};
 use super::*;
 use crate::shim::write_atomic;
 
@@ -25,6 +28,9 @@ pub struct ProcessRuntime {
     /// The program that runs `agent-shim` (the flotilla binary).
     shim: PathBuf,
     host_ip: String,
+    /// Where containers get their resource limits; `None` on machines without writable
+    /// cgroups.
+    cgroups: Option<Cgroups>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -52,10 +58,20 @@ impl ProcessRuntime {
     pub fn new(root: &Path, shim: PathBuf, host_ip: String) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.join("pods"))?;
         std::fs::create_dir_all(root.join("containers"))?;
+        let canonical = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+        let owner = format!(
+            "{:016x}",
+            crate::worker::fnv(canonical.display().to_string().as_bytes())
+        );
+        let cgroups = Cgroups::detect(&owner);
+        if cgroups.is_none() {
+            tracing::warn!("no writable cgroups: containers run without resource limits");
+        }
         Ok(ProcessRuntime {
             root: root.to_path_buf(),
             shim,
             host_ip,
+            cgroups,
         })
     }
 
@@ -91,7 +107,11 @@ impl ProcessRuntime {
                 exit_code: code,
                 started_at: pid.as_ref().map(|p| p.1),
                 finished_at,
-                reason: exit_reason(code, pid.is_none()),
+                reason: if code != 0 && self.cgroups.as_ref().is_some_and(|c| c.oom_killed(id)) {
+                    "OOMKilled".into()
+                } else {
+                    exit_reason(code, pid.is_none())
+                },
                 message: (!message.is_empty()).then_some(message),
             },
             None => match pid {
@@ -360,6 +380,18 @@ impl Runtime for ProcessRuntime {
         if let Some(wd) = &cfg.working_dir {
             cmd.arg("--workdir").arg(wd);
         }
+        if let Some(cg) = &self.cgroups {
+            let limits = Limits {
+                cpu_millis: cfg.cpu_limit_millis,
+                memory_bytes: cfg.memory_limit_bytes,
+            };
+            let dirs = cg
+                .create(&id, &limits)
+                .map_err(|e| RuntimeError::Create(format!("container cgroup: {e}")))?;
+            for d in dirs {
+                cmd.arg("--cgroup").arg(d);
+            }
+        }
         cmd.arg("--")
             .args(&argv)
             .env_clear()
@@ -412,6 +444,11 @@ impl Runtime for ProcessRuntime {
         if let Some((pid, _)) = read_pid(&dir) {
             if read_exit(&dir).is_none() && alive(pid) {
                 return Err(RuntimeError::Other(format!("container {id} is running")));
+            }
+        }
+        if let Some(cg) = &self.cgroups {
+            if let Err(e) = cg.remove(id) {
+                tracing::warn!(id, error = %e, "removing the container's cgroup");
             }
         }
         match std::fs::remove_dir_all(&dir) {

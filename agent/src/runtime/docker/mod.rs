@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod image;
+mod network;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -179,7 +180,7 @@ impl DockerRuntime {
             .await
             .map_err(|e| e.to_string())?;
         image::ensure_infra(&docker).await?;
-        let network_id = Self::ensure_network(&docker, network)
+        let network_id = network::ensure(&docker, network)
             .await
             .map_err(|e| format!("pod network {network}: {e}"))?;
         Ok(DockerRuntime {
@@ -199,67 +200,6 @@ impl DockerRuntime {
             .ok()
             .and_then(|v| v.get("Version").and_then(|s| s.as_str()).map(String::from))
             .unwrap_or_else(|| "unknown".into())
-    }
-
-    /// The id of the pod network, created when missing. Agents starting together may both
-    /// create it (Docker allows equal names); each then keeps the oldest and removes its
-    /// own duplicate, so all of them agree.
-    async fn ensure_network(
-        docker: &Docker,
-        name: &str,
-    ) -> std::result::Result<String, DockerError> {
-        let list = |docker: &Docker| {
-            let filters = json!({ "name": [name] }).to_string();
-            let path = format!("/networks?filters={}", enc(&filters));
-            let docker = docker.clone();
-            async move {
-                let v = docker.json(Method::GET, &path, None).await?;
-                let mut found: Vec<(String, String)> = v
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|n| n.get("Name").and_then(|x| x.as_str()) == Some(name))
-                    .filter_map(|n| {
-                        Some((
-                            n.get("Created")?.as_str()?.to_string(),
-                            n.get("Id")?.as_str()?.to_string(),
-                        ))
-                    })
-                    .collect();
-                found.sort();
-                Ok::<_, DockerError>(found)
-            }
-        };
-        let mut mine = None;
-        if list(docker).await?.is_empty() {
-            let body = json!({
-                "Name": name,
-                "Driver": "bridge",
-                "CheckDuplicate": true,
-                "Labels": {"flotilla": "pod-network"},
-            });
-            match docker
-                .json(Method::POST, "/networks/create", Some(&body))
-                .await
-            {
-                Ok(v) => {
-                    mine = v.get("Id").and_then(|i| i.as_str()).map(String::from);
-                    tracing::info!(network = name, "pod network created");
-                }
-                Err(e) if e.status() == Some(409) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let found = list(docker).await?;
-        let Some((_, chosen)) = found.first().cloned() else {
-            return Err(DockerError::Protocol(format!("network {name} vanished")));
-        };
-        if let Some(mine) = mine.filter(|m| *m != chosen) {
-            let _ = docker
-                .json(Method::DELETE, &format!("/networks/{mine}"), None)
-                .await;
-        }
-        Ok(chosen)
     }
 
     fn forget(&self, id: &str) {

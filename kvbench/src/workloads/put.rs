@@ -1,0 +1,34 @@
+//! Puts: random keys of the key space, fixed-size values.
+
+use proto::etcdserverpb::PutRequest;
+
+use super::{random_index, status};
+use crate::drive::drive;
+use crate::report::Row;
+use crate::Ctx;
+
+pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
+    let f = &ctx.flags;
+    let keys: Vec<Vec<u8>> = (0..f.key_space).map(|i| ctx.key("k", i)).collect();
+    let keys = std::sync::Arc::new(keys);
+    let value = ctx.value();
+    let pool = ctx.pool.clone();
+    ctx.servers.reset_peaks();
+    let out = drive(f.clients, f.total, ctx.deadline, move |c, _| {
+        let mut kv = pool.kv(c);
+        let key = keys[random_index(keys.len() as u64) as usize].clone();
+        let value = value.clone();
+        async move {
+            kv.put(PutRequest {
+                key,
+                value,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .map_err(status)
+        }
+    })
+    .await;
+    Ok(vec![ctx.row("put", out)])
+}
