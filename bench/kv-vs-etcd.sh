@@ -26,7 +26,7 @@ if ! command -v etcd > /dev/null; then
 fi
 cargo build --release --bin flotilla >&2
 BIN="${CARGO_TARGET_DIR:-target}/release/flotilla"
-ETCD_VERSION="$(etcd --version | head -1)"
+ETCD_VERSION="$(etcd --version | sed -n 1p)"
 
 free_ports() {
   python3 - "$1" <<'PY'
