@@ -63,7 +63,7 @@ pub fn run(args: ShimArgs) -> i32 {
         c.args(&args.command[1..]);
         c
     } else {
-        if !executable(&args.command[0]) {
+        if !executable(&args.command[0], args.workdir.as_deref()) {
             let msg = format!("exec: {:?}: executable file not found", args.command[0]);
             let _ = write_exit(&args.dir, 128, &msg);
             return 0;
@@ -155,14 +155,18 @@ pub fn exec(args: ExecArgs) -> i32 {
     128
 }
 
-/// Whether `cmd` names an executable file, directly or through `PATH` (as exec finds it).
-fn executable(cmd: &str) -> bool {
+/// Whether `cmd` names an executable file, directly (a relative path from the working
+/// directory the command will have) or through `PATH`, as exec finds it.
+fn executable(cmd: &str, workdir: Option<&Path>) -> bool {
     use std::os::unix::fs::PermissionsExt;
     let is_exec = |p: &Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
     if cmd.contains('/') {
-        return is_exec(Path::new(cmd));
+        return match workdir {
+            Some(wd) if Path::new(cmd).is_relative() => is_exec(&wd.join(cmd)),
+            _ => is_exec(Path::new(cmd)),
+        };
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     std::env::split_paths(&path).any(|d| is_exec(&d.join(cmd)))
@@ -209,4 +213,20 @@ fn spawn_copier<R: Read + Send + 'static>(
 /// RFC 3339 with nanoseconds, as the CRI log format writes times.
 pub fn cri_time(t: jiff::Timestamp) -> String {
     format!("{t:.9}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_found_as_exec_finds_them() {
+        assert!(executable("sh", None));
+        assert!(executable("/bin/sh", None));
+        assert!(!executable("no-such-command-here", None));
+        assert!(executable("./sh", Some(Path::new("/bin"))));
+        assert!(!executable("./sh", Some(Path::new("/nonexistent"))));
+        // A directory is not a program.
+        assert!(!executable("/bin", None));
+    }
 }
