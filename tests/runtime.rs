@@ -59,6 +59,19 @@ async fn state_of(rt: &ProcessRuntime, id: &str) -> ContainerState {
     v.containers.into_iter().find(|c| c.id == id).unwrap().state
 }
 
+/// Waits (20 s at most) for the container to exit; its exit code and reason.
+async fn exited(rt: &ProcessRuntime, id: &str) -> (i32, String) {
+    wait_for(Duration::from_secs(20), "exit recorded", || async {
+        match state_of(rt, id).await {
+            ContainerState::Exited {
+                exit_code, reason, ..
+            } => Some((exit_code, reason)),
+            _ => None,
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t10_process_runtime_lifecycle_through_the_trait() {
     let dir = tempfile::tempdir().unwrap();
@@ -82,20 +95,7 @@ async fn t10_process_runtime_lifecycle_through_the_trait() {
         "echo $GREETING; echo oops >&2; exit 7",
     );
     let id = rt.start_container(&sb, &cfg).await.unwrap();
-    let st = wait_for(Duration::from_secs(10), "exit recorded", || async {
-        match state_of(&rt, &id).await {
-            s @ ContainerState::Exited { .. } => Some(s),
-            _ => None,
-        }
-    })
-    .await;
-    let ContainerState::Exited {
-        exit_code, reason, ..
-    } = st
-    else {
-        unreachable!()
-    };
-    assert_eq!((exit_code, reason.as_str()), (7, "Error"));
+    assert_eq!(exited(&rt, &id).await, (7, "Error".to_string()));
     let log = std::fs::read_to_string(&cfg.log_path).unwrap();
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 2, "{log}");
@@ -252,20 +252,7 @@ async fn t15_process_runtime_limits_cpu_and_memory_in_cgroups() {
     );
     hog.memory_limit_bytes = Some(32 << 20);
     let id = rt.start_container(&sb, &hog).await.unwrap();
-    let st = wait_for(Duration::from_secs(20), "the hog killed", || async {
-        match state_of(&rt, &id).await {
-            s @ ContainerState::Exited { .. } => Some(s),
-            _ => None,
-        }
-    })
-    .await;
-    let ContainerState::Exited {
-        exit_code, reason, ..
-    } = st
-    else {
-        unreachable!()
-    };
-    assert_eq!((exit_code, reason.as_str()), (137, "OOMKilled"));
+    assert_eq!(exited(&rt, &id).await, (137, "OOMKilled".to_string()));
     rt.stop_pod(&pod().uid, Duration::from_secs(1))
         .await
         .unwrap();

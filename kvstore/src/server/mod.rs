@@ -12,6 +12,7 @@ pub mod maintenance;
 pub mod node;
 pub mod peer;
 pub mod proposer;
+pub mod read_index;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -223,6 +224,7 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
     }
 
     let proposer = proposer::Proposer::start(raft.clone());
+    let reads = read_index::ReadIndexer::start(raft.clone());
     let node = Arc::new(Node {
         id: ident.member_id,
         cluster_id: ident.cluster_id,
@@ -231,6 +233,7 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
         store,
         peers,
         proposer,
+        reads,
         stop,
     });
     let mut tasks = tokio::task::JoinSet::new();

@@ -28,6 +28,8 @@ pub struct Node {
     pub store: Arc<Store>,
     pub peers: Peers,
     pub proposer: Proposer,
+    /// Leadership confirmations, shared by concurrent reads and lease calls.
+    pub reads: super::read_index::ReadIndexer,
     /// Stops this member (set when the cluster removed it).
     pub stop: tokio::sync::watch::Sender<bool>,
 }
@@ -163,13 +165,10 @@ impl Node {
         }
     }
 
-    /// Confirms leadership with a quorum; returns the log index a read must see.
+    /// Confirms leadership with a quorum (one round for all concurrent callers, see
+    /// `read_index.rs`); returns the log index a read must see.
     pub async fn read_index_as_leader(&self) -> Result<u64, Retry> {
-        match self.raft.ensure_linearizable().await {
-            Ok(log_id) => Ok(log_id.map_or(0, |l| l.index)),
-            Err(RaftError::APIError(_)) => Err(Retry::Again),
-            Err(RaftError::Fatal(_)) => Err(Retry::Fail(KvError::Stopped)),
-        }
+        self.reads.read_index().await
     }
 
     /// The linearizable-read barrier: after it returns, this member's state machine has
