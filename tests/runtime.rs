@@ -11,6 +11,7 @@ use std::time::Duration;
 use agent::runtime::process::ProcessRuntime;
 use agent::runtime::{
     ContainerConfig, ContainerState, PodRef, PullPolicy, Runtime, RuntimeError, SandboxConfig,
+    SandboxStatus,
 };
 use common::wait_for;
 
@@ -59,6 +60,16 @@ async fn state_of(rt: &ProcessRuntime, id: &str) -> ContainerState {
     v.containers.into_iter().find(|c| c.id == id).unwrap().state
 }
 
+async fn sandbox(rt: &ProcessRuntime, dir: &std::path::Path) -> SandboxStatus {
+    rt.run_sandbox(&SandboxConfig {
+        pod: pod(),
+        hostname: "p".into(),
+        pod_dir: dir.join("pod"),
+    })
+    .await
+    .unwrap()
+}
+
 /// Waits (20 s at most) for the container to exit; its exit code and reason.
 async fn exited(rt: &ProcessRuntime, id: &str) -> (i32, String) {
     wait_for(Duration::from_secs(20), "exit recorded", || async {
@@ -76,14 +87,7 @@ async fn exited(rt: &ProcessRuntime, id: &str) -> (i32, String) {
 async fn t10_process_runtime_lifecycle_through_the_trait() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
-    let sb = rt
-        .run_sandbox(&SandboxConfig {
-            pod: pod(),
-            hostname: "p".into(),
-            pod_dir: dir.path().join("pod"),
-        })
-        .await
-        .unwrap();
+    let sb = sandbox(&rt, dir.path()).await;
     assert!(sb.ready);
     assert_eq!(sb.ip.as_deref(), Some("127.0.0.1"));
 
@@ -185,14 +189,7 @@ async fn t10_process_runtime_lifecycle_through_the_trait() {
 async fn t15_process_runtime_limits_cpu_and_memory_in_cgroups() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
-    let sb = rt
-        .run_sandbox(&SandboxConfig {
-            pod: pod(),
-            hostname: "p".into(),
-            pod_dir: dir.path().join("pod"),
-        })
-        .await
-        .unwrap();
+    let sb = sandbox(&rt, dir.path()).await;
 
     // The command itself (cat here) runs in the container's cgroups with its limits.
     let mut cfg = config(

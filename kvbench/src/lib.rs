@@ -63,8 +63,8 @@ pub struct KvBenchFlags {
     /// Reads: serializable (any member answers from its own state) instead of linearizable.
     #[arg(long)]
     pub serializable: bool,
-    /// Distinct keys puts and reads choose from.
-    #[arg(long, default_value_t = 100_000)]
+    /// Distinct keys puts and reads choose from (at least 1).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub key_space: u64,
     #[arg(long, default_value_t = 8)]
     pub key_size: usize,

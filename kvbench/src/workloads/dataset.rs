@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use proto::etcdserverpb::{PutRequest, RangeRequest};
+use proto::etcdserverpb::RangeRequest;
 
-use super::status;
+use super::{put, status};
 use crate::drive::drive;
 use crate::report::Row;
 use crate::Ctx;
@@ -25,21 +25,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let key_size = f.key_size;
     ctx.servers.reset_peaks();
     let load = drive(f.clients, total, ctx.deadline, move |c, i| {
-        let mut kv = pool.kv(c);
         let p = prefix(i % (total.div_ceil(PER_PREFIX)).max(1));
         let digits = key_size.saturating_sub(p.len()).max(5);
         let key = format!("{p}{:0digits$}", i).into_bytes();
-        let value = value.clone();
-        async move {
-            kv.put(PutRequest {
-                key,
-                value,
-                ..Default::default()
-            })
-            .await
-            .map(|_| ())
-            .map_err(status)
-        }
+        put(pool.kv(c), key, value.clone())
     })
     .await;
     let mut load_row = ctx.row("load", load);
@@ -49,10 +38,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let mut rows = vec![load_row];
 
     let p = prefix(0).into_bytes();
-    let mut end = p.clone();
-    if let Some(last) = end.last_mut() {
-        *last += 1;
-    }
+    let end = proto::prefix_end(&p);
     let (p, end) = (Arc::new(p), Arc::new(end));
     let pool = ctx.pool.clone();
     let want = PER_PREFIX.min(total);

@@ -1,8 +1,6 @@
 //! Puts: random keys of the key space, fixed-size values.
 
-use proto::etcdserverpb::PutRequest;
-
-use super::{random_index, status};
+use super::{put, random_index};
 use crate::drive::drive;
 use crate::report::Row;
 use crate::Ctx;
@@ -15,19 +13,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let pool = ctx.pool.clone();
     ctx.servers.reset_peaks();
     let out = drive(f.clients, f.total, ctx.deadline, move |c, _| {
-        let mut kv = pool.kv(c);
         let key = keys[random_index(keys.len() as u64) as usize].clone();
-        let value = value.clone();
-        async move {
-            kv.put(PutRequest {
-                key,
-                value,
-                ..Default::default()
-            })
-            .await
-            .map(|_| ())
-            .map_err(status)
-        }
+        put(pool.kv(c), key, value.clone())
     })
     .await;
     Ok(vec![ctx.row("put", out)])

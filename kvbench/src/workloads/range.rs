@@ -1,8 +1,8 @@
 //! Single-key reads, linearizable or serializable, of keys put beforehand.
 
-use proto::etcdserverpb::{PutRequest, RangeRequest};
+use proto::etcdserverpb::RangeRequest;
 
-use super::{random_index, status};
+use super::{put, random_index, status};
 use crate::drive::drive;
 use crate::report::Row;
 use crate::Ctx;
@@ -32,18 +32,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let todo = if present as u64 >= n { 0 } else { n };
     let (pool, k, value) = (ctx.pool.clone(), keys.clone(), ctx.value());
     let load = drive(64, todo, ctx.deadline, move |c, i| {
-        let mut kv = pool.kv(c);
-        let (key, value) = (k[i as usize].clone(), value.clone());
-        async move {
-            kv.put(PutRequest {
-                key,
-                value,
-                ..Default::default()
-            })
-            .await
-            .map(|_| ())
-            .map_err(status)
-        }
+        put(pool.kv(c), k[i as usize].clone(), value.clone())
     })
     .await;
     if load.errors > 0 {

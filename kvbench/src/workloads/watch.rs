@@ -18,18 +18,6 @@ use crate::Ctx;
 
 const PREFIX: &str = "w/";
 
-/// The end of the range of keys starting with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let f = &ctx.flags;
     let total = f.total;
@@ -49,7 +37,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
             let create = WatchRequest {
                 request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
                     key: PREFIX.as_bytes().to_vec(),
-                    range_end: prefix_end(PREFIX.as_bytes()),
+                    range_end: proto::prefix_end(PREFIX.as_bytes()),
                     ..Default::default()
                 })),
             };
@@ -140,16 +128,4 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         elapsed: start.elapsed(),
     };
     Ok(vec![ctx.row("watch delivery", out)])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_ends() {
-        assert_eq!(prefix_end(b"w/"), b"w0".to_vec());
-        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
-        assert_eq!(prefix_end(b"\xff"), vec![0]);
-    }
 }
