@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# etcd and Flotilla's kvstore side by side: starts a 3-member etcd (Debian's etcd-server,
-# installed if missing) and then a 3-member kvstore on loopback, each with default flags
+# etcd and Flotilla's kvstore side by side: starts a 3-member etcd (Debian's etcd-server;
+# it, etcdctl and python3 are installed if missing) and then a 3-member kvstore on loopback, each with default flags
 # (fsync on), its data in a temporary directory on the same disk and free ports; runs every
 # workload of `flotilla bench kv` against each with the same client; stops both; prints one
 # markdown table per workload with both systems' figures and the ratio Flotilla/etcd.
@@ -20,9 +20,14 @@ mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
 : > "$RESULTS"
 
-if ! command -v etcd > /dev/null; then
-  echo "installing etcd-server" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server > /dev/null
+missing=()
+command -v etcd > /dev/null || missing+=(etcd-server)
+command -v etcdctl > /dev/null || missing+=(etcd-client)
+command -v python3 > /dev/null || missing+=(python3)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing ${missing[*]}" >&2
+  apt-get update -qq > /dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" > /dev/null
 fi
 cargo build --release --bin flotilla >&2
 BIN="${CARGO_TARGET_DIR:-target}/release/flotilla"
