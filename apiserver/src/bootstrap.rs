@@ -47,7 +47,14 @@ pub async fn ensure(store: Arc<Store>) {
         let name = body["metadata"]["name"].as_str().unwrap_or("").to_string();
         let body = serde_json::to_vec(&body).unwrap_or_default();
         loop {
-            match store.create(&t, &body, false).await {
+            match store
+                .create(
+                    &t,
+                    &body,
+                    &crate::store::Write::new("flotilla-apiserver", false),
+                )
+                .await
+            {
                 Ok(_) | Err(ApiError::AlreadyExists { .. }) => break,
                 Err(e) => {
                     tracing::warn!(object = %name, error = %e, "cannot create a system object yet");

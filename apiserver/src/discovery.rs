@@ -105,6 +105,12 @@ pub fn resource_list(kinds: &Kinds, group: &str, version: &str) -> Option<Value>
         if i.plural == "namespaces" && group.is_empty() {
             resources.push(sub("finalize", "Namespace", &["update"]));
         }
+        if group == "apps" && matches!(i.plural, "deployments" | "replicasets") {
+            let mut scale = sub("scale", "Scale", &["get", "patch", "update"]);
+            scale["group"] = "autoscaling".into();
+            scale["version"] = "v1".into();
+            resources.push(scale);
+        }
     }
     if group.is_empty() && version == "v1" {
         resources.push(json!({ "name": "bindings", "singularName": "binding", "namespaced": true, "kind": "Binding", "verbs": ["create"] }));

@@ -177,16 +177,29 @@ pub enum ApiError {
     Expired(String),
     #[error("the server has rejected the request because the body is larger than {0} bytes")]
     TooLarge(usize),
+    #[error("Request entity too large: The allowed maximum operations in a JSON patch is 10000, got {0}")]
+    TooLargeJsonPatch(usize),
     #[error(
         "the body of the request was in an unknown format - accepted media types include: {0}"
     )]
     UnsupportedMediaType(&'static str),
-    #[error("{kind} \"{name}\" is invalid: {}", render_causes(.causes))]
+    #[error("{}{} \"{name}\" is invalid: {}", kind, qualify(group), render_causes(.causes))]
     Invalid {
         kind: &'static str,
         group: &'static str,
         name: String,
         causes: Vec<FieldError>,
+    },
+    /// A patch that does not apply (a failed JSON patch `test`, a missing path): 422 with
+    /// kube-apiserver's generic message, and here what failed after it.
+    #[error("the server rejected our request due to an error in our request: {0}")]
+    PatchRejected(String),
+    /// Server-side apply would take fields other managers own.
+    #[error("{message}")]
+    ApplyConflict {
+        message: String,
+        /// (manager, field path)
+        fields: Vec<(String, String)>,
     },
     #[error("{0}")]
     TooManyRequests(String),
@@ -197,6 +210,15 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Timeout(String),
+}
+
+/// `.group` after a kind of a named group, as Kubernetes qualifies kinds in messages.
+fn qualify(group: &str) -> String {
+    if group.is_empty() {
+        String::new()
+    } else {
+        format!(".{group}")
+    }
 }
 
 fn render_causes(causes: &[FieldError]) -> String {
@@ -217,11 +239,13 @@ impl ApiError {
             ApiError::Forbidden(_) => 403,
             ApiError::NotFound { .. } | ApiError::NoRoute => 404,
             ApiError::MethodNotAllowed => 405,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::AlreadyExists { .. }
+            | ApiError::Conflict { .. }
+            | ApiError::ApplyConflict { .. } => 409,
             ApiError::Expired(_) => 410,
-            ApiError::TooLarge(_) => 413,
+            ApiError::TooLarge(_) | ApiError::TooLargeJsonPatch(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
-            ApiError::Invalid { .. } => 422,
+            ApiError::Invalid { .. } | ApiError::PatchRejected(_) => 422,
             ApiError::TooManyRequests(_) => 429,
             ApiError::Internal(_) => 500,
             ApiError::Unavailable(_) => 503,
@@ -237,11 +261,11 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NoRoute => "NotFound",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Expired(_) => "Expired",
-            ApiError::TooLarge(_) => "RequestEntityTooLarge",
+            ApiError::TooLarge(_) | ApiError::TooLargeJsonPatch(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
-            ApiError::Invalid { .. } => "Invalid",
+            ApiError::Invalid { .. } | ApiError::PatchRejected(_) => "Invalid",
             ApiError::TooManyRequests(_) => "TooManyRequests",
             ApiError::Internal(_) => "InternalError",
             ApiError::Unavailable(_) => "ServiceUnavailable",
@@ -276,6 +300,19 @@ impl ApiError {
                             field: Some(c.field.clone()),
                             message: Some(c.body()),
                             reason: Some(c.reason().to_string()),
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ApiError::ApplyConflict { fields, .. } => Some(StatusDetails {
+                causes: Some(
+                    fields
+                        .iter()
+                        .map(|(manager, field)| StatusCause {
+                            field: Some(field.clone()),
+                            message: Some(format!("conflict with {manager}")),
+                            reason: Some("FieldManagerConflict".into()),
                         })
                         .collect(),
                 ),

@@ -11,6 +11,7 @@
 //!   the watch cache, cluster IP allocation).
 //! - `etcd.rs`: the etcd client with failover; `selector.rs`, `validation.rs`, `patch.rs`,
 //!   `discovery.rs`, `error.rs` (every error as a `metav1.Status`).
+//! - `table/`: the tables `kubectl get` prints (columns per kind in `table/printers/`).
 
 pub mod auth;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod patch;
 pub mod protobuf;
 pub mod selector;
 pub mod store;
+pub mod table;
 pub mod tls;
 pub mod validation;
 
@@ -102,8 +104,10 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
     tracing::info!(url = %server_url, etcd = ?cfg.etcd_servers, "apiserver serving");
+    let openapi = openapi::OpenApi::new(&kinds);
     let shared = Arc::new(http::Shared {
         store,
+        openapi,
         kinds,
         tokens,
         advertise: advertise.to_string(),

@@ -375,6 +375,60 @@ fn unescape(s: &str) -> String {
     out
 }
 
+/// A metav1.LabelSelector as a selector string: requirements sorted by key, `k=v`,
+/// `k in (a,b)`, `k notin (a,b)`, `k`, `!k`. Empty selector: "".
+pub fn format_label_selector(sel: Option<&serde_json::Value>) -> String {
+    let Some(sel) = sel else {
+        return String::new();
+    };
+    let mut reqs: Vec<(String, String)> = Vec::new();
+    if let Some(m) = sel
+        .get("matchLabels")
+        .and_then(serde_json::Value::as_object)
+    {
+        for (k, v) in m {
+            reqs.push((k.clone(), format!("{k}={}", v.as_str().unwrap_or(""))));
+        }
+    }
+    for e in sel
+        .get("matchExpressions")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let k = e
+            .get("key")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let mut values: Vec<&str> = e
+            .get("values")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        values.sort_unstable();
+        let text = match e
+            .get("operator")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+        {
+            "In" => format!("{k} in ({})", values.join(",")),
+            "NotIn" => format!("{k} notin ({})", values.join(",")),
+            "Exists" => k.clone(),
+            "DoesNotExist" => format!("!{k}"),
+            _ => continue,
+        };
+        reqs.push((k, text));
+    }
+    reqs.sort();
+    reqs.into_iter()
+        .map(|(_, t)| t)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,10 +16,13 @@ use super::route::{self, ResourcePath, Route};
 use super::{error_response, full, json_response, Body, Shared};
 use crate::discovery;
 use crate::error::ApiError;
+use crate::error::FieldError;
+use crate::kinds::ResourceInfo;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::list::list_json;
+use crate::store::list::{list_json, ListResult};
 use crate::store::watch::WatchOptions;
-use crate::store::{DeleteOptions, ListOptions, RvMatch, Target};
+use crate::store::{DeleteOptions, ListOptions, RvMatch, Target, Write};
+use crate::table;
 
 /// Requests with a larger body get 413, as kube-apiserver's limit.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -87,10 +90,13 @@ async fn handle_inner(
                 .map(|v| ok_json(&v))
                 .ok_or(ApiError::NoRoute)
         }
-        Some(Route::OpenApiV3Root) => Ok(ok_json(&crate::openapi::index(kinds))),
+        Some(Route::OpenApiV3Root) => Ok(shared.openapi.serve_index(req.headers())),
         Some(Route::OpenApiV3 { group, version }) => {
-            crate::openapi::group_version(kinds, &group, &version)
-                .map(|v| ok_json(&v))
+            let q = route::query(req.uri().query());
+            let path = crate::openapi::paths::gv_path(&group, &version);
+            shared
+                .openapi
+                .serve_doc(&path, q.get("hash").map(String::as_str), req.headers())
                 .ok_or(ApiError::NoRoute)
         }
         Some(Route::OpenApiV2) => Err(ApiError::NoRoute),
@@ -238,6 +244,54 @@ fn delete_options(q: &HashMap<String, String>, body: &[u8]) -> Result<DeleteOpti
     Ok(opts)
 }
 
+/// The options of a write: its field manager (the `fieldManager` parameter, else from the
+/// User-Agent; an apply must name one) and dry run. `force` is for applies only.
+fn write_options(
+    q: &HashMap<String, String>,
+    req: &Request<Incoming>,
+    apply: bool,
+) -> Result<Write, ApiError> {
+    let invalid = |_field: &str, e: FieldError| ApiError::Invalid {
+        kind: "PatchOptions",
+        group: "meta.k8s.io",
+        name: String::new(),
+        causes: vec![e],
+    };
+    let manager = match q.get("fieldManager").filter(|m| !m.is_empty()) {
+        Some(m) if m.len() > 128 => {
+            return Err(invalid(
+                "fieldManager",
+                FieldError::too_long("fieldManager", 128),
+            ))
+        }
+        Some(m) if m.chars().any(char::is_control) => {
+            return Err(invalid(
+                "fieldManager",
+                FieldError::invalid("fieldManager", m, "must contain only printable characters"),
+            ))
+        }
+        Some(m) => m.clone(),
+        None if apply => {
+            return Err(invalid(
+                "fieldManager",
+                FieldError::required("fieldManager", "is required for apply patch"),
+            ))
+        }
+        None => crate::patch::managed::manager_from_user_agent(
+            req.headers()
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        ),
+    };
+    if !apply && q.contains_key("force") {
+        return Err(invalid(
+            "force",
+            FieldError::forbidden("force", "may not be specified for non-apply patch"),
+        ));
+    }
+    Ok(Write::new(manager, dry_run(q)?))
+}
+
 fn dry_run(q: &HashMap<String, String>) -> Result<bool, ApiError> {
     match q.get("dryRun").map(String::as_str) {
         None | Some("") => Ok(false),
@@ -290,6 +344,9 @@ async fn resource(
         Some("status") => info.status,
         Some("binding" | "log") => info.plural == "pods" && info.group.is_empty(),
         Some("finalize") => info.plural == "namespaces" && info.group.is_empty(),
+        Some("scale") => {
+            info.group == "apps" && matches!(info.plural, "deployments" | "replicasets")
+        }
         Some(_) => false,
     };
     if !sub_ok {
@@ -303,13 +360,25 @@ async fn resource(
     let mut allowed_fields = vec!["metadata.name", "metadata.namespace"];
     allowed_fields.extend_from_slice(info.fields);
     let method = req.method().clone();
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let table = if method == Method::GET {
+        table::negotiate(accept, &q)?
+    } else {
+        None
+    };
     match (method, p.name.is_some(), sub) {
         (Method::GET, false, None) => {
             let opts = list_options(&q, &allowed_fields)?;
             if parse_bool(&q, "watch") {
-                return watch(shared, &t, opts, &q).await;
+                return watch(shared, &t, opts, &q, table).await;
             }
             let r = store.list(&t, &opts).await?;
+            if let Some(tr) = table {
+                return Ok(ok_json(&list_table(&tr, &info, &r)));
+            }
             Ok(json_response(
                 StatusCode::OK,
                 list_json(&info.api_version(), info.list_kind, &r),
@@ -328,19 +397,46 @@ async fn resource(
                 name: None,
                 ..t.clone()
             };
-            watch(shared, &coll, opts, &q).await
+            watch(shared, &coll, opts, &q, table).await
         }
         (Method::GET, true, Some("log")) => super::podlog::proxy(shared, &t, &q).await,
+        (Method::GET, true, Some("scale")) => {
+            Ok(json_response(StatusCode::OK, store.get_scale(&t).await?))
+        }
+        (Method::PUT, true, Some("scale")) => {
+            let w = write_options(&q, &req, false)?;
+            let body = read_object(req).await?;
+            let out = store.update_scale(&t, &body, &w).await?;
+            Ok(json_response(StatusCode::OK, out))
+        }
+        (Method::PATCH, true, Some("scale")) => {
+            let mt = media_type(&req);
+            let kind = crate::patch::PatchType::from_media_type(&mt).ok_or(
+                ApiError::UnsupportedMediaType(
+                    "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
+                ),
+            )?;
+            let w = write_options(&q, &req, false)?;
+            let body = read_body(req).await?;
+            let out = store.patch_scale(&t, kind, &body, &w).await?;
+            Ok(json_response(StatusCode::OK, out))
+        }
         (Method::GET, true, None | Some("status")) => {
             let obj = store
                 .get(&t, q.get("resourceVersion").map(String::as_str))
                 .await?;
+            if let Some(tr) = table {
+                let v: serde_json::Value = serde_json::from_slice(&obj)
+                    .map_err(|e| ApiError::Internal(format!("stored object: {e}")))?;
+                return Ok(ok_json(&table::of_object(&tr, &info, v, true)));
+            }
             Ok(json_response(StatusCode::OK, obj))
         }
         (Method::POST, false, None) => {
+            let w = write_options(&q, &req, false)?;
             let body = read_object(req).await?;
             let warnings = field_validation(kind.as_ref(), &q, &body)?;
-            let obj = store.create(&t, &body, dry_run(&q)?).await?;
+            let obj = store.create(&t, &body, &w).await?;
             Ok(with_warnings(
                 json_response(StatusCode::CREATED, obj),
                 &warnings,
@@ -352,9 +448,10 @@ async fn resource(
             Ok(json_response(StatusCode::CREATED, success_status()))
         }
         (Method::PUT, true, None | Some("status")) => {
+            let w = write_options(&q, &req, false)?;
             let body = read_object(req).await?;
             let warnings = field_validation(kind.as_ref(), &q, &body)?;
-            let obj = store.update(&t, &body, sub, dry_run(&q)?).await?;
+            let obj = store.update(&t, &body, sub, &w).await?;
             Ok(with_warnings(json_response(StatusCode::OK, obj), &warnings))
         }
         (Method::PUT, true, Some("finalize")) => {
@@ -366,16 +463,22 @@ async fn resource(
         }
         (Method::PATCH, true, None | Some("status")) => {
             let mt = media_type(&req);
+            let Some(pt) = crate::patch::PatchType::from_media_type(&mt) else {
+                return Err(ApiError::UnsupportedMediaType(
+                    "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml",
+                ));
+            };
+            let apply = pt == crate::patch::PatchType::Apply;
+            let w = write_options(&q, &req, apply)?;
+            let force = parse_bool(&q, "force");
             let body = read_body(req).await?;
-            match crate::patch::PatchType::from_media_type(&mt) {
-                Some(kind) => {
-                    let obj = store.patch(&t, kind, &body, sub, dry_run(&q)?).await?;
-                    Ok(json_response(StatusCode::OK, obj))
-                }
-                None => Err(ApiError::UnsupportedMediaType(
-                    "application/merge-patch+json, application/json-patch+json",
-                )),
-            }
+            let p = store.patch(&t, pt, &body, sub, &w, force).await?;
+            let code = if p.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(json_response(code, p.object))
         }
         (Method::DELETE, true, None) => {
             let body = read_object(req).await?;
@@ -448,11 +551,58 @@ fn success_status() -> Vec<u8> {
     serde_json::to_vec(&json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 })).unwrap_or_default()
 }
 
+/// A list as a table: the list's metadata carries over, so kubectl can watch from it.
+fn list_table(tr: &table::TableRequest, info: &ResourceInfo, r: &ListResult) -> serde_json::Value {
+    let items = r
+        .items
+        .iter()
+        .filter_map(|b| serde_json::from_slice(b).ok())
+        .collect();
+    let mut meta = serde_json::Map::new();
+    meta.insert(
+        "resourceVersion".into(),
+        r.resource_version.to_string().into(),
+    );
+    if let Some(c) = &r.continue_token {
+        meta.insert("continue".into(), c.clone().into());
+    }
+    if let Some(n) = r.remaining {
+        meta.insert("remainingItemCount".into(), n.into());
+    }
+    table::of_list(tr, info, items, meta.into())
+}
+
+/// One watch event with its object as a one-row table (the first with the columns).
+/// Status objects (ERROR events) and bookmarks pass unchanged.
+fn table_event(
+    tr: &table::TableRequest,
+    info: &ResourceInfo,
+    frame: Bytes,
+    headers: &mut bool,
+) -> Bytes {
+    let Ok(mut ev) = serde_json::from_slice::<serde_json::Value>(&frame) else {
+        return frame;
+    };
+    let ty = ev.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    if matches!(ty, "ERROR" | "BOOKMARK") {
+        return frame;
+    }
+    let Some(obj) = ev.get_mut("object").map(serde_json::Value::take) else {
+        return frame;
+    };
+    ev["object"] = table::of_object(tr, info, obj, *headers);
+    *headers = false;
+    let mut out = serde_json::to_vec(&ev).unwrap_or_default();
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
 async fn watch(
     shared: &Shared,
     t: &Target,
     list: ListOptions,
     q: &HashMap<String, String>,
+    table: Option<table::TableRequest>,
 ) -> Result<Response<Body>, ApiError> {
     let timeout = match q.get("timeoutSeconds").filter(|s| !s.is_empty()) {
         Some(s) => Duration::from_secs(
@@ -468,13 +618,21 @@ async fn watch(
         .watch(t, WatchOptions { list, bookmarks })
         .await?;
     let deadline = tokio::time::Instant::now() + timeout;
+    let info = t.kind.info().clone();
+    let mut headers = true;
     let stream = futures::stream::unfold(rx, move |mut rx| async move {
         tokio::select! {
             item = rx.recv() => item.map(|b| (b, rx)),
             _ = tokio::time::sleep_until(deadline) => None,
         }
     })
-    .map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
+    .map(move |b| {
+        let b = match &table {
+            Some(tr) => table_event(tr, &info, b, &mut headers),
+            None => b,
+        };
+        Ok::<_, std::convert::Infallible>(Frame::data(b))
+    });
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(http::header::CONTENT_TYPE, "application/json")

@@ -27,6 +27,7 @@ pub type Body = BoxBody<Bytes, Infallible>;
 /// What every request handler shares.
 pub struct Shared {
     pub store: Arc<Store>,
+    pub openapi: crate::openapi::OpenApi,
     pub kinds: Kinds,
     pub tokens: Tokens,
     /// host:port clients reach this server at (for `/api`).

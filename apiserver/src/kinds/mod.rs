@@ -51,6 +51,8 @@ pub struct ResourceInfo {
     pub name_rule: NameRule,
     /// Field selectors beyond `metadata.name` and `metadata.namespace`.
     pub fields: &'static [&'static str],
+    /// The name of the kind's OpenAPI schema (`io.k8s.api.core.v1.Pod`).
+    pub schema_name: String,
 }
 
 impl ResourceInfo {
@@ -86,7 +88,8 @@ pub trait Kind: Send + Sync + 'static {
         + DeserializeOwned
         + Clone
         + Send
-        + Sync;
+        + Sync
+        + k8s_openapi::schemars::JsonSchema;
     const SINGULAR: &'static str;
     const SHORT_NAMES: &'static [&'static str] = &[];
     const CATEGORIES: &'static [&'static str] = &[];
@@ -128,6 +131,8 @@ pub trait Strategy: Send + Sync {
     /// The fields of a request body the kind does not have (empty if it does not parse:
     /// decoding reports that).
     fn unknown_fields(&self, body: &[u8]) -> Vec<String>;
+    /// Adds the kind's OpenAPI schema (and those it refers to) to `generator`.
+    fn add_schema(&self, generator: &mut k8s_openapi::schemars::SchemaGenerator) -> String;
 }
 
 pub struct Typed<K: Kind> {
@@ -155,6 +160,8 @@ impl<K: Kind> Typed<K> {
                 generation: K::GENERATION,
                 name_rule: K::NAME_RULE,
                 fields: K::FIELDS,
+                schema_name: <K::Obj as k8s_openapi::schemars::JsonSchema>::schema_name()
+                    .into_owned(),
             },
             _k: std::marker::PhantomData,
         }
@@ -279,6 +286,11 @@ impl<K: Kind> Strategy for Typed<K> {
             return vec![];
         };
         crate::fieldcheck::unknown_fields(&input, &known)
+    }
+
+    fn add_schema(&self, generator: &mut k8s_openapi::schemars::SchemaGenerator) -> String {
+        generator.subschema_for::<K::Obj>();
+        self.info.schema_name.clone()
     }
 
     fn fields(&self, obj: &Value) -> Vec<(&'static str, String)> {

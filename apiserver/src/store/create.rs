@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{
     compare_absent, encode_for_store, header_rev, ipalloc, op_get, op_put, reconcile_meta, set_rv,
-    time_value, Store, Target,
+    time_value, Store, Target, Write,
 };
 use crate::error::{ApiError, FieldError};
 
@@ -25,9 +25,21 @@ fn generated_name(prefix: &str) -> String {
 
 impl Store {
     /// Creates the object in `body`; returns it as stored, with its resourceVersion.
-    pub async fn create(&self, t: &Target, body: &[u8], dry_run: bool) -> Result<Bytes, ApiError> {
+    pub async fn create(&self, t: &Target, body: &[u8], w: &Write) -> Result<Bytes, ApiError> {
+        let obj = t.kind.decode(body)?;
+        self.create_object(t, obj, w, false).await
+    }
+
+    /// Creates a decoded object; `applied`: its managedFields are already an apply's.
+    pub(super) async fn create_object(
+        &self,
+        t: &Target,
+        mut obj: Value,
+        w: &Write,
+        applied: bool,
+    ) -> Result<Bytes, ApiError> {
+        let dry_run = w.dry_run;
         let info = t.kind.info();
-        let mut obj = t.kind.decode(body)?;
         let generated;
         let url = Target {
             name: None,
@@ -70,6 +82,9 @@ impl Store {
             }
         }
         t.kind.prepare_create(&mut obj)?;
+        if !applied {
+            super::record_update(t, w, None, None, &mut obj);
+        }
         self.admit_create(t, &mut obj).await?;
         t.kind.validate(&obj, None)?;
         let mut name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();

@@ -28,11 +28,55 @@ mod create;
 mod delete;
 pub mod ipalloc;
 pub mod list;
+mod scale;
 mod update;
 pub mod watch;
 
 pub use delete::DeleteOptions;
 pub use list::{ListOptions, ListResult, RvMatch};
+
+/// Who writes, and how: the field manager recorded in managedFields, and dry run.
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub dry_run: bool,
+    pub manager: String,
+}
+
+impl Write {
+    pub fn new(manager: impl Into<String>, dry_run: bool) -> Self {
+        Write {
+            dry_run,
+            manager: manager.into(),
+        }
+    }
+
+    fn writer(&self, t: &Target, subresource: Option<&str>) -> crate::patch::managed::Writer {
+        crate::patch::managed::Writer {
+            manager: self.manager.clone(),
+            api_version: t.kind.info().api_version(),
+            subresource: subresource.map(String::from),
+        }
+    }
+}
+
+/// Records a non-apply write of `new` over `live` in `new`'s managedFields.
+pub(crate) fn record_update(
+    t: &Target,
+    w: &Write,
+    subresource: Option<&str>,
+    live: Option<&Value>,
+    new: &mut Value,
+) {
+    let info = t.kind.info();
+    crate::patch::managed::record_update(
+        crate::patch::meta::builtin(),
+        Some(info.schema_name.as_str()),
+        info.status,
+        live,
+        new,
+        &w.writer(t, subresource),
+    );
+}
 
 /// Where a request points: a kind, and the namespace and name from the URL.
 #[derive(Clone)]

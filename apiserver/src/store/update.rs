@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{
     compare_mod, encode_for_store, header_rev, op_delete, op_put, parse_rv, reconcile_meta, set_rv,
-    Store, Stored, Target,
+    Store, Stored, Target, Write,
 };
 use crate::error::{ApiError, GroupResource};
 use crate::kinds::pod::{self, BindRefusal};
@@ -24,7 +24,7 @@ pub(super) enum Outcome {
 
 const MAX_ATTEMPTS: usize = 8;
 
-fn conflict(t: &Target) -> ApiError {
+pub(super) fn conflict(t: &Target) -> ApiError {
     ApiError::Conflict {
         gr: t.kind.info().gr(),
         name: t.name().to_string(),
@@ -116,8 +116,9 @@ impl Store {
         t: &Target,
         body: &[u8],
         sub: Option<&str>,
-        dry_run: bool,
+        w: &Write,
     ) -> Result<Bytes, ApiError> {
+        let dry_run = w.dry_run;
         let mut new = t.kind.decode(body)?;
         reconcile_meta(&mut new, t, true)?;
         let precondition = match new["metadata"]["resourceVersion"].as_str() {
@@ -127,35 +128,43 @@ impl Store {
         let status_only = sub == Some("status");
         let out = self
             .guarded_update(t, precondition, dry_run, |old| {
-                next_state(t, &new, old, status_only)
+                next_state(t, &new, old, status_only, Some(w))
             })
             .await?;
         Ok(Bytes::from(serde_json::to_vec(&out).unwrap_or_default()))
     }
 
-    /// PATCH with a JSON merge patch (RFC 7386), applied to the stored object and then
-    /// handled as an update of the result. A resourceVersion in the patch is a precondition.
+    /// PATCH with a JSON patch, a JSON merge patch or a strategic merge patch, applied to
+    /// the stored object and then handled as an update of the result (re-applied to the
+    /// newer object when a concurrent write wins). A resourceVersion in the patch is a
+    /// precondition.
     pub async fn patch(
         &self,
         t: &Target,
         kind: crate::patch::PatchType,
         patch: &[u8],
         sub: Option<&str>,
-        dry_run: bool,
-    ) -> Result<Bytes, ApiError> {
+        w: &Write,
+        force: bool,
+    ) -> Result<Patched, ApiError> {
         use crate::patch::PatchType;
+        let dry_run = w.dry_run;
+        if kind == PatchType::Apply {
+            return self.apply(t, patch, sub, w, force).await;
+        }
         let patch: Value = serde_json::from_slice(patch)
             .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
         match kind {
-            PatchType::Merge if !patch.is_object() => {
+            PatchType::Merge | PatchType::Strategic if !patch.is_object() => {
                 return Err(ApiError::BadRequest(
                     "a merge patch must be a JSON object".into(),
                 ))
             }
-            PatchType::StrategicWithoutLists if !crate::patch::strategic_is_plain_merge(&patch) => {
-                return Err(ApiError::UnsupportedMediaType(
-                    "application/merge-patch+json, application/json-patch+json (strategic merge patches with lists or directives are not supported yet)",
-                ))
+            PatchType::Json => {
+                let n = patch.as_array().map_or(0, Vec::len);
+                if n > crate::patch::MAX_JSON_PATCH_OPS {
+                    return Err(ApiError::TooLargeJsonPatch(n));
+                }
             }
             _ => {}
         }
@@ -164,17 +173,22 @@ impl Store {
             .guarded_update(t, None, dry_run, |old| {
                 let mut merged = old.value.clone();
                 match kind {
-                    PatchType::Json => {
-                        crate::patch::json_patch(&mut merged, &patch).map_err(|e| {
-                            ApiError::Invalid {
-                                kind: t.kind.info().kind,
-                                group: t.kind.info().group,
-                                name: t.name().to_string(),
-                                causes: vec![crate::error::FieldError::invalid("", "", e)],
-                            }
-                        })?
+                    PatchType::Json => crate::patch::json_patch(&mut merged, &patch)
+                        .map_err(ApiError::PatchRejected)?,
+                    PatchType::Strategic => {
+                        use crate::patch::strategic::{self, SmpError};
+                        let schemas = crate::patch::meta::builtin();
+                        let root = Some(t.kind.info().schema_name.as_str());
+                        strategic::apply(schemas, root, &mut merged, &patch).map_err(
+                            |e| match e {
+                                SmpError::BadRequest(m) => ApiError::BadRequest(m),
+                                SmpError::Invalid(m) => ApiError::PatchRejected(m),
+                                SmpError::Internal(m) => ApiError::Internal(m),
+                            },
+                        )?
                     }
-                    _ => crate::patch::merge(&mut merged, &patch),
+                    PatchType::Merge => crate::patch::merge(&mut merged, &patch),
+                    PatchType::Apply => unreachable_apply()?,
                 }
                 let mut new = t
                     .kind
@@ -185,10 +199,121 @@ impl Store {
                         return Err(conflict(t));
                     }
                 }
-                next_state(t, &new, old, status_only)
+                next_state(t, &new, old, status_only, Some(w))
             })
             .await?;
-        Ok(Bytes::from(serde_json::to_vec(&out).unwrap_or_default()))
+        Ok(Patched {
+            object: Bytes::from(serde_json::to_vec(&out).unwrap_or_default()),
+            created: false,
+        })
+    }
+
+    /// Server-side apply of `config` (JSON): merged into the stored object, or creating it.
+    async fn apply(
+        &self,
+        t: &Target,
+        config: &[u8],
+        sub: Option<&str>,
+        w: &Write,
+        force: bool,
+    ) -> Result<Patched, ApiError> {
+        let info = t.kind.info();
+        let config: Value = serde_json::from_slice(config).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "error decoding YAML: {e} (apply patches are read as JSON here)"
+            ))
+        })?;
+        if !config.is_object() {
+            return Err(ApiError::BadRequest(
+                "error decoding YAML: the apply configuration must be an object".into(),
+            ));
+        }
+        if config["metadata"]
+            .get("managedFields")
+            .is_some_and(|m| !m.is_null())
+        {
+            return Err(ApiError::BadRequest(
+                "metadata.managedFields must be nil".into(),
+            ));
+        }
+        let (av, k) = (config["apiVersion"].as_str(), config["kind"].as_str());
+        if av != Some(info.api_version().as_str()) || k != Some(info.kind) {
+            return Err(ApiError::BadRequest(format!(
+                "invalid object type: {}, Kind={}",
+                av.unwrap_or(""),
+                k.unwrap_or("")
+            )));
+        }
+        let writer = w.writer(t, sub);
+        let schemas = crate::patch::meta::builtin();
+        let ty = Some(info.schema_name.as_str());
+        let conflict = |c: crate::patch::apply::Conflicts| ApiError::ApplyConflict {
+            message: c.message(),
+            fields: c.fields,
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            let exists = self.read(&t.key()).await?.is_some();
+            if !exists {
+                if sub.is_some() {
+                    return Err(t.not_found());
+                }
+                let merged = crate::patch::apply::apply(
+                    schemas,
+                    ty,
+                    info.status,
+                    None,
+                    &config,
+                    &writer,
+                    force,
+                )
+                .map_err(conflict)?;
+                let obj = t
+                    .kind
+                    .decode(&serde_json::to_vec(&merged).unwrap_or_default())?;
+                match self.create_object(t, obj, w, true).await {
+                    Ok(object) => {
+                        return Ok(Patched {
+                            object,
+                            created: true,
+                        })
+                    }
+                    // Someone created it meanwhile: apply to theirs.
+                    Err(ApiError::AlreadyExists { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            let status_only = sub == Some("status");
+            let r = self
+                .guarded_update(t, None, w.dry_run, |old| {
+                    let merged = crate::patch::apply::apply(
+                        schemas,
+                        ty,
+                        info.status,
+                        Some(&old.value),
+                        &config,
+                        &writer,
+                        force,
+                    )
+                    .map_err(conflict)?;
+                    let mut new = t
+                        .kind
+                        .decode(&serde_json::to_vec(&merged).unwrap_or_default())?;
+                    reconcile_meta(&mut new, t, true)?;
+                    next_state(t, &new, old, status_only, None)
+                })
+                .await;
+            match r {
+                // Deleted meanwhile: create it.
+                Err(ApiError::NotFound { .. }) if sub.is_none() => continue,
+                r => {
+                    return Ok(Patched {
+                        object: Bytes::from(serde_json::to_vec(&r?).unwrap_or_default()),
+                        created: false,
+                    })
+                }
+            }
+        }
+        Err(conflict_error(t))
     }
 
     /// `pods/<name>/binding` (or `bindings` with the name in the body): assigns the pod to
@@ -308,11 +433,43 @@ impl Store {
 /// The object an update of `old` to `new` stores (or why it may not), as Kubernetes'
 /// update strategy decides: server-owned metadata kept, status or spec kept depending on
 /// the subresource, generation bumped on spec changes, finalizer rules, validation.
+/// What a PATCH returns: the object, and whether an apply created it.
+pub struct Patched {
+    pub object: Bytes,
+    pub created: bool,
+}
+
+fn unreachable_apply() -> Result<(), ApiError> {
+    Err(ApiError::Internal(
+        "an apply patch took the merge path".into(),
+    ))
+}
+
+fn conflict_error(t: &Target) -> ApiError {
+    conflict(t)
+}
+
+/// The outcome of writing `new` (a whole object) over `old` through subresource `sub`.
+pub(super) fn next_state_of(
+    t: &Target,
+    new: &Value,
+    old: &Stored,
+    w: &Write,
+    sub: &str,
+) -> Result<Outcome, ApiError> {
+    let mut new = new.clone();
+    super::record_update(t, w, Some(sub), Some(&old.value), &mut new);
+    next_state(t, &new, old, false, None)
+}
+
+/// The object to store when `new` is written over `old`; `w` records the writer in
+/// managedFields (None: the caller already did, as apply does).
 fn next_state(
     t: &Target,
     new: &Value,
     old: &Stored,
     status_only: bool,
+    w: Option<&Write>,
 ) -> Result<Outcome, ApiError> {
     let info = t.kind.info();
     let old_v = &old.value;
@@ -361,6 +518,13 @@ fn next_state(
         }
         r
     };
+    match w {
+        Some(w) => {
+            let sub = status_only.then_some("status");
+            super::record_update(t, w, sub, Some(old_v), &mut result);
+        }
+        None => result["metadata"]["managedFields"] = new["metadata"]["managedFields"].clone(),
+    }
     // An object being deleted may lose finalizers but not gain new ones.
     if !old_v["metadata"]["deletionTimestamp"].is_null() {
         let had: Vec<&Value> = old_v["metadata"]["finalizers"]

@@ -1,16 +1,23 @@
-//! Patches: JSON merge patch (RFC 7386), JSON patch (RFC 6902), and the part of strategic
-//! merge patch that is the same as a merge patch (a patch without lists or directives).
-//! Full strategic merge and server-side apply come with the "apiserver, complete" work.
+//! Patches: JSON merge patch (RFC 7386) and JSON patch (RFC 6902) here; strategic merge
+//! patch in `strategic.rs`, server-side apply in `apply.rs` (with `fieldset.rs` and
+//! `managed.rs` for managedFields), Kubernetes' patch strategies in `meta.rs`.
 
 use serde_json::Value;
+
+pub mod apply;
+pub mod fieldset;
+pub mod managed;
+pub mod meta;
+pub mod strategic;
 
 /// The patch types `PATCH` accepts, by Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchType {
     Merge,
     Json,
-    /// Accepted only when it means the same as a merge patch.
-    StrategicWithoutLists,
+    Strategic,
+    /// Server-side apply.
+    Apply,
 }
 
 impl PatchType {
@@ -18,23 +25,15 @@ impl PatchType {
         match mt {
             "application/merge-patch+json" => Some(PatchType::Merge),
             "application/json-patch+json" => Some(PatchType::Json),
-            "application/strategic-merge-patch+json" => Some(PatchType::StrategicWithoutLists),
+            "application/strategic-merge-patch+json" => Some(PatchType::Strategic),
+            "application/apply-patch+yaml" => Some(PatchType::Apply),
             _ => None,
         }
     }
 }
 
-/// Whether a strategic merge patch means the same as a JSON merge patch: no lists (whose
-/// strategic merge depends on merge keys) and no `$` directives.
-pub fn strategic_is_plain_merge(patch: &Value) -> bool {
-    match patch {
-        Value::Array(_) => false,
-        Value::Object(m) => m
-            .iter()
-            .all(|(k, v)| !k.starts_with('$') && strategic_is_plain_merge(v)),
-        _ => true,
-    }
-}
+/// A JSON patch may have at most this many operations, as in kube-apiserver.
+pub const MAX_JSON_PATCH_OPS: usize = 10_000;
 
 /// Applies an RFC 6902 patch (`add`, `remove`, `replace`, `move`, `copy`, `test`).
 pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
@@ -230,17 +229,6 @@ mod tests {
         )
         .is_err());
         assert!(json_patch(&mut doc, &json!({"op": "add"})).is_err());
-    }
-
-    #[test]
-    fn strategic_patches_without_lists_are_merge_patches() {
-        assert!(strategic_is_plain_merge(&json!({"spec": {"paused": true}})));
-        assert!(!strategic_is_plain_merge(
-            &json!({"spec": {"containers": [{"name": "a"}]}})
-        ));
-        assert!(!strategic_is_plain_merge(
-            &json!({"metadata": {"$patch": "replace"}})
-        ));
     }
 
     #[test]

@@ -1,49 +1,20 @@
-//! The OpenAPI v3 documents kubectl reads before it writes: the index (`/openapi/v3`) and
-//! one document per group-version naming each kind's operations, with the
-//! `x-kubernetes-group-version-kind` extension and the query parameters each accepts. From
-//! them kubectl learns that the server validates fields itself (`fieldValidation`), so
-//! `kubectl create`/`apply` need no `--validate=false`. Schemas of the types are not
-//! included yet.
+//! The paths of a group-version's document: each kind's operations, with the
+//! `x-kubernetes-group-version-kind` extension on every one (kubectl explain finds kinds
+//! through them), the query parameters each accepts (kubectl sees `fieldValidation` on
+//! `patch` and leaves validation to the server), and the patch media types.
 
 use serde_json::{json, Map, Value};
 
 use crate::kinds::{Kinds, ResourceInfo};
 
-fn gv_path(group: &str, version: &str) -> String {
+use super::schemas;
+
+pub fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
         format!("api/{version}")
     } else {
         format!("apis/{group}/{version}")
     }
-}
-
-fn hash(v: &Value) -> String {
-    // FNV-1a over the document: changes whenever the document does.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in serde_json::to_vec(v).unwrap_or_default() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{h:016X}")
-}
-
-pub fn index(kinds: &Kinds) -> Value {
-    let mut paths = Map::new();
-    let mut seen = Vec::new();
-    for k in kinds.iter() {
-        let i = k.info();
-        if seen.contains(&(i.group, i.version)) {
-            continue;
-        }
-        seen.push((i.group, i.version));
-        let p = gv_path(i.group, i.version);
-        let doc = group_version(kinds, i.group, i.version).unwrap_or_default();
-        paths.insert(
-            p.clone(),
-            json!({ "serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&doc)) }),
-        );
-    }
-    json!({ "paths": paths })
 }
 
 fn param(name: &str) -> Value {
@@ -53,14 +24,37 @@ fn param(name: &str) -> Value {
 fn op(i: &ResourceInfo, action: &str, params: &[&str]) -> Value {
     let gvk = json!({ "group": i.group, "version": i.version, "kind": i.kind });
     let params: Vec<Value> = params.iter().map(|p| param(p)).collect();
-    json!({
+    let schema = json!({ "$ref": format!("#/components/schemas/{}", i.schema_name) });
+    let mut op = json!({
         "operationId": format!("{action}{}", i.kind),
         "parameters": params,
-        "responses": { "200": { "description": "OK" } },
+        "responses": { "200": { "description": "OK", "content": { "application/json": { "schema": schema } } } },
         "x-kubernetes-action": action,
         "x-kubernetes-group-version-kind": gvk,
-    })
+    });
+    let body = match action {
+        "patch" => Some(PATCH_TYPES),
+        "post" | "put" => Some(&["application/json"][..]),
+        _ => None,
+    };
+    if let Some(types) = body {
+        let content: Map<String, Value> = types
+            .iter()
+            .map(|t| (t.to_string(), json!({ "schema": { "type": "object" } })))
+            .collect();
+        op["requestBody"] = json!({ "content": content, "required": true });
+    }
+    op
 }
+
+/// What `PATCH` accepts; kubectl computes strategic merge patches for kinds whose patch
+/// operation lists it.
+pub const PATCH_TYPES: &[&str] = &[
+    "application/apply-patch+yaml",
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+];
 
 const WRITE_PARAMS: &[&str] = &["dryRun", "fieldManager", "fieldValidation", "pretty"];
 
@@ -108,7 +102,12 @@ pub fn group_version(kinds: &Kinds, group: &str, version: &str) -> Option<Value>
         "openapi": "3.0.0",
         "info": { "title": "Kubernetes", "version": format!("v1.{}.0", crate::discovery::KUBE_MINOR) },
         "paths": paths,
-        "components": { "schemas": {} },
+        "components": { "schemas": schemas::definitions(
+            kinds
+                .iter()
+                .filter(|k| k.info().group == group && k.info().version == version)
+                .map(|k| k.as_ref()),
+        ) },
     }))
 }
 
@@ -119,11 +118,6 @@ mod tests {
     #[test]
     fn every_kind_has_a_patch_operation_accepting_field_validation() {
         let kinds = Kinds::all();
-        let idx = index(&kinds);
-        assert!(idx["paths"]["api/v1"]["serverRelativeURL"]
-            .as_str()
-            .unwrap()
-            .starts_with("/openapi/v3/api/v1?hash="));
         let doc = group_version(&kinds, "apps", "v1").unwrap();
         let patch =
             &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];

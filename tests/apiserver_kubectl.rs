@@ -1,0 +1,299 @@
+//! What kubectl users do beyond create/get/delete, end to end against real kvstore members
+//! and a real apiserver: `apply` (client-side, three-way) through a change and a removal,
+//! `patch` of every type, `scale`, the tables `get` prints, and `explain`.
+
+mod common;
+
+use common::k8s::{kubectl, kubectl_ok, kubectl_stdin, Apiservers, Backend};
+
+fn deployment(image: &str, env: &[(&str, &str)], tier: Option<&str>) -> String {
+    let env: Vec<String> = env
+        .iter()
+        .map(|(k, v)| format!("{{name: {k}, value: \"{v}\"}}"))
+        .collect();
+    let tier = tier.map(|t| format!(", tier: {t}")).unwrap_or_default();
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {{app: web{tier}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: main
+        image: {image}
+        env: [{}]
+"#,
+        env.join(", ")
+    )
+}
+
+fn json_of(kc: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    serde_json::from_str(&kubectl_ok(kc, &a)).expect("kubectl prints JSON")
+}
+
+fn env_names(d: &serde_json::Value, container: usize) -> Vec<String> {
+    d["spec"]["template"]["spec"]["containers"][container]["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["name"].as_str().map(String::from))
+        .collect()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t10_apply_patch_scale_tables_explain() {
+    let backend = Backend::flotilla().await;
+    let a = Apiservers::start(1, &backend.urls()).await;
+    let kc = a.kubeconfig(0).to_path_buf();
+
+    // apply creates, with the last-applied annotation; validation is the server's.
+    let v1 = deployment("nginx:1.27", &[("A", "1"), ("B", "2")], Some("front"));
+    let out = kubectl_stdin(&kc, &["apply", "-f", "-"], &v1);
+    assert!(out.status.success(), "apply: {}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deployment.apps/web created"));
+    let d = json_of(&kc, &["get", "deploy", "web"]);
+    assert!(
+        d["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .is_some_and(|s| s.contains("nginx:1.27"))
+    );
+
+    // A label set outside the manifest survives applies; one removed from the manifest goes.
+    kubectl_ok(&kc, &["label", "deploy", "web", "owner=ops"]);
+    let v2 = deployment("nginx:1.28", &[("A", "1"), ("C", "3")], None);
+    let out = kubectl_stdin(&kc, &["apply", "-f", "-"], &v2);
+    assert!(out.status.success(), "apply v2: {}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deployment.apps/web configured"));
+    let d = json_of(&kc, &["get", "deploy", "web"]);
+    let c0 = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c0["image"], "nginx:1.28", "{d}");
+    assert_eq!(env_names(&d, 0), ["A", "C"], "{d}");
+    let labels = &d["metadata"]["labels"];
+    assert_eq!(labels["owner"], "ops", "{d}");
+    assert!(labels.get("tier").is_none(), "{d}");
+    assert_eq!(d["metadata"]["generation"], 2, "{d}");
+    let out = kubectl_stdin(&kc, &["apply", "-f", "-"], &v2);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("deployment.apps/web unchanged"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // patch: strategic merges containers by name (a new one first), merge and json replace.
+    let smp =
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"side","image":"busybox"}]}}}}"#;
+    kubectl_ok(
+        &kc,
+        &["patch", "deploy", "web", "--type", "strategic", "-p", smp],
+    );
+    let d = json_of(&kc, &["get", "deploy", "web"]);
+    let names: Vec<&str> = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["side", "main"], "{d}");
+    let del =
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"side","$patch":"delete"}]}}}}"#;
+    kubectl_ok(&kc, &["patch", "deploy", "web", "-p", del]);
+    let d = json_of(&kc, &["get", "deploy", "web"]);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    kubectl_ok(
+        &kc,
+        &[
+            "patch",
+            "deploy",
+            "web",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"replicas":3}}"#,
+        ],
+    );
+    let json_patch = r#"[{"op":"test","path":"/spec/replicas","value":3},{"op":"replace","path":"/spec/replicas","value":4}]"#;
+    kubectl_ok(
+        &kc,
+        &["patch", "deploy", "web", "--type", "json", "-p", json_patch],
+    );
+    assert_eq!(
+        json_of(&kc, &["get", "deploy", "web"])["spec"]["replicas"],
+        4
+    );
+    let out = kubectl(
+        &kc,
+        &["patch", "deploy", "web", "--type", "json", "-p", json_patch],
+    );
+    assert!(
+        !out.status.success() && stderr(&out).contains("the server rejected our request"),
+        "{}",
+        stderr(&out)
+    );
+
+    // scale, through the scale subresource.
+    let out = kubectl_ok(&kc, &["scale", "deploy", "web", "--replicas=5"]);
+    assert!(out.contains("deployment.apps/web scaled"), "{out}");
+    assert_eq!(
+        json_of(&kc, &["get", "deploy", "web"])["spec"]["replicas"],
+        5
+    );
+    let out = kubectl(
+        &kc,
+        &[
+            "scale",
+            "deploy",
+            "web",
+            "--current-replicas=2",
+            "--replicas=1",
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "a stale --current-replicas must fail"
+    );
+    let raw = kubectl_ok(
+        &kc,
+        &[
+            "get",
+            "--raw",
+            "/apis/apps/v1/namespaces/default/deployments/web/scale",
+        ],
+    );
+    let scale: serde_json::Value = serde_json::from_str(&raw).expect("a Scale");
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["status"]["selector"], "app=web");
+
+    // Tables: the columns kube-apiserver prints; -o wide adds the priority-1 ones.
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p1"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#;
+    let out = kubectl_stdin(&kc, &["create", "-f", "-"], pod);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pods = kubectl_ok(&kc, &["get", "pods"]);
+    let header: Vec<&str> = pods
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{pods}"
+    );
+    assert!(
+        pods.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("p1") && l.contains("0/1") && l.contains("Pending")),
+        "{pods}"
+    );
+    let wide = kubectl_ok(&kc, &["get", "pods", "-o", "wide"]);
+    assert!(
+        wide.lines().next().is_some_and(|h| h.contains("IP")
+            && h.contains("NOMINATED NODE")
+            && h.contains("READINESS GATES")),
+        "{wide}"
+    );
+    let deps = kubectl_ok(&kc, &["get", "deploy"]);
+    let header: Vec<&str> = deps
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{deps}"
+    );
+    assert!(deps.contains("0/5"), "{deps}");
+    kubectl_ok(
+        &kc,
+        &["create", "service", "clusterip", "web", "--tcp=80:8080"],
+    );
+    let svc = kubectl_ok(&kc, &["get", "svc", "-A"]);
+    assert!(
+        svc.lines()
+            .next()
+            .is_some_and(|h| h.starts_with("NAMESPACE")
+                && h.contains("CLUSTER-IP")
+                && h.contains("PORT(S)")),
+        "{svc}"
+    );
+    assert!(svc.contains("80/TCP"), "{svc}");
+    let one = kubectl_ok(
+        &kc,
+        &["get", "deploy", "web", "--show-kind", "--no-headers"],
+    );
+    assert!(one.starts_with("deployment.apps/web"), "{one}");
+
+    // Server-side apply: ownership, conflicts with another manager, force, removal.
+    let cm = |data: &str| {
+        format!("{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"ssa\"}},\"data\":{{{data}}}}}")
+    };
+    let ssa = ["apply", "--server-side", "-f", "-"];
+    let out = kubectl_stdin(&kc, &ssa, &cm(r#""a":"1","b":"2""#));
+    assert!(
+        out.status.success(),
+        "apply --server-side: {}",
+        stderr(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configmap/ssa serverside-applied"));
+    let c = json_of(&kc, &["get", "cm", "ssa", "--show-managed-fields"]);
+    let mf = &c["metadata"]["managedFields"][0];
+    assert_eq!(
+        (mf["manager"].as_str(), mf["operation"].as_str()),
+        (Some("kubectl"), Some("Apply")),
+        "{c}"
+    );
+    assert_eq!(
+        mf["fieldsV1"],
+        serde_json::json!({"f:data": {"f:a": {}, "f:b": {}}}),
+        "{c}"
+    );
+    kubectl_ok(
+        &kc,
+        &["patch", "cm", "ssa", "-p", r#"{"data":{"a":"changed"}}"#],
+    );
+    let out = kubectl_stdin(&kc, &ssa, &cm(r#""a":"1","b":"2""#));
+    let err = stderr(&out);
+    assert!(
+        !out.status.success()
+            && err.contains("conflict with \"kubectl-patch\"")
+            && err.contains(".data.a"),
+        "{err}"
+    );
+    let forced = ["apply", "--server-side", "--force-conflicts", "-f", "-"];
+    let out = kubectl_stdin(&kc, &forced, &cm(r#""a":"1""#));
+    assert!(out.status.success(), "forced apply: {}", stderr(&out));
+    let c = json_of(&kc, &["get", "cm", "ssa"]);
+    assert_eq!(c["data"], serde_json::json!({"a": "1"}), "{c}");
+
+    // explain reads the OpenAPI v3 schemas.
+    let ex = kubectl_ok(&kc, &["explain", "pod.spec.containers"]);
+    assert!(
+        ex.contains("KIND:")
+            && ex.contains("Pod")
+            && ex.contains("containers")
+            && ex.contains("image"),
+        "{ex}"
+    );
+    let ex = kubectl_ok(&kc, &["explain", "deployment.spec.strategy"]);
+    assert!(ex.contains("rollingUpdate"), "{ex}");
+}
