@@ -29,7 +29,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq > /dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" > /dev/null
 fi
-cargo build --release --bin flotilla >&2
+cargo build --release --workspace --bin flotilla >&2
 BIN="${CARGO_TARGET_DIR:-target}/release/flotilla"
 ETCD_VERSION="$(etcd --version | sed -n 1p)"
 

@@ -18,6 +18,8 @@ MODULES = {
     "core.v1": "api/core/v1",
     "apps.v1": "api/apps/v1",
     "coordination.v1": "api/coordination/v1",
+    "authorization.v1": "api/authorization/v1",
+    "rbac.v1": "api/rbac/v1",
     "meta.v1": "apimachinery/pkg/apis/meta/v1",
     "resource": "apimachinery/pkg/api/resource",
     "intstr": "apimachinery/pkg/util/intstr",

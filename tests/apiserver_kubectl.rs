@@ -148,6 +148,14 @@ async fn t10_apply_patch_scale_tables_explain() {
         stderr(&out)
     );
 
+    // set image sends a strategic merge patch.
+    kubectl_ok(&kc, &["set", "image", "deploy/web", "main=nginx:1.29"]);
+    let d = json_of(&kc, &["get", "deploy", "web"]);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.29"
+    );
+
     // scale, through the scale subresource.
     let out = kubectl_ok(&kc, &["scale", "deploy", "web", "--replicas=5"]);
     assert!(out.contains("deployment.apps/web scaled"), "{out}");
@@ -296,4 +304,103 @@ async fn t10_apply_patch_scale_tables_explain() {
     );
     let ex = kubectl_ok(&kc, &["explain", "deployment.spec.strategy"]);
     assert!(ex.contains("rollingUpdate"), "{ex}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t20_rbac_restricted_user_and_auth_can_i() {
+    let backend = Backend::flotilla().await;
+    let mut a = Apiservers::start(1, &backend.urls()).await;
+    // A second, unprivileged user in the static token file.
+    a.kill(0);
+    let tokens = a.dir.path().join("certs").join("tokens.csv");
+    let mut text = std::fs::read_to_string(&tokens).expect("tokens.csv");
+    text.push_str("alice-token,alice,1001\n");
+    std::fs::write(&tokens, text).expect("write tokens.csv");
+    a.spawn(0);
+    a.wait_ready(0).await;
+    let kc = a.kubeconfig(0).to_path_buf();
+    let alice = |args: &[&str]| {
+        let mut all = vec!["--token", "alice-token"];
+        all.extend_from_slice(args);
+        kubectl(&kc, &all)
+    };
+
+    let out = alice(&["get", "pods", "-n", "team"]);
+    assert!(
+        stderr(&out).contains(
+            "pods is forbidden: User \"alice\" cannot list resource \"pods\" in API group \"\" in the namespace \"team\""
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let objects = r#"{"apiVersion":"v1","kind":"List","items":[
+      {"apiVersion":"v1","kind":"Namespace","metadata":{"name":"team"}},
+      {"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"pod-reader","namespace":"team"},
+       "rules":[{"apiGroups":[""],"resources":["pods"],"verbs":["get","list","watch"]}]},
+      {"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"alice-reads","namespace":"team"},
+       "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"pod-reader"},
+       "subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"alice"}]}]}"#;
+    let out = kubectl_stdin(&kc, &["create", "--validate=false", "-f", "-"], objects);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Inside its namespace alice may read pods (the authorizer sees the new binding).
+    common::wait_for(
+        std::time::Duration::from_secs(10),
+        "alice to be allowed to list pods in team",
+        || {
+            let ok = alice(&["get", "pods", "-n", "team"]).status.success();
+            async move { ok.then_some(()) }
+        },
+    )
+    .await;
+    let out = alice(&["get", "pods", "-n", "default"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("forbidden"),
+        "{}",
+        stderr(&out)
+    );
+    let out = alice(&["run", "x", "--image=busybox", "-n", "team"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("cannot create resource \"pods\""),
+        "{}",
+        stderr(&out)
+    );
+
+    // kubectl auth can-i asks the server (SelfSubjectAccessReview).
+    let yes = alice(&["auth", "can-i", "list", "pods", "-n", "team"]);
+    assert_eq!(
+        String::from_utf8_lossy(&yes.stdout).trim(),
+        "yes",
+        "{}",
+        stderr(&yes)
+    );
+    let no = alice(&["auth", "can-i", "create", "pods", "-n", "team"]);
+    assert_eq!(String::from_utf8_lossy(&no.stdout).trim(), "no");
+    assert_eq!(no.status.code(), Some(1));
+    let admin = kubectl(&kc, &["auth", "can-i", "delete", "nodes"]);
+    assert_eq!(String::from_utf8_lossy(&admin.stdout).trim(), "yes");
+    let list = alice(&["auth", "can-i", "--list", "-n", "team"]);
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("pods"),
+        "{}",
+        stderr(&list)
+    );
+
+    // The bootstrap roles are there, in the default table.
+    let roles = kubectl_ok(&kc, &["get", "clusterroles"]);
+    assert!(
+        roles
+            .lines()
+            .next()
+            .is_some_and(|h| h.contains("CREATED AT")),
+        "{roles}"
+    );
+    assert!(
+        roles.contains("cluster-admin") && roles.contains("system:kube-scheduler"),
+        "{roles}"
+    );
+    let bindings = kubectl_ok(&kc, &["get", "rolebindings", "-n", "team", "-o", "wide"]);
+    assert!(
+        bindings.contains("Role/pod-reader") && bindings.contains("alice"),
+        "{bindings}"
+    );
 }

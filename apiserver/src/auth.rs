@@ -65,6 +65,9 @@ impl Tokens {
             if t.admin.is_none() && groups.iter().any(|g| g == "system:masters") {
                 t.admin = Some(f[0].clone());
             }
+            let mut groups = groups;
+            // Everyone who authenticates is in this group (kube's group adder).
+            groups.push("system:authenticated".to_string());
             t.by_token.insert(
                 f[0].clone(),
                 User {
@@ -134,7 +137,7 @@ mod tests {
             Tokens::parse("# comment\nabc,alice,1,\"system:masters,dev\"\nxyz,bob,2\n").unwrap();
         let a = t.authenticate(Some("Bearer abc")).unwrap();
         assert_eq!(a.name, "alice");
-        assert_eq!(a.groups, ["system:masters", "dev"]);
+        assert_eq!(a.groups, ["system:masters", "dev", "system:authenticated"]);
         assert_eq!(t.admin_token(), Some("abc"));
         assert_eq!(t.authenticate(Some("bearer xyz")).unwrap().name, "bob");
         assert!(t.authenticate(Some("Bearer nope")).is_none());

@@ -1,4 +1,5 @@
-//! What every cluster has from the start (the system namespaces), and the periodic
+//! What every cluster has from the start (the system namespaces, priority classes and
+//! RBAC roles), and the periodic
 //! compaction of the kvstore's history that kube-apiserver performs.
 
 use std::sync::Arc;
@@ -33,6 +34,16 @@ pub async fn ensure(store: Arc<Store>) {
                 "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
                 "metadata": { "name": name }, "value": value, "description": description,
             }),
+        ));
+    }
+    let (roles, bindings) = crate::authz::bootstrap::objects();
+    for r in roles {
+        objects.push((("rbac.authorization.k8s.io", "v1", "clusterroles"), r));
+    }
+    for b in bindings {
+        objects.push((
+            ("rbac.authorization.k8s.io", "v1", "clusterrolebindings"),
+            b,
         ));
     }
     for ((group, version, plural), body) in objects {

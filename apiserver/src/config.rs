@@ -48,6 +48,16 @@ pub struct ApiserverFlags {
     /// kept); 0 disables.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub etcd_compaction_interval: Duration,
+    /// How requests are authorized: RBAC (members of system:masters may do anything), or
+    /// AlwaysAllow.
+    #[arg(long, value_enum, default_value = "RBAC")]
+    pub authorization_mode: crate::authz::Mode,
+    /// Read requests served at once at most (watches excepted); 0: no limit.
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// Writes served at once at most; 0: no limit.
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
 }
 
 /// "5m", "30s", "1h", "250ms", or plain seconds.
@@ -86,6 +96,9 @@ pub struct Config {
     pub service_range: ipalloc::Range,
     pub watch_cache_size: usize,
     pub compaction_interval: Option<Duration>,
+    pub authorization_mode: crate::authz::Mode,
+    pub max_requests_inflight: usize,
+    pub max_mutating_requests_inflight: usize,
 }
 
 impl ApiserverFlags {
@@ -130,6 +143,9 @@ impl ApiserverFlags {
             watch_cache_size: self.watch_cache_size,
             compaction_interval: (!self.etcd_compaction_interval.is_zero())
                 .then_some(self.etcd_compaction_interval),
+            authorization_mode: self.authorization_mode,
+            max_requests_inflight: self.max_requests_inflight,
+            max_mutating_requests_inflight: self.max_mutating_requests_inflight,
         })
     }
 }

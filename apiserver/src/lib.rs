@@ -4,16 +4,17 @@
 //! Layout:
 //! - `config.rs`: flags (kube-apiserver's names) and their validated form.
 //! - `http/`: the HTTPS server (`mod.rs`), paths and queries (`route.rs`), verbs (`handlers.rs`).
-//! - `auth.rs`: bearer tokens; `tls.rs`: certificates; `kubeconfig.rs`: the admin kubeconfig.
+//! - `auth.rs`: bearer tokens; `authz/`: RBAC authorization and access reviews; `tls.rs`: certificates; `kubeconfig.rs`: the admin kubeconfig.
 //! - `kinds/`: one module per served kind (defaulting, validation, field selectors) and
 //!   the type-erased `Strategy` the rest uses.
 //! - `store/`: the registry over the etcd v3 API (create, update, delete, list, watch,
 //!   the watch cache, cluster IP allocation).
 //! - `etcd.rs`: the etcd client with failover; `selector.rs`, `validation.rs`, `patch.rs`,
 //!   `discovery.rs`, `error.rs` (every error as a `metav1.Status`).
-//! - `table/`: the tables `kubectl get` prints (columns per kind in `table/printers/`).
+//! - `metrics.rs`: `/metrics`; `table/`: the tables `kubectl get` prints (columns per kind in `table/printers/`).
 
 pub mod auth;
+pub mod authz;
 pub mod config;
 pub mod discovery;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod fieldcheck;
 pub mod http;
 pub mod kinds;
 pub mod kubeconfig;
+pub mod metrics;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
@@ -105,9 +107,16 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
     }
     tracing::info!(url = %server_url, etcd = ?cfg.etcd_servers, "apiserver serving");
     let openapi = openapi::OpenApi::new(&kinds);
+    let authorizer = authz::Authorizer::new(cfg.authorization_mode, store.cache.clone());
     let shared = Arc::new(http::Shared {
         store,
         openapi,
+        authorizer,
+        metrics: Arc::new(metrics::Metrics::default()),
+        inflight: http::limits::Inflight::new(
+            cfg.max_requests_inflight,
+            cfg.max_mutating_requests_inflight,
+        ),
         kinds,
         tokens,
         advertise: advertise.to_string(),

@@ -28,14 +28,63 @@ use crate::table;
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
 pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
-    match handle_inner(shared, req).await {
+    let started = std::time::Instant::now();
+    let (verb, resource) = metric_labels(&req);
+    let metrics = shared.metrics.clone();
+    let gauge = if matches!(verb, "GET" | "LIST") {
+        &metrics.inflight_readonly
+    } else {
+        &metrics.inflight_mutating
+    };
+    gauge.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let r = match handle_inner(shared, req).await {
         Ok(r) => r,
         Err(e) => {
             if e.code() >= 500 {
                 tracing::warn!(code = e.code(), error = %e, "request failed");
             }
+            if matches!(e, ApiError::TooManyRequests(_)) {
+                metrics
+                    .rejected
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             error_response(&e)
         }
+    };
+    gauge.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    metrics.observe(verb, &resource, r.status().as_u16(), started.elapsed());
+    r
+}
+
+/// kube-apiserver's metric labels of a request: its verb (GET, LIST, WATCH, POST, PUT,
+/// PATCH, APPLY, DELETE) and its resource (with the subresource), empty for other paths.
+fn metric_labels(req: &Request<Incoming>) -> (&'static str, String) {
+    let q = route::query(req.uri().query());
+    let Some(Route::Resource(p)) = route::parse(req.uri().path()) else {
+        return (verb_label(req.method(), false, false), String::new());
+    };
+    let watch = parse_bool(&q, "watch");
+    let mut verb = verb_label(req.method(), p.name.is_some(), watch);
+    if verb == "PATCH" && media_type(req) == "application/apply-patch+yaml" {
+        verb = "APPLY";
+    }
+    let resource = match &p.sub {
+        Some(s) => format!("{}/{s}", p.plural),
+        None => p.plural.clone(),
+    };
+    (verb, resource)
+}
+
+fn verb_label(m: &Method, named: bool, watch: bool) -> &'static str {
+    match *m {
+        Method::GET | Method::HEAD if watch => "WATCH",
+        Method::GET | Method::HEAD if named => "GET",
+        Method::GET | Method::HEAD => "LIST",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        _ => "OTHER",
     }
 }
 
@@ -77,6 +126,26 @@ async fn handle_inner(
         return Err(ApiError::Unauthorized);
     };
     tracing::Span::current().record("user", user.name.as_str());
+    let q = route::query(req.uri().query());
+    let attrs = match &route {
+        Some(Route::Resource(p)) => crate::authz::attributes::of_resource(req.method(), p, &q),
+        _ => crate::authz::attributes::of_path(req.method(), req.uri().path()),
+    };
+    // Long-running requests and system:masters are not limited, as in kube-apiserver.
+    let long_running = match &attrs {
+        crate::authz::Attributes::Resource(r) => {
+            r.verb == "watch"
+                || parse_bool(&q, "watch")
+                || (r.subresource == "log" && parse_bool(&q, "follow"))
+        }
+        crate::authz::Attributes::NonResource { .. } => false,
+    };
+    let _slot = if long_running || user.groups.iter().any(|g| g == crate::authz::MASTERS) {
+        None
+    } else {
+        shared.inflight.admit(req.method())?
+    };
+    shared.authorizer.authorize(user, &attrs)?;
     let kinds = &shared.kinds;
     match route {
         None => Err(ApiError::NoRoute),
@@ -100,9 +169,43 @@ async fn handle_inner(
                 .ok_or(ApiError::NoRoute)
         }
         Some(Route::OpenApiV2) => Err(ApiError::NoRoute),
+        Some(Route::Metrics) => Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header(
+                http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+            .body(full(shared.metrics.render()))
+            .unwrap_or_else(|_| Response::new(full(Bytes::new())))),
+        Some(Route::Resource(p)) if p.group == "authorization.k8s.io" && p.version == "v1" => {
+            review(&shared, user, p, req).await
+        }
         Some(Route::Resource(p)) => resource(&shared, p, req).await,
         Some(Route::Health | Route::Ready | Route::Version) => Err(ApiError::NoRoute),
     }
+}
+
+/// `POST /apis/authorization.k8s.io/v1/selfsubject{access,rules}reviews`.
+async fn review(
+    shared: &Shared,
+    user: &crate::auth::User,
+    p: ResourcePath,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    if req.method() != Method::POST || p.name.is_some() || p.namespace.is_some() {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let body = read_object(req).await?;
+    let az = &shared.authorizer;
+    let out = match p.plural.as_str() {
+        "selfsubjectaccessreviews" => crate::authz::review::access_review(az, user, &body)?,
+        "selfsubjectrulesreviews" => crate::authz::review::rules_review(az, user, &body)?,
+        _ => return Err(ApiError::NoRoute),
+    };
+    Ok(json_response(
+        StatusCode::CREATED,
+        serde_json::to_vec(&out).unwrap_or_default(),
+    ))
 }
 
 /// Reads the body, refusing more than [`MAX_BODY`] bytes. A body over the limit is still
@@ -537,6 +640,24 @@ fn field_validation(
     )))
 }
 
+/// Counts an open watch while it lives.
+struct WatchOpen(Arc<crate::metrics::Metrics>);
+
+impl WatchOpen {
+    fn new(m: Arc<crate::metrics::Metrics>) -> Self {
+        m.watches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        WatchOpen(m)
+    }
+}
+
+impl Drop for WatchOpen {
+    fn drop(&mut self) {
+        self.0
+            .watches
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
     for w in warnings {
         let text = format!("299 - {:?}", w);
@@ -619,6 +740,7 @@ async fn watch(
         .await?;
     let deadline = tokio::time::Instant::now() + timeout;
     let info = t.kind.info().clone();
+    let open = WatchOpen::new(shared.metrics.clone());
     let mut headers = true;
     let stream = futures::stream::unfold(rx, move |mut rx| async move {
         tokio::select! {
@@ -627,6 +749,7 @@ async fn watch(
         }
     })
     .map(move |b| {
+        let _open = &open;
         let b = match &table {
             Some(tr) => table_event(tr, &info, b, &mut headers),
             None => b,

@@ -19,6 +19,7 @@ use crate::kinds::Kinds;
 use crate::store::Store;
 
 mod handlers;
+pub mod limits;
 mod podlog;
 pub mod route;
 
@@ -28,6 +29,9 @@ pub type Body = BoxBody<Bytes, Infallible>;
 pub struct Shared {
     pub store: Arc<Store>,
     pub openapi: crate::openapi::OpenApi,
+    pub authorizer: crate::authz::Authorizer,
+    pub inflight: limits::Inflight,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub kinds: Kinds,
     pub tokens: Tokens,
     /// host:port clients reach this server at (for `/api`).

@@ -10,6 +10,8 @@ pub enum Route {
     /// `/readyz`: the watch cache has its first full list (the kvstore answered).
     Ready,
     Version,
+    /// `/metrics`: Prometheus text.
+    Metrics,
     CoreVersions,
     Groups,
     Group(String),
@@ -79,6 +81,7 @@ pub fn parse(path: &str) -> Option<Route> {
         ["readyz", ..] => Some(Route::Ready),
         ["healthz" | "livez", ..] => Some(Route::Health),
         ["version"] => Some(Route::Version),
+        ["metrics"] => Some(Route::Metrics),
         ["api"] => Some(Route::CoreVersions),
         ["apis"] => Some(Route::Groups),
         ["apis", g] => Some(Route::Group(g.to_string())),

@@ -24,6 +24,7 @@ mod node;
 pub mod pod;
 pub mod podspec;
 pub mod priorityclass;
+mod rbac;
 mod replicaset;
 mod secret;
 pub mod service;
@@ -333,6 +334,10 @@ impl Kinds {
             Arc::new(Typed::<lease::Leases>::new()),
             Arc::new(Typed::<priorityclass::PriorityClasses>::new()),
             Arc::new(Typed::<endpointslice::EndpointSlices>::new()),
+            Arc::new(Typed::<rbac::Roles>::new()),
+            Arc::new(Typed::<rbac::ClusterRoles>::new()),
+            Arc::new(Typed::<rbac::RoleBindings>::new()),
+            Arc::new(Typed::<rbac::ClusterRoleBindings>::new()),
         ];
         Self(Arc::new(v))
     }
