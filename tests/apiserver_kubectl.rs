@@ -385,6 +385,19 @@ async fn t20_rbac_restricted_user_and_auth_can_i() {
         stderr(&list)
     );
 
+    // /metrics: for the admin (and system:monitoring), not for alice.
+    let m = kubectl_ok(&kc, &["get", "--raw", "/metrics"]);
+    assert!(
+        m.contains("apiserver_request_total{verb=\"LIST\",resource=\"pods\",code=\"403\"}"),
+        "{m}"
+    );
+    let out = alice(&["get", "--raw", "/metrics"]);
+    assert!(
+        stderr(&out).contains("cannot get path \"/metrics\""),
+        "{}",
+        stderr(&out)
+    );
+
     // The bootstrap roles are there, in the default table.
     let roles = kubectl_ok(&kc, &["get", "clusterroles"]);
     assert!(

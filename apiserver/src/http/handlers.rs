@@ -29,7 +29,7 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
 pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let started = std::time::Instant::now();
-    let (verb, resource) = metric_labels(&req);
+    let (verb, resource) = metric_labels(&req, &shared.kinds);
     let metrics = shared.metrics.clone();
     let gauge = if matches!(verb, "GET" | "LIST") {
         &metrics.inflight_readonly
@@ -57,8 +57,9 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Bod
 }
 
 /// kube-apiserver's metric labels of a request: its verb (GET, LIST, WATCH, POST, PUT,
-/// PATCH, APPLY, DELETE) and its resource (with the subresource), empty for other paths.
-fn metric_labels(req: &Request<Incoming>) -> (&'static str, String) {
+/// PATCH, APPLY, DELETE) and its resource (with the subresource). Only served resources
+/// and subresources are named (empty otherwise), so bad paths cannot grow the series.
+fn metric_labels(req: &Request<Incoming>, kinds: &crate::kinds::Kinds) -> (&'static str, String) {
     let q = route::query(req.uri().query());
     let Some(Route::Resource(p)) = route::parse(req.uri().path()) else {
         return (verb_label(req.method(), false, false), String::new());
@@ -68,8 +69,14 @@ fn metric_labels(req: &Request<Incoming>) -> (&'static str, String) {
     if verb == "PATCH" && media_type(req) == "application/apply-patch+yaml" {
         verb = "APPLY";
     }
-    let resource = match &p.sub {
-        Some(s) => format!("{}/{s}", p.plural),
+    if kinds.find(&p.group, &p.version, &p.plural).is_none() {
+        return (verb, String::new());
+    }
+    let resource = match p.sub.as_deref() {
+        Some(s @ ("status" | "binding" | "log" | "finalize" | "scale")) => {
+            format!("{}/{s}", p.plural)
+        }
+        Some(_) => String::new(),
         None => p.plural.clone(),
     };
     (verb, resource)
