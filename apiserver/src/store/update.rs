@@ -247,7 +247,7 @@ impl Store {
         let writer = w.writer(t, sub);
         let schemas = crate::patch::meta::builtin();
         let ty = Some(info.schema_name.as_str());
-        let conflict = |c: crate::patch::apply::Conflicts| ApiError::ApplyConflict {
+        let apply_conflict = |c: crate::patch::apply::Conflicts| ApiError::ApplyConflict {
             message: c.message(),
             fields: c.fields,
         };
@@ -266,7 +266,7 @@ impl Store {
                     &writer,
                     force,
                 )
-                .map_err(conflict)?;
+                .map_err(apply_conflict)?;
                 let obj = t
                     .kind
                     .decode(&serde_json::to_vec(&merged).unwrap_or_default())?;
@@ -294,7 +294,7 @@ impl Store {
                         &writer,
                         force,
                     )
-                    .map_err(conflict)?;
+                    .map_err(apply_conflict)?;
                     let mut new = t
                         .kind
                         .decode(&serde_json::to_vec(&merged).unwrap_or_default())?;
@@ -313,7 +313,7 @@ impl Store {
                 }
             }
         }
-        Err(conflict_error(t))
+        Err(conflict(t))
     }
 
     /// `pods/<name>/binding` (or `bindings` with the name in the body): assigns the pod to
@@ -439,14 +439,11 @@ pub struct Patched {
     pub created: bool,
 }
 
+/// `patch` hands applies to `apply` before this point; reaching it is a bug, not a panic.
 fn unreachable_apply() -> Result<(), ApiError> {
     Err(ApiError::Internal(
         "an apply patch took the merge path".into(),
     ))
-}
-
-fn conflict_error(t: &Target) -> ApiError {
-    conflict(t)
 }
 
 /// The outcome of writing `new` (a whole object) over `old` through subresource `sub`.
