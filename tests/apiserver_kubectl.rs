@@ -92,6 +92,16 @@ async fn t10_apply_patch_scale_tables_explain() {
         String::from_utf8_lossy(&out.stdout)
     );
 
+    // Validation is the server's, on the patched object too: an unknown field in a manifest
+    // applied to an existing object is refused.
+    let bad = v2.replace("replicas: 2", "replicas: 2\n  replicaz: 3");
+    let out = kubectl_stdin(&kc, &["apply", "-f", "-"], &bad);
+    assert!(
+        !out.status.success() && stderr(&out).contains("unknown field \"spec.replicaz\""),
+        "{}",
+        stderr(&out)
+    );
+
     // patch: strategic merges containers by name (a new one first), merge and json replace.
     let smp =
         r#"{"spec":{"template":{"spec":{"containers":[{"name":"side","image":"busybox"}]}}}}"#;

@@ -579,7 +579,10 @@ async fn resource(
                 ));
             };
             let apply = pt == crate::patch::PatchType::Apply;
-            let w = write_options(&q, &req, apply)?;
+            let mut w = write_options(&q, &req, apply)?;
+            w.validation =
+                crate::fieldcheck::Directive::parse(q.get("fieldValidation").map(String::as_str))
+                    .map_err(ApiError::BadRequest)?;
             let force = parse_bool(&q, "force");
             let body = read_body(req).await?;
             let p = store.patch(&t, pt, &body, sub, &w, force).await?;
@@ -588,7 +591,7 @@ async fn resource(
             } else {
                 StatusCode::OK
             };
-            Ok(json_response(code, p.object))
+            Ok(with_warnings(json_response(code, p.object), &p.warnings))
         }
         (Method::DELETE, true, None) => {
             let body = read_object(req).await?;

@@ -40,6 +40,8 @@ pub use list::{ListOptions, ListResult, RvMatch};
 pub struct Write {
     pub dry_run: bool,
     pub manager: String,
+    /// `fieldValidation` of a patch: checked on the patched object.
+    pub validation: crate::fieldcheck::Directive,
 }
 
 impl Write {
@@ -47,7 +49,34 @@ impl Write {
         Write {
             dry_run,
             manager: manager.into(),
+            validation: crate::fieldcheck::Directive::Warn,
         }
+    }
+
+    /// Unknown fields of a patched or applied object (JSON): an error under Strict, the
+    /// warnings to send under Warn.
+    pub(crate) fn check_fields(&self, t: &Target, obj: &[u8]) -> Result<Vec<String>, ApiError> {
+        use crate::fieldcheck::Directive;
+        if self.validation == Directive::Ignore {
+            return Ok(vec![]);
+        }
+        let unknown: Vec<String> = t
+            .kind
+            .unknown_fields(obj)
+            .into_iter()
+            .map(|f| format!("unknown field {f:?}"))
+            .collect();
+        if unknown.is_empty() || self.validation == Directive::Warn {
+            return Ok(unknown);
+        }
+        let i = t.kind.info();
+        Err(ApiError::BadRequest(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            i.kind,
+            i.version,
+            i.kind,
+            unknown.join(", ")
+        )))
     }
 
     fn writer(&self, t: &Target, subresource: Option<&str>) -> crate::patch::managed::Writer {

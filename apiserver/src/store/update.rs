@@ -169,6 +169,7 @@ impl Store {
             _ => {}
         }
         let status_only = sub == Some("status");
+        let mut warnings = Vec::new();
         let out = self
             .guarded_update(t, None, dry_run, |old| {
                 let mut merged = old.value.clone();
@@ -190,9 +191,9 @@ impl Store {
                     PatchType::Merge => crate::patch::merge(&mut merged, &patch),
                     PatchType::Apply => unreachable_apply()?,
                 }
-                let mut new = t
-                    .kind
-                    .decode(&serde_json::to_vec(&merged).unwrap_or_default())?;
+                let bytes = serde_json::to_vec(&merged).unwrap_or_default();
+                warnings = w.check_fields(t, &bytes)?;
+                let mut new = t.kind.decode(&bytes)?;
                 reconcile_meta(&mut new, t, true)?;
                 if let Some(rv) = patch["metadata"]["resourceVersion"].as_str() {
                     if parse_rv(rv)? != old.mod_revision {
@@ -205,6 +206,7 @@ impl Store {
         Ok(Patched {
             object: Bytes::from(serde_json::to_vec(&out).unwrap_or_default()),
             created: false,
+            warnings,
         })
     }
 
@@ -244,6 +246,7 @@ impl Store {
                 k.unwrap_or("")
             )));
         }
+        let warnings = w.check_fields(t, &serde_json::to_vec(&config).unwrap_or_default())?;
         let writer = w.writer(t, sub);
         let schemas = crate::patch::meta::builtin();
         let ty = Some(info.schema_name.as_str());
@@ -275,6 +278,7 @@ impl Store {
                         return Ok(Patched {
                             object,
                             created: true,
+                            warnings,
                         })
                     }
                     // Someone created it meanwhile: apply to theirs.
@@ -309,6 +313,7 @@ impl Store {
                     return Ok(Patched {
                         object: Bytes::from(serde_json::to_vec(&r?).unwrap_or_default()),
                         created: false,
+                        warnings,
                     })
                 }
             }
@@ -437,6 +442,8 @@ impl Store {
 pub struct Patched {
     pub object: Bytes,
     pub created: bool,
+    /// Warnings for the client (unknown fields under `fieldValidation=Warn`).
+    pub warnings: Vec<String>,
 }
 
 /// `patch` hands applies to `apply` before this point; reaching it is a bug, not a panic.
