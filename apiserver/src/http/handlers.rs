@@ -626,28 +626,9 @@ fn field_validation(
     q: &HashMap<String, String>,
     body: &[u8],
 ) -> Result<Vec<String>, ApiError> {
-    use crate::fieldcheck::Directive;
-    let d = Directive::parse(q.get("fieldValidation").map(String::as_str))
+    let d = crate::fieldcheck::Directive::parse(q.get("fieldValidation").map(String::as_str))
         .map_err(ApiError::BadRequest)?;
-    if d == Directive::Ignore {
-        return Ok(vec![]);
-    }
-    let unknown: Vec<String> = kind
-        .unknown_fields(body)
-        .into_iter()
-        .map(|f| format!("unknown field {f:?}"))
-        .collect();
-    if unknown.is_empty() || d == Directive::Warn {
-        return Ok(unknown);
-    }
-    let i = kind.info();
-    Err(ApiError::BadRequest(format!(
-        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
-        i.kind,
-        i.version,
-        i.kind,
-        unknown.join(", ")
-    )))
+    crate::fieldcheck::check(kind, d, body)
 }
 
 /// Counts an open watch while it lives.
@@ -689,18 +670,7 @@ fn list_table(tr: &table::TableRequest, info: &ResourceInfo, r: &ListResult) -> 
         .iter()
         .filter_map(|b| serde_json::from_slice(b).ok())
         .collect();
-    let mut meta = serde_json::Map::new();
-    meta.insert(
-        "resourceVersion".into(),
-        r.resource_version.to_string().into(),
-    );
-    if let Some(c) = &r.continue_token {
-        meta.insert("continue".into(), c.clone().into());
-    }
-    if let Some(n) = r.remaining {
-        meta.insert("remainingItemCount".into(), n.into());
-    }
-    table::of_list(tr, info, items, meta.into())
+    table::of_list(tr, info, items, r.meta().into())
 }
 
 /// One watch event with its object as a one-row table (the first with the columns).

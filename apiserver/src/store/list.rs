@@ -297,19 +297,27 @@ fn strip(v: &mut Value) {
     }
 }
 
+impl ListResult {
+    /// The list's metadata: resourceVersion, continue, remainingItemCount.
+    pub fn meta(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut meta = serde_json::Map::new();
+        meta.insert(
+            "resourceVersion".into(),
+            self.resource_version.to_string().into(),
+        );
+        if let Some(c) = &self.continue_token {
+            meta.insert("continue".into(), c.clone().into());
+        }
+        if let Some(n) = self.remaining {
+            meta.insert("remainingItemCount".into(), n.into());
+        }
+        meta
+    }
+}
+
 /// The JSON of a list response.
 pub fn list_json(api_version: &str, list_kind: &str, r: &ListResult) -> Vec<u8> {
-    let mut meta = serde_json::Map::new();
-    meta.insert(
-        "resourceVersion".into(),
-        r.resource_version.to_string().into(),
-    );
-    if let Some(c) = &r.continue_token {
-        meta.insert("continue".into(), c.clone().into());
-    }
-    if let Some(n) = r.remaining {
-        meta.insert("remainingItemCount".into(), n.into());
-    }
+    let meta = r.meta();
     let head =
         serde_json::json!({ "kind": list_kind, "apiVersion": api_version, "metadata": meta });
     let mut out = serde_json::to_vec(&head).unwrap_or_default();

@@ -53,30 +53,9 @@ impl Write {
         }
     }
 
-    /// Unknown fields of a patched or applied object (JSON): an error under Strict, the
-    /// warnings to send under Warn.
+    /// Unknown fields of a patched or applied object (JSON), by `validation`.
     pub(crate) fn check_fields(&self, t: &Target, obj: &[u8]) -> Result<Vec<String>, ApiError> {
-        use crate::fieldcheck::Directive;
-        if self.validation == Directive::Ignore {
-            return Ok(vec![]);
-        }
-        let unknown: Vec<String> = t
-            .kind
-            .unknown_fields(obj)
-            .into_iter()
-            .map(|f| format!("unknown field {f:?}"))
-            .collect();
-        if unknown.is_empty() || self.validation == Directive::Warn {
-            return Ok(unknown);
-        }
-        let i = t.kind.info();
-        Err(ApiError::BadRequest(format!(
-            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
-            i.kind,
-            i.version,
-            i.kind,
-            unknown.join(", ")
-        )))
+        crate::fieldcheck::check(t.kind.as_ref(), self.validation, obj)
     }
 
     fn writer(&self, t: &Target, subresource: Option<&str>) -> crate::patch::managed::Writer {
