@@ -361,31 +361,27 @@ fn write_options(
     req: &Request<Incoming>,
     apply: bool,
 ) -> Result<Write, ApiError> {
-    let invalid = |_field: &str, e: FieldError| ApiError::Invalid {
+    let invalid = |e: FieldError| ApiError::Invalid {
         kind: "PatchOptions",
         group: "meta.k8s.io",
         name: String::new(),
         causes: vec![e],
     };
     let manager = match q.get("fieldManager").filter(|m| !m.is_empty()) {
-        Some(m) if m.len() > 128 => {
-            return Err(invalid(
-                "fieldManager",
-                FieldError::too_long("fieldManager", 128),
-            ))
-        }
+        Some(m) if m.len() > 128 => return Err(invalid(FieldError::too_long("fieldManager", 128))),
         Some(m) if m.chars().any(char::is_control) => {
-            return Err(invalid(
+            return Err(invalid(FieldError::invalid(
                 "fieldManager",
-                FieldError::invalid("fieldManager", m, "must contain only printable characters"),
-            ))
+                m,
+                "must contain only printable characters",
+            )))
         }
         Some(m) => m.clone(),
         None if apply => {
-            return Err(invalid(
+            return Err(invalid(FieldError::required(
                 "fieldManager",
-                FieldError::required("fieldManager", "is required for apply patch"),
-            ))
+                "is required for apply patch",
+            )))
         }
         None => crate::patch::managed::manager_from_user_agent(
             req.headers()
@@ -394,10 +390,10 @@ fn write_options(
         ),
     };
     if !apply && q.contains_key("force") {
-        return Err(invalid(
+        return Err(invalid(FieldError::forbidden(
             "force",
-            FieldError::forbidden("force", "may not be specified for non-apply patch"),
-        ));
+            "may not be specified for non-apply patch",
+        )));
     }
     Ok(Write::new(manager, dry_run(q)?))
 }

@@ -222,33 +222,12 @@ fn merge_items(
     id: impl Fn(&Value) -> Option<String>,
 ) -> Vec<Value> {
     let config_ids: Vec<Option<String>> = config.iter().map(&id).collect();
-    let live_only: Vec<&Value> = live
+    let live_only: Vec<Value> = live
         .iter()
         .filter(|l| id(l).is_none_or(|i| !config_ids.contains(&Some(i))))
+        .cloned()
         .collect();
-    let pos = |v: &Value| {
-        let i = id(v)?;
-        live.iter().position(|l| id(l).as_ref() == Some(&i))
-    };
-    let mut out = Vec::with_capacity(live_only.len() + config.len());
-    let (mut a, mut b) = (
-        live_only.into_iter().peekable(),
-        config.into_iter().peekable(),
-    );
-    loop {
-        match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) => {
-                if matches!((pos(x), pos(y)), (Some(i), Some(j)) if i < j) {
-                    out.extend(a.next().cloned());
-                } else {
-                    out.extend(b.next());
-                }
-            }
-            (Some(_), None) => out.extend(a.next().cloned()),
-            (None, Some(_)) => out.extend(b.next()),
-            (None, None) => return out,
-        }
-    }
+    super::strategic::merge_sorted(live_only, config, live, id)
 }
 
 #[cfg(test)]

@@ -305,15 +305,26 @@ fn interleave(
     ordered: Vec<Value>,
     original: &[Value],
 ) -> Vec<Value> {
+    merge_sorted(server_only, ordered, original, |v| {
+        identity(meta, v).cloned()
+    })
+}
+
+/// Merges `kept` (items in their original order) with `ordered` (items in a requested
+/// order): a kept head goes first only when both heads were in `original` and it came
+/// first there. Strategic merge (mergeSortedSlice) and server-side apply order lists so.
+pub(super) fn merge_sorted<K: PartialEq>(
+    kept: Vec<Value>,
+    ordered: Vec<Value>,
+    original: &[Value],
+    id: impl Fn(&Value) -> Option<K>,
+) -> Vec<Value> {
     let pos = |v: &Value| {
-        let id = identity(meta, v)?;
-        original.iter().position(|o| identity(meta, o) == Some(id))
+        let i = id(v)?;
+        original.iter().position(|o| id(o).as_ref() == Some(&i))
     };
-    let mut out = Vec::with_capacity(server_only.len() + ordered.len());
-    let (mut l, mut r) = (
-        server_only.into_iter().peekable(),
-        ordered.into_iter().peekable(),
-    );
+    let mut out = Vec::with_capacity(kept.len() + ordered.len());
+    let (mut l, mut r) = (kept.into_iter().peekable(), ordered.into_iter().peekable());
     loop {
         match (l.peek(), r.peek()) {
             (Some(a), Some(b)) => {
