@@ -18,6 +18,7 @@ MODULES = {
     "core.v1": "api/core/v1",
     "apps.v1": "api/apps/v1",
     "coordination.v1": "api/coordination/v1",
+    "authentication.v1": "api/authentication/v1",
     "authorization.v1": "api/authorization/v1",
     "rbac.v1": "api/rbac/v1",
     "meta.v1": "apimachinery/pkg/apis/meta/v1",
@@ -78,6 +79,9 @@ for mod, d in MODULES.items():
         for attr, fname, fty in re.findall(r"#\[prost\((.*?)\)\]\s*pub (\w+|r#\w+):\s*([^\n]*),", body):
             tag = re.search(r'tag = "(\d+)"', attr).group(1)
             json = names.get((struct, norm(fname)))
+            if json is None:
+                # k8s-pb splits some names k8s-openapi keeps whole (u_id for uID: uid).
+                json = names.get((struct, norm(fname).replace("_", "")))
             if json is None:
                 json = norm(fname)  # messages k8s-openapi does not model (Unknown, TypeMeta)
                 json = re.sub(r"_(\w)", lambda m: m.group(1).upper(), json)

@@ -1,5 +1,7 @@
 //! `flotilla <component>`: one binary for every Flotilla component.
 
+mod benchapi;
+mod identities;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -39,7 +41,8 @@ enum Component {
     /// Joins a container's cgroups and becomes its command (started by the shim).
     #[command(hide = true)]
     AgentExec(agent::shim::ExecArgs),
-    /// Load generators: `bench kv` drives any etcd v3 endpoint (etcd or the kvstore).
+    /// Load generators: `bench kv` drives any etcd v3 endpoint (etcd or the kvstore),
+    /// `bench api` any Kubernetes apiserver.
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Create a member's data directory for a new cluster from a snapshot file (what
@@ -56,6 +59,9 @@ enum Component {
 enum BenchCommand {
     /// One workload against an etcd v3 API cluster: throughput, latency, servers' RSS.
     Kv(kvbench::KvBenchFlags),
+    /// Pod creates, paced patches under many watches, cluster-wide lists and the
+    /// apiserver's memory, against any Kubernetes apiserver.
+    Api(benchapi::ApiBenchFlags),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -116,6 +122,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            Component::Bench(BenchCommand::Api(flags)) => benchapi::run(flags).await,
             Component::SnapshotRestore { file, flags } => {
                 let cfg = flags.validate()?;
                 let rows = kvstore::storage::restore::restore(&file, &cfg)?;

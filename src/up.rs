@@ -5,8 +5,9 @@
 //! data directory keeps everything, so running it again resumes the same cluster.
 //!
 //! Layout of `--data-dir`: `cluster.json` (the shape it was created with), `kvstore/m<i>`,
-//! `pki/` (the apiservers' CA and admin token), `kubeconfig` (admin, for master 0's
-//! apiserver), `agents/<node>/`, `logs/<component>.log`.
+//! `pki/` (the apiservers' CA, the service account key, `tokens.csv` with every
+//! component's identity), `kubeconfig` (admin, for master 0's apiserver), `kubeconfigs/`
+//! (one per component, each its own user), `agents/<node>/`, `logs/<component>.log`.
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -390,6 +391,9 @@ async fn start(
             data.join(format!("kubeconfig-m{i}"))
         }
     };
+    let nodes: Vec<String> = (0..flags.agents).map(|i| format!("flotilla-{i}")).collect();
+    let token_file = data.join("pki").join("tokens.csv");
+    let tokens = crate::identities::ensure_tokens(&token_file, &nodes)?;
     for i in 0..flags.masters {
         let _ = std::fs::remove_file(kc(i));
         let args = vec![
@@ -402,6 +406,8 @@ async fn start(
             (flags.apiserver_port + i as u16).to_string(),
             s(&"--cert-dir"),
             data.join("pki").display().to_string(),
+            s(&"--token-auth-file"),
+            token_file.display().to_string(),
             s(&"--write-kubeconfig"),
             kc(i).display().to_string(),
         ];
@@ -422,9 +428,20 @@ async fn start(
     }
     done(t);
 
+    // Each component acts as itself, with its bootstrap role's rights only.
+    let as_user = |i: usize, file: &str, user: &str| -> anyhow::Result<String> {
+        let out = data.join("kubeconfigs").join(format!("{file}-m{i}"));
+        crate::identities::kubeconfig_for(&kc(i), &out, user, &tokens)
+            .map(|p| p.display().to_string())
+    };
     let t = step("scheduler and controller-manager on each master");
     for i in 0..flags.masters {
-        let k = kc(i).display().to_string();
+        let ks = as_user(i, "scheduler", crate::identities::SCHEDULER)?;
+        let kcm = as_user(
+            i,
+            "controller-manager",
+            crate::identities::CONTROLLER_MANAGER,
+        )?;
         let metrics = |base: u16| format!("127.0.0.1:{}", base + 100 * i as u16);
         procs.spawn(
             &format!("scheduler-m{i}"),
@@ -432,7 +449,7 @@ async fn start(
             &[
                 s(&"scheduler"),
                 s(&"--kubeconfig"),
-                k.clone(),
+                ks,
                 s(&"--metrics-bind-address"),
                 metrics(10251),
             ],
@@ -443,7 +460,7 @@ async fn start(
             &[
                 s(&"controller-manager"),
                 s(&"--kubeconfig"),
-                k,
+                kcm,
                 s(&"--metrics-bind-address"),
                 metrics(10252),
             ],
@@ -453,10 +470,13 @@ async fn start(
 
     let t = step(&format!("{} agent(s)", flags.agents));
     let since = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1);
-    let mut nodes = Vec::new();
-    for i in 0..flags.agents {
-        let node = format!("flotilla-{i}");
-        let k = kc(i % flags.masters).display().to_string();
+    for (i, node) in nodes.iter().enumerate() {
+        let node = node.clone();
+        let k = as_user(
+            i % flags.masters,
+            &format!("agent-{node}"),
+            &crate::identities::node_user(&node),
+        )?;
         let mut args = vec![
             s(&"agent"),
             s(&"--kubeconfig"),
@@ -482,7 +502,6 @@ async fn start(
             s(&"127.0.0.1"),
         ]);
         procs.spawn(&format!("agent-{node}"), logs, &args)?;
-        nodes.push(node);
     }
     wait(
         procs,

@@ -427,3 +427,192 @@ async fn t20_rbac_restricted_user_and_auth_can_i() {
         "{bindings}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_service_account_tokens_node_restriction_health() {
+    let backend = Backend::flotilla().await;
+    let mut a = Apiservers::start(1, &backend.urls()).await;
+    // An agent's identity in the static token file.
+    a.kill(0);
+    let tokens = a.dir.path().join("certs").join("tokens.csv");
+    let mut text = std::fs::read_to_string(&tokens).expect("tokens.csv");
+    text.push_str("n1-token,system:node:n1,n1,\"system:nodes\"\n");
+    std::fs::write(&tokens, text).expect("write tokens.csv");
+    a.spawn(0);
+    a.wait_ready(0).await;
+    let kc = a.kubeconfig(0).to_path_buf();
+    let with = |token: &str, args: &[&str]| {
+        let mut all = vec!["--token", token];
+        all.extend_from_slice(args);
+        kubectl(&kc, &all)
+    };
+
+    // A ServiceAccount's token (kubectl create token) names the account.
+    kubectl_ok(&kc, &["create", "namespace", "team"]);
+    kubectl_ok(&kc, &["create", "serviceaccount", "builder", "-n", "team"]);
+    let token = kubectl_ok(&kc, &["create", "token", "builder", "-n", "team"]);
+    let token = token.trim().to_string();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    let who = with(&token, &["auth", "whoami", "-o", "json"]);
+    let who: serde_json::Value =
+        serde_json::from_slice(&who.stdout).unwrap_or_else(|_| panic!("whoami: {}", stderr(&who)));
+    assert_eq!(
+        who["status"]["userInfo"]["username"],
+        "system:serviceaccount:team:builder"
+    );
+    assert!(who["status"]["userInfo"]["groups"]
+        .as_array()
+        .unwrap()
+        .contains(&"system:serviceaccounts:team".into()));
+    let out = with(&token, &["get", "pods", "-n", "team"]);
+    assert!(
+        stderr(&out)
+            .contains("User \"system:serviceaccount:team:builder\" cannot list resource \"pods\""),
+        "{}",
+        stderr(&out)
+    );
+    kubectl_ok(
+        &kc,
+        &[
+            "create",
+            "role",
+            "pod-reader",
+            "--verb=get,list",
+            "--resource=pods",
+            "-n",
+            "team",
+        ],
+    );
+    kubectl_ok(
+        &kc,
+        &[
+            "create",
+            "rolebinding",
+            "builder-reads",
+            "--role=pod-reader",
+            "--serviceaccount=team:builder",
+            "-n",
+            "team",
+        ],
+    );
+    common::wait_for(
+        std::time::Duration::from_secs(10),
+        "the service account to be allowed to list pods",
+        || {
+            let ok = with(&token, &["get", "pods", "-n", "team"])
+                .status
+                .success();
+            async move { ok.then_some(()) }
+        },
+    )
+    .await;
+    let out = kubectl(
+        &kc,
+        &["create", "token", "builder", "-n", "team", "--duration=1m"],
+    );
+    assert!(
+        stderr(&out).contains("may not specify a duration less than 10 minutes"),
+        "{}",
+        stderr(&out)
+    );
+    let out = kubectl(&kc, &["create", "token", "nobody", "-n", "team"]);
+    assert!(
+        stderr(&out).contains("serviceaccounts \"nobody\" not found"),
+        "{}",
+        stderr(&out)
+    );
+    // Deleting the account revokes its tokens, and one of the same name is another.
+    kubectl_ok(&kc, &["delete", "serviceaccount", "builder", "-n", "team"]);
+    kubectl_ok(&kc, &["create", "serviceaccount", "builder", "-n", "team"]);
+    let out = with(&token, &["get", "pods", "-n", "team"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("Unauthorized"),
+        "{}",
+        stderr(&out)
+    );
+    // A forged token (another key) is refused too.
+    let mut forged = token.clone();
+    forged.truncate(forged.len() - 4);
+    forged.push_str("AAAA");
+    assert!(stderr(&with(&forged, &["get", "pods", "-n", "team"])).contains("Unauthorized"));
+
+    // A node's agent changes only its own Node, Lease and pods.
+    let node = |name: &str| {
+        format!(r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{name}"}}}}"#)
+    };
+    let as_n1 = |args: &[&str], body: &str| {
+        let mut all = vec!["--token", "n1-token"];
+        all.extend_from_slice(args);
+        kubectl_stdin(&kc, &all, body)
+    };
+    let out = as_n1(&["create", "--validate=false", "-f", "-"], &node("n1"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = as_n1(&["create", "--validate=false", "-f", "-"], &node("n2"));
+    assert!(
+        stderr(&out).contains("node \"n1\" is not allowed to modify node \"n2\""),
+        "{}",
+        stderr(&out)
+    );
+    kubectl_stdin(&kc, &["create", "--validate=false", "-f", "-"], &node("n2"));
+    assert!(with("n1-token", &["label", "node", "n1", "zone=a"])
+        .status
+        .success());
+    let out = with("n1-token", &["label", "node", "n2", "zone=a"]);
+    assert!(
+        stderr(&out).contains("is not allowed to modify node \"n2\""),
+        "{}",
+        stderr(&out)
+    );
+    let lease = |name: &str| {
+        format!(
+            r#"{{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{{"name":"{name}","namespace":"kube-node-lease"}},"spec":{{"holderIdentity":"{name}"}}}}"#
+        )
+    };
+    assert!(as_n1(&["create", "-f", "-"], &lease("n1")).status.success());
+    let out = as_n1(&["create", "-f", "-"], &lease("n2"));
+    assert!(
+        stderr(&out).contains("can only access leases with the same name as itself"),
+        "{}",
+        stderr(&out)
+    );
+    let pod = |name: &str, node: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"team"}},"spec":{{"nodeName":"{node}","containers":[{{"name":"c","image":"busybox"}}]}}}}"#
+        )
+    };
+    for (p, n) in [("on-n1", "n1"), ("on-n2", "n2")] {
+        let out = kubectl_stdin(&kc, &["create", "-f", "-"], &pod(p, n));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = with(
+        "n1-token",
+        &["delete", "pod", "on-n2", "-n", "team", "--wait=false"],
+    );
+    assert!(
+        stderr(&out).contains("node \"n1\" can only delete pods with spec.nodeName set to itself"),
+        "{}",
+        stderr(&out)
+    );
+    let out = with(
+        "n1-token",
+        &["delete", "pod", "on-n1", "-n", "team", "--wait=false"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = as_n1(&["create", "-f", "-"], &pod("mine", "n1"));
+    assert!(stderr(&out).contains("forbidden"), "{}", stderr(&out));
+
+    // Health reports the kvstore check.
+    let ready = kubectl_ok(&kc, &["get", "--raw", "/readyz?verbose"]);
+    assert!(
+        ready.contains("[+]etcd ok") && ready.contains("[+]watch-cache ok"),
+        "{ready}"
+    );
+    assert_eq!(kubectl_ok(&kc, &["get", "--raw", "/livez"]).trim(), "ok");
+    let m = kubectl_ok(&kc, &["get", "--raw", "/metrics"]);
+    assert!(
+        m.contains("etcd_request_duration_seconds_count{operation=\"txn\"}")
+            && m.contains("apiserver_storage_objects{resource=\"pods\"} 2")
+            && m.contains("apiserver_watch_cache_capacity"),
+        "{m}"
+    );
+}

@@ -35,6 +35,17 @@ pub struct ApiserverFlags {
     /// generated into --cert-dir/tokens.csv.
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
+    /// The private key (PKCS#8 PEM, ECDSA P-256) ServiceAccount tokens are signed with;
+    /// created when missing. Default: --cert-dir/sa.key.
+    #[arg(long)]
+    pub service_account_signing_key_file: Option<PathBuf>,
+    /// The issuer (`iss`) of ServiceAccount tokens.
+    #[arg(long, default_value = crate::auth::serviceaccount::DEFAULT_ISSUER)]
+    pub service_account_issuer: String,
+    /// The audiences a ServiceAccount token must name one of (comma-separated); default:
+    /// the issuer.
+    #[arg(long, value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
     /// Write a kubeconfig for the admin (CA, server URL, token) to this path.
     #[arg(long)]
     pub write_kubeconfig: Option<PathBuf>,
@@ -58,6 +69,10 @@ pub struct ApiserverFlags {
     /// Writes served at once at most; 0: no limit.
     #[arg(long, default_value_t = 200)]
     pub max_mutating_requests_inflight: usize,
+    /// How long a request may take before it ends with 504 (watches and followed logs
+    /// excepted); 0 disables.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub request_timeout: Duration,
 }
 
 /// "5m", "30s", "1h", "250ms", or plain seconds.
@@ -92,6 +107,9 @@ pub struct Config {
     pub tls: TlsSource,
     pub cert_dir: PathBuf,
     pub token_auth_file: Option<PathBuf>,
+    pub service_account_key: PathBuf,
+    pub service_account_issuer: String,
+    pub api_audiences: Vec<String>,
     pub write_kubeconfig: Option<PathBuf>,
     pub service_range: ipalloc::Range,
     pub watch_cache_size: usize,
@@ -99,6 +117,7 @@ pub struct Config {
     pub authorization_mode: crate::authz::Mode,
     pub max_requests_inflight: usize,
     pub max_mutating_requests_inflight: usize,
+    pub request_timeout: Duration,
 }
 
 impl ApiserverFlags {
@@ -131,7 +150,20 @@ impl ApiserverFlags {
         if self.watch_cache_size == 0 {
             return Err("--watch-cache-size must be at least 1".into());
         }
+        if self.service_account_issuer.is_empty() {
+            return Err("--service-account-issuer must not be empty".into());
+        }
+        let api_audiences = if self.api_audiences.is_empty() {
+            vec![self.service_account_issuer.clone()]
+        } else {
+            self.api_audiences
+        };
         Ok(Config {
+            service_account_key: self
+                .service_account_signing_key_file
+                .unwrap_or_else(|| self.cert_dir.join("sa.key")),
+            service_account_issuer: self.service_account_issuer,
+            api_audiences,
             etcd_servers: self.etcd_servers,
             bind: std::net::SocketAddr::new(self.bind_address, self.secure_port),
             advertise,
@@ -146,6 +178,7 @@ impl ApiserverFlags {
             authorization_mode: self.authorization_mode,
             max_requests_inflight: self.max_requests_inflight,
             max_mutating_requests_inflight: self.max_mutating_requests_inflight,
+            request_timeout: self.request_timeout,
         })
     }
 }

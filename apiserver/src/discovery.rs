@@ -102,6 +102,12 @@ pub fn resource_list(kinds: &Kinds, group: &str, version: &str) -> Option<Value>
             resources.push(sub("binding", "Binding", &["create"]));
             resources.push(sub("log", "Pod", &["get"]));
         }
+        if i.plural == "serviceaccounts" && group.is_empty() {
+            let mut token = sub("token", "TokenRequest", &["create"]);
+            token["group"] = "authentication.k8s.io".into();
+            token["version"] = "v1".into();
+            resources.push(token);
+        }
         if i.plural == "namespaces" && group.is_empty() {
             resources.push(sub("finalize", "Namespace", &["update"]));
         }

@@ -71,6 +71,8 @@ pub struct Etcd {
     members: Vec<Member>,
     /// The member the last successful call went to; calls start there.
     preferred: AtomicUsize,
+    /// Latency of unary calls by operation, failovers included (`/metrics`).
+    pub latency: crate::metrics::Histograms<&'static str>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -110,6 +112,7 @@ impl Etcd {
         Ok(Self {
             members,
             preferred: AtomicUsize::new(0),
+            latency: Default::default(),
         })
     }
 
@@ -120,7 +123,23 @@ impl Etcd {
     }
 
     /// Runs `call` on members starting at the preferred one, as the contract above says.
-    async fn call<T, F, Fut>(&self, mutates: Mutates, mut call: F) -> Result<T, EtcdError>
+    async fn call<T, F, Fut>(
+        &self,
+        op: &'static str,
+        mutates: Mutates,
+        call: F,
+    ) -> Result<T, EtcdError>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let started = std::time::Instant::now();
+        let r = self.call_members(mutates, call).await;
+        crate::metrics::observe(&self.latency, op, started.elapsed());
+        r
+    }
+
+    async fn call_members<T, F, Fut>(&self, mutates: Mutates, mut call: F) -> Result<T, EtcdError>
     where
         F: FnMut(usize) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
@@ -170,7 +189,7 @@ impl Etcd {
     }
 
     pub async fn range(&self, req: pb::RangeRequest) -> Result<pb::RangeResponse, EtcdError> {
-        self.call(Mutates::No, |i| {
+        self.call("range", Mutates::No, |i| {
             let req = req.clone();
             let mut kv = self.kv(i);
             async move { kv.range(req).await.map(|r| r.into_inner()) }
@@ -179,7 +198,7 @@ impl Etcd {
     }
 
     pub async fn txn(&self, req: pb::TxnRequest) -> Result<pb::TxnResponse, EtcdError> {
-        self.call(Mutates::Yes, |i| {
+        self.call("txn", Mutates::Yes, |i| {
             let req = req.clone();
             let mut kv = self.kv(i);
             async move { kv.txn(req).await.map(|r| r.into_inner()) }
@@ -188,7 +207,7 @@ impl Etcd {
     }
 
     pub async fn compact(&self, revision: i64) -> Result<(), EtcdError> {
-        self.call(Mutates::Yes, |i| {
+        self.call("compact", Mutates::Yes, |i| {
             let mut kv = self.kv(i);
             async move {
                 kv.compact(pb::CompactionRequest {

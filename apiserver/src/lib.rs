@@ -4,7 +4,7 @@
 //! Layout:
 //! - `config.rs`: flags (kube-apiserver's names) and their validated form.
 //! - `http/`: the HTTPS server (`mod.rs`), paths and queries (`route.rs`), verbs (`handlers.rs`).
-//! - `auth.rs`: bearer tokens; `authz/`: RBAC authorization and access reviews; `tls.rs`: certificates; `kubeconfig.rs`: the admin kubeconfig.
+//! - `auth/`: bearer tokens (static and ServiceAccount JWTs, TokenRequest); `authz/`: RBAC authorization and access reviews; `tls.rs`: certificates; `kubeconfig.rs`: the admin kubeconfig.
 //! - `kinds/`: one module per served kind (defaulting, validation, field selectors) and
 //!   the type-erased `Strategy` the rest uses.
 //! - `store/`: the registry over the etcd v3 API (create, update, delete, list, watch,
@@ -47,6 +47,16 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
         None => auth::Tokens::generated(&cfg.cert_dir),
     }
     .map_err(anyhow::Error::msg)?;
+    let signer =
+        auth::jwt::Signer::load_or_create(&cfg.service_account_key).map_err(anyhow::Error::msg)?;
+    let authenticator = auth::Authenticator {
+        tokens,
+        service_accounts: auth::serviceaccount::Issuer::new(
+            signer,
+            cfg.service_account_issuer.clone(),
+            cfg.api_audiences.clone(),
+        ),
+    };
     let material = match &cfg.tls {
         config::TlsSource::Files { cert, key } => tls::from_files(cert, key)?,
         config::TlsSource::Generated { dir } => {
@@ -72,6 +82,7 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
         etcd::Etcd::new(&cfg.etcd_servers, Duration::from_secs(10)).map_err(anyhow::Error::msg)?,
     );
     let kinds = kinds::Kinds::all();
+    let metrics = Arc::new(metrics::Metrics::default());
     let cache = store::cache::Cache::new(kinds.clone(), cfg.watch_cache_size);
     let store = Arc::new(store::Store {
         etcd: etcd.clone(),
@@ -79,6 +90,7 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
         cache: cache.clone(),
         ips: cfg.service_range,
         cache_wait: Duration::from_secs(3),
+        metrics: metrics.clone(),
     });
     let feed = tokio::spawn(store::cache::run(
         cache,
@@ -97,7 +109,7 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
     let advertise = std::net::SocketAddr::new(cfg.advertise, port);
     let server_url = format!("https://{advertise}");
     if let Some(path) = &cfg.write_kubeconfig {
-        let token = tokens.admin_token().ok_or_else(|| {
+        let token = authenticator.tokens.admin_token().ok_or_else(|| {
             anyhow::anyhow!(
                 "--write-kubeconfig needs a token of a system:masters user in --token-auth-file"
             )
@@ -112,13 +124,14 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
         store,
         openapi,
         authorizer,
-        metrics: Arc::new(metrics::Metrics::default()),
+        metrics,
         inflight: http::limits::Inflight::new(
             cfg.max_requests_inflight,
             cfg.max_mutating_requests_inflight,
         ),
         kinds,
-        tokens,
+        auth: authenticator,
+        request_timeout: cfg.request_timeout,
         advertise: advertise.to_string(),
     });
     http::serve(listener, tls_cfg, shared, shutdown).await;

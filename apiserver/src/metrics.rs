@@ -1,7 +1,9 @@
 //! `/metrics` in Prometheus' text format: requests by verb, resource and code with a
 //! latency histogram (kube-apiserver's `apiserver_request_total` and
 //! `apiserver_request_duration_seconds`), requests in flight and rejected by the in-flight
-//! limits, and open watches.
+//! limits, open watches and watchers dropped for being too slow
+//! (`apiserver_terminated_watchers_total`), objects and events in the watch cache by
+//! resource, and the kvstore's request latency (`etcd_request_duration_seconds`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,91 +16,148 @@ const BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
 ];
 
-#[derive(Default)]
-struct Series {
+/// One latency histogram (cumulative buckets, as Prometheus exposes them).
+#[derive(Debug, Clone)]
+pub struct Histogram {
     count: u64,
     sum: f64,
     buckets: Vec<u64>,
 }
 
-#[derive(Default)]
-pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), Series>>,
-    pub inflight_readonly: AtomicI64,
-    pub inflight_mutating: AtomicI64,
-    pub rejected: AtomicU64,
-    pub watches: AtomicI64,
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            count: 0,
+            sum: 0.0,
+            buckets: vec![0; BUCKETS.len()],
+        }
+    }
 }
 
-impl Metrics {
-    pub fn observe(&self, verb: &str, resource: &str, code: u16, elapsed: Duration) {
-        let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let s = m
-            .entry((verb.to_string(), resource.to_string(), code))
-            .or_insert_with(|| Series {
-                buckets: vec![0; BUCKETS.len()],
-                ..Default::default()
-            });
+impl Histogram {
+    pub fn observe(&mut self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
-        s.count += 1;
-        s.sum += secs;
+        self.count += 1;
+        self.sum += secs;
         for (i, b) in BUCKETS.iter().enumerate() {
             if secs <= *b {
-                s.buckets[i] += 1;
+                self.buckets[i] += 1;
             }
         }
     }
 
+    fn add(&mut self, o: &Histogram) {
+        self.count += o.count;
+        self.sum += o.sum;
+        for (a, b) in self.buckets.iter_mut().zip(&o.buckets) {
+            *a += b;
+        }
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines of `name` with `labels` (`k="v",...`).
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels},le=\"{b}\"}} {}",
+                self.buckets[i]
+            );
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+/// This process's resident memory (VmRSS of /proc/self/status), where there is one.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Histograms by a label set.
+pub type Histograms<K> = Mutex<BTreeMap<K, Histogram>>;
+
+pub fn observe<K: Ord>(h: &Histograms<K>, key: K, elapsed: Duration) {
+    h.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_default()
+        .observe(elapsed);
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Histograms<(String, String, u16)>,
+    pub inflight_readonly: AtomicI64,
+    pub inflight_mutating: AtomicI64,
+    pub rejected: AtomicU64,
+    pub watches: AtomicI64,
+    /// Watches ended because their client did not keep up, by resource.
+    pub terminated_watchers: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// What `/metrics` shows beside the requests: the watch cache and the kvstore client.
+pub struct Sources<'a> {
+    pub cache: &'a crate::store::cache::Cache,
+    pub etcd: &'a crate::etcd::Etcd,
+}
+
+impl Metrics {
+    pub fn observe(&self, verb: &str, resource: &str, code: u16, elapsed: Duration) {
+        observe(
+            &self.requests,
+            (verb.to_string(), resource.to_string(), code),
+            elapsed,
+        );
+    }
+
+    pub fn watcher_terminated(&self, resource: &'static str) {
+        *self
+            .terminated_watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(resource)
+            .or_default() += 1;
+    }
+
     /// The text exposition.
-    pub fn render(&self) -> String {
+    pub fn render(&self, src: &Sources) -> String {
         let mut out = String::new();
         let m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         out.push_str("# HELP apiserver_request_total Requests by verb, resource and HTTP code.\n");
         out.push_str("# TYPE apiserver_request_total counter\n");
-        for ((verb, resource, code), s) in m.iter() {
+        for ((verb, resource, code), h) in m.iter() {
             let _ = writeln!(
                 out,
                 "apiserver_request_total{{verb=\"{verb}\",resource=\"{resource}\",code=\"{code}\"}} {}",
-                s.count
+                h.count
             );
         }
         out.push_str(
             "# HELP apiserver_request_duration_seconds Request latency by verb and resource.\n",
         );
         out.push_str("# TYPE apiserver_request_duration_seconds histogram\n");
-        let mut by_vr: BTreeMap<(&str, &str), (u64, f64, Vec<u64>)> = BTreeMap::new();
-        for ((verb, resource, _), s) in m.iter() {
-            let e = by_vr
+        let mut by_vr: BTreeMap<(&str, &str), Histogram> = BTreeMap::new();
+        for ((verb, resource, _), h) in m.iter() {
+            by_vr
                 .entry((verb.as_str(), resource.as_str()))
-                .or_insert_with(|| (0, 0.0, vec![0; BUCKETS.len()]));
-            e.0 += s.count;
-            e.1 += s.sum;
-            for (i, b) in s.buckets.iter().enumerate() {
-                e.2[i] += b;
-            }
+                .or_default()
+                .add(h);
         }
-        for ((verb, resource), (count, sum, buckets)) in by_vr {
+        for ((verb, resource), h) in by_vr {
             let labels = format!("verb=\"{verb}\",resource=\"{resource}\"");
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "apiserver_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}",
-                    buckets[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "apiserver_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
-            );
-            let _ = writeln!(
-                out,
-                "apiserver_request_duration_seconds_sum{{{labels}}} {sum}"
-            );
-            let _ = writeln!(
-                out,
-                "apiserver_request_duration_seconds_count{{{labels}}} {count}"
-            );
+            h.render(&mut out, "apiserver_request_duration_seconds", &labels);
         }
+        drop(m);
         let gauge = |out: &mut String, name: &str, help: &str, kind: &str, v: String| {
             let _ = writeln!(
                 out,
@@ -125,6 +184,57 @@ impl Metrics {
             "gauge",
             self.watches.load(Ordering::Relaxed).to_string(),
         );
+        out.push_str("# HELP apiserver_terminated_watchers_total Watches closed because their client did not keep up, by resource.\n# TYPE apiserver_terminated_watchers_total counter\n");
+        for (r, n) in self
+            .terminated_watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "apiserver_terminated_watchers_total{{resource=\"{r}\"}} {n}"
+            );
+        }
+        if let Some(rss) = resident_bytes() {
+            gauge(
+                &mut out,
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                "gauge",
+                rss.to_string(),
+            );
+        }
+        let sizes = src.cache.sizes();
+        out.push_str("# HELP apiserver_storage_objects Objects in the watch cache, by resource.\n# TYPE apiserver_storage_objects gauge\n");
+        for (r, n) in &sizes.objects {
+            let _ = writeln!(out, "apiserver_storage_objects{{resource=\"{r}\"}} {n}");
+        }
+        out.push_str("# HELP apiserver_watch_cache_events Recent events the watch cache keeps for resuming watches, by resource.\n# TYPE apiserver_watch_cache_events gauge\n");
+        for (r, n) in &sizes.events {
+            let _ = writeln!(out, "apiserver_watch_cache_events{{resource=\"{r}\"}} {n}");
+        }
+        gauge(
+            &mut out,
+            "apiserver_watch_cache_capacity",
+            "Events the watch cache keeps at most (--watch-cache-size).",
+            "gauge",
+            sizes.capacity.to_string(),
+        );
+        out.push_str("# HELP etcd_request_duration_seconds Latency of kvstore requests by operation.\n# TYPE etcd_request_duration_seconds histogram\n");
+        for (op, h) in src
+            .etcd
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            h.render(
+                &mut out,
+                "etcd_request_duration_seconds",
+                &format!("operation=\"{op}\""),
+            );
+        }
         out
     }
 }
@@ -133,13 +243,25 @@ impl Metrics {
 mod tests {
     use super::*;
 
-    #[test]
-    fn exposition_counts_and_buckets() {
+    #[tokio::test]
+    async fn exposition_counts_and_buckets() {
         let m = Metrics::default();
         m.observe("GET", "pods", 200, Duration::from_millis(3));
         m.observe("GET", "pods", 200, Duration::from_millis(300));
         m.observe("GET", "pods", 404, Duration::from_millis(1));
-        let text = m.render();
+        m.watcher_terminated("pods");
+        let cache = crate::store::cache::Cache::new(crate::kinds::Kinds::all(), 10);
+        let etcd =
+            crate::etcd::Etcd::new(&["http://127.0.0.1:1".into()], Duration::from_secs(1)).unwrap();
+        crate::metrics::observe(&etcd.latency, "range", Duration::from_millis(2));
+        let text = m.render(&Sources {
+            cache: &cache,
+            etcd: &etcd,
+        });
+        assert!(text.contains("apiserver_terminated_watchers_total{resource=\"pods\"} 1"));
+        assert!(text.contains("etcd_request_duration_seconds_count{operation=\"range\"} 1"));
+        assert!(text.contains("apiserver_watch_cache_capacity 10"));
+        assert!(text.contains("\nprocess_resident_memory_bytes "));
         assert!(
             text.contains("apiserver_request_total{verb=\"GET\",resource=\"pods\",code=\"200\"} 2")
         );

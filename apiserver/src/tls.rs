@@ -59,7 +59,7 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
 
 /// Writes `contents` to `path` unless it exists; never replaces a file another process
 /// wrote first. Returns what `path` holds afterwards.
-fn write_once(path: &Path, contents: &str) -> Result<String, TlsError> {
+pub(crate) fn write_once(path: &Path, contents: &str) -> Result<String, TlsError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.{}",

@@ -83,11 +83,18 @@ pub fn objects() -> (Vec<Value>, Vec<Value>) {
         ),
         role(
             "system:basic-user",
-            vec![rule(
-                &["authorization.k8s.io"],
-                &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
-                &["create"],
-            )],
+            vec![
+                rule(
+                    &["authorization.k8s.io"],
+                    &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                    &["create"],
+                ),
+                rule(
+                    &["authentication.k8s.io"],
+                    &["selfsubjectreviews"],
+                    &["create"],
+                ),
+            ],
         ),
         role(
             "system:monitoring",

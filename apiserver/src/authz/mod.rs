@@ -3,7 +3,7 @@
 //! (`rbac.rs`), read from the watch cache. A denied request gets 403 naming the user, the
 //! verb and the resource. `review.rs` answers SelfSubjectAccessReviews (`kubectl auth
 //! can-i`) and SelfSubjectRulesReviews with the same evaluation; `bootstrap.rs` holds the
-//! roles every cluster starts with.
+//! roles every cluster starts with; `node.rs` narrows what nodes' agents may write.
 
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +16,7 @@ use crate::store::cache::{Cache, CachedObj};
 
 pub mod attributes;
 pub mod bootstrap;
+pub mod node;
 pub mod rbac;
 pub mod review;
 

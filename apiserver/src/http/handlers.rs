@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use serde_json::json;
 
 use super::route::{self, ResourcePath, Route};
@@ -20,7 +19,6 @@ use crate::error::FieldError;
 use crate::kinds::ResourceInfo;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::list::{list_json, ListResult};
-use crate::store::watch::WatchOptions;
 use crate::store::{DeleteOptions, ListOptions, RvMatch, Target, Write};
 use crate::table;
 
@@ -73,7 +71,7 @@ fn metric_labels(req: &Request<Incoming>, kinds: &crate::kinds::Kinds) -> (&'sta
         return (verb, String::new());
     }
     let resource = match p.sub.as_deref() {
-        Some(s @ ("status" | "binding" | "log" | "finalize" | "scale")) => {
+        Some(s @ ("status" | "binding" | "log" | "finalize" | "scale" | "token")) => {
             format!("{}/{s}", p.plural)
         }
         Some(_) => String::new(),
@@ -104,24 +102,15 @@ async fn handle_inner(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let route = route::parse(req.uri().path());
-    let plain = |code: StatusCode, text: &'static str| {
-        Response::builder()
-            .status(code)
-            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .body(full(text))
-            .unwrap_or_else(|_| Response::new(full(text)))
+    let health = |p| {
+        let q = route::query(req.uri().query());
+        let path = req.uri().path().to_string();
+        let shared = shared.clone();
+        async move { Ok(super::health::serve(&shared, p, &path, &q).await) }
     };
     match route {
-        Some(Route::Health) => return Ok(plain(StatusCode::OK, "ok")),
-        Some(Route::Ready) => {
-            return Ok(match shared.store.cache.revision() {
-                Some(_) => plain(StatusCode::OK, "ok"),
-                None => plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "[-]watch-cache failed: not synced yet\nreadyz check failed",
-                ),
-            })
-        }
+        Some(Route::Health) => return health(super::health::Probe::Live).await,
+        Some(Route::Ready) => return health(super::health::Probe::Ready).await,
         Some(Route::Version) => return Ok(ok_json(&discovery::version())),
         _ => {}
     }
@@ -129,9 +118,10 @@ async fn handle_inner(
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let Some(user) = shared.tokens.authenticate(auth) else {
+    let Some(user) = shared.auth.authenticate(auth, &shared.store).await else {
         return Err(ApiError::Unauthorized);
     };
+    let user = &user;
     tracing::Span::current().record("user", user.name.as_str());
     let q = route::query(req.uri().query());
     let attrs = match &route {
@@ -153,6 +143,56 @@ async fn handle_inner(
         shared.inflight.admit(req.method())?
     };
     shared.authorizer.authorize(user, &attrs)?;
+    // What a node's agent writes is narrowed to its own objects.
+    let node = match (crate::authz::node::node_of(user), &attrs) {
+        (Some(n), crate::authz::Attributes::Resource(r)) => {
+            crate::authz::node::check(n, r, &shared.store).await?;
+            Some((n.to_string(), r.clone()))
+        }
+        _ => None,
+    };
+    // Requests that are not long-running end at --request-timeout (or the client's
+    // shorter `timeout`) with 504.
+    let limit = match q.get("timeout").filter(|t| !t.is_empty()) {
+        Some(t) => crate::config::parse_duration(t)
+            .map_err(|e| ApiError::BadRequest(format!("invalid timeout: {e}")))?
+            .min(shared.request_timeout),
+        None => shared.request_timeout,
+    };
+    let served = serve_route(&shared, route, req, user, node);
+    if long_running || limit.is_zero() {
+        return served.await;
+    }
+    match tokio::time::timeout(limit, served).await {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::Timeout(format!(
+            "request did not complete within {}",
+            humantime(limit)
+        ))),
+    }
+}
+
+/// A duration as Go prints one ("1m0s", "30s", "250ms").
+fn humantime(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    match (secs / 3600, secs / 60 % 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+async fn serve_route(
+    shared: &Arc<Shared>,
+    route: Option<Route>,
+    req: Request<Incoming>,
+    user: &crate::auth::User,
+    node: Option<(String, crate::authz::ResourceAttributes)>,
+) -> Result<Response<Body>, ApiError> {
     let kinds = &shared.kinds;
     match route {
         None => Err(ApiError::NoRoute),
@@ -182,17 +222,26 @@ async fn handle_inner(
                 http::header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
             )
-            .body(full(shared.metrics.render()))
+            .body(full(shared.metrics.render(&crate::metrics::Sources {
+                cache: &shared.store.cache,
+                etcd: &shared.store.etcd,
+            })))
             .unwrap_or_else(|_| Response::new(full(Bytes::new())))),
-        Some(Route::Resource(p)) if p.group == "authorization.k8s.io" && p.version == "v1" => {
-            review(&shared, user, p, req).await
+        Some(Route::Resource(p))
+            if p.version == "v1"
+                && (p.group == "authorization.k8s.io"
+                    || (p.group == "authentication.k8s.io"
+                        && p.plural == "selfsubjectreviews")) =>
+        {
+            review(shared, user, p, req).await
         }
-        Some(Route::Resource(p)) => resource(&shared, p, req).await,
+        Some(Route::Resource(p)) => resource(shared, p, req, node).await,
         Some(Route::Health | Route::Ready | Route::Version) => Err(ApiError::NoRoute),
     }
 }
 
-/// `POST /apis/authorization.k8s.io/v1/selfsubject{access,rules}reviews`.
+/// `POST /apis/authorization.k8s.io/v1/selfsubject{access,rules}reviews` and
+/// `/apis/authentication.k8s.io/v1/selfsubjectreviews` (`kubectl auth whoami`).
 async fn review(
     shared: &Shared,
     user: &crate::auth::User,
@@ -207,6 +256,7 @@ async fn review(
     let out = match p.plural.as_str() {
         "selfsubjectaccessreviews" => crate::authz::review::access_review(az, user, &body)?,
         "selfsubjectrulesreviews" => crate::authz::review::rules_review(az, user, &body)?,
+        "selfsubjectreviews" => crate::auth::self_review(user),
         _ => return Err(ApiError::NoRoute),
     };
     Ok(json_response(
@@ -290,7 +340,7 @@ async fn read_object(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     }
 }
 
-fn parse_bool(q: &HashMap<String, String>, k: &str) -> bool {
+pub(super) fn parse_bool(q: &HashMap<String, String>, k: &str) -> bool {
     matches!(q.get(k).map(String::as_str), Some("true" | "1"))
 }
 
@@ -408,10 +458,12 @@ fn dry_run(q: &HashMap<String, String>) -> Result<bool, ApiError> {
     }
 }
 
+/// `node`: the node whose agent asks, and what it asks (its creates are checked on the body).
 async fn resource(
     shared: &Shared,
     p: ResourcePath,
     req: Request<Incoming>,
+    node: Option<(String, crate::authz::ResourceAttributes)>,
 ) -> Result<Response<Body>, ApiError> {
     let q = route::query(req.uri().query());
     let store = &shared.store;
@@ -450,6 +502,7 @@ async fn resource(
         Some("status") => info.status,
         Some("binding" | "log") => info.plural == "pods" && info.group.is_empty(),
         Some("finalize") => info.plural == "namespaces" && info.group.is_empty(),
+        Some("token") => info.plural == "serviceaccounts" && info.group.is_empty(),
         Some("scale") => {
             info.group == "apps" && matches!(info.plural, "deployments" | "replicasets")
         }
@@ -479,7 +532,7 @@ async fn resource(
         (Method::GET, false, None) => {
             let opts = list_options(&q, &allowed_fields)?;
             if parse_bool(&q, "watch") {
-                return watch(shared, &t, opts, &q, table).await;
+                return super::watch::watch(shared, &t, opts, &q, table).await;
             }
             let r = store.list(&t, &opts).await?;
             if let Some(tr) = table {
@@ -503,7 +556,7 @@ async fn resource(
                 name: None,
                 ..t.clone()
             };
-            watch(shared, &coll, opts, &q, table).await
+            super::watch::watch(shared, &coll, opts, &q, table).await
         }
         (Method::GET, true, Some("log")) => super::podlog::proxy(shared, &t, &q).await,
         (Method::GET, true, Some("scale")) => {
@@ -541,11 +594,31 @@ async fn resource(
         (Method::POST, false, None) => {
             let w = write_options(&q, &req, false)?;
             let body = read_object(req).await?;
+            if let Some((n, a)) = &node {
+                let v = serde_json::from_slice(&body).unwrap_or_default();
+                crate::authz::node::check_create(n, a, &v)?;
+            }
             let warnings = field_validation(kind.as_ref(), &q, &body)?;
             let obj = store.create(&t, &body, &w).await?;
             Ok(with_warnings(
                 json_response(StatusCode::CREATED, obj),
                 &warnings,
+            ))
+        }
+        (Method::POST, true, Some("token")) => {
+            let body = read_object(req).await?;
+            let ns = t.namespace.as_deref().unwrap_or_default();
+            let out = crate::auth::tokenrequest::issue(
+                store,
+                &shared.auth.service_accounts,
+                ns,
+                t.name(),
+                &body,
+            )
+            .await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                serde_json::to_vec(&out).unwrap_or_default(),
             ))
         }
         (Method::POST, true, Some("binding")) => {
@@ -627,24 +700,6 @@ fn field_validation(
     crate::fieldcheck::check(kind, d, body)
 }
 
-/// Counts an open watch while it lives.
-struct WatchOpen(Arc<crate::metrics::Metrics>);
-
-impl WatchOpen {
-    fn new(m: Arc<crate::metrics::Metrics>) -> Self {
-        m.watches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        WatchOpen(m)
-    }
-}
-
-impl Drop for WatchOpen {
-    fn drop(&mut self) {
-        self.0
-            .watches
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
     for w in warnings {
         let text = format!("299 - {:?}", w);
@@ -669,73 +724,15 @@ fn list_table(tr: &table::TableRequest, info: &ResourceInfo, r: &ListResult) -> 
     table::of_list(tr, info, items, r.meta().into())
 }
 
-/// One watch event with its object as a one-row table (the first with the columns).
-/// Status objects (ERROR events) and bookmarks pass unchanged.
-fn table_event(
-    tr: &table::TableRequest,
-    info: &ResourceInfo,
-    frame: Bytes,
-    headers: &mut bool,
-) -> Bytes {
-    let Ok(mut ev) = serde_json::from_slice::<serde_json::Value>(&frame) else {
-        return frame;
-    };
-    let ty = ev.get("type").and_then(|t| t.as_str()).unwrap_or("");
-    if matches!(ty, "ERROR" | "BOOKMARK") {
-        return frame;
-    }
-    let Some(obj) = ev.get_mut("object").map(serde_json::Value::take) else {
-        return frame;
-    };
-    ev["object"] = table::of_object(tr, info, obj, *headers);
-    *headers = false;
-    let mut out = serde_json::to_vec(&ev).unwrap_or_default();
-    out.push(b'\n');
-    Bytes::from(out)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn watch(
-    shared: &Shared,
-    t: &Target,
-    list: ListOptions,
-    q: &HashMap<String, String>,
-    table: Option<table::TableRequest>,
-) -> Result<Response<Body>, ApiError> {
-    let timeout = match q.get("timeoutSeconds").filter(|s| !s.is_empty()) {
-        Some(s) => Duration::from_secs(
-            s.parse::<u64>()
-                .map_err(|_| ApiError::BadRequest(format!("invalid timeoutSeconds: {s:?}")))?,
-        ),
-        // As kube-apiserver: between 30 and 60 minutes, so reconnects spread out.
-        None => Duration::from_secs(1800 + rand::random::<u64>() % 1800),
-    };
-    let bookmarks = parse_bool(q, "allowWatchBookmarks");
-    let rx = shared
-        .store
-        .watch(t, WatchOptions { list, bookmarks })
-        .await?;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let info = t.kind.info().clone();
-    let open = WatchOpen::new(shared.metrics.clone());
-    let mut headers = true;
-    let stream = futures::stream::unfold(rx, move |mut rx| async move {
-        tokio::select! {
-            item = rx.recv() => item.map(|b| (b, rx)),
-            _ = tokio::time::sleep_until(deadline) => None,
-        }
-    })
-    .map(move |b| {
-        let _open = &open;
-        let b = match &table {
-            Some(tr) => table_event(tr, &info, b, &mut headers),
-            None => b,
-        };
-        Ok::<_, std::convert::Infallible>(Frame::data(b))
-    });
-    Ok(Response::builder()
-        .status(StatusCode::OK)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::CACHE_CONTROL, "no-cache, private")
-        .body(BodyExt::boxed(StreamBody::new(stream)))
-        .unwrap_or_else(|_| Response::new(full(Bytes::new()))))
+    #[test]
+    fn timeouts_print_as_go_durations() {
+        assert_eq!(humantime(Duration::from_secs(60)), "1m0s");
+        assert_eq!(humantime(Duration::from_secs(30)), "30s");
+        assert_eq!(humantime(Duration::from_millis(250)), "250ms");
+        assert_eq!(humantime(Duration::from_secs(3723)), "1h2m3s");
+    }
 }

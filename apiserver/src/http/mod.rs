@@ -13,15 +13,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use crate::auth::Tokens;
 use crate::error::{status_json, ApiError};
 use crate::kinds::Kinds;
 use crate::store::Store;
 
 mod handlers;
+mod health;
 pub mod limits;
 mod podlog;
 pub mod route;
+mod watch;
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -33,7 +34,9 @@ pub struct Shared {
     pub inflight: limits::Inflight,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub kinds: Kinds,
-    pub tokens: Tokens,
+    pub auth: crate::auth::Authenticator,
+    /// `--request-timeout`: how long a request that is not long-running may take.
+    pub request_timeout: std::time::Duration,
     /// host:port clients reach this server at (for `/api`).
     pub advertise: String,
 }

@@ -211,7 +211,7 @@ pub async fn proxy(
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let token = shared.tokens.admin_token().unwrap_or_default();
+    let token = shared.auth.tokens.admin_token().unwrap_or_default();
     let req = http::Request::builder()
         .method("GET")
         .uri(&path)

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 /// Where a path leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// `/healthz`, `/livez`: the process serves.
+    /// `/healthz`, `/livez`: the process serves and a kvstore quorum answers.
     Health,
-    /// `/readyz`: the watch cache has its first full list (the kvstore answered).
+    /// `/readyz`: as `/livez`, and the watch cache has its first full list.
     Ready,
     Version,
     /// `/metrics`: Prometheus text.

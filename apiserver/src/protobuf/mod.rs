@@ -300,6 +300,7 @@ fn message_name(api_version: &str, kind: &str) -> Result<String, String> {
         "v1" => "core.v1",
         "apps/v1" => "apps.v1",
         "coordination.k8s.io/v1" => "coordination.v1",
+        "authentication.k8s.io/v1" => "authentication.v1",
         "authorization.k8s.io/v1" => "authorization.v1",
         "rbac.authorization.k8s.io/v1" => "rbac.v1",
         other => return Err(format!("protobuf bodies of {other} are not served")),

@@ -126,6 +126,19 @@ pub struct Cache {
     progress_wanted: tokio::sync::Notify,
 }
 
+/// How much the cache holds, by resource (the key's plural), for `/metrics`.
+pub struct Sizes {
+    pub objects: BTreeMap<String, usize>,
+    pub events: BTreeMap<String, usize>,
+    pub capacity: usize,
+}
+
+fn resource_of(key: &str) -> &str {
+    key.strip_prefix("/registry/")
+        .and_then(|k| k.split('/').next())
+        .unwrap_or("")
+}
+
 /// Where a client watch starts.
 pub enum Start {
     /// Every event after this revision.
@@ -212,6 +225,25 @@ impl Cache {
         })
         .await;
         ok.is_ok()
+    }
+
+    pub fn sizes(&self) -> Sizes {
+        let s = self.read();
+        let mut objects = BTreeMap::new();
+        for k in s.objects.keys() {
+            *objects.entry(resource_of(k).to_string()).or_default() += 1;
+        }
+        let mut events = BTreeMap::new();
+        for e in &s.window {
+            *events
+                .entry(resource_of(&e.obj.key).to_string())
+                .or_default() += 1;
+        }
+        Sizes {
+            objects,
+            events,
+            capacity: self.capacity,
+        }
     }
 
     /// Subscribes a client watch; None if the cache cannot serve that start (not ready,

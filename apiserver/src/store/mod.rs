@@ -187,6 +187,7 @@ pub struct Store {
     pub ips: ipalloc::Range,
     /// How long a consistent list waits for the cache before reading etcd instead.
     pub cache_wait: Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub(crate) fn compare_mod(key: &str, rev: i64) -> pb::Compare {

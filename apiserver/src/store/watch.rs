@@ -133,6 +133,8 @@ impl Store {
         };
         match self.cache.subscribe(&filter.prefix, start) {
             Some(sub) => {
+                let metrics = self.metrics.clone();
+                let resource = info.plural;
                 filter.sent = from.unwrap_or(0);
                 tokio::spawn(async move {
                     for ev in &sub.backlog {
@@ -145,7 +147,9 @@ impl Store {
                     if let Some(l) = filter.bookmark(sub.rev) {
                         let _ = tx.send(l).await;
                     }
-                    pump_cache(filter, sub.rx, tx).await;
+                    if pump_cache(filter, sub.rx, tx).await == End::TooSlow {
+                        metrics.watcher_terminated(resource);
+                    }
                 });
             }
             None => {
@@ -251,34 +255,117 @@ impl Store {
 /// did not select moved it on.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
 
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The client went away, or the cache was rebuilt.
+    Closed,
+    /// The client read too slowly: its events would have had to be buffered without bound.
+    TooSlow,
+}
+
+/// How long a watch waits for its client to take one more event (its 256-event buffer
+/// full) before it is closed.
+const SLOW_CLIENT: Duration = Duration::from_secs(30);
+
 async fn pump_cache(
     mut filter: Filter,
     mut rx: broadcast::Receiver<Notice>,
     tx: mpsc::Sender<Bytes>,
-) {
+) -> End {
     let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
     ticker.tick().await;
     loop {
         let n = tokio::select! {
             n = rx.recv() => n,
             _ = ticker.tick() => Ok(Notice::Progress(filter.latest)),
-            _ = tx.closed() => return,
+            _ = tx.closed() => return End::Closed,
         };
         let out = match n {
             Ok(Notice::Event(ev)) => filter.translate(&ev),
             Ok(Notice::Progress(rev)) => filter.bookmark(rev),
             // Rebuilt cache or a client too slow to keep up: end; the client resumes
             // from the last resourceVersion it saw.
-            Ok(Notice::Reset)
-            | Err(broadcast::error::RecvError::Lagged(_))
-            | Err(broadcast::error::RecvError::Closed) => return,
+            Ok(Notice::Reset) | Err(broadcast::error::RecvError::Closed) => return End::Closed,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::info!(prefix = %filter.prefix, missed = n, "closing a watch whose client does not keep up");
+                return End::TooSlow;
+            }
         };
         if let Some(l) = out {
             // A client that does not read for this long is dropped rather than buffered.
-            match tokio::time::timeout(Duration::from_secs(30), tx.send(l)).await {
+            match tokio::time::timeout(SLOW_CLIENT, tx.send(l)).await {
                 Ok(Ok(())) => {}
-                _ => return,
+                Ok(Err(_)) => return End::Closed,
+                Err(_) => {
+                    tracing::info!(prefix = %filter.prefix, "closing a watch whose client stopped reading");
+                    return End::TooSlow;
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn filter() -> Filter {
+        Filter {
+            prefix: "/registry/pods/".into(),
+            opts: ListOptions::default(),
+            bookmarks: false,
+            api_version: "v1".into(),
+            kind: "Pod",
+            sent: 0,
+            latest: 0,
+        }
+    }
+
+    fn event(rev: i64) -> Notice {
+        Notice::Event(Arc::new(CacheEvent {
+            rev,
+            typ: EventType::Added,
+            obj: Arc::new(CachedObj {
+                key: format!("/registry/pods/default/p{rev}"),
+                rev,
+                json: Bytes::from_static(b"{}"),
+                labels: BTreeMap::new(),
+                fields: vec![],
+            }),
+            prev: None,
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_falls_behind_the_cache_is_closed_not_buffered() {
+        let (btx, brx) = broadcast::channel(8);
+        let (tx, mut rx) = mpsc::channel(4);
+        // More events than the broadcast keeps, before the pump reads any.
+        for rev in 1..=20 {
+            let _ = btx.send(event(rev));
+        }
+        let end = pump_cache(filter(), brx, tx).await;
+        assert_eq!(end, End::TooSlow);
+        // What it had sent stays readable; then the stream ends.
+        let mut n = 0;
+        while rx.recv().await.is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 0);
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_keeps_up_sees_every_event_and_ends_with_its_client() {
+        let (btx, brx) = broadcast::channel(8);
+        let (tx, mut rx) = mpsc::channel(4);
+        let pump = tokio::spawn(pump_cache(filter(), brx, tx));
+        for rev in 1..=20 {
+            let _ = btx.send(event(rev));
+            let line = rx.recv().await.expect("a line per event");
+            assert!(line.starts_with(b"{\"type\":\"ADDED\""));
+        }
+        drop(rx);
+        assert_eq!(pump.await.unwrap(), End::Closed);
     }
 }

@@ -1,23 +1,27 @@
-//! Authentication by bearer token: kube-apiserver's static token file
-//! (`token,user,uid,"group1,group2"`), or, without one, an admin token kept in
-//! `--cert-dir/tokens.csv` (created once, so apiservers sharing the directory share it).
+//! Static bearer tokens: kube-apiserver's token file (`token,user,uid,"group1,group2"`),
+//! or, without one, an admin token kept in `--cert-dir/tokens.csv` (created once, so
+//! apiservers sharing the directory share it).
 
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Who made a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub uid: String,
-    pub groups: Vec<String>,
-}
+use super::{User, AUTHENTICATED};
 
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
     by_token: HashMap<String, User>,
     /// A token for the kubeconfig this process writes (the first system:masters user).
     admin: Option<String>,
+}
+
+/// 40 random letters and digits.
+pub fn random_token() -> String {
+    use rand::Rng;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect()
 }
 
 /// Splits one CSV line, honouring double quotes.
@@ -67,7 +71,7 @@ impl Tokens {
             }
             let mut groups = groups;
             // Everyone who authenticates is in this group (kube's group adder).
-            groups.push("system:authenticated".to_string());
+            groups.push(AUTHENTICATED.to_string());
             t.by_token.insert(
                 f[0].clone(),
                 User {
@@ -88,15 +92,10 @@ impl Tokens {
 
     /// The admin token file in `dir`, created with a random token if missing.
     pub fn generated(dir: &Path) -> Result<Self, String> {
-        use rand::Rng;
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = dir.join("tokens.csv");
         if !path.exists() {
-            let token: String = rand::rng()
-                .sample_iter(rand::distr::Alphanumeric)
-                .take(40)
-                .map(char::from)
-                .collect();
+            let token = random_token();
             let line = format!("{token},admin,admin,\"system:masters\"\n");
             let tmp = dir.join(format!(".tokens.csv.{}", std::process::id()));
             std::fs::write(&tmp, line).map_err(|e| format!("{}: {e}", tmp.display()))?;
@@ -112,18 +111,21 @@ impl Tokens {
         Self::from_file(&path)
     }
 
+    /// The token of the user called `name`, if it has one.
+    pub fn token_of(&self, name: &str) -> Option<&str> {
+        self.by_token
+            .iter()
+            .find(|(_, u)| u.name == name)
+            .map(|(t, _)| t.as_str())
+    }
+
     pub fn admin_token(&self) -> Option<&str> {
         self.admin.as_deref()
     }
 
-    /// The user an `Authorization` header value names, if any.
-    pub fn authenticate(&self, header: Option<&str>) -> Option<&User> {
-        let h = header?;
-        let (scheme, token) = h.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        self.by_token.get(token.trim())
+    /// The user a bearer token names, if it is one of these.
+    pub fn lookup(&self, token: &str) -> Option<&User> {
+        self.by_token.get(token)
     }
 }
 
@@ -135,14 +137,13 @@ mod tests {
     fn static_token_file() {
         let t =
             Tokens::parse("# comment\nabc,alice,1,\"system:masters,dev\"\nxyz,bob,2\n").unwrap();
-        let a = t.authenticate(Some("Bearer abc")).unwrap();
+        let a = t.lookup("abc").unwrap();
         assert_eq!(a.name, "alice");
         assert_eq!(a.groups, ["system:masters", "dev", "system:authenticated"]);
         assert_eq!(t.admin_token(), Some("abc"));
-        assert_eq!(t.authenticate(Some("bearer xyz")).unwrap().name, "bob");
-        assert!(t.authenticate(Some("Bearer nope")).is_none());
-        assert!(t.authenticate(Some("Basic abc")).is_none());
-        assert!(t.authenticate(None).is_none());
+        assert_eq!(t.lookup("xyz").unwrap().name, "bob");
+        assert_eq!(t.token_of("bob"), Some("xyz"));
+        assert!(t.lookup("nope").is_none());
         assert!(Tokens::parse("onlytoken\n").is_err());
     }
 
