@@ -165,6 +165,7 @@ pub async fn run(flags: ApiBenchFlags) -> anyhow::Result<()> {
         create_lat.extend(t.await??);
     }
     let create_elapsed = started.elapsed();
+    let rss_created = apiserver_rss(&c).await;
 
     // 2. Watches, then paced patches.
     let groups = flags.watch_groups;
@@ -268,6 +269,7 @@ pub async fn run(flags: ApiBenchFlags) -> anyhow::Result<()> {
         t.await??;
     }
     let write_elapsed = write_started.elapsed();
+    let rss_written = apiserver_rss(&c).await;
     // Let the last events arrive, then close the watches.
     let per_group = |g: usize| (0..flags.watchers).filter(|w| w % groups == g).count();
     let expected: usize = (0..writes)
@@ -367,21 +369,24 @@ pub async fn run(flags: ApiBenchFlags) -> anyhow::Result<()> {
         )
     );
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    println!("\n| apiserver RSS before MiB | after MiB | JSON of the pods MiB | RSS / JSON |");
-    println!("|---|---|---|---|");
-    match (rss_before, rss_after) {
-        (Some(b), Some(a)) => println!(
-            "| {:.0} | {:.0} | {:.1} | {:.2} |",
-            mib(b),
-            mib(a),
-            mib(json_bytes as u64),
-            a as f64 / json_bytes.max(1) as f64
-        ),
-        _ => println!(
-            "| ? | ? | {:.1} | (the apiserver exposes no process_resident_memory_bytes) |",
-            mib(json_bytes as u64)
-        ),
-    }
+    let mib = |b: Option<u64>| match b {
+        Some(b) => format!("{:.0}", b as f64 / (1024.0 * 1024.0)),
+        None => "?".into(),
+    };
+    println!("\n| apiserver RSS MiB: at start | after creates | after patches (watches open) | after lists | JSON of the pods MiB | RSS / JSON | (RSS - RSS at start) / JSON |");
+    println!("|---|---|---|---|---|---|---|");
+    let json = json_bytes.max(1) as f64;
+    let ratio = |b: Option<u64>| b.map(|b| format!("{:.2}", b as f64 / json)).unwrap_or("?".into());
+    println!(
+        "| {} | {} | {} | {} | {:.1} | {} | {} |",
+        mib(rss_before),
+        mib(rss_created),
+        mib(rss_written),
+        mib(rss_after),
+        json / (1024.0 * 1024.0),
+        ratio(rss_after),
+        ratio(rss_after.zip(rss_before).map(|(a, b)| a.saturating_sub(b))),
+    );
 
     // Clean up: the bench's pods are unbound, so they go at once.
     let dp = DeleteParams::default();

@@ -7,6 +7,11 @@ mod up;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc, as TiKV uses: it hands freed memory back to the system (glibc's malloc keeps
+/// what bursts of large responses and watch fan-out leave behind as resident memory).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "flotilla",
