@@ -368,7 +368,6 @@ pub async fn run(flags: ApiBenchFlags) -> anyhow::Result<()> {
             paged_elapsed
         )
     );
-    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let mib = |b: Option<u64>| match b {
         Some(b) => format!("{:.0}", b as f64 / (1024.0 * 1024.0)),
         None => "?".into(),
@@ -376,7 +375,10 @@ pub async fn run(flags: ApiBenchFlags) -> anyhow::Result<()> {
     println!("\n| apiserver RSS MiB: at start | after creates | after patches (watches open) | after lists | JSON of the pods MiB | RSS / JSON | (RSS - RSS at start) / JSON |");
     println!("|---|---|---|---|---|---|---|");
     let json = json_bytes.max(1) as f64;
-    let ratio = |b: Option<u64>| b.map(|b| format!("{:.2}", b as f64 / json)).unwrap_or("?".into());
+    let ratio = |b: Option<u64>| {
+        b.map(|b| format!("{:.2}", b as f64 / json))
+            .unwrap_or("?".into())
+    };
     println!(
         "| {} | {} | {} | {} | {:.1} | {} | {} |",
         mib(rss_before),

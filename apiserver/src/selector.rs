@@ -52,15 +52,20 @@ impl LabelSelector {
     }
 
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matches_with(|k| labels.get(k).map(String::as_str))
+    }
+
+    /// Whether labels read through `get` (a key's value, if set) match.
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.0.iter().all(|r| {
-            let v = labels.get(&r.key);
+            let v = get(&r.key);
             match &r.op {
                 LabelOp::Exists => v.is_some(),
                 LabelOp::NotExists => v.is_none(),
-                LabelOp::Equals(x) => v == Some(x),
-                LabelOp::NotEquals(x) => v != Some(x),
-                LabelOp::In(xs) => v.is_some_and(|v| xs.contains(v)),
-                LabelOp::NotIn(xs) => v.is_none_or(|v| !xs.contains(v)),
+                LabelOp::Equals(x) => v == Some(x.as_str()),
+                LabelOp::NotEquals(x) => v != Some(x.as_str()),
+                LabelOp::In(xs) => v.is_some_and(|v| xs.iter().any(|x| x == v)),
+                LabelOp::NotIn(xs) => v.is_none_or(|v| !xs.iter().any(|x| x == v)),
                 LabelOp::Gt(n) => v
                     .and_then(|v| v.parse::<i64>().ok())
                     .is_some_and(|v| v > *n),

@@ -108,7 +108,7 @@ impl ListOptions {
     }
 
     fn selects(&self, o: &CachedObj) -> bool {
-        self.labels.matches(&o.labels) && self.fields.matches(&o.fields)
+        self.labels.matches_with(|k| o.labels.get(k)) && self.fields.matches(&o.fields)
     }
 
     fn filtered(&self) -> bool {

@@ -12,7 +12,7 @@ use proto::etcdserverpb as pb;
 use proto::mvccpb;
 use tokio::sync::{broadcast, mpsc};
 
-use super::cache::{CacheEvent, CachedObj, EventType, Notice, Start};
+use super::cache::{CacheEvent, CachedObj, EventType, Labels, Notice, Selection, Start};
 use super::{parse_rv, ListOptions, Store, Target};
 use crate::error::ApiError;
 use crate::etcd::prefix_end;
@@ -51,8 +51,8 @@ struct Filter {
 }
 
 impl Filter {
-    fn selects(&self, o: &CachedObj) -> bool {
-        self.opts.labels.matches(&o.labels) && self.opts.fields.matches(&o.fields)
+    fn selects(&self, labels: &Labels, fields: &[(&'static str, String)]) -> bool {
+        self.opts.labels.matches_with(|k| labels.get(k)) && self.opts.fields.matches(fields)
     }
 
     /// The line a cache event becomes for this client, if any.
@@ -61,8 +61,11 @@ impl Filter {
         if !ev.obj.key.starts_with(&self.prefix) {
             return None;
         }
-        let now = self.selects(&ev.obj);
-        let was = ev.prev.as_ref().is_some_and(|p| self.selects(p));
+        let now = self.selects(&ev.obj.labels, &ev.obj.fields);
+        let was = ev
+            .prev
+            .as_ref()
+            .is_some_and(|p: &Selection| self.selects(&p.labels, &p.fields));
         let typ = match (ev.typ, was, now) {
             (EventType::Added, _, true) => EventType::Added,
             (EventType::Modified, true, true) => EventType::Modified,
@@ -225,15 +228,14 @@ impl Store {
         let rev = kv.mod_revision;
         let prev = e
             .prev_kv
-            .and_then(|p| CachedObj::from_kv(&self.kinds, &p.key, &p.value, p.mod_revision))
-            .map(Arc::new);
+            .and_then(|p| CachedObj::from_kv(&self.kinds, &p.key, &p.value, p.mod_revision));
         if e.r#type == mvccpb::event::EventType::Delete as i32 {
             let p = prev?;
             return Some(CacheEvent {
                 rev,
                 typ: EventType::Deleted,
                 obj: Arc::new(p.at_rev(rev)),
-                prev: Some(p),
+                prev: Some(p.selection()),
             });
         }
         let obj = Arc::new(CachedObj::from_kv(&self.kinds, &kv.key, &kv.value, rev)?);
@@ -246,7 +248,7 @@ impl Store {
             rev,
             typ,
             obj,
-            prev,
+            prev: prev.map(|p| p.selection()),
         })
     }
 }
@@ -308,7 +310,6 @@ async fn pump_cache(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn filter() -> Filter {
         Filter {
@@ -330,7 +331,7 @@ mod tests {
                 key: format!("/registry/pods/default/p{rev}"),
                 rev,
                 json: Bytes::from_static(b"{}"),
-                labels: BTreeMap::new(),
+                labels: Labels::default(),
                 fields: vec![],
             }),
             prev: None,
