@@ -6,8 +6,8 @@
 //!    the event took to reach it;
 //! 3. list every pod cluster-wide `--lists` times (one response, and in pages of 500 as
 //!    kubectl does);
-//! 4. the apiserver's RSS (`process_resident_memory_bytes` from `/metrics`) beside the
-//!    JSON size of the pods it serves.
+//! 4. the apiserver's RSS (`process_resident_memory_bytes` from `/metrics`) after each
+//!    phase and once more 15 s later, beside the JSON size of the pods it serves.
 //!
 //! Pods go to `--namespace`, name no scheduler that exists (`schedulerName:
 //! flotilla-bench`), so a running cluster leaves them alone, and are deleted at the end.
@@ -327,6 +327,9 @@ pub async fn run(flags: ApiBenchFlags) -> anyhow::Result<()> {
     }
     let paged_elapsed = paged_started.elapsed();
     let rss_after = apiserver_rss(&c).await;
+    // Freed memory goes back to the system after a while (jemalloc's decay, 10 s).
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let rss_settled = apiserver_rss(&c).await;
 
     println!("\n### apiserver load: {} pods, {} clients; {} watches in {groups} groups; {} patches/s for {:?}\n",
         flags.pods, flags.clients, flags.watchers, flags.rate, flags.duration);
@@ -372,22 +375,27 @@ pub async fn run(flags: ApiBenchFlags) -> anyhow::Result<()> {
         Some(b) => format!("{:.0}", b as f64 / (1024.0 * 1024.0)),
         None => "?".into(),
     };
-    println!("\n| apiserver RSS MiB: at start | after creates | after patches (watches open) | after lists | JSON of the pods MiB | RSS / JSON | (RSS - RSS at start) / JSON |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("\n| apiserver RSS MiB: at start | after creates | after patches (watches open) | after lists | 15 s later | JSON of the pods MiB | RSS / JSON | (RSS - RSS at start) / JSON |");
+    println!("|---|---|---|---|---|---|---|---|");
     let json = json_bytes.max(1) as f64;
     let ratio = |b: Option<u64>| {
         b.map(|b| format!("{:.2}", b as f64 / json))
             .unwrap_or("?".into())
     };
     println!(
-        "| {} | {} | {} | {} | {:.1} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {:.1} | {} | {} |",
         mib(rss_before),
         mib(rss_created),
         mib(rss_written),
         mib(rss_after),
+        mib(rss_settled),
         json / (1024.0 * 1024.0),
-        ratio(rss_after),
-        ratio(rss_after.zip(rss_before).map(|(a, b)| a.saturating_sub(b))),
+        ratio(rss_settled),
+        ratio(
+            rss_settled
+                .zip(rss_before)
+                .map(|(a, b)| a.saturating_sub(b))
+        ),
     );
 
     // Clean up: the bench's pods are unbound, so they go at once.

@@ -601,6 +601,42 @@ async fn t30_service_account_tokens_node_restriction_health() {
     let out = as_n1(&["create", "-f", "-"], &pod("mine", "n1"));
     assert!(stderr(&out).contains("forbidden"), "{}", stderr(&out));
 
+    // A server-side apply configuration in YAML, as curl sends a manifest file.
+    let client = a.client(0).await;
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\n  namespace: team\ndata:\n  k: v\n";
+    let req =
+        http::Request::patch("/api/v1/namespaces/team/configmaps/from-yaml?fieldManager=curl")
+            .header("content-type", "application/apply-patch+yaml")
+            .body(yaml.as_bytes().to_vec())
+            .expect("request");
+    let out = client
+        .request_text(req)
+        .await
+        .expect("apply of a YAML body");
+    assert!(
+        out.contains("\"k\":\"v\"") && out.contains("\"manager\":\"curl\""),
+        "{out}"
+    );
+
+    // Every response names its request's id (the client's Audit-ID, or a fresh one).
+    let req = http::Request::get("/api/v1/namespaces/team/configmaps")
+        .header("audit-id", "my-request-1")
+        .body(kube::client::Body::empty())
+        .expect("request");
+    let resp = client.send(req).await.expect("list");
+    assert_eq!(resp.headers()["audit-id"], "my-request-1");
+    let req = http::Request::get("/version")
+        .body(kube::client::Body::empty())
+        .expect("request");
+    let resp = client.send(req).await.expect("version");
+    assert_eq!(resp.headers()["audit-id"].len(), 36);
+
+    // OpenAPI v2, derived from the v3 documents.
+    let v2: serde_json::Value =
+        serde_json::from_str(&kubectl_ok(&kc, &["get", "--raw", "/openapi/v2"])).expect("v2 JSON");
+    assert_eq!(v2["swagger"], "2.0");
+    assert!(v2["definitions"]["io.k8s.api.core.v1.Pod"].is_object());
+
     // Health reports the kvstore check.
     let ready = kubectl_ok(&kc, &["get", "--raw", "/readyz?verbose"]);
     assert!(

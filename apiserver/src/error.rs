@@ -183,6 +183,9 @@ pub enum ApiError {
         "the body of the request was in an unknown format - accepted media types include: {0}"
     )]
     UnsupportedMediaType(&'static str),
+    /// The client accepts no media type this resource is served in.
+    #[error("only the following media types are accepted: {0}")]
+    NotAcceptable(&'static str),
     #[error("{}{} \"{name}\" is invalid: {}", kind, qualify(group), render_causes(.causes))]
     Invalid {
         kind: &'static str,
@@ -244,6 +247,7 @@ impl ApiError {
             | ApiError::ApplyConflict { .. } => 409,
             ApiError::Expired(_) => 410,
             ApiError::TooLarge(_) | ApiError::TooLargeJsonPatch(_) => 413,
+            ApiError::NotAcceptable(_) => 406,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::Invalid { .. } | ApiError::PatchRejected(_) => 422,
             ApiError::TooManyRequests(_) => 429,
@@ -264,6 +268,7 @@ impl ApiError {
             ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Expired(_) => "Expired",
             ApiError::TooLarge(_) | ApiError::TooLargeJsonPatch(_) => "RequestEntityTooLarge",
+            ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::Invalid { .. } | ApiError::PatchRejected(_) => "Invalid",
             ApiError::TooManyRequests(_) => "TooManyRequests",

@@ -215,7 +215,7 @@ async fn serve_route(
                 .serve_doc(&path, q.get("hash").map(String::as_str), req.headers())
                 .ok_or(ApiError::NoRoute)
         }
-        Some(Route::OpenApiV2) => Err(ApiError::NoRoute),
+        Some(Route::OpenApiV2) => shared.openapi.serve_v2(req.headers()),
         Some(Route::Metrics) => Ok(Response::builder()
             .status(StatusCode::OK)
             .header(
@@ -653,7 +653,10 @@ async fn resource(
                 crate::fieldcheck::Directive::parse(q.get("fieldValidation").map(String::as_str))
                     .map_err(ApiError::BadRequest)?;
             let force = parse_bool(&q, "force");
-            let body = read_body(req).await?;
+            let mut body = read_body(req).await?;
+            if apply {
+                body = crate::patch::apply_config_json(body)?;
+            }
             let p = store.patch(&t, pt, &body, sub, &w, force).await?;
             let code = if p.created {
                 StatusCode::CREATED

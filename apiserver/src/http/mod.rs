@@ -67,15 +67,42 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
     r
 }
 
+/// The request's id, as kube-apiserver's `Audit-ID`: the client's own when it sent a
+/// sensible one, otherwise a fresh UUID. Every log line of the request carries it, and
+/// the response names it, so a client's error can be found in the logs.
+fn audit_id(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get("audit-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .map(String::from)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
 async fn serve_request(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let span = tracing::debug_span!("request", %method, path = %path, code = tracing::field::Empty);
+    let id = audit_id(&req);
+    let span = tracing::info_span!(
+        "request",
+        audit_id = %id,
+        %method,
+        path = %path,
+        user = tracing::field::Empty,
+        code = tracing::field::Empty
+    );
     async move {
         let started = std::time::Instant::now();
-        let resp = handlers::handle(shared, req).await;
+        let mut resp = handlers::handle(shared, req).await;
         tracing::Span::current().record("code", resp.status().as_u16());
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "done");
+        if let Ok(v) = http::HeaderValue::from_str(&id) {
+            resp.headers_mut().insert("audit-id", v);
+        }
         resp
     }
     .instrument(span)

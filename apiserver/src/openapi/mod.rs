@@ -4,7 +4,8 @@
 //! by an old hash is redirected to the current one, and the index answers `If-None-Match`.
 //! The documents are built once, at start: the served kinds do not change while running.
 //!
-//! `paths.rs` builds the operations, `schemas.rs` the schemas (from `k8s-openapi`).
+//! `paths.rs` builds the operations, `schemas.rs` the schemas (from `k8s-openapi`), `v2.rs`
+//! the `/openapi/v2` document from them.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,7 @@ use crate::kinds::Kinds;
 
 pub mod paths;
 pub mod schemas;
+pub mod v2;
 
 /// One served document.
 pub struct Doc {
@@ -36,9 +38,10 @@ impl Doc {
     }
 }
 
-/// The index and every group-version document.
+/// The index and every group-version document, and the v2 document of them all.
 pub struct OpenApi {
     index: Doc,
+    v2: Doc,
     /// By path: `api/v1`, `apis/apps/v1`.
     docs: BTreeMap<String, Doc>,
 }
@@ -59,6 +62,7 @@ fn hash(b: &[u8]) -> String {
 impl OpenApi {
     pub fn new(kinds: &Kinds) -> Self {
         let mut docs = BTreeMap::new();
+        let mut v3 = Vec::new();
         for k in kinds.iter() {
             let i = k.info();
             let p = paths::gv_path(i.group, i.version);
@@ -67,8 +71,11 @@ impl OpenApi {
             }
             if let Some(doc) = paths::group_version(kinds, i.group, i.version) {
                 docs.insert(p, Doc::new(&doc));
+                v3.push(doc);
             }
         }
+        let version = format!("v1.{}.0", crate::discovery::KUBE_MINOR);
+        let v2 = Doc::new(&v2::document(&v3, &version));
         let index: Map<String, Value> = docs
             .iter()
             .map(|(p, d)| {
@@ -78,8 +85,26 @@ impl OpenApi {
             .collect();
         OpenApi {
             index: Doc::new(&json!({ "paths": index })),
+            v2,
             docs,
         }
+    }
+
+    /// `GET /openapi/v2`, in JSON (the protobuf form is not served).
+    pub fn serve_v2(&self, headers: &HeaderMap) -> Result<Response<Body>, crate::error::ApiError> {
+        let accept = headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let json_ok = accept.is_empty()
+            || accept.split(',').any(|t| {
+                let t = t.split(';').next().unwrap_or("").trim();
+                matches!(t, "application/json" | "application/*" | "*/*")
+            });
+        if !json_ok {
+            return Err(crate::error::ApiError::NotAcceptable("application/json"));
+        }
+        Ok(serve(&self.v2, headers, false))
     }
 
     /// `GET /openapi/v3`.

@@ -35,6 +35,25 @@ impl PatchType {
 /// A JSON patch may have at most this many operations, as in kube-apiserver.
 pub const MAX_JSON_PATCH_OPS: usize = 10_000;
 
+/// A server-side apply configuration as JSON: JSON passes as it is; anything else is read
+/// as YAML (the media type's own form, as `curl --data-binary @manifest.yaml` sends).
+pub fn apply_config_json(body: bytes::Bytes) -> Result<bytes::Bytes, crate::error::ApiError> {
+    use crate::error::ApiError;
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        return Ok(body);
+    }
+    let v: Value = serde_yaml::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::BadRequest(
+            "error decoding YAML: the configuration must be a mapping".into(),
+        ));
+    }
+    Ok(bytes::Bytes::from(
+        serde_json::to_vec(&v).unwrap_or_default(),
+    ))
+}
+
 /// Applies an RFC 6902 patch (`add`, `remove`, `replace`, `move`, `copy`, `test`).
 pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
     let ops = ops
@@ -198,6 +217,30 @@ pub fn merge(target: &mut Value, patch: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn apply_configurations_in_yaml_become_json() {
+        let y = bytes::Bytes::from_static(
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: \"1\"\n",
+        );
+        let j: Value = serde_json::from_slice(&apply_config_json(y).unwrap()).unwrap();
+        assert_eq!(j["metadata"]["name"], "c");
+        assert_eq!(j["data"]["a"], "1");
+        let same = bytes::Bytes::from_static(b" {\"a\":1}");
+        assert_eq!(apply_config_json(same.clone()).unwrap(), same);
+        assert_eq!(
+            apply_config_json(bytes::Bytes::from_static(b"- 1\n"))
+                .unwrap_err()
+                .code(),
+            400
+        );
+        assert_eq!(
+            apply_config_json(bytes::Bytes::from_static(b"a: [\n"))
+                .unwrap_err()
+                .code(),
+            400
+        );
+    }
     use serde_json::json;
 
     #[test]
