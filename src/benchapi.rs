@@ -291,6 +291,8 @@ pub async fn run(flags: ApiBenchFlags) -> anyhow::Result<()> {
             _ => watch_errors += 1,
         }
     }
+    // The watches' connections close with their clients.
+    drop(clients);
     let delivered = std::mem::take(&mut *delivered.lock().unwrap_or_else(|e| e.into_inner()));
     let patch_lat = std::mem::take(&mut *patch_lat.lock().unwrap_or_else(|e| e.into_inner()));
 

@@ -7,8 +7,9 @@ mod up;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-/// jemalloc, as TiKV uses: it hands freed memory back to the system (glibc's malloc keeps
-/// what bursts of large responses and watch fan-out leave behind as resident memory).
+/// jemalloc, as TiKV uses, with its background threads: freed memory goes back to the
+/// system within seconds even when the process then idles (glibc's malloc, and jemalloc
+/// without them, keep what bursts of large responses and watch fan-out leave behind).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -41,7 +41,8 @@ impl Doc {
 /// The index and every group-version document, and the v2 document of them all.
 pub struct OpenApi {
     index: Doc,
-    v2: Doc,
+    /// Built on first request: few clients ask for it.
+    v2: std::sync::OnceLock<Doc>,
     /// By path: `api/v1`, `apis/apps/v1`.
     docs: BTreeMap<String, Doc>,
 }
@@ -62,7 +63,6 @@ fn hash(b: &[u8]) -> String {
 impl OpenApi {
     pub fn new(kinds: &Kinds) -> Self {
         let mut docs = BTreeMap::new();
-        let mut v3 = Vec::new();
         for k in kinds.iter() {
             let i = k.info();
             let p = paths::gv_path(i.group, i.version);
@@ -71,11 +71,8 @@ impl OpenApi {
             }
             if let Some(doc) = paths::group_version(kinds, i.group, i.version) {
                 docs.insert(p, Doc::new(&doc));
-                v3.push(doc);
             }
         }
-        let version = format!("v1.{}.0", crate::discovery::KUBE_MINOR);
-        let v2 = Doc::new(&v2::document(&v3, &version));
         let index: Map<String, Value> = docs
             .iter()
             .map(|(p, d)| {
@@ -85,7 +82,7 @@ impl OpenApi {
             .collect();
         OpenApi {
             index: Doc::new(&json!({ "paths": index })),
-            v2,
+            v2: std::sync::OnceLock::new(),
             docs,
         }
     }
@@ -104,7 +101,16 @@ impl OpenApi {
         if !json_ok {
             return Err(crate::error::ApiError::NotAcceptable("application/json"));
         }
-        Ok(serve(&self.v2, headers, false))
+        let doc = self.v2.get_or_init(|| {
+            let v3: Vec<Value> = self
+                .docs
+                .values()
+                .filter_map(|d| serde_json::from_slice(&d.body).ok())
+                .collect();
+            let version = format!("v1.{}.0", crate::discovery::KUBE_MINOR);
+            Doc::new(&v2::document(&v3, &version))
+        });
+        Ok(serve(doc, headers, false))
     }
 
     /// `GET /openapi/v3`.
