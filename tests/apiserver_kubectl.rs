@@ -316,18 +316,25 @@ async fn t10_apply_patch_scale_tables_explain() {
     assert!(ex.contains("rollingUpdate"), "{ex}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t20_rbac_restricted_user_and_auth_can_i() {
-    let backend = Backend::flotilla().await;
+/// One apiserver whose static token file also holds `line` (token,user,uid[,"groups"]).
+async fn with_static_token(backend: &Backend, line: &str) -> Apiservers {
     let mut a = Apiservers::start(1, &backend.urls()).await;
-    // A second, unprivileged user in the static token file.
     a.kill(0);
     let tokens = a.dir.path().join("certs").join("tokens.csv");
     let mut text = std::fs::read_to_string(&tokens).expect("tokens.csv");
-    text.push_str("alice-token,alice,1001\n");
+    text.push_str(line);
+    text.push('\n');
     std::fs::write(&tokens, text).expect("write tokens.csv");
     a.spawn(0);
     a.wait_ready(0).await;
+    a
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t20_rbac_restricted_user_and_auth_can_i() {
+    let backend = Backend::flotilla().await;
+    // A second, unprivileged user in the static token file.
+    let a = with_static_token(&backend, "alice-token,alice,1001").await;
     let kc = a.kubeconfig(0).to_path_buf();
     let alice = |args: &[&str]| {
         let mut all = vec!["--token", "alice-token"];
@@ -431,15 +438,8 @@ async fn t20_rbac_restricted_user_and_auth_can_i() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t30_service_account_tokens_node_restriction_health() {
     let backend = Backend::flotilla().await;
-    let mut a = Apiservers::start(1, &backend.urls()).await;
     // An agent's identity in the static token file.
-    a.kill(0);
-    let tokens = a.dir.path().join("certs").join("tokens.csv");
-    let mut text = std::fs::read_to_string(&tokens).expect("tokens.csv");
-    text.push_str("n1-token,system:node:n1,n1,\"system:nodes\"\n");
-    std::fs::write(&tokens, text).expect("write tokens.csv");
-    a.spawn(0);
-    a.wait_ready(0).await;
+    let a = with_static_token(&backend, "n1-token,system:node:n1,n1,\"system:nodes\"").await;
     let kc = a.kubeconfig(0).to_path_buf();
     let with = |token: &str, args: &[&str]| {
         let mut all = vec!["--token", token];
