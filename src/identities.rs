@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use apiserver::auth::tokens::{random_token, Tokens};
+use apiserver::kubeconfig::write_private;
 
 pub const SCHEDULER: &str = "system:kube-scheduler";
 pub const CONTROLLER_MANAGER: &str = "system:kube-controller-manager";
@@ -47,14 +48,7 @@ pub fn ensure_tokens(path: &Path, nodes: &[String]) -> anyhow::Result<Tokens> {
         }
     }
     if added {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
-        }
-        let tmp = path.with_extension("csv.tmp");
-        std::fs::write(&tmp, &text).with_context(|| tmp.display().to_string())?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-        std::fs::rename(&tmp, path).with_context(|| path.display().to_string())?;
+        write_private(path, &text).with_context(|| path.display().to_string())?;
     }
     Tokens::parse(&text).map_err(anyhow::Error::msg)
 }
@@ -78,15 +72,8 @@ pub fn kubeconfig_for(
             c["context"]["user"] = user.into();
         }
     }
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
-    }
-    let tmp = out.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&kc)?)
-        .with_context(|| tmp.display().to_string())?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    std::fs::rename(&tmp, out).with_context(|| out.display().to_string())?;
+    write_private(out, &serde_json::to_string_pretty(&kc)?)
+        .with_context(|| out.display().to_string())?;
     Ok(out.to_path_buf())
 }
 

@@ -20,11 +20,19 @@ pub fn render(server: &str, ca_pem: &str, token: &str) -> String {
 }
 
 pub fn write(path: &Path, server: &str, ca_pem: &str, token: &str) -> std::io::Result<()> {
+    write_private(path, &render(server, ca_pem, token))
+}
+
+/// Replaces `path` with `contents`, readable by its owner only, in one rename (its
+/// directory created when missing): for files that hold credentials.
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, render(server, ca_pem, token))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, contents)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::store::{object_key, Store};
+use crate::store::{object_key, unix_now, Store};
 
 pub mod jwt;
 pub mod serviceaccount;
@@ -47,13 +47,6 @@ fn bearer(header: Option<&str>) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl Authenticator {

@@ -209,7 +209,7 @@ pub async fn issue(
             claims.secret = named;
         }
     }
-    let now = super::unix_now();
+    let now = crate::store::unix_now();
     claims.expires = now + req.expiration_seconds;
     let audiences = if req.audiences.is_empty() {
         issuer.audiences.clone()

@@ -278,19 +278,16 @@ impl Cache {
 
     pub fn sizes(&self) -> Sizes {
         let s = self.read();
-        let mut objects = BTreeMap::new();
-        for k in s.objects.keys() {
-            *objects.entry(resource_of(k).to_string()).or_default() += 1;
-        }
-        let mut events = BTreeMap::new();
-        for e in &s.window {
-            *events
-                .entry(resource_of(&e.obj.key).to_string())
-                .or_default() += 1;
+        fn count<'a>(keys: impl Iterator<Item = &'a str>) -> BTreeMap<String, usize> {
+            let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+            for k in keys {
+                *by.entry(resource_of(k)).or_default() += 1;
+            }
+            by.into_iter().map(|(r, n)| (r.to_string(), n)).collect()
         }
         Sizes {
-            objects,
-            events,
+            objects: count(s.objects.keys().map(String::as_str)),
+            events: count(s.window.iter().map(|e| e.obj.key.as_str())),
             capacity: self.capacity,
         }
     }

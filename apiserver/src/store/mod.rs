@@ -164,13 +164,17 @@ pub fn encode_for_store(v: &Value) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-pub fn now() -> Time {
-    let secs = std::time::SystemTime::now()
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+pub fn now() -> Time {
     Time(
-        k8s_openapi::jiff::Timestamp::from_second(secs)
+        k8s_openapi::jiff::Timestamp::from_second(unix_now())
             .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
     )
 }

@@ -149,13 +149,6 @@ fn printer(info: &ResourceInfo) -> &'static Printer {
     printers::find(info.group, info.plural).unwrap_or(&printers::DEFAULT)
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 fn row(req: &TableRequest, p: &Printer, obj: Value, now: i64) -> Value {
     let mut row = Map::new();
     row.insert("cells".into(), Value::Array((p.cells)(&obj, now)));
@@ -194,7 +187,7 @@ fn table(req: &TableRequest, p: &Printer, headers: bool, meta: Value, rows: Vec<
 /// remainingItemCount), which kubectl needs to start its watch.
 pub fn of_list(req: &TableRequest, info: &ResourceInfo, items: Vec<Value>, meta: Value) -> Value {
     let p = printer(info);
-    let now = now();
+    let now = crate::store::unix_now();
     let rows = items.into_iter().map(|o| row(req, p, o, now)).collect();
     table(req, p, true, meta, rows)
 }
@@ -208,7 +201,13 @@ pub fn of_object(req: &TableRequest, info: &ResourceInfo, obj: Value, headers: b
         .cloned()
         .unwrap_or(Value::Null);
     let meta = json!({ "resourceVersion": rv });
-    table(req, p, headers, meta, vec![row(req, p, obj, now())])
+    table(
+        req,
+        p,
+        headers,
+        meta,
+        vec![row(req, p, obj, crate::store::unix_now())],
+    )
 }
 
 #[cfg(test)]
