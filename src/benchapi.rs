@@ -45,7 +45,7 @@ pub struct ApiBenchFlags {
     /// Patches per second while the watches are open.
     #[arg(long, default_value_t = 100)]
     pub rate: u64,
-    #[arg(long, default_value = "60s", value_parser = apiserver::config::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = flotilla_core::duration::parse_duration)]
     pub duration: Duration,
     /// Cluster-wide lists of all pods.
     #[arg(long, default_value_t = 5)]

@@ -1,8 +1,6 @@
 //! `flotilla <component>`: one binary for every Flotilla component.
 
 mod benchapi;
-mod identities;
-mod up;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -72,6 +70,8 @@ enum BenchCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Started by `flotilla up`: never outlive it.
+    up::die_with_supervisor();
     if let Component::AgentShim(args) = cli.command {
         // No runtime and no logging: the shim only supervises one process.
         std::process::exit(agent::shim::run(args));

@@ -462,6 +462,64 @@ async fn t20_deployments_garbage_collection_and_namespaces() {
         "undo makes revision 1 current as revision 3"
     );
 
+    // A Deployment made without annotations (`kubectl create deployment`): the controller
+    // keeps the revision on the Deployment itself, so kubectl's undo (a JSON patch that
+    // replaces /metadata/annotations) works, to the previous or a named revision.
+    kubectl_ok(
+        &kc,
+        &["create", "deployment", "plain", "--image=busybox:v1", "-n", "team"],
+    );
+    let plain_rollout = || {
+        kubectl_ok(
+            &kc,
+            &["rollout", "status", "deployment/plain", "-n", "team", "--timeout", "60s"],
+        )
+    };
+    let plain_image = || {
+        kubectl_ok(
+            &kc,
+            &["get", "deployment", "plain", "-n", "team", "-o",
+              "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision} {.spec.template.spec.containers[0].image}"],
+        )
+    };
+    assert!(plain_rollout().contains("successfully rolled out"));
+    wait_for(Duration::from_secs(20), "revision 1 on the Deployment", || async {
+        (plain_image() == "1 busybox:v1").then_some(())
+    })
+    .await;
+    kubectl_ok(
+        &kc,
+        &["set", "image", "deployment/plain", "busybox=busybox:v2", "-n", "team"],
+    );
+    assert!(plain_rollout().contains("successfully rolled out"));
+    let history = kubectl_ok(&kc, &["rollout", "history", "deployment/plain", "-n", "team"]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+    kubectl_ok(&kc, &["rollout", "undo", "deployment/plain", "-n", "team"]);
+    assert!(plain_rollout().contains("successfully rolled out"));
+    wait_for(Duration::from_secs(20), "revision 3 runs v1", || async {
+        (plain_image() == "3 busybox:v1").then_some(())
+    })
+    .await;
+    kubectl_ok(
+        &kc,
+        &["rollout", "undo", "deployment/plain", "--to-revision=2", "-n", "team"],
+    );
+    assert!(plain_rollout().contains("successfully rolled out"));
+    wait_for(Duration::from_secs(20), "revision 4 runs v2", || async {
+        (plain_image() == "4 busybox:v2").then_some(())
+    })
+    .await;
+    let detail = kubectl_ok(
+        &kc,
+        &["rollout", "history", "deployment/plain", "-n", "team", "--revision=4"],
+    );
+    assert!(detail.contains("busybox:v2"), "{detail}");
+
     kubectl_ok(&kc, &["rollout", "pause", "deployment/web", "-n", "team"]);
     set_image(&kc, "busybox:v3");
     let progressing = || {

@@ -171,6 +171,23 @@ async fn t20_etcdctl_leases_members_endpoints_snapshot() {
         .iter()
         .all(|s| s["Status"]["version"].as_str().unwrap().starts_with("3.5.")));
 
+    // The same with `http://` endpoints, as users write them: etcdctl 3.4 then sends the
+    // URL as the HTTP/2 :authority of `endpoint status` and `hashkv`.
+    let urls: Vec<String> = c.members.iter().map(|m| m.client_url()).collect();
+    assert!(urls.iter().all(|u| u.starts_with("http://")), "{urls:?}");
+    let json = etcdctl_ok(&urls, &["endpoint", "status", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 3, "{json}");
+    let out = etcdctl_ok(&urls, &["endpoint", "status"]);
+    assert_eq!(lines(&out).len(), 3, "{out}");
+    let out = etcdctl_ok(&urls, &["endpoint", "hashkv"]);
+    assert_eq!(lines(&out).len(), 3, "{out}");
+    let health = etcdctl(&urls, &["endpoint", "health"]);
+    assert!(health.status.success());
+    etcdctl_ok(&urls, &["put", "via-url", "v"]);
+    assert_eq!(lines(&etcdctl_ok(&urls, &["get", "via-url"])), ["via-url", "v"]);
+    assert_eq!(lines(&etcdctl_ok(&urls, &["member", "list"])).len(), 3);
+
     let snap = c.dir.path().join("backup.db");
     let out = etcdctl_ok(&ep[..1], &["snapshot", "save", snap.to_str().unwrap()]);
     assert!(out.contains("Snapshot saved at"), "{out}");

@@ -1,7 +1,10 @@
-//! `flotilla up --masters 3 --agents 2` end to end with the docker runtime: a Deployment
-//! of a locally built busybox serving HTTP and its Service run on both nodes and answer;
-//! `kubectl logs` works; Ctrl-C stops every process and container; running it again
-//! resumes the same cluster with its objects.
+//! The README's own command, `flotilla up --masters 3 --agents 2` (what `scripts/run
+//! --masters 3 --agents 2` runs), end to end with its default ports and data directory:
+//! a Deployment of a locally built busybox serving HTTP and its Service run on both nodes
+//! and answer; `kubectl logs` works; a second `flotilla up` on the same directory is
+//! refused by name; Ctrl-C stops every process and container within seconds although
+//! pods ignore SIGTERM; running it again resumes the same cluster with its objects; and
+//! when `flotilla up` itself is killed, its components die with it.
 
 mod common;
 
@@ -16,20 +19,9 @@ use common::wait_for;
 use k8s_openapi::api::core::v1::{Endpoints, Pod};
 use kube::api::{Api, ListParams};
 
-/// A base port from `start` on such that `base + step*i + j` is free for every i < n,
-/// j < width.
-fn free_ports(start: u16, n: u16, step: u16, width: u16) -> u16 {
-    (start..45_000)
-        .step_by(7)
-        .find(|b| {
-            (0..n).all(|i| {
-                (0..width).all(|j| TcpListener::bind(("127.0.0.1", b + step * i + j)).is_ok())
-            })
-        })
-        .expect("free ports")
-}
-
 struct Up {
+    /// The working directory `flotilla up` runs in; its data is `./flotilla-data`.
+    cwd: PathBuf,
     data: PathBuf,
     args: Vec<String>,
     child: Option<Child>,
@@ -43,6 +35,7 @@ impl Up {
             Command::new(common::BIN)
                 .arg("up")
                 .args(&self.args)
+                .current_dir(&self.cwd)
                 .stdin(Stdio::null())
                 .stdout(out.try_clone().unwrap())
                 .stderr(out)
@@ -191,29 +184,26 @@ async fn ready_web(client: &kube::Client) -> Vec<Pod> {
 async fn t10_up_three_masters_two_agents_stop_and_resume() {
     common::images::ensure_busybox().await;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("cluster");
-    let start = 20_000 + (std::process::id() % 400) as u16 * 10;
-    let kv_port = free_ports(start, 3, 10_000, 2);
-    let api_port = free_ports(kv_port + 2, 3, 1, 1);
-    let agent_port = free_ports(api_port + 3, 2, 1, 1);
+    let data = dir.path().join("flotilla-data");
+    // The README's ports: kvstore 2379/2380, 12379/12380, 22379/22380 (and +2, +3 for
+    // each master's scheduler and controller-manager), apiservers 6443-6445, agents
+    // 10250-10251. They must be free on the machine that runs this test.
+    let mut defaults = vec![6443, 6444, 6445, 10250, 10251];
+    for m in 0..3 {
+        defaults.extend((0..4).map(|j| 2379 + 10_000 * m + j));
+    }
+    for p in defaults {
+        assert!(
+            TcpListener::bind(("127.0.0.1", p)).is_ok(),
+            "port {p}, one of flotilla up's defaults, is taken on this machine"
+        );
+    }
     let mut up = Up {
+        cwd: dir.path().to_path_buf(),
         data: data.clone(),
-        args: vec![
-            "--masters".into(),
-            "3".into(),
-            "--agents".into(),
-            "2".into(),
-            "--runtime".into(),
-            "docker".into(),
-            "--data-dir".into(),
-            data.display().to_string(),
-            "--apiserver-port".into(),
-            api_port.to_string(),
-            "--kvstore-port".into(),
-            kv_port.to_string(),
-            "--agent-port".into(),
-            agent_port.to_string(),
-        ],
+        args: ["--masters", "3", "--agents", "2"]
+            .map(String::from)
+            .to_vec(),
         child: None,
         out: dir.path().join("up.out"),
     };
@@ -254,6 +244,20 @@ spec:
         env: [{{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}]
         ports: [{{containerPort: 80}}]
         readinessProbe: {{httpGet: {{path: /, port: 80}}, periodSeconds: 1}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: stubborn, namespace: default}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: stubborn}}}}
+  template:
+    metadata: {{labels: {{app: stubborn}}}}
+    spec:
+      containers:
+      - name: c
+        image: {image}
+        command: ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]
 ---
 apiVersion: v1
 kind: Service
@@ -312,9 +316,48 @@ spec:
         format!("starting {name}\n")
     );
 
-    // Ctrl-C: everything stops, containers included.
+    // Two pods that ignore SIGTERM and have the default 30 s of grace.
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    wait_for(Duration::from_secs(60), "2 running stubborn pods", || async {
+        let pods = pods_api
+            .list(&ListParams::default().labels("app=stubborn"))
+            .await
+            .ok()?
+            .items;
+        (pods.len() == 2 && pods.iter().all(pod_ready)).then_some(())
+    })
+    .await;
+
+    // A second `flotilla up` on the same directory is refused by name, touching nothing.
+    let mut second = Command::new(common::BIN)
+        .arg("up")
+        .args(&up.args)
+        .current_dir(&up.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while second.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "a second flotilla up kept running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = second.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(
+        said.contains("is in use by another `flotilla up`") && !said.contains("Address already in use"),
+        "{said}"
+    );
+
+    // Ctrl-C: everything stops, containers included, without waiting out any pod's grace
+    // (five pods, two of which ignore SIGTERM, took over a minute when stopped one by one).
+    let stopping = Instant::now();
     let st = up.interrupt();
+    let took = stopping.elapsed();
     assert!(st.success(), "{st:?}: {}", up.output());
+    assert!(took < Duration::from_secs(25), "stopping took {took:?}: {}", up.output());
     assert!(up.output().contains("Stopped."), "{}", up.output());
     assert!(processes_under(&data).is_empty(), "every component exited");
     let left = Command::new("docker")
@@ -364,6 +407,21 @@ spec:
             "{ip}: {body}"
         );
     }
-    let st = up.interrupt();
-    assert!(st.success(), "{st:?}");
+
+    // `flotilla up` killed outright: its components die with it, nothing holds a port.
+    let mut c = up.child.take().unwrap();
+    c.kill().unwrap();
+    c.wait().unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "every component to exit with flotilla up",
+        || async { processes_under(&data).is_empty().then_some(()) },
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(10),
+        "the apiserver's port to be free",
+        || async { TcpListener::bind(("127.0.0.1", 6443)).is_ok().then_some(()) },
+    )
+    .await;
 }

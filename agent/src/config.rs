@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use flotilla_core::duration::parse_duration;
 use k8s_openapi::api::core::v1::Taint;
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +52,7 @@ pub struct AgentFlags {
     #[arg(long, default_value_t = 0)]
     pub fake_nodes: u32,
     /// How often the node status is computed (sent when it changed, else every 5 min).
-    #[arg(long, default_value = "10s", value_parser = component_base::flags::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub node_status_update_frequency: Duration,
     /// The node Lease's duration; it is renewed every quarter of it.
     #[arg(long, default_value_t = 40)]
@@ -71,6 +72,11 @@ pub struct AgentFlags {
     /// Ctrl-C); by default they keep running and a restarted agent adopts them.
     #[arg(long)]
     pub stop_pods_on_exit: bool,
+    /// With `--stop-pods-on-exit`: the most grace each pod gets when the agent stops
+    /// (its own terminationGracePeriodSeconds when shorter). The pods stop in parallel, so
+    /// stopping a node takes about this long however many pods ignore SIGTERM.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub shutdown_grace_period: Duration,
     /// Status writes per second (per node), and their burst.
     #[arg(long, default_value_t = 50.0)]
     pub kube_api_qps: f64,
@@ -98,6 +104,7 @@ pub struct AgentConfig {
     pub docker_socket: PathBuf,
     pub pod_network: String,
     pub stop_pods_on_exit: bool,
+    pub shutdown_grace_period: Duration,
 }
 
 impl AgentFlags {
@@ -186,6 +193,7 @@ impl AgentFlags {
             docker_socket,
             pod_network: self.pod_network.clone(),
             stop_pods_on_exit: self.stop_pods_on_exit,
+            shutdown_grace_period: self.shutdown_grace_period,
         })
     }
 }

@@ -74,8 +74,8 @@ pub async fn config(
         env: envs,
         working_dir: c.working_dir.clone(),
         mounts,
-        cpu_limit_millis: limit("cpu").and_then(|q| component_base::quantity::milli(&q)),
-        memory_limit_bytes: limit("memory").and_then(|q| component_base::quantity::units(&q)),
+        cpu_limit_millis: limit("cpu").and_then(|q| flotilla_core::quantity::milli(&q)),
+        memory_limit_bytes: limit("memory").and_then(|q| flotilla_core::quantity::units(&q)),
         log_path,
     })
 }

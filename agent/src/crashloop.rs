@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use flotilla_core::backoff::Backoff;
 use jiff::Timestamp;
 
 pub const INITIAL: Duration = Duration::from_secs(10);
@@ -13,7 +14,8 @@ pub const MAX: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone)]
 struct Entry {
-    delay: Duration,
+    /// Its current delay is the window of the last restart.
+    backoff: Backoff,
     last_restart: Timestamp,
 }
 
@@ -34,28 +36,32 @@ impl CrashBackoff {
         if expired(finished, e) {
             return None;
         }
+        let delay = e.backoff.current().as_secs_f64();
         let since = now.duration_since(finished).as_secs_f64().max(0.0);
-        (since < e.delay.as_secs_f64())
-            .then(|| Duration::from_secs_f64(e.delay.as_secs_f64() - since))
+        (since < delay).then(|| Duration::from_secs_f64(delay - since))
     }
 
     /// The current window of `key` (what "back-off 20s restarting ..." names).
     pub fn delay(&self, key: &str) -> Duration {
-        self.entries.get(key).map_or(INITIAL, |e| e.delay)
+        self.entries
+            .get(key)
+            .map_or(INITIAL, |e| e.backoff.current())
     }
 
     /// Records a restart of `key`, which had exited at `finished`.
     pub fn restarted(&mut self, key: &str, finished: Timestamp, now: Timestamp) {
         match self.entries.get_mut(key) {
             Some(e) if !expired(finished, e) => {
-                e.delay = (e.delay * 2).min(MAX);
+                e.backoff.next_delay();
                 e.last_restart = now;
             }
             _ => {
+                let mut backoff = Backoff::new(INITIAL, MAX);
+                backoff.next_delay();
                 self.entries.insert(
                     key.to_string(),
                     Entry {
-                        delay: INITIAL,
+                        backoff,
                         last_restart: now,
                     },
                 );

@@ -122,9 +122,9 @@ fn resource(c: &Container, resource: &str, divisor: Option<&str>) -> Result<Stri
     let Some(q) = q else {
         return Ok("0".to_string());
     };
-    let v = component_base::quantity::parse(&q).ok_or(format!("bad quantity {q:?}"))?;
+    let v = flotilla_core::quantity::parse(&q).ok_or(format!("bad quantity {q:?}"))?;
     let d = divisor
-        .and_then(component_base::quantity::parse)
+        .and_then(flotilla_core::quantity::parse)
         .filter(|d| *d > 0.0)
         .unwrap_or(1.0);
     Ok(format!("{}", (v / d).ceil() as i64))

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use flotilla_core::backoff::Backoff;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
@@ -56,18 +57,17 @@ async fn renew_once(api: &Api<Lease>, node: &Node, duration_secs: i32) -> kube::
 pub async fn keep_renewing(client: kube::Client, node: Node, duration_secs: i32) {
     let api: Api<Lease> = Api::namespaced(client, NAMESPACE);
     let every = Duration::from_secs_f64(f64::from(duration_secs.max(1)) / 4.0);
-    let mut retry = Duration::from_millis(200);
+    let mut retry = Backoff::new(Duration::from_millis(200), Duration::from_secs(7));
     loop {
         match renew_once(&api, &node, duration_secs).await {
             Ok(()) => {
                 debug!(node = ?node.metadata.name, "lease renewed");
-                retry = Duration::from_millis(200);
+                retry.reset();
                 tokio::time::sleep(every).await;
             }
             Err(e) => {
                 warn!(node = ?node.metadata.name, error = %e, "renewing the node lease");
-                tokio::time::sleep(retry).await;
-                retry = (retry * 2).min(Duration::from_secs(7));
+                tokio::time::sleep(retry.next_delay()).await;
             }
         }
     }

@@ -11,7 +11,8 @@
 //!   is started with.
 //! - Pure cores: `sync.rs` (what to do next), `status.rs` (the pod's status), `env.rs`
 //!   (environment), `volumes.rs` (pod volumes and mounts), `crashloop.rs` (restart backoff), `probes.rs` (probe timing and
-//!   handlers), `hooks.rs` (postStart and preStop), `ratelimit.rs` (status writes).
+//!   handlers), `hooks.rs` (postStart and preStop). Backoffs, the status-write token bucket,
+//!   quantities and durations come from `flotilla_core`.
 //! - `server.rs`: the HTTPS port serving container logs to the apiserver; `logs.rs`: what
 //!   a log request selects, and following a log file.
 //! - `runtime/`: the `Runtime` trait and its implementations; `shim.rs`: the supervisor
@@ -29,7 +30,6 @@ pub mod node;
 pub mod pleg;
 pub mod pods;
 pub mod probes;
-pub mod ratelimit;
 pub mod runtime;
 pub mod server;
 pub mod shim;
@@ -49,7 +49,6 @@ pub use config::{AgentConfig, AgentFlags, RuntimeKind};
 
 use crate::machine::Machine;
 use crate::node::NodeInputs;
-use crate::ratelimit::RateLimiter;
 use crate::runtime::Runtime;
 use crate::worker::Shared;
 
@@ -136,9 +135,10 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
             node_name: name,
             host_ip: ip.clone(),
             pods_dir: pods_dir(&cfg.root_dir, cfg.fake_nodes > 0),
-            status_writes: Arc::new(RateLimiter::new(cfg.qps, cfg.burst)),
+            status_writes: Arc::new(flotilla_core::ratelimit::TokenBucket::new(cfg.qps, cfg.burst)),
             recorder: recorder.clone(),
             stopping: stopping.clone(),
+            shutdown_grace: cfg.shutdown_grace_period,
             pleg: pleg::Pleg::default(),
         });
         tasks.spawn(run_node(shared, inputs, cfg.clone()));

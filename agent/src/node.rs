@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use flotilla_core::backoff::Backoff;
+use flotilla_core::quantity;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
     DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
@@ -63,11 +65,11 @@ fn resources(i: &NodeInputs) -> BTreeMap<String, Quantity> {
         ("cpu".to_string(), q(i.machine.cpus.to_string())),
         (
             "memory".to_string(),
-            q(format!("{}Ki", i.machine.memory_bytes / 1024)),
+            q(quantity::format_kibi(i.machine.memory_bytes)),
         ),
         (
             "ephemeral-storage".to_string(),
-            q(format!("{}Ki", i.machine.ephemeral_bytes / 1024)),
+            q(quantity::format_kibi(i.machine.ephemeral_bytes)),
         ),
         ("pods".to_string(), q(i.max_pods.to_string())),
     ]
@@ -179,7 +181,7 @@ fn without_heartbeats(s: &NodeStatus) -> NodeStatus {
 pub async fn register(client: &kube::Client, i: &NodeInputs) -> Node {
     let api: Api<Node> = Api::all(client.clone());
     let want = desired(i);
-    let mut delay = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(7));
     loop {
         let r = match api.create(&PostParams::default(), &want).await {
             Ok(n) => {
@@ -208,8 +210,7 @@ pub async fn register(client: &kube::Client, i: &NodeInputs) -> Node {
             Ok(n) => return n,
             Err(e) => {
                 warn!(node = %i.name, error = %e, "registering the node; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(7));
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
     }

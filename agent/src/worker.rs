@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use component_base::events::{object_ref, EventType, Recorder};
+use flotilla_core::backoff::Backoff;
+use flotilla_core::ratelimit::TokenBucket;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
@@ -23,7 +25,6 @@ use crate::containers;
 use crate::crashloop::CrashBackoff;
 use crate::hooks;
 use crate::probes::{self, Kind, Prober};
-use crate::ratelimit::RateLimiter;
 use crate::runtime::{PodRef, PodView, Runtime, SandboxConfig};
 use crate::status;
 use crate::sync::{self, Action, Ending, StopReason};
@@ -36,11 +37,16 @@ pub struct Shared {
     pub host_ip: String,
     /// `<root-dir>/pods`: logs and volumes, one directory per pod.
     pub pods_dir: PathBuf,
-    pub status_writes: Arc<RateLimiter>,
+    /// Status writes of all the node's pods share this bucket (the kubelet's
+    /// `--kube-api-qps` and `--kube-api-burst`), so thousands of pods stay within the
+    /// agent's share of the apiserver.
+    pub status_writes: Arc<TokenBucket>,
     pub recorder: Recorder,
     /// Turns true when the agent stops and takes its pods down with it: every worker
     /// stops its pod's containers, reports that, and ends.
     pub stopping: watch::Receiver<bool>,
+    /// The most grace a pod gets when the agent stops with its pods.
+    pub shutdown_grace: Duration,
     /// Wakes a worker when the runtime's view of its pod changed.
     pub pleg: crate::pleg::Pleg,
 }
@@ -199,7 +205,8 @@ impl Worker {
     /// not look ready while nothing runs.
     async fn shut_down(&mut self, pod: &Pod) {
         let rt = self.shared.runtime.clone();
-        if let Err(e) = rt.stop_pod(&self.uid, sync::grace(pod)).await {
+        let grace = sync::grace(pod).min(self.shared.shutdown_grace);
+        if let Err(e) = rt.stop_pod(&self.uid, grace).await {
             warn!(pod = %pod_key(pod), error = %e, "stopping the pod");
         }
         self.probers.clear();
@@ -403,10 +410,8 @@ impl Worker {
 
     /// Records a failure of `key`: the next try waits `first`, doubling up to `max`.
     fn failed(&mut self, key: &str, first: Duration, max: Duration) {
-        let delay = match self.retry.get(key) {
-            Some((_, d)) => (*d * 2).min(max),
-            None => first,
-        };
+        let prev = self.retry.get(key).map(|(_, d)| *d);
+        let delay = Backoff::new(first, max).after(prev);
         self.retry
             .insert(key.to_string(), (Instant::now() + delay, delay));
     }
@@ -754,7 +759,10 @@ impl Worker {
             self.last_status = Some(st);
             return;
         }
-        self.shared.status_writes.acquire().await;
+        let wait = self.shared.status_writes.take(Instant::now().into_std());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
         let api: Api<Pod> = Api::namespaced(
             self.shared.client.clone(),
             pod.metadata.namespace.as_deref().unwrap_or("default"),

@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::store::ipalloc;
+use crate::kinds::service::alloc as ipalloc;
+
+/// Go-style durations (`5m`, `1h30m`, `250ms`, bare seconds) for flags and the `timeout`
+/// query parameter.
+pub use flotilla_core::duration::parse_duration;
 
 #[derive(Args, Debug, Clone)]
 pub struct ApiserverFlags {
@@ -73,26 +77,6 @@ pub struct ApiserverFlags {
     /// excepted); 0 disables.
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     pub request_timeout: Duration,
-}
-
-/// "5m", "30s", "1h", "250ms", or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(
-        s.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len()),
-    );
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (like 30s, 5m, 1h)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
-    };
-    Ok(Duration::from_secs_f64(secs))
 }
 
 pub enum TlsSource {
@@ -180,18 +164,5 @@ impl ApiserverFlags {
             max_mutating_requests_inflight: self.max_mutating_requests_inflight,
             request_timeout: self.request_timeout,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert!(parse_duration("5 parsecs").is_err());
     }
 }

@@ -94,28 +94,19 @@ pub fn resource_list(kinds: &Kinds, group: &str, version: &str) -> Option<Value>
             r["categories"] = json!(i.categories);
         }
         resources.push(r);
-        let sub = |name: &str, kind: &str, verbs: &[&str]| json!({ "name": format!("{}/{name}", i.plural), "singularName": "", "namespaced": i.namespaced, "kind": kind, "verbs": verbs });
-        if i.status {
-            resources.push(sub("status", i.kind, &["get", "patch", "update"]));
-        }
-        if i.plural == "pods" && group.is_empty() {
-            resources.push(sub("binding", "Binding", &["create"]));
-            resources.push(sub("log", "Pod", &["get"]));
-        }
-        if i.plural == "serviceaccounts" && group.is_empty() {
-            let mut token = sub("token", "TokenRequest", &["create"]);
-            token["group"] = "authentication.k8s.io".into();
-            token["version"] = "v1".into();
-            resources.push(token);
-        }
-        if i.plural == "namespaces" && group.is_empty() {
-            resources.push(sub("finalize", "Namespace", &["update"]));
-        }
-        if group == "apps" && matches!(i.plural, "deployments" | "replicasets") {
-            let mut scale = sub("scale", "Scale", &["get", "patch", "update"]);
-            scale["group"] = "autoscaling".into();
-            scale["version"] = "v1".into();
-            resources.push(scale);
+        for sub in &i.subresources {
+            let mut r = json!({
+                "name": format!("{}/{}", i.plural, sub.name),
+                "singularName": "",
+                "namespaced": i.namespaced,
+                "kind": sub.kind,
+                "verbs": sub.verbs,
+            });
+            if let Some((g, v)) = sub.group_version {
+                r["group"] = g.into();
+                r["version"] = v.into();
+            }
+            resources.push(r);
         }
     }
     if group.is_empty() && version == "v1" {

@@ -336,14 +336,128 @@ impl ApiError {
     }
 }
 
-/// The JSON body of a Status, with the `kind`/`apiVersion` clients check for.
+/// The JSON body of a Status as kube-apiserver writes it: Go's field order (`kind`,
+/// `apiVersion`, `metadata`, `status`, `message`, `reason`, `details`, `code`), empty
+/// fields left out, `metadata` always present. Clients surface this text verbatim (the
+/// Python client puts it in its exceptions), so it must match byte for byte. No trailing
+/// newline: a watch ERROR event embeds it; [`status_body`] adds the one a response has.
 pub fn status_json(status: &Status) -> Vec<u8> {
-    let mut v = serde_json::to_value(status).unwrap_or_default();
-    if let Some(m) = v.as_object_mut() {
-        m.insert("kind".into(), "Status".into());
-        m.insert("apiVersion".into(), "v1".into());
+    serde_json::to_vec(&GoStatus::from(status)).unwrap_or_default()
+}
+
+/// A Status as a whole response body: Go's encoder ends it with a newline.
+pub fn status_body(status: &Status) -> Vec<u8> {
+    let mut out = status_json(status);
+    out.push(b'\n');
+    out
+}
+
+/// A string field Go would write: present and not empty.
+fn go(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GoStatus<'a> {
+    kind: &'static str,
+    api_version: &'static str,
+    metadata: GoListMeta<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<GoDetails<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<i32>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GoListMeta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    self_link: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_version: Option<&'a str>,
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    continue_: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remaining_item_count: Option<i64>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GoDetails<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    causes: Vec<GoCause<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_seconds: Option<i32>,
+}
+
+#[derive(serde::Serialize)]
+struct GoCause<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl<'a> From<&'a Status> for GoStatus<'a> {
+    fn from(s: &'a Status) -> Self {
+        GoStatus {
+            kind: "Status",
+            api_version: "v1",
+            metadata: GoListMeta {
+                self_link: go(&s.metadata.self_link),
+                resource_version: go(&s.metadata.resource_version),
+                continue_: go(&s.metadata.continue_),
+                remaining_item_count: s.metadata.remaining_item_count,
+            },
+            status: go(&s.status),
+            message: go(&s.message),
+            reason: go(&s.reason),
+            details: s.details.as_ref().map(|d| GoDetails {
+                name: go(&d.name),
+                group: go(&d.group),
+                kind: go(&d.kind),
+                uid: go(&d.uid),
+                causes: d
+                    .causes
+                    .iter()
+                    .flatten()
+                    .map(|c| GoCause {
+                        reason: go(&c.reason),
+                        message: go(&c.message),
+                        field: go(&c.field),
+                    })
+                    .collect(),
+                retry_after_seconds: d.retry_after_seconds.filter(|s| *s != 0),
+            }),
+            code: s.code.filter(|c| *c != 0),
+        }
     }
-    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// The Status a successful delete of a collection or subresource answers with.
+pub fn success_status(code: i32) -> Status {
+    Status {
+        code: Some(code),
+        status: Some("Success".into()),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]
@@ -391,5 +505,28 @@ mod tests {
         };
         assert_eq!(c.code(), 409);
         assert_eq!(c.to_status().reason.as_deref(), Some("Conflict"));
+    }
+
+    #[test]
+    fn status_bytes_match_kube_apiserver() {
+        // kube-apiserver 1.32's body for a second create of a Service, byte for byte.
+        let e = ApiError::AlreadyExists {
+            gr: GroupResource {
+                group: "",
+                resource: "services",
+            },
+            name: "mock-2".into(),
+        };
+        assert_eq!(
+            String::from_utf8(status_body(&e.to_status())).unwrap(),
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\
+             \"message\":\"services \\\"mock-2\\\" already exists\",\"reason\":\"AlreadyExists\",\
+             \"details\":{\"name\":\"mock-2\",\"kind\":\"services\"},\"code\":409}\n"
+        );
+        let ok = String::from_utf8(status_json(&success_status(200))).unwrap();
+        assert_eq!(
+            ok,
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Success\",\"code\":200}"
+        );
     }
 }

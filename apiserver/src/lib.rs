@@ -9,8 +9,9 @@
 //!   the type-erased `Strategy` the rest uses.
 //! - `store/`: the registry over the etcd v3 API (create, update, delete, list, watch,
 //!   the watch cache, cluster IP allocation).
-//! - `etcd.rs`: the etcd client with failover; `selector.rs`, `validation.rs`, `patch.rs`,
-//!   `discovery.rs`, `error.rs` (every error as a `metav1.Status`).
+//! - `etcd.rs`: the etcd client with failover; `validation.rs`, `patch.rs`, `discovery.rs`,
+//!   `error.rs` (every error as a `metav1.Status`); `selector.rs` names
+//!   `flotilla_core`'s label and field selectors.
 //! - `metrics.rs`: `/metrics`; `table/`: the tables `kubectl get` prints (columns per kind in `table/printers/`).
 
 pub mod auth;
@@ -85,10 +86,13 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
     let metrics = Arc::new(metrics::Metrics::default());
     let cache = store::cache::Cache::new(kinds.clone(), cfg.watch_cache_size);
     let store = Arc::new(store::Store {
+        storage: etcd.clone(),
         etcd: etcd.clone(),
         kinds: kinds.clone(),
         cache: cache.clone(),
-        ips: cfg.service_range,
+        env: kinds::Env {
+            service_ips: cfg.service_range,
+        },
         cache_wait: Duration::from_secs(3),
         metrics: metrics.clone(),
     });

@@ -11,63 +11,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use flotilla_core::histogram::Histogram;
+
 /// Upper bounds of the latency buckets, in seconds (kube-apiserver's, shortened).
 const BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
 ];
-
-/// One latency histogram (cumulative buckets, as Prometheus exposes them).
-#[derive(Debug, Clone)]
-pub struct Histogram {
-    count: u64,
-    sum: f64,
-    buckets: Vec<u64>,
-}
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram {
-            count: 0,
-            sum: 0.0,
-            buckets: vec![0; BUCKETS.len()],
-        }
-    }
-}
-
-impl Histogram {
-    pub fn observe(&mut self, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        self.count += 1;
-        self.sum += secs;
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.buckets[i] += 1;
-            }
-        }
-    }
-
-    fn add(&mut self, o: &Histogram) {
-        self.count += o.count;
-        self.sum += o.sum;
-        for (a, b) in self.buckets.iter_mut().zip(&o.buckets) {
-            *a += b;
-        }
-    }
-
-    /// The `_bucket`, `_sum` and `_count` lines of `name` with `labels` (`k="v",...`).
-    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels},le=\"{b}\"}} {}",
-                self.buckets[i]
-            );
-        }
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
-    }
-}
 
 /// This process's resident memory (VmRSS of /proc/self/status), where there is one.
 fn resident_bytes() -> Option<u64> {
@@ -90,8 +39,13 @@ pub fn observe<K: Ord>(h: &Histograms<K>, key: K, elapsed: Duration) {
     h.lock()
         .unwrap_or_else(|e| e.into_inner())
         .entry(key)
-        .or_default()
-        .observe(elapsed);
+        .or_insert_with(latency)
+        .observe_duration(elapsed);
+}
+
+/// An empty latency histogram over [`BUCKETS`].
+fn latency() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
 #[derive(Default)]
@@ -139,7 +93,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "apiserver_request_total{{verb=\"{verb}\",resource=\"{resource}\",code=\"{code}\"}} {}",
-                h.count
+                h.count()
             );
         }
         out.push_str(
@@ -150,8 +104,8 @@ impl Metrics {
         for ((verb, resource, _), h) in m.iter() {
             by_vr
                 .entry((verb.as_str(), resource.as_str()))
-                .or_default()
-                .add(h);
+                .or_insert_with(latency)
+                .merge(h);
         }
         for ((verb, resource), h) in by_vr {
             let labels = format!("verb=\"{verb}\",resource=\"{resource}\"");

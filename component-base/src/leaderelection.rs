@@ -277,10 +277,10 @@ where
                     tracing::warn!(lease = %cfg.lease_name, error = %e, "reading the lease failed")
                 }
             }
-            let jitter = cfg.retry_period.mul_f64(rand::random::<f64>() * 0.2);
+            let wait = flotilla_core::backoff::jitter(cfg.retry_period, 0.2);
             tokio::select! {
                 _ = shutdown.changed() => {}
-                _ = tokio::time::sleep(cfg.retry_period + jitter) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         };
         state.leading.store(true, Ordering::Relaxed);

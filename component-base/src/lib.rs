@@ -9,10 +9,11 @@
 //!   ([`leaderelection::decide`]); the loop around it does the I/O and runs the leader's
 //!   work only while the lease is held.
 //! - `events.rs`: a core/v1 Event recorder (what `kubectl describe` shows).
-//! - `backoff.rs`: per-key exponential backoff for retries.
-//! - `metrics.rs`: counters and gauges in Prometheus' text format, served with `/healthz`.
-//! - `labels.rs`, `quantity.rs`, `taints.rs`: label selectors, resource quantities and
-//!   toleration matching, pure.
+//! - `metrics.rs`: the metrics registry and a shareable histogram, served in Prometheus'
+//!   text format with `/healthz`.
+//! - `backoff.rs`, `labels.rs`, `quantity.rs`, `taints.rs`: re-exports of `flotilla_core`'s
+//!   modules of those names, kept so existing `component_base::...` paths still work; new
+//!   code uses `flotilla_core` directly.
 
 pub mod backoff;
 pub mod client;

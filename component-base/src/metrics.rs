@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -30,58 +30,24 @@ impl Registry {
     }
 }
 
-/// A histogram with fixed buckets (seconds).
-pub struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<std::sync::atomic::AtomicU64>,
-    sum_micros: std::sync::atomic::AtomicU64,
-    count: std::sync::atomic::AtomicU64,
-}
+/// A histogram with fixed buckets (seconds) that any thread may observe into: a
+/// [`flotilla_core::histogram::Histogram`] behind a lock.
+pub struct Histogram(Mutex<flotilla_core::histogram::Histogram>);
 
 impl Histogram {
     pub fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            counts: bounds.iter().map(|_| Default::default()).collect(),
-            sum_micros: Default::default(),
-            count: Default::default(),
-        }
+        Self(Mutex::new(flotilla_core::histogram::Histogram::new(bounds)))
     }
     pub fn observe(&self, secs: f64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            if secs <= *b {
-                c.fetch_add(1, Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Relaxed);
-        self.sum_micros.fetch_add((secs * 1e6) as u64, Relaxed);
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).observe(secs);
     }
     /// Writes `name` with `labels` (`k="v",...` or empty).
     pub fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {
-        use std::fmt::Write;
-        use std::sync::atomic::Ordering::Relaxed;
-        let sep = if labels.is_empty() { "" } else { "," };
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}",
-                c.load(Relaxed)
-            );
-        }
-        let n = self.count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {n}");
-        let lb = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(
-            out,
-            "{name}_sum{lb} {}\n{name}_count{lb} {n}",
-            self.sum_micros.load(Relaxed) as f64 / 1e6
-        );
+        flotilla_core::histogram::Histogram::render_header(out, name, help);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .render(out, name, labels);
     }
 }
 

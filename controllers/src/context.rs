@@ -1,60 +1,20 @@
-//! What every controller gets: the client, the shared informers, an event recorder, and
-//! helpers for the object relations controllers share (owner references, pod readiness).
-
-use std::sync::Arc;
+//! What every controller gets: the client, the shared informers, an event recorder, the
+//! configuration, and helpers for the object relations controllers share (owner
+//! references, pod readiness).
 
 use component_base::events::Recorder;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::Api;
 
-use crate::informer::Informer;
-
-/// One informer per kind, shared by all controllers.
-pub struct Informers {
-    pub pods: Arc<Informer<Pod>>,
-    pub replicasets: Arc<Informer<ReplicaSet>>,
-    pub deployments: Arc<Informer<Deployment>>,
-    pub namespaces: Arc<Informer<Namespace>>,
-    pub serviceaccounts: Arc<Informer<ServiceAccount>>,
-    pub nodes: Arc<Informer<Node>>,
-    pub services: Arc<Informer<Service>>,
-    pub node_leases: Arc<Informer<Lease>>,
-}
-
-impl Informers {
-    pub fn new(client: &kube::Client) -> Self {
-        Self {
-            pods: Informer::new(Api::all(client.clone())),
-            replicasets: Informer::new(Api::all(client.clone())),
-            deployments: Informer::new(Api::all(client.clone())),
-            namespaces: Informer::new(Api::all(client.clone())),
-            serviceaccounts: Informer::new(Api::all(client.clone())),
-            nodes: Informer::new(Api::all(client.clone())),
-            services: Informer::new(Api::all(client.clone())),
-            node_leases: Informer::new(Api::namespaced(client.clone(), "kube-node-lease")),
-        }
-    }
-
-    /// Starts every informer in `tasks`.
-    pub fn start(&self, tasks: &mut tokio::task::JoinSet<()>) {
-        tasks.spawn(self.pods.clone().run());
-        tasks.spawn(self.replicasets.clone().run());
-        tasks.spawn(self.deployments.clone().run());
-        tasks.spawn(self.namespaces.clone().run());
-        tasks.spawn(self.serviceaccounts.clone().run());
-        tasks.spawn(self.nodes.clone().run());
-        tasks.spawn(self.services.clone().run());
-        tasks.spawn(self.node_leases.clone().run());
-    }
-}
+use crate::config::ControllerManagerConfig;
+use crate::informer::Informers;
 
 pub struct Context {
     pub client: kube::Client,
+    /// Only the informers some running controller declared.
     pub informers: Informers,
     pub recorder: Recorder,
+    pub config: ControllerManagerConfig,
 }
 
 /// A namespaced object's queue key.
@@ -65,6 +25,12 @@ pub fn key_of<K: kube::Resource>(o: &K) -> Key {
         o.meta().namespace.clone().unwrap_or_default(),
         o.meta().name.clone().unwrap_or_default(),
     )
+}
+
+/// Whether an owner reference names a `K` (its kind, and its group in any version).
+pub fn refers_to<K: kube::Resource<DynamicType = ()>>(r: &OwnerReference) -> bool {
+    let group = r.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    r.kind == K::kind(&()) && group == K::group(&())
 }
 
 /// The owner reference with `controller: true`, if any.

@@ -1,18 +1,28 @@
 //! `flotilla controller-manager`: the reconciling controllers, as kube-controller-manager.
 //!
 //! Layout:
-//! - `informer.rs`: one shared watch and cache per kind; `context.rs`: what every
-//!   controller gets, and the relations they share (owner references, readiness).
-//! - `workqueue.rs`, `worker.rs`: a deduplicating, rate-limited work queue and the worker
-//!   loop around a controller's `sync`; `expectations.rs`: no double creation.
-//! - One module per controller: `deployment/`, `replicaset.rs`, `garbagecollector.rs`,
-//!   `nodelifecycle.rs`, `endpoints.rs` (Endpoints and EndpointSlices), `namespace.rs`,
-//!   `serviceaccount.rs`.
+//! - `lib.rs`: the registration table [`CONTROLLERS`] (a controller's `--controllers`
+//!   name, the informers it reads, its constructor) and the run: only the controllers
+//!   enabled, and only the informers they declared.
+//! - `config.rs`: flags and their validation; `context.rs`: what every controller gets,
+//!   and the relations they share (owner references, readiness).
+//! - `reconciler.rs`: the one controller shape (`reconcile` / `error_policy` returning an
+//!   `Action`) and its runner; `workqueue.rs`: the deduplicating, rate-limited queue under
+//!   it; `informer.rs`: shared watches and caches, made on demand;
+//!   `expectations.rs`: no double creation.
+//! - One module per controller; pure planning in its own file:
+//!   `deployment/` (`plan.rs` rollout arithmetic, `status.rs`), `replicaset/` (generic
+//!   over the replicated kind; `plan.rs` claim, scale diff, status counts),
+//!   `replicationcontroller.rs` (the replicaset controller for core/v1 RCs),
+//!   `garbagecollector.rs`, `nodelifecycle.rs`, `endpoints.rs` (Endpoints and
+//!   EndpointSlices), `namespace.rs`, `serviceaccount.rs`.
 //!
-//! Every controller is level-triggered: a change only queues a key; `sync` compares the
-//! object with the world as the caches show it and acts; errors are retried with backoff,
-//! and every key is queued again every 5 minutes.
+//! Every controller is level-triggered: a change only queues a key; `reconcile` compares
+//! the object with the world as the caches show it, acts once and returns when to look
+//! again; errors are retried per the controller's error policy (by default a per-key
+//! backoff), and every key is queued again every 5 minutes.
 
+pub mod config;
 pub mod context;
 pub mod deployment;
 pub mod endpoints;
@@ -21,120 +31,58 @@ pub mod garbagecollector;
 pub mod informer;
 pub mod namespace;
 pub mod nodelifecycle;
+pub mod reconciler;
 pub mod replicaset;
+pub mod replicationcontroller;
 pub mod serviceaccount;
-pub mod worker;
 pub mod workqueue;
 
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use component_base::events::Recorder;
 use component_base::leaderelection::{run_maybe_elected, LeaderState};
 use component_base::metrics::Registry;
-use component_base::CommonFlags;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
+};
 use tokio::sync::watch;
 
-use crate::context::{Context, Informers};
+pub use config::{ControllerManagerConfig, ControllerManagerFlags};
 
-/// The controllers this build has, in `--controllers` names.
-pub const ALL: &[&str] = &[
-    "deployment",
-    "replicaset",
-    "garbagecollector",
-    "nodelifecycle",
-    "endpoints",
-    "namespace",
-    "serviceaccount",
+use crate::context::Context;
+use crate::informer::{Informers, Need};
+use crate::reconciler::Run;
+
+/// A controller, as the controller-manager knows it.
+pub struct Registration {
+    /// Its name in `--controllers`.
+    pub name: &'static str,
+    /// The informers it reads; it runs only if the apiserver serves all of them.
+    pub informers: &'static [Need],
+    /// Registers its informer handlers and returns it, ready to run.
+    pub new: fn(&Arc<Context>) -> Box<dyn Run>,
+}
+
+const fn all<K: informer::Watched>() -> Need {
+    Need::all::<K>()
+}
+
+/// Every controller of this build, in kube-controller-manager's names.
+#[rustfmt::skip]
+pub const CONTROLLERS: &[Registration] = &[
+    Registration { name: "deployment", informers: &[all::<Deployment>(), all::<ReplicaSet>(), all::<Pod>()], new: deployment::new },
+    Registration { name: "replicaset", informers: &[all::<ReplicaSet>(), all::<Pod>()], new: replicaset::new },
+    Registration { name: "replicationcontroller", informers: &[all::<ReplicationController>(), all::<Pod>()], new: replicationcontroller::new },
+    Registration { name: "garbagecollector", informers: &[], new: garbagecollector::new },
+    Registration { name: "nodelifecycle", informers: &[all::<Node>(), Need::namespaced::<Lease>("kube-node-lease"), all::<Pod>()], new: nodelifecycle::new },
+    Registration { name: "endpoints", informers: &[all::<Service>(), all::<Pod>()], new: endpoints::new },
+    Registration { name: "namespace", informers: &[all::<Namespace>()], new: namespace::new },
+    Registration { name: "serviceaccount", informers: &[all::<Namespace>(), all::<ServiceAccount>()], new: serviceaccount::new },
 ];
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct ControllerManagerFlags {
-    #[command(flatten)]
-    pub common: CommonFlags,
-    /// Controllers to run: `*` for all, `name` to add one, `-name` to leave one out
-    /// (kube-controller-manager's syntax).
-    #[arg(long, value_delimiter = ',', default_value = "*")]
-    pub controllers: Vec<String>,
-    /// Deployments synced at once.
-    #[arg(long, default_value_t = 5)]
-    pub concurrent_deployment_syncs: usize,
-    /// How often node health is checked.
-    #[arg(long, default_value = "5s", value_parser = component_base::flags::parse_duration)]
-    pub node_monitor_period: std::time::Duration,
-    /// How long a node may go without a heartbeat before it is marked unhealthy.
-    #[arg(long, default_value = "40s", value_parser = component_base::flags::parse_duration)]
-    pub node_monitor_grace_period: std::time::Duration,
-    /// Nodes per second whose pods may be evicted.
-    #[arg(long, default_value_t = 0.1)]
-    pub node_eviction_rate: f64,
-    /// The same when more than 55% of the nodes are unhealthy (clusters over 50 nodes).
-    #[arg(long, default_value_t = 0.01)]
-    pub secondary_node_eviction_rate: f64,
-    /// ReplicaSets synced at once.
-    #[arg(long, default_value_t = 5)]
-    pub concurrent_replicaset_syncs: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct ControllerManagerConfig {
-    pub common: component_base::CommonConfig,
-    pub enabled: Vec<&'static str>,
-    pub replicaset_workers: usize,
-    pub deployment_workers: usize,
-    pub node_lifecycle: nodelifecycle::Config,
-}
-
-impl ControllerManagerFlags {
-    pub fn validate(&self) -> Result<ControllerManagerConfig, String> {
-        let common = self
-            .common
-            .validate("flotilla-controller-manager", "127.0.0.1:10252")?;
-        let mut enabled: Vec<&'static str> = Vec::new();
-        let star = self.controllers.iter().any(|c| c == "*");
-        for name in ALL {
-            let on = self.controllers.iter().any(|c| c == name);
-            let off = self
-                .controllers
-                .iter()
-                .any(|c| c.strip_prefix('-') == Some(name));
-            if (star || on) && !off {
-                enabled.push(name);
-            }
-        }
-        for c in &self.controllers {
-            let bare = c.trim_start_matches('-');
-            if c != "*" && !ALL.contains(&bare) {
-                return Err(format!(
-                    "--controllers: unknown controller {bare:?} (known: {})",
-                    ALL.join(", ")
-                ));
-            }
-        }
-        if self.node_monitor_period.is_zero()
-            || self.node_monitor_grace_period < self.node_monitor_period
-        {
-            return Err("--node-monitor-grace-period must be at least --node-monitor-period, which must be positive".into());
-        }
-        if !(self.node_eviction_rate >= 0.0 && self.secondary_node_eviction_rate >= 0.0) {
-            return Err("eviction rates must be zero or positive".into());
-        }
-        if self.concurrent_replicaset_syncs == 0 {
-            return Err("--concurrent-replicaset-syncs must be at least 1".into());
-        }
-        Ok(ControllerManagerConfig {
-            common,
-            enabled,
-            replicaset_workers: self.concurrent_replicaset_syncs,
-            deployment_workers: self.concurrent_deployment_syncs.max(1),
-            node_lifecycle: nodelifecycle::Config {
-                monitor_period: self.node_monitor_period,
-                grace_period: self.node_monitor_grace_period,
-                eviction_rate: self.node_eviction_rate,
-                secondary_eviction_rate: self.secondary_node_eviction_rate,
-            },
-        })
-    }
-}
 
 /// Runs the controller-manager until `shutdown`; the controllers act only while this
 /// replica holds the lease.
@@ -165,43 +113,88 @@ async fn run_controllers(
     cfg: ControllerManagerConfig,
     recorder: Recorder,
 ) -> anyhow::Result<()> {
+    let enabled: Vec<&Registration> = CONTROLLERS
+        .iter()
+        .filter(|c| cfg.enabled.contains(&c.name))
+        .collect();
+    // As kube-controller-manager: a controller whose resources are not served is not
+    // started (its informers would only fail to list).
+    let served = served(&client, enabled.iter().flat_map(|c| c.informers)).await;
     let ctx = Arc::new(Context {
-        informers: Informers::new(&client),
+        informers: Informers::new(client.clone()),
         client,
         recorder,
+        config: cfg,
     });
     let mut tasks = tokio::task::JoinSet::new();
     // Controllers register their handlers first; then the informers start.
-    for name in &cfg.enabled {
-        match *name {
-            "replicaset" => {
-                let c = replicaset::ReplicaSetController::new(ctx.clone());
-                tasks.spawn(c.run(cfg.replicaset_workers));
-            }
-            "deployment" => {
-                tasks.spawn(deployment::run(ctx.clone(), cfg.deployment_workers));
-            }
-            "garbagecollector" => {
-                tasks.spawn(garbagecollector::run(ctx.clone()));
-            }
-            "nodelifecycle" => {
-                tasks.spawn(nodelifecycle::run(ctx.clone(), cfg.node_lifecycle.clone()));
-            }
-            "endpoints" => {
-                tasks.spawn(endpoints::run(ctx.clone()));
-            }
-            "namespace" => {
-                tasks.spawn(namespace::run(ctx.clone()));
-            }
-            "serviceaccount" => {
-                tasks.spawn(serviceaccount::run(ctx.clone()));
-            }
-            _ => {}
+    let mut controllers = Vec::new();
+    for c in enabled {
+        if let Some(missing) = c
+            .informers
+            .iter()
+            .map(Need::resource)
+            .find(|r| !served.contains(r))
+        {
+            tracing::info!(controller = c.name, api_version = %missing.0, resource = %missing.1, "not starting: the apiserver does not serve its resource");
+            continue;
         }
+        let informers: Vec<_> = c
+            .informers
+            .iter()
+            .map(|n| n.informer(&ctx.informers))
+            .collect();
+        controllers.push((c.name, informers, (c.new)(&ctx)));
     }
     ctx.informers.start(&mut tasks);
+    tracing::debug!(informers = ctx.informers.len(), "informers started");
+    for (name, informers, controller) in controllers {
+        tasks.spawn(async move {
+            for i in &informers {
+                i.synced().await;
+            }
+            controller.run(name).await;
+        });
+    }
     match tasks.join_next().await {
         Some(r) => Err(anyhow::anyhow!("a controller or informer ended: {r:?}")),
         None => Ok(()),
     }
+}
+
+type Resource = (
+    std::borrow::Cow<'static, str>,
+    std::borrow::Cow<'static, str>,
+);
+
+/// Which of the resources `needs` read the apiserver serves (apiVersion, plural), asking
+/// discovery once per apiVersion until it answers.
+async fn served<'a>(
+    client: &kube::Client,
+    needs: impl Iterator<Item = &'a Need>,
+) -> HashSet<Resource> {
+    let versions: BTreeSet<String> = needs.map(|n| n.resource().0.into_owned()).collect();
+    let mut served = HashSet::new();
+    for v in versions {
+        let list = loop {
+            let r = if v.contains('/') {
+                client.list_api_group_resources(&v).await
+            } else {
+                client.list_core_api_resources(&v).await
+            };
+            match r {
+                Ok(list) => break list.resources,
+                // The group (version) is not served at all.
+                Err(kube::Error::Api(e)) if e.code == 404 => break Vec::new(),
+                Err(e) => {
+                    tracing::warn!(api_version = %v, error = %e, "discovery failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        };
+        for r in list {
+            served.insert((v.clone().into(), r.name.into()));
+        }
+    }
+    served
 }

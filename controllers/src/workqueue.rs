@@ -1,21 +1,26 @@
 //! A work queue as client-go's: a key is queued once however often it is added, is never
 //! handed to two workers at once (added while in process, it comes back after `done`),
 //! and failed keys come back after a per-key exponential backoff (5 ms doubling to
-//! 1000 s, reset on success).
+//! 1000 s, reset on success). A key waits for at most one timer: added after a delay
+//! while it already waits, the earlier time wins (client-go's delaying queue, kube-runtime's
+//! scheduler), so periodic requeues never multiply.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use component_base::backoff::KeyedBackoff;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 struct Inner<K> {
     queue: VecDeque<K>,
     /// Queued or waiting to be re-queued after processing.
     dirty: HashSet<K>,
     processing: HashSet<K>,
+    /// Keys waiting for a timer, and when it fires.
+    waiting: HashMap<K, Instant>,
 }
 
 pub struct WorkQueue<K> {
@@ -31,6 +36,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
                 queue: VecDeque::new(),
                 dirty: HashSet::new(),
                 processing: HashSet::new(),
+                waiting: HashMap::new(),
             }),
             notify: Notify::new(),
             backoff: KeyedBackoff::new(Duration::from_millis(5), Duration::from_secs(1000)),
@@ -53,15 +59,30 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
         }
     }
 
-    /// Adds `key` after `delay` (from a timer task).
+    /// Adds `key` after `delay` (from a timer task); when it already waits for an earlier
+    /// time, that one stands.
     pub fn add_after(self: &Arc<Self>, key: K, delay: Duration) {
         if delay.is_zero() {
             return self.add(key);
         }
+        let at = Instant::now() + delay;
+        {
+            let mut i = self.lock();
+            match i.waiting.get(&key) {
+                Some(earlier) if *earlier <= at => return,
+                _ => i.waiting.insert(key.clone(), at),
+            };
+        }
         let q = self.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            q.add(key);
+            tokio::time::sleep_until(at).await;
+            let mut i = q.lock();
+            // A timer replaced by an earlier one has nothing left to do.
+            if i.waiting.get(&key) == Some(&at) {
+                i.waiting.remove(&key);
+                drop(i);
+                q.add(key);
+            }
         });
     }
 
@@ -136,6 +157,25 @@ mod tests {
         q.done(&"a".to_string());
         q.done(&b);
         assert!(q.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_key_waits_for_one_timer_and_the_earliest_wins() {
+        let q = WorkQueue::<String>::new();
+        let t = Instant::now();
+        q.add_after("a".into(), Duration::from_millis(200));
+        q.add_after("a".into(), Duration::from_millis(50));
+        q.add_after("a".into(), Duration::from_millis(300));
+        assert_eq!(q.get().await, "a");
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_millis(50) && waited < Duration::from_millis(200));
+        q.done(&"a".to_string());
+        // The replaced timers add nothing.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(q.is_empty());
+        // Once fired, a key may wait again.
+        q.add_after("a".into(), Duration::from_millis(1));
+        assert_eq!(q.get().await, "a");
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use flotilla_core::duration::parse_duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ClusterState {
@@ -153,19 +154,6 @@ fn resolve(flag: &'static str, urls: &[String]) -> Result<Vec<SocketAddr>, Confi
     Ok(out)
 }
 
-fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = num.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n * 60)),
-        "h" => Some(Duration::from_secs(n * 3600)),
-        _ => None,
-    }
-}
-
 impl KvFlags {
     pub fn validate(&self) -> Result<KvConfig, ConfigError> {
         let advertise_peer_urls = split(&self.initial_advertise_peer_urls);
@@ -230,6 +218,7 @@ impl KvFlags {
             return Err(invalid("snapshot-count", "must be positive"));
         }
         let progress_notify = parse_duration(&self.watch_progress_notify_interval)
+            .ok()
             .filter(|d| !d.is_zero())
             .ok_or_else(|| {
                 invalid(

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use component_base::labels::Labels;
+use flotilla_core::labels::Labels;
 use k8s_openapi::api::core::v1::Node;
 
 use crate::nodeinfo::{NodeInfo, PodInfo};

@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use component_base::labels::Labels;
-use component_base::quantity;
+use flotilla_core::labels::Labels;
+use flotilla_core::quantity;
 use k8s_openapi::api::core::v1::{Container, Node, Pod, Taint};
 
-/// Requested or allocatable amounts.
+/// Requested or allocatable amounts. Each comes from a quantity someone wrote, so sums
+/// saturate at the i64 bounds rather than overflow (two containers may each ask for `5E`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Resources {
     pub milli_cpu: i64,
@@ -19,16 +20,16 @@ pub struct Resources {
 
 impl Resources {
     pub fn add(&mut self, o: &Resources) {
-        self.milli_cpu += o.milli_cpu;
-        self.memory += o.memory;
-        self.ephemeral_storage += o.ephemeral_storage;
-        self.pods += o.pods;
+        self.milli_cpu = self.milli_cpu.saturating_add(o.milli_cpu);
+        self.memory = self.memory.saturating_add(o.memory);
+        self.ephemeral_storage = self.ephemeral_storage.saturating_add(o.ephemeral_storage);
+        self.pods = self.pods.saturating_add(o.pods);
     }
     pub fn sub(&mut self, o: &Resources) {
-        self.milli_cpu -= o.milli_cpu;
-        self.memory -= o.memory;
-        self.ephemeral_storage -= o.ephemeral_storage;
-        self.pods -= o.pods;
+        self.milli_cpu = self.milli_cpu.saturating_sub(o.milli_cpu);
+        self.memory = self.memory.saturating_sub(o.memory);
+        self.ephemeral_storage = self.ephemeral_storage.saturating_sub(o.ephemeral_storage);
+        self.pods = self.pods.saturating_sub(o.pods);
     }
     fn max(&mut self, o: &Resources) {
         self.milli_cpu = self.milli_cpu.max(o.milli_cpu);

@@ -11,6 +11,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_core::backoff::Backoff;
 use tokio::time::Instant;
 
 use crate::nodeinfo::PodInfo;
@@ -59,12 +60,12 @@ impl PartialOrd for ActiveKey {
     }
 }
 
-/// `initial` doubling per attempt after the first, up to `max`.
+/// `initial` doubling per attempt after the first, up to `max`; nothing before any attempt.
 fn backoff(initial: Duration, max: Duration, attempts: u32) -> Duration {
-    if attempts == 0 {
-        return Duration::ZERO;
+    match attempts.checked_sub(1) {
+        None => Duration::ZERO,
+        Some(n) => Backoff::new(initial, max).nth(n),
     }
-    initial.saturating_mul(1 << (attempts - 1).min(20)).min(max)
 }
 
 /// A pod handed out for one scheduling attempt.

@@ -41,7 +41,7 @@ fn limit_files(v2: bool, l: &Limits) -> Vec<(usize, &'static str, String)> {
     let quota = l
         .cpu_millis
         .filter(|m| *m > 0)
-        .map(|m| (m * CPU_PERIOD_US / 1000).max(1000));
+        .map(|m| (m.saturating_mul(CPU_PERIOD_US) / 1000).max(1000));
     let memory = l.memory_bytes.filter(|b| *b > 0);
     if v2 {
         if let Some(b) = memory {

@@ -1,5 +1,7 @@
-//! The HTTPS server: TLS (HTTP/2 and HTTP/1.1), authentication, and the request span.
-//! Routing and the verbs are in `route.rs` and `handlers.rs`.
+//! The HTTPS server: TLS (HTTP/2 and HTTP/1.1) and the request span. A request is parsed
+//! once (`request.rs`, over `route.rs`), authenticated, authorized and limited
+//! (`handlers.rs`), and runs one operation (`ops/`, one file each) with its options
+//! (`options.rs`) and body (`body.rs`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,14 +15,18 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use crate::error::{status_json, ApiError};
+use crate::error::{status_body, ApiError};
 use crate::kinds::Kinds;
 use crate::store::Store;
 
+mod body;
 mod handlers;
 mod health;
 pub mod limits;
+mod ops;
+mod options;
 mod podlog;
+pub mod request;
 pub mod route;
 mod watch;
 
@@ -55,7 +61,7 @@ pub fn json_response(code: StatusCode, body: impl Into<Bytes>) -> Response<Body>
 
 pub fn error_response(e: &ApiError) -> Response<Body> {
     let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut r = json_response(code, status_json(&e.to_status()));
+    let mut r = json_response(code, status_body(&e.to_status()));
     // Only throttling asks clients to come back: client-go and kube-rs retry a 503 with
     // Retry-After many times, which turns a lost quorum into minutes of silence for them.
     if matches!(e, ApiError::TooManyRequests(_)) {

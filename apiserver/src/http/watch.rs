@@ -12,7 +12,7 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 
-use super::handlers::parse_bool;
+use super::request::parse_bool;
 use super::{full, Body, Shared};
 use crate::error::ApiError;
 use crate::kinds::ResourceInfo;

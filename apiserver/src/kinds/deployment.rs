@@ -14,6 +14,12 @@ pub struct Deployments;
 impl Kind for Deployments {
     type Obj = Deployment;
     const SINGULAR: &'static str = "deployment";
+    const SCALE: Option<super::ScaleSpec> = Some(super::ScaleSpec {
+        spec_replicas: "/spec/replicas",
+        status_replicas: "/status/replicas",
+        selector: super::SelectorAt::LabelSelector("/spec/selector"),
+    });
+    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::apps::DEPLOYMENT);
     const SHORT_NAMES: &'static [&'static str] = &["deploy"];
     const CATEGORIES: &'static [&'static str] = &["all"];
     const STATUS: bool = true;

@@ -11,6 +11,13 @@ pub struct Namespaces;
 impl Kind for Namespaces {
     type Obj = Namespace;
     const SINGULAR: &'static str = "namespace";
+    const SUBRESOURCES: &'static [super::Subresource] = &[super::Subresource {
+        name: "finalize",
+        kind: "Namespace",
+        group_version: None,
+        verbs: &["update"],
+    }];
+    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::core::NAMESPACE);
     const SHORT_NAMES: &'static [&'static str] = &["ns"];
     const STATUS: bool = true;
     const NAME_RULE: NameRule = NameRule::Label;
@@ -31,6 +38,19 @@ impl Kind for Namespaces {
     fn prepare_update(new: &mut Namespace, old: &Namespace) {
         // spec.finalizers change only through the `finalize` subresource.
         new.spec = old.spec.clone();
+    }
+
+    fn check_delete(name: &str) -> Result<(), crate::error::ApiError> {
+        if crate::bootstrap::IMMORTAL_NAMESPACES.contains(&name) {
+            return Err(crate::error::ApiError::Forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            )));
+        }
+        Ok(())
+    }
+
+    fn mark_deleting(ns: &mut Namespace) {
+        ns.status.get_or_insert_with(Default::default).phase = Some("Terminating".into());
     }
 
     fn fields(ns: &Namespace) -> Vec<(&'static str, String)> {

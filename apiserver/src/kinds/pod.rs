@@ -13,6 +13,21 @@ pub struct Pods;
 impl Kind for Pods {
     type Obj = Pod;
     const SINGULAR: &'static str = "pod";
+    const SUBRESOURCES: &'static [super::Subresource] = &[
+        super::Subresource {
+            name: "binding",
+            kind: "Binding",
+            group_version: None,
+            verbs: &["create"],
+        },
+        super::Subresource {
+            name: "log",
+            kind: "Pod",
+            group_version: None,
+            verbs: &["get"],
+        },
+    ];
+    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::pod::PRINTER);
     const SHORT_NAMES: &'static [&'static str] = &["po"];
     const CATEGORIES: &'static [&'static str] = &["all"];
     const STATUS: bool = true;
@@ -136,6 +151,10 @@ impl Kind for Pods {
                 status.nominated_node_name.unwrap_or_default(),
             ),
         ]
+    }
+
+    fn grace_period(pod: &Pod, requested: Option<i64>) -> Option<i64> {
+        grace_period(pod, requested)
     }
 }
 

@@ -11,6 +11,12 @@ pub struct ReplicaSets;
 impl Kind for ReplicaSets {
     type Obj = ReplicaSet;
     const SINGULAR: &'static str = "replicaset";
+    const SCALE: Option<super::ScaleSpec> = Some(super::ScaleSpec {
+        spec_replicas: "/spec/replicas",
+        status_replicas: "/status/replicas",
+        selector: super::SelectorAt::LabelSelector("/spec/selector"),
+    });
+    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::apps::REPLICASET);
     const SHORT_NAMES: &'static [&'static str] = &["rs"];
     const CATEGORIES: &'static [&'static str] = &["all"];
     const STATUS: bool = true;

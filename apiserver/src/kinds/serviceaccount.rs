@@ -9,5 +9,12 @@ pub struct ServiceAccounts;
 impl Kind for ServiceAccounts {
     type Obj = ServiceAccount;
     const SINGULAR: &'static str = "serviceaccount";
+    const SUBRESOURCES: &'static [super::Subresource] = &[super::Subresource {
+        name: "token",
+        kind: "TokenRequest",
+        group_version: Some(("authentication.k8s.io", "v1")),
+        verbs: &["create"],
+    }];
+    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::core::SERVICEACCOUNT);
     const SHORT_NAMES: &'static [&'static str] = &["sa"];
 }

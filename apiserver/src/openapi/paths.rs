@@ -106,6 +106,8 @@ pub fn group_version(kinds: &Kinds, group: &str, version: &str) -> Option<Value>
             kinds
                 .iter()
                 .filter(|k| k.info().group == group && k.info().version == version)
+                .collect::<Vec<_>>()
+                .iter()
                 .map(|k| k.as_ref()),
         ) },
     }))

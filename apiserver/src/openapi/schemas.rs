@@ -67,7 +67,7 @@ mod tests {
     #[test]
     fn schemas_carry_kinds_and_patch_strategies() {
         let kinds = Kinds::all();
-        let defs = definitions(kinds.iter().map(|k| k.as_ref()));
+        let defs = definitions(kinds.iter().collect::<Vec<_>>().iter().map(|k| k.as_ref()));
         let pod = &defs["io.k8s.api.core.v1.Pod"];
         assert_eq!(
             pod["x-kubernetes-group-version-kind"],

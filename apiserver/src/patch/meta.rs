@@ -340,7 +340,7 @@ pub fn builtin() -> &'static Schemas {
     S.get_or_init(|| {
         let kinds = crate::kinds::Kinds::all();
         Schemas::new(crate::openapi::schemas::definitions(
-            kinds.iter().map(|k| k.as_ref()),
+            kinds.iter().collect::<Vec<_>>().iter().map(|k| k.as_ref()),
         ))
     })
 }

@@ -1,19 +1,41 @@
-//! Admission that needs stored state, run on create after defaulting and before
-//! validation: kube-apiserver's Priority plugin for pods (priorityClassName → priority and
-//! preemptionPolicy, or the globalDefault class, or 0).
+//! Admission plugins that need stored state, run on create after defaulting and before
+//! validation, as kube-apiserver's: each plugin names the resources it handles, and the
+//! registry runs those that apply. Today: Priority, for pods (priorityClassName → priority
+//! and preemptionPolicy, or the globalDefault class, or 0).
 
-use proto::etcdserverpb as pb;
 use serde_json::Value;
 
 use super::{decode_stored, object_key, Store, Target};
 use crate::error::ApiError;
 use crate::etcd::prefix_end;
 
+/// The admission plugins, in the order they run.
+#[derive(Debug, Clone, Copy)]
+enum Plugin {
+    Priority,
+}
+
+const PLUGINS: &[Plugin] = &[Plugin::Priority];
+
+impl Plugin {
+    /// The (group, resource) pairs the plugin handles.
+    fn resources(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Plugin::Priority => &[("", "pods")],
+        }
+    }
+}
+
 impl Store {
     pub(super) async fn admit_create(&self, t: &Target, obj: &mut Value) -> Result<(), ApiError> {
         let info = t.kind.info();
-        if info.group.is_empty() && info.plural == "pods" {
-            self.admit_priority(obj).await?;
+        for p in PLUGINS {
+            if !p.resources().contains(&(info.group, info.plural)) {
+                continue;
+            }
+            match p {
+                Plugin::Priority => self.admit_priority(obj).await?,
+            }
         }
         Ok(())
     }
@@ -102,12 +124,8 @@ impl Store {
             ));
         }
         let r = self
-            .etcd
-            .range(pb::RangeRequest {
-                key: prefix.as_bytes().to_vec(),
-                range_end: prefix_end(prefix.as_bytes()),
-                ..Default::default()
-            })
+            .storage
+            .range(prefix.as_bytes(), &prefix_end(prefix.as_bytes()), 0, 0)
             .await?;
         Ok(pick(
             r.kvs

@@ -1,15 +1,13 @@
 //! create: metadata the server owns, the kind's preparation and validation, the namespace
-//! check, cluster IP allocation, and one Txn that succeeds only if the name is free.
+//! check, and one Txn that succeeds only if the name and every key the kind claims (its
+//! allocations) are free.
 
 use bytes::Bytes;
-use proto::etcdserverpb as pb;
 use rand::Rng;
 use serde_json::Value;
 
-use super::{
-    compare_absent, encode_for_store, header_rev, ipalloc, op_get, op_put, reconcile_meta, set_rv,
-    time_value, Store, Target, Write,
-};
+use super::storage::{Guard, Op, Txn};
+use super::{encode_for_store, reconcile_meta, set_rv, time_value, Store, Target, Write};
 use crate::error::{ApiError, FieldError};
 
 /// The alphabet Kubernetes draws generated name suffixes from (no vowels, no look-alikes).
@@ -96,97 +94,33 @@ impl Store {
             ..t.clone()
         }
         .key();
-        let is_service = info.plural == "services" && info.group.is_empty();
-        let requested_ip = obj["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
-        let wants_ip =
-            is_service && obj["spec"]["type"] != "ExternalName" && requested_ip != "None";
-        let wants_node_ports = is_service
-            && matches!(
-                obj["spec"]["type"].as_str(),
-                Some("NodePort" | "LoadBalancer")
-            );
-        let requested_ports: Vec<i64> = if wants_node_ports {
-            obj["spec"]["ports"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|p| p["nodePort"].as_i64().unwrap_or(0))
-                        .collect()
-                })
-                .unwrap_or_default()
-        } else {
-            vec![]
-        };
-        ipalloc::check_node_ports(&requested_ports).map_err(|e| info.invalid(&name, e))?;
-        // Allocations (a cluster IP, node ports) are keys claimed in the object's own Txn.
-        // One that someone else took is drawn again if it was random; if the client asked
-        // for it, the create fails.
+        // What the kind allocates (a Service's cluster IP and node ports) is claimed as
+        // keys in the object's own Txn. A value someone else took is drawn again if it was
+        // random; if the client asked for it, the create fails.
+        let requested = obj;
         for _ in 0..16 {
-            let mut claims: Vec<(String, Option<FieldError>)> = Vec::new();
-            if wants_ip {
-                let ip = if requested_ip.is_empty() {
-                    self.ips.random()
-                } else {
-                    self.ips
-                        .check(&requested_ip)
-                        .map_err(|e| info.invalid(&name, vec![e]))?
-                };
-                let taken = (!requested_ip.is_empty()).then(|| {
-                    FieldError::invalid_raw(
-                        "spec.clusterIPs",
-                        format!("[]string{{{requested_ip:?}}}"),
-                        format!("failed to allocate IP {requested_ip}: provided IP is already allocated"),
-                    )
-                });
-                claims.push((ipalloc::key(ip), taken));
-                obj["spec"]["clusterIP"] = ip.to_string().into();
-                obj["spec"]["clusterIPs"] = serde_json::json!([ip.to_string()]);
-            }
-            let mut used: Vec<i64> = requested_ports
-                .iter()
-                .copied()
-                .filter(|p| *p != 0)
-                .collect();
-            for (i, req) in requested_ports.iter().enumerate() {
-                let port = if *req != 0 {
-                    *req
-                } else {
-                    ipalloc::random_node_port(&mut used)
-                };
-                let taken = (*req != 0).then(|| {
-                    FieldError::invalid_raw(
-                        format!("spec.ports[{i}].nodePort"),
-                        port.to_string(),
-                        "provided port is already allocated",
-                    )
-                });
-                claims.push((ipalloc::node_port_key(port), taken));
-                obj["spec"]["ports"][i]["nodePort"] = port.into();
-            }
+            let mut obj = requested.clone();
+            obj["metadata"]["name"] = name.clone().into();
+            let claims = t.kind.claims(&mut obj, &self.env)?;
             if dry_run {
                 return Ok(Bytes::from(serde_json::to_vec(&obj).unwrap_or_default()));
             }
-            let mut compare = vec![compare_absent(&key)];
-            let mut success = vec![op_put(&key, encode_for_store(&obj))];
-            let mut failure = vec![op_get(&key)];
-            for (k, _) in &claims {
-                compare.push(compare_absent(k));
-                success.push(op_put(k, key.clone().into_bytes()));
-                failure.push(op_get(k));
+            let mut txn = Txn {
+                guards: vec![Guard::Absent(key.clone())],
+                ops: vec![Op::Put(key.clone(), encode_for_store(&obj))],
+                on_failure: vec![key.clone()],
+            };
+            for c in &claims {
+                txn.guards.push(Guard::Absent(c.key.clone()));
+                txn.ops.push(Op::Put(c.key.clone(), key.clone().into_bytes()));
+                txn.on_failure.push(c.key.clone());
             }
-            let r = self
-                .etcd
-                .txn(pb::TxnRequest {
-                    compare,
-                    success,
-                    failure,
-                })
-                .await?;
+            let r = self.storage.txn(txn).await?;
             if r.succeeded {
-                set_rv(&mut obj, header_rev(&r.header));
+                set_rv(&mut obj, r.revision);
                 return Ok(Bytes::from(serde_json::to_vec(&obj).unwrap_or_default()));
             }
-            let exists = range_found(r.responses.first());
+            let exists = r.found.first().copied().unwrap_or(false);
             if exists && generated {
                 // A generated name that is taken is drawn again, as Kubernetes does.
                 let prefix = obj["metadata"]["generateName"]
@@ -194,7 +128,6 @@ impl Store {
                     .unwrap_or("")
                     .to_string();
                 name = generated_name(&prefix);
-                obj["metadata"]["name"] = name.clone().into();
                 key = Target {
                     name: Some(name.clone()),
                     ..t.clone()
@@ -210,23 +143,15 @@ impl Store {
             }
             let refused: Vec<FieldError> = claims
                 .iter()
-                .zip(r.responses.iter().skip(1))
-                .filter(|(_, resp)| range_found(Some(resp)))
-                .filter_map(|((_, taken), _)| taken.clone())
+                .zip(r.found.iter().skip(1))
+                .filter(|(_, found)| **found)
+                .filter_map(|(c, _)| c.taken.clone())
                 .collect();
             if !refused.is_empty() {
                 return Err(info.invalid(&name, refused));
             }
         }
-        Err(ApiError::Internal(
-            "failed to allocate a service IP or node port: the range is too full".into(),
+        Err(ApiError::Internal(format!("failed to allocate what this {} needs: the range is too full", info.kind),
         ))
     }
-}
-
-pub(super) fn range_found(op: Option<&pb::ResponseOp>) -> bool {
-    matches!(
-        op.and_then(|o| o.response.as_ref()),
-        Some(pb::response_op::Response::ResponseRange(r)) if !r.kvs.is_empty()
-    )
 }

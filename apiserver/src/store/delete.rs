@@ -1,15 +1,14 @@
-//! delete and deletecollection: preconditions, graceful deletion of running pods,
-//! finalizers (including those propagationPolicy adds), and the final removal.
+//! delete and deletecollection: preconditions, the kind's refusal and grace period
+//! (running pods), finalizers (including those propagationPolicy adds), and the final
+//! removal with what the kind had claimed.
 
-use k8s_openapi::api::core::v1::Pod;
-use proto::etcdserverpb as pb;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::update::{finished, Outcome};
-use super::{ipalloc, op_delete, time_value, Store, Target};
+use super::storage::Op;
+use super::{time_value, Store, Target};
 use crate::error::ApiError;
-use crate::kinds::pod;
 
 /// `metav1.DeleteOptions`, from the body or the query.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -32,6 +31,7 @@ pub struct Preconditions {
 
 /// What a delete did: removed the object, or marked it and left it for whoever finishes it
 /// (an agent, a controller removing its finalizer).
+#[derive(Debug)]
 pub struct Deleted {
     pub object: Value,
     pub finished: bool,
@@ -79,15 +79,7 @@ impl Store {
             });
         }
         let info = t.kind.info();
-        if info.plural == "namespaces"
-            && info.group.is_empty()
-            && crate::bootstrap::IMMORTAL_NAMESPACES.contains(&t.name())
-        {
-            return Err(ApiError::Forbidden(format!(
-                "namespaces \"{}\" is forbidden: this namespace may not be deleted",
-                t.name()
-            )));
-        }
+        t.kind.check_delete(t.name())?;
         let dry_run = opts.dry_run.iter().any(|d| d == "All");
         let mut removed = false;
         let object = self
@@ -122,12 +114,7 @@ impl Store {
                         _ => {}
                     }
                 }
-                let grace = if info.plural == "pods" && info.group.is_empty() {
-                    let p: Pod = serde_json::from_value(v.clone()).map_err(|e| ApiError::Internal(e.to_string()))?;
-                    pod::grace_period(&p, opts.grace_period_seconds)
-                } else {
-                    None
-                };
+                let grace = t.kind.grace_period(v, opts.grace_period_seconds)?;
                 let current = v["metadata"]["deletionGracePeriodSeconds"].as_i64();
                 let g = grace.unwrap_or(0);
                 if deleting && current.is_some_and(|c| c <= g) {
@@ -136,12 +123,7 @@ impl Store {
                 let at = k8s_openapi::jiff::Timestamp::from_second(super::now().0.as_second() + g).unwrap_or(super::now().0);
                 r["metadata"]["deletionTimestamp"] = time_value(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at));
                 r["metadata"]["deletionGracePeriodSeconds"] = g.into();
-                if info.plural == "namespaces" && info.group.is_empty() {
-                    if !r["status"].is_object() {
-                        r["status"] = Value::Object(Default::default());
-                    }
-                    r["status"]["phase"] = "Terminating".into();
-                }
+                t.kind.mark_deleting(&mut r)?;
                 if finished(&r) {
                     removed = true;
                     // The object as it was, not marked: it is simply gone.
@@ -156,29 +138,10 @@ impl Store {
         })
     }
 
-    /// Ops that release what an object held (a service's cluster IP), run in the same Txn
-    /// that deletes it.
-    pub(super) fn release_ops(&self, t: &Target, obj: &Value) -> Vec<pb::RequestOp> {
-        let info = t.kind.info();
-        if info.plural != "services" || !info.group.is_empty() {
-            return vec![];
-        }
-        let mut ops = Vec::new();
-        if let Some(ip) = obj["spec"]["clusterIP"]
-            .as_str()
-            .and_then(|ip| ip.parse().ok())
-        {
-            ops.push(op_delete(&ipalloc::key(ip)));
-        }
-        for p in obj["spec"]["ports"].as_array().into_iter().flatten() {
-            if let Some(np) = p["nodePort"]
-                .as_i64()
-                .filter(|n| ipalloc::NODE_PORTS.contains(n))
-            {
-                ops.push(op_delete(&ipalloc::node_port_key(np)));
-            }
-        }
-        ops
+    /// Ops that release what an object held (the keys its kind claimed), run in the same
+    /// Txn that deletes it.
+    pub(super) fn release_ops(&self, t: &Target, obj: &Value) -> Vec<Op> {
+        t.kind.released(obj).into_iter().map(Op::Delete).collect()
     }
 
     /// deletecollection: every object the list options select, deleted one by one.

@@ -12,7 +12,7 @@
 
 use base64::Engine;
 use bytes::Bytes;
-use proto::etcdserverpb as pb;
+
 use serde_json::Value;
 
 use super::cache::{self, CachedObj};
@@ -215,21 +215,15 @@ impl Store {
         };
         loop {
             let r = self
-                .etcd
-                .range(pb::RangeRequest {
-                    key: from.clone(),
-                    range_end: end.clone(),
-                    limit: page,
-                    revision: rev,
-                    ..Default::default()
-                })
+                .storage
+                .range(&from, &end, rev, page)
                 .await
                 .map_err(|e| match e {
                     EtcdError::Compacted(m) => ApiError::Expired(m),
                     e => e.into(),
                 })?;
             if rev == 0 {
-                rev = super::header_rev(&r.header);
+                rev = r.revision;
             }
             let n = r.kvs.len();
             for (i, kv) in r.kvs.iter().enumerate() {

@@ -6,16 +6,16 @@
 //! create_revision (create) or mod_revision (update, delete), so concurrent writers through
 //! any number of apiservers are serialized by the kvstore, never by this process.
 //!
-//! Layout: `create.rs`, `update.rs` (update, status, binding, finalize), `delete.rs`,
-//! `list.rs` (list, continue tokens), `cache.rs` (the watch cache), `watch.rs` (client
-//! watches), `ipalloc.rs` (service cluster IPs).
+//! Layout: `storage/` (the interface under the registry: etcd and in-memory), `create.rs`,
+//! `update.rs` (update, status, binding, finalize), `delete.rs`, `scale.rs`,
+//! `admission.rs`, `list.rs` (list, continue tokens), `cache.rs` (the watch cache),
+//! `watch.rs` (client watches), `tests.rs` (the registry on the in-memory storage).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use proto::etcdserverpb as pb;
 use serde_json::Value;
 
 use crate::error::{ApiError, GroupResource};
@@ -26,9 +26,11 @@ mod admission;
 pub mod cache;
 mod create;
 mod delete;
-pub mod ipalloc;
 pub mod list;
 mod scale;
+pub mod storage;
+#[cfg(test)]
+mod tests;
 mod update;
 pub mod watch;
 
@@ -185,80 +187,23 @@ pub fn time_value(t: &Time) -> Value {
 
 /// What the registry needs: the etcd client, the kinds, the watch cache, settings.
 pub struct Store {
+    /// Where objects are read and written (the kvstore through `etcd`, or a model).
+    pub storage: Arc<dyn storage::Storage>,
+    /// The etcd client the watch cache and client watches follow.
     pub etcd: Arc<Etcd>,
     pub kinds: Kinds,
     pub cache: Arc<cache::Cache>,
-    pub ips: ipalloc::Range,
+    /// What kinds' hooks use of the configuration (the service IP range).
+    pub env: crate::kinds::Env,
     /// How long a consistent list waits for the cache before reading etcd instead.
     pub cache_wait: Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
-pub(crate) fn compare_mod(key: &str, rev: i64) -> pb::Compare {
-    pb::Compare {
-        result: pb::compare::CompareResult::Equal as i32,
-        target: pb::compare::CompareTarget::Mod as i32,
-        key: key.as_bytes().to_vec(),
-        range_end: vec![],
-        target_union: Some(pb::compare::TargetUnion::ModRevision(rev)),
-    }
-}
-
-pub(crate) fn compare_absent(key: &str) -> pb::Compare {
-    pb::Compare {
-        result: pb::compare::CompareResult::Equal as i32,
-        target: pb::compare::CompareTarget::Create as i32,
-        key: key.as_bytes().to_vec(),
-        range_end: vec![],
-        target_union: Some(pb::compare::TargetUnion::CreateRevision(0)),
-    }
-}
-
-pub(crate) fn op_put(key: &str, value: Vec<u8>) -> pb::RequestOp {
-    pb::RequestOp {
-        request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
-            key: key.as_bytes().to_vec(),
-            value,
-            ..Default::default()
-        })),
-    }
-}
-
-pub(crate) fn op_delete(key: &str) -> pb::RequestOp {
-    pb::RequestOp {
-        request: Some(pb::request_op::Request::RequestDeleteRange(
-            pb::DeleteRangeRequest {
-                key: key.as_bytes().to_vec(),
-                ..Default::default()
-            },
-        )),
-    }
-}
-
-pub(crate) fn op_get(key: &str) -> pb::RequestOp {
-    pb::RequestOp {
-        request: Some(pb::request_op::Request::RequestRange(pb::RangeRequest {
-            key: key.as_bytes().to_vec(),
-            ..Default::default()
-        })),
-    }
-}
-
-pub(crate) fn header_rev(h: &Option<pb::ResponseHeader>) -> i64 {
-    h.as_ref().map(|h| h.revision).unwrap_or(0)
-}
-
 impl Store {
     /// Reads one object linearizably.
     pub async fn read(&self, key: &str) -> Result<Option<Stored>, ApiError> {
-        let r = self
-            .etcd
-            .range(pb::RangeRequest {
-                key: key.as_bytes().to_vec(),
-                ..Default::default()
-            })
-            .await?;
-        match r.kvs.into_iter().next() {
+        match self.storage.get(key).await? {
             None => Ok(None),
             Some(kv) => Ok(Some(Stored {
                 value: decode_stored(&kv.value, kv.mod_revision)?,

@@ -1,17 +1,55 @@
-//! The `scale` subresource of Deployments and ReplicaSets: the object seen as an
-//! autoscaling/v1 Scale (desired replicas, current replicas, the selector as a string),
-//! and writes to it that change only `spec.replicas`. This is what `kubectl scale` and
-//! autoscalers use.
+//! The `scale` subresource of any kind with a [`ScaleSpec`] (Deployments, ReplicaSets,
+//! ReplicationControllers; custom resources later): the object seen as an autoscaling/v1
+//! Scale (desired replicas, current replicas, the selector as a string), and writes to it
+//! that change only the desired replicas. This is what `kubectl scale` and autoscalers use.
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::{parse_rv, update::Outcome, Store, Stored, Target, Write};
 use crate::error::{ApiError, FieldError};
+use crate::kinds::{ScaleSpec, SelectorAt};
 use crate::patch::PatchType;
 
+fn spec_of(t: &Target) -> Result<ScaleSpec, ApiError> {
+    t.kind.info().scale.ok_or(ApiError::NoRoute)
+}
+
+/// The selector at `at`, as a label selector string.
+fn selector_text(obj: &Value, at: SelectorAt) -> String {
+    match at {
+        SelectorAt::LabelSelector(p) => crate::selector::format_label_selector(obj.pointer(p)),
+        SelectorAt::Map(p) => {
+            let mut pairs: Vec<String> = obj
+                .pointer(p)
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect();
+            pairs.sort();
+            pairs.join(",")
+        }
+    }
+}
+
+/// Sets the value at a JSON pointer, creating objects on the way.
+fn set_at(obj: &mut Value, pointer: &str, v: Value) {
+    let mut cur = obj;
+    for part in pointer.split('/').skip(1) {
+        if !cur.is_object() {
+            *cur = Value::Object(Default::default());
+        }
+        let Some(m) = cur.as_object_mut() else {
+            return;
+        };
+        cur = m.entry(part.to_string()).or_insert(Value::Null);
+    }
+    *cur = v;
+}
+
 /// The Scale view of a stored object.
-fn scale_of(obj: &Value) -> Value {
+fn scale_of(spec: &ScaleSpec, obj: &Value) -> Value {
     let m = &obj["metadata"];
     let mut meta = serde_json::Map::new();
     for f in [
@@ -29,10 +67,10 @@ fn scale_of(obj: &Value) -> Value {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": meta,
-        "spec": { "replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1) },
+        "spec": { "replicas": obj.pointer(spec.spec_replicas).and_then(Value::as_i64).unwrap_or(1) },
         "status": {
-            "replicas": obj["status"]["replicas"].as_i64().unwrap_or(0),
-            "selector": crate::selector::format_label_selector(obj["spec"].get("selector")),
+            "replicas": obj.pointer(spec.status_replicas).and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector_text(obj, spec.selector),
         },
     })
 }
@@ -69,10 +107,11 @@ fn desired(t: &Target, scale: &Value) -> Result<i64, ApiError> {
 
 impl Store {
     pub async fn get_scale(&self, t: &Target) -> Result<Bytes, ApiError> {
+        let spec = spec_of(t)?;
         let obj: Value = serde_json::from_slice(&self.get(t, None).await?)
             .map_err(|e| ApiError::Internal(format!("stored object: {e}")))?;
         Ok(Bytes::from(
-            serde_json::to_vec(&scale_of(&obj)).unwrap_or_default(),
+            serde_json::to_vec(&scale_of(&spec, &obj)).unwrap_or_default(),
         ))
     }
 
@@ -83,6 +122,7 @@ impl Store {
         body: &[u8],
         w: &Write,
     ) -> Result<Bytes, ApiError> {
+        let spec = spec_of(t)?;
         let scale: Value = serde_json::from_slice(body).map_err(|e| {
             ApiError::BadRequest(format!(
                 "Scale in version \"v1\" cannot be handled as a Scale: {e}"
@@ -103,11 +143,11 @@ impl Store {
         };
         let out = self
             .guarded_update(t, precondition, w.dry_run, |old| {
-                with_replicas(t, old, replicas, w)
+                with_replicas(t, &spec, old, replicas, w)
             })
             .await?;
         Ok(Bytes::from(
-            serde_json::to_vec(&scale_of(&out)).unwrap_or_default(),
+            serde_json::to_vec(&scale_of(&spec, &out)).unwrap_or_default(),
         ))
     }
 
@@ -119,11 +159,12 @@ impl Store {
         patch: &[u8],
         w: &Write,
     ) -> Result<Bytes, ApiError> {
+        let spec = spec_of(t)?;
         let patch: Value = serde_json::from_slice(patch)
             .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
         let out = self
             .guarded_update(t, None, w.dry_run, |old| {
-                let mut scale = scale_of(&old.value);
+                let mut scale = scale_of(&spec, &old.value);
                 match kind {
                     PatchType::Json => crate::patch::json_patch(&mut scale, &patch)
                         .map_err(ApiError::PatchRejected)?,
@@ -142,21 +183,27 @@ impl Store {
                         return Err(super::update::conflict(t));
                     }
                 }
-                with_replicas(t, old, desired(t, &scale)?, w)
+                with_replicas(t, &spec, old, desired(t, &scale)?, w)
             })
             .await?;
         Ok(Bytes::from(
-            serde_json::to_vec(&scale_of(&out)).unwrap_or_default(),
+            serde_json::to_vec(&scale_of(&spec, &out)).unwrap_or_default(),
         ))
     }
 }
 
-fn with_replicas(t: &Target, old: &Stored, replicas: i64, w: &Write) -> Result<Outcome, ApiError> {
-    if old.value["spec"]["replicas"].as_i64() == Some(replicas) {
+fn with_replicas(
+    t: &Target,
+    spec: &ScaleSpec,
+    old: &Stored,
+    replicas: i64,
+    w: &Write,
+) -> Result<Outcome, ApiError> {
+    if old.value.pointer(spec.spec_replicas).and_then(Value::as_i64) == Some(replicas) {
         return Ok(Outcome::Unchanged);
     }
     let mut new = old.value.clone();
-    new["spec"]["replicas"] = replicas.into();
+    set_at(&mut new, spec.spec_replicas, replicas.into());
     super::update::next_state_of(t, &new, old, w, "scale")
 }
 
@@ -171,10 +218,34 @@ mod tests {
             "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web", "tier": "fe"}}},
             "status": {"replicas": 2}
         });
-        let s = scale_of(&d);
+        let apps = ScaleSpec {
+            spec_replicas: "/spec/replicas",
+            status_replicas: "/status/replicas",
+            selector: SelectorAt::LabelSelector("/spec/selector"),
+        };
+        let s = scale_of(&apps, &d);
         assert_eq!(s["spec"]["replicas"], 3);
         assert_eq!(s["status"]["replicas"], 2);
         assert_eq!(s["status"]["selector"], "app=web,tier=fe");
         assert_eq!(s["metadata"]["resourceVersion"], "7");
+    }
+
+    #[test]
+    fn scale_view_of_a_plain_map_selector_and_a_write_path() {
+        let rc = json!({
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"tier": "fe", "app": "web"}},
+        });
+        let spec = ScaleSpec {
+            spec_replicas: "/spec/replicas",
+            status_replicas: "/status/replicas",
+            selector: SelectorAt::Map("/spec/selector"),
+        };
+        let s = scale_of(&spec, &rc);
+        assert_eq!(s["status"]["selector"], "app=web,tier=fe");
+        assert_eq!(s["status"]["replicas"], 0);
+        let mut v = json!({"metadata": {}});
+        set_at(&mut v, "/spec/replicas", 4.into());
+        assert_eq!(v["spec"]["replicas"], 4);
     }
 }

@@ -4,12 +4,11 @@
 
 use bytes::Bytes;
 use k8s_openapi::api::core::v1::{Binding, Pod};
-use proto::etcdserverpb as pb;
 use serde_json::Value;
 
+use super::storage::{Guard, Op, Txn};
 use super::{
-    compare_mod, encode_for_store, header_rev, op_delete, op_put, parse_rv, reconcile_meta, set_rv,
-    Store, Stored, Target, Write,
+    encode_for_store, parse_rv, reconcile_meta, set_rv, Store, Stored, Target, Write,
 };
 use crate::error::{ApiError, GroupResource};
 use crate::kinds::pod::{self, BindRefusal};
@@ -76,31 +75,28 @@ impl Store {
             if precondition.is_some_and(|rv| rv != old.mod_revision) {
                 return Err(conflict(t));
             }
-            let (op, mut out) = match decide(&old)? {
+            let (ops, mut out) = match decide(&old)? {
                 Outcome::Unchanged => return Ok(old.value),
-                Outcome::Put(v) => (op_put(&key, encode_for_store(&v)), v),
-                Outcome::Delete(v) => (op_delete(&key), v),
+                Outcome::Put(v) => (vec![Op::Put(key.clone(), encode_for_store(&v))], v),
+                Outcome::Delete(v) => {
+                    let mut ops = vec![Op::Delete(key.clone())];
+                    ops.extend(self.release_ops(t, &v));
+                    (ops, v)
+                }
             };
             if dry_run {
                 return Ok(out);
             }
-            let mut success = vec![op];
-            if matches!(
-                success[0].request,
-                Some(pb::request_op::Request::RequestDeleteRange(_))
-            ) {
-                success.extend(self.release_ops(t, &out));
-            }
             let r = self
-                .etcd
-                .txn(pb::TxnRequest {
-                    compare: vec![compare_mod(&key, old.mod_revision)],
-                    success,
-                    failure: vec![],
+                .storage
+                .txn(Txn {
+                    guards: vec![Guard::ModRevision(key.clone(), old.mod_revision)],
+                    ops,
+                    on_failure: vec![],
                 })
                 .await?;
             if r.succeeded {
-                set_rv(&mut out, header_rev(&r.header));
+                set_rv(&mut out, r.revision);
                 return Ok(out);
             }
             if precondition.is_some() {

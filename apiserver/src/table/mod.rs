@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::kinds::ResourceInfo;
 
 pub mod duration;
-mod printers;
+pub(crate) mod printers;
 
 /// One column of a table.
 pub struct Column {
@@ -70,6 +70,16 @@ pub struct Printer {
     pub columns: &'static [Column],
     /// The cells of one object, as of `now` (Unix seconds); always every column.
     pub cells: fn(&Value, i64) -> Vec<Value>,
+    /// A row's conditions (a finished pod's `Completed`).
+    pub conditions: fn(&Value) -> Option<Value>,
+}
+
+impl std::fmt::Debug for Printer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Printer")
+            .field("columns", &self.columns.len())
+            .finish()
+    }
 }
 
 /// What each row's `object` holds.
@@ -146,13 +156,13 @@ fn table_version(accept: &str) -> Option<&'static str> {
 }
 
 fn printer(info: &ResourceInfo) -> &'static Printer {
-    printers::find(info.group, info.plural).unwrap_or(&printers::DEFAULT)
+    info.printer.unwrap_or(&printers::DEFAULT)
 }
 
 fn row(req: &TableRequest, p: &Printer, obj: Value, now: i64) -> Value {
     let mut row = Map::new();
     row.insert("cells".into(), Value::Array((p.cells)(&obj, now)));
-    if let Some(c) = printers::row_conditions(&obj) {
+    if let Some(c) = (p.conditions)(&obj) {
         row.insert("conditions".into(), c);
     }
     let object = match req.include {

@@ -10,7 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PostParams};
 
 use crate::context::Context;
-use crate::worker::Next;
+use crate::deployment::Error;
+use crate::reconciler::Action;
 
 fn set(
     conds: &mut Vec<DeploymentCondition>,
@@ -54,7 +55,7 @@ pub async fn sync(
     new: Option<&ReplicaSet>,
     created: bool,
     max_unavailable: i32,
-) -> anyhow::Result<Next> {
+) -> Result<Action, Error> {
     let spec = d.spec.clone().unwrap_or_default();
     let desired = spec.replicas.unwrap_or(1).max(0);
     let st = |r: &ReplicaSet| r.status.clone().unwrap_or_default();
@@ -199,8 +200,8 @@ pub async fn sync(
         {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {}
-            Err(e) => return Err(e.into()),
+            Err(source) => return Err(Error::Status { source }),
         }
     }
-    Ok(requeue.map_or(Next::Done, Next::After))
+    Ok(requeue.map_or(Action::await_change(), Action::requeue))
 }

@@ -4,7 +4,9 @@
 //! - `kv`, `watch`, `lease`, `cluster`, `maintenance`: etcd's client services.
 //! - `peer`: the member-to-member service.
 //! - `proposer`: batching of proposals on the leader (group commit under load).
+//! - `authority`: client connections that accept the URL :authority etcdctl 3.4 sends.
 
+mod authority;
 pub mod cluster;
 pub mod kv;
 pub mod lease;
@@ -257,7 +259,11 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
         let n = node.clone();
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true));
+            // etcd's Go clients may send a URL as the :authority (see authority.rs).
+            let incoming = tokio_stream::StreamExt::map(
+                tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
+                |conn| conn.map(authority::AuthorityTolerant::new),
+            );
             tonic::transport::Server::builder()
                 .add_service(
                     KvServer::new(kv::KvService { node: n.clone() })

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use flotilla_core::backoff::Backoff;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use proto::etcdserverpb::ResponseHeader;
@@ -91,7 +92,7 @@ impl Node {
         Fut: std::future::Future<Output = Result<T, Retry>>,
     {
         let deadline = Instant::now() + self.config.request_timeout();
-        let mut wait = Duration::from_millis(20);
+        let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
         loop {
             match self.leader() {
                 Leader::Me => {
@@ -124,6 +125,7 @@ impl Node {
                 }
                 Leader::Unknown => {}
             }
+            let wait = backoff.next_delay();
             if Instant::now() + wait >= deadline {
                 return Err(if self.leader_id().is_none() {
                     KvError::NoLeader
@@ -132,7 +134,6 @@ impl Node {
                 });
             }
             tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_millis(200));
         }
     }
 

@@ -19,11 +19,11 @@ impl Score for BalancedAllocation {
             }
         };
         let cpu = frac(
-            node.requested.milli_cpu + pod.requests.milli_cpu,
+            node.requested.milli_cpu.saturating_add(pod.requests.milli_cpu),
             node.allocatable.milli_cpu,
         );
         let mem = frac(
-            node.requested.memory + pod.requests.memory,
+            node.requested.memory.saturating_add(pod.requests.memory),
             node.allocatable.memory,
         );
         // The standard deviation of two fractions is half their difference.

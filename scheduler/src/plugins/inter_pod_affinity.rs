@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use component_base::labels;
+use flotilla_core::labels;
 use k8s_openapi::api::core::v1::{PodAffinityTerm, WeightedPodAffinityTerm};
 
 use crate::cache::Cache;

@@ -1,7 +1,7 @@
 //! NodeAffinity: `nodeSelector` and required node affinity must hold; preferred terms add
 //! their weights to the score.
 
-use component_base::labels;
+use flotilla_core::labels;
 
 use crate::framework::{normalize, CycleState, Failure, Filter, Score};
 use crate::nodeinfo::{NodeInfo, PodInfo};

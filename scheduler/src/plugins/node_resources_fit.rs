@@ -10,16 +10,18 @@ pub struct NodeResourcesFit;
 pub fn insufficient(pod: &PodInfo, node: &NodeInfo) -> Vec<String> {
     let (a, u, r) = (&node.allocatable, &node.requested, &pod.requests);
     let mut out = Vec::new();
-    if a.pods < u.pods + 1 {
+    if a.pods < u.pods.saturating_add(1) {
         out.push("Too many pods".to_string());
     }
-    if r.milli_cpu > 0 && a.milli_cpu < u.milli_cpu + r.milli_cpu {
+    if r.milli_cpu > 0 && a.milli_cpu < u.milli_cpu.saturating_add(r.milli_cpu) {
         out.push("Insufficient cpu".into());
     }
-    if r.memory > 0 && a.memory < u.memory + r.memory {
+    if r.memory > 0 && a.memory < u.memory.saturating_add(r.memory) {
         out.push("Insufficient memory".into());
     }
-    if r.ephemeral_storage > 0 && a.ephemeral_storage < u.ephemeral_storage + r.ephemeral_storage {
+    if r.ephemeral_storage > 0
+        && a.ephemeral_storage < u.ephemeral_storage.saturating_add(r.ephemeral_storage)
+    {
         out.push("Insufficient ephemeral-storage".into());
     }
     out
@@ -83,5 +85,30 @@ mod tests {
             info.requests.milli_cpu, 2000,
             "the largest init container wins"
         );
+    }
+
+    #[test]
+    fn huge_requests_saturate_instead_of_panicking() {
+        // Two containers each requesting `memory: 5E` sum past i64::MAX.
+        let mut p = pod("p", "", "5E");
+        let spec = p.spec.as_mut().unwrap();
+        let mut second = spec.containers[0].clone();
+        second.name = "second".into();
+        spec.containers.push(second);
+        let info = PodInfo::new(Arc::new(p));
+        assert_eq!(info.requests.memory, i64::MAX);
+        let mut n = NodeInfo::new(Arc::new(node("n", "1", "8E")));
+        assert_eq!(insufficient(&info, &n), vec!["Insufficient memory"]);
+        n.add_pod(info.clone());
+        n.add_pod(PodInfo::new(Arc::new(pod("q", "", "5E"))));
+        assert_eq!(n.requested.memory, i64::MAX);
+        let st = CycleState::default();
+        for s in [
+            &crate::plugins::least_allocated::LeastAllocated as &dyn crate::framework::Score,
+            &crate::plugins::balanced_allocation::BalancedAllocation,
+        ] {
+            s.score(&st, &info, &n);
+        }
+        n.remove_pod(&info.uid);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use component_base::labels;
+use flotilla_core::labels;
 use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 

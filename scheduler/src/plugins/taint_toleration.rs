@@ -8,7 +8,7 @@ use crate::nodeinfo::{NodeInfo, PodInfo};
 
 pub struct TaintToleration;
 
-pub use component_base::taints::{tolerated, tolerates};
+pub use flotilla_core::taints::{tolerated, tolerates};
 
 impl Filter for TaintToleration {
     fn name(&self) -> &'static str {
@@ -70,39 +70,6 @@ mod tests {
             effect: e.into(),
             time_added: None,
         }
-    }
-    fn tol(k: &str, op: &str, v: &str, e: &str) -> Toleration {
-        Toleration {
-            key: Some(k.into()),
-            operator: Some(op.into()),
-            value: Some(v.into()),
-            effect: Some(e.into()),
-            toleration_seconds: None,
-        }
-    }
-
-    #[test]
-    fn toleration_matching() {
-        let t = taint("dedicated", "gpu", "NoSchedule");
-        assert!(tolerates(
-            &tol("dedicated", "Equal", "gpu", "NoSchedule"),
-            &t
-        ));
-        assert!(tolerates(&tol("dedicated", "Equal", "gpu", ""), &t));
-        assert!(!tolerates(
-            &tol("dedicated", "Equal", "cpu", "NoSchedule"),
-            &t
-        ));
-        assert!(!tolerates(
-            &tol("dedicated", "Equal", "gpu", "NoExecute"),
-            &t
-        ));
-        assert!(tolerates(&tol("dedicated", "Exists", "", ""), &t));
-        assert!(
-            tolerates(&tol("", "Exists", "", ""), &t),
-            "an empty key with Exists tolerates everything"
-        );
-        assert!(!tolerates(&tol("", "Equal", "", ""), &t));
     }
 
     #[test]

@@ -531,7 +531,7 @@ impl Runtime for DockerRuntime {
             host["Memory"] = json!(m);
         }
         if let Some(c) = cfg.cpu_limit_millis {
-            host["NanoCpus"] = json!(c * 1_000_000);
+            host["NanoCpus"] = json!(c.saturating_mul(1_000_000));
         }
         let mut body = json!({
             "Image": cfg.image,

@@ -12,6 +12,7 @@ fn replicas(o: &Value) -> i64 {
 }
 
 pub static DEPLOYMENT: Printer = Printer {
+    conditions: super::no_conditions,
     columns: &[
         NAME,
         Column::new("Ready", "Ready replicas of the desired ones."),
@@ -38,6 +39,7 @@ pub static DEPLOYMENT: Printer = Printer {
 };
 
 pub static REPLICASET: Printer = Printer {
+    conditions: super::no_conditions,
     columns: &[
         NAME,
         Column::new("Desired", "Desired replicas.").of("integer"),

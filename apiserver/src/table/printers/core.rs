@@ -6,6 +6,7 @@ use super::{age, arr_at, format_labels, int_at, name, or_none, str_at};
 use crate::table::{duration, Column, Printer, AGE, NAME};
 
 pub static NODE: Printer = Printer {
+    conditions: super::no_conditions,
     columns: &[
         NAME,
         Column::new("Status", "The status of the node."),
@@ -83,6 +84,7 @@ pub static NODE: Printer = Printer {
 };
 
 pub static NAMESPACE: Printer = Printer {
+    conditions: super::no_conditions,
     columns: &[
         NAME,
         Column::new("Status", "The phase of the namespace."),
@@ -98,6 +100,7 @@ pub static NAMESPACE: Printer = Printer {
 };
 
 pub static SERVICE: Printer = Printer {
+    conditions: super::no_conditions,
     columns: &[
         NAME,
         Column::new("Type", "The type of the service."),
@@ -166,6 +169,7 @@ pub static SERVICE: Printer = Printer {
 };
 
 pub static ENDPOINTS: Printer = Printer {
+    conditions: super::no_conditions,
     columns: &[
         NAME,
         Column::new("Endpoints", "Addresses of the endpoints."),
@@ -206,6 +210,7 @@ pub static ENDPOINTS: Printer = Printer {
 };
 
 pub static CONFIGMAP: Printer = Printer {
+    conditions: super::no_conditions,
     columns: &[NAME, Column::new("Data", "Number of entries."), AGE],
     cells: |o, now| {
         let count = |k: &str| o.get(k).and_then(Value::as_object).map_or(0, |m| m.len());
@@ -218,6 +223,7 @@ pub static CONFIGMAP: Printer = Printer {
 };
 
 pub static SECRET: Printer = Printer {
+    conditions: super::no_conditions,
     columns: &[
         NAME,
         Column::new("Type", "The type of the secret."),
@@ -239,6 +245,7 @@ pub static SECRET: Printer = Printer {
 };
 
 pub static SERVICEACCOUNT: Printer = Printer {
+    conditions: super::no_conditions,
     columns: &[NAME, Column::new("Secrets", "Number of secrets."), AGE],
     cells: |o, now| {
         vec![
@@ -250,6 +257,7 @@ pub static SERVICEACCOUNT: Printer = Printer {
 };
 
 pub static EVENT: Printer = Printer {
+    conditions: super::no_conditions,
     columns: &[
         Column::new("Last Seen", "Time since the event was last seen."),
         Column::new("Type", "Normal or Warning."),
@@ -321,6 +329,37 @@ pub static EVENT: Printer = Printer {
             first.into(),
             count.into(),
             name(o),
+        ]
+    },
+};
+
+/// kube's replicationControllerColumnDefinitions.
+pub static REPLICATIONCONTROLLER: Printer = Printer {
+    conditions: super::no_conditions,
+    columns: &[
+        NAME,
+        Column::new("Desired", "Number of desired pods.").of("integer"),
+        Column::new("Current", "Number of actually running pods.").of("integer"),
+        Column::new("Ready", "Number of pods ready.").of("integer"),
+        AGE,
+        Column::new("Containers", "Names of each container in the template.").wide(),
+        Column::new("Images", "Images referenced by each container in the template.").wide(),
+        Column::new("Selector", "Label selector for the pods.").wide(),
+    ],
+    cells: |o, now| {
+        let (names, images) = super::containers_and_images(o, "/spec/template/spec");
+        vec![
+            name(o),
+            o.pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+                .into(),
+            super::int_at(o, "/status/replicas").into(),
+            super::int_at(o, "/status/readyReplicas").into(),
+            age(o, now),
+            names,
+            images,
+            super::format_labels(o.pointer("/spec/selector")).into(),
         ]
     },
 };

@@ -1,48 +1,24 @@
-//! Which printer each kind uses, the default one, and helpers the printers share. The
-//! columns and the way each cell is computed follow kube-apiserver's printers.
+//! The printers (each kind names its own in its `PRINTER`), the default one, and helpers
+//! the printers share. The columns and the way each cell is computed follow
+//! kube-apiserver's printers.
 
 use serde_json::Value;
 
 use super::{duration, Column, Printer, NAME};
 
-mod apps;
-mod core;
-mod other;
-mod pod;
+pub mod apps;
+pub mod core;
+pub mod other;
+pub mod pod;
 
-pub fn find(group: &str, plural: &str) -> Option<&'static Printer> {
-    Some(match (group, plural) {
-        ("", "pods") => &pod::PRINTER,
-        ("", "nodes") => &core::NODE,
-        ("", "namespaces") => &core::NAMESPACE,
-        ("", "services") => &core::SERVICE,
-        ("", "endpoints") => &core::ENDPOINTS,
-        ("", "configmaps") => &core::CONFIGMAP,
-        ("", "secrets") => &core::SECRET,
-        ("", "serviceaccounts") => &core::SERVICEACCOUNT,
-        ("", "events") | ("events.k8s.io", "events") => &core::EVENT,
-        ("apps", "deployments") => &apps::DEPLOYMENT,
-        ("apps", "replicasets") => &apps::REPLICASET,
-        ("coordination.k8s.io", "leases") => &other::LEASE,
-        ("scheduling.k8s.io", "priorityclasses") => &other::PRIORITYCLASS,
-        ("discovery.k8s.io", "endpointslices") => &other::ENDPOINTSLICE,
-        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
-            &other::ROLEBINDING
-        }
-        _ => return None,
-    })
-}
-
-/// Row conditions: only pods have them (Completed, for a finished pod).
-pub fn row_conditions(obj: &Value) -> Option<Value> {
-    if obj.get("kind").and_then(Value::as_str) != Some("Pod") {
-        return None;
-    }
-    pod::conditions(obj)
+/// Rows of most kinds have no conditions.
+pub fn no_conditions(_obj: &Value) -> Option<Value> {
+    None
 }
 
 /// Kinds without a printer: NAME and CREATED AT (a `date` column, RFC 3339 in UTC).
 pub static DEFAULT: Printer = Printer {
+    conditions: no_conditions,
     columns: &[
         NAME,
         Column::new("Created At", "When the object was created.").of("date"),

@@ -6,6 +6,7 @@ use super::{age, arr_at, int_at, list_with_more, name, str_at};
 use crate::table::{Column, Printer, AGE, NAME};
 
 pub static LEASE: Printer = Printer {
+    conditions: super::no_conditions,
     columns: &[NAME, Column::new("Holder", "Who holds the lease."), AGE],
     cells: |o, now| {
         vec![
@@ -17,6 +18,7 @@ pub static LEASE: Printer = Printer {
 };
 
 pub static PRIORITYCLASS: Printer = Printer {
+    conditions: super::no_conditions,
     columns: &[
         NAME,
         Column::new("Value", "The priority.").of("integer"),
@@ -46,6 +48,7 @@ pub static PRIORITYCLASS: Printer = Printer {
 };
 
 pub static ENDPOINTSLICE: Printer = Printer {
+    conditions: super::no_conditions,
     columns: &[
         NAME,
         Column::new("AddressType", "IPv4, IPv6 or FQDN."),
@@ -77,6 +80,7 @@ pub static ENDPOINTSLICE: Printer = Printer {
 };
 
 pub static ROLEBINDING: Printer = Printer {
+    conditions: super::no_conditions,
     columns: &[
         NAME,
         Column::new("Role", "The bound role."),

@@ -8,6 +8,7 @@ use super::{age, arr_at, int_at, name, or_none, str_at};
 use crate::table::{duration, Column, Printer, AGE, NAME};
 
 pub static PRINTER: Printer = Printer {
+    conditions: conditions,
     columns: &[
         NAME,
         Column::new("Ready", "Ready containers of all containers."),

@@ -7,9 +7,12 @@
 //! Events), and keeps a graph of owner references (metadata only). An owner missing from
 //! the graph is looked up in the apiserver before anything is deleted (its watch may just
 //! lag), and deletions carry a uid precondition, so a recreated object is never hit.
+//! The graph itself is in `graph.rs`.
+
+mod graph;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -22,131 +25,143 @@ use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 
 use crate::context::Context;
-use crate::worker::{run_workers, Next};
+use crate::reconciler::{Action, Controller, ObjectKey, Reconciler, Run};
 use crate::workqueue::WorkQueue;
+use graph::{Graph, Node};
 
-#[derive(Debug, Clone)]
-struct Node {
-    ar: ApiResource,
-    namespaced: bool,
-    namespace: Option<String>,
-    name: String,
-    owners: Vec<OwnerReference>,
-    deleting: bool,
-    finalizers: Vec<String>,
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("looking up owner {kind} {name}")]
+    Owner {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting {kind} {name}")]
+    Delete {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("reading {kind} {name}")]
+    Read {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("updating {kind} {name}")]
+    Update {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("updating {kind} {name}: conflicts on every one of 5 attempts")]
+    Conflicts { kind: String, name: String },
+    #[error("comparing the metadata of {kind} {name}")]
+    Metadata {
+        kind: String,
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
-#[derive(Default)]
-struct Graph {
-    nodes: HashMap<String, Node>,
-    dependents: HashMap<String, HashSet<String>>,
-}
+/// A queue key: an object of any kind, by uid (the graph's key).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Uid(String);
 
-impl Graph {
-    fn upsert(&mut self, uid: String, n: Node) {
-        self.remove(&uid);
-        for o in &n.owners {
-            self.dependents
-                .entry(o.uid.clone())
-                .or_default()
-                .insert(uid.clone());
-        }
-        self.nodes.insert(uid, n);
+impl ObjectKey for Uid {
+    fn name(&self) -> Option<&str> {
+        None
     }
-    fn remove(&mut self, uid: &str) -> Option<Node> {
-        let old = self.nodes.remove(uid)?;
-        for o in &old.owners {
-            if let Some(d) = self.dependents.get_mut(&o.uid) {
-                d.remove(uid);
-                if d.is_empty() {
-                    self.dependents.remove(&o.uid);
-                }
-            }
-        }
-        Some(old)
-    }
-    fn dependents_of(&self, uid: &str) -> Vec<(String, Node)> {
-        self.dependents
-            .get(uid)
-            .into_iter()
-            .flatten()
-            .filter_map(|d| self.nodes.get(d).map(|n| (d.clone(), n.clone())))
-            .collect()
+    fn uid(&self) -> Option<&str> {
+        Some(&self.0)
     }
 }
 
-struct Gc {
+pub struct GarbageCollector {
     ctx: Arc<Context>,
     graph: Mutex<Graph>,
-    queue: Arc<WorkQueue<String>>,
-    /// (apiVersion, kind) → resource, for looking owners up.
-    resources: HashMap<(String, String), (ApiResource, bool)>,
+    queue: Arc<WorkQueue<Uid>>,
+    /// (apiVersion, kind) → resource, for looking owners up; from discovery, at start.
+    resources: OnceLock<HashMap<(String, String), (ApiResource, bool)>>,
 }
 
 fn lock(g: &Mutex<Graph>) -> std::sync::MutexGuard<'_, Graph> {
     g.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Discovers the resources, watches them all and runs the workers, until aborted.
-pub async fn run(ctx: Arc<Context>) {
-    let discovery = loop {
-        match Discovery::new(ctx.client.clone()).run().await {
-            Ok(d) => break d,
-            Err(e) => {
-                tracing::warn!(error = %e, "discovery failed; retrying");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        }
-    };
-    let mut resources = HashMap::new();
-    let mut watched = Vec::new();
-    for group in discovery.groups() {
-        for (ar, caps) in group.recommended_resources() {
-            let namespaced = caps.scope == Scope::Namespaced;
-            resources.insert(
-                (ar.api_version.clone(), ar.kind.clone()),
-                (ar.clone(), namespaced),
-            );
-            let usable = [verbs::LIST, verbs::WATCH, verbs::DELETE]
-                .iter()
-                .all(|v| caps.supports_operation(v));
-            if usable && ar.kind != "Event" {
-                watched.push((ar, namespaced));
-            }
-        }
-    }
-    let gc = Arc::new(Gc {
-        ctx,
+/// No informers: it keeps its own graph, over every resource discovery lists, which
+/// [`Reconciler::prepare`] fills before the first reconcile.
+pub fn new(ctx: &Arc<Context>) -> Box<dyn Run> {
+    let queue = WorkQueue::new();
+    let gc = Arc::new(GarbageCollector {
+        ctx: ctx.clone(),
         graph: Mutex::new(Graph::default()),
-        queue: WorkQueue::new(),
-        resources,
+        queue: queue.clone(),
+        resources: OnceLock::new(),
     });
-    let mut tasks = tokio::task::JoinSet::new();
-    let (synced_tx, mut synced_rx) = tokio::sync::watch::channel(0usize);
-    let synced_tx = Arc::new(synced_tx);
-    let total = watched.len();
-    for (ar, namespaced) in watched {
-        tasks.spawn(gc.clone().watch(ar, namespaced, synced_tx.clone()));
-    }
-    // Act only once every graph is listed: an owner not seen yet must not look absent.
-    let _ = synced_rx.wait_for(|n| *n >= total).await;
-    tracing::info!(resources = total, "garbage collector graph synced");
-    let (g1, g2) = (gc.clone(), gc.clone());
-    tasks.spawn(run_workers(
-        "garbagecollector",
-        gc.queue.clone(),
-        4,
-        Duration::from_secs(300),
-        move |uid| {
-            let g = g1.clone();
-            async move { g.process(&uid).await }
-        },
-        move || lock(&g2.graph).nodes.keys().cloned().collect(),
-    ));
-    while tasks.join_next().await.is_some() {}
+    Controller::new(gc, queue).workers(4).into()
 }
 
-impl Gc {
+impl Reconciler for GarbageCollector {
+    type Key = Uid;
+    type Error = Error;
+
+    async fn reconcile(&self, uid: &Uid) -> Result<Action, Error> {
+        self.process(&uid.0).await
+    }
+
+    fn all_keys(&self) -> Vec<Uid> {
+        lock(&self.graph).nodes.keys().cloned().map(Uid).collect()
+    }
+
+    /// Discovers the resources and watches them all; returns once every one has listed
+    /// (an owner not seen yet must not look absent).
+    async fn prepare(self: Arc<Self>, tasks: &mut tokio::task::JoinSet<()>) {
+        let discovery = loop {
+            match Discovery::new(self.ctx.client.clone()).run().await {
+                Ok(d) => break d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "discovery failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        };
+        let mut resources = HashMap::new();
+        let mut watched = Vec::new();
+        for group in discovery.groups() {
+            for (ar, caps) in group.recommended_resources() {
+                let namespaced = caps.scope == Scope::Namespaced;
+                resources.insert(
+                    (ar.api_version.clone(), ar.kind.clone()),
+                    (ar.clone(), namespaced),
+                );
+                let usable = [verbs::LIST, verbs::WATCH, verbs::DELETE]
+                    .iter()
+                    .all(|v| caps.supports_operation(v));
+                if usable && ar.kind != "Event" {
+                    watched.push((ar, namespaced));
+                }
+            }
+        }
+        let _ = self.resources.set(resources);
+        let (synced_tx, mut synced_rx) = tokio::sync::watch::channel(0usize);
+        let synced_tx = Arc::new(synced_tx);
+        let total = watched.len();
+        for (ar, namespaced) in watched {
+            tasks.spawn(self.clone().watch(ar, namespaced, synced_tx.clone()));
+        }
+        let _ = synced_rx.wait_for(|n| *n >= total).await;
+        tracing::info!(resources = total, "garbage collector graph synced");
+    }
+}
+
+impl GarbageCollector {
     async fn watch(
         self: Arc<Self>,
         ar: ApiResource,
@@ -216,11 +231,11 @@ impl Gc {
         let owners: Vec<String> = node.owners.iter().map(|o| o.uid.clone()).collect();
         lock(&self.graph).upsert(uid.clone(), node);
         if interesting {
-            self.queue.add(uid);
+            self.queue.add(Uid(uid));
         }
         // A foreground-deleting owner waits for its dependents' changes.
         for o in owners {
-            self.queue.add(o);
+            self.queue.add(Uid(o));
         }
     }
 
@@ -241,7 +256,7 @@ impl Gc {
             (owners, deps)
         };
         for u in owners.into_iter().chain(dependents) {
-            self.queue.add(u);
+            self.queue.add(Uid(u));
         }
     }
 
@@ -252,10 +267,13 @@ impl Gc {
         }
     }
 
-    async fn process(&self, uid: &str) -> anyhow::Result<Next> {
+    async fn process(&self, uid: &str) -> Result<Action, Error> {
         let Some(node) = lock(&self.graph).nodes.get(uid).cloned() else {
-            return Ok(Next::Done);
+            return Ok(Action::await_change());
         };
+        tracing::Span::current()
+            .record("namespace", node.namespace.as_deref())
+            .record("name", node.name.as_str());
         if node.deleting && node.finalizers.iter().any(|f| f == "orphan") {
             return self.orphan_dependents(uid, &node).await;
         }
@@ -263,7 +281,7 @@ impl Gc {
             return self.delete_dependents_first(uid, &node).await;
         }
         if node.owners.is_empty() {
-            return Ok(Next::Done);
+            return Ok(Action::await_change());
         }
         let mut absent = Vec::new();
         for o in &node.owners {
@@ -272,7 +290,7 @@ impl Gc {
             }
         }
         if absent.is_empty() {
-            return Ok(Next::Done);
+            return Ok(Action::await_change());
         }
         let api = self.api_for(&node.ar, node.namespaced, node.namespace.as_deref());
         if absent.len() == node.owners.len() {
@@ -280,7 +298,7 @@ impl Gc {
             // background (Kubernetes uses the policy the owner was deleted with; the
             // apiserver does not record it, so Background).
             if node.deleting {
-                return Ok(Next::Done);
+                return Ok(Action::await_change());
             }
             tracing::info!(kind = %node.ar.kind, namespace = ?node.namespace, name = %node.name, "deleting an object whose owners are gone");
             let dp = DeleteParams {
@@ -292,44 +310,58 @@ impl Gc {
                 ..Default::default()
             };
             return match api.delete(&node.name, &dp).await {
-                Ok(_) => Ok(Next::Done),
-                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(Next::Done),
-                Err(e) => Err(e.into()),
+                Ok(_) => Ok(Action::await_change()),
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
+                    Ok(Action::await_change())
+                }
+                Err(source) => Err(Error::Delete {
+                    kind: node.ar.kind.clone(),
+                    name: node.name.clone(),
+                    source,
+                }),
             };
         }
         // Some owners remain: drop the references to those that are gone.
-        self.edit(&api, &node.name, uid, |o| {
+        self.edit(&api, &node, uid, |o| {
             if let Some(refs) = o.metadata.owner_references.as_mut() {
                 refs.retain(|r| !absent.contains(&r.uid));
             }
         })
         .await?;
-        Ok(Next::Done)
+        Ok(Action::await_change())
     }
 
     /// Whether `o` (referenced from an object in `ns`) exists with that uid: the graph
     /// first, the apiserver when the graph does not have it.
-    async fn owner_exists(&self, o: &OwnerReference, ns: Option<&str>) -> anyhow::Result<bool> {
+    async fn owner_exists(&self, o: &OwnerReference, ns: Option<&str>) -> Result<bool, Error> {
         if lock(&self.graph).nodes.contains_key(&o.uid) {
             return Ok(true);
         }
-        let Some((ar, namespaced)) = self.resources.get(&(o.api_version.clone(), o.kind.clone()))
+        let Some((ar, namespaced)) = self
+            .resources
+            .get()
+            .and_then(|r| r.get(&(o.api_version.clone(), o.kind.clone())))
         else {
             // A kind this apiserver does not serve: cannot exist.
             return Ok(false);
         };
         let api = self.api_for(ar, *namespaced, ns);
-        match api.get_opt(&o.name).await? {
+        let found = api.get_opt(&o.name).await.map_err(|source| Error::Owner {
+            kind: o.kind.clone(),
+            name: o.name.clone(),
+            source,
+        })?;
+        match found {
             Some(obj) => Ok(obj.metadata.uid.as_deref() == Some(o.uid.as_str())),
             None => Ok(false),
         }
     }
 
-    async fn orphan_dependents(&self, uid: &str, node: &Node) -> anyhow::Result<Next> {
+    async fn orphan_dependents(&self, uid: &str, node: &Node) -> Result<Action, Error> {
         let deps = lock(&self.graph).dependents_of(uid);
         for (duid, d) in deps {
             let api = self.api_for(&d.ar, d.namespaced, d.namespace.as_deref());
-            self.edit(&api, &d.name, &duid, |o| {
+            self.edit(&api, &d, &duid, |o| {
                 if let Some(refs) = o.metadata.owner_references.as_mut() {
                     refs.retain(|r| r.uid != uid);
                 }
@@ -339,7 +371,7 @@ impl Gc {
         self.remove_finalizer(uid, node, "orphan").await
     }
 
-    async fn delete_dependents_first(&self, uid: &str, node: &Node) -> anyhow::Result<Next> {
+    async fn delete_dependents_first(&self, uid: &str, node: &Node) -> Result<Action, Error> {
         let deps = lock(&self.graph).dependents_of(uid);
         let mut blocking = 0;
         for (duid, d) in &deps {
@@ -365,25 +397,31 @@ impl Gc {
             match api.delete(&d.name, &dp).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-                Err(e) => return Err(e.into()),
+                Err(source) => {
+                    return Err(Error::Delete {
+                        kind: d.ar.kind.clone(),
+                        name: d.name.clone(),
+                        source,
+                    })
+                }
             }
         }
         if blocking > 0 {
             // Their deletion events queue this owner again; look anyway in a while.
-            return Ok(Next::After(Duration::from_secs(5)));
+            return Ok(Action::requeue(Duration::from_secs(5)));
         }
         self.remove_finalizer(uid, node, "foregroundDeletion").await
     }
 
-    async fn remove_finalizer(&self, uid: &str, node: &Node, f: &str) -> anyhow::Result<Next> {
+    async fn remove_finalizer(&self, uid: &str, node: &Node, f: &str) -> Result<Action, Error> {
         let api = self.api_for(&node.ar, node.namespaced, node.namespace.as_deref());
-        self.edit(&api, &node.name, uid, |o| {
+        self.edit(&api, node, uid, |o| {
             if let Some(fs) = o.metadata.finalizers.as_mut() {
                 fs.retain(|x| x != f);
             }
         })
         .await?;
-        Ok(Next::Done)
+        Ok(Action::await_change())
     }
 
     /// Reads the object, applies `change`, and writes it back guarded by its
@@ -391,29 +429,51 @@ impl Gc {
     async fn edit(
         &self,
         api: &Api<DynamicObject>,
-        name: &str,
+        node: &Node,
         uid: &str,
         change: impl Fn(&mut DynamicObject),
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), Error> {
+        let (kind, name) = (&node.ar.kind, node.name.as_str());
+        let metadata = |o: &DynamicObject| {
+            serde_json::to_value(&o.metadata).map_err(|source| Error::Metadata {
+                kind: kind.clone(),
+                name: name.to_string(),
+                source,
+            })
+        };
         for _ in 0..5 {
-            let Some(mut o) = api.get_opt(name).await? else {
+            let current = api.get_opt(name).await.map_err(|source| Error::Read {
+                kind: kind.clone(),
+                name: name.to_string(),
+                source,
+            })?;
+            let Some(mut o) = current else {
                 return Ok(());
             };
             if o.metadata.uid.as_deref() != Some(uid) {
                 return Ok(());
             }
-            let before = serde_json::to_value(&o.metadata)?;
+            let before = metadata(&o)?;
             change(&mut o);
-            if serde_json::to_value(&o.metadata)? == before {
+            if metadata(&o)? == before {
                 return Ok(());
             }
             match api.replace(name, &PostParams::default(), &o).await {
                 Ok(_) => return Ok(()),
                 Err(kube::Error::Api(e)) if e.code == 409 => continue,
                 Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
-                Err(e) => return Err(e.into()),
+                Err(source) => {
+                    return Err(Error::Update {
+                        kind: kind.clone(),
+                        name: name.to_string(),
+                        source,
+                    })
+                }
             }
         }
-        anyhow::bail!("{name}: too many conflicts")
+        Err(Error::Conflicts {
+            kind: kind.clone(),
+            name: name.to_string(),
+        })
     }
 }

@@ -1,21 +1,20 @@
-//! `flotilla up`: a whole cluster on this machine in one command. It runs this binary's
-//! components as child processes (kvstore members, then an apiserver, a scheduler and a
-//! controller-manager per master, then the agents), waits for each step, shows progress,
-//! and on Ctrl-C stops them all, agents first (their pods' containers with them). The
-//! data directory keeps everything, so running it again resumes the same cluster.
+//! The steps of `flotilla up`: check the ports and the data directory, start the tiers
+//! in order with a readiness wait after each, show progress, run until Ctrl-C, stop.
 //!
-//! Layout of `--data-dir`: `cluster.json` (the shape it was created with), `kvstore/m<i>`,
-//! `pki/` (the apiservers' CA, the service account key, `tokens.csv` with every
-//! component's identity), `kubeconfig` (admin, for master 0's apiserver), `kubeconfigs/`
-//! (one per component, each its own user), `agents/<node>/`, `logs/<component>.log`.
+//! Layout of `--data-dir`: `up.lock` (held while it runs), `cluster.json` (the shape it
+//! was created with), `kvstore/m<i>`, `pki/` (the apiservers' CA, the service account key,
+//! `tokens.csv` with every component's identity), `kubeconfig` (admin, for master 0's
+//! apiserver), `kubeconfigs/` (one per component, each its own user), `agents/<node>/`,
+//! `logs/<component>.log`.
 
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+
+use crate::ports::{self, Ports};
+use crate::supervisor::{Procs, Tier};
 
 #[derive(
     clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize,
@@ -45,90 +44,32 @@ pub struct UpFlags {
     /// Master i's apiserver listens on this port + i.
     #[arg(long, default_value_t = 6443)]
     pub apiserver_port: u16,
-    /// Member i serves etcd clients on this port + 10000*i and peers on the next port.
+    /// Master i's block starts at this port + 10000*i: its kvstore member's client and
+    /// peer ports, then its scheduler's and its controller-manager's metrics.
     #[arg(long, default_value_t = 2379)]
     pub kvstore_port: u16,
-    /// Agent i serves logs on this port + i.
+    /// Agent i listens on this port + i.
     #[arg(long, default_value_t = 10250)]
     pub agent_port: u16,
+}
+
+impl UpFlags {
+    pub fn ports(&self) -> Result<Ports, ports::PortError> {
+        ports::plan(
+            ports::Bases {
+                apiserver: self.apiserver_port,
+                kvstore: self.kvstore_port,
+                agent: self.agent_port,
+            },
+            self.masters,
+            self.agents,
+        )
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
 struct Shape {
     masters: usize,
-}
-
-struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-struct Procs(Vec<Proc>);
-
-impl Procs {
-    fn spawn(&mut self, name: &str, logs: &Path, args: &[String]) -> anyhow::Result<()> {
-        let log = logs.join(format!("{name}.log"));
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("opening {}", log.display()))?;
-        let child = Command::new(std::env::current_exe()?)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(f.try_clone()?)
-            .stderr(f)
-            // Ctrl-C reaches `up` alone; it stops the children in order.
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
-        self.0.push(Proc {
-            name: name.to_string(),
-            child,
-            log,
-        });
-        Ok(())
-    }
-
-    /// The first child that has exited, with its status.
-    fn exited(&mut self) -> Option<(String, PathBuf, std::process::ExitStatus)> {
-        for p in &mut self.0 {
-            if let Ok(Some(st)) = p.child.try_wait() {
-                return Some((p.name.clone(), p.log.clone(), st));
-            }
-        }
-        None
-    }
-
-    /// SIGTERM to each, newest first, waiting up to `grace` for each before SIGKILL.
-    fn stop(&mut self, grace: Duration) {
-        while let Some(mut p) = self.0.pop() {
-            if let Ok(Some(_)) = p.child.try_wait() {
-                continue;
-            }
-            let pid = rustix::process::Pid::from_child(&p.child);
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            let deadline = Instant::now() + grace;
-            loop {
-                match p.child.try_wait() {
-                    Ok(Some(_)) => break,
-                    _ if Instant::now() >= deadline => {
-                        let _ = p.child.kill();
-                        let _ = p.child.wait();
-                        break;
-                    }
-                    _ => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        self.stop(Duration::from_secs(20));
-    }
 }
 
 /// The last `n` lines of a log, without backtrace frames.
@@ -235,10 +176,12 @@ pub async fn run(
     if !matches!(flags.masters, 1 | 3) {
         bail!("--masters must be 1 or 3");
     }
+    let ports = flags.ports()?;
     let data = &flags.data_dir;
     std::fs::create_dir_all(data.join("logs"))
         .with_context(|| format!("creating --data-dir {}", data.display()))?;
     let data = data.canonicalize()?;
+    let _lock = crate::lock::lock(&data)?;
     let shape_path = data.join("cluster.json");
     let shape = Shape {
         masters: flags.masters,
@@ -276,11 +219,11 @@ pub async fn run(
         flags.agents,
         runtime
     );
-    let mut procs = Procs(Vec::new());
-    let result = start(&flags, &data, &logs, runtime, &mut procs).await;
+    let mut procs = Procs::default();
+    let result = start(&flags, &ports, &data, &logs, runtime, &mut procs).await;
     if let Err(e) = result {
         println!(" failed");
-        procs.stop(Duration::from_secs(20));
+        procs.stop(STOP_GRACE, show_stop);
         return Err(e);
     }
     let kubeconfig = data.join("kubeconfig");
@@ -311,32 +254,55 @@ pub async fn run(
             }
         }
     }
-    println!("Stopping (agents first, then the control plane) ...");
-    procs.stop(Duration::from_secs(30));
-    println!("Stopped. The data stays in {}.", data.display());
+    println!("Stopping (agents first, then the control plane):");
+    let started = Instant::now();
+    procs.stop(STOP_GRACE, show_stop);
+    println!(
+        "Stopped in {:.1}s. The data stays in {}.",
+        started.elapsed().as_secs_f64(),
+        data.display()
+    );
     Ok(())
+}
+
+/// How long a tier gets after SIGTERM before SIGKILL. An agent stops its pods with at
+/// most its `--shutdown-grace-period` (2 s) each, all at once.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
+fn show_stop(what: &str, n: usize, took: Option<Duration>) {
+    match took {
+        None => {
+            print!("  {what} ({n}) ...");
+            let _ = std::io::stdout().flush();
+        }
+        Some(d) => println!(" stopped ({:.1}s)", d.as_secs_f64()),
+    }
 }
 
 async fn start(
     flags: &UpFlags,
+    ports: &Ports,
     data: &Path,
     logs: &Path,
     runtime: UpRuntime,
     procs: &mut Procs,
 ) -> anyhow::Result<()> {
     let s = |x: &dyn ToString| x.to_string();
-    let client_port = |i: usize| flags.kvstore_port + 10_000 * i as u16;
-    let peer_urls: Vec<String> = (0..flags.masters)
-        .map(|i| format!("m{i}=http://127.0.0.1:{}", client_port(i) + 1))
+    let m = &ports.masters;
+    let peer_urls: Vec<String> = m
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("m{i}=http://127.0.0.1:{}", p.kv_peer))
         .collect();
-    let etcd: Vec<String> = (0..flags.masters)
-        .map(|i| format!("http://127.0.0.1:{}", client_port(i)))
+    let etcd: Vec<String> = m
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{}", p.kv_client))
         .collect();
 
     let t = step(&format!("kvstore: {} member(s)", flags.masters));
     for i in 0..flags.masters {
-        let c = format!("http://127.0.0.1:{}", client_port(i));
-        let p = format!("http://127.0.0.1:{}", client_port(i) + 1);
+        let c = format!("http://127.0.0.1:{}", m[i].kv_client);
+        let p = format!("http://127.0.0.1:{}", m[i].kv_peer);
         let dir = data.join("kvstore").join(format!("m{i}"));
         let args = vec![
             s(&"kvstore"),
@@ -357,15 +323,15 @@ async fn start(
             s(&"--initial-cluster-state"),
             s(&"new"),
         ];
-        procs.spawn(&format!("kvstore-m{i}"), logs, &args)?;
+        procs.spawn(Tier::Kvstore, &format!("kvstore-m{i}"), logs, &args)?;
     }
-    let ports: Vec<u16> = (0..flags.masters).map(client_port).collect();
+    let kv_ports: Vec<u16> = m.iter().map(|p| p.kv_client).collect();
     wait(
         procs,
         Duration::from_secs(30),
         "the kvstore members to listen",
         || {
-            let ports = ports.clone();
+            let ports = kv_ports.clone();
             async move {
                 for p in ports {
                     if tokio::net::TcpStream::connect(("127.0.0.1", p))
@@ -403,7 +369,7 @@ async fn start(
             s(&"--bind-address"),
             s(&"127.0.0.1"),
             s(&"--secure-port"),
-            (flags.apiserver_port + i as u16).to_string(),
+            m[i].apiserver.to_string(),
             s(&"--cert-dir"),
             data.join("pki").display().to_string(),
             s(&"--token-auth-file"),
@@ -411,7 +377,7 @@ async fn start(
             s(&"--write-kubeconfig"),
             kc(i).display().to_string(),
         ];
-        procs.spawn(&format!("apiserver-m{i}"), logs, &args)?;
+        procs.spawn(Tier::Apiserver, &format!("apiserver-m{i}"), logs, &args)?;
     }
     for i in 0..flags.masters {
         let path = kc(i);
@@ -442,8 +408,9 @@ async fn start(
             "controller-manager",
             crate::identities::CONTROLLER_MANAGER,
         )?;
-        let metrics = |base: u16| format!("127.0.0.1:{}", base + 100 * i as u16);
+        let metrics = |port: u16| format!("127.0.0.1:{port}");
         procs.spawn(
+            Tier::Controllers,
             &format!("scheduler-m{i}"),
             logs,
             &[
@@ -451,10 +418,11 @@ async fn start(
                 s(&"--kubeconfig"),
                 ks,
                 s(&"--metrics-bind-address"),
-                metrics(10251),
+                metrics(m[i].scheduler_metrics),
             ],
         )?;
         procs.spawn(
+            Tier::Controllers,
             &format!("controller-manager-m{i}"),
             logs,
             &[
@@ -462,13 +430,14 @@ async fn start(
                 s(&"--kubeconfig"),
                 kcm,
                 s(&"--metrics-bind-address"),
-                metrics(10252),
+                metrics(m[i].controller_manager_metrics),
             ],
         )?;
     }
     done(t);
 
     let t = step(&format!("{} agent(s)", flags.agents));
+    let ports_agents = &ports.agents;
     let since = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1);
     for (i, node) in nodes.iter().enumerate() {
         let node = node.clone();
@@ -486,7 +455,7 @@ async fn start(
             s(&"--root-dir"),
             data.join("agents").join(&node).display().to_string(),
             s(&"--port"),
-            (flags.agent_port + i as u16).to_string(),
+            ports_agents[i].to_string(),
             s(&"--stop-pods-on-exit"),
         ];
         // A cluster of one machine: nodes are reached on loopback.
@@ -501,7 +470,7 @@ async fn start(
             s(&"--address"),
             s(&"127.0.0.1"),
         ]);
-        procs.spawn(&format!("agent-{node}"), logs, &args)?;
+        procs.spawn(Tier::Agents, &format!("agent-{node}"), logs, &args)?;
     }
     wait(
         procs,

@@ -1,10 +1,12 @@
-//! core/v1 Service: defaults, validation, and the rules for its allocated cluster IP (the
-//! allocation itself needs the store and lives in the registry).
+//! core/v1 Service: defaults, validation, the rules for its allocated cluster IP, and the
+//! allocation of its cluster IP and node ports (`alloc.rs`) as claims of its create.
+
+pub mod alloc;
 
 use k8s_openapi::api::core::v1::{Service, ServiceStatus};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::Kind;
+use super::{Claim, Env, Kind};
 use crate::error::FieldError;
 use crate::validation::NameRule;
 
@@ -23,6 +25,7 @@ pub fn wants_cluster_ip(svc: &Service) -> bool {
 impl Kind for Services {
     type Obj = Service;
     const SINGULAR: &'static str = "service";
+    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::core::SERVICE);
     const SHORT_NAMES: &'static [&'static str] = &["svc"];
     const CATEGORIES: &'static [&'static str] = &["all"];
     const STATUS: bool = true;
@@ -198,6 +201,90 @@ impl Kind for Services {
             )];
         }
         vec![]
+    }
+
+    fn claims(svc: &mut Service, env: &Env) -> Result<Vec<Claim>, Vec<FieldError>> {
+        let Some(spec) = svc.spec.as_mut() else {
+            return Ok(vec![]);
+        };
+        let ty = spec.type_.clone().unwrap_or_else(|| "ClusterIP".into());
+        let requested_ip = spec.cluster_ip.clone().unwrap_or_default();
+        let mut claims = Vec::new();
+        if ty != "ExternalName" && requested_ip != "None" {
+            let ip = if requested_ip.is_empty() {
+                env.service_ips.random()
+            } else {
+                env.service_ips.check(&requested_ip).map_err(|e| vec![e])?
+            };
+            let taken = (!requested_ip.is_empty()).then(|| {
+                FieldError::invalid_raw(
+                    "spec.clusterIPs",
+                    format!("[]string{{{requested_ip:?}}}"),
+                    format!("failed to allocate IP {requested_ip}: provided IP is already allocated"),
+                )
+            });
+            claims.push(Claim {
+                key: alloc::key(ip),
+                taken,
+            });
+            spec.cluster_ip = Some(ip.to_string());
+            spec.cluster_ips = Some(vec![ip.to_string()]);
+        }
+        if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
+            let requested: Vec<i64> = spec
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| i64::from(p.node_port.unwrap_or(0)))
+                .collect();
+            alloc::check_node_ports(&requested)?;
+            let mut used: Vec<i64> = requested.iter().copied().filter(|p| *p != 0).collect();
+            for (i, (p, req)) in spec.ports.iter_mut().flatten().zip(&requested).enumerate() {
+                let field = format!("spec.ports[{i}].nodePort");
+                let port = match *req {
+                    0 => alloc::random_node_port(&mut used).ok_or_else(|| {
+                        vec![FieldError::invalid_raw(
+                            field.clone(),
+                            "0".into(),
+                            "no node port is left in the range",
+                        )]
+                    })?,
+                    r => r,
+                };
+                let taken = (*req != 0).then(|| {
+                    FieldError::invalid_raw(
+                        field,
+                        port.to_string(),
+                        "provided port is already allocated",
+                    )
+                });
+                claims.push(Claim {
+                    key: alloc::node_port_key(port),
+                    taken,
+                });
+                p.node_port = i32::try_from(port).ok();
+            }
+        }
+        Ok(claims)
+    }
+
+    fn released(svc: &Service) -> Vec<String> {
+        let Some(spec) = &svc.spec else {
+            return vec![];
+        };
+        let ip = spec
+            .cluster_ip
+            .as_deref()
+            .and_then(|ip| ip.parse().ok())
+            .map(alloc::key);
+        let ports = spec
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| p.node_port.map(i64::from))
+            .filter(|n| alloc::NODE_PORTS.contains(n))
+            .map(alloc::node_port_key);
+        ip.into_iter().chain(ports).collect()
     }
 
     fn fields(svc: &Service) -> Vec<(&'static str, String)> {

@@ -1,7 +1,9 @@
-//! Service cluster IPs from `--service-cluster-ip-range`, allocated without collisions
-//! across any number of apiservers: each allocated IP is a key
-//! (`/registry/ipallocations/<ip>`, as the IPAddress objects of newer Kubernetes) created in
-//! the same Txn as the Service, guarded by "does not exist yet".
+//! Service cluster IPs from `--service-cluster-ip-range` and node ports, allocated without
+//! collisions across any number of apiservers: each allocated IP or port is a key
+//! (`/registry/ipallocations/<ip>`, as the IPAddress objects of newer Kubernetes, and
+//! `/registry/nodeportallocations/<port>`) created in the same Txn as the Service, guarded
+//! by "does not exist yet" (the Service's [`super::Services`] claims), and deleted in the
+//! Txn that deletes it.
 
 use std::net::Ipv4Addr;
 
@@ -88,15 +90,18 @@ pub fn node_port_key(port: i64) -> String {
     format!("/registry/nodeportallocations/{port}")
 }
 
-/// A random node port not in `used` (which it joins).
-pub fn random_node_port(used: &mut Vec<i64>) -> i64 {
-    loop {
+/// A random node port not in `used` (which it joins); None when every one is used.
+pub fn random_node_port(used: &mut Vec<i64>) -> Option<i64> {
+    for _ in 0..64 {
         let p = rand::rng().random_range(NODE_PORTS);
         if !used.contains(&p) {
             used.push(p);
-            return p;
+            return Some(p);
         }
     }
+    let p = NODE_PORTS.clone().find(|p| !used.contains(p))?;
+    used.push(p);
+    Some(p)
 }
 
 /// Requested node ports must be in the range and distinct (0: allocate one).
@@ -155,9 +160,14 @@ mod tests {
         assert!(check_node_ports(&[30080, 30080]).is_err());
         let mut used = vec![];
         for _ in 0..100 {
-            let p = random_node_port(&mut used);
+            let p = random_node_port(&mut used).unwrap();
             assert!(NODE_PORTS.contains(&p));
         }
         assert_eq!(used.len(), 100);
+        // Every port taken: none, not a loop forever.
+        let mut all: Vec<i64> = NODE_PORTS.collect();
+        assert_eq!(random_node_port(&mut all), None);
+        all.retain(|p| *p != 31000);
+        assert_eq!(random_node_port(&mut all), Some(31000));
     }
 }

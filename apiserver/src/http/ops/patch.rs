@@ -1,0 +1,42 @@
+//! patch of an object or of its status: JSON patch, merge patch, strategic merge patch
+//! and server-side apply (the patch type from the Content-Type).
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::{with_warnings, Call};
+use crate::error::ApiError;
+use crate::http::body::read_body;
+use crate::http::options::write_options;
+use crate::http::request::{media_type, parse_bool};
+use crate::http::{json_response, Body};
+use crate::patch::PatchType;
+
+pub async fn patch(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let Some(pt) = PatchType::from_media_type(&media_type(req.headers())) else {
+        return Err(ApiError::UnsupportedMediaType(
+            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml",
+        ));
+    };
+    let apply = pt == PatchType::Apply;
+    let mut w = write_options(c.query, &req, apply)?;
+    w.validation =
+        crate::fieldcheck::Directive::parse(c.query.get("fieldValidation").map(String::as_str))
+            .map_err(ApiError::BadRequest)?;
+    let force = parse_bool(c.query, "force");
+    let mut body = read_body(req).await?;
+    if apply {
+        body = crate::patch::apply_config_json(body)?;
+    }
+    let p = c
+        .shared
+        .store
+        .patch(&c.target, pt, &body, c.req.sub(), &w, force)
+        .await?;
+    let code = if p.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(with_warnings(json_response(code, p.object), &p.warnings))
+}

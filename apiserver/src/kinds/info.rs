@@ -1,0 +1,120 @@
+//! What a kind is, as discovery, routing, OpenAPI, tables and the registry see it: its
+//! identity, scope, names, subresources, scale paths and printer. Built once per kind from
+//! its [`super::Kind`] implementation (or, later, from a CustomResourceDefinition).
+
+use crate::error::{ApiError, FieldError, GroupResource};
+use crate::table::Printer;
+use crate::validation::NameRule;
+
+/// A subresource a kind serves under `<plural>/<name>/<subresource>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subresource {
+    pub name: &'static str,
+    /// The kind of what it takes or returns (discovery's `kind`).
+    pub kind: &'static str,
+    /// Its group and version when not the parent's (`scale`: autoscaling/v1).
+    pub group_version: Option<(&'static str, &'static str)>,
+    pub verbs: &'static [&'static str],
+}
+
+impl Subresource {
+    /// `status`: the object itself, with only its status written.
+    pub const fn status(kind: &'static str) -> Self {
+        Subresource {
+            name: "status",
+            kind,
+            group_version: None,
+            verbs: &["get", "patch", "update"],
+        }
+    }
+    /// `scale`: an autoscaling/v1 Scale view of the replicas (see [`ScaleSpec`]).
+    pub const SCALE: Subresource = Subresource {
+        name: "scale",
+        kind: "Scale",
+        group_version: Some(("autoscaling", "v1")),
+        verbs: &["get", "patch", "update"],
+    };
+}
+
+/// How the `scale` subresource reads and writes a kind (a CRD's
+/// `subresources.scale` has the same three paths).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScaleSpec {
+    /// JSON pointer of the desired replicas (`/spec/replicas`).
+    pub spec_replicas: &'static str,
+    /// JSON pointer of the observed replicas (`/status/replicas`).
+    pub status_replicas: &'static str,
+    /// Where the pods' selector is and in which form.
+    pub selector: SelectorAt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelectorAt {
+    /// A metav1.LabelSelector (apps/v1 kinds).
+    LabelSelector(&'static str),
+    /// A plain label map (ReplicationController's `spec.selector`).
+    Map(&'static str),
+}
+
+/// What discovery, routing and the registry need to know about a resource.
+#[derive(Debug, Clone)]
+pub struct ResourceInfo {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub list_kind: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// Has a `status` subresource: a write to the object keeps the old status and a write
+    /// to `status` keeps everything else.
+    pub status: bool,
+    /// `metadata.generation` counts changes of `spec`.
+    pub generation: bool,
+    pub name_rule: NameRule,
+    /// Field selectors beyond `metadata.name` and `metadata.namespace`.
+    pub fields: &'static [&'static str],
+    /// The name of the kind's OpenAPI schema (`io.k8s.api.core.v1.Pod`).
+    pub schema_name: String,
+    /// Every subresource, `status` and `scale` included.
+    pub subresources: Vec<Subresource>,
+    pub scale: Option<ScaleSpec>,
+    /// Its `kubectl get` columns (the default printer's when None).
+    pub printer: Option<&'static Printer>,
+}
+
+impl ResourceInfo {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+    pub fn gr(&self) -> GroupResource {
+        GroupResource {
+            group: self.group,
+            resource: self.plural,
+        }
+    }
+    pub fn invalid(&self, name: &str, causes: Vec<FieldError>) -> ApiError {
+        ApiError::Invalid {
+            kind: self.kind,
+            group: self.group,
+            name: name.to_string(),
+            causes,
+        }
+    }
+    /// The subresource of that name, if the kind serves it.
+    pub fn subresource(&self, name: &str) -> Option<&Subresource> {
+        self.subresources.iter().find(|s| s.name == name)
+    }
+    /// Field selectors this kind accepts, the common ones first.
+    pub fn selectable_fields(&self) -> Vec<&'static str> {
+        let mut v = vec!["metadata.name", "metadata.namespace"];
+        v.extend_from_slice(self.fields);
+        v
+    }
+}

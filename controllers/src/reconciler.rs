@@ -1,0 +1,330 @@
+//! The one shape of a controller, as kube-runtime's `Controller`: a [`Reconciler`] with
+//! `reconcile` (one key: compare, act once, say when to look again) and `error_policy`
+//! (what a failure means for that key), and the runner that drives it over a
+//! [`WorkQueue`].
+//!
+//! Contract: a reconcile never loops or sleeps; waiting is an [`Action`] it returns. The
+//! runner hands a key to one worker at a time (the queue's guarantee), runs every reconcile
+//! inside a `reconcile` span carrying the controller's name and the key's namespace and
+//! name, forgets a key's backoff when it succeeds, logs a failure with structured fields
+//! and applies the error policy (by default the key's exponential backoff), and queues
+//! every key again every [`RESYNC`] so that a missed change is repaired.
+
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::workqueue::WorkQueue;
+
+/// How often every key is queued again.
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// What happens to a key after it was reconciled (or failed to be).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Action(Then);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    AwaitChange,
+    Requeue(Duration),
+    Backoff,
+}
+
+impl Action {
+    /// Reconcile again after `after`, even if nothing changes (time has to pass).
+    pub fn requeue(after: Duration) -> Self {
+        Self(Then::Requeue(after))
+    }
+
+    /// Nothing to do until a watched change (or the periodic resync) queues the key.
+    pub fn await_change() -> Self {
+        Self(Then::AwaitChange)
+    }
+
+    /// Reconcile again after the key's exponential backoff (5 ms doubling to 1000 s, reset
+    /// by the next success): the default error policy.
+    pub fn backoff() -> Self {
+        Self(Then::Backoff)
+    }
+
+    /// The requeue delay, if this is [`Action::requeue`].
+    pub fn requeue_after(&self) -> Option<Duration> {
+        match self.0 {
+            Then::Requeue(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// A queue key, as the span of its reconcile names it.
+pub trait ObjectKey: Clone + Eq + Hash + Send + Sync + fmt::Debug + 'static {
+    fn namespace(&self) -> Option<&str> {
+        None
+    }
+    fn name(&self) -> Option<&str>;
+    fn uid(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// A namespaced object: (namespace, name).
+impl ObjectKey for (String, String) {
+    fn namespace(&self) -> Option<&str> {
+        Some(&self.0)
+    }
+    fn name(&self) -> Option<&str> {
+        Some(&self.1)
+    }
+}
+
+/// A cluster-scoped object, by name.
+impl ObjectKey for String {
+    fn name(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+/// A controller: see the module's contract.
+pub trait Reconciler: Send + Sync + Sized + 'static {
+    type Key: ObjectKey;
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Brings what `key` names in line with its spec, as the caches show the world: acts
+    /// once and returns; it never loops or sleeps.
+    fn reconcile(
+        &self,
+        key: &Self::Key,
+    ) -> impl Future<Output = Result<Action, Self::Error>> + Send;
+
+    /// What to do with `key` after `reconcile` failed with `error`.
+    fn error_policy(&self, _key: &Self::Key, _error: &Self::Error) -> Action {
+        Action::backoff()
+    }
+
+    /// Every key there is, queued again every [`RESYNC`].
+    fn all_keys(&self) -> Vec<Self::Key>;
+
+    /// Runs once before the first reconcile, after the informers the controller declared
+    /// have listed. A controller with caches of its own (the garbage collector's graph)
+    /// fills them here; what keeps them current goes into `tasks`, which live as long as
+    /// the controller.
+    fn prepare(self: Arc<Self>, tasks: &mut JoinSet<()>) -> impl Future<Output = ()> + Send {
+        let _ = tasks;
+        async {}
+    }
+}
+
+/// A reconciler with its queue and worker count, ready to run.
+pub struct Controller<R: Reconciler> {
+    reconciler: Arc<R>,
+    queue: Arc<WorkQueue<R::Key>>,
+    workers: usize,
+}
+
+impl<R: Reconciler> Controller<R> {
+    /// `queue` is the one the controller's informer handlers add keys to.
+    pub fn new(reconciler: Arc<R>, queue: Arc<WorkQueue<R::Key>>) -> Self {
+        Self {
+            reconciler,
+            queue,
+            workers: 1,
+        }
+    }
+
+    /// How many keys are reconciled at once (at least one).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
+    }
+
+    /// Runs until aborted.
+    pub async fn run(self, name: &'static str) {
+        let mut tasks = JoinSet::new();
+        self.reconciler.clone().prepare(&mut tasks).await;
+        for _ in 0..self.workers {
+            let (r, q) = (self.reconciler.clone(), self.queue.clone());
+            tasks.spawn(async move {
+                loop {
+                    let key = q.get().await;
+                    process(name, &*r, &q, &key).await;
+                    q.done(&key);
+                }
+            });
+        }
+        loop {
+            tokio::time::sleep(RESYNC).await;
+            for k in self.reconciler.all_keys() {
+                self.queue.add(k);
+            }
+        }
+    }
+}
+
+/// One reconcile of `key` and what follows from its outcome.
+async fn process<R: Reconciler>(
+    name: &'static str,
+    r: &R,
+    q: &Arc<WorkQueue<R::Key>>,
+    key: &R::Key,
+) {
+    let span = tracing::info_span!(
+        "reconcile",
+        controller = name,
+        namespace = key.namespace(),
+        name = key.name(),
+        uid = key.uid(),
+    );
+    let action = match r.reconcile(key).instrument(span.clone()).await {
+        Ok(action) => {
+            q.forget(key);
+            action
+        }
+        Err(e) => {
+            let action = r.error_policy(key, &e);
+            tracing::warn!(parent: &span, error = %Chain(&e), retry = ?action.0, "reconcile failed");
+            action
+        }
+    };
+    match action.0 {
+        Then::AwaitChange => {}
+        Then::Requeue(d) => q.add_after(key.clone(), d),
+        Then::Backoff => q.add_rate_limited(key.clone()),
+    }
+}
+
+/// An error with its sources, `outer: inner: innermost`.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+/// A controller with its reconciler's type erased, as the registration table makes them.
+pub trait Run: Send {
+    fn run(self: Box<Self>, name: &'static str) -> BoxFuture<'static, ()>;
+}
+
+impl<R: Reconciler> Run for Controller<R> {
+    fn run(self: Box<Self>, name: &'static str) -> BoxFuture<'static, ()> {
+        Box::pin(Controller::run(*self, name))
+    }
+}
+
+impl<R: Reconciler> From<Controller<R>> for Box<dyn Run> {
+    fn from(c: Controller<R>) -> Self {
+        Box::new(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Error {
+        #[error("writing {name}")]
+        Write {
+            name: String,
+            #[source]
+            source: std::io::Error,
+        },
+    }
+
+    /// Fails each key's first `fail` reconciles, then asks for `then`.
+    struct Script {
+        fail: usize,
+        then: Action,
+        seen: Mutex<Vec<(String, String)>>,
+        done: tokio::sync::Notify,
+    }
+
+    impl Reconciler for Script {
+        type Key = (String, String);
+        type Error = Error;
+
+        async fn reconcile(&self, key: &Self::Key) -> Result<Action, Error> {
+            let n = {
+                let mut seen = self.seen.lock().unwrap();
+                seen.push(key.clone());
+                seen.len()
+            };
+            self.done.notify_one();
+            if n <= self.fail {
+                return Err(Error::Write {
+                    name: key.1.clone(),
+                    source: std::io::Error::other("refused"),
+                });
+            }
+            Ok(self.then)
+        }
+
+        fn error_policy(&self, _key: &Self::Key, _error: &Error) -> Action {
+            Action::requeue(Duration::from_millis(20))
+        }
+
+        fn all_keys(&self) -> Vec<Self::Key> {
+            vec![]
+        }
+    }
+
+    async fn run_until(
+        script: Script,
+        runs: usize,
+    ) -> (Arc<Script>, Arc<WorkQueue<(String, String)>>) {
+        let r = Arc::new(script);
+        let q = WorkQueue::new();
+        q.add(("ns".to_string(), "a".to_string()));
+        let task = tokio::spawn(Controller::new(r.clone(), q.clone()).workers(2).run("test"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while r.seen.lock().unwrap().len() < runs {
+            tokio::select! {
+                _ = r.done.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => panic!("{runs} reconciles within 5 s"),
+            }
+        }
+        task.abort();
+        (r, q)
+    }
+
+    #[tokio::test]
+    async fn a_failure_follows_the_error_policy_and_a_success_its_action() {
+        let script = Script {
+            fail: 2,
+            then: Action::requeue(Duration::from_millis(10)),
+            seen: Mutex::default(),
+            done: tokio::sync::Notify::new(),
+        };
+        // Two failures retried by the policy, a success, then its requeue.
+        let (r, _) = run_until(script, 4).await;
+        assert!(r.seen.lock().unwrap().iter().all(|k| k.1 == "a"));
+    }
+
+    #[test]
+    fn errors_are_shown_with_their_sources() {
+        let e = Error::Write {
+            name: "rs".into(),
+            source: std::io::Error::other("refused"),
+        };
+        assert_eq!(Chain(&e).to_string(), "writing rs: refused");
+        assert_eq!(
+            Action::requeue(Duration::from_secs(1)).requeue_after(),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(Action::await_change().requeue_after(), None);
+    }
+}
