@@ -109,7 +109,7 @@ fn containers_of(data: &Path, nodes: &[&str]) -> Vec<String> {
         let root = root.canonicalize().unwrap_or(root);
         let owner = format!(
             "{:016x}",
-            agent::worker::fnv(root.display().to_string().as_bytes())
+            agent::node_state::fnv(root.display().to_string().as_bytes())
         );
         let out = Command::new("docker")
             .args([
@@ -358,7 +358,7 @@ spec:
     let took = stopping.elapsed();
     assert!(st.success(), "{st:?}: {}", up.output());
     assert!(took < Duration::from_secs(25), "stopping took {took:?}: {}", up.output());
-    assert!(up.output().contains("Stopped."), "{}", up.output());
+    assert!(up.output().contains("Stopped in"), "{}", up.output());
     assert!(processes_under(&data).is_empty(), "every component exited");
     let left = Command::new("docker")
         .args([

@@ -5,13 +5,14 @@
 //! Layout:
 //! - `config.rs`: flags and typed configuration; `machine.rs`: what the machine has.
 //! - `node.rs`: the Node object and its status; `lease.rs`: the heartbeat Lease.
-//! - `pods.rs`: the watch of this node's pods, one worker per pod; `pleg.rs`: one relist
-//!   of the runtime per second waking the workers of changed pods; `worker.rs`: the loop
-//!   of one pod (look, plan, act, probe, report); `containers.rs`: what a container attempt
-//!   is started with.
+//! - `pods.rs`: the watch of this node's pods, one worker per pod; `node_state.rs`: what
+//!   the workers of one node share; `pleg.rs`: one relist of the runtime per second waking
+//!   the workers of changed pods; `worker/`: the loop of one pod (look, plan, report in
+//!   `mod.rs`; act in `act.rs`; probe in `probing.rs`); `containers.rs`: what a container
+//!   attempt is started with.
 //! - Pure cores: `sync.rs` (what to do next), `status.rs` (the pod's status), `env.rs`
-//!   (environment), `volumes.rs` (pod volumes and mounts), `crashloop.rs` (restart backoff), `probes.rs` (probe timing and
-//!   handlers), `hooks.rs` (postStart and preStop). Backoffs, the status-write token bucket,
+//!   (environment), `volumes.rs` (pod volumes and mounts), `crashloop.rs` (restart
+//!   backoff), `probes.rs` (probe timing and handlers), `hooks.rs` (postStart and preStop). Backoffs, the status-write token bucket,
 //!   quantities and durations come from `flotilla_core`.
 //! - `server.rs`: the HTTPS port serving container logs to the apiserver; `logs.rs`: what
 //!   a log request selects, and following a log file.
@@ -27,6 +28,7 @@ pub mod lease;
 pub mod logs;
 pub mod machine;
 pub mod node;
+pub mod node_state;
 pub mod pleg;
 pub mod pods;
 pub mod probes;
@@ -42,6 +44,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use component_base::events::Recorder;
+use flotilla_core::ratelimit::TokenBucket;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -50,7 +53,7 @@ pub use config::{AgentConfig, AgentFlags, RuntimeKind};
 use crate::machine::Machine;
 use crate::node::NodeInputs;
 use crate::runtime::Runtime;
-use crate::worker::Shared;
+use crate::node_state::Shared;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -99,7 +102,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
                     .unwrap_or_else(|_| cfg.root_dir.clone());
                 let owner = format!(
                     "{:016x}",
-                    worker::fnv(root.display().to_string().as_bytes())
+                    node_state::fnv(root.display().to_string().as_bytes())
                 );
                 let rt = runtime::docker::DockerRuntime::new(
                     cfg.docker_socket.clone(),
@@ -135,7 +138,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
             node_name: name,
             host_ip: ip.clone(),
             pods_dir: pods_dir(&cfg.root_dir, cfg.fake_nodes > 0),
-            status_writes: Arc::new(flotilla_core::ratelimit::TokenBucket::new(cfg.qps, cfg.burst)),
+            status_writes: Arc::new(TokenBucket::new(cfg.qps, cfg.burst)),
             recorder: recorder.clone(),
             stopping: stopping.clone(),
             shutdown_grace: cfg.shutdown_grace_period,

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tracing::warn;
 
 use crate::runtime::PodView;
-use crate::worker::Shared;
+use crate::node_state::Shared;
 
 /// How often the runtime is relisted (the kubelet's relist period).
 pub const RELIST_PERIOD: Duration = Duration::from_secs(1);

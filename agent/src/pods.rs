@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::worker::{self, Shared};
+use crate::node_state::Shared;
+use crate::worker;
 
 struct Handle {
     tx: watch::Sender<Option<Pod>>,

@@ -72,7 +72,7 @@ pub struct Etcd {
     /// The member the last successful call went to; calls start there.
     preferred: AtomicUsize,
     /// Latency of unary calls by operation, failovers included (`/metrics`).
-    pub latency: crate::metrics::Histograms<&'static str>,
+    pub latency: crate::latency::Histograms<&'static str>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -135,7 +135,7 @@ impl Etcd {
     {
         let started = std::time::Instant::now();
         let r = self.call_members(mutates, call).await;
-        crate::metrics::observe(&self.latency, op, started.elapsed());
+        crate::latency::observe(&self.latency, op, started.elapsed());
         r
     }
 

@@ -57,30 +57,27 @@ impl Directive {
     }
 }
 
-/// Unknown fields of `body` (a whole object of `kind`) under directive `d`: an error
-/// under Strict, in kube-apiserver's words; the warnings to send under Warn.
+/// The unknown fields of a body (`unknown`, asked only when the directive looks) of
+/// `kind` in `version`, under directive `d`: an error under Strict, in kube-apiserver's
+/// words; the warnings to send under Warn.
 pub fn check(
-    kind: &dyn crate::kinds::Strategy,
     d: Directive,
-    body: &[u8],
+    kind: &str,
+    version: &str,
+    unknown: impl FnOnce() -> Vec<String>,
 ) -> Result<Vec<String>, crate::error::ApiError> {
     if d == Directive::Ignore {
         return Ok(vec![]);
     }
-    let unknown: Vec<String> = kind
-        .unknown_fields(body)
+    let unknown: Vec<String> = unknown()
         .into_iter()
         .map(|f| format!("unknown field {f:?}"))
         .collect();
     if unknown.is_empty() || d == Directive::Warn {
         return Ok(unknown);
     }
-    let i = kind.info();
     Err(crate::error::ApiError::BadRequest(format!(
-        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
-        i.kind,
-        i.version,
-        i.kind,
+        "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
         unknown.join(", ")
     )))
 }

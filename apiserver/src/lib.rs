@@ -24,6 +24,7 @@ pub mod fieldcheck;
 pub mod http;
 pub mod kinds;
 pub mod kubeconfig;
+pub mod latency;
 pub mod metrics;
 pub mod openapi;
 pub mod patch;

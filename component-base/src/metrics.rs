@@ -39,7 +39,10 @@ impl Histogram {
         Self(Mutex::new(flotilla_core::histogram::Histogram::new(bounds)))
     }
     pub fn observe(&self, secs: f64) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).observe(secs);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(secs);
     }
     /// Writes `name` with `labels` (`k="v",...` or empty).
     pub fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {

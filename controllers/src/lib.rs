@@ -3,19 +3,24 @@
 //! Layout:
 //! - `lib.rs`: the registration table [`CONTROLLERS`] (a controller's `--controllers`
 //!   name, the informers it reads, its constructor) and the run: only the controllers
-//!   enabled, and only the informers they declared.
-//! - `config.rs`: flags and their validation; `context.rs`: what every controller gets,
-//!   and the relations they share (owner references, readiness).
-//! - `reconciler.rs`: the one controller shape (`reconcile` / `error_policy` returning an
-//!   `Action`) and its runner; `workqueue.rs`: the deduplicating, rate-limited queue under
-//!   it; `informer.rs`: shared watches and caches, made on demand;
+//!   enabled and served, and only the informers they declared.
+//! - `config.rs`: flags, validated once; `context.rs`: what every controller gets, and
+//!   the relations they share (owner references, readiness).
+//! - `reconciler.rs`: the one controller shape (`reconcile` and `error_policy` returning
+//!   an `Action`) and its runner; `workqueue.rs`: the deduplicating, rate-limited queue
+//!   under it; `informer.rs`: shared watches and caches, made on demand;
 //!   `expectations.rs`: no double creation.
-//! - One module per controller; pure planning in its own file:
-//!   `deployment/` (`plan.rs` rollout arithmetic, `status.rs`), `replicaset/` (generic
-//!   over the replicated kind; `plan.rs` claim, scale diff, status counts),
-//!   `replicationcontroller.rs` (the replicaset controller for core/v1 RCs),
-//!   `garbagecollector.rs`, `nodelifecycle.rs`, `endpoints.rs` (Endpoints and
-//!   EndpointSlices), `namespace.rs`, `serviceaccount.rs`.
+//! - One module per controller, its pure decisions in their own file:
+//!   `deployment/` (`plan.rs` rollout arithmetic, `status.rs`, `replicasets.rs` writes),
+//!   `replicaset/` (generic over the owner kind; `plan.rs` claim, scale diff, status
+//!   counts), `replicationcontroller.rs` (that controller for core/v1 RCs),
+//!   `garbagecollector/` (`graph.rs`), `nodelifecycle/` (`health.rs`), `endpoints/`
+//!   (`plan.rs`; Endpoints and EndpointSlices), `namespace.rs`, `serviceaccount.rs`.
+//!
+//! Adding a controller: a module with a [`reconciler::Reconciler`] and a
+//! `new(&Arc<Context>) -> Box<dyn Run>` that takes its informers from
+//! `ctx.informers.get::<K>()`, registers handlers that queue keys and returns
+//! `Controller::new(reconciler, queue).into()`; then one line in [`CONTROLLERS`].
 //!
 //! Every controller is level-triggered: a change only queues a key; `reconcile` compares
 //! the object with the world as the caches show it, acts once and returns when to look

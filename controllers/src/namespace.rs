@@ -126,7 +126,7 @@ impl Reconciler for NamespaceController {
             }
         }
         if remaining > 0 {
-            tracing::debug!(namespace = %name, remaining, "waiting for the namespace to empty");
+            tracing::debug!(remaining, "waiting for the namespace to empty");
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
         let mut ns2 = (*ns).clone();
@@ -144,7 +144,7 @@ impl Reconciler for NamespaceController {
             .await
         {
             Ok(_) => {
-                tracing::info!(namespace = %name, "namespace emptied and finalized");
+                tracing::info!("namespace emptied and finalized");
                 Ok(Action::await_change())
             }
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(Action::await_change()),

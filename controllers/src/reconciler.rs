@@ -282,14 +282,22 @@ mod tests {
         }
     }
 
-    async fn run_until(
-        script: Script,
-        runs: usize,
-    ) -> (Arc<Script>, Arc<WorkQueue<(String, String)>>) {
+    fn script(fail: usize, then: Action) -> Script {
+        Script {
+            fail,
+            then,
+            seen: Mutex::default(),
+            done: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Runs `script` over one key until it has reconciled `runs` times, then `linger`
+    /// longer; returns how many reconciles there were.
+    async fn run_until(script: Script, runs: usize, linger: Duration) -> usize {
         let r = Arc::new(script);
         let q = WorkQueue::new();
         q.add(("ns".to_string(), "a".to_string()));
-        let task = tokio::spawn(Controller::new(r.clone(), q.clone()).workers(2).run("test"));
+        let task = tokio::spawn(Controller::new(r.clone(), q).workers(2).run("test"));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while r.seen.lock().unwrap().len() < runs {
             tokio::select! {
@@ -297,21 +305,21 @@ mod tests {
                 _ = tokio::time::sleep_until(deadline) => panic!("{runs} reconciles within 5 s"),
             }
         }
+        tokio::time::sleep(linger).await;
         task.abort();
-        (r, q)
+        let seen = r.seen.lock().unwrap();
+        assert!(seen.iter().all(|k| k.1 == "a"));
+        seen.len()
     }
 
     #[tokio::test]
     async fn a_failure_follows_the_error_policy_and_a_success_its_action() {
-        let script = Script {
-            fail: 2,
-            then: Action::requeue(Duration::from_millis(10)),
-            seen: Mutex::default(),
-            done: tokio::sync::Notify::new(),
-        };
         // Two failures retried by the policy, a success, then its requeue.
-        let (r, _) = run_until(script, 4).await;
-        assert!(r.seen.lock().unwrap().iter().all(|k| k.1 == "a"));
+        let s = script(2, Action::requeue(Duration::from_millis(10)));
+        assert!(run_until(s, 4, Duration::ZERO).await >= 4);
+        // A failure retried, then a success that awaits a change: nothing more.
+        let s = script(1, Action::await_change());
+        assert_eq!(run_until(s, 2, Duration::from_millis(100)).await, 2);
     }
 
     #[test]

@@ -131,7 +131,10 @@ impl<K: Hash + Eq> KeyedBackoff<K> {
 
     /// How many keys are backing off (have failed and not been forgotten).
     pub fn len(&self) -> usize {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -181,7 +184,10 @@ mod tests {
         }
         assert_eq!(b.current(), Duration::MAX);
         assert_eq!(b.nth(u32::MAX), Duration::MAX);
-        assert_eq!(Backoff::new(Duration::ZERO, Duration::MAX).nth(100), Duration::ZERO);
+        assert_eq!(
+            Backoff::new(Duration::ZERO, Duration::MAX).nth(100),
+            Duration::ZERO
+        );
         assert_eq!(Backoff::new(MS, 10 * MS).nth(1000), 10 * MS);
         assert_eq!(jitter(Duration::MAX, 1.0), Duration::MAX);
     }

@@ -147,7 +147,17 @@ mod tests {
     #[test]
     fn garbage_is_refused() {
         assert_eq!(parse_duration(""), Err(DurationError::Empty));
-        for bad in ["5x", "s", "5 parsecs", "1.2.3s", ".", "-5s", "+5s", "1h5", "ms5"] {
+        for bad in [
+            "5x",
+            "s",
+            "5 parsecs",
+            "1.2.3s",
+            ".",
+            "-5s",
+            "+5s",
+            "1h5",
+            "ms5",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert!(matches!(

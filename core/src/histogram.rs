@@ -63,7 +63,10 @@ impl Histogram {
 
     /// `(upper bound, observations at or below it)` for each finite bucket.
     pub fn buckets(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
-        self.bounds.iter().copied().zip(self.buckets.iter().copied())
+        self.bounds
+            .iter()
+            .copied()
+            .zip(self.buckets.iter().copied())
     }
 
     /// The `# HELP` and `# TYPE` lines of histogram `name`.

@@ -579,7 +579,10 @@ mod tests {
             }]),
         };
         // Unknown operators match nothing and are left out of the query.
-        assert!(!matches(&expr("Gt", Some(vec!["1".into()])), &l(&[("k", "5")])));
+        assert!(!matches(
+            &expr("Gt", Some(vec!["1".into()])),
+            &l(&[("k", "5")])
+        ));
         assert_eq!(to_query(&expr("Gt", None)), "");
         assert!(LabelSelector::from_api(&expr("Gt", None)).is_err());
         // An empty `In` matches nothing, an empty `NotIn` everything; kube refuses both.

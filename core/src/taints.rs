@@ -125,7 +125,10 @@ mod tests {
             "an empty key with Exists tolerates everything"
         );
         assert!(!tolerates(&tol("", "Equal", "", ""), &t));
-        assert!(tolerated(&[tol("x", "Equal", "", ""), tol("", "Exists", "", "")], &t));
+        assert!(tolerated(
+            &[tol("x", "Equal", "", ""), tol("", "Exists", "", "")],
+            &t
+        ));
         assert!(!tolerated(&[], &t));
     }
 
@@ -146,8 +149,14 @@ mod tests {
             no_execute(&[secs(Some(-5))], &t),
             NoExecute::EvictAfter(Duration::ZERO)
         );
-        assert_eq!(no_execute(&[secs(Some(30)), secs(None)], &t), NoExecute::Stay);
-        assert_eq!(NoExecute::EvictAfter(Duration::from_secs(30)).deadline(100), Some(130));
+        assert_eq!(
+            no_execute(&[secs(Some(30)), secs(None)], &t),
+            NoExecute::Stay
+        );
+        assert_eq!(
+            NoExecute::EvictAfter(Duration::from_secs(30)).deadline(100),
+            Some(130)
+        );
         assert_eq!(NoExecute::EvictNow.deadline(100), Some(100));
         assert_eq!(NoExecute::Stay.deadline(100), None);
     }

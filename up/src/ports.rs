@@ -80,7 +80,7 @@ pub fn plan(bases: Bases, masters: usize, agents: usize) -> Result<Ports, PortEr
                 .and_then(|o| o.checked_add(j))
                 .unwrap_or(usize::MAX)
         };
-        let name = |c: &str| move || format!("master {i}'s {c}");
+        let name = |c: &'static str| move || format!("master {i}'s {c}");
         out.masters.push(MasterPorts {
             apiserver: at(name("apiserver"), bases.apiserver, i)?,
             kv_client: at(name("kvstore member"), bases.kvstore, block(0))?,

@@ -61,7 +61,7 @@ impl ProcessRuntime {
         let canonical = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
         let owner = format!(
             "{:016x}",
-            crate::worker::fnv(canonical.display().to_string().as_bytes())
+            crate::node_state::fnv(canonical.display().to_string().as_bytes())
         );
         let cgroups = Cgroups::detect(&owner);
         if cgroups.is_none() {

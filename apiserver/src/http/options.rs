@@ -134,5 +134,6 @@ pub fn field_validation(
 ) -> Result<Vec<String>, ApiError> {
     let d = crate::fieldcheck::Directive::parse(q.get("fieldValidation").map(String::as_str))
         .map_err(ApiError::BadRequest)?;
-    crate::fieldcheck::check(kind, d, body)
+    let i = kind.info();
+    crate::fieldcheck::check(d, i.kind, i.version, || kind.unknown_fields(body))
 }

@@ -271,16 +271,6 @@ mod tests {
     }
 
     #[test]
-    fn quantities() {
-        assert_eq!(parse_quantity("100m"), Some(0.1));
-        assert_eq!(parse_quantity("1Gi"), Some(1073741824.0));
-        assert_eq!(parse_quantity("2e3"), Some(2000.0));
-        assert_eq!(parse_quantity("1.5"), Some(1.5));
-        assert_eq!(parse_quantity("abc"), None);
-        assert_eq!(parse_quantity("1Xi"), None);
-    }
-
-    #[test]
     fn defaults_fill_what_kubernetes_fills() {
         let mut spec = PodSpec {
             containers: vec![container("a", Some("nginx:1.27"))],

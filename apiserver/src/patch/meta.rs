@@ -334,17 +334,6 @@ impl Schemas {
     }
 }
 
-/// The schemas of every built-in kind, built on first use.
-pub fn builtin() -> &'static Schemas {
-    static S: std::sync::OnceLock<Schemas> = std::sync::OnceLock::new();
-    S.get_or_init(|| {
-        let kinds = crate::kinds::Kinds::all();
-        Schemas::new(crate::openapi::schemas::definitions(
-            kinds.iter().collect::<Vec<_>>().iter().map(|k| k.as_ref()),
-        ))
-    })
-}
-
 impl PatchSchema for Schemas {
     fn field(&self, ty: Option<&str>, field: &str) -> FieldMeta {
         let Some(ty) = ty else {

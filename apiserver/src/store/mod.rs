@@ -57,7 +57,10 @@ impl Write {
 
     /// Unknown fields of a patched or applied object (JSON), by `validation`.
     pub(crate) fn check_fields(&self, t: &Target, obj: &[u8]) -> Result<Vec<String>, ApiError> {
-        crate::fieldcheck::check(t.kind.as_ref(), self.validation, obj)
+        let i = t.kind.info();
+        crate::fieldcheck::check(self.validation, i.kind, i.version, || {
+            t.kind.unknown_fields(obj)
+        })
     }
 
     fn writer(&self, t: &Target, subresource: Option<&str>) -> crate::patch::managed::Writer {
@@ -67,6 +70,18 @@ impl Write {
             subresource: subresource.map(String::from),
         }
     }
+}
+
+/// The patch strategies and list keys of every built-in kind (from their OpenAPI
+/// schemas), built on first use.
+pub(crate) fn patch_schemas() -> &'static crate::patch::meta::Schemas {
+    static S: std::sync::OnceLock<crate::patch::meta::Schemas> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        let kinds: Vec<_> = crate::kinds::Kinds::all().iter().collect();
+        crate::patch::meta::Schemas::new(crate::openapi::schemas::definitions(
+            kinds.iter().map(|k| k.as_ref()),
+        ))
+    })
 }
 
 /// Records a non-apply write of `new` over `live` in `new`'s managedFields.
@@ -79,7 +94,7 @@ pub(crate) fn record_update(
 ) {
     let info = t.kind.info();
     crate::patch::managed::record_update(
-        crate::patch::meta::builtin(),
+        patch_schemas(),
         Some(info.schema_name.as_str()),
         info.status,
         live,

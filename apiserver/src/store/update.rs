@@ -174,7 +174,7 @@ impl Store {
                         .map_err(ApiError::PatchRejected)?,
                     PatchType::Strategic => {
                         use crate::patch::strategic::{self, SmpError};
-                        let schemas = crate::patch::meta::builtin();
+                        let schemas = super::patch_schemas();
                         let root = Some(t.kind.info().schema_name.as_str());
                         strategic::apply(schemas, root, &mut merged, &patch).map_err(
                             |e| match e {
@@ -244,7 +244,7 @@ impl Store {
         }
         let warnings = w.check_fields(t, &serde_json::to_vec(&config).unwrap_or_default())?;
         let writer = w.writer(t, sub);
-        let schemas = crate::patch::meta::builtin();
+        let schemas = super::patch_schemas();
         let ty = Some(info.schema_name.as_str());
         let apply_conflict = |c: crate::patch::apply::Conflicts| ApiError::ApplyConflict {
             message: c.message(),

@@ -300,7 +300,7 @@ impl GarbageCollector {
             if node.deleting {
                 return Ok(Action::await_change());
             }
-            tracing::info!(kind = %node.ar.kind, namespace = ?node.namespace, name = %node.name, "deleting an object whose owners are gone");
+            tracing::info!(kind = %node.ar.kind, "deleting an object whose owners are gone");
             let dp = DeleteParams {
                 propagation_policy: Some(PropagationPolicy::Background),
                 preconditions: Some(Preconditions {

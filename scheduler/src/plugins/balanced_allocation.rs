@@ -19,7 +19,9 @@ impl Score for BalancedAllocation {
             }
         };
         let cpu = frac(
-            node.requested.milli_cpu.saturating_add(pod.requests.milli_cpu),
+            node.requested
+                .milli_cpu
+                .saturating_add(pod.requests.milli_cpu),
             node.allocatable.milli_cpu,
         );
         let mem = frac(

@@ -23,11 +23,15 @@ impl Score for LeastAllocated {
     }
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
         let cpu = free_fraction(
-            node.non_zero_requested.milli_cpu.saturating_add(pod.non_zero.milli_cpu),
+            node.non_zero_requested
+                .milli_cpu
+                .saturating_add(pod.non_zero.milli_cpu),
             node.allocatable.milli_cpu,
         );
         let mem = free_fraction(
-            node.non_zero_requested.memory.saturating_add(pod.non_zero.memory),
+            node.non_zero_requested
+                .memory
+                .saturating_add(pod.non_zero.memory),
             node.allocatable.memory,
         );
         (cpu + mem) / 2
