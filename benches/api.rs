@@ -1,6 +1,6 @@
 //! The apiserver issue's benchmark on this machine: a 3-member kvstore (fsync on) and one
 //! apiserver on loopback, loaded by `flotilla bench api` as a separate process (which
-//! prints the tables; see `src/benchapi.rs`).
+//! prints the tables; see `loadgen/src/api.rs`).
 //!
 //! `cargo bench --workspace --bench api`; `API_BENCH_ARGS` adds flags, e.g.
 //! `API_BENCH_ARGS="--pods 2000 --watchers 200 --duration 20s"`.

@@ -1,6 +1,5 @@
 //! `flotilla <component>`: one binary for every Flotilla component.
 
-mod benchapi;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -62,10 +61,10 @@ enum Component {
 #[derive(clap::Subcommand)]
 enum BenchCommand {
     /// One workload against an etcd v3 API cluster: throughput, latency, servers' RSS.
-    Kv(kvbench::KvBenchFlags),
+    Kv(loadgen::kv::KvBenchFlags),
     /// Pod creates, paced patches under many watches, cluster-wide lists and the
     /// apiserver's memory, against any Kubernetes apiserver.
-    Api(benchapi::ApiBenchFlags),
+    Api(loadgen::api::ApiBenchFlags),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -122,13 +121,13 @@ fn main() -> anyhow::Result<()> {
                 unreachable!("handled before the runtime starts")
             }
             Component::Bench(BenchCommand::Kv(flags)) => {
-                let rows = kvbench::run(flags).await?;
+                let rows = loadgen::kv::run(flags).await?;
                 if rows.iter().any(|r| r.ops == 0) {
                     anyhow::bail!("a measurement completed no operation");
                 }
                 Ok(())
             }
-            Component::Bench(BenchCommand::Api(flags)) => benchapi::run(flags).await,
+            Component::Bench(BenchCommand::Api(flags)) => loadgen::api::run(flags).await,
             Component::SnapshotRestore { file, flags } => {
                 let cfg = flags.validate()?;
                 let rows = kvstore::storage::restore::restore(&file, &cfg)?;

@@ -202,6 +202,6 @@ async fn run_node(shared: Arc<Shared>, inputs: NodeInputs, cfg: AgentConfig) {
     tokio::select! {
         _ = beats => {}
         _ = pods::run(shared.clone()) => {}
-        _ = pleg::run(shared.clone(), pleg::RELIST_PERIOD) => {}
+        _ = pleg::run(shared.runtime.clone(), &shared.pleg, &shared.node_name, pleg::RELIST_PERIOD) => {}
     }
 }

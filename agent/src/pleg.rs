@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tracing::warn;
 
 use crate::runtime::PodView;
-use crate::node_state::Shared;
+use crate::runtime::Runtime;
 
 /// How often the runtime is relisted (the kubelet's relist period).
 pub const RELIST_PERIOD: Duration = Duration::from_secs(1);
@@ -79,18 +79,18 @@ pub fn changed<'a>(
 
 /// Relists the node's runtime every `period` and wakes the workers of changed pods, until
 /// the task is dropped.
-pub async fn run(shared: Arc<Shared>, period: Duration) {
+pub async fn run(runtime: Arc<dyn Runtime>, pleg: &Pleg, node: &str, period: Duration) {
     let mut prev: BTreeMap<String, PodView> = BTreeMap::new();
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match shared.runtime.pods().await {
+        match runtime.pods().await {
             Ok(next) => {
-                shared.pleg.wake(changed(&prev, &next));
+                pleg.wake(changed(&prev, &next));
                 prev = next;
             }
-            Err(e) => warn!(node = %shared.node_name, error = %e, "relisting the runtime"),
+            Err(e) => warn!(node = %node, error = %e, "relisting the runtime"),
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod response;
 pub mod selector;
 pub mod store;
 pub mod table;

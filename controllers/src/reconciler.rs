@@ -198,15 +198,21 @@ async fn process<R: Reconciler>(
     }
 }
 
-/// An error with its sources, `outer: inner: innermost`.
+/// An error with its sources, `outer: inner: innermost`; a source whose text the one
+/// before it already shows (kube's API errors repeat their status) is left out.
 pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
         let mut source = self.0.source();
         while let Some(s) = source {
-            write!(f, ": {s}")?;
+            let text = s.to_string();
+            if !shown.contains(&text) {
+                write!(f, ": {text}")?;
+            }
+            shown = text;
             source = s.source();
         }
         Ok(())
@@ -329,6 +335,21 @@ mod tests {
             source: std::io::Error::other("refused"),
         };
         assert_eq!(Chain(&e).to_string(), "writing rs: refused");
+        #[derive(Debug, thiserror::Error)]
+        #[error("api error: {source} (status)")]
+        struct Repeats {
+            source: std::io::Error,
+        }
+        let repeated = Error::Write {
+            name: "rs".into(),
+            source: std::io::Error::other(Repeats {
+                source: std::io::Error::other("conflict"),
+            }),
+        };
+        assert_eq!(
+            Chain(&repeated).to_string(),
+            "writing rs: api error: conflict (status)"
+        );
         assert_eq!(
             Action::requeue(Duration::from_secs(1)).requeue_after(),
             Some(Duration::from_secs(1))

@@ -95,10 +95,15 @@ pub struct Framework {
 }
 
 impl Framework {
-    /// The default plugin set with `weights` overriding default score weights (a weight of
-    /// 0 disables a score plugin).
-    pub fn new(weights: &HashMap<String, i64>) -> Framework {
-        let scores = crate::plugins::scores()
+    /// These filters and these score plugins with their weights; `weights` overrides a
+    /// plugin's weight by name (a weight of 0 disables it). The default set is
+    /// `plugins::default_framework`.
+    pub fn new(
+        filters: Vec<Box<dyn Filter>>,
+        scores: Vec<(Box<dyn Score>, i64)>,
+        weights: &HashMap<String, i64>,
+    ) -> Framework {
+        let scores = scores
             .into_iter()
             .map(|(p, w)| {
                 let w = weights.get(p.name()).copied().unwrap_or(w);
@@ -106,10 +111,7 @@ impl Framework {
             })
             .filter(|(_, w)| *w > 0)
             .collect();
-        Framework {
-            filters: crate::plugins::filters(),
-            scores,
-        }
+        Framework { filters, scores }
     }
 
     pub fn pre_filter(&self, pod: &PodInfo, cluster: &Cache) -> CycleState {

@@ -134,8 +134,8 @@ mod tests {
         cache.add_bound(prio("b", "1", 10), "n1");
         cache.add_bound(prio("c", "1", 5), "n2");
         cache.add_bound(prio("d", "1", 100), "n2");
-        let fw = Framework::new(&HashMap::new());
-        let mut alg = Algorithm::new(Framework::new(&HashMap::new()), 0);
+        let fw = crate::plugins::default_framework(&HashMap::new());
+        let mut alg = Algorithm::new(crate::plugins::default_framework(&HashMap::new()), 0);
         let vip = prio("vip", "1", 50);
         let Decision::NoFit(d) = alg.schedule(&vip, &cache) else {
             panic!("full")

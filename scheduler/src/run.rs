@@ -18,7 +18,6 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::framework::Framework;
 use crate::informer::State;
 use crate::metrics::Metrics;
 use crate::preemption;
@@ -181,7 +180,7 @@ async fn scheduling_loop(
 ) -> anyhow::Result<()> {
     synced.wait_for(|n| *n >= 2).await?;
     tracing::info!("pods and nodes listed; scheduling");
-    let mut alg = Algorithm::new(Framework::new(&cfg.weights), cfg.percentage);
+    let mut alg = Algorithm::new(crate::plugins::default_framework(&cfg.weights), cfg.percentage);
     // Queue sizes cost a pass over every pending pod: refreshed once a second.
     let mut sizes_at = Instant::now() - Duration::from_secs(1);
     loop {

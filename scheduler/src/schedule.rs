@@ -213,7 +213,7 @@ mod tests {
             time_added: None,
         }]);
         cache.upsert_node(Arc::new(tainted));
-        let mut alg = Algorithm::new(Framework::new(&HashMap::new()), 0);
+        let mut alg = Algorithm::new(crate::plugins::default_framework(&HashMap::new()), 0);
         let p = PodInfo::new(Arc::new(pod("p", "2", "")));
         let Decision::NoFit(d) = alg.schedule(&p, &cache) else {
             panic!("fits nowhere")
@@ -236,7 +236,7 @@ mod tests {
             let zone = if n == "n3" { "b" } else { "a" };
             cache.upsert_node(Arc::new(labeled(node(n, "4", "8Gi"), &[("zone", zone)])));
         }
-        let mut alg = Algorithm::new(Framework::new(&HashMap::new()), 0);
+        let mut alg = Algorithm::new(crate::plugins::default_framework(&HashMap::new()), 0);
         let mut placed = HashMap::new();
         for i in 0..6 {
             let mut p = pod(&format!("p{i}"), "1", "1Gi");

@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
@@ -30,7 +29,7 @@ pub mod request;
 pub mod route;
 mod watch;
 
-pub type Body = BoxBody<Bytes, Infallible>;
+pub use crate::response::{full, Body};
 
 /// What every request handler shares.
 pub struct Shared {
@@ -45,10 +44,6 @@ pub struct Shared {
     pub request_timeout: std::time::Duration,
     /// host:port clients reach this server at (for `/api`).
     pub advertise: String,
-}
-
-pub fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).boxed()
 }
 
 pub fn json_response(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {

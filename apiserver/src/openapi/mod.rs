@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
-use crate::http::{full, Body};
+use crate::response::{full, Body};
 use crate::kinds::Kinds;
 
 pub mod paths;

@@ -8,8 +8,9 @@
 //!
 //! Layout: `storage/` (the interface under the registry: etcd and in-memory), `create.rs`,
 //! `update.rs` (update, status, binding, finalize), `delete.rs`, `scale.rs`,
-//! `admission.rs`, `list.rs` (list, continue tokens), `cache.rs` (the watch cache),
-//! `watch.rs` (client watches), `tests.rs` (the registry on the in-memory storage).
+//! `admission.rs`, `list.rs` (list, continue tokens), `cache.rs` and `cache/` (the watch
+//! cache and the feed that follows etcd), `watch.rs` (client watches), `tests.rs` (the
+//! registry on the in-memory storage).
 
 use std::sync::Arc;
 use std::time::Duration;

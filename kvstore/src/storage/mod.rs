@@ -3,7 +3,9 @@
 //! - `db`: data directory, identity, column families, encoding.
 //! - `log_store`: the Raft log and vote, with group commit.
 //! - `mvcc_store`: the MVCC key space, leases, history, compaction, hash.
-//! - `state_machine`: applying entries, and `Store`, the read handle.
+//! - `state_machine`: `Store`, the read handle, and openraft's `StateMachine` over it;
+//!   `state_machine/apply.rs` applies entries, `state_machine/snapshots.rs` builds,
+//!   installs and serves the state machine's snapshots.
 //! - `snapshot`: the snapshot file format.
 //! - `restore`: seeding a new member from a snapshot file.
 

@@ -1,7 +1,14 @@
 //! The plugins, one per file. To add one: implement `Filter` and/or `Score`
 //! (framework.rs) in a new file and add one line below.
 
-use crate::framework::{Filter, Score};
+use std::collections::HashMap;
+
+use crate::framework::{Filter, Framework, Score};
+
+/// The default plugins, with `weights` overriding their score weights by name.
+pub fn default_framework(weights: &HashMap<String, i64>) -> Framework {
+    Framework::new(filters(), scores(), weights)
+}
 
 pub mod balanced_allocation;
 pub mod inter_pod_affinity;

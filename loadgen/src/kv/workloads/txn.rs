@@ -10,9 +10,9 @@ use proto::etcdserverpb::response_op::Response;
 use proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
 
 use super::status;
-use crate::drive::drive;
-use crate::report::Row;
-use crate::Ctx;
+use crate::kv::drive::drive;
+use crate::kv::report::Row;
+use crate::kv::Ctx;
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let f = &ctx.flags;

@@ -1,9 +1,9 @@
 //! Puts: random keys of the key space, fixed-size values.
 
 use super::{put, random_index};
-use crate::drive::drive;
-use crate::report::Row;
-use crate::Ctx;
+use crate::kv::drive::drive;
+use crate::kv::report::Row;
+use crate::kv::Ctx;
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let f = &ctx.flags;

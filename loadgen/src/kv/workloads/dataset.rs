@@ -7,9 +7,9 @@ use std::sync::Arc;
 use proto::etcdserverpb::RangeRequest;
 
 use super::{put, status};
-use crate::drive::drive;
-use crate::report::Row;
-use crate::Ctx;
+use crate::kv::drive::drive;
+use crate::kv::report::Row;
+use crate::kv::Ctx;
 
 const PER_PREFIX: u64 = 10_000;
 const RANGES: u64 = 50;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::hist::Latencies;
+use crate::kv::hist::Latencies;
 
 /// What a run measured.
 pub struct Outcome {

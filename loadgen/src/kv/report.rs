@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 
-use crate::drive::Outcome;
-use crate::hist::Summary;
-use crate::{KvBenchFlags, Target, Workload};
+use crate::kv::drive::Outcome;
+use crate::kv::hist::Summary;
+use crate::kv::{KvBenchFlags, Target, Workload};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {

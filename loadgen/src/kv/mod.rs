@@ -1,7 +1,7 @@
 //! `flotilla bench kv`: a load generator that speaks only the etcd v3 gRPC API, so the very
 //! same code drives etcd and Flotilla's kvstore. One run is one workload; it prints a row of
 //! throughput, latency (HDR histogram: p50/p90/p99/max) and the servers' peak RSS, as a
-//! table line or as JSON for `bench/kv-vs-etcd.sh`.
+//! table line or as JSON for `benches/kv-vs-etcd.sh`.
 //!
 //! Layout: `conn.rs` (connections, leader discovery), `hist.rs` (latencies), `server.rs`
 //! (peak RSS and disk use of the servers), `drive.rs` (N clients sharing a bounded number

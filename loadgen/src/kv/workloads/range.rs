@@ -3,9 +3,9 @@
 use proto::etcdserverpb::RangeRequest;
 
 use super::{put, random_index, status};
-use crate::drive::drive;
-use crate::report::Row;
-use crate::Ctx;
+use crate::kv::drive::drive;
+use crate::kv::report::Row;
+use crate::kv::Ctx;
 
 /// How many keys are put for the reads to find.
 const PRELOAD: u64 = 10_000;

@@ -5,7 +5,7 @@
 # workload of `flotilla bench kv` against each with the same client; stops both; prints one
 # markdown table per workload with both systems' figures and the ratio Flotilla/etcd.
 #
-#   bench/kv-vs-etcd.sh                  # everything (about 20 minutes here)
+#   benches/kv-vs-etcd.sh                  # everything (about 20 minutes here)
 #   KV_VS_ETCD_SCALE=0.1 bench/...       # a tenth of the operations, for a quick look
 #   KV_VS_ETCD_ONLY=put,watch bench/...  # some workloads only
 #

@@ -11,10 +11,10 @@ use proto::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest};
 use tokio_stream::StreamExt;
 
 use super::status;
-use crate::drive::Outcome;
-use crate::hist::Latencies;
-use crate::report::Row;
-use crate::Ctx;
+use crate::kv::drive::Outcome;
+use crate::kv::hist::Latencies;
+use crate::kv::report::Row;
+use crate::kv::Ctx;
 
 const PREFIX: &str = "w/";
 

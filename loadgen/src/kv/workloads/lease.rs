@@ -9,10 +9,10 @@ use proto::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeR
 use tokio_stream::StreamExt;
 
 use super::status;
-use crate::drive::{drive, Outcome};
-use crate::hist::Latencies;
-use crate::report::Row;
-use crate::Ctx;
+use crate::kv::drive::{drive, Outcome};
+use crate::kv::hist::Latencies;
+use crate::kv::report::Row;
+use crate::kv::Ctx;
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let f = &ctx.flags;

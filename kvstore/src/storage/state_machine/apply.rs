@@ -1,0 +1,290 @@
+//! Applying committed entries to the state machine: a batch entry command by command, every
+//! other entry whole, each in one RocksDB write batch with the in-memory state updated after
+//! it, and the watch events each produced handed back in order.
+//!
+//! Each log entry is applied in one RocksDB write batch that also records the entry's log id,
+//! so after a crash the state is exactly "every entry up to the recorded id". Those writes
+//! are not synced themselves: the log entries are, and the WAL they share is synced in order.
+//! A batch entry is the exception: each of its commands is a write batch of its own that
+//! records how far the entry got (`KEY_PARTIAL`), so re-applying it skips what is done.
+
+use openraft::EntryPayload;
+use proto::etcdserverpb::request_op::Request;
+use proto::etcdserverpb::{DeleteRangeRequest, RequestOp, TxnRequest};
+use rocksdb::WriteBatch;
+use tracing::{info, warn};
+
+use super::super::db::{cf, encode, CF_META};
+use super::super::mvcc_store::{self, HistoryEvent, LeaseRecord};
+use super::{
+    MemberAttrs, SmState, Store, ALARM_NOSPACE, KEY_ALARMS, KEY_APPLIED, KEY_MEMBERSHIP,
+    KEY_PARTIAL, KEY_REVS, MEMBER_PREFIX,
+};
+use crate::error::KvError;
+use crate::mvcc::txn;
+use crate::raft::types::{Applied, Command, Entry, LogId, Output, Pb, StoredMembership};
+use crate::watch::hub::RevisionEvents;
+
+/// What one write batch applies.
+enum Step {
+    Blank,
+    Membership(openraft::Membership<crate::raft::types::NodeId, crate::raft::types::Member>),
+    Command(Command),
+}
+
+enum Progress {
+    Done,
+    Partial(usize),
+}
+
+/// Work to do once an entry's batch is written and the in-memory state updated.
+type AfterApply = Option<Box<dyn FnOnce(&Store)>>;
+
+impl Store {
+    /// Applies one entry; returns its result and the events it produced, in order.
+    pub(super) fn apply_entry(&self, entry: Entry) -> Result<(Applied, Vec<RevisionEvents>), KvError> {
+        let mut events = Vec::new();
+        let applied = match entry.payload {
+            EntryPayload::Normal(Command::Batch(cmds)) if !cmds.is_empty() => {
+                // A crash in the middle of a batch leaves `KEY_PARTIAL` naming the last
+                // command applied; re-applying the entry skips those.
+                let done: Option<(u64, usize)> = self.meta(KEY_PARTIAL)?;
+                let skip = match done {
+                    Some((index, sub)) if index == entry.log_id.index => sub + 1,
+                    _ => 0,
+                };
+                let last = cmds.len() - 1;
+                let mut results = Vec::with_capacity(cmds.len());
+                for (i, cmd) in cmds.into_iter().enumerate() {
+                    if i < skip {
+                        let revision = self.revisions().current;
+                        results.push(Applied {
+                            revision,
+                            output: Err(KvError::internal("applied before a restart")),
+                        });
+                        continue;
+                    }
+                    let progress = if i == last {
+                        Progress::Done
+                    } else {
+                        Progress::Partial(i)
+                    };
+                    let (a, ev) = self.apply_step(entry.log_id, Step::Command(cmd), progress)?;
+                    events.extend(ev);
+                    results.push(a);
+                }
+                let revision = self.revisions().current;
+                Applied {
+                    revision,
+                    output: Ok(Output::Batch(results)),
+                }
+            }
+            EntryPayload::Normal(cmd) => {
+                let (a, ev) = self.apply_step(entry.log_id, Step::Command(cmd), Progress::Done)?;
+                events.extend(ev);
+                a
+            }
+            EntryPayload::Blank => {
+                self.apply_step(entry.log_id, Step::Blank, Progress::Done)?
+                    .0
+            }
+            EntryPayload::Membership(m) => {
+                self.apply_step(entry.log_id, Step::Membership(m), Progress::Done)?
+                    .0
+            }
+        };
+        Ok((applied, events))
+    }
+
+    /// Applies one step in one write batch. `Progress::Done` completes the entry (records it
+    /// as applied); `Partial(i)` records that command `i` of a batch entry is applied.
+    fn apply_step(
+        &self,
+        log_id: LogId,
+        step: Step,
+        progress: Progress,
+    ) -> Result<(Applied, Option<RevisionEvents>), KvError> {
+        let mut st = self.state();
+        let mut batch = WriteBatch::default();
+        let meta = cf(&self.db, CF_META);
+        let mut events = None;
+        let mut after: AfterApply = None;
+        let output = match step {
+            Step::Blank => Ok(Output::Done),
+            Step::Membership(m) => {
+                st.membership = StoredMembership::new(Some(log_id), m);
+                batch.put_cf(meta, KEY_MEMBERSHIP, encode(&st.membership));
+                info!(log_index = log_id.index, membership = ?st.membership.membership(), "membership changed");
+                Ok(Output::Done)
+            }
+            Step::Command(cmd) => {
+                self.apply_command(cmd, &mut st, &mut batch, &mut events, &mut after)
+            }
+        };
+        match progress {
+            Progress::Done => {
+                st.applied = Some(log_id);
+                batch.put_cf(meta, KEY_APPLIED, encode(&st.applied));
+                batch.delete_cf(meta, KEY_PARTIAL);
+            }
+            Progress::Partial(i) => batch.put_cf(meta, KEY_PARTIAL, encode(&(log_id.index, i))),
+        }
+        batch.put_cf(meta, KEY_REVS, encode(&st.revs));
+        self.db.write(batch)?;
+        let revision = st.revs.current;
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = st;
+        if let Some(f) = after {
+            f(self);
+        }
+        Ok((Applied { revision, output }, events))
+    }
+
+    fn apply_command(
+        &self,
+        cmd: Command,
+        st: &mut SmState,
+        batch: &mut WriteBatch,
+        events: &mut Option<RevisionEvents>,
+        after: &mut AfterApply,
+    ) -> Result<Output, KvError> {
+        let nospace = st.alarms.iter().any(|(_, a)| *a == ALARM_NOSPACE);
+        match cmd {
+            Command::Txn(Pb(t)) => {
+                if nospace && txn_has_put(&t) {
+                    return Err(KvError::NoSpace);
+                }
+                let outcome = txn::execute(&self.view(), st.revs, &t)?;
+                self.record_changes(st, batch, events, &outcome);
+                Ok(Output::Txn(Pb(outcome.response)))
+            }
+            Command::Compact { revision } => {
+                if revision <= st.revs.compacted {
+                    return Err(KvError::Compacted {
+                        compact_revision: st.revs.compacted,
+                    });
+                }
+                if revision > st.revs.current {
+                    return Err(KvError::FutureRevision);
+                }
+                st.revs.compacted = revision;
+                let tx = self.compactor.clone();
+                *after = Some(Box::new(move |_| {
+                    let _ = tx.send(revision);
+                }));
+                info!(revision, "compacted");
+                Ok(Output::Done)
+            }
+            Command::LeaseGrant { id, ttl } => {
+                if nospace {
+                    return Err(KvError::NoSpace);
+                }
+                if self.view().lease(id)?.is_some() {
+                    return Err(KvError::LeaseExists);
+                }
+                mvcc_store::put_lease(&self.db, batch, id, LeaseRecord { ttl });
+                *after = Some(Box::new(move |s| s.lessor.granted(id, ttl)));
+                Ok(Output::LeaseGranted { id, ttl })
+            }
+            Command::LeaseRevoke { id } => {
+                let view = self.view();
+                if view.lease(id)?.is_none() {
+                    return Err(KvError::LeaseNotFound);
+                }
+                let keys = view.lease_keys(id)?;
+                let t = TxnRequest {
+                    success: keys
+                        .into_iter()
+                        .map(|key| RequestOp {
+                            request: Some(Request::RequestDeleteRange(DeleteRangeRequest {
+                                key,
+                                ..Default::default()
+                            })),
+                        })
+                        .collect(),
+                    ..Default::default()
+                };
+                let outcome = txn::execute(&view, st.revs, &t)?;
+                drop(view);
+                self.record_changes(st, batch, events, &outcome);
+                mvcc_store::delete_lease(&self.db, batch, id);
+                *after = Some(Box::new(move |s| s.lessor.revoked(id)));
+                Ok(Output::Done)
+            }
+            Command::Alarm {
+                action,
+                member_id,
+                alarm,
+            } => {
+                match action {
+                    1 if !st.alarms.contains(&(member_id, alarm)) => {
+                        warn!(member = %format!("{member_id:x}"), alarm, "alarm raised");
+                        st.alarms.push((member_id, alarm));
+                    }
+                    2 => {
+                        let before = st.alarms.len();
+                        st.alarms
+                            .retain(|a| !(a.0 == member_id && (alarm == 0 || a.1 == alarm)));
+                        if st.alarms.len() != before {
+                            info!(member = %format!("{member_id:x}"), alarm, "alarm cleared");
+                        }
+                    }
+                    _ => {}
+                }
+                batch.put_cf(cf(&self.db, CF_META), KEY_ALARMS, encode(&st.alarms));
+                Ok(Output::Alarms(st.alarms.clone()))
+            }
+            Command::Batch(_) => Err(KvError::internal("a batch inside a batch")),
+            Command::PublishMember {
+                id,
+                name,
+                client_urls,
+            } => {
+                let attrs = MemberAttrs { name, client_urls };
+                let mut key = MEMBER_PREFIX.to_vec();
+                key.extend_from_slice(&id.to_be_bytes());
+                batch.put_cf(cf(&self.db, CF_META), key, encode(&attrs));
+                info!(member = %format!("{id:x}"), name = %attrs.name, "member published");
+                st.members.insert(id, attrs);
+                Ok(Output::Done)
+            }
+        }
+    }
+
+    fn record_changes(
+        &self,
+        st: &mut SmState,
+        batch: &mut WriteBatch,
+        events: &mut Option<RevisionEvents>,
+        outcome: &txn::TxnOutcome,
+    ) {
+        if outcome.changes.is_empty() {
+            return;
+        }
+        mvcc_store::write_changes(&self.db, batch, &outcome.changes, outcome.revision);
+        st.revs.current = outcome.revision;
+        *events = Some(RevisionEvents {
+            revision: outcome.revision,
+            events: outcome
+                .changes
+                .iter()
+                .map(|c| HistoryEvent {
+                    revision: outcome.revision,
+                    kind: c.kind,
+                    kv: c.kv.clone(),
+                    prev: c.prev.clone(),
+                })
+                .collect(),
+        });
+    }
+}
+
+fn txn_has_put(t: &TxnRequest) -> bool {
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .any(|op| match &op.request {
+            Some(Request::RequestPut(_)) => true,
+            Some(Request::RequestTxn(inner)) => txn_has_put(inner),
+            _ => false,
+        })
+}
