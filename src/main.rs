@@ -1,6 +1,5 @@
 //! `flotilla <component>`: one binary for every Flotilla component.
 
-
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 

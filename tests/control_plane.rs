@@ -467,12 +467,27 @@ async fn t20_deployments_garbage_collection_and_namespaces() {
     // replaces /metadata/annotations) works, to the previous or a named revision.
     kubectl_ok(
         &kc,
-        &["create", "deployment", "plain", "--image=busybox:v1", "-n", "team"],
+        &[
+            "create",
+            "deployment",
+            "plain",
+            "--image=busybox:v1",
+            "-n",
+            "team",
+        ],
     );
     let plain_rollout = || {
         kubectl_ok(
             &kc,
-            &["rollout", "status", "deployment/plain", "-n", "team", "--timeout", "60s"],
+            &[
+                "rollout",
+                "status",
+                "deployment/plain",
+                "-n",
+                "team",
+                "--timeout",
+                "60s",
+            ],
         )
     };
     let plain_image = || {
@@ -483,16 +498,28 @@ async fn t20_deployments_garbage_collection_and_namespaces() {
         )
     };
     assert!(plain_rollout().contains("successfully rolled out"));
-    wait_for(Duration::from_secs(20), "revision 1 on the Deployment", || async {
-        (plain_image() == "1 busybox:v1").then_some(())
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "revision 1 on the Deployment",
+        || async { (plain_image() == "1 busybox:v1").then_some(()) },
+    )
     .await;
     kubectl_ok(
         &kc,
-        &["set", "image", "deployment/plain", "busybox=busybox:v2", "-n", "team"],
+        &[
+            "set",
+            "image",
+            "deployment/plain",
+            "busybox=busybox:v2",
+            "-n",
+            "team",
+        ],
     );
     assert!(plain_rollout().contains("successfully rolled out"));
-    let history = kubectl_ok(&kc, &["rollout", "history", "deployment/plain", "-n", "team"]);
+    let history = kubectl_ok(
+        &kc,
+        &["rollout", "history", "deployment/plain", "-n", "team"],
+    );
     let revisions: Vec<&str> = history
         .lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -507,7 +534,14 @@ async fn t20_deployments_garbage_collection_and_namespaces() {
     .await;
     kubectl_ok(
         &kc,
-        &["rollout", "undo", "deployment/plain", "--to-revision=2", "-n", "team"],
+        &[
+            "rollout",
+            "undo",
+            "deployment/plain",
+            "--to-revision=2",
+            "-n",
+            "team",
+        ],
     );
     assert!(plain_rollout().contains("successfully rolled out"));
     wait_for(Duration::from_secs(20), "revision 4 runs v2", || async {
@@ -516,9 +550,91 @@ async fn t20_deployments_garbage_collection_and_namespaces() {
     .await;
     let detail = kubectl_ok(
         &kc,
-        &["rollout", "history", "deployment/plain", "-n", "team", "--revision=4"],
+        &[
+            "rollout",
+            "history",
+            "deployment/plain",
+            "-n",
+            "team",
+            "--revision=4",
+        ],
     );
     assert!(detail.contains("busybox:v2"), "{detail}");
+    kubectl_ok(&kc, &["delete", "deployment", "plain", "-n", "team"]);
+
+    // A ReplicationController (the kind and controller added by the recipes): kubectl's
+    // columns, `kubectl scale rc`, and the controller keeping its pods.
+    let rc = r#"
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: legacy, namespace: team}
+spec:
+  replicas: 2
+  template:
+    metadata: {labels: {app: legacy}}
+    spec: {containers: [{name: c, image: "busybox:v1"}]}
+"#;
+    let out = kubectl_stdin(&kc, &["apply", "-f", "-"], rc);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_bound(&client, "team", "app=legacy", 2, Duration::from_secs(30)).await;
+    let row = || {
+        kubectl_ok(&kc, &["get", "rc", "legacy", "-n", "team", "--no-headers"])
+            .split_whitespace()
+            .take(4)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    wait_for(Duration::from_secs(30), "rc legacy 2/2/2", || async {
+        (row() == "legacy 2 2 2").then_some(())
+    })
+    .await;
+    let wide = kubectl_ok(&kc, &["get", "rc", "-n", "team", "-o", "wide"]);
+    let header: Vec<&str> = wide
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "DESIRED",
+            "CURRENT",
+            "READY",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ],
+        "{wide}"
+    );
+    assert!(wide.contains("app=legacy"), "{wide}");
+    kubectl_ok(
+        &kc,
+        &["scale", "rc", "legacy", "--replicas=3", "-n", "team"],
+    );
+    wait_bound(&client, "team", "app=legacy", 3, Duration::from_secs(30)).await;
+    wait_for(Duration::from_secs(30), "rc legacy 3/3/3", || async {
+        (row() == "legacy 3 3 3").then_some(())
+    })
+    .await;
+    let scale = kubectl_ok(
+        &kc,
+        &[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/team/replicationcontrollers/legacy/scale",
+        ],
+    );
+    let scale: serde_json::Value = serde_json::from_str(&scale).unwrap();
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(scale["status"]["selector"], "app=legacy");
+    kubectl_ok(&kc, &["delete", "rc", "legacy", "-n", "team"]);
 
     kubectl_ok(&kc, &["rollout", "pause", "deployment/web", "-n", "team"]);
     set_image(&kc, "busybox:v3");

@@ -185,7 +185,10 @@ async fn t20_etcdctl_leases_members_endpoints_snapshot() {
     let health = etcdctl(&urls, &["endpoint", "health"]);
     assert!(health.status.success());
     etcdctl_ok(&urls, &["put", "via-url", "v"]);
-    assert_eq!(lines(&etcdctl_ok(&urls, &["get", "via-url"])), ["via-url", "v"]);
+    assert_eq!(
+        lines(&etcdctl_ok(&urls, &["get", "via-url"])),
+        ["via-url", "v"]
+    );
     assert_eq!(lines(&etcdctl_ok(&urls, &["member", "list"])).len(), 3);
 
     let snap = c.dir.path().join("backup.db");

@@ -318,14 +318,18 @@ spec:
 
     // Two pods that ignore SIGTERM and have the default 30 s of grace.
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), "default");
-    wait_for(Duration::from_secs(60), "2 running stubborn pods", || async {
-        let pods = pods_api
-            .list(&ListParams::default().labels("app=stubborn"))
-            .await
-            .ok()?
-            .items;
-        (pods.len() == 2 && pods.iter().all(pod_ready)).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "2 running stubborn pods",
+        || async {
+            let pods = pods_api
+                .list(&ListParams::default().labels("app=stubborn"))
+                .await
+                .ok()?
+                .items;
+            (pods.len() == 2 && pods.iter().all(pod_ready)).then_some(())
+        },
+    )
     .await;
 
     // A second `flotilla up` on the same directory is refused by name, touching nothing.
@@ -340,14 +344,18 @@ spec:
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while second.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "a second flotilla up kept running");
+        assert!(
+            Instant::now() < deadline,
+            "a second flotilla up kept running"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let second = second.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success());
     assert!(
-        said.contains("is in use by another `flotilla up`") && !said.contains("Address already in use"),
+        said.contains("is in use by another `flotilla up`")
+            && !said.contains("Address already in use"),
         "{said}"
     );
 
@@ -357,7 +365,11 @@ spec:
     let st = up.interrupt();
     let took = stopping.elapsed();
     assert!(st.success(), "{st:?}: {}", up.output());
-    assert!(took < Duration::from_secs(25), "stopping took {took:?}: {}", up.output());
+    assert!(
+        took < Duration::from_secs(25),
+        "stopping took {took:?}: {}",
+        up.output()
+    );
     assert!(up.output().contains("Stopped in"), "{}", up.output());
     assert!(processes_under(&data).is_empty(), "every component exited");
     let left = Command::new("docker")

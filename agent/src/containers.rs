@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
 use kube::api::Api;
 
 use crate::env;
+use crate::node_state::{container_hash, pod_dir_name, pod_ref, Shared};
 use crate::runtime::{ContainerConfig, PullPolicy, SandboxStatus};
 use crate::volumes;
-use crate::node_state::{container_hash, pod_dir_name, pod_ref, Shared};
 
 /// The environment a process gets when the image gives none (Docker's default PATH).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

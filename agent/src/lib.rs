@@ -52,8 +52,8 @@ pub use config::{AgentConfig, AgentFlags, RuntimeKind};
 
 use crate::machine::Machine;
 use crate::node::NodeInputs;
-use crate::runtime::Runtime;
 use crate::node_state::Shared;
+use crate::runtime::Runtime;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use component_base::events::Recorder;
 use flotilla_core::ratelimit::TokenBucket;
 use k8s_openapi::api::core::v1::{Container, Pod};
-use tokio::sync::watch;
 use std::time::Duration;
+use tokio::sync::watch;
 
 use crate::runtime::{PodRef, Runtime};
 

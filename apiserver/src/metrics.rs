@@ -30,8 +30,6 @@ fn resident_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-
-
 #[derive(Default)]
 pub struct Metrics {
     requests: Histograms<(String, String, u16)>,

@@ -180,7 +180,10 @@ async fn scheduling_loop(
 ) -> anyhow::Result<()> {
     synced.wait_for(|n| *n >= 2).await?;
     tracing::info!("pods and nodes listed; scheduling");
-    let mut alg = Algorithm::new(crate::plugins::default_framework(&cfg.weights), cfg.percentage);
+    let mut alg = Algorithm::new(
+        crate::plugins::default_framework(&cfg.weights),
+        cfg.percentage,
+    );
     // Queue sizes cost a pass over every pending pod: refreshed once a second.
     let mut sizes_at = Instant::now() - Duration::from_secs(1);
     loop {

@@ -114,10 +114,15 @@ impl Procs {
     /// Stops every child: tier by tier from the last, SIGTERM to the whole tier at once,
     /// SIGKILL to whatever of it still runs after `grace`. `progress` hears each tier
     /// before (with its size) and after (with how long it took).
-    pub fn stop(&mut self, grace: Duration, mut progress: impl FnMut(&str, usize, Option<Duration>)) {
+    pub fn stop(
+        &mut self,
+        grace: Duration,
+        mut progress: impl FnMut(&str, usize, Option<Duration>),
+    ) {
         while let Some(tier) = self.0.iter().map(|p| p.tier).max() {
-            let (mut batch, rest): (Vec<Proc>, Vec<Proc>) =
-                std::mem::take(&mut self.0).into_iter().partition(|p| p.tier == tier);
+            let (mut batch, rest): (Vec<Proc>, Vec<Proc>) = std::mem::take(&mut self.0)
+                .into_iter()
+                .partition(|p| p.tier == tier);
             self.0 = rest;
             progress(tier.describe(), batch.len(), None);
             let started = Instant::now();

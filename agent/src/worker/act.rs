@@ -211,5 +211,4 @@ impl Worker {
             }
         }
     }
-
 }

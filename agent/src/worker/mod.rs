@@ -22,11 +22,11 @@ use tracing::{debug, info, warn};
 use crate::containers;
 use crate::crashloop::CrashBackoff;
 use crate::hooks;
+use crate::node_state::{container_hash, pod_dir_name, pod_ref, Shared};
 use crate::probes::{self, Kind, Prober};
 use crate::runtime::{PodView, SandboxConfig};
 use crate::status;
 use crate::sync::{self, Action, Ending, StopReason};
-use crate::node_state::{container_hash, pod_dir_name, pod_ref, Shared};
 
 mod act;
 mod probing;
@@ -139,7 +139,6 @@ fn image_of(pod: &Pod, name: &str, init: bool) -> String {
         .and_then(|c| c.image.clone())
         .unwrap_or_default()
 }
-
 
 impl Worker {
     async fn clean_up(&mut self) {

@@ -107,5 +107,4 @@ impl Worker {
         }
         (ready, started)
     }
-
 }

@@ -73,4 +73,3 @@ pub async fn read_object(req: Request<Incoming>) -> Result<Bytes, ApiError> {
         )),
     }
 }
-

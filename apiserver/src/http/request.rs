@@ -207,7 +207,10 @@ mod tests {
             "/apis/apps/v1/namespaces/d/deployments/web/scale",
             Some("application/merge-patch+json"),
         );
-        assert_eq!(r.metric_labels(), ("PATCH", "deployments/scale".to_string()));
+        assert_eq!(
+            r.metric_labels(),
+            ("PATCH", "deployments/scale".to_string())
+        );
         let r = parse(
             Method::PATCH,
             "/api/v1/namespaces/d/pods/p",
@@ -220,7 +223,11 @@ mod tests {
         let r = parse(Method::GET, "/apis/nope/v1/things", None);
         assert!(r.resource.as_ref().unwrap().kind.is_none());
         assert_eq!(r.metric_labels(), ("LIST", String::new()));
-        let r = parse(Method::GET, "/api/v1/namespaces/d/pods/p/log?follow=true", None);
+        let r = parse(
+            Method::GET,
+            "/api/v1/namespaces/d/pods/p/log?follow=true",
+            None,
+        );
         assert!(r.long_running());
     }
 }

@@ -29,7 +29,8 @@ pub fn check_data_key(field: &str, k: &str, errs: &mut Vec<FieldError>) {
 impl Kind for ConfigMaps {
     type Obj = ConfigMap;
     const SINGULAR: &'static str = "configmap";
-    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::core::CONFIGMAP);
+    const PRINTER: Option<&'static crate::table::Printer> =
+        Some(&crate::table::printers::core::CONFIGMAP);
     const SHORT_NAMES: &'static [&'static str] = &["cm"];
 
     fn validate(cm: &ConfigMap) -> Vec<FieldError> {

@@ -19,7 +19,8 @@ impl Kind for Deployments {
         status_replicas: "/status/replicas",
         selector: super::SelectorAt::LabelSelector("/spec/selector"),
     });
-    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::apps::DEPLOYMENT);
+    const PRINTER: Option<&'static crate::table::Printer> =
+        Some(&crate::table::printers::apps::DEPLOYMENT);
     const SHORT_NAMES: &'static [&'static str] = &["deploy"];
     const CATEGORIES: &'static [&'static str] = &["all"];
     const STATUS: bool = true;

@@ -10,7 +10,8 @@ pub struct EndpointsKind;
 impl Kind for EndpointsKind {
     type Obj = Endpoints;
     const SINGULAR: &'static str = "endpoints";
-    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::core::ENDPOINTS);
+    const PRINTER: Option<&'static crate::table::Printer> =
+        Some(&crate::table::printers::core::ENDPOINTS);
     const SHORT_NAMES: &'static [&'static str] = &["ep"];
 
     fn validate(ep: &Endpoints) -> Vec<FieldError> {

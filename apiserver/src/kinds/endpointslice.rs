@@ -13,7 +13,8 @@ const MAX_PORTS: usize = 100;
 impl Kind for EndpointSlices {
     type Obj = EndpointSlice;
     const SINGULAR: &'static str = "endpointslice";
-    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::other::ENDPOINTSLICE);
+    const PRINTER: Option<&'static crate::table::Printer> =
+        Some(&crate::table::printers::other::ENDPOINTSLICE);
 
     fn validate(s: &EndpointSlice) -> Vec<FieldError> {
         let mut errs = Vec::new();

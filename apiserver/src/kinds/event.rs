@@ -10,7 +10,8 @@ pub struct Events;
 impl Kind for Events {
     type Obj = Event;
     const SINGULAR: &'static str = "event";
-    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::core::EVENT);
+    const PRINTER: Option<&'static crate::table::Printer> =
+        Some(&crate::table::printers::core::EVENT);
     const SHORT_NAMES: &'static [&'static str] = &["ev"];
     const FIELDS: &'static [&'static str] = &[
         "involvedObject.kind",

@@ -10,7 +10,8 @@ pub struct Leases;
 impl Kind for Leases {
     type Obj = Lease;
     const SINGULAR: &'static str = "lease";
-    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::other::LEASE);
+    const PRINTER: Option<&'static crate::table::Printer> =
+        Some(&crate::table::printers::other::LEASE);
 
     fn validate(l: &Lease) -> Vec<FieldError> {
         let mut errs = Vec::new();

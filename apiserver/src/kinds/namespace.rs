@@ -17,7 +17,8 @@ impl Kind for Namespaces {
         group_version: None,
         verbs: &["update"],
     }];
-    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::core::NAMESPACE);
+    const PRINTER: Option<&'static crate::table::Printer> =
+        Some(&crate::table::printers::core::NAMESPACE);
     const SHORT_NAMES: &'static [&'static str] = &["ns"];
     const STATUS: bool = true;
     const NAME_RULE: NameRule = NameRule::Label;

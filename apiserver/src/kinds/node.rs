@@ -10,7 +10,8 @@ pub struct Nodes;
 impl Kind for Nodes {
     type Obj = Node;
     const SINGULAR: &'static str = "node";
-    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::core::NODE);
+    const PRINTER: Option<&'static crate::table::Printer> =
+        Some(&crate::table::printers::core::NODE);
     const SHORT_NAMES: &'static [&'static str] = &["no"];
     const STATUS: bool = true;
     const FIELDS: &'static [&'static str] = &["spec.unschedulable"];

@@ -27,7 +27,8 @@ impl Kind for Pods {
             verbs: &["get"],
         },
     ];
-    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::pod::PRINTER);
+    const PRINTER: Option<&'static crate::table::Printer> =
+        Some(&crate::table::printers::pod::PRINTER);
     const SHORT_NAMES: &'static [&'static str] = &["po"];
     const CATEGORIES: &'static [&'static str] = &["all"];
     const STATUS: bool = true;

@@ -27,7 +27,8 @@ pub const SYSTEM: &[(&str, i32, &str)] = &[
 impl Kind for PriorityClasses {
     type Obj = PriorityClass;
     const SINGULAR: &'static str = "priorityclass";
-    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::other::PRIORITYCLASS);
+    const PRINTER: Option<&'static crate::table::Printer> =
+        Some(&crate::table::printers::other::PRIORITYCLASS);
     const SHORT_NAMES: &'static [&'static str] = &["pc"];
 
     fn default(pc: &mut PriorityClass) {

@@ -135,7 +135,8 @@ impl Kind for ClusterRoles {
 impl Kind for RoleBindings {
     type Obj = RoleBinding;
     const SINGULAR: &'static str = "rolebinding";
-    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::other::ROLEBINDING);
+    const PRINTER: Option<&'static crate::table::Printer> =
+        Some(&crate::table::printers::other::ROLEBINDING);
     const NAME_RULE: NameRule = NAME_RULE;
     fn validate(b: &RoleBinding) -> Vec<FieldError> {
         let mut errs = Vec::new();
@@ -148,7 +149,8 @@ impl Kind for RoleBindings {
 impl Kind for ClusterRoleBindings {
     type Obj = ClusterRoleBinding;
     const SINGULAR: &'static str = "clusterrolebinding";
-    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::other::ROLEBINDING);
+    const PRINTER: Option<&'static crate::table::Printer> =
+        Some(&crate::table::printers::other::ROLEBINDING);
     const NAME_RULE: NameRule = NAME_RULE;
     fn validate(b: &ClusterRoleBinding) -> Vec<FieldError> {
         let mut errs = Vec::new();

@@ -16,7 +16,8 @@ impl Kind for ReplicaSets {
         status_replicas: "/status/replicas",
         selector: super::SelectorAt::LabelSelector("/spec/selector"),
     });
-    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::apps::REPLICASET);
+    const PRINTER: Option<&'static crate::table::Printer> =
+        Some(&crate::table::printers::apps::REPLICASET);
     const SHORT_NAMES: &'static [&'static str] = &["rs"];
     const CATEGORIES: &'static [&'static str] = &["all"];
     const STATUS: bool = true;

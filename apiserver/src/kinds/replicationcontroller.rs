@@ -96,7 +96,8 @@ mod tests {
         assert!(info.subresource("scale").is_some() && info.subresource("status").is_some());
         assert_eq!(info.short_names, ["rc"]);
         // A selector the template does not satisfy is refused.
-        let bad = br#"{"metadata":{"name":"web","namespace":"d"},"spec":{"selector":{"app":"other"},
+        let bad =
+            br#"{"metadata":{"name":"web","namespace":"d"},"spec":{"selector":{"app":"other"},
             "template":{"metadata":{"labels":{"app":"web"}},
             "spec":{"containers":[{"name":"c","image":"busybox"}]}}}}"#;
         let v = k.decode(bad).unwrap();

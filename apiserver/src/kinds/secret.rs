@@ -12,7 +12,8 @@ pub struct Secrets;
 impl Kind for Secrets {
     type Obj = Secret;
     const SINGULAR: &'static str = "secret";
-    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::core::SECRET);
+    const PRINTER: Option<&'static crate::table::Printer> =
+        Some(&crate::table::printers::core::SECRET);
     const FIELDS: &'static [&'static str] = &["type"];
 
     fn default(s: &mut Secret) {

@@ -15,6 +15,7 @@ impl Kind for ServiceAccounts {
         group_version: Some(("authentication.k8s.io", "v1")),
         verbs: &["create"],
     }];
-    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::core::SERVICEACCOUNT);
+    const PRINTER: Option<&'static crate::table::Printer> =
+        Some(&crate::table::printers::core::SERVICEACCOUNT);
     const SHORT_NAMES: &'static [&'static str] = &["sa"];
 }

@@ -257,4 +257,3 @@ impl<K: Kind> Strategy for Typed<K> {
         out
     }
 }
-

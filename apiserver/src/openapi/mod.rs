@@ -13,8 +13,8 @@ use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
-use crate::response::{full, Body};
 use crate::kinds::Kinds;
+use crate::response::{full, Body};
 
 pub mod paths;
 pub mod schemas;

@@ -112,7 +112,8 @@ impl Store {
             };
             for c in &claims {
                 txn.guards.push(Guard::Absent(c.key.clone()));
-                txn.ops.push(Op::Put(c.key.clone(), key.clone().into_bytes()));
+                txn.ops
+                    .push(Op::Put(c.key.clone(), key.clone().into_bytes()));
                 txn.on_failure.push(c.key.clone());
             }
             let r = self.storage.txn(txn).await?;
@@ -151,7 +152,9 @@ impl Store {
                 return Err(info.invalid(&name, refused));
             }
         }
-        Err(ApiError::Internal(format!("failed to allocate what this {} needs: the range is too full", info.kind),
-        ))
+        Err(ApiError::Internal(format!(
+            "failed to allocate what this {} needs: the range is too full",
+            info.kind
+        )))
     }
 }

@@ -5,8 +5,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::update::{finished, Outcome};
 use super::storage::Op;
+use super::update::{finished, Outcome};
 use super::{time_value, Store, Target};
 use crate::error::ApiError;
 

@@ -199,7 +199,12 @@ fn with_replicas(
     replicas: i64,
     w: &Write,
 ) -> Result<Outcome, ApiError> {
-    if old.value.pointer(spec.spec_replicas).and_then(Value::as_i64) == Some(replicas) {
+    if old
+        .value
+        .pointer(spec.spec_replicas)
+        .and_then(Value::as_i64)
+        == Some(replicas)
+    {
         return Ok(Outcome::Unchanged);
     }
     let mut new = old.value.clone();

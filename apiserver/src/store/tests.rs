@@ -45,13 +45,17 @@ fn w() -> Write {
 }
 
 async fn create(s: &Store, t: &Target, body: Value) -> Result<Value, ApiError> {
-    let out = s.create(t, &serde_json::to_vec(&body).unwrap(), &w()).await?;
+    let out = s
+        .create(t, &serde_json::to_vec(&body).unwrap(), &w())
+        .await?;
     Ok(serde_json::from_slice(&out).unwrap())
 }
 
 async fn namespace(s: &Store, name: &str) {
     let t = target(s, "", "namespaces", None, None);
-    create(s, &t, json!({"metadata": {"name": name}})).await.unwrap();
+    create(s, &t, json!({"metadata": {"name": name}}))
+        .await
+        .unwrap();
 }
 
 fn pod(name: &str) -> Value {
@@ -69,7 +73,10 @@ async fn create_sets_server_fields_and_refuses_a_taken_name() {
     namespace(&s, "team").await;
     let p = create(&s, &pods, pod("a")).await.unwrap();
     assert!(p["metadata"]["uid"].is_string() && p["metadata"]["creationTimestamp"].is_string());
-    assert_eq!(p["metadata"]["resourceVersion"], memory.revision().to_string());
+    assert_eq!(
+        p["metadata"]["resourceVersion"],
+        memory.revision().to_string()
+    );
     let e = create(&s, &pods, pod("a")).await.unwrap_err();
     assert_eq!(e.code(), 409);
     assert_eq!(e.to_string(), "pods \"a\" already exists");
@@ -78,7 +85,10 @@ async fn create_sets_server_fields_and_refuses_a_taken_name() {
     let one = create(&s, &pods, g.clone()).await.unwrap();
     let two = create(&s, &pods, g).await.unwrap();
     assert_ne!(one["metadata"]["name"], two["metadata"]["name"]);
-    assert!(one["metadata"]["name"].as_str().unwrap().starts_with("web-"));
+    assert!(one["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("web-"));
 }
 
 #[tokio::test]
@@ -113,9 +123,14 @@ async fn a_stale_resource_version_is_a_conflict_and_status_writes_keep_the_spec(
     st["spec"]["replicas"] = 9.into();
     st["status"] = json!({"replicas": 3});
     let out: Value = serde_json::from_slice(
-        &s.update(&one, &serde_json::to_vec(&st).unwrap(), Some("status"), &w())
-            .await
-            .unwrap(),
+        &s.update(
+            &one,
+            &serde_json::to_vec(&st).unwrap(),
+            Some("status"),
+            &w(),
+        )
+        .await
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(out["spec"]["replicas"], 3);
@@ -155,7 +170,10 @@ async fn graceful_deletion_and_finalizers_hold_an_object_until_released() {
     s.update(&h, &serde_json::to_vec(&cur).unwrap(), None, &w())
         .await
         .unwrap();
-    assert!(s.read(&h.key()).await.unwrap().is_none(), "gone with its last finalizer");
+    assert!(
+        s.read(&h.key()).await.unwrap().is_none(),
+        "gone with its last finalizer"
+    );
 }
 
 #[tokio::test]
@@ -196,15 +214,29 @@ async fn service_ips_and_node_ports_are_claimed_once_and_released_on_delete() {
         json!({"metadata": {"name": name}, "spec": {"type": "NodePort", "clusterIP": ip,
             "ports": [{"port": 80, "nodePort": node_port}]}})
     };
-    let a = create(&s, &svcs, svc("a", "10.96.0.10", 30080)).await.unwrap();
+    let a = create(&s, &svcs, svc("a", "10.96.0.10", 30080))
+        .await
+        .unwrap();
     assert_eq!(a["spec"]["clusterIPs"], json!(["10.96.0.10"]));
-    assert!(memory.get("/registry/ipallocations/10.96.0.10").await.unwrap().is_some());
+    assert!(memory
+        .get("/registry/ipallocations/10.96.0.10")
+        .await
+        .unwrap()
+        .is_some());
     // The same IP, or the same node port, for another service: 422 naming the field.
-    let e = create(&s, &svcs, svc("b", "10.96.0.10", 0)).await.unwrap_err();
+    let e = create(&s, &svcs, svc("b", "10.96.0.10", 0))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), 422);
-    assert!(e.to_string().contains("provided IP is already allocated"), "{e}");
+    assert!(
+        e.to_string().contains("provided IP is already allocated"),
+        "{e}"
+    );
     let e = create(&s, &svcs, svc("b", "", 30080)).await.unwrap_err();
-    assert!(e.to_string().contains("provided port is already allocated"), "{e}");
+    assert!(
+        e.to_string().contains("provided port is already allocated"),
+        "{e}"
+    );
     // Random ones are drawn from what is free.
     let c = create(&s, &svcs, svc("c", "", 0)).await.unwrap();
     let ip = c["spec"]["clusterIP"].as_str().unwrap();
@@ -213,7 +245,18 @@ async fn service_ips_and_node_ports_are_claimed_once_and_released_on_delete() {
     assert!((30000..=32767).contains(&np) && np != 30080);
     // Deleting `a` releases both in the same write.
     let one = target(&s, "", "services", Some("team"), Some("a"));
-    assert!(s.delete(&one, &DeleteOptions::default()).await.unwrap().finished);
-    assert!(memory.get("/registry/ipallocations/10.96.0.10").await.unwrap().is_none());
-    create(&s, &svcs, svc("b", "10.96.0.10", 30080)).await.unwrap();
+    assert!(
+        s.delete(&one, &DeleteOptions::default())
+            .await
+            .unwrap()
+            .finished
+    );
+    assert!(memory
+        .get("/registry/ipallocations/10.96.0.10")
+        .await
+        .unwrap()
+        .is_none());
+    create(&s, &svcs, svc("b", "10.96.0.10", 30080))
+        .await
+        .unwrap();
 }

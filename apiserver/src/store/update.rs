@@ -7,9 +7,7 @@ use k8s_openapi::api::core::v1::{Binding, Pod};
 use serde_json::Value;
 
 use super::storage::{Guard, Op, Txn};
-use super::{
-    encode_for_store, parse_rv, reconcile_meta, set_rv, Store, Stored, Target, Write,
-};
+use super::{encode_for_store, parse_rv, reconcile_meta, set_rv, Store, Stored, Target, Write};
 use crate::error::{ApiError, GroupResource};
 use crate::kinds::pod::{self, BindRefusal};
 

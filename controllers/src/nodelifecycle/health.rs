@@ -103,7 +103,10 @@ pub fn eviction_time(pod: &Pod, taints: &[Taint], now: jiff::Timestamp) -> Optio
                 .unwrap_or(0)
                 .max(0);
             let added = t.time_added.as_ref().map(|t| t.0).unwrap_or(now);
-            added + jiff::SignedDuration::from_secs(secs)
+            // A toleration past the end of time (any i64 an object may hold) is never.
+            added
+                .checked_add(jiff::SignedDuration::from_secs(secs))
+                .unwrap_or(jiff::Timestamp::MAX)
         };
         at = Some(at.map_or(when, |a| a.min(when)));
     }
@@ -264,5 +267,29 @@ mod tests {
             h.observe("n", "b".into(), t + Duration::from_secs(6)),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn a_huge_toleration_is_never_and_panics_nobody() {
+        let now = jiff::Timestamp::now();
+        let taint = Taint {
+            effect: "NoExecute".into(),
+            key: "node.kubernetes.io/unreachable".into(),
+            time_added: None,
+            value: None,
+        };
+        let tol = k8s_openapi::api::core::v1::Toleration {
+            effect: Some("NoExecute".into()),
+            key: Some("node.kubernetes.io/unreachable".into()),
+            operator: Some("Exists".into()),
+            toleration_seconds: Some(i64::MAX),
+            value: None,
+        };
+        let mut p = Pod::default();
+        p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            tolerations: Some(vec![tol]),
+            ..Default::default()
+        });
+        assert_eq!(eviction_time(&p, &[taint], now), Some(jiff::Timestamp::MAX));
     }
 }

@@ -88,7 +88,8 @@ fn invalid(msg: impl Into<String>) -> std::io::Error {
 
 /// What `:authority` should become: `None` to keep it, `Some(None)` to drop it.
 fn fixed_authority(value: &[u8]) -> Option<Option<Vec<u8>>> {
-    let valid = |v: &[u8]| !v.is_empty() && tonic::codegen::http::uri::Authority::try_from(v).is_ok();
+    let valid =
+        |v: &[u8]| !v.is_empty() && tonic::codegen::http::uri::Authority::try_from(v).is_ok();
     if valid(value) {
         return None;
     }
@@ -125,7 +126,9 @@ fn take_block(raw: &[u8]) -> Result<Option<Block>, std::io::Error> {
     let mut body = payload;
     let mut pad = 0usize;
     if flags & PADDED != 0 {
-        let (&p, rest) = body.split_first().ok_or_else(|| invalid("HEADERS without pad length"))?;
+        let (&p, rest) = body
+            .split_first()
+            .ok_or_else(|| invalid("HEADERS without pad length"))?;
         pad = usize::from(p);
         body = rest;
     }
@@ -170,7 +173,10 @@ fn take_block(raw: &[u8]) -> Result<Option<Block>, std::io::Error> {
 }
 
 /// The decoded header list of `fragment`, bounded in size.
-fn decode(dec: &mut Decoder<'static>, fragment: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, std::io::Error> {
+fn decode(
+    dec: &mut Decoder<'static>,
+    fragment: &[u8],
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, std::io::Error> {
     let mut out = Vec::new();
     let mut size = 0usize;
     let mut over = false;
@@ -197,7 +203,12 @@ fn needs_fix(headers: &[(Vec<u8>, Vec<u8>)]) -> bool {
 }
 
 /// Re-encodes `headers` with a fixed authority as HEADERS (+ CONTINUATION) frames.
-fn encode(enc: &mut Encoder<'static>, b: &Block, headers: &[(Vec<u8>, Vec<u8>)], out: &mut BytesMut) {
+fn encode(
+    enc: &mut Encoder<'static>,
+    b: &Block,
+    headers: &[(Vec<u8>, Vec<u8>)],
+    out: &mut BytesMut,
+) {
     let mut kept: Vec<(&[u8], Cow<[u8]>)> = Vec::with_capacity(headers.len());
     for (n, v) in headers {
         if n == b":authority" {
@@ -473,7 +484,12 @@ mod tests {
         let mut enc = Encoder::new();
         let mut input = PREFACE.to_vec();
         input.extend(frame(0x4, 0, 0, &[])); // SETTINGS
-        input.extend(frame(HEADERS, END_HEADERS, 1, &request(&mut enc, b"127.0.0.1:2379")));
+        input.extend(frame(
+            HEADERS,
+            END_HEADERS,
+            1,
+            &request(&mut enc, b"127.0.0.1:2379"),
+        ));
         input.extend(frame(0x0, END_STREAM, 1, b"\0\0\0\0\0"));
         for step in [1, 7, input.len()] {
             assert_eq!(run(&input, step).unwrap(), input);
@@ -524,7 +540,12 @@ mod tests {
         // A huge entry referenced over and over once transcoding.
         let mut enc = Encoder::new();
         let mut input = PREFACE.to_vec();
-        input.extend(frame(HEADERS, END_HEADERS, 1, &request(&mut enc, b"http://a:1")));
+        input.extend(frame(
+            HEADERS,
+            END_HEADERS,
+            1,
+            &request(&mut enc, b"http://a:1"),
+        ));
         let big = vec![b'x'; 4000];
         let mut block = enc.encode([(&b"big"[..], &big[..])]);
         for _ in 0..400 {

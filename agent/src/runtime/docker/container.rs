@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use super::client::enc;
 use super::{
-    other, DockerRuntime, L_ATTEMPT, L_CONTAINER, L_HASH, L_IMAGE, L_INIT, L_KIND, L_NAME,
-    L_NODE, L_NS, L_OWNER, L_UID,
+    other, DockerRuntime, L_ATTEMPT, L_CONTAINER, L_HASH, L_IMAGE, L_INIT, L_KIND, L_NAME, L_NODE,
+    L_NS, L_OWNER, L_UID,
 };
 use crate::runtime::{ContainerConfig, PodRef, Result, RuntimeError, SandboxStatus};
 
@@ -28,7 +28,12 @@ pub(super) fn container_name(parts: &[&str]) -> String {
 }
 
 impl DockerRuntime {
-    pub(super) fn labels(&self, pod: &PodRef, container: &str, kind: &str) -> serde_json::Map<String, Value> {
+    pub(super) fn labels(
+        &self,
+        pod: &PodRef,
+        container: &str,
+        kind: &str,
+    ) -> serde_json::Map<String, Value> {
         let mut m = serde_json::Map::new();
         for (k, v) in [
             (L_UID, pod.uid.as_str()),

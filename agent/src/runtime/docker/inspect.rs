@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 
 use super::client::enc;
 use super::{
-    other, DockerRuntime, L_ATTEMPT, L_CONTAINER, L_HASH, L_IMAGE, L_INIT, L_KIND, L_NAME,
-    L_NODE, L_NS, L_OWNER, L_UID,
+    other, DockerRuntime, L_ATTEMPT, L_CONTAINER, L_HASH, L_IMAGE, L_INIT, L_KIND, L_NAME, L_NODE,
+    L_NS, L_OWNER, L_UID,
 };
 use crate::runtime::{ContainerState, ContainerStatus, PodRef, PodView, Result, SandboxStatus};
 

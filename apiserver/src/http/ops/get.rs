@@ -13,7 +13,10 @@ pub async fn get(c: &Call<'_>, req: &Request<Incoming>) -> Result<Response<Body>
     let obj = c
         .shared
         .store
-        .get(&c.target, c.query.get("resourceVersion").map(String::as_str))
+        .get(
+            &c.target,
+            c.query.get("resourceVersion").map(String::as_str),
+        )
         .await?;
     if let Some(tr) = table {
         let v: serde_json::Value = serde_json::from_slice(&obj)

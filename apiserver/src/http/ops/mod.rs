@@ -64,7 +64,10 @@ pub async fn dispatch(
         return Err(ApiError::NoRoute);
     }
     let sub = r.sub().map(str::to_string);
-    if sub.as_deref().is_some_and(|s| info.subresource(s).is_none()) {
+    if sub
+        .as_deref()
+        .is_some_and(|s| info.subresource(s).is_none())
+    {
         return Err(ApiError::NoRoute);
     }
     let named = target.name.is_some();
@@ -125,7 +128,10 @@ fn list_table(tr: &table::TableRequest, info: &ResourceInfo, r: &ListResult) -> 
 }
 
 /// The Table a GET asks for in its Accept header, if any.
-fn table_of(req: &Request<Incoming>, q: &std::collections::HashMap<String, String>) -> Result<Option<table::TableRequest>, ApiError> {
+fn table_of(
+    req: &Request<Incoming>,
+    q: &std::collections::HashMap<String, String>,
+) -> Result<Option<table::TableRequest>, ApiError> {
     let accept = req
         .headers()
         .get(http::header::ACCEPT)

@@ -25,7 +25,8 @@ pub fn wants_cluster_ip(svc: &Service) -> bool {
 impl Kind for Services {
     type Obj = Service;
     const SINGULAR: &'static str = "service";
-    const PRINTER: Option<&'static crate::table::Printer> = Some(&crate::table::printers::core::SERVICE);
+    const PRINTER: Option<&'static crate::table::Printer> =
+        Some(&crate::table::printers::core::SERVICE);
     const SHORT_NAMES: &'static [&'static str] = &["svc"];
     const CATEGORIES: &'static [&'static str] = &["all"];
     const STATUS: bool = true;
@@ -220,7 +221,9 @@ impl Kind for Services {
                 FieldError::invalid_raw(
                     "spec.clusterIPs",
                     format!("[]string{{{requested_ip:?}}}"),
-                    format!("failed to allocate IP {requested_ip}: provided IP is already allocated"),
+                    format!(
+                        "failed to allocate IP {requested_ip}: provided IP is already allocated"
+                    ),
                 )
             });
             claims.push(Claim {

@@ -343,7 +343,11 @@ pub static REPLICATIONCONTROLLER: Printer = Printer {
         Column::new("Ready", "Number of pods ready.").of("integer"),
         AGE,
         Column::new("Containers", "Names of each container in the template.").wide(),
-        Column::new("Images", "Images referenced by each container in the template.").wide(),
+        Column::new(
+            "Images",
+            "Images referenced by each container in the template.",
+        )
+        .wide(),
         Column::new("Selector", "Label selector for the pods.").wide(),
     ],
     cells: |o, now| {

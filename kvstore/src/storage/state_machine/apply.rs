@@ -42,7 +42,10 @@ type AfterApply = Option<Box<dyn FnOnce(&Store)>>;
 
 impl Store {
     /// Applies one entry; returns its result and the events it produced, in order.
-    pub(super) fn apply_entry(&self, entry: Entry) -> Result<(Applied, Vec<RevisionEvents>), KvError> {
+    pub(super) fn apply_entry(
+        &self,
+        entry: Entry,
+    ) -> Result<(Applied, Vec<RevisionEvents>), KvError> {
         let mut events = Vec::new();
         let applied = match entry.payload {
             EntryPayload::Normal(Command::Batch(cmds)) if !cmds.is_empty() => {
