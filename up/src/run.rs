@@ -182,6 +182,15 @@ pub async fn run(
         .with_context(|| format!("creating --data-dir {}", data.display()))?;
     let data = data.canonicalize()?;
     let _lock = crate::lock::lock(&data)?;
+    // Say which port is taken, before any component fails on it with a bare EADDRINUSE.
+    for (port, who) in ports.named() {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            bail!(
+                "port {port}, for {who}, is in use by another process; free it or move the \
+                 cluster's ports (--apiserver-port, --kvstore-port, --agent-port)"
+            );
+        }
+    }
     let shape_path = data.join("cluster.json");
     let shape = Shape {
         masters: flags.masters,
