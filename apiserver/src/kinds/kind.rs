@@ -52,6 +52,11 @@ pub trait Kind: Send + Sync + 'static {
     const SUBRESOURCES: &'static [Subresource] = &[];
     const SCALE: Option<ScaleSpec> = None;
     const PRINTER: Option<&'static Printer> = None;
+    /// Whether the kind implements any of the registry hooks that look at the object
+    /// (`claims`, `released`, `grace_period`, `mark_deleting`). When false the registry
+    /// skips them without decoding the object, so a create or delete of other kinds pays
+    /// nothing for them.
+    const OBJECT_HOOKS: bool = false;
 
     /// Fills in defaults, as decoding does in Kubernetes (before anything else).
     fn default(_obj: &mut Self::Obj) {}

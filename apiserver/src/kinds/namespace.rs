@@ -11,6 +11,7 @@ pub struct Namespaces;
 impl Kind for Namespaces {
     type Obj = Namespace;
     const SINGULAR: &'static str = "namespace";
+    const OBJECT_HOOKS: bool = true;
     const SUBRESOURCES: &'static [super::Subresource] = &[super::Subresource {
         name: "finalize",
         kind: "Namespace",

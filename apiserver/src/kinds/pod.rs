@@ -13,6 +13,7 @@ pub struct Pods;
 impl Kind for Pods {
     type Obj = Pod;
     const SINGULAR: &'static str = "pod";
+    const OBJECT_HOOKS: bool = true;
     const SUBRESOURCES: &'static [super::Subresource] = &[
         super::Subresource {
             name: "binding",

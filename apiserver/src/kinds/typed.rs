@@ -202,6 +202,9 @@ impl<K: Kind> Strategy for Typed<K> {
     }
 
     fn claims(&self, obj: &mut Value, env: &Env) -> Result<Vec<Claim>, ApiError> {
+        if !K::OBJECT_HOOKS {
+            return Ok(vec![]);
+        }
         let mut t = self.typed(obj)?;
         let claims = K::claims(&mut t, env).map_err(|errs| {
             use k8s_openapi::Metadata;
@@ -213,6 +216,9 @@ impl<K: Kind> Strategy for Typed<K> {
     }
 
     fn released(&self, obj: &Value) -> Vec<String> {
+        if !K::OBJECT_HOOKS {
+            return vec![];
+        }
         self.typed(obj).map(|t| K::released(&t)).unwrap_or_default()
     }
 
@@ -221,10 +227,16 @@ impl<K: Kind> Strategy for Typed<K> {
     }
 
     fn grace_period(&self, obj: &Value, requested: Option<i64>) -> Result<Option<i64>, ApiError> {
+        if !K::OBJECT_HOOKS {
+            return Ok(None);
+        }
         Ok(K::grace_period(&self.typed(obj)?, requested))
     }
 
     fn mark_deleting(&self, obj: &mut Value) -> Result<(), ApiError> {
+        if !K::OBJECT_HOOKS {
+            return Ok(());
+        }
         let mut t = self.typed(obj)?;
         K::mark_deleting(&mut t);
         // Only what the kind marks changes: metadata set by the registry stays as it is.

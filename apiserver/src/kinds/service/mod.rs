@@ -25,6 +25,7 @@ pub fn wants_cluster_ip(svc: &Service) -> bool {
 impl Kind for Services {
     type Obj = Service;
     const SINGULAR: &'static str = "service";
+    const OBJECT_HOOKS: bool = true;
     const PRINTER: Option<&'static crate::table::Printer> =
         Some(&crate::table::printers::core::SERVICE);
     const SHORT_NAMES: &'static [&'static str] = &["svc"];
