@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
+
+use crate::nemesis::{self, Choice};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -33,28 +36,14 @@ pub enum Workload {
     Watch,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NemesisKind {
-    None,
-    /// SIGKILL a member (the leader half of the time), restart it later.
-    Kill,
-    /// SIGSTOP a member (the leader half of the time), SIGCONT it later.
-    Pause,
-    /// Isolate one random member.
-    PartitionOne,
-    /// Isolate the current leader.
-    PartitionLeader,
-    /// Cut the members into two random halves.
-    PartitionHalves,
-    /// Every member sees a majority, no two the same one.
-    PartitionRing,
-    /// Two halves joined by one member that sees both.
-    Bridge,
-    /// Remove a member, wipe it, add it back.
-    Member,
-    /// Compact the key space while reads and watches run.
-    Compact,
+/// The `--nemesis` values: `none`, then every fault of the nemesis table with its help.
+fn nemesis_values() -> impl TypedValueParser<Value = Choice> {
+    let values = std::iter::once(PossibleValue::new(Choice::NONE)).chain(
+        nemesis::ALL
+            .iter()
+            .map(|f| PossibleValue::new(f.name()).help(f.help())),
+    );
+    PossibleValuesParser::new(values).map(|name| Choice::named(&name))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -70,8 +59,8 @@ pub struct TestOpts {
     #[arg(long, value_enum, default_value = "register")]
     pub workload: Workload,
     /// Faults to inject, comma-separated; one is chosen (by the seed) for each round.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
-    pub nemesis: Vec<NemesisKind>,
+    #[arg(long, value_parser = nemesis_values(), value_delimiter = ',', default_value = "none")]
+    pub nemesis: Vec<Choice>,
     /// Seconds of workload (faults included).
     #[arg(long, default_value_t = 30)]
     pub time_limit: u64,
@@ -113,4 +102,64 @@ pub struct TestOpts {
     /// Keep the members' data directories in the run's directory.
     #[arg(long)]
     pub keep_data: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn nemeses(args: &[&str]) -> Option<Vec<&'static str>> {
+        let cli = Cli::try_parse_from(["jepsen", "test"].iter().chain(args)).ok()?;
+        let Cmd::Test(opts) = cli.cmd;
+        Some(opts.nemesis.iter().map(|c| c.name()).collect())
+    }
+
+    #[test]
+    fn nemesis_values_come_from_the_table() {
+        assert_eq!(nemeses(&[]), Some(vec!["none"]));
+        assert_eq!(
+            nemeses(&["--nemesis", "kill,none,partition-ring,bridge"]),
+            Some(vec!["kill", "none", "partition-ring", "bridge"])
+        );
+        assert_eq!(nemeses(&["--nemesis", "flood"]), None);
+        let mut names: Vec<&str> = nemesis::ALL.iter().map(|f| f.name()).collect();
+        assert_eq!(
+            nemeses(&["--nemesis", names.join(",").as_str()]),
+            Some(names.clone())
+        );
+        names.push(Choice::NONE);
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), nemesis::ALL.len() + 1, "a name twice");
+
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("test")
+            .map(|t| t.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(help.contains("- none\n"), "{help}");
+        for f in nemesis::ALL {
+            assert!(help.contains(&format!("- {}:", f.name())), "{help}");
+            assert!(help.contains(f.help()), "{help}");
+        }
+    }
+
+    #[test]
+    fn nemesis_values_serialize_as_their_names() {
+        let cli = Cli::try_parse_from(["jepsen", "test", "--nemesis", "partition-one,member"]);
+        let Ok(Cli {
+            cmd: Cmd::Test(opts),
+        }) = cli
+        else {
+            panic!("parse failed");
+        };
+        assert_eq!(
+            serde_json::to_value(&opts)
+                .ok()
+                .map(|v| v["nemesis"].clone()),
+            Some(serde_json::json!(["partition-one", "member"]))
+        );
+    }
 }

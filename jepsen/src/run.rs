@@ -13,7 +13,7 @@ use crate::checker::{self, Validity, Verdict};
 use crate::cluster::netns::NetnsCluster;
 use crate::cluster::{ClusterControl, Start};
 use crate::history::Recorder;
-use crate::nemesis::{fault_name, Nemesis};
+use crate::nemesis::Nemesis;
 use crate::opts::{TestOpts, Workload};
 use crate::report;
 use crate::workload::{self, Ctx};
@@ -66,7 +66,7 @@ fn flotilla_binary(opts: &TestOpts) -> anyhow::Result<PathBuf> {
 
 fn run_dir(opts: &TestOpts, seed: u64) -> anyhow::Result<PathBuf> {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let nem: Vec<&str> = opts.nemesis.iter().map(|k| fault_name(*k)).collect();
+    let nem: Vec<&str> = opts.nemesis.iter().map(|c| c.name()).collect();
     let name = format!(
         "{}-{}-{}-{secs}",
         serde_json::to_value(opts.workload)?.as_str().unwrap_or("w"),
@@ -316,7 +316,7 @@ async fn run_with(
     };
     let nemesis = Nemesis::new(
         cluster.clone(),
-        opts.nemesis.clone(),
+        &opts.nemesis,
         ctx.rng(1),
         rec.clone(),
         Duration::from_secs_f64(opts.nemesis_interval),

@@ -7,7 +7,21 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use crate::cluster::{cut, Grudge};
-use crate::opts::NemesisKind;
+
+/// The shape of a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// One random member alone.
+    One,
+    /// The leader alone (a random member if there is none).
+    Leader,
+    /// Two random halves.
+    Halves,
+    /// A ring in random order: every member sees a majority, no two the same one.
+    Ring,
+    /// Two halves and one member between them that sees both.
+    Bridge,
+}
 
 fn names(nodes: &[usize]) -> String {
     nodes
@@ -17,31 +31,31 @@ fn names(nodes: &[usize]) -> String {
         .join(" ")
 }
 
-/// The grudge for a partition nemesis, and a description for the history.
-pub fn for_kind(
-    kind: NemesisKind,
+/// The grudge for a partition shape, and a description for the history.
+pub fn for_shape(
+    shape: Shape,
     n: usize,
     leader: Option<usize>,
     rng: &mut impl Rng,
 ) -> (Grudge, String) {
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(rng);
-    match kind {
-        NemesisKind::PartitionOne | NemesisKind::PartitionLeader => {
-            let one = match kind {
-                NemesisKind::PartitionLeader => leader.unwrap_or(order[0]),
+    match shape {
+        Shape::One | Shape::Leader => {
+            let one = match shape {
+                Shape::Leader => leader.unwrap_or(order[0]),
                 _ => order[0],
             };
             let rest: Vec<usize> = (0..n).filter(|&i| i != one).collect();
             let g = cut(n, &[vec![one], rest.clone()]);
             (g, format!("[{}] | [{}]", names(&[one]), names(&rest)))
         }
-        NemesisKind::PartitionHalves => {
+        Shape::Halves => {
             let (a, b) = order.split_at(n / 2);
             let g = cut(n, &[a.to_vec(), b.to_vec()]);
             (g, format!("[{}] | [{}]", names(a), names(b)))
         }
-        NemesisKind::Bridge => {
+        Shape::Bridge => {
             let mid = n / 2;
             let (a, b) = (order[..mid].to_vec(), order[mid + 1..].to_vec());
             let g = cut(n, &[a.clone(), b.clone()]);
@@ -55,7 +69,7 @@ pub fn for_kind(
                 ),
             )
         }
-        _ => ring(n, &order),
+        Shape::Ring => ring(n, &order),
     }
 }
 
@@ -107,7 +121,7 @@ mod tests {
     fn ring_gives_everyone_a_distinct_majority() {
         for n in [3usize, 5, 7] {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(n as u64);
-            let (g, _) = for_kind(NemesisKind::PartitionRing, n, None, &mut rng);
+            let (g, _) = for_shape(Shape::Ring, n, None, &mut rng);
             let v = views(&g);
             for view in &v {
                 assert!(view.len() > n / 2, "n={n}: {v:?}");
@@ -126,10 +140,10 @@ mod tests {
     #[test]
     fn halves_and_bridge_leave_no_majority_side_for_the_minority() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let (g, _) = for_kind(NemesisKind::PartitionHalves, 5, None, &mut rng);
+        let (g, _) = for_shape(Shape::Halves, 5, None, &mut rng);
         let sizes: BTreeSet<usize> = views(&g).iter().map(|v| v.len()).collect();
         assert_eq!(sizes, [2, 3].into_iter().collect());
-        let (g, _) = for_kind(NemesisKind::Bridge, 5, None, &mut rng);
+        let (g, _) = for_shape(Shape::Bridge, 5, None, &mut rng);
         let sizes: Vec<usize> = views(&g).iter().map(|v| v.len()).collect();
         assert_eq!(sizes.iter().filter(|&&s| s == 5).count(), 1, "{sizes:?}");
     }
@@ -137,7 +151,7 @@ mod tests {
     #[test]
     fn partition_leader_isolates_the_leader() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let (g, _) = for_kind(NemesisKind::PartitionLeader, 3, Some(2), &mut rng);
+        let (g, _) = for_shape(Shape::Leader, 3, Some(2), &mut rng);
         assert_eq!(g[2], [0, 1].into_iter().collect());
     }
 }

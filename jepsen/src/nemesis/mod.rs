@@ -1,70 +1,121 @@
 //! The nemesis: rounds of (wait, start a fault, wait, stop it) until the time limit, every
 //! choice of interval and target drawn from the seed, every start and stop recorded in the
 //! history. It always stops the fault it started, and at the end heals everything.
+//!
+//! Each fault is one file implementing [`Fault`], listed once in [`ALL`], which is also where
+//! `--nemesis` takes its names and help from.
 
+mod compact;
 pub mod grudges;
+mod kill;
+mod member;
+mod partition;
+mod pause;
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use rand::seq::IndexedRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tracing::{info, warn};
 
 use crate::client::Client;
-use crate::cluster::{ClusterControl, Start};
+use crate::cluster::ClusterControl;
 use crate::history::{Kind, Op, Recorder, NEMESIS};
-use crate::opts::NemesisKind;
 
-/// A fault in force, with what undoing it needs.
-enum Active {
-    Killed(usize),
-    Paused(usize),
-    Partitioned,
-    /// Removed from the cluster and wiped.
-    Removed(usize),
-    Nothing,
+/// Every fault, in the order `--nemesis` lists them (after `none`). A new nemesis is a file
+/// implementing [`Fault`] and one line here.
+pub const ALL: &[&dyn Fault] = &[
+    &kill::Kill,
+    &pause::Pause,
+    &partition::ONE,
+    &partition::LEADER,
+    &partition::HALVES,
+    &partition::RING,
+    &partition::BRIDGE,
+    &member::Member,
+    &compact::Compact,
+];
+
+/// One kind of fault.
+#[async_trait]
+pub trait Fault: Sync {
+    /// Its `--nemesis` value, and the `start-`/`stop-` suffix of its events in the history.
+    fn name(&self) -> &'static str;
+    /// Its line in `--nemesis` help.
+    fn help(&self) -> &'static str;
+    /// Records a `start-<name>` event and injects the fault. An error is recorded as
+    /// `fault-failed`; the round then undoes nothing (but still records `stop-<name>`).
+    async fn start(&self, cx: &mut Ctx) -> anyhow::Result<Box<dyn Active>>;
 }
 
-pub struct Nemesis {
+/// A fault in force, with what undoing it needs.
+#[async_trait]
+pub trait Active: Send {
+    /// Undoes the fault; returns the detail of the `stop-<name>` event.
+    async fn undo(self: Box<Self>, cx: &mut Ctx) -> anyhow::Result<String>;
+}
+
+/// Nothing to undo (the fault could not be started).
+struct Nothing;
+
+#[async_trait]
+impl Active for Nothing {
+    async fn undo(self: Box<Self>, _: &mut Ctx) -> anyhow::Result<String> {
+        Ok(String::new())
+    }
+}
+
+/// A `--nemesis` value: `none`, or a fault from [`ALL`].
+#[derive(Clone, Copy)]
+pub enum Choice {
+    None,
+    Fault(&'static dyn Fault),
+}
+
+impl Choice {
+    pub const NONE: &'static str = "none";
+
+    /// `name` as a choice; anything not in [`ALL`] is `none` (the parser admits only those).
+    pub fn named(name: &str) -> Choice {
+        ALL.iter()
+            .find(|f| f.name() == name)
+            .map_or(Choice::None, |&f| Choice::Fault(f))
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Choice::None => Choice::NONE,
+            Choice::Fault(f) => f.name(),
+        }
+    }
+}
+
+impl fmt::Debug for Choice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for Choice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// What a fault acts on and through: the cluster, the seeded generator, the history.
+pub struct Ctx {
     cluster: Arc<dyn ClusterControl>,
-    kinds: Vec<NemesisKind>,
     rng: ChaCha8Rng,
     rec: Recorder,
-    interval: Duration,
     /// Member ID of each node, as the cluster knows it now.
     ids: Vec<u64>,
 }
 
-impl Nemesis {
-    pub fn new(
-        cluster: Arc<dyn ClusterControl>,
-        kinds: Vec<NemesisKind>,
-        rng: ChaCha8Rng,
-        rec: Recorder,
-        interval: Duration,
-        ids: Vec<u64>,
-    ) -> Nemesis {
-        let kinds = kinds
-            .into_iter()
-            .filter(|k| *k != NemesisKind::None)
-            .collect();
-        Nemesis {
-            cluster,
-            kinds,
-            rng,
-            rec,
-            interval,
-            ids,
-        }
-    }
-
-    /// A duration around the mean interval (half to one and a half of it).
-    fn jitter(&mut self) -> Duration {
-        self.interval.mul_f64(self.rng.random_range(0.5..1.5))
-    }
-
+impl Ctx {
     fn note(&self, fault: &str, node: Option<usize>, detail: String) {
         info!(fault, detail = %detail, "nemesis");
         self.rec.record(
@@ -77,32 +128,6 @@ impl Nemesis {
             },
             None,
         );
-    }
-
-    /// Runs rounds until `end`; returns with every fault undone.
-    pub async fn run(mut self, end: Instant) {
-        if self.kinds.is_empty() {
-            return;
-        }
-        loop {
-            let wait = self.jitter();
-            if Instant::now() + wait >= end {
-                break;
-            }
-            tokio::time::sleep(wait).await;
-            let kind = *self
-                .kinds
-                .choose(&mut self.rng)
-                .unwrap_or(&NemesisKind::None);
-            let active = self.start(kind).await;
-            let hold = self.jitter();
-            let until = (Instant::now() + hold).min(end);
-            tokio::time::sleep_until(until.into()).await;
-            self.stop(kind, active).await;
-        }
-        if let Err(e) = self.blocking(|c| c.heal()).await {
-            warn!(error = %e, "final heal failed");
-        }
     }
 
     async fn blocking<T: Send + 'static>(
@@ -146,208 +171,81 @@ impl Nemesis {
         }
         self.rng.random_range(0..n)
     }
-
-    async fn start(&mut self, kind: NemesisKind) -> Active {
-        let n = self.cluster.size();
-        match kind {
-            NemesisKind::None => Active::Nothing,
-            NemesisKind::Kill => {
-                let t = self.target().await;
-                self.note("start-kill", Some(t), self.cluster.name(t));
-                match self.blocking(move |c| c.kill(t)).await {
-                    Ok(()) => Active::Killed(t),
-                    Err(e) => self.failed(e),
-                }
-            }
-            NemesisKind::Pause => {
-                let t = self.target().await;
-                self.note("start-pause", Some(t), self.cluster.name(t));
-                match self.blocking(move |c| c.pause(t)).await {
-                    Ok(()) => Active::Paused(t),
-                    Err(e) => self.failed(e),
-                }
-            }
-            NemesisKind::PartitionOne
-            | NemesisKind::PartitionLeader
-            | NemesisKind::PartitionHalves
-            | NemesisKind::PartitionRing
-            | NemesisKind::Bridge => {
-                let leader = match kind {
-                    NemesisKind::PartitionLeader => self.leader().await,
-                    _ => None,
-                };
-                let (grudge, detail) = grudges::for_kind(kind, n, leader, &mut self.rng);
-                self.note(&format!("start-{}", fault_name(kind)), None, detail);
-                match self.blocking(move |c| c.partition(&grudge)).await {
-                    Ok(()) => Active::Partitioned,
-                    Err(e) => self.failed(e),
-                }
-            }
-            NemesisKind::Member => self.remove_member().await,
-            NemesisKind::Compact => {
-                let detail = self.compact().await;
-                self.note("start-compact", None, detail);
-                Active::Nothing
-            }
-        }
-    }
-
-    fn failed(&self, e: anyhow::Error) -> Active {
-        warn!(error = %e, "fault could not be injected");
-        self.note("fault-failed", None, e.to_string());
-        Active::Nothing
-    }
-
-    async fn stop(&mut self, kind: NemesisKind, active: Active) {
-        let name = fault_name(kind);
-        let result = match active {
-            Active::Nothing => Ok(()),
-            Active::Killed(t) => self.blocking(move |c| c.start(t, Start::Restart)).await,
-            Active::Paused(t) => self.blocking(move |c| c.resume(t)).await,
-            Active::Partitioned => self.blocking(|c| c.heal()).await,
-            Active::Removed(t) => self.add_member(t).await,
-        };
-        let detail = match (&result, kind) {
-            (Err(e), _) => format!("failed: {e}"),
-            (Ok(()), NemesisKind::Compact) => self.compact().await,
-            _ => String::new(),
-        };
-        self.note(&format!("stop-{name}"), None, detail);
-    }
-
-    /// Compacts at a recent revision; returns what it did.
-    async fn compact(&mut self) -> String {
-        let node = self.rng.random_range(0..self.cluster.size());
-        let back = self.rng.random_range(0..50);
-        let Some(mut c) = self.client(node) else {
-            return "no client".into();
-        };
-        let rev = match c.get("compact-probe", false).await {
-            Ok((_, rev)) => rev,
-            Err(e) => return format!("reading the revision failed: {e}"),
-        };
-        let at = (rev - back).max(1);
-        match c.compact(at).await {
-            Ok(()) => crate::history::compaction_detail(at, &self.cluster.name(node)),
-            Err(e) => format!("compaction at {at} failed: {e}"),
-        }
-    }
-
-    /// A member to talk to other than `not`, that answers.
-    async fn other_client(&self, not: usize) -> Option<Client> {
-        for node in (0..self.cluster.size()).filter(|&i| i != not) {
-            if let Some(mut c) = self.client(node) {
-                if c.status().await.is_ok() {
-                    return Some(c);
-                }
-            }
-        }
-        None
-    }
-
-    async fn member_ids(&self, not: usize) -> Option<Vec<(u64, String, Vec<String>)>> {
-        self.other_client(not).await?.member_list().await.ok()
-    }
-
-    /// Shrink: remove a member through another one, then kill and wipe it.
-    async fn remove_member(&mut self) -> Active {
-        let t = self.rng.random_range(0..self.cluster.size());
-        let id = self.ids[t];
-        self.note(
-            "start-member",
-            Some(t),
-            format!("remove {}", self.cluster.name(t)),
-        );
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut removed = false;
-        while Instant::now() < deadline && !removed {
-            if let Some(mut c) = self.other_client(t).await {
-                // An ambiguous outcome is settled by the member list, not by a retry.
-                let _ = c.member_remove(id).await;
-            }
-            removed = self
-                .member_ids(t)
-                .await
-                .is_some_and(|l| l.iter().all(|(m, _, _)| *m != id));
-            if !removed {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        }
-        if !removed {
-            return self.failed(anyhow::anyhow!("member {id:x} was not removed in time"));
-        }
-        match self
-            .blocking(move |c| {
-                c.kill(t)?;
-                c.wipe(t)
-            })
-            .await
-        {
-            Ok(()) => Active::Removed(t),
-            Err(e) => {
-                warn!(error = %e, "removed member could not be wiped");
-                Active::Removed(t)
-            }
-        }
-    }
-
-    /// Grow: add the wiped member back (it gets a new ID) and start it empty.
-    async fn add_member(&mut self, t: usize) -> anyhow::Result<()> {
-        let url = self.cluster.peer_url(t);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if Instant::now() > deadline {
-                anyhow::bail!("{} could not be added back in time", self.cluster.name(t));
-            }
-            let listed = self.member_ids(t).await.unwrap_or_default();
-            if let Some((id, _, _)) = listed.iter().find(|(_, _, urls)| urls.contains(&url)) {
-                self.ids[t] = *id;
-                let initial = listed
-                    .iter()
-                    .map(|(id, name, urls)| {
-                        let name = if urls.contains(&url) {
-                            self.cluster.name(t)
-                        } else if name.is_empty() {
-                            format!("{id:x}")
-                        } else {
-                            name.clone()
-                        };
-                        format!("{name}={}", urls.first().cloned().unwrap_or_default())
-                    })
-                    .collect::<Vec<_>>()
-                    .join(",");
-                return self
-                    .blocking(move |c| {
-                        c.start(
-                            t,
-                            Start::Join {
-                                initial_cluster: initial,
-                            },
-                        )
-                    })
-                    .await;
-            }
-            if !listed.is_empty() {
-                if let Some(mut c) = self.other_client(t).await {
-                    let _ = c.member_add(&url).await;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    }
 }
 
-pub fn fault_name(kind: NemesisKind) -> &'static str {
-    match kind {
-        NemesisKind::None => "none",
-        NemesisKind::Kill => "kill",
-        NemesisKind::Pause => "pause",
-        NemesisKind::PartitionOne => "partition-one",
-        NemesisKind::PartitionLeader => "partition-leader",
-        NemesisKind::PartitionHalves => "partition-halves",
-        NemesisKind::PartitionRing => "partition-ring",
-        NemesisKind::Bridge => "bridge",
-        NemesisKind::Member => "member",
-        NemesisKind::Compact => "compact",
+pub struct Nemesis {
+    cx: Ctx,
+    faults: Vec<&'static dyn Fault>,
+    interval: Duration,
+}
+
+impl Nemesis {
+    pub fn new(
+        cluster: Arc<dyn ClusterControl>,
+        choices: &[Choice],
+        rng: ChaCha8Rng,
+        rec: Recorder,
+        interval: Duration,
+        ids: Vec<u64>,
+    ) -> Nemesis {
+        let faults = choices
+            .iter()
+            .filter_map(|c| match *c {
+                Choice::None => None,
+                Choice::Fault(f) => Some(f),
+            })
+            .collect();
+        Nemesis {
+            cx: Ctx {
+                cluster,
+                rng,
+                rec,
+                ids,
+            },
+            faults,
+            interval,
+        }
+    }
+
+    /// A duration around the mean interval (half to one and a half of it).
+    fn jitter(&mut self) -> Duration {
+        self.interval.mul_f64(self.cx.rng.random_range(0.5..1.5))
+    }
+
+    /// Runs rounds until `end`; returns with every fault undone.
+    pub async fn run(mut self, end: Instant) {
+        if self.faults.is_empty() {
+            return;
+        }
+        loop {
+            let wait = self.jitter();
+            if Instant::now() + wait >= end {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+            let Some(&fault) = self.faults.choose(&mut self.cx.rng) else {
+                break;
+            };
+            let active = match fault.start(&mut self.cx).await {
+                Ok(active) => active,
+                Err(e) => {
+                    warn!(error = %e, "fault could not be injected");
+                    self.cx.note("fault-failed", None, e.to_string());
+                    Box::new(Nothing)
+                }
+            };
+            let hold = self.jitter();
+            let until = (Instant::now() + hold).min(end);
+            tokio::time::sleep_until(until.into()).await;
+            let detail = match active.undo(&mut self.cx).await {
+                Ok(detail) => detail,
+                Err(e) => format!("failed: {e}"),
+            };
+            self.cx
+                .note(&format!("stop-{}", fault.name()), None, detail);
+        }
+        if let Err(e) = self.cx.blocking(|c| c.heal()).await {
+            warn!(error = %e, "final heal failed");
+        }
     }
 }
