@@ -8,6 +8,12 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use flotilla_core::duration::parse_duration;
 
+/// The largest `--max-request-bytes` accepted: a log entry holds a batch of proposals plus
+/// one proposal of up to this size, and every entry must fit in one peer message
+/// (`raft::wire::MAX_PEER_MESSAGE_BYTES`, 64 MiB) or it could never be replicated. etcd
+/// warns above 10 MiB.
+pub const MAX_REQUEST_BYTES_CAP: usize = 32 << 20;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ClusterState {
     New,
@@ -214,6 +220,15 @@ impl KvFlags {
         if self.max_request_bytes == 0 {
             return Err(invalid("max-request-bytes", "must be positive"));
         }
+        if self.max_request_bytes > MAX_REQUEST_BYTES_CAP {
+            return Err(invalid(
+                "max-request-bytes",
+                format!(
+                    "must be at most {MAX_REQUEST_BYTES_CAP} ({} MiB), so that every log entry fits in a peer message",
+                    MAX_REQUEST_BYTES_CAP >> 20
+                ),
+            ));
+        }
         if self.snapshot_count == 0 {
             return Err(invalid("snapshot-count", "must be positive"));
         }
@@ -351,6 +366,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("5 times"));
+    }
+
+    #[test]
+    fn max_request_bytes_is_capped_so_entries_fit_in_a_peer_message() {
+        let cap = MAX_REQUEST_BYTES_CAP.to_string();
+        assert!(flags(&["--max-request-bytes", &cap]).validate().is_ok());
+        let over = (MAX_REQUEST_BYTES_CAP + 1).to_string();
+        let e = flags(&["--max-request-bytes", &over])
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("peer message"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! Errors a client can see, each with etcd's gRPC code and message, and the one function
 //! that turns them into a `tonic::Status` (`KvError::to_status`).
+//!
+//! A failure of the member's own storage is its own type, [`StorageFault`] (carried as
+//! `KvError::Storage`): on a read a client gets it as an internal error, but where the
+//! state machine applies an entry it stops the member (`fatal`), while every other
+//! `KvError` is the entry's answer ([`refusal_or_fault`] tells them apart).
 
 use tonic::{Code, Status};
 
@@ -66,9 +71,40 @@ pub enum KvError {
     /// The request is malformed in a way etcd reports with its own text.
     #[error("{0}")]
     InvalidArgument(String),
-    /// Storage or transport failed on this member; the message names the cause.
+    /// Something failed on this member; the message names the cause.
     #[error("etcdserver: {0}")]
     Internal(String),
+    /// This member's storage failed (RocksDB refused a read or write, or a stored row does
+    /// not decode).
+    #[error("etcdserver: {0}")]
+    Storage(StorageFault),
+}
+
+/// A failure of this member's own storage, as opposed to a refusal of the request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[error("storage: {0}")]
+pub struct StorageFault(pub String);
+
+impl StorageFault {
+    pub fn new(cause: impl std::fmt::Display) -> Self {
+        StorageFault(cause.to_string())
+    }
+}
+
+impl From<StorageFault> for KvError {
+    fn from(f: StorageFault) -> Self {
+        KvError::Storage(f)
+    }
+}
+
+/// Splits what executing a command produced: a storage fault (`Err`), which must stop the
+/// member, from the command's outcome (`Ok`), success or a refusal, which is recorded as
+/// the entry's output.
+pub fn refusal_or_fault<T>(r: Result<T, KvError>) -> Result<Result<T, KvError>, StorageFault> {
+    match r {
+        Err(KvError::Storage(f)) => Err(f),
+        other => Ok(other),
+    }
 }
 
 impl KvError {
@@ -92,7 +128,7 @@ impl KvError {
             | NotCapable => Code::FailedPrecondition,
             NoLeader | Timeout | TimeoutDueToLeaderFail | Stopped => Code::Unavailable,
             Unimplemented(_) => Code::Unimplemented,
-            Internal(_) => Code::Internal,
+            Internal(_) | Storage(_) => Code::Internal,
         }
     }
 
@@ -102,6 +138,15 @@ impl KvError {
 
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         KvError::Internal(cause.to_string())
+    }
+
+    /// The error of a read that only the storage can fail (a state-machine row), as a
+    /// storage fault.
+    pub fn into_fault(self) -> StorageFault {
+        match self {
+            KvError::Storage(f) => f,
+            other => StorageFault::new(other),
+        }
     }
 }
 
@@ -113,6 +158,42 @@ impl From<KvError> for Status {
 
 impl From<rocksdb::Error> for KvError {
     fn from(e: rocksdb::Error) -> Self {
-        KvError::Internal(format!("storage: {e}"))
+        KvError::Storage(StorageFault::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_outcomes_and_storage_failures_are_faults() {
+        for refusal in [
+            KvError::LeaseNotFound,
+            KvError::NoSpace,
+            KvError::FutureRevision,
+            KvError::Compacted {
+                compact_revision: 5,
+            },
+            KvError::internal("a batch inside a batch"),
+        ] {
+            assert_eq!(
+                refusal_or_fault::<()>(Err(refusal.clone())),
+                Ok(Err(refusal))
+            );
+        }
+        assert_eq!(refusal_or_fault(Ok::<_, KvError>(7)), Ok(Ok(7)));
+        let fault = KvError::from(StorageFault::new("IO error: No space left on device"));
+        assert_eq!(
+            refusal_or_fault::<()>(Err(fault)),
+            Err(StorageFault::new("IO error: No space left on device"))
+        );
+    }
+
+    #[test]
+    fn a_storage_fault_reads_as_before_to_a_client() {
+        let s = KvError::Storage(StorageFault::new("malformed kv row")).to_status();
+        assert_eq!(s.code(), Code::Internal);
+        assert_eq!(s.message(), "etcdserver: storage: malformed kv row");
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! # Layout
 //! - `config`: etcd's flags, validated into `KvConfig`; member and cluster IDs.
-//! - `error`: `KvError`, every client-visible error with etcd's code and message.
+//! - `error`: `KvError`, every client-visible error with etcd's code and message, and
+//!   `StorageFault`, a failure of the member's own storage.
+//! - `fatal`: fail-stop: the one way a member stops on a storage fault.
 //! - `mvcc`: the pure MVCC core (ranges, compares, Txn execution, validation).
 //! - `storage`: RocksDB: data directory, Raft log (group commit), state machine, snapshots.
-//! - `raft`: openraft types, the tonic network, internal peer calls.
+//! - `raft`: openraft types, the tonic network, the peer wire format and its bounds,
+//!   internal peer calls.
 //! - `watch::hub`: shared fan-out of applied events to watch streams.
 //! - `lessor`: lease deadlines, enforced by the leader.
 //! - `server`: the running member and its gRPC services.
@@ -16,6 +19,7 @@
 
 pub mod config;
 pub mod error;
+pub mod fatal;
 pub mod lessor;
 pub mod mvcc;
 pub mod raft;

@@ -1,6 +1,7 @@
 //! Consensus plumbing: the openraft type configuration, the network over tonic, the peer
-//! service that receives it, and the internal calls members make on each other.
+//! wire format and its bounds, and the internal calls members make on each other.
 
 pub mod calls;
 pub mod network;
 pub mod types;
+pub mod wire;

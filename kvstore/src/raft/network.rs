@@ -1,13 +1,17 @@
 //! openraft's network over tonic: each Raft RPC is one unary call on the peer service,
-//! its request and reply bincode-encoded. The same client carries the internal calls a
-//! follower makes on the leader (`PeerCall`).
+//! its request and reply bincode frames in the envelope of `wire` (which also carries this
+//! member's cluster ID). The same client carries the internal calls a follower makes on the
+//! leader (`PeerCall`). Messages are bounded by `wire::MAX_PEER_MESSAGE_BYTES` both ways;
+//! an AppendEntries request that would exceed it is split (openraft's `PayloadTooLarge`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -15,17 +19,20 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use proto::peer::peer_client::PeerClient;
-use proto::peer::Payload;
 use tonic::transport::{Channel, Endpoint};
 
 use super::calls::{PeerCall, PeerReply};
 use super::types::{Member, NodeId, TypeConfig};
-use crate::storage::db::{decode, encode};
+use super::wire::{self, decode_frame, MAX_PEER_FRAME_BYTES, MAX_PEER_MESSAGE_BYTES};
+use crate::storage::db::encode;
 
 /// Lazily connected channels to peers by URL, shared by Raft replication and internal calls.
 #[derive(Clone, Default)]
 pub struct Peers {
     channels: Arc<Mutex<HashMap<String, Conn>>>,
+    /// This member's cluster ID, sent with every request; 0 until it is known (a joining
+    /// member asks the cluster for it first).
+    cluster_id: Arc<AtomicU64>,
 }
 
 struct Conn {
@@ -38,10 +45,19 @@ struct Conn {
 const STALE: Duration = Duration::from_secs(1);
 
 impl Peers {
+    /// Sets the cluster ID every request from now on carries.
+    pub fn set_cluster_id(&self, id: u64) {
+        self.cluster_id.store(id, Ordering::Relaxed);
+    }
+
+    fn request(&self, data: Vec<u8>) -> proto::peer::Payload {
+        wire::request(self.cluster_id.load(Ordering::Relaxed), data)
+    }
+
     pub fn client(&self, url: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(url) {
-            return Ok(Self::unlimited(c.channel.clone()));
+            return Ok(Self::bounded(c.channel.clone()));
         }
         let ch = Endpoint::from_shared(url.to_string())?
             .connect_timeout(Duration::from_secs(1))
@@ -56,7 +72,7 @@ impl Peers {
                 answered: Instant::now(),
             },
         );
-        Ok(Self::unlimited(ch))
+        Ok(Self::bounded(ch))
     }
 
     fn answered(&self, url: &str) {
@@ -78,12 +94,12 @@ impl Peers {
         }
     }
 
-    /// Replies (a forwarded Txn's ranges, a snapshot chunk) are bounded by the sender's
-    /// limits, not by tonic's 4 MiB default.
-    fn unlimited(ch: Channel) -> PeerClient<Channel> {
+    /// Messages both ways are bounded by the peer limit (tonic's default of 4 MiB would
+    /// refuse a forwarded Txn's large reply or a full AppendEntries).
+    fn bounded(ch: Channel) -> PeerClient<Channel> {
         PeerClient::new(ch)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX)
+            .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES)
     }
 
     /// Makes an internal call on the member at `url`.
@@ -96,7 +112,7 @@ impl Peers {
         let mut client = self
             .client(url)
             .map_err(|e| CallError::NotSent(format!("peer {url}: {e}")))?;
-        let mut req = tonic::Request::new(Payload { data: encode(call) });
+        let mut req = tonic::Request::new(self.request(encode(call)));
         req.set_timeout(timeout);
         let resp = client.call(req).await.map_err(|s| {
             if is_transport_failure(&s) {
@@ -108,11 +124,15 @@ impl Peers {
                 tonic::Code::Unavailable if s.message().contains("connect error") => {
                     CallError::NotSent(format!("peer {url}: {}", s.message()))
                 }
+                // Refused before anything ran: the peer is in another cluster.
+                _ if wire::is_cluster_mismatch(&s) => {
+                    CallError::NotSent(format!("peer {url}: {}", s.message()))
+                }
                 _ => CallError::Ambiguous(format!("peer {url}: {}", s.message())),
             }
         })?;
         self.answered(url);
-        decode(&resp.into_inner().data)
+        decode_frame(&resp.into_inner().data)
             .map_err(|e| CallError::Ambiguous(format!("peer {url}: bad reply: {e}")))
     }
 }
@@ -173,14 +193,14 @@ pub struct PeerConnection {
 type RpcErr<E> = RPCError<NodeId, Member, RaftError<NodeId, E>>;
 
 impl PeerConnection {
-    async fn rpc<Req, Resp, E>(
+    /// Sends one encoded request (`frame`) and decodes the reply.
+    async fn rpc<Resp, E>(
         &self,
         method: Method,
-        req: &Req,
+        frame: Vec<u8>,
         option: &RPCOption,
     ) -> Result<Resp, RpcErr<E>>
     where
-        Req: serde::Serialize,
         Resp: serde::de::DeserializeOwned,
         E: std::error::Error + serde::de::DeserializeOwned,
     {
@@ -188,7 +208,7 @@ impl PeerConnection {
             .peers
             .client(&self.url)
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let mut request = tonic::Request::new(Payload { data: encode(req) });
+        let mut request = tonic::Request::new(self.peers.request(frame));
         request.set_timeout(option.hard_ttl());
         let began = std::time::Instant::now();
         let reply = match method {
@@ -211,8 +231,9 @@ impl PeerConnection {
             }
         })?;
         self.peers.answered(&self.url);
-        let result: Result<Resp, RaftError<NodeId, E>> = decode(&payload.into_inner().data)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode_frame(&payload.into_inner().data)
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -234,7 +255,11 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             entries = rpc.entries.len(),
             "append entries"
         );
-        self.rpc(Method::Append, &rpc, &option).await
+        let frame = encode(&rpc);
+        if frame.len() > MAX_PEER_FRAME_BYTES {
+            return Err(too_large(rpc.entries.len(), frame.len()));
+        }
+        self.rpc(Method::Append, frame, &option).await
     }
 
     async fn install_snapshot(
@@ -242,7 +267,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        self.rpc(Method::Snapshot, &rpc, &option).await
+        self.rpc(Method::Snapshot, encode(&rpc), &option).await
     }
 
     async fn vote(
@@ -250,8 +275,24 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
-        self.rpc(Method::Vote, &rpc, &option).await
+        self.rpc(Method::Vote, encode(&rpc), &option).await
     }
+}
+
+/// An AppendEntries request of `entries` entries that encodes to `bytes`, more than a peer
+/// message holds: openraft retries with half as many. A single entry cannot be split; the
+/// config keeps entries below the limit (`config::MAX_REQUEST_BYTES_CAP`), so this is a bug.
+fn too_large<E>(entries: usize, bytes: usize) -> RpcErr<E>
+where
+    E: std::error::Error,
+{
+    if entries > 1 {
+        return RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries as u64 / 2));
+    }
+    let e = std::io::Error::other(format!(
+        "a log entry of {bytes} bytes is larger than a peer message may be ({MAX_PEER_FRAME_BYTES} bytes)"
+    ));
+    RPCError::Network(NetworkError::new(&e))
 }
 
 #[cfg(test)]
@@ -272,5 +313,17 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, CallError::NotSent(_)), "{e:?}");
+    }
+
+    #[test]
+    fn an_oversized_append_is_split_in_half_and_a_lone_entry_is_an_error() {
+        match too_large::<openraft::error::Infallible>(300, MAX_PEER_FRAME_BYTES + 1) {
+            RPCError::PayloadTooLarge(p) => assert_eq!(p.entries_hint(), 150),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            too_large::<openraft::error::Infallible>(1, MAX_PEER_FRAME_BYTES + 1),
+            RPCError::Network(_)
+        ));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! - `node`: the member as services see it; reaching the leader.
 //! - `kv`, `watch`, `lease`, `cluster`, `maintenance`: etcd's client services.
-//! - `peer`: the member-to-member service.
+//! - `peer`: the member-to-member service; `peer_gate`: its size limits and cluster-ID
+//!   check, which every peer request passes first.
 //! - `proposer`: batching of proposals on the leader (group commit under load).
 //! - `authority`: client connections that accept the URL :authority etcdctl 3.4 sends.
 
@@ -13,6 +14,7 @@ pub mod lease;
 pub mod maintenance;
 pub mod node;
 pub mod peer;
+pub mod peer_gate;
 pub mod proposer;
 pub mod read_index;
 pub mod watch;
@@ -28,7 +30,6 @@ use proto::etcdserverpb::kv_server::KvServer;
 use proto::etcdserverpb::lease_server::LeaseServer;
 use proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use proto::etcdserverpb::watch_server::WatchServer;
-use proto::peer::peer_server::PeerServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 use tracing::{error, info, warn};
@@ -37,6 +38,7 @@ use crate::config::{self, ClusterState, KvConfig};
 use crate::raft::calls::{PeerCall, PeerReply};
 use crate::raft::network::{NetworkFactory, Peers};
 use crate::raft::types::{Command, Member, Raft};
+use crate::raft::wire::SNAPSHOT_CHUNK_BYTES;
 use crate::storage::db::{DataDir, Identity};
 use crate::storage::log_store::LogStore;
 use crate::storage::state_machine::{StateMachine, Store};
@@ -168,6 +170,7 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
     let client_listeners = bind(&cfg.listen_client).await?;
     let peers = Peers::default();
     let ident = identity(&cfg, &dir, &peers).await?;
+    peers.set_cluster_id(ident.cluster_id);
     info!(name = %cfg.name, member = %format!("{:x}", ident.member_id), cluster = %format!("{:x}", ident.cluster_id), data_dir = %cfg.data_dir.display(), "starting member");
 
     let db = dir.open_db()?;
@@ -184,6 +187,7 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_count),
         max_in_snapshot_log_to_keep: cfg.snapshot_count.min(5000),
         install_snapshot_timeout: 10_000,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
         ..Default::default()
     }
     .validate()
@@ -240,9 +244,7 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
     });
     let mut tasks = tokio::task::JoinSet::new();
     for l in peer_listeners {
-        let svc = PeerServer::new(peer::PeerService { node: node.clone() })
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
+        let svc = peer_gate::service(node.cluster_id, peer::PeerService { node: node.clone() });
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true));
@@ -316,13 +318,18 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
     Ok(())
 }
 
-/// Follows Raft's view of leadership: logs changes and arms or disarms lease expiry.
+/// Follows Raft's view of leadership: logs changes and arms or disarms lease expiry. Also
+/// stops the member if Raft stopped on a storage error (`fatal::on_raft_fatal`), so it never
+/// keeps serving what it can no longer keep up to date.
 async fn watch_leadership(node: Arc<Node>) {
     let mut metrics = node.raft.metrics();
     let mut last = (None, false);
     loop {
         let (leader, term, leading) = {
             let m = metrics.borrow_and_update();
+            if let Err(f) = &m.running_state {
+                crate::fatal::on_raft_fatal(f);
+            }
             (
                 m.current_leader,
                 m.current_term,

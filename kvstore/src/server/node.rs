@@ -441,7 +441,10 @@ pub enum Retry {
 
 fn map_change_err(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> Retry {
     match e {
-        RaftError::Fatal(_) => Retry::Fail(KvError::Stopped),
+        RaftError::Fatal(f) => {
+            crate::fatal::on_raft_fatal(&f);
+            Retry::Fail(KvError::Stopped)
+        }
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Retry::Again,
         RaftError::APIError(e) => Retry::Fail(KvError::Internal(format!("membership change: {e}"))),
     }

@@ -1,4 +1,5 @@
-//! The peer service: receives Raft RPCs and the internal calls of other members.
+//! The peer service: receives Raft RPCs and the internal calls of other members. Requests
+//! reach it through `peer_gate`, which has checked their size and cluster ID.
 
 use std::sync::Arc;
 
@@ -8,39 +9,43 @@ use tonic::{Request, Response, Status};
 
 use super::node::{Node, Retry};
 use crate::raft::calls::{PeerCall, PeerReply};
-use crate::storage::db::{decode, encode};
+use crate::raft::wire::{decode_frame, FrameError};
+use crate::storage::db::encode;
 
 pub struct PeerService {
     pub node: Arc<Node>,
 }
 
-fn bad(e: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(format!("undecodable peer payload: {e}"))
+fn bad(e: FrameError) -> Status {
+    Status::invalid_argument(e.to_string())
 }
 
 fn reply<T: serde::Serialize>(v: &T) -> Result<Response<Payload>, Status> {
-    Ok(Response::new(Payload { data: encode(v) }))
+    Ok(Response::new(Payload {
+        data: encode(v),
+        cluster_id: 0,
+    }))
 }
 
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn vote(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let rpc = decode(&req.into_inner().data).map_err(bad)?;
+        let rpc = decode_frame(&req.into_inner().data).map_err(bad)?;
         reply(&self.node.raft.vote(rpc).await)
     }
 
     async fn append_entries(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let rpc = decode(&req.into_inner().data).map_err(bad)?;
+        let rpc = decode_frame(&req.into_inner().data).map_err(bad)?;
         reply(&self.node.raft.append_entries(rpc).await)
     }
 
     async fn install_snapshot(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let rpc = decode(&req.into_inner().data).map_err(bad)?;
+        let rpc = decode_frame(&req.into_inner().data).map_err(bad)?;
         reply(&self.node.raft.install_snapshot(rpc).await)
     }
 
     async fn call(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let call: PeerCall = decode(&req.into_inner().data).map_err(bad)?;
+        let call: PeerCall = decode_frame(&req.into_inner().data).map_err(bad)?;
         let node = &self.node;
         let not_leader = || PeerReply::Error(crate::error::KvError::NotLeader);
         let out = match call {

@@ -17,9 +17,10 @@ use crate::raft::types::{Applied, Command, Output, Raft};
 
 /// Entries a leader has in flight at once; more proposals wait and join the next batch.
 const MAX_IN_FLIGHT: usize = 4;
-/// Upper bounds of one batch.
+/// Upper bounds of one batch. A batch stops growing once it reaches `MAX_BATCH_BYTES`, so
+/// an entry holds at most that plus one proposal (see `raft::wire` for why that matters).
 const MAX_BATCH_COMMANDS: usize = 512;
-const MAX_BATCH_BYTES: usize = 4 << 20;
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
 
 struct Pending {
     cmd: Command,
@@ -116,6 +117,27 @@ fn retry_for(e: &RaftError<u64, ClientWriteError<u64, crate::raft::types::Member
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Retry::Again,
         RaftError::APIError(e) => Retry::Fail(KvError::internal(e)),
-        RaftError::Fatal(_) => Retry::Fail(KvError::Stopped),
+        RaftError::Fatal(f) => {
+            // Raft stopped on a storage error: the member stops rather than keep answering
+            // "server stopped" to writes while it serves reads.
+            crate::fatal::on_raft_fatal(f);
+            Retry::Fail(KvError::Stopped)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MAX_REQUEST_BYTES_CAP;
+    use crate::raft::wire::{MAX_PEER_FRAME_BYTES, SNAPSHOT_CHUNK_BYTES};
+
+    #[test]
+    fn the_largest_entry_and_a_snapshot_chunk_fit_in_a_peer_message() {
+        // A batch below MAX_BATCH_BYTES plus one more proposal, with room for the entry's
+        // own framing (log id, variant tags, a length per command).
+        let largest_entry = MAX_BATCH_BYTES + MAX_REQUEST_BYTES_CAP + 64 * MAX_BATCH_COMMANDS;
+        assert!(largest_entry < MAX_PEER_FRAME_BYTES);
+        assert!((SNAPSHOT_CHUNK_BYTES as usize) < MAX_PEER_FRAME_BYTES / 4);
     }
 }

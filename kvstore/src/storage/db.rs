@@ -28,7 +28,7 @@ pub const CF_META: &str = "meta";
 
 /// The state machine's column families: what a snapshot carries.
 pub const STATE_CFS: [&str; 5] = [CF_KV, CF_REV, CF_LEASE, CF_LEASE_KEYS, CF_META];
-const ALL_CFS: [&str; 7] = [
+pub(crate) const ALL_CFS: [&str; 7] = [
     CF_LOG,
     CF_RAFT,
     CF_KV,

@@ -4,6 +4,12 @@
 //! written (readable) before `append` returns and openraft is told they are flushed only
 //! after a WAL sync that covers them. The sync runs on its own thread and serves every append
 //! that arrived while the previous sync ran: one fsync for many entries (group commit).
+//!
+//! A write or sync that fails stops the member (`fatal::storage_fault`), as etcd panics on
+//! a WAL write error: the entries or vote it was meant to keep may or may not be on disk,
+//! and a member that went on would acknowledge what it may not have or keep serving a log
+//! it can no longer extend. Read failures go back to openraft, which stops Raft on them;
+//! the member then stops too (`server::watch_leadership`).
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -34,8 +40,9 @@ fn read_err(e: impl std::error::Error + 'static) -> StorageError {
     .into()
 }
 
-fn write_err(subject: ErrorSubject<NodeId>, e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::new(subject, ErrorVerb::Write, openraft::AnyError::new(&e)).into()
+/// A failed write of the log or the vote: the member stops.
+fn write_failed(what: &str, e: impl std::fmt::Display) -> ! {
+    crate::fatal::storage_fault(format_args!("raft log: {what}: {e}"))
 }
 
 #[derive(Clone)]
@@ -145,12 +152,11 @@ fn group_commit(db: Arc<DB>, rx: mpsc::Receiver<FlushRequest>) {
             batch = batch.len(),
             "log sync"
         );
+        if let Err(e) = result {
+            write_failed("syncing the write-ahead log", e);
+        }
         for cb in batch {
-            let r = match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            };
-            cb.log_io_completed(r);
+            cb.log_io_completed(Ok(()));
         }
     }
 }
@@ -193,9 +199,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         opts.set_sync(true);
         let mut batch = WriteBatch::default();
         batch.put_cf(cf(&self.db, CF_RAFT), KEY_VOTE, encode(vote));
-        self.db
-            .write_opt(batch, &opts)
-            .map_err(|e| write_err(ErrorSubject::Vote, e))
+        if let Err(e) = self.db.write_opt(batch, &opts) {
+            write_failed("saving the vote", e);
+        }
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -204,9 +211,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Not synced: losing it only means re-learning the commit index from the leader.
-        self.db
+        if let Err(e) = self
+            .db
             .put_cf(cf(&self.db, CF_RAFT), KEY_COMMITTED, encode(&committed))
-            .map_err(|e| write_err(ErrorSubject::Store, e))
+        {
+            write_failed("saving the commit index", e);
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -230,15 +241,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Unsynced write: readable now, durable at the next WAL sync.
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
-        self.db
-            .write_opt(batch, &opts)
-            .map_err(|e| write_err(ErrorSubject::Logs, e))?;
-        self.flusher.send(callback).map_err(|_| {
-            write_err(
-                ErrorSubject::Logs,
-                std::io::Error::other("log sync thread stopped"),
-            )
-        })
+        if let Err(e) = self.db.write_opt(batch, &opts) {
+            write_failed("appending entries", e);
+        }
+        if self.flusher.send(callback).is_err() {
+            write_failed("appending entries", "the log sync thread stopped");
+        }
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -249,16 +258,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             index_key(u64::MAX),
         );
         batch.delete_cf(cf(&self.db, CF_LOG), index_key(u64::MAX));
-        self.db
-            .write(batch)
-            .map_err(|e| write_err(ErrorSubject::Logs, e))
+        if let Err(e) = self.db.write(batch) {
+            write_failed("truncating", e);
+        }
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // The state the purged entries produced must be on disk before they go.
-        self.db
-            .flush_wal(true)
-            .map_err(|e| write_err(ErrorSubject::Store, e))?;
+        if let Err(e) = self.db.flush_wal(true) {
+            write_failed("syncing the write-ahead log before a purge", e);
+        }
         let mut batch = WriteBatch::default();
         batch.put_cf(cf(&self.db, CF_RAFT), KEY_PURGED, encode(&log_id));
         batch.delete_range_cf(
@@ -266,8 +276,42 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             index_key(0),
             index_key(log_id.index + 1),
         );
-        self.db
-            .write(batch)
-            .map_err(|e| write_err(ErrorSubject::Logs, e))
+        if let Err(e) = self.db.write(batch) {
+            write_failed("purging", e);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::db::{DataDir, ALL_CFS};
+
+    /// A log store over a database opened read-only, where every write fails as on a
+    /// failed disk.
+    fn failing_store(dir: &std::path::Path) -> LogStore {
+        drop(DataDir::new(dir).open_db().unwrap());
+        let db =
+            DB::open_cf_for_read_only(&rocksdb::Options::default(), dir.join("db"), ALL_CFS, false)
+                .unwrap();
+        LogStore::new(Arc::new(db))
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "storage fault, stopping this member")]
+    async fn a_vote_that_cannot_be_written_stops_the_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = failing_store(dir.path());
+        let _ = store.save_vote(&Vote::new(2, 1)).await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "raft log: truncating")]
+    async fn a_truncation_that_cannot_be_written_stops_the_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = failing_store(dir.path());
+        let log_id = openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 5);
+        let _ = store.truncate(log_id).await;
     }
 }

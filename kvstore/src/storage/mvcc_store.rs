@@ -7,7 +7,7 @@ use rocksdb::{WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
 use super::db::{cf, decode, encode, CF_KV, CF_LEASE, CF_LEASE_KEYS, CF_REV};
-use crate::error::KvError;
+use crate::error::{KvError, StorageFault};
 use crate::mvcc::keys::{
     decode_revision_key, decode_version_key, escape, revision_key, version_key,
 };
@@ -37,7 +37,7 @@ impl StoredVersion {
 }
 
 fn corrupt(what: &str) -> KvError {
-    KvError::Internal(format!("storage: malformed {what} row"))
+    KvError::Storage(StorageFault::new(format!("malformed {what} row")))
 }
 
 /// A lease as the state machine keeps it.

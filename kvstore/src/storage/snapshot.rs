@@ -129,7 +129,12 @@ fn read_rows(
     path: &Path,
     mut row: impl FnMut(usize, &[u8], &[u8]) -> Result<(), SnapshotError>,
 ) -> Result<(), SnapshotError> {
-    let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let file = File::open(path)?;
+    // No field is longer than the file: a length that says otherwise is refused before a
+    // buffer is sized by it (a snapshot arrives from a peer).
+    let meta = file.metadata()?;
+    let size = if meta.is_file() { meta.len() } else { u64::MAX };
+    let mut r = BufReader::with_capacity(1 << 20, file);
     let mut crc = crc32fast::Hasher::new();
     let mut magic = [0u8; 9];
     r.read_exact(&mut magic)
@@ -151,8 +156,8 @@ fn read_rows(
         if i >= STATE_CFS.len() {
             return Err(SnapshotError::Damaged("unknown column family"));
         }
-        read_field(&mut r, &mut crc, &mut key)?;
-        read_field(&mut r, &mut crc, &mut value)?;
+        read_field(&mut r, &mut crc, &mut key, size)?;
+        read_field(&mut r, &mut crc, &mut value, size)?;
         row(i, &key, &value)?;
     }
     let mut want = [0u8; 4];
@@ -168,13 +173,14 @@ fn read_field(
     r: &mut impl Read,
     crc: &mut crc32fast::Hasher,
     buf: &mut Vec<u8>,
+    file_size: u64,
 ) -> Result<(), SnapshotError> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)
         .map_err(|_| SnapshotError::Damaged("truncated"))?;
     crc.update(&len);
     let len = u32::from_le_bytes(len) as usize;
-    if len > 1 << 30 {
+    if len > 1 << 30 || len as u64 > file_size {
         return Err(SnapshotError::Damaged("row too large"));
     }
     buf.resize(len, 0);

@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use super::db::{cf, db_size, decode, encode, CF_META};
 use super::mvcc_store::{compact_physically, View};
-use crate::error::KvError;
+use crate::error::{KvError, StorageFault};
 use crate::lessor::Lessor;
 use crate::mvcc::{Revisions, INITIAL_REVISION};
 use crate::raft::types::{
@@ -145,7 +145,7 @@ impl Store {
         match self.db.get_cf(cf(&self.db, CF_META), key)? {
             Some(v) => decode(&v)
                 .map(Some)
-                .map_err(|e| KvError::Internal(format!("storage: meta: {e}"))),
+                .map_err(|e| StorageFault::new(format!("malformed meta row: {e}")).into()),
             None => Ok(None),
         }
     }
@@ -165,9 +165,12 @@ impl Store {
             let id = u64::from_be_bytes(
                 k[MEMBER_PREFIX.len()..]
                     .try_into()
-                    .map_err(|_| KvError::internal("bad member row"))?,
+                    .map_err(|_| StorageFault::new("malformed member row"))?,
             );
-            members.insert(id, decode(v).map_err(KvError::internal)?);
+            members.insert(
+                id,
+                decode(v).map_err(|e| StorageFault::new(format!("malformed member row: {e}")))?,
+            );
             it.next();
         }
         drop(it);
@@ -286,10 +289,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut out = Vec::new();
         for entry in entries {
-            let (applied, events) = self
-                .store
-                .apply_entry(entry)
-                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            let log_id = entry.log_id;
+            // A storage fault leaves the entry unapplied; going on would make this replica
+            // diverge from the others, so the member stops.
+            let (applied, events) = match self.store.apply_entry(entry) {
+                Ok(r) => r,
+                Err(fault) => crate::fatal::storage_fault(format_args!(
+                    "applying log entry {log_id}: {fault}"
+                )),
+            };
             for ev in events {
                 self.store.hub.publish(HubMsg::Events(Arc::new(ev)));
             }

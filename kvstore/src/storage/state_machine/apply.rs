@@ -7,6 +7,11 @@
 //! are not synced themselves: the log entries are, and the WAL they share is synced in order.
 //! A batch entry is the exception: each of its commands is a write batch of its own that
 //! records how far the entry got (`KEY_PARTIAL`), so re-applying it skips what is done.
+//!
+//! What a command produces is either its outcome, recorded as its output even when it is a
+//! refusal (a lease that does not exist, a compacted revision), or a `StorageFault` (the
+//! database failed to read or write): then nothing of the step is written or counted as
+//! applied, and the fault goes back to the caller, which stops the member (`fatal`).
 
 use openraft::EntryPayload;
 use proto::etcdserverpb::request_op::Request;
@@ -20,7 +25,7 @@ use super::{
     MemberAttrs, SmState, Store, ALARM_NOSPACE, KEY_ALARMS, KEY_APPLIED, KEY_MEMBERSHIP,
     KEY_PARTIAL, KEY_REVS, MEMBER_PREFIX,
 };
-use crate::error::KvError;
+use crate::error::{refusal_or_fault, KvError, StorageFault};
 use crate::mvcc::txn;
 use crate::raft::types::{Applied, Command, Entry, LogId, Output, Pb, StoredMembership};
 use crate::watch::hub::RevisionEvents;
@@ -41,17 +46,19 @@ enum Progress {
 type AfterApply = Option<Box<dyn FnOnce(&Store)>>;
 
 impl Store {
-    /// Applies one entry; returns its result and the events it produced, in order.
+    /// Applies one entry; returns its result and the events it produced, in order, or the
+    /// storage fault that stopped it.
     pub(super) fn apply_entry(
         &self,
         entry: Entry,
-    ) -> Result<(Applied, Vec<RevisionEvents>), KvError> {
+    ) -> Result<(Applied, Vec<RevisionEvents>), StorageFault> {
         let mut events = Vec::new();
         let applied = match entry.payload {
             EntryPayload::Normal(Command::Batch(cmds)) if !cmds.is_empty() => {
                 // A crash in the middle of a batch leaves `KEY_PARTIAL` naming the last
                 // command applied; re-applying the entry skips those.
-                let done: Option<(u64, usize)> = self.meta(KEY_PARTIAL)?;
+                let done: Option<(u64, usize)> =
+                    self.meta(KEY_PARTIAL).map_err(KvError::into_fault)?;
                 let skip = match done {
                     Some((index, sub)) if index == entry.log_id.index => sub + 1,
                     _ => 0,
@@ -106,7 +113,7 @@ impl Store {
         log_id: LogId,
         step: Step,
         progress: Progress,
-    ) -> Result<(Applied, Option<RevisionEvents>), KvError> {
+    ) -> Result<(Applied, Option<RevisionEvents>), StorageFault> {
         let mut st = self.state();
         let mut batch = WriteBatch::default();
         let meta = cf(&self.db, CF_META);
@@ -120,9 +127,13 @@ impl Store {
                 info!(log_index = log_id.index, membership = ?st.membership.membership(), "membership changed");
                 Ok(Output::Done)
             }
-            Step::Command(cmd) => {
-                self.apply_command(cmd, &mut st, &mut batch, &mut events, &mut after)
-            }
+            Step::Command(cmd) => refusal_or_fault(self.apply_command(
+                cmd,
+                &mut st,
+                &mut batch,
+                &mut events,
+                &mut after,
+            ))?,
         };
         match progress {
             Progress::Done => {
@@ -133,7 +144,7 @@ impl Store {
             Progress::Partial(i) => batch.put_cf(meta, KEY_PARTIAL, encode(&(log_id.index, i))),
         }
         batch.put_cf(meta, KEY_REVS, encode(&st.revs));
-        self.db.write(batch)?;
+        self.db.write(batch).map_err(StorageFault::new)?;
         let revision = st.revs.current;
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = st;
         if let Some(f) = after {
@@ -290,4 +301,112 @@ fn txn_has_put(t: &TxnRequest) -> bool {
             Some(Request::RequestTxn(inner)) => txn_has_put(inner),
             _ => false,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+    use proto::etcdserverpb::PutRequest;
+
+    use super::super::super::db::{DataDir, CF_KV};
+    use super::*;
+    use crate::mvcc::keys::version_key;
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    fn entry(index: u64, cmd: Command) -> Entry {
+        Entry {
+            log_id: log_id(index),
+            payload: EntryPayload::Normal(cmd),
+        }
+    }
+
+    fn put(k: &str) -> Command {
+        Command::Txn(Pb(txn::put_as_txn(PutRequest {
+            key: k.into(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })))
+    }
+
+    /// A store with key "a" written at revision 2 by entry 1.
+    fn store(dir: &std::path::Path) -> std::sync::Arc<Store> {
+        let store = Store::open(DataDir::new(dir).open_db().unwrap(), 16).unwrap();
+        store.apply_entry(entry(1, put("a"))).unwrap();
+        store
+    }
+
+    #[test]
+    fn a_refused_command_is_applied_with_its_refusal_as_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let (a, _) = store
+            .apply_entry(entry(2, Command::LeaseRevoke { id: 9 }))
+            .unwrap();
+        assert_eq!(a.output.unwrap_err(), KvError::LeaseNotFound);
+        let (a, _) = store
+            .apply_entry(entry(3, Command::Compact { revision: 100 }))
+            .unwrap();
+        assert_eq!(a.output.unwrap_err(), KvError::FutureRevision);
+        assert_eq!(store.state().applied, Some(log_id(3)));
+    }
+
+    #[test]
+    fn a_row_that_does_not_decode_is_a_fault_and_nothing_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        // Damage the stored version of "a": the next Put reads it for its previous value.
+        store
+            .db
+            .put_cf(cf(&store.db, CF_KV), version_key(b"a", 2), [0xFF, 0xFF])
+            .unwrap();
+        let before = store.state();
+        let fault = store.apply_entry(entry(2, put("a"))).unwrap_err();
+        assert!(fault.0.contains("malformed kv row"), "{fault}");
+        let after = store.state();
+        assert_eq!(
+            after.applied, before.applied,
+            "the entry is not counted as applied"
+        );
+        assert_eq!(after.revs, before.revs);
+        // Nor on disk.
+        drop(store);
+        let reopened = Store::open(DataDir::new(dir.path()).open_db().unwrap(), 16).unwrap();
+        assert_eq!(reopened.state().applied, Some(log_id(1)));
+    }
+
+    #[test]
+    fn a_fault_inside_a_batch_entry_stops_it_where_it_happened() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        store
+            .db
+            .put_cf(cf(&store.db, CF_KV), version_key(b"a", 2), [0xFF])
+            .unwrap();
+        let batch = Command::Batch(vec![put("b"), put("a"), put("c")]);
+        assert!(store.apply_entry(entry(2, batch)).is_err());
+        // "b" went in on its own write batch with its progress; "a" and "c" did not.
+        let st = store.state();
+        assert_eq!(st.applied, Some(log_id(1)));
+        assert_eq!(st.revs.current, 3);
+        let partial: Option<(u64, usize)> = store.meta(KEY_PARTIAL).unwrap();
+        assert_eq!(partial, Some((2, 0)));
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "storage fault, stopping this member")]
+    async fn a_fault_while_applying_stops_the_member() {
+        use openraft::storage::RaftStateMachine;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        store
+            .db
+            .put_cf(cf(&store.db, CF_KV), version_key(b"a", 2), [0xFF])
+            .unwrap();
+        let mut sm = super::super::StateMachine::new(store, dir.path().join("snap"));
+        let _ = sm.apply(vec![entry(2, put("a"))]).await;
+    }
 }
