@@ -39,7 +39,13 @@ impl LogOptions {
                 t.parse::<Timestamp>()
                     .map_err(|_| format!("invalid sinceTime: {t:?}"))?,
             ),
-            (None, Some(s)) => Some(now - jiff::SignedDuration::from_secs(s as i64)),
+            // Seconds reaching back past the start of time mean all of it.
+            (None, Some(s)) => Some(
+                now.checked_sub(jiff::SignedDuration::from_secs(
+                    i64::try_from(s).unwrap_or(i64::MAX),
+                ))
+                .unwrap_or(Timestamp::MIN),
+            ),
             (None, None) => None,
         };
         Ok(LogOptions {
@@ -237,6 +243,22 @@ mod tests {
         let bad: std::collections::HashMap<String, String> =
             [("tailLines".to_string(), "x".to_string())].into();
         assert!(LogOptions::from_query(&bad, now).is_err());
+    }
+
+    #[test]
+    fn a_since_seconds_past_the_start_of_time_is_everything() {
+        let now: Timestamp = "2026-12-01T10:00:10Z".parse().unwrap();
+        for secs in [
+            "9223372036854775807",
+            "18446744073709551615",
+            "400000000000",
+        ] {
+            let q: std::collections::HashMap<String, String> =
+                [("sinceSeconds".to_string(), secs.to_string())].into();
+            let o = LogOptions::from_query(&q, now).unwrap();
+            assert_eq!(o.since, Some(Timestamp::MIN), "{secs}");
+            assert_eq!(select(LOG, &o), b"one\ntwo\nthree\n");
+        }
     }
 
     #[tokio::test]

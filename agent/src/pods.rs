@@ -4,7 +4,12 @@
 //! was down), get a worker told the object is gone, which stops and removes them.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+
+use component_base::supervise::catch_panic;
+use flotilla_core::backoff::Backoff;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -13,10 +18,33 @@ use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::node_state::Shared;
 use crate::worker;
+
+/// Runs a pod's worker (`start` makes one) until it returns. One that panics (a bug some
+/// pod's values reach) is logged and started again after `backoff`, from the newest pod
+/// object, so no pod is left without a worker; once the agent is `stopping`, at once (to
+/// stop the pod).
+async fn restarting<F, Fut>(
+    uid: &str,
+    mut backoff: Backoff,
+    mut stopping: watch::Receiver<bool>,
+    mut start: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    while let Err(panic) = catch_panic(start()).await {
+        let wait = backoff.next_delay();
+        error!(uid, %panic, retry = ?wait, "pod worker panicked; starting it again");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopping.wait_for(|s| *s) => {}
+        }
+    }
+}
 
 struct Handle {
     tx: watch::Sender<Option<Pod>>,
@@ -36,7 +64,15 @@ impl Workers {
             return;
         }
         let (tx, rx) = watch::channel(pod);
-        let task = tokio::spawn(worker::run(shared.clone(), uid.to_string(), rx));
+        let (shared, id) = (shared.clone(), uid.to_string());
+        let task = tokio::spawn(async move {
+            let restarts = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+            let stopping = shared.stopping.clone();
+            restarting(&id, restarts, stopping, || {
+                worker::run(shared.clone(), id.clone(), rx.clone())
+            })
+            .await
+        });
         self.by_uid.insert(uid.to_string(), Handle { tx, task });
     }
 }
@@ -109,5 +145,33 @@ pub async fn run(shared: Arc<Shared>) {
             }
             Err(e) => warn!(node = %shared.node_name, error = %e, "watching pods"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_panicking_worker_is_started_again_until_it_returns() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (_tx, stopping) = watch::channel(false);
+        let r = runs.clone();
+        let backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(5));
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            restarting("u", backoff, stopping, move || {
+                let r = r.clone();
+                async move {
+                    if r.fetch_add(1, Ordering::SeqCst) < 2 {
+                        panic!("a worker bug");
+                    }
+                }
+            }),
+        )
+        .await
+        .expect("restarted until it returned");
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
     }
 }

@@ -24,7 +24,8 @@ pub enum Kind {
 pub struct Prober {
     pub kind: Kind,
     probe: Probe,
-    next: Instant,
+    /// When it runs next; `None`: never (a delay past the end of time).
+    next: Option<Instant>,
     successes: i32,
     failures: i32,
     /// The probe's verdict so far.
@@ -37,12 +38,17 @@ fn secs(v: Option<i32>, default: i32) -> Duration {
     Duration::from_secs(v.unwrap_or(default).max(0) as u64)
 }
 
+/// `t + d`, or `None` (never) past the end of time.
+fn after(t: Instant, d: Duration) -> Option<Instant> {
+    t.checked_add(d)
+}
+
 impl Prober {
     pub fn new(kind: Kind, probe: Probe, started: Instant) -> Prober {
         let ok = kind == Kind::Liveness;
         Prober {
             kind,
-            next: started + secs(probe.initial_delay_seconds, 0),
+            next: after(started, secs(probe.initial_delay_seconds, 0)),
             probe,
             successes: 0,
             failures: 0,
@@ -52,24 +58,27 @@ impl Prober {
     }
 
     pub fn due(&self, now: Instant) -> bool {
-        now >= self.next
+        self.next.is_some_and(|next| now >= next)
     }
 
     /// Records one run's outcome; returns true when the verdict changed.
     pub fn record(&mut self, outcome: Result<(), String>, now: Instant) -> bool {
-        self.next = now + secs(self.probe.period_seconds, 10).max(Duration::from_secs(1));
+        self.next = after(
+            now,
+            secs(self.probe.period_seconds, 10).max(Duration::from_secs(1)),
+        );
         let before = self.ok;
         match outcome {
             Ok(()) => {
                 self.failures = 0;
-                self.successes += 1;
+                self.successes = self.successes.saturating_add(1);
                 if self.successes >= self.probe.success_threshold.unwrap_or(1).max(1) {
                     self.ok = true;
                 }
             }
             Err(m) => {
                 self.successes = 0;
-                self.failures += 1;
+                self.failures = self.failures.saturating_add(1);
                 self.last_message = Some(m);
                 if self.failures >= self.probe.failure_threshold.unwrap_or(3).max(1) {
                     self.ok = false;
@@ -94,15 +103,15 @@ impl Prober {
 }
 
 /// When the next of one container's probes runs: a startup probe until it has passed,
-/// then the others (which wait for it).
+/// then the others (which wait for it). `None` when none ever runs again.
 pub fn next_due(probers: &[Prober]) -> Option<Instant> {
     let startup = probers.iter().find(|p| p.kind == Kind::Startup);
     match startup {
-        Some(p) if !p.ok => Some(p.next),
+        Some(p) if !p.ok => p.next,
         _ => probers
             .iter()
             .filter(|p| p.kind != Kind::Startup)
-            .map(|p| p.next)
+            .filter_map(|p| p.next)
             .min(),
     }
 }
@@ -252,5 +261,55 @@ mod tests {
         assert_eq!(p.last_message.as_deref(), Some("y"));
         // Liveness starts out passing.
         assert!(Prober::new(Kind::Liveness, probe, t0).ok);
+    }
+
+    #[test]
+    fn huge_probe_settings_do_not_overflow() {
+        let probe = Probe {
+            initial_delay_seconds: Some(i32::MAX),
+            period_seconds: Some(i32::MAX),
+            timeout_seconds: Some(i32::MAX),
+            failure_threshold: Some(i32::MAX),
+            success_threshold: Some(i32::MIN),
+            ..Default::default()
+        };
+        let t0 = Instant::now();
+        let mut p = Prober::new(Kind::Liveness, probe, t0);
+        assert!(!p.due(t0 + Duration::from_secs(3600)));
+        assert_eq!(p.timeout(), Duration::from_secs(i32::MAX as u64));
+        p.record(Ok(()), t0);
+        assert!(p.ok);
+        // Counters saturate instead of overflowing after i32::MAX results in a row.
+        p.failures = i32::MAX - 1;
+        p.record(Err("x".into()), t0);
+        p.record(Err("y".into()), t0);
+        assert_eq!(p.failures, i32::MAX);
+        assert!(!p.ok);
+        p.successes = i32::MAX;
+        p.record(Ok(()), t0);
+        assert_eq!(p.successes, i32::MAX);
+        assert!(p.ok);
+        // A time past the end of time is never due.
+        p.next = after(t0, Duration::MAX);
+        assert_eq!(p.next, None);
+        assert!(!p.due(t0 + Duration::from_secs(1 << 40)));
+        assert_eq!(next_due(std::slice::from_ref(&p)), None);
+        let mut neg = Prober::new(
+            Kind::Readiness,
+            Probe {
+                initial_delay_seconds: Some(i32::MIN),
+                period_seconds: Some(i32::MIN),
+                timeout_seconds: Some(i32::MIN),
+                ..Default::default()
+            },
+            t0,
+        );
+        assert!(neg.due(t0));
+        neg.record(Ok(()), t0);
+        assert!(
+            neg.due(t0 + Duration::from_secs(1)),
+            "a period under 1 s is 1 s"
+        );
+        assert_eq!(neg.timeout(), Duration::from_secs(1));
     }
 }

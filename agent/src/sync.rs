@@ -135,6 +135,16 @@ pub fn deadline_exceeded(pod: &Pod, now: Timestamp) -> bool {
     now.duration_since(start.0).as_secs() >= secs
 }
 
+/// How long until the pod's activeDeadlineSeconds runs out; `None` without a deadline or
+/// a start time, or once it has run out. Saturating: whatever deadline and start time
+/// (even one far in the future) a client wrote.
+pub fn deadline_left(pod: &Pod, now: Timestamp) -> Option<Duration> {
+    let secs = pod.spec.as_ref()?.active_deadline_seconds?;
+    let start = pod.status.as_ref()?.start_time.as_ref()?;
+    let left = secs.saturating_sub(now.duration_since(start.0).as_secs());
+    (left > 0).then(|| Duration::from_secs(left.unsigned_abs()))
+}
+
 /// The pod has reached a phase it never leaves.
 pub fn terminal_phase(pod: &Pod) -> bool {
     matches!(
@@ -274,7 +284,9 @@ fn restart_or_wait(
 ) {
     let key = backoff_key(name, init);
     match i.backoff.remaining(&key, at, i.now) {
-        None => plan.actions.push(start(name, init, attempt + 1, Some(at))),
+        None => plan
+            .actions
+            .push(start(name, init, attempt.saturating_add(1), Some(at))),
         Some(left) => plan
             .backing_off
             .push((name.to_string(), init, i.backoff.delay(&key), left)),

@@ -11,6 +11,7 @@
 //! - `events.rs`: a core/v1 Event recorder (what `kubectl describe` shows).
 //! - `metrics.rs`: the metrics registry and a shareable histogram, served in Prometheus'
 //!   text format with `/healthz`.
+//! - `supervise.rs`: panics in long-lived loops caught, logged and survived.
 //! - `backoff.rs`, `labels.rs`, `quantity.rs`, `taints.rs`: re-exports of `flotilla_core`'s
 //!   modules of those names, kept so existing `component_base::...` paths still work; new
 //!   code uses `flotilla_core` directly.
@@ -23,6 +24,7 @@ pub mod labels;
 pub mod leaderelection;
 pub mod metrics;
 pub mod quantity;
+pub mod supervise;
 pub mod taints;
 
 pub use flags::{CommonConfig, CommonFlags};

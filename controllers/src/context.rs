@@ -79,10 +79,58 @@ pub fn ready_since(p: &Pod) -> Option<jiff::Timestamp> {
         })
 }
 
-/// Ready for at least `min_ready_seconds` at `now`.
+/// Ready for at least `min_ready_seconds` at `now`. A pod whose readiness (any time a
+/// client wrote, up to the year 9999) plus `minReadySeconds` is past the end of time never
+/// is.
 pub fn pod_available(p: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) -> bool {
     ready_since(p).is_some_and(|since| {
         min_ready_seconds <= 0
-            || since + jiff::SignedDuration::from_secs(i64::from(min_ready_seconds)) <= now
+            || since
+                .checked_add(jiff::SignedDuration::from_secs(i64::from(
+                    min_ready_seconds,
+                )))
+                .is_ok_and(|at| at <= now)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn ready_at(t: jiff::Timestamp) -> Pod {
+        Pod {
+            status: Some(PodStatus {
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    last_transition_time: Some(Time(t)),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_readiness_near_the_end_of_time_with_min_ready_seconds_does_not_overflow() {
+        let now = jiff::Timestamp::from_second(1_000_000).unwrap();
+        let last = ready_at(jiff::Timestamp::MAX);
+        assert!(!pod_available(&last, i32::MAX, now));
+        assert!(!pod_available(&last, 1, now));
+        assert!(
+            pod_available(&last, 0, now),
+            "no minReadySeconds: ready is available"
+        );
+        let early = ready_at(jiff::Timestamp::MIN);
+        assert!(pod_available(&early, i32::MAX, now));
+        assert!(!pod_available(&ready_at(now), 10, now));
+        assert!(pod_available(
+            &ready_at(now),
+            10,
+            now + jiff::SignedDuration::from_secs(10)
+        ));
+    }
 }

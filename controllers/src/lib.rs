@@ -32,6 +32,8 @@ pub mod context;
 pub mod deployment;
 pub mod endpoints;
 pub mod expectations;
+#[cfg(test)]
+mod extremes;
 pub mod garbagecollector;
 pub mod informer;
 pub mod namespace;

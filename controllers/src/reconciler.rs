@@ -16,6 +16,8 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
+use component_base::backoff::Backoff;
+use component_base::supervise::catch_panic;
 use futures::future::BoxFuture;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -143,26 +145,57 @@ impl<R: Reconciler> Controller<R> {
         self
     }
 
-    /// Runs until aborted.
+    /// Runs until aborted, or until a task `prepare` started ends (logged; the
+    /// controller-manager then stops, as when an informer ends). A reconcile that panics
+    /// is logged and its key retried after the key's backoff; a worker that ends all the
+    /// same is logged and started again after a backoff. Nothing dies silently.
     pub async fn run(self, name: &'static str) {
         let mut tasks = JoinSet::new();
         self.reconciler.clone().prepare(&mut tasks).await;
+        let mut workers = JoinSet::new();
         for _ in 0..self.workers {
-            let (r, q) = (self.reconciler.clone(), self.queue.clone());
-            tasks.spawn(async move {
-                loop {
-                    let key = q.get().await;
-                    process(name, &*r, &q, &key).await;
-                    q.done(&key);
-                }
-            });
+            workers.spawn(work(name, self.reconciler.clone(), self.queue.clone()));
         }
+        let mut restarts = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + RESYNC, RESYNC);
         loop {
-            tokio::time::sleep(RESYNC).await;
-            for k in self.reconciler.all_keys() {
-                self.queue.add(k);
+            tokio::select! {
+                _ = resync.tick() => {
+                    for k in self.reconciler.all_keys() {
+                        self.queue.add(k);
+                    }
+                }
+                Some(ended) = workers.join_next() => {
+                    let wait = restarts.next_delay();
+                    tracing::error!(controller = name, outcome = ?ended, retry = ?wait, "a worker ended; starting it again");
+                    tokio::time::sleep(wait).await;
+                    workers.spawn(work(name, self.reconciler.clone(), self.queue.clone()));
+                }
+                Some(ended) = tasks.join_next() => {
+                    tracing::error!(controller = name, outcome = ?ended, "a task the controller depends on ended; stopping the controller");
+                    return;
+                }
             }
         }
+    }
+}
+
+/// One worker: takes keys off the queue and reconciles them, forever. A reconcile that
+/// panics (a bug some object's values reach) costs that key a backoff, not the worker.
+async fn work<R: Reconciler>(name: &'static str, r: Arc<R>, q: Arc<WorkQueue<R::Key>>) {
+    loop {
+        let key = q.get().await;
+        if let Err(panic) = catch_panic(process(name, &*r, &q, &key)).await {
+            tracing::error!(
+                controller = name,
+                namespace = key.namespace(),
+                name = key.name(),
+                panic = %panic,
+                "reconcile panicked; retrying the key after its backoff"
+            );
+            q.add_rate_limited(key.clone());
+        }
+        q.done(&key);
     }
 }
 
@@ -326,6 +359,65 @@ mod tests {
         // A failure retried, then a success that awaits a change: nothing more.
         let s = script(1, Action::await_change());
         assert_eq!(run_until(s, 2, Duration::from_millis(100)).await, 2);
+    }
+
+    /// Panics on each key's first `panics` reconciles, then succeeds.
+    struct Panicky {
+        panics: usize,
+        seen: Mutex<usize>,
+        done: tokio::sync::Notify,
+    }
+
+    impl Reconciler for Panicky {
+        type Key = (String, String);
+        type Error = Error;
+
+        async fn reconcile(&self, key: &Self::Key) -> Result<Action, Error> {
+            let n = {
+                let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+                *seen += 1;
+                *seen
+            };
+            self.done.notify_one();
+            if n <= self.panics {
+                panic!("reconcile of {key:?} panicked on purpose");
+            }
+            Ok(Action::await_change())
+        }
+
+        fn all_keys(&self) -> Vec<Self::Key> {
+            vec![]
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_reconcile_is_retried_and_the_worker_lives_on() {
+        let r = Arc::new(Panicky {
+            panics: 2,
+            seen: Mutex::new(0),
+            done: tokio::sync::Notify::new(),
+        });
+        let q = WorkQueue::new();
+        q.add(("ns".to_string(), "a".to_string()));
+        // One worker: if the panic killed it, nothing would reconcile again.
+        let task = tokio::spawn(Controller::new(r.clone(), q.clone()).workers(1).run("test"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while *r.seen.lock().unwrap() < 3 {
+            tokio::select! {
+                _ = r.done.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => panic!("3 reconciles within 5 s"),
+            }
+        }
+        // The same worker takes new keys.
+        q.add(("ns".to_string(), "b".to_string()));
+        while *r.seen.lock().unwrap() < 4 {
+            tokio::select! {
+                _ = r.done.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => panic!("a new key after the panics"),
+            }
+        }
+        assert!(!task.is_finished());
+        task.abort();
     }
 
     #[test]

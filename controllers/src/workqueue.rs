@@ -60,12 +60,15 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
     }
 
     /// Adds `key` after `delay` (from a timer task); when it already waits for an earlier
-    /// time, that one stands.
+    /// time, that one stands. A delay past the end of time (computed from what an object
+    /// says) is never: the key waits for a change or the periodic resync instead.
     pub fn add_after(self: &Arc<Self>, key: K, delay: Duration) {
         if delay.is_zero() {
             return self.add(key);
         }
-        let at = Instant::now() + delay;
+        let Some(at) = Instant::now().checked_add(delay) else {
+            return;
+        };
         {
             let mut i = self.lock();
             match i.waiting.get(&key) {
@@ -176,6 +179,16 @@ mod tests {
         // Once fired, a key may wait again.
         q.add_after("a".into(), Duration::from_millis(1));
         assert_eq!(q.get().await, "a");
+    }
+
+    #[tokio::test]
+    async fn a_delay_past_the_end_of_time_is_never() {
+        let q = WorkQueue::<String>::new();
+        q.add_after("a".into(), Duration::MAX);
+        q.add_after("b".into(), Duration::from_secs(u64::MAX / 2));
+        q.add("c".into());
+        assert_eq!(q.get().await, "c");
+        assert!(q.is_empty());
     }
 
     #[tokio::test]

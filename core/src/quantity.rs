@@ -1,7 +1,8 @@
 //! Resource quantities (`resource.Quantity` strings: "100m", "1.5", "128Mi", "1e3", "2G").
 //!
 //! Contract: parsing never panics, whatever the string; integer results fit in an `i64`
-//! (`None` when they would not). A single quantity fits, but a sum of them may not (two
+//! (`None` when they would not, or [`saturating_milli`] and [`saturating_units`], which
+//! clamp to the `i64` bounds). A single quantity fits, but a sum of them may not (two
 //! containers may each ask for `5E`): callers add them with `saturating_add`.
 
 /// The quantity as a float of units; `None` when it does not parse.
@@ -15,6 +16,10 @@ pub fn parse(q: &str) -> Option<f64> {
         return None;
     }
     let n: f64 = num.parse().ok()?;
+    if n == 0.0 {
+        // Zero times any scale, even one past f64's range ("0e400"), is zero, not NaN.
+        return Some(0.0);
+    }
     let mult = match suffix {
         "" => 1.0,
         "n" => 1e-9,
@@ -57,6 +62,28 @@ fn scaled(q: &str, by: f64) -> Option<i64> {
     if !v.is_finite() || v.abs() > 9.0e18 {
         return None;
     }
+    Some(v.ceil() as i64)
+}
+
+/// [`milli`], but a quantity beyond the `i64` range is clamped to it (`"5E"` of cpu is
+/// `i64::MAX` millicores) instead of `None`: for requests and capacities, where a value
+/// too large to count must still be too large, not zero. `None` only when it does not
+/// parse.
+pub fn saturating_milli(q: &str) -> Option<i64> {
+    saturating_scaled(q, 1000.0)
+}
+
+/// [`units`], clamped to the `i64` range as [`saturating_milli`].
+pub fn saturating_units(q: &str) -> Option<i64> {
+    saturating_scaled(q, 1.0)
+}
+
+fn saturating_scaled(q: &str, by: f64) -> Option<i64> {
+    let v = parse(q)? * by;
+    if v.is_nan() {
+        return None;
+    }
+    // `as` saturates at the i64 bounds (and infinities go to them).
     Some(v.ceil() as i64)
 }
 
@@ -113,6 +140,47 @@ mod tests {
         assert_eq!(each, 5_000_000_000_000_000_000);
         assert_eq!(each.checked_add(each), None);
         assert_eq!(each.saturating_add(each), i64::MAX);
+    }
+
+    #[test]
+    fn out_of_range_quantities_saturate_where_asked() {
+        assert_eq!(saturating_milli("5E"), Some(i64::MAX));
+        assert_eq!(saturating_milli("100m"), Some(100));
+        assert_eq!(saturating_units("9999999999999999999999Ki"), Some(i64::MAX));
+        assert_eq!(saturating_units("1e400"), Some(i64::MAX));
+        assert_eq!(saturating_units("-1e400"), Some(i64::MIN));
+        assert_eq!(saturating_units("1e-400"), Some(0));
+        assert_eq!(saturating_units("0e400"), Some(0));
+        assert_eq!(saturating_units("9223372036854775807"), Some(i64::MAX));
+        assert_eq!(saturating_units("abc"), None);
+        assert_eq!(units("0e400"), Some(0));
+        assert_eq!(parse("0e400"), Some(0.0));
+        for q in [
+            "5E",
+            "8Ei",
+            "1e18",
+            "1e400",
+            "-1e400",
+            "1e-400",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "99999999999999999999999999999999999999999E",
+            "1e2147483647",
+            "1e-2147483648",
+            ".",
+            "+.",
+            "-0",
+            "0.000000001n",
+        ] {
+            // None of these may panic, whatever they come to.
+            let _ = (
+                parse(q),
+                milli(q),
+                units(q),
+                saturating_milli(q),
+                saturating_units(q),
+            );
+        }
     }
 
     #[test]

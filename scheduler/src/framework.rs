@@ -83,9 +83,34 @@ pub fn normalize(scores: &mut [i64], reverse: bool) {
         return;
     }
     for s in scores.iter_mut() {
-        let v = MAX_SCORE * *s / max;
-        *s = if reverse { MAX_SCORE - v } else { v };
+        // Raw scores are sums over what objects say (weights, counts): in i128, so that
+        // scaling one near i64::MAX neither overflows nor loses its place.
+        let v = scale(*s, 0, max);
+        *s = if reverse {
+            MAX_SCORE.saturating_sub(v)
+        } else {
+            v
+        };
     }
+}
+
+/// `MAX_SCORE * (s - min) / (max - min)` without overflow, whatever the three are (0 when
+/// `max == min`).
+pub fn scale(s: i64, min: i64, max: i64) -> i64 {
+    share(
+        i128::from(s) - i128::from(min),
+        i128::from(max) - i128::from(min),
+    )
+}
+
+/// `MAX_SCORE * part / whole` in i128, clamped to i64 (0 when `whole` is 0). Parts here
+/// are differences of i64s, so the product cannot overflow.
+pub fn share(part: i128, whole: i128) -> i64 {
+    if whole == 0 {
+        return 0;
+    }
+    let v = i128::from(MAX_SCORE) * part / whole;
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// The enabled plugins and score weights.
@@ -146,9 +171,32 @@ impl Framework {
             let mut s: Vec<i64> = nodes.iter().map(|n| p.score(st, pod, n)).collect();
             p.normalize(&mut s);
             for (t, v) in total.iter_mut().zip(s) {
-                *t += v.clamp(0, MAX_SCORE) * w;
+                *t = t.saturating_add(v.clamp(0, MAX_SCORE).saturating_mul(*w));
             }
         }
         total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizing_extreme_raw_scores_does_not_overflow() {
+        let mut s = [i64::MAX, i64::MAX / 2, 0, -5, i64::MIN];
+        normalize(&mut s, false);
+        assert_eq!(&s[..3], &[MAX_SCORE, 49, 0]);
+        let mut s = [i64::MAX, 1];
+        normalize(&mut s, true);
+        assert_eq!(s, [0, MAX_SCORE]);
+        let mut s = [i64::MIN, -1];
+        normalize(&mut s, false);
+        let mut s = [i64::MIN, 1];
+        normalize(&mut s, true);
+        assert_eq!(s, [i64::MAX, 0]);
+        assert_eq!(scale(i64::MAX, i64::MIN, i64::MAX), MAX_SCORE);
+        assert_eq!(scale(i64::MIN, i64::MIN, i64::MAX), 0);
+        assert_eq!(scale(7, 3, 3), 0);
     }
 }

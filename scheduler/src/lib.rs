@@ -14,6 +14,8 @@
 //! Everything but `run.rs` is pure and tested without an apiserver.
 
 pub mod cache;
+#[cfg(test)]
+mod extremes;
 pub mod framework;
 pub mod informer;
 pub mod metrics;

@@ -44,17 +44,51 @@ impl Resources {
             >,
         >,
     ) -> Resources {
+        // Too large to count is as large as can be (a pod asking `5E` of cpu fits nowhere,
+        // it does not ask for nothing); negative amounts (invalid) and garbage are none.
+        let milli = |q: &str| quantity::saturating_milli(q).unwrap_or(0).max(0);
+        let units = |q: &str| quantity::saturating_units(q).unwrap_or(0).max(0);
         let mut r = Resources::default();
         for (k, q) in list.into_iter().flatten() {
             match k.as_str() {
-                "cpu" => r.milli_cpu = quantity::milli(&q.0).unwrap_or(0),
-                "memory" => r.memory = quantity::units(&q.0).unwrap_or(0),
-                "ephemeral-storage" => r.ephemeral_storage = quantity::units(&q.0).unwrap_or(0),
-                "pods" => r.pods = quantity::units(&q.0).unwrap_or(0),
+                "cpu" => r.milli_cpu = milli(&q.0),
+                "memory" => r.memory = units(&q.0),
+                "ephemeral-storage" => r.ephemeral_storage = units(&q.0),
+                "pods" => r.pods = units(&q.0),
                 _ => {}
             }
         }
         r
+    }
+}
+
+/// A sum of [`Resources`] kept exactly (in i128), so that taking a pod off a node undoes
+/// adding it even when the i64 view saturated: i64::MAX pods of i64::MAX each still fit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Exact {
+    milli_cpu: i128,
+    memory: i128,
+    ephemeral_storage: i128,
+    pods: i128,
+}
+
+impl Exact {
+    fn add(&mut self, r: &Resources, sign: i128) {
+        self.milli_cpu += sign * i128::from(r.milli_cpu);
+        self.memory += sign * i128::from(r.memory);
+        self.ephemeral_storage += sign * i128::from(r.ephemeral_storage);
+        self.pods += sign * i128::from(r.pods);
+    }
+
+    /// The sum clamped to the i64 range.
+    fn view(&self) -> Resources {
+        let c = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
+        Resources {
+            milli_cpu: c(self.milli_cpu),
+            memory: c(self.memory),
+            ephemeral_storage: c(self.ephemeral_storage),
+            pods: c(self.pods),
+        }
     }
 }
 
@@ -219,6 +253,8 @@ pub struct NodeInfo {
     pub non_zero_requested: Resources,
     pub pods: HashMap<String, Arc<PodInfo>>,
     pub used_ports: Vec<HostPort>,
+    /// `requested` and `non_zero_requested` exactly; those are their clamped views.
+    exact: (Exact, Exact),
 }
 
 impl NodeInfo {
@@ -234,6 +270,7 @@ impl NodeInfo {
             non_zero_requested: Resources::default(),
             pods: HashMap::new(),
             used_ports: Vec::new(),
+            exact: (Exact::default(), Exact::default()),
         };
         n.set_node(node);
         n
@@ -265,18 +302,82 @@ impl NodeInfo {
     }
 
     fn account(&mut self, p: &PodInfo, add: bool) {
+        let sign = if add { 1 } else { -1 };
+        self.exact.0.add(&p.requests, sign);
+        self.exact.1.add(&p.non_zero, sign);
+        self.requested = self.exact.0.view();
+        self.non_zero_requested = self.exact.1.view();
         if add {
-            self.requested.add(&p.requests);
-            self.non_zero_requested.add(&p.non_zero);
             self.used_ports.extend(p.host_ports.iter().cloned());
         } else {
-            self.requested.sub(&p.requests);
-            self.non_zero_requested.sub(&p.non_zero);
             for hp in &p.host_ports {
                 if let Some(i) = self.used_ports.iter().position(|u| u == hp) {
                     self.used_ports.swap_remove(i);
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{node, pod};
+
+    fn two_containers(cpu: &str, mem: &str) -> Pod {
+        let mut p = pod("p", cpu, mem);
+        let spec = p.spec.as_mut().unwrap();
+        let mut second = spec.containers[0].clone();
+        second.name = "second".into();
+        spec.containers.push(second);
+        p
+    }
+
+    #[test]
+    fn two_containers_of_5e_memory_do_not_overflow() {
+        let info = PodInfo::new(Arc::new(two_containers("", "5E")));
+        assert_eq!(info.requests.memory, i64::MAX);
+        assert_eq!(info.non_zero.memory, i64::MAX);
+    }
+
+    #[test]
+    fn a_cpu_request_too_large_to_count_is_huge_not_zero() {
+        // "5E" cores is 5e21 millicores: past i64, so as much as can be, not nothing.
+        let info = PodInfo::new(Arc::new(pod("p", "5E", "1e400")));
+        assert_eq!(info.requests.milli_cpu, i64::MAX);
+        assert_eq!(info.requests.memory, i64::MAX);
+        let neg = PodInfo::new(Arc::new(pod("n", "-1", "-5E")));
+        assert_eq!((neg.requests.milli_cpu, neg.requests.memory), (0, 0));
+        let n = NodeInfo::new(Arc::new(node("n", "9999999999999999999999", "1e400")));
+        assert_eq!(n.allocatable.milli_cpu, i64::MAX);
+        assert_eq!(n.allocatable.memory, i64::MAX);
+    }
+
+    #[test]
+    fn saturated_sums_come_back_exactly_when_pods_leave() {
+        let mut n = NodeInfo::new(Arc::new(node("n", "1", "8E")));
+        let small = PodInfo::new(Arc::new(pod("small", "100m", "1Gi")));
+        n.add_pod(small.clone());
+        let mut huge = Vec::new();
+        for i in 0..4 {
+            let mut p = two_containers("5E", "5E");
+            p.metadata.uid = Some(format!("huge-{i}"));
+            let info = PodInfo::new(Arc::new(p));
+            n.add_pod(info.clone());
+            huge.push(info);
+        }
+        assert_eq!(n.requested.memory, i64::MAX);
+        assert_eq!(n.requested.milli_cpu, i64::MAX);
+        assert_eq!(n.requested.pods, 5);
+        for h in &huge {
+            n.remove_pod(&h.uid);
+        }
+        assert_eq!(
+            n.requested, small.requests,
+            "what is left is exactly the small pod"
+        );
+        n.remove_pod(&small.uid);
+        assert_eq!(n.requested, Resources::default());
+        assert_eq!(n.non_zero_requested, Resources::default());
     }
 }

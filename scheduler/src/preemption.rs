@@ -95,7 +95,9 @@ pub fn find(fw: &Framework, cache: &Cache, pod: &PodInfo, diag: &Diagnosis) -> O
         }
         let rank = (
             victims.iter().map(|v| v.priority).max().unwrap_or(i32::MIN),
-            victims.iter().map(|v| i64::from(v.priority)).sum::<i64>(),
+            victims
+                .iter()
+                .fold(0i64, |a, v| a.saturating_add(i64::from(v.priority))),
             victims.len(),
         );
         if best.as_ref().is_none_or(|(r, _)| rank < *r) {

@@ -275,7 +275,7 @@ impl SchedulingQueue {
                 continue;
             }
             e.place = Place::InFlight;
-            e.attempts += 1;
+            e.attempts = e.attempts.saturating_add(1);
             self.cycle += 1;
             return Some(Popped {
                 info: e.info.clone(),

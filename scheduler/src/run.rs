@@ -8,6 +8,7 @@ use std::time::Duration;
 use component_base::events::{object_ref, EventType, Recorder};
 use component_base::leaderelection::{run_maybe_elected, LeaderState};
 use component_base::metrics::Registry;
+use component_base::supervise::catch_panic;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -214,7 +215,7 @@ async fn scheduling_loop(
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep_until(until) => {}
             }
-            while binders.try_join_next().is_some() {}
+            reap(binders);
         };
         let started = Instant::now();
         let decision = alg.schedule(&popped.info, &lock(&state).cache);
@@ -222,7 +223,8 @@ async fn scheduling_loop(
         match decision {
             Decision::Fit { node, .. } => {
                 lock(&state).cache.assume(popped.info.clone(), &node);
-                binders.spawn(bind(
+                let (uid, key, st) = (popped.info.uid.clone(), popped.info.key(), state.clone());
+                let binding = bind(
                     client.clone(),
                     popped,
                     node,
@@ -230,7 +232,16 @@ async fn scheduling_loop(
                     metrics.clone(),
                     recorder.clone(),
                     permit,
-                ));
+                );
+                binders.spawn(async move {
+                    // A panic must not leave the pod assumed on the node forever.
+                    if let Err(panic) = catch_panic(binding).await {
+                        tracing::error!(pod = %key, %panic, "binding panicked; retrying after backoff");
+                        let mut s = lock(&st);
+                        s.cache.forget(&uid);
+                        s.queue.retry(&uid, Instant::now());
+                    }
+                });
             }
             Decision::NoFit(d) => {
                 drop(permit);
@@ -277,7 +288,18 @@ async fn scheduling_loop(
                 ));
             }
         }
-        while binders.try_join_next().is_some() {}
+        reap(binders);
+    }
+}
+
+/// Collects finished binder tasks (bindings, which repair the cache if they panic;
+/// victim deletions; status writes): one that failed or panicked is logged, never dropped
+/// unseen.
+fn reap(binders: &mut JoinSet<()>) {
+    while let Some(r) = binders.try_join_next() {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "a binding task failed");
+        }
     }
 }
 

@@ -176,8 +176,10 @@ impl ProcessRuntime {
             return Ok(());
         };
         signal(pid, Signal::TERM);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
+        // A grace past the end of time (any terminationGracePeriodSeconds a pod may
+        // have) never runs out: the container gets as long as it takes.
+        let deadline = Instant::now().checked_add(grace);
+        while deadline.is_none_or(|d| Instant::now() < d) {
             if read_exit(&dir).is_some() {
                 return Ok(());
             }

@@ -295,3 +295,54 @@ fn active_deadline_ends_the_pod() {
         Some(Ending::DeadlineExceeded)
     );
 }
+
+fn started_at(start: Timestamp, deadline: Option<i64>) -> Pod {
+    let mut p = pod("Always", &[], &["a"]);
+    p.spec.as_mut().unwrap().active_deadline_seconds = deadline;
+    p.status = Some(k8s_openapi::api::core::v1::PodStatus {
+        start_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(start)),
+        ..Default::default()
+    });
+    p
+}
+
+#[test]
+fn extreme_active_deadlines_and_start_times_do_not_overflow() {
+    // A start time far in the future makes the elapsed time hugely negative.
+    let future = started_at(Timestamp::MAX, Some(i64::MAX));
+    assert_eq!(
+        deadline_left(&future, Timestamp::MIN),
+        Some(Duration::from_secs(i64::MAX as u64))
+    );
+    assert!(!deadline_exceeded(&future, Timestamp::MIN));
+    let past = started_at(Timestamp::MIN, Some(i64::MIN));
+    assert_eq!(deadline_left(&past, Timestamp::MAX), None);
+    assert!(deadline_exceeded(&past, Timestamp::MAX));
+    assert_eq!(
+        deadline_left(&started_at(t(0), Some(10)), t(4)),
+        Some(Duration::from_secs(6))
+    );
+    assert_eq!(deadline_left(&started_at(t(0), Some(10)), t(10)), None);
+    assert_eq!(deadline_left(&started_at(t(0), None), t(4)), None);
+    let b = CrashBackoff::default();
+    let v = PodView {
+        sandbox: sandbox(),
+        containers: vec![c("a", false, u32::MAX, exited(1, 0))],
+        ..Default::default()
+    };
+    // The attempt after u32::MAX is u32::MAX, not an overflow.
+    let p = plan_for(&started_at(t(0), Some(i64::MAX)), &v, &b, 100);
+    assert_eq!(starts(&p), vec![("a".to_string(), false, u32::MAX)]);
+}
+
+#[test]
+fn a_grace_period_past_the_end_of_time_is_never_not_a_panic() {
+    let mut p = pod("Always", &[], &["a"]);
+    p.spec.as_mut().unwrap().termination_grace_period_seconds = Some(i64::MAX);
+    let g = grace(&p);
+    assert_eq!(g, Duration::from_secs(i64::MAX as u64));
+    // What stopping a container does with it (runtime/process.rs): no deadline at all.
+    assert_eq!(tokio::time::Instant::now().checked_add(g), None);
+    p.metadata.deletion_grace_period_seconds = Some(i64::MIN);
+    assert_eq!(grace(&p), Duration::from_secs(2));
+}

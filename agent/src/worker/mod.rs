@@ -316,13 +316,8 @@ impl Worker {
         for (at, _) in self.retry.values() {
             wait = wait.min(at.saturating_duration_since(now_i) + Duration::from_millis(10));
         }
-        if let Some(secs) = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds) {
-            if let Some(start) = pod.status.as_ref().and_then(|s| s.start_time.as_ref()) {
-                let left = secs - now.duration_since(start.0).as_secs();
-                if left > 0 {
-                    wait = wait.min(Duration::from_secs(left as u64));
-                }
-            }
+        if let Some(left) = sync::deadline_left(pod, now) {
+            wait = wait.min(left);
         }
         Ok(Step::Wait(wait))
     }

@@ -5,9 +5,9 @@
 //! status` reads (observedGeneration, updated/ready/available replicas, and the Available
 //! and Progressing conditions with progressDeadlineSeconds).
 
-mod plan;
+pub(crate) mod plan;
 mod replicasets;
-mod status;
+pub(crate) mod status;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -290,7 +290,7 @@ impl DeploymentController {
 
         match &new {
             None => {
-                let old_total: i32 = olds.iter().map(|o| spec_replicas(o)).sum();
+                let old_total = plan::total(olds.iter().map(|o| spec_replicas(o)));
                 let replicas = if rolling {
                     plan::new_rs_replicas(
                         desired,
@@ -306,11 +306,22 @@ impl DeploymentController {
                 } else {
                     desired
                 };
-                new =
-                    Some(create_new_rs(ctx, &d, &rs_api, replicas, surge, max_old_rev + 1).await?);
+                new = Some(
+                    create_new_rs(
+                        ctx,
+                        &d,
+                        &rs_api,
+                        replicas,
+                        surge,
+                        max_old_rev.saturating_add(1),
+                    )
+                    .await?,
+                );
                 created = true;
             }
-            Some(n) if revision(n) <= max_old_rev => {
+            // (An old revision of i64::MAX cannot be outnumbered: leave it, rather than
+            // rewrite the same annotation on every sync.)
+            Some(n) if revision(n) <= max_old_rev && max_old_rev < i64::MAX => {
                 // A rollback made an old template current again: it is the newest revision now.
                 let mut rs = (**n).clone();
                 rs.metadata
@@ -331,8 +342,10 @@ impl DeploymentController {
         }
 
         if rolling {
-            let all: i32 =
-                spec_replicas(&new_rs) + olds.iter().map(|o| spec_replicas(o)).sum::<i32>();
+            let all = plan::total(
+                std::iter::once(spec_replicas(&new_rs))
+                    .chain(olds.iter().map(|o| spec_replicas(o))),
+            );
             let want = plan::new_rs_replicas(
                 desired,
                 surge,

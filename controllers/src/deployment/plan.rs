@@ -1,10 +1,25 @@
 //! The pure arithmetic of a rollout: how far each ReplicaSet may be scaled this step.
 //! Kubernetes' rolling update (NewRSNewReplicas, reconcileOldReplicaSets) and recreate.
+//!
+//! Contract: whatever the objects say (replicas, surge and availability up to the i32
+//! bounds, percentages of any size, statuses written by any client), nothing here
+//! overflows: sums and differences are taken in i64, and results are clamped back to i32.
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+/// `v` clamped to the i32 range.
+pub fn clamp_i32(v: i64) -> i32 {
+    i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX })
+}
+
+/// The sum of `replicas`, in i64 (any number of i32s fits).
+pub fn total(replicas: impl IntoIterator<Item = i32>) -> i64 {
+    replicas.into_iter().map(i64::from).sum()
+}
+
 /// `maxSurge` (rounded up) and `maxUnavailable` (rounded down) against `replicas`; both
-/// zero is not allowed, so unavailable becomes 1 (Kubernetes' ResolveFenceposts).
+/// zero is not allowed, so unavailable becomes 1 (Kubernetes' ResolveFenceposts). A
+/// percentage that comes to more than i32::MAX is i32::MAX.
 pub fn fenceposts(
     surge: Option<&IntOrString>,
     unavailable: Option<&IntOrString>,
@@ -30,13 +45,14 @@ fn percent(s: &str, of: i32, round_up: bool) -> Result<i32, String> {
         .strip_suffix('%')
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| format!("invalid value for IntOrString: invalid value {s:?}: must be an integer or percentage (e.g '5%')"))?;
-    let v = p * i64::from(of);
+    // Any i64 percentage of any i32 fits an i128.
+    let v = i128::from(p) * i128::from(of);
     let r = if round_up {
         (v + 99).div_euclid(100)
     } else {
         v.div_euclid(100)
     };
-    Ok(r as i32)
+    Ok(i32::try_from(r).unwrap_or(if r < 0 { i32::MIN } else { i32::MAX }))
 }
 
 /// A ReplicaSet as the plan sees it.
@@ -47,51 +63,55 @@ pub struct Rs {
 }
 
 /// The new ReplicaSet's replicas for this step of a rolling update: up to `desired`,
-/// keeping all pods within `desired + max_surge`.
-pub fn new_rs_replicas(desired: i32, max_surge: i32, new: Rs, all_replicas: i32) -> i32 {
+/// keeping all pods (`all_replicas`, the sum over every ReplicaSet) within
+/// `desired + max_surge`.
+pub fn new_rs_replicas(desired: i32, max_surge: i32, new: Rs, all_replicas: i64) -> i32 {
     if new.replicas > desired {
         return desired;
     }
-    let allowed = desired + max_surge - all_replicas;
+    let (desired, current) = (i64::from(desired), i64::from(new.replicas));
+    let allowed = desired + i64::from(max_surge) - all_replicas;
     if allowed <= 0 {
         return new.replicas;
     }
-    new.replicas + allowed.min(desired - new.replicas)
+    // At most `desired`, and at least `new.replicas`: an i32 either way.
+    clamp_i32(current + allowed.min(desired - current))
 }
 
 /// Old ReplicaSets' replicas for this step (oldest first in `olds`): scale down unhealthy
 /// replicas first, then available ones, never below `desired - max_unavailable`
-/// available pods.
+/// available pods. Each result is between 0 (or the old value, if negative) and the old
+/// value.
 pub fn old_rs_replicas(desired: i32, max_unavailable: i32, new: Rs, olds: &[Rs]) -> Vec<i32> {
-    let mut out: Vec<i32> = olds.iter().map(|r| r.replicas).collect();
-    let old_total: i32 = out.iter().sum();
+    let mut out: Vec<i64> = olds.iter().map(|r| i64::from(r.replicas)).collect();
+    let old_total: i64 = out.iter().sum();
     if old_total == 0 {
-        return out;
+        return olds.iter().map(|r| r.replicas).collect();
     }
-    let all: i32 = old_total + new.replicas;
-    let min_available = desired - max_unavailable;
-    let new_unavailable = (new.replicas - new.available).max(0);
+    let all = old_total + i64::from(new.replicas);
+    let min_available = i64::from(desired) - i64::from(max_unavailable);
+    let new_unavailable = (i64::from(new.replicas) - i64::from(new.available)).max(0);
     let mut max_scaled_down = all - min_available - new_unavailable;
     if max_scaled_down <= 0 {
-        return out;
+        return olds.iter().map(|r| r.replicas).collect();
     }
     // Unhealthy old replicas cost no availability.
     for (i, r) in olds.iter().enumerate() {
         if max_scaled_down <= 0 {
             break;
         }
-        let unhealthy = (out[i] - r.available).max(0);
+        let unhealthy = (out[i] - i64::from(r.available)).max(0);
         let cut = unhealthy.min(max_scaled_down);
         out[i] -= cut;
         max_scaled_down -= cut;
     }
     // Then available ones, as far as availability allows.
-    let available: i32 = olds
+    let available: i64 = olds
         .iter()
         .zip(&out)
-        .map(|(r, now)| r.available.min(*now))
-        .sum::<i32>()
-        + new.available;
+        .map(|(r, now)| i64::from(r.available).min(*now))
+        .sum::<i64>()
+        + i64::from(new.available);
     let mut budget = (available - min_available).max(0);
     for v in out.iter_mut() {
         if budget <= 0 {
@@ -101,7 +121,7 @@ pub fn old_rs_replicas(desired: i32, max_unavailable: i32, new: Rs, olds: &[Rs])
         *v -= cut;
         budget -= cut;
     }
-    out
+    out.into_iter().map(clamp_i32).collect()
 }
 
 #[cfg(test)]
@@ -133,7 +153,7 @@ mod tests {
         };
         let mut steps = 0;
         while new.available < desired || old.replicas > 0 {
-            let n = new_rs_replicas(desired, surge, new, new.replicas + old.replicas);
+            let n = new_rs_replicas(desired, surge, new, total([new.replicas, old.replicas]));
             assert!(
                 n + old.replicas <= desired + surge,
                 "never above desired + surge"
@@ -169,5 +189,58 @@ mod tests {
         // all=4, min available = 3-1 = 2, new unavailable = 1 → may scale down 1, and
         // the old set has 2 unhealthy pods.
         assert_eq!(old_rs_replicas(3, 1, new, &olds), vec![2]);
+    }
+
+    #[test]
+    fn huge_surges_and_percentages_do_not_overflow() {
+        let p = |s: &str| IntOrString::String(s.into());
+        let max = IntOrString::Int(i32::MAX);
+        assert_eq!(
+            fenceposts(Some(&max), Some(&max), i32::MAX),
+            Ok((i32::MAX, i32::MAX))
+        );
+        assert_eq!(
+            fenceposts(Some(&p("1000000000%")), Some(&p("2147483647%")), i32::MAX),
+            Ok((i32::MAX, i32::MAX))
+        );
+        assert_eq!(
+            fenceposts(
+                Some(&p("9223372036854775807%")),
+                Some(&p("-9223372036854775808%")),
+                i32::MAX
+            ),
+            Ok((i32::MAX, 0))
+        );
+        assert_eq!(fenceposts(Some(&p("200%")), None, 10), Ok((20, 2)));
+    }
+
+    #[test]
+    fn replicas_near_i32_max_do_not_overflow() {
+        let full = Rs {
+            replicas: i32::MAX,
+            available: i32::MAX,
+        };
+        let empty = Rs {
+            replicas: 0,
+            available: 0,
+        };
+        // desired + surge - all would overflow an i32.
+        assert_eq!(new_rs_replicas(i32::MAX, i32::MAX, empty, 0), i32::MAX);
+        assert_eq!(
+            new_rs_replicas(i32::MAX, i32::MAX, empty, total([i32::MAX, i32::MAX])),
+            0
+        );
+        // Two old sets of i32::MAX each: their sum would overflow an i32.
+        let olds = [full, full];
+        let out = old_rs_replicas(i32::MAX, i32::MAX, full, &olds);
+        assert!(out.iter().all(|r| (0..=i32::MAX).contains(r)), "{out:?}");
+        // Availability written as i32::MIN by some client.
+        let broken = Rs {
+            replicas: i32::MAX,
+            available: i32::MIN,
+        };
+        let out = old_rs_replicas(0, 0, broken, &[broken, broken]);
+        assert!(out.iter().all(|r| (0..=i32::MAX).contains(r)), "{out:?}");
+        assert_eq!(old_rs_replicas(i32::MAX, 0, full, &olds), vec![0, 0]);
     }
 }

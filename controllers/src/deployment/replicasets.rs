@@ -153,7 +153,7 @@ pub(super) async fn create_new_rs(
     annotations.insert(DESIRED.into(), spec.replicas.unwrap_or(1).to_string());
     annotations.insert(
         MAX_REPLICAS.into(),
-        (spec.replicas.unwrap_or(1) + surge).to_string(),
+        spec.replicas.unwrap_or(1).saturating_add(surge).to_string(),
     );
     let rs = ReplicaSet {
         metadata: ObjectMeta {
@@ -194,7 +194,7 @@ pub(super) async fn create_new_rs(
             }
             let mut d2 = d.clone();
             let st = d2.status.get_or_insert_with(Default::default);
-            st.collision_count = Some(st.collision_count.unwrap_or(0) + 1);
+            st.collision_count = Some(st.collision_count.unwrap_or(0).saturating_add(1));
             let dapi: Api<Deployment> = Api::namespaced(
                 ctx.client.clone(),
                 d.metadata.namespace.as_deref().unwrap_or(""),
@@ -228,7 +228,10 @@ pub(super) async fn scale(
     }
     let a = r2.metadata.annotations.get_or_insert_with(Default::default);
     a.insert(DESIRED.into(), desired.to_string());
-    a.insert(MAX_REPLICAS.into(), (desired + surge).to_string());
+    a.insert(
+        MAX_REPLICAS.into(),
+        desired.saturating_add(surge).to_string(),
+    );
     replace(api, &r2, "scaling").await?;
     let name = rs.metadata.name.as_deref().unwrap_or("");
     let dir = if to > from { "up" } else { "down" };

@@ -9,6 +9,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStat
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PostParams};
 
+use super::plan::{clamp_i32, total};
 use crate::context::Context;
 use crate::deployment::Error;
 use crate::reconciler::Action;
@@ -48,6 +49,15 @@ fn set(
     }
 }
 
+/// When a rollout whose Progressing condition last moved at `since` times out, with
+/// `progressDeadlineSeconds` of `deadline`; `None` when that is past the end of time
+/// (a `since` someone wrote near the year 9999).
+pub fn progress_end(since: jiff::Timestamp, deadline: i32) -> Option<jiff::Timestamp> {
+    since
+        .checked_add(jiff::SignedDuration::from_secs(i64::from(deadline)))
+        .ok()
+}
+
 pub async fn sync(
     ctx: &Context,
     d: &Deployment,
@@ -59,18 +69,17 @@ pub async fn sync(
     let spec = d.spec.clone().unwrap_or_default();
     let desired = spec.replicas.unwrap_or(1).max(0);
     let st = |r: &ReplicaSet| r.status.clone().unwrap_or_default();
-    let replicas: i32 = rss.iter().map(|r| st(r).replicas).sum();
-    let ready: i32 = rss.iter().map(|r| st(r).ready_replicas.unwrap_or(0)).sum();
-    let available: i32 = rss
-        .iter()
-        .map(|r| st(r).available_replicas.unwrap_or(0))
-        .sum();
+    // Statuses are what any client wrote: summed in i64, clamped back to i32.
+    let sum = |f: &dyn Fn(&ReplicaSet) -> i32| clamp_i32(total(rss.iter().map(|r| f(r))));
+    let replicas = sum(&|r| st(r).replicas);
+    let ready = sum(&|r| st(r).ready_replicas.unwrap_or(0));
+    let available = sum(&|r| st(r).available_replicas.unwrap_or(0));
     let updated = new.map(|n| st(n).replicas).unwrap_or(0);
     let old = d.status.clone().unwrap_or_default();
     let now = jiff::Timestamp::now();
     let mut conds = old.conditions.clone().unwrap_or_default();
 
-    if available >= desired - max_unavailable {
+    if i64::from(available) >= i64::from(desired) - i64::from(max_unavailable) {
         set(
             &mut conds,
             "Available",
@@ -155,19 +164,21 @@ pub async fn sync(
             .find(|c| c.type_ == "Progressing" && c.status == "True")
         {
             let since = c.last_update_time.as_ref().map(|t| t.0).unwrap_or(now);
-            let end = since + jiff::SignedDuration::from_secs(i64::from(deadline));
-            if end <= now {
-                set(
+            match progress_end(since, deadline) {
+                Some(end) if end <= now => set(
                     &mut conds,
                     "Progressing",
                     "False",
                     "ProgressDeadlineExceeded",
                     format!("ReplicaSet \"{new_name}\" has timed out progressing."),
                     now,
-                );
-            } else {
-                let left = end.duration_since(now).as_secs().max(0) as u64 + 1;
-                requeue = Some(Duration::from_secs(left));
+                ),
+                Some(end) => {
+                    let left = end.duration_since(now).as_secs().max(0) as u64 + 1;
+                    requeue = Some(Duration::from_secs(left));
+                }
+                // Past the end of time: it never times out.
+                None => {}
             }
         }
     }
@@ -178,7 +189,7 @@ pub async fn sync(
         updated_replicas: Some(updated),
         ready_replicas: Some(ready),
         available_replicas: Some(available),
-        unavailable_replicas: Some((desired - available).max(0)),
+        unavailable_replicas: Some(clamp_i32(i64::from(desired) - i64::from(available)).max(0)),
         conditions: Some(conds),
         collision_count: old.collision_count,
         terminating_replicas: None,
@@ -204,4 +215,22 @@ pub async fn sync(
         }
     }
     Ok(requeue.map_or(Action::await_change(), Action::requeue))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_progress_deadline_past_the_end_of_time_is_never() {
+        let t = jiff::Timestamp::from_second(1_000_000).unwrap();
+        assert_eq!(
+            progress_end(t, 600),
+            Some(t + jiff::SignedDuration::from_secs(600))
+        );
+        assert_eq!(progress_end(jiff::Timestamp::MAX, i32::MAX), None);
+        assert_eq!(progress_end(jiff::Timestamp::MAX, 1), None);
+        assert!(progress_end(jiff::Timestamp::MIN, i32::MIN).is_none());
+        assert!(progress_end(t, i32::MIN).is_some_and(|e| e < t));
+    }
 }

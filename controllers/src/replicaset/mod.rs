@@ -336,7 +336,7 @@ impl<K: Replicated> ReplicaController<K> {
                     source: e,
                 });
             }
-            batch *= 2;
+            batch = batch.saturating_mul(2);
         }
         if created > 0 {
             self.ctx.recorder.record(

@@ -7,7 +7,7 @@ use flotilla_core::labels;
 use k8s_openapi::api::core::v1::{PodAffinityTerm, WeightedPodAffinityTerm};
 
 use crate::cache::Cache;
-use crate::framework::{CycleState, Failure, Filter, Score, MAX_SCORE};
+use crate::framework::{scale, CycleState, Failure, Filter, Score};
 use crate::nodeinfo::{NodeInfo, PodInfo};
 
 pub struct InterPodAffinity;
@@ -199,7 +199,8 @@ impl Score for InterPodAffinity {
                     for w in terms {
                         if term_matches(&w.pod_affinity_term, &pod.namespace, p, cluster) {
                             if let Some(dom) = domain(node, &w.pod_affinity_term.topology_key) {
-                                *scores.entry(dom).or_insert(0) += sign * i64::from(w.weight);
+                                let e = scores.entry(dom).or_insert(0);
+                                *e = e.saturating_add(sign * i64::from(w.weight));
                             }
                         }
                     }
@@ -213,8 +214,7 @@ impl Score for InterPodAffinity {
             .map(|m| {
                 m.iter()
                     .filter(|((k, v), _)| node.labels.get(k) == Some(v))
-                    .map(|(_, s)| s)
-                    .sum()
+                    .fold(0i64, |a, (_, s)| a.saturating_add(*s))
             })
             .unwrap_or(0)
     }
@@ -223,11 +223,7 @@ impl Score for InterPodAffinity {
             .iter()
             .fold((i64::MAX, i64::MIN), |(a, b), s| (a.min(*s), b.max(*s)));
         for s in scores.iter_mut() {
-            *s = if max > min {
-                MAX_SCORE * (*s - min) / (max - min)
-            } else {
-                0
-            };
+            *s = if max > min { scale(*s, min, max) } else { 0 };
         }
     }
 }

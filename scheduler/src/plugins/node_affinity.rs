@@ -64,8 +64,7 @@ impl Score for NodeAffinity {
             .into_iter()
             .flatten()
             .filter(|p| p.weight != 0 && labels::node_term(&p.preference, &node.name, &node.labels))
-            .map(|p| i64::from(p.weight))
-            .sum()
+            .fold(0i64, |a, p| a.saturating_add(i64::from(p.weight)))
     }
     fn normalize(&self, scores: &mut [i64]) {
         normalize(scores, false);

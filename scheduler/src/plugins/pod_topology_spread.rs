@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelecto
 use super::node_affinity::required_match;
 use super::taint_toleration::tolerated;
 use crate::cache::Cache;
-use crate::framework::{CycleState, Failure, Filter, Score, MAX_SCORE};
+use crate::framework::{share, CycleState, Failure, Filter, Score, MAX_SCORE};
 use crate::nodeinfo::{NodeInfo, PodInfo};
 
 pub struct PodTopologySpread;
@@ -88,9 +88,10 @@ fn count(pod: &PodInfo, cluster: &Cache, which: &str) -> Vec<Counted> {
                         && labels::matches(&selector, &p.labels)
                 })
                 .count() as i64;
-            *counts
+            let e = counts
                 .entry(node.labels[&c.topology_key].clone())
-                .or_insert(0) += n;
+                .or_insert(0);
+            *e = e.saturating_add(n);
         }
         let mut min = counts.values().copied().min().unwrap_or(0);
         if c.min_domains
@@ -131,7 +132,7 @@ impl Filter for PodTopologySpread {
                 ));
             };
             let here = c.counts.get(v).copied().unwrap_or(0);
-            if here + c.self_match - c.min > c.max_skew {
+            if here.saturating_add(c.self_match).saturating_sub(c.min) > c.max_skew {
                 return Err(Failure::resolvable(vec![
                     "node(s) didn't match pod topology spread constraints".into(),
                 ]));
@@ -164,7 +165,8 @@ impl Score for PodTopologySpread {
                 return -1;
             };
             let weight = ((c.counts.len() + 2) as f64).ln();
-            total += (c.counts.get(v).copied().unwrap_or(0) + c.max_skew - 1) as f64 * weight;
+            let here = c.counts.get(v).copied().unwrap_or(0) as f64;
+            total += (here + c.max_skew as f64 - 1.0) * weight;
         }
         total.round() as i64
     }
@@ -177,7 +179,10 @@ impl Score for PodTopologySpread {
             } else if max == min {
                 MAX_SCORE
             } else {
-                MAX_SCORE * (max - *s) / (max - min)
+                share(
+                    i128::from(max) - i128::from(*s),
+                    i128::from(max) - i128::from(min),
+                )
             };
         }
     }
