@@ -433,6 +433,125 @@ async fn t20_rbac_restricted_user_and_auth_can_i() {
         bindings.contains("Role/pod-reader") && bindings.contains("alice"),
         "{bindings}"
     );
+    rbac_escalation_is_refused(&kc, &alice).await;
+}
+
+/// alice may write Roles and RoleBindings in `team` but grant only what she holds there,
+/// unless she may `bind` the role (kube's RBAC escalation prevention).
+async fn rbac_escalation_is_refused(
+    kc: &std::path::Path,
+    alice: &dyn Fn(&[&str]) -> std::process::Output,
+) {
+    let writer = r#"{"apiVersion":"v1","kind":"List","items":[
+      {"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"rbac-writer","namespace":"team"},
+       "rules":[{"apiGroups":["rbac.authorization.k8s.io"],"resources":["roles","rolebindings"],"verbs":["create","get","list","update","patch"]}]},
+      {"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"alice-writes","namespace":"team"},
+       "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"rbac-writer"},
+       "subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"alice"}]}]}"#;
+    let out = kubectl_stdin(kc, &["create", "--validate=false", "-f", "-"], writer);
+    assert!(out.status.success(), "{}", stderr(&out));
+    common::wait_for(
+        std::time::Duration::from_secs(10),
+        "alice to be allowed to create rolebindings in team",
+        || {
+            let yes = String::from_utf8_lossy(
+                &alice(&["auth", "can-i", "create", "rolebindings", "-n", "team"]).stdout,
+            )
+            .trim()
+                == "yes";
+            async move { yes.then_some(()) }
+        },
+    )
+    .await;
+    let take_over = [
+        "create",
+        "rolebinding",
+        "take-over",
+        "--clusterrole=cluster-admin",
+        "--user=alice",
+        "-n",
+        "team",
+    ];
+    let out = alice(&take_over);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "binding cluster-admin was allowed");
+    assert!(
+        err.contains(
+            "rolebindings.rbac.authorization.k8s.io \"take-over\" is forbidden: user \"alice\""
+        ) && err.contains("is attempting to grant RBAC permissions not currently held:")
+            && err.contains(r#"{APIGroups:["*"], Resources:["*"], Verbs:["*"]}"#),
+        "{err}"
+    );
+    let out = alice(&[
+        "create",
+        "role",
+        "deleter",
+        "--verb=delete",
+        "--resource=pods",
+        "-n",
+        "team",
+    ]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success()
+            && err.contains(r#"{APIGroups:[""], Resources:["pods"], Verbs:["delete"]}"#),
+        "{err}"
+    );
+    // What she holds she may grant, to a role or to someone else.
+    let out = alice(&[
+        "create",
+        "role",
+        "reader2",
+        "--verb=get,list",
+        "--resource=pods",
+        "-n",
+        "team",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = alice(&[
+        "create",
+        "rolebinding",
+        "bob-reads",
+        "--role=pod-reader",
+        "--user=bob",
+        "-n",
+        "team",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // An update is held to the same rule.
+    let out = alice(&[
+        "patch",
+        "role",
+        "reader2",
+        "-n",
+        "team",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/rules/0/verbs/-","value":"delete"}]"#,
+    ]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("not currently held"),
+        "{}",
+        stderr(&out)
+    );
+    // With `bind` on cluster-admin (by name), she may bind it.
+    let bind = r#"{"apiVersion":"v1","kind":"List","items":[
+      {"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"admin-binder","namespace":"team"},
+       "rules":[{"apiGroups":["rbac.authorization.k8s.io"],"resources":["clusterroles"],"resourceNames":["cluster-admin"],"verbs":["bind"]}]},
+      {"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"alice-binds","namespace":"team"},
+       "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"admin-binder"},
+       "subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"alice"}]}]}"#;
+    let out = kubectl_stdin(kc, &["create", "--validate=false", "-f", "-"], bind);
+    assert!(out.status.success(), "{}", stderr(&out));
+    common::wait_for(
+        std::time::Duration::from_secs(10),
+        "alice to be allowed to bind cluster-admin in team",
+        || {
+            let ok = alice(&take_over).status.success();
+            async move { ok.then_some(()) }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -601,6 +720,34 @@ async fn t30_service_account_tokens_node_restriction_health() {
     let out = as_n1(&["create", "-f", "-"], &pod("mine", "n1"));
     assert!(stderr(&out).contains("forbidden"), "{}", stderr(&out));
 
+    // A node reads a Secret only by name, and only one a pod bound to it uses.
+    let secrets = r#"{"apiVersion":"v1","kind":"List","items":[
+      {"apiVersion":"v1","kind":"Secret","metadata":{"name":"for-n1","namespace":"team"},"stringData":{"k":"v"}},
+      {"apiVersion":"v1","kind":"Secret","metadata":{"name":"for-n2","namespace":"team"},"stringData":{"k":"v"}},
+      {"apiVersion":"v1","kind":"Pod","metadata":{"name":"uses-secret","namespace":"team"},
+       "spec":{"nodeName":"n1","containers":[{"name":"c","image":"busybox",
+         "env":[{"name":"K","valueFrom":{"secretKeyRef":{"name":"for-n1","key":"k"}}}]}]}},
+      {"apiVersion":"v1","kind":"Pod","metadata":{"name":"uses-other","namespace":"team"},
+       "spec":{"nodeName":"n2","containers":[{"name":"c","image":"busybox",
+         "env":[{"name":"K","valueFrom":{"secretKeyRef":{"name":"for-n2","key":"k"}}}]}]}}]}"#;
+    let out = kubectl_stdin(&kc, &["create", "--validate=false", "-f", "-"], secrets);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = with("n1-token", &["get", "secret", "for-n1", "-n", "team"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = with("n1-token", &["get", "secret", "for-n2", "-n", "team"]);
+    assert!(
+        stderr(&out).contains("secrets \"for-n2\" is forbidden: User \"system:node:n1\" cannot get resource \"secrets\"")
+            && stderr(&out).contains("no relationship found between node 'n1' and this object"),
+        "{}",
+        stderr(&out)
+    );
+    let out = with("n1-token", &["get", "secrets", "-n", "team"]);
+    assert!(
+        stderr(&out).contains("can only read individual resources of this type"),
+        "{}",
+        stderr(&out)
+    );
+
     // A server-side apply configuration in YAML, as curl sends a manifest file.
     let client = a.client(0).await;
     let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\n  namespace: team\ndata:\n  k: v\n";
@@ -647,7 +794,7 @@ async fn t30_service_account_tokens_node_restriction_health() {
     let m = kubectl_ok(&kc, &["get", "--raw", "/metrics"]);
     assert!(
         m.contains("etcd_request_duration_seconds_count{operation=\"txn\"}")
-            && m.contains("apiserver_storage_objects{resource=\"pods\"} 2")
+            && m.contains("apiserver_storage_objects{resource=\"pods\"} 4")
             && m.contains("apiserver_watch_cache_capacity"),
         "{m}"
     );

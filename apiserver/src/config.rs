@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -77,6 +78,11 @@ pub struct ApiserverFlags {
     /// excepted); 0 disables.
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// An EncryptionConfiguration file (apiserver.config.k8s.io/v1, YAML or JSON): which
+    /// resources are encrypted at rest in the kvstore, with which providers (aesgcm,
+    /// aescbc, secretbox, identity) and keys. Read at start.
+    #[arg(long)]
+    pub encryption_provider_config: Option<PathBuf>,
 }
 
 pub enum TlsSource {
@@ -102,6 +108,8 @@ pub struct Config {
     pub max_requests_inflight: usize,
     pub max_mutating_requests_inflight: usize,
     pub request_timeout: Duration,
+    /// From --encryption-provider-config.
+    pub encryption: Option<Arc<crate::encryption::Encryption>>,
 }
 
 impl ApiserverFlags {
@@ -137,6 +145,13 @@ impl ApiserverFlags {
         if self.service_account_issuer.is_empty() {
             return Err("--service-account-issuer must not be empty".into());
         }
+        let encryption = match &self.encryption_provider_config {
+            Some(path) => Some(Arc::new(
+                crate::encryption::Encryption::load(path)
+                    .map_err(|e| format!("--encryption-provider-config {}: {e}", path.display()))?,
+            )),
+            None => None,
+        };
         let api_audiences = if self.api_audiences.is_empty() {
             vec![self.service_account_issuer.clone()]
         } else {
@@ -163,6 +178,60 @@ impl ApiserverFlags {
             max_requests_inflight: self.max_requests_inflight,
             max_mutating_requests_inflight: self.max_mutating_requests_inflight,
             request_timeout: self.request_timeout,
+            encryption,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        flags: ApiserverFlags,
+    }
+
+    fn validate(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["apiserver"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().flags.validate()
+    }
+
+    #[test]
+    fn encrypt_provider_config_is_read_at_start_and_errors_name_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("enc.yaml");
+        let p = path.to_str().unwrap();
+        let file = |secret: &str| {
+            format!(
+                "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - aesgcm:\n      keys:\n      - name: key1\n        secret: {secret}\n  - identity: {{}}\n"
+            )
+        };
+        assert!(validate(&[]).unwrap().encryption.is_none());
+        std::fs::write(&path, file("c2VjcmV0IGlzIHNlY3VyZQ==")).unwrap();
+        let cfg = validate(&["--encryption-provider-config", p]).unwrap();
+        let enc = cfg.encryption.expect("loaded");
+        assert_eq!(enc.resources().collect::<Vec<_>>(), ["secrets"]);
+        std::fs::write(&path, file("c2hvcnQ=")).unwrap();
+        let e = validate(&["--encryption-provider-config", p])
+            .err()
+            .unwrap();
+        assert!(
+            e.starts_with(&format!("--encryption-provider-config {p}: ")),
+            "{e}"
+        );
+        assert!(
+            e.contains("resources[0].providers[0].aesgcm.keys[0].secret"),
+            "{e}"
+        );
+        let missing = dir.path().join("missing.yaml");
+        let e = validate(&["--encryption-provider-config", missing.to_str().unwrap()])
+            .err()
+            .unwrap();
+        assert!(e.contains("missing.yaml: reading"), "{e}");
     }
 }

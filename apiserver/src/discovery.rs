@@ -109,8 +109,17 @@ pub fn resource_list(kinds: &Kinds, group: &str, version: &str) -> Option<Value>
             resources.push(r);
         }
     }
-    if group.is_empty() && version == "v1" {
-        resources.push(json!({ "name": "bindings", "singularName": "binding", "namespaced": true, "kind": "Binding", "verbs": ["create"] }));
+    // Create-only collections of subresources (`bindings`), after every kind.
+    for k in kinds.iter() {
+        let i = k.info();
+        if i.group != group || i.version != version {
+            continue;
+        }
+        for sub in &i.subresources {
+            if let Some(c) = sub.collection {
+                resources.push(json!({ "name": c, "singularName": sub.name, "namespaced": i.namespaced, "kind": sub.kind, "verbs": ["create"] }));
+            }
+        }
     }
     if resources.is_empty() {
         return None;

@@ -1,7 +1,7 @@
 //! Authentication of a request's bearer token: a static token (`tokens.rs`), or a
 //! ServiceAccount token (`serviceaccount.rs`, JWTs signed as `jwt.rs` does) whose account
-//! (and bound pod or secret) still exists with the uid the token names. `tokenrequest.rs`
-//! issues ServiceAccount tokens (`serviceaccounts/<name>/token`, `kubectl create token`).
+//! (and bound pod or secret) still exists with the uid the token names. Tokens are issued
+//! by the ServiceAccount kind's `token` subresource (`kinds/serviceaccount/token.rs`).
 
 use serde_json::Value;
 
@@ -9,7 +9,6 @@ use crate::store::{object_key, unix_now, Store};
 
 pub mod jwt;
 pub mod serviceaccount;
-pub mod tokenrequest;
 pub mod tokens;
 
 pub use tokens::Tokens;

@@ -3,7 +3,8 @@
 //! (`rbac.rs`), read from the watch cache. A denied request gets 403 naming the user, the
 //! verb and the resource. `review.rs` answers SelfSubjectAccessReviews (`kubectl auth
 //! can-i`) and SelfSubjectRulesReviews with the same evaluation; `bootstrap.rs` holds the
-//! roles every cluster starts with; `node.rs` narrows what nodes' agents may write.
+//! roles every cluster starts with; `node.rs` narrows what nodes' agents may write;
+//! `escalation.rs` keeps writers of Roles and bindings from granting more than they hold.
 
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +17,7 @@ use crate::store::cache::{Cache, CachedObj};
 
 pub mod attributes;
 pub mod bootstrap;
+pub mod escalation;
 pub mod node;
 pub mod rbac;
 pub mod review;
@@ -91,9 +93,14 @@ impl Authorizer {
         Some(policy)
     }
 
+    /// Whether `user` may do anything (a member of `system:masters`, or AlwaysAllow).
+    pub fn unrestricted(&self, user: &User) -> bool {
+        self.mode == Mode::AlwaysAllow || user.groups.iter().any(|g| g == MASTERS)
+    }
+
     /// Why `user` may do `a`, or why not.
     pub fn decide(&self, user: &User, a: &Attributes) -> Decision {
-        if self.mode == Mode::AlwaysAllow || user.groups.iter().any(|g| g == MASTERS) {
+        if self.unrestricted(user) {
             return Decision::Allow(String::new());
         }
         match self.policy() {

@@ -1,9 +1,10 @@
-//! The node restriction (kube-apiserver's NodeRestriction admission, for what agents
-//! write): a user `system:node:<name>` in `system:nodes` may change only its own Node
-//! (and its status), its own Lease in `kube-node-lease`, and the status of pods bound to
-//! it, and may delete or evict only those pods. It checks writes that RBAC's
-//! `system:node` role already allowed; reads are RBAC's alone. Creates name their object
-//! in the body, so they are checked once the body is read ([`check_create`]).
+//! The node restriction (kube-apiserver's Node authorizer and NodeRestriction admission):
+//! a user `system:node:<name>` in `system:nodes` may change only its own Node (and its
+//! status), its own Lease in `kube-node-lease`, and the status of pods bound to it, and
+//! may delete or evict only those pods; it may read a Secret, ConfigMap or
+//! PersistentVolumeClaim only by name, and only one a pod bound to it uses. It checks
+//! requests that RBAC's `system:node` role already allowed. Creates name their object in
+//! the body, so they are checked once the body is read ([`check_create`]).
 
 use serde_json::Value;
 
@@ -45,7 +46,12 @@ fn is_write(verb: &str) -> bool {
 /// Checks a request `node`'s agent makes, before its body is read.
 pub async fn check(node: &str, a: &ResourceAttributes, store: &Store) -> Result<(), ApiError> {
     if !is_write(&a.verb) {
-        return Ok(());
+        return match (a.group.as_str(), a.resource.as_str()) {
+            ("", "secrets" | "configmaps" | "persistentvolumeclaims") => {
+                check_reference(node, a, store).await
+            }
+            _ => Ok(()),
+        };
     }
     match (a.group.as_str(), a.resource.as_str()) {
         ("", "nodes") => {
@@ -111,6 +117,96 @@ pub async fn check(node: &str, a: &ResourceAttributes, store: &Store) -> Result<
     }
 }
 
+/// A read of a Secret, ConfigMap or PVC: allowed by name only, when a pod bound to the
+/// node uses it. The watch cache answers; when it does not know of such a pod it is
+/// brought up to date once (the pod may be newer than this apiserver's cache).
+async fn check_reference(
+    node: &str,
+    a: &ResourceAttributes,
+    store: &Store,
+) -> Result<(), ApiError> {
+    let deny = |why: &str| {
+        let head = if a.name.is_empty() {
+            format!("{} is forbidden", a.resource)
+        } else {
+            format!("{} {:?} is forbidden", a.resource, a.name)
+        };
+        ApiError::Forbidden(format!(
+            "{head}: User \"{NODE_PREFIX}{node}\" cannot {} resource {:?} in API group \"\" in the namespace {:?}: {why}",
+            a.verb, a.resource, a.namespace
+        ))
+    };
+    if a.name.is_empty() || a.namespace.is_empty() {
+        return Err(deny("can only read individual resources of this type"));
+    }
+    let prefix = format!("/registry/pods/{}/", a.namespace);
+    let used = |store: &Store| {
+        store.cache.list(&prefix).is_some_and(|(pods, _)| {
+            pods.iter().any(|p| {
+                serde_json::from_slice::<Value>(&p.json)
+                    .is_ok_and(|p| uses(&p, node, &a.resource, &a.name))
+            })
+        })
+    };
+    if used(store) {
+        return Ok(());
+    }
+    let wait = std::time::Duration::from_secs(1);
+    if crate::store::cache::catch_up(&store.cache, store.storage.as_ref(), wait)
+        .await
+        .is_ok_and(|r| r.is_some())
+        && used(store)
+    {
+        return Ok(());
+    }
+    Err(deny(&format!(
+        "no relationship found between node '{node}' and this object"
+    )))
+}
+
+/// Whether `pod`, bound to `node`, uses the object `name` of `resource` (volumes,
+/// projected sources, env, envFrom, image pull secrets; PVC claims).
+pub fn uses(pod: &Value, node: &str, resource: &str, name: &str) -> bool {
+    if pod["spec"]["nodeName"].as_str() != Some(node) {
+        return false;
+    }
+    let spec = &pod["spec"];
+    let is = |v: &Value| v.as_str() == Some(name);
+    let items = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let containers: Vec<Value> = ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|k| items(&spec[*k]))
+        .collect();
+    let volumes = items(&spec["volumes"]);
+    let projected: Vec<Value> = volumes
+        .iter()
+        .flat_map(|v| items(&v["projected"]["sources"]))
+        .collect();
+    let env = || containers.iter().flat_map(|c| items(&c["env"]));
+    let env_from = || containers.iter().flat_map(|c| items(&c["envFrom"]));
+    match resource {
+        "secrets" => {
+            volumes.iter().any(|v| is(&v["secret"]["secretName"]))
+                || projected.iter().any(|s| is(&s["secret"]["name"]))
+                || env().any(|e| is(&e["valueFrom"]["secretKeyRef"]["name"]))
+                || env_from().any(|e| is(&e["secretRef"]["name"]))
+                || items(&spec["imagePullSecrets"])
+                    .iter()
+                    .any(|s| is(&s["name"]))
+        }
+        "configmaps" => {
+            volumes.iter().any(|v| is(&v["configMap"]["name"]))
+                || projected.iter().any(|s| is(&s["configMap"]["name"]))
+                || env().any(|e| is(&e["valueFrom"]["configMapKeyRef"]["name"]))
+                || env_from().any(|e| is(&e["configMapRef"]["name"]))
+        }
+        "persistentvolumeclaims" => volumes
+            .iter()
+            .any(|v| is(&v["persistentVolumeClaim"]["claimName"])),
+        _ => false,
+    }
+}
+
 /// Checks what `node`'s agent creates: a Node or a Lease must carry the node's own name.
 pub fn check_create(node: &str, a: &ResourceAttributes, body: &Value) -> Result<(), ApiError> {
     let name = body["metadata"]["name"].as_str().unwrap_or_default();
@@ -133,6 +229,33 @@ pub fn check_create(node: &str, a: &ResourceAttributes, body: &Value) -> Result<
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_node_uses_only_what_its_own_pods_name() {
+        let pod = json!({"spec": {"nodeName": "n1",
+            "volumes": [{"name": "v", "secret": {"secretName": "vol-secret"}},
+                        {"name": "p", "projected": {"sources": [{"configMap": {"name": "proj-cm"}}]}},
+                        {"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+            "imagePullSecrets": [{"name": "pull"}],
+            "initContainers": [{"name": "i", "envFrom": [{"secretRef": {"name": "init-env"}}]}],
+            "containers": [{"name": "c", "env": [
+                {"name": "A", "valueFrom": {"secretKeyRef": {"name": "env-secret", "key": "k"}}},
+                {"name": "B", "valueFrom": {"configMapKeyRef": {"name": "env-cm", "key": "k"}}}]}]}});
+        for s in ["vol-secret", "pull", "init-env", "env-secret"] {
+            assert!(uses(&pod, "n1", "secrets", s), "{s}");
+            assert!(!uses(&pod, "n2", "secrets", s), "another node: {s}");
+        }
+        for c in ["proj-cm", "env-cm"] {
+            assert!(uses(&pod, "n1", "configmaps", c), "{c}");
+        }
+        assert!(uses(&pod, "n1", "persistentvolumeclaims", "data"));
+        assert!(
+            !uses(&pod, "n1", "secrets", "env-cm"),
+            "a ConfigMap's name is not a Secret's"
+        );
+        assert!(!uses(&pod, "n1", "secrets", "other"));
+        assert!(!uses(&json!({"spec": {}}), "n1", "secrets", "x"));
+    }
 
     fn user(name: &str, groups: &[&str]) -> User {
         User {

@@ -92,10 +92,14 @@ async fn handle_inner(
     };
     // Requests that are not long-running end at --request-timeout (or the client's
     // shorter `timeout`) with 504.
+    // `timeout=0` (or unset) means the server's default.
     let limit = match parsed.query.get("timeout").filter(|t| !t.is_empty()) {
-        Some(t) => crate::config::parse_duration(t)
-            .map_err(|e| ApiError::BadRequest(format!("invalid timeout: {e}")))?
-            .min(shared.request_timeout),
+        Some(t) => Some(
+            crate::config::parse_duration(t)
+                .map_err(|e| ApiError::BadRequest(format!("invalid timeout: {e}")))?,
+        )
+        .filter(|d| !d.is_zero())
+        .map_or(shared.request_timeout, |d| d.min(shared.request_timeout)),
         None => shared.request_timeout,
     };
     let served = serve_route(&shared, &parsed, req, user, node);
@@ -163,7 +167,7 @@ async fn serve_route(
             )
             .body(full(shared.metrics.render(&crate::metrics::Sources {
                 cache: &shared.store.cache,
-                etcd: &shared.store.etcd,
+                etcd: &shared.etcd,
             })))
             .unwrap_or_else(|_| Response::new(full(Bytes::new())))),
         Some(Route::Resource(p))
@@ -175,7 +179,7 @@ async fn serve_route(
             review(shared, user, p, req).await
         }
         Some(Route::Resource(_)) => match &parsed.resource {
-            Some(r) => super::ops::dispatch(shared, r, q, req, node).await,
+            Some(r) => super::ops::dispatch(shared, user, r, q, req, node).await,
             None => Err(ApiError::NoRoute),
         },
         Some(Route::Health | Route::Ready | Route::Version) => Err(ApiError::NoRoute),

@@ -39,13 +39,11 @@ fn checks(probe: Probe) -> &'static [&'static str] {
 async fn run(shared: &Shared, check: &str) -> Result<(), String> {
     match check {
         "ping" => Ok(()),
-        "etcd" => {
-            match tokio::time::timeout(ETCD_CHECK, shared.store.etcd.current_revision()).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("no answer within {ETCD_CHECK:?}")),
-            }
-        }
+        "etcd" => match tokio::time::timeout(ETCD_CHECK, shared.etcd.current_revision()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {ETCD_CHECK:?}")),
+        },
         _ => match shared.store.cache.revision() {
             Some(_) => Ok(()),
             None => Err("not synced yet".into()),

@@ -18,13 +18,12 @@ use crate::error::{status_body, ApiError};
 use crate::kinds::Kinds;
 use crate::store::Store;
 
-mod body;
+pub mod body;
 mod handlers;
 mod health;
 pub mod limits;
-mod ops;
-mod options;
-mod podlog;
+pub mod ops;
+pub mod options;
 pub mod request;
 pub mod route;
 mod watch;
@@ -34,6 +33,8 @@ pub use crate::response::{full, Body};
 /// What every request handler shares.
 pub struct Shared {
     pub store: Arc<Store>,
+    /// The etcd client under the store's storage: its health and request latencies.
+    pub etcd: Arc<crate::etcd::Etcd>,
     pub openapi: crate::openapi::OpenApi,
     pub authorizer: crate::authz::Authorizer,
     pub inflight: limits::Inflight,
@@ -110,6 +111,15 @@ async fn serve_request(shared: Arc<Shared>, req: Request<Incoming>) -> Response<
     .await
 }
 
+/// Connections served at once; one more is closed as soon as it is accepted.
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// How long a client has for its TLS handshake, and for each request's headers on
+/// HTTP/1.1 (slowloris).
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// HTTP/2 pings find connections whose peer is gone.
+const H2_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Accepts connections until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
@@ -118,6 +128,7 @@ pub async fn serve(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -130,16 +141,17 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = MAX_CONNECTIONS, "too many connections; closing");
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let shared = shared.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                acceptor.accept(tcp),
-            )
-            .await
-            {
+            let _slot = slot;
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -151,7 +163,16 @@ pub async fn serve(
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(serve_request(shared, req).await) }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            builder
+                .http2()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .keep_alive_interval(H2_KEEPALIVE)
+                .keep_alive_timeout(H2_KEEPALIVE);
             if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
                 tracing::debug!(%peer, error = %e, "connection ended");
             }

@@ -30,6 +30,21 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The authorization verb (discovery's verbs): `create`, `get`, `patch`, ...
+    pub fn verb(self) -> &'static str {
+        match self {
+            Operation::Get => "get",
+            Operation::List => "list",
+            Operation::Watch => "watch",
+            Operation::Create => "create",
+            Operation::Update => "update",
+            Operation::Patch | Operation::Apply => "patch",
+            Operation::Delete => "delete",
+            Operation::DeleteCollection => "deletecollection",
+            Operation::Other => "",
+        }
+    }
+
     /// The `verb` label of kube-apiserver's request metrics.
     pub fn metric_verb(self) -> &'static str {
         match self {
@@ -170,12 +185,19 @@ impl ApiRequest {
         }
     }
 
-    /// Watches and followed logs: not limited in flight nor by `--request-timeout`.
+    /// Watches and the streaming subresources (kube-apiserver's long-running check: the
+    /// verb, or a GET of `log`, `exec`, `attach`, `portforward` or `proxy`): not limited
+    /// in flight nor by `--request-timeout`.
     pub fn long_running(&self) -> bool {
         let Some(r) = &self.resource else {
             return false;
         };
-        r.op == Operation::Watch || (r.sub() == Some("log") && parse_bool(&self.query, "follow"))
+        r.op == Operation::Watch
+            || (r.op == Operation::Get
+                && matches!(
+                    r.sub(),
+                    Some("log" | "exec" | "attach" | "portforward" | "proxy")
+                ))
     }
 }
 
@@ -229,5 +251,10 @@ mod tests {
             None,
         );
         assert!(r.long_running());
+        // By verb and subresource only: `watch` on a POST is a create.
+        let r = parse(Method::POST, "/api/v1/namespaces/d/pods?watch=true", None);
+        assert_eq!(r.resource.as_ref().unwrap().op, Operation::Create);
+        assert!(!r.long_running());
+        assert!(!parse(Method::POST, "/api/v1/namespaces/d/pods/p/log", None).long_running());
     }
 }

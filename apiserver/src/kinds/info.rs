@@ -6,8 +6,19 @@ use crate::error::{ApiError, FieldError, GroupResource};
 use crate::table::Printer;
 use crate::validation::NameRule;
 
+/// What a subresource that is an operation of its own does with a request (a pod's
+/// `binding`, a namespace's `finalize`): the generic operations (get, update, patch of
+/// the object, its `status` or `scale`) are not asked.
+pub type Action = for<'a, 'b> fn(
+    &'a crate::http::ops::Call<'b>,
+    http::Request<hyper::body::Incoming>,
+) -> futures::future::BoxFuture<
+    'a,
+    Result<http::Response<crate::http::Body>, ApiError>,
+>;
+
 /// A subresource a kind serves under `<plural>/<name>/<subresource>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Subresource {
     pub name: &'static str,
     /// The kind of what it takes or returns (discovery's `kind`).
@@ -15,6 +26,12 @@ pub struct Subresource {
     /// Its group and version when not the parent's (`scale`: autoscaling/v1).
     pub group_version: Option<(&'static str, &'static str)>,
     pub verbs: &'static [&'static str],
+    /// The operation it is, for each of `verbs`; `None`: a view of the object itself
+    /// (`status`, `scale`).
+    pub action: Option<Action>,
+    /// A create-only collection in the parent's namespace that runs `action` with the
+    /// object named in the body (core/v1 `bindings` for `pods/binding`).
+    pub collection: Option<&'static str>,
 }
 
 impl Subresource {
@@ -25,6 +42,8 @@ impl Subresource {
             kind,
             group_version: None,
             verbs: &["get", "patch", "update"],
+            action: None,
+            collection: None,
         }
     }
     /// `scale`: an autoscaling/v1 Scale view of the replicas (see [`ScaleSpec`]).
@@ -33,6 +52,8 @@ impl Subresource {
         kind: "Scale",
         group_version: Some(("autoscaling", "v1")),
         verbs: &["get", "patch", "update"],
+        action: None,
+        collection: None,
     };
 }
 
@@ -110,6 +131,12 @@ impl ResourceInfo {
     /// The subresource of that name, if the kind serves it.
     pub fn subresource(&self, name: &str) -> Option<&Subresource> {
         self.subresources.iter().find(|s| s.name == name)
+    }
+    /// The subresource whose create-only `collection` has that name, if any.
+    pub fn collection(&self, plural: &str) -> Option<&Subresource> {
+        self.subresources
+            .iter()
+            .find(|s| s.collection == Some(plural))
     }
     /// Field selectors this kind accepts, the common ones first.
     pub fn selectable_fields(&self) -> Vec<&'static str> {

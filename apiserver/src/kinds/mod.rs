@@ -36,7 +36,7 @@ mod secret;
 pub mod service;
 mod serviceaccount;
 
-pub use info::{ResourceInfo, ScaleSpec, SelectorAt, Subresource};
+pub use info::{Action, ResourceInfo, ScaleSpec, SelectorAt, Subresource};
 pub use kind::{Claim, Env, Kind};
 pub use namespace::terminating as namespace_terminating;
 pub use registry::Kinds;

@@ -34,6 +34,23 @@ impl Kinds {
             .cloned()
     }
 
+    /// The kind with a create-only collection of that name (see
+    /// [`super::Subresource::collection`]), and the subresource that serves it.
+    pub fn collection(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<(Arc<dyn Strategy>, super::Subresource)> {
+        self.snapshot().iter().find_map(|k| {
+            let i = k.info();
+            let s = i
+                .collection(plural)
+                .filter(|_| i.group == group && i.version == version)?;
+            Some((k.clone(), *s))
+        })
+    }
+
     /// The kind whose objects live under `/registry/<plural>/`.
     pub fn by_plural(&self, plural: &str) -> Option<Arc<dyn Strategy>> {
         self.snapshot()

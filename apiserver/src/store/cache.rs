@@ -1,4 +1,4 @@
-//! The watch cache: one kvstore watch on `/registry/` feeds an in-memory copy of every
+//! The watch cache: one storage (kvstore) watch on `/registry/` feeds an in-memory copy of every
 //! object plus a window of recent events, from which client lists and watches are served.
 //!
 //! Contract: `rev` is a revision such that every change up to it, and none after it, is
@@ -8,7 +8,7 @@
 //!
 //! Layout: this file holds the cache (objects, the event window, subscriptions);
 //! `cache/object.rs` the form each object is held and served in; `cache/feed.rs` the feed
-//! that follows etcd (`run`) and `catch_up`.
+//! that follows the storage (`run`) and `catch_up`.
 
 mod feed;
 mod object;
@@ -17,7 +17,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use proto::mvccpb;
 use tokio::sync::{broadcast, watch};
 
 pub use self::feed::{catch_up, run};
@@ -248,15 +247,15 @@ impl Cache {
     }
 
     /// Applies the events of one watch response (all of one or more revisions, in order).
-    fn apply(&self, events: Vec<mvccpb::Event>) {
+    fn apply(&self, events: Vec<super::storage::Event>) {
         let mut s = self.write();
         let mut last = s.rev;
         for e in events {
-            let Some(kv) = e.kv else { continue };
+            let kv = e.kv;
             let rev = kv.mod_revision;
             let key = String::from_utf8_lossy(&kv.key).into_owned();
             let prev = s.objects.get(&key).cloned();
-            let ev = if e.r#type == mvccpb::event::EventType::Delete as i32 {
+            let ev = if e.deleted {
                 let Some(p) = prev else {
                     last = last.max(rev);
                     continue;

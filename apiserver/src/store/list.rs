@@ -133,7 +133,7 @@ impl Store {
         let rv = opts.resource_version.as_deref().filter(|r| !r.is_empty());
         match (rv, limit) {
             (None, None) => {
-                if cache::catch_up(&self.cache, &self.etcd, self.cache_wait)
+                if cache::catch_up(&self.cache, self.storage.as_ref(), self.cache_wait)
                     .await?
                     .is_some()
                 {

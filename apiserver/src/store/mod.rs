@@ -20,7 +20,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
 use crate::error::{ApiError, GroupResource};
-use crate::etcd::Etcd;
 use crate::kinds::{Kinds, Strategy};
 
 mod admission;
@@ -33,18 +32,28 @@ pub mod storage;
 #[cfg(test)]
 mod tests;
 mod update;
+pub(crate) use update::{finished, strip_rv, Outcome};
 pub mod watch;
 
 pub use delete::DeleteOptions;
 pub use list::{ListOptions, ListResult, RvMatch};
 
-/// Who writes, and how: the field manager recorded in managedFields, and dry run.
-#[derive(Debug, Clone)]
+/// A check of the writer's right to store this object, beyond being allowed the verb on
+/// it (RBAC's escalation prevention: `authz/escalation.rs`). It sees the object as it
+/// will be stored, on create and on every update and patch.
+pub trait WriteCheck: Send + Sync {
+    fn check(&self, info: &crate::kinds::ResourceInfo, obj: &Value) -> Result<(), ApiError>;
+}
+
+/// Who writes, and how: the field manager recorded in managedFields, dry run, and what
+/// the writer may store.
+#[derive(Clone)]
 pub struct Write {
     pub dry_run: bool,
     pub manager: String,
     /// `fieldValidation` of a patch: checked on the patched object.
     pub validation: crate::fieldcheck::Directive,
+    pub check: Option<Arc<dyn WriteCheck>>,
 }
 
 impl Write {
@@ -53,6 +62,19 @@ impl Write {
             dry_run,
             manager: manager.into(),
             validation: crate::fieldcheck::Directive::Warn,
+            check: None,
+        }
+    }
+
+    /// Runs the writer's check, if it has one.
+    pub(crate) fn allowed(
+        &self,
+        info: &crate::kinds::ResourceInfo,
+        obj: &Value,
+    ) -> Result<(), ApiError> {
+        match &self.check {
+            Some(c) => c.check(info, obj),
+            None => Ok(()),
         }
     }
 
@@ -201,12 +223,11 @@ pub fn time_value(t: &Time) -> Value {
     serde_json::to_value(t).unwrap_or(Value::Null)
 }
 
-/// What the registry needs: the etcd client, the kinds, the watch cache, settings.
+/// What the registry needs: the storage, the kinds, the watch cache, settings.
 pub struct Store {
-    /// Where objects are read and written (the kvstore through `etcd`, or a model).
+    /// Where objects are read, written and watched (the kvstore through the etcd client,
+    /// or a model).
     pub storage: Arc<dyn storage::Storage>,
-    /// The etcd client the watch cache and client watches follow.
-    pub etcd: Arc<Etcd>,
     pub kinds: Kinds,
     pub cache: Arc<cache::Cache>,
     /// What kinds' hooks use of the configuration (the service IP range).

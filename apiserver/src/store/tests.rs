@@ -1,5 +1,5 @@
-//! The registry's create, update, delete, graceful deletion, finalizers, conflicts and
-//! allocations, on the in-memory storage: no kvstore, no cache feed, no HTTP.
+//! The registry's create, update, delete, graceful deletion, finalizers, conflicts,
+//! allocations and watches, on the in-memory storage: no kvstore, no HTTP.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,15 +12,17 @@ use crate::error::ApiError;
 use crate::kinds::{Env, Kinds};
 
 fn store() -> (Store, Arc<Memory>) {
+    store_with_window(100)
+}
+
+/// A store whose watch cache keeps `window` events.
+fn store_with_window(window: usize) -> (Store, Arc<Memory>) {
     let kinds = Kinds::all();
     let memory = Arc::new(Memory::new());
-    let etcd = crate::etcd::Etcd::new(&["http://127.0.0.1:9".into()], Duration::from_secs(1))
-        .expect("an etcd client that is never used");
     let store = Store {
         storage: memory.clone(),
-        etcd: Arc::new(etcd),
         kinds: kinds.clone(),
-        cache: super::cache::Cache::new(kinds, 100),
+        cache: super::cache::Cache::new(kinds, window),
         env: Env {
             service_ips: crate::kinds::service::alloc::Range::parse("10.96.0.0/24")
                 .expect("a range"),
@@ -259,4 +261,198 @@ async fn service_ips_and_node_ports_are_claimed_once_and_released_on_delete() {
     create(&s, &svcs, svc("b", "10.96.0.10", 30080))
         .await
         .unwrap();
+}
+
+/// Starts the cache feed on the model and waits until the cache holds its revision.
+async fn feed(s: &Store, m: &Arc<Memory>) -> tokio::task::JoinHandle<()> {
+    let storage: Arc<dyn Storage> = m.clone();
+    let h = tokio::spawn(super::cache::run(
+        s.cache.clone(),
+        storage,
+        Duration::from_millis(50),
+    ));
+    caught_up(s, m).await;
+    h
+}
+
+async fn caught_up(s: &Store, m: &Memory) {
+    let want = m.revision();
+    assert!(
+        s.cache.wait_for(want, Duration::from_secs(5)).await,
+        "the cache reaches revision {want}"
+    );
+}
+
+/// The next `n` lines of a watch as (type, name), or what went wrong.
+async fn lines(
+    rx: &mut tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    n: usize,
+) -> Vec<(String, String)> {
+    let mut out = vec![];
+    for _ in 0..n {
+        let l = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a watch line within 5 s")
+            .expect("an open watch");
+        let v: Value = serde_json::from_slice(&l).unwrap();
+        let name = match v["object"]["metadata"]["name"].as_str() {
+            Some(n) => n.to_string(),
+            None => v["object"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        };
+        out.push((v["type"].as_str().unwrap_or_default().to_string(), name));
+    }
+    out
+}
+
+fn from(rv: i64) -> super::watch::WatchOptions {
+    super::watch::WatchOptions {
+        list: super::list::ListOptions {
+            resource_version: Some(rv.to_string()),
+            ..Default::default()
+        },
+        bookmarks: false,
+    }
+}
+
+#[tokio::test]
+async fn watches_from_the_cache_and_from_storage_report_each_change_once() {
+    // A window of 3 events: a watch from further back is served by a storage watch.
+    let (s, memory) = store_with_window(3);
+    let s = Arc::new(s);
+    let feed = feed(&s, &memory).await;
+    namespace(&s, "w").await;
+    let start = memory.revision();
+    let cms = target(&s, "", "configmaps", Some("w"), None);
+    let cm = |n: &str| json!({"metadata": {"name": n}, "data": {"k": "1"}});
+    create(&s, &cms, cm("a")).await.unwrap();
+    create(&s, &cms, cm("b")).await.unwrap();
+    let a = target(&s, "", "configmaps", Some("w"), Some("a"));
+    let mut next: Value = serde_json::from_slice(&s.get(&a, None).await.unwrap()).unwrap();
+    next["data"]["k"] = "2".into();
+    s.update(&a, &serde_json::to_vec(&next).unwrap(), None, &w())
+        .await
+        .unwrap();
+    let b = target(&s, "", "configmaps", Some("w"), Some("b"));
+    s.delete(&b, &DeleteOptions::default()).await.unwrap();
+    let before_c = memory.revision();
+    create(&s, &cms, cm("c")).await.unwrap();
+    caught_up(&s, &memory).await;
+
+    let all = vec![
+        ("ADDED".to_string(), "a".to_string()),
+        ("ADDED".into(), "b".into()),
+        ("MODIFIED".into(), "a".into()),
+        ("DELETED".into(), "b".into()),
+        ("ADDED".into(), "c".into()),
+    ];
+    // From the start: older than the window, so from storage.
+    let mut rx = s.watch(&cms, from(start)).await.unwrap();
+    assert_eq!(lines(&mut rx, 5).await, all);
+    // From just before c: from the cache.
+    let mut recent = s.watch(&cms, from(before_c)).await.unwrap();
+    assert_eq!(lines(&mut recent, 1).await, all[4..].to_vec());
+    // Both go on with what comes next, once each.
+    create(&s, &cms, cm("d")).await.unwrap();
+    let d = vec![("ADDED".to_string(), "d".to_string())];
+    assert_eq!(lines(&mut rx, 1).await, d);
+    assert_eq!(lines(&mut recent, 1).await, d);
+
+    // Once that history is compacted, a watch from it is told so (410 Gone).
+    memory.compact(memory.revision());
+    let mut gone = s.watch(&cms, from(start)).await.unwrap();
+    let l = lines(&mut gone, 1).await;
+    assert_eq!(l[0].0, "ERROR");
+    assert!(l[0].1.contains("too old resource version"), "{l:?}");
+    feed.abort();
+}
+
+/// The model, except that its watches never carry a deletion's previous value (as etcd
+/// when that value is no longer at hand).
+struct WithoutPrev(Arc<Memory>);
+
+struct WithoutPrevStream(Box<dyn super::storage::WatchStream>);
+
+#[async_trait::async_trait]
+impl super::storage::WatchStream for WithoutPrevStream {
+    async fn next(&mut self) -> Option<super::storage::WatchMessage> {
+        use super::storage::WatchMessage;
+        match self.0.next().await? {
+            WatchMessage::Events(ev) => Some(WatchMessage::Events(
+                ev.into_iter()
+                    .map(|mut e| {
+                        if e.deleted {
+                            e.prev = None;
+                        }
+                        e
+                    })
+                    .collect(),
+            )),
+            m => Some(m),
+        }
+    }
+    async fn request_progress(&mut self) {
+        self.0.request_progress().await
+    }
+}
+
+#[async_trait::async_trait]
+impl Storage for WithoutPrev {
+    async fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        revision: i64,
+        limit: i64,
+    ) -> Result<super::storage::Range, super::storage::StorageError> {
+        self.0.range(start, end, revision, limit).await
+    }
+    async fn txn(
+        &self,
+        txn: super::storage::Txn,
+    ) -> Result<super::storage::TxnResult, super::storage::StorageError> {
+        self.0.txn(txn).await
+    }
+    async fn current_revision(&self) -> Result<i64, super::storage::StorageError> {
+        self.0.current_revision().await
+    }
+    async fn watch(
+        &self,
+        spec: super::storage::WatchSpec,
+    ) -> Result<Box<dyn super::storage::WatchStream>, super::storage::StorageError> {
+        Ok(Box::new(WithoutPrevStream(self.0.watch(spec).await?)))
+    }
+}
+
+#[tokio::test]
+async fn a_deletion_without_its_object_ends_a_storage_watch_with_an_error() {
+    let (mut s, memory) = store_with_window(1);
+    s.storage = Arc::new(WithoutPrev(memory.clone()));
+    let s = Arc::new(s);
+    let feed = feed(&s, &memory).await;
+    namespace(&s, "w").await;
+    let start = memory.revision();
+    let cms = target(&s, "", "configmaps", Some("w"), None);
+    create(&s, &cms, json!({"metadata": {"name": "a"}}))
+        .await
+        .unwrap();
+    create(&s, &cms, json!({"metadata": {"name": "b"}}))
+        .await
+        .unwrap();
+    let a = target(&s, "", "configmaps", Some("w"), Some("a"));
+    s.delete(&a, &DeleteOptions::default()).await.unwrap();
+    caught_up(&s, &memory).await;
+    // Older than the window of one event: a storage watch, which cannot report the
+    // deletion of `a` and says so instead of skipping it.
+    let mut rx = s.watch(&cms, from(start)).await.unwrap();
+    let l = lines(&mut rx, 3).await;
+    assert_eq!(
+        l[..2],
+        [("ADDED".into(), "a".into()), ("ADDED".into(), "b".into())]
+    );
+    assert_eq!(l[2].0, "ERROR");
+    assert!(l[2].1.contains("PrevKv=nil"), "{l:?}");
+    feed.abort();
 }

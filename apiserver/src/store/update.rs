@@ -1,18 +1,17 @@
-//! Updates: PUT of an object or of its `status`, `pods/binding` and `namespaces/finalize`.
-//! All go through [`Store::guarded_update`]: read, decide, write with a Txn guarded by the
-//! mod_revision read; a lost race is retried unless the client named a resourceVersion.
+//! Updates: PUT of an object or of its `status`, and [`Store::guarded_update`], which
+//! kinds' own subresources (a pod's binding, a namespace's finalize) write through too:
+//! read, decide, write with a Txn guarded by the mod_revision read; a lost race is
+//! retried unless the client named a resourceVersion.
 
 use bytes::Bytes;
-use k8s_openapi::api::core::v1::{Binding, Pod};
 use serde_json::Value;
 
 use super::storage::{Guard, Op, Txn};
 use super::{encode_for_store, parse_rv, reconcile_meta, set_rv, Store, Stored, Target, Write};
-use crate::error::{ApiError, GroupResource};
-use crate::kinds::pod::{self, BindRefusal};
+use crate::error::ApiError;
 
 /// What an update decided to do with the stored object.
-pub(super) enum Outcome {
+pub(crate) enum Outcome {
     Put(Value),
     /// The object is gone for good (its last finalizer was removed while it was deleted).
     Delete(Value),
@@ -40,7 +39,7 @@ const SERVER_OWNED: &[&str] = &[
     "namespace",
 ];
 
-fn strip_rv(v: &Value) -> Value {
+pub(crate) fn strip_rv(v: &Value) -> Value {
     let mut v = v.clone();
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
@@ -49,7 +48,7 @@ fn strip_rv(v: &Value) -> Value {
 }
 
 /// Whether an object being deleted has nothing left holding it.
-pub(super) fn finished(v: &Value) -> bool {
+pub(crate) fn finished(v: &Value) -> bool {
     let meta = &v["metadata"];
     !meta["deletionTimestamp"].is_null()
         && meta["finalizers"].as_array().is_none_or(|f| f.is_empty())
@@ -60,7 +59,7 @@ pub(super) fn finished(v: &Value) -> bool {
 }
 
 impl Store {
-    pub(super) async fn guarded_update(
+    pub(crate) async fn guarded_update(
         &self,
         t: &Target,
         precondition: Option<i64>,
@@ -122,7 +121,7 @@ impl Store {
         let status_only = sub == Some("status");
         let out = self
             .guarded_update(t, precondition, dry_run, |old| {
-                next_state(t, &new, old, status_only, Some(w))
+                next_state(t, &new, old, status_only, w, true)
             })
             .await?;
         Ok(Bytes::from(serde_json::to_vec(&out).unwrap_or_default()))
@@ -194,7 +193,7 @@ impl Store {
                         return Err(conflict(t));
                     }
                 }
-                next_state(t, &new, old, status_only, Some(w))
+                next_state(t, &new, old, status_only, w, true)
             })
             .await?;
         Ok(Patched {
@@ -297,7 +296,7 @@ impl Store {
                         .kind
                         .decode(&serde_json::to_vec(&merged).unwrap_or_default())?;
                     reconcile_meta(&mut new, t, true)?;
-                    next_state(t, &new, old, status_only, None)
+                    next_state(t, &new, old, status_only, w, false)
                 })
                 .await;
             match r {
@@ -313,119 +312,6 @@ impl Store {
             }
         }
         Err(conflict(t))
-    }
-
-    /// `pods/<name>/binding` (or `bindings` with the name in the body): assigns the pod to
-    /// a node, once.
-    pub async fn bind(&self, t: &Target, body: &[u8], dry_run: bool) -> Result<(), ApiError> {
-        let b: Binding = serde_json::from_slice(body).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "Binding in version \"v1\" cannot be handled as a Binding: {e}"
-            ))
-        })?;
-        let name = match (&t.name, b.metadata.name.as_deref()) {
-            (Some(url), Some(body)) if url != body => {
-                return Err(ApiError::BadRequest(format!(
-                    "the name of the object ({body}) does not match the name on the URL ({url})"
-                )))
-            }
-            (Some(url), _) => url.clone(),
-            (None, Some(body)) if !body.is_empty() => body.to_string(),
-            _ => {
-                return Err(ApiError::BadRequest(
-                    "name is required for a binding".into(),
-                ))
-            }
-        };
-        let gr = GroupResource {
-            group: "",
-            resource: "pods/binding",
-        };
-        let invalid = |field: &str, why: &str| ApiError::Invalid {
-            kind: "Binding",
-            group: "",
-            name: name.clone(),
-            causes: vec![crate::error::FieldError::required(field, why)],
-        };
-        if b.target.name.as_deref().unwrap_or("").is_empty() {
-            return Err(invalid("target.name", ""));
-        }
-        if b.target
-            .kind
-            .as_deref()
-            .is_some_and(|k| !k.is_empty() && k != "Node")
-        {
-            return Err(ApiError::Invalid {
-                kind: "Binding",
-                group: "",
-                name: name.clone(),
-                causes: vec![crate::error::FieldError::not_supported(
-                    "target.kind",
-                    b.target.kind.as_deref().unwrap_or(""),
-                    &["Node"],
-                )],
-            });
-        }
-        let node = b.target.name.clone().unwrap_or_default();
-        let pod_target = Target {
-            name: Some(name.clone()),
-            ..t.clone()
-        };
-        let uid_pre = b.metadata.uid.clone();
-        self.guarded_update(&pod_target, None, dry_run, |old| {
-            let mut p: Pod = serde_json::from_value(old.value.clone())
-                .map_err(|e| ApiError::Internal(format!("stored pod does not decode: {e}")))?;
-            if let Some(uid) = uid_pre.as_deref().filter(|u| !u.is_empty()) {
-                if p.metadata.uid.as_deref() != Some(uid) {
-                    return Err(ApiError::Conflict {
-                        gr: gr.clone(),
-                        name: name.clone(),
-                        message: "the UID in the binding does not match the pod's".into(),
-                    });
-                }
-            }
-            match pod::bind(&mut p, &node, super::now()) {
-                Ok(()) => Ok(Outcome::Put(
-                    serde_json::to_value(&p).map_err(|e| ApiError::Internal(e.to_string()))?,
-                )),
-                Err(BindRefusal::AlreadyAssigned(n)) => Err(ApiError::Conflict {
-                    gr: gr.clone(),
-                    name: name.clone(),
-                    message: format!("pod {name} is already assigned to node {n:?}"),
-                }),
-                Err(BindRefusal::Terminating) => Err(ApiError::Conflict {
-                    gr: gr.clone(),
-                    name: name.clone(),
-                    message: format!("pod {name} is being deleted, cannot be assigned to a host"),
-                }),
-            }
-        })
-        .await?;
-        Ok(())
-    }
-
-    /// `namespaces/<name>/finalize`: sets spec.finalizers; a terminating namespace with none
-    /// left is deleted.
-    pub async fn finalize(&self, t: &Target, body: &[u8]) -> Result<Bytes, ApiError> {
-        let mut new = t.kind.decode(body)?;
-        reconcile_meta(&mut new, t, true)?;
-        let out = self
-            .guarded_update(t, None, false, |old| {
-                let mut r = old.value.clone();
-                if !r["spec"].is_object() {
-                    r["spec"] = Value::Object(Default::default());
-                }
-                r["spec"]["finalizers"] = new["spec"]["finalizers"].clone();
-                if strip_rv(&r) == strip_rv(&old.value) {
-                    return Ok(Outcome::Unchanged);
-                }
-                if finished(&r) {
-                    return Ok(Outcome::Delete(r));
-                }
-                Ok(Outcome::Put(r))
-            })
-            .await?;
-        Ok(Bytes::from(serde_json::to_vec(&out).unwrap_or_default()))
     }
 }
 
@@ -457,17 +343,18 @@ pub(super) fn next_state_of(
 ) -> Result<Outcome, ApiError> {
     let mut new = new.clone();
     super::record_update(t, w, Some(sub), Some(&old.value), &mut new);
-    next_state(t, &new, old, false, None)
+    next_state(t, &new, old, false, w, false)
 }
 
-/// The object to store when `new` is written over `old`; `w` records the writer in
-/// managedFields (None: the caller already did, as apply does).
+/// The object to store when `new` is written over `old` by `w`; `record`: record the
+/// writer in managedFields (false: the caller already did, as apply does).
 fn next_state(
     t: &Target,
     new: &Value,
     old: &Stored,
     status_only: bool,
-    w: Option<&Write>,
+    w: &Write,
+    record: bool,
 ) -> Result<Outcome, ApiError> {
     let info = t.kind.info();
     let old_v = &old.value;
@@ -516,12 +403,11 @@ fn next_state(
         }
         r
     };
-    match w {
-        Some(w) => {
-            let sub = status_only.then_some("status");
-            super::record_update(t, w, sub, Some(old_v), &mut result);
-        }
-        None => result["metadata"]["managedFields"] = new["metadata"]["managedFields"].clone(),
+    if record {
+        let sub = status_only.then_some("status");
+        super::record_update(t, w, sub, Some(old_v), &mut result);
+    } else {
+        result["metadata"]["managedFields"] = new["metadata"]["managedFields"].clone();
     }
     // An object being deleted may lose finalizers but not gain new ones.
     if !old_v["metadata"]["deletionTimestamp"].is_null() {
@@ -543,6 +429,9 @@ fn next_state(
         }
     }
     t.kind.validate(&result, Some(old_v))?;
+    if !status_only {
+        w.allowed(info, &result)?;
+    }
     if strip_rv(&result) == strip_rv(old_v) {
         return Ok(Outcome::Unchanged);
     }

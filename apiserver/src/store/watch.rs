@@ -1,5 +1,5 @@
 //! Client watches: a stream of `{"type","object"}` lines, served from the watch cache when
-//! it holds the starting point, otherwise from a kvstore watch of the resource's prefix
+//! it holds the starting point, otherwise from a storage (kvstore) watch of the resource's prefix
 //! (so a client resuming from an old resourceVersion on a freshly started apiserver misses
 //! nothing the kvstore still has). With selectors, an object that stops matching is sent
 //! as DELETED and one that starts matching as ADDED.
@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use proto::etcdserverpb as pb;
-use proto::mvccpb;
 use tokio::sync::{broadcast, mpsc};
 
 use super::cache::{CacheEvent, CachedObj, EventType, Labels, Notice, Selection, Start};
+use super::storage::{Event, WatchMessage, WatchSpec};
 use super::{parse_rv, ListOptions, Store, Target};
 use crate::error::ApiError;
 use crate::etcd::prefix_end;
@@ -159,23 +158,23 @@ impl Store {
                 let from = from.unwrap_or(0);
                 filter.sent = from;
                 let store = self.clone();
-                tokio::spawn(async move { store.pump_etcd(filter, from, tx).await });
+                tokio::spawn(async move { store.pump_storage(filter, from, tx).await });
             }
         }
         Ok(rx)
     }
 
-    /// Serves a watch straight from the kvstore, from revision `from + 1`.
-    async fn pump_etcd(&self, mut filter: Filter, from: i64, tx: mpsc::Sender<Bytes>) {
-        let create = pb::WatchCreateRequest {
-            key: filter.prefix.as_bytes().to_vec(),
-            range_end: prefix_end(filter.prefix.as_bytes()),
-            start_revision: from + 1,
+    /// Serves a watch straight from the storage, from revision `from + 1`.
+    async fn pump_storage(&self, mut filter: Filter, from: i64, tx: mpsc::Sender<Bytes>) {
+        let spec = WatchSpec {
+            start: filter.prefix.as_bytes().to_vec(),
+            end: prefix_end(filter.prefix.as_bytes()),
+            from: from.saturating_add(1),
             prev_kv: true,
             progress_notify: filter.bookmarks,
-            ..Default::default()
+            replica: self.storage.preferred_replica(),
         };
-        let (_req, mut stream) = match self.etcd.watch(self.etcd.preferred(), create).await {
+        let mut stream = match self.storage.watch(spec).await {
             Ok(x) => x,
             Err(e) => {
                 let _ = tx.send(error_line(&ApiError::from(e))).await;
@@ -184,52 +183,58 @@ impl Store {
         };
         loop {
             let msg = tokio::select! {
-                m = stream.message() => m,
+                m = stream.next() => m,
                 _ = tx.closed() => return,
             };
-            let Ok(Some(r)) = msg else { return };
-            if r.compact_revision > 0 {
-                let e = ApiError::Expired(format!(
-                    "too old resource version: {from} ({})",
-                    r.compact_revision
-                ));
-                let _ = tx.send(error_line(&e)).await;
-                return;
-            }
-            if r.canceled {
-                return;
-            }
-            if r.events.is_empty() {
-                if !r.created {
-                    let rev = r.header.as_ref().map(|h| h.revision).unwrap_or(0);
+            match msg {
+                None | Some(WatchMessage::Canceled(_)) => return,
+                Some(WatchMessage::Compacted(rev)) => {
+                    let e = ApiError::Expired(format!("too old resource version: {from} ({rev})"));
+                    let _ = tx.send(error_line(&e)).await;
+                    return;
+                }
+                Some(WatchMessage::Progress(rev)) => {
                     if let Some(l) = filter.bookmark(rev) {
                         if tx.send(l).await.is_err() {
                             return;
                         }
                     }
                 }
-                continue;
-            }
-            for e in r.events {
-                let Some(ev) = self.event_from_etcd(e) else {
-                    continue;
-                };
-                if let Some(l) = filter.translate(&ev) {
-                    if tx.send(l).await.is_err() {
-                        return;
+                Some(WatchMessage::Events(events)) => {
+                    for e in events {
+                        if e.deleted && e.prev.is_none() {
+                            // A deletion whose object is unknown cannot be reported: end
+                            // the watch with an error (as kube's etcd3 watcher does) so
+                            // the client lists again instead of missing it.
+                            let e = ApiError::Internal(format!(
+                                "etcd event received with PrevKv=nil (key={:?}, modRevision={}, type=DELETE)",
+                                String::from_utf8_lossy(&e.kv.key),
+                                e.kv.mod_revision
+                            ));
+                            let _ = tx.send(error_line(&e)).await;
+                            return;
+                        }
+                        let Some(ev) = self.cache_event(e) else {
+                            continue;
+                        };
+                        if let Some(l) = filter.translate(&ev) {
+                            if tx.send(l).await.is_err() {
+                                return;
+                            }
+                        }
                     }
                 }
             }
         }
     }
 
-    fn event_from_etcd(&self, e: mvccpb::Event) -> Option<CacheEvent> {
-        let kv = e.kv?;
+    fn cache_event(&self, e: Event) -> Option<CacheEvent> {
+        let kv = e.kv;
         let rev = kv.mod_revision;
         let prev = e
-            .prev_kv
+            .prev
             .and_then(|p| CachedObj::from_kv(&self.kinds, &p.key, &p.value, p.mod_revision));
-        if e.r#type == mvccpb::event::EventType::Delete as i32 {
+        if e.deleted {
             let p = prev?;
             return Some(CacheEvent {
                 rev,

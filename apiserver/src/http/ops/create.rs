@@ -7,11 +7,11 @@ use hyper::body::Incoming;
 use super::{with_warnings, Call};
 use crate::error::ApiError;
 use crate::http::body::read_object;
-use crate::http::options::{field_validation, write_options};
+use crate::http::options::field_validation;
 use crate::http::{json_response, Body};
 
 pub async fn create(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let w = write_options(c.query, &req, false)?;
+    let w = c.write_options(&req, false)?;
     let body = read_object(req).await?;
     if let Some((n, a)) = &c.node {
         let v = serde_json::from_slice(&body).unwrap_or_default();

@@ -2,8 +2,9 @@
 //! [`ResourceRequest`]: `get.rs` (an object or its status), `list.rs` (list and watch),
 //! `create.rs`, `update.rs` (an object or its status), `patch.rs` (every patch type and
 //! server-side apply), `delete.rs` (delete and deletecollection), `scale.rs` (the scale
-//! subresource), and `subresources.rs` (binding, log, token, finalize; the `bindings`
-//! collection). Which subresources exist is the kind's to say; which operation runs is
+//! subresource). A subresource that is an operation of its own (a pod's `binding`, a
+//! namespace's `finalize`) is its kind's: it runs the kind's [`crate::kinds::Action`].
+//! Which subresources exist is the kind's to say; which generic operation runs is
 //! decided here alone.
 
 use http::{Request, Response, StatusCode};
@@ -24,13 +25,13 @@ mod get;
 mod list;
 mod patch;
 mod scale;
-mod subresources;
 mod update;
 
 /// Everything an operation gets: the shared state, the request parsed once, its target,
 /// and the node whose agent asks (with what it asks), if one does.
 pub struct Call<'a> {
     pub shared: &'a Shared,
+    pub user: &'a crate::auth::User,
     pub req: &'a ResourceRequest,
     pub query: &'a std::collections::HashMap<String, String>,
     pub target: Target,
@@ -41,21 +42,32 @@ impl Call<'_> {
     pub fn info(&self) -> &ResourceInfo {
         self.target.kind.info()
     }
+
+    /// The request's write options, with what the writer may store (RBAC escalation).
+    pub fn write_options(
+        &self,
+        req: &Request<Incoming>,
+        apply: bool,
+    ) -> Result<crate::store::Write, ApiError> {
+        let mut w = crate::http::options::write_options(self.query, req, apply)?;
+        w.check =
+            crate::authz::escalation::check_for(&self.shared.authorizer, self.user, self.info());
+        Ok(w)
+    }
 }
 
 /// Runs the operation a resource request names.
 pub async fn dispatch(
     shared: &Shared,
+    user: &crate::auth::User,
     r: &ResourceRequest,
     query: &std::collections::HashMap<String, String>,
     req: Request<Incoming>,
     node: Option<(String, ResourceAttributes)>,
 ) -> Result<Response<Body>, ApiError> {
-    // `POST /api/v1/namespaces/<ns>/bindings`: a binding named in its body.
-    if r.path.plural == "bindings" && r.path.group.is_empty() && r.path.version == "v1" {
-        return subresources::bindings(shared, r, query, req).await;
-    }
-    let target = r.target().ok_or(ApiError::NoRoute)?;
+    let Some(target) = r.target() else {
+        return collection(shared, user, r, query, req, node).await;
+    };
     let info = target.kind.info();
     if !info.namespaced && target.namespace.is_some() {
         return Err(ApiError::NoRoute);
@@ -63,23 +75,29 @@ pub async fn dispatch(
     if info.namespaced && target.namespace.is_none() && target.name.is_some() {
         return Err(ApiError::NoRoute);
     }
-    let sub = r.sub().map(str::to_string);
-    if sub
-        .as_deref()
-        .is_some_and(|s| info.subresource(s).is_none())
-    {
-        return Err(ApiError::NoRoute);
-    }
+    let sub = match r.sub() {
+        Some(s) => Some(*info.subresource(s).ok_or(ApiError::NoRoute)?),
+        None => None,
+    };
     let named = target.name.is_some();
     let call = Call {
         shared,
+        user,
         req: r,
         query,
         target,
         node,
     };
+    if let Some(s) = sub {
+        if let Some(action) = s.action {
+            if !named || !s.verbs.contains(&r.op.verb()) {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            return action(&call, req).await;
+        }
+    }
     use Operation::*;
-    match (r.op, named, sub.as_deref()) {
+    match (r.op, named, sub.map(|s| s.name)) {
         (List, false, None) => list::list(&call, &req).await,
         (Watch, _, None) => list::watch(&call, &req).await,
         (Get, true, None | Some("status")) => get::get(&call, &req).await,
@@ -91,12 +109,46 @@ pub async fn dispatch(
         (Get, true, Some("scale")) => scale::get(&call).await,
         (Update, true, Some("scale")) => scale::update(&call, req).await,
         (Patch, true, Some("scale")) => scale::patch(&call, req).await,
-        (Get, true, Some("log")) => subresources::log(&call).await,
-        (Create, true, Some("binding")) => subresources::binding(&call, req).await,
-        (Create, true, Some("token")) => subresources::token(&call, req).await,
-        (Update, true, Some("finalize")) => subresources::finalize(&call, req).await,
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// A create-only collection a kind's subresource serves (core/v1 `bindings`: a pod's
+/// binding, with the pod named in the body).
+async fn collection(
+    shared: &Shared,
+    user: &crate::auth::User,
+    r: &ResourceRequest,
+    query: &std::collections::HashMap<String, String>,
+    req: Request<Incoming>,
+    node: Option<(String, ResourceAttributes)>,
+) -> Result<Response<Body>, ApiError> {
+    let (kind, sub) = shared
+        .kinds
+        .collection(&r.path.group, &r.path.version, &r.path.plural)
+        .ok_or(ApiError::NoRoute)?;
+    let action = sub.action.ok_or(ApiError::NoRoute)?;
+    let info = kind.info();
+    if r.op != Operation::Create
+        || r.path.name.is_some()
+        || r.path.sub.is_some()
+        || info.namespaced != r.path.namespace.is_some()
+    {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let call = Call {
+        shared,
+        user,
+        req: r,
+        query,
+        target: Target {
+            kind,
+            namespace: r.path.namespace.clone(),
+            name: None,
+        },
+        node,
+    };
+    action(&call, req).await
 }
 
 pub(super) fn ok_json(v: &serde_json::Value) -> Response<Body> {
@@ -113,7 +165,7 @@ fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
     r
 }
 
-fn success_status() -> Vec<u8> {
+pub(crate) fn success_status() -> Vec<u8> {
     crate::error::status_body(&crate::error::success_status(201))
 }
 

@@ -7,7 +7,6 @@ use hyper::body::Incoming;
 use super::{with_warnings, Call};
 use crate::error::ApiError;
 use crate::http::body::read_body;
-use crate::http::options::write_options;
 use crate::http::request::{media_type, parse_bool};
 use crate::http::{json_response, Body};
 use crate::patch::PatchType;
@@ -19,7 +18,7 @@ pub async fn patch(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Body
         ));
     };
     let apply = pt == PatchType::Apply;
-    let mut w = write_options(c.query, &req, apply)?;
+    let mut w = c.write_options(&req, apply)?;
     w.validation =
         crate::fieldcheck::Directive::parse(c.query.get("fieldValidation").map(String::as_str))
             .map_err(ApiError::BadRequest)?;

@@ -7,7 +7,6 @@ use hyper::body::Incoming;
 use super::Call;
 use crate::error::ApiError;
 use crate::http::body::{read_body, read_object};
-use crate::http::options::write_options;
 use crate::http::request::media_type;
 use crate::http::{json_response, Body};
 
@@ -19,7 +18,7 @@ pub async fn get(c: &Call<'_>) -> Result<Response<Body>, ApiError> {
 }
 
 pub async fn update(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let w = write_options(c.query, &req, false)?;
+    let w = c.write_options(&req, false)?;
     let body = read_object(req).await?;
     let out = c.shared.store.update_scale(&c.target, &body, &w).await?;
     Ok(json_response(StatusCode::OK, out))
@@ -31,7 +30,7 @@ pub async fn patch(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Body
             "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
         ),
     )?;
-    let w = write_options(c.query, &req, false)?;
+    let w = c.write_options(&req, false)?;
     let body = read_body(req).await?;
     let out = c
         .shared

@@ -6,11 +6,11 @@ use hyper::body::Incoming;
 use super::{with_warnings, Call};
 use crate::error::ApiError;
 use crate::http::body::read_object;
-use crate::http::options::{field_validation, write_options};
+use crate::http::options::field_validation;
 use crate::http::{json_response, Body};
 
 pub async fn update(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let w = write_options(c.query, &req, false)?;
+    let w = c.write_options(&req, false)?;
     let body = read_object(req).await?;
     let warnings = field_validation(c.target.kind.as_ref(), c.query, &body)?;
     let obj = c

@@ -1,6 +1,6 @@
-//! The feed that keeps the watch cache following etcd: a paged list of `/registry/` at one
-//! revision, then one watch from the next revision on, listing again when history is
-//! compacted; and `catch_up`, which brings the cache to a linearizable read's revision.
+//! The feed that keeps the watch cache following the storage (etcd): a paged list of
+//! `/registry/` at one revision, then one watch from the next revision on, listing again
+//! when history is compacted; and `catch_up`, which brings the cache to a linearizable read's revision.
 //!
 //! The feed follows one member at a time. Every few seconds it compares its revision with a
 //! linearizable read and asks the member for a progress notification; a member that cannot
@@ -10,36 +10,27 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::etcdserverpb as pb;
-
 use super::{Cache, CachedObj};
-use crate::etcd::{prefix_end, Etcd, EtcdError};
+use crate::etcd::prefix_end;
 use crate::kinds::Kinds;
+use crate::store::storage::{Storage, StorageError, WatchMessage, WatchSpec};
 
 const PAGE: i64 = 2000;
 
 /// Lists everything under `/registry/` at one revision, in pages.
 async fn list_all(
-    etcd: &Etcd,
+    storage: &dyn Storage,
     kinds: &Kinds,
-) -> Result<(BTreeMap<String, Arc<CachedObj>>, i64), EtcdError> {
+) -> Result<(BTreeMap<String, Arc<CachedObj>>, i64), StorageError> {
     let prefix = b"/registry/".to_vec();
     let end = prefix_end(&prefix);
     let mut start = prefix;
     let mut rev = 0;
     let mut out = BTreeMap::new();
     loop {
-        let r = etcd
-            .range(pb::RangeRequest {
-                key: start.clone(),
-                range_end: end.clone(),
-                limit: PAGE,
-                revision: rev,
-                ..Default::default()
-            })
-            .await?;
+        let r = storage.range(&start, &end, rev, PAGE).await?;
         if rev == 0 {
-            rev = r.header.as_ref().map(|h| h.revision).unwrap_or(0);
+            rev = r.revision;
         }
         for kv in &r.kvs {
             if let Some(o) = CachedObj::from_kv(kinds, &kv.key, &kv.value, kv.mod_revision) {
@@ -65,10 +56,10 @@ enum Left {
 }
 
 /// Keeps the cache fed until the process ends.
-pub async fn run(cache: Arc<Cache>, etcd: Arc<Etcd>, check_every: Duration) {
-    let mut member = etcd.preferred();
+pub async fn run(cache: Arc<Cache>, storage: Arc<dyn Storage>, check_every: Duration) {
+    let mut member = storage.preferred_replica();
     loop {
-        let (objects, rev) = match list_all(&etcd, &cache.kinds).await {
+        let (objects, rev) = match list_all(storage.as_ref(), &cache.kinds).await {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "watch cache: list failed; retrying");
@@ -79,10 +70,10 @@ pub async fn run(cache: Arc<Cache>, etcd: Arc<Etcd>, check_every: Duration) {
         tracing::info!(objects = objects.len(), rev, "watch cache: listed");
         cache.reset(objects, rev);
         loop {
-            match follow(&cache, &etcd, member, check_every).await {
+            match follow(&cache, storage.as_ref(), member, check_every).await {
                 Left::Compacted => break,
                 Left::Member => {
-                    member += 1;
+                    member = member.wrapping_add(1);
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -90,77 +81,67 @@ pub async fn run(cache: Arc<Cache>, etcd: Arc<Etcd>, check_every: Duration) {
     }
 }
 
-async fn follow(cache: &Cache, etcd: &Etcd, member: usize, check_every: Duration) -> Left {
-    use pb::watch_request::RequestUnion;
+async fn follow(
+    cache: &Cache,
+    storage: &dyn Storage,
+    member: usize,
+    check_every: Duration,
+) -> Left {
     let from = cache.read().rev + 1;
-    let create = pb::WatchCreateRequest {
-        key: b"/registry/".to_vec(),
-        range_end: prefix_end(b"/registry/"),
-        start_revision: from,
+    let name = storage.replica_name(member);
+    let spec = WatchSpec {
+        start: b"/registry/".to_vec(),
+        end: prefix_end(b"/registry/"),
+        from,
+        prev_kv: false,
         progress_notify: true,
-        ..Default::default()
+        replica: member,
     };
-    let (tx, mut stream) = match etcd.watch(member, create).await {
+    let mut stream = match storage.watch(spec).await {
         Ok(x) => x,
         Err(e) => {
-            tracing::warn!(member = etcd.member_url(member), error = %e, "watch cache: cannot watch");
+            tracing::warn!(member = name, error = %e, "watch cache: cannot watch");
             return Left::Member;
         }
     };
-    tracing::info!(
-        member = etcd.member_url(member),
-        from,
-        "watch cache: following"
-    );
+    tracing::info!(member = name, from, "watch cache: following");
     let mut ticker = tokio::time::interval(check_every);
     ticker.tick().await;
     // A revision the cache must reach before the next check.
     let mut must_reach: Option<i64> = None;
     loop {
         tokio::select! {
-            msg = stream.message() => match msg {
-                Ok(Some(r)) => {
-                    if r.compact_revision > 0 {
-                        tracing::warn!(compact_revision = r.compact_revision, "watch cache: history compacted; listing again");
-                        return Left::Compacted;
-                    }
-                    if r.canceled {
-                        tracing::warn!(reason = %r.cancel_reason, "watch cache: watch canceled");
-                        return Left::Member;
-                    }
-                    let rev = r.header.as_ref().map(|h| h.revision).unwrap_or(0);
-                    if !r.events.is_empty() {
-                        cache.apply(r.events);
-                    } else if !r.created {
-                        cache.progress(rev);
-                    }
+            msg = stream.next() => match msg {
+                Some(WatchMessage::Events(events)) => cache.apply(events),
+                Some(WatchMessage::Progress(rev)) => cache.progress(rev),
+                Some(WatchMessage::Compacted(rev)) => {
+                    tracing::warn!(compact_revision = rev, "watch cache: history compacted; listing again");
+                    return Left::Compacted;
                 }
-                Ok(None) | Err(_) => {
-                    tracing::warn!(member = etcd.member_url(member), "watch cache: stream ended");
+                Some(WatchMessage::Canceled(reason)) => {
+                    tracing::warn!(%reason, "watch cache: watch canceled");
+                    return Left::Member;
+                }
+                None => {
+                    tracing::warn!(member = name, "watch cache: stream ended");
                     return Left::Member;
                 }
             },
-            _ = cache.progress_wanted.notified() => {
-                let _ = tx.send(pb::WatchRequest {
-                    request_union: Some(RequestUnion::ProgressRequest(pb::WatchProgressRequest {})),
-                }).await;
-            }
+            _ = cache.progress_wanted.notified() => stream.request_progress().await,
             _ = ticker.tick() => {
                 let have = cache.read().rev;
                 if let Some(want) = must_reach.take() {
                     if have < want {
-                        tracing::warn!(member = etcd.member_url(member), have, want, "watch cache: member fell behind");
+                        tracing::warn!(member = name, have, want, "watch cache: member fell behind");
                         return Left::Member;
                     }
                 }
-                if let Ok(cur) = etcd.current_revision().await {
+                if let Ok(cur) = storage.current_revision().await {
                     if cur > have {
                         must_reach = Some(cur);
                     }
                 }
-                let _ = tx.send(pb::WatchRequest {
-                    request_union: Some(RequestUnion::ProgressRequest(pb::WatchProgressRequest {})),
-                }).await;
+                stream.request_progress().await;
             }
         }
     }
@@ -170,10 +151,10 @@ async fn follow(cache: &Cache, etcd: &Etcd, member: usize, check_every: Duration
 /// cache to reach it. False if the caller should read the kvstore instead.
 pub async fn catch_up(
     cache: &Cache,
-    etcd: &Etcd,
+    storage: &dyn Storage,
     limit: Duration,
-) -> Result<Option<i64>, EtcdError> {
-    let cur = etcd.current_revision().await?;
+) -> Result<Option<i64>, StorageError> {
+    let cur = storage.current_revision().await?;
     if cache.revision().is_some_and(|r| r < cur) {
         cache.progress_wanted.notify_one();
     }

@@ -3,7 +3,12 @@
 
 use proto::etcdserverpb as pb;
 
-use super::{Guard, Kv, Op, Range, Storage, StorageError, Txn, TxnResult};
+use proto::mvccpb;
+
+use super::{
+    Event, Guard, Kv, Op, Range, Storage, StorageError, Txn, TxnResult, WatchMessage, WatchSpec,
+    WatchStream,
+};
 use crate::etcd::Etcd;
 
 fn compare(g: &Guard) -> pb::Compare {
@@ -121,5 +126,81 @@ impl Storage for Etcd {
             revision: revision(&r.header),
             found,
         })
+    }
+
+    async fn current_revision(&self) -> Result<i64, StorageError> {
+        Etcd::current_revision(self).await
+    }
+
+    async fn watch(&self, spec: WatchSpec) -> Result<Box<dyn WatchStream>, StorageError> {
+        let create = pb::WatchCreateRequest {
+            key: spec.start,
+            range_end: spec.end,
+            start_revision: spec.from,
+            prev_kv: spec.prev_kv,
+            progress_notify: spec.progress_notify,
+            ..Default::default()
+        };
+        let (requests, stream) = Etcd::watch(self, spec.replica, create).await?;
+        Ok(Box::new(EtcdWatch { requests, stream }))
+    }
+
+    fn replicas(&self) -> usize {
+        self.member_count()
+    }
+    fn preferred_replica(&self) -> usize {
+        self.preferred()
+    }
+    fn replica_name(&self, i: usize) -> String {
+        self.member_url(i).to_string()
+    }
+}
+
+/// A watch on one etcd member: its request sender (for progress requests) and responses.
+struct EtcdWatch {
+    requests: tokio::sync::mpsc::Sender<pb::WatchRequest>,
+    stream: tonic::Streaming<pb::WatchResponse>,
+}
+
+fn event(e: mvccpb::Event) -> Option<Event> {
+    Some(Event {
+        deleted: e.r#type == mvccpb::event::EventType::Delete as i32,
+        kv: kv(e.kv?),
+        prev: e.prev_kv.map(kv),
+    })
+}
+
+#[async_trait::async_trait]
+impl WatchStream for EtcdWatch {
+    async fn next(&mut self) -> Option<WatchMessage> {
+        loop {
+            let r = self.stream.message().await.ok()??;
+            if r.compact_revision > 0 {
+                return Some(WatchMessage::Compacted(r.compact_revision));
+            }
+            if r.canceled {
+                return Some(WatchMessage::Canceled(r.cancel_reason));
+            }
+            if !r.events.is_empty() {
+                return Some(WatchMessage::Events(
+                    r.events.into_iter().filter_map(event).collect(),
+                ));
+            }
+            // The answer to the create request says nothing yet; any other empty response
+            // is a progress notification.
+            if !r.created {
+                return Some(WatchMessage::Progress(revision(&r.header)));
+            }
+        }
+    }
+
+    async fn request_progress(&mut self) {
+        use pb::watch_request::RequestUnion;
+        let _ = self
+            .requests
+            .send(pb::WatchRequest {
+                request_union: Some(RequestUnion::ProgressRequest(pb::WatchProgressRequest {})),
+            })
+            .await;
     }
 }

@@ -13,11 +13,19 @@
 //!   none does, and the keys in `on_failure` are read in the same atomic step.
 //! - A failure other than a refused guard says nothing about whether a write happened
 //!   (`Timeout`, `Unavailable`): callers report it, they never repeat a write blindly.
+//! - `watch` from revision `from` reports every change of its range with a revision of
+//!   `from` or later, each once, in revision order, all changes of one revision in one
+//!   message; `Progress(r)` promises that nothing up to `r` is left to report. When the
+//!   history it needs is gone it says `Compacted` and ends. A watch follows one replica
+//!   (an etcd member); a replica that lags may deliver late but never out of order.
+//! - `current_revision` is linearizable, as `range` with revision 0.
 
+mod encrypted;
 mod etcd;
 mod memory;
 
 pub use crate::etcd::EtcdError as StorageError;
+pub use encrypted::Encrypted;
 pub use memory::Memory;
 
 /// One stored key.
@@ -73,6 +81,56 @@ pub struct TxnResult {
     pub found: Vec<bool>,
 }
 
+/// One change a watch reports. A delete carries the key and the revision of the delete
+/// in `kv` (no value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub deleted: bool,
+    pub kv: Kv,
+    /// The key as it was before the change, when the watch asked for it.
+    pub prev: Option<Kv>,
+}
+
+/// What a watch stream says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchMessage {
+    /// Changes, in revision order.
+    Events(Vec<Event>),
+    /// Everything up to this revision has been reported.
+    Progress(i64),
+    /// The history from the watch's start is compacted up to this revision; the stream ends.
+    Compacted(i64),
+    /// The store ended the watch for another reason; the stream ends.
+    Canceled(String),
+}
+
+/// What to watch.
+#[derive(Debug, Clone, Default)]
+pub struct WatchSpec {
+    pub start: Vec<u8>,
+    /// The end of the range, exclusive (empty: the single key `start`).
+    pub end: Vec<u8>,
+    /// The first revision to report.
+    pub from: i64,
+    /// Report each change's previous value.
+    pub prev_kv: bool,
+    /// Send `Progress` now and then without being asked.
+    pub progress_notify: bool,
+    /// The replica to follow, taken modulo [`Storage::replicas`].
+    pub replica: usize,
+}
+
+/// An open watch.
+#[async_trait::async_trait]
+pub trait WatchStream: Send {
+    /// The next message; `None` when the stream has ended (the replica failed, or after
+    /// `Compacted` or `Canceled`). Cancel-safe: a message is never lost by dropping the
+    /// future before it completes.
+    async fn next(&mut self) -> Option<WatchMessage>;
+    /// Asks for a `Progress` as soon as the replica is up to date.
+    async fn request_progress(&mut self);
+}
+
 #[async_trait::async_trait]
 pub trait Storage: Send + Sync {
     /// The keys in `[start, end)` as of `revision` (0: now), at most `limit` (0: all).
@@ -86,6 +144,25 @@ pub trait Storage: Send + Sync {
 
     /// Applies `txn` atomically (see the module contract).
     async fn txn(&self, txn: Txn) -> Result<TxnResult, StorageError>;
+
+    /// The store's current revision, read linearizably.
+    async fn current_revision(&self) -> Result<i64, StorageError>;
+
+    /// Opens a watch (see the module contract).
+    async fn watch(&self, spec: WatchSpec) -> Result<Box<dyn WatchStream>, StorageError>;
+
+    /// How many replicas a watch can follow.
+    fn replicas(&self) -> usize {
+        1
+    }
+    /// The replica reads go to now (the one a new watch should try first).
+    fn preferred_replica(&self) -> usize {
+        0
+    }
+    /// A replica's name for logs.
+    fn replica_name(&self, _i: usize) -> String {
+        "local".into()
+    }
 
     /// One key, read linearizably.
     async fn get(&self, key: &str) -> Result<Option<Kv>, StorageError> {

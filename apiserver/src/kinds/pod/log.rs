@@ -19,8 +19,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::Value;
 
-use super::{Body, Shared};
 use crate::error::ApiError;
+use crate::http::ops::Call;
+use crate::http::{full, Body, Shared};
 use crate::store::Target;
 
 /// The query parameters passed on to the agent.
@@ -141,6 +142,14 @@ pub fn agent_address(node: &Value) -> Option<(String, u16)> {
     Some((ip, port))
 }
 
+/// The subresource's operation.
+pub(super) fn action<'a>(
+    c: &'a Call<'_>,
+    _req: http::Request<hyper::body::Incoming>,
+) -> futures::future::BoxFuture<'a, Result<Response<Body>, ApiError>> {
+    Box::pin(proxy(c.shared, &c.target, c.query))
+}
+
 pub async fn proxy(
     shared: &Shared,
     t: &Target,
@@ -249,7 +258,7 @@ pub async fn proxy(
         .status(StatusCode::OK)
         .header(http::header::CONTENT_TYPE, "text/plain")
         .body(BodyExt::boxed(StreamBody::new(stream)))
-        .unwrap_or_else(|_| Response::new(super::full(Bytes::new()))))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new()))))
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
 //! core/v1 Namespace: created Active with the `kubernetes` finalizer; deleting one marks it
-//! Terminating, and it goes away once its finalizers are removed.
+//! Terminating, and it goes away once its finalizers are removed (`finalize.rs`: the
+//! subresource that removes them).
+
+mod finalize;
 
 use k8s_openapi::api::core::v1::{Namespace, NamespaceSpec, NamespaceStatus};
 
@@ -17,6 +20,8 @@ impl Kind for Namespaces {
         kind: "Namespace",
         group_version: None,
         verbs: &["update"],
+        action: Some(finalize::action),
+        collection: None,
     }];
     const PRINTER: Option<&'static crate::table::Printer> =
         Some(&crate::table::printers::core::NAMESPACE);

@@ -1,4 +1,6 @@
-//! core/v1 ServiceAccount.
+//! core/v1 ServiceAccount, and its `token` subresource (`token.rs`).
+
+pub mod token;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 
@@ -14,6 +16,8 @@ impl Kind for ServiceAccounts {
         kind: "TokenRequest",
         group_version: Some(("authentication.k8s.io", "v1")),
         verbs: &["create"],
+        action: Some(token::action),
+        collection: None,
     }];
     const PRINTER: Option<&'static crate::table::Printer> =
         Some(&crate::table::printers::core::SERVICEACCOUNT);

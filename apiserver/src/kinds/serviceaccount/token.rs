@@ -3,10 +3,16 @@
 //! `kubectl create token` asks. The token is bound to the account's uid, and to a Pod's or
 //! Secret's when `spec.boundObjectRef` names one.
 
+use futures::future::BoxFuture;
+use http::{Response, StatusCode};
+use hyper::body::Incoming;
 use serde_json::{json, Value};
 
-use super::serviceaccount::{Claims, Issuer, Named};
+use crate::auth::serviceaccount::{Claims, Issuer, Named};
 use crate::error::{ApiError, FieldError, GroupResource};
+use crate::http::body::read_object;
+use crate::http::ops::Call;
+use crate::http::{json_response, Body};
 use crate::store::{object_key, Store};
 
 /// kube-apiserver's default `spec.expirationSeconds`.
@@ -148,6 +154,29 @@ fn uid_of(v: &Value) -> String {
         .as_str()
         .unwrap_or_default()
         .to_string()
+}
+
+/// The subresource's operation: a TokenRequest in, the same with its token out (201).
+pub(super) fn action<'a>(
+    c: &'a Call<'_>,
+    req: http::Request<Incoming>,
+) -> BoxFuture<'a, Result<Response<Body>, ApiError>> {
+    Box::pin(async move {
+        let body = read_object(req).await?;
+        let ns = c.target.namespace.as_deref().unwrap_or_default();
+        let out = issue(
+            &c.shared.store,
+            &c.shared.auth.service_accounts,
+            ns,
+            c.target.name(),
+            &body,
+        )
+        .await?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            serde_json::to_vec(&out).unwrap_or_default(),
+        ))
+    })
 }
 
 /// Issues the token a TokenRequest asks for; returns the TokenRequest with its status.

@@ -1,5 +1,9 @@
 //! core/v1 Pod: defaulting, validation, the fields an update may change, field selectors,
-//! and the rules of binding and graceful deletion.
+//! and the rules of binding and graceful deletion; its `binding` (`binding.rs`) and `log`
+//! (`log.rs`) subresources.
+
+mod binding;
+mod log;
 
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -20,12 +24,16 @@ impl Kind for Pods {
             kind: "Binding",
             group_version: None,
             verbs: &["create"],
+            action: Some(binding::action),
+            collection: Some("bindings"),
         },
         super::Subresource {
             name: "log",
             kind: "Pod",
             group_version: None,
             verbs: &["get"],
+            action: Some(log::action),
+            collection: None,
         },
     ];
     const PRINTER: Option<&'static crate::table::Printer> =
