@@ -237,6 +237,10 @@ spec:
     metadata: {{labels: {{app: web}}}}
     spec:
       terminationGracePeriodSeconds: 1
+      # Spread over both nodes on purpose: the scheduler has no system-default spreading
+      # (kube's default topology constraints), so ties between nodes are random.
+      topologySpreadConstraints:
+      - {{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {{matchLabels: {{app: web}}}}}}
       containers:
       - name: c
         image: {image}
