@@ -8,6 +8,9 @@
 #   benches/kv-vs-etcd.sh                  # everything (about 20 minutes here)
 #   KV_VS_ETCD_SCALE=0.1 bench/...       # a tenth of the operations, for a quick look
 #   KV_VS_ETCD_ONLY=put,watch bench/...  # some workloads only
+#   KV_VS_ETCD_TLS=both bench/...        # also (or with `on`, only) with mTLS on both ports:
+#                                        # etcd's --cert-file/--client-cert-auth/--peer-* flags,
+#                                        # certificates made with openssl, ECDSA P-256
 #
 # Results also land in $KV_VS_ETCD_OUT (default: a temporary directory) as JSON lines.
 set -euo pipefail
@@ -15,6 +18,12 @@ cd "$(dirname "$0")/.."
 
 SCALE="${KV_VS_ETCD_SCALE:-1}"
 ONLY="${KV_VS_ETCD_ONLY:-}"
+case "${KV_VS_ETCD_TLS:-off}" in
+  off) MODES="plain" ;;
+  on) MODES="tls" ;;
+  both) MODES="plain tls" ;;
+  *) echo "KV_VS_ETCD_TLS is off, on or both" >&2; exit 2 ;;
+esac
 OUT="${KV_VS_ETCD_OUT:-$(mktemp -d /tmp/kv-vs-etcd.XXXXXX)}"
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
@@ -24,6 +33,7 @@ missing=()
 command -v etcd > /dev/null || missing+=(etcd-server)
 command -v etcdctl > /dev/null || missing+=(etcd-client)
 command -v python3 > /dev/null || missing+=(python3)
+command -v openssl > /dev/null || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   apt-get update -qq > /dev/null
@@ -51,32 +61,62 @@ stop_cluster() {
 }
 trap stop_cluster EXIT
 
-# start_cluster <etcd|flotilla> <dir>: sets ENDPOINTS, PIDLIST, DIRS.
+# make_certs <dir>: a CA, a certificate every member serves and dials peers with, and a
+# client certificate (CN root).
+make_certs() {
+  local d="$1"
+  mkdir -p "$d"
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+  openssl req -x509 "${ec[@]}" -keyout "$d/ca.key" -out "$d/ca.crt" -subj /CN=bench-ca -days 2 2> /dev/null
+  for who in member client; do
+    local ext="extendedKeyUsage=clientAuth"
+    [ "$who" = member ] && ext="subjectAltName=IP:127.0.0.1
+extendedKeyUsage=serverAuth,clientAuth"
+    openssl req "${ec[@]}" -keyout "$d/$who.key" -out "$d/$who.csr" -subj "/CN=$who" 2> /dev/null
+    openssl x509 -req -in "$d/$who.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+      -out "$d/$who.crt" -days 2 -extfile <(printf '%s\n' "$ext") 2> /dev/null
+  done
+}
+
+# start_cluster <etcd|flotilla> <dir> <plain|tls>: sets ENDPOINTS, PIDLIST, DIRS and, with
+# tls, CLIENT_TLS (the client's flags).
 start_cluster() {
-  local sys="$1" dir="$2"
+  local sys="$1" dir="$2" mode="$3"
   read -r -a ports <<< "$(free_ports 6)"
-  local initial="" eps="" dirs=""
+  local initial="" eps="" dirs="" scheme=http tls=()
+  CLIENT_TLS=()
+  if [ "$mode" = tls ]; then
+    scheme=https
+    make_certs "$dir/pki"
+    local m="$dir/pki/member"
+    tls=(--cert-file "$m.crt" --key-file "$m.key" --client-cert-auth --trusted-ca-file "$dir/pki/ca.crt"
+      --peer-cert-file "$m.crt" --peer-key-file "$m.key" --peer-client-cert-auth
+      --peer-trusted-ca-file "$dir/pki/ca.crt")
+    CLIENT_TLS=(--cacert "$dir/pki/ca.crt" --cert "$dir/pki/client.crt" --key "$dir/pki/client.key")
+  fi
   for i in 0 1 2; do
-    initial+="n$i=http://127.0.0.1:${ports[$((2 * i + 1))]},"
+    initial+="n$i=$scheme://127.0.0.1:${ports[$((2 * i + 1))]},"
   done
   for i in 0 1 2; do
-    local client="http://127.0.0.1:${ports[$((2 * i))]}" peer="http://127.0.0.1:${ports[$((2 * i + 1))]}"
+    local client="$scheme://127.0.0.1:${ports[$((2 * i))]}" peer="$scheme://127.0.0.1:${ports[$((2 * i + 1))]}"
     local cmd=(etcd)
     [ "$sys" = flotilla ] && cmd=("$BIN" kvstore)
     "${cmd[@]}" --name "n$i" --data-dir "$dir/n$i" \
       --listen-client-urls "$client" --advertise-client-urls "$client" \
       --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
       --initial-cluster "${initial%,}" --initial-cluster-state new \
-      --initial-cluster-token bench > "$dir/n$i.log" 2>&1 &
+      --initial-cluster-token bench "${tls[@]}" > "$dir/n$i.log" 2>&1 &
     PIDS+=($!)
-    eps+="127.0.0.1:${ports[$((2 * i))]},"
+    eps+="$scheme://127.0.0.1:${ports[$((2 * i))]},"
     dirs+="$dir/n$i,"
   done
   ENDPOINTS="${eps%,}"
   DIRS="${dirs%,}"
   PIDLIST="$(IFS=,; echo "${PIDS[*]}")"
+  local ctl=()
+  [ "$mode" = tls ] && ctl=("--cacert=$dir/pki/ca.crt" "--cert=$dir/pki/client.crt" "--key=$dir/pki/client.key")
   for _ in $(seq 1 100); do
-    if ETCDCTL_API=3 etcdctl --endpoints="$ENDPOINTS" --command-timeout=2s endpoint health > /dev/null 2>&1; then
+    if ETCDCTL_API=3 etcdctl --endpoints="$ENDPOINTS" "${ctl[@]}" --command-timeout=2s endpoint health > /dev/null 2>&1; then
       return 0
     fi
     sleep 0.3
@@ -93,14 +133,17 @@ workload() {
   if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$name,"* ]]; then return 0; fi
   echo "  $SYSTEM: $name $*" >&2
   "$BIN" bench kv --endpoints "$ENDPOINTS" --system "$SYSTEM" --pids "$PIDLIST" \
-    --data-dirs "$DIRS" --json --max-seconds 300 "$@" >> "$RESULTS" \
+    --data-dirs "$DIRS" --json --max-seconds 300 "${CLIENT_TLS[@]}" "$@" >> "$RESULTS" \
     || echo "  ($SYSTEM $name $* failed)" >&2
 }
 
-for SYSTEM in etcd flotilla; do
+for MODE in $MODES; do
+for SYS in etcd flotilla; do
+  SYSTEM="$SYS"
+  [ "$MODE" = tls ] && SYSTEM="$SYS+tls"
   dir="$OUT/$SYSTEM"
   rm -rf "$dir"; mkdir -p "$dir"
-  start_cluster "$SYSTEM" "$dir"
+  start_cluster "$SYS" "$dir" "$MODE"
   for c in "1 1" "16 16" "256 16" "1000 100"; do
     read -r clients conns <<< "$c"
     total=$(n $((clients == 1 ? 2000 : clients * 100 < 20000 ? 20000 : clients * 100)))
@@ -119,13 +162,16 @@ for SYSTEM in etcd flotilla; do
   workload dataset --workload dataset --clients 256 --conns 16 --total "$(n 1000000)"
   stop_cluster
 done
+done
 
 python3 - "$RESULTS" "$ETCD_VERSION" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print(f"Machine: {open('/proc/cpuinfo').read().count('processor')} cores; etcd: {sys.argv[2]}\n")
+def tls(r):
+    return r["system"].endswith("+tls")
 def key(r):
-    return (r["workload"], r["name"], r["clients"], r["conns"], r["target"], r["serializable"])
+    return (r["workload"], r["name"] + (" (mTLS)" if tls(r) else ""), r["clients"], r["conns"], r["target"], r["serializable"])
 by = {}
 order = []
 for r in rows:
@@ -133,7 +179,7 @@ for r in rows:
     if k not in by:
         by[k] = {}
         order.append(k)
-    by[k][r["system"]] = r
+    by[k][r["system"].removesuffix("+tls")] = r
 def fmt(v, unit=""):
     return "-" if v is None else (f"{v:,.0f}{unit}" if v >= 100 else f"{v:.2f}{unit}")
 def ratio(a, b):

@@ -143,11 +143,11 @@ async fn case(runtime: &str, nodes: usize, pods: usize, rate: Option<f64>) {
     let agents = match runtime {
         "docker" => {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            Agents::start_docker(&kc, &refs, &[])
+            Agents::start_docker(&kc, Some(&a.certs()), &refs, &[])
         }
         "process" => {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            Agents::start_process(&kc, &refs, &[])
+            Agents::start_process(&kc, Some(&a.certs()), &refs, &[])
         }
         _ => Agents::start_fake(&kc, "hollow", nodes),
     };

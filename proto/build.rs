@@ -7,6 +7,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_protos(&["etcd/kv.proto", "etcd/rpc.proto", "peer.proto"], &["."])?;
+        .compile_protos(
+            &[
+                "etcd/kv.proto",
+                "etcd/auth.proto",
+                "etcd/rpc.proto",
+                "peer.proto",
+            ],
+            &["."],
+        )?;
     Ok(())
 }

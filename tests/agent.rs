@@ -45,11 +45,12 @@ async fn world_with(nodes: &[&str], docker: bool) -> World {
             "10",
         ],
     );
+    let certs = api.certs();
     let agents = if docker {
         common::images::ensure_busybox().await;
-        Agents::start_docker(&kc, nodes, &[])
+        Agents::start_docker(&kc, Some(&certs), nodes, &[])
     } else {
-        Agents::start_process(&kc, nodes, &[])
+        Agents::start_process(&kc, Some(&certs), nodes, &[])
     };
     let client = api.client(0).await;
     let nodes_api: Api<Node> = Api::all(client.clone());
@@ -158,6 +159,96 @@ fn log_of(w: &World, p: &Pod, container: &str, attempt: u32) -> String {
         p.metadata.uid.as_deref().unwrap()
     ));
     std::fs::read_to_string(dir.join(container).join(format!("{attempt}.log"))).unwrap_or_default()
+}
+
+/// `kubectl get --raw` of `path` straight from an agent's port, as `token`, trusting the
+/// cluster CA (which the agent's serving certificate must come from, naming 127.0.0.1).
+fn agent_get(w: &World, port: u16, token: &str, path: &str) -> std::process::Output {
+    let empty = w.api.dir.path().join("empty-kubeconfig");
+    std::fs::write(&empty, "apiVersion: v1\nkind: Config\n").unwrap();
+    std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&empty)
+        .args(["--request-timeout", "20s"])
+        .args(["--server", &format!("https://127.0.0.1:{port}")])
+        .arg("--certificate-authority")
+        .arg(w.api.certs().join("ca.crt"))
+        .args(["--token", token, "get", "--raw", path])
+        .output()
+        .expect("kubectl is installed")
+}
+
+/// The agent's port answers the apiserver's client certificate (`kubectl logs` before),
+/// refuses a token the apiserver does not know (401) and a ServiceAccount without
+/// `nodes/proxy` (403, the kubelet's words), and serves one that has it.
+async fn agent_port_is_guarded(w: &World, p: &Pod) {
+    let kc = w.api.kubeconfig(0).to_path_buf();
+    let name = p.metadata.name.clone().unwrap();
+    let node = node_of(p);
+    let port = w
+        .agents
+        .agents
+        .iter()
+        .find(|a| a.node == node)
+        .unwrap()
+        .port;
+    let path = format!("/containerLogs/default/{name}/c");
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    // kubectl's words for a 401.
+    let out = agent_get(w, port, "made-up-token", &path);
+    assert!(
+        !out.status.success() && stderr(&out).contains("You must be logged in to the server"),
+        "{}",
+        stderr(&out)
+    );
+    kubectl_ok(&kc, &["create", "serviceaccount", "nosy"]);
+    let nosy = kubectl_ok(&kc, &["create", "token", "nosy"]);
+    let out = agent_get(w, port, nosy.trim(), &path);
+    assert!(
+        stderr(&out).contains(
+            "Forbidden (user=system:serviceaccount:default:nosy, verb=get, resource=nodes, subresource(s)=[proxy])"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    // An account bound to a role with nodes/proxy reads the log straight from the agent.
+    let grant = r#"{"apiVersion":"v1","kind":"List","items":[
+      {"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"log-reader","namespace":"default"}},
+      {"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"node-proxy"},
+       "rules":[{"apiGroups":[""],"resources":["nodes/proxy"],"verbs":["get"]}]},
+      {"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"log-reader-proxy"},
+       "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"node-proxy"},
+       "subjects":[{"kind":"ServiceAccount","name":"log-reader","namespace":"default"}]}]}"#;
+    let out = kubectl_stdin(&kc, &["create", "--validate=false", "-f", "-"], grant);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reader = kubectl_ok(&kc, &["create", "token", "log-reader"]);
+    // The apiserver allows it once its RBAC cache has the binding (a SubjectAccessReview
+    // says so); only then is the agent asked, so no early "no" is kept for 30 s.
+    let sar = format!(
+        r#"{{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{{"user":"system:serviceaccount:default:log-reader","groups":["system:serviceaccounts","system:authenticated"],"resourceAttributes":{{"verb":"get","resource":"nodes","subresource":"proxy","name":"{node}"}}}}}}"#
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the apiserver to allow log-reader nodes/proxy",
+        || async {
+            let out = kubectl_stdin(
+                &kc,
+                &["create", "--validate=false", "-o", "json", "-f", "-"],
+                &sar,
+            );
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            (v["status"]["allowed"] == true).then_some(())
+        },
+    )
+    .await;
+    let out = agent_get(w, port, reader.trim(), &path);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("hello from {name} on {node}\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,6 +400,7 @@ spec:
         String::from_utf8_lossy(&out.stderr).contains("container nope is not valid for pod job"),
         "{out:?}"
     );
+    agent_port_is_guarded(&w, &pods[1]).await;
 
     // Lifecycle hooks: postStart runs after the start, preStop before the stop.
     let marks = tempfile::tempdir().unwrap();

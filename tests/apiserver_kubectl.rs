@@ -303,6 +303,8 @@ async fn t10_apply_patch_scale_tables_explain() {
     let c = json_of(&kc, &["get", "cm", "ssa"]);
     assert_eq!(c["data"], serde_json::json!({"a": "1"}), "{c}");
 
+    pod_security(&kc);
+
     // explain reads the OpenAPI v3 schemas.
     let ex = kubectl_ok(&kc, &["explain", "pod.spec.containers"]);
     assert!(
@@ -314,6 +316,123 @@ async fn t10_apply_patch_scale_tables_explain() {
     );
     let ex = kubectl_ok(&kc, &["explain", "deployment.spec.strategy"]);
     assert!(ex.contains("rollingUpdate"), "{ex}");
+}
+
+/// A pod named `name` in namespace `ns` with one container `c` and `extra` merged into
+/// its spec (`spec_extra`) and into the container (`container_extra`), as JSON.
+fn psa_pod(ns: &str, name: &str, spec_extra: &str, container_extra: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"{ns}"}},"spec":{{{spec_extra}"containers":[{{"name":"c","image":"busybox"{container_extra}}}]}}}}"#
+    )
+}
+
+/// PodSecurity admission: namespaces labelled with a level refuse pods that violate it
+/// with kube's message, warn about a warn level, and validate the labels.
+fn pod_security(kc: &std::path::Path) {
+    kubectl_ok(kc, &["create", "namespace", "psa-r"]);
+    kubectl_ok(
+        kc,
+        &[
+            "label",
+            "namespace",
+            "psa-r",
+            "pod-security.kubernetes.io/enforce=restricted",
+        ],
+    );
+    let privileged = psa_pod(
+        "psa-r",
+        "priv",
+        "",
+        r#","securityContext":{"privileged":true}"#,
+    );
+    let out = kubectl_stdin(kc, &["create", "-f", "-"], &privileged);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "a privileged pod was admitted");
+    assert!(
+        err.contains(concat!(
+            r#"Error from server (Forbidden): error when creating "STDIN": pods "priv" is forbidden: violates PodSecurity "restricted:latest": "#,
+            r#"privileged (container "c" must not set securityContext.privileged=true), "#,
+            r#"allowPrivilegeEscalation != false (container "c" must set securityContext.allowPrivilegeEscalation=false), "#,
+            r#"unrestricted capabilities (container "c" must set securityContext.capabilities.drop=["ALL"]), "#,
+            r#"runAsNonRoot != true (pod or container "c" must set securityContext.runAsNonRoot=true), "#,
+            r#"seccompProfile (pod or container "c" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")"#
+        )),
+        "{err}"
+    );
+    let compliant = psa_pod(
+        "psa-r",
+        "ok",
+        r#""securityContext":{"runAsNonRoot":true,"runAsUser":1000,"seccompProfile":{"type":"RuntimeDefault"}},"#,
+        r#","securityContext":{"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]}}"#,
+    );
+    let out = kubectl_stdin(kc, &["create", "-f", "-"], &compliant);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Baseline enforced, restricted warned.
+    kubectl_ok(kc, &["create", "namespace", "psa-b"]);
+    kubectl_ok(
+        kc,
+        &[
+            "label",
+            "namespace",
+            "psa-b",
+            "pod-security.kubernetes.io/enforce=baseline",
+            "pod-security.kubernetes.io/warn=restricted",
+        ],
+    );
+    let host = psa_pod("psa-b", "hn", r#""hostNetwork":true,"#, "");
+    let out = kubectl_stdin(kc, &["create", "-f", "-"], &host);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success()
+            && err.contains(r#"pods "hn" is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostNetwork)"#),
+        "{err}"
+    );
+    let plain = psa_pod("psa-b", "plain", "", "");
+    let out = kubectl_stdin(kc, &["create", "-f", "-"], &plain);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(r#"Warning: would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container "c" must set securityContext.allowPrivilegeEscalation=false)"#),
+        "{err}"
+    );
+
+    // Enforcing restricted there names the pods that already violate it.
+    let out = kubectl(
+        kc,
+        &[
+            "label",
+            "--overwrite",
+            "namespace",
+            "psa-b",
+            "pod-security.kubernetes.io/enforce=restricted",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(r#"Warning: existing pods in namespace "psa-b" violate the new PodSecurity enforce level "restricted:latest""#)
+            && err.contains("Warning: plain: allowPrivilegeEscalation != false, unrestricted capabilities, runAsNonRoot != true, seccompProfile"),
+        "{err}"
+    );
+
+    // A level that is not one is refused.
+    let out = kubectl(
+        kc,
+        &[
+            "label",
+            "--overwrite",
+            "namespace",
+            "psa-b",
+            "pod-security.kubernetes.io/enforce=strict",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(
+        !out.status.success()
+            && err.contains(r#"Namespace "psa-b" is invalid: metadata.labels[pod-security.kubernetes.io/enforce]: Invalid value: "strict": must be one of privileged, baseline, restricted"#),
+        "{err}"
+    );
 }
 
 /// One apiserver whose static token file also holds `line` (token,user,uid[,"groups"]).
@@ -625,6 +744,108 @@ async fn t30_service_account_tokens_node_restriction_health() {
         },
     )
     .await;
+    // TokenReview and SubjectAccessReview, as a node's agent asks them (the system:node
+    // role may create both; the account may not), found through discovery.
+    let resources = kubectl_ok(&kc, &["api-resources", "--api-group=authentication.k8s.io"]);
+    assert!(
+        resources.contains("tokenreviews") && resources.contains("TokenReview"),
+        "{resources}"
+    );
+    let resources = kubectl_ok(&kc, &["api-resources", "--api-group=authorization.k8s.io"]);
+    assert!(resources.contains("subjectaccessreviews"), "{resources}");
+    let review = |who: &str, token: &str| {
+        let body = format!(
+            r#"{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{{"token":"{token}"}}}}"#
+        );
+        let out = kubectl_stdin(
+            &kc,
+            &[
+                "--token",
+                who,
+                "create",
+                "--validate=false",
+                "-o",
+                "json",
+                "-f",
+                "-",
+            ],
+            &body,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("a TokenReview")
+    };
+    let r = review("n1-token", &token);
+    assert_eq!(r["status"]["authenticated"], true, "{r}");
+    assert_eq!(
+        r["status"]["user"]["username"],
+        "system:serviceaccount:team:builder"
+    );
+    assert!(r["status"]["user"]["groups"]
+        .as_array()
+        .unwrap()
+        .contains(&"system:authenticated".into()));
+    assert!(
+        r["status"]["audiences"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{r}"
+    );
+    let r = review("n1-token", "made-up-token");
+    assert!(
+        r["status"]["authenticated"].is_null() || r["status"]["authenticated"] == false,
+        "{r}"
+    );
+    let denied = kubectl_stdin(
+        &kc,
+        &["--token", &token, "create", "--validate=false", "-f", "-"],
+        r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"x"}}"#,
+    );
+    assert!(
+        stderr(&denied).contains(
+            "cannot create resource \"tokenreviews\" in API group \"authentication.k8s.io\""
+        ),
+        "{}",
+        stderr(&denied)
+    );
+    let sar = |verb: &str| {
+        let body = format!(
+            r#"{{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{{"user":"system:serviceaccount:team:builder","groups":["system:serviceaccounts"],"resourceAttributes":{{"verb":"{verb}","resource":"pods","namespace":"team"}}}}}}"#
+        );
+        let out = kubectl_stdin(
+            &kc,
+            &[
+                "--token",
+                "n1-token",
+                "create",
+                "--validate=false",
+                "-o",
+                "json",
+                "-f",
+                "-",
+            ],
+            &body,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("a SubjectAccessReview")
+    };
+    assert_eq!(sar("list")["status"]["allowed"], true);
+    assert_eq!(sar("delete")["status"]["allowed"], false);
+    let can = with(
+        "n1-token",
+        &[
+            "auth",
+            "can-i",
+            "create",
+            "tokenreviews.authentication.k8s.io",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&can.stdout).trim(),
+        "yes",
+        "{}",
+        stderr(&can)
+    );
+
     let out = kubectl(
         &kc,
         &["create", "token", "builder", "-n", "team", "--duration=1m"],
@@ -648,6 +869,14 @@ async fn t30_service_account_tokens_node_restriction_health() {
         !out.status.success() && stderr(&out).contains("Unauthorized"),
         "{}",
         stderr(&out)
+    );
+    let r = review("n1-token", &token);
+    assert!(r["status"]["authenticated"].is_null(), "{r}");
+    assert!(
+        r["status"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("serviceaccounts")),
+        "{r}"
     );
     // A forged token (another key) is refused too.
     let mut forged = token.clone();
@@ -798,4 +1027,120 @@ async fn t30_service_account_tokens_node_restriction_health() {
             && m.contains("apiserver_watch_cache_capacity"),
         "{m}"
     );
+    drop(a);
+    encryption_at_rest(&backend).await;
+}
+
+/// Secrets at rest, as kube documents it: encryption turned on over existing plaintext,
+/// keys rotated by `kubectl replace`, and a tampered value refused, read straight from
+/// the kvstore.
+async fn encryption_at_rest(backend: &Backend) {
+    let Backend::Flotilla(cluster) = backend else {
+        return;
+    };
+    let mut a = Apiservers::start(1, &backend.urls()).await;
+    let kc = a.kubeconfig(0).to_path_buf();
+    let raw = |name: &'static str| async move {
+        let mut c = cluster.any_client().await;
+        let r = c
+            .get(format!("/registry/secrets/vault/{name}"), None)
+            .await
+            .expect("a read of the kvstore");
+        r.kvs()
+            .first()
+            .map(|kv| kv.value().to_vec())
+            .unwrap_or_default()
+    };
+    let dir = a.dir.path().to_path_buf();
+    let config = |file: &str, providers: &str| {
+        let path = dir.join(file);
+        let text = format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n{providers}"
+        );
+        std::fs::write(&path, text).expect("write the configuration");
+        path.display().to_string()
+    };
+    const FLAG: &str = "--encryption-provider-config";
+    let key1 = "  - aesgcm: {keys: [{name: key1, secret: c2VjcmV0IGlzIHNlY3VyZSwgaSBhbSBzdXJlIDEyMzQ=}]}\n";
+    let key2 = "  - aesgcm: {keys: [{name: key2, secret: YW5vdGhlciBzZWNyZXQgaXMgaGVyZSwgMzIgYnl0ZXM=}]}\n";
+    let identity = "  - identity: {}\n";
+    let create = |name: &str| {
+        let lit = format!("--from-literal=password=hunter2-{name}");
+        kubectl_ok(
+            &kc,
+            &["create", "secret", "generic", name, "-n", "vault", &lit],
+        );
+    };
+    let replace_all = || {
+        let all = kubectl_ok(&kc, &["get", "secrets", "-n", "vault", "-o", "json"]);
+        // kubectl validates a List through the protobuf OpenAPI v2, which is not served.
+        let out = kubectl_stdin(&kc, &["replace", "--validate=false", "-f", "-"], &all);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let reads = |name: &str| {
+        kubectl(
+            &kc,
+            &[
+                "get",
+                "secret",
+                name,
+                "-n",
+                "vault",
+                "-o",
+                "jsonpath={.data.password}",
+            ],
+        )
+    };
+
+    kubectl_ok(&kc, &["create", "namespace", "vault"]);
+    create("old");
+    assert!(
+        raw("old").await.starts_with(b"{"),
+        "plaintext before encryption"
+    );
+
+    // Encryption on, identity kept last so the old secret still reads.
+    a.restart_with(0, FLAG, &config("on.yaml", &format!("{key1}{identity}")))
+        .await;
+    create("new");
+    let stored = raw("new").await;
+    assert!(stored.starts_with(b"k8s:enc:aesgcm:v1:key1:"), "{stored:?}");
+    assert!(!String::from_utf8_lossy(&stored).contains("hunter2"));
+    assert!(reads("old").status.success());
+    // Rewriting every secret, unchanged, encrypts the old one.
+    replace_all();
+    assert!(raw("old").await.starts_with(b"k8s:enc:aesgcm:v1:key1:"));
+
+    // Rotation: key2 first and key1 to read what is not rewritten yet; replace; key1 goes.
+    a.restart_with(0, FLAG, &config("rotate.yaml", &format!("{key2}{key1}")))
+        .await;
+    replace_all();
+    for name in ["old", "new"] {
+        let stored = raw(name).await;
+        assert!(
+            stored.starts_with(b"k8s:enc:aesgcm:v1:key2:"),
+            "{name}: {stored:?}"
+        );
+    }
+    a.restart_with(0, FLAG, &config("key2.yaml", key2)).await;
+    let out = reads("old");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "aHVudGVyMi1vbGQ=");
+
+    // A value changed behind the apiserver's back is an error, never a value.
+    let mut tampered = raw("old").await;
+    if let Some(last) = tampered.last_mut() {
+        *last ^= 1;
+    }
+    let mut c = cluster.any_client().await;
+    c.put("/registry/secrets/vault/old", tampered, None)
+        .await
+        .expect("a write to the kvstore");
+    let out = reads("old");
+    assert!(
+        !out.status.success() && stderr(&out).contains("cannot be decrypted"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(reads("new").status.success());
 }

@@ -164,6 +164,7 @@ async fn t30_snapshot_seeds_a_new_cluster() {
         dir: tempfile::tempdir().unwrap(),
         members: Vec::new(),
         args: Vec::new(),
+        tls: None,
     };
     let i = r.add_member_slot("restored");
     let m = &r.members[i];

@@ -11,7 +11,7 @@ use std::time::Duration;
 use agent::runtime::process::ProcessRuntime;
 use agent::runtime::{
     ContainerConfig, ContainerState, PodRef, PullPolicy, Runtime, RuntimeError, SandboxConfig,
-    SandboxStatus,
+    SandboxStatus, Security,
 };
 use common::wait_for;
 
@@ -43,6 +43,7 @@ fn config(dir: &std::path::Path, name: &str, attempt: u32, script: &str) -> Cont
         cpu_limit_millis: None,
         memory_limit_bytes: None,
         log_path: dir.join(format!("logs/{name}/{attempt}.log")),
+        security: Default::default(),
     }
 }
 
@@ -279,6 +280,7 @@ mod docker {
             cpu_limit_millis: Some(500),
             memory_limit_bytes: Some(64 << 20),
             log_path: PathBuf::new(),
+            security: Default::default(),
         }
     }
 
@@ -366,6 +368,43 @@ mod docker {
         never.pull_policy = PullPolicy::IfNotPresent;
         let e = rt.start_container(&sb, &never).await.unwrap_err();
         assert_eq!(e.reason(), "ErrImagePull", "{e}");
+
+        // securityContext: runAsUser and a read-only root filesystem; runAsNonRoot
+        // refuses an image that runs as root.
+        let mut confined = dconfig("confined", 0, &["sh", "-c", "exec sleep 600"]);
+        confined.security = Security {
+            run_as_user: Some(1000),
+            read_only_root: true,
+            no_new_privileges: true,
+            cap_drop: vec!["ALL".into()],
+            ..Default::default()
+        };
+        let confined = rt.start_container(&sb, &confined).await.unwrap();
+        let sh = |cmd: &str| vec!["sh".to_string(), "-c".into(), cmd.into()];
+        let out = rt
+            .exec(&confined, &sh("id -u"), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!((out.exit_code, out.output.trim()), (0, "1000"));
+        let out = rt
+            .exec(&confined, &sh("touch /x"), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_ne!(out.exit_code, 0, "wrote the read-only root: {}", out.output);
+        assert!(
+            out.output.contains("Read-only file system"),
+            "{}",
+            out.output
+        );
+        let mut rooted = dconfig("rooted", 0, &["true"]);
+        rooted.security.run_as_non_root = true;
+        let e = rt.start_container(&sb, &rooted).await.unwrap_err();
+        assert_eq!(e.reason(), "CreateContainerConfigError", "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("container has runAsNonRoot and image will run as root"),
+            "{e}"
+        );
 
         // A second runtime (an agent restarted) sees the same pod.
         let rt2 = DockerRuntime::new(socket, node, "runtime-test", &network)

@@ -82,6 +82,18 @@ pub struct AgentFlags {
     pub kube_api_qps: f64,
     #[arg(long, default_value_t = 100)]
     pub kube_api_burst: u32,
+    /// The agent port's serving certificate (PEM, with its chain); without it one is
+    /// self-signed at start.
+    #[arg(long, requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// CA certificates (PEM): a client certificate one of them signed authenticates on the
+    /// agent port as its common name, in the groups its organizations name. Without it
+    /// only bearer tokens (checked with the apiserver) authenticate.
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +117,8 @@ pub struct AgentConfig {
     pub pod_network: String,
     pub stop_pods_on_exit: bool,
     pub shutdown_grace_period: Duration,
+    /// The agent port's TLS files.
+    pub tls: crate::server::TlsFlags,
 }
 
 impl AgentFlags {
@@ -194,6 +208,13 @@ impl AgentFlags {
             pod_network: self.pod_network.clone(),
             stop_pods_on_exit: self.stop_pods_on_exit,
             shutdown_grace_period: self.shutdown_grace_period,
+            tls: crate::server::TlsFlags {
+                serving: self
+                    .tls_cert_file
+                    .clone()
+                    .zip(self.tls_private_key_file.clone()),
+                client_ca: self.client_ca_file.clone(),
+            },
         })
     }
 }

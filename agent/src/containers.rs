@@ -1,6 +1,7 @@
 //! What one container attempt is started with: the ConfigMaps and Secrets it names
 //! (fetched from the apiserver), its environment and command (`env.rs`), its volumes and
-//! mounts (`volumes.rs`), limits and log path.
+//! mounts (`volumes.rs`), its effective securityContext (`security.rs`), limits and log
+//! path.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,8 +10,8 @@ use kube::api::Api;
 
 use crate::env;
 use crate::node_state::{container_hash, pod_dir_name, pod_ref, Shared};
-use crate::runtime::{ContainerConfig, PullPolicy, SandboxStatus};
-use crate::volumes;
+use crate::runtime::{ContainerConfig, PullPolicy, SandboxStatus, Seccomp};
+use crate::{security, volumes};
 
 /// The environment a process gets when the image gives none (Docker's default PATH).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -59,6 +60,21 @@ pub async fn config(
             c.name.clone()
         })
         .join(format!("{attempt}.log"));
+    let mut security = security::effective(pod, c);
+    if let Seccomp::Localhost { name, profile } = &mut security.seccomp {
+        // As the kubelet: `<root-dir>/seccomp/<localhostProfile>`.
+        if !security::safe_profile_name(name) {
+            return Err(format!("invalid localhost seccomp profile name {name:?}"));
+        }
+        let dir = shared.pods_dir.parent().unwrap_or(&shared.pods_dir);
+        let path = dir.join("seccomp").join(&*name);
+        *profile = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "failed to read localhost seccomp profile {}: {e}",
+                path.display()
+            )
+        })?;
+    }
     let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
     let limit = |k: &str| limits.and_then(|l| l.get(k)).map(|q| q.0.clone());
     Ok(ContainerConfig {
@@ -77,6 +93,7 @@ pub async fn config(
         cpu_limit_millis: limit("cpu").and_then(|q| flotilla_core::quantity::milli(&q)),
         memory_limit_bytes: limit("memory").and_then(|q| flotilla_core::quantity::units(&q)),
         log_path,
+        security,
     })
 }
 

@@ -12,10 +12,12 @@
 //!   attempt is started with.
 //! - Pure cores: `sync.rs` (what to do next), `status.rs` (the pod's status), `env.rs`
 //!   (environment), `volumes.rs` (pod volumes and mounts), `crashloop.rs` (restart
-//!   backoff), `probes.rs` (probe timing and handlers), `hooks.rs` (postStart and preStop). Backoffs, the status-write token bucket,
+//!   backoff), `probes.rs` (probe timing and handlers), `hooks.rs` (postStart and preStop),
+//!   `security.rs` (a container's effective securityContext). Backoffs, the status-write token bucket,
 //!   quantities and durations come from `flotilla_core`.
-//! - `server.rs`: the HTTPS port serving container logs to the apiserver; `logs.rs`: what
-//!   a log request selects, and following a log file.
+//! - `server/`: the HTTPS port serving container logs to the apiserver, each request
+//!   authenticated and authorized by the apiserver (TokenReview, SubjectAccessReview) as
+//!   the kubelet's; `logs.rs`: what a log request selects, and following a log file.
 //! - `runtime/`: the `Runtime` trait and its implementations; `shim.rs`: the supervisor
 //!   process of the process runtime's containers.
 
@@ -33,6 +35,7 @@ pub mod pleg;
 pub mod pods;
 pub mod probes;
 pub mod runtime;
+pub mod security;
 pub mod server;
 pub mod shim;
 pub mod status;
@@ -127,10 +130,13 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
             runtime_version: version,
         };
         if cfg.fake_nodes == 0 {
-            let server = server::LogServer::new(runtime.clone(), cfg.kubeconfig.clone());
+            let reviewer = Arc::new(server::reviews::ApiReviewer {
+                client: client.clone(),
+            });
+            let server = server::Server::new(runtime.clone(), name.clone(), reviewer);
             let addr = std::net::SocketAddr::new(cfg.address, cfg.port);
             let hosts = vec![ip.clone(), name.clone(), "localhost".into()];
-            servers.spawn(server::serve(server, addr, hosts));
+            servers.spawn(server::serve(server, addr, cfg.tls.clone(), hosts));
         }
         let shared = Arc::new(Shared {
             client: client.clone(),

@@ -75,6 +75,9 @@ pub fn prepare(
         let path = if v.empty_dir.is_some() {
             let p = base.join("kubernetes.io~empty-dir").join(&v.name);
             std::fs::create_dir_all(&p).map_err(io)?;
+            // World-writable as the kubelet makes it, so a container running as any
+            // user (runAsUser) can write it.
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).map_err(io)?;
             p
         } else if let Some(h) = &v.host_path {
             let p = PathBuf::from(&h.path);

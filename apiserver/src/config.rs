@@ -18,6 +18,15 @@ pub struct ApiserverFlags {
     /// The kvstore (or etcd) members, comma-separated URLs; any of them may fail.
     #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
     pub etcd_servers: Vec<String>,
+    /// The CA (PEM) https:// --etcd-servers must present a certificate from.
+    #[arg(long)]
+    pub etcd_cafile: Option<PathBuf>,
+    /// The client certificate (PEM) this apiserver presents to the kvstore.
+    #[arg(long, requires = "etcd_keyfile")]
+    pub etcd_certfile: Option<PathBuf>,
+    /// The private key (PEM) of --etcd-certfile.
+    #[arg(long, requires = "etcd_certfile")]
+    pub etcd_keyfile: Option<PathBuf>,
     /// The address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
@@ -83,6 +92,17 @@ pub struct ApiserverFlags {
     /// aescbc, secretbox, identity) and keys. Read at start.
     #[arg(long)]
     pub encryption_provider_config: Option<PathBuf>,
+    /// The client certificate (PEM) this apiserver presents to the nodes' agents
+    /// (`pods/log`). Without it nothing is presented (no token either) and agents refuse.
+    #[arg(long, requires = "kubelet_client_key")]
+    pub kubelet_client_certificate: Option<PathBuf>,
+    /// The private key (PEM) of --kubelet-client-certificate.
+    #[arg(long, requires = "kubelet_client_certificate")]
+    pub kubelet_client_key: Option<PathBuf>,
+    /// The CA (PEM) the agents' serving certificates must chain to, naming the address
+    /// dialled. Without it they are not verified (a warning at start says so).
+    #[arg(long)]
+    pub kubelet_certificate_authority: Option<PathBuf>,
 }
 
 pub enum TlsSource {
@@ -92,6 +112,8 @@ pub enum TlsSource {
 
 pub struct Config {
     pub etcd_servers: Vec<String>,
+    /// For https:// --etcd-servers.
+    pub etcd_tls: Option<proto::tls::ClientTls>,
     pub bind: std::net::SocketAddr,
     pub advertise: IpAddr,
     pub tls: TlsSource,
@@ -110,6 +132,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// From --encryption-provider-config.
     pub encryption: Option<Arc<crate::encryption::Encryption>>,
+    /// How agents are dialled: --kubelet-client-certificate/-key and
+    /// --kubelet-certificate-authority, read at start.
+    pub kubelet: Arc<crate::kubelet::KubeletClient>,
 }
 
 impl ApiserverFlags {
@@ -124,6 +149,22 @@ impl ApiserverFlags {
         if self.etcd_servers.is_empty() {
             return Err("--etcd-servers must name at least one member".into());
         }
+        let https = self.etcd_servers.iter().any(|u| u.starts_with("https://"));
+        if https && self.etcd_cafile.is_none() {
+            return Err("--etcd-servers: https:// members need --etcd-cafile".into());
+        }
+        let etcd_tls = if https {
+            let identity = self
+                .etcd_certfile
+                .as_deref()
+                .zip(self.etcd_keyfile.as_deref());
+            Some(proto::tls::ClientTls::load(
+                self.etcd_cafile.as_deref(),
+                identity,
+            )?)
+        } else {
+            None
+        };
         let service_range = ipalloc::Range::parse(&self.service_cluster_ip_range)
             .map_err(|e| format!("--service-cluster-ip-range: {e}"))?;
         let advertise = self
@@ -152,6 +193,12 @@ impl ApiserverFlags {
             )),
             None => None,
         };
+        let kubelet = Arc::new(crate::kubelet::KubeletClient::load(
+            self.kubelet_client_certificate
+                .as_deref()
+                .zip(self.kubelet_client_key.as_deref()),
+            self.kubelet_certificate_authority.as_deref(),
+        )?);
         let api_audiences = if self.api_audiences.is_empty() {
             vec![self.service_account_issuer.clone()]
         } else {
@@ -164,6 +211,7 @@ impl ApiserverFlags {
             service_account_issuer: self.service_account_issuer,
             api_audiences,
             etcd_servers: self.etcd_servers,
+            etcd_tls,
             bind: std::net::SocketAddr::new(self.bind_address, self.secure_port),
             advertise,
             tls,
@@ -179,6 +227,7 @@ impl ApiserverFlags {
             max_mutating_requests_inflight: self.max_mutating_requests_inflight,
             request_timeout: self.request_timeout,
             encryption,
+            kubelet,
         })
     }
 }

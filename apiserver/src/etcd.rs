@@ -83,13 +83,19 @@ enum Mutates {
 
 impl Etcd {
     /// `timeout` bounds each attempt of a unary call.
-    pub fn new(urls: &[String], timeout: Duration) -> Result<Self, String> {
+    /// `tls` is used for https:// members.
+    pub fn new(
+        urls: &[String],
+        tls: Option<&proto::tls::ClientTls>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         if urls.is_empty() {
             return Err("--etcd-servers must name at least one member".into());
         }
         let mut members = Vec::new();
         for url in urls {
             let ep = Endpoint::from_shared(url.clone())
+                .and_then(|ep| proto::tls::ClientTls::apply(tls, url, ep))
                 .map_err(|e| format!("--etcd-servers {url:?}: {e}"))?;
             let unary = ep
                 .clone()

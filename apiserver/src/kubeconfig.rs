@@ -26,17 +26,5 @@ pub fn write(path: &Path, server: &str, ca_pem: &str, token: &str) -> std::io::R
 /// Replaces `path` with `contents`, readable by its owner only, in one rename (its
 /// directory created when missing): for files that hold credentials.
 pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, contents)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    }
-    std::fs::rename(&tmp, path)
+    crate::private::replace(path, contents.as_bytes())
 }

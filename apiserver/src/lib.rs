@@ -4,11 +4,13 @@
 //! Layout:
 //! - `config.rs`: flags (kube-apiserver's names) and their validated form.
 //! - `http/`: the HTTPS server (`mod.rs`), paths and queries (`route.rs`), verbs (`handlers.rs`).
-//! - `auth/`: bearer tokens (static and ServiceAccount JWTs, TokenRequest); `authz/`: RBAC authorization and access reviews; `tls.rs`: certificates; `kubeconfig.rs`: the admin kubeconfig.
+//! - `auth/`: bearer tokens (static and ServiceAccount JWTs, TokenRequest, TokenReview); `authz/`: RBAC authorization and access reviews; `reviews.rs`: the review APIs' table and discovery; `tls.rs`: certificates; `kubeconfig.rs`: the admin kubeconfig; `kubelet.rs`: how agents are dialled.
 //! - `kinds/`: one module per served kind (defaulting, validation, field selectors) and
 //!   the type-erased `Strategy` the rest uses.
 //! - `store/`: the registry over a storage interface (`store/storage/`: the etcd v3 API,
-//!   or in memory for tests): create, update, delete, list, watch, the watch cache.
+//!   or in memory for tests): create, update, delete, list, watch, the watch cache, and
+//!   the admission plugins that read stored state (`store/admission.rs`).
+//! - `admission/`: admission policies as pure functions (PodSecurity's standards).
 //! - `encryption/`: encryption at rest (`--encryption-provider-config`), applied by the
 //!   storage wrapper `store/storage/encrypted.rs`.
 //! - `etcd.rs`: the etcd client with failover; `validation.rs`, `patch.rs`, `discovery.rs`,
@@ -16,6 +18,7 @@
 //!   `flotilla_core`'s label and field selectors.
 //! - `metrics.rs`: `/metrics`; `table/`: the tables `kubectl get` prints (columns per kind in `table/printers/`).
 
+pub mod admission;
 pub mod auth;
 pub mod authz;
 pub mod config;
@@ -27,12 +30,15 @@ pub mod fieldcheck;
 pub mod http;
 pub mod kinds;
 pub mod kubeconfig;
+pub mod kubelet;
 pub mod latency;
 pub mod metrics;
 pub mod openapi;
 pub mod patch;
+pub mod private;
 pub mod protobuf;
 pub mod response;
+pub mod reviews;
 pub mod selector;
 pub mod store;
 pub mod table;
@@ -85,7 +91,12 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
     };
     let tls_cfg = tls::server_config(&material)?;
     let etcd = Arc::new(
-        etcd::Etcd::new(&cfg.etcd_servers, Duration::from_secs(10)).map_err(anyhow::Error::msg)?,
+        etcd::Etcd::new(
+            &cfg.etcd_servers,
+            cfg.etcd_tls.as_ref(),
+            Duration::from_secs(10),
+        )
+        .map_err(anyhow::Error::msg)?,
     );
     let kinds = kinds::Kinds::all();
     let metrics = Arc::new(metrics::Metrics::default());
@@ -131,6 +142,14 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
     tracing::info!(url = %server_url, etcd = ?cfg.etcd_servers, "apiserver serving");
+    if !cfg.kubelet.verifies {
+        tracing::warn!(
+            "no --kubelet-certificate-authority: the agents' serving certificates are not verified"
+        );
+    }
+    if !cfg.kubelet.presents_certificate {
+        tracing::warn!("no --kubelet-client-certificate: agents will refuse pods/log (401)");
+    }
     let openapi = openapi::OpenApi::new(&kinds);
     let authorizer = authz::Authorizer::new(cfg.authorization_mode, store.cache.clone());
     let shared = Arc::new(http::Shared {
@@ -147,6 +166,7 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
         auth: authenticator,
         request_timeout: cfg.request_timeout,
         advertise: advertise.to_string(),
+        kubelet: cfg.kubelet.clone(),
     });
     http::serve(listener, tls_cfg, shared, shutdown).await;
     feed.abort();

@@ -188,7 +188,8 @@ mod tests {
         m.watcher_terminated("pods");
         let cache = crate::store::cache::Cache::new(crate::kinds::Kinds::all(), 10);
         let etcd =
-            crate::etcd::Etcd::new(&["http://127.0.0.1:1".into()], Duration::from_secs(1)).unwrap();
+            crate::etcd::Etcd::new(&["http://127.0.0.1:1".into()], None, Duration::from_secs(1))
+                .unwrap();
         crate::metrics::observe(&etcd.latency, "range", Duration::from_millis(2));
         let text = m.render(&Sources {
             cache: &cache,

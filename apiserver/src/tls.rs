@@ -60,18 +60,9 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
 /// Writes `contents` to `path` unless it exists; never replaces a file another process
 /// wrote first. Returns what `path` holds afterwards.
 pub(crate) fn write_once(path: &Path, contents: &str) -> Result<String, TlsError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, contents).map_err(io(&tmp))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
-    }
+    let tmp = crate::private::sibling(path, "new");
+    let _ = std::fs::remove_file(&tmp);
+    crate::private::create_new(&tmp, contents.as_bytes()).map_err(io(&tmp))?;
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
     match linked {
@@ -88,7 +79,7 @@ pub(crate) fn write_once(path: &Path, contents: &str) -> Result<String, TlsError
 
 /// The CA in `dir` (ca.key, ca.crt), created if missing.
 fn load_or_create_ca(dir: &Path) -> Result<(KeyPair, String), TlsError> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    crate::private::dir(dir).map_err(io(dir))?;
     let key_path = dir.join("ca.key");
     let crt_path = dir.join("ca.crt");
     let key_pem = match std::fs::read_to_string(&key_path) {
@@ -106,13 +97,21 @@ fn load_or_create_ca(dir: &Path) -> Result<(KeyPair, String), TlsError> {
     Ok((key, crt_pem))
 }
 
-/// A serving certificate for `hosts` (DNS names or IPs) signed by the CA in `dir`.
-pub fn self_signed(dir: &Path, hosts: &[String]) -> Result<Material, TlsError> {
-    let (ca_key, ca_pem) = load_or_create_ca(dir)?;
-    let issuer = Issuer::new(ca_params()?, ca_key);
+/// What an issued certificate may be used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usage {
+    Server,
+    Client,
+    /// A kvstore member: serves clients and peers, and dials peers with the same identity.
+    ServerAndClient,
+}
+
+/// A leaf certificate's parameters: `cn` as the subject, `hosts` (DNS names or IPs) as
+/// subject alternative names.
+fn leaf(cn: &str, hosts: &[String], usage: Usage) -> Result<CertificateParams, rcgen::Error> {
     let mut p = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "flotilla-apiserver");
+    dn.push(DnType::CommonName, cn);
     p.distinguished_name = dn;
     for h in hosts {
         let san = match h.parse::<std::net::IpAddr>() {
@@ -123,13 +122,27 @@ pub fn self_signed(dir: &Path, hosts: &[String]) -> Result<Material, TlsError> {
             p.subject_alt_names.push(san);
         }
     }
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.extended_key_usages = match usage {
+        Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+        Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        Usage::ServerAndClient => vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+    };
     p.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
+    Ok(p)
+}
+
+/// A serving certificate for `hosts` (DNS names or IPs) signed by the CA in `dir`.
+pub fn self_signed(dir: &Path, hosts: &[String]) -> Result<Material, TlsError> {
+    let (ca_key, ca_pem) = load_or_create_ca(dir)?;
+    let issuer = Issuer::new(ca_params()?, ca_key);
     let key = KeyPair::generate()?;
-    let cert = p.signed_by(&key, &issuer)?;
+    let cert = leaf("flotilla-apiserver", hosts, Usage::Server)?.signed_by(&key, &issuer)?;
     let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| TlsError::Pem {
         path: dir.join("ca.crt"),
         message: e.to_string(),
@@ -142,6 +155,37 @@ pub fn self_signed(dir: &Path, hosts: &[String]) -> Result<Material, TlsError> {
         })?,
         ca_pem,
     })
+}
+
+/// Files written by `issue`.
+pub struct Issued {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Issues a certificate for `cn` signed by the CA in `dir` (created when missing) and
+/// writes it to `dir/<name>.crt`, its key to `dir/<name>.key` (0600), replacing an earlier
+/// pair: the component reading them is (re)started after this returns.
+pub fn issue(
+    dir: &Path,
+    name: &str,
+    cn: &str,
+    hosts: &[String],
+    usage: Usage,
+) -> Result<Issued, TlsError> {
+    let (ca_key, _) = load_or_create_ca(dir)?;
+    let issuer = Issuer::new(ca_params()?, ca_key);
+    let key = KeyPair::generate()?;
+    let cert = leaf(cn, hosts, usage)?.signed_by(&key, &issuer)?;
+    let out = Issued {
+        ca: dir.join("ca.crt"),
+        cert: dir.join(format!("{name}.crt")),
+        key: dir.join(format!("{name}.key")),
+    };
+    crate::private::replace(&out.key, key.serialize_pem().as_bytes()).map_err(io(&out.key))?;
+    crate::private::replace(&out.cert, cert.pem().as_bytes()).map_err(io(&out.cert))?;
+    Ok(out)
 }
 
 /// The files an operator gave. The CA clients trust is the last certificate of the chain.

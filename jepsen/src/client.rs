@@ -50,15 +50,23 @@ pub struct Client {
 const MAX_MSG: usize = 64 << 20;
 
 impl Client {
-    /// A lazily connecting client of `url`; every unary call gives up after `timeout`.
-    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Client> {
-        let ch = Endpoint::from_shared(url.to_string())?
+    /// A lazily connecting client of `url` (over `tls` if it is https://); every unary
+    /// call gives up after `timeout`.
+    pub fn new(
+        url: &str,
+        tls: Option<&proto::tls::ClientTls>,
+        timeout: Duration,
+    ) -> anyhow::Result<Client> {
+        let ep = Endpoint::from_shared(url.to_string())?;
+        let ep = proto::tls::ClientTls::apply(tls, url, ep)?;
+        let ch = ep
+            .clone()
             .connect_timeout(Duration::from_millis(500))
             .timeout(timeout)
             .tcp_nodelay(true)
             .connect_lazy();
         // Watches are long-lived: their channel has no per-request timeout.
-        let wch = Endpoint::from_shared(url.to_string())?
+        let wch = ep
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))

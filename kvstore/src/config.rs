@@ -29,7 +29,7 @@ pub struct KvFlags {
     /// Where this member keeps its data (default: <name>.etcd, as etcd).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// URLs to serve clients on (comma-separated, http only).
+    /// URLs to serve clients on (comma-separated; https:// needs --cert-file and --key-file).
     #[arg(long, default_value = "http://localhost:2379")]
     pub listen_client_urls: String,
     /// Client URLs to publish to the cluster.
@@ -82,15 +82,58 @@ pub struct KvFlags {
         hide = true
     )]
     pub watch_broadcast_capacity: usize,
+    /// The certificate (PEM, chain) served on https:// client URLs.
+    #[arg(long)]
+    pub cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --cert-file.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Require every client to present a certificate signed by --trusted-ca-file; its
+    /// common name is the client's user name when auth is enabled.
+    #[arg(long)]
+    pub client_cert_auth: bool,
+    /// The CA (PEM) client certificates are verified against.
+    #[arg(long)]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// The certificate (PEM) served on https:// peer URLs and presented to other members.
+    #[arg(long)]
+    pub peer_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --peer-cert-file.
+    #[arg(long)]
+    pub peer_key_file: Option<PathBuf>,
+    /// Require every peer to present a certificate signed by --peer-trusted-ca-file.
+    #[arg(long)]
+    pub peer_client_cert_auth: bool,
+    /// The CA (PEM) peers' certificates are verified against, both ways.
+    #[arg(long)]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+}
+
+/// One side's TLS files: what this member serves and presents, and whom it trusts.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Certificates of the other side are verified against this CA.
+    pub trusted_ca: Option<PathBuf>,
+    /// The other side must present a certificate (verified against `trusted_ca`).
+    pub client_cert_auth: bool,
+}
+
+/// An address to listen on, and whether it speaks TLS (an https:// URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct KvConfig {
     pub name: String,
     pub data_dir: PathBuf,
-    pub listen_client: Vec<SocketAddr>,
+    pub listen_client: Vec<Listen>,
     pub advertise_client_urls: Vec<String>,
-    pub listen_peer: Vec<SocketAddr>,
+    pub listen_peer: Vec<Listen>,
     pub advertise_peer_urls: Vec<String>,
     pub initial_cluster: Vec<(String, Vec<String>)>,
     pub cluster_state: ClusterState,
@@ -103,6 +146,10 @@ pub struct KvConfig {
     pub election: Duration,
     pub progress_notify: Duration,
     pub watch_broadcast_capacity: usize,
+    /// For https:// client URLs.
+    pub client_tls: Option<TlsFiles>,
+    /// For https:// peer URLs, served and dialled.
+    pub peer_tls: Option<TlsFiles>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,11 +172,17 @@ fn split(list: &str) -> Vec<String> {
         .collect()
 }
 
-/// Checks an `http://host:port` URL and returns its host and port.
+/// Whether a URL asks for TLS.
+pub fn is_https(url: &str) -> bool {
+    url.starts_with("https://")
+}
+
+/// Checks an `http://host:port` or `https://host:port` URL and returns its host and port.
 pub fn parse_url(url: &str) -> Result<(String, u16), String> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url}: only http:// and https:// URLs are supported"))?;
     let rest = rest.trim_end_matches('/');
     let (host, port) = rest
         .rsplit_once(':')
@@ -142,7 +195,7 @@ pub fn parse_url(url: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
-fn resolve(flag: &'static str, urls: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+fn resolve(flag: &'static str, urls: &[String]) -> Result<Vec<Listen>, ConfigError> {
     use std::net::ToSocketAddrs;
     let mut out = Vec::new();
     for u in urls {
@@ -152,7 +205,10 @@ fn resolve(flag: &'static str, urls: &[String]) -> Result<Vec<SocketAddr>, Confi
             .map_err(|e| invalid(flag, format!("{u}: {e}")))?
             .next()
             .ok_or_else(|| invalid(flag, format!("{u}: no address")))?;
-        out.push(addr);
+        out.push(Listen {
+            addr,
+            tls: is_https(u),
+        });
     }
     if out.is_empty() {
         return Err(invalid(flag, "at least one URL is required"));
@@ -232,6 +288,61 @@ impl KvFlags {
         if self.snapshot_count == 0 {
             return Err(invalid("snapshot-count", "must be positive"));
         }
+        let client_tls = tls_files(
+            ("cert-file", &self.cert_file),
+            ("key-file", &self.key_file),
+            &self.trusted_ca_file,
+            self.client_cert_auth,
+        )?;
+        let peer_tls = tls_files(
+            ("peer-cert-file", &self.peer_cert_file),
+            ("peer-key-file", &self.peer_key_file),
+            &self.peer_trusted_ca_file,
+            self.peer_client_cert_auth,
+        )?;
+        if self.client_cert_auth && self.trusted_ca_file.is_none() {
+            return Err(invalid("client-cert-auth", "needs --trusted-ca-file"));
+        }
+        if self.peer_client_cert_auth && self.peer_trusted_ca_file.is_none() {
+            return Err(invalid(
+                "peer-client-cert-auth",
+                "needs --peer-trusted-ca-file",
+            ));
+        }
+        let needs =
+            |flag: &'static str, urls: &[String], tls: &Option<TlsFiles>, what: &str| match urls
+                .iter()
+                .find(|u| is_https(u))
+            {
+                Some(u) if tls.is_none() => {
+                    Err(invalid(flag, format!("{u}: an https:// URL needs {what}")))
+                }
+                _ => Ok(()),
+            };
+        let listen_client_urls = split(&self.listen_client_urls);
+        let listen_peer_urls = split(&self.listen_peer_urls);
+        needs(
+            "listen-client-urls",
+            &listen_client_urls,
+            &client_tls,
+            "--cert-file and --key-file",
+        )?;
+        needs(
+            "listen-peer-urls",
+            &listen_peer_urls,
+            &peer_tls,
+            "--peer-cert-file and --peer-key-file",
+        )?;
+        let all_peer_urls: Vec<String> = initial_cluster
+            .iter()
+            .flat_map(|(_, u)| u.iter().cloned())
+            .collect();
+        needs(
+            "initial-cluster",
+            &all_peer_urls,
+            &peer_tls,
+            "--peer-cert-file and --peer-key-file (this member dials its peers with them)",
+        )?;
         let progress_notify = parse_duration(&self.watch_progress_notify_interval)
             .ok()
             .filter(|d| !d.is_zero())
@@ -247,9 +358,9 @@ impl KvFlags {
                 .data_dir
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name))),
-            listen_client: resolve("listen-client-urls", &split(&self.listen_client_urls))?,
+            listen_client: resolve("listen-client-urls", &listen_client_urls)?,
             advertise_client_urls,
-            listen_peer: resolve("listen-peer-urls", &split(&self.listen_peer_urls))?,
+            listen_peer: resolve("listen-peer-urls", &listen_peer_urls)?,
             advertise_peer_urls,
             initial_cluster,
             cluster_state: self.initial_cluster_state,
@@ -266,7 +377,29 @@ impl KvFlags {
             election: Duration::from_millis(self.election_timeout),
             progress_notify,
             watch_broadcast_capacity: self.watch_broadcast_capacity.max(1),
+            client_tls,
+            peer_tls,
         })
+    }
+}
+
+/// A certificate and its key come together or not at all.
+fn tls_files(
+    cert: (&'static str, &Option<PathBuf>),
+    key: (&'static str, &Option<PathBuf>),
+    trusted_ca: &Option<PathBuf>,
+    client_cert_auth: bool,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    match (cert.1, key.1) {
+        (Some(c), Some(k)) => Ok(Some(TlsFiles {
+            cert: c.clone(),
+            key: k.clone(),
+            trusted_ca: trusted_ca.clone(),
+            client_cert_auth,
+        })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(invalid(key.0, format!("--{} needs it", cert.0))),
+        (None, Some(_)) => Err(invalid(cert.0, format!("--{} needs it", key.0))),
     }
 }
 
@@ -366,6 +499,33 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("5 times"));
+    }
+
+    #[test]
+    fn https_urls_need_certificates() {
+        let e = flags(&["--listen-client-urls", "https://127.0.0.1:2379"])
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("--cert-file"), "{e}");
+        let e = flags(&["--cert-file", "a.crt"]).validate().unwrap_err();
+        assert!(e.to_string().contains("key-file"), "{e}");
+        let e = flags(&["--cert-file", "a", "--key-file", "b", "--client-cert-auth"])
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("trusted-ca-file"), "{e}");
+        let peer = [
+            "--initial-advertise-peer-urls",
+            "https://127.0.0.1:2380",
+            "--listen-peer-urls",
+            "https://127.0.0.1:2380",
+        ];
+        let e = flags(&peer).validate().unwrap_err();
+        assert!(e.to_string().contains("--peer-cert-file"), "{e}");
+        let mut ok = peer.to_vec();
+        ok.extend(["--peer-cert-file", "p.crt", "--peer-key-file", "p.key"]);
+        let c = flags(&ok).validate().unwrap();
+        assert!(c.listen_peer[0].tls && !c.listen_client[0].tls);
+        assert!(c.peer_tls.is_some() && c.client_tls.is_none());
     }
 
     #[test]

@@ -78,6 +78,45 @@ pub enum KvError {
     /// not decode).
     #[error("etcdserver: {0}")]
     Storage(StorageFault),
+    // etcd's auth errors (rpctypes). New variants go at the end: a `KvError` travels
+    // between members in peer replies.
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExists,
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExists,
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
+    /// etcd 3.4 sends this one unconverted: code Unknown, its internal text.
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
 }
 
 /// A failure of this member's own storage, as opposed to a refusal of the request.
@@ -112,9 +151,9 @@ impl KvError {
         use KvError::*;
         match self {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | InvalidSortOption | RequestTooLarge | MemberBadUrls | InvalidArgument(_) => {
-                Code::InvalidArgument
-            }
+            | InvalidSortOption | RequestTooLarge | MemberBadUrls | InvalidArgument(_)
+            | UserEmpty | RoleEmpty | AuthFailed | InvalidAuthMgmt | AuthOldRevision
+            | PermissionNotGiven => Code::InvalidArgument,
             Compacted { .. } | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
@@ -125,7 +164,19 @@ impl KvError {
             | LearnerNotReady
             | NotEnoughStartedMembers
             | NotLeader
-            | NotCapable => Code::FailedPrecondition,
+            | NotCapable
+            | RootUserNotExist
+            | RootRoleNotExist
+            | UserAlreadyExists
+            | UserNotFound
+            | RoleAlreadyExists
+            | RoleNotFound
+            | RoleNotGranted
+            | PermissionNotGranted
+            | AuthNotEnabled => Code::FailedPrecondition,
+            PermissionDenied => Code::PermissionDenied,
+            InvalidAuthToken => Code::Unauthenticated,
+            NoPasswordUser => Code::Unknown,
             NoLeader | Timeout | TimeoutDueToLeaderFail | Stopped => Code::Unavailable,
             Unimplemented(_) => Code::Unimplemented,
             Internal(_) | Storage(_) => Code::Internal,
@@ -188,6 +239,50 @@ mod tests {
             refusal_or_fault::<()>(Err(fault)),
             Err(StorageFault::new("IO error: No space left on device"))
         );
+    }
+
+    #[test]
+    fn auth_errors_carry_etcds_codes_and_messages() {
+        for (e, code, msg) in [
+            (
+                KvError::PermissionDenied,
+                Code::PermissionDenied,
+                "etcdserver: permission denied",
+            ),
+            (
+                KvError::UserEmpty,
+                Code::InvalidArgument,
+                "etcdserver: user name is empty",
+            ),
+            (
+                KvError::AuthFailed,
+                Code::InvalidArgument,
+                "etcdserver: authentication failed, invalid user ID or password",
+            ),
+            (
+                KvError::InvalidAuthToken,
+                Code::Unauthenticated,
+                "etcdserver: invalid auth token",
+            ),
+            (
+                KvError::UserNotFound,
+                Code::FailedPrecondition,
+                "etcdserver: user name not found",
+            ),
+            (
+                KvError::RootRoleNotExist,
+                Code::FailedPrecondition,
+                "etcdserver: root user does not have root role",
+            ),
+            (
+                KvError::NoPasswordUser,
+                Code::Unknown,
+                "auth: authentication failed, password was given for no password user",
+            ),
+        ] {
+            let s = e.to_status();
+            assert_eq!((s.code(), s.message()), (code, msg));
+        }
     }
 
     #[test]

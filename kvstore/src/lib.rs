@@ -6,6 +6,8 @@
 //!   `StorageFault`, a failure of the member's own storage.
 //! - `fatal`: fail-stop: the one way a member stops on a storage fault.
 //! - `mvcc`: the pure MVCC core (ranges, compares, Txn execution, validation).
+//! - `auth`: the pure auth core (users, roles, permission checks, password hashes, simple
+//!   tokens).
 //! - `storage`: RocksDB: data directory, Raft log (group commit), state machine, snapshots.
 //! - `raft`: openraft types, the tonic network, the peer wire format and its bounds,
 //!   internal peer calls.
@@ -17,6 +19,7 @@
 // storage call site would only move the allocation around.
 #![allow(clippy::result_large_err)]
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod fatal;
@@ -25,6 +28,7 @@ pub mod mvcc;
 pub mod raft;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod watch {
     pub mod hub;
 }

@@ -1,9 +1,13 @@
-//! Wire types: the etcd v3 API (packages `mvccpb` and `etcdserverpb`, field for field as
-//! etcd defines them, so etcdctl and etcd client libraries interoperate) and Flotilla's own
-//! member-to-member transport (`flotilla.peer`).
+//! Wire types: the etcd v3 API (packages `mvccpb`, `authpb` and `etcdserverpb`, field for
+//! field as etcd defines them, so etcdctl and etcd client libraries interoperate) and
+//! Flotilla's own member-to-member transport (`flotilla.peer`).
 
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");
+}
+
+pub mod authpb {
+    tonic::include_proto!("authpb");
 }
 
 pub mod etcdserverpb {
@@ -13,6 +17,8 @@ pub mod etcdserverpb {
 pub mod peer {
     tonic::include_proto!("flotilla.peer");
 }
+
+pub mod tls;
 
 /// The end of the range of every key starting with `prefix` (etcd's `WithPrefix`).
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {

@@ -9,6 +9,8 @@ use super::{free_port, BIN};
 
 pub struct Agent {
     pub node: String,
+    /// The agent's HTTPS port.
+    pub port: u16,
     pub root: PathBuf,
     pub log: PathBuf,
     pub child: Option<Child>,
@@ -24,17 +26,29 @@ pub struct Agents {
 
 impl Agents {
     /// Starts one agent per node name with the process runtime; heartbeats are fast
-    /// (status every second, a 4 s Lease) so failure tests take seconds.
-    pub fn start_process(kubeconfig: &Path, nodes: &[&str], extra: &[&str]) -> Agents {
-        Self::start(kubeconfig, "process", nodes, extra)
+    /// (status every second, a 4 s Lease) so failure tests take seconds. With `certs` (a
+    /// CA directory, `Apiservers::certs`), each agent serves a certificate from that CA
+    /// and takes client certificates from it, as under `flotilla up`.
+    pub fn start_process(
+        kubeconfig: &Path,
+        certs: Option<&Path>,
+        nodes: &[&str],
+        extra: &[&str],
+    ) -> Agents {
+        Self::start(kubeconfig, certs, "process", nodes, extra)
     }
 
     /// The same with the docker runtime, on a Docker network of the test's own.
-    pub fn start_docker(kubeconfig: &Path, nodes: &[&str], extra: &[&str]) -> Agents {
+    pub fn start_docker(
+        kubeconfig: &Path,
+        certs: Option<&Path>,
+        nodes: &[&str],
+        extra: &[&str],
+    ) -> Agents {
         let network = format!("flotilla-test-{}-{}", std::process::id(), nodes[0]);
         let mut args: Vec<&str> = vec!["--pod-network", &network];
         args.extend_from_slice(extra);
-        let mut a = Self::start(kubeconfig, "docker", nodes, &args);
+        let mut a = Self::start(kubeconfig, certs, "docker", nodes, &args);
         a.network = Some(network);
         a
     }
@@ -42,14 +56,21 @@ impl Agents {
     /// One agent process running `n` hollow nodes `<name>-0..` (fake runtime).
     pub fn start_fake(kubeconfig: &Path, name: &str, n: usize) -> Agents {
         let count = n.to_string();
-        Self::start(kubeconfig, "fake", &[name], &["--fake-nodes", &count])
+        Self::start(kubeconfig, None, "fake", &[name], &["--fake-nodes", &count])
     }
 
-    fn start(kubeconfig: &Path, runtime: &str, nodes: &[&str], extra: &[&str]) -> Agents {
+    fn start(
+        kubeconfig: &Path,
+        certs: Option<&Path>,
+        runtime: &str,
+        nodes: &[&str],
+        extra: &[&str],
+    ) -> Agents {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut agents = Vec::new();
         for n in nodes {
             let root = dir.path().join(n);
+            let port = free_port();
             let mut args: Vec<String> = vec![
                 "agent".into(),
                 "--kubeconfig".into(),
@@ -65,15 +86,35 @@ impl Agents {
                 "--address".into(),
                 "127.0.0.1".into(),
                 "--port".into(),
-                free_port().to_string(),
+                port.to_string(),
                 "--node-status-update-frequency".into(),
                 "1s".into(),
                 "--node-lease-duration-seconds".into(),
                 "4".into(),
             ];
+            if let Some(certs) = certs {
+                let hosts = ["127.0.0.1".to_string(), n.to_string()];
+                let served = apiserver::tls::issue(
+                    certs,
+                    &format!("agent-{n}"),
+                    &format!("system:node:{n}"),
+                    &hosts,
+                    apiserver::tls::Usage::Server,
+                )
+                .expect("the agent's serving certificate");
+                for (flag, path) in [
+                    ("--tls-cert-file", &served.cert),
+                    ("--tls-private-key-file", &served.key),
+                    ("--client-ca-file", &served.ca),
+                ] {
+                    args.push(flag.into());
+                    args.push(path.display().to_string());
+                }
+            }
             args.extend(extra.iter().map(|s| s.to_string()));
             agents.push(Agent {
                 node: n.to_string(),
+                port,
                 log: dir.path().join(format!("agent-{n}.log")),
                 root,
                 child: None,

@@ -163,6 +163,17 @@ pub struct Apiservers {
 impl Apiservers {
     pub async fn start(n: usize, etcd: &[String]) -> Apiservers {
         let dir = tempfile::tempdir().expect("tempdir");
+        // The client certificate the apiservers present to agents, from their own CA
+        // (created here, then used by them), which agents' certificates come from too
+        // (`Agents` with `certs`), as `flotilla up` sets it up.
+        let kubelet = apiserver::tls::issue(
+            &dir.path().join("certs"),
+            "apiserver-kubelet-client",
+            "kube-apiserver-kubelet-client",
+            &[],
+            apiserver::tls::Usage::Client,
+        )
+        .expect("the kubelet client certificate");
         let mut a = Apiservers {
             dir,
             servers: Vec::new(),
@@ -179,6 +190,12 @@ impl Apiservers {
                 port.to_string(),
                 "--etcd-compaction-interval".into(),
                 "0".into(),
+                "--kubelet-client-certificate".into(),
+                kubelet.cert.display().to_string(),
+                "--kubelet-client-key".into(),
+                kubelet.key.display().to_string(),
+                "--kubelet-certificate-authority".into(),
+                kubelet.ca.display().to_string(),
             ];
             a.servers.push(Apiserver {
                 port,
@@ -247,8 +264,26 @@ impl Apiservers {
         }
     }
 
+    /// Restarts apiserver `i` with `--flag value` (replacing an earlier value of the flag;
+    /// kept for later restarts), and waits until it serves.
+    pub async fn restart_with(&mut self, i: usize, flag: &str, value: &str) {
+        self.kill(i);
+        let args = &mut self.servers[i].args;
+        if let Some(at) = args.iter().position(|a| a == flag) {
+            args.drain(at..(at + 2).min(args.len()));
+        }
+        args.extend([flag.to_string(), value.to_string()]);
+        self.spawn(i);
+        self.wait_ready(i).await;
+    }
+
     pub fn kubeconfig(&self, i: usize) -> &Path {
         &self.servers[i].kubeconfig
+    }
+
+    /// Their certificate directory: the cluster CA (`ca.crt`) and what it issued.
+    pub fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
     }
 
     pub async fn client(&self, i: usize) -> kube::Client {

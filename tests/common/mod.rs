@@ -27,8 +27,78 @@ pub fn free_port() -> u16 {
         }
     }
 }
+/// TLS material of a cluster started with `Cluster::start_tls`: one CA, one certificate
+/// every member serves and dials peers with, and a client certificate.
+#[derive(Clone)]
+pub struct Tls {
+    pub ca: PathBuf,
+    pub member_cert: PathBuf,
+    pub member_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Tls {
+    /// Issues everything under `dir` with the apiserver's certificate code.
+    pub fn issue(dir: &Path, client_cn: &str) -> Tls {
+        use apiserver::tls::{issue, Usage};
+        let hosts = ["127.0.0.1".to_string(), "localhost".to_string()];
+        let m = issue(dir, "member", "member", &hosts, Usage::ServerAndClient).expect("certs");
+        let c = issue(dir, "client", client_cn, &[], Usage::Client).expect("certs");
+        Tls {
+            ca: m.ca,
+            member_cert: m.cert,
+            member_key: m.key,
+            client_cert: c.cert,
+            client_key: c.key,
+        }
+    }
+
+    /// The kvstore flags: https on both ports, certificates required both ways.
+    pub fn member_args(&self) -> Vec<String> {
+        let p = |p: &PathBuf| p.display().to_string();
+        vec![
+            "--cert-file".into(),
+            p(&self.member_cert),
+            "--key-file".into(),
+            p(&self.member_key),
+            "--client-cert-auth".into(),
+            "--trusted-ca-file".into(),
+            p(&self.ca),
+            "--peer-cert-file".into(),
+            p(&self.member_cert),
+            "--peer-key-file".into(),
+            p(&self.member_key),
+            "--peer-client-cert-auth".into(),
+            "--peer-trusted-ca-file".into(),
+            p(&self.ca),
+        ]
+    }
+
+    /// etcdctl's flags for the client certificate.
+    pub fn etcdctl_args(&self) -> Vec<String> {
+        vec![
+            format!("--cacert={}", self.ca.display()),
+            format!("--cert={}", self.client_cert.display()),
+            format!("--key={}", self.client_key.display()),
+        ]
+    }
+
+    pub fn options(&self) -> etcd_client::TlsOptions {
+        let read = |p: &PathBuf| std::fs::read(p).expect("pem");
+        etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read(&self.ca)))
+            .identity(etcd_client::Identity::from_pem(
+                read(&self.client_cert),
+                read(&self.client_key),
+            ))
+    }
+}
+
 pub struct Member {
     pub name: String,
+    /// Serves https on both ports.
+    pub tls: bool,
     pub client_port: u16,
     pub peer_port: u16,
     pub data_dir: PathBuf,
@@ -37,11 +107,18 @@ pub struct Member {
 }
 
 impl Member {
+    fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.client_port)
     }
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.peer_port)
     }
     pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.client_port)
@@ -52,16 +129,33 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub members: Vec<Member>,
     pub args: Vec<String>,
+    pub tls: Option<Tls>,
 }
 
 impl Cluster {
     /// Starts `n` members at once, as three operators would, and waits for a leader.
     pub async fn start(n: usize, args: &[&str]) -> Cluster {
+        Self::start_with(n, args, false).await
+    }
+
+    /// As `start`, with mTLS on the client and peer ports (`Tls::member_args`); the
+    /// cluster's clients present `tls.client_cert` (CN `root`).
+    pub async fn start_tls(n: usize, args: &[&str]) -> Cluster {
+        Self::start_with(n, args, true).await
+    }
+
+    async fn start_with(n: usize, args: &[&str], tls: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
+        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let tls = tls.then(|| Tls::issue(&dir.path().join("pki"), "root"));
+        if let Some(t) = &tls {
+            args.extend(t.member_args());
+        }
         let mut c = Cluster {
             dir,
             members: Vec::new(),
-            args: args.iter().map(|s| s.to_string()).collect(),
+            args,
+            tls,
         };
         for i in 0..n {
             c.add_member_slot(&format!("n{}", i + 1));
@@ -104,6 +198,7 @@ impl Cluster {
     pub fn add_member_slot(&mut self, name: &str) -> usize {
         let m = Member {
             name: name.to_string(),
+            tls: self.tls.is_some(),
             client_port: free_port(),
             peer_port: free_port(),
             data_dir: self.dir.path().join(name),
@@ -192,12 +287,12 @@ impl Cluster {
     }
 
     pub async fn client(&self, i: usize) -> Client {
-        connect(&[self.members[i].endpoint()]).await
+        connect_with(&[self.members[i].endpoint()], self.tls.as_ref()).await
     }
 
     /// A client that knows every running member.
     pub async fn any_client(&self) -> Client {
-        connect(&self.endpoints()).await
+        connect_with(&self.endpoints(), self.tls.as_ref()).await
     }
 
     /// Waits until every running member reports the same leader, itself running; returns
@@ -213,7 +308,8 @@ impl Cluster {
                 let mut seen = None;
                 let mut leader_idx = None;
                 for &i in &running {
-                    let mut c = connect_once(&self.members[i].endpoint()).await?;
+                    let mut c =
+                        connect_once_with(&self.members[i].endpoint(), self.tls.as_ref()).await?;
                     let st = c.status().await.ok()?;
                     if st.leader() == 0 || seen.is_some_and(|l| l != st.leader()) {
                         return None;
@@ -305,16 +401,30 @@ impl Drop for Cluster {
 }
 
 pub async fn connect_once(endpoint: &str) -> Option<Client> {
-    let opts = ConnectOptions::new()
+    connect_once_with(endpoint, None).await
+}
+
+pub async fn connect_once_with(endpoint: &str, tls: Option<&Tls>) -> Option<Client> {
+    let mut opts = ConnectOptions::new()
         .with_connect_timeout(Duration::from_millis(500))
         .with_timeout(Duration::from_secs(3));
+    if let Some(t) = tls {
+        opts = opts.with_tls(t.options());
+    }
     Client::connect([endpoint], Some(opts)).await.ok()
 }
 
 pub async fn connect(endpoints: &[String]) -> Client {
-    let opts = ConnectOptions::new()
+    connect_with(endpoints, None).await
+}
+
+pub async fn connect_with(endpoints: &[String], tls: Option<&Tls>) -> Client {
+    let mut opts = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_timeout(Duration::from_secs(15));
+    if let Some(t) = tls {
+        opts = opts.with_tls(t.options());
+    }
     wait_for(Duration::from_secs(15), "a client connection", || async {
         Client::connect(endpoints, Some(opts.clone())).await.ok()
     })
@@ -359,6 +469,35 @@ pub fn etcdctl_ok(endpoints: &[String], args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs etcdctl as `user` (`name:password`, etcdctl's `--user`).
+pub fn etcdctl_as(endpoints: &[String], user: &str, args: &[&str]) -> std::process::Output {
+    let user = format!("--user={user}");
+    let all: Vec<&str> = std::iter::once(user.as_str())
+        .chain(args.iter().copied())
+        .collect();
+    etcdctl(endpoints, &all)
+}
+
+/// Runs etcdctl with `input` on its standard input (prompts such as `user passwd
+/// --interactive=false` read from it).
+pub fn etcdctl_input(endpoints: &[String], args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", endpoints.join(",")))
+        .args(["--dial-timeout=3s", "--command-timeout=15s"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("etcdctl is installed (scripts/test installs Debian's etcd-client)");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    child.wait_with_output().expect("etcdctl output")
 }
 
 pub fn exists(p: &Path) -> bool {

@@ -12,9 +12,11 @@
 //! - `supervisor.rs`: the child processes, stopped tier by tier; children die with it.
 //! - `lock.rs`: one `flotilla up` per data directory.
 //! - `identities.rs`: each component's token and kubeconfig, so it acts as itself.
+//! - `pki.rs`: the kvstore's CA and certificates (mTLS between members and apiservers).
 
 pub mod identities;
 pub mod lock;
+pub mod pki;
 pub mod ports;
 mod run;
 pub mod supervisor;

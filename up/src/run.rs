@@ -3,7 +3,9 @@
 //!
 //! Layout of `--data-dir`: `up.lock` (held while it runs), `cluster.json` (the shape it
 //! was created with), `kvstore/m<i>`, `pki/` (the apiservers' CA, the service account key,
-//! `tokens.csv` with every component's identity), `kubeconfig` (admin, for master 0's
+//! `tokens.csv` with every component's identity, the agents' serving certificates and the
+//! apiservers' client certificate for them; `pki/etcd/`, the kvstore's own CA and
+//! certificates, see `pki.rs`), `kubeconfig` (admin, for master 0's
 //! apiserver), `kubeconfigs/` (one per component, each its own user), `agents/<node>/`,
 //! `logs/<component>.log`.
 
@@ -178,7 +180,8 @@ pub async fn run(
     }
     let ports = flags.ports()?;
     let data = &flags.data_dir;
-    std::fs::create_dir_all(data.join("logs"))
+    // Readable by this user only: it holds keys, tokens and the kvstore's data.
+    apiserver::private::dir(&data.join("logs"))
         .with_context(|| format!("creating --data-dir {}", data.display()))?;
     let data = data.canonicalize()?;
     let _lock = crate::lock::lock(&data)?;
@@ -228,6 +231,16 @@ pub async fn run(
         flags.agents,
         runtime
     );
+    if runtime == UpRuntime::Process {
+        println!(
+            "Process runtime{}: containers run as host processes of this user on the host network, with no isolation (images and securityContext are not applied)",
+            if flags.runtime.is_none() {
+                " (no Docker daemon answered)"
+            } else {
+                ""
+            }
+        );
+    }
     let mut procs = Procs::default();
     let result = start(&flags, &ports, &data, &logs, runtime, &mut procs).await;
     if let Err(e) = result {
@@ -301,19 +314,23 @@ async fn start(
     let peer_urls: Vec<String> = m
         .iter()
         .enumerate()
-        .map(|(i, p)| format!("m{i}=http://127.0.0.1:{}", p.kv_peer))
+        .map(|(i, p)| format!("m{i}=https://127.0.0.1:{}", p.kv_peer))
         .collect();
     let etcd: Vec<String> = m
         .iter()
-        .map(|p| format!("http://127.0.0.1:{}", p.kv_client))
+        .map(|p| format!("https://127.0.0.1:{}", p.kv_client))
         .collect();
+    let pki = crate::pki::Pki::issue(data, flags.masters)?;
+    let nodes: Vec<String> = (0..flags.agents).map(|i| format!("flotilla-{i}")).collect();
+    // Before the apiservers start: this creates their CA (pki/ca.crt) on a first start.
+    let agent_pki = crate::pki::AgentPki::issue(data, &nodes)?;
 
     let t = step(&format!("kvstore: {} member(s)", flags.masters));
     for i in 0..flags.masters {
-        let c = format!("http://127.0.0.1:{}", m[i].kv_client);
-        let p = format!("http://127.0.0.1:{}", m[i].kv_peer);
+        let c = format!("https://127.0.0.1:{}", m[i].kv_client);
+        let p = format!("https://127.0.0.1:{}", m[i].kv_peer);
         let dir = data.join("kvstore").join(format!("m{i}"));
-        let args = vec![
+        let mut args = vec![
             s(&"kvstore"),
             s(&"--name"),
             format!("m{i}"),
@@ -332,6 +349,7 @@ async fn start(
             s(&"--initial-cluster-state"),
             s(&"new"),
         ];
+        args.extend(pki.kvstore_args(i));
         procs.spawn(Tier::Kvstore, &format!("kvstore-m{i}"), logs, &args)?;
     }
     let kv_ports: Vec<u16> = m.iter().map(|p| p.kv_client).collect();
@@ -366,12 +384,11 @@ async fn start(
             data.join(format!("kubeconfig-m{i}"))
         }
     };
-    let nodes: Vec<String> = (0..flags.agents).map(|i| format!("flotilla-{i}")).collect();
     let token_file = data.join("pki").join("tokens.csv");
     let tokens = crate::identities::ensure_tokens(&token_file, &nodes)?;
     for i in 0..flags.masters {
         let _ = std::fs::remove_file(kc(i));
-        let args = vec![
+        let mut args = vec![
             s(&"apiserver"),
             s(&"--etcd-servers"),
             etcd.join(","),
@@ -386,6 +403,8 @@ async fn start(
             s(&"--write-kubeconfig"),
             kc(i).display().to_string(),
         ];
+        args.extend(pki.apiserver_args());
+        args.extend(agent_pki.apiserver_args());
         procs.spawn(Tier::Apiserver, &format!("apiserver-m{i}"), logs, &args)?;
     }
     for i in 0..flags.masters {
@@ -467,6 +486,7 @@ async fn start(
             ports_agents[i].to_string(),
             s(&"--stop-pods-on-exit"),
         ];
+        args.extend(agent_pki.agent_args(i));
         // A cluster of one machine: nodes are reached on loopback.
         args.extend([
             s(&"--runtime"),

@@ -87,6 +87,43 @@ pub struct ContainerConfig {
     pub memory_limit_bytes: Option<i64>,
     /// The container's log file, in the CRI log format (`<time> <stream> F <line>`).
     pub log_path: PathBuf,
+    /// How the container is confined (its effective securityContext).
+    pub security: Security,
+}
+
+/// A container's effective securityContext (the pod's defaults applied, container values
+/// winning), as the kubelet hands it to the CRI. The default confines nothing beyond the
+/// runtime's defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Security {
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    /// The pod's supplementalGroups, then its fsGroup.
+    pub supplemental_groups: Vec<i64>,
+    /// Refuse to start unless the process runs as a non-zero uid.
+    pub run_as_non_root: bool,
+    pub read_only_root: bool,
+    pub privileged: bool,
+    /// Capability names as Kubernetes writes them (`NET_ADMIN`, `ALL`).
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// `allowPrivilegeEscalation: false`: the no_new_privs bit.
+    pub no_new_privileges: bool,
+    pub seccomp: Seccomp,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Seccomp {
+    /// The runtime's default profile (also when none is set: as the kubelet with
+    /// `--seccomp-default`).
+    #[default]
+    RuntimeDefault,
+    Unconfined,
+    /// A profile from `<root-dir>/seccomp/<name>`, with its JSON.
+    Localhost {
+        name: String,
+        profile: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

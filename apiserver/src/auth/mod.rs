@@ -1,13 +1,15 @@
 //! Authentication of a request's bearer token: a static token (`tokens.rs`), or a
 //! ServiceAccount token (`serviceaccount.rs`, JWTs signed as `jwt.rs` does) whose account
 //! (and bound pod or secret) still exists with the uid the token names. Tokens are issued
-//! by the ServiceAccount kind's `token` subresource (`kinds/serviceaccount/token.rs`).
+//! by the ServiceAccount kind's `token` subresource (`kinds/serviceaccount/token.rs`);
+//! TokenReview (`review.rs`) answers the same question for others (the nodes' agents).
 
 use serde_json::Value;
 
 use crate::store::{object_key, unix_now, Store};
 
 pub mod jwt;
+pub mod review;
 pub mod serviceaccount;
 pub mod tokens;
 
@@ -48,23 +50,53 @@ fn bearer(header: Option<&str>) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// What a token authenticates, and the audiences (of those asked) it is good for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reviewed {
+    pub user: User,
+    pub audiences: Vec<String>,
+}
+
 impl Authenticator {
     /// The user an `Authorization` header value authenticates, if any.
     pub async fn authenticate(&self, header: Option<&str>, store: &Store) -> Option<User> {
         let token = bearer(header)?;
+        match self.review_token(token, &[], store).await {
+            Ok(r) => r.map(|r| r.user),
+            Err(e) => {
+                tracing::debug!(error = %e, "token refused");
+                None
+            }
+        }
+    }
+
+    /// Whom `token` authenticates for one of `audiences` (none asked: this apiserver's own,
+    /// `--api-audiences`). Ok(None): no authenticator knows it; Err: one knew its form but
+    /// refused it (a bad signature, an expiry, an account that is gone), saying why.
+    pub async fn review_token(
+        &self,
+        token: &str,
+        audiences: &[String],
+        store: &Store,
+    ) -> Result<Option<Reviewed>, String> {
+        let own = &self.service_accounts.audiences;
+        let asked: &[String] = if audiences.is_empty() { own } else { audiences };
         if let Some(u) = self.tokens.lookup(token) {
-            return Some(u.clone());
+            // A static token is for this apiserver only: good for the asked audiences that
+            // are its own (kube's audience-agnostic authenticators).
+            let meant: Vec<String> = asked.iter().filter(|a| own.contains(a)).cloned().collect();
+            return Ok((!meant.is_empty()).then(|| Reviewed {
+                user: u.clone(),
+                audiences: meant,
+            }));
         }
         if !jwt::Verifier::looks_like_jwt(token) {
-            return None;
+            return Ok(None);
         }
-        let claims = match self.service_accounts.verify(token, unix_now()) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(error = %e, "service account token refused");
-                return None;
-            }
-        };
+        let (claims, meant) = self
+            .service_accounts
+            .verify_for(token, unix_now(), asked)
+            .map_err(|e| e.to_string())?;
         let ns = Some(claims.namespace.as_str());
         let mut live = vec![("serviceaccounts", &claims.service_account)];
         live.extend(claims.pod.iter().map(|p| ("pods", p)));
@@ -72,11 +104,16 @@ impl Authenticator {
         for (plural, want) in live {
             let key = object_key(plural, ns, &want.name);
             if !still_valid(store, &key, want).await {
-                tracing::debug!(%key, "service account token names an object that is gone");
-                return None;
+                return Err(format!(
+                    "{plural} \"{}/{}\" (uid {}) named by the token is gone",
+                    claims.namespace, want.name, want.uid
+                ));
             }
         }
-        Some(claims.user())
+        Ok(Some(Reviewed {
+            user: claims.user(),
+            audiences: meant,
+        }))
     }
 }
 

@@ -120,6 +120,17 @@ impl Issuer {
     /// The claims of a token this cluster signed, meant for this apiserver and not expired
     /// at `now`. Whether the objects it names still exist is the caller's to check.
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        self.verify_for(token, now, &self.audiences).map(|(c, _)| c)
+    }
+
+    /// As `verify`, for a token that must be meant for one of `audiences` (a TokenReview's
+    /// `spec.audiences`); also returns the audiences it is meant for among them.
+    pub fn verify_for(
+        &self,
+        token: &str,
+        now: i64,
+        audiences: &[String],
+    ) -> Result<(Claims, Vec<String>), TokenError> {
         let v = self.verifier.verify(token)?;
         let iss = v["iss"].as_str().unwrap_or_default();
         if iss != self.issuer {
@@ -133,7 +144,12 @@ impl Issuer {
                 .collect(),
             _ => vec![],
         };
-        if !aud.iter().any(|a| self.audiences.contains(a)) {
+        let meant: Vec<String> = audiences
+            .iter()
+            .filter(|a| aud.contains(a))
+            .cloned()
+            .collect();
+        if meant.is_empty() {
             return Err(TokenError::Audience(aud));
         }
         let expires = v["exp"].as_i64().ok_or(TokenError::Claims("no exp"))?;
@@ -162,7 +178,7 @@ impl Issuer {
         if v["sub"].as_str() != Some(sub.as_str()) {
             return Err(TokenError::Claims("sub does not name the service account"));
         }
-        Ok(claims)
+        Ok((claims, meant))
     }
 }
 
@@ -238,6 +254,15 @@ mod tests {
             .issue(&claims(1_000), &[DEFAULT_ISSUER.into()], 100)
             .unwrap();
         assert!(matches!(i.verify(&t, 200), Err(TokenError::Jwt(_))));
+        // A TokenReview may ask for other audiences: the token's own among them.
+        let t = i
+            .issue(&claims(1_000), &["vault".into(), "db".into()], 100)
+            .unwrap();
+        let (_, meant) = i
+            .verify_for(&t, 200, &["db".into(), "cache".into()])
+            .unwrap();
+        assert_eq!(meant, ["db"]);
+        assert!(i.verify_for(&t, 200, &["cache".into()]).is_err());
         // The same key under another issuer name.
         let der = rcgen::KeyPair::generate().unwrap().serialize_der();
         let aud = vec![DEFAULT_ISSUER.to_string()];

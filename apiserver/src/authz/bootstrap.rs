@@ -1,7 +1,8 @@
 //! The ClusterRoles and ClusterRoleBindings every cluster starts with: cluster-admin for
-//! `system:masters`, discovery and self-review for every authenticated user, and roles for
-//! the scheduler, the controller-manager and the nodes' agents. Created when missing, never
-//! overwritten (an administrator may change them).
+//! `system:masters`, discovery and self-review for every authenticated user, roles for
+//! the scheduler, the controller-manager and the nodes' agents, and
+//! `system:kubelet-api-admin` for the apiservers' client certificate to the agents.
+//! Created when missing, never overwritten (an administrator may change them).
 
 use serde_json::{json, Value};
 
@@ -46,6 +47,9 @@ fn binding(name: &str, subjects: &[(&str, &str)]) -> Value {
 }
 
 const READ: &[&str] = &["get", "list", "watch"];
+
+/// The user the apiservers' client certificate for the agents names (its CN).
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 const EVENTS: &[&str] = &["create", "update", "patch"];
 
 /// (ClusterRoles, ClusterRoleBindings).
@@ -201,10 +205,32 @@ pub fn objects() -> (Vec<Value>, Vec<Value>) {
                     &["endpoints", "persistentvolumeclaims", "persistentvolumes"],
                     &["get"],
                 ),
+                // An agent asks who calls it and whether they may (its port's
+                // authentication and authorization are delegated to the apiserver).
+                rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
                 rule(
                     &["authorization.k8s.io"],
                     &["subjectaccessreviews"],
                     &["create"],
+                ),
+            ],
+        ),
+        // Full use of the agents' port (kube's role of this name, rule for rule).
+        role(
+            "system:kubelet-api-admin",
+            vec![
+                rule(&[""], &["nodes"], READ),
+                rule(&[""], &["nodes"], &["proxy"]),
+                rule(
+                    &[""],
+                    &[
+                        "nodes/proxy",
+                        "nodes/metrics",
+                        "nodes/spec",
+                        "nodes/stats",
+                        "nodes/log",
+                    ],
+                    &["*"],
                 ),
             ],
         ),
@@ -230,6 +256,86 @@ pub fn objects() -> (Vec<Value>, Vec<Value>) {
             &[("User", "system:kube-controller-manager")],
         ),
         binding("system:node", &[("Group", "system:nodes")]),
+        // The apiservers' client certificate for the agents (`pods/log`): kubeadm's
+        // `kube-apiserver-kubelet-client`, bound to this role rather than system:masters.
+        binding("system:kubelet-api-admin", &[("User", KUBELET_CLIENT_USER)]),
     ];
     (roles, bindings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::User;
+    use crate::authz::rbac::Policy;
+    use crate::authz::{Attributes, ResourceAttributes};
+
+    fn policy() -> Policy {
+        let (roles, bindings) = objects();
+        Policy {
+            cluster_roles: roles
+                .into_iter()
+                .map(|r| serde_json::from_value(r).unwrap())
+                .collect(),
+            cluster_bindings: bindings
+                .into_iter()
+                .map(|b| serde_json::from_value(b).unwrap())
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn can(user: &User, verb: &str, group: &str, resource: &str, sub: &str) -> bool {
+        let a = Attributes::Resource(ResourceAttributes {
+            verb: verb.into(),
+            group: group.into(),
+            resource: resource.into(),
+            subresource: sub.into(),
+            name: "n1".into(),
+            ..Default::default()
+        });
+        policy().allows(user, &a).is_some()
+    }
+
+    #[test]
+    fn agents_review_callers_and_the_apiserver_client_uses_agents() {
+        let node = User {
+            name: "system:node:n1".into(),
+            uid: String::new(),
+            groups: vec!["system:nodes".into(), "system:authenticated".into()],
+        };
+        assert!(can(
+            &node,
+            "create",
+            "authentication.k8s.io",
+            "tokenreviews",
+            ""
+        ));
+        assert!(can(
+            &node,
+            "create",
+            "authorization.k8s.io",
+            "subjectaccessreviews",
+            ""
+        ));
+        assert!(!can(&node, "get", "", "nodes", "proxy"));
+        let client = User {
+            name: KUBELET_CLIENT_USER.into(),
+            uid: String::new(),
+            groups: vec!["system:authenticated".into()],
+        };
+        for (verb, sub) in [
+            ("get", "proxy"),
+            ("create", "proxy"),
+            ("get", "log"),
+            ("get", "stats"),
+        ] {
+            assert!(can(&client, verb, "", "nodes", sub), "{verb} nodes/{sub}");
+        }
+        assert!(can(&client, "proxy", "", "nodes", ""));
+        assert!(can(&client, "list", "", "nodes", ""));
+        assert!(!can(&client, "delete", "", "nodes", ""));
+        assert!(!can(&client, "get", "", "pods", ""));
+        assert!(!can(&client, "get", "", "nodes", "exec"));
+    }
 }

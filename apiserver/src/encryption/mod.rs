@@ -53,6 +53,12 @@ impl Encryption {
         }
     }
 
+    /// Whether the value stored under `key` should be rewritten with the current provider
+    /// and key (see `Transformer::stale`); never for a resource that is not encrypted.
+    pub fn stale(&self, key: &[u8], stored: &[u8]) -> bool {
+        self.transformer(key).is_some_and(|t| t.stale(stored))
+    }
+
     /// The plaintext of the value stored under `key`; None: it reads as it is.
     pub fn open(&self, key: &[u8], stored: &[u8]) -> Result<Option<Vec<u8>>, String> {
         match self.transformer(key) {

@@ -286,9 +286,24 @@ impl Transformer {
     }
 
     /// The plaintext of a stored value: None when it is not encrypted (it reads as it is).
+    /// As kube's prefix transformers: a plain value reads only when identity is one of
+    /// the providers ("no matching prefix found" otherwise); an encrypted one only with
+    /// a configured key whose prefix it carries.
     pub fn open(&self, aad: &[u8], stored: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        if !stored.starts_with(ENCRYPTED) {
+        // No value at all (a deletion's event) has nothing to open.
+        if stored.is_empty() {
             return Ok(None);
+        }
+        if !stored.starts_with(ENCRYPTED) {
+            return if self
+                .providers
+                .iter()
+                .any(|p| matches!(p.as_ref(), Provider::Identity))
+            {
+                Ok(None)
+            } else {
+                Err("no matching prefix found (the value is not encrypted and identity is not among the providers)".into())
+            };
         }
         let mut errors = vec![];
         for p in &self.providers {
@@ -309,6 +324,18 @@ impl Transformer {
             ))
         } else {
             Err(errors.join("; "))
+        }
+    }
+
+    /// Whether a stored value was written by other than what writes now (the first
+    /// provider, and its first key): kube's "stale", which makes an update that changes
+    /// nothing rewrite the value, so `kubectl replace` of every object rotates keys.
+    pub fn stale(&self, stored: &[u8]) -> bool {
+        match self.providers.first().map(Arc::as_ref) {
+            Some(Provider::Keys(keys)) => {
+                keys.first().is_none_or(|k| !stored.starts_with(&k.prefix))
+            }
+            Some(Provider::Identity) | None => stored.starts_with(ENCRYPTED),
         }
     }
 }
@@ -482,9 +509,12 @@ mod tests {
             .open(AAD, &written)
             .unwrap_err();
         assert!(e.contains("k8s:enc:aesgcm:v1:key1"), "{e}");
-        // Plaintext reads as it is; identity first writes plaintext.
-        assert_eq!(after.open(AAD, b"{\"a\":1}").unwrap(), None);
+        // Plaintext reads only with identity among the providers (kube's "no matching
+        // prefix found"); identity first writes plaintext.
+        let e = after.open(AAD, b"{\"a\":1}").unwrap_err();
+        assert!(e.contains("no matching prefix found"), "{e}");
         let identity = Transformer::new(vec![Arc::new(Provider::Identity)]);
+        assert_eq!(identity.open(AAD, b"{\"a\":1}").unwrap(), None);
         assert_eq!(identity.seal(AAD, b"x").unwrap(), None);
         // Two keys of one provider sharing a name: the one that opens wins.
         let same_name = transformer(vec![vec![

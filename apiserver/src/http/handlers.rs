@@ -1,7 +1,7 @@
 //! From a request to an operation and back: the request parsed once
 //! ([`ApiRequest`]), authentication, authorization (with the node restriction), in-flight
-//! limits, `--request-timeout`, and the non-resource routes (discovery, OpenAPI, health,
-//! metrics, the self-reviews). Operations on resources are in `ops/`.
+//! limits, `--request-timeout`, and the routes that are not kinds (discovery, OpenAPI,
+//! health, metrics, the reviews of `crate::reviews`). Operations on resources are in `ops/`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +15,8 @@ use super::ops::ok_json;
 use super::request::ApiRequest;
 use super::route::{ResourcePath, Route};
 use super::{error_response, full, json_response, Body, Shared};
-use crate::discovery;
 use crate::error::ApiError;
+use crate::{discovery, reviews};
 
 pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let started = std::time::Instant::now();
@@ -141,12 +141,18 @@ async fn serve_route(
     match &parsed.route {
         None => Err(ApiError::NoRoute),
         Some(Route::CoreVersions) => Ok(ok_json(&discovery::core_versions(&shared.advertise))),
-        Some(Route::Groups) => Ok(ok_json(&discovery::group_list(kinds))),
+        Some(Route::Groups) => {
+            let mut list = discovery::group_list(kinds);
+            reviews::add_groups(&mut list);
+            Ok(ok_json(&list))
+        }
         Some(Route::Group(g)) => discovery::group(kinds, g)
+            .or_else(|| reviews::group(g))
             .map(|v| ok_json(&v))
             .ok_or(ApiError::NoRoute),
         Some(Route::ResourceList { group, version }) => {
             discovery::resource_list(kinds, group, version)
+                .or_else(|| reviews::resource_list(group, version))
                 .map(|v| ok_json(&v))
                 .ok_or(ApiError::NoRoute)
         }
@@ -170,12 +176,7 @@ async fn serve_route(
                 etcd: &shared.etcd,
             })))
             .unwrap_or_else(|_| Response::new(full(Bytes::new())))),
-        Some(Route::Resource(p))
-            if p.version == "v1"
-                && (p.group == "authorization.k8s.io"
-                    || (p.group == "authentication.k8s.io"
-                        && p.plural == "selfsubjectreviews")) =>
-        {
+        Some(Route::Resource(p)) if reviews::find(&p.group, &p.version, &p.plural).is_some() => {
             review(shared, user, p, req).await
         }
         Some(Route::Resource(_)) => match &parsed.resource {
@@ -186,8 +187,10 @@ async fn serve_route(
     }
 }
 
-/// `POST /apis/authorization.k8s.io/v1/selfsubject{access,rules}reviews` and
-/// `/apis/authentication.k8s.io/v1/selfsubjectreviews` (`kubectl auth whoami`).
+/// `POST` of a review (`crate::reviews`): `/apis/authorization.k8s.io/v1/`
+/// `selfsubject{access,rules}reviews` and `subjectaccessreviews`,
+/// `/apis/authentication.k8s.io/v1/selfsubjectreviews` (`kubectl auth whoami`) and
+/// `tokenreviews`. RBAC has already allowed `create` on it.
 async fn review(
     shared: &Shared,
     user: &crate::auth::User,
@@ -203,6 +206,10 @@ async fn review(
         "selfsubjectaccessreviews" => crate::authz::review::access_review(az, user, &body)?,
         "selfsubjectrulesreviews" => crate::authz::review::rules_review(az, user, &body)?,
         "selfsubjectreviews" => crate::auth::self_review(user),
+        "subjectaccessreviews" => crate::authz::review::subject_access_review(az, &body)?,
+        "tokenreviews" => {
+            crate::auth::review::token_review(&shared.auth, &shared.store, &body).await?
+        }
         _ => return Err(ApiError::NoRoute),
     };
     Ok(json_response(

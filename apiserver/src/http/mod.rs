@@ -45,6 +45,8 @@ pub struct Shared {
     pub request_timeout: std::time::Duration,
     /// host:port clients reach this server at (for `/api`).
     pub advertise: String,
+    /// How the nodes' agents are dialled (`pods/log`).
+    pub kubelet: std::sync::Arc<crate::kubelet::KubeletClient>,
 }
 
 pub fn json_response(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {

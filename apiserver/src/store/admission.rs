@@ -1,137 +1,147 @@
-//! Admission plugins that need stored state, run on create after defaulting and before
-//! validation, as kube-apiserver's: each plugin names the resources it handles, and the
-//! registry runs those that apply. Today: Priority, for pods (priorityClassName → priority
-//! and preemptionPolicy, or the globalDefault class, or 0).
+//! Admission plugins that need stored state, as kube-apiserver's: each plugin names the
+//! resources it handles, and the registry runs those that apply. Mutating plugins run on
+//! create after defaulting and before validation; validating plugins run after the kind's
+//! validation, on create and on update (of the object itself, not of a subresource).
+//!
+//! An update decides inside a guarded write that may be retried, so what a validating
+//! plugin reads from storage is read once before it ([`UpdateAdmission`]), and what it
+//! tells the client is kept from the decision that was written.
+//!
+//! Plugins, in the order they run: Priority (`admission/priority.rs`, mutating, pods:
+//! priorityClassName → priority and preemptionPolicy, or the globalDefault class, or 0),
+//! PodSecurity (`admission/podsecurity.rs`, validating: the Pod Security Standards a
+//! namespace's labels select, over pods and the pod templates of controllers; the labels
+//! themselves on namespaces).
+
+mod podsecurity;
+mod priority;
+
+use std::sync::Mutex;
 
 use serde_json::Value;
 
-use super::{decode_stored, object_key, Store, Target};
+use super::{Store, Target, Write};
 use crate::error::ApiError;
-use crate::etcd::prefix_end;
 
 /// The admission plugins, in the order they run.
 #[derive(Debug, Clone, Copy)]
 enum Plugin {
     Priority,
+    PodSecurity,
 }
 
-const PLUGINS: &[Plugin] = &[Plugin::Priority];
+const PLUGINS: &[Plugin] = &[Plugin::Priority, Plugin::PodSecurity];
 
 impl Plugin {
     /// The (group, resource) pairs the plugin handles.
-    fn resources(self) -> &'static [(&'static str, &'static str)] {
+    fn handles(self, t: &Target) -> bool {
+        let info = t.kind.info();
+        let gr = (info.group, info.plural);
         match self {
-            Plugin::Priority => &[("", "pods")],
+            Plugin::Priority => gr == ("", "pods"),
+            Plugin::PodSecurity => podsecurity::handles(gr),
         }
+    }
+}
+
+/// What validating admission of one update read before the write, and what it found on
+/// the decision last taken.
+pub(super) struct UpdateAdmission {
+    pod_security: podsecurity::Update,
+    /// Warnings of the latest decision (a retried decision replaces them).
+    warnings: Mutex<Vec<String>>,
+}
+
+impl UpdateAdmission {
+    /// No validating admission (subresources, and writes that are not a client's update).
+    pub(super) fn none() -> Self {
+        UpdateAdmission {
+            pod_security: podsecurity::Update::None,
+            warnings: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Validating admission of `new` replacing `old` (both whole objects).
+    pub(super) fn validate(&self, t: &Target, new: &Value, old: &Value) -> Result<(), ApiError> {
+        let mut warnings = Vec::new();
+        let r = self.pod_security.validate(t, new, old, &mut warnings);
+        if let Ok(mut w) = self.warnings.lock() {
+            *w = warnings;
+        }
+        r
     }
 }
 
 impl Store {
+    /// Mutating admission of a create.
     pub(super) async fn admit_create(&self, t: &Target, obj: &mut Value) -> Result<(), ApiError> {
-        let info = t.kind.info();
         for p in PLUGINS {
-            if !p.resources().contains(&(info.group, info.plural)) {
+            if !p.handles(t) {
                 continue;
             }
             match p {
                 Plugin::Priority => self.admit_priority(obj).await?,
+                Plugin::PodSecurity => {}
             }
         }
         Ok(())
     }
 
-    async fn admit_priority(&self, pod: &mut Value) -> Result<(), ApiError> {
-        let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
-        let forbidden =
-            |why: String| ApiError::Forbidden(format!("pods \"{name}\" is forbidden: {why}"));
-        let class_name = pod["spec"]["priorityClassName"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        let class = if class_name.is_empty() {
-            self.global_default_priority_class().await?
-        } else {
-            // The watch cache, as kube-apiserver's admission reads a lister; the kvstore
-            // when the cache does not have it (yet).
-            let key = object_key("priorityclasses", None, &class_name);
-            let cached = self
-                .cache
-                .get(&key)
-                .and_then(|o| serde_json::from_slice::<Value>(&o.json).ok());
-            let found = match cached {
-                Some(v) => Some(v),
-                None => self.read(&key).await?.map(|s| s.value),
-            };
-            match found {
-                Some(v) => Some(v),
-                None => {
-                    return Err(forbidden(format!(
-                        "no PriorityClass with name {class_name} was found"
-                    )))
-                }
+    /// Validating admission of a create, of the object as it will be stored.
+    pub(super) async fn validate_create(
+        &self,
+        t: &Target,
+        obj: &Value,
+        w: &Write,
+    ) -> Result<(), ApiError> {
+        for p in PLUGINS {
+            if !p.handles(t) {
+                continue;
             }
-        };
-        let value = class
-            .as_ref()
-            .and_then(|c| c["value"].as_i64())
-            .unwrap_or(0);
-        let policy = class
-            .as_ref()
-            .and_then(|c| c["preemptionPolicy"].as_str())
-            .unwrap_or("PreemptLowerPriority")
-            .to_string();
-        if let Some(given) = pod["spec"]["priority"].as_i64() {
-            if given != value {
-                return Err(forbidden(format!(
-                    "the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {value} from the given PriorityClass name"
-                )));
-            }
-        }
-        if let Some(given) = pod["spec"]["preemptionPolicy"].as_str() {
-            if given != policy {
-                return Err(forbidden(format!(
-                    "the string value of PreemptionPolicy ({given}) must not be provided in pod spec; priority admission controller computed {policy} from the given PriorityClass name"
-                )));
-            }
-        }
-        let Some(spec) = pod["spec"].as_object_mut() else {
-            return Ok(());
-        };
-        spec.insert("priority".into(), value.into());
-        spec.insert("preemptionPolicy".into(), policy.into());
-        if class_name.is_empty() {
-            if let Some(n) = class.as_ref().and_then(|c| c["metadata"]["name"].as_str()) {
-                spec.insert("priorityClassName".into(), n.into());
+            match p {
+                Plugin::Priority => {}
+                Plugin::PodSecurity => self.pod_security_create(t, obj, w).await?,
             }
         }
         Ok(())
     }
 
-    /// The class with `globalDefault: true` (the lowest-valued one if several claim it).
-    async fn global_default_priority_class(&self) -> Result<Option<Value>, ApiError> {
-        let prefix = "/registry/priorityclasses/";
-        let pick = |classes: Vec<Value>| {
-            classes
-                .into_iter()
-                .filter(|c| c["globalDefault"].as_bool() == Some(true))
-                .min_by_key(|c| c["value"].as_i64().unwrap_or(0))
-        };
-        if let Some((objs, _)) = self.cache.list(prefix) {
-            return Ok(pick(
-                objs.iter()
-                    .filter_map(|o| serde_json::from_slice::<Value>(&o.json).ok())
-                    .collect(),
-            ));
+    /// What validating admission of an update of `t` (through subresource `sub`) needs,
+    /// read now.
+    pub(super) async fn update_admission(
+        &self,
+        t: &Target,
+        sub: Option<&str>,
+    ) -> Result<UpdateAdmission, ApiError> {
+        let mut adm = UpdateAdmission::none();
+        if sub.is_some() {
+            return Ok(adm);
         }
-        let r = self
-            .storage
-            .range(prefix.as_bytes(), &prefix_end(prefix.as_bytes()), 0, 0)
-            .await?;
-        Ok(pick(
-            r.kvs
-                .iter()
-                .filter_map(|kv| decode_stored(&kv.value, kv.mod_revision).ok())
-                .collect(),
-        ))
+        for p in PLUGINS {
+            if !p.handles(t) {
+                continue;
+            }
+            match p {
+                Plugin::Priority => {}
+                Plugin::PodSecurity => adm.pod_security = self.pod_security_update(t).await?,
+            }
+        }
+        Ok(adm)
+    }
+
+    /// After an update was written: its warnings to the client, and what plugins do
+    /// about the new state (PodSecurity checks a namespace's pods against a stricter
+    /// enforce level).
+    pub(super) async fn after_update(&self, t: &Target, adm: &UpdateAdmission, w: &Write) {
+        if let Ok(mut warnings) = adm.warnings.lock() {
+            for x in warnings.drain(..) {
+                w.warnings.push(x);
+            }
+        }
+        self.pod_security_after_update(t, &adm.pod_security, w)
+            .await;
     }
 }
+
+#[cfg(test)]
+mod tests;

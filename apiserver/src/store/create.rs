@@ -86,6 +86,7 @@ impl Store {
         self.admit_create(t, &mut obj).await?;
         t.kind.validate(&obj, None)?;
         w.allowed(info, &obj)?;
+        self.validate_create(t, &obj, w).await?;
         let mut name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
         if let Some(ns) = &t.namespace {
             self.check_namespace(ns).await?;

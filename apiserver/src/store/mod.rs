@@ -54,6 +54,32 @@ pub struct Write {
     /// `fieldValidation` of a patch: checked on the patched object.
     pub validation: crate::fieldcheck::Directive,
     pub check: Option<Arc<dyn WriteCheck>>,
+    /// What admission tells the client (PodSecurity's `warn`), sent as `Warning` headers.
+    pub warnings: Warnings,
+}
+
+/// Warnings the registry adds for the client while it writes; the clones of one
+/// request's [`Write`] share them.
+#[derive(Clone, Default, Debug)]
+pub struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Warnings {
+    /// Adds a warning, once.
+    pub fn push(&self, warning: String) {
+        if let Ok(mut v) = self.0.lock() {
+            if !v.contains(&warning) {
+                v.push(warning);
+            }
+        }
+    }
+
+    /// The warnings so far, leaving none.
+    pub fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
 }
 
 impl Write {
@@ -63,6 +89,7 @@ impl Write {
             manager: manager.into(),
             validation: crate::fieldcheck::Directive::Warn,
             check: None,
+            warnings: Warnings::default(),
         }
     }
 
@@ -172,6 +199,8 @@ pub fn object_key(plural: &str, namespace: Option<&str>, name: &str) -> String {
 pub struct Stored {
     pub value: Value,
     pub mod_revision: i64,
+    /// See `storage::Kv::stale`.
+    pub stale: bool,
 }
 
 /// Parses a stored value and sets its resourceVersion.
@@ -245,6 +274,7 @@ impl Store {
             Some(kv) => Ok(Some(Stored {
                 value: decode_stored(&kv.value, kv.mod_revision)?,
                 mod_revision: kv.mod_revision,
+                stale: kv.stale,
             })),
         }
     }

@@ -11,7 +11,7 @@ use super::{DeleteOptions, Store, Target, Write};
 use crate::error::ApiError;
 use crate::kinds::{Env, Kinds};
 
-fn store() -> (Store, Arc<Memory>) {
+pub(super) fn store() -> (Store, Arc<Memory>) {
     store_with_window(100)
 }
 
@@ -33,7 +33,13 @@ fn store_with_window(window: usize) -> (Store, Arc<Memory>) {
     (store, memory)
 }
 
-fn target(s: &Store, group: &str, plural: &str, ns: Option<&str>, name: Option<&str>) -> Target {
+pub(super) fn target(
+    s: &Store,
+    group: &str,
+    plural: &str,
+    ns: Option<&str>,
+    name: Option<&str>,
+) -> Target {
     let version = if group.is_empty() { "v1" } else { "v1" };
     Target {
         kind: s.kinds.find(group, version, plural).expect("a served kind"),
@@ -42,11 +48,11 @@ fn target(s: &Store, group: &str, plural: &str, ns: Option<&str>, name: Option<&
     }
 }
 
-fn w() -> Write {
+pub(super) fn w() -> Write {
     Write::new("test", false)
 }
 
-async fn create(s: &Store, t: &Target, body: Value) -> Result<Value, ApiError> {
+pub(super) async fn create(s: &Store, t: &Target, body: Value) -> Result<Value, ApiError> {
     let out = s
         .create(t, &serde_json::to_vec(&body).unwrap(), &w())
         .await?;

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::admission::UpdateAdmission;
 use super::storage::{Guard, Op, Txn};
 use super::{encode_for_store, parse_rv, reconcile_meta, set_rv, Store, Stored, Target, Write};
 use crate::error::ApiError;
@@ -73,7 +74,13 @@ impl Store {
                 return Err(conflict(t));
             }
             let (ops, mut out) = match decide(&old)? {
-                Outcome::Unchanged => return Ok(old.value),
+                Outcome::Unchanged if !old.stale => return Ok(old.value),
+                // As kube: an unchanged object stored with an older key or provider is
+                // written again, so replacing every object rotates the key.
+                Outcome::Unchanged => (
+                    vec![Op::Put(key.clone(), encode_for_store(&old.value))],
+                    old.value,
+                ),
                 Outcome::Put(v) => (vec![Op::Put(key.clone(), encode_for_store(&v))], v),
                 Outcome::Delete(v) => {
                     let mut ops = vec![Op::Delete(key.clone())];
@@ -119,11 +126,13 @@ impl Store {
             _ => None,
         };
         let status_only = sub == Some("status");
+        let adm = self.update_admission(t, sub).await?;
         let out = self
             .guarded_update(t, precondition, dry_run, |old| {
-                next_state(t, &new, old, status_only, w, true)
+                next_state(t, &new, old, status_only, w, true, &adm)
             })
             .await?;
+        self.after_update(t, &adm, w).await;
         Ok(Bytes::from(serde_json::to_vec(&out).unwrap_or_default()))
     }
 
@@ -163,6 +172,7 @@ impl Store {
         }
         let status_only = sub == Some("status");
         let mut warnings = Vec::new();
+        let adm = self.update_admission(t, sub).await?;
         let out = self
             .guarded_update(t, None, dry_run, |old| {
                 let mut merged = old.value.clone();
@@ -193,9 +203,10 @@ impl Store {
                         return Err(conflict(t));
                     }
                 }
-                next_state(t, &new, old, status_only, w, true)
+                next_state(t, &new, old, status_only, w, true, &adm)
             })
             .await?;
+        self.after_update(t, &adm, w).await;
         Ok(Patched {
             object: Bytes::from(serde_json::to_vec(&out).unwrap_or_default()),
             created: false,
@@ -280,6 +291,7 @@ impl Store {
                 }
             }
             let status_only = sub == Some("status");
+            let adm = self.update_admission(t, sub).await?;
             let r = self
                 .guarded_update(t, None, w.dry_run, |old| {
                     let merged = crate::patch::apply::apply(
@@ -296,18 +308,20 @@ impl Store {
                         .kind
                         .decode(&serde_json::to_vec(&merged).unwrap_or_default())?;
                     reconcile_meta(&mut new, t, true)?;
-                    next_state(t, &new, old, status_only, w, false)
+                    next_state(t, &new, old, status_only, w, false, &adm)
                 })
                 .await;
             match r {
                 // Deleted meanwhile: create it.
                 Err(ApiError::NotFound { .. }) if sub.is_none() => continue,
                 r => {
+                    let r = r?;
+                    self.after_update(t, &adm, w).await;
                     return Ok(Patched {
-                        object: Bytes::from(serde_json::to_vec(&r?).unwrap_or_default()),
+                        object: Bytes::from(serde_json::to_vec(&r).unwrap_or_default()),
                         created: false,
                         warnings,
-                    })
+                    });
                 }
             }
         }
@@ -343,11 +357,12 @@ pub(super) fn next_state_of(
 ) -> Result<Outcome, ApiError> {
     let mut new = new.clone();
     super::record_update(t, w, Some(sub), Some(&old.value), &mut new);
-    next_state(t, &new, old, false, w, false)
+    next_state(t, &new, old, false, w, false, &UpdateAdmission::none())
 }
 
 /// The object to store when `new` is written over `old` by `w`; `record`: record the
-/// writer in managedFields (false: the caller already did, as apply does).
+/// writer in managedFields (false: the caller already did, as apply does); `adm`: the
+/// validating admission of the update.
 fn next_state(
     t: &Target,
     new: &Value,
@@ -355,6 +370,7 @@ fn next_state(
     status_only: bool,
     w: &Write,
     record: bool,
+    adm: &UpdateAdmission,
 ) -> Result<Outcome, ApiError> {
     let info = t.kind.info();
     let old_v = &old.value;
@@ -431,6 +447,7 @@ fn next_state(
     t.kind.validate(&result, Some(old_v))?;
     if !status_only {
         w.allowed(info, &result)?;
+        adm.validate(t, &result, old_v)?;
     }
     if strip_rv(&result) == strip_rv(old_v) {
         return Ok(Outcome::Unchanged);

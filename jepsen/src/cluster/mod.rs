@@ -3,6 +3,7 @@
 //! members (containers on a private Docker network, say) is one more implementation.
 
 pub mod netns;
+pub mod pki;
 
 use std::collections::BTreeSet;
 
@@ -24,8 +25,10 @@ pub type Grudge = Vec<BTreeSet<usize>>;
 pub trait ClusterControl: Send + Sync {
     fn size(&self) -> usize;
     fn name(&self, node: usize) -> String;
-    /// Where clients reach `node` (`http://host:port`).
+    /// Where clients reach `node` (`https://host:port`, or `http://`).
     fn client_url(&self, node: usize) -> String;
+    /// What clients present and trust on https:// client URLs.
+    fn client_tls(&self) -> Option<&proto::tls::ClientTls>;
     fn peer_url(&self, node: usize) -> String;
     fn start(&self, node: usize, how: Start) -> anyhow::Result<()>;
     /// SIGKILL and reap.

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use anyhow::{bail, Context};
 use tracing::{info, warn};
 
+use super::pki::Pki;
 use super::{ClusterControl, Grudge, Start};
 
 const CLIENT_PORT: u16 = 2379;
@@ -23,6 +24,7 @@ pub struct NetnsCluster {
     dir: PathBuf,
     n: usize,
     member_args: Vec<String>,
+    pki: Pki,
     procs: Mutex<Vec<Option<Child>>>,
     crashed: Mutex<Vec<(usize, String)>>,
     torn_down: Mutex<bool>,
@@ -66,6 +68,10 @@ impl NetnsCluster {
             }
         }
         let (tag, subnet) = pick.context("no free network tag for this run")?;
+        let ips: Vec<std::net::IpAddr> = (0..n)
+            .map(|i| std::net::IpAddr::from([10, subnet[0], subnet[1], (i + 1) as u8]))
+            .collect();
+        let pki = Pki::issue(&dir.join("pki"), &ips)?;
         let c = NetnsCluster {
             tag,
             subnet,
@@ -73,6 +79,7 @@ impl NetnsCluster {
             dir: dir.to_path_buf(),
             n,
             member_args,
+            pki,
             procs: Mutex::new((0..n).map(|_| None).collect()),
             crashed: Mutex::new(Vec::new()),
             torn_down: Mutex::new(false),
@@ -175,11 +182,15 @@ impl ClusterControl for NetnsCluster {
     }
 
     fn client_url(&self, node: usize) -> String {
-        format!("http://{}:{CLIENT_PORT}", self.ip(node))
+        format!("https://{}:{CLIENT_PORT}", self.ip(node))
+    }
+
+    fn client_tls(&self) -> Option<&proto::tls::ClientTls> {
+        Some(&self.pki.client)
     }
 
     fn peer_url(&self, node: usize) -> String {
-        format!("http://{}:{PEER_PORT}", self.ip(node))
+        format!("https://{}:{PEER_PORT}", self.ip(node))
     }
 
     fn start(&self, node: usize, how: Start) -> anyhow::Result<()> {
@@ -212,6 +223,7 @@ impl ClusterControl for NetnsCluster {
             .args(["--initial-advertise-peer-urls", &purl])
             .args(["--initial-cluster", &initial])
             .args(["--initial-cluster-state", state])
+            .args(self.pki.member_args())
             .args(&self.member_args)
             .env(
                 "RUST_LOG",

@@ -141,7 +141,12 @@ impl Ctx {
     }
 
     fn client(&self, node: usize) -> Option<Client> {
-        Client::new(&self.cluster.client_url(node), Duration::from_secs(1)).ok()
+        Client::new(
+            &self.cluster.client_url(node),
+            self.cluster.client_tls(),
+            Duration::from_secs(1),
+        )
+        .ok()
     }
 
     /// The node most members name as leader, if any.

@@ -40,7 +40,11 @@ impl Ctx {
     }
 
     pub fn client(&self, node: usize) -> anyhow::Result<Client> {
-        Client::new(&self.cluster.client_url(node), self.op_timeout())
+        Client::new(
+            &self.cluster.client_url(node),
+            self.cluster.client_tls(),
+            self.op_timeout(),
+        )
     }
 }
 

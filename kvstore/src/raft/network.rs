@@ -33,6 +33,8 @@ pub struct Peers {
     /// This member's cluster ID, sent with every request; 0 until it is known (a joining
     /// member asks the cluster for it first).
     cluster_id: Arc<AtomicU64>,
+    /// For https:// peer URLs: the peer CA and this member's peer certificate.
+    tls: Option<Arc<proto::tls::ClientTls>>,
 }
 
 struct Conn {
@@ -45,6 +47,14 @@ struct Conn {
 const STALE: Duration = Duration::from_secs(1);
 
 impl Peers {
+    /// Peers dialled with `tls` where their URL is https://.
+    pub fn new(tls: Option<proto::tls::ClientTls>) -> Self {
+        Self {
+            tls: tls.map(Arc::new),
+            ..Self::default()
+        }
+    }
+
     /// Sets the cluster ID every request from now on carries.
     pub fn set_cluster_id(&self, id: u64) {
         self.cluster_id.store(id, Ordering::Relaxed);
@@ -59,7 +69,8 @@ impl Peers {
         if let Some(c) = map.get(url) {
             return Ok(Self::bounded(c.channel.clone()));
         }
-        let ch = Endpoint::from_shared(url.to_string())?
+        let ep = Endpoint::from_shared(url.to_string())?;
+        let ch = proto::tls::ClientTls::apply(self.tls.as_deref(), url, ep)?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))

@@ -6,6 +6,7 @@ use std::fmt;
 use proto::etcdserverpb::{TxnRequest, TxnResponse};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{needs, AuthOp, Need};
 use crate::error::KvError;
 
 pub type NodeId = u64;
@@ -113,6 +114,16 @@ pub enum Command {
     /// append at a time, so batching here is what makes group commit work under load. Each
     /// command is applied on its own, with its own revision.
     Batch(Vec<Command>),
+    // New variants go at the end: bincode stores the variant index in the log.
+    /// A client's command with the user it was checked for (`None`: no credentials). The
+    /// state machine checks it again against the auth store as of the entry, so a
+    /// permission revoked between the check and the apply is honoured.
+    AsUser {
+        user: Option<String>,
+        cmd: Box<Command>,
+    },
+    /// A change to users, roles or the enabled flag, or an Authenticate.
+    Auth(AuthOp),
 }
 
 impl Command {
@@ -124,8 +135,25 @@ impl Command {
             Command::PublishMember {
                 name, client_urls, ..
             } => 16 + name.len() + client_urls.iter().map(String::len).sum::<usize>(),
+            Command::AsUser { user, cmd } => {
+                8 + user.as_ref().map_or(0, String::len) + cmd.size_hint()
+            }
+            Command::Auth(op) => op.size_hint(),
             _ => 32,
         }
+    }
+
+    /// What applying this command needs from the caller's permissions when auth is enabled
+    /// (nothing for commands etcd does not check: compaction, leases granted, alarms).
+    pub fn auth_needs(&self) -> Vec<Need<'_>> {
+        let mut out = Vec::new();
+        match self {
+            Command::Txn(t) => needs::txn(&t.0, &mut out),
+            Command::LeaseRevoke { id } => out.push(Need::LeaseKeys(*id)),
+            Command::Auth(op) if op.needs_admin() => out.push(Need::Admin),
+            _ => {}
+        }
+        out
     }
 }
 
@@ -143,6 +171,11 @@ impl fmt::Display for Command {
             } => write!(f, "alarm({action}, {member_id:x}, {alarm})"),
             Command::PublishMember { id, name, .. } => write!(f, "publish({id:x}, {name})"),
             Command::Batch(cmds) => write!(f, "batch({})", cmds.len()),
+            Command::AsUser { user, cmd } => match user {
+                Some(u) => write!(f, "as({u}) {cmd}"),
+                None => write!(f, "{cmd}"),
+            },
+            Command::Auth(op) => write!(f, "{op}"),
         }
     }
 }
@@ -167,4 +200,9 @@ pub enum Output {
     Done,
     /// One result per command of a `Command::Batch`, in order.
     Batch(Vec<Applied>),
+    // New variants go at the end: an `Applied` travels between members.
+    /// An Authenticate applied: the token's counter is this log index.
+    Authenticated {
+        index: u64,
+    },
 }

@@ -1,4 +1,7 @@
 //! etcd's Cluster service: membership as Raft applies it.
+//!
+//! With auth enabled, changing the membership needs the root role (etcd's
+//! `checkMembershipOperationPermission`); listing it needs none.
 
 use std::sync::Arc;
 
@@ -11,6 +14,7 @@ use proto::etcdserverpb::{
 use tonic::{Request, Response, Status};
 
 use super::node::Node;
+use crate::auth::Need;
 use crate::error::KvError;
 use crate::raft::calls::{MemberInfo, PeerCall, PeerReply};
 
@@ -39,6 +43,12 @@ impl ClusterService {
     fn header(&self) -> Option<proto::etcdserverpb::ResponseHeader> {
         Some(self.node.header(self.node.store.revisions().current))
     }
+
+    /// Refuses a caller without the root role while auth is enabled.
+    async fn admin<T>(&self, req: &Request<T>) -> Result<(), KvError> {
+        let who = self.node.caller_of(req).await?;
+        self.node.authorize(who.as_deref(), &[Need::Admin]).await
+    }
 }
 
 #[tonic::async_trait]
@@ -47,6 +57,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        self.admin(&req).await?;
         let req = req.into_inner();
         let call = PeerCall::MemberAdd {
             peer_urls: req.peer_ur_ls.clone(),
@@ -77,6 +88,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.admin(&req).await?;
         self.node
             .change_members(PeerCall::MemberRemove {
                 id: req.into_inner().id,
@@ -93,6 +105,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        self.admin(&req).await?;
         let req = req.into_inner();
         self.node
             .change_members(PeerCall::MemberUpdate {
@@ -125,6 +138,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.admin(&req).await?;
         self.node
             .change_members(PeerCall::MemberPromote {
                 id: req.into_inner().id,

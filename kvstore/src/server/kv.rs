@@ -1,4 +1,8 @@
 //! etcd's KV service: Range, Put, DeleteRange, Txn, Compact.
+//!
+//! With auth enabled, every request but Compact (which etcd does not check) is checked for
+//! its caller on this member after validation: reads once this member is up to date,
+//! writes before they are proposed and again when they are applied (`Node::propose_as`).
 
 use std::sync::Arc;
 
@@ -11,6 +15,7 @@ use proto::etcdserverpb::{
 use tonic::{Request, Response, Status};
 
 use super::node::Node;
+use crate::auth::needs;
 use crate::error::KvError;
 use crate::mvcc::{range, txn, validate};
 use crate::raft::types::{Command, Output, Pb};
@@ -47,19 +52,24 @@ impl KvService {
         Err(KvError::NoSpace)
     }
 
-    async fn txn(&self, t: TxnRequest) -> Result<(TxnResponse, i64), KvError> {
-        let applied = self.node.propose(Command::Txn(Pb(t))).await?;
+    async fn txn(&self, who: Option<String>, t: TxnRequest) -> Result<(TxnResponse, i64), KvError> {
+        let applied = self.node.propose_as(who, Command::Txn(Pb(t))).await?;
         match applied.output? {
             Output::Txn(Pb(resp)) => Ok((resp, applied.revision)),
             other => Err(KvError::Internal(format!("txn applied as {other:?}"))),
         }
     }
 
-    pub async fn range_local(&self, req: &RangeRequest) -> Result<RangeResponse, KvError> {
-        validate::range(req)?;
+    /// Range for `who` (the request already validated): checked, then read here.
+    pub async fn range_local(
+        &self,
+        who: Option<&str>,
+        req: &RangeRequest,
+    ) -> Result<RangeResponse, KvError> {
         if !req.serializable {
             self.node.read_barrier().await?;
         }
+        self.node.authorize(who, &[needs::range(req)]).await?;
         let read = || {
             let (view, revs) = self.node.store.read_view();
             range::execute(&view, revs, req, None).map(|r| (r, revs))
@@ -97,16 +107,20 @@ fn is_read_only(t: &TxnRequest) -> bool {
 impl Kv for KvService {
     #[tracing::instrument(skip_all, level = "debug")]
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        Ok(Response::new(self.range_local(req.get_ref()).await?))
+        validate::range(req.get_ref())?;
+        let who = self.node.caller_of(&req).await?;
+        Ok(Response::new(
+            self.range_local(who.as_deref(), req.get_ref()).await?,
+        ))
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let req = req.into_inner();
-        let len = prost::Message::encoded_len(&req);
+        let len = prost::Message::encoded_len(req.get_ref());
         self.check_size(len)?;
-        validate::put(&req)?;
+        validate::put(req.get_ref())?;
+        let who = self.node.caller_of(&req).await?;
         self.check_quota(len).await?;
-        let (mut resp, rev) = self.txn(txn::put_as_txn(req)).await?;
+        let (mut resp, rev) = self.txn(who, txn::put_as_txn(req.into_inner())).await?;
         let Some(OpResponse::ResponsePut(mut put)) = resp.responses.pop().and_then(|r| r.response)
         else {
             return Err(KvError::internal("put produced no response").into());
@@ -119,10 +133,10 @@ impl Kv for KvService {
         &self,
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        let req = req.into_inner();
-        self.check_size(prost::Message::encoded_len(&req))?;
-        validate::delete(&req)?;
-        let (mut resp, rev) = self.txn(txn::delete_as_txn(req)).await?;
+        self.check_size(prost::Message::encoded_len(req.get_ref()))?;
+        validate::delete(req.get_ref())?;
+        let who = self.node.caller_of(&req).await?;
+        let (mut resp, rev) = self.txn(who, txn::delete_as_txn(req.into_inner())).await?;
         let Some(OpResponse::ResponseDeleteRange(mut del)) =
             resp.responses.pop().and_then(|r| r.response)
         else {
@@ -133,13 +147,17 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let req = req.into_inner();
-        let len = prost::Message::encoded_len(&req);
+        let len = prost::Message::encoded_len(req.get_ref());
         self.check_size(len)?;
-        validate::txn(&req, self.node.config.max_txn_ops)?;
+        validate::txn(req.get_ref(), self.node.config.max_txn_ops)?;
+        let who = self.node.caller_of(&req).await?;
+        let req = req.into_inner();
         if is_read_only(&req) {
             // A read-only Txn is a linearizable read: no log entry needed.
             self.node.read_barrier().await?;
+            let mut wanted = Vec::new();
+            needs::txn(&req, &mut wanted);
+            self.node.authorize(who.as_deref(), &wanted).await?;
             let read = || {
                 let (view, revs) = self.node.store.read_view();
                 txn::execute(&view, revs, &req).map(|o| (o, revs))
@@ -164,7 +182,7 @@ impl Kv for KvService {
             return Ok(Response::new(resp));
         }
         self.check_quota(len).await?;
-        let (mut resp, rev) = self.txn(req).await?;
+        let (mut resp, rev) = self.txn(who, req).await?;
         resp.header = Some(self.node.header(rev));
         Ok(Response::new(resp))
     }
@@ -173,6 +191,8 @@ impl Kv for KvService {
         &self,
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
+        // etcd checks no permission for compaction, but a token must still be valid.
+        self.node.caller_of(&req).await?;
         let req = req.into_inner();
         let applied = self
             .node

@@ -6,11 +6,16 @@
 //!   check, which every peer request passes first.
 //! - `proposer`: batching of proposals on the leader (group commit under load).
 //! - `authority`: client connections that accept the URL :authority etcdctl 3.4 sends.
+//! - `listener`: accepting plain or TLS connections; `identity`: what the handshake proved.
+//! - `auth`: etcd's Auth service (users, roles, tokens; the checks live in `crate::auth`).
 
+pub mod auth;
 mod authority;
 pub mod cluster;
+pub mod identity;
 pub mod kv;
 pub mod lease;
+mod listener;
 pub mod maintenance;
 pub mod node;
 pub mod peer;
@@ -62,6 +67,8 @@ pub enum StartError {
     Raft(String),
     #[error("opening the state machine: {0}")]
     Store(crate::error::KvError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Works out who this member is: from its data directory, or for a new member from the
@@ -139,16 +146,32 @@ async fn join_existing(cfg: &KvConfig, peers: &Peers) -> Result<Identity, StartE
     Err(StartError::Join(last_err))
 }
 
-async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError> {
+/// Binds every address; an https:// one gets `tls` (which the config guarantees exists).
+async fn bind(
+    addrs: &[config::Listen],
+    tls: &Option<Arc<rustls::ServerConfig>>,
+) -> Result<Vec<(TcpListener, Option<Arc<rustls::ServerConfig>>)>, StartError> {
     let mut out = Vec::new();
-    for addr in addrs {
-        out.push(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|cause| StartError::Listen { addr: *addr, cause })?,
-        );
+    for l in addrs {
+        let listener = TcpListener::bind(l.addr)
+            .await
+            .map_err(|cause| StartError::Listen {
+                addr: l.addr,
+                cause,
+            })?;
+        out.push((listener, if l.tls { tls.clone() } else { None }));
     }
     Ok(out)
+}
+
+fn server_tls(
+    files: &Option<config::TlsFiles>,
+) -> Result<Option<Arc<rustls::ServerConfig>>, StartError> {
+    files
+        .as_ref()
+        .map(crate::tls::server_config)
+        .transpose()
+        .map_err(StartError::Tls)
 }
 
 /// Runs a member until `external` turns true (the binary sets it on SIGTERM or SIGINT) or
@@ -166,9 +189,15 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
     let dir = DataDir::new(&cfg.data_dir);
     // Refuse a foreign or damaged directory before binding or talking to anyone.
     dir.identity()?;
-    let peer_listeners = bind(&cfg.listen_peer).await?;
-    let client_listeners = bind(&cfg.listen_client).await?;
-    let peers = Peers::default();
+    let peer_listeners = bind(&cfg.listen_peer, &server_tls(&cfg.peer_tls)?).await?;
+    let client_listeners = bind(&cfg.listen_client, &server_tls(&cfg.client_tls)?).await?;
+    let peers = Peers::new(
+        cfg.peer_tls
+            .as_ref()
+            .map(|t| proto::tls::ClientTls::load(t.trusted_ca.as_deref(), Some((&t.cert, &t.key))))
+            .transpose()
+            .map_err(|e| StartError::Tls(crate::tls::TlsError::Config(e)))?,
+    );
     let ident = identity(&cfg, &dir, &peers).await?;
     peers.set_cluster_id(ident.cluster_id);
     info!(name = %cfg.name, member = %format!("{:x}", ident.member_id), cluster = %format!("{:x}", ident.cluster_id), data_dir = %cfg.data_dir.display(), "starting member");
@@ -243,11 +272,11 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
         stop,
     });
     let mut tasks = tokio::task::JoinSet::new();
-    for l in peer_listeners {
+    for (l, tls) in peer_listeners {
         let svc = peer_gate::service(node.cluster_id, peer::PeerService { node: node.clone() });
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true));
+            let incoming = listener::incoming(l, tls);
             tonic::transport::Server::builder()
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, async move {
@@ -257,15 +286,15 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
         });
     }
     let limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
-    for l in client_listeners {
+    for (l, tls) in client_listeners {
         let n = node.clone();
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
-            // etcd's Go clients may send a URL as the :authority (see authority.rs).
-            let incoming = tokio_stream::StreamExt::map(
-                tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
-                |conn| conn.map(authority::AuthorityTolerant::new),
-            );
+            // etcd's Go clients may send a URL as the :authority (see authority.rs); that
+            // is read inside TLS.
+            let incoming = tokio_stream::StreamExt::map(listener::incoming(l, tls), |conn| {
+                conn.map(authority::AuthorityTolerant::new)
+            });
             tonic::transport::Server::builder()
                 .add_service(
                     KvServer::new(kv::KvService { node: n.clone() })
@@ -286,6 +315,12 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
                 .add_service(
                     MaintenanceServer::new(maintenance::MaintenanceService { node: n.clone() })
                         .max_decoding_message_size(limit),
+                )
+                .add_service(
+                    proto::etcdserverpb::auth_server::AuthServer::new(auth::AuthService {
+                        node: n.clone(),
+                    })
+                    .max_decoding_message_size(limit),
                 )
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.wait_for(|s| *s).await;

@@ -1,7 +1,9 @@
 //! `Node`: one running member as the services see it. It owns the Raft handle and the
 //! store, and it is the one place that knows how to reach the leader: proposals, read
 //! barriers, lease keep-alives and membership changes run locally on the leader and are
-//! forwarded to it from followers, with one retry policy for all of them.
+//! forwarded to it from followers, with one retry policy for all of them. It also tells
+//! the services who sent a request and whether that caller may do it (`caller`,
+//! `authorize`, `propose_as`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -13,7 +15,10 @@ use openraft::{ChangeMembers, ServerState};
 use proto::etcdserverpb::ResponseHeader;
 use tracing::{info, warn};
 
+use super::identity::ClientIdentity;
 use super::proposer::Proposer;
+use crate::auth::token::Lookup;
+use crate::auth::Need;
 use crate::config::KvConfig;
 use crate::error::KvError;
 use crate::raft::calls::{ClusterInfo, MemberInfo, PeerCall, PeerReply};
@@ -135,6 +140,71 @@ impl Node {
             }
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Who sent a request (etcd's `AuthInfoFromCtx`): the user of its `token` metadata,
+    /// else the common name of its verified TLS client certificate, else nobody. A token is
+    /// checked whether auth is enabled or not, as etcd does ("invalid auth token"); one
+    /// issued by a log entry this member has not applied yet is waited for, up to the
+    /// request timeout.
+    pub async fn caller(
+        &self,
+        meta: &tonic::metadata::MetadataMap,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<Option<String>, KvError> {
+        // etcd's gRPC key, then the one its HTTP gateway uses.
+        let Some(value) = meta.get("token").or_else(|| meta.get("authorization")) else {
+            return Ok(identity.and_then(|i| i.common_name.clone()));
+        };
+        let token = value.to_str().map_err(|_| KvError::InvalidAuthToken)?;
+        let tokens = &self.store.tokens;
+        match tokens.lookup(token, Instant::now()) {
+            Lookup::User(user) => return Ok(Some(user)),
+            Lookup::Unknown { index } if index > self.store.applied_index() => {
+                self.raft
+                    .wait(Some(self.config.request_timeout()))
+                    .applied_index_at_least(Some(index), "auth token")
+                    .await
+                    .map_err(|_| KvError::InvalidAuthToken)?;
+            }
+            Lookup::Unknown { .. } | Lookup::Invalid => return Err(KvError::InvalidAuthToken),
+        }
+        match tokens.lookup(token, Instant::now()) {
+            Lookup::User(user) => Ok(Some(user)),
+            _ => Err(KvError::InvalidAuthToken),
+        }
+    }
+
+    /// The caller of a unary request (see `caller`).
+    pub async fn caller_of<T>(&self, req: &tonic::Request<T>) -> Result<Option<String>, KvError> {
+        self.caller(req.metadata(), req.extensions().get::<ClientIdentity>())
+            .await
+    }
+
+    /// Checks `needs` for `user` against the auth store as applied here. A refusal is
+    /// confirmed after a read barrier, so a grant committed before the request (possibly
+    /// through another member) is not refused for this member's lag; when no barrier can
+    /// be had (no leader), the refusal stands.
+    pub async fn authorize(&self, user: Option<&str>, needs: &[Need<'_>]) -> Result<(), KvError> {
+        match self.store.check_auth(user, needs) {
+            Err(KvError::Storage(f)) => Err(KvError::Storage(f)),
+            Err(refusal) => match self.read_barrier().await {
+                Ok(()) => self.store.check_auth(user, needs),
+                Err(_) => Err(refusal),
+            },
+            ok => ok,
+        }
+    }
+
+    /// Proposes a client's command once `user` may (see `authorize`), tagged with the user
+    /// so that the state machine checks it again as of the entry it applies.
+    pub async fn propose_as(&self, user: Option<String>, cmd: Command) -> Result<Applied, KvError> {
+        self.authorize(user.as_deref(), &cmd.auth_needs()).await?;
+        let cmd = Command::AsUser {
+            user,
+            cmd: Box::new(cmd),
+        };
+        self.propose(cmd).await
     }
 
     /// Replicates a command and returns what applying it produced.

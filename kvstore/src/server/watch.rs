@@ -6,6 +6,10 @@
 //! replaced the state) reads stored history from `next_rev` up to the current revision and
 //! then joins the broadcast. Since the broadcast receiver exists before any history read,
 //! nothing falls between the two and nothing is sent twice.
+//!
+//! With auth enabled, creating a watcher needs READ over its range for the stream's caller
+//! (its token or client certificate); a refusal is answered as etcd 3.4 answers it: a
+//! response with watch ID -1, created and canceled, whose cancel reason is the error.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -22,7 +26,10 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info};
 
+use super::identity::ClientIdentity;
 use super::node::Node;
+use crate::auth::Need;
+use crate::error::KvError;
 use crate::mvcc::{ChangeKind, RangeEnd};
 use crate::storage::mvcc_store::HistoryEvent;
 use crate::watch::hub::HubMsg;
@@ -44,6 +51,8 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let meta = req.metadata().clone();
+        let identity = req.extensions().get::<ClientIdentity>().cloned();
         let input = req.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let hub = self.node.store.hub.subscribe();
@@ -56,6 +65,8 @@ impl Watch for WatchService {
             next_auto_id: 0,
             stream_rev,
             progress_pending: false,
+            meta,
+            identity,
         };
         tokio::spawn(task.run(input));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -107,6 +118,9 @@ struct StreamTask {
     stream_rev: i64,
     /// A progress request waits for every watcher to be synced.
     progress_pending: bool,
+    /// Who opened the stream: each create is checked for them.
+    meta: tonic::metadata::MetadataMap,
+    identity: Option<ClientIdentity>,
 }
 
 /// The client went away; the task ends.
@@ -169,7 +183,39 @@ impl StreamTask {
         }
     }
 
+    /// Whether the stream's caller may watch `[key, range_end)`; the error is the cancel
+    /// reason etcd gives.
+    async fn permitted(&self, c: &WatchCreateRequest) -> Result<(), String> {
+        // etcd watches "\0", the smallest key, for an empty key.
+        let key: &[u8] = if c.key.is_empty() { &[0] } else { &c.key };
+        let need = Need::Read {
+            key,
+            range_end: &c.range_end,
+        };
+        let checked = match self.node.caller(&self.meta, self.identity.as_ref()).await {
+            Ok(who) => self.node.authorize(who.as_deref(), &[need]).await,
+            Err(e) => Err(e),
+        };
+        checked.map_err(|e| match e {
+            KvError::InvalidAuthToken | KvError::AuthOldRevision | KvError::UserEmpty => {
+                e.to_string()
+            }
+            _ => KvError::PermissionDenied.to_string(),
+        })
+    }
+
     async fn create(&mut self, c: WatchCreateRequest) -> Result<(), Closed> {
+        if let Err(reason) = self.permitted(&c).await {
+            let resp = WatchResponse {
+                header: self.header(self.node.store.revisions().current),
+                watch_id: -1,
+                created: true,
+                canceled: true,
+                cancel_reason: reason,
+                ..Default::default()
+            };
+            return self.send(resp).await;
+        }
         let current = self.node.store.revisions().current;
         let id = if c.watch_id != 0 {
             c.watch_id

@@ -65,6 +65,16 @@ pub enum DataDirError {
     Rocks { dir: PathBuf, cause: String },
 }
 
+/// Creates `dir` and its missing parents readable by this user only (0700), as etcd
+/// creates its data directory; an existing directory is left as it is.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 pub struct DataDir {
     pub root: PathBuf,
 }
@@ -140,7 +150,7 @@ impl DataDir {
 
     /// Records the identity; the file is written and synced before it is renamed into place.
     pub fn write_identity(&self, id: &Identity) -> Result<(), DataDirError> {
-        std::fs::create_dir_all(&self.root).map_err(|e| self.io(e))?;
+        private_dir(&self.root).map_err(|e| self.io(e))?;
         let tmp = self.root.join("member.json.tmp");
         let bytes = serde_json::to_vec_pretty(id).map_err(|e| self.io(std::io::Error::other(e)))?;
         write_synced(&tmp, &bytes).map_err(|e| self.io(e))?;
@@ -149,7 +159,7 @@ impl DataDir {
     }
 
     pub fn open_db(&self) -> Result<Arc<DB>, DataDirError> {
-        std::fs::create_dir_all(self.snap_dir()).map_err(|e| self.io(e))?;
+        private_dir(&self.snap_dir()).map_err(|e| self.io(e))?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);

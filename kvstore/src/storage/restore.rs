@@ -1,7 +1,8 @@
 //! Seeding a new cluster's member from a snapshot file (what Maintenance.Snapshot streams),
 //! like `etcdctl snapshot restore`: the keys, their history since the last compaction and the
-//! leases are kept; everything about the old cluster (membership, member names, alarms,
-//! applied log position) is dropped, and the member starts a new cluster.
+//! leases, users and roles (with auth enabled or not) are kept, as etcd keeps them;
+//! everything about the old cluster (membership, member names, alarms, applied log
+//! position) is dropped, and the member starts a new cluster.
 
 use std::path::Path;
 

@@ -7,6 +7,8 @@
 //! serves snapshots.
 
 mod apply;
+#[cfg(test)]
+mod auth_tests;
 mod snapshots;
 
 use std::collections::BTreeMap;
@@ -21,6 +23,8 @@ use tracing::{info, warn};
 
 use super::db::{cf, db_size, decode, encode, CF_META};
 use super::mvcc_store::{compact_physically, View};
+use crate::auth::token::Tokens;
+use crate::auth::{AuthState, Need};
 use crate::error::{KvError, StorageFault};
 use crate::lessor::Lessor;
 use crate::mvcc::{Revisions, INITIAL_REVISION};
@@ -35,6 +39,8 @@ pub(crate) const KEY_APPLIED: &[u8] = b"applied";
 pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_REVS: &[u8] = b"revisions";
 pub(crate) const KEY_ALARMS: &[u8] = b"alarms";
+/// The whole auth store (`auth::AuthState`) in one row: it is small and changes rarely.
+pub(crate) const KEY_AUTH: &[u8] = b"auth";
 const KEY_COMPACTED_PHYSICALLY: &[u8] = b"compacted_physically";
 /// (log index, command index) of the last command applied from a batch entry not yet
 /// complete.
@@ -60,6 +66,8 @@ pub struct SmState {
     pub membership: StoredMembership,
     pub alarms: Vec<(u64, i32)>,
     pub members: BTreeMap<u64, MemberAttrs>,
+    /// Shared: cloning the state for every applied command must not copy every user.
+    pub auth: Arc<AuthState>,
 }
 
 /// The shared read side of the state machine.
@@ -68,6 +76,8 @@ pub struct Store {
     state: RwLock<SmState>,
     pub hub: WatchHub,
     pub lessor: Lessor,
+    /// Simple tokens issued by applied Authenticate entries (memory only).
+    pub tokens: Tokens,
     compactor: mpsc::Sender<i64>,
     compactor_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Serialises making a snapshot current (see `snapshots::publish_snapshot`).
@@ -118,6 +128,7 @@ impl Store {
             state: RwLock::new(SmState::default()),
             hub: WatchHub::new(watch_capacity),
             lessor: Lessor::default(),
+            tokens: Tokens::default(),
             compactor: tx,
             compactor_thread: std::sync::Mutex::new(None),
             snap_lock: std::sync::Mutex::new(()),
@@ -183,6 +194,7 @@ impl Store {
             membership: self.meta(KEY_MEMBERSHIP)?.unwrap_or_default(),
             alarms: self.meta(KEY_ALARMS)?.unwrap_or_default(),
             members,
+            auth: Arc::new(self.meta(KEY_AUTH)?.unwrap_or_default()),
         };
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = st;
         let leases = View::new(&self.db).leases()?;
@@ -205,6 +217,26 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .applied
             .map_or(0, |l| l.index)
+    }
+
+    /// The auth store as applied here.
+    pub fn auth(&self) -> Arc<AuthState> {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .auth
+            .clone()
+    }
+
+    /// Checks `needs` for `user` against the auth store as applied here, reading the keys
+    /// of a lease from the current state when a need names one.
+    pub fn check_auth(&self, user: Option<&str>, needs: &[Need<'_>]) -> Result<(), KvError> {
+        let auth = self.auth();
+        if !auth.enabled {
+            return Ok(());
+        }
+        // A view only for a need that names a lease: most checks read no key.
+        auth.check(user, needs, &mut |id| self.read_view().0.lease_keys(id))
     }
 
     pub fn has_alarm(&self, alarm: i32) -> bool {

@@ -9,6 +9,7 @@ use proto::etcdserverpb::lease_client::LeaseClient;
 use proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use proto::etcdserverpb::watch_client::WatchClient;
 use proto::etcdserverpb::StatusRequest;
+use proto::tls::ClientTls;
 use tonic::transport::{Channel, Endpoint};
 
 /// Where clients send their requests.
@@ -25,16 +26,18 @@ pub struct Pool {
     channels: Vec<Channel>,
 }
 
-fn url(e: &str) -> String {
-    if e.contains("://") {
-        e.to_string()
-    } else {
-        format!("http://{e}")
+fn url(e: &str, tls: Option<&ClientTls>) -> String {
+    match (e.contains("://"), tls) {
+        (true, _) => e.to_string(),
+        (false, Some(_)) => format!("https://{e}"),
+        (false, None) => format!("http://{e}"),
     }
 }
 
-async fn connect(e: &str) -> anyhow::Result<Channel> {
-    Endpoint::from_shared(url(e))?
+async fn connect(e: &str, tls: Option<&ClientTls>) -> anyhow::Result<Channel> {
+    let url = url(e, tls);
+    let ep = Endpoint::from_shared(url.clone())?;
+    ClientTls::apply(tls, &url, ep)?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_adaptive_window(true)
@@ -44,9 +47,11 @@ async fn connect(e: &str) -> anyhow::Result<Channel> {
 }
 
 /// The endpoint of the member that is the leader now.
-pub async fn leader(endpoints: &[String]) -> anyhow::Result<String> {
+pub async fn leader(endpoints: &[String], tls: Option<&ClientTls>) -> anyhow::Result<String> {
     for e in endpoints {
-        let Ok(ch) = connect(e).await else { continue };
+        let Ok(ch) = connect(e, tls).await else {
+            continue;
+        };
         let Ok(s) = MaintenanceClient::new(ch).status(StatusRequest {}).await else {
             continue;
         };
@@ -59,14 +64,19 @@ pub async fn leader(endpoints: &[String]) -> anyhow::Result<String> {
 }
 
 impl Pool {
-    pub async fn open(endpoints: &[String], conns: usize, target: Target) -> anyhow::Result<Pool> {
+    pub async fn open(
+        endpoints: &[String],
+        conns: usize,
+        target: Target,
+        tls: Option<&ClientTls>,
+    ) -> anyhow::Result<Pool> {
         let targets = match target {
-            Target::Leader => vec![leader(endpoints).await?],
+            Target::Leader => vec![leader(endpoints, tls).await?],
             Target::All => endpoints.to_vec(),
         };
         let mut channels = Vec::with_capacity(conns.max(1));
         for i in 0..conns.max(1) {
-            channels.push(connect(&targets[i % targets.len()]).await?);
+            channels.push(connect(&targets[i % targets.len()], tls).await?);
         }
         Ok(Pool { channels })
     }

@@ -41,7 +41,8 @@ pub enum Workload {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct KvBenchFlags {
-    /// Client URLs of the members (host:port or http://host:port), comma separated.
+    /// Client URLs of the members (host:port, http://host:port or https://host:port),
+    /// comma separated; host:port means https:// when --cacert is given.
     #[arg(long, value_delimiter = ',', required = true)]
     pub endpoints: Vec<String>,
     #[arg(long, value_enum)]
@@ -88,6 +89,15 @@ pub struct KvBenchFlags {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The CA (PEM) the members' certificates are verified against (as etcd's benchmark).
+    #[arg(long)]
+    pub cacert: Option<PathBuf>,
+    /// A client certificate (PEM) to present.
+    #[arg(long, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
 /// What every workload gets.
@@ -118,7 +128,16 @@ impl Ctx {
 
 /// Runs the workload; returns its rows (some workloads measure more than one thing).
 pub async fn run(flags: KvBenchFlags) -> anyhow::Result<Vec<Row>> {
-    let pool = Arc::new(conn::Pool::open(&flags.endpoints, flags.conns, flags.target).await?);
+    let tls = match &flags.cacert {
+        Some(ca) => Some(
+            proto::tls::ClientTls::load(Some(ca), flags.cert.as_deref().zip(flags.key.as_deref()))
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    let pool = Arc::new(
+        conn::Pool::open(&flags.endpoints, flags.conns, flags.target, tls.as_ref()).await?,
+    );
     let ctx = Ctx {
         servers: Servers {
             pids: flags.pids.clone(),

@@ -1,5 +1,6 @@
 //! Containers' lifecycle in the daemon: their names and labels, the create body of an app
-//! container (joining its sandbox's network namespace), create-and-start, stop and remove.
+//! container (joining its sandbox's network namespace, confined by its securityContext
+//! through `security.rs`), create-and-start, stop and remove.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use super::client::enc;
+use super::security;
 use super::{
     other, DockerRuntime, L_ATTEMPT, L_CONTAINER, L_HASH, L_IMAGE, L_INIT, L_KIND, L_NAME, L_NODE,
     L_NS, L_OWNER, L_UID,
@@ -82,6 +84,13 @@ impl DockerRuntime {
         cfg: &ContainerConfig,
     ) -> Result<String> {
         self.ensure_image(&cfg.image, cfg.pull_policy).await?;
+        let image_user = if security::needs_image_user(&cfg.security) {
+            self.image_user(&cfg.image).await?
+        } else {
+            String::new()
+        };
+        security::verify_run_as_non_root(&cfg.security, &image_user, &cfg.pod, &cfg.name)
+            .map_err(RuntimeError::InvalidConfig)?;
         let mut labels = self.labels(&cfg.pod, &cfg.name, "container");
         for (k, v) in [
             (L_ATTEMPT, cfg.attempt.to_string()),
@@ -129,6 +138,7 @@ impl DockerRuntime {
         if let Some(wd) = &cfg.working_dir {
             body["WorkingDir"] = json!(wd);
         }
+        security::apply(&cfg.security, &image_user, &mut body);
         let name = container_name(&[
             "k8s",
             &cfg.name,
@@ -138,6 +148,17 @@ impl DockerRuntime {
             &cfg.attempt.to_string(),
         ]);
         self.create_and_start(&name, &body).await
+    }
+
+    /// The user an image runs as (its `Config.User`; empty: root).
+    async fn image_user(&self, image: &str) -> Result<String> {
+        let v = super::image::present(&self.docker, image)
+            .await
+            .map_err(other)?;
+        Ok(v.as_ref()
+            .and_then(|v| v["Config"]["User"].as_str())
+            .unwrap_or("")
+            .to_string())
     }
 
     pub(super) async fn stop_id(&self, id: &str, grace: Duration) -> Result<()> {

@@ -13,7 +13,8 @@
 //! Layout: `client.rs` (the Engine API client), `image.rs` (the infra image the agent
 //! builds), `network.rs` (the pod network), `inspect.rs` (listing, inspecting and the cache
 //! of what the daemon says), `container.rs` (containers' names, labels and lifecycle),
-//! `pull.rs` (pulling images), `streams.rs` (exec and logs); this file holds the runtime,
+//! `security.rs` (a securityContext as create-body fields, runAsNonRoot), `pull.rs`
+//! (pulling images), `streams.rs` (exec and logs); this file holds the runtime,
 //! its pod sandboxes and the `Runtime` implementation over those parts.
 
 pub mod client;
@@ -22,6 +23,7 @@ pub mod image;
 mod inspect;
 mod network;
 mod pull;
+pub mod security;
 mod streams;
 
 use std::collections::{BTreeMap, HashMap};

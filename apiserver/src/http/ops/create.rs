@@ -17,8 +17,9 @@ pub async fn create(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Bod
         let v = serde_json::from_slice(&body).unwrap_or_default();
         crate::authz::node::check_create(n, a, &v)?;
     }
-    let warnings = field_validation(c.target.kind.as_ref(), c.query, &body)?;
+    let mut warnings = field_validation(c.target.kind.as_ref(), c.query, &body)?;
     let obj = c.shared.store.create(&c.target, &body, &w).await?;
+    warnings.extend(w.warnings.take());
     Ok(with_warnings(
         json_response(StatusCode::CREATED, obj),
         &warnings,

@@ -27,11 +27,12 @@ pub async fn patch(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Body
     if apply {
         body = crate::patch::apply_config_json(body)?;
     }
-    let p = c
+    let mut p = c
         .shared
         .store
         .patch(&c.target, pt, &body, c.req.sub(), &w, force)
         .await?;
+    p.warnings.extend(w.warnings.take());
     let code = if p.created {
         StatusCode::CREATED
     } else {

@@ -12,11 +12,12 @@ use crate::http::{json_response, Body};
 pub async fn update(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let w = c.write_options(&req, false)?;
     let body = read_object(req).await?;
-    let warnings = field_validation(c.target.kind.as_ref(), c.query, &body)?;
+    let mut warnings = field_validation(c.target.kind.as_ref(), c.query, &body)?;
     let obj = c
         .shared
         .store
         .update(&c.target, &body, c.req.sub(), &w)
         .await?;
+    warnings.extend(w.warnings.take());
     Ok(with_warnings(json_response(StatusCode::OK, obj), &warnings))
 }

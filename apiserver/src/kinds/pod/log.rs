@@ -1,12 +1,12 @@
 //! `GET .../pods/<name>/log`: checks the pod and container as kube-apiserver does, then
 //! streams the answer of the pod's node agent (`/containerLogs/...` on the port the Node
-//! advertises in `status.daemonEndpoints`) back to the client. The apiserver presents its
-//! admin token; it does not verify the agent's self-signed certificate (kube-apiserver's
-//! default without `--kubelet-certificate-authority`).
+//! advertises in `status.daemonEndpoints`) back to the client. The agent is dialled as
+//! `crate::kubelet` says: this apiserver's `--kubelet-client-certificate` and nothing
+//! else (never a token), its certificate checked against `--kubelet-certificate-authority`
+//! when given. The agent's refusals reach the client as kube-apiserver passes them on.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,8 +15,7 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -34,67 +33,6 @@ const PASSED: &[&str] = &[
     "tailLines",
     "limitBytes",
 ];
-
-/// Accepts the agent's certificate as it is, but still checks that the handshake was
-/// signed by its key.
-#[derive(Debug)]
-struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-fn client_config() -> Result<Arc<rustls::ClientConfig>, ApiError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
-        .with_no_client_auth();
-    Ok(Arc::new(cfg))
-}
 
 /// The container whose log is asked for: the one named, or the pod's only container.
 pub fn container_name(pod: &Value, name: &str, asked: Option<&str>) -> Result<String, ApiError> {
@@ -210,7 +148,7 @@ pub async fn proxy(
     .map_err(|_| dial(&"dial tcp: i/o timeout"))?
     .map_err(|e| dial(&format!("dial tcp {ip}:{port}: {e}")))?;
     let server_name = ServerName::try_from(ip.clone()).map_err(|e| dial(&e))?;
-    let tls = tokio_rustls::TlsConnector::from(client_config()?)
+    let tls = tokio_rustls::TlsConnector::from(shared.kubelet.tls())
         .connect(server_name, tcp)
         .await
         .map_err(|e| dial(&e))?;
@@ -220,19 +158,17 @@ pub async fn proxy(
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let token = shared.auth.tokens.admin_token().unwrap_or_default();
     let req = http::Request::builder()
         .method("GET")
         .uri(&path)
         .header("host", format!("{ip}:{port}"))
-        .header("authorization", format!("Bearer {token}"))
         .body(http_body_util::Empty::<Bytes>::new())
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let resp = sender.send_request(req).await.map_err(|e| dial(&e))?;
     let status = resp.status();
     if !status.is_success() {
-        let body = resp
-            .into_body()
+        // At most what kube-apiserver reads of an error (maxReadLength).
+        let body = http_body_util::Limited::new(resp.into_body(), 50_000)
             .collect()
             .await
             .map(|b| b.to_bytes())
@@ -240,6 +176,10 @@ pub async fn proxy(
         let msg = String::from_utf8_lossy(&body).trim().to_string();
         return Err(match status {
             StatusCode::BAD_REQUEST => ApiError::BadRequest(msg),
+            // The agent's own words say who was refused what (kube-apiserver keeps them).
+            StatusCode::FORBIDDEN => ApiError::Forbidden(msg),
+            StatusCode::UNAUTHORIZED => ApiError::Unauthorized,
+            StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests(msg),
             StatusCode::NOT_FOUND => ApiError::NotFound {
                 gr: crate::error::GroupResource {
                     group: "",

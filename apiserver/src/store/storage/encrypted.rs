@@ -46,8 +46,9 @@ fn failed(kv: &Kv, e: &str) -> String {
     )
 }
 
-/// Replaces a stored value by its plaintext, or fails.
+/// Replaces a stored value by its plaintext (noting whether it is stale), or fails.
 fn open_or_fail(encryption: &Encryption, kv: &mut Kv) -> Result<(), StorageError> {
+    kv.stale = encryption.stale(&kv.key, &kv.value);
     match encryption.open(&kv.key, &kv.value) {
         Ok(None) => Ok(()),
         Ok(Some(plain)) => {
@@ -318,17 +319,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn encrypt_storage_reads_plaintext_written_before_encryption() {
+    async fn encrypt_storage_reads_plaintext_written_before_encryption_only_with_identity() {
         let m = Arc::new(Memory::new());
         put(m.as_ref(), S1, PLAIN).await;
-        let s = over(&m, &[gcm("key1", 1)]);
-        assert_eq!(value(&s, S1).await.unwrap(), PLAIN);
+        // As kube: without identity among the providers, plaintext does not read.
+        let strict = over(&m, &[gcm("key1", 1)]);
+        let e = value(&strict, S1).await.unwrap_err().to_string();
+        assert!(e.contains("no matching prefix found"), "{e}");
+        let s = over(&m, &[gcm("key1", 1), "      - identity: {}\n".into()]);
+        let kv = s.get(S1).await.unwrap().unwrap();
+        assert_eq!(kv.value, PLAIN);
+        assert!(kv.stale, "plaintext read while aesgcm writes is stale");
         let r = s.range(SECRETS, &prefix_end(SECRETS), 0, 0).await.unwrap();
         assert_eq!(r.kvs[0].value, PLAIN);
-        // Rewriting it encrypts it.
+        // Rewriting it encrypts it, and it is current from then on.
         put(&s, S1, PLAIN).await;
         assert!(raw(&m, S1).await.starts_with(b"k8s:enc:aesgcm:v1:key1:"));
-        assert_eq!(value(&s, S1).await.unwrap(), PLAIN);
+        let kv = s.get(S1).await.unwrap().unwrap();
+        assert_eq!(kv.value, PLAIN);
+        assert!(!kv.stale);
+        // Identity first: plaintext is current, an encrypted value is stale.
+        let back = over(&m, &["      - identity: {}\n".into(), gcm("key1", 1)]);
+        assert!(back.get(S1).await.unwrap().unwrap().stale);
     }
 
     #[tokio::test]
@@ -340,9 +352,11 @@ mod tests {
         // The new key first, the old one second.
         let rotating = over(&m, &[gcm("key2", 2), gcm("key1", 1)]);
         assert_eq!(value(&rotating, S1).await.unwrap(), PLAIN);
+        assert!(rotating.get(S1).await.unwrap().unwrap().stale);
         put(&rotating, S1, PLAIN).await;
         assert!(raw(&m, S1).await.starts_with(b"k8s:enc:aesgcm:v1:key2:"));
         assert_eq!(value(&rotating, S1).await.unwrap(), PLAIN);
+        assert!(!rotating.get(S1).await.unwrap().unwrap().stale);
         // The old key removed: what was rewritten reads, what was not is an error.
         let new = over(&m, &[gcm("key2", 2)]);
         assert_eq!(value(&new, S1).await.unwrap(), PLAIN);
@@ -529,5 +543,25 @@ mod tests {
         let cached: Value = serde_json::from_slice(&cached.json).unwrap();
         assert_eq!(cached["data"]["password"], "aHVudGVyMg==");
         feed.abort();
+
+        // Rotation, as kube documents it: a new key first, then `kubectl replace` of every
+        // secret unchanged. An unchanged object stored with the old key is written again.
+        let rotated = Store {
+            storage: Arc::new(over(&m, &[gcm("key2", 2), gcm("key1", 1)])),
+            ..store
+        };
+        let t = target("secrets", Some("team"), Some("s"));
+        let rev = m.revision();
+        rotated
+            .update(&t, &body(got.clone()), None, &w)
+            .await
+            .unwrap();
+        let stored = raw(&m, "/registry/secrets/team/s").await;
+        assert!(stored.starts_with(b"k8s:enc:aesgcm:v1:key2:"), "{stored:?}");
+        assert_eq!(m.revision(), rev + 1);
+        // Now current: replacing it again writes nothing.
+        let again = rotated.get(&t, None).await.unwrap();
+        rotated.update(&t, &again, None, &w).await.unwrap();
+        assert_eq!(m.revision(), rev + 1);
     }
 }

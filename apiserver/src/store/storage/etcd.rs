@@ -63,6 +63,7 @@ fn kv(k: proto::mvccpb::KeyValue) -> Kv {
         value: k.value,
         create_revision: k.create_revision,
         mod_revision: k.mod_revision,
+        stale: false,
     }
 }
 

@@ -159,6 +159,7 @@ impl Storage for Memory {
                             value: v.clone(),
                             create_revision: created,
                             mod_revision: rev,
+                            stale: false,
                         }),
                     );
                     changed.push(k.as_bytes().to_vec());
@@ -249,6 +250,7 @@ impl MemoryWatch {
                             value: vec![],
                             create_revision: 0,
                             mod_revision: *rev,
+                            stale: false,
                         },
                         prev,
                     },

@@ -35,6 +35,9 @@ pub struct Kv {
     pub value: Vec<u8>,
     pub create_revision: i64,
     pub mod_revision: i64,
+    /// Stored in a form that is not the one written now (encryption at rest: an older
+    /// key or provider); an update is to rewrite it even when the object is unchanged.
+    pub stale: bool,
 }
 
 /// The result of a range: the keys in order, whether more were left out by the limit, and

@@ -13,6 +13,9 @@
 //! database failed to read or write): then nothing of the step is written or counted as
 //! applied, and the fault goes back to the caller, which stops the member (`fatal`).
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use openraft::EntryPayload;
 use proto::etcdserverpb::request_op::Request;
 use proto::etcdserverpb::{DeleteRangeRequest, RequestOp, TxnRequest};
@@ -22,9 +25,10 @@ use tracing::{info, warn};
 use super::super::db::{cf, encode, CF_META};
 use super::super::mvcc_store::{self, HistoryEvent, LeaseRecord};
 use super::{
-    MemberAttrs, SmState, Store, ALARM_NOSPACE, KEY_ALARMS, KEY_APPLIED, KEY_MEMBERSHIP,
+    MemberAttrs, SmState, Store, ALARM_NOSPACE, KEY_ALARMS, KEY_APPLIED, KEY_AUTH, KEY_MEMBERSHIP,
     KEY_PARTIAL, KEY_REVS, MEMBER_PREFIX,
 };
+use crate::auth::Effect;
 use crate::error::{refusal_or_fault, KvError, StorageFault};
 use crate::mvcc::txn;
 use crate::raft::types::{Applied, Command, Entry, LogId, Output, Pb, StoredMembership};
@@ -129,6 +133,7 @@ impl Store {
             }
             Step::Command(cmd) => refusal_or_fault(self.apply_command(
                 cmd,
+                log_id,
                 &mut st,
                 &mut batch,
                 &mut events,
@@ -156,6 +161,7 @@ impl Store {
     fn apply_command(
         &self,
         cmd: Command,
+        log_id: LogId,
         st: &mut SmState,
         batch: &mut WriteBatch,
         events: &mut Option<RevisionEvents>,
@@ -248,6 +254,45 @@ impl Store {
                 Ok(Output::Alarms(st.alarms.clone()))
             }
             Command::Batch(_) => Err(KvError::internal("a batch inside a batch")),
+            Command::AsUser { user, cmd } => {
+                if matches!(*cmd, Command::AsUser { .. } | Command::Batch(_)) {
+                    return Err(KvError::internal("a nested command inside AsUser"));
+                }
+                let auth = st.auth.clone();
+                if auth.enabled {
+                    let needs = cmd.auth_needs();
+                    auth.check(user.as_deref(), &needs, &mut |id| {
+                        self.view().lease_keys(id)
+                    })?;
+                }
+                self.apply_command(*cmd, log_id, st, batch, events, after)
+            }
+            Command::Auth(op) => {
+                let mut next = (*st.auth).clone();
+                let what = op.to_string();
+                let effect = next.apply(op)?;
+                if !matches!(effect, Effect::Issue { .. }) {
+                    info!(change = %what, auth_revision = next.revision, "auth store changed");
+                }
+                batch.put_cf(cf(&self.db, CF_META), KEY_AUTH, encode(&next));
+                st.auth = Arc::new(next);
+                let index = log_id.index;
+                let output = match &effect {
+                    Effect::Issue { .. } => Output::Authenticated { index },
+                    _ => Output::Done,
+                };
+                *after = match effect {
+                    Effect::Nothing => None,
+                    Effect::Issue { user, token } => Some(Box::new(move |s| {
+                        s.tokens.issue(token, user, index, Instant::now())
+                    })),
+                    Effect::RevokeUser(user) => {
+                        Some(Box::new(move |s| s.tokens.invalidate_user(&user)))
+                    }
+                    Effect::RevokeAll => Some(Box::new(|s| s.tokens.clear())),
+                };
+                Ok(output)
+            }
             Command::PublishMember {
                 id,
                 name,
