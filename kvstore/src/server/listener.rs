@@ -53,12 +53,16 @@ async fn accept_loop(
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
-        let permit = tokio::select! {
-            p = handshakes.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
+        // A TLS listener takes a connection only when a handshake may start.
+        let permit = match &acceptor {
+            Some(_) => tokio::select! {
+                p = handshakes.clone().acquire_owned() => match p {
+                    Ok(p) => Some(p),
+                    Err(_) => return,
+                },
+                _ = tx.closed() => return,
             },
-            _ = tx.closed() => return,
+            None => None,
         };
         let (stream, remote) = tokio::select! {
             r = listener.accept() => match r {
