@@ -103,3 +103,58 @@ async fn t20_keep_alive_holds_a_lease_across_a_leader_change() {
     let leases = kv.leases().await.unwrap();
     assert!(leases.leases().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_a_mass_expiry_is_revoked_in_rate_limited_batches_and_misses_none() {
+    // More leases than one expiry tick revokes (500 per 500 ms, etcd's leaseRevokeRate),
+    // all due at once.
+    let c = Cluster::start(1, &[]).await;
+    let kv = c.client(0).await;
+    let n = 1200;
+    for chunk in (0..n).collect::<Vec<usize>>().chunks(100) {
+        let grants = chunk.iter().map(|&i| {
+            let mut kv = kv.clone();
+            async move {
+                let lease = kv.lease_grant(2, None).await.unwrap();
+                kv.put(
+                    format!("mass/{i:04}"),
+                    "x",
+                    Some(PutOptions::new().with_lease(lease.id())),
+                )
+                .await
+                .unwrap();
+            }
+        });
+        futures::future::join_all(grants).await;
+    }
+    let count = |kv: etcd_client::Client| async move {
+        let mut kv = kv;
+        let opts = etcd_client::GetOptions::new()
+            .with_prefix()
+            .with_count_only();
+        kv.get("mass/", Some(opts)).await.ok().map(|r| r.count())
+    };
+    assert_eq!(count(kv.clone()).await, Some(n as i64));
+    wait_for(
+        Duration::from_secs(30),
+        "every expired lease revoked",
+        || {
+            let kv = kv.clone();
+            async move { (count(kv).await? == 0).then_some(()) }
+        },
+    )
+    .await;
+    let mut kv = kv;
+    assert!(kv.leases().await.unwrap().leases().is_empty());
+    let log = std::fs::read_to_string(&c.members[0].log).unwrap();
+    let batches: Vec<usize> = log
+        .lines()
+        .filter(|l| l.contains("revoking expired leases"))
+        .filter_map(|l| {
+            let rest = l.split("leases=").nth(1)?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .collect();
+    assert!(batches.len() >= 3, "{batches:?}");
+    assert!(batches.iter().all(|&b| b <= 500), "{batches:?}");
+}

@@ -203,3 +203,136 @@ async fn t30_snapshot_seeds_a_new_cluster() {
     assert_eq!(list.members()[0].name(), "restored");
     rk.put("r/new", "1", None).await.unwrap();
 }
+
+/// Reads a Maintenance.Snapshot stream to its end; checks etcd's framing (data padded to
+/// 512 bytes, `remaining_bytes` counting down to 0, a SHA-256 trailer over the rest) and
+/// returns the data without the trailer.
+/// `head` is what was already read from the stream, and `head_remaining` the
+/// `remaining_bytes` of the last message read (`u64::MAX` for none).
+async fn read_snapshot(
+    s: &mut etcd_client::SnapshotStreaming,
+    head: Vec<u8>,
+    head_remaining: u64,
+    scratch: &std::path::Path,
+) -> Vec<u8> {
+    let mut all = head;
+    let mut last_remaining = head_remaining;
+    for _ in 0..10_000 {
+        let msg = tokio::time::timeout(Duration::from_secs(20), s.message())
+            .await
+            .expect("a snapshot message within 20s")
+            .expect("snapshot stream ok");
+        let Some(msg) = msg else {
+            assert_eq!(all.len() % 512, 32, "etcdctl's trailer rule");
+            let (body, sha) = all.split_at(all.len() - 32);
+            assert_eq!(sha256(body, scratch), hex(sha), "SHA-256 trailer");
+            assert_eq!(last_remaining, 0);
+            all.truncate(all.len() - 32);
+            return all;
+        };
+        assert!(msg.remaining_bytes() <= last_remaining, "counts down");
+        last_remaining = msg.remaining_bytes();
+        all.extend_from_slice(msg.blob());
+    }
+    panic!("snapshot stream did not end");
+}
+
+/// The SHA-256 of `data` in hex, by coreutils' sha256sum (the tests have no hash crate).
+fn sha256(data: &[u8], scratch: &std::path::Path) -> String {
+    std::fs::write(scratch, data).unwrap();
+    let out = std::process::Command::new("sha256sum")
+        .arg(scratch)
+        .output()
+        .expect("sha256sum");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn client_copies(c: &Cluster, i: usize) -> Vec<String> {
+    std::fs::read_dir(c.members[i].data_dir.join("snap"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("client-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t40_snapshots_stream_without_a_disk_copy_and_at_most_two_at_once() {
+    let mut c = Cluster::start(1, &[]).await;
+    let mut kv = c.client(0).await;
+    // Far more than a stream buffers (a few MiB queued plus HTTP/2 windows), so a stream
+    // nobody reads stays open and holds its slot.
+    let value = vec![b's'; 1 << 20];
+    for i in 0..24 {
+        kv.put(format!("s/{i:02}"), value.clone(), None)
+            .await
+            .unwrap();
+    }
+    let mut a = c.client(0).await;
+    let mut first = a.snapshot().await.unwrap();
+    let mut b = c.client(0).await;
+    let mut second = b.snapshot().await.unwrap();
+    let mut heads = Vec::new();
+    for s in [&mut first, &mut second] {
+        let msg = tokio::time::timeout(Duration::from_secs(20), s.message())
+            .await
+            .expect("first message")
+            .unwrap()
+            .unwrap();
+        assert!(!msg.blob().is_empty() && msg.remaining_bytes() > 0);
+        heads.push((msg.blob().to_vec(), msg.remaining_bytes()));
+    }
+    let (head, head_remaining) = heads.swap_remove(0);
+    assert!(client_copies(&c, 0).is_empty(), "no copy on disk");
+
+    // A third at once is refused with RESOURCE_EXHAUSTED.
+    let mut third = c.client(0).await;
+    let err = match third.snapshot().await {
+        Err(e) => e,
+        Ok(_) => panic!("a third snapshot at once must be refused"),
+    };
+    match &err {
+        etcd_client::Error::GRpcStatus(s) => {
+            assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+            assert!(
+                s.message().contains("too many snapshots in progress"),
+                "{s:?}"
+            );
+        }
+        other => panic!("unexpected error {other}"),
+    }
+
+    // A client that goes away frees its slot.
+    drop(second);
+    drop(b);
+    let mut again = wait_for(Duration::from_secs(20), "a free snapshot slot", || {
+        let mut third = third.clone();
+        async move { third.snapshot().await.ok() }
+    })
+    .await;
+    let scratch = c.dir.path().join("sha-input");
+    let one = read_snapshot(&mut first, head, head_remaining, &scratch).await;
+    let two = read_snapshot(&mut again, Vec::new(), u64::MAX, &scratch).await;
+    assert!(one.len() > 24 << 20 && two.len() > 24 << 20);
+    assert!(one.starts_with(b"FLOTSNAP"));
+    assert!(client_copies(&c, 0).is_empty());
+
+    // A copy an earlier build left behind is removed at start-up.
+    let stale = c.members[0].data_dir.join("snap").join("client-42.tmp");
+    c.terminate(0);
+    std::fs::write(&stale, b"left over").unwrap();
+    c.spawn(0, "new");
+    c.wait_leader(Duration::from_secs(20)).await;
+    assert!(!stale.exists(), "stale snapshot copy removed at start-up");
+}

@@ -291,3 +291,64 @@ async fn t50_progress_notify_reports_revisions_already_delivered() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t60_a_full_stream_refuses_creates_until_a_cancel_makes_room() {
+    let c = Cluster::start(1, &["--max-watchers-per-stream", "3"]).await;
+    let mut kv = c.client(0).await;
+    let mut stream = kv.watch("a", None).await.unwrap();
+    let first = next(&mut stream).await;
+    assert!(first.created() && !first.canceled());
+    for key in ["b", "c"] {
+        stream.watch(key, None).await.unwrap();
+        let r = next(&mut stream).await;
+        assert!(r.created() && !r.canceled(), "{}", r.cancel_reason());
+    }
+    // The fourth is answered as etcd answers a failed create: ID -1, created and
+    // canceled, with the reason.
+    stream.watch("d", None).await.unwrap();
+    let refused = next(&mut stream).await;
+    assert!(refused.created() && refused.canceled());
+    assert_eq!(refused.watch_id(), -1);
+    assert!(
+        refused.cancel_reason().contains("too many watchers")
+            && refused
+                .cancel_reason()
+                .contains("--max-watchers-per-stream"),
+        "{}",
+        refused.cancel_reason()
+    );
+    // Another stream has its own room.
+    let mut other = kv.watch("d", None).await.unwrap();
+    assert!(!next(&mut other).await.canceled());
+
+    // A cancel makes room for one more on the first stream.
+    let b = first.watch_id() + 1;
+    stream.cancel(b).await.unwrap();
+    let canceled = next(&mut stream).await;
+    assert!(canceled.canceled() && canceled.watch_id() == b);
+    stream.watch("e", None).await.unwrap();
+    let e = next(&mut stream).await;
+    assert!(e.created() && !e.canceled(), "{}", e.cancel_reason());
+    stream.watch("f", None).await.unwrap();
+    assert!(next(&mut stream).await.canceled(), "full again");
+
+    // The watchers that exist still deliver.
+    kv.put("e", "1", None).await.unwrap();
+    kv.put("a", "1", None).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let r = next(&mut stream).await;
+        assert!(!r.canceled(), "{}", r.cancel_reason());
+        for ev in r.events() {
+            seen.push((r.watch_id(), ev.kv().unwrap().key().to_vec()));
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (e.watch_id(), b"e".to_vec()),
+            (first.watch_id(), b"a".to_vec())
+        ]
+    );
+}

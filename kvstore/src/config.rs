@@ -107,6 +107,21 @@ pub struct KvFlags {
     /// The CA (PEM) peers' certificates are verified against, both ways.
     #[arg(long)]
     pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Most watchers one Watch stream may hold; a create beyond it is answered canceled
+    /// with a reason. etcd has no such limit; this one bounds what one client can make a
+    /// member hold (every watcher is state kept and matched against every revision), and
+    /// the default is far above what a client multiplexes on one stream (the apiserver
+    /// opens one stream per watch).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_watchers_per_stream: usize,
+    /// Before serving, compare this member's HashKV with its peers' at its revision and
+    /// refuse to start on a mismatch (etcd's flag; off by default, as etcd).
+    #[arg(long = "experimental-initial-corrupt-check")]
+    pub initial_corrupt_check: bool,
+    /// How often the leader compares its HashKV with its followers' and raises the CORRUPT
+    /// alarm on a mismatch, e.g. 5m, 30s; 0 turns the check off (etcd's default).
+    #[arg(long = "experimental-corrupt-check-time", default_value = "0s")]
+    pub corrupt_check_time: String,
 }
 
 /// One side's TLS files: what this member serves and presents, and whom it trusts.
@@ -150,6 +165,12 @@ pub struct KvConfig {
     pub client_tls: Option<TlsFiles>,
     /// For https:// peer URLs, served and dialled.
     pub peer_tls: Option<TlsFiles>,
+    /// Most watchers on one Watch stream (`--max-watchers-per-stream`).
+    pub max_watchers_per_stream: usize,
+    /// `--experimental-initial-corrupt-check`.
+    pub initial_corrupt_check: bool,
+    /// `--experimental-corrupt-check-time`; `None` when off.
+    pub corrupt_check_time: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -288,6 +309,9 @@ impl KvFlags {
         if self.snapshot_count == 0 {
             return Err(invalid("snapshot-count", "must be positive"));
         }
+        if self.max_watchers_per_stream == 0 {
+            return Err(invalid("max-watchers-per-stream", "must be positive"));
+        }
         let client_tls = tls_files(
             ("cert-file", &self.cert_file),
             ("key-file", &self.key_file),
@@ -379,6 +403,16 @@ impl KvFlags {
             watch_broadcast_capacity: self.watch_broadcast_capacity.max(1),
             client_tls,
             peer_tls,
+            max_watchers_per_stream: self.max_watchers_per_stream,
+            initial_corrupt_check: self.initial_corrupt_check,
+            corrupt_check_time: parse_duration(&self.corrupt_check_time)
+                .map_err(|_| {
+                    invalid(
+                        "experimental-corrupt-check-time",
+                        "expected e.g. 5m, 30s, or 0 for off",
+                    )
+                })
+                .map(|d| (!d.is_zero()).then_some(d))?,
         })
     }
 }
@@ -471,6 +505,11 @@ mod tests {
         assert_eq!(c.election, Duration::from_millis(1000));
         assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
         assert_eq!(c.min_lease_ttl(), 2);
+        assert_eq!(c.max_watchers_per_stream, 10_000);
+        let e = flags(&["--max-watchers-per-stream", "0"])
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("max-watchers-per-stream"), "{e}");
     }
 
     #[test]
@@ -546,5 +585,32 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, member_id(&["http://a:1".into()], "t"));
         assert_eq!(cluster_id(&[1, 2], "t"), cluster_id(&[2, 1], "t"));
+    }
+
+    #[test]
+    fn corruption_checks_are_off_by_default_as_in_etcd() {
+        let c = flags(&[]).validate().unwrap();
+        assert!(!c.initial_corrupt_check);
+        assert_eq!(c.corrupt_check_time, None);
+        let c = flags(&[
+            "--experimental-initial-corrupt-check",
+            "--experimental-corrupt-check-time",
+            "2s",
+        ])
+        .validate()
+        .unwrap();
+        assert!(c.initial_corrupt_check);
+        assert_eq!(c.corrupt_check_time, Some(Duration::from_secs(2)));
+        assert_eq!(
+            flags(&["--experimental-corrupt-check-time", "0"])
+                .validate()
+                .unwrap()
+                .corrupt_check_time,
+            None
+        );
+        let e = flags(&["--experimental-corrupt-check-time", "often"])
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("corrupt-check-time"), "{e}");
     }
 }

@@ -117,6 +117,19 @@ pub enum KvError {
     /// etcd 3.4 sends this one unconverted: code Unknown, its internal text.
     #[error("auth: authentication failed, password was given for no password user")]
     NoPasswordUser,
+    /// etcd's `ErrGRPCTooManyRequests`: the member has committed far more than it has
+    /// applied (`server::proposer::exceeds_request_limit`), so new proposals are refused
+    /// until applying catches up.
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    /// The CORRUPT alarm is active: the cluster refuses writes, compaction and lease
+    /// grants and revocations (etcd's `applierV3Corrupt`, `ErrGRPCCorrupt`).
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
+    /// Maintenance.Snapshot while `limit` snapshots are already being streamed (not an
+    /// etcd error: etcd sets no limit; see `server::snapshot_stream`).
+    #[error("etcdserver: too many snapshots in progress (at most {limit} at once); retry when one finishes")]
+    SnapshotsBusy { limit: usize },
 }
 
 /// A failure of this member's own storage, as opposed to a refusal of the request.
@@ -155,7 +168,7 @@ impl KvError {
             | UserEmpty | RoleEmpty | AuthFailed | InvalidAuthMgmt | AuthOldRevision
             | PermissionNotGiven => Code::InvalidArgument,
             Compacted { .. } | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
-            NoSpace => Code::ResourceExhausted,
+            NoSpace | TooManyRequests | SnapshotsBusy { .. } => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             LeaseExists
             | MemberExists
@@ -180,6 +193,7 @@ impl KvError {
             NoLeader | Timeout | TimeoutDueToLeaderFail | Stopped => Code::Unavailable,
             Unimplemented(_) => Code::Unimplemented,
             Internal(_) | Storage(_) => Code::Internal,
+            Corrupt => Code::DataLoss,
         }
     }
 
@@ -279,10 +293,22 @@ mod tests {
                 Code::Unknown,
                 "auth: authentication failed, password was given for no password user",
             ),
+            (
+                KvError::Corrupt,
+                Code::DataLoss,
+                "etcdserver: corrupt cluster",
+            ),
         ] {
             let s = e.to_status();
             assert_eq!((s.code(), s.message()), (code, msg));
         }
+    }
+
+    #[test]
+    fn too_many_requests_is_etcds_resource_exhausted() {
+        let s = KvError::TooManyRequests.to_status();
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(s.message(), "etcdserver: too many requests");
     }
 
     #[test]

@@ -39,6 +39,12 @@ pub enum PeerCall {
         cluster_id: u64,
         id: NodeId,
     },
+    /// This member's HashKV at `revision` (the corruption check, `server::corrupt`; etcd
+    /// asks the same on its peer port, `/members/hashkv`). Any member answers, from its
+    /// own state.
+    HashKv {
+        revision: i64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +59,19 @@ pub enum PeerReply {
     MemberId(NodeId),
     Done,
     Error(KvError),
+    HashKv(MemberHash),
+}
+
+/// One member's HashKV: etcd's `HashKVResponse` with the answering member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberHash {
+    pub member_id: NodeId,
+    /// CRC32 of every change in revisions `compact_revision..=hash_revision`.
+    pub hash: u32,
+    pub hash_revision: i64,
+    pub compact_revision: i64,
+    /// The member's current revision when it answered (etcd: the response header's).
+    pub revision: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -1,4 +1,4 @@
-//! etcd's Lease service.
+//! etcd's Lease service, and the leader's expiry loop (`expire_leases`).
 //!
 //! With auth enabled, as in etcd 3.4: revoking a lease needs WRITE on every key attached
 //! to it; granting, keep-alives and reading TTLs need no permission.
@@ -13,14 +13,16 @@ use proto::etcdserverpb::{
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
 
 use super::node::Node;
 use crate::error::KvError;
-use crate::lessor::MAX_LEASE_TTL;
+use crate::lessor::{revoke_limit, EXPIRY_TICK, LEASE_REVOKE_RATE, MAX_LEASE_TTL, REVOKE_RETRY};
+use crate::raft::calls::PeerReply;
 use crate::raft::types::{Command, Output};
 
 pub struct LeaseService {
@@ -144,5 +146,62 @@ impl Lease for LeaseService {
                 .map(|(id, _)| LeaseStatus { id })
                 .collect(),
         }))
+    }
+}
+
+/// On the leader, revokes leases whose deadline passed, through the log, as etcd's
+/// lessor does: every `EXPIRY_TICK` at most `revoke_limit(LEASE_REVOKE_RATE,
+/// EXPIRY_TICK)` leases (500 per 500 ms), earliest deadline first, and never more than
+/// `LEASE_REVOKE_RATE` revocations in flight, so a mass expiry cannot flood Raft or pile
+/// up tasks when applying is slow. Each revocation is one `LeaseRevoke` proposal (the
+/// proposer batches the tick's proposals into few entries); all keys of a lease go in one
+/// revision.
+pub async fn expire_leases(node: Arc<Node>) {
+    let in_flight = Arc::new(Semaphore::new(LEASE_REVOKE_RATE));
+    let per_tick = revoke_limit(LEASE_REVOKE_RATE, EXPIRY_TICK);
+    let mut tick = tokio::time::interval(EXPIRY_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let room = per_tick.min(in_flight.available_permits());
+        let ids = node.store.lessor.expired(REVOKE_RETRY, room);
+        if ids.is_empty() {
+            continue;
+        }
+        // Only here, only while leading: never forwarded to another leader, which keeps
+        // its own deadlines (a former leader must not revoke a live lease). One
+        // confirmation covers the tick's batch; a lease left over is handed out again
+        // after REVOKE_RETRY.
+        if node.read_index_as_leader().await.is_err() {
+            continue;
+        }
+        let remaining = node.store.lessor.len();
+        info!(
+            leases = ids.len(),
+            known = remaining,
+            "revoking expired leases"
+        );
+        for id in ids {
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                break;
+            };
+            let node = node.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                revoke_expired(&node, id).await;
+            });
+        }
+    }
+}
+
+async fn revoke_expired(node: &Node, id: i64) {
+    let lease = format!("{id:x}");
+    match node.propose_as_leader(Command::LeaseRevoke { id }).await {
+        PeerReply::Applied(a) => match a.output {
+            Ok(_) => debug!(lease = %lease, revision = a.revision, "lease expired"),
+            Err(KvError::LeaseNotFound) => {}
+            Err(e) => warn!(lease = %lease, error = %e, "revoking expired lease failed"),
+        },
+        other => warn!(lease = %lease, reply = ?other, "revoking expired lease failed"),
     }
 }

@@ -15,23 +15,18 @@ use proto::etcdserverpb::{
     MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
     StatusResponse,
 };
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
 use super::node::Node;
+use super::snapshot_stream;
 use crate::auth::Need;
 use crate::error::KvError;
 use crate::raft::types::{Command, Output};
 use crate::storage::db::{cf, STATE_CFS};
-use crate::storage::snapshot;
 
 /// The etcd version clients see; they enable features by it.
 pub const ETCD_VERSION: &str = "3.5.17";
-const SNAPSHOT_CHUNK: usize = 1 << 20;
 
 pub struct MaintenanceService {
     pub node: Arc<Node>,
@@ -184,79 +179,15 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
+    /// Streams a consistent snapshot as etcd does, without a copy on disk and at most
+    /// `snapshot_stream::MAX_CONCURRENT_SNAPSHOTS` at once (see `snapshot_stream`).
     async fn snapshot(
         &self,
         req: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         self.admin(&req).await?;
-        let store = self.node.store.clone();
-        let path = self
-            .node
-            .config
-            .data_dir
-            .join("snap")
-            .join(format!("client-{}.tmp", rand::random::<u64>()));
-        let write_path = path.clone();
-        tokio::task::spawn_blocking(move || {
-            let snap = store.consistent_snapshot();
-            snapshot::write(&store.db, &snap, &write_path)
-        })
-        .await
-        .map_err(KvError::internal)?
-        .map_err(KvError::internal)?;
-        let mut file = tokio::fs::File::open(&path)
-            .await
-            .map_err(KvError::internal)?;
-        let size = file.metadata().await.map_err(KvError::internal)?.len();
-        let _ = tokio::fs::remove_file(&path).await; // the open handle keeps the data
-                                                     // As etcd does, the stream is padded to a multiple of 512 bytes and ends with the
-                                                     // SHA-256 of what precedes it; etcdctl checks for that trailer.
-        let padded = size.div_ceil(512) * 512;
-        let total = padded + 32;
-        let header = self.header();
-        let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(async move {
-            let mut sha = Sha256::new();
-            let mut sent = 0u64;
-            while sent < total {
-                let mut buf = vec![0u8; SNAPSHOT_CHUNK];
-                let n = if sent < size {
-                    match file.read(&mut buf).await {
-                        Ok(0) => {
-                            let _ = tx
-                                .send(Err(KvError::internal("snapshot file shrank").to_status()))
-                                .await;
-                            return;
-                        }
-                        Ok(n) => n,
-                        Err(e) => {
-                            let _ = tx.send(Err(KvError::internal(e).to_status())).await;
-                            return;
-                        }
-                    }
-                } else if sent < padded {
-                    (padded - sent) as usize // zero padding
-                } else {
-                    buf[..32].copy_from_slice(&sha.clone().finalize());
-                    32
-                };
-                buf.truncate(n);
-                if sent < padded {
-                    sha.update(&buf);
-                }
-                sent += n as u64;
-                let resp = SnapshotResponse {
-                    header,
-                    remaining_bytes: total - sent,
-                    blob: buf,
-                    version: ETCD_VERSION.into(),
-                };
-                if tx.send(Ok(resp)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let stream = snapshot_stream::start(self.node.store.clone(), self.header())?;
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn move_leader(

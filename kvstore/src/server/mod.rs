@@ -4,14 +4,18 @@
 //! - `kv`, `watch`, `lease`, `cluster`, `maintenance`: etcd's client services.
 //! - `peer`: the member-to-member service; `peer_gate`: its size limits and cluster-ID
 //!   check, which every peer request passes first.
-//! - `proposer`: batching of proposals on the leader (group commit under load).
+//! - `proposer`: batching of proposals on the leader (group commit under load), and the
+//!   apply-gap limit ("too many requests").
+//! - `snapshot_stream`: Maintenance.Snapshot's bounded byte stream.
 //! - `authority`: client connections that accept the URL :authority etcdctl 3.4 sends.
 //! - `listener`: accepting plain or TLS connections; `identity`: what the handshake proved.
 //! - `auth`: etcd's Auth service (users, roles, tokens; the checks live in `crate::auth`).
+//! - `corrupt`: the start-up and periodic corruption checks (HashKV against the peers).
 
 pub mod auth;
 mod authority;
 pub mod cluster;
+pub mod corrupt;
 pub mod identity;
 pub mod kv;
 pub mod lease;
@@ -22,6 +26,7 @@ pub mod peer;
 pub mod peer_gate;
 pub mod proposer;
 pub mod read_index;
+pub mod snapshot_stream;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -42,7 +47,7 @@ use tracing::{error, info, warn};
 use crate::config::{self, ClusterState, KvConfig};
 use crate::raft::calls::{PeerCall, PeerReply};
 use crate::raft::network::{NetworkFactory, Peers};
-use crate::raft::types::{Command, Member, Raft};
+use crate::raft::types::{Member, Raft};
 use crate::raft::wire::SNAPSHOT_CHUNK_BYTES;
 use crate::storage::db::{DataDir, Identity};
 use crate::storage::log_store::LogStore;
@@ -69,6 +74,9 @@ pub enum StartError {
     Store(crate::error::KvError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The start-up corruption check found this member's data differs from a peer's.
+    #[error(transparent)]
+    Corrupt(#[from] corrupt::CorruptError),
 }
 
 /// Works out who this member is: from its data directory, or for a new member from the
@@ -189,8 +197,8 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
     let dir = DataDir::new(&cfg.data_dir);
     // Refuse a foreign or damaged directory before binding or talking to anyone.
     dir.identity()?;
-    let peer_listeners = bind(&cfg.listen_peer, &server_tls(&cfg.peer_tls)?).await?;
-    let client_listeners = bind(&cfg.listen_client, &server_tls(&cfg.client_tls)?).await?;
+    let peer_tls = server_tls(&cfg.peer_tls)?;
+    let client_tls = server_tls(&cfg.client_tls)?;
     let peers = Peers::new(
         cfg.peer_tls
             .as_ref()
@@ -203,7 +211,30 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
     info!(name = %cfg.name, member = %format!("{:x}", ident.member_id), cluster = %format!("{:x}", ident.cluster_id), data_dir = %cfg.data_dir.display(), "starting member");
 
     let db = dir.open_db()?;
+    snapshot_stream::remove_stale_copies(&dir.snap_dir());
     let store = Store::open(db.clone(), cfg.watch_broadcast_capacity).map_err(StartError::Store)?;
+    if cfg.initial_corrupt_check {
+        // Before this member listens, as etcd checks before serving peers: members
+        // restarting together then find each other down at once instead of waiting out a
+        // timeout on a port that is bound but not served.
+        let members = store
+            .state()
+            .membership
+            .membership()
+            .nodes()
+            .map(|(id, m)| (*id, m.peer_urls.clone()))
+            .collect();
+        corrupt::initial_check(
+            &store,
+            &peers,
+            ident.member_id,
+            members,
+            cfg.request_timeout(),
+        )
+        .await?;
+    }
+    let peer_listeners = bind(&cfg.listen_peer, &peer_tls).await?;
+    let client_listeners = bind(&cfg.listen_client, &client_tls).await?;
     let raft_config = openraft::Config {
         cluster_name: format!("{:x}", ident.cluster_id),
         heartbeat_interval: cfg.heartbeat.as_millis() as u64,
@@ -328,11 +359,14 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
                 .await
         });
     }
-    let background = vec![
+    let mut background = vec![
         tokio::spawn(watch_leadership(node.clone())),
-        tokio::spawn(expire_leases(node.clone())),
+        tokio::spawn(lease::expire_leases(node.clone())),
         tokio::spawn(node.clone().publish_self()),
     ];
+    if let Some(every) = cfg.corrupt_check_time {
+        background.push(tokio::spawn(corrupt::monitor(node.clone(), every)));
+    }
     info!(client_urls = %cfg.advertise_client_urls.join(","), peer_urls = %cfg.advertise_peer_urls.join(","), "serving");
 
     let _ = shutdown.wait_for(|s| *s).await;
@@ -387,36 +421,6 @@ async fn watch_leadership(node: Arc<Node>) {
         }
         if metrics.changed().await.is_err() {
             return;
-        }
-    }
-}
-
-/// On the leader, revokes leases whose deadline passed, through the log.
-async fn expire_leases(node: Arc<Node>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tick.tick().await;
-        for id in node.store.lessor.expired(Duration::from_secs(3)) {
-            let node = node.clone();
-            tokio::spawn(async move {
-                // Only here, only while leading: never forwarded to another leader, which
-                // keeps its own deadlines (a former leader must not revoke a live lease).
-                if node.read_index_as_leader().await.is_err() {
-                    return;
-                }
-                match node.propose_as_leader(Command::LeaseRevoke { id }).await {
-                    PeerReply::Applied(a) => match a.output {
-                        Ok(_) => info!(lease = %format!("{id:x}"), "lease expired"),
-                        Err(crate::error::KvError::LeaseNotFound) => {}
-                        Err(e) => {
-                            warn!(lease = %format!("{id:x}"), error = %e, "revoking expired lease failed")
-                        }
-                    },
-                    other => {
-                        warn!(lease = %format!("{id:x}"), reply = ?other, "revoking expired lease failed")
-                    }
-                }
-            });
         }
     }
 }

@@ -209,6 +209,9 @@ impl Node {
 
     /// Replicates a command and returns what applying it produced.
     pub async fn propose(&self, cmd: Command) -> Result<Applied, KvError> {
+        // Checked where the request arrives, as etcd does, and again on the leader for a
+        // forwarded one (`propose_as_leader`).
+        self.check_apply_gap(&cmd)?;
         self.on_leader(
             PeerCall::Propose(cmd.clone()),
             false,
@@ -227,8 +230,41 @@ impl Node {
         self.proposer.propose(cmd, size).await
     }
 
+    /// etcd's "too many requests": refuses a proposal while this member's applied index
+    /// lags its log by more than `proposer::MAX_APPLY_GAP` entries. openraft 0.9 does not
+    /// publish the committed index, so the last log index stands for it: it is ahead of
+    /// the committed index only by the entries still in flight (at most
+    /// `proposer::MAX_IN_FLIGHT` batches on a leader), a few against a limit of 5000.
+    fn check_apply_gap(&self, cmd: &Command) -> Result<(), KvError> {
+        let last_log = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
+        let applied = self.store.applied_index();
+        if super::proposer::exceeds_request_limit(
+            applied,
+            last_log,
+            super::proposer::is_priority(cmd),
+        ) {
+            // Once a second at most: under overload this refuses thousands a second.
+            static LAST_WARNED: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+            let mut last = LAST_WARNED.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                *last = Some(Instant::now());
+                warn!(
+                    applied,
+                    last_log,
+                    command = %cmd,
+                    "refusing proposals (too many requests): applying is too far behind the log"
+                );
+            }
+            return Err(KvError::TooManyRequests);
+        }
+        Ok(())
+    }
+
     /// Serves a proposal forwarded by a follower (no further forwarding).
     pub async fn propose_as_leader(&self, cmd: Command) -> PeerReply {
+        if let Err(e) = self.check_apply_gap(&cmd) {
+            return PeerReply::Error(e);
+        }
         match self.propose_local(cmd).await {
             Ok(a) => PeerReply::Applied(a),
             Err(Retry::Again) => PeerReply::Error(KvError::NotLeader),

@@ -71,6 +71,13 @@ impl Peer for PeerService {
                 PeerReply::Done
             }
             PeerCall::Removed { .. } => PeerReply::Error(crate::error::KvError::MemberNotFound),
+            PeerCall::HashKv { revision } => {
+                match super::corrupt::hash_at_blocking(node.store.clone(), node.id, revision).await
+                {
+                    Ok(h) => PeerReply::HashKv(h),
+                    Err(e) => PeerReply::Error(e),
+                }
+            }
             change => match node.change_members_local(change).await {
                 Ok(r) => r,
                 Err(Retry::Again) => not_leader(),

@@ -5,6 +5,10 @@
 //! the proposals that arrive while earlier ones are in flight are gathered into one
 //! `Command::Batch` entry: one append, one fsync, one replication round for all of them.
 //! A lone proposal on an idle leader goes out at once, unbatched.
+//!
+//! Here too is etcd's back-pressure rule that every proposal passes first
+//! (`exceeds_request_limit`): a member whose applying lags its log by more than
+//! `MAX_APPLY_GAP` entries refuses new proposals with "etcdserver: too many requests".
 
 use std::sync::Arc;
 
@@ -21,6 +25,38 @@ const MAX_IN_FLIGHT: usize = 4;
 /// an entry holds at most that plus one proposal (see `raft::wire` for why that matters).
 const MAX_BATCH_COMMANDS: usize = 512;
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// etcd's `maxGapBetweenApplyAndCommitIndex`: a member that has committed more than this
+/// many entries beyond what it has applied refuses new proposals with "etcdserver: too
+/// many requests" instead of letting the log (and the memory of everything waiting on it)
+/// grow while applying cannot keep up. A healthy member lags by tens of entries.
+pub const MAX_APPLY_GAP: u64 = 5000;
+/// The gap up to which a lease revocation is still accepted: revoking deletes keys and
+/// relieves the pressure, so newer etcd (`exceedsRequestLimit`, `maxPriorityGap`) lets
+/// `LeaseRevoke` through up to twice the normal gap.
+pub const MAX_PRIORITY_APPLY_GAP: u64 = 2 * MAX_APPLY_GAP;
+
+/// Whether a proposal must be refused because `committed` is too far ahead of `applied`
+/// (etcd's `ci > ai + maxGapBetweenApplyAndCommitIndex`).
+pub fn exceeds_request_limit(applied: u64, committed: u64, priority: bool) -> bool {
+    let gap = committed.saturating_sub(applied);
+    let limit = if priority {
+        MAX_PRIORITY_APPLY_GAP
+    } else {
+        MAX_APPLY_GAP
+    };
+    gap > limit
+}
+
+/// Proposals that may use `MAX_PRIORITY_APPLY_GAP`: lease revocations (a client's, or an
+/// expiry the leader decided), as etcd's `isPriorityRequest`.
+pub fn is_priority(cmd: &Command) -> bool {
+    match cmd {
+        Command::LeaseRevoke { .. } => true,
+        Command::AsUser { cmd, .. } => matches!(**cmd, Command::LeaseRevoke { .. }),
+        _ => false,
+    }
+}
 
 struct Pending {
     cmd: Command,
@@ -131,6 +167,42 @@ mod tests {
     use super::*;
     use crate::config::MAX_REQUEST_BYTES_CAP;
     use crate::raft::wire::{MAX_PEER_FRAME_BYTES, SNAPSHOT_CHUNK_BYTES};
+
+    #[test]
+    fn proposals_are_refused_past_etcds_apply_gap() {
+        assert!(!exceeds_request_limit(0, 0, false));
+        assert!(!exceeds_request_limit(100, 100 + MAX_APPLY_GAP, false));
+        assert!(exceeds_request_limit(100, 101 + MAX_APPLY_GAP, false));
+        // A lease revocation gets twice the room, and no more.
+        assert!(!exceeds_request_limit(100, 101 + MAX_APPLY_GAP, true));
+        assert!(!exceeds_request_limit(
+            100,
+            100 + MAX_PRIORITY_APPLY_GAP,
+            true
+        ));
+        assert!(exceeds_request_limit(
+            100,
+            101 + MAX_PRIORITY_APPLY_GAP,
+            true
+        ));
+        // Applied ahead of the estimate of committed (metrics read at different moments).
+        assert!(!exceeds_request_limit(u64::MAX, 0, false));
+    }
+
+    #[test]
+    fn only_lease_revocations_have_priority() {
+        assert!(is_priority(&Command::LeaseRevoke { id: 7 }));
+        assert!(is_priority(&Command::AsUser {
+            user: Some("u".into()),
+            cmd: Box::new(Command::LeaseRevoke { id: 7 }),
+        }));
+        assert!(!is_priority(&Command::LeaseGrant { id: 7, ttl: 5 }));
+        assert!(!is_priority(&Command::Compact { revision: 3 }));
+        assert!(!is_priority(&Command::AsUser {
+            user: None,
+            cmd: Box::new(Command::Compact { revision: 3 }),
+        }));
+    }
 
     #[test]
     fn the_largest_entry_and_a_snapshot_chunk_fit_in_a_peer_message() {

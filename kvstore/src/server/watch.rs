@@ -10,6 +10,15 @@
 //! With auth enabled, creating a watcher needs READ over its range for the stream's caller
 //! (its token or client certificate); a refusal is answered as etcd 3.4 answers it: a
 //! response with watch ID -1, created and canceled, whose cancel reason is the error.
+//!
+//! Limits: a stream holds at most `--max-watchers-per-stream` watchers (synced or
+//! catching up); a create beyond that is refused the same way, with
+//! `too_many_watchers_reason` as the cancel reason, until a cancel makes room. Creates are
+//! served one at a time in the order they arrive, because etcd clients match each
+//! "created" response to their oldest unanswered create; so at most one create is pending
+//! inside the member per stream, and what a client sends meanwhile waits unread in the
+//! stream's HTTP/2 receive window, which flow control bounds (the same back-pressure
+//! etcd's bounded control channel gives).
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -38,6 +47,13 @@ use crate::watch::hub::HubMsg;
 const HISTORY_BATCH: usize = 1000;
 /// Events sent in one response at most (a revision is never split).
 const MAX_EVENTS_PER_RESPONSE: usize = 1000;
+
+/// The cancel reason of a create refused because its stream holds `limit` watchers.
+pub fn too_many_watchers_reason(limit: usize) -> String {
+    format!(
+        "mvcc: too many watchers on the WatchStream (at most {limit}, --max-watchers-per-stream); cancel one or open another stream"
+    )
+}
 
 pub struct WatchService {
     pub node: Arc<Node>,
@@ -217,6 +233,22 @@ impl StreamTask {
             return self.send(resp).await;
         }
         let current = self.node.store.revisions().current;
+        let limit = self.node.config.max_watchers_per_stream;
+        if self.watchers.len() >= limit {
+            debug!(
+                watchers = self.watchers.len(),
+                limit, "watch create refused: stream is full"
+            );
+            let resp = WatchResponse {
+                header: self.header(current),
+                watch_id: -1,
+                created: true,
+                canceled: true,
+                cancel_reason: too_many_watchers_reason(limit),
+                ..Default::default()
+            };
+            return self.send(resp).await;
+        }
         let id = if c.watch_id != 0 {
             c.watch_id
         } else {

@@ -326,6 +326,31 @@ pub fn delete_lease(db: &DB, batch: &mut WriteBatch, id: i64) {
     batch.delete_cf(cf(db, CF_LEASE), lease_key(id));
 }
 
+/// Test hook (fault injection): rewrites the value of `key`'s newest version in the data
+/// directory of a stopped member, keeping its revisions, as silent corruption of the disk
+/// would; returns that version's revision, `None` when the key has no version.
+#[doc(hidden)]
+pub fn corrupt_value_for_tests(
+    data_dir: &std::path::Path,
+    key: &[u8],
+    value: &[u8],
+) -> Result<Option<i64>, String> {
+    let db = super::db::DataDir::new(data_dir)
+        .open_db()
+        .map_err(|e| e.to_string())?;
+    let mut it = db.raw_iterator_cf(cf(&db, CF_KV));
+    let found = View::version_at(&mut it, key, i64::MAX).map_err(|e| e.to_string())?;
+    drop(it);
+    let Some((rev, mut stored)) = found else {
+        return Ok(None);
+    };
+    stored.value = value.to_vec();
+    db.put_cf(cf(&db, CF_KV), version_key(key, rev), encode(&stored))
+        .and_then(|_| db.flush_wal(true))
+        .map_err(|e| e.to_string())?;
+    Ok(Some(rev))
+}
+
 /// Removes what compaction at `rev` makes unreachable: every version older than the newest
 /// version at or below `rev` (and that one too if it is a tombstone older than `rev`), and
 /// the revision index below `rev`. Runs in batches; safe to repeat after a crash.

@@ -8,7 +8,9 @@
 //! ```
 //!
 //! The same file is what Raft ships to a lagging member, in chunks, and what
-//! Maintenance.Snapshot streams to a client.
+//! Maintenance.Snapshot streams to a client (`server::snapshot_stream`, which produces
+//! it with `write_to` straight into the response stream, its length known beforehand
+//! from `encoded_len`, and never writes it to disk).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -50,36 +52,82 @@ impl<W: Write> Write for CrcWriter<W> {
 /// Writes the state machine as seen by `snap` to `path` and syncs it.
 pub fn write(db: &DB, snap: &rocksdb::Snapshot<'_>, path: &Path) -> Result<u64, SnapshotError> {
     let file = File::create(path)?;
+    let (rows, inner) = write_to(db, snap, BufWriter::with_capacity(1 << 20, file))?;
+    let file = inner.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(rows)
+}
+
+/// Writes the state machine as seen by `snap` to `out` in the file's format; returns the
+/// number of rows and `out` (not flushed).
+pub fn write_to<W: Write>(
+    db: &DB,
+    snap: &rocksdb::Snapshot<'_>,
+    out: W,
+) -> Result<(u64, W), SnapshotError> {
     let mut w = CrcWriter {
-        inner: BufWriter::with_capacity(1 << 20, file),
+        inner: out,
         crc: crc32fast::Hasher::new(),
     };
     w.write_all(MAGIC)?;
     let mut rows = 0u64;
+    for_each_row(db, snap, |i, k, v| {
+        w.write_all(&[i])?;
+        w.write_all(&field_len(k)?.to_le_bytes())?;
+        w.write_all(k)?;
+        w.write_all(&field_len(v)?.to_le_bytes())?;
+        w.write_all(v)?;
+        rows += 1;
+        Ok(())
+    })?;
+    w.write_all(&[END])?;
+    let crc = w.crc.clone().finalize();
+    let mut inner = w.inner;
+    inner.write_all(&crc.to_le_bytes())?;
+    Ok((rows, inner))
+}
+
+/// The exact length in bytes of what `write_to` produces for `snap`, found by walking
+/// the same rows without copying them.
+pub fn encoded_len(db: &DB, snap: &rocksdb::Snapshot<'_>) -> Result<u64, SnapshotError> {
+    // Magic, then the end marker and the CRC.
+    let mut len = (MAGIC.len() + 1 + 4) as u64;
+    for_each_row(db, snap, |_, k, v| {
+        // Tag, two lengths, the key and the value.
+        let row = 1 + 4 + 4 + field_len(k)? as u64 + field_len(v)? as u64;
+        len = len
+            .checked_add(row)
+            .ok_or(SnapshotError::Damaged("snapshot larger than 2^64 bytes"))?;
+        Ok(())
+    })?;
+    Ok(len)
+}
+
+/// Every row of the state machine's column families in `snap`, with its family's index.
+fn for_each_row(
+    db: &DB,
+    snap: &rocksdb::Snapshot<'_>,
+    mut row: impl FnMut(u8, &[u8], &[u8]) -> Result<(), SnapshotError>,
+) -> Result<(), SnapshotError> {
     for (i, name) in STATE_CFS.iter().enumerate() {
+        let tag = u8::try_from(i).map_err(|_| SnapshotError::Damaged("too many families"))?;
         let mut it = snap.raw_iterator_cf(cf(db, name));
         it.seek_to_first();
         while it.valid() {
             let (Some(k), Some(v)) = (it.key(), it.value()) else {
                 break;
             };
-            w.write_all(&[i as u8])?;
-            w.write_all(&(k.len() as u32).to_le_bytes())?;
-            w.write_all(k)?;
-            w.write_all(&(v.len() as u32).to_le_bytes())?;
-            w.write_all(v)?;
-            rows += 1;
+            row(tag, k, v)?;
             it.next();
         }
         it.status()?;
     }
-    w.write_all(&[END])?;
-    let crc = w.crc.clone().finalize();
-    let mut inner = w.inner;
-    inner.write_all(&crc.to_le_bytes())?;
-    let file = inner.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    Ok(rows)
+    Ok(())
+}
+
+/// A key or value length as the file stores it (a row longer than 4 GiB cannot be).
+fn field_len(field: &[u8]) -> Result<u32, SnapshotError> {
+    u32::try_from(field.len()).map_err(|_| SnapshotError::Damaged("row too large"))
 }
 
 /// Checks the file's framing and checksum without loading it.
@@ -188,4 +236,38 @@ fn read_field(
         .map_err(|_| SnapshotError::Damaged("truncated"))?;
     crc.update(buf);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::db::{DataDir, CF_KV, CF_META};
+    use super::*;
+
+    #[test]
+    fn encoded_len_is_what_write_to_produces_and_the_bytes_load_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = DataDir::new(dir.path()).open_db().unwrap();
+        for i in 0..300u32 {
+            let value = vec![b'v'; (i % 17) as usize];
+            db.put_cf(cf(&db, CF_KV), format!("k{i:04}"), &value)
+                .unwrap();
+        }
+        db.put_cf(cf(&db, CF_META), b"m", b"").unwrap();
+        let snap = db.snapshot();
+        let len = encoded_len(&db, &snap).unwrap();
+        let (rows, bytes) = write_to(&db, &snap, Vec::new()).unwrap();
+        assert_eq!(rows, 301);
+        assert_eq!(len, bytes.len() as u64);
+        // The same bytes as the file `write` makes, which `load` accepts.
+        let file = dir.path().join("s.snap");
+        assert_eq!(write(&db, &snap, &file).unwrap(), 301);
+        assert_eq!(std::fs::read(&file).unwrap(), bytes);
+        let other = tempfile::tempdir().unwrap();
+        let fresh = DataDir::new(other.path()).open_db().unwrap();
+        assert_eq!(load(&fresh, &file).unwrap(), 301);
+        assert_eq!(
+            fresh.get_cf(cf(&fresh, CF_KV), b"k0299").unwrap(),
+            Some(vec![b'v'; 299 % 17])
+        );
+    }
 }

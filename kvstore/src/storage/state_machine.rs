@@ -48,8 +48,11 @@ pub(crate) const KEY_PARTIAL: &[u8] = b"partial_batch";
 pub(crate) const KEY_INSTALLING: &[u8] = b"installing_snapshot";
 pub(crate) const MEMBER_PREFIX: &[u8] = b"member/";
 
-/// etcd's alarm types.
+/// etcd's alarm types (`etcdserverpb.AlarmType`).
 pub const ALARM_NOSPACE: i32 = 1;
+/// Raised by the corruption check (`server::corrupt`); while it is active the cluster
+/// refuses writes (see `apply`).
+pub const ALARM_CORRUPT: i32 = 2;
 
 /// A member's self-published attributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,8 +25,8 @@ use tracing::{info, warn};
 use super::super::db::{cf, encode, CF_META};
 use super::super::mvcc_store::{self, HistoryEvent, LeaseRecord};
 use super::{
-    MemberAttrs, SmState, Store, ALARM_NOSPACE, KEY_ALARMS, KEY_APPLIED, KEY_AUTH, KEY_MEMBERSHIP,
-    KEY_PARTIAL, KEY_REVS, MEMBER_PREFIX,
+    MemberAttrs, SmState, Store, ALARM_CORRUPT, ALARM_NOSPACE, KEY_ALARMS, KEY_APPLIED, KEY_AUTH,
+    KEY_MEMBERSHIP, KEY_PARTIAL, KEY_REVS, MEMBER_PREFIX,
 };
 use crate::auth::Effect;
 use crate::error::{refusal_or_fault, KvError, StorageFault};
@@ -168,8 +168,19 @@ impl Store {
         after: &mut AfterApply,
     ) -> Result<Output, KvError> {
         let nospace = st.alarms.iter().any(|(_, a)| *a == ALARM_NOSPACE);
+        // As etcd's `applierV3Corrupt`: with CORRUPT active, nothing that changes the key
+        // space or the leases is applied (reads are served outside the log).
+        let corrupt = st.alarms.iter().any(|(_, a)| *a == ALARM_CORRUPT);
+        let refuse_if_corrupt = || {
+            if corrupt {
+                Err(KvError::Corrupt)
+            } else {
+                Ok(())
+            }
+        };
         match cmd {
             Command::Txn(Pb(t)) => {
+                refuse_if_corrupt()?;
                 if nospace && txn_has_put(&t) {
                     return Err(KvError::NoSpace);
                 }
@@ -178,6 +189,7 @@ impl Store {
                 Ok(Output::Txn(Pb(outcome.response)))
             }
             Command::Compact { revision } => {
+                refuse_if_corrupt()?;
                 if revision <= st.revs.compacted {
                     return Err(KvError::Compacted {
                         compact_revision: st.revs.compacted,
@@ -195,6 +207,7 @@ impl Store {
                 Ok(Output::Done)
             }
             Command::LeaseGrant { id, ttl } => {
+                refuse_if_corrupt()?;
                 if nospace {
                     return Err(KvError::NoSpace);
                 }
@@ -206,6 +219,7 @@ impl Store {
                 Ok(Output::LeaseGranted { id, ttl })
             }
             Command::LeaseRevoke { id } => {
+                refuse_if_corrupt()?;
                 let view = self.view();
                 if view.lease(id)?.is_none() {
                     return Err(KvError::LeaseNotFound);
@@ -453,5 +467,39 @@ mod tests {
             .unwrap();
         let mut sm = super::super::StateMachine::new(store, dir.path().join("snap"));
         let _ = sm.apply(vec![entry(2, put("a"))]).await;
+    }
+
+    #[test]
+    fn with_corrupt_active_changes_are_refused_until_it_is_disarmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let alarm = |action| Command::Alarm {
+            action,
+            member_id: 7,
+            alarm: ALARM_CORRUPT,
+        };
+        store.apply_entry(entry(2, alarm(1))).unwrap();
+        for (i, cmd) in [
+            put("b"),
+            Command::Compact { revision: 2 },
+            Command::LeaseGrant { id: 1, ttl: 10 },
+            Command::LeaseRevoke { id: 1 },
+            Command::AsUser {
+                user: None,
+                cmd: Box::new(put("b")),
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (a, _) = store.apply_entry(entry(3 + i as u64, cmd)).unwrap();
+            assert_eq!(a.output.unwrap_err(), KvError::Corrupt);
+        }
+        assert_eq!(store.state().revs.current, 2, "nothing was written");
+        assert_eq!(store.state().applied, Some(log_id(7)));
+        store.apply_entry(entry(8, alarm(2))).unwrap();
+        let (a, _) = store.apply_entry(entry(9, put("b"))).unwrap();
+        assert!(a.output.is_ok());
+        assert_eq!(store.state().revs.current, 3);
     }
 }
