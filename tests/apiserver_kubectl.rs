@@ -453,7 +453,7 @@ async fn with_static_token(backend: &Backend, line: &str) -> Apiservers {
 async fn t20_rbac_restricted_user_and_auth_can_i() {
     let backend = Backend::flotilla().await;
     // A second, unprivileged user in the static token file.
-    let a = with_static_token(&backend, "alice-token,alice,1001").await;
+    let mut a = with_static_token(&backend, "alice-token,alice,1001").await;
     let kc = a.kubeconfig(0).to_path_buf();
     let alice = |args: &[&str]| {
         let mut all = vec!["--token", "alice-token"];
@@ -553,6 +553,147 @@ async fn t20_rbac_restricted_user_and_auth_can_i() {
         "{bindings}"
     );
     rbac_escalation_is_refused(&kc, &alice).await;
+    // Last: it leaves the apiserver auditing (dropped with the test, as t30's encryption).
+    audit_log(&mut a).await;
+}
+
+/// Audit logging as kube-apiserver's: a policy and a log path, then a list, a secret
+/// created at Metadata (its data never in the log), a forbidden request and a
+/// RequestResponse read whose `Audit-Id` header names its events.
+async fn audit_log(a: &mut Apiservers) {
+    let dir = a.dir.path().to_path_buf();
+    let policy = dir.join("audit-policy.yaml");
+    std::fs::write(
+        &policy,
+        r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+rules:
+- level: None
+  nonResourceURLs: ["/livez*", "/readyz*", "/version"]
+- level: Metadata
+  resources: [{group: "", resources: [secrets]}]
+- level: RequestResponse
+  resources: [{group: "", resources: [configmaps]}]
+- level: Metadata
+"#,
+    )
+    .expect("write the policy");
+    let log = dir.join("audit").join("audit.log");
+    a.restart_with(0, "--audit-log-path", &log.display().to_string())
+        .await;
+    a.restart_with(0, "--audit-policy-file", &policy.display().to_string())
+        .await;
+    let kc = a.kubeconfig(0).to_path_buf();
+    kubectl_ok(&kc, &["get", "namespaces"]);
+    kubectl_ok(
+        &kc,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "audited",
+            "-n",
+            "team",
+            "--from-literal=password=hunter2-audited",
+        ],
+    );
+    let out = kubectl(
+        &kc,
+        &["--token", "alice-token", "get", "secrets", "-n", "default"],
+    );
+    assert!(
+        !out.status.success(),
+        "alice may not list secrets in default"
+    );
+    let client = a.client(0).await;
+    let req = http::Request::get("/api/v1/namespaces/team/configmaps")
+        .body(kube::client::Body::empty())
+        .expect("request");
+    let resp = client.send(req).await.expect("list configmaps");
+    let id = resp.headers()["audit-id"]
+        .to_str()
+        .expect("an Audit-Id")
+        .to_string();
+
+    let events = |pred: &dyn Fn(&serde_json::Value) -> bool| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON event a line"))
+            .filter(|e| pred(e))
+            .collect()
+    };
+    let with_id = |id: String| move |e: &serde_json::Value| e["auditID"] == id.as_str();
+    common::wait_for(
+        std::time::Duration::from_secs(10),
+        "the configmaps list in the audit log",
+        || {
+            let n = events(&with_id(id.clone())).len();
+            async move { (n == 2).then_some(()) }
+        },
+    )
+    .await;
+    let text = std::fs::read_to_string(&log).expect("the audit log");
+    for e in events(&|_| true) {
+        assert_eq!(e["kind"], "Event", "{e}");
+        assert_eq!(e["apiVersion"], "audit.k8s.io/v1", "{e}");
+        assert!(
+            !e["requestURI"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("/readyz"),
+            "level None: {e}"
+        );
+    }
+    // The Audit-Id header names the RequestResponse events of its request.
+    let cm = events(&with_id(id.clone()));
+    assert_eq!(cm[0]["stage"], "RequestReceived");
+    assert_eq!(cm[1]["stage"], "ResponseComplete");
+    assert_eq!(cm[1]["level"], "RequestResponse");
+    assert_eq!(
+        cm[1]["responseObject"]["kind"], "ConfigMapList",
+        "{}",
+        cm[1]
+    );
+    assert_eq!(cm[1]["responseStatus"]["code"], 200);
+    assert_eq!(
+        cm[1]["annotations"]["authorization.k8s.io/decision"],
+        "allow"
+    );
+    // kubectl get namespaces: a list at Metadata, by a system:masters user.
+    let ns = events(&|e| e["verb"] == "list" && e["objectRef"]["resource"] == "namespaces");
+    let stages: Vec<&str> = ns.iter().filter_map(|e| e["stage"].as_str()).collect();
+    assert_eq!(stages, ["RequestReceived", "ResponseComplete"], "{ns:?}");
+    assert_eq!(ns[1]["level"], "Metadata");
+    assert!(ns[1]["user"]["groups"]
+        .as_array()
+        .is_some_and(|g| g.contains(&"system:masters".into())));
+    assert!(ns[1].get("responseObject").is_none());
+    // The secret: named in objectRef, its data nowhere.
+    let created = events(&|e| e["verb"] == "create" && e["objectRef"]["resource"] == "secrets");
+    assert_eq!(created.len(), 2, "{created:?}");
+    assert_eq!(created[1]["objectRef"]["name"], "audited");
+    assert_eq!(created[1]["objectRef"]["namespace"], "team");
+    assert_eq!(created[1]["level"], "Metadata");
+    assert_eq!(created[1]["responseStatus"]["code"], 201);
+    assert!(created[1].get("requestObject").is_none());
+    assert!(
+        !text.contains("hunter2-audited") && !text.contains("aHVudGVyMi1hdWRpdGVk"),
+        "secret data in the audit log"
+    );
+    // alice's forbidden list: the decision and the 403.
+    let denied = events(&|e| e["user"]["username"] == "alice" && e["verb"] == "list");
+    let last = denied.last().expect("alice's list is audited");
+    assert_eq!(last["stage"], "ResponseComplete");
+    assert_eq!(
+        last["annotations"]["authorization.k8s.io/decision"],
+        "forbid"
+    );
+    assert_eq!(last["responseStatus"]["code"], 403);
+    assert_eq!(last["responseStatus"]["reason"], "Forbidden");
+    assert!(last["stageTimestamp"]
+        .as_str()
+        .is_some_and(|t| t.len() == 27 && t.ends_with('Z')));
 }
 
 /// alice may write Roles and RoleBindings in `team` but grant only what she holds there,

@@ -103,6 +103,36 @@ pub struct ApiserverFlags {
     /// dialled. Without it they are not verified (a warning at start says so).
     #[arg(long)]
     pub kubelet_certificate_authority: Option<PathBuf>,
+    /// The audit policy (audit.k8s.io/v1 Policy, YAML or JSON): which requests are recorded
+    /// at which level. Read at start; a policy kube would refuse refuses the start. Without
+    /// it nothing is audited.
+    #[arg(long)]
+    pub audit_policy_file: Option<PathBuf>,
+    /// Where audit events are written, one JSON object a line; `-` is standard output.
+    /// Without it nothing is audited.
+    #[arg(long)]
+    pub audit_log_path: Option<String>,
+    /// The size in megabytes at which the audit log is rotated (0: 100, as kube's).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxsize: u64,
+    /// How many rotated audit logs are kept (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxbackup: usize,
+    /// How many days rotated audit logs are kept, by the time in their names (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxage: u64,
+    /// Connections served at once; one more is closed as soon as it is accepted
+    /// (Flotilla's; kube-apiserver has no such limit).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// How long a client has to complete its TLS handshake (Flotilla's).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
+    /// How long an HTTP/1.1 client has to send each request's headers before the
+    /// connection is closed (slowloris; Go's ReadHeaderTimeout, fixed at 32s in
+    /// kube-apiserver).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub read_header_timeout: Duration,
 }
 
 pub enum TlsSource {
@@ -135,6 +165,12 @@ pub struct Config {
     /// How agents are dialled: --kubelet-client-certificate/-key and
     /// --kubelet-certificate-authority, read at start.
     pub kubelet: Arc<crate::kubelet::KubeletClient>,
+    /// From --audit-policy-file and --audit-log-*; None when either is missing.
+    pub audit: Option<crate::audit::AuditConfig>,
+    /// Why auditing is off although one of its flags was given (said at start).
+    pub audit_warning: Option<&'static str>,
+    /// --max-connections, --tls-handshake-timeout, --read-header-timeout.
+    pub connections: crate::http::limits::ConnectionLimits,
 }
 
 impl ApiserverFlags {
@@ -199,6 +235,49 @@ impl ApiserverFlags {
                 .zip(self.kubelet_client_key.as_deref()),
             self.kubelet_certificate_authority.as_deref(),
         )?);
+        let policy = match &self.audit_policy_file {
+            Some(path) => Some(
+                crate::audit::Policy::load(path)
+                    .map_err(|e| format!("--audit-policy-file {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let (audit, audit_warning) = match (policy, &self.audit_log_path) {
+            (Some(policy), Some(log)) if !log.is_empty() => (
+                Some(crate::audit::AuditConfig {
+                    policy,
+                    log: crate::audit::log::LogOptions {
+                        path: (log != "-").then(|| PathBuf::from(log)),
+                        max_size_mb: self.audit_log_maxsize,
+                        max_backups: self.audit_log_maxbackup,
+                        max_age_days: self.audit_log_maxage,
+                    },
+                }),
+                None,
+            ),
+            (Some(_), _) => (
+                None,
+                Some("--audit-policy-file without --audit-log-path: no audit events are written"),
+            ),
+            (None, Some(_)) => (
+                None,
+                Some("--audit-log-path without --audit-policy-file: no audit events are written"),
+            ),
+            (None, None) => (None, None),
+        };
+        if self.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
+        if self.tls_handshake_timeout.is_zero() || self.read_header_timeout.is_zero() {
+            return Err(
+                "--tls-handshake-timeout and --read-header-timeout must be positive".into(),
+            );
+        }
+        let connections = crate::http::limits::ConnectionLimits {
+            max_connections: self.max_connections,
+            handshake_timeout: self.tls_handshake_timeout,
+            header_read_timeout: self.read_header_timeout,
+        };
         let api_audiences = if self.api_audiences.is_empty() {
             vec![self.service_account_issuer.clone()]
         } else {
@@ -228,6 +307,9 @@ impl ApiserverFlags {
             request_timeout: self.request_timeout,
             encryption,
             kubelet,
+            audit,
+            audit_warning,
+            connections,
         })
     }
 }
@@ -282,5 +364,90 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.contains("missing.yaml: reading"), "{e}");
+    }
+
+    #[test]
+    fn audit_flags_are_read_at_start_and_a_bad_policy_refuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.yaml");
+        let p = policy.to_str().unwrap();
+        let log = dir.path().join("audit.log");
+        let l = log.to_str().unwrap();
+        std::fs::write(
+            &policy,
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n",
+        )
+        .unwrap();
+        let cfg = validate(&[]).unwrap();
+        assert!(cfg.audit.is_none() && cfg.audit_warning.is_none());
+        let cfg = validate(&[
+            "--audit-policy-file",
+            p,
+            "--audit-log-path",
+            l,
+            "--audit-log-maxsize",
+            "5",
+            "--audit-log-maxbackup",
+            "3",
+            "--audit-log-maxage",
+            "7",
+        ])
+        .unwrap();
+        let audit = cfg.audit.expect("audit on");
+        assert_eq!(audit.log.path.as_deref(), Some(log.as_path()));
+        assert_eq!(
+            (
+                audit.log.max_size_mb,
+                audit.log.max_backups,
+                audit.log.max_age_days
+            ),
+            (5, 3, 7)
+        );
+        let cfg = validate(&["--audit-policy-file", p, "--audit-log-path", "-"]).unwrap();
+        assert_eq!(cfg.audit.expect("audit on").log.path, None);
+        let cfg = validate(&["--audit-policy-file", p]).unwrap();
+        assert!(cfg.audit.is_none() && cfg.audit_warning.is_some());
+        std::fs::write(
+            &policy,
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Everything\n",
+        )
+        .unwrap();
+        let e = validate(&["--audit-policy-file", p, "--audit-log-path", l])
+            .err()
+            .unwrap();
+        assert!(
+            e.starts_with(&format!(
+                "--audit-policy-file {p}: rules[0].level: Unsupported value"
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn connection_limits_are_flags() {
+        let c = validate(&[]).unwrap().connections;
+        assert_eq!(c.max_connections, 10_000);
+        assert_eq!(c.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(c.header_read_timeout, Duration::from_secs(30));
+        let c = validate(&[
+            "--max-connections",
+            "3",
+            "--tls-handshake-timeout",
+            "2s",
+            "--read-header-timeout",
+            "500ms",
+        ])
+        .unwrap()
+        .connections;
+        assert_eq!(
+            (
+                c.max_connections,
+                c.handshake_timeout,
+                c.header_read_timeout
+            ),
+            (3, Duration::from_secs(2), Duration::from_millis(500))
+        );
+        assert!(validate(&["--max-connections", "0"]).is_err());
+        assert!(validate(&["--read-header-timeout", "0"]).is_err());
     }
 }

@@ -4,6 +4,8 @@
 //! Layout:
 //! - `config.rs`: flags (kube-apiserver's names) and their validated form.
 //! - `http/`: the HTTPS server (`mod.rs`), paths and queries (`route.rs`), verbs (`handlers.rs`).
+//! - `audit/`: audit logging (`--audit-policy-file`, `--audit-log-*`): the policy, the
+//!   `audit.k8s.io/v1` events, the rotating log, and the recorder each request carries.
 //! - `auth/`: bearer tokens (static and ServiceAccount JWTs, TokenRequest, TokenReview); `authz/`: RBAC authorization and access reviews; `reviews.rs`: the review APIs' table and discovery; `tls.rs`: certificates; `kubeconfig.rs`: the admin kubeconfig; `kubelet.rs`: how agents are dialled.
 //! - `kinds/`: one module per served kind (defaulting, validation, field selectors) and
 //!   the type-erased `Strategy` the rest uses.
@@ -19,6 +21,7 @@
 //! - `metrics.rs`: `/metrics`; `table/`: the tables `kubectl get` prints (columns per kind in `table/printers/`).
 
 pub mod admission;
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod config;
@@ -150,6 +153,13 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
     if !cfg.kubelet.presents_certificate {
         tracing::warn!("no --kubelet-client-certificate: agents will refuse pods/log (401)");
     }
+    if let Some(w) = cfg.audit_warning {
+        tracing::warn!("{w}");
+    }
+    let audit = match cfg.audit.clone() {
+        Some(a) => Some(audit::Auditor::start(a).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let openapi = openapi::OpenApi::new(&kinds);
     let authorizer = authz::Authorizer::new(cfg.authorization_mode, store.cache.clone());
     let shared = Arc::new(http::Shared {
@@ -167,8 +177,9 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
         request_timeout: cfg.request_timeout,
         advertise: advertise.to_string(),
         kubelet: cfg.kubelet.clone(),
+        audit,
     });
-    http::serve(listener, tls_cfg, shared, shutdown).await;
+    http::serve(listener, tls_cfg, shared, cfg.connections, shutdown).await;
     feed.abort();
     boot.abort();
     if let Some(c) = compactor {

@@ -58,6 +58,15 @@ async fn handle_inner(
         let (path, q) = (parsed.path.clone(), parsed.query.clone());
         async move { Ok(super::health::serve(&shared, p, &path, &q).await) }
     };
+    let attrs = parsed.attributes();
+    let long_running = parsed.long_running();
+    // The audit record (when auditing is on) hears who asks and what was decided.
+    let audit = crate::audit::Recorder::of(&req);
+    let version = parsed.resource.as_ref().map(|r| r.path.version.as_str());
+    if let (Some(a), Some(Route::Health | Route::Ready | Route::Version)) = (&audit, &parsed.route)
+    {
+        a.begin(None, true, &attrs, version, long_running).await;
+    }
     match parsed.route {
         Some(Route::Health) => return health(super::health::Probe::Live).await,
         Some(Route::Ready) => return health(super::health::Probe::Ready).await,
@@ -68,24 +77,47 @@ async fn handle_inner(
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let Some(user) = shared.auth.authenticate(auth, &shared.store).await else {
+    let authenticated = shared.auth.authenticate(auth, &shared.store).await;
+    if let Some(a) = &audit {
+        a.begin(authenticated.as_ref(), false, &attrs, version, long_running)
+            .await;
+    }
+    let Some(user) = authenticated else {
         return Err(ApiError::Unauthorized);
     };
     let user = &user;
     tracing::Span::current().record("user", user.name.as_str());
-    let attrs = parsed.attributes();
     // Long-running requests and system:masters are not limited, as in kube-apiserver.
-    let long_running = parsed.long_running();
     let _slot = if long_running || user.groups.iter().any(|g| g == crate::authz::MASTERS) {
         None
     } else {
         shared.inflight.admit(req.method())?
     };
-    shared.authorizer.authorize(user, &attrs)?;
+    match shared.authorizer.decide(user, &attrs) {
+        crate::authz::Decision::Allow(why) => {
+            if let Some(a) = &audit {
+                a.decision(true, &why);
+            }
+        }
+        crate::authz::Decision::Deny(why) => {
+            if let Some(a) = &audit {
+                a.decision(false, &why);
+            }
+            return Err(ApiError::Forbidden(crate::authz::forbidden_message(
+                user, &attrs, &why,
+            )));
+        }
+    }
     // What a node's agent writes is narrowed to its own objects.
     let node = match (crate::authz::node::node_of(user), &attrs) {
         (Some(n), crate::authz::Attributes::Resource(r)) => {
-            crate::authz::node::check(n, r, &shared.store).await?;
+            if let Err(e) = crate::authz::node::check(n, r, &shared.store).await {
+                // kube's node authorizer decides this: its refusal is a forbid.
+                if let (Some(a), ApiError::Forbidden(why)) = (&audit, &e) {
+                    a.decision(false, why);
+                }
+                return Err(e);
+            }
             Some((n.to_string(), r.clone()))
         }
         _ => None,

@@ -2,7 +2,9 @@
 //! `--max-mutating-requests-inflight`): at most so many requests of each class are served
 //! at once; one more gets 429 with Retry-After at once rather than queueing. Long-running
 //! requests (watches, followed logs) do not count, nor do members of `system:masters`, as
-//! in kube-apiserver.
+//! in kube-apiserver. And the connection limits the server applies before any request
+//! (`ConnectionLimits`: `--max-connections`, `--tls-handshake-timeout`,
+//! `--read-header-timeout`; the server's tests are in `http/server_tests.rs`).
 
 use std::sync::Arc;
 
@@ -10,6 +12,27 @@ use http::Method;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
+
+/// What one connection may take before it is a request: refused beyond
+/// `max_connections` (closed as soon as accepted), closed when its TLS handshake takes
+/// longer than `handshake_timeout`, or (HTTP/1.1) when a request's headers take longer
+/// than `header_read_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub handshake_timeout: std::time::Duration,
+    pub header_read_timeout: std::time::Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 10_000,
+            handshake_timeout: std::time::Duration::from_secs(10),
+            header_read_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
 
 pub struct Inflight {
     readonly: Option<Arc<Semaphore>>,

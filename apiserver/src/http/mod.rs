@@ -1,7 +1,8 @@
-//! The HTTPS server: TLS (HTTP/2 and HTTP/1.1) and the request span. A request is parsed
-//! once (`request.rs`, over `route.rs`), authenticated, authorized and limited
-//! (`handlers.rs`), and runs one operation (`ops/`, one file each) with its options
-//! (`options.rs`) and body (`body.rs`).
+//! The HTTPS server: TLS (HTTP/2 and HTTP/1.1), the connection limits
+//! (`limits::ConnectionLimits`), the request span and its audit record (`crate::audit`).
+//! A request is parsed once (`request.rs`, over `route.rs`), authenticated, authorized
+//! and limited (`handlers.rs`), and runs one operation (`ops/`, one file each) with its
+//! options (`options.rs`) and body (`body.rs`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub struct Shared {
     pub advertise: String,
     /// How the nodes' agents are dialled (`pods/log`).
     pub kubelet: std::sync::Arc<crate::kubelet::KubeletClient>,
+    /// `--audit-policy-file` and `--audit-log-path`, when both are given.
+    pub audit: Option<Arc<crate::audit::Auditor>>,
 }
 
 pub fn json_response(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
@@ -87,7 +90,11 @@ fn audit_id(req: &Request<Incoming>) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-async fn serve_request(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+async fn serve_request(
+    shared: Arc<Shared>,
+    mut req: Request<Incoming>,
+    peer: Option<std::net::SocketAddr>,
+) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let id = audit_id(&req);
@@ -101,7 +108,31 @@ async fn serve_request(shared: Arc<Shared>, req: Request<Incoming>) -> Response<
     );
     async move {
         let started = std::time::Instant::now();
-        let mut resp = handlers::handle(shared, req).await;
+        // The audit record travels with the request (`handlers.rs` and `body.rs` report
+        // to it) and sees the answer before it leaves.
+        let recorder = shared
+            .audit
+            .as_ref()
+            .map(|a| crate::audit::Recorder::new(a.clone(), &id, req.uri(), req.headers(), peer));
+        let mut resp = match &recorder {
+            None => handlers::handle(shared, req).await,
+            Some(r) => {
+                req.extensions_mut().insert(r.clone());
+                let handled = std::panic::AssertUnwindSafe(handlers::handle(shared, req));
+                match futures::FutureExt::catch_unwind(handled).await {
+                    Ok(resp) => r.respond(resp).await,
+                    Err(panic) => {
+                        let msg = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        r.panicked(&msg).await;
+                        std::panic::resume_unwind(panic)
+                    }
+                }
+            }
+        };
         tracing::Span::current().record("code", resp.status().as_u16());
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "done");
         if let Ok(v) = http::HeaderValue::from_str(&id) {
@@ -113,12 +144,6 @@ async fn serve_request(shared: Arc<Shared>, req: Request<Incoming>) -> Response<
     .await
 }
 
-/// Connections served at once; one more is closed as soon as it is accepted.
-pub const MAX_CONNECTIONS: usize = 10_000;
-/// How long a client has for its TLS handshake, and for each request's headers on
-/// HTTP/1.1 (slowloris).
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// HTTP/2 pings find connections whose peer is gone.
 const H2_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -127,10 +152,34 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     shared: Arc<Shared>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    limits: limits::ConnectionLimits,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    serve_with(listener, tls, limits, shutdown, move |req, peer| {
+        serve_request(shared.clone(), req, peer)
+    })
+    .await
+}
+
+/// The accept loop under [`serve`], with any request handler (the server's tests run
+/// it with a trivial one). Each connection holds one of `max_connections` slots; beyond
+/// them a connection is closed at once. A connection must complete its TLS handshake
+/// within `handshake_timeout` and send its first request's headers within
+/// `header_read_timeout` (HTTP/2 too: until then the server only waits, so a client that
+/// never speaks would hold its slot for ever); HTTP/1.1 requests after the first have
+/// `header_read_timeout` each from hyper, HTTP/2 connections are pinged.
+pub async fn serve_with<H, F>(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    limits: limits::ConnectionLimits,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>, Option<std::net::SocketAddr>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -144,40 +193,68 @@ pub async fn serve(
             _ = shutdown.changed() => return,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max = MAX_CONNECTIONS, "too many connections; closing");
+            tracing::warn!(%peer, max = limits.max_connections, "too many connections; closing");
             drop(tcp);
             continue;
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let shared = shared.clone();
+        let handler = handler.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
+            let tls =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let first = Arc::new(tokio::sync::Notify::new());
+            let seen = first.clone();
             let svc = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(serve_request(shared, req).await) }
+                seen.notify_one();
+                let served = handler(req, Some(peer));
+                async move { Ok::<_, Infallible>(served.await) }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
+                .header_read_timeout(limits.header_read_timeout);
             builder
                 .http2()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .keep_alive_interval(H2_KEEPALIVE)
                 .keep_alive_timeout(H2_KEEPALIVE);
-            if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
+            let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(tls), svc));
+            // hyper's header timeout starts only once it knows the protocol, which takes
+            // the client's first bytes: the first request is timed here.
+            let first_request = async {
+                tokio::select! {
+                    r = conn.as_mut() => Err(r),
+                    _ = first.notified() => Ok(()),
+                }
+            };
+            let outcome = tokio::time::timeout(limits.header_read_timeout, first_request).await;
+            let ended = match outcome {
+                Err(_) => {
+                    tracing::debug!(%peer, "no request headers in time; closing");
+                    return;
+                }
+                Ok(Err(ended)) => ended,
+                Ok(Ok(())) => conn.await,
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "connection ended");
             }
         });
     }
 }
+
+#[cfg(test)]
+mod server_tests;
