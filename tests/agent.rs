@@ -16,7 +16,7 @@ use kube::api::{Api, ListParams};
 struct World {
     _backend: Backend,
     api: Apiservers,
-    _sched: Replicas,
+    sched: Replicas,
     _cm: Replicas,
     agents: Agents,
     client: kube::Client,
@@ -68,7 +68,7 @@ async fn world_with(nodes: &[&str], docker: bool) -> World {
     World {
         _backend: backend,
         api,
-        _sched: sched,
+        sched,
         _cm: cm,
         agents,
         client,
@@ -176,6 +176,54 @@ fn agent_get(w: &World, port: u16, token: &str, path: &str) -> std::process::Out
         .args(["--token", token, "get", "--raw", path])
         .output()
         .expect("kubectl is installed")
+}
+
+/// The scheduler's secure port, as kube-scheduler's: TLS, `/healthz` for anyone,
+/// `/metrics` for whom the apiserver allows (401 without credentials, 403 for a
+/// ServiceAccount without `get` on the path, in the generic apiserver's words).
+async fn secure_port_is_guarded(w: &World) {
+    let kc = w.api.kubeconfig(0).to_path_buf();
+    // A kubeconfig with `token` (none if empty); get_as points it at the port.
+    let as_token = |name: &str, token: &str| {
+        let path = w.api.dir.path().join(name);
+        let user = if token.is_empty() {
+            "{}".to_string()
+        } else {
+            format!("{{token: {token}}}")
+        };
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
+                 clusters: [{{name: c, cluster: {{server: \"https://127.0.0.1:1\"}}}}]\n\
+                 users: [{{name: u, user: {user}}}]\n\
+                 contexts: [{{name: c, context: {{cluster: c, user: u}}}}]\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let anonymous = as_token("anonymous-kubeconfig", "");
+    let got = w.sched.get_as(0, &anonymous, "/healthz").await;
+    assert_eq!(got, Some(Ok("ok".to_string())));
+    let got = w.sched.get_as(0, &anonymous, "/metrics").await;
+    assert_eq!(got.unwrap().unwrap_err().0, 401);
+    let nosy = kubectl_ok(&kc, &["create", "token", "nosy"]);
+    let nosy = as_token("nosy-kubeconfig", nosy.trim());
+    let (code, msg) = w
+        .sched
+        .get_as(0, &nosy, "/metrics")
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(code, 403);
+    assert_eq!(
+        msg,
+        r#"forbidden: User "system:serviceaccount:default:nosy" cannot get path "/metrics""#
+    );
+    // The admin (its kubeconfig's token) reads it.
+    let m = w.sched.metrics(0).await.expect("the admin reads /metrics");
+    assert!(m.contains("leader_election_master_status"), "{m}");
 }
 
 /// The agent's port answers the apiserver's client certificate (`kubectl logs` before),
@@ -401,6 +449,7 @@ spec:
         "{out:?}"
     );
     agent_port_is_guarded(&w, &pods[1]).await;
+    secure_port_is_guarded(&w).await;
 
     // Lifecycle hooks: postStart runs after the start, preStop before the stop.
     let marks = tempfile::tempdir().unwrap();
@@ -806,11 +855,12 @@ spec:
   - {{name: www, emptyDir: {{}}}}
   - {{name: cfg, configMap: {{name: site}}}}
   - {{name: creds, secret: {{secretName: creds}}}}
+  - {{name: mem, emptyDir: {{medium: Memory, sizeLimit: 1Mi}}}}
   initContainers:
   - name: render
     image: {image}
-    command: ["sh", "-c", "cat /cfg/greeting /creds/token > /www/index.html"]
-    volumeMounts: [{{name: www, mountPath: /www}}, {{name: cfg, mountPath: /cfg}}, {{name: creds, mountPath: /creds}}]
+    command: ["sh", "-c", "cat /cfg/greeting /creds/token > /www/index.html; grep -q ' /creds tmpfs ' /proc/mounts && grep -q ' /mem tmpfs ' /proc/mounts && echo memory-backed >> /www/index.html"]
+    volumeMounts: [{{name: www, mountPath: /www}}, {{name: cfg, mountPath: /cfg}}, {{name: creds, mountPath: /creds}}, {{name: mem, mountPath: /mem}}]
   containers:
   - name: serve
     image: {image}
@@ -828,6 +878,25 @@ spec:
         body.contains("hello from a configmap") && body.contains("s3cret"),
         "{body}"
     );
+    // The Secret and the Memory emptyDir are tmpfs mounts, inside the container and on
+    // the host, and the host's mounts go with the pod.
+    assert!(body.contains("memory-backed"), "{body}");
+    let uid = vols[0].metadata.uid.clone().unwrap();
+    let host_mounts = || {
+        std::fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&uid) && l.starts_with("tmpfs "))
+            .count()
+    };
+    assert_eq!(host_mounts(), 2);
+    kubectl_ok(&kc, &["delete", "pod", "vols", "--wait=false"]);
+    wait_for(
+        Duration::from_secs(60),
+        "the pod's tmpfs mounts to go",
+        || async { (host_mounts() == 0).then_some(()) },
+    )
+    .await;
 
     // `kubectl logs -f` streams while the container writes.
     apply(

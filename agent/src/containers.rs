@@ -34,7 +34,7 @@ pub async fn config(
     let src = fetch_sources(shared, pod, cm_names, secret_names).await?;
     let pr = pod_ref(pod);
     let pod_dir = shared.pods_dir.join(pod_dir_name(&pr));
-    let vols = volumes::prepare(pod, &pod_dir, &src)?;
+    let vols = volumes::prepare(pod, &pod_dir, &src, shared.memory_volumes)?;
     let mounts = volumes::mounts(pod, c, &vols)?;
     let pod_ip = sandbox.ip.clone().unwrap_or_default();
     let fields = env::Fields {

@@ -13,7 +13,8 @@
 //! - Pure cores: `sync.rs` (what to do next), `status.rs` (the pod's status), `env.rs`
 //!   (environment), `volumes.rs` (pod volumes and mounts), `crashloop.rs` (restart
 //!   backoff), `probes.rs` (probe timing and handlers), `hooks.rs` (postStart and preStop),
-//!   `security.rs` (a container's effective securityContext). Backoffs, the status-write token bucket,
+//!   `security.rs` (a container's effective securityContext); `tmpfs.rs`: memory-backed
+//!   volumes (Secrets, `medium: Memory`). Backoffs, the status-write token bucket,
 //!   quantities and durations come from `flotilla_core`.
 //! - `server/`: the HTTPS port serving container logs to the apiserver, each request
 //!   authenticated and authorized by the apiserver (TokenReview, SubjectAccessReview) as
@@ -40,6 +41,7 @@ pub mod server;
 pub mod shim;
 pub mod status;
 pub mod sync;
+pub mod tmpfs;
 pub mod volumes;
 pub mod worker;
 
@@ -130,7 +132,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
             runtime_version: version,
         };
         if cfg.fake_nodes == 0 {
-            let reviewer = Arc::new(server::reviews::ApiReviewer {
+            let reviewer = Arc::new(component_base::secure::ApiReviewer {
                 client: client.clone(),
             });
             let server = server::Server::new(runtime.clone(), name.clone(), reviewer);
@@ -143,7 +145,8 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
             runtime,
             node_name: name,
             host_ip: ip.clone(),
-            pods_dir: pods_dir(&cfg.root_dir, cfg.fake_nodes > 0),
+            pods_dir: pods_dir(&cfg.root_dir, cfg.fake_nodes > 0)?,
+            memory_volumes: cfg.fake_nodes == 0,
             status_writes: Arc::new(TokenBucket::new(cfg.qps, cfg.burst)),
             recorder: recorder.clone(),
             stopping: stopping.clone(),
@@ -178,12 +181,15 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
     Ok(())
 }
 
-fn pods_dir(root: &Path, fake: bool) -> std::path::PathBuf {
-    if fake {
-        root.join("fake-pods")
-    } else {
-        root.join("pods")
-    }
+/// `<root-dir>/pods` (`fake-pods` for fake nodes), made 0700: pods' volumes (Secrets
+/// among them, where no tmpfs could be mounted) and logs are for no other host user.
+fn pods_dir(root: &Path, fake: bool) -> anyhow::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = root.join(if fake { "fake-pods" } else { "pods" });
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| anyhow::anyhow!("preparing {}: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 async fn run_node(shared: Arc<Shared>, inputs: NodeInputs, cfg: AgentConfig) {

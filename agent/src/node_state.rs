@@ -21,6 +21,9 @@ pub struct Shared {
     pub host_ip: String,
     /// `<root-dir>/pods`: logs and volumes, one directory per pod.
     pub pods_dir: PathBuf,
+    /// Secret volumes and `medium: Memory` emptyDirs are tmpfs mounts (not for fake
+    /// nodes, whose pods never run).
+    pub memory_volumes: bool,
     /// Status writes of all the node's pods share this bucket (the kubelet's
     /// `--kube-api-qps` and `--kube-api-burst`), so thousands of pods stay within the
     /// agent's share of the apiserver.

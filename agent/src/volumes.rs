@@ -2,6 +2,8 @@
 //! (`volumes/kubernetes.io~empty-dir/<name>`, `~configmap`, `~secret`), and the bind
 //! mounts of a container's volumeMounts. emptyDir, configMap, secret and hostPath are
 //! supported; ConfigMaps and Secrets are written again at every container start.
+//! With `memory` (a real runtime), Secret volumes and `medium: Memory` emptyDirs are
+//! tmpfs mounts (`tmpfs.rs`), as the kubelet makes them.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -11,6 +13,7 @@ use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod};
 
 use crate::env::Sources;
 use crate::runtime::Mount;
+use crate::tmpfs;
 
 /// The ConfigMaps and Secrets the pod's volumes name.
 pub fn sources(pod: &Pod) -> (Vec<String>, Vec<String>) {
@@ -63,17 +66,30 @@ fn write_keys(
 }
 
 /// Makes every volume of the pod exist under `pod_dir`; returns each volume's host path.
+/// `memory`: back Secret volumes and `medium: Memory` emptyDirs with tmpfs.
 pub fn prepare(
     pod: &Pod,
     pod_dir: &Path,
     src: &Sources,
+    memory: bool,
 ) -> Result<BTreeMap<String, PathBuf>, String> {
     let mut out = BTreeMap::new();
     let base = pod_dir.join("volumes");
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
         let io = |e: std::io::Error| format!("volume {:?}: {e}", v.name);
-        let path = if v.empty_dir.is_some() {
+        let path = if let Some(e) = &v.empty_dir {
             let p = base.join("kubernetes.io~empty-dir").join(&v.name);
+            if memory && e.medium.as_deref() == Some("Memory") {
+                // As the kubelet: sizeLimit bounds the tmpfs; without one, tmpfs's own
+                // default (half the node's memory).
+                let size = e
+                    .size_limit
+                    .as_ref()
+                    .and_then(|q| flotilla_core::quantity::parse(&q.0))
+                    .filter(|b| b.is_finite() && *b >= 1.0)
+                    .map(|b| b.min(u64::MAX as f64) as u64);
+                tmpfs::ensure(&p, size)?;
+            }
             std::fs::create_dir_all(&p).map_err(io)?;
             // World-writable as the kubelet makes it, so a container running as any
             // user (runAsUser) can write it.
@@ -136,6 +152,9 @@ pub fn prepare(
         } else if let Some(s) = &v.secret {
             let name = s.secret_name.clone().unwrap_or_default();
             let p = base.join("kubernetes.io~secret").join(&v.name);
+            if memory {
+                tmpfs::ensure(&p, Some(tmpfs::SECRET_SIZE))?;
+            }
             match src.secrets.get(&name) {
                 Some(data) => write_keys(
                     &p,
@@ -234,7 +253,7 @@ mod tests {
         src.secrets
             .insert("s".into(), [("token".to_string(), b"t0k".to_vec())].into());
         let pod_dir = dir.path().join("pod");
-        let vols = prepare(&pod, &pod_dir, &src).unwrap();
+        let vols = prepare(&pod, &pod_dir, &src, false).unwrap();
         assert!(vols["scratch"].is_dir());
         assert_eq!(
             std::fs::read_to_string(vols["cfg"].join("conf/a.txt")).unwrap(),
@@ -256,7 +275,7 @@ mod tests {
         // A missing ConfigMap is an error unless optional.
         src.config_maps.clear();
         assert_eq!(
-            prepare(&pod, &pod_dir, &src).unwrap_err(),
+            prepare(&pod, &pod_dir, &src, false).unwrap_err(),
             "configmap \"cm\" not found"
         );
     }

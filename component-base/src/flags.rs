@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::leaderelection::ElectionConfig;
+use crate::metrics::SecureServing;
+use crate::secure::TlsFlags;
 
 /// Go-style durations (`15s`, `1h30m`, bare seconds), as every flag here takes them.
 pub use flotilla_core::duration::parse_duration;
@@ -34,10 +36,23 @@ pub struct CommonFlags {
     /// This replica's identity in the Lease (default: hostname_<random>).
     #[arg(long)]
     pub leader_elect_identity: Option<String>,
-    /// Where `/metrics` and `/healthz` are served over plain HTTP; port 0 picks a free
-    /// port, an empty value serves nothing.
+    /// The address the secure port (`/metrics`, `/healthz`) listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: std::net::IpAddr,
+    /// The secure port: HTTPS, `/metrics` for whom the apiserver allows `get` on it, the
+    /// health checks for anyone; 0 serves nothing (default: the component's kube port).
     #[arg(long)]
-    pub metrics_bind_address: Option<String>,
+    pub secure_port: Option<u16>,
+    /// The secure port's certificate (PEM); without it, one self-signed at start.
+    #[arg(long, requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The key of `--tls-cert-file` (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// CA whose client certificates authenticate on the secure port (CN the user, O its
+    /// groups); bearer tokens are checked by TokenReview either way.
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// Validated common configuration.
@@ -46,16 +61,13 @@ pub struct CommonConfig {
     pub kubeconfig: PathBuf,
     /// `None` when `--leader-elect=false`.
     pub election: Option<ElectionConfig>,
-    pub metrics_addr: Option<SocketAddr>,
+    /// `None` with `--secure-port 0`.
+    pub serving: Option<SecureServing>,
 }
 
 impl CommonFlags {
-    /// `lease_name`: the component's Lease; `default_metrics`: its metrics address.
-    pub fn validate(
-        &self,
-        lease_name: &str,
-        default_metrics: &str,
-    ) -> Result<CommonConfig, String> {
+    /// `lease_name`: the component's Lease; `default_port`: its secure port.
+    pub fn validate(&self, lease_name: &str, default_port: u16) -> Result<CommonConfig, String> {
         let (d, r, p) = (
             self.leader_elect_lease_duration,
             self.leader_elect_renew_deadline,
@@ -76,19 +88,17 @@ impl CommonFlags {
                 return Err("--leader-elect-lease-duration must be at least 1s".into());
             }
         }
-        let metrics = self
-            .metrics_bind_address
-            .clone()
-            .unwrap_or_else(|| default_metrics.to_string());
-        let metrics_addr = if metrics.is_empty() {
-            None
-        } else {
-            Some(
-                metrics
-                    .parse()
-                    .map_err(|e| format!("--metrics-bind-address {metrics:?}: {e}"))?,
-            )
-        };
+        let port = self.secure_port.unwrap_or(default_port);
+        let serving = (port != 0).then(|| SecureServing {
+            addr: SocketAddr::new(self.bind_address, port),
+            tls: TlsFlags {
+                serving: self
+                    .tls_cert_file
+                    .clone()
+                    .zip(self.tls_private_key_file.clone()),
+                client_ca: self.client_ca_file.clone(),
+            },
+        });
         let identity = self.leader_elect_identity.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
@@ -105,7 +115,7 @@ impl CommonFlags {
                 renew_deadline: r,
                 retry_period: p,
             }),
-            metrics_addr,
+            serving,
         })
     }
 }

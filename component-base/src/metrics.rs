@@ -1,13 +1,13 @@
-//! Metrics in Prometheus' text format, and the small HTTP server that serves them with
-//! `/healthz`.
+//! Metrics in Prometheus' text format, and the component's secure port that serves them
+//! with `/healthz` (TLS; `/metrics` authenticated and authorized by the apiserver).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Request, Response};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::secure::{self, Attributes, Body, Guard, Handler, SecurePort, Verdict};
 
 /// Something that writes its metrics in the text exposition format.
 pub trait Collect: Send + Sync {
@@ -54,47 +54,100 @@ impl Histogram {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `addr` until the process ends; returns the bound
-/// address (port 0 picks one).
-pub async fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let registry = Arc::new(registry);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let registry = registry.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let registry = registry.clone();
-                    async move { Ok::<_, Infallible>(respond(req.uri().path(), &registry)) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    tracing::info!(%bound, "serving /metrics and /healthz");
+/// Where and how a component's secure port serves (kube-scheduler's `--bind-address`,
+/// `--secure-port`, `--tls-cert-file`, `--tls-private-key-file`, `--client-ca-file`).
+#[derive(Debug, Clone)]
+pub struct SecureServing {
+    pub addr: SocketAddr,
+    pub tls: secure::TlsFlags,
+}
+
+/// Serves `/metrics` (for those the apiserver allows `get` on that path: RBAC's
+/// `nonResourceURLs`) and `/healthz`, `/livez`, `/readyz` (for anyone, kube's
+/// `--authorization-always-allow-paths`) over TLS on `serving.addr` until the process
+/// ends; returns the bound address (port 0 picks one). `client` asks the reviews.
+pub async fn serve(
+    serving: &SecureServing,
+    registry: Registry,
+    client: kube::Client,
+) -> anyhow::Result<SocketAddr> {
+    let hosts = vec!["localhost".to_string(), serving.addr.ip().to_string()];
+    let port = SecurePort::bind(serving.addr, &serving.tls, hosts).await?;
+    let bound = port.local_addr()?;
+    let guard = Guard::new(Arc::new(secure::ApiReviewer { client }));
+    let handler = Arc::new(MetricsPort { registry, guard });
+    tokio::spawn(port.run(handler));
+    tracing::info!(%bound, "serving /metrics and /healthz over TLS");
     Ok(bound)
 }
 
-fn respond(path: &str, registry: &Registry) -> Response<Full<Bytes>> {
-    let (code, ctype, body) = match path {
-        "/metrics" => (
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            registry.render(),
-        ),
-        "/healthz" | "/livez" | "/readyz" => (200, "text/plain", "ok".to_string()),
-        _ => (404, "text/plain", "not found\n".to_string()),
-    };
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::OK);
-    if let Ok(v) = http::HeaderValue::from_str(ctype) {
-        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+struct MetricsPort {
+    registry: Registry,
+    guard: Guard,
+}
+
+/// kube's metav1.Status for an error, as the generic apiserver's delegated filters write it.
+fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code.as_u16(),
+    });
+    secure::respond(code, "application/json", body.to_string())
+}
+
+impl Handler for MetricsPort {
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        cert_user: Option<secure::User>,
+    ) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
+            return secure::text(StatusCode::OK, "ok");
+        }
+        let verb = match *req.method() {
+            Method::GET | Method::HEAD => "get",
+            Method::POST => "post",
+            Method::PUT => "put",
+            Method::PATCH => "patch",
+            Method::DELETE => "delete",
+            _ => "",
+        };
+        let attrs = Attributes::NonResource {
+            verb: verb.to_string(),
+            path: path.clone(),
+        };
+        match self.guard.check(&req, cert_user, &attrs).await {
+            Verdict::Allowed(_) => {}
+            Verdict::Unauthenticated => {
+                return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
+            }
+            Verdict::Throttled => return secure::throttled(),
+            Verdict::Forbidden(u) => {
+                return status(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    &format!(
+                        "forbidden: User \"{}\" cannot {verb} path \"{path}\"",
+                        u.name
+                    ),
+                )
+            }
+            Verdict::Error(_, e) => {
+                return status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    &format!("Internal error occurred: {e}"),
+                )
+            }
+        }
+        match path.as_str() {
+            "/metrics" => secure::respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.registry.render(),
+            ),
+            _ => secure::text(StatusCode::NOT_FOUND, "not found\n"),
+        }
     }
-    r
 }

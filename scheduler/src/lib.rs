@@ -63,9 +63,7 @@ pub struct SchedulerConfig {
 
 impl SchedulerFlags {
     pub fn validate(&self) -> Result<SchedulerConfig, String> {
-        let common = self
-            .common
-            .validate("flotilla-scheduler", "127.0.0.1:10251")?;
+        let common = self.common.validate("flotilla-scheduler", 10259)?;
         if self.percentage_of_nodes_to_score > 100 {
             return Err("--percentage-of-nodes-to-score must be between 0 and 100".into());
         }

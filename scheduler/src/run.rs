@@ -40,10 +40,10 @@ pub async fn run(cfg: SchedulerConfig, shutdown: watch::Receiver<bool>) -> anyho
     let mut reg = Registry::default();
     reg.register(leader.clone());
     reg.register(metrics.clone());
-    if let Some(addr) = cfg.common.metrics_addr {
-        component_base::metrics::serve(addr, reg)
+    if let Some(serving) = &cfg.common.serving {
+        component_base::metrics::serve(serving, reg, client.clone())
             .await
-            .map_err(|e| anyhow::anyhow!("serving metrics on {addr}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("serving the secure port {}: {e:#}", serving.addr))?;
     }
     let recorder = Recorder::new(client.clone(), "default-scheduler");
     let election = cfg.common.election.clone();

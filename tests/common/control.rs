@@ -18,7 +18,10 @@ use super::{free_port, BIN};
 /// One replica of a leader-elected component.
 pub struct Replica {
     pub child: Option<Child>,
+    /// Its secure port (`/metrics`, `/healthz`).
     pub metrics_port: u16,
+    /// The kubeconfig it runs with: its credentials also read its `/metrics`.
+    pub kubeconfig: PathBuf,
     pub log: PathBuf,
 }
 
@@ -56,7 +59,12 @@ impl Replicas {
                 .arg(component)
                 .arg("--kubeconfig")
                 .arg(kc)
-                .args(["--metrics-bind-address", &format!("127.0.0.1:{port}")])
+                .args([
+                    "--bind-address",
+                    "127.0.0.1",
+                    "--secure-port",
+                    &port.to_string(),
+                ])
                 .args(["--leader-elect-identity", &format!("{component}-{i}")])
                 .args(LEASE_ARGS)
                 .args(extra)
@@ -72,6 +80,7 @@ impl Replicas {
             replicas.push(Replica {
                 child: Some(child),
                 metrics_port: port,
+                kubeconfig: kc.to_path_buf(),
                 log,
             });
         }
@@ -81,18 +90,37 @@ impl Replicas {
         }
     }
 
-    /// `/metrics` of replica `i`, if it answers.
+    /// `path` of replica `i`'s secure port, as the credentials of `kubeconfig` (its
+    /// self-signed certificate is not checked): the body, or the error's HTTP code and
+    /// message; None if it does not answer.
+    pub async fn get_as(
+        &self,
+        i: usize,
+        kubeconfig: &Path,
+        path: &str,
+    ) -> Option<Result<String, (u16, String)>> {
+        let kc = kube::config::Kubeconfig::read_from(kubeconfig).ok()?;
+        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .ok()?;
+        cfg.cluster_url = format!("https://127.0.0.1:{}", self.replicas[i].metrics_port)
+            .parse()
+            .ok()?;
+        cfg.root_cert = None;
+        cfg.accept_invalid_certs = true;
+        let client = kube::Client::try_from(cfg).ok()?;
+        let req = http::Request::get(path).body(Vec::new()).ok()?;
+        match client.request_text(req).await {
+            Ok(body) => Some(Ok(body)),
+            Err(kube::Error::Api(e)) => Some(Err((e.code, e.message))),
+            Err(_) => None,
+        }
+    }
+
+    /// `/metrics` of replica `i`, read with its own kubeconfig, if it answers.
     pub async fn metrics(&self, i: usize) -> Option<String> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.replicas[i].metrics_port))
-            .await
-            .ok()?;
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-            .await
-            .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.ok()?;
-        Some(out)
+        let kc = self.replicas[i].kubeconfig.clone();
+        self.get_as(i, &kc, "/metrics").await?.ok()
     }
 
     /// The replica whose metrics say it holds the lease.

@@ -102,6 +102,29 @@ impl Pki {
     }
 }
 
+/// The secure port flags of a scheduler or controller-manager (`name`, e.g.
+/// `scheduler-m0`) on loopback `port`: a serving certificate from the cluster CA in `pki/`
+/// (so the admin kubeconfig verifies it), and that CA for client certificates.
+pub fn secure_port_args(data: &Path, name: &str, port: u16) -> anyhow::Result<Vec<String>> {
+    let dir = data.join("pki");
+    let hosts = ["127.0.0.1".to_string(), "localhost".to_string()];
+    let c = issue(&dir, name, name, &hosts, Usage::Server)
+        .with_context(|| format!("issuing {name}'s serving certificate in {}", dir.display()))?;
+    let p = |p: &Path| p.display().to_string();
+    Ok(vec![
+        "--bind-address".into(),
+        "127.0.0.1".into(),
+        "--secure-port".into(),
+        port.to_string(),
+        "--tls-cert-file".into(),
+        p(&c.cert),
+        "--tls-private-key-file".into(),
+        p(&c.key),
+        "--client-ca-file".into(),
+        p(&c.ca),
+    ])
+}
+
 /// The agents' serving certificates and the apiservers' client certificate for them, all
 /// from the apiservers' CA in `pki/`.
 pub struct AgentPki {

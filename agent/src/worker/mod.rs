@@ -229,6 +229,7 @@ impl Worker {
         let suffix = format!("_{}", self.uid);
         for e in rd.flatten() {
             if e.file_name().to_string_lossy().ends_with(&suffix) {
+                crate::tmpfs::unmount_volumes(&e.path());
                 if let Err(err) = std::fs::remove_dir_all(e.path()) {
                     warn!(uid = %self.uid, error = %err, "removing the pod directory");
                 }
