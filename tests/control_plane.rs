@@ -30,6 +30,10 @@ spec: {taints: [{key: dedicated, value: gpu, effect: NoSchedule}]}
 status: {capacity: {cpu: "16", memory: 64Gi, pods: "110"}, allocatable: {cpu: "16", memory: 64Gi, pods: "110"}}
 "#;
 
+/// Every controller-manager here runs each controller as its own ServiceAccount, so the
+/// suites prove the controllers' `system:controller:*` roles are enough for their work.
+const OWN_ACCOUNTS: &[&str] = &["--use-service-account-credentials"];
+
 fn deployment(ns: &str, name: &str, replicas: u32, extra_spec: &str) -> String {
     format!(
         r#"
@@ -88,7 +92,12 @@ async fn t10_scheduling_and_leader_failover() {
         api.kubeconfig(1).to_path_buf(),
     );
     let mut sched = Replicas::start("scheduler", &[&kc0, &kc1], dir.path(), &[]);
-    let mut cm = Replicas::start("controller-manager", &[&kc1, &kc0], dir.path(), &[]);
+    let mut cm = Replicas::start(
+        "controller-manager",
+        &[&kc1, &kc0],
+        dir.path(),
+        OWN_ACCOUNTS,
+    );
     let client = api.client(0).await;
     let agent = fake_agent(client.clone());
 
@@ -359,6 +368,283 @@ async fn t10_scheduling_and_leader_failover() {
 
 /// `kubectl set image` sends a strategic merge patch with a list, which the apiserver does
 /// not take yet (the "apiserver, complete" issue); a JSON patch changes the same field.
+/// Whether `user` (in `groups`) may `verb` the `resource` (`group`, `sub`resource) in
+/// `ns`, as the apiserver's SubjectAccessReview says.
+async fn may(
+    client: &kube::Client,
+    user: &str,
+    groups: &[&str],
+    (verb, group, resource, sub, ns): (&str, &str, &str, &str, &str),
+) -> bool {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    };
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.into()),
+            groups: Some(groups.iter().map(|g| g.to_string()).collect()),
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.into()),
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                subresource: Some(sub.into()).filter(|s: &String| !s.is_empty()),
+                namespace: Some(ns.into()).filter(|s: &String| !s.is_empty()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let api: Api<SubjectAccessReview> = Api::all(client.clone());
+    api.create(&kube::api::PostParams::default(), &review)
+        .await
+        .expect("subjectaccessreview")
+        .status
+        .expect("a review's status")
+        .allowed
+}
+
+/// The controller-manager as kube runs it: its own identity has only the
+/// `system:kube-controller-manager` role (here through a ServiceAccount bound to it), and
+/// with `--use-service-account-credentials` each controller acts as its own account in
+/// kube-system with its `system:controller:*` role; a Deployment still rolls out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t15_controllers_act_as_their_own_service_accounts() {
+    let backend = Backend::flotilla().await;
+    let api = Apiservers::start(1, &backend.urls()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kc = api.kubeconfig(0).to_path_buf();
+    let client = api.client(0).await;
+
+    // A kubeconfig with the controller-manager's role only.
+    kubectl_ok(
+        &kc,
+        &["create", "serviceaccount", "kcm", "-n", "kube-system"],
+    );
+    kubectl_ok(
+        &kc,
+        &[
+            "create",
+            "clusterrolebinding",
+            "kcm-under-test",
+            "--clusterrole=system:kube-controller-manager",
+            "--serviceaccount=kube-system:kcm",
+        ],
+    );
+    let token = kubectl_ok(
+        &kc,
+        &[
+            "create",
+            "token",
+            "kcm",
+            "-n",
+            "kube-system",
+            "--duration=2h",
+        ],
+    );
+    let mut narrow: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&kc).expect("kubeconfig"))
+            .expect("kubeconfig JSON");
+    for u in narrow["users"].as_array_mut().expect("users") {
+        u["user"] = serde_json::json!({ "token": token.trim() });
+    }
+    let kcm_kc = dir.path().join("kubeconfig-kcm");
+    std::fs::write(&kcm_kc, narrow.to_string()).expect("write kubeconfig");
+    let kcm = "system:serviceaccount:kube-system:kcm";
+    let kcm_groups = ["system:serviceaccounts", "system:authenticated"];
+    assert!(
+        !may(
+            &client,
+            kcm,
+            &kcm_groups,
+            ("create", "", "pods", "", "default")
+        )
+        .await,
+        "the controller-manager's own identity creates no pods"
+    );
+
+    let _sched = Replicas::start("scheduler", &[&kc], dir.path(), &[]);
+    let cm = Replicas::start("controller-manager", &[&kcm_kc], dir.path(), OWN_ACCOUNTS);
+    let agent = fake_agent(client.clone());
+    // The nodes stay Ready through the minute the account's deletion takes to heal.
+    let beats = heartbeats(
+        client.clone(),
+        std::sync::Arc::new(std::sync::Mutex::new(vec![
+            "node-a".to_string(),
+            "node-b".to_string(),
+            "node-c".to_string(),
+        ])),
+    );
+    let out = kubectl_stdin(&kc, &["apply", "-f", "-"], NODES);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kubectl_stdin(
+        &kc,
+        &["apply", "-f", "-"],
+        &deployment("default", "web", 3, ""),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rollout = || {
+        let out = kubectl(
+            &kc,
+            &[
+                "rollout",
+                "status",
+                "deployment/web",
+                "--timeout",
+                "60s",
+                "--watch",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "rollout: {}\ncontroller-manager log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&cm.replicas[0].log).unwrap_or_default()
+        );
+    };
+    rollout();
+    let patch = r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"busybox:v2"}]"#;
+    kubectl_ok(
+        &kc,
+        &["patch", "deployment", "web", "--type", "json", "-p", patch],
+    );
+    rollout();
+    let pods = wait_bound(&client, "default", "app=web", 3, Duration::from_secs(30)).await;
+    assert!(pods
+        .iter()
+        .all(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("busybox:v2")));
+
+    // The controller-manager made the accounts the controllers act as.
+    let accounts = kubectl_ok(
+        &kc,
+        &[
+            "get",
+            "serviceaccounts",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ],
+    );
+    for a in [
+        "deployment-controller",
+        "replicaset-controller",
+        "replication-controller",
+        "generic-garbage-collector",
+        "node-controller",
+        "endpoint-controller",
+        "endpointslice-controller",
+        "namespace-controller",
+        "service-account-controller",
+    ] {
+        assert!(
+            accounts.split_whitespace().any(|n| n == a),
+            "{a} in {accounts}"
+        );
+    }
+    // The deployment controller records its events as itself.
+    wait_for(
+        Duration::from_secs(20),
+        "a ScalingReplicaSet event from deployment-controller",
+        || async {
+            let events: Api<k8s_openapi::api::core::v1::Event> =
+                Api::namespaced(client.clone(), "default");
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("ScalingReplicaSet")
+                        && e.source.as_ref().and_then(|s| s.component.as_deref())
+                            == Some("deployment-controller")
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The deployment controller's identity may do its work, and not more.
+    let d = "system:serviceaccount:kube-system:deployment-controller";
+    let d_groups = [
+        "system:serviceaccounts",
+        "system:serviceaccounts:kube-system",
+        "system:authenticated",
+    ];
+    for (attrs, allowed) in [
+        (("update", "apps", "deployments", "status", "default"), true),
+        (("create", "apps", "replicasets", "", "default"), true),
+        (("get", "", "secrets", "", "default"), false),
+        (("list", "", "secrets", "", ""), false),
+        (("delete", "", "nodes", "", ""), false),
+        (("create", "", "pods", "", "default"), false),
+    ] {
+        assert_eq!(
+            may(&client, d, &d_groups, attrs).await,
+            allowed,
+            "deployment-controller {attrs:?}"
+        );
+    }
+
+    // Deleting an account revokes its tokens: the controller-manager makes it again and
+    // its controller goes on with a new token (within the account check period and
+    // kube-rs' reload of the token file, about a minute).
+    let uid = || {
+        let out = kubectl(
+            &kc,
+            &[
+                "get",
+                "serviceaccount",
+                "deployment-controller",
+                "-n",
+                "kube-system",
+                "-o",
+                "jsonpath={.metadata.uid}",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let before = uid();
+    assert!(!before.is_empty());
+    kubectl_ok(
+        &kc,
+        &[
+            "delete",
+            "serviceaccount",
+            "deployment-controller",
+            "-n",
+            "kube-system",
+        ],
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "deployment-controller's account made again",
+        || async {
+            let now = uid();
+            (!now.is_empty() && now != before).then_some(())
+        },
+    )
+    .await;
+    kubectl_ok(&kc, &["scale", "deployment", "web", "--replicas", "4"]);
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while bound_pods(&client, "default", "app=web").await.len() != 4 {
+        assert!(
+            Instant::now() < deadline,
+            "no 4th pod after the account was made again; controller-manager log:\n{}",
+            std::fs::read_to_string(&cm.replicas[0].log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    beats.abort();
+    agent.abort();
+}
+
 fn set_image(kc: &std::path::Path, image: &str) {
     let patch = format!(
         r#"[{{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"{image}"}}]"#
@@ -386,7 +672,7 @@ async fn t20_deployments_garbage_collection_and_namespaces() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kc = api.kubeconfig(0).to_path_buf();
     let _sched = Replicas::start("scheduler", &[&kc], dir.path(), &[]);
-    let _cm = Replicas::start("controller-manager", &[&kc], dir.path(), &[]);
+    let _cm = Replicas::start("controller-manager", &[&kc], dir.path(), OWN_ACCOUNTS);
     let client = api.client(0).await;
     let agent = fake_agent(client.clone());
     let out = kubectl_stdin(&kc, &["apply", "-f", "-"], NODES);
@@ -815,6 +1101,7 @@ async fn t30_dead_nodes_are_evacuated_and_endpoints_follow_the_pods() {
             "500ms",
             "--node-monitor-grace-period",
             "4s",
+            "--use-service-account-credentials",
         ],
     );
     let client = api.client(0).await;

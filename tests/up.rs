@@ -319,6 +319,31 @@ spec:
         kubectl_ok(&kc, &["logs", &name]),
         format!("starting {name}\n")
     );
+    // The controllers that made and published those pods acted as their own accounts
+    // (`--use-service-account-credentials`), the controller-manager's identity having
+    // only kube's narrow `system:kube-controller-manager` role.
+    let accounts = kubectl_ok(
+        &kc,
+        &[
+            "get",
+            "serviceaccounts",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ],
+    );
+    for a in [
+        "deployment-controller",
+        "replicaset-controller",
+        "endpoint-controller",
+        "endpointslice-controller",
+    ] {
+        assert!(
+            accounts.split_whitespace().any(|n| n == a),
+            "{a} in {accounts}"
+        );
+    }
 
     // Two pods that ignore SIGTERM and have the default 30 s of grace.
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), "default");

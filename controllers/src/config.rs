@@ -36,6 +36,18 @@ pub struct ControllerManagerFlags {
     /// ReplicationControllers synced at once.
     #[arg(long, default_value_t = 5)]
     pub concurrent_rc_syncs: usize,
+    /// Run each controller as its own ServiceAccount in kube-system (`deployment-controller`,
+    /// ...), with a token this controller-manager requests for it, so that it has only its
+    /// `system:controller:*` role's rights; the shared informers keep this process's own
+    /// credentials. Without it every controller acts with the kubeconfig's credentials.
+    #[arg(
+        long,
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub use_service_account_credentials: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -47,13 +59,13 @@ pub struct ControllerManagerConfig {
     pub replicationcontroller_workers: usize,
     pub deployment_workers: usize,
     pub node_lifecycle: nodelifecycle::Config,
+    /// Each controller acts as its own ServiceAccount (`--use-service-account-credentials`).
+    pub use_service_account_credentials: bool,
 }
 
 impl ControllerManagerFlags {
     pub fn validate(&self) -> Result<ControllerManagerConfig, String> {
-        let common = self
-            .common
-            .validate("flotilla-controller-manager", "127.0.0.1:10252")?;
+        let common = self.common.validate("flotilla-controller-manager", 10257)?;
         let enabled = enabled(&self.controllers)?;
         if self.node_monitor_period.is_zero()
             || self.node_monitor_grace_period < self.node_monitor_period
@@ -81,6 +93,7 @@ impl ControllerManagerFlags {
                 eviction_rate: self.node_eviction_rate,
                 secondary_eviction_rate: self.secondary_node_eviction_rate,
             },
+            use_service_account_credentials: self.use_service_account_credentials,
         })
     }
 }
@@ -130,6 +143,32 @@ mod tests {
         assert!(enabled(&flag("*,-bogus"))
             .unwrap_err()
             .contains("unknown controller \"bogus\""));
+    }
+
+    #[test]
+    fn service_account_credentials_are_off_by_default_and_take_kubes_forms() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: ControllerManagerFlags,
+        }
+        let parse = |extra: &[&str]| {
+            let args = ["controller-manager", "--kubeconfig", "k"]
+                .into_iter()
+                .chain(extra.iter().copied());
+            let flags = Cli::try_parse_from(args).unwrap().flags;
+            flags.validate().unwrap().use_service_account_credentials
+        };
+        assert!(!parse(&[]));
+        assert!(parse(&["--use-service-account-credentials"]));
+        assert!(parse(&["--use-service-account-credentials=true"]));
+        assert!(!parse(&["--use-service-account-credentials=false"]));
+        assert!(parse(&[
+            "--use-service-account-credentials",
+            "--controllers",
+            "*"
+        ]));
     }
 
     #[test]

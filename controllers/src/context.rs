@@ -1,6 +1,8 @@
-//! What every controller gets: the client, the shared informers, an event recorder, the
+//! What every controller gets: its client, the shared informers, an event recorder, the
 //! configuration, and helpers for the object relations controllers share (owner
 //! references, pod readiness).
+
+use std::sync::Arc;
 
 use component_base::events::Recorder;
 use k8s_openapi::api::core::v1::Pod;
@@ -9,12 +11,32 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use crate::config::ControllerManagerConfig;
 use crate::informer::Informers;
 
+/// One controller's view of the controller-manager.
 pub struct Context {
+    /// The controller's own client: its first account's credentials with
+    /// `--use-service-account-credentials`, else the controller-manager's.
     pub client: kube::Client,
-    /// Only the informers some running controller declared.
-    pub informers: Informers,
+    /// A client per account of the controller's registration, in its order (the first
+    /// is `client`).
+    pub clients: Vec<(&'static str, kube::Client)>,
+    /// Shared by every controller, over the controller-manager's own client; only the
+    /// informers some running controller declared.
+    pub informers: Arc<Informers>,
+    /// Records as the controller's first account's name (`deployment-controller`), with
+    /// its client.
     pub recorder: Recorder,
     pub config: ControllerManagerConfig,
+}
+
+impl Context {
+    /// The client acting as `account`, one of the controller's registration's accounts
+    /// (the controller's own client for any other).
+    pub fn client_as(&self, account: &str) -> &kube::Client {
+        self.clients
+            .iter()
+            .find(|(a, _)| *a == account)
+            .map_or(&self.client, |(_, c)| c)
+    }
 }
 
 /// A namespaced object's queue key.

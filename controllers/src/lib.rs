@@ -5,7 +5,8 @@
 //!   name, the informers it reads, its constructor) and the run: only the controllers
 //!   enabled and served, and only the informers they declared.
 //! - `config.rs`: flags, validated once; `context.rs`: what every controller gets, and
-//!   the relations they share (owner references, readiness).
+//!   the relations they share (owner references, readiness); `credentials.rs`: each
+//!   controller's own ServiceAccount and token (`--use-service-account-credentials`).
 //! - `reconciler.rs`: the one controller shape (`reconcile` and `error_policy` returning
 //!   an `Action`) and its runner; `workqueue.rs`: the deduplicating, rate-limited queue
 //!   under it; `informer.rs`: shared watches and caches, made on demand;
@@ -20,7 +21,9 @@
 //! Adding a controller: a module with a [`reconciler::Reconciler`] and a
 //! `new(&Arc<Context>) -> Box<dyn Run>` that takes its informers from
 //! `ctx.informers.get::<K>()`, registers handlers that queue keys and returns
-//! `Controller::new(reconciler, queue).into()`; then one line in [`CONTROLLERS`].
+//! `Controller::new(reconciler, queue).into()`; then one line in [`CONTROLLERS`], naming
+//! the ServiceAccount it acts as, and its `system:controller:<account>` role in the
+//! apiserver's bootstrap policy (`authz/bootstrap/controller_roles.rs`).
 //!
 //! Every controller is level-triggered: a change only queues a key; `reconcile` compares
 //! the object with the world as the caches show it, acts once and returns when to look
@@ -29,6 +32,7 @@
 
 pub mod config;
 pub mod context;
+pub mod credentials;
 pub mod deployment;
 pub mod endpoints;
 pub mod expectations;
@@ -61,6 +65,7 @@ use tokio::sync::watch;
 pub use config::{ControllerManagerConfig, ControllerManagerFlags};
 
 use crate::context::Context;
+use crate::credentials::Credentials;
 use crate::informer::{Informers, Need};
 use crate::reconciler::Run;
 
@@ -68,6 +73,10 @@ use crate::reconciler::Run;
 pub struct Registration {
     /// Its name in `--controllers`.
     pub name: &'static str,
+    /// The ServiceAccounts in kube-system it acts as with
+    /// `--use-service-account-credentials` (kube's names); the first is its own, others
+    /// serve what the controller's module asks them for (`Context::client_as`).
+    pub accounts: &'static [&'static str],
     /// The informers it reads; it runs only if the apiserver serves all of them.
     pub informers: &'static [Need],
     /// Registers its informer handlers and returns it, ready to run.
@@ -81,14 +90,14 @@ const fn all<K: informer::Watched>() -> Need {
 /// Every controller of this build, in kube-controller-manager's names.
 #[rustfmt::skip]
 pub const CONTROLLERS: &[Registration] = &[
-    Registration { name: "deployment", informers: &[all::<Deployment>(), all::<ReplicaSet>(), all::<Pod>()], new: deployment::new },
-    Registration { name: "replicaset", informers: &[all::<ReplicaSet>(), all::<Pod>()], new: replicaset::new },
-    Registration { name: "replicationcontroller", informers: &[all::<ReplicationController>(), all::<Pod>()], new: replicationcontroller::new },
-    Registration { name: "garbagecollector", informers: &[], new: garbagecollector::new },
-    Registration { name: "nodelifecycle", informers: &[all::<Node>(), Need::namespaced::<Lease>("kube-node-lease"), all::<Pod>()], new: nodelifecycle::new },
-    Registration { name: "endpoints", informers: &[all::<Service>(), all::<Pod>()], new: endpoints::new },
-    Registration { name: "namespace", informers: &[all::<Namespace>()], new: namespace::new },
-    Registration { name: "serviceaccount", informers: &[all::<Namespace>(), all::<ServiceAccount>()], new: serviceaccount::new },
+    Registration { name: "deployment", accounts: &["deployment-controller"], informers: &[all::<Deployment>(), all::<ReplicaSet>(), all::<Pod>()], new: deployment::new },
+    Registration { name: "replicaset", accounts: &["replicaset-controller"], informers: &[all::<ReplicaSet>(), all::<Pod>()], new: replicaset::new },
+    Registration { name: "replicationcontroller", accounts: &["replication-controller"], informers: &[all::<ReplicationController>(), all::<Pod>()], new: replicationcontroller::new },
+    Registration { name: "garbagecollector", accounts: &["generic-garbage-collector"], informers: &[], new: garbagecollector::new },
+    Registration { name: "nodelifecycle", accounts: &["node-controller"], informers: &[all::<Node>(), Need::namespaced::<Lease>("kube-node-lease"), all::<Pod>()], new: nodelifecycle::new },
+    Registration { name: "endpoints", accounts: &["endpoint-controller", endpoints::SLICE_ACCOUNT], informers: &[all::<Service>(), all::<Pod>()], new: endpoints::new },
+    Registration { name: "namespace", accounts: &["namespace-controller"], informers: &[all::<Namespace>()], new: namespace::new },
+    Registration { name: "serviceaccount", accounts: &["service-account-controller"], informers: &[all::<Namespace>(), all::<ServiceAccount>()], new: serviceaccount::new },
 ];
 
 /// Runs the controller-manager until `shutdown`; the controllers act only while this
@@ -97,28 +106,31 @@ pub async fn run(
     cfg: ControllerManagerConfig,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let client = component_base::client::from_kubeconfig(&cfg.common.kubeconfig).await?;
+    let base = component_base::client::config_from_kubeconfig(&cfg.common.kubeconfig).await?;
+    let client = kube::Client::try_from(base.clone())?;
     let leader = LeaderState::new("flotilla-controller-manager");
     let mut reg = Registry::default();
     reg.register(leader.clone());
-    if let Some(addr) = cfg.common.metrics_addr {
-        component_base::metrics::serve(addr, reg)
+    if let Some(serving) = &cfg.common.serving {
+        component_base::metrics::serve(serving, reg, client.clone())
             .await
-            .map_err(|e| anyhow::anyhow!("serving metrics on {addr}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("serving the secure port {}: {e:#}", serving.addr))?;
     }
-    let recorder = Recorder::new(client.clone(), "controller-manager");
-    tracing::info!(controllers = ?cfg.enabled, "starting");
+    tracing::info!(controllers = ?cfg.enabled, use_service_account_credentials = cfg.use_service_account_credentials, "starting");
     let election = cfg.common.election.clone();
     run_maybe_elected(client.clone(), election, leader, shutdown, move || {
-        run_controllers(client.clone(), cfg.clone(), recorder.clone())
+        run_controllers(client.clone(), base.clone(), cfg.clone())
     })
     .await
 }
 
+/// Runs the enabled controllers while this replica leads. `client` (the kubeconfig's
+/// credentials) runs the shared informers and, with `--use-service-account-credentials`,
+/// makes each controller's account and token; the controllers then act with those.
 async fn run_controllers(
     client: kube::Client,
+    base: kube::Config,
     cfg: ControllerManagerConfig,
-    recorder: Recorder,
 ) -> anyhow::Result<()> {
     let enabled: Vec<&Registration> = CONTROLLERS
         .iter()
@@ -127,12 +139,12 @@ async fn run_controllers(
     // As kube-controller-manager: a controller whose resources are not served is not
     // started (its informers would only fail to list).
     let served = served(&client, enabled.iter().flat_map(|c| c.informers)).await;
-    let ctx = Arc::new(Context {
-        informers: Informers::new(client.clone()),
-        client,
-        recorder,
-        config: cfg,
-    });
+    let informers = Arc::new(Informers::new(client.clone()));
+    let credentials = if cfg.use_service_account_credentials {
+        Some(Credentials::new(client.clone(), base)?)
+    } else {
+        None
+    };
     let mut tasks = tokio::task::JoinSet::new();
     // Controllers register their handlers first; then the informers start.
     let mut controllers = Vec::new();
@@ -146,18 +158,36 @@ async fn run_controllers(
             tracing::info!(controller = c.name, api_version = %missing.0, resource = %missing.1, "not starting: the apiserver does not serve its resource");
             continue;
         }
-        let informers: Vec<_> = c
-            .informers
-            .iter()
-            .map(|n| n.informer(&ctx.informers))
-            .collect();
-        controllers.push((c.name, informers, (c.new)(&ctx)));
+        let mut clients = Vec::with_capacity(c.accounts.len());
+        for &account in c.accounts {
+            let acting = match &credentials {
+                Some(creds) => {
+                    let (acting, refresh) = creds.client(account).await?;
+                    tasks.spawn(refresh);
+                    acting
+                }
+                None => client.clone(),
+            };
+            clients.push((account, acting));
+        }
+        let own = clients
+            .first()
+            .map_or_else(|| client.clone(), |(_, c)| c.clone());
+        let ctx = Arc::new(Context {
+            recorder: Recorder::new(own.clone(), c.accounts.first().unwrap_or(&c.name)),
+            client: own,
+            clients,
+            informers: informers.clone(),
+            config: cfg.clone(),
+        });
+        let needs: Vec<_> = c.informers.iter().map(|n| n.informer(&informers)).collect();
+        controllers.push((c.name, needs, (c.new)(&ctx)));
     }
-    ctx.informers.start(&mut tasks);
-    tracing::debug!(informers = ctx.informers.len(), "informers started");
-    for (name, informers, controller) in controllers {
+    informers.start(&mut tasks);
+    tracing::debug!(informers = informers.len(), "informers started");
+    for (name, needs, controller) in controllers {
         tasks.spawn(async move {
-            for i in &informers {
+            for i in &needs {
                 i.synced().await;
             }
             controller.run(name).await;

@@ -348,6 +348,11 @@ async fn start(
             peer_urls.join(","),
             s(&"--initial-cluster-state"),
             s(&"new"),
+            // etcd's corruption checks: compare HashKV with the peers at start (refuse to
+            // start on a mismatch) and, on the leader, every minute (CORRUPT alarm).
+            s(&"--experimental-initial-corrupt-check"),
+            s(&"--experimental-corrupt-check-time"),
+            s(&"1m"),
         ];
         args.extend(pki.kvstore_args(i));
         procs.spawn(Tier::Kvstore, &format!("kvstore-m{i}"), logs, &args)?;
@@ -436,30 +441,25 @@ async fn start(
             "controller-manager",
             crate::identities::CONTROLLER_MANAGER,
         )?;
-        let metrics = |port: u16| format!("127.0.0.1:{port}");
-        procs.spawn(
-            Tier::Controllers,
-            &format!("scheduler-m{i}"),
-            logs,
-            &[
-                s(&"scheduler"),
-                s(&"--kubeconfig"),
-                ks,
-                s(&"--metrics-bind-address"),
-                metrics(m[i].scheduler_metrics),
-            ],
-        )?;
+        // The secure ports (`/metrics` for whom RBAC allows, `/healthz`), on loopback,
+        // with certificates from the cluster CA.
+        let secure = |name: &str, port: u16| crate::pki::secure_port_args(data, name, port);
+        let mut args = vec![s(&"scheduler"), s(&"--kubeconfig"), ks];
+        args.extend(secure(&format!("scheduler-m{i}"), m[i].scheduler_metrics)?);
+        procs.spawn(Tier::Controllers, &format!("scheduler-m{i}"), logs, &args)?;
+        let mut args = vec![s(&"controller-manager"), s(&"--kubeconfig"), kcm];
+        // Each controller acts as its own ServiceAccount with its own role; the
+        // controller-manager's identity may only read, elect and make those accounts.
+        args.push(s(&"--use-service-account-credentials"));
+        args.extend(secure(
+            &format!("controller-manager-m{i}"),
+            m[i].controller_manager_metrics,
+        )?);
         procs.spawn(
             Tier::Controllers,
             &format!("controller-manager-m{i}"),
             logs,
-            &[
-                s(&"controller-manager"),
-                s(&"--kubeconfig"),
-                kcm,
-                s(&"--metrics-bind-address"),
-                metrics(m[i].controller_manager_metrics),
-            ],
+            &args,
         )?;
     }
     done(t);

@@ -1,8 +1,12 @@
 //! The ClusterRoles and ClusterRoleBindings every cluster starts with: cluster-admin for
 //! `system:masters`, discovery and self-review for every authenticated user, roles for
-//! the scheduler, the controller-manager and the nodes' agents, and
+//! the scheduler, the controller-manager, each controller (`controller_roles.rs`, bound
+//! to the controllers' ServiceAccounts in kube-system) and the nodes' agents, and
 //! `system:kubelet-api-admin` for the apiservers' client certificate to the agents.
-//! Created when missing, never overwritten (an administrator may change them).
+//! Created when missing, never overwritten (an administrator may change them; a cluster
+//! made before a role changed here keeps the old one).
+
+mod controller_roles;
 
 use serde_json::{json, Value};
 
@@ -39,6 +43,19 @@ fn binding(name: &str, subjects: &[(&str, &str)]) -> Value {
         .iter()
         .map(|(kind, n)| json!({ "apiGroup": GROUP, "kind": kind, "name": n }))
         .collect();
+    binding_of(name, subjects)
+}
+
+/// A binding of ClusterRole `name` (binding of the same name) to the ServiceAccount
+/// `namespace/account`.
+fn account_binding(name: &str, namespace: &str, account: &str) -> Value {
+    binding_of(
+        name,
+        vec![json!({ "kind": "ServiceAccount", "name": account, "namespace": namespace })],
+    )
+}
+
+fn binding_of(name: &str, subjects: Vec<Value>) -> Value {
     json!({
         "apiVersion": format!("{GROUP}/v1"), "kind": "ClusterRoleBinding", "metadata": meta(name),
         "roleRef": { "apiGroup": GROUP, "kind": "ClusterRole", "name": name },
@@ -48,13 +65,18 @@ fn binding(name: &str, subjects: &[(&str, &str)]) -> Value {
 
 const READ: &[&str] = &["get", "list", "watch"];
 
+/// The prefix of a controller's role, followed by its ServiceAccount's name.
+pub const CONTROLLER_ROLE_PREFIX: &str = "system:controller:";
+/// Where the controllers' ServiceAccounts live.
+pub const CONTROLLER_NAMESPACE: &str = "kube-system";
+
 /// The user the apiservers' client certificate for the agents names (its CN).
 pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 const EVENTS: &[&str] = &["create", "update", "patch"];
 
 /// (ClusterRoles, ClusterRoleBindings).
 pub fn objects() -> (Vec<Value>, Vec<Value>) {
-    let roles = vec![
+    let mut roles = vec![
         role(
             "cluster-admin",
             vec![rule(&["*"], &["*"], &["*"]), urls(&["*"], &["*"])],
@@ -154,14 +176,23 @@ pub fn objects() -> (Vec<Value>, Vec<Value>) {
                     ],
                     READ,
                 ),
+                // Delegated authentication and authorization on its secure port, as
+                // kube's role of this name has.
+                rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+                rule(
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                    &["create"],
+                ),
             ],
         ),
-        // One identity runs every controller, so it reads everything and writes what
-        // the controllers write (the garbage collector deletes any kind).
+        // kube's role of this name: what the controller-manager needs itself (the shared
+        // informers, its election, events) and to make each controller's identity
+        // (`--use-service-account-credentials`): its ServiceAccount and tokens for it.
+        // The controllers' own rights are in their `system:controller:*` roles.
         role(
             "system:kube-controller-manager",
             vec![
-                rule(&["*"], &["*"], READ),
                 rule(&["", "events.k8s.io"], &["events"], EVENTS),
                 rule(&["coordination.k8s.io"], &["leases"], &["create"]),
                 named(
@@ -170,11 +201,22 @@ pub fn objects() -> (Vec<Value>, Vec<Value>) {
                     &["kube-controller-manager", "flotilla-controller-manager"],
                     &["get", "update"],
                 ),
+                rule(&[""], &["secrets", "serviceaccounts"], &["create"]),
+                rule(&[""], &["secrets"], &["delete"]),
                 rule(
-                    &["*"],
-                    &["*"],
-                    &["create", "update", "patch", "delete", "deletecollection"],
+                    &[""],
+                    &["namespaces", "secrets", "serviceaccounts", "configmaps"],
+                    &["get"],
                 ),
+                rule(&[""], &["secrets", "serviceaccounts"], &["update"]),
+                rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+                rule(
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                    &["create"],
+                ),
+                rule(&["*"], &["*"], &["list", "watch"]),
+                rule(&[""], &["serviceaccounts/token"], &["create"]),
             ],
         ),
         role(
@@ -235,7 +277,7 @@ pub fn objects() -> (Vec<Value>, Vec<Value>) {
             ],
         ),
     ];
-    let bindings = vec![
+    let mut bindings = vec![
         binding("cluster-admin", &[("Group", "system:masters")]),
         binding("system:discovery", &[("Group", "system:authenticated")]),
         binding(
@@ -260,6 +302,11 @@ pub fn objects() -> (Vec<Value>, Vec<Value>) {
         // `kube-apiserver-kubelet-client`, bound to this role rather than system:masters.
         binding("system:kubelet-api-admin", &[("User", KUBELET_CLIENT_USER)]),
     ];
+    for (account, rules) in controller_roles::accounts() {
+        let name = format!("{CONTROLLER_ROLE_PREFIX}{account}");
+        roles.push(role(&name, rules));
+        bindings.push(account_binding(&name, CONTROLLER_NAMESPACE, account));
+    }
     (roles, bindings)
 }
 
@@ -337,5 +384,160 @@ mod tests {
         assert!(!can(&client, "delete", "", "nodes", ""));
         assert!(!can(&client, "get", "", "pods", ""));
         assert!(!can(&client, "get", "", "nodes", "exec"));
+    }
+
+    fn account(name: &str) -> User {
+        User {
+            name: format!("system:serviceaccount:kube-system:{name}"),
+            uid: String::new(),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                "system:serviceaccounts:kube-system".into(),
+                "system:authenticated".into(),
+            ],
+        }
+    }
+
+    #[test]
+    fn every_controller_role_is_bound_to_its_account_in_kube_system() {
+        let (roles, bindings) = objects();
+        let names = |objs: &[Value]| -> Vec<String> {
+            objs.iter()
+                .filter_map(|o| o["metadata"]["name"].as_str())
+                .filter(|n| n.starts_with(CONTROLLER_ROLE_PREFIX))
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(names(&roles), names(&bindings));
+        assert_eq!(names(&roles).len(), 9);
+        for b in bindings.iter().filter(|b| {
+            b["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(CONTROLLER_ROLE_PREFIX))
+        }) {
+            let name = b["metadata"]["name"].as_str().unwrap();
+            assert_eq!(b["roleRef"]["name"], name);
+            assert_eq!(
+                b["subjects"],
+                json!([{
+                    "kind": "ServiceAccount",
+                    "namespace": "kube-system",
+                    "name": name.strip_prefix(CONTROLLER_ROLE_PREFIX).unwrap(),
+                }])
+            );
+        }
+    }
+
+    #[test]
+    fn each_controller_may_do_its_work_and_no_more() {
+        let d = account("deployment-controller");
+        assert!(can(&d, "update", "apps", "deployments", "status"));
+        assert!(can(&d, "create", "apps", "replicasets", ""));
+        assert!(can(&d, "delete", "apps", "replicasets", ""));
+        assert!(can(&d, "create", "", "events", ""));
+        assert!(!can(&d, "get", "", "secrets", ""));
+        assert!(!can(&d, "delete", "", "nodes", ""));
+        assert!(!can(&d, "create", "", "pods", ""));
+        assert!(!can(&d, "patch", "apps", "deployments", ""));
+
+        let rs = account("replicaset-controller");
+        assert!(can(&rs, "create", "", "pods", ""));
+        assert!(can(&rs, "patch", "", "pods", ""));
+        assert!(can(&rs, "update", "apps", "replicasets", "status"));
+        assert!(!can(&rs, "update", "", "pods", ""));
+        assert!(!can(&rs, "create", "apps", "replicasets", ""));
+        let rc = account("replication-controller");
+        assert!(can(&rc, "update", "", "replicationcontrollers", "status"));
+        assert!(can(&rc, "delete", "", "pods", ""));
+
+        let gc = account("generic-garbage-collector");
+        assert!(can(&gc, "delete", "apps", "replicasets", ""));
+        assert!(can(&gc, "update", "example.com", "widgets", ""));
+        assert!(can(&gc, "watch", "", "secrets", ""));
+        assert!(!can(&gc, "create", "", "pods", ""));
+
+        let ns = account("namespace-controller");
+        assert!(can(&ns, "deletecollection", "example.com", "widgets", ""));
+        assert!(can(&ns, "update", "", "namespaces", "finalize"));
+        assert!(!can(&ns, "create", "", "pods", ""));
+        assert!(!can(&ns, "update", "", "pods", ""));
+
+        let node = account("node-controller");
+        assert!(can(&node, "update", "", "nodes", "status"));
+        assert!(can(&node, "update", "", "nodes", ""));
+        assert!(can(&node, "update", "", "pods", "status"));
+        assert!(can(&node, "delete", "", "pods", ""));
+        assert!(!can(&node, "create", "", "pods", ""));
+
+        let ep = account("endpoint-controller");
+        assert!(can(&ep, "update", "", "endpoints", ""));
+        assert!(!can(
+            &ep,
+            "create",
+            "discovery.k8s.io",
+            "endpointslices",
+            ""
+        ));
+        let slices = account("endpointslice-controller");
+        assert!(can(
+            &slices,
+            "create",
+            "discovery.k8s.io",
+            "endpointslices",
+            ""
+        ));
+        assert!(!can(&slices, "update", "", "endpoints", ""));
+
+        let sa = account("service-account-controller");
+        assert!(can(&sa, "create", "", "serviceaccounts", ""));
+        assert!(!can(&sa, "delete", "", "serviceaccounts", ""));
+
+        // An account outside kube-system of the same name has none of it.
+        let other = User {
+            name: "system:serviceaccount:default:deployment-controller".into(),
+            uid: String::new(),
+            groups: vec!["system:authenticated".into()],
+        };
+        assert!(!can(&other, "update", "apps", "deployments", "status"));
+    }
+
+    #[test]
+    fn the_controller_manager_itself_reads_elects_and_makes_identities_only() {
+        let kcm = User {
+            name: "system:kube-controller-manager".into(),
+            uid: String::new(),
+            groups: vec!["system:authenticated".into()],
+        };
+        assert!(can(&kcm, "list", "apps", "deployments", ""));
+        assert!(can(&kcm, "watch", "", "pods", ""));
+        assert!(can(&kcm, "create", "", "serviceaccounts", ""));
+        assert!(can(&kcm, "get", "", "serviceaccounts", ""));
+        assert!(can(&kcm, "create", "", "serviceaccounts", "token"));
+        assert!(can(&kcm, "create", "coordination.k8s.io", "leases", ""));
+        assert!(can(&kcm, "create", "", "events", ""));
+        for (verb, group, resource) in [
+            ("create", "", "pods"),
+            ("delete", "", "pods"),
+            ("update", "apps", "replicasets"),
+            ("delete", "", "nodes"),
+            ("deletecollection", "", "configmaps"),
+            ("patch", "", "nodes"),
+        ] {
+            assert!(!can(&kcm, verb, group, resource, ""), "{verb} {resource}");
+        }
+        // Its election's Lease only.
+        let lease = |name: &str| {
+            let a = Attributes::Resource(ResourceAttributes {
+                verb: "update".into(),
+                group: "coordination.k8s.io".into(),
+                resource: "leases".into(),
+                namespace: "kube-system".into(),
+                name: name.into(),
+                ..Default::default()
+            });
+            policy().allows(&kcm, &a).is_some()
+        };
+        assert!(lease("flotilla-controller-manager"));
+        assert!(!lease("flotilla-scheduler"));
     }
 }

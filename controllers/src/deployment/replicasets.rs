@@ -81,7 +81,8 @@ impl DeploymentController {
 /// Keeps the Deployment's own `deployment.kubernetes.io/revision` annotation at its new
 /// ReplicaSet's revision, as Kubernetes' controller does: `kubectl rollout undo` replaces
 /// the Deployment's annotations with a JSON patch and needs them to exist, and `kubectl
-/// rollout history` and users read the current revision there. Guarded by the
+/// rollout history` and users read the current revision there. An update (kube's
+/// deployment-controller role may update Deployments, not patch them) guarded by the
 /// resourceVersion the decision was made on; a conflict re-queues.
 pub(super) async fn sync_revision(
     ctx: &Context,
@@ -97,21 +98,20 @@ pub(super) async fn sync_revision(
     if have == Some(&want) {
         return Ok(None);
     }
-    let patch = serde_json::json!({
-        "metadata": {
-            "resourceVersion": d.metadata.resource_version,
-            "annotations": { REVISION: want },
-        }
-    });
+    let mut d = d.clone();
+    d.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(REVISION.to_string(), want);
     let api: Api<Deployment> = Api::namespaced(
         ctx.client.clone(),
         d.metadata.namespace.as_deref().unwrap_or_default(),
     );
     let updated = api
-        .patch(
+        .replace(
             d.metadata.name.as_deref().unwrap_or_default(),
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
+            &PostParams::default(),
+            &d,
         )
         .await
         .map_err(|source| Error::Revision { source })?;

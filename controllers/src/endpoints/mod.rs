@@ -2,7 +2,9 @@
 //! addresses of the matching pods that have an IP (ready ones as addresses, the others as
 //! notReadyAddresses / ready=false), with each service port's targetPort resolved in the
 //! pod (a named port by the container's port name). What they should hold is computed
-//! purely in `plan.rs`; this file reads the caches and writes the difference.
+//! purely in `plan.rs`; this file reads the caches and writes the difference. As in kube,
+//! they act as two accounts: Endpoints as the controller's own (`endpoint-controller`),
+//! EndpointSlices as [`SLICE_ACCOUNT`].
 
 mod plan;
 
@@ -24,6 +26,8 @@ use plan::{pod_endpoints, selector, selects, subsets};
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
+/// The ServiceAccount the EndpointSlices are written as (kube's EndpointSlice controller).
+pub const SLICE_ACCOUNT: &str = "endpointslice-controller";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -85,7 +89,8 @@ impl Reconciler for EndpointsController {
         let (ns, name) = key;
         let ctx = &self.ctx;
         let eps_api: Api<Endpoints> = Api::namespaced(ctx.client.clone(), ns);
-        let slice_api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
+        let slice_api: Api<EndpointSlice> =
+            Api::namespaced(ctx.client_as(SLICE_ACCOUNT).clone(), ns);
         let svc = self.services.store().get(&ObjectRef::new(name).within(ns));
         let exists = svc.is_some();
         let Some(svc) = svc.filter(|s| selector(s).is_some()) else {

@@ -20,7 +20,7 @@ use component_base::labels;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
 
 use crate::context::{controller_of, controller_ref, key_of, pod_active, refers_to, Context, Key};
@@ -256,21 +256,31 @@ impl<K: Replicated> Reconciler for ReplicaController<K> {
     }
 }
 
-/// Adds (`Some`) or drops (`None`) the pod's controller reference.
+/// Adds (`Some`) or drops (`None`) the pod's controller reference: a merge patch of the
+/// owner references guarded by the resourceVersion the decision was made on (a patch, as
+/// kube's controllers adopt, since their role may patch pods but not update them).
 async fn set_owner(api: &Api<Pod>, p: &Pod, owner: Option<OwnerReference>) -> Result<(), Error> {
-    let mut p = p.clone();
     let verb = if owner.is_some() {
         "adding"
     } else {
         "dropping"
     };
-    let refs = p.metadata.owner_references.get_or_insert_with(Vec::new);
+    let mut refs = p.metadata.owner_references.clone().unwrap_or_default();
     match owner {
         Some(o) => refs.push(o),
         None => refs.retain(|r| r.controller != Some(true)),
     }
+    let patch = serde_json::json!({
+        "metadata": {
+            "resourceVersion": p.metadata.resource_version,
+            "ownerReferences": refs,
+        }
+    });
     let name = p.metadata.name.clone().unwrap_or_default();
-    match api.replace(&name, &PostParams::default(), &p).await {
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
         Ok(_) => Ok(()),
         // Changed or gone meanwhile: the watch brings the new version and another reconcile.
         Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => Ok(()),

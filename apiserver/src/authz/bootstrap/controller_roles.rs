@@ -1,0 +1,83 @@
+//! kube's `system:controller:<account>` ClusterRoles for the controllers this build runs,
+//! rule for rule as kube-apiserver's bootstrap policy has them, each bound to the
+//! ServiceAccount `kube-system/<account>`: what a controller may do when the
+//! controller-manager runs it with its own credentials (`--use-service-account-credentials`).
+//! An account is named as kube names it, which is not always the `--controllers` name
+//! (`garbagecollector` acts as `generic-garbage-collector`, `endpoints` as both
+//! `endpoint-controller` and `endpointslice-controller`).
+
+use serde_json::Value;
+
+use super::{rule, EVENTS};
+
+/// The events every controller records (kube's `eventsRule`).
+fn events() -> Value {
+    rule(&["", "events.k8s.io"], &["events"], EVENTS)
+}
+
+/// (ServiceAccount in kube-system, the rules of its role).
+#[rustfmt::skip]
+pub(super) fn accounts() -> Vec<(&'static str, Vec<Value>)> {
+    vec![
+        ("deployment-controller", vec![
+            rule(&["extensions", "apps"], &["deployments"], &["get", "list", "watch", "update"]),
+            rule(&["extensions", "apps"], &["deployments/status"], &["update"]),
+            rule(&["extensions", "apps"], &["deployments/finalizers"], &["update"]),
+            rule(&["apps", "extensions"], &["replicasets"], &["get", "list", "watch", "create", "update", "patch", "delete"]),
+            // kube keeps `update` until kubernetes#36897 is resolved.
+            rule(&[""], &["pods"], &["get", "list", "watch", "update"]),
+            events(),
+        ]),
+        ("replicaset-controller", vec![
+            rule(&["apps", "extensions"], &["replicasets"], &["get", "list", "watch", "update"]),
+            rule(&["apps", "extensions"], &["replicasets/status"], &["update"]),
+            rule(&["apps", "extensions"], &["replicasets/finalizers"], &["update"]),
+            rule(&[""], &["pods"], &["list", "watch", "patch", "create", "delete"]),
+            events(),
+        ]),
+        ("replication-controller", vec![
+            rule(&[""], &["replicationcontrollers"], &["get", "list", "watch", "update"]),
+            rule(&[""], &["replicationcontrollers/status"], &["update"]),
+            rule(&[""], &["replicationcontrollers/finalizers"], &["update"]),
+            rule(&[""], &["pods"], &["list", "watch", "patch", "create", "delete"]),
+            events(),
+        ]),
+        // Lists and watches every resource for its graph, reads owners, deletes dependents
+        // and updates owners' finalizers and dependents' owner references.
+        ("generic-garbage-collector", vec![
+            rule(&["*"], &["*"], &["get", "list", "watch", "patch", "update", "delete"]),
+            events(),
+        ]),
+        ("node-controller", vec![
+            rule(&[""], &["nodes"], &["get", "list", "update", "delete", "patch"]),
+            rule(&[""], &["nodes/status"], &["patch", "update"]),
+            // Marking the pods of a lost node not ready, and evicting them.
+            rule(&[""], &["pods/status"], &["patch", "update"]),
+            rule(&[""], &["pods"], &["list", "get", "delete"]),
+            events(),
+        ]),
+        ("endpoint-controller", vec![
+            rule(&[""], &["services", "pods"], &["get", "list", "watch"]),
+            rule(&[""], &["endpoints"], &["get", "list", "create", "update", "delete"]),
+            rule(&[""], &["endpoints/restricted"], &["create"]),
+            events(),
+        ]),
+        ("endpointslice-controller", vec![
+            rule(&[""], &["services", "pods", "nodes"], &["get", "list", "watch"]),
+            // A slice the Service owns with blockOwnerDeletion needs the Service's finalizers.
+            rule(&[""], &["services/finalizers"], &["update"]),
+            rule(&["discovery.k8s.io"], &["endpointslices"], &["get", "list", "create", "update", "delete"]),
+            events(),
+        ]),
+        // Empties a deleted namespace of every kind before finalizing it.
+        ("namespace-controller", vec![
+            rule(&[""], &["namespaces"], &["get", "list", "watch", "delete"]),
+            rule(&[""], &["namespaces/finalize", "namespaces/status"], &["update"]),
+            rule(&["*"], &["*"], &["get", "list", "delete", "deletecollection"]),
+        ]),
+        ("service-account-controller", vec![
+            rule(&[""], &["serviceaccounts"], &["create"]),
+            events(),
+        ]),
+    ]
+}
