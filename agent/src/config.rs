@@ -82,18 +82,10 @@ pub struct AgentFlags {
     pub kube_api_qps: f64,
     #[arg(long, default_value_t = 100)]
     pub kube_api_burst: u32,
-    /// The agent port's serving certificate (PEM, with its chain); without it one is
-    /// self-signed at start.
-    #[arg(long, requires = "tls_private_key_file")]
-    pub tls_cert_file: Option<PathBuf>,
-    /// The private key (PEM) of --tls-cert-file.
-    #[arg(long, requires = "tls_cert_file")]
-    pub tls_private_key_file: Option<PathBuf>,
-    /// CA certificates (PEM): a client certificate one of them signed authenticates on the
-    /// agent port as its common name, in the groups its organizations name. Without it
-    /// only bearer tokens (checked with the apiserver) authenticate.
-    #[arg(long)]
-    pub client_ca_file: Option<PathBuf>,
+    /// The agent port's TLS (`--tls-cert-file`, `--tls-private-key-file`,
+    /// `--client-ca-file`).
+    #[command(flatten)]
+    pub serving: component_base::secure::ServingFlags,
 }
 
 #[derive(Debug, Clone)]
@@ -208,13 +200,7 @@ impl AgentFlags {
             pod_network: self.pod_network.clone(),
             stop_pods_on_exit: self.stop_pods_on_exit,
             shutdown_grace_period: self.shutdown_grace_period,
-            tls: crate::server::TlsFlags {
-                serving: self
-                    .tls_cert_file
-                    .clone()
-                    .zip(self.tls_private_key_file.clone()),
-                client_ca: self.client_ca_file.clone(),
-            },
+            tls: self.serving.tls(),
         })
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::leaderelection::ElectionConfig;
 use crate::metrics::SecureServing;
-use crate::secure::TlsFlags;
+use crate::secure::ServingFlags;
 
 /// Go-style durations (`15s`, `1h30m`, bare seconds), as every flag here takes them.
 pub use flotilla_core::duration::parse_duration;
@@ -43,16 +43,8 @@ pub struct CommonFlags {
     /// health checks for anyone; 0 serves nothing (default: the component's kube port).
     #[arg(long)]
     pub secure_port: Option<u16>,
-    /// The secure port's certificate (PEM); without it, one self-signed at start.
-    #[arg(long, requires = "tls_private_key_file")]
-    pub tls_cert_file: Option<PathBuf>,
-    /// The key of `--tls-cert-file` (PEM).
-    #[arg(long, requires = "tls_cert_file")]
-    pub tls_private_key_file: Option<PathBuf>,
-    /// CA whose client certificates authenticate on the secure port (CN the user, O its
-    /// groups); bearer tokens are checked by TokenReview either way.
-    #[arg(long)]
-    pub client_ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub serving: ServingFlags,
 }
 
 /// Validated common configuration.
@@ -91,13 +83,7 @@ impl CommonFlags {
         let port = self.secure_port.unwrap_or(default_port);
         let serving = (port != 0).then(|| SecureServing {
             addr: SocketAddr::new(self.bind_address, port),
-            tls: TlsFlags {
-                serving: self
-                    .tls_cert_file
-                    .clone()
-                    .zip(self.tls_private_key_file.clone()),
-                client_ca: self.client_ca_file.clone(),
-            },
+            tls: self.serving.tls(),
         });
         let identity = self.leader_elect_identity.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

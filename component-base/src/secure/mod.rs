@@ -61,6 +61,36 @@ pub fn respond(code: StatusCode, content_type: &str, body: String) -> Response<B
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
 }
 
+/// A secure port's TLS flags, with the kubelet's and kube-scheduler's names; flattened
+/// into each component's flags.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ServingFlags {
+    /// The port's serving certificate (PEM, with its chain); without it one is
+    /// self-signed at start.
+    #[arg(long, requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// CA certificates (PEM): a client certificate one of them signed authenticates on the
+    /// port as its common name, in the groups its organizations name. Bearer tokens are
+    /// checked with the apiserver (TokenReview) either way.
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl ServingFlags {
+    pub fn tls(&self) -> TlsFlags {
+        TlsFlags {
+            serving: self
+                .tls_cert_file
+                .clone()
+                .zip(self.tls_private_key_file.clone()),
+            client_ca: self.client_ca_file.clone(),
+        }
+    }
+}
+
 /// The port's TLS material, from the flags.
 #[derive(Debug, Clone, Default)]
 pub struct TlsFlags {
