@@ -23,31 +23,14 @@ impl MicroTime {
     }
 }
 
-/// Year, month, day of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// RFC 3339 in UTC with microseconds (times before 1970 print as the epoch).
 pub fn format_micro(t: SystemTime) -> String {
+    use k8s_openapi::jiff::Timestamp;
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2);
-    let (y, mo, day) = civil(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
+    let ts = Timestamp::try_from(UNIX_EPOCH + d).unwrap_or(Timestamp::UNIX_EPOCH);
     format!(
-        "{y:04}-{mo:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60,
+        "{}.{:06}Z",
+        ts.strftime("%Y-%m-%dT%H:%M:%S"),
         d.subsec_micros()
     )
 }
