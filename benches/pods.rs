@@ -140,10 +140,24 @@ async fn case(runtime: &str, nodes: usize, pods: usize, rate: Option<f64>) {
     let names: Vec<String> = (0..nodes)
         .map(|i| format!("bench{}-{i}", std::process::id()))
         .collect();
+    // Docker nodes take their pods' addresses from their podCIDRs: the node IPAM
+    // controller alone gives them out.
+    let ipam = (runtime == "docker").then(|| {
+        Replicas::start(
+            "controller-manager",
+            &[&kc],
+            dir.path(),
+            &["--leader-elect=false", "--controllers", "nodeipam"],
+        )
+    });
     let agents = match runtime {
         "docker" => {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            Agents::start_docker(&kc, Some(&a.certs()), &refs, &[])
+            let cidr = ipam
+                .as_ref()
+                .and_then(|r| r.cluster_cidr.clone())
+                .expect("a cluster CIDR");
+            Agents::start_docker(&kc, Some(&a.certs()), &refs, &cidr, &[])
         }
         "process" => {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();

@@ -27,6 +27,11 @@ async fn world(nodes: &[&str]) -> World {
 }
 
 async fn world_with(nodes: &[&str], docker: bool) -> World {
+    world_args(nodes, docker, &[]).await
+}
+
+/// The world with extra agent flags.
+async fn world_args(nodes: &[&str], docker: bool, extra: &[&str]) -> World {
     let backend = Backend::flotilla().await;
     let api = Apiservers::start(1, &backend.urls()).await;
     let kc = api.kubeconfig(0).to_path_buf();
@@ -46,13 +51,18 @@ async fn world_with(nodes: &[&str], docker: bool) -> World {
         ],
     );
     let certs = api.certs();
+    let client = api.client(0).await;
     let agents = if docker {
         common::images::ensure_busybox().await;
-        Agents::start_docker(&kc, Some(&certs), nodes, &[])
+        // The test cluster's own pod network: the controller-manager's node IPAM
+        // controller gives each node a podCIDR from it.
+        let cluster_cidr = cm.cluster_cidr.clone().expect("the cluster's pod CIDR");
+        let agents = Agents::start_docker(&kc, Some(&certs), nodes, &cluster_cidr, extra);
+        common::agents::pod_cidrs(&client, &cluster_cidr, nodes).await;
+        agents
     } else {
-        Agents::start_process(&kc, Some(&certs), nodes, &[])
+        Agents::start_process(&kc, Some(&certs), nodes, extra)
     };
-    let client = api.client(0).await;
     let nodes_api: Api<Node> = Api::all(client.clone());
     for n in nodes {
         wait_for(
@@ -800,6 +810,78 @@ async fn t30_docker_deployment_serves_scales_rolls_and_restarts() {
     let nodes: std::collections::BTreeSet<String> = pods.iter().map(node_of).collect();
     assert_eq!(nodes.len(), 2, "pods on both nodes");
 
+    // Each node's pods get addresses from its podCIDR.
+    let nodes_api: Api<Node> = Api::all(w.client.clone());
+    for p in &pods {
+        let node = nodes_api.get(&node_of(p)).await.unwrap();
+        let cidr: agent::podnet::plan::Cidr = node
+            .spec
+            .and_then(|s| s.pod_cidr)
+            .expect("the node has a podCIDR")
+            .parse()
+            .unwrap();
+        let ip = p.status.as_ref().unwrap().pod_ip.clone().unwrap();
+        assert!(cidr.contains_ip(ip.parse().unwrap()), "{ip} not in {cidr}");
+    }
+
+    // A pod on one node reaches a pod on the other by pod IP, and is seen there with its
+    // own address (no NAT): a CGI script of busybox httpd in the server pod answers the
+    // client's address.
+    let on_a = pods.iter().find(|p| node_of(p) == a).unwrap();
+    let on_b = pods.iter().find(|p| node_of(p) == b).unwrap();
+    let cid = |p: &Pod| {
+        status_of(p, "c")
+            .unwrap()
+            .container_id
+            .clone()
+            .unwrap()
+            .trim_start_matches("docker://")
+            .to_string()
+    };
+    let ip_of = |p: &Pod| p.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    let docker_exec = |id: &str, cmd: &str| {
+        std::process::Command::new("docker")
+            .args(["exec", id, "sh", "-c", cmd])
+            .output()
+            .unwrap()
+    };
+    let out = docker_exec(
+        &cid(on_b),
+        r#"mkdir -p /www/cgi-bin && printf '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "$REMOTE_ADDR"\n' > /www/cgi-bin/peer && chmod +x /www/cgi-bin/peer"#,
+    );
+    assert!(out.status.success(), "{out:?}");
+    // (busybox nc: this static busybox's wget crashes inside containers here.)
+    let get = |from: &Pod, ip: String, path: &str| {
+        docker_exec(
+            &cid(from),
+            &format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 80"),
+        )
+    };
+    let seen = wait_for(
+        Duration::from_secs(20),
+        "a pod on node a to reach a pod on node b",
+        || async {
+            let out = get(on_a, ip_of(on_b), "/cgi-bin/peer");
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let body = text
+                .split("\r\n\r\n")
+                .nth(1)
+                .or_else(|| text.split("\n\n").nth(1))?;
+            // httpd listens on IPv6 and says `[::ffff:10.X.Y.Z]`.
+            let addr = body.trim().trim_start_matches('[').trim_end_matches(']');
+            let addr = addr.trim_start_matches("::ffff:").to_string();
+            (out.status.success() && !addr.is_empty()).then_some(addr)
+        },
+    )
+    .await;
+    assert_eq!(seen, ip_of(on_a), "the source address is the client pod's");
+    // And back.
+    let back = get(on_b, ip_of(on_a), "/");
+    assert!(
+        String::from_utf8_lossy(&back.stdout).contains(on_a.metadata.name.as_deref().unwrap()),
+        "{back:?}"
+    );
+
     // Each pod answers at its own IP with its own name; the Service lists every pod.
     let mut ips = Vec::new();
     for p in &pods {
@@ -1063,4 +1145,139 @@ spec:
         },
     )
     .await;
+}
+
+/// The output of `kubectl logs <args>` once it has `want` in it.
+async fn logs_with(kc: &std::path::Path, args: &[&str], want: &str) -> String {
+    wait_for(
+        Duration::from_secs(60),
+        &format!("kubectl logs {args:?} to show {want:?}"),
+        || async {
+            let mut a = vec!["logs"];
+            a.extend_from_slice(args);
+            let out = common::k8s::kubectl(kc, &a);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            text.contains(want).then_some(text)
+        },
+    )
+    .await
+}
+
+/// Pods' DNS as the kubelet's (`agent/src/dns.rs`): with `--cluster-dns` and
+/// `--cluster-domain`, a ClusterFirst pod's containers (init and app) see the cluster
+/// nameserver, the cluster search domains before the host's, `ndots:5`, their hostname and
+/// the kubelet's /etc/hosts; a Default pod sees `--resolv-conf`; a None pod only its
+/// dnsConfig.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t35_docker_pod_dns() {
+    let n = format!("dns{}", std::process::id());
+    let host = tempfile::tempdir().unwrap();
+    let resolv = host.path().join("resolv.conf");
+    std::fs::write(
+        &resolv,
+        "# the test's host\nnameserver 10.255.0.1\nsearch host.example\noptions timeout:3\n",
+    )
+    .unwrap();
+    let resolv = resolv.display().to_string();
+    let w = world_args(
+        &[&n],
+        true,
+        &[
+            "--cluster-dns",
+            "10.96.0.10",
+            "--cluster-domain",
+            "cluster.local",
+            "--resolv-conf",
+            &resolv,
+        ],
+    )
+    .await;
+    let kc = w.api.kubeconfig(0).to_path_buf();
+    let show = "cat /etc/resolv.conf; echo ---; cat /etc/hosts; echo ---; hostname; echo end";
+    apply(
+        &w,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: cf, namespace: default, labels: {{app: dns}}}}
+spec:
+  hostname: h1
+  subdomain: sub
+  hostAliases: [{{ip: 10.1.2.3, hostnames: [alias.example]}}]
+  initContainers:
+  - {{name: init, image: {image}, command: ["sh", "-c", "cat /etc/resolv.conf; echo end"]}}
+  containers:
+  - {{name: c, image: {image}, command: ["sh", "-c", "{show}; exec sleep 600"],
+     securityContext: {{runAsUser: 1000}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: dflt, namespace: default, labels: {{app: dns}}}}
+spec:
+  dnsPolicy: Default
+  containers:
+  - {{name: c, image: {image}, command: ["sh", "-c", "{show}; exec sleep 600"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: none, namespace: default, labels: {{app: dns}}}}
+spec:
+  dnsPolicy: None
+  dnsConfig:
+    nameservers: [1.1.1.1]
+    searches: [my.example]
+    options: [{{name: ndots, value: "2"}}, {{name: edns0}}]
+  containers:
+  - {{name: c, image: {image}, command: ["sh", "-c", "{show}; exec sleep 600"]}}
+"#,
+            image = common::images::BUSYBOX
+        ),
+    );
+    let pods = ready_pods(&w.client, "app=dns", 3, Duration::from_secs(90)).await;
+    let ip = |name: &str| {
+        pods.iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .and_then(|p| p.status.as_ref()?.pod_ip.clone())
+            .unwrap()
+    };
+    let cluster = "search default.svc.cluster.local svc.cluster.local cluster.local \
+                   host.example\nnameserver 10.96.0.10\noptions ndots:5\n";
+    let out = logs_with(&kc, &["cf", "-c", "init"], "end").await;
+    assert_eq!(out, format!("{cluster}end\n"));
+    // A non-root user reads them too.
+    let out = logs_with(&kc, &["cf", "-c", "c"], "end").await;
+    let parts: Vec<&str> = out.split("---\n").collect();
+    assert_eq!(parts[0], cluster, "{out}");
+    assert!(
+        parts[1].starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"),
+        "{out}"
+    );
+    assert!(
+        parts[1].contains(&format!(
+            "\n{}\th1.sub.default.svc.cluster.local\th1\n",
+            ip("cf")
+        )),
+        "{out}"
+    );
+    assert!(parts[1].ends_with("\n10.1.2.3\talias.example\n"), "{out}");
+    assert_eq!(parts[2], "h1\nend\n", "{out}");
+
+    let out = logs_with(&kc, &["dflt"], "end").await;
+    let parts: Vec<&str> = out.split("---\n").collect();
+    assert_eq!(
+        parts[0], "search host.example\nnameserver 10.255.0.1\noptions timeout:3\n",
+        "{out}"
+    );
+    assert!(
+        parts[1].contains(&format!("\n{}\tdflt\n", ip("dflt"))),
+        "{out}"
+    );
+    assert_eq!(parts[2], "dflt\nend\n", "{out}");
+
+    let out = logs_with(&kc, &["none"], "end").await;
+    assert!(
+        out.starts_with("search my.example\nnameserver 1.1.1.1\noptions ndots:2 edns0\n---"),
+        "{out}"
+    );
 }

@@ -1288,3 +1288,144 @@ async fn t30_dead_nodes_are_evacuated_and_endpoints_follow_the_pods() {
     beats.abort();
     agent.abort();
 }
+
+/// The node IPAM controller (`--allocate-node-cidrs`, which the harness sets with a
+/// per-cluster `--cluster-cidr`): Nodes get distinct ranges inside the cluster CIDR, the
+/// apiserver refuses to change one, a deleted Node's range may be given again, and no
+/// range is ever shared, also after the controller-manager leader is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t60_node_ipam_distinct_pod_cidrs_across_failover() {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+
+    let backend = Backend::flotilla().await;
+    let api = Apiservers::start(2, &backend.urls()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (kc0, kc1) = (
+        api.kubeconfig(0).to_path_buf(),
+        api.kubeconfig(1).to_path_buf(),
+    );
+    let mut cm = Replicas::start(
+        "controller-manager",
+        &[&kc0, &kc1],
+        dir.path(),
+        OWN_ACCOUNTS,
+    );
+    let cidr = cm
+        .cluster_cidr
+        .clone()
+        .expect("the harness sets --cluster-cidr");
+    // 10.X.0.0/16: the node ranges are 10.X.N.0/24.
+    let prefix = cidr.trim_end_matches("0.0/16").to_string();
+    let client = api.client(0).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let create = |name: &'static str| {
+        let nodes = nodes.clone();
+        async move {
+            let n: Node = serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+            }))
+            .unwrap();
+            nodes
+                .create(&PostParams::default(), &n)
+                .await
+                .expect("create node");
+        }
+    };
+    // Every node's podCIDRs, once all of `names` have one; checked inside the cluster
+    // CIDR, podCIDR == podCIDRs[0], and never shared.
+    let ranges = |names: &'static [&'static str]| {
+        let nodes = nodes.clone();
+        let prefix = prefix.clone();
+        async move {
+            let all = nodes.list(&ListParams::default()).await.ok()?.items;
+            let mut got = BTreeMap::new();
+            for n in &all {
+                let spec = n.spec.clone().unwrap_or_default();
+                let Some(cidrs) = spec.pod_cidrs.filter(|c| !c.is_empty()) else {
+                    continue;
+                };
+                let name = n.metadata.name.clone().unwrap();
+                assert_eq!(cidrs.len(), 1, "{name}: {cidrs:?}");
+                assert_eq!(spec.pod_cidr.as_ref(), Some(&cidrs[0]), "{name}");
+                assert!(
+                    cidrs[0].starts_with(&prefix) && cidrs[0].ends_with(".0/24"),
+                    "{name}: {} outside {prefix}0.0/16",
+                    cidrs[0]
+                );
+                got.insert(name, cidrs[0].clone());
+            }
+            let mut distinct: Vec<&String> = got.values().collect();
+            distinct.sort();
+            distinct.dedup();
+            assert_eq!(distinct.len(), got.len(), "a range shared: {got:?}");
+            names.iter().all(|n| got.contains_key(*n)).then_some(got)
+        }
+    };
+
+    create("ipam-a").await;
+    create("ipam-b").await;
+    let first = wait_for(
+        Duration::from_secs(60),
+        "ipam-a and ipam-b have podCIDRs",
+        || ranges(&["ipam-a", "ipam-b"]),
+    )
+    .await;
+    assert_ne!(first["ipam-a"], first["ipam-b"]);
+
+    // The apiserver refuses to change a range once set.
+    let change =
+        serde_json::json!({"spec": {"podCIDR": "10.1.2.0/24", "podCIDRs": ["10.1.2.0/24"]}});
+    match nodes
+        .patch("ipam-b", &PatchParams::default(), &Patch::Merge(&change))
+        .await
+    {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 422, "{e:?}");
+            assert!(
+                e.message
+                    .contains("node updates may not change podCIDR except from \"\" to valid"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("changing podCIDR was not refused: {other:?}"),
+    }
+
+    // The leader dies; a Node is deleted and two more come while the other replica
+    // takes over: it must occupy ipam-b's range before allocating.
+    let leader = wait_for(
+        Duration::from_secs(30),
+        "a controller-manager leader",
+        || cm.leader(),
+    )
+    .await;
+    cm.kill(leader);
+    nodes
+        .delete("ipam-a", &DeleteParams::default())
+        .await
+        .expect("delete ipam-a");
+    create("ipam-c").await;
+    create("ipam-d").await;
+    let after = wait_for(
+        LEASE_DURATION * 2 + Duration::from_secs(60),
+        "ipam-c and ipam-d have podCIDRs after failover",
+        || ranges(&["ipam-b", "ipam-c", "ipam-d"]),
+    )
+    .await;
+    assert!(!after.contains_key("ipam-a"));
+    assert_eq!(after["ipam-b"], first["ipam-b"], "a range never changes");
+    for n in ["ipam-c", "ipam-d"] {
+        assert_ne!(after[n], after["ipam-b"], "{n} shares ipam-b's range");
+    }
+    // The survivor logged its start: it occupied what the listed nodes had.
+    let survivor = 1 - leader;
+    let log = std::fs::read_to_string(&cm.replicas[survivor].log).unwrap_or_default();
+    assert!(
+        log.contains("occupied the ranges of the listed nodes"),
+        "{}",
+        cm.log_tail(survivor, 100)
+    );
+}

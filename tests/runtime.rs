@@ -296,12 +296,44 @@ mod docker {
     async fn t20_docker_runtime_lifecycle_through_the_trait() {
         images::ensure_busybox().await;
         let node = "runtime-test-node";
-        let network = format!("flotilla-rt-{}", std::process::id());
+        let prefix = format!("flotilla-rt-{}", std::process::id());
+        // A podCIDR of this process's own in 10.224.0.0/12: clear of the test clusters'
+        // (10.112-211.0.0/16, `control::cluster_cidr`), of Services' 10.96.0.0/12 and of
+        // 10.244.0.0/16.
+        let pid = std::process::id();
+        let cidr: agent::podnet::plan::Cidr =
+            format!("10.{}.{}.0/24", 224 + pid % 16, (pid / 16) % 256)
+                .parse()
+                .unwrap();
+        let network = agent::podnet::plan::network_name(&prefix, &cidr);
         let _cleanup = Cleanup(node, network.clone());
         let socket = PathBuf::from("/var/run/docker.sock");
-        let rt = DockerRuntime::new(socket.clone(), node, "runtime-test", &network)
+        let rt = DockerRuntime::new(socket.clone(), node, "runtime-test", &prefix)
             .await
             .unwrap();
+        // No podCIDR, no sandbox.
+        let e = rt
+            .run_sandbox(&SandboxConfig {
+                pod: pod(),
+                hostname: "p".into(),
+                pod_dir: PathBuf::new(),
+            })
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("network is not ready"), "{e}");
+        assert!(rt.network_ready().is_err());
+        rt.set_pod_cidr(cidr).await.unwrap();
+        assert_eq!(rt.network_name().as_deref(), Some(network.as_str()));
+        // Idempotent; the network has the podCIDR and its gateway.
+        rt.set_pod_cidr(cidr).await.unwrap();
+        let out = std::process::Command::new("docker")
+            .args(["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}} {{index .Options \"com.docker.network.bridge.enable_ip_masquerade\"}}", &network])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{cidr} {} false", cidr.gateway())
+        );
         let sb = rt
             .run_sandbox(&SandboxConfig {
                 pod: pod(),
@@ -312,6 +344,7 @@ mod docker {
             .unwrap();
         let ip = sb.ip.clone().expect("the pod has an address");
         assert!(sb.ready);
+        assert!(cidr.contains_ip(ip.parse().unwrap()), "{ip} in {cidr}");
 
         // A server in one container, reached from the host at the pod IP and from a
         // second container of the pod over the shared localhost.
@@ -407,9 +440,10 @@ mod docker {
         );
 
         // A second runtime (an agent restarted) sees the same pod.
-        let rt2 = DockerRuntime::new(socket, node, "runtime-test", &network)
+        let rt2 = DockerRuntime::new(socket.clone(), node, "runtime-test", &prefix)
             .await
             .unwrap();
+        rt2.set_pod_cidr(cidr).await.unwrap();
         let v1 = rt.pod(&pod().uid).await.unwrap();
         let v2 = rt2.pod(&pod().uid).await.unwrap();
         let key = |v: &agent::runtime::PodView| {
@@ -452,5 +486,33 @@ mod docker {
         assert!(!v.containers.iter().any(|c| c.running() && c.id == web));
         rt2.remove_pod(&pod().uid).await.unwrap();
         assert!(rt2.pods().await.unwrap().is_empty());
+
+        // Docker refuses a podCIDR overlapping another network's subnet, and the error
+        // says so; a network of the name with another subnet is an error naming it.
+        let inner: agent::podnet::plan::Cidr = format!("{}/25", cidr.addr()).parse().unwrap();
+        let e = rt2.set_pod_cidr(inner).await.unwrap_err();
+        assert!(
+            e.contains("overlap") && e.contains(&inner.to_string()),
+            "{e}"
+        );
+        assert_eq!(rt2.network_name().as_deref(), Some(network.as_str()));
+        let squatter = agent::podnet::plan::network_name(&prefix, &inner);
+        let _cleanup2 = Cleanup(node, squatter.clone());
+        let out = std::process::Command::new("docker")
+            .args([
+                "network",
+                "create",
+                "--subnet",
+                "10.255.254.0/24",
+                &squatter,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let e = rt2.set_pod_cidr(inner).await.unwrap_err();
+        assert!(
+            e.contains(&squatter) && e.contains("10.255.254.0/24"),
+            "{e}"
+        );
     }
 }

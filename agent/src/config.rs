@@ -9,6 +9,8 @@ use std::time::Duration;
 use flotilla_core::duration::parse_duration;
 use k8s_openapi::api::core::v1::Taint;
 
+use crate::podnet::plan::Cidr;
+
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuntimeKind {
     /// Real containers through the Docker Engine API.
@@ -64,10 +66,32 @@ pub struct AgentFlags {
     /// unix:///var/run/docker.sock).
     #[arg(long)]
     pub docker_endpoint: Option<String>,
-    /// The Docker network pods get their addresses on; created when missing and shared by
-    /// every agent on the machine.
+    /// The prefix of the node's Docker pod network, named `<prefix>-<podCIDR>`
+    /// (`flotilla-10.244.1.0-24`) and created when missing.
     #[arg(long, default_value = "flotilla")]
     pub pod_network: String,
+    /// The node's pod addresses when its Node has no `spec.podCIDR` (standalone use, as
+    /// the kubelet's flag); the Node's, set by the node IPAM controller, wins.
+    #[arg(long)]
+    pub pod_cidr: Option<String>,
+    /// The whole pod network, every node's podCIDR inside it (as kube-proxy and flannel
+    /// know it): traffic within it is routed without NAT, traffic leaving it masqueraded.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: String,
+    /// The cluster DNS server(s) pods with dnsPolicy ClusterFirst get as their only
+    /// nameservers (comma-separated IPs; the kubelet's flag). Empty: such pods fall back to
+    /// dnsPolicy Default, with a MissingClusterDNS event.
+    #[arg(long, value_delimiter = ',')]
+    pub cluster_dns: Vec<IpAddr>,
+    /// The cluster's DNS domain (`cluster.local`): ClusterFirst pods search
+    /// `<ns>.svc.<domain> svc.<domain> <domain>`. Empty (the kubelet's default): no
+    /// cluster search domains.
+    #[arg(long, default_value = "")]
+    pub cluster_domain: String,
+    /// The resolver configuration of dnsPolicy Default pods, and the base of others' search
+    /// line (the kubelet's flag). Empty: such pods resolve through 127.0.0.1 only.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: String,
     /// Stop every pod's containers when the agent stops (what `flotilla up` does on
     /// Ctrl-C); by default they keep running and a restarted agent adopts them.
     #[arg(long)]
@@ -107,8 +131,12 @@ pub struct AgentConfig {
     pub burst: u32,
     pub docker_socket: PathBuf,
     pub pod_network: String,
+    pub pod_cidr: Option<Cidr>,
+    pub cluster_cidr: Cidr,
     pub stop_pods_on_exit: bool,
     pub shutdown_grace_period: Duration,
+    /// `--cluster-dns`, `--cluster-domain`, `--resolv-conf`.
+    pub dns: crate::dns::NodeDns,
     /// The agent port's TLS files.
     pub tls: crate::server::TlsFlags,
 }
@@ -177,8 +205,39 @@ impl AgentFlags {
         let docker_socket = PathBuf::from(endpoint.strip_prefix("unix://").ok_or_else(|| {
             format!("--docker-endpoint {endpoint:?}: only unix:// sockets are supported")
         })?);
-        if self.pod_network.is_empty() {
-            return Err("--pod-network must not be empty".into());
+        if self.pod_network.is_empty()
+            || !self
+                .pod_network
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        {
+            return Err(format!(
+                "--pod-network {:?}: want a Docker network name prefix ([a-zA-Z0-9_.-])",
+                self.pod_network
+            ));
+        }
+        let cluster_cidr: Cidr = self
+            .cluster_cidr
+            .parse()
+            .map_err(|e| format!("--cluster-cidr: {e}"))?;
+        let pod_cidr = match &self.pod_cidr {
+            Some(c) => {
+                let c: Cidr = c.parse().map_err(|e| format!("--pod-cidr: {e}"))?;
+                if !cluster_cidr.contains(&c) {
+                    return Err(format!(
+                        "--pod-cidr {c} is not inside --cluster-cidr {cluster_cidr}"
+                    ));
+                }
+                Some(c)
+            }
+            None => None,
+        };
+        let cluster_domain = self.cluster_domain.trim_end_matches('.').to_lowercase();
+        if !cluster_domain.is_empty() && !dns1123(&cluster_domain) {
+            return Err(format!(
+                "--cluster-domain {:?}: want a DNS subdomain (cluster.local)",
+                self.cluster_domain
+            ));
         }
         Ok(AgentConfig {
             kubeconfig: self.kubeconfig.clone(),
@@ -198,9 +257,73 @@ impl AgentFlags {
             burst: self.kube_api_burst,
             docker_socket,
             pod_network: self.pod_network.clone(),
+            pod_cidr,
+            cluster_cidr,
             stop_pods_on_exit: self.stop_pods_on_exit,
             shutdown_grace_period: self.shutdown_grace_period,
+            dns: crate::dns::NodeDns {
+                cluster_dns: self.cluster_dns.clone(),
+                cluster_domain,
+                resolv_conf: self.resolv_conf.clone(),
+            },
             tls: self.serving.tls(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        flags: AgentFlags,
+    }
+
+    fn validate(extra: &[&str]) -> Result<AgentConfig, String> {
+        let args = [
+            &["agent", "--kubeconfig", "k", "--node-name", "n1"][..],
+            extra,
+        ]
+        .concat();
+        Cli::parse_from(args).flags.validate()
+    }
+
+    #[test]
+    fn pod_network_flags() {
+        let c = validate(&[]).unwrap();
+        assert_eq!(c.cluster_cidr.to_string(), "10.244.0.0/16");
+        assert_eq!((c.pod_cidr, c.pod_network.as_str()), (None, "flotilla"));
+        let c = validate(&["--cluster-cidr", "10.8.0.0/16", "--pod-cidr", "10.8.3.0/24"]).unwrap();
+        assert_eq!(c.pod_cidr.unwrap().to_string(), "10.8.3.0/24");
+        let e = validate(&["--pod-cidr", "10.9.3.0/24"]).unwrap_err();
+        assert!(e.contains("not inside --cluster-cidr 10.244.0.0/16"), "{e}");
+        assert!(validate(&["--cluster-cidr", "fd00::/48"])
+            .unwrap_err()
+            .contains("only IPv4"));
+        assert!(validate(&["--pod-network", "a b"]).is_err());
+    }
+
+    #[test]
+    fn dns_flags() {
+        let c = validate(&[]).unwrap();
+        assert!(c.dns.cluster_dns.is_empty());
+        assert_eq!(c.dns.cluster_domain, "");
+        assert_eq!(c.dns.resolv_conf, "/etc/resolv.conf");
+        let c = validate(&[
+            "--cluster-dns",
+            "10.96.0.10,10.96.0.11",
+            "--cluster-domain",
+            "Cluster.Local.",
+            "--resolv-conf",
+            "",
+        ])
+        .unwrap();
+        assert_eq!(c.dns.cluster_dns.len(), 2);
+        assert_eq!(c.dns.cluster_domain, "cluster.local");
+        assert_eq!(c.dns.resolv_conf, "");
+        assert!(validate(&["--cluster-domain", "a_b"]).is_err());
     }
 }

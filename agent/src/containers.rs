@@ -1,17 +1,27 @@
 //! What one container attempt is started with: the ConfigMaps and Secrets it names
 //! (fetched from the apiserver), its environment and command (`env.rs`), its volumes and
 //! mounts (`volumes.rs`), its effective securityContext (`security.rs`), limits and log
-//! path.
+//! path; with the Docker runtime also the pod's `/etc/resolv.conf` and `/etc/hosts`
+//! (`dns.rs`), files in the pod's directory mounted read-only.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use component_base::events::{object_ref, EventType};
+use k8s_openapi::api::core::v1::ObjectReference;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
 use kube::api::Api;
 
 use crate::env;
 use crate::node_state::{container_hash, pod_dir_name, pod_ref, Shared};
-use crate::runtime::{ContainerConfig, PullPolicy, SandboxStatus, Seccomp};
-use crate::{security, volumes};
+use crate::runtime::{ContainerConfig, Mount, PullPolicy, SandboxStatus, Seccomp};
+use crate::{dns, security, volumes};
+
+/// The pod's resolv.conf and hosts file in its directory (a dot: no container's directory
+/// is named so).
+pub const RESOLV_CONF: &str = "resolv.conf";
+pub const HOSTS: &str = "etc.hosts";
 
 /// The environment a process gets when the image gives none (Docker's default PATH).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -35,7 +45,10 @@ pub async fn config(
     let pr = pod_ref(pod);
     let pod_dir = shared.pods_dir.join(pod_dir_name(&pr));
     let vols = volumes::prepare(pod, &pod_dir, &src, shared.memory_volumes)?;
-    let mounts = volumes::mounts(pod, c, &vols)?;
+    let mut mounts = volumes::mounts(pod, c, &vols)?;
+    if shared.pod_etc_files {
+        mounts.extend(etc_mounts(shared, pod, &pod_dir, sandbox, &mounts)?);
+    }
     let pod_ip = sandbox.ip.clone().unwrap_or_default();
     let fields = env::Fields {
         pod_ip: &pod_ip,
@@ -47,10 +60,7 @@ pub async fn config(
     if !user_env.iter().any(|(k, _)| k == "PATH") {
         envs.push(("PATH".into(), DEFAULT_PATH.into()));
     }
-    envs.push((
-        "HOSTNAME".into(),
-        pod.metadata.name.clone().unwrap_or_default(),
-    ));
+    envs.push(("HOSTNAME".into(), hostname_and_domain(shared, pod).0));
     envs.extend(user_env.iter().cloned());
     let (command, args) = env::command(c, &user_env);
     let log_path = pod_dir
@@ -95,6 +105,119 @@ pub async fn config(
         log_path,
         security,
     })
+}
+
+/// The pod's hostname and domain (`dns.rs`): the sandbox's hostname is the first.
+pub fn hostname_and_domain(shared: &Shared, pod: &Pod) -> (String, String) {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let pr = pod_ref(pod);
+    dns::hostname_and_domain(&pr.name, &pr.namespace, &spec, &shared.dns.cluster_domain)
+}
+
+/// Computes the pod's resolv.conf (`dns.rs`) from the node's settings and `--resolv-conf`
+/// as it is now, writes it into the pod's directory (0644: containers of any user read
+/// it) and records the kubelet's warnings (MissingClusterDNS, DNSConfigForming). Done when
+/// the sandbox is created, as the kubelet, and again for a container when the file is
+/// missing.
+pub fn write_resolv_conf(shared: &Shared, pod: &Pod, pod_dir: &Path) -> Result<(), String> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let host = if shared.dns.resolv_conf.is_empty() {
+        String::new()
+    } else {
+        std::fs::read_to_string(&shared.dns.resolv_conf)
+            .map_err(|e| format!("reading --resolv-conf {}: {e}", shared.dns.resolv_conf))?
+    };
+    let node_ips: Vec<std::net::IpAddr> = shared.host_ip.parse().into_iter().collect();
+    let (conf, warnings) = dns::pod_dns(&spec, &ns, &shared.dns, &host, &node_ips);
+    for w in &warnings {
+        tracing::warn!(pod = %format!("{ns}/{}", pod.metadata.name.as_deref().unwrap_or("")), reason = w.reason, "{}", w.message);
+        if w.node {
+            let node = ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(shared.node_name.clone()),
+                uid: Some(shared.node_name.clone()),
+                ..Default::default()
+            };
+            shared
+                .recorder
+                .record(&node, EventType::Warning, w.reason, &w.message);
+        }
+        let msg = if w.node {
+            format!(
+                "pod: \"{}_{ns}({})\". {}",
+                pod.metadata.name.as_deref().unwrap_or(""),
+                pod.metadata.uid.as_deref().unwrap_or(""),
+                w.message
+            )
+        } else {
+            w.message.clone()
+        };
+        shared
+            .recorder
+            .record(&object_ref(pod), EventType::Warning, w.reason, &msg);
+    }
+    write_file(&pod_dir.join(RESOLV_CONF), &conf.render())
+}
+
+/// Writes `text` to `path` (when it differs), 0644, making the directory.
+fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::read_to_string(path).is_ok_and(|t| t == text) {
+        return Ok(());
+    }
+    let r = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(path, text))
+        .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)));
+    r.map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// The pod's `/etc/resolv.conf` and, for a pod with an IP not on the host's network, the
+/// kubelet's `/etc/hosts` (pod IP and names, hostAliases), unless the container mounts
+/// something there itself.
+fn etc_mounts(
+    shared: &Shared,
+    pod: &Pod,
+    pod_dir: &Path,
+    sandbox: &SandboxStatus,
+    own: &[Mount],
+) -> Result<Vec<Mount>, String> {
+    let mut out = Vec::new();
+    let mounted = |p: &str| {
+        own.iter()
+            .any(|m| m.container_path.trim_end_matches('/') == p)
+    };
+    let resolv = pod_dir.join(RESOLV_CONF);
+    if !mounted("/etc/resolv.conf") {
+        if !resolv.exists() {
+            write_resolv_conf(shared, pod, pod_dir)?;
+        }
+        out.push(Mount {
+            host_path: resolv,
+            container_path: "/etc/resolv.conf".into(),
+            read_only: true,
+        });
+    }
+    let spec = pod.spec.clone().unwrap_or_default();
+    let ip = sandbox.ip.clone().filter(|i| !i.is_empty());
+    if let (Some(ip), false, false) = (
+        ip,
+        spec.host_network.unwrap_or(false),
+        mounted("/etc/hosts"),
+    ) {
+        let (host, domain) = hostname_and_domain(shared, pod);
+        let path = pod_dir.join(HOSTS);
+        write_file(&path, &dns::hosts_file(&[ip], &host, &domain, &spec))?;
+        out.push(Mount {
+            host_path: path,
+            container_path: "/etc/hosts".into(),
+            read_only: true,
+        });
+    }
+    Ok(out)
 }
 
 /// The ConfigMaps and Secrets named, from the apiserver (a missing one is absent).

@@ -13,7 +13,8 @@
 //! - Pure cores: `sync.rs` (what to do next), `status.rs` (the pod's status), `env.rs`
 //!   (environment), `volumes.rs` (pod volumes and mounts), `crashloop.rs` (restart
 //!   backoff), `probes.rs` (probe timing and handlers), `hooks.rs` (postStart and preStop),
-//!   `security.rs` (a container's effective securityContext); `tmpfs.rs`: memory-backed
+//!   `security.rs` (a container's effective securityContext), `dns.rs` (a pod's
+//!   resolv.conf, hostname and hosts file, as the kubelet's); `tmpfs.rs`: memory-backed
 //!   volumes (Secrets, `medium: Memory`). Backoffs, the status-write token bucket,
 //!   quantities and durations come from `flotilla_core`.
 //! - `server/`: the HTTPS port serving container logs to the apiserver, each request
@@ -21,10 +22,13 @@
 //!   the kubelet's; `logs.rs`: what a log request selects, and following a log file.
 //! - `runtime/`: the `Runtime` trait and its implementations; `shim.rs`: the supervisor
 //!   process of the process runtime's containers.
+//! - `podnet/`: the Docker runtime's routed pod network (podCIDR from the Node, bridge,
+//!   DOCKER-USER rules, egress masquerade, host-gw routes).
 
 pub mod config;
 pub mod containers;
 pub mod crashloop;
+pub mod dns;
 pub mod env;
 pub mod hooks;
 pub mod lease;
@@ -33,6 +37,7 @@ pub mod machine;
 pub mod node;
 pub mod node_state;
 pub mod pleg;
+pub mod podnet;
 pub mod pods;
 pub mod probes;
 pub mod runtime;
@@ -84,6 +89,8 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
     };
     tracing::info!(nodes = names.len(), runtime = ?cfg.runtime, root_dir = %cfg.root_dir.display(), "starting");
     for (i, name) in names.into_iter().enumerate() {
+        // The Docker runtime's pod network, given to it later by `podnet::run`.
+        let mut net = None;
         let (runtime, version): (Arc<dyn Runtime>, String) = match cfg.runtime {
             RuntimeKind::Fake => (
                 Arc::new(runtime::fake::FakeRuntime::new(i as u32)),
@@ -118,7 +125,9 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
                 .await
                 .map_err(|e| anyhow::anyhow!("docker runtime: {e}"))?;
                 let version = format!("docker://{}", rt.version().await);
-                (Arc::new(rt), version)
+                let rt = Arc::new(rt);
+                net = Some(rt.clone());
+                (rt, version)
             }
         };
         let inputs = NodeInputs {
@@ -152,8 +161,10 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
             stopping: stopping.clone(),
             shutdown_grace: cfg.shutdown_grace_period,
             pleg: pleg::Pleg::default(),
+            dns: cfg.dns.clone(),
+            pod_etc_files: cfg.runtime == RuntimeKind::Docker,
         });
-        tasks.spawn(run_node(shared, inputs, cfg.clone()));
+        tasks.spawn(run_node(shared, inputs, cfg.clone(), net));
     }
     tokio::select! {
         _ = shutdown.wait_for(|s| *s) => {}
@@ -192,16 +203,37 @@ fn pods_dir(root: &Path, fake: bool) -> anyhow::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-async fn run_node(shared: Arc<Shared>, inputs: NodeInputs, cfg: AgentConfig) {
+async fn run_node(
+    shared: Arc<Shared>,
+    inputs: NodeInputs,
+    cfg: AgentConfig,
+    net: Option<Arc<runtime::docker::DockerRuntime>>,
+) {
     let node = node::register(&shared.client, &inputs).await;
     let rt = shared.runtime.clone();
+    let net_ready = net.clone();
     let health = move || {
         let rt = rt.clone();
+        let net = net_ready.clone();
         async move {
             rt.pods()
                 .await
                 .map(|_| ())
-                .map_err(|e| format!("container runtime is down: {e}"))
+                .map_err(|e| format!("container runtime is down: {e}"))?;
+            net.map_or(Ok(()), |n| n.network_ready())
+        }
+    };
+    let podnet = async {
+        match net {
+            Some(rt) => {
+                let s = podnet::Settings {
+                    node_name: shared.node_name.clone(),
+                    cluster_cidr: cfg.cluster_cidr,
+                    fallback_pod_cidr: cfg.pod_cidr,
+                };
+                podnet::run(shared.client.clone(), rt, s).await
+            }
+            None => std::future::pending().await,
         }
     };
     // Heartbeats go on until the pods are done (they end only when the agent stops).
@@ -214,6 +246,7 @@ async fn run_node(shared: Arc<Shared>, inputs: NodeInputs, cfg: AgentConfig) {
     tokio::select! {
         _ = beats => {}
         _ = pods::run(shared.clone()) => {}
+        _ = podnet => {}
         _ = pleg::run(shared.runtime.clone(), &shared.pleg, &shared.node_name, pleg::RELIST_PERIOD) => {}
     }
 }

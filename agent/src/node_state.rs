@@ -36,6 +36,12 @@ pub struct Shared {
     pub shutdown_grace: Duration,
     /// Wakes a worker when the runtime's view of its pod changed.
     pub pleg: crate::pleg::Pleg,
+    /// The node's DNS settings (`--cluster-dns`, `--cluster-domain`, `--resolv-conf`).
+    pub dns: crate::dns::NodeDns,
+    /// The agent writes each pod's `/etc/resolv.conf` and `/etc/hosts` into its directory
+    /// and mounts them into its containers (the Docker runtime; the process runtime's
+    /// processes use the host's files).
+    pub pod_etc_files: bool,
 }
 
 /// A stable hash of a container's spec (FNV-1a over its JSON): a running container whose

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use component_base::CommonFlags;
 
+use crate::nodeipam::config::Config as NodeIpamConfig;
 use crate::{nodelifecycle, CONTROLLERS};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -48,6 +49,36 @@ pub struct ControllerManagerFlags {
         action = clap::ArgAction::Set
     )]
     pub use_service_account_credentials: bool,
+    /// Give every Node ranges of `--cluster-cidr` for its pods (the `nodeipam`
+    /// controller runs only with it), as kube-controller-manager.
+    #[arg(
+        long,
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub allocate_node_cidrs: bool,
+    /// The pods' CIDR: an IPv4 one, optionally followed by an IPv6 one (`,`, dual-stack).
+    /// Read only with `--allocate-node-cidrs`.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: String,
+    /// The prefix length of each Node's IPv4 range; at most 16 more than the cluster
+    /// CIDR's.
+    #[arg(long, default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
+    /// The prefix length of each Node's IPv6 range (dual-stack).
+    #[arg(long, default_value_t = 64)]
+    pub node_cidr_mask_size_ipv6: u8,
+    /// The Services' cluster IP range(s) (`,`-separated, one per family); the cluster CIDR
+    /// may not overlap it.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cluster_ip_range: String,
+    /// Addresses for Services of type LoadBalancer (`a.b.c.d/n` or `first-last`); the
+    /// `servicelb` controller runs only with it (Flotilla's stand-in for a cloud's load
+    /// balancers, as k3s's servicelb or MetalLB).
+    #[arg(long)]
+    pub load_balancer_ip_range: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -61,12 +92,34 @@ pub struct ControllerManagerConfig {
     pub node_lifecycle: nodelifecycle::Config,
     /// Each controller acts as its own ServiceAccount (`--use-service-account-credentials`).
     pub use_service_account_credentials: bool,
+    /// The cluster CIDRs and node range sizes, with `--allocate-node-cidrs` (else None,
+    /// and the `nodeipam` controller is not enabled).
+    pub node_ipam: Option<NodeIpamConfig>,
+    /// `--load-balancer-ip-range` (else None, and `servicelb` is not enabled).
+    pub load_balancer_ip_range: Option<crate::servicelb::pool::Pool>,
 }
 
 impl ControllerManagerFlags {
     pub fn validate(&self) -> Result<ControllerManagerConfig, String> {
         let common = self.common.validate("flotilla-controller-manager", 10257)?;
-        let enabled = enabled(&self.controllers)?;
+        let mut enabled = enabled(&self.controllers)?;
+        let node_ipam = self.node_ipam()?;
+        if node_ipam.is_none() {
+            // As kube: nodeipam is one of the default controllers but does nothing
+            // without --allocate-node-cidrs; here it does not start at all.
+            enabled.retain(|c| *c != "nodeipam");
+        }
+        let load_balancer_ip_range = self
+            .load_balancer_ip_range
+            .as_deref()
+            .map(|r| {
+                crate::servicelb::pool::Pool::parse(r)
+                    .map_err(|e| format!("--load-balancer-ip-range: {e}"))
+            })
+            .transpose()?;
+        if load_balancer_ip_range.is_none() {
+            enabled.retain(|c| *c != "servicelb");
+        }
         if self.node_monitor_period.is_zero()
             || self.node_monitor_grace_period < self.node_monitor_period
         {
@@ -94,7 +147,25 @@ impl ControllerManagerFlags {
                 secondary_eviction_rate: self.secondary_node_eviction_rate,
             },
             use_service_account_credentials: self.use_service_account_credentials,
+            node_ipam,
+            load_balancer_ip_range,
         })
+    }
+
+    /// The node IPAM flags, with `--allocate-node-cidrs`: the cluster CIDRs (IPv4, then
+    /// optionally IPv6), each with a node range size kube accepts, none overlapping the
+    /// Service range.
+    fn node_ipam(&self) -> Result<Option<NodeIpamConfig>, String> {
+        if !self.allocate_node_cidrs {
+            return Ok(None);
+        }
+        NodeIpamConfig::from_flags(
+            &self.cluster_cidr,
+            self.node_cidr_mask_size,
+            self.node_cidr_mask_size_ipv6,
+            &self.service_cluster_ip_range,
+        )
+        .map(Some)
     }
 }
 
@@ -169,6 +240,95 @@ mod tests {
             "--controllers",
             "*"
         ]));
+    }
+
+    fn parse_ipam(extra: &[&str]) -> Result<ControllerManagerConfig, String> {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: ControllerManagerFlags,
+        }
+        let args = ["controller-manager", "--kubeconfig", "k"]
+            .into_iter()
+            .chain(extra.iter().copied());
+        Cli::try_parse_from(args)
+            .map_err(|e| e.to_string())?
+            .flags
+            .validate()
+    }
+
+    #[test]
+    fn nodeipam_runs_only_with_allocate_node_cidrs() {
+        let off = parse_ipam(&[]).unwrap();
+        assert!(off.node_ipam.is_none());
+        assert!(!off.enabled.contains(&"nodeipam"));
+        // Without the flag the CIDR flags are not read, as kube.
+        assert!(parse_ipam(&["--cluster-cidr", "bogus"]).is_ok());
+        let on = parse_ipam(&["--allocate-node-cidrs"]).unwrap();
+        assert!(on.enabled.contains(&"nodeipam"));
+        let cfg = on.node_ipam.unwrap();
+        assert_eq!(cfg.cluster_cidrs.len(), 1);
+        assert_eq!(cfg.cluster_cidrs[0].0.to_string(), "10.244.0.0/16");
+        assert_eq!(cfg.cluster_cidrs[0].1, 24);
+        let on =
+            parse_ipam(&["--allocate-node-cidrs=true", "--controllers", "*,-nodeipam"]).unwrap();
+        assert!(!on.enabled.contains(&"nodeipam"));
+        let dual = parse_ipam(&[
+            "--allocate-node-cidrs=true",
+            "--cluster-cidr",
+            "10.120.0.0/16,fd00:10::/48",
+        ])
+        .unwrap()
+        .node_ipam
+        .unwrap();
+        assert_eq!(dual.cluster_cidrs[1].0.to_string(), "fd00:10::/48");
+        assert_eq!(dual.cluster_cidrs[1].1, 64);
+    }
+
+    #[test]
+    fn node_ipam_flags_are_refused_with_clear_errors() {
+        let err = |extra: &[&str]| {
+            let mut args = vec!["--allocate-node-cidrs"];
+            args.extend_from_slice(extra);
+            parse_ipam(&args).unwrap_err()
+        };
+        assert!(err(&["--cluster-cidr", "10.244.0.0"]).contains("--cluster-cidr: invalid CIDR"));
+        assert!(err(&["--cluster-cidr", ""]).contains("needs a --cluster-cidr"));
+        assert!(err(&["--cluster-cidr", "fd00::/48"]).contains("an IPv4 CIDR"));
+        assert!(err(&["--cluster-cidr", "10.1.0.0/16,10.2.0.0/16"]).contains("an IPv4 CIDR"));
+        assert!(
+            err(&["--cluster-cidr", "10.1.0.0/16,fd00::/48,fd01::/48"]).contains("an IPv4 CIDR")
+        );
+        assert!(err(&["--node-cidr-mask-size", "16"]).contains("--node-cidr-mask-size 16"));
+        assert!(err(&[
+            "--cluster-cidr",
+            "10.0.0.0/8",
+            "--node-cidr-mask-size",
+            "25"
+        ])
+        .contains("at most 16 more"));
+        assert!(
+            parse_ipam(&["--allocate-node-cidrs", "--cluster-cidr", "10.0.0.0/8"])
+                .unwrap_err()
+                .contains("overlaps --service-cluster-ip-range 10.96.0.0/12")
+        );
+        assert!(parse_ipam(&[
+            "--allocate-node-cidrs",
+            "--cluster-cidr",
+            "10.0.0.0/8",
+            "--service-cluster-ip-range",
+            "172.20.0.0/16"
+        ])
+        .is_ok());
+        assert!(err(&["--service-cluster-ip-range", "x"]).contains("--service-cluster-ip-range"));
+        assert!(err(&[
+            "--cluster-cidr",
+            "10.1.0.0/16,fd00::/48",
+            "--node-cidr-mask-size-ipv6",
+            "80"
+        ])
+        .contains("--node-cidr-mask-size-ipv6 80"));
     }
 
     #[test]

@@ -15,8 +15,10 @@
 //!   `deployment/` (`plan.rs` rollout arithmetic, `status.rs`, `replicasets.rs` writes),
 //!   `replicaset/` (generic over the owner kind; `plan.rs` claim, scale diff, status
 //!   counts), `replicationcontroller.rs` (that controller for core/v1 RCs),
-//!   `garbagecollector/` (`graph.rs`), `nodelifecycle/` (`health.rs`), `endpoints/`
-//!   (`plan.rs`; Endpoints and EndpointSlices), `namespace.rs`, `serviceaccount.rs`.
+//!   `garbagecollector/` (`graph.rs`), `nodelifecycle/` (`health.rs`), `nodeipam/`
+//!   (`cidrset.rs` ranges, `plan.rs` who holds which; with `--allocate-node-cidrs`), `endpoints/`
+//!   (`plan.rs`; Endpoints and EndpointSlices), `namespace.rs`, `serviceaccount.rs`,
+//!   `servicelb/` (`pool.rs`; with `--load-balancer-ip-range`).
 //!
 //! Adding a controller: a module with a [`reconciler::Reconciler`] and a
 //! `new(&Arc<Context>) -> Box<dyn Run>` that takes its informers from
@@ -41,11 +43,13 @@ mod extremes;
 pub mod garbagecollector;
 pub mod informer;
 pub mod namespace;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod reconciler;
 pub mod replicaset;
 pub mod replicationcontroller;
 pub mod serviceaccount;
+pub mod servicelb;
 pub mod workqueue;
 
 use std::collections::{BTreeSet, HashSet};
@@ -94,9 +98,11 @@ pub const CONTROLLERS: &[Registration] = &[
     Registration { name: "replicaset", accounts: &["replicaset-controller"], informers: &[all::<ReplicaSet>(), all::<Pod>()], new: replicaset::new },
     Registration { name: "replicationcontroller", accounts: &["replication-controller"], informers: &[all::<ReplicationController>(), all::<Pod>()], new: replicationcontroller::new },
     Registration { name: "garbagecollector", accounts: &["generic-garbage-collector"], informers: &[], new: garbagecollector::new },
+    Registration { name: "nodeipam", accounts: &["node-controller"], informers: &[all::<Node>()], new: nodeipam::new },
     Registration { name: "nodelifecycle", accounts: &["node-controller"], informers: &[all::<Node>(), Need::namespaced::<Lease>("kube-node-lease"), all::<Pod>()], new: nodelifecycle::new },
     Registration { name: "endpoints", accounts: &["endpoint-controller", endpoints::SLICE_ACCOUNT], informers: &[all::<Service>(), all::<Pod>()], new: endpoints::new },
     Registration { name: "namespace", accounts: &["namespace-controller"], informers: &[all::<Namespace>()], new: namespace::new },
+    Registration { name: "servicelb", accounts: &[servicelb::ACCOUNT], informers: &[all::<Service>()], new: servicelb::new },
     Registration { name: "serviceaccount", accounts: &["service-account-controller"], informers: &[all::<Namespace>(), all::<ServiceAccount>()], new: serviceaccount::new },
 ];
 
@@ -148,6 +154,10 @@ async fn run_controllers(
     let mut tasks = tokio::task::JoinSet::new();
     // Controllers register their handlers first; then the informers start.
     let mut controllers = Vec::new();
+    // One token (and one refresher) per account, however many controllers act as it
+    // (nodelifecycle and nodeipam are both `node-controller`).
+    let mut acting_as: std::collections::HashMap<&'static str, kube::Client> =
+        std::collections::HashMap::new();
     for c in enabled {
         if let Some(missing) = c
             .informers
@@ -160,13 +170,16 @@ async fn run_controllers(
         }
         let mut clients = Vec::with_capacity(c.accounts.len());
         for &account in c.accounts {
-            let acting = match &credentials {
-                Some(creds) => {
+            let made = acting_as.get(account).cloned();
+            let acting = match (&credentials, made) {
+                (Some(_), Some(made)) => made,
+                (Some(creds), None) => {
                     let (acting, refresh) = creds.client(account).await?;
                     tasks.spawn(refresh);
+                    acting_as.insert(account, acting.clone());
                     acting
                 }
-                None => client.clone(),
+                (None, _) => client.clone(),
             };
             clients.push((account, acting));
         }

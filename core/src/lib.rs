@@ -22,6 +22,7 @@
 //!   exposition.
 
 pub mod backoff;
+pub mod cidr;
 pub mod duration;
 pub mod fields;
 pub mod histogram;

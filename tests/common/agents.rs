@@ -1,6 +1,8 @@
 //! `flotilla agent` processes for end-to-end tests, each with its own node name, port and
 //! root directory. Dropping them kills the agents and every container process their
-//! process runtime started (found by the pid files the shims wrote).
+//! process runtime started (found by the pid files the shims wrote); for docker-runtime
+//! agents, their containers, the Docker networks, nftables tables and DOCKER-USER rules
+//! of their pod network (by exact name and rule).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,8 +22,42 @@ pub struct Agent {
 pub struct Agents {
     pub dir: tempfile::TempDir,
     pub agents: Vec<Agent>,
-    /// The Docker network of docker-runtime agents, removed with them.
-    pub network: Option<String>,
+    /// The pod network of docker-runtime agents, removed with them.
+    pub network: Option<PodNet>,
+}
+
+/// What docker-runtime agents of a test put on the machine for their pod network.
+pub struct PodNet {
+    /// `--pod-network`: the prefix of the nodes' Docker network names.
+    pub prefix: String,
+    /// `--cluster-cidr`.
+    pub cluster_cidr: String,
+}
+
+/// Waits until each node has a podCIDR inside `cluster_cidr` (the node IPAM controller of
+/// the test's controller-manager gives them) and returns them in order.
+pub async fn pod_cidrs(client: &kube::Client, cluster_cidr: &str, nodes: &[&str]) -> Vec<String> {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::Api;
+    let cluster: agent::podnet::plan::Cidr = cluster_cidr.parse().expect("a cluster CIDR");
+    let api: Api<Node> = Api::all(client.clone());
+    let mut out = Vec::new();
+    for n in nodes {
+        let c = super::wait_for(
+            std::time::Duration::from_secs(30),
+            &format!("node {n} to get a podCIDR in {cluster_cidr}"),
+            || async {
+                let node = api.get_opt(n).await.ok().flatten()?;
+                node.spec?.pod_cidr.filter(|c| {
+                    c.parse::<agent::podnet::plan::Cidr>()
+                        .is_ok_and(|c| cluster.contains(&c))
+                })
+            },
+        )
+        .await;
+        out.push(c);
+    }
+    out
 }
 
 impl Agents {
@@ -38,18 +74,25 @@ impl Agents {
         Self::start(kubeconfig, certs, "process", nodes, extra)
     }
 
-    /// The same with the docker runtime, on a Docker network of the test's own.
+    /// The same with the docker runtime: the pod networks' names start with a prefix of
+    /// the test's own; `cluster_cidr` (`--cluster-cidr`) must be the test cluster's own
+    /// (the controller-manager's `Replicas::cluster_cidr`, from which its node IPAM
+    /// controller gives the nodes their podCIDRs; until then their pods wait).
     pub fn start_docker(
         kubeconfig: &Path,
         certs: Option<&Path>,
         nodes: &[&str],
+        cluster_cidr: &str,
         extra: &[&str],
     ) -> Agents {
-        let network = format!("flotilla-test-{}-{}", std::process::id(), nodes[0]);
-        let mut args: Vec<&str> = vec!["--pod-network", &network];
+        let prefix = format!("flotilla-test-{}-{}", std::process::id(), nodes[0]);
+        let mut args: Vec<&str> = vec!["--pod-network", &prefix, "--cluster-cidr", cluster_cidr];
         args.extend_from_slice(extra);
         let mut a = Self::start(kubeconfig, certs, "docker", nodes, &args);
-        a.network = Some(network);
+        a.network = Some(PodNet {
+            prefix,
+            cluster_cidr: cluster_cidr.to_string(),
+        });
         a
     }
 
@@ -270,7 +313,7 @@ impl Drop for Agents {
             for a in &self.agents {
                 super::images::remove_containers(&a.node);
             }
-            super::images::remove_network(net);
+            super::images::remove_pod_network(&net.prefix, &net.cluster_cidr);
         }
     }
 }

@@ -29,6 +29,28 @@ pub struct Replica {
 pub struct Replicas {
     pub component: &'static str,
     pub replicas: Vec<Replica>,
+    /// The controller-managers' `--cluster-cidr` (they run with `--allocate-node-cidrs`):
+    /// see [`cluster_cidr`]. None for other components.
+    pub cluster_cidr: Option<String>,
+}
+
+/// A test cluster's pod CIDR, 10.X.0.0/16 with X in 112..=211 (clear of the default
+/// Service range 10.96.0.0/12, which the controller-manager refuses to overlap, and of
+/// 10.244.0.0/16): derived from `port` (unique per cluster, the first replica's), and
+/// never one this process gave another cluster before while any is left, so clusters
+/// running in parallel never overlap.
+pub fn cluster_cidr(port: u16) -> String {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static USED: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut used = USED.lock().unwrap_or_else(|e| e.into_inner());
+    let start = port % 100;
+    let x = (0..100)
+        .map(|i| 112 + (start + i) % 100)
+        .find(|x| !used.contains(x))
+        .unwrap_or(112 + start);
+    used.insert(x);
+    format!("10.{x}.0.0/16")
 }
 
 /// Short leases so failover tests take seconds (kube's defaults are 15 s / 10 s / 2 s).
@@ -51,8 +73,16 @@ impl Replicas {
         extra: &[&str],
     ) -> Replicas {
         let mut replicas = Vec::new();
+        let ports: Vec<u16> = kubeconfigs.iter().map(|_| free_port()).collect();
+        // Every replica allocates from the same range, so failover keeps it.
+        let cidr = (component == "controller-manager")
+            .then(|| cluster_cidr(ports.first().copied().unwrap_or_default()));
+        let ipam: Vec<&str> = match &cidr {
+            Some(c) => vec!["--allocate-node-cidrs=true", "--cluster-cidr", c],
+            None => vec![],
+        };
         for (i, kc) in kubeconfigs.iter().enumerate() {
-            let port = free_port();
+            let port = ports[i];
             let log = dir.join(format!("{component}-{i}.log"));
             let f = std::fs::File::create(&log).expect("log");
             let child = Command::new(BIN)
@@ -67,6 +97,7 @@ impl Replicas {
                 ])
                 .args(["--leader-elect-identity", &format!("{component}-{i}")])
                 .args(LEASE_ARGS)
+                .args(&ipam)
                 .args(extra)
                 .env(
                     "RUST_LOG",
@@ -87,6 +118,7 @@ impl Replicas {
         Replicas {
             component,
             replicas,
+            cluster_cidr: cidr,
         }
     }
 

@@ -92,3 +92,46 @@ pub fn remove_network(name: &str) {
         }
     }
 }
+
+/// Removes what agents with `--pod-network prefix --cluster-cidr cluster_cidr` left on the
+/// machine: the Docker networks `<prefix>-<podCIDR>`, the nftables table of each of those
+/// podCIDRs and the two DOCKER-USER rules of the cluster CIDR (every copy).
+pub fn remove_pod_network(prefix: &str, cluster_cidr: &str) {
+    use agent::podnet::plan::{self, Cidr};
+    let out = Command::new("docker")
+        .args(["network", "ls", "--format", "{{.Name}}"])
+        .output();
+    let names: Vec<String> = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+        .lines()
+        .filter(|n| n.starts_with(&format!("{prefix}-")))
+        .map(String::from)
+        .collect();
+    for name in names {
+        // `<prefix>-10.244.1.0-24`: exactly the name the agent gives a podCIDR.
+        let cidr = name[prefix.len() + 1..]
+            .rsplit_once('-')
+            .and_then(|(a, l)| format!("{a}/{l}").parse::<Cidr>().ok())
+            .filter(|c| plan::network_name(prefix, c) == name);
+        let Some(cidr) = cidr else { continue };
+        remove_network(&name);
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &plan::nft_table(&cidr)])
+            .output();
+    }
+    if let Ok(cluster) = cluster_cidr.parse::<Cidr>() {
+        for rule in plan::docker_user_rules(&cluster) {
+            for _ in 0..16 {
+                let ok = Command::new("iptables")
+                    .args(["-w", "5", "-D", "DOCKER-USER"])
+                    .args(&rule)
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                if !ok {
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -46,11 +46,22 @@ impl Worker {
                 }
                 let pr = pod_ref(pod);
                 let cfg = SandboxConfig {
-                    hostname: pr.name.clone(),
+                    hostname: containers::hostname_and_domain(&self.shared, pod).0,
                     pod_dir: self.shared.pods_dir.join(pod_dir_name(&pr)),
                     pod: pr,
                 };
-                match rt.run_sandbox(&cfg).await {
+                // The pod's resolv.conf, as the kubelet computes it for a new sandbox.
+                let dns = if self.shared.pod_etc_files {
+                    containers::write_resolv_conf(&self.shared, pod, &cfg.pod_dir)
+                        .map_err(crate::runtime::RuntimeError::Other)
+                } else {
+                    Ok(())
+                };
+                let created = match dns {
+                    Ok(()) => rt.run_sandbox(&cfg).await,
+                    Err(e) => Err(e),
+                };
+                match created {
                     Ok(_) => {
                         self.retry.remove("");
                     }

@@ -137,6 +137,62 @@ pub fn objects() -> (Vec<Value>, Vec<Value>) {
                 &["get"],
             )],
         ),
+        // kube's role for servers that delegate authentication and authorization.
+        role(
+            "system:auth-delegator",
+            vec![
+                rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+                rule(
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                    &["create"],
+                ),
+            ],
+        ),
+        // kube's role for kube-proxy, which `flotilla proxy` acts with.
+        role(
+            "system:node-proxier",
+            vec![
+                rule(&[""], &["endpoints", "services"], &["list", "watch"]),
+                rule(&[""], &["nodes"], &["get", "list", "watch"]),
+                rule(
+                    &["", "events.k8s.io"],
+                    &["events"],
+                    &["create", "patch", "update"],
+                ),
+                rule(
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                    &["list", "watch"],
+                ),
+            ],
+        ),
+        // `flotilla dns`: reads what it serves and registers itself behind kube-dns (the
+        // Service, its own EndpointSlice and the Lease that keeps it alive).
+        role(
+            "system:flotilla-dns",
+            vec![
+                rule(&[""], &["services"], &["get", "list", "watch", "create"]),
+                rule(
+                    &[""],
+                    &["endpoints", "pods", "namespaces"],
+                    &["list", "watch"],
+                ),
+                rule(
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                    &[
+                        "get", "list", "watch", "create", "update", "patch", "delete",
+                    ],
+                ),
+                rule(
+                    &["coordination.k8s.io"],
+                    &["leases"],
+                    &["get", "list", "watch", "create", "update", "delete"],
+                ),
+                rule(&["", "events.k8s.io"], &["events"], EVENTS),
+            ],
+        ),
         role(
             "system:kube-scheduler",
             vec![
@@ -298,6 +354,13 @@ pub fn objects() -> (Vec<Value>, Vec<Value>) {
             &[("User", "system:kube-controller-manager")],
         ),
         binding("system:node", &[("Group", "system:nodes")]),
+        binding("system:node-proxier", &[("User", "system:kube-proxy")]),
+        binding("system:flotilla-dns", &[("User", "system:kube-dns")]),
+        // Their secure ports ask the apiserver who a client is and what it may do.
+        binding(
+            "system:auth-delegator",
+            &[("User", "system:kube-proxy"), ("User", "system:kube-dns")],
+        ),
         // The apiservers' client certificate for the agents (`pods/log`): kubeadm's
         // `kube-apiserver-kubelet-client`, bound to this role rather than system:masters.
         binding("system:kubelet-api-admin", &[("User", KUBELET_CLIENT_USER)]),
@@ -409,7 +472,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(names(&roles), names(&bindings));
-        assert_eq!(names(&roles).len(), 9);
+        assert_eq!(names(&roles).len(), 10);
         for b in bindings.iter().filter(|b| {
             b["metadata"]["name"]
                 .as_str()

@@ -30,8 +30,9 @@ fn time(v: &Value) -> Option<Timestamp> {
     (t.as_second() > 0).then_some(t)
 }
 
-/// The runtime's view of one inspected container.
-pub(super) fn from_inspect(v: &Value, network: &str) -> Option<Inspected> {
+/// The runtime's view of one inspected container. A sandbox's IP is its address on its
+/// network (a sandbox joins exactly one: its node's pod network).
+pub(super) fn from_inspect(v: &Value) -> Option<Inspected> {
     let id = v.get("Id")?.as_str()?.to_string();
     let labels = v.pointer("/Config/Labels")?;
     let st = v.get("State")?;
@@ -41,12 +42,12 @@ pub(super) fn from_inspect(v: &Value, network: &str) -> Option<Inspected> {
             .pointer("/NetworkSettings/Networks")
             .and_then(|n| n.as_object())
             .and_then(|nets| {
-                nets.values()
-                    .find(|n| n.get("NetworkID").and_then(|i| i.as_str()) == Some(network))
+                nets.values().find_map(|n| {
+                    n.get("IPAddress")
+                        .and_then(|i| i.as_str())
+                        .filter(|i| !i.is_empty())
+                })
             })
-            .and_then(|n| n.get("IPAddress"))
-            .and_then(|i| i.as_str())
-            .filter(|i| !i.is_empty())
             .map(String::from);
         return Some(Inspected::Sandbox(SandboxStatus {
             id,
@@ -166,7 +167,7 @@ impl DockerRuntime {
                         Err(e) if e.status() == Some(404) => continue,
                         Err(e) => return Err(other(e)),
                     };
-                    let Some(i) = from_inspect(&v, &self.network) else {
+                    let Some(i) = from_inspect(&v) else {
                         continue;
                     };
                     self.lock().insert(id.to_string(), (state, i.clone()));

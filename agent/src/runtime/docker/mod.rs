@@ -1,9 +1,11 @@
 //! The Docker runtime: real containers through the Docker Engine API.
 //!
 //! Each pod has an infra container (`flotilla/pause`, built by the agent when missing) on
-//! the Docker network the agents manage (`flotilla` by default, shared by every agent of
-//! the machine so pods reach each other); the pod's containers join its network namespace,
-//! so they share localhost and the pod IP. Everything the runtime creates carries labels
+//! its node's pod network: a Docker bridge network of the node's podCIDR
+//! (`<--pod-network>-10.244.1.0-24`, `network.rs`), given to the runtime with
+//! [`DockerRuntime::set_pod_cidr`] once the Node has one; until then no sandbox starts
+//! ("network is not ready"). The pod's containers join the infra container's network
+//! namespace, so they share localhost and the pod IP. Everything the runtime creates carries labels
 //! (`io.kubernetes.pod.uid`, `io.kubernetes.container.name`, `flotilla.node`,
 //! `flotilla.attempt`, ...) from which a restarted agent rebuilds its view.
 //!
@@ -39,6 +41,7 @@ use self::container::container_name;
 use self::inspect::{from_inspect, Inspected};
 pub use self::pull::split_image;
 use super::*;
+use crate::podnet::plan::Cidr;
 
 const L_UID: &str = "io.kubernetes.pod.uid";
 const L_NAME: &str = "io.kubernetes.pod.name";
@@ -58,10 +61,22 @@ pub struct DockerRuntime {
     docker: Docker,
     node: String,
     owner: String,
-    /// The pod network's id.
-    network: String,
+    /// The pod networks' name prefix (`--pod-network`).
+    network_prefix: String,
+    /// The node's pod network, once its podCIDR is known and the host routes it.
+    network: Mutex<Option<PodNetwork>>,
+    /// Why there is no pod network yet.
+    pending: Mutex<String>,
     /// Inspected containers by id, with the listed state they were inspected in.
     cache: Mutex<HashMap<String, (String, Inspected)>>,
+}
+
+/// The Docker network of the node's podCIDR.
+#[derive(Debug, Clone)]
+struct PodNetwork {
+    id: String,
+    name: String,
+    cidr: Cidr,
 }
 
 fn other(e: DockerError) -> RuntimeError {
@@ -69,15 +84,15 @@ fn other(e: DockerError) -> RuntimeError {
 }
 
 impl DockerRuntime {
-    /// Connects to the daemon, builds the infra image if missing and makes sure the pod
-    /// network exists. `owner` tells this agent's containers from those of another agent
-    /// of the same node name on the machine (the agent passes a digest of its root
-    /// directory).
+    /// Connects to the daemon and builds the infra image if missing. `owner` tells this
+    /// agent's containers from those of another agent of the same node name on the machine
+    /// (the agent passes a digest of its root directory). `network_prefix` starts the
+    /// names of pod networks; the network itself comes with [`Self::set_pod_cidr`].
     pub async fn new(
         socket: PathBuf,
         node: &str,
         owner: &str,
-        network: &str,
+        network_prefix: &str,
     ) -> std::result::Result<Self, String> {
         let docker = Docker::new(socket);
         docker
@@ -85,16 +100,64 @@ impl DockerRuntime {
             .await
             .map_err(|e| e.to_string())?;
         image::ensure_infra(&docker).await?;
-        let network_id = network::ensure(&docker, network)
-            .await
-            .map_err(|e| format!("pod network {network}: {e}"))?;
         Ok(DockerRuntime {
             docker,
             node: node.to_string(),
             owner: owner.to_string(),
-            network: network_id,
+            network_prefix: network_prefix.to_string(),
+            network: Mutex::new(None),
+            pending: Mutex::new(format!(
+                "node {node} has no podCIDR yet (none in its spec and no --pod-cidr)"
+            )),
             cache: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Makes sure the pod network of `cidr` (the node's podCIDR) exists (again: one
+    /// removed behind the agent's back is made anew) and starts new sandboxes on it.
+    /// Another CIDR than before moves new sandboxes to its network (running ones keep
+    /// theirs). Errors name the network and what Docker said.
+    pub async fn set_pod_cidr(&self, cidr: Cidr) -> std::result::Result<(), String> {
+        let name = crate::podnet::plan::network_name(&self.network_prefix, &cidr);
+        let id = network::ensure(&self.docker, &name, &cidr)
+            .await
+            .map_err(|e| format!("pod network {name}: {e}"))?;
+        let mut cur = self.network.lock().unwrap_or_else(|e| e.into_inner());
+        if cur.as_ref().is_none_or(|n| n.id != id || n.cidr != cidr) {
+            tracing::info!(node = %self.node, network = %name, pod_cidr = %cidr, "pod network ready");
+        }
+        *cur = Some(PodNetwork { id, name, cidr });
+        Ok(())
+    }
+
+    /// Whether sandboxes can start: the node's pod network is known. The error is the
+    /// kubelet's words for a missing network.
+    pub fn network_ready(&self) -> std::result::Result<(), String> {
+        match self.current_network() {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "container runtime network not ready: NetworkReady=false \
+                 reason:NetworkPluginNotReady message:{}",
+                self.pending.lock().unwrap_or_else(|e| e.into_inner())
+            )),
+        }
+    }
+
+    /// Says why the pod network is not there yet (while it is not).
+    pub fn network_pending(&self, why: String) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// The pod network's Docker name, once known.
+    pub fn network_name(&self) -> Option<String> {
+        self.current_network().map(|n| n.name)
+    }
+
+    fn current_network(&self) -> Option<PodNetwork> {
+        self.network
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The daemon's version, for the Node's `containerRuntimeVersion`.
@@ -125,6 +188,10 @@ impl Runtime for DockerRuntime {
     }
 
     async fn run_sandbox(&self, cfg: &SandboxConfig) -> Result<SandboxStatus> {
+        let Some(net) = self.current_network() else {
+            let why = self.network_ready().err().unwrap_or_default();
+            return Err(RuntimeError::Other(format!("network is not ready: {why}")));
+        };
         // Dead sandboxes of this pod go first.
         for (_, ins) in self.list(Some(&cfg.pod.uid)).await? {
             if let Inspected::Sandbox(s) = ins {
@@ -140,7 +207,7 @@ impl Runtime for DockerRuntime {
             "Image": image::INFRA_IMAGE,
             "Hostname": cfg.hostname,
             "Labels": labels,
-            "HostConfig": {"NetworkMode": self.network, "RestartPolicy": {"Name": "no"}},
+            "HostConfig": {"NetworkMode": net.id, "RestartPolicy": {"Name": "no"}},
         });
         let name = container_name(&[
             "k8s",
@@ -156,7 +223,7 @@ impl Runtime for DockerRuntime {
             .json(Method::GET, &format!("/containers/{id}/json"), None)
             .await
             .map_err(other)?;
-        match from_inspect(&v, &self.network) {
+        match from_inspect(&v) {
             Some(Inspected::Sandbox(s)) => Ok(s),
             _ => Err(RuntimeError::Other(format!("sandbox {id} is not readable"))),
         }

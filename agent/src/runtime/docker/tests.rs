@@ -26,7 +26,7 @@ fn inspected_states_map_to_the_runtime_view() {
         "State": {"Status": "exited", "ExitCode": 137, "OOMKilled": true,
                   "StartedAt": "2026-12-01T10:00:00.5Z", "FinishedAt": "2026-12-01T10:01:00Z", "Error": ""}
     });
-    let Some(Inspected::Container(c)) = from_inspect(&v, "flotilla") else {
+    let Some(Inspected::Container(c)) = from_inspect(&v) else {
         panic!()
     };
     assert_eq!(
@@ -50,7 +50,7 @@ fn inspected_states_map_to_the_runtime_view() {
         "State": {"Status": "created", "ExitCode": 127, "StartedAt": "0001-01-01T00:00:00Z",
                   "FinishedAt": "0001-01-01T00:00:00Z", "Error": "exec: \"nope\": executable file not found"}
     });
-    let Some(Inspected::Container(c)) = from_inspect(&v, "flotilla") else {
+    let Some(Inspected::Container(c)) = from_inspect(&v) else {
         panic!()
     };
     let ContainerState::Exited {
@@ -68,7 +68,7 @@ fn inspected_states_map_to_the_runtime_view() {
         "Id": "s", "Config": {"Labels": {L_KIND: "sandbox"}}, "State": {"Status": "running"},
         "NetworkSettings": {"Networks": {"flotilla": {"NetworkID": "flotilla", "IPAddress": "172.20.0.5"}}}
     });
-    let Some(Inspected::Sandbox(s)) = from_inspect(&v, "flotilla") else {
+    let Some(Inspected::Sandbox(s)) = from_inspect(&v) else {
         panic!()
     };
     assert_eq!((s.ready, s.ip.as_deref()), (true, Some("172.20.0.5")));

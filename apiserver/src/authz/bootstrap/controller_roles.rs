@@ -56,6 +56,12 @@ pub(super) fn accounts() -> Vec<(&'static str, Vec<Value>)> {
             rule(&[""], &["pods"], &["list", "get", "delete"]),
             events(),
         ]),
+        ("service-controller", vec![
+            rule(&[""], &["services"], &["get", "list", "watch"]),
+            rule(&[""], &["services/status"], &["list", "patch", "update"]),
+            rule(&[""], &["nodes"], &["list", "watch"]),
+            events(),
+        ]),
         ("endpoint-controller", vec![
             rule(&[""], &["services", "pods"], &["get", "list", "watch"]),
             rule(&[""], &["endpoints"], &["get", "list", "create", "update", "delete"]),
