@@ -37,6 +37,11 @@ enum Component {
     /// Run a node agent: registers the Node and runs the pods bound to it (the kubelet's
     /// flag names).
     Agent(agent::AgentFlags),
+    /// Run a node's service proxy: Services to nftables rules (kube-proxy's flag names).
+    Proxy(proxy::ProxyFlags),
+    /// Run a cluster DNS server: the cluster domain from watches, other names forwarded
+    /// (CoreDNS's kubernetes plugin).
+    Dns(dns::DnsFlags),
     /// The supervisor of one process-runtime container (started by the agent).
     #[command(hide = true)]
     AgentShim(agent::shim::ShimArgs),
@@ -80,6 +85,8 @@ fn main() -> anyhow::Result<()> {
     // `up` shows its own progress; its children log to files.
     let default_filter = match cli.command {
         Component::Up(_) => "warn,kube_client=off",
+        // hickory-server logs every query at info.
+        Component::Dns(_) => "info,hickory_server=warn",
         _ => "info,openraft=error",
     };
     tracing_subscriber::fmt()
@@ -115,6 +122,14 @@ fn main() -> anyhow::Result<()> {
             Component::Agent(flags) => {
                 let cfg = flags.validate().map_err(anyhow::Error::msg)?;
                 agent::run(cfg, shutdown_on_signal()).await
+            }
+            Component::Proxy(flags) => {
+                let cfg = flags.validate().map_err(anyhow::Error::msg)?;
+                proxy::run(cfg, shutdown_on_signal()).await
+            }
+            Component::Dns(flags) => {
+                let cfg = flags.validate().map_err(anyhow::Error::msg)?;
+                dns::run(cfg, shutdown_on_signal()).await
             }
             Component::AgentShim(_) | Component::AgentExec(_) => {
                 unreachable!("handled before the runtime starts")

@@ -4,9 +4,12 @@
 //! and answer; `kubectl logs` works; a second `flotilla up` on the same directory is
 //! refused by name; Ctrl-C stops every process and container within seconds although
 //! pods ignore SIGTERM; running it again resumes the same cluster with its objects; and
-//! when `flotilla up` itself is killed, its components die with it.
+//! when `flotilla up` itself is killed, its components die with it. Service networking
+//! (DNS, the proxies, the pod network) is checked on the same cluster (`up/network.rs`).
 
 mod common;
+#[path = "up/network.rs"]
+mod network;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -140,6 +143,13 @@ impl Drop for Up {
                 .args(["-KILL", &pid.to_string()])
                 .status();
         }
+        // A killed `flotilla up` leaves its proxies' tables; the agents always leave the
+        // pod network (networks, masquerade tables, DOCKER-USER rules) for their pods.
+        for t in ["flotilla-proxy-0", "flotilla-proxy-1"] {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", t])
+                .output();
+        }
         let ids = containers_of(&self.data, &["flotilla-0", "flotilla-1"]);
         if !ids.is_empty() {
             let _ = Command::new("docker")
@@ -147,6 +157,7 @@ impl Drop for Up {
                 .args(&ids)
                 .output();
         }
+        common::images::remove_pod_network("flotilla", "10.244.0.0/16");
         if std::thread::panicking() {
             eprintln!("---- flotilla up printed ----\n{}", self.output());
             if let Ok(rd) = std::fs::read_dir(self.data.join("logs")) {
@@ -185,12 +196,13 @@ async fn t10_up_three_masters_two_agents_stop_and_resume() {
     common::images::ensure_busybox().await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("flotilla-data");
-    // The README's ports: kvstore 2379/2380, 12379/12380, 22379/22380 (and +2, +3 for
-    // each master's scheduler and controller-manager), apiservers 6443-6445, agents
-    // 10250-10251. They must be free on the machine that runs this test.
-    let mut defaults = vec![6443, 6444, 6445, 10250, 10251];
+    // The README's ports: kvstore 2379/2380, 12379/12380, 22379/22380 (and +2 to +5 for
+    // each master's scheduler, controller-manager, DNS and DNS metrics), apiservers
+    // 6443-6445, agents 10250-10251, proxies 10249-10248. They must be free on the
+    // machine that runs this test.
+    let mut defaults = vec![6443, 6444, 6445, 10250, 10251, 10249, 10248];
     for m in 0..3 {
-        defaults.extend((0..4).map(|j| 2379 + 10_000 * m + j));
+        defaults.extend((0..6).map(|j| 2379 + 10_000 * m + j));
     }
     for p in defaults {
         assert!(
@@ -314,6 +326,7 @@ spec:
         },
     )
     .await;
+    network::check(&kc, &client, &pods, common::images::BUSYBOX).await;
     let name = pods[0].metadata.name.clone().unwrap();
     assert_eq!(
         kubectl_ok(&kc, &["logs", &name]),

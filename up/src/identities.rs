@@ -1,7 +1,8 @@
 //! The identities `flotilla up` gives its components, so each acts with only the rights its
 //! bootstrap role grants: the admin (system:masters), `system:kube-scheduler`,
-//! `system:kube-controller-manager`, and `system:node:<name>` (group system:nodes) for
-//! every agent. Each has a static token in `pki/tokens.csv` (the apiservers'
+//! `system:kube-controller-manager`, `system:kube-proxy` (every node's proxy, kube's
+//! `system:node-proxier` role), `system:kube-dns` (the DNS servers), and
+//! `system:node:<name>` (group system:nodes) for every agent. Each has a static token in `pki/tokens.csv` (the apiservers'
 //! `--token-auth-file`); tokens already there are kept, so a resumed cluster keeps them.
 //! A component's kubeconfig is the admin's with its own user and token.
 
@@ -13,6 +14,8 @@ use apiserver::kubeconfig::write_private;
 
 pub const SCHEDULER: &str = "system:kube-scheduler";
 pub const CONTROLLER_MANAGER: &str = "system:kube-controller-manager";
+pub const PROXY: &str = "system:kube-proxy";
+pub const DNS: &str = "system:kube-dns";
 
 pub fn node_user(node: &str) -> String {
     format!("system:node:{node}")
@@ -24,6 +27,8 @@ fn identities(nodes: &[String]) -> Vec<(String, &'static str)> {
         ("admin".to_string(), "system:masters"),
         (SCHEDULER.to_string(), ""),
         (CONTROLLER_MANAGER.to_string(), ""),
+        (PROXY.to_string(), ""),
+        (DNS.to_string(), ""),
     ];
     out.extend(nodes.iter().map(|n| (node_user(n), "system:nodes")));
     out

@@ -2,8 +2,10 @@
 //!
 //! Contract: no port depends on how many of *another* component there are. Master `i` owns
 //! the block `--kvstore-port + 10000*i`: its kvstore member's client port (+0) and peer
-//! port (+1), its scheduler's metrics (+2) and its controller-manager's metrics (+3); its
-//! apiserver listens on `--apiserver-port + i`; agent `i` on `--agent-port + i`. So adding
+//! port (+1), its scheduler's metrics (+2), its controller-manager's metrics (+3), its DNS
+//! server (+4, UDP and TCP) and the DNS server's metrics (+5); its apiserver listens on
+//! `--apiserver-port + i`; agent `i` on `--agent-port + i` and the proxy of its node on
+//! `--agent-port - 1 - i` (10249 first: kube-proxy's metrics port). So adding
 //! agents never moves or collides with a master's port (the defaults leave room for 2,129
 //! agents before master 1's block), and a plan with any two ports equal, or past 65535, is
 //! refused before anything starts.
@@ -36,6 +38,8 @@ pub struct MasterPorts {
     pub kv_peer: u16,
     pub scheduler_metrics: u16,
     pub controller_manager_metrics: u16,
+    pub dns: u16,
+    pub dns_metrics: u16,
 }
 
 /// Every port of one cluster.
@@ -43,11 +47,13 @@ pub struct MasterPorts {
 pub struct Ports {
     pub masters: Vec<MasterPorts>,
     pub agents: Vec<u16>,
+    /// The secure port of each agent node's proxy.
+    pub proxies: Vec<u16>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PortError {
-    #[error("{what} would need port {base} + {offset}, past 65535; choose a lower base port")]
+    #[error("{what} would need port {base} ± {offset}, outside 1-65535; choose another base port")]
     OutOfRange {
         what: String,
         base: u16,
@@ -73,6 +79,7 @@ pub fn plan(bases: Bases, masters: usize, agents: usize) -> Result<Ports, PortEr
     let mut out = Ports {
         masters: Vec::with_capacity(masters),
         agents: Vec::with_capacity(agents),
+        proxies: Vec::with_capacity(agents),
     };
     for i in 0..masters {
         let block = |j: usize| {
@@ -87,11 +94,24 @@ pub fn plan(bases: Bases, masters: usize, agents: usize) -> Result<Ports, PortEr
             kv_peer: at(name("kvstore peer port"), bases.kvstore, block(1))?,
             scheduler_metrics: at(name("scheduler"), bases.kvstore, block(2))?,
             controller_manager_metrics: at(name("controller-manager"), bases.kvstore, block(3))?,
+            dns: at(name("dns"), bases.kvstore, block(4))?,
+            dns_metrics: at(name("dns metrics"), bases.kvstore, block(5))?,
         });
     }
     for i in 0..agents {
         out.agents
             .push(at(|| format!("agent {i}"), bases.agent, i)?);
+        let proxy = i
+            .checked_add(1)
+            .and_then(|d| u16::try_from(d).ok())
+            .and_then(|d| bases.agent.checked_sub(d))
+            .filter(|p| *p > 0)
+            .ok_or_else(|| PortError::OutOfRange {
+                what: format!("proxy {i}"),
+                base: bases.agent,
+                offset: i,
+            })?;
+        out.proxies.push(proxy);
     }
     let mut seen: BTreeMap<u16, String> = BTreeMap::new();
     for (port, who) in out.named() {
@@ -115,9 +135,14 @@ impl Ports {
                 m.controller_manager_metrics,
                 format!("controller-manager-m{i}"),
             ));
+            v.push((m.dns, format!("dns-m{i}")));
+            v.push((m.dns_metrics, format!("dns-m{i} (metrics)")));
         }
         for (i, p) in self.agents.iter().enumerate() {
             v.push((*p, format!("agent flotilla-{i}")));
+        }
+        for (i, p) in self.proxies.iter().enumerate() {
+            v.push((*p, format!("proxy flotilla-{i}")));
         }
         v
     }
@@ -135,6 +160,8 @@ mod tests {
         assert_eq!(p.masters[2].apiserver, 6445);
         assert_eq!(p.masters[0].scheduler_metrics, 2381);
         assert_eq!(p.agents, vec![10250, 10251]);
+        assert_eq!(p.proxies, vec![10249, 10248]);
+        assert_eq!((p.masters[1].dns, p.masters[1].dns_metrics), (12383, 12384));
     }
 
     #[test]

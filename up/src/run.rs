@@ -50,9 +50,17 @@ pub struct UpFlags {
     /// peer ports, then its scheduler's and its controller-manager's metrics.
     #[arg(long, default_value_t = 2379)]
     pub kvstore_port: u16,
-    /// Agent i listens on this port + i.
+    /// Agent i listens on this port + i, the proxy of its node on this port - 1 - i.
     #[arg(long, default_value_t = 10250)]
     pub agent_port: u16,
+    /// The pod network: each node gets a /24 of it (the controller-manager's
+    /// `--cluster-cidr`), masqueraded when it leaves it.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: String,
+    /// Addresses for Services of type LoadBalancer (every node's proxy answers on them;
+    /// the default is a range reserved for benchmarking, RFC 2544, that no network uses).
+    #[arg(long, default_value = "198.18.0.0/24")]
+    pub load_balancer_ip_range: String,
 }
 
 impl UpFlags {
@@ -246,6 +254,7 @@ pub async fn run(
     if let Err(e) = result {
         println!(" failed");
         procs.stop(STOP_GRACE, show_stop);
+        remove_proxy_tables(flags.agents).await;
         return Err(e);
     }
     let kubeconfig = data.join("kubeconfig");
@@ -279,12 +288,32 @@ pub async fn run(
     println!("Stopping (agents first, then the control plane):");
     let started = Instant::now();
     procs.stop(STOP_GRACE, show_stop);
+    remove_proxy_tables(flags.agents).await;
     println!(
         "Stopped in {:.1}s. The data stays in {}.",
         started.elapsed().as_secs_f64(),
         data.display()
     );
     Ok(())
+}
+
+/// The table of the proxy of agent `i` (the nodes of one machine share its network
+/// namespace, so each proxy has its own).
+fn proxy_table(i: usize) -> String {
+    format!("flotilla-proxy-{i}")
+}
+
+/// The proxies' rules go with the cluster: nothing answers behind them once it stopped
+/// (a proxy that merely restarts keeps its table, so established flows live on).
+async fn remove_proxy_tables(agents: usize) {
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    for i in 0..agents {
+        if let Err(e) = proxy::kernel::delete_table(&proxy_table(i)).await {
+            eprintln!("removing nftables table {}: {e}", proxy_table(i));
+        }
+    }
 }
 
 /// How long a tier gets after SIGTERM before SIGKILL. An agent stops its pods with at
@@ -451,6 +480,15 @@ async fn start(
         // Each controller acts as its own ServiceAccount with its own role; the
         // controller-manager's identity may only read, elect and make those accounts.
         args.push(s(&"--use-service-account-credentials"));
+        // Node IPAM: each node's podCIDR from the pod network.
+        args.extend([
+            s(&"--allocate-node-cidrs=true"),
+            s(&"--cluster-cidr"),
+            flags.cluster_cidr.clone(),
+            // Services of type LoadBalancer get an address from here.
+            s(&"--load-balancer-ip-range"),
+            flags.load_balancer_ip_range.clone(),
+        ]);
         args.extend(secure(
             &format!("controller-manager-m{i}"),
             m[i].controller_manager_metrics,
@@ -464,7 +502,45 @@ async fn start(
     }
     done(t);
 
-    let t = step(&format!("{} agent(s)", flags.agents));
+    // Cluster DNS: one server per master, each registering its own endpoints behind the
+    // kube-dns Service (10.96.0.10), at this host's address so pods reach it.
+    let host_ip = agent::machine::default_ip().to_string();
+    let t = step("cluster DNS on each master");
+    for i in 0..flags.masters {
+        let kd = as_user(i, "dns", crate::identities::DNS)?;
+        let mut args = vec![
+            s(&"dns"),
+            s(&"--kubeconfig"),
+            kd,
+            // Bound to that address, not 0.0.0.0: UDP answers must leave from the address
+            // the proxy DNATed to, or conntrack cannot match them to the query.
+            s(&"--listen"),
+            format!("{host_ip}:{}", m[i].dns),
+            s(&"--advertise-address"),
+            host_ip.clone(),
+            s(&"--identity"),
+            format!("m{i}"),
+        ];
+        args.extend(crate::pki::secure_port_args(
+            data,
+            &format!("dns-m{i}"),
+            m[i].dns_metrics,
+        )?);
+        procs.spawn(Tier::Controllers, &format!("dns-m{i}"), logs, &args)?;
+    }
+    done(t);
+
+    // The proxy programs nftables: root only (without it Services answer only at pod IPs).
+    let proxies = rustix::process::geteuid().is_root();
+    let t = step(&format!(
+        "{} agent(s){}",
+        flags.agents,
+        if proxies {
+            " with their proxies"
+        } else {
+            " (no proxies: not root)"
+        }
+    ));
     let ports_agents = &ports.agents;
     let since = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1);
     for (i, node) in nodes.iter().enumerate() {
@@ -498,8 +574,43 @@ async fn start(
             s(&"127.0.0.1"),
             s(&"--address"),
             s(&"127.0.0.1"),
+            s(&"--cluster-cidr"),
+            flags.cluster_cidr.clone(),
+            // Pods resolve names through the kube-dns Service (the masters' DNS servers).
+            s(&"--cluster-dns"),
+            s(&"10.96.0.10"),
+            s(&"--cluster-domain"),
+            s(&"cluster.local"),
         ]);
         procs.spawn(Tier::Agents, &format!("agent-{node}"), logs, &args)?;
+        if proxies {
+            let kp = as_user(
+                i % flags.masters,
+                &format!("proxy-{node}"),
+                crate::identities::PROXY,
+            )?;
+            let mut args = vec![
+                s(&"proxy"),
+                s(&"--kubeconfig"),
+                kp,
+                s(&"--hostname-override"),
+                node.clone(),
+                // The nodes of one machine share its network namespace: a table each.
+                s(&"--table"),
+                proxy_table(i),
+                s(&"--cluster-cidr"),
+                flags.cluster_cidr.clone(),
+                // Nodes report 127.0.0.1; NodePorts answer on the host's own address.
+                s(&"--nodeport-addresses"),
+                format!("{host_ip}/32"),
+            ];
+            args.extend(crate::pki::secure_port_args(
+                data,
+                &format!("proxy-{node}"),
+                ports.proxies[i],
+            )?);
+            procs.spawn(Tier::Agents, &format!("proxy-{node}"), logs, &args)?;
+        }
     }
     wait(
         procs,
