@@ -3,6 +3,8 @@
 //! containers are real host processes.
 
 mod common;
+#[path = "agent/streams.rs"]
+mod streams;
 
 use std::time::Duration;
 
@@ -998,6 +1000,9 @@ spec:
     ready_pods(&w.client, "app=ticker", 1, Duration::from_secs(30)).await;
     let lines = follow_lines(&kc, &["logs", "-f", "ticker"], 5, Duration::from_secs(20));
     assert_eq!(lines.len(), 5, "{lines:?}");
+
+    // kubectl exec and port-forward.
+    streams::check(&w).await;
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l, &format!("tick {i}"));
     }

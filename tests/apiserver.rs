@@ -62,7 +62,7 @@ spec:
 
 /// The kubectl part of the suite, run against whatever backend the apiservers use.
 async fn kubectl_suite(backend: Backend) {
-    let a = Apiservers::start(2, &backend.urls()).await;
+    let mut a = Apiservers::start(2, &backend.urls()).await;
     let (ka, kb) = (a.kubeconfig(0).to_path_buf(), a.kubeconfig(1).to_path_buf());
 
     // A watch on apiserver B sees what is written through A.
@@ -428,6 +428,83 @@ async fn kubectl_suite(backend: Backend) {
                     .then_some(())
             }
         },
+    )
+    .await;
+    kubernetes_service(&mut a).await;
+}
+
+/// `default/kubernetes` is the first address of the service range, 443 to the secure
+/// port, and its endpoints are the apiservers alive: both replicas (one subset per port,
+/// one slice per port), then, after one stops, the other alone.
+async fn kubernetes_service(a: &mut Apiservers) {
+    let ka = a.kubeconfig(0).to_path_buf();
+    let svc = kubectl_ok(
+        &ka,
+        &[
+            "get",
+            "service",
+            "kubernetes",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.spec.clusterIP} {.spec.ports[0].port} {.spec.ports[0].name}",
+        ],
+    );
+    assert_eq!(svc, "10.96.0.1 443 https");
+    let ports = |a: &Apiservers| {
+        let mut p = vec![a.port(0), a.port(1)];
+        p.sort();
+        p
+    };
+    let want = ports(a);
+    let endpoints = |want: Vec<u16>| {
+        let ka = ka.clone();
+        async move {
+            let out = kubectl(
+                &ka,
+                &[
+                    "get",
+                    "endpoints",
+                    "kubernetes",
+                    "-n",
+                    "default",
+                    "-o",
+                    "jsonpath={range .subsets[*]}{.addresses[0].ip}:{.ports[0].port} {end}",
+                ],
+            );
+            let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let want: Vec<String> = want.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+            (got == want.join(" ")).then_some(())
+        }
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "the kubernetes endpoints to list both apiservers",
+        || endpoints(want.clone()),
+    )
+    .await;
+    let slices = kubectl_ok(
+        &ka,
+        &[
+            "get",
+            "endpointslices",
+            "-n",
+            "default",
+            "-l",
+            "kubernetes.io/service-name=kubernetes",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(slices.lines().count(), 2, "{slices}");
+    // Apiserver 1 stops (SIGTERM): it gives up its lease, and within an interval of the
+    // other's reconcile the endpoints list apiserver 0 alone.
+    a.terminate(1);
+    let left = vec![a.port(0)];
+    wait_for(
+        Duration::from_secs(30),
+        "the kubernetes endpoints to drop the stopped apiserver",
+        || endpoints(left.clone()),
     )
     .await;
 }

@@ -273,6 +273,20 @@ impl Etcd {
         Ok((tx, stream))
     }
 
+    /// Grants a lease of `ttl` seconds; its ID.
+    pub async fn lease_grant(&self, ttl: i64) -> Result<i64, EtcdError> {
+        self.call("lease_grant", Mutates::Yes, |i| {
+            let mut lease = pb::lease_client::LeaseClient::new(self.members[i].unary.clone());
+            async move {
+                lease
+                    .lease_grant(pb::LeaseGrantRequest { ttl, id: 0 })
+                    .await
+                    .map(|r| r.into_inner().id)
+            }
+        })
+        .await
+    }
+
     pub fn member_count(&self) -> usize {
         self.members.len()
     }

@@ -34,6 +34,7 @@ pub mod http;
 pub mod kinds;
 pub mod kubeconfig;
 pub mod kubelet;
+pub mod kubernetes_service;
 pub mod latency;
 pub mod metrics;
 pub mod openapi;
@@ -135,6 +136,13 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
     let port = listener.local_addr()?.port();
     let advertise = std::net::SocketAddr::new(cfg.advertise, port);
     let server_url = format!("https://{advertise}");
+    let kubernetes_service = tokio::spawn(kubernetes_service::run(
+        store.clone(),
+        etcd.clone(),
+        advertise,
+        cfg.service_range.first(),
+    ));
+    let lease_etcd = etcd.clone();
     if let Some(path) = &cfg.write_kubeconfig {
         let token = authenticator.tokens.admin_token().ok_or_else(|| {
             anyhow::anyhow!(
@@ -180,6 +188,9 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
         audit,
     });
     http::serve(listener, tls_cfg, shared, cfg.connections, shutdown).await;
+    kubernetes_service.abort();
+    // Out of the kubernetes endpoints now rather than when the lease runs out.
+    kubernetes_service::resign(&lease_etcd, advertise).await;
     feed.abort();
     boot.abort();
     if let Some(c) = compactor {

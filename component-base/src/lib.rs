@@ -21,6 +21,7 @@
 
 pub mod backoff;
 pub mod client;
+pub mod command;
 pub mod events;
 pub mod flags;
 pub mod labels;

@@ -170,6 +170,20 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// A Node's pod CIDRs as written: `spec.podCIDRs`, else `[spec.podCIDR]` when set (the
+/// single field predates the list; kube keeps both and reads them so).
+pub fn node_pod_cidrs(node: &k8s_openapi::api::core::v1::Node) -> Vec<String> {
+    let spec = node.spec.as_ref();
+    let many = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
+    if !many.is_empty() {
+        return many;
+    }
+    spec.and_then(|s| s.pod_cidr.clone())
+        .filter(|c| !c.is_empty())
+        .into_iter()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

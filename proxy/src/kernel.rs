@@ -3,29 +3,16 @@
 //! run). Every call is bounded in time and its failure is an error carrying the command's
 //! stderr; nothing here retries (the sync loop does, with backoff).
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
+use component_base::command::CommandError;
 
 use crate::transaction::Existing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
-    #[error("running {cmd}: {source}")]
-    Spawn {
-        cmd: &'static str,
-        source: std::io::Error,
-    },
-    #[error("{cmd} failed ({status}): {stderr}")]
-    Failed {
-        cmd: &'static str,
-        status: String,
-        stderr: String,
-    },
-    #[error("{cmd} did not finish within {secs} s")]
-    Timeout { cmd: &'static str, secs: u64 },
+    #[error(transparent)]
+    Command(#[from] component_base::command::CommandError),
     #[error("reading nft's listing: {0}")]
     Listing(String),
 }
@@ -39,53 +26,7 @@ async fn run(
     stdin: Option<&str>,
     timeout: Duration,
 ) -> Result<String, KernelError> {
-    let mut child = Command::new(cmd)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| KernelError::Spawn { cmd, source })?;
-    let work = async {
-        if let (Some(text), Some(mut w)) = (stdin, child.stdin.take()) {
-            w.write_all(text.as_bytes())
-                .await
-                .map_err(|source| KernelError::Spawn { cmd, source })?;
-            drop(w);
-        }
-        child
-            .wait_with_output()
-            .await
-            .map_err(|source| KernelError::Spawn { cmd, source })
-    };
-    let out = tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| KernelError::Timeout {
-            cmd,
-            secs: timeout.as_secs(),
-        })??;
-    if !out.status.success() {
-        let mut stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        if stderr.len() > 2000 {
-            let mut n = 2000;
-            while !stderr.is_char_boundary(n) {
-                n -= 1;
-            }
-            stderr.truncate(n);
-            stderr.push_str(" …");
-        }
-        return Err(KernelError::Failed {
-            cmd,
-            status: out.status.to_string(),
-            stderr,
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(component_base::command::run(cmd, args, stdin, timeout).await?)
 }
 
 /// Applies one transaction atomically.
@@ -111,7 +52,9 @@ pub async fn existing(table: &str) -> Result<Existing, KernelError> {
     .await
     {
         Ok(o) => o,
-        Err(KernelError::Failed { stderr, .. }) if stderr.contains("No such file") => {
+        Err(KernelError::Command(CommandError::Failed { stderr, .. }))
+            if stderr.contains("No such file") =>
+        {
             return Ok(Existing::default())
         }
         Err(e) => return Err(e),
@@ -178,7 +121,11 @@ pub fn parse_addresses(json: &str) -> Result<Vec<std::net::Ipv4Addr>, KernelErro
 /// Removes `table` (kube-proxy's `--cleanup`); absent is fine.
 pub async fn delete_table(table: &str) -> Result<(), KernelError> {
     match run("nft", &["delete", "table", "ip", table], None, NFT_TIMEOUT).await {
-        Err(KernelError::Failed { stderr, .. }) if stderr.contains("No such file") => Ok(()),
+        Err(KernelError::Command(CommandError::Failed { stderr, .. }))
+            if stderr.contains("No such file") =>
+        {
+            Ok(())
+        }
         r => r.map(|_| ()),
     }
 }
@@ -215,7 +162,8 @@ pub async fn forget_udp(service: std::net::Ipv4Addr, port: u16, endpoint: std::n
     match run("conntrack", &args, None, Duration::from_secs(10)).await {
         Ok(_) => {}
         // conntrack exits 1 when it deleted nothing.
-        Err(KernelError::Failed { stderr, .. }) if stderr.contains("0 flow entries") => {}
+        Err(KernelError::Command(CommandError::Failed { stderr, .. }))
+            if stderr.contains("0 flow entries") => {}
         Err(e) => {
             tracing::warn!(error = %e, service = %s, port, endpoint = %e, "flushing stale UDP conntrack entries")
         }

@@ -257,6 +257,21 @@ impl Apiservers {
         .await;
     }
 
+    /// Stops apiserver `i` as an operator would (SIGTERM) and waits for it to exit.
+    pub fn terminate(&mut self, i: usize) {
+        if let Some(mut c) = self.servers[i].child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Apiserver `i`'s secure port.
+    pub fn port(&self, i: usize) -> u16 {
+        self.servers[i].port
+    }
+
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.servers[i].child.take() {
             let _ = c.kill();

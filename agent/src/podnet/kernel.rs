@@ -5,62 +5,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::process::Stdio;
 use std::time::Duration;
-
-use tokio::io::AsyncWriteExt;
 
 use super::plan::{self, Cidr, ROUTE_PROTO};
 
-/// A command that could not run or exited non-zero.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("`{cmd}` failed: {stderr}")]
-pub struct CmdError {
-    pub cmd: String,
-    pub stderr: String,
-}
+pub use component_base::command::CommandError as CmdError;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Runs `prog args` (with `stdin` when given) and returns its stdout.
 async fn run(prog: &str, args: &[&str], stdin: Option<&str>) -> Result<String, CmdError> {
-    let cmd = format!("{prog} {}", args.join(" "));
-    let err = |stderr: String| CmdError {
-        cmd: cmd.clone(),
-        stderr,
-    };
-    let mut child = tokio::process::Command::new(prog)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| err(format!("cannot run {prog}: {e}")))?;
-    if let (Some(text), Some(mut w)) = (stdin, child.stdin.take()) {
-        w.write_all(text.as_bytes())
-            .await
-            .map_err(|e| err(format!("writing its input: {e}")))?;
-        drop(w);
-    }
-    let out = tokio::time::timeout(TIMEOUT, child.wait_with_output())
-        .await
-        .map_err(|_| err(format!("no answer within {TIMEOUT:?}")))?
-        .map_err(|e| err(e.to_string()))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        Err(err(if stderr.is_empty() {
-            out.status.to_string()
-        } else {
-            stderr
-        }))
-    }
+    component_base::command::run(prog, args, stdin, TIMEOUT).await
 }
 
 /// Makes sure DOCKER-USER accepts the cluster network's traffic (both directions), each

@@ -5,95 +5,77 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
+use flotilla_core::cidr;
+
 /// An IPv4 network in CIDR notation, its address masked (`10.244.1.7/24` reads as
-/// `10.244.1.0/24`, as Go's `ParseCIDR` returns the network).
+/// `10.244.1.0/24`, as Go's `ParseCIDR` returns the network): `flotilla_core::cidr`'s,
+/// IPv4 only (the pod network is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Cidr {
-    addr: Ipv4Addr,
-    len: u8,
-}
+pub struct Cidr(cidr::Cidr);
 
 impl Cidr {
     pub fn new(addr: Ipv4Addr, len: u8) -> Result<Cidr, String> {
-        if len > 32 {
-            return Err(format!("invalid CIDR {addr}/{len}: prefix longer than 32"));
-        }
-        Ok(Cidr {
-            addr: Ipv4Addr::from(u32::from(addr) & mask(len)),
-            len,
-        })
+        cidr::Cidr::new(IpAddr::V4(addr), len)
+            .map(Cidr)
+            .ok_or_else(|| format!("invalid CIDR {addr}/{len}: prefix longer than 32"))
     }
 
     pub fn addr(&self) -> Ipv4Addr {
-        self.addr
+        match self.0.network() {
+            IpAddr::V4(a) => a,
+            // Never: only IPv4 networks are made.
+            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        }
     }
 
     pub fn prefix_len(&self) -> u8 {
-        self.len
+        self.0.prefix()
     }
 
     pub fn contains_ip(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & mask(self.len) == u32::from(self.addr)
+        self.0.contains_ip(IpAddr::V4(ip))
     }
 
     /// Whether `other` lies wholly inside this network.
     pub fn contains(&self, other: &Cidr) -> bool {
-        other.len >= self.len && self.contains_ip(other.addr)
+        self.0.contains(&other.0)
     }
 
     pub fn overlaps(&self, other: &Cidr) -> bool {
-        self.contains(other) || other.contains(self)
+        self.0.overlaps(&other.0)
     }
 
     /// The first usable address: the bridge's (the pods' gateway).
     pub fn gateway(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr).wrapping_add(1))
+        Ipv4Addr::from(u32::from(self.addr()).wrapping_add(1))
     }
 
     /// `10.244.1.0-24`: the CIDR in characters allowed in Docker network names and
     /// nftables identifiers.
     pub fn slug(&self) -> String {
-        format!("{}-{}", self.addr, self.len)
-    }
-}
-
-fn mask(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len))
+        format!("{}-{}", self.addr(), self.prefix_len())
     }
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
+        self.0.fmt(f)
     }
 }
 
 impl FromStr for Cidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Cidr, String> {
-        let (a, l) = s
-            .split_once('/')
-            .ok_or_else(|| format!("invalid CIDR {s:?}: want address/prefix-length"))?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| {
-            if a.contains(':') {
-                format!("invalid CIDR {s:?}: only IPv4 pod networks are supported")
-            } else {
-                format!("invalid CIDR {s:?}: {a:?} is not an IPv4 address")
-            }
-        })?;
-        if l.is_empty() || l.len() > 2 || !l.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("invalid CIDR {s:?}: bad prefix length {l:?}"));
+        let c: cidr::Cidr = s.parse().map_err(|e: cidr::ParseError| e.to_string())?;
+        if c.family() != cidr::Family::V4 {
+            return Err(format!(
+                "invalid CIDR {s:?}: only IPv4 pod networks are supported"
+            ));
         }
-        let len: u8 = l
-            .parse()
-            .map_err(|_| format!("invalid CIDR {s:?}: bad prefix length"))?;
-        Cidr::new(addr, len).map_err(|_| format!("invalid CIDR {s:?}: prefix longer than 32"))
+        Ok(Cidr(c))
     }
 }
 
@@ -108,7 +90,11 @@ pub fn network_name(prefix: &str, pod_cidr: &Cidr) -> String {
 /// in hex (`10.244.1.0/24` → `fl0af4010018`), 12 characters: under the kernel's 15, and
 /// distinct for distinct CIDRs.
 pub fn bridge_name(pod_cidr: &Cidr) -> String {
-    format!("fl{:08x}{:02x}", u32::from(pod_cidr.addr), pod_cidr.len)
+    format!(
+        "fl{:08x}{:02x}",
+        u32::from(pod_cidr.addr()),
+        pod_cidr.prefix_len()
+    )
 }
 
 /// The nftables table (family `ip`) holding a node's egress masquerade.

@@ -15,6 +15,7 @@
 //! - Stopping sends SIGTERM, waits up to the grace period, then SIGKILL; it returns once
 //!   the container has exited. Stopping what is gone already is not an error.
 
+pub mod attach;
 pub mod cgroup;
 pub mod docker;
 pub mod fake;
@@ -247,6 +248,17 @@ impl From<std::io::Error> for RuntimeError {
 
 pub type Result<T> = std::result::Result<T, RuntimeError>;
 
+/// A failed dial of a forwarded port in Go's words (what kubectl users know from the
+/// kubelet): `dial tcp4 127.0.0.1:80: connect: connection refused`.
+pub fn dial_error(port: u16, e: &std::io::Error) -> RuntimeError {
+    let why = match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connect: connection refused".to_string(),
+        std::io::ErrorKind::TimedOut => "i/o timeout".to_string(),
+        _ => e.to_string(),
+    };
+    RuntimeError::Other(format!("dial tcp4 127.0.0.1:{port}: {why}"))
+}
+
 #[async_trait::async_trait]
 pub trait Runtime: Send + Sync + 'static {
     /// The scheme of container IDs (`docker://...`).
@@ -272,6 +284,31 @@ pub trait Runtime: Send + Sync + 'static {
     async fn remove_container(&self, id: &str) -> Result<()>;
     /// Runs a command inside a running container (exec probes and hooks).
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult>;
+    /// Starts a command in a running container with the caller's streams attached
+    /// (`kubectl exec`); see `attach.rs` for the contract.
+    async fn exec_attached(
+        &self,
+        _id: &str,
+        _cmd: &[String],
+        _streams: attach::Streams,
+    ) -> Result<attach::Session> {
+        Err(RuntimeError::Other(format!(
+            "the {} runtime cannot attach to a command",
+            self.name()
+        )))
+    }
+    /// A TCP connection to `port` on the loopback address of the pod's network namespace
+    /// (`kubectl port-forward`: what listens on localhost in the pod is reached too).
+    async fn port_forward(
+        &self,
+        _sandbox: &SandboxStatus,
+        _port: u16,
+    ) -> Result<tokio::net::TcpStream> {
+        Err(RuntimeError::Other(format!(
+            "the {} runtime cannot forward ports",
+            self.name()
+        )))
+    }
     /// Sends container `c`'s logs as `opts` selects them into `tx`; when following, until
     /// the container stops or the receiver goes away.
     async fn logs(

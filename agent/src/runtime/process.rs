@@ -55,6 +55,26 @@ struct ContainerFile {
 }
 
 impl ProcessRuntime {
+    /// `cmd` as a command in container `id`'s environment and working directory.
+    fn command_in(&self, id: &str, cmd: &[String]) -> Result<tokio::process::Command> {
+        let dir = self.container_dir(id);
+        let cfg: ContainerFile = std::fs::read_to_string(dir.join("config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        let Some(program) = cmd.first() else {
+            return Err(RuntimeError::InvalidConfig("empty exec command".into()));
+        };
+        let mut c = tokio::process::Command::new(program);
+        c.args(&cmd[1..])
+            .env_clear()
+            .envs(cfg.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if let Some(wd) = &cfg.working_dir {
+            c.current_dir(wd);
+        }
+        Ok(c)
+    }
+
     pub fn new(root: &Path, shim: PathBuf, host_ip: String) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.join("pods"))?;
         std::fs::create_dir_all(root.join("containers"))?;
@@ -460,23 +480,9 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult> {
-        let dir = self.container_dir(id);
-        let cfg: ContainerFile = std::fs::read_to_string(dir.join("config.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
-        let Some(program) = cmd.first() else {
-            return Err(RuntimeError::InvalidConfig("empty exec command".into()));
-        };
-        let mut c = tokio::process::Command::new(program);
-        c.args(&cmd[1..])
-            .env_clear()
-            .envs(cfg.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        if let Some(wd) = &cfg.working_dir {
-            c.current_dir(wd);
-        }
+        let mut c = self.command_in(id, cmd)?;
+        let program = &cmd[0];
+        c.stdin(Stdio::null()).kill_on_drop(true);
         match tokio::time::timeout(timeout, c.output()).await {
             Err(_) => Err(RuntimeError::Other(format!(
                 "command timed out after {timeout:?}"
@@ -491,6 +497,49 @@ impl Runtime for ProcessRuntime {
                 })
             }
         }
+    }
+
+    async fn port_forward(
+        &self,
+        _sandbox: &SandboxStatus,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream> {
+        // Host processes share the host's network.
+        let addr = (std::net::Ipv4Addr::LOCALHOST, port);
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(r) => r.map_err(|e| dial_error(port, &e)),
+            Err(_) => Err(dial_error(
+                port,
+                &std::io::Error::from(std::io::ErrorKind::TimedOut),
+            )),
+        }
+    }
+
+    async fn exec_attached(
+        &self,
+        id: &str,
+        cmd: &[String],
+        streams: attach::Streams,
+    ) -> Result<attach::Session> {
+        if streams.tty {
+            return Err(RuntimeError::InvalidConfig(
+                "the process runtime gives commands no terminal: run it without a tty".into(),
+            ));
+        }
+        let mut c = self.command_in(id, cmd)?;
+        let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
+        c.stdin(piped(streams.stdin))
+            .stdout(piped(streams.stdout))
+            .stderr(piped(streams.stderr));
+        let child = c
+            .spawn()
+            .map_err(|e| RuntimeError::Other(format!("exec {:?}: {e}", cmd[0])))?;
+        Ok(attach::from_child(child))
     }
 
     async fn logs(

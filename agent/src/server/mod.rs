@@ -6,6 +6,9 @@
 //!   user its subject names; otherwise the bearer token, as the apiserver's TokenReview
 //!   says (cached, and rate-limited for tokens it does not know). Neither: 401
 //!   `Unauthorized`; too many unknown tokens: 429.
+//! - Served: `/containerLogs/...` (`logs.rs`), `/exec/...` (`exec.rs`) and
+//!   `/portForward/...` (`portforward.rs`), the last two as WebSocket upgrades
+//!   (`websocket.rs`).
 //! - Authorization: the kubelet's attributes (verb from the method, `nodes`, subresource
 //!   `proxy`, this node's name; `authz.rs`) in a SubjectAccessReview (cached): 403
 //!   `Forbidden (user=..., verb=..., resource=nodes, subresource(s)=[proxy])` when not
@@ -15,7 +18,11 @@
 //!   certificate is `--tls-cert-file`, else self-signed.
 
 pub mod authz;
+pub mod exec;
 pub mod logs;
+pub mod portforward;
+pub mod spdy;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,7 +62,7 @@ impl Handler for Server {
         }
         let attrs = authz::attributes(req.method(), req.uri().path(), &self.node);
         match self.guard.check(&req, cert_user, &attrs).await {
-            Verdict::Allowed(_) => logs::serve(&self.runtime, req).await,
+            Verdict::Allowed(_) => self.route(req).await,
             Verdict::Unauthenticated => text(StatusCode::UNAUTHORIZED, "Unauthorized"),
             Verdict::Throttled => secure::throttled(),
             Verdict::Forbidden(user) => {
@@ -65,6 +72,26 @@ impl Handler for Server {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 authz::error(&user, &attrs),
             ),
+        }
+    }
+}
+
+impl Server {
+    /// The authorized request's answer, by its first path segment.
+    async fn route(&self, req: Request<Incoming>) -> Response<Body> {
+        let segs: Vec<String> = req
+            .uri()
+            .path()
+            .split('/')
+            .skip(1)
+            .map(logs::percent_decode)
+            .collect();
+        match segs.split_first() {
+            Some((first, rest)) if first == "exec" => exec::serve(&self.runtime, req, rest).await,
+            Some((first, rest)) if first == "portForward" => {
+                portforward::serve(&self.runtime, req, rest).await
+            }
+            _ => logs::serve(&self.runtime, req).await,
         }
     }
 }

@@ -231,7 +231,8 @@ pub async fn serve_with<H, F>(
                 .timer(hyper_util::rt::TokioTimer::new())
                 .keep_alive_interval(H2_KEEPALIVE)
                 .keep_alive_timeout(H2_KEEPALIVE);
-            let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(tls), svc));
+            let mut conn =
+                std::pin::pin!(builder.serve_connection_with_upgrades(TokioIo::new(tls), svc));
             // hyper's header timeout starts only once it knows the protocol, which takes
             // the client's first bytes: the first request is timed here.
             let first_request = async {

@@ -186,18 +186,18 @@ impl ApiRequest {
     }
 
     /// Watches and the streaming subresources (kube-apiserver's long-running check: the
-    /// verb, or a GET of `log`, `exec`, `attach`, `portforward` or `proxy`): not limited
-    /// in flight nor by `--request-timeout`.
+    /// verb, or any request for `log`, `exec`, `attach`, `portforward` or `proxy`; exec
+    /// and port-forward come as GET or POST): not limited in flight nor by
+    /// `--request-timeout`.
     pub fn long_running(&self) -> bool {
         let Some(r) = &self.resource else {
             return false;
         };
         r.op == Operation::Watch
-            || (r.op == Operation::Get
-                && matches!(
-                    r.sub(),
-                    Some("log" | "exec" | "attach" | "portforward" | "proxy")
-                ))
+            || matches!(
+                r.sub(),
+                Some("log" | "exec" | "attach" | "portforward" | "proxy")
+            )
     }
 }
 
@@ -240,7 +240,7 @@ mod tests {
         );
         assert_eq!(r.resource.as_ref().unwrap().op, Operation::Apply);
         // Unknown resources and subresources are not named.
-        let r = parse(Method::GET, "/api/v1/namespaces/d/pods/p/exec", None);
+        let r = parse(Method::GET, "/api/v1/namespaces/d/pods/p/attach", None);
         assert_eq!(r.metric_labels(), ("GET", String::new()));
         let r = parse(Method::GET, "/apis/nope/v1/things", None);
         assert!(r.resource.as_ref().unwrap().kind.is_none());
@@ -255,6 +255,7 @@ mod tests {
         let r = parse(Method::POST, "/api/v1/namespaces/d/pods?watch=true", None);
         assert_eq!(r.resource.as_ref().unwrap().op, Operation::Create);
         assert!(!r.long_running());
-        assert!(!parse(Method::POST, "/api/v1/namespaces/d/pods/p/log", None).long_running());
+        assert!(parse(Method::POST, "/api/v1/namespaces/d/pods/p/exec", None).long_running());
+        assert!(!parse(Method::POST, "/api/v1/namespaces/d/pods/p/binding", None).long_running());
     }
 }

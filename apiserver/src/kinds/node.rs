@@ -69,8 +69,8 @@ impl Kind for Nodes {
     }
 
     fn validate_update(new: &Node, old: &Node) -> Vec<FieldError> {
-        let old_cidrs = effective_pod_cidrs(old);
-        if !old_cidrs.is_empty() && effective_pod_cidrs(new) != old_cidrs {
+        let old_cidrs = flotilla_core::cidr::node_pod_cidrs(old);
+        if !old_cidrs.is_empty() && flotilla_core::cidr::node_pod_cidrs(new) != old_cidrs {
             return vec![FieldError::forbidden(
                 "spec.podCIDRs",
                 "node updates may not change podCIDR except from \"\" to valid",
@@ -90,19 +90,6 @@ impl Kind for Nodes {
 }
 
 const INVALID_CIDR: &str = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)";
-
-/// `podCIDRs`, or `[podCIDR]` when only that is set (stored before defaulting).
-fn effective_pod_cidrs(node: &Node) -> Vec<String> {
-    let spec = node.spec.as_ref();
-    let many = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
-    if !many.is_empty() {
-        return many;
-    }
-    spec.and_then(|s| s.pod_cidr.clone())
-        .filter(|c| !c.is_empty())
-        .into_iter()
-        .collect()
-}
 
 /// kube's checks of `spec.podCIDR` and `spec.podCIDRs`.
 fn pod_cidrs(node: &Node) -> Vec<FieldError> {

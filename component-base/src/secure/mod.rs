@@ -284,7 +284,10 @@ impl SecurePort {
                     .http1()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(HEADER_READ_TIMEOUT);
-                if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
+                if let Err(e) = builder
+                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                    .await
+                {
                     debug!(%peer, error = %e, "connection ended");
                 }
             });

@@ -90,19 +90,6 @@ pub fn new(ctx: &Arc<Context>) -> Box<dyn Run> {
     Controller::new(r, queue).workers(4).into()
 }
 
-/// A Node's ranges: `spec.podCIDRs`, or `[spec.podCIDR]` from a writer that set only that.
-fn pod_cidrs(node: &Node) -> Vec<String> {
-    let spec = node.spec.as_ref();
-    let many = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
-    if !many.is_empty() {
-        return many;
-    }
-    spec.and_then(|s| s.pod_cidr.clone())
-        .filter(|c| !c.is_empty())
-        .into_iter()
-        .collect()
-}
-
 impl NodeIpamController {
     fn allocations(&self) -> std::sync::MutexGuard<'_, Allocations> {
         self.allocations.lock().unwrap_or_else(|e| e.into_inner())
@@ -152,9 +139,9 @@ impl Reconciler for NodeIpamController {
             return Ok(Action::await_change());
         };
         let deleting = node.metadata.deletion_timestamp.is_some();
-        let decision = self
-            .allocations()
-            .decide(name, &pod_cidrs(&node), !deleting);
+        let decision =
+            self.allocations()
+                .decide(name, &flotilla_core::cidr::node_pod_cidrs(&node), !deleting);
         match decision {
             Decision::Keep { outside, invalid } => {
                 if !outside.is_empty() {
@@ -204,7 +191,9 @@ impl Reconciler for NodeIpamController {
         let mut a = self.allocations();
         for n in &nodes {
             let name = n.metadata.name.as_deref().unwrap_or_default();
-            if let Decision::Keep { outside, invalid } = a.decide(name, &pod_cidrs(n), false) {
+            if let Decision::Keep { outside, invalid } =
+                a.decide(name, &flotilla_core::cidr::node_pod_cidrs(n), false)
+            {
                 if !outside.is_empty() || !invalid.is_empty() {
                     tracing::warn!(node = %name, outside = ?outside, invalid = ?invalid, "podCIDRs left alone");
                 }
@@ -232,11 +221,14 @@ mod tests {
 
     #[test]
     fn a_nodes_ranges_are_its_pod_cidrs_or_its_pod_cidr() {
-        assert!(pod_cidrs(&Node::default()).is_empty());
-        assert!(pod_cidrs(&node(Some(""), Some(&[]))).is_empty());
-        assert_eq!(pod_cidrs(&node(Some("10.0.0.0/24"), None)), ["10.0.0.0/24"]);
+        assert!(flotilla_core::cidr::node_pod_cidrs(&Node::default()).is_empty());
+        assert!(flotilla_core::cidr::node_pod_cidrs(&node(Some(""), Some(&[]))).is_empty());
         assert_eq!(
-            pod_cidrs(&node(
+            flotilla_core::cidr::node_pod_cidrs(&node(Some("10.0.0.0/24"), None)),
+            ["10.0.0.0/24"]
+        );
+        assert_eq!(
+            flotilla_core::cidr::node_pod_cidrs(&node(
                 Some("10.0.0.0/24"),
                 Some(&["10.0.0.0/24", "fd00::/64"])
             )),

@@ -171,27 +171,69 @@ impl Docker {
         let bytes = body.map(|b| Bytes::from(b.to_string()));
         let resp = Self::check(self.send(method, path, bytes, "application/json").await?).await?;
         let mut body = resp.into_body();
-        let mut buf: Vec<u8> = Vec::new();
+        let mut demux = crate::runtime::attach::Demux::default();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| DockerError::Protocol(e.to_string()))?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            buf.extend_from_slice(&data);
-            while buf.len() >= 8 {
-                let len = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
-                if buf.len() < 8 + len {
-                    break;
-                }
-                let stream = buf[0];
-                let payload = Bytes::copy_from_slice(&buf[8..8 + len]);
-                buf.drain(..8 + len);
-                if tx.send((stream, payload)).await.is_err() {
+            demux.push(&data);
+            while let Some(f) = demux.next_frame() {
+                if tx.send(f).await.is_err() {
                     return Ok(());
                 }
             }
         }
         Ok(())
+    }
+
+    /// A request the daemon answers by handing over the connection as a raw stream
+    /// (`Upgrade: tcp`, 101; exec start with stdin attached). The stream is the command's
+    /// stdin one way and its output the other: multiplexed frames without a tty, the
+    /// terminal's bytes with one.
+    pub async fn upgrade(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
+        let unreachable = |e: &dyn std::fmt::Display| DockerError::Unreachable {
+            socket: self.socket.display().to_string(),
+            message: e.to_string(),
+        };
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(&e))?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("{API}{path}"))
+            .header("host", "docker")
+            .header("content-type", "application/json")
+            .header("connection", "Upgrade")
+            .header("upgrade", "tcp")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| DockerError::Protocol(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let status = resp.status();
+            Self::check(resp).await?;
+            return Err(DockerError::Protocol(format!(
+                "{path}: answered {status} instead of upgrading"
+            )));
+        }
+        let upgraded = hyper::upgrade::on(resp)
+            .await
+            .map_err(|e| DockerError::Protocol(format!("{path}: {e}")))?;
+        Ok(TokioIo::new(upgraded))
     }
 
     /// `GET /version`, within `timeout`.

@@ -24,6 +24,7 @@ mod container;
 pub mod image;
 mod inspect;
 mod network;
+mod portforward;
 mod pull;
 pub mod security;
 mod streams;
@@ -277,6 +278,23 @@ impl Runtime for DockerRuntime {
 
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult> {
         self.exec_in(id, cmd, timeout).await
+    }
+
+    async fn port_forward(
+        &self,
+        sandbox: &crate::runtime::SandboxStatus,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream> {
+        self.dial_in_pod(sandbox, port).await
+    }
+
+    async fn exec_attached(
+        &self,
+        id: &str,
+        cmd: &[String],
+        streams: crate::runtime::attach::Streams,
+    ) -> Result<crate::runtime::attach::Session> {
+        self.exec_attach(id, cmd, streams).await
     }
 
     async fn logs(

@@ -1,9 +1,15 @@
 //! core/v1 Pod: defaulting, validation, the fields an update may change, field selectors,
-//! and the rules of binding and graceful deletion; its `binding` (`binding.rs`) and `log`
-//! (`log.rs`) subresources.
+//! and the rules of binding and graceful deletion; its `binding` (`binding.rs`) subresource
+//! and the streaming ones served by the pod's agent (`agent.rs`): `log` (`log.rs`), `exec`
+//! (`exec.rs`) and `portforward` (`portforward.rs`), the last two as upgrades
+//! (`upgrade.rs`).
 
+mod agent;
 mod binding;
+mod exec;
 mod log;
+mod portforward;
+mod upgrade;
 
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -33,6 +39,22 @@ impl Kind for Pods {
             group_version: None,
             verbs: &["get"],
             action: Some(log::action),
+            collection: None,
+        },
+        super::Subresource {
+            name: "exec",
+            kind: "PodExecOptions",
+            group_version: None,
+            verbs: &["create", "get"],
+            action: Some(exec::action),
+            collection: None,
+        },
+        super::Subresource {
+            name: "portforward",
+            kind: "PodPortForwardOptions",
+            group_version: None,
+            verbs: &["create", "get"],
+            action: Some(portforward::action),
             collection: None,
         },
     ];

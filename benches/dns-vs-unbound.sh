@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Cluster DNS beside unbound, one run: N Services (default 10,000) in 10 namespaces are
+# created through a single-member kvstore and an apiserver; `flotilla dns` serves them
+# from its watches, and unbound serves the same N names as static local-data. dnsperf
+# asks each the same random sample of A queries of those names (and 10% names that do
+# not exist, NXDOMAIN) for DURATION seconds at full speed; the table shows queries per
+# second and the average and p99-ish (max of dnsperf's 1-second windows is not kept:
+# dnsperf reports average and stddev) latency.
+#
+#   benches/dns-vs-unbound.sh            (DNS_BENCH_SERVICES, DNS_BENCH_SECONDS,
+#                                          DNS_BENCH_CLIENTS change the load)
+#
+# Needs dnsperf and unbound (apt-get install dnsperf unbound) and a release build
+# (cargo build --release --bin flotilla). Everything it starts is stopped by pid; its data
+# lives in a temporary directory removed at exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="${CARGO_TARGET_DIR:-target}/release/flotilla"
+N="${DNS_BENCH_SERVICES:-10000}"
+SECS="${DNS_BENCH_SECONDS:-20}"
+CLIENTS="${DNS_BENCH_CLIENTS:-4}"
+command -v dnsperf >/dev/null || { echo "dnsperf is not installed (apt-get install dnsperf)" >&2; exit 1; }
+command -v unbound >/dev/null || { echo "unbound is not installed (apt-get install unbound)" >&2; exit 1; }
+[ -x "$BIN" ] || { echo "$BIN: build it first (cargo build --release --bin flotilla)" >&2; exit 1; }
+
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+KV=$(port); PEER=$(port); API=$(port); DNS=$(port); DNSM=$(port); UB=$(port)
+
+"$BIN" kvstore --name b1 --data-dir "$dir/kv" \
+  --listen-client-urls "http://127.0.0.1:$KV" --advertise-client-urls "http://127.0.0.1:$KV" \
+  --listen-peer-urls "http://127.0.0.1:$PEER" --initial-advertise-peer-urls "http://127.0.0.1:$PEER" \
+  --initial-cluster "b1=http://127.0.0.1:$PEER" --initial-cluster-state new >"$dir/kv.log" 2>&1 &
+pids+=($!)
+"$BIN" apiserver --etcd-servers "http://127.0.0.1:$KV" --bind-address 127.0.0.1 --secure-port "$API" \
+  --cert-dir "$dir/pki" --write-kubeconfig "$dir/kubeconfig" >"$dir/api.log" 2>&1 &
+pids+=($!)
+export KUBECONFIG="$dir/kubeconfig"
+for _ in $(seq 1 120); do
+  [ -f "$KUBECONFIG" ] && kubectl get --raw /readyz >/dev/null 2>&1 && break
+  sleep 0.5
+done
+kubectl get --raw /readyz >/dev/null
+
+echo "creating $N Services ..." >&2
+python3 - "$N" "$dir" <<'PY'
+import json, sys
+n, d = int(sys.argv[1]), sys.argv[2]
+items = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"ns-{j}"}} for j in range(10)]
+json.dump({"apiVersion": "v1", "kind": "List", "items": items}, open(f"{d}/ns.json", "w"))
+per = 1000
+for start in range(0, n, per):
+    items = []
+    for i in range(start, min(n, start + per)):
+        items.append({"apiVersion": "v1", "kind": "Service",
+                      "metadata": {"name": f"svc-{i}", "namespace": f"ns-{i % 10}"},
+                      "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}})
+    json.dump({"apiVersion": "v1", "kind": "List", "items": items}, open(f"{d}/svc-{start // per}.json", "w"))
+PY
+kubectl create --validate=false -f "$dir/ns.json" >/dev/null
+for f in "$dir"/svc-*.json; do kubectl create --validate=false -f "$f" >/dev/null; done
+
+"$BIN" dns --kubeconfig "$KUBECONFIG" --listen "127.0.0.1:$DNS" --secure-port "$DNSM" >"$dir/dns.log" 2>&1 &
+pids+=($!)
+last="svc-$((N - 1)).ns-$(((N - 1) % 10)).svc.cluster.local"
+for _ in $(seq 1 240); do
+  [ -n "$(dig @127.0.0.1 -p "$DNS" +short +time=1 +tries=1 "$last" A 2>/dev/null)" ] && break
+  sleep 0.5
+done
+[ -n "$(dig @127.0.0.1 -p "$DNS" +short +time=1 +tries=1 "$last" A)" ] || { echo "flotilla dns never answered $last" >&2; tail "$dir/dns.log" >&2; exit 1; }
+
+# The same names and addresses for unbound, read back from the cluster.
+kubectl get services -A -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.metadata.namespace}{" "}{.spec.clusterIP}{"\n"}{end}' >"$dir/services.txt"
+{
+  echo "server:"
+  echo "  interface: 127.0.0.1@$UB"
+  echo "  port: $UB"
+  echo "  do-daemonize: no"
+  echo "  use-syslog: no"
+  echo "  logfile: \"\""
+  echo "  username: \"\""
+  echo "  chroot: \"\""
+  echo "  directory: \"$dir\""
+  echo "  pidfile: \"$dir/unbound.pid\""
+  echo "  num-threads: 2"
+  echo "  access-control: 127.0.0.0/8 allow"
+  echo "  do-ip6: no"
+  echo "  local-zone: \"cluster.local.\" static"
+  while read -r name ns ip; do
+    [ "$ip" = "None" ] && continue
+    echo "  local-data: \"$name.$ns.svc.cluster.local. 30 IN A $ip\""
+  done <"$dir/services.txt"
+} >"$dir/unbound.conf"
+unbound -d -c "$dir/unbound.conf" >"$dir/unbound.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 60); do
+  [ -n "$(dig @127.0.0.1 -p "$UB" +short +time=1 +tries=1 "$last" A 2>/dev/null)" ] && break
+  sleep 0.5
+done
+
+# 100,000 queries: names drawn at random, one in ten of a Service that does not exist.
+python3 - "$N" "$dir/queries.txt" <<'PY'
+import random, sys
+n, out = int(sys.argv[1]), sys.argv[2]
+rnd = random.Random(42)
+with open(out, "w") as f:
+    for _ in range(100000):
+        i = rnd.randrange(n)
+        if rnd.random() < 0.1:
+            f.write(f"nope-{i}.ns-{i % 10}.svc.cluster.local A\n")
+        else:
+            f.write(f"svc-{i}.ns-{i % 10}.svc.cluster.local A\n")
+PY
+
+perf() {
+  dnsperf -s 127.0.0.1 -p "$1" -d "$dir/queries.txt" -l "$SECS" -c "$CLIENTS" -T 2 -q 500 2>&1
+}
+row() {
+  local name=$1 out=$2
+  local qps avg sd lost
+  qps=$(awk '/Queries per second:/ {print $4}' <<<"$out")
+  avg=$(awk '/Average Latency/ {print $4}' <<<"$out")
+  sd=$(awk -F'[(),]' '/Average Latency/ {for (i=1;i<=NF;i++) if ($i ~ /stddev/) {split($i,a," "); print a[2]}}' <<<"$out")
+  lost=$(awk '/Queries lost:/ {print $3}' <<<"$out")
+  printf "| %s | %s | %s | %s | %s |\n" "$name" "$qps" "$(awk "BEGIN {printf \"%.3f\", $avg * 1000}")" "$(awk "BEGIN {printf \"%.3f\", ${sd:-0} * 1000}")" "$lost"
+}
+f_out=$(perf "$DNS")
+u_out=$(perf "$UB")
+f_rss=$(awk '/VmHWM/ {print $2}' "/proc/${pids[2]}/status" 2>/dev/null || echo "?")
+u_rss=$(awk '/VmHWM/ {print $2}' "/proc/${pids[3]}/status" 2>/dev/null || echo "?")
+echo
+echo "$N Services, $SECS s per server, dnsperf -c $CLIENTS -T 2 -q 500, $(nproc) cores"
+echo
+echo "| server | queries/s | avg latency ms | stddev ms | lost |"
+echo "|---|---:|---:|---:|---:|"
+row "flotilla dns" "$f_out"
+row "unbound $(unbound -V | awk 'NR==1 {print $2}')" "$u_out"
+echo
+echo "peak RSS: flotilla dns ${f_rss} KiB, unbound ${u_rss} KiB"
