@@ -32,23 +32,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-KV=$(port); PEER=$(port); API=$(port); DNS=$(port); DNSM=$(port); UB=$(port)
-
-"$BIN" kvstore --name b1 --data-dir "$dir/kv" \
-  --listen-client-urls "http://127.0.0.1:$KV" --advertise-client-urls "http://127.0.0.1:$KV" \
-  --listen-peer-urls "http://127.0.0.1:$PEER" --initial-advertise-peer-urls "http://127.0.0.1:$PEER" \
-  --initial-cluster "b1=http://127.0.0.1:$PEER" --initial-cluster-state new >"$dir/kv.log" 2>&1 &
-pids+=($!)
-"$BIN" apiserver --etcd-servers "http://127.0.0.1:$KV" --bind-address 127.0.0.1 --secure-port "$API" \
-  --cert-dir "$dir/pki" --write-kubeconfig "$dir/kubeconfig" >"$dir/api.log" 2>&1 &
-pids+=($!)
-export KUBECONFIG="$dir/kubeconfig"
-for _ in $(seq 1 120); do
-  [ -f "$KUBECONFIG" ] && kubectl get --raw /readyz >/dev/null 2>&1 && break
-  sleep 0.5
-done
-kubectl get --raw /readyz >/dev/null
+. benches/lib/control-plane.sh
+start_control_plane
+DNS=$(port); DNSM=$(port); UB=$(port)
 
 echo "creating $N Services ..." >&2
 python3 - "$N" "$dir" <<'PY'

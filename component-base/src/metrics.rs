@@ -14,19 +14,32 @@ pub trait Collect: Send + Sync {
     fn render(&self, out: &mut String);
 }
 
+/// A component's own health: `Err` says why it is not healthy (503 with that text).
+pub type Health = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 #[derive(Default, Clone)]
-pub struct Registry(Vec<Arc<dyn Collect>>);
+pub struct Registry {
+    collectors: Vec<Arc<dyn Collect>>,
+    health: Option<Health>,
+}
 
 impl Registry {
     pub fn register(&mut self, c: Arc<dyn Collect>) {
-        self.0.push(c);
+        self.collectors.push(c);
+    }
+    /// What `/healthz`, `/livez` and `/readyz` answer (always ok without it).
+    pub fn set_health(&mut self, h: Health) {
+        self.health = Some(h);
     }
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for c in &self.0 {
+        for c in &self.collectors {
             c.render(&mut out);
         }
         out
+    }
+    pub fn check(&self) -> Result<(), String> {
+        self.health.as_ref().map_or(Ok(()), |h| h())
     }
 }
 
@@ -64,7 +77,7 @@ pub struct SecureServing {
 
 /// Serves `/metrics` (for those the apiserver allows `get` on that path: RBAC's
 /// `nonResourceURLs`) and `/healthz`, `/livez`, `/readyz` (for anyone, kube's
-/// `--authorization-always-allow-paths`) over TLS on `serving.addr` until the process
+/// `--authorization-always-allow-paths`; the registry's health decides them) over TLS on `serving.addr` until the process
 /// ends; returns the bound address (port 0 picks one). `client` asks the reviews.
 pub async fn serve(
     serving: &SecureServing,
@@ -103,7 +116,10 @@ impl Handler for MetricsPort {
     ) -> Response<Body> {
         let path = req.uri().path().to_string();
         if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
-            return secure::text(StatusCode::OK, "ok");
+            return match self.registry.check() {
+                Ok(()) => secure::text(StatusCode::OK, "ok"),
+                Err(why) => secure::text(StatusCode::SERVICE_UNAVAILABLE, why),
+            };
         }
         let verb = match *req.method() {
             Method::GET | Method::HEAD => "get",

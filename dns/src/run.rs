@@ -103,6 +103,12 @@ pub async fn run(cfg: DnsConfig, mut shutdown: watch::Receiver<bool>) -> anyhow:
     if let Some(serving) = &cfg.secure {
         let mut registry = component_base::metrics::Registry::default();
         registry.register(metrics.clone());
+        // Ready once the zone has been built from the watches (CoreDNS's /ready).
+        let zone = zone_rx.clone();
+        registry.set_health(std::sync::Arc::new(move || match zone.borrow().is_some() {
+            true => Ok(()),
+            false => Err("the cluster zone has not been loaded yet".into()),
+        }));
         let bound = component_base::metrics::serve(serving, registry, client.clone()).await?;
         metrics_port = Some(bound.port());
     }

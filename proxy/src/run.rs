@@ -56,6 +56,32 @@ impl Changes {
     }
 }
 
+/// kube-proxy's healthz: healthy once the rules were synced and while the last sync is
+/// recent (the loop syncs at least every `--sync-period`, so twice that means it is stuck).
+fn health(
+    metrics: Arc<Metrics>,
+    sync_period: std::time::Duration,
+) -> component_base::metrics::Health {
+    Arc::new(move || {
+        let last = metrics.last_sync_unix_ms.load(Ordering::Relaxed);
+        if last == 0 {
+            return Err("the rules have not been synced yet".into());
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let age = now.saturating_sub(last);
+        let limit = u64::try_from(sync_period.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(2);
+        if age > limit {
+            return Err(format!("the rules were last synced {} s ago", age / 1000));
+        }
+        Ok(())
+    })
+}
+
 /// Runs the proxy until `shutdown`.
 pub async fn run(cfg: ProxyConfig, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     if cfg.cleanup {
@@ -68,6 +94,7 @@ pub async fn run(cfg: ProxyConfig, mut shutdown: watch::Receiver<bool>) -> anyho
     if let Some(serving) = &cfg.serving {
         let mut reg = Registry::default();
         reg.register(metrics.clone());
+        reg.set_health(health(metrics.clone(), cfg.sync_every));
         component_base::metrics::serve(serving, reg, client.clone())
             .await
             .map_err(|e| anyhow::anyhow!("serving the secure port {}: {e:#}", serving.addr))?;
