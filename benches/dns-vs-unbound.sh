@@ -4,8 +4,8 @@
 # from its watches, and unbound serves the same N names as static local-data. dnsperf
 # asks each the same random sample of A queries of those names (and 10% names that do
 # not exist, NXDOMAIN) for DURATION seconds at full speed; the table shows queries per
-# second and the average and p99-ish (max of dnsperf's 1-second windows is not kept:
-# dnsperf reports average and stddev) latency.
+# second, latency (dnsperf gives average, standard deviation and maximum), queries lost
+# (unanswered within dnsperf's 5 s) and the NXDOMAIN share, then each server's memory.
 #
 #   benches/dns-vs-unbound.sh            (DNS_BENCH_SERVICES, DNS_BENCH_SECONDS,
 #                                          DNS_BENCH_CLIENTS change the load)
@@ -110,24 +110,26 @@ perf() {
   dnsperf -s 127.0.0.1 -p "$1" -d "$dir/queries.txt" -l "$SECS" -c "$CLIENTS" -T 2 -q 500 2>&1
 }
 row() {
-  local name=$1 out=$2
-  local qps avg sd lost
-  qps=$(awk '/Queries per second:/ {print $4}' <<<"$out")
-  avg=$(awk '/Average Latency/ {print $4}' <<<"$out")
-  sd=$(awk -F'[(),]' '/Average Latency/ {for (i=1;i<=NF;i++) if ($i ~ /stddev/) {split($i,a," "); print a[2]}}' <<<"$out")
-  lost=$(awk '/Queries lost:/ {print $3}' <<<"$out")
-  printf "| %s | %s | %s | %s | %s |\n" "$name" "$qps" "$(awk "BEGIN {printf \"%.3f\", $avg * 1000}")" "$(awk "BEGIN {printf \"%.3f\", ${sd:-0} * 1000}")" "$lost"
+  local name=$1 out=$2 qps avg max sd lost nx
+  qps=$(awk '/Queries per second:/ {printf "%.0f", $4}' <<<"$out")
+  avg=$(awk '/Average Latency/ {printf "%.3f", $4 * 1000}' <<<"$out")
+  max=$(awk -F'max ' '/Average Latency/ {sub(/\)/, "", $2); printf "%.3f", $2 * 1000}' <<<"$out")
+  sd=$(awk '/Latency StdDev/ {printf "%.3f", $4 * 1000}' <<<"$out")
+  lost=$(awk '/Queries lost:/ {print $4}' <<<"$out" | tr -d '()')
+  nx=$(awk '/Response codes:/ {for (i=1;i<=NF;i++) if ($i=="NXDOMAIN") print $(i+2)}' <<<"$out" | tr -d '(),')
+  printf "| %s | %s | %s | %s | %s | %s | %s |\n" "$name" "$qps" "$avg" "$sd" "$max" "$lost" "$nx"
 }
+rss() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 f_out=$(perf "$DNS")
 u_out=$(perf "$UB")
-f_rss=$(awk '/VmHWM/ {print $2}' "/proc/${pids[2]}/status" 2>/dev/null || echo "?")
-u_rss=$(awk '/VmHWM/ {print $2}' "/proc/${pids[3]}/status" 2>/dev/null || echo "?")
+f_hwm=$(rss "${pids[2]}" VmHWM); f_rss=$(rss "${pids[2]}" VmRSS)
+u_hwm=$(rss "${pids[3]}" VmHWM); u_rss=$(rss "${pids[3]}" VmRSS)
 echo
 echo "$N Services, $SECS s per server, dnsperf -c $CLIENTS -T 2 -q 500, $(nproc) cores"
 echo
-echo "| server | queries/s | avg latency ms | stddev ms | lost |"
-echo "|---|---:|---:|---:|---:|"
+echo "| server | queries/s | avg latency ms | stddev ms | max ms | lost | NXDOMAIN |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 row "flotilla dns" "$f_out"
 row "unbound $(unbound -V | awk 'NR==1 {print $2}')" "$u_out"
 echo
-echo "peak RSS: flotilla dns ${f_rss} KiB, unbound ${u_rss} KiB"
+echo "memory: flotilla dns ${f_rss} KiB resident (peak ${f_hwm} KiB), unbound ${u_rss} KiB (peak ${u_hwm} KiB)"

@@ -3,7 +3,7 @@
 # write of an EndpointSlice change to the apiserver, to the kernel forwarding the
 # Service's cluster IP accordingly, seen by connecting to it. N ClusterIP Services
 # (default "1000 10000") with one endpoint each; one of them, `probe`, has its endpoint on
-# a dummy interface of the bench's own (10.250.0.1), moved between a port with a listener
+# a veth link of the bench's own (10.250.0.1), moved between a port with a listener
 # (connections succeed) and one without (refused). Each sample PATCHes the probe's
 # EndpointSlice and polls connect() to the cluster IP every millisecond until the new
 # behaviour shows; samples are spaced at random within 1.5 s (the proxy's
@@ -12,7 +12,7 @@
 #   sudo benches/proxy-latency.sh     (PROXY_LATENCY_SERVICES="1000 10000",
 #                                      PROXY_LATENCY_SAMPLES=40, PROXY_MIN_SYNC=1s)
 #
-# Root (nft, a dummy link); a release build. The proxy's table, the dummy link and every
+# Root (nft, a veth pair); a release build. The proxy's table, the link and every
 # process are removed at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,9 +36,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ip link add "$LINK" type dummy
+# A veth pair of its own holds the endpoint's address (no dummy links on every kernel).
+ip link add "$LINK" type veth peer name "${LINK}p"
 ip addr add 10.250.0.1/32 dev "$LINK"
 ip link set "$LINK" up
+ip link set "${LINK}p" up
 # The live port: accepts and closes.
 python3 -c '
 import socket
@@ -53,7 +55,8 @@ pids+=($!)
 echo "| Services | samples | p50 ms | p90 ms | p99 ms | max ms |"
 echo "|---:|---:|---:|---:|---:|---:|"
 for n in $SIZES; do
-  for p in "${pids[@]:1}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  for p in "${pids[@]:1}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]:1}"; do wait "$p" 2>/dev/null || true; done
   pids=("${pids[0]}")
   nft delete table ip "$TABLE" 2>/dev/null || true
   rm -rf "$dir/kv" "$dir/pki" "$dir/kubeconfig"

@@ -54,6 +54,8 @@ use crate::storage::log_store::LogStore;
 use crate::storage::state_machine::{StateMachine, Store};
 use node::Node;
 
+/// How long a stopping member waits for its clients' requests and streams to finish.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 /// gRPC framing on top of `--max-request-bytes`, as etcd allows.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
@@ -377,10 +379,22 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
     if let Err(e) = node.raft.shutdown().await {
         error!(error = %e, "raft shutdown");
     }
-    while let Some(r) = tasks.join_next().await {
-        if let Ok(Err(e)) = r {
-            warn!(error = %e, "server stopped with an error");
+    // Servers stop taking connections at once and finish what is in flight; a client
+    // that keeps a stream open (a watch) would hold them forever, so after
+    // SHUTDOWN_DRAIN its connection is closed (etcd's GracefulStop, then Stop).
+    let drain = async {
+        while let Some(r) = tasks.join_next().await {
+            if let Ok(Err(e)) = r {
+                warn!(error = %e, "server stopped with an error");
+            }
         }
+    };
+    if tokio::time::timeout(SHUTDOWN_DRAIN, drain).await.is_err() {
+        warn!(
+            after = ?SHUTDOWN_DRAIN,
+            "clients still connected (open watches): closing their connections"
+        );
+        tasks.abort_all();
     }
     let _ = db.flush_wal(true);
     info!("stopped");
