@@ -2,12 +2,11 @@
 //! the apiserver's pods/exec and pods/portforward and the pod's agent (WebSocket, and
 //! SPDY tunnelled in it for port-forward, as kubectl 1.32 speaks them).
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::common::k8s::{kubectl, kubectl_ok, kubectl_stdin};
+use super::common::k8s::{http_get_over, kubectl, kubectl_ok, kubectl_stdin, PortForward};
 use super::common::wait_for;
 use super::{apply, ready_pods, World};
 
@@ -146,101 +145,17 @@ fn exec_is_authorized(kc: &Path) {
     assert_eq!(text(&out.stdout), "ok\n");
 }
 
-/// A running `kubectl port-forward` and the local port it listens on.
-struct Forward {
-    child: std::process::Child,
-    port: u16,
-    /// What kubectl has written to stderr so far.
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Drop for Forward {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn forward(kc: &Path, remote: u16) -> Forward {
-    let mut child = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kc)
-        .args(["port-forward", "pod/shell", &format!("0:{remote}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    // "Forwarding from 127.0.0.1:NNNNN -> 8080"
-    let mut stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let mut b = [0u8; 256];
-        while let Ok(n) = stdout.read(&mut b) {
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&b[..n]);
-            let s = String::from_utf8_lossy(&seen).into_owned();
-            if let Some(port) = s
-                .split("Forwarding from 127.0.0.1:")
-                .nth(1)
-                .and_then(|r| r.split(' ').next())
-                .and_then(|p| p.parse::<u16>().ok())
-            {
-                let _ = tx.send(port);
-                // Keep draining so kubectl never blocks on its output.
-                while let Ok(n) = stdout.read(&mut b) {
-                    if n == 0 {
-                        break;
-                    }
-                }
-                return;
-            }
-        }
-    });
-    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let mut err = child.stderr.take().unwrap();
-    let seen = stderr.clone();
-    std::thread::spawn(move || {
-        let mut b = [0u8; 1024];
-        while let Ok(n) = err.read(&mut b) {
-            if n == 0 {
-                break;
-            }
-            seen.lock().unwrap().push_str(&text(&b[..n]));
-        }
-    });
-    let port = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("kubectl port-forward to say where it listens");
-    Forward {
-        child,
-        port,
-        stderr,
-    }
-}
-
-fn http_over(port: u16) -> std::io::Result<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out)?;
-    Ok(text(&out))
-}
-
 async fn port_forward(kc: &Path) {
     // The server listens on the pod's loopback address only: reached from inside the pod's
     // network namespace. Several connections, one after another and at once.
-    let f = forward(kc, 8080);
+    let f = PortForward::start(kc, "pod/shell", 8080);
     for _ in 0..3 {
-        let body = http_over(f.port).expect("a forwarded connection");
+        let body = http_get_over(f.port).expect("a forwarded connection");
         assert!(body.contains("hi-from-loopback"), "{body}");
     }
     let port = f.port;
     let handles: Vec<_> = (0..4)
-        .map(|_| std::thread::spawn(move || http_over(port)))
+        .map(|_| std::thread::spawn(move || http_get_over(port)))
         .collect();
     for h in handles {
         let body = h
@@ -252,8 +167,8 @@ async fn port_forward(kc: &Path) {
     drop(f);
     // Nothing listens on 9999: the connection closes empty and kubectl reports the agent's
     // error.
-    let f = forward(kc, 9999);
-    let body = http_over(f.port).unwrap_or_default();
+    let f = PortForward::start(kc, "pod/shell", 9999);
+    let body = http_get_over(f.port).unwrap_or_default();
     assert!(!body.contains("hi-from"), "{body}");
     let err = wait_for(
         Duration::from_secs(20),

@@ -2,6 +2,7 @@
 //! etcd 3.4 for comparison), `flotilla apiserver` processes over it, kubectl and kube-rs
 //! clients from the kubeconfig each apiserver writes.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -369,7 +370,6 @@ pub fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
 
 /// Runs kubectl with `stdin` as its input.
 pub fn kubectl_stdin(kubeconfig: &Path, args: &[&str], stdin: &str) -> Output {
-    use std::io::Write;
     let mut child = Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -384,4 +384,95 @@ pub fn kubectl_stdin(kubeconfig: &Path, args: &[&str], stdin: &str) -> Output {
         let _ = si.write_all(stdin.as_bytes());
     }
     child.wait_with_output().expect("kubectl output")
+}
+
+/// A running `kubectl port-forward` and the local port it listens on.
+pub struct PortForward {
+    pub child: std::process::Child,
+    /// The local port it forwards.
+    pub port: u16,
+    /// What kubectl has written to stderr so far.
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl PortForward {
+    /// Starts `kubectl port-forward <what> 0:<remote>` and waits for the port it listens on.
+    pub fn start(kc: &Path, what: &str, remote: u16) -> PortForward {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(kc)
+            .args(["port-forward", what, &format!("0:{remote}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl is installed");
+        // "Forwarding from 127.0.0.1:NNNNN -> 8080"
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut b = [0u8; 256];
+            while let Ok(n) = stdout.read(&mut b) {
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&b[..n]);
+                let s = String::from_utf8_lossy(&seen).into_owned();
+                if let Some(port) = s
+                    .split("Forwarding from 127.0.0.1:")
+                    .nth(1)
+                    .and_then(|r| r.split(' ').next())
+                    .and_then(|p| p.parse::<u16>().ok())
+                {
+                    let _ = tx.send(port);
+                    // Keep draining so kubectl never blocks on its output.
+                    while let Ok(n) = stdout.read(&mut b) {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    return;
+                }
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let seen = stderr.clone();
+        std::thread::spawn(move || {
+            let mut b = [0u8; 1024];
+            while let Ok(n) = err.read(&mut b) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&b[..n]));
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("kubectl port-forward to say where it listens");
+        PortForward {
+            child,
+            port,
+            stderr,
+        }
+    }
+}
+
+/// `GET /index.html` over a local port: the whole answer.
+pub fn http_get_over(port: u16) -> std::io::Result<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }

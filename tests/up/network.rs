@@ -10,6 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, DeleteParams, PostParams};
 
+use crate::common::k8s::{http_get_over, kubectl_ok, PortForward};
 use crate::common::wait_for;
 
 /// The body of `GET /` at `ip:port`, trimmed.
@@ -232,8 +233,27 @@ spec: {{type: LoadBalancer, selector: {{app: web}}, ports: [{{name: http, port: 
                 "{line}"
             );
         }
+        // kubectl exec in it (through the apiserver and this node's agent, with `up`'s
+        // certificates): the cluster DNS answers there too.
+        let out = kubectl_ok(
+            kc,
+            &[
+                "exec",
+                &name,
+                "--",
+                "nslookup",
+                "web.default.svc.cluster.local",
+            ],
+        );
+        assert!(out.contains(&cluster_ip), "{out}");
         pods.delete(&name, &DeleteParams::default()).await.unwrap();
     }
+    // kubectl port-forward reaches a web pod's port 80.
+    let web0 = web[0].metadata.name.clone().unwrap();
+    let f = PortForward::start(kc, &format!("pod/{web0}"), 80);
+    let answer = http_get_over(f.port).expect("a forwarded connection");
+    assert!(answer.contains(&web0), "{answer}");
+    drop(f);
 
     // A pod turned unready leaves the rules: its readiness probe passes for a while,
     // then fails; from the moment its status says so, the cluster IP refuses.
