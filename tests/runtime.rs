@@ -126,18 +126,19 @@ async fn t10_process_runtime_lifecycle_through_the_trait() {
         .start_container(&sb, &config(dir.path(), "polite", 0, "exec sleep 600"))
         .await
         .unwrap();
-    let stubborn = rt
-        .start_container(
-            &sb,
-            &config(
-                dir.path(),
-                "stubborn",
-                0,
-                "trap '' TERM; while :; do sleep 0.1; done",
-            ),
-        )
-        .await
-        .unwrap();
+    let stubborn_cfg = config(
+        dir.path(),
+        "stubborn",
+        0,
+        "trap '' TERM; echo trapped; while :; do sleep 0.1; done",
+    );
+    let stubborn = rt.start_container(&sb, &stubborn_cfg).await.unwrap();
+    // Only once the shell ignores SIGTERM does the stop below test the grace period.
+    wait_for(Duration::from_secs(10), "the stubborn shell's trap", || {
+        let log = std::fs::read_to_string(&stubborn_cfg.log_path).unwrap_or_default();
+        async move { log.contains("trapped").then_some(()) }
+    })
+    .await;
     assert!(matches!(
         state_of(&rt, &polite).await,
         ContainerState::Running { .. }
