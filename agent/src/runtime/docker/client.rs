@@ -60,6 +60,37 @@ impl Docker {
         Docker { socket }
     }
 
+    fn unreachable(&self, e: &dyn std::fmt::Display) -> DockerError {
+        DockerError::Unreachable {
+            socket: self.socket.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    /// A new HTTP/1.1 connection to the daemon; with `upgrades` it can be handed over
+    /// as a raw stream (exec's hijack).
+    async fn connect(
+        &self,
+        upgrades: bool,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        if upgrades {
+            tokio::spawn(async move {
+                let _ = conn.with_upgrades().await;
+            });
+        } else {
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+        Ok(sender)
+    }
+
     async fn send(
         &self,
         method: Method,
@@ -67,19 +98,7 @@ impl Docker {
         body: Option<Bytes>,
         content_type: &str,
     ) -> Result<Response<Incoming>> {
-        let unreachable = |e: &dyn std::fmt::Display| DockerError::Unreachable {
-            socket: self.socket.display().to_string(),
-            message: e.to_string(),
-        };
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|e| unreachable(&e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| unreachable(&e))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let mut sender = self.connect(false).await?;
         let req = Request::builder()
             .method(method)
             .uri(format!("{API}{path}"))
@@ -87,7 +106,10 @@ impl Docker {
             .header("content-type", content_type)
             .body(Full::new(body.unwrap_or_default()))
             .map_err(|e| DockerError::Protocol(e.to_string()))?;
-        sender.send_request(req).await.map_err(|e| unreachable(&e))
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| self.unreachable(&e))
     }
 
     async fn check(resp: Response<Incoming>) -> Result<Response<Incoming>> {
@@ -197,19 +219,7 @@ impl Docker {
         path: &str,
         body: &Value,
     ) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
-        let unreachable = |e: &dyn std::fmt::Display| DockerError::Unreachable {
-            socket: self.socket.display().to_string(),
-            message: e.to_string(),
-        };
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|e| unreachable(&e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| unreachable(&e))?;
-        tokio::spawn(async move {
-            let _ = conn.with_upgrades().await;
-        });
+        let mut sender = self.connect(true).await?;
         let req = Request::builder()
             .method(method)
             .uri(format!("{API}{path}"))
@@ -222,7 +232,7 @@ impl Docker {
         let resp = sender
             .send_request(req)
             .await
-            .map_err(|e| unreachable(&e))?;
+            .map_err(|e| self.unreachable(&e))?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let status = resp.status();
             Self::check(resp).await?;
