@@ -5,7 +5,9 @@
 # asks each the same random sample of A queries of those names (and 10% names that do
 # not exist, NXDOMAIN) for DURATION seconds at full speed; the table shows queries per
 # second, latency (dnsperf gives average, standard deviation and maximum), queries lost
-# (unanswered within dnsperf's 5 s) and the NXDOMAIN share, then each server's memory.
+# (unanswered within dnsperf's 5 s), the NXDOMAIN share and the server's CPU time per
+# 1,000 answered queries (what a query costs it, whatever dnsperf takes of the same two
+# cores), then each server's memory.
 #
 #   benches/dns-vs-unbound.sh            (DNS_BENCH_SERVICES, DNS_BENCH_SECONDS,
 #                                          DNS_BENCH_CLIENTS change the load)
@@ -110,26 +112,30 @@ perf() {
   dnsperf -s 127.0.0.1 -p "$1" -d "$dir/queries.txt" -l "$SECS" -c "$CLIENTS" -T 2 -q 500 2>&1
 }
 row() {
-  local name=$1 out=$2 qps avg max sd lost nx
+  local name=$1 out=$2 cpu=$3 qps avg max sd lost nx
   qps=$(awk '/Queries per second:/ {printf "%.0f", $4}' <<<"$out")
   avg=$(awk '/Average Latency/ {printf "%.3f", $4 * 1000}' <<<"$out")
   max=$(awk -F'max ' '/Average Latency/ {sub(/\)/, "", $2); printf "%.3f", $2 * 1000}' <<<"$out")
   sd=$(awk '/Latency StdDev/ {printf "%.3f", $4 * 1000}' <<<"$out")
   lost=$(awk '/Queries lost:/ {print $4}' <<<"$out" | tr -d '()')
   nx=$(awk '/Response codes:/ {for (i=1;i<=NF;i++) if ($i=="NXDOMAIN") print $(i+2)}' <<<"$out" | tr -d '(),')
-  printf "| %s | %s | %s | %s | %s | %s | %s |\n" "$name" "$qps" "$avg" "$sd" "$max" "$lost" "$nx"
+  printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n" "$name" "$qps" "$avg" "$sd" "$max" "$lost" "$nx" "$cpu"
 }
 rss() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status" 2>/dev/null || echo "?"; }
-f_out=$(perf "$DNS")
-u_out=$(perf "$UB")
+# CPU seconds a process has used (user + system; clock ticks of 1/100 s).
+cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
+# Server CPU per 1,000 answered queries over a run: what one query costs the server.
+per_k() { awk -v a="$1" -v b="$2" -v q="$(awk '/Queries completed:/ {print $3}' <<<"$3")" 'BEGIN {printf "%.3f", (b - a) * 1000 * 1000 / q}'; }
+f_c0=$(cpu "${pids[2]}"); f_out=$(perf "$DNS"); f_c1=$(cpu "${pids[2]}")
+u_c0=$(cpu "${pids[3]}"); u_out=$(perf "$UB"); u_c1=$(cpu "${pids[3]}")
 f_hwm=$(rss "${pids[2]}" VmHWM); f_rss=$(rss "${pids[2]}" VmRSS)
 u_hwm=$(rss "${pids[3]}" VmHWM); u_rss=$(rss "${pids[3]}" VmRSS)
 echo
 echo "$N Services, $SECS s per server, dnsperf -c $CLIENTS -T 2 -q 500, $(nproc) cores"
 echo
-echo "| server | queries/s | avg latency ms | stddev ms | max ms | lost | NXDOMAIN |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
-row "flotilla dns" "$f_out"
-row "unbound $(unbound -V | awk 'NR==1 {print $2}')" "$u_out"
+echo "| server | queries/s | avg latency ms | stddev ms | max ms | lost | NXDOMAIN | server CPU ms per 1k queries |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+row "flotilla dns" "$f_out" "$(per_k "$f_c0" "$f_c1" "$f_out")"
+row "unbound $(unbound -V | awk 'NR==1 {print $2}')" "$u_out" "$(per_k "$u_c0" "$u_c1" "$u_out")"
 echo
 echo "memory: flotilla dns ${f_rss} KiB resident (peak ${f_hwm} KiB), unbound ${u_rss} KiB (peak ${u_hwm} KiB)"

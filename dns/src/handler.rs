@@ -23,12 +23,13 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::forward::Forwarder;
-use crate::metrics::{type_label, Metrics, RequestLabels};
+use crate::metrics::{Metrics, Proto, RequestLabels};
 use crate::zone::{Lookup, Zone};
 
 /// The latest zone; `None` until the first lists are in.
 pub type ZoneRx = watch::Receiver<Option<Arc<Zone>>>;
 
+#[derive(Clone)]
 pub struct Handler {
     apex: Name,
     zone: ZoneRx,
@@ -141,18 +142,14 @@ impl Handler {
         let qtype = query.query_type();
         let in_zone = self.apex.zone_of(&name);
         self.metrics.request(RequestLabels {
-            zone: if in_zone {
-                self.apex.to_ascii()
-            } else {
-                ".".into()
-            },
+            in_zone,
             proto: match request.protocol() {
-                Protocol::Udp => "udp",
-                Protocol::Tcp => "tcp",
-                _ => "other",
+                Protocol::Udp => Proto::Udp,
+                Protocol::Tcp => Proto::Tcp,
+                _ => Proto::Other,
             },
-            family: if request.src().is_ipv4() { "1" } else { "2" },
-            qtype: type_label(qtype),
+            ipv6: request.src().is_ipv6(),
+            qtype,
         });
         if query.query_class() != DNSClass::IN {
             return Reply::error(ResponseCode::Refused);

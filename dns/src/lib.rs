@@ -8,6 +8,8 @@
 //!   EndpointSlices (`build.rs`) and its lookup (NXDOMAIN vs NODATA, pods, CNAMEs), pure.
 //! - `source.rs`: kube-rs reflectors feeding zone rebuilds.
 //! - `handler.rs`: hickory-server's `RequestHandler`: the zone or the forwarder.
+//! - `udp.rs`: UDP sockets per core (`SO_REUSEPORT`) answered in place; TCP is
+//!   hickory-server's.
 //! - `forward.rs` and `cache.rs`: upstream resolution and its bounded cache.
 //! - `register.rs` and `peers.rs`: the kube-dns Service, this instance's EndpointSlice and
 //!   Lease, and the collection of expired instances' slices.
@@ -24,6 +26,7 @@ mod records;
 mod register;
 mod run;
 mod source;
+mod udp;
 mod zone;
 
 pub use config::{ConfigError, DnsConfig, DnsFlags, PodMode};
@@ -36,5 +39,6 @@ pub mod testing {
     pub use crate::forward::Forwarder;
     pub use crate::handler::{Handler, ZoneRx};
     pub use crate::metrics::Metrics;
+    pub use crate::udp::{bind as bind_udp, serve as serve_udp};
     pub use crate::zone::{Lookup, Params, Zone};
 }

@@ -1,4 +1,4 @@
-//! `flotilla dns`: binds the UDP and TCP sockets, starts the zone source, the forwarder,
+//! `flotilla dns`: binds the UDP sockets (one per core) and the TCP socket, starts the zone source, the forwarder,
 //! hickory-server with this crate's handler, the secure port and the registration, and
 //! stops them in order on shutdown.
 //!
@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::records;
 use crate::register::{Registrar, Registration};
 use crate::source;
+use crate::udp;
 use crate::zone::Params;
 
 /// How long an idle TCP client connection is kept.
@@ -54,16 +55,22 @@ pub async fn run(cfg: DnsConfig, mut shutdown: watch::Receiver<bool>) -> anyhow:
             source,
         }
     };
-    let udp = UdpSocket::bind(cfg.listen)
-        .await
-        .map_err(bind_err("udp", cfg.listen))?;
-    let udp_addr = udp.local_addr()?;
+    // One UDP socket per core on the same port (see udp.rs).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let udp_sockets = udp::bind(cfg.listen, cores).map_err(bind_err("udp", cfg.listen))?;
+    let udp_addr = match udp_sockets.first() {
+        Some(s) => s.local_addr()?,
+        None => anyhow::bail!("no UDP socket bound"),
+    };
     let tcp_addr = SocketAddr::new(cfg.listen.ip(), udp_addr.port());
     let tcp = TcpListener::bind(tcp_addr)
         .await
         .map_err(bind_err("tcp", tcp_addr))?;
 
-    let metrics = Arc::new(Metrics::new(format!("dns://:{}", udp_addr.port())));
+    let metrics = Arc::new(Metrics::new(
+        format!("dns://:{}", udp_addr.port()),
+        cfg.zone.to_ascii(),
+    ));
     let forwarder = Arc::new(Forwarder::new(
         &cfg.upstreams,
         cfg.cache_size,
@@ -89,11 +96,16 @@ pub async fn run(cfg: DnsConfig, mut shutdown: watch::Receiver<bool>) -> anyhow:
         forwarder,
         metrics.clone(),
     );
-    let mut server = hickory_server::Server::new(handler);
-    server.register_socket(udp);
+    let mut server = hickory_server::Server::new(handler.clone());
     server.register_listener(tcp, TCP_IDLE, 32);
+    let mut udp_tasks = tokio::task::JoinSet::new();
+    let handler = Arc::new(handler);
+    for socket in udp_sockets {
+        udp_tasks.spawn(udp::serve(socket, handler.clone()));
+    }
     tracing::info!(
         listen = %udp_addr,
+        udp_sockets = cores,
         zone = %cfg.zone,
         upstreams = ?cfg.upstreams,
         "serving DNS over UDP and TCP"
@@ -148,6 +160,13 @@ pub async fn run(cfg: DnsConfig, mut shutdown: watch::Receiver<bool>) -> anyhow:
             r?;
             anyhow::bail!("the DNS server stopped");
         }
+        Some(r) = udp_tasks.join_next() => {
+            tasks.abort_all();
+            match r {
+                Ok(Err(e)) => anyhow::bail!("serving UDP on {udp_addr}: {e}"),
+                _ => anyhow::bail!("a UDP server task on {udp_addr} stopped"),
+            }
+        }
         _ = shutdown.wait_for(|s| *s) => {}
     }
     tracing::info!("shutting down");
@@ -156,6 +175,7 @@ pub async fn run(cfg: DnsConfig, mut shutdown: watch::Receiver<bool>) -> anyhow:
             tracing::warn!("unregistering did not finish in time");
         }
     }
+    udp_tasks.abort_all();
     let _ = tokio::time::timeout(Duration::from_secs(2), server.shutdown_gracefully()).await;
     tasks.abort_all();
     Ok(())

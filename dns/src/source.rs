@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, PodStatus, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::reflector::{self, store::Writer};
@@ -25,12 +25,15 @@ use tokio::sync::{watch, Notify};
 use crate::config::PodMode;
 use crate::zone::{Params, Zone};
 
-/// Follows one kind into `writer`, waking `changed` on every change and relist.
-async fn follow<K>(api: Api<K>, writer: Writer<K>, changed: Arc<Notify>)
+/// Follows one kind into `writer`, each object cut down by `trim` to what the zone reads
+/// before it is stored, waking `changed` on every change and relist.
+async fn follow<K>(api: Api<K>, writer: Writer<K>, changed: Arc<Notify>, trim: fn(&mut K))
 where
     K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(trim);
     let mut stream = reflector::reflector(writer, stream).boxed();
     while let Some(ev) = stream.next().await {
         match ev {
@@ -41,6 +44,38 @@ where
             }
         }
     }
+}
+
+/// What every kind drops: the zone reads names, namespaces and (for slices) labels only,
+/// and managed fields and annotations (a last-applied configuration) are most of an
+/// object's size.
+fn trim_meta<K: kube::Resource>(o: &mut K) {
+    let meta = o.meta_mut();
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.owner_references = None;
+}
+
+fn trim_service(s: &mut Service) {
+    trim_meta(s);
+    s.metadata.labels = None;
+    s.status = None;
+}
+
+fn trim_slice(s: &mut EndpointSlice) {
+    trim_meta(s);
+}
+
+/// A pod keeps its addresses only (`--pods verified` checks an IP belongs to a pod).
+fn trim_pod(p: &mut Pod) {
+    trim_meta(p);
+    p.metadata.labels = None;
+    p.spec = None;
+    p.status = p.status.take().map(|s| PodStatus {
+        pod_ip: s.pod_ip,
+        pod_ips: s.pod_ips,
+        ..Default::default()
+    });
 }
 
 /// Runs the reflectors and publishes a new zone into `tx` after every change, until the
@@ -54,17 +89,24 @@ pub async fn run(client: kube::Client, params: Params, tx: watch::Sender<Option<
         Api::<Service>::all(client.clone()),
         sw,
         changed.clone(),
+        trim_service,
     ));
     tasks.spawn(follow(
         Api::<EndpointSlice>::all(client.clone()),
         ew,
         changed.clone(),
+        trim_slice,
     ));
     // Pods only for `--pods verified`: other modes never hold every pod in memory.
     let (pods, pw) = reflector::store::<Pod>();
     let verified = params.pods == PodMode::Verified;
     if verified {
-        tasks.spawn(follow(Api::<Pod>::all(client), pw, changed.clone()));
+        tasks.spawn(follow(
+            Api::<Pod>::all(client),
+            pw,
+            changed.clone(),
+            trim_pod,
+        ));
     } else {
         drop(pw);
     }

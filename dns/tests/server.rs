@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dns::testing::{Forwarder, Handler, Metrics, Params, Zone};
+use dns::testing::{bind_udp, serve_udp, Forwarder, Handler, Metrics, Params, Zone};
 use dns::PodMode;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -92,25 +92,29 @@ fn handler(
     apex: &str,
     upstreams: &[SocketAddr],
 ) -> (Handler, watch::Sender<Option<Arc<Zone>>>, Arc<Metrics>) {
-    let metrics = Arc::new(Metrics::new("dns://:0".into()));
+    let metrics = Arc::new(Metrics::new("dns://:0".into(), apex.into()));
     let fwd = Arc::new(Forwarder::new(upstreams, 100, 30, metrics.clone()).unwrap());
     let (tx, rx) = watch::channel(None);
     let h = Handler::new(Name::from_ascii(apex).unwrap(), rx, fwd, metrics.clone());
     (h, tx, metrics)
 }
 
-/// A server for `apex` on 127.0.0.1 (UDP and TCP on one port), zone not yet published.
+/// A server for `apex` on 127.0.0.1 (two UDP sockets and TCP on one port), zone not yet
+/// published.
 async fn start(apex: &str, upstreams: &[SocketAddr]) -> Running {
     let (h, zone_tx, metrics) = handler(apex, upstreams);
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
+    let sockets = bind_udp("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+    let addr = sockets[0].local_addr().unwrap();
     let tcp = TcpListener::bind(addr).await.unwrap();
-    let mut server = hickory_server::Server::new(h);
-    server.register_socket(udp);
+    let mut server = hickory_server::Server::new(h.clone());
     server.register_listener(tcp, Duration::from_secs(5), 32);
     tokio::spawn(async move {
         let _ = server.block_until_done().await;
     });
+    let h = Arc::new(h);
+    for socket in sockets {
+        tokio::spawn(serve_udp(socket, h.clone()));
+    }
     Running {
         addr,
         zone_tx,
@@ -285,6 +289,63 @@ async fn forwards_to_upstreams_and_caches() {
         .send_replace(Some(Arc::new(zone("cluster.local."))));
     let (m, _) = udp(s2.addr, "web.default.svc.example.", RecordType::A, None).await;
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+}
+
+#[tokio::test]
+async fn udp_loop_rejects_garbage_and_never_waits_on_upstreams() {
+    // An upstream that never answers: forwarded queries wait out the forwarder's timeout.
+    let dead = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let s = start("cluster.local.", &[dead.local_addr().unwrap()]).await;
+    s.zone_tx
+        .send_replace(Some(Arc::new(zone("cluster.local."))));
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client.connect(s.addr).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+
+    // Shorter than a header, and a response (QR set): no answer at all.
+    client.send(&[1, 2, 3]).await.unwrap();
+    let response = Message::new(7, MessageType::Response, OpCode::Query);
+    client.send(&response.to_vec().unwrap()).await.unwrap();
+    // A header announcing a question that is not there: FORMERR with the query's id.
+    let mut bad = query("web.default.svc.cluster.local.", RecordType::A, None);
+    bad[0] = 0x42;
+    bad[1] = 0x43;
+    bad.truncate(14);
+    client.send(&bad).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(3), client.recv(&mut buf))
+        .await
+        .expect("FORMERR sent")
+        .unwrap();
+    let m = Message::from_vec(&buf[..n]).unwrap();
+    assert_eq!(
+        m.metadata.id, 0x4243,
+        "the first reply is for the malformed query"
+    );
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+
+    // A forwarded query stuck on its upstream does not hold up a cluster name asked after it.
+    client
+        .send(&query("slow.example.", RecordType::A, None))
+        .await
+        .unwrap();
+    client
+        .send(&query(
+            "web.default.svc.cluster.local.",
+            RecordType::A,
+            None,
+        ))
+        .await
+        .unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(3), client.recv(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let m = Message::from_vec(&buf[..n]).unwrap();
+    assert_eq!(
+        addrs(&m),
+        vec!["10.96.0.20"],
+        "the cluster name is answered first"
+    );
 }
 
 /// Records what the handler sends, encoded as the UDP path would.
