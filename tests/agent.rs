@@ -155,7 +155,7 @@ spec:
       containers:
       - name: c
         image: busybox
-        command: ["sh", "-c", "echo hello from $(POD_NAME) on $(NODE); exec sleep 600"]
+        command: ["sh", "-c", "echo hello from $(POD_NAME) on $(NODE) api $(KUBERNETES_SERVICE_HOST):${KUBERNETES_SERVICE_PORT}; exec sleep 600"]
         env:
         - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
         - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
@@ -307,7 +307,7 @@ async fn agent_port_is_guarded(w: &World, p: &Pod) {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!("hello from {name} on {node}\n")
+        format!("hello from {name} on {node} api 10.96.0.1:443\n")
     );
 }
 
@@ -332,7 +332,8 @@ async fn t10_pods_run_as_processes_restart_and_report_status() {
         kubectl_ok(&kc, &["get", "lease", "-n", "kube-node-lease", "node-a"]).contains("node-a")
     );
 
-    // A Deployment: every pod runs, is ready, and its log has its environment.
+    // A Deployment: every pod runs, is ready, and its log has its environment (with the
+    // `kubernetes` Service's variables, expanded by the agent and by the shell).
     apply(&w, WEB);
     let pods = ready_pods(&w.client, "app=web", 3, Duration::from_secs(60)).await;
     let on_a = pods.iter().filter(|p| node_of(p) == "node-a").count();
@@ -342,7 +343,7 @@ async fn t10_pods_run_as_processes_restart_and_report_status() {
     );
     for p in &pods {
         let name = p.metadata.name.clone().unwrap();
-        let want = format!("hello from {name} on {}", node_of(p));
+        let want = format!("hello from {name} on {} api 10.96.0.1:443", node_of(p));
         wait_for(Duration::from_secs(10), "the log line", || async {
             log_of(&w, p, "c", 0).contains(&want).then_some(())
         })
@@ -445,7 +446,13 @@ spec:
     // kubectl logs through the apiserver's pods/log and the agent's port.
     let web0 = pods[1].metadata.name.clone().unwrap();
     let out = kubectl_ok(&kc, &["logs", &web0]);
-    assert_eq!(out, format!("hello from {web0} on {}\n", node_of(&pods[1])));
+    assert_eq!(
+        out,
+        format!(
+            "hello from {web0} on {} api 10.96.0.1:443\n",
+            node_of(&pods[1])
+        )
+    );
     assert_eq!(
         kubectl_ok(&kc, &["logs", "job", "-c", "prepare"]),
         "prepared\n"

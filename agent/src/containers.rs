@@ -55,7 +55,18 @@ pub async fn config(
         host_ip: &shared.host_ip,
         node_name: &shared.node_name,
     };
-    let user_env = env::resolve(pod, c, &fields, &src)?;
+    let services = crate::services::all(&shared.services).await?;
+    let enable_links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    let service_env = crate::service_env::vars(
+        services.iter().map(|s| s.as_ref()),
+        &pr.namespace,
+        enable_links,
+    );
+    let user_env = env::resolve(pod, c, &fields, &src, &service_env)?;
     let mut envs: Vec<(String, String)> = Vec::new();
     if !user_env.iter().any(|(k, _)| k == "PATH") {
         envs.push(("PATH".into(), DEFAULT_PATH.into()));

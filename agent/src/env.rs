@@ -131,12 +131,14 @@ fn resource(c: &Container, resource: &str, divisor: Option<&str>) -> Result<Stri
 }
 
 /// The container's environment, in order, or the reason it cannot be built (shown as
-/// CreateContainerConfigError).
+/// CreateContainerConfigError). `services` (`service_env.rs`) come first; the
+/// container's own variables of the same name replace them, and `$(VAR)` sees them.
 pub fn resolve(
     pod: &Pod,
     c: &Container,
     f: &Fields,
     src: &Sources,
+    services: &[(String, String)],
 ) -> Result<Vec<(String, String)>, String> {
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
@@ -146,6 +148,9 @@ pub fn resolve(
         }
         vars.insert(k, v);
     };
+    for (k, v) in services {
+        set(&mut vars, k.clone(), v.clone());
+    }
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         let text = |m: &BTreeMap<String, Vec<u8>>| -> BTreeMap<String, String> {
@@ -328,7 +333,7 @@ mod tests {
             "cm".into(),
             [("hello".to_string(), "hi".to_string())].into(),
         );
-        let env = resolve(&pod(), &c, &F, &src).unwrap();
+        let env = resolve(&pod(), &c, &F, &src, &[]).unwrap();
         let want: Vec<(String, String)> = [
             ("S_TOKEN", "t"),
             ("NAME", "p"),
@@ -343,10 +348,32 @@ mod tests {
         assert_eq!(env, want);
         assert_eq!(sources(&c).0.into_iter().collect::<Vec<_>>(), vec!["cm"]);
 
+        // Service variables come first, lose to the container's own, and expand.
+        let mut c2 = c.clone();
+        c2.env.get_or_insert_with(Vec::new).push(EnvVar {
+            name: "API".into(),
+            value: Some("https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)".into()),
+            ..Default::default()
+        });
+        let services = [
+            (
+                "KUBERNETES_SERVICE_HOST".to_string(),
+                "10.96.0.1".to_string(),
+            ),
+            ("KUBERNETES_SERVICE_PORT".to_string(), "443".to_string()),
+            ("NAME".to_string(), "from-a-service".to_string()),
+        ];
+        let env = resolve(&pod(), &c2, &F, &src, &services).unwrap();
+        assert_eq!(env[0], services[0]);
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("NAME"), Some("p"), "the container's own wins");
+        assert_eq!(get("API"), Some("https://10.96.0.1:443"));
+        assert_eq!(env.iter().filter(|(k, _)| k == "NAME").count(), 1);
+
         // A missing ConfigMap is the kubelet's error, unless optional.
         src.config_maps.clear();
         assert_eq!(
-            resolve(&pod(), &c, &F, &src).unwrap_err(),
+            resolve(&pod(), &c, &F, &src, &[]).unwrap_err(),
             "configmap \"cm\" not found"
         );
     }

@@ -13,7 +13,8 @@
 //! - Pure cores: `sync.rs` (what to do next), `status.rs` (the pod's status), `env.rs`
 //!   (environment), `volumes.rs` (pod volumes and mounts), `crashloop.rs` (restart
 //!   backoff), `probes.rs` (probe timing and handlers), `hooks.rs` (postStart and preStop),
-//!   `security.rs` (a container's effective securityContext), `dns.rs` (a pod's
+//!   `security.rs` (a container's effective securityContext), `service_env.rs` (the
+//!   Service variables of a container's environment; `services.rs` watches Services), `dns.rs` (a pod's
 //!   resolv.conf, hostname and hosts file, as the kubelet's); `tmpfs.rs`: memory-backed
 //!   volumes (Secrets, `medium: Memory`). Backoffs, the status-write token bucket,
 //!   quantities and durations come from `flotilla_core`.
@@ -43,6 +44,8 @@ pub mod probes;
 pub mod runtime;
 pub mod security;
 pub mod server;
+pub mod service_env;
+pub mod services;
 pub mod shim;
 pub mod status;
 pub mod sync;
@@ -80,6 +83,10 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
     let (stop_pods, stopping) = watch::channel(false);
     // The log servers end with the process, not with the nodes' loops.
     let mut servers = JoinSet::new();
+    // One Service watch for all the process's nodes; it ends with the process.
+    let (services, follow_services) = services::follow(client.clone());
+    let mut background = JoinSet::new();
+    background.spawn(follow_services);
     let names: Vec<String> = if cfg.fake_nodes > 0 {
         (0..cfg.fake_nodes)
             .map(|i| format!("{}-{i}", cfg.node_name))
@@ -163,6 +170,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
             pleg: pleg::Pleg::default(),
             dns: cfg.dns.clone(),
             pod_etc_files: cfg.runtime == RuntimeKind::Docker,
+            services: services.clone(),
         });
         tasks.spawn(run_node(shared, inputs, cfg.clone(), net));
     }

@@ -42,6 +42,8 @@ pub struct Shared {
     /// and mounts them into its containers (the Docker runtime; the process runtime's
     /// processes use the host's files).
     pub pod_etc_files: bool,
+    /// Every Service (`services.rs`), for containers' Service variables.
+    pub services: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service>,
 }
 
 /// A stable hash of a container's spec (FNV-1a over its JSON): a running container whose

@@ -76,10 +76,17 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
     let material = match &cfg.tls {
         config::TlsSource::Files { cert, key } => tls::from_files(cert, key)?,
         config::TlsSource::Generated { dir } => {
+            // As kube-apiserver's: also the `kubernetes` Service's cluster IP and names,
+            // which pods use.
             let mut hosts = vec![
                 cfg.advertise.to_string(),
                 "127.0.0.1".to_string(),
                 "localhost".to_string(),
+                cfg.service_range.first().to_string(),
+                "kubernetes".to_string(),
+                "kubernetes.default".to_string(),
+                "kubernetes.default.svc".to_string(),
+                "kubernetes.default.svc.cluster.local".to_string(),
             ];
             if !cfg.bind.ip().is_unspecified() {
                 hosts.push(cfg.bind.ip().to_string());

@@ -1,7 +1,8 @@
 //! Service networking on the README's cluster: the `web` Service of `tests/up.rs` by
 //! name and cluster IP from a pod on each node (cluster DNS through the kube-dns Service,
 //! the proxies' rules, the routed pod network), its NodePort and load-balancer address
-//! from the host, `dig @10.96.0.10` answers, and an unready pod dropped from the rules.
+//! from the host, `dig @10.96.0.10` answers, Service variables in containers and the
+//! apiservers through the `kubernetes` Service, and an unready pod dropped from the rules.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -246,6 +247,27 @@ spec: {{type: LoadBalancer, selector: {{app: web}}, ports: [{{name: http, port: 
             ],
         );
         assert!(out.contains(&cluster_ip), "{out}");
+        // The kubelet's Service variables, and the apiservers through the `kubernetes`
+        // Service (a TLS port accepting the connection is enough here).
+        let out = kubectl_ok(
+            kc,
+            &[
+                "exec",
+                &name,
+                "--",
+                "sh",
+                "-c",
+                "echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT $WEB_SERVICE_HOST $WEB_PORT; \
+                 printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT >/dev/null; \
+                 echo rc=$?",
+            ],
+        );
+        let want = format!("10.96.0.1:443 {cluster_ip} tcp://{cluster_ip}:80");
+        assert!(out.contains(&want), "want {want:?} in {out}");
+        assert!(
+            out.contains("rc=0"),
+            "the apiserver through 10.96.0.1: {out}"
+        );
         pods.delete(&name, &DeleteParams::default()).await.unwrap();
     }
     // kubectl port-forward reaches a web pod's port 80.

@@ -420,6 +420,10 @@ async fn start(
     };
     let token_file = data.join("pki").join("tokens.csv");
     let tokens = crate::identities::ensure_tokens(&token_file, &nodes)?;
+    // Pods reach the apiservers through the `kubernetes` Service, whose endpoints are the
+    // addresses they advertise: this host's, with every address bound (TLS and
+    // authentication on all of them, as kube-apiserver's default 0.0.0.0).
+    let host_ip = agent::machine::default_ip().to_string();
     for i in 0..flags.masters {
         let _ = std::fs::remove_file(kc(i));
         let mut args = vec![
@@ -427,7 +431,9 @@ async fn start(
             s(&"--etcd-servers"),
             etcd.join(","),
             s(&"--bind-address"),
-            s(&"127.0.0.1"),
+            s(&"0.0.0.0"),
+            s(&"--advertise-address"),
+            host_ip.clone(),
             s(&"--secure-port"),
             m[i].apiserver.to_string(),
             s(&"--cert-dir"),
@@ -504,7 +510,6 @@ async fn start(
 
     // Cluster DNS: one server per master, each registering its own endpoints behind the
     // kube-dns Service (10.96.0.10), at this host's address so pods reach it.
-    let host_ip = agent::machine::default_ip().to_string();
     let t = step("cluster DNS on each master");
     for i in 0..flags.masters {
         let kd = as_user(i, "dns", crate::identities::DNS)?;
