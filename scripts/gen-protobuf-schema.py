@@ -17,6 +17,7 @@ oa = sorted(glob.glob(f"{reg}/*/k8s-openapi-0.29.0/src/v1_33"))[0]
 MODULES = {
     "core.v1": "api/core/v1",
     "apps.v1": "api/apps/v1",
+    "batch.v1": "api/batch/v1",
     "coordination.v1": "api/coordination/v1",
     "authentication.v1": "api/authentication/v1",
     "authorization.v1": "api/authorization/v1",

@@ -304,6 +304,7 @@ async fn t10_apply_patch_scale_tables_explain() {
     assert_eq!(c["data"], serde_json::json!({"a": "1"}), "{c}");
 
     pod_security(&kc);
+    jobs(&kc);
 
     // explain reads the OpenAPI v3 schemas.
     let ex = kubectl_ok(&kc, &["explain", "pod.spec.containers"]);
@@ -316,6 +317,100 @@ async fn t10_apply_patch_scale_tables_explain() {
     );
     let ex = kubectl_ok(&kc, &["explain", "deployment.spec.strategy"]);
     assert!(ex.contains("rollingUpdate"), "{ex}");
+}
+
+/// batch/v1 Jobs through kubectl: the generated selector, kube's columns, kube's 422s for
+/// a bad spec and an immutable field.
+fn jobs(kc: &std::path::Path) {
+    let out = kubectl_ok(
+        kc,
+        &[
+            "create",
+            "job",
+            "pi",
+            "--image=busybox",
+            "--",
+            "sh",
+            "-c",
+            "echo 3.14",
+        ],
+    );
+    assert!(out.contains("job.batch/pi created"), "{out}");
+    let j = json_of(kc, &["get", "job", "pi"]);
+    let uid = j["metadata"]["uid"].as_str().unwrap();
+    assert_eq!(
+        j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"], uid,
+        "{j}"
+    );
+    let labels = &j["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(labels["batch.kubernetes.io/job-name"], "pi", "{j}");
+    assert_eq!(labels["controller-uid"], uid, "{j}");
+    assert_eq!(j["spec"]["backoffLimit"], 6, "{j}");
+    assert_eq!(j["spec"]["completionMode"], "NonIndexed", "{j}");
+    let table = kubectl_ok(kc, &["get", "jobs"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
+        "{table}"
+    );
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..3], ["pi", "Running", "0/1"], "{table}");
+
+    let bad = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: bad}
+spec:
+  completions: -1
+  template:
+    spec:
+      containers: [{name: c, image: busybox}]
+"#;
+    let out = kubectl_stdin(kc, &["create", "-f", "-"], bad);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success()
+            && err.contains("The Job \"bad\" is invalid")
+            && err.contains("spec.completions: Invalid value: -1: must be greater than or equal to 0")
+            && err.contains("spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\""),
+        "{err}"
+    );
+    assert!(!kubectl_ok(kc, &["get", "jobs", "-o", "name"]).contains("bad"));
+    let out = kubectl(
+        kc,
+        &[
+            "patch",
+            "job",
+            "pi",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"completions":3}}"#,
+        ],
+    );
+    assert!(
+        !out.status.success()
+            && stderr(&out).contains("spec.completions: Invalid value: 3: field is immutable"),
+        "{}",
+        stderr(&out)
+    );
+    // What may change does.
+    kubectl_ok(
+        kc,
+        &[
+            "patch",
+            "job",
+            "pi",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"parallelism":2,"suspend":true}}"#,
+        ],
+    );
+    let ex = kubectl_ok(kc, &["explain", "job.spec.podFailurePolicy"]);
+    assert!(ex.contains("rules"), "{ex}");
+    kubectl_ok(kc, &["delete", "job", "pi"]);
 }
 
 /// A pod named `name` in namespace `ns` with one container `c` and `extra` merged into

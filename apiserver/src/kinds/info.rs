@@ -94,6 +94,10 @@ pub struct ResourceInfo {
     pub status: bool,
     /// `metadata.generation` counts changes of `spec`.
     pub generation: bool,
+    /// A delete without a propagation policy orphans the dependents (kube's
+    /// `DefaultGarbageCollectionPolicy` of batch/v1 Jobs), instead of deleting them in the
+    /// background.
+    pub orphan_by_default: bool,
     pub name_rule: NameRule,
     /// Field selectors beyond `metadata.name` and `metadata.namespace`.
     pub fields: &'static [&'static str],

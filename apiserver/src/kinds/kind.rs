@@ -46,6 +46,8 @@ pub trait Kind: Send + Sync + 'static {
     const CATEGORIES: &'static [&'static str] = &[];
     const STATUS: bool = false;
     const GENERATION: bool = false;
+    /// A delete without a propagation policy orphans dependents (batch/v1 Jobs).
+    const ORPHAN_BY_DEFAULT: bool = false;
     const NAME_RULE: NameRule = NameRule::Subdomain;
     const FIELDS: &'static [&'static str] = &[];
     /// Subresources besides `status` (from STATUS) and `scale` (from SCALE).

@@ -23,6 +23,7 @@ mod deployment;
 mod endpoints;
 mod endpointslice;
 mod event;
+mod job;
 mod lease;
 mod namespace;
 mod node;
@@ -57,6 +58,7 @@ fn builtin() -> Vec<Arc<dyn Strategy>> {
         Arc::new(Typed::<deployment::Deployments>::new()),
         Arc::new(Typed::<replicaset::ReplicaSets>::new()),
         Arc::new(Typed::<replicationcontroller::ReplicationControllers>::new()),
+        Arc::new(Typed::<job::Jobs>::new()),
         Arc::new(Typed::<lease::Leases>::new()),
         Arc::new(Typed::<priorityclass::PriorityClasses>::new()),
         Arc::new(Typed::<endpointslice::EndpointSlices>::new()),

@@ -60,6 +60,7 @@ impl<K: Kind> Typed<K> {
                 categories: K::CATEGORIES,
                 status: K::STATUS,
                 generation: K::GENERATION,
+                orphan_by_default: K::ORPHAN_BY_DEFAULT,
                 name_rule: K::NAME_RULE,
                 fields: K::FIELDS,
                 schema_name: <K::Obj as k8s_openapi::schemars::JsonSchema>::schema_name()

@@ -1,6 +1,6 @@
 //! Kubernetes protobuf request bodies (`application/vnd.kubernetes.protobuf`), turned into
 //! the JSON the rest of the apiserver handles. client-go's typed clients send them; kubectl
-//! uses one for its `create namespace|configmap|secret|deployment|service...` generators.
+//! uses one for its `create namespace|configmap|secret|deployment|service|job...` generators.
 //!
 //! The envelope is `k8s\0` followed by a `runtime.Unknown` (typeMeta, raw); `raw` is the
 //! object's message. Field numbers and JSON names per message are in `schema.txt`
@@ -299,6 +299,7 @@ fn message_name(api_version: &str, kind: &str) -> Result<String, String> {
     let module = match api_version {
         "v1" => "core.v1",
         "apps/v1" => "apps.v1",
+        "batch/v1" => "batch.v1",
         "coordination.k8s.io/v1" => "coordination.v1",
         "authentication.k8s.io/v1" => "authentication.v1",
         "authorization.k8s.io/v1" => "authorization.v1",

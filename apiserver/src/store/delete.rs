@@ -111,6 +111,9 @@ impl Store {
                         Some("Foreground") => add_finalizer(&mut r, "foregroundDeletion"),
                         Some("Orphan") => add_finalizer(&mut r, "orphan"),
                         None if opts.orphan_dependents == Some(true) => add_finalizer(&mut r, "orphan"),
+                        None if opts.orphan_dependents.is_none() && info.orphan_by_default => {
+                            add_finalizer(&mut r, "orphan")
+                        }
                         _ => {}
                     }
                 }

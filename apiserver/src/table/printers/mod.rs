@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::{duration, Column, Printer, NAME};
 
 pub mod apps;
+pub mod batch;
 pub mod core;
 pub mod other;
 pub mod pod;
