@@ -26,6 +26,8 @@ use crate::etcd::Etcd;
 use crate::store::{Store, Target, Write};
 
 const INTERVAL: Duration = Duration::from_secs(10);
+/// How soon a failed reconcile is tried again.
+const RETRY: Duration = Duration::from_secs(1);
 const TTL: i64 = 15;
 const LEASES: &str = "/registry/masterleases/";
 const MANAGER: &str = "kube-apiserver";
@@ -130,10 +132,16 @@ pub async fn run(
     cluster_ip: Ipv4Addr,
 ) {
     loop {
-        if let Err(e) = reconcile(&store, &etcd, me, cluster_ip).await {
-            tracing::debug!(error = %e, "the kubernetes service: will retry");
-        }
-        tokio::time::sleep(INTERVAL).await;
+        // A failure (at start-up: the store not ready yet) is retried within a second,
+        // so pods starting meanwhile soon find the Service (and its variables).
+        let wait = match reconcile(&store, &etcd, me, cluster_ip).await {
+            Ok(()) => INTERVAL,
+            Err(e) => {
+                tracing::debug!(error = %e, "the kubernetes service: will retry");
+                RETRY
+            }
+        };
+        tokio::time::sleep(wait).await;
     }
 }
 

@@ -37,6 +37,9 @@ pub struct ControllerManagerFlags {
     /// ReplicationControllers synced at once.
     #[arg(long, default_value_t = 5)]
     pub concurrent_rc_syncs: usize,
+    /// Jobs synced at once.
+    #[arg(long, default_value_t = 5)]
+    pub concurrent_job_syncs: usize,
     /// Run each controller as its own ServiceAccount in kube-system (`deployment-controller`,
     /// ...), with a token this controller-manager requests for it, so that it has only its
     /// `system:controller:*` role's rights; the shared informers keep this process's own
@@ -88,6 +91,7 @@ pub struct ControllerManagerConfig {
     pub enabled: Vec<&'static str>,
     pub replicaset_workers: usize,
     pub replicationcontroller_workers: usize,
+    pub job_workers: usize,
     pub deployment_workers: usize,
     pub node_lifecycle: nodelifecycle::Config,
     /// Each controller acts as its own ServiceAccount (`--use-service-account-credentials`).
@@ -134,11 +138,15 @@ impl ControllerManagerFlags {
         if self.concurrent_rc_syncs == 0 {
             return Err("--concurrent-rc-syncs must be at least 1".into());
         }
+        if self.concurrent_job_syncs == 0 {
+            return Err("--concurrent-job-syncs must be at least 1".into());
+        }
         Ok(ControllerManagerConfig {
             common,
             enabled,
             replicaset_workers: self.concurrent_replicaset_syncs,
             replicationcontroller_workers: self.concurrent_rc_syncs,
+            job_workers: self.concurrent_job_syncs,
             deployment_workers: self.concurrent_deployment_syncs.max(1),
             node_lifecycle: nodelifecycle::Config {
                 monitor_period: self.node_monitor_period,

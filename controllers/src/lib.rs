@@ -42,6 +42,7 @@ pub mod expectations;
 mod extremes;
 pub mod garbagecollector;
 pub mod informer;
+pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -60,6 +61,7 @@ use component_base::events::Recorder;
 use component_base::leaderelection::{run_maybe_elected, LeaderState};
 use component_base::metrics::Registry;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
@@ -97,6 +99,7 @@ pub const CONTROLLERS: &[Registration] = &[
     Registration { name: "deployment", accounts: &["deployment-controller"], informers: &[all::<Deployment>(), all::<ReplicaSet>(), all::<Pod>()], new: deployment::new },
     Registration { name: "replicaset", accounts: &["replicaset-controller"], informers: &[all::<ReplicaSet>(), all::<Pod>()], new: replicaset::new },
     Registration { name: "replicationcontroller", accounts: &["replication-controller"], informers: &[all::<ReplicationController>(), all::<Pod>()], new: replicationcontroller::new },
+    Registration { name: "job", accounts: &["job-controller"], informers: &[all::<Job>(), all::<Pod>()], new: job::new },
     Registration { name: "garbagecollector", accounts: &["generic-garbage-collector"], informers: &[], new: garbagecollector::new },
     Registration { name: "nodeipam", accounts: &["node-controller"], informers: &[all::<Node>()], new: nodeipam::new },
     Registration { name: "nodelifecycle", accounts: &["node-controller"], informers: &[all::<Node>(), Need::namespaced::<Lease>("kube-node-lease"), all::<Pod>()], new: nodelifecycle::new },

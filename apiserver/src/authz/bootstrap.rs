@@ -472,7 +472,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(names(&roles), names(&bindings));
-        assert_eq!(names(&roles).len(), 10);
+        assert_eq!(names(&roles).len(), 11);
         for b in bindings.iter().filter(|b| {
             b["metadata"]["name"]
                 .as_str()
@@ -509,6 +509,10 @@ mod tests {
         assert!(can(&rs, "update", "apps", "replicasets", "status"));
         assert!(!can(&rs, "update", "", "pods", ""));
         assert!(!can(&rs, "create", "apps", "replicasets", ""));
+        let job = account("job-controller");
+        assert!(can(&job, "update", "batch", "jobs", "status"));
+        assert!(can(&job, "patch", "", "pods", ""));
+        assert!(!can(&job, "update", "", "pods", ""));
         let rc = account("replication-controller");
         assert!(can(&rc, "update", "", "replicationcontrollers", "status"));
         assert!(can(&rc, "delete", "", "pods", ""));

@@ -35,6 +35,13 @@ pub(super) fn accounts() -> Vec<(&'static str, Vec<Value>)> {
             rule(&[""], &["pods"], &["list", "watch", "patch", "create", "delete"]),
             events(),
         ]),
+        ("job-controller", vec![
+            rule(&["batch"], &["jobs"], &["get", "list", "watch", "update", "patch"]),
+            rule(&["batch"], &["jobs/status"], &["update"]),
+            rule(&["batch"], &["jobs/finalizers"], &["update"]),
+            rule(&[""], &["pods"], &["list", "watch", "create", "delete", "patch"]),
+            events(),
+        ]),
         ("replication-controller", vec![
             rule(&[""], &["replicationcontrollers"], &["get", "list", "watch", "update"]),
             rule(&[""], &["replicationcontrollers/status"], &["update"]),
