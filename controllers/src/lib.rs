@@ -46,6 +46,7 @@ pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod podcontrol;
 pub mod reconciler;
 pub mod replicaset;
 pub mod replicationcontroller;

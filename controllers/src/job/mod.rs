@@ -15,7 +15,7 @@ use component_base::events::{object_ref, EventType};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 
 use crate::context::{controller_of, controller_ref, key_of, refers_to, Context, Key};
@@ -198,8 +198,9 @@ impl JobController {
         }
         // 3. Deletions and creations, expected before they are made.
         if !plan.delete.is_empty() {
-            let victims: Vec<&&Pod> = pods
+            let victims: Vec<&Pod> = pods
                 .iter()
+                .copied()
                 .filter(|p| {
                     p.metadata
                         .name
@@ -207,41 +208,19 @@ impl JobController {
                         .is_some_and(|n| plan.delete.contains(n))
                 })
                 .collect();
-            self.expectations.expect_deletions(
+            crate::podcontrol::delete_pods(
+                &self.ctx,
+                &self.expectations,
                 key,
-                victims
-                    .iter()
-                    .map(|p| p.metadata.uid.clone().unwrap_or_default()),
-            );
-            for p in victims {
-                let uid = p.metadata.uid.clone().unwrap_or_default();
-                let pod_name = p.metadata.name.clone().unwrap_or_default();
-                let dp = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: Some(uid.clone()),
-                        resource_version: None,
-                    }),
-                    ..Default::default()
-                };
-                match pods_api.delete(&pod_name, &dp).await {
-                    Ok(_) => self.ctx.recorder.record(
-                        &r,
-                        EventType::Normal,
-                        "SuccessfulDelete",
-                        &format!("Deleted pod: {pod_name}"),
-                    ),
-                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
-                        self.expectations.deletion_observed(key, &uid);
-                    }
-                    Err(source) => {
-                        self.expectations.deletion_observed(key, &uid);
-                        return Err(Error::Delete {
-                            pod: pod_name,
-                            source,
-                        });
-                    }
-                }
-            }
+                &pods_api,
+                &r,
+                &victims,
+            )
+            .await
+            .map_err(|f| Error::Delete {
+                pod: f.pod,
+                source: f.source,
+            })?;
         }
         if !plan.create.is_empty() {
             self.expectations.expect_creations(key, plan.create.len());

@@ -20,7 +20,7 @@ use component_base::labels;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 
 use crate::context::{controller_of, controller_ref, key_of, pod_active, refers_to, Context, Key};
@@ -366,43 +366,19 @@ impl<K: Replicated> ReplicaController<K> {
         api: &Api<Pod>,
         victims: &[&Pod],
     ) -> Result<(), Error> {
-        self.expectations.expect_deletions(
+        crate::podcontrol::delete_pods(
+            &self.ctx,
+            &self.expectations,
             key,
-            victims
-                .iter()
-                .map(|p| p.metadata.uid.clone().unwrap_or_default()),
-        );
-        let mut err = None;
-        for p in victims {
-            let uid = p.metadata.uid.clone().unwrap_or_default();
-            let dp = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: Some(uid.clone()),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            let name = p.metadata.name.clone().unwrap_or_default();
-            match api.delete(&name, &dp).await {
-                Ok(_) => self.ctx.recorder.record(
-                    &object_ref(owner),
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    &format!("Deleted pod: {name}"),
-                ),
-                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
-                    self.expectations.deletion_observed(key, &uid);
-                }
-                Err(source) => {
-                    self.expectations.deletion_observed(key, &uid);
-                    err = Some(Error::Delete { pod: name, source });
-                }
-            }
-        }
-        match err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+            api,
+            &object_ref(owner),
+            victims,
+        )
+        .await
+        .map_err(|f| Error::Delete {
+            pod: f.pod,
+            source: f.source,
+        })
     }
 
     /// Writes the status the pods make, if it changed; asks to look again when a ready pod
