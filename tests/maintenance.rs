@@ -112,9 +112,21 @@ async fn t20_learner_joins_then_is_promoted() {
         async move { kv.member_promote(id).await.ok() }
     })
     .await;
-    let list = kv.member_list().await.unwrap();
-    assert_eq!(list.members().len(), 4);
-    assert!(list.members().iter().all(|m| !m.is_learner()));
+    // MemberList is serializable by default, as etcd's: the member that answers may apply
+    // the promotion a moment after the leader acknowledged it.
+    wait_for(
+        Duration::from_secs(10),
+        "four voters in the member list",
+        || {
+            let mut kv = kv.clone();
+            async move {
+                let list = kv.member_list().await.ok()?;
+                (list.members().len() == 4 && list.members().iter().all(|m| !m.is_learner()))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
     // The promoted member serves linearizable reads.
     assert_eq!(m4.get("x/0", None).await.unwrap().kvs().len(), 1);
     let err = kv.member_promote(id).await.unwrap_err();
@@ -134,7 +146,11 @@ async fn t20_learner_joins_then_is_promoted() {
         log.contains("removed from the cluster; shutting down"),
         "{log}"
     );
-    assert_eq!(kv.member_list().await.unwrap().members().len(), 3);
+    wait_for(Duration::from_secs(10), "three members in the list", || {
+        let mut kv = kv.clone();
+        async move { (kv.member_list().await.ok()?.members().len() == 3).then_some(()) }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
