@@ -277,6 +277,13 @@ pub fn compute(i: &Inputs) -> PodStatus {
                 Some("Pod was active on the node longer than the specified deadline".to_string());
             "Failed".to_string()
         }
+        // A deleted pod whose containers are stopped ends in a terminal phase before the
+        // object goes (the kubelet since 1.27), so a Job's pod-replacement policy `Failed`
+        // and its pod failure policy see how it ended.
+        (_, Some(Ending::Deleted)) if i.plan.stopped => {
+            let all_ok = !apps.is_empty() && apps.iter().all(|s| is_terminated(s) == Some(0));
+            if all_ok { "Succeeded" } else { "Failed" }.to_string()
+        }
         _ => phase(&init, &apps, &policy).to_string(),
     };
     let terminal = phase == "Succeeded" || phase == "Failed";

@@ -203,6 +203,31 @@ fn phases_after_every_container_exits() {
 }
 
 #[test]
+fn a_deleted_pod_ends_terminal_once_stopped() {
+    let stopped = Plan {
+        ending: Some(crate::sync::Ending::Deleted),
+        stopped: true,
+        ..Plan::default()
+    };
+    for (policy, codes, phase) in [
+        ("Always", vec![0, 0], "Succeeded"),
+        ("Always", vec![137, 0], "Failed"),
+        ("Never", vec![143, 143], "Failed"),
+    ] {
+        let p = pod(policy, &[], &["a", "b"]);
+        let v = view(vec![
+            c("a", false, 0, exited(codes[0])),
+            c("b", false, 0, exited(codes[1])),
+        ]);
+        let s = compute_with(&p, &v, &stopped, &[]);
+        assert_eq!(s.phase.as_deref(), Some(phase), "{policy} {codes:?}");
+    }
+    // Never started: failed too.
+    let s = compute_with(&pod("Always", &[], &["a"]), &view(vec![]), &stopped, &[]);
+    assert_eq!(s.phase.as_deref(), Some("Failed"));
+}
+
+#[test]
 fn transition_times_are_kept_while_a_condition_holds() {
     let p = pod("Always", &[], &["a"]);
     let v = view(vec![c(

@@ -274,6 +274,8 @@ impl Worker {
             now,
         });
         if plan.stopped && plan.ending == Some(Ending::Deleted) {
+            let st = self.status_of(pod, &view, &plan, now);
+            self.report(pod, st).await;
             rt.remove_pod(&self.uid).await?;
             self.remove_pod_dir();
             self.delete_object(pod).await?;
@@ -288,18 +290,7 @@ impl Worker {
         } else {
             view
         };
-        let (ready, started) = self.probe_verdicts(&view);
-        let st = status::compute(&status::Inputs {
-            pod,
-            view: &view,
-            plan: &plan,
-            start_errors: &self.start_errors,
-            ready: &ready,
-            started: &started,
-            runtime: rt.name(),
-            host_ip: &self.shared.host_ip,
-            now,
-        });
+        let st = self.status_of(pod, &view, &plan, now);
         self.report(pod, st).await;
         if acted {
             return Ok(Step::Again);
@@ -321,6 +312,22 @@ impl Worker {
             wait = wait.min(left);
         }
         Ok(Step::Wait(wait))
+    }
+
+    /// The status to report for `pod` as the runtime shows it after `plan`.
+    fn status_of(&self, pod: &Pod, view: &PodView, plan: &sync::Plan, now: Timestamp) -> PodStatus {
+        let (ready, started) = self.probe_verdicts(view);
+        status::compute(&status::Inputs {
+            pod,
+            view,
+            plan,
+            start_errors: &self.start_errors,
+            ready: &ready,
+            started: &started,
+            runtime: self.shared.runtime.name(),
+            host_ip: &self.shared.host_ip,
+            now,
+        })
     }
 
     async fn delete_object(&self, pod: &Pod) -> anyhow::Result<()> {
