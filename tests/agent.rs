@@ -15,6 +15,9 @@ use common::wait_for;
 use k8s_openapi::api::core::v1::{ContainerStatus, Endpoints, Node, Pod};
 use kube::api::{Api, ListParams};
 
+#[path = "agent/workloads.rs"]
+mod workloads;
+
 struct World {
     _backend: Backend,
     api: Apiservers,
@@ -612,106 +615,7 @@ spec:
             "process {pid} of a deleted pod still runs"
         );
     }
-    jobs(&w, &kc).await;
-}
-
-/// The Job controller with real pods: an Indexed Job runs every index once and
-/// completes (each pod sees its JOB_COMPLETION_INDEX, no pod keeps the tracking
-/// finalizer), and a Job whose pods fail is Failed at its backoff limit.
-async fn jobs(w: &World, kc: &std::path::Path) {
-    let indexed = r#"
-apiVersion: batch/v1
-kind: Job
-metadata: {name: ix, namespace: default}
-spec:
-  completionMode: Indexed
-  completions: 3
-  parallelism: 2
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-      - {name: c, image: busybox, command: ["sh", "-c", "echo index $JOB_COMPLETION_INDEX"]}
-"#;
-    let o = kubectl_stdin(kc, &["apply", "-f", "-"], indexed);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let out = kubectl_ok(
-        kc,
-        &[
-            "wait",
-            "--for=condition=complete",
-            "job/ix",
-            "--timeout=90s",
-        ],
-    );
-    assert!(out.contains("condition met"), "{out}");
-    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(w.client.clone(), "default");
-    let st = jobs.get("ix").await.unwrap().status.unwrap();
-    assert_eq!(st.succeeded, Some(3), "{st:?}");
-    assert_eq!(st.completed_indexes.as_deref(), Some("0-2"), "{st:?}");
-    assert!(st.completion_time.is_some());
-    let pods_api: Api<Pod> = Api::namespaced(w.client.clone(), "default");
-    let pods = pods_api
-        .list(&ListParams::default().labels("batch.kubernetes.io/job-name=ix"))
-        .await
-        .unwrap()
-        .items;
-    let mut seen: Vec<String> = Vec::new();
-    for p in &pods {
-        assert!(
-            p.metadata.finalizers.as_ref().is_none_or(|f| f.is_empty()),
-            "{:?}",
-            p.metadata.finalizers
-        );
-        let ix =
-            p.metadata.labels.as_ref().unwrap()["batch.kubernetes.io/job-completion-index"].clone();
-        let name = p.metadata.name.clone().unwrap();
-        let log = kubectl_ok(kc, &["logs", &name]);
-        assert_eq!(log.trim(), format!("index {ix}"), "{name}");
-        seen.push(ix);
-    }
-    seen.sort();
-    assert_eq!(seen, ["0", "1", "2"], "each index ran once");
-    let table = kubectl_ok(kc, &["get", "job", "ix"]);
-    assert!(
-        table.contains("Complete") && table.contains("3/3"),
-        "{table}"
-    );
-
-    let failing = r#"
-apiVersion: batch/v1
-kind: Job
-metadata: {name: boom, namespace: default}
-spec:
-  backoffLimit: 1
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-      - {name: c, image: busybox, command: ["sh", "-c", "exit 3"]}
-"#;
-    let o = kubectl_stdin(kc, &["apply", "-f", "-"], failing);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let out = kubectl_ok(
-        kc,
-        &[
-            "wait",
-            "--for=condition=failed",
-            "job/boom",
-            "--timeout=90s",
-        ],
-    );
-    assert!(out.contains("condition met"), "{out}");
-    let st = jobs.get("boom").await.unwrap().status.unwrap();
-    assert_eq!(st.failed, Some(2), "{st:?}");
-    let failed = st
-        .conditions
-        .unwrap_or_default()
-        .into_iter()
-        .find(|c| c.type_ == "Failed")
-        .unwrap();
-    assert_eq!(failed.reason.as_deref(), Some("BackoffLimitExceeded"));
-    kubectl_ok(kc, &["delete", "job", "ix", "boom"]);
+    workloads::jobs(&w, &kc).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -305,6 +305,7 @@ async fn t10_apply_patch_scale_tables_explain() {
 
     pod_security(&kc);
     jobs(&kc);
+    cronjobs(&kc);
 
     // explain reads the OpenAPI v3 schemas.
     let ex = kubectl_ok(&kc, &["explain", "pod.spec.containers"]);
@@ -411,6 +412,79 @@ spec:
     let ex = kubectl_ok(kc, &["explain", "job.spec.podFailurePolicy"]);
     assert!(ex.contains("rules"), "{ex}");
     kubectl_ok(kc, &["delete", "job", "pi"]);
+}
+
+fn cronjobs(kc: &std::path::Path) {
+    let out = kubectl_ok(
+        kc,
+        &[
+            "create",
+            "cronjob",
+            "nightly",
+            "--image=busybox",
+            "--schedule=0 3 * * *",
+            "--",
+            "echo",
+            "hi",
+        ],
+    );
+    assert!(out.contains("cronjob.batch/nightly created"), "{out}");
+    let cj = json_of(kc, &["get", "cj", "nightly"]);
+    assert_eq!(cj["spec"]["concurrencyPolicy"], "Allow", "{cj}");
+    assert_eq!(cj["spec"]["successfulJobsHistoryLimit"], 3, "{cj}");
+    let table = kubectl_ok(kc, &["get", "cronjobs"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"],
+        "{table}"
+    );
+    assert!(
+        table.contains("0 3 * * *") && table.contains("<none>"),
+        "{table}"
+    );
+    // A Job from it now, as kubectl makes it.
+    let out = kubectl_ok(kc, &["create", "job", "now", "--from=cronjob/nightly"]);
+    assert!(out.contains("job.batch/now created"), "{out}");
+    let j = json_of(kc, &["get", "job", "now"]);
+    assert_eq!(
+        j["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"], "manual",
+        "{j}"
+    );
+    assert_eq!(
+        j["metadata"]["ownerReferences"][0]["kind"], "CronJob",
+        "{j}"
+    );
+    assert_eq!(
+        j["metadata"]["ownerReferences"][0]["uid"], cj["metadata"]["uid"],
+        "{j}"
+    );
+
+    let bad = r#"
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: bad}
+spec:
+  schedule: "61 * * *"
+  timeZone: Mars/Olympus
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          containers: [{name: c, image: busybox}]
+"#;
+    let out = kubectl_stdin(kc, &["create", "-f", "-"], bad);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success()
+            && err.contains("The CronJob \"bad\" is invalid")
+            && err.contains("spec.schedule: Invalid value: \"61 * * *\": expected exactly 5 fields, found 4: [61 * * *]")
+            && err.contains("spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus")
+            && err.contains("spec.jobTemplate.spec.template.spec.restartPolicy: Required value"),
+        "{err}"
+    );
+    kubectl_ok(kc, &["delete", "job", "now"]);
+    kubectl_ok(kc, &["delete", "cronjob", "nightly"]);
 }
 
 /// A pod named `name` in namespace `ns` with one container `c` and `extra` merged into

@@ -18,7 +18,10 @@
 //!   `garbagecollector/` (`graph.rs`), `nodelifecycle/` (`health.rs`), `nodeipam/`
 //!   (`cidrset.rs` ranges, `plan.rs` who holds which; with `--allocate-node-cidrs`), `endpoints/`
 //!   (`plan.rs`; Endpoints and EndpointSlices), `namespace.rs`, `serviceaccount.rs`,
-//!   `servicelb/` (`pool.rs`; with `--load-balancer-ip-range`).
+//!   `servicelb/` (`pool.rs`; with `--load-balancer-ip-range`), `job/` (`plan.rs` counting
+//!   and ending, `scale.rs` pods to run, `policy.rs` failure and success policies),
+//!   `daemonset/` (`nodes.rs` where pods belong, `plan.rs` pods and rollout, `history.rs`
+//!   ControllerRevisions), `cronjob/` (`plan.rs` schedule times, concurrency, history), `ttlafterfinished.rs`.
 //!
 //! Adding a controller: a module with a [`reconciler::Reconciler`] and a
 //! `new(&Arc<Context>) -> Box<dyn Run>` that takes its informers from
@@ -35,6 +38,8 @@
 pub mod config;
 pub mod context;
 pub mod credentials;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod expectations;
@@ -52,6 +57,7 @@ pub mod replicaset;
 pub mod replicationcontroller;
 pub mod serviceaccount;
 pub mod servicelb;
+pub mod ttlafterfinished;
 pub mod workqueue;
 
 use std::collections::{BTreeSet, HashSet};
@@ -61,8 +67,8 @@ use std::time::Duration;
 use component_base::events::Recorder;
 use component_base::leaderelection::{run_maybe_elected, LeaderState};
 use component_base::metrics::Registry;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
@@ -101,6 +107,9 @@ pub const CONTROLLERS: &[Registration] = &[
     Registration { name: "replicaset", accounts: &["replicaset-controller"], informers: &[all::<ReplicaSet>(), all::<Pod>()], new: replicaset::new },
     Registration { name: "replicationcontroller", accounts: &["replication-controller"], informers: &[all::<ReplicationController>(), all::<Pod>()], new: replicationcontroller::new },
     Registration { name: "job", accounts: &["job-controller"], informers: &[all::<Job>(), all::<Pod>()], new: job::new },
+    Registration { name: "daemonset", accounts: &["daemon-set-controller"], informers: &[all::<DaemonSet>(), all::<Node>(), all::<Pod>(), all::<ControllerRevision>()], new: daemonset::new },
+    Registration { name: "cronjob", accounts: &["cronjob-controller"], informers: &[all::<CronJob>(), all::<Job>()], new: cronjob::new },
+    Registration { name: "ttl-after-finished", accounts: &["ttl-after-finished-controller"], informers: &[all::<Job>()], new: ttlafterfinished::new },
     Registration { name: "garbagecollector", accounts: &["generic-garbage-collector"], informers: &[], new: garbagecollector::new },
     Registration { name: "nodeipam", accounts: &["node-controller"], informers: &[all::<Node>()], new: nodeipam::new },
     Registration { name: "nodelifecycle", accounts: &["node-controller"], informers: &[all::<Node>(), Need::namespaced::<Lease>("kube-node-lease"), all::<Pod>()], new: nodelifecycle::new },

@@ -8,8 +8,38 @@ use component_base::events::EventType;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{Api, DeleteParams, Preconditions};
 
-use crate::context::{Context, Key};
+use crate::context::{controller_of, refers_to, Context, Key};
 use crate::expectations::Expectations;
+use crate::informer::Change;
+
+/// The queue key of the `Owner` controlling the pod of `ch`, after telling `expectations`
+/// of the pod's creation or deletion (kube's addPod/deletePod handlers); `None` for a pod
+/// no `Owner` controls.
+pub fn observe<Owner: kube::Resource<DynamicType = ()>>(
+    expectations: &Expectations<Key>,
+    ch: &Change<'_, Pod>,
+) -> Option<Key> {
+    let (p, created, deleted) = match ch {
+        Change::Apply { old, new } => (
+            *new,
+            old.is_none(),
+            new.metadata.deletion_timestamp.is_some(),
+        ),
+        Change::Delete(p) => (*p, false, true),
+    };
+    let r = controller_of(p).filter(|r| refers_to::<Owner>(r))?;
+    let key = (
+        p.metadata.namespace.clone().unwrap_or_default(),
+        r.name.clone(),
+    );
+    if created {
+        expectations.creation_observed(&key);
+    }
+    if deleted {
+        expectations.deletion_observed(&key, p.metadata.uid.as_deref().unwrap_or(""));
+    }
+    Some(key)
+}
 
 /// A deletion the apiserver refused (other than the pod being gone or replaced).
 #[derive(Debug)]

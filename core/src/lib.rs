@@ -12,6 +12,8 @@
 //!   qualified names, label keys and values) with its messages.
 //! - `quantity.rs`: resource quantities (`100m`, `1.5Gi`, `2e3`) parsed to numbers and
 //!   formatted back; sums saturate.
+//! - `cron.rs`: CronJob schedules (five fields, descriptors, `@every`) and time zones,
+//!   evaluated on a zone's wall clock.
 //! - `duration.rs`: Go-style durations for flags (`15s`, `1h30m`, `500ms`, bare seconds).
 //! - `taints.rs`: taints and tolerations: matching, and how long a NoExecute taint is
 //!   tolerated.
@@ -23,6 +25,7 @@
 
 pub mod backoff;
 pub mod cidr;
+pub mod cron;
 pub mod duration;
 pub mod fields;
 pub mod histogram;

@@ -472,7 +472,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(names(&roles), names(&bindings));
-        assert_eq!(names(&roles).len(), 11);
+        assert_eq!(names(&roles).len(), 14);
         for b in bindings.iter().filter(|b| {
             b["metadata"]["name"]
                 .as_str()
@@ -513,6 +513,17 @@ mod tests {
         assert!(can(&job, "update", "batch", "jobs", "status"));
         assert!(can(&job, "patch", "", "pods", ""));
         assert!(!can(&job, "update", "", "pods", ""));
+        let dsc = account("daemon-set-controller");
+        assert!(can(&dsc, "create", "apps", "controllerrevisions", ""));
+        assert!(can(&dsc, "update", "apps", "daemonsets", "status"));
+        assert!(!can(&dsc, "update", "apps", "daemonsets", ""));
+        let cj = account("cronjob-controller");
+        assert!(can(&cj, "create", "batch", "jobs", ""));
+        assert!(can(&cj, "update", "batch", "cronjobs", "status"));
+        assert!(!can(&cj, "create", "", "pods", ""));
+        let ttl = account("ttl-after-finished-controller");
+        assert!(can(&ttl, "delete", "batch", "jobs", ""));
+        assert!(!can(&ttl, "delete", "", "pods", ""));
         let rc = account("replication-controller");
         assert!(can(&rc, "update", "", "replicationcontrollers", "status"));
         assert!(can(&rc, "delete", "", "pods", ""));

@@ -19,6 +19,9 @@ mod registry;
 mod typed;
 
 mod configmap;
+mod controllerrevision;
+mod cronjob;
+pub mod daemonset;
 mod deployment;
 mod endpoints;
 mod endpointslice;
@@ -57,8 +60,11 @@ fn builtin() -> Vec<Arc<dyn Strategy>> {
         Arc::new(Typed::<event::Events>::new()),
         Arc::new(Typed::<deployment::Deployments>::new()),
         Arc::new(Typed::<replicaset::ReplicaSets>::new()),
+        Arc::new(Typed::<daemonset::DaemonSets>::new()),
+        Arc::new(Typed::<controllerrevision::ControllerRevisions>::new()),
         Arc::new(Typed::<replicationcontroller::ReplicationControllers>::new()),
         Arc::new(Typed::<job::Jobs>::new()),
+        Arc::new(Typed::<cronjob::CronJobs>::new()),
         Arc::new(Typed::<lease::Leases>::new()),
         Arc::new(Typed::<priorityclass::PriorityClasses>::new()),
         Arc::new(Typed::<endpointslice::EndpointSlices>::new()),

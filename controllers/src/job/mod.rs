@@ -6,8 +6,12 @@
 //! names, then creations and deletions under expectations, so a failover between any two
 //! steps neither loses nor double-counts a finished pod.
 
+mod conditions;
 pub mod indexes;
 pub mod plan;
+pub mod pods;
+pub mod policy;
+mod scale;
 
 use std::sync::Arc;
 
@@ -18,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 
-use crate::context::{controller_of, controller_ref, key_of, refers_to, Context, Key};
+use crate::context::{controller_of, controller_ref, key_of, Context, Key};
 use crate::expectations::Expectations;
 use crate::informer::{Change, Informer};
 use crate::reconciler::{Action, Controller, Reconciler, Run};
@@ -77,29 +81,9 @@ pub fn new(ctx: &Arc<Context>) -> Box<dyn Run> {
     let weak = Arc::downgrade(&c);
     c.pods.on_change(move |ch| {
         let Some(c) = weak.upgrade() else { return };
-        let (p, created, deleted) = match ch {
-            Change::Apply { old, new } => (
-                new,
-                old.is_none(),
-                new.metadata.deletion_timestamp.is_some(),
-            ),
-            Change::Delete(p) => (p, false, true),
-        };
-        let Some(r) = controller_of(p).filter(|r| refers_to::<Job>(r)) else {
-            return;
-        };
-        let key = (
-            p.metadata.namespace.clone().unwrap_or_default(),
-            r.name.clone(),
-        );
-        if created {
-            c.expectations.creation_observed(&key);
+        if let Some(key) = crate::podcontrol::observe::<Job>(&c.expectations, &ch) {
+            q.add(key);
         }
-        if deleted {
-            c.expectations
-                .deletion_observed(&key, p.metadata.uid.as_deref().unwrap_or(""));
-        }
-        q.add(key);
     });
     let workers = ctx.config.job_workers;
     Controller::new(c, queue).workers(workers).into()
@@ -227,7 +211,20 @@ impl JobController {
             let mut left = plan.create.len();
             for index in &plan.create {
                 left -= 1;
-                let pod = pod_for(job, *index);
+                let mut pod = pod_for(job, *index);
+                if let Some((counted, ignored)) = index.and_then(|i| plan.index_failures.get(&i)) {
+                    let a = pod
+                        .metadata
+                        .annotations
+                        .get_or_insert_with(Default::default);
+                    a.insert(policy::INDEX_FAILURE_COUNT.into(), counted.to_string());
+                    if *ignored > 0 {
+                        a.insert(
+                            policy::INDEX_IGNORED_FAILURE_COUNT.into(),
+                            ignored.to_string(),
+                        );
+                    }
+                }
                 match pods_api.create(&PostParams::default(), &pod).await {
                     Ok(p) => self.ctx.recorder.record(
                         &r,
@@ -350,7 +347,7 @@ pub fn pod_for(job: &Job, index: Option<i32>) -> Pod {
 
 #[cfg(test)]
 mod tests {
-    use super::plan::completion_index;
+    use super::pods::completion_index;
     use super::*;
 
     #[test]

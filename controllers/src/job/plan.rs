@@ -5,68 +5,29 @@
 //! or missed across controller failover: every pod is created with the
 //! `batch.kubernetes.io/job-tracking` finalizer; a finished pod that still has it is first
 //! written into `status.uncountedTerminatedPods` (and, for Indexed Jobs, its index into
-//! `completedIndexes`), and only after that status write are finalizers removed; a UID in
-//! `uncountedTerminatedPods` whose pod has lost its finalizer (or is gone) moves into
-//! `succeeded`/`failed`. Success and failure are two-step as in kube 1.32:
+//! `completedIndexes` or `failedIndexes`), and only after that status write are finalizers
+//! removed; a UID in `uncountedTerminatedPods` whose pod has lost its finalizer (or is
+//! gone) moves into `succeeded`/`failed`. Success and failure are two-step as in kube 1.32:
 //! `SuccessCriteriaMet`/`FailureTarget` first (remaining pods are deleted), then
 //! `Complete`/`Failed` once no pod runs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use k8s_openapi::api::batch::v1::{Job, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::conditions;
 use super::indexes;
+use super::pods::{completion_index, has_finalizer, pod_state, restarts, PodState};
+use super::policy::{self, Verdict};
+use super::scale::{scale, Scaling};
 
-pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
-pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+pub use super::pods::{COMPLETION_INDEX, TRACKING_FINALIZER};
 
-/// Pod failure backoff: 10 s doubling per failure since the last success, at most 6 min.
-const BACKOFF_BASE: Duration = Duration::from_secs(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(360);
 /// At most this many pods are created or deleted per sync (kube's burst).
 pub const BURST: usize = 500;
-
-/// Where a pod stands for its Job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PodState {
-    /// Running or about to (not finished, not being deleted).
-    Active,
-    /// Being deleted and not finished yet.
-    Terminating,
-    Succeeded,
-    Failed,
-}
-
-pub fn pod_state(p: &Pod) -> PodState {
-    match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
-        Some("Succeeded") => PodState::Succeeded,
-        Some("Failed") => PodState::Failed,
-        _ if p.metadata.deletion_timestamp.is_some() => PodState::Terminating,
-        _ => PodState::Active,
-    }
-}
-
-pub fn has_finalizer(p: &Pod) -> bool {
-    p.metadata
-        .finalizers
-        .iter()
-        .flatten()
-        .any(|f| f == TRACKING_FINALIZER)
-}
-
-/// The completion index of a pod of an Indexed Job (annotation, else label).
-pub fn completion_index(p: &Pod) -> Option<i32> {
-    let m = &p.metadata;
-    m.annotations
-        .as_ref()
-        .and_then(|a| a.get(COMPLETION_INDEX))
-        .or_else(|| m.labels.as_ref().and_then(|l| l.get(COMPLETION_INDEX)))
-        .and_then(|v| v.parse().ok())
-        .filter(|i: &i32| *i >= 0)
-}
 
 /// What one sync does.
 #[derive(Debug, Default, PartialEq)]
@@ -78,6 +39,9 @@ pub struct Plan {
     pub remove_finalizers: Vec<String>,
     /// Pods to create: their completion index (Indexed) or `None`.
     pub create: Vec<Option<i32>>,
+    /// With `backoffLimitPerIndex`: the (counted, ignored) failures of each index a pod
+    /// is created for, written on the new pod.
+    pub index_failures: BTreeMap<i32, (i32, i32)>,
     /// Active pods to delete, by name.
     pub delete: Vec<String>,
     /// Sync again after this long (a backoff or a deadline), even without a change.
@@ -86,71 +50,25 @@ pub struct Plan {
     pub events: Vec<(&'static str, &'static str, String)>,
 }
 
-fn condition_true(status: &JobStatus, ty: &str) -> bool {
-    status
-        .conditions
-        .iter()
-        .flatten()
-        .any(|c| c.type_ == ty && c.status == "True")
+/// How a Job ends: a reason and a message.
+#[derive(Debug, Clone, PartialEq)]
+enum End {
+    Fail(String, String),
+    Succeed(String, String),
 }
 
-/// Sets condition `ty` to `status` with the reason and message, keeping its transition
-/// time when the status does not change.
-fn set_condition(st: &mut JobStatus, ty: &str, status: &str, reason: &str, msg: &str, now: &Time) {
-    let conds = st.conditions.get_or_insert_with(Vec::new);
-    match conds.iter_mut().find(|c| c.type_ == ty) {
-        Some(c) => {
-            if c.status != status {
-                c.last_transition_time = Some(now.clone());
-            }
-            c.status = status.into();
-            c.reason = Some(reason.into());
-            c.message = Some(msg.into());
-            c.last_probe_time = Some(now.clone());
-        }
-        None => conds.push(JobCondition {
-            type_: ty.into(),
-            status: status.into(),
-            reason: Some(reason.into()),
-            message: Some(msg.into()),
-            last_probe_time: Some(now.clone()),
-            last_transition_time: Some(now.clone()),
-        }),
-    }
+fn fail(reason: &str, msg: &str) -> End {
+    End::Fail(reason.into(), msg.into())
 }
 
-fn finish_time(p: &Pod) -> Option<jiff::Timestamp> {
-    p.status
-        .as_ref()?
-        .container_statuses
-        .iter()
-        .flatten()
-        .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
-        .map(|t| t.0)
-        .max()
-        .or_else(|| p.metadata.creation_timestamp.as_ref().map(|t| t.0))
-}
-
-/// Restarts of the containers of an active pod (counted against backoffLimit under
-/// `restartPolicy: OnFailure`, as kube does).
-fn restarts(p: &Pod) -> i64 {
-    p.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .into_iter()
-        .flatten()
-        .map(|c| i64::from(c.restart_count.max(0)))
-        .sum()
-}
-
-/// The reason a Job fails, if it does now.
-fn failure(
+/// Whether the Job fails for its backoff limit or its deadline now.
+fn limits_exceeded(
     job: &Job,
     failed: i64,
     active: &[&Pod],
     now: jiff::Timestamp,
     start: Option<jiff::Timestamp>,
-) -> Option<(&'static str, &'static str)> {
+) -> Option<End> {
     let spec = job.spec.as_ref()?;
     let on_failure = spec
         .template
@@ -162,47 +80,37 @@ fn failure(
     if on_failure {
         failures = failures.saturating_add(active.iter().map(|p| restarts(p)).sum::<i64>());
     }
-    let limit = i64::from(spec.backoff_limit.unwrap_or(6));
-    if failures > limit {
-        return Some((
+    if failures > i64::from(spec.backoff_limit.unwrap_or(6)) {
+        return Some(fail(
             "BackoffLimitExceeded",
             "Job has reached the specified backoff limit",
         ));
     }
-    if let (Some(deadline), Some(start)) = (spec.active_deadline_seconds, start) {
-        let end = start.checked_add(jiff::SignedDuration::from_secs(deadline.max(0)));
-        if end.is_ok_and(|end| end <= now) {
-            return Some((
-                "DeadlineExceeded",
-                "Job was active longer than specified deadline",
-            ));
-        }
-    }
-    None
+    let end = deadline(job, start?)?;
+    (end <= now).then(|| {
+        fail(
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline",
+        )
+    })
 }
 
-/// The pod failure backoff still to wait before creating pods, if any.
-fn backoff_left(pods: &[&Pod], now: jiff::Timestamp) -> Option<Duration> {
-    let last_success = pods
-        .iter()
-        .filter(|p| pod_state(p) == PodState::Succeeded)
-        .filter_map(|p| finish_time(p))
-        .max();
-    let failures: Vec<jiff::Timestamp> = pods
-        .iter()
-        .filter(|p| pod_state(p) == PodState::Failed)
-        .filter_map(|p| finish_time(p))
-        .filter(|t| last_success.is_none_or(|s| *t > s))
-        .collect();
-    let last = failures.iter().max()?;
-    let n = u32::try_from(failures.len()).unwrap_or(u32::MAX);
-    let wait = BACKOFF_BASE
-        .checked_mul(2u32.saturating_pow(n.saturating_sub(1).min(16)))
-        .unwrap_or(BACKOFF_MAX)
-        .min(BACKOFF_MAX);
-    let since = now.duration_since(*last);
-    let since = Duration::try_from(since).unwrap_or(Duration::ZERO);
-    wait.checked_sub(since).filter(|d| !d.is_zero())
+fn deadline(job: &Job, start: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    let secs = job.spec.as_ref()?.active_deadline_seconds?;
+    start
+        .checked_add(jiff::SignedDuration::from_secs(secs.max(0)))
+        .ok()
+}
+
+/// What the finished pods that still carry the finalizer add to the counts.
+#[derive(Default)]
+struct Tracking {
+    unc_ok: BTreeSet<String>,
+    unc_failed: BTreeSet<String>,
+    completed: BTreeSet<i32>,
+    failed_indexes: BTreeSet<i32>,
+    /// A pod failure policy rule that fails the Job (the first pod's message).
+    fail_job: Option<String>,
 }
 
 /// The decisions for `job` owning `pods` at `now`.
@@ -215,48 +123,53 @@ pub fn plan(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
     let old = job.status.clone().unwrap_or_default();
     let mut st = old.clone();
     let indexed = spec.completion_mode.as_deref() == Some("Indexed");
+    let per_index = indexed && spec.backoff_limit_per_index.is_some();
     let completions = spec.completions;
-    let parallelism = spec.parallelism.unwrap_or(1).max(0);
-    let finished = condition_true(&old, "Complete") || condition_true(&old, "Failed");
+    let finished = conditions::is_true(&old, "Complete") || conditions::is_true(&old, "Failed");
     let suspended = spec.suspend == Some(true);
+    // Replacement policy `Failed` (implied by a pod failure policy): a pod being deleted
+    // is neither failed nor replaced until it reaches phase Failed.
+    let only_failed = spec.pod_replacement_policy.as_deref() == Some("Failed")
+        || spec.pod_failure_policy.is_some();
+    let failure_policy = spec.pod_failure_policy.as_ref();
+    let failure_target = conditions::reason_of(&old, "FailureTarget");
+    let success_met = conditions::reason_of(&old, "SuccessCriteriaMet");
 
     // 1. Finalizer tracking: finished pods with our finalizer into uncounted; uncounted
     //    pods whose finalizer is gone into the counts.
-    let mut uncounted = old.uncounted_terminated_pods.clone().unwrap_or_default();
-    let mut unc_ok: BTreeSet<String> = uncounted
-        .succeeded
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let mut unc_failed: BTreeSet<String> = uncounted
-        .failed
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let mut completed = indexes::parse(
-        old.completed_indexes.as_deref().unwrap_or(""),
-        completions.unwrap_or(0),
-    );
+    let uncounted = old.uncounted_terminated_pods.clone().unwrap_or_default();
+    let limit = completions.unwrap_or(0);
+    let mut t = Tracking {
+        unc_ok: uncounted
+            .succeeded
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        unc_failed: uncounted
+            .failed
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        completed: indexes::parse(old.completed_indexes.as_deref().unwrap_or(""), limit),
+        failed_indexes: indexes::parse(old.failed_indexes.as_deref().unwrap_or(""), limit),
+        fail_job: None,
+    };
     let by_uid: BTreeMap<&str, &Pod> = pods
         .iter()
         .filter_map(|p| Some((p.metadata.uid.as_deref()?, *p)))
         .collect();
+    let gone = |uid: &String| by_uid.get(uid.as_str()).is_none_or(|p| !has_finalizer(p));
     let mut succeeded = i64::from(old.succeeded.unwrap_or(0));
     let mut failed = i64::from(old.failed.unwrap_or(0));
-    for uid in unc_ok.clone() {
-        if by_uid.get(uid.as_str()).is_none_or(|p| !has_finalizer(p)) {
-            unc_ok.remove(&uid);
-            succeeded = succeeded.saturating_add(1);
-        }
-    }
-    for uid in unc_failed.clone() {
-        if by_uid.get(uid.as_str()).is_none_or(|p| !has_finalizer(p)) {
-            unc_failed.remove(&uid);
-            failed = failed.saturating_add(1);
-        }
-    }
+    let before = t.unc_ok.len();
+    t.unc_ok.retain(|uid| !gone(uid));
+    succeeded = succeeded.saturating_add(i64::try_from(before - t.unc_ok.len()).unwrap_or(0));
+    let before = t.unc_failed.len();
+    t.unc_failed.retain(|uid| !gone(uid));
+    failed = failed.saturating_add(i64::try_from(before - t.unc_failed.len()).unwrap_or(0));
+    let mut awaited: Vec<&Pod> = Vec::new();
     for p in pods {
         let (Some(uid), Some(name)) = (p.metadata.uid.as_deref(), p.metadata.name.as_deref())
         else {
@@ -265,35 +178,52 @@ pub fn plan(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
         if !has_finalizer(p) {
             continue;
         }
-        match pod_state(p) {
-            PodState::Succeeded => {
-                unc_ok.insert(uid.to_string());
-                if let (true, Some(i), Some(c)) = (indexed, completion_index(p), completions) {
-                    if i < c {
-                        completed.insert(i);
-                    }
+        let index = completion_index(p).filter(|i| indexed && *i < limit);
+        let state = pod_state(p);
+        // A pod deleted before it finished failed (kube's isPodFailed: it may never reach
+        // a terminal phase), unless suspension or success deleted it, or the replacement
+        // policy waits for its phase (not once the Job is failing). One never scheduled
+        // will not get a phase from any node.
+        let unscheduled = p.spec.as_ref().is_none_or(|s| s.node_name.is_none());
+        let failed_now = match state {
+            PodState::Failed => true,
+            PodState::Terminating if suspended || success_met.is_some() => false,
+            PodState::Terminating => failure_target.is_some() || !only_failed || unscheduled,
+            _ => false,
+        };
+        if state == PodState::Succeeded {
+            t.unc_ok.insert(uid.to_string());
+            if let Some(i) = index {
+                t.completed.insert(i);
+            }
+        } else if failed_now {
+            let verdict = policy::judge(failure_policy, p);
+            if verdict.counts() {
+                t.unc_failed.insert(uid.to_string());
+            }
+            if let (Verdict::FailJob(msg), false) = (&verdict, finished) {
+                t.fail_job.get_or_insert_with(|| msg.clone());
+            }
+            if let (Some(i), true) = (index, per_index) {
+                if policy::index_fails(job, p, &verdict) && !t.completed.contains(&i) {
+                    t.failed_indexes.insert(i);
                 }
             }
-            PodState::Failed => {
-                unc_failed.insert(uid.to_string());
-            }
-            // A pod deleted before it finished failed (kube's isPodFailed: it may never
-            // reach a terminal phase), unless suspension deleted it.
-            PodState::Terminating if !suspended => {
-                unc_failed.insert(uid.to_string());
-            }
-            PodState::Terminating => {}
-            // A Job that is over lets go of whatever is left (a pod of a suspended Job
-            // being deleted, above, too).
-            PodState::Active if finished => {}
-            PodState::Active => continue,
+        } else if state == PodState::Terminating
+            && !(finished || suspended || success_met.is_some())
+        {
+            // Waits for its phase (replacement policy `Failed`).
+            awaited.push(p);
+            continue;
+        } else if state == PodState::Active && !finished {
+            continue;
         }
+        // Counted above, or let go of: a Job that is over keeps no pod, nor does a
+        // suspended one keep those it deletes.
         out.remove_finalizers.push(name.to_string());
     }
-    uncounted.succeeded = Some(unc_ok.iter().cloned().collect());
-    uncounted.failed = Some(unc_failed.iter().cloned().collect());
-    let succeeded_total = succeeded.saturating_add(i64::try_from(unc_ok.len()).unwrap_or(0));
-    let failed_total = failed.saturating_add(i64::try_from(unc_failed.len()).unwrap_or(0));
+    let succeeded_total = succeeded.saturating_add(i64::try_from(t.unc_ok.len()).unwrap_or(0));
+    let failed_total = failed.saturating_add(i64::try_from(t.unc_failed.len()).unwrap_or(0));
 
     let active: Vec<&Pod> = pods
         .iter()
@@ -312,8 +242,8 @@ pub fn plan(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
     // 2. Suspension and the start time.
     if !finished {
         if suspended {
-            if !condition_true(&old, "Suspended") {
-                set_condition(
+            if !conditions::is_true(&old, "Suspended") {
+                conditions::set(
                     &mut st,
                     "Suspended",
                     "True",
@@ -325,8 +255,8 @@ pub fn plan(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
                     .push(("Normal", "Suspended", "Job suspended".into()));
             }
         } else {
-            if condition_true(&old, "Suspended") {
-                set_condition(
+            if conditions::is_true(&old, "Suspended") {
+                conditions::set(
                     &mut st,
                     "Suspended",
                     "False",
@@ -344,37 +274,64 @@ pub fn plan(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
     }
     let start = st.start_time.as_ref().map(|t| t.0);
 
-    // 3. Success or failure, two-step.
-    let failure_target = condition_true(&old, "FailureTarget");
-    let success_met = condition_true(&old, "SuccessCriteriaMet");
-    let complete_now = !failure_target
-        && match (indexed, completions) {
-            (true, Some(c)) => i64::try_from(completed.len()).unwrap_or(0) >= i64::from(c),
-            (false, Some(c)) => succeeded_total >= i64::from(c),
-            // A work queue: done once one pod succeeded and none runs.
-            (_, None) => succeeded_total > 0 && active.is_empty(),
-        };
-    let failing = if finished || success_met || complete_now {
+    // 3. How the Job ends, in kube's order: a target already set; a failure (pod failure
+    //    policy, backoff limit, deadline, failed indexes); a success (success policy,
+    //    completions).
+    let completed_n = i64::try_from(t.completed.len()).unwrap_or(i64::MAX);
+    let failed_n = i64::try_from(t.failed_indexes.len()).unwrap_or(i64::MAX);
+    let end = if finished {
         None
-    } else if failure_target {
-        let c = old
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| c.type_ == "FailureTarget");
-        Some((
-            c.and_then(|c| c.reason.clone()).unwrap_or_default(),
-            c.and_then(|c| c.message.clone()).unwrap_or_default(),
-        ))
+    } else if let Some((r, m)) = failure_target.clone() {
+        Some(End::Fail(r, m))
+    } else if let Some((r, m)) = success_met.clone() {
+        Some(End::Succeed(r, m))
     } else {
-        failure(
-            job,
-            failed_total,
-            &active,
-            now,
-            start.filter(|_| !suspended),
-        )
-        .map(|(r, m)| (r.to_string(), m.to_string()))
+        t.fail_job
+            .as_ref()
+            .map(|m| fail("PodFailurePolicy", m))
+            .or_else(|| {
+                let start = start.filter(|_| !suspended);
+                limits_exceeded(job, failed_total, &active, now, start)
+            })
+            .or_else(|| {
+                let max = spec.max_failed_indexes.map(i64::from);
+                let all = i64::from(limit);
+                match per_index {
+                    true if max.is_some_and(|m| failed_n > m) => Some(fail(
+                        "MaxFailedIndexesExceeded",
+                        "Job has exceeded the specified maximal number of failed indexes",
+                    )),
+                    true if failed_n > 0 && failed_n.saturating_add(completed_n) >= all => {
+                        Some(fail("FailedIndexes", "Job has failed indexes"))
+                    }
+                    _ => None,
+                }
+            })
+            .or_else(|| {
+                let rule = policy::success_rule_met(
+                    spec.success_policy.as_ref().filter(|_| indexed),
+                    &t.completed,
+                    limit,
+                )?;
+                Some(End::Succeed(
+                    "SuccessPolicy".into(),
+                    format!("Matched rules at index {rule}"),
+                ))
+            })
+            .or_else(|| {
+                let reached = match (indexed, completions) {
+                    (true, Some(c)) => completed_n >= i64::from(c),
+                    (false, Some(c)) => succeeded_total >= i64::from(c),
+                    // A work queue: done once one pod succeeded and none runs.
+                    (_, None) => succeeded_total > 0 && active.is_empty(),
+                };
+                reached.then(|| {
+                    End::Succeed(
+                        "CompletionsReached".into(),
+                        "Reached expected number of succeeded pods".into(),
+                    )
+                })
+            })
     };
 
     // What ends or pauses the Job deletes every active pod (a burst at a time).
@@ -387,65 +344,71 @@ pub fn plan(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
     // The terminal condition waits until no pod runs and every finished pod is counted
     // (kube's enactJobFinished), so `Complete` comes with the final counts.
     let settled =
-        active.is_empty() && terminating == 0 && unc_ok.is_empty() && unc_failed.is_empty();
-    if !finished {
-        if let Some((reason, msg)) = &failing {
-            if !failure_target {
-                set_condition(&mut st, "FailureTarget", "True", reason, msg, &now_t);
+        active.is_empty() && terminating == 0 && t.unc_ok.is_empty() && t.unc_failed.is_empty();
+    match &end {
+        Some(End::Fail(reason, msg)) => {
+            if failure_target.is_none() {
+                conditions::set(&mut st, "FailureTarget", "True", reason, msg, &now_t);
+            }
+            out.delete = names(&active);
+            if settled {
+                conditions::set(&mut st, "Failed", "True", reason, msg, &now_t);
                 out.events
                     .push(("Warning", event_reason(reason), msg.clone()));
             }
-            out.delete = names(&active);
-            if settled {
-                set_condition(&mut st, "Failed", "True", reason, msg, &now_t);
-            }
-        } else if success_met || complete_now {
-            const REASON: &str = "CompletionsReached";
-            const MSG: &str = "Reached expected number of succeeded pods";
-            if !success_met {
-                set_condition(&mut st, "SuccessCriteriaMet", "True", REASON, MSG, &now_t);
+        }
+        Some(End::Succeed(reason, msg)) => {
+            if success_met.is_none() {
+                conditions::set(&mut st, "SuccessCriteriaMet", "True", reason, msg, &now_t);
             }
             out.delete = names(&active);
             if settled {
-                set_condition(&mut st, "Complete", "True", REASON, MSG, &now_t);
+                conditions::set(&mut st, "Complete", "True", reason, msg, &now_t);
                 st.completion_time = Some(now_t.clone());
                 out.events
                     .push(("Normal", "Completed", "Job completed".into()));
             }
-        } else if suspended {
-            out.delete = names(&active);
-        } else {
+        }
+        None if finished => {}
+        None if suspended => out.delete = names(&active),
+        None => {
             scale(
-                job,
-                &active,
-                &completed,
-                succeeded_total,
-                parallelism,
-                pods,
-                now,
+                &Scaling {
+                    job,
+                    pods,
+                    active: &active,
+                    awaited: &awaited,
+                    completed: &t.completed,
+                    failed_indexes: &t.failed_indexes,
+                    succeeded: succeeded_total,
+                    now,
+                },
                 &mut out,
             );
             // Wake up for the deadline.
-            if let (Some(deadline), Some(start)) = (spec.active_deadline_seconds, start) {
-                if let Ok(end) = start.checked_add(jiff::SignedDuration::from_secs(deadline.max(0)))
-                {
-                    let left =
-                        Duration::try_from(end.duration_since(now)).unwrap_or(Duration::ZERO);
-                    out.requeue_after = Some(out.requeue_after.map_or(left, |r| r.min(left)));
-                }
+            if let Some(end) = start.and_then(|s| deadline(job, s)) {
+                let left = Duration::try_from(end.duration_since(now)).unwrap_or(Duration::ZERO);
+                out.requeue_after = Some(out.requeue_after.map_or(left, |r| r.min(left)));
             }
         }
     }
 
     // 4. The status.
-    st.active = Some(i32::try_from(active.len()).unwrap_or(i32::MAX));
-    st.ready = Some(i32::try_from(ready).unwrap_or(i32::MAX));
-    st.terminating = Some(i32::try_from(terminating).unwrap_or(i32::MAX));
+    let count = |n: usize| Some(i32::try_from(n).unwrap_or(i32::MAX));
+    st.active = count(active.len());
+    st.ready = count(ready);
+    st.terminating = count(terminating);
     st.succeeded = Some(i32::try_from(succeeded).unwrap_or(i32::MAX));
     st.failed = Some(i32::try_from(failed).unwrap_or(i32::MAX));
+    let mut uncounted = uncounted;
+    uncounted.succeeded = Some(t.unc_ok.into_iter().collect());
+    uncounted.failed = Some(t.unc_failed.into_iter().collect());
     st.uncounted_terminated_pods = Some(uncounted);
     if indexed {
-        st.completed_indexes = Some(indexes::format(&completed));
+        st.completed_indexes = Some(indexes::format(&t.completed));
+    }
+    if per_index {
+        st.failed_indexes = Some(indexes::format(&t.failed_indexes));
     }
     if st != old {
         out.status = Some(st);
@@ -458,87 +421,9 @@ fn event_reason(reason: &str) -> &'static str {
     match reason {
         "DeadlineExceeded" => "DeadlineExceeded",
         "PodFailurePolicy" => "PodFailurePolicy",
+        "MaxFailedIndexesExceeded" => "MaxFailedIndexesExceeded",
+        "FailedIndexes" => "FailedIndexes",
         _ => "BackoffLimitExceeded",
-    }
-}
-
-/// Pods to create or delete to run `parallelism` pods towards the completions, after the
-/// failure backoff.
-#[allow(clippy::too_many_arguments)]
-fn scale(
-    job: &Job,
-    active: &[&Pod],
-    completed: &BTreeSet<i32>,
-    succeeded: i64,
-    parallelism: i32,
-    pods: &[&Pod],
-    now: jiff::Timestamp,
-    out: &mut Plan,
-) {
-    let Some(spec) = job.spec.as_ref() else {
-        return;
-    };
-    let indexed = spec.completion_mode.as_deref() == Some("Indexed");
-    let parallelism = usize::try_from(parallelism).unwrap_or(0);
-    let name = |p: &&Pod| p.metadata.name.clone();
-    if indexed {
-        let total = spec.completions.unwrap_or(0).max(0);
-        // One pod per index: extra pods of an index, and pods of completed indexes, go.
-        let mut running: BTreeSet<i32> = BTreeSet::new();
-        let mut keep: Vec<&Pod> = Vec::new();
-        for p in active {
-            match completion_index(p) {
-                Some(i) if i < total && !completed.contains(&i) && running.insert(i) => {
-                    keep.push(p)
-                }
-                _ => out.delete.extend(name(p)),
-            }
-        }
-        if keep.len() > parallelism {
-            // Highest indexes first, as kube.
-            keep.sort_by_key(|p| std::cmp::Reverse(completion_index(p)));
-            let excess = keep.len() - parallelism;
-            out.delete.extend(keep.iter().take(excess).filter_map(name));
-            return;
-        }
-        let room = parallelism.saturating_sub(keep.len()).min(BURST);
-        if room == 0 {
-            return;
-        }
-        if let Some(wait) = backoff_left(pods, now) {
-            out.requeue_after = Some(wait);
-            return;
-        }
-        out.create = (0..total)
-            .filter(|i| !completed.contains(i) && !running.contains(i))
-            .take(room)
-            .map(Some)
-            .collect();
-        return;
-    }
-    let want = match spec.completions {
-        Some(c) => usize::try_from(i64::from(c).saturating_sub(succeeded).max(0))
-            .unwrap_or(0)
-            .min(parallelism),
-        // A work queue: once a pod succeeded, no new ones.
-        None if succeeded > 0 => active.len().min(parallelism),
-        None => parallelism,
-    };
-    if active.len() > want {
-        let mut victims = active.to_vec();
-        victims.sort_by_key(|p| crate::replicaset::plan::deletion_rank(p));
-        out.delete.extend(
-            victims
-                .iter()
-                .take((active.len() - want).min(BURST))
-                .filter_map(name),
-        );
-    } else if active.len() < want {
-        if let Some(wait) = backoff_left(pods, now) {
-            out.requeue_after = Some(wait);
-            return;
-        }
-        out.create = vec![None; (want - active.len()).min(BURST)];
     }
 }
 

@@ -281,3 +281,167 @@ fn a_finished_job_lets_go_of_its_pods() {
     assert_eq!(p.remove_finalizers, vec!["left"]);
     assert!(p.create.is_empty() && p.delete.is_empty());
 }
+
+/// A pod of index `index` that failed with `code`, its index having failed `before` times.
+fn failed_with(name: &str, code: i32, index: Option<i32>, before: i32) -> Pod {
+    let mut p = pod(name, "Failed", index, "2026-01-01T00:05:00Z");
+    let st = p.status.as_mut().unwrap();
+    let cs = &mut st.container_statuses.as_mut().unwrap()[0];
+    cs.state
+        .as_mut()
+        .unwrap()
+        .terminated
+        .as_mut()
+        .unwrap()
+        .exit_code = code;
+    p.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(policy::INDEX_FAILURE_COUNT.into(), before.to_string());
+    p.spec = Some(serde_json::from_value(json!({"nodeName": "n1", "containers": []})).unwrap());
+    p
+}
+
+fn with_status(mut j: Job, st: JobStatus) -> Job {
+    j.status = Some(st);
+    j
+}
+
+#[test]
+fn a_fail_job_rule_fails_the_job_at_once() {
+    let policy = json!({"rules": [
+        {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [42]}},
+        {"action": "FailJob", "onExitCodes": {"containerName": "c", "operator": "In", "values": [3]}},
+    ]});
+    let j = job(
+        json!({"completions": 3, "backoffLimit": 6, "podFailurePolicy": policy,
+               "podReplacementPolicy": "Failed"}),
+        json!({"startTime": "2026-01-01T00:00:00Z"}),
+    );
+    // Exit 42 is ignored: not counted, the finalizer goes, a new pod starts.
+    let ignored = failed_with("i", 42, None, 0);
+    let p = plan(&j, &[&ignored], ts(NOW));
+    let st = p.status.clone().unwrap();
+    assert_eq!(st.uncounted_terminated_pods.unwrap().failed, Some(vec![]));
+    assert_eq!(p.remove_finalizers, vec!["i"]);
+    assert_eq!(p.create.len(), 1, "its 10 s backoff is over");
+    // Exit 3 fails the Job, with kube's message.
+    let bad = failed_with("b", 3, None, 0);
+    let p = plan(&j, &[&bad], ts(NOW));
+    let st = p.status.unwrap();
+    let c = st.conditions.as_ref().unwrap();
+    let target = c.iter().find(|c| c.type_ == "FailureTarget").unwrap();
+    assert_eq!(target.reason.as_deref(), Some("PodFailurePolicy"));
+    assert_eq!(
+        target.message.as_deref(),
+        Some("Container c for pod default/b failed with exit code 3 matching FailJob rule at index 1")
+    );
+    assert!(p.create.is_empty());
+    // Counted, then Failed with the same reason.
+    let j2 = with_status(j.clone(), st);
+    let st = plan(&j2, &[&counted(bad.clone())], ts(NOW)).status.unwrap();
+    assert_eq!(cond(&st, "Failed").unwrap().1, "PodFailurePolicy");
+    assert_eq!(st.failed, Some(1));
+}
+
+#[test]
+fn a_terminating_pod_holds_its_place_under_replacement_policy_failed() {
+    let j = job(
+        json!({"completions": 2, "parallelism": 2, "podReplacementPolicy": "Failed"}),
+        json!({"startTime": "2026-01-01T00:00:00Z"}),
+    );
+    let mut going = pod("g", "Running", None, "");
+    going.metadata.deletion_timestamp = Some(Time(ts(NOW)));
+    going.spec = Some(serde_json::from_value(json!({"nodeName": "n1", "containers": []})).unwrap());
+    let p = plan(&j, &[&going], ts(NOW));
+    assert_eq!(
+        p.create.len(),
+        1,
+        "one new pod; the terminating one is awaited"
+    );
+    assert!(p.remove_finalizers.is_empty());
+    assert_eq!(p.status.unwrap().terminating, Some(1));
+    // Under TerminatingOrFailed it fails at once and is replaced.
+    let j = job(
+        json!({"completions": 2, "parallelism": 2, "podReplacementPolicy": "TerminatingOrFailed"}),
+        json!({"startTime": "2026-01-01T00:00:00Z"}),
+    );
+    let p = plan(&j, &[&going], ts(NOW));
+    assert_eq!(p.remove_finalizers, vec!["g"]);
+    assert_eq!(
+        p.status.unwrap().uncounted_terminated_pods.unwrap().failed,
+        Some(vec!["uid-g".to_string()])
+    );
+}
+
+#[test]
+fn indexes_back_off_and_fail_on_their_own() {
+    let j = job(
+        json!({"completionMode": "Indexed", "completions": 3, "parallelism": 3,
+               "backoffLimitPerIndex": 1, "backoffLimit": i32::MAX}),
+        json!({"startTime": "2026-01-01T00:00:00Z", "completedIndexes": "", "failedIndexes": ""}),
+    );
+    // Index 1 failed once (its first pod): retried after its own backoff, with the count.
+    let first = counted(failed_with("pi-1-a", 1, Some(1), 0));
+    let r0 = pod("pi-0", "Running", Some(0), "");
+    let p = plan(&j, &[&r0, &first], ts("2026-01-01T00:05:05Z"));
+    assert_eq!(
+        p.create,
+        vec![Some(2)],
+        "index 1 backs off, index 2 does not"
+    );
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(5)));
+    let p = plan(&j, &[&r0, &first], ts(NOW));
+    assert_eq!(p.create, vec![Some(1), Some(2)]);
+    assert_eq!(p.index_failures[&1], (1, 0));
+    assert_eq!(p.index_failures[&2], (0, 0));
+    // Its second pod fails too: the index has failed, the Job goes on.
+    let second = failed_with("pi-1-b", 1, Some(1), 1);
+    let p = plan(&j, &[&r0, &counted(first.clone()), &second], ts(NOW));
+    let st = p.status.unwrap();
+    assert_eq!(st.failed_indexes.as_deref(), Some("1"));
+    assert!(cond(&st, "FailureTarget").is_none());
+    assert_eq!(p.create, vec![Some(2)]);
+    // Once every other index completed: Failed with FailedIndexes.
+    let j2 = with_status(
+        j.clone(),
+        serde_json::from_value(json!({"startTime": "2026-01-01T00:00:00Z",
+            "completedIndexes": "0,2", "failedIndexes": "1", "succeeded": 2, "failed": 2}))
+        .unwrap(),
+    );
+    let st = plan(&j2, &[], ts(NOW)).status.unwrap();
+    assert_eq!(cond(&st, "Failed").unwrap().1, "FailedIndexes");
+    // maxFailedIndexes 0: the first failed index fails the Job.
+    let mut j3 = j.clone();
+    j3.spec.as_mut().unwrap().max_failed_indexes = Some(0);
+    let p = plan(&j3, &[&r0, &counted(first), &second], ts(NOW));
+    let st = p.status.unwrap();
+    assert_eq!(
+        cond(&st, "FailureTarget").unwrap().1,
+        "MaxFailedIndexesExceeded"
+    );
+    assert_eq!(p.delete, vec!["pi-0"]);
+}
+
+#[test]
+fn a_success_policy_completes_early() {
+    let j = job(
+        json!({"completionMode": "Indexed", "completions": 4, "parallelism": 4,
+               "successPolicy": {"rules": [{"succeededIndexes": "0,3"},
+                                           {"succeededCount": 2, "succeededIndexes": "0-2"}]}}),
+        json!({"startTime": "2026-01-01T00:00:00Z", "completedIndexes": "1"}),
+    );
+    let done = pod("pi-2", "Succeeded", Some(2), "2026-01-01T00:05:00Z");
+    let running = pod("pi-0", "Running", Some(0), "");
+    let p = plan(&j, &[&done, &running], ts(NOW));
+    let st = p.status.unwrap();
+    let c = st.conditions.as_ref().unwrap();
+    let met = c.iter().find(|c| c.type_ == "SuccessCriteriaMet").unwrap();
+    assert_eq!(met.reason.as_deref(), Some("SuccessPolicy"));
+    assert_eq!(met.message.as_deref(), Some("Matched rules at index 1"));
+    assert_eq!(p.delete, vec!["pi-0"]);
+    // Complete takes the same reason once nothing runs.
+    let j2 = with_status(j, st);
+    let st = plan(&j2, &[&counted(done)], ts(NOW)).status.unwrap();
+    assert_eq!(cond(&st, "Complete").unwrap().1, "SuccessPolicy");
+}

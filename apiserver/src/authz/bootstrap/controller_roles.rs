@@ -42,6 +42,28 @@ pub(super) fn accounts() -> Vec<(&'static str, Vec<Value>)> {
             rule(&[""], &["pods"], &["list", "watch", "create", "delete", "patch"]),
             events(),
         ]),
+        ("daemon-set-controller", vec![
+            rule(&["apps"], &["daemonsets"], &["get", "list", "watch"]),
+            rule(&["apps"], &["daemonsets/status"], &["update"]),
+            rule(&["apps"], &["daemonsets/finalizers"], &["update"]),
+            rule(&[""], &["nodes"], &["list", "watch"]),
+            rule(&[""], &["pods"], &["list", "watch", "create", "delete", "patch"]),
+            rule(&[""], &["pods/binding"], &["create"]),
+            rule(&["apps"], &["controllerrevisions"], &["get", "list", "watch", "create", "delete", "update", "patch"]),
+            events(),
+        ]),
+        ("cronjob-controller", vec![
+            rule(&["batch"], &["cronjobs"], &["get", "list", "watch", "update"]),
+            rule(&["batch"], &["jobs"], &["get", "list", "watch", "create", "update", "delete", "patch"]),
+            rule(&["batch"], &["cronjobs/status"], &["update"]),
+            rule(&["batch"], &["cronjobs/finalizers"], &["update"]),
+            rule(&[""], &["pods"], &["list", "delete"]),
+            events(),
+        ]),
+        ("ttl-after-finished-controller", vec![
+            rule(&["batch"], &["jobs"], &["get", "list", "watch", "delete"]),
+            events(),
+        ]),
         ("replication-controller", vec![
             rule(&[""], &["replicationcontrollers"], &["get", "list", "watch", "update"]),
             rule(&[""], &["replicationcontrollers/status"], &["update"]),

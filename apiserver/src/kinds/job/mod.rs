@@ -14,6 +14,7 @@ use crate::error::FieldError;
 mod validate;
 
 use validate::validate_spec;
+pub(in crate::kinds) use validate::validate_template_spec;
 
 pub struct Jobs;
 

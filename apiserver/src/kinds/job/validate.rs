@@ -25,7 +25,19 @@ fn non_negative(field: &str, v: Option<i32>, errs: &mut Vec<FieldError>) {
     }
 }
 
+/// A Job's spec: [`validate_template_spec`] and the selector against the template.
 pub(super) fn validate_spec(job: &Job, spec: &JobSpec) -> Vec<FieldError> {
+    let mut errs = validate_template_spec(spec, job.metadata.name.as_deref());
+    validate_selector(spec, &mut errs);
+    errs
+}
+
+/// What a Job's spec and a CronJob's job template share (kube's validateJobSpec), at
+/// `spec.*`; with the Job's `name`, whether Indexed pods get valid hostnames.
+pub(in crate::kinds) fn validate_template_spec(
+    spec: &JobSpec,
+    name: Option<&str>,
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
     non_negative("spec.parallelism", spec.parallelism, &mut errs);
     non_negative("spec.completions", spec.completions, &mut errs);
@@ -54,10 +66,9 @@ pub(super) fn validate_spec(job: &Job, spec: &JobSpec) -> Vec<FieldError> {
             "when maxFailedIndexes is specified",
         ));
     }
-    validate_selector(spec, &mut errs);
     let mode = spec.completion_mode.as_deref().unwrap_or("NonIndexed");
     match mode {
-        "Indexed" => validate_indexed(job, spec, &mut errs),
+        "Indexed" => validate_indexed(name, spec, &mut errs),
         "NonIndexed" => {
             for (field, set) in [
                 ("spec.backoffLimitPerIndex", spec.backoff_limit_per_index),
@@ -158,7 +169,7 @@ fn validate_selector(spec: &JobSpec, errs: &mut Vec<FieldError>) {
     }
 }
 
-fn validate_indexed(job: &Job, spec: &JobSpec, errs: &mut Vec<FieldError>) {
+fn validate_indexed(name: Option<&str>, spec: &JobSpec, errs: &mut Vec<FieldError>) {
     let Some(completions) = spec.completions else {
         errs.push(FieldError::required(
             "spec.completions",
@@ -192,8 +203,7 @@ fn validate_indexed(job: &Job, spec: &JobSpec, errs: &mut Vec<FieldError>) {
         }
     }
     // Pods are named and hostnamed `<job>-<index>`: the last must be a DNS label.
-    if completions > 0 {
-        let name = job.metadata.name.as_deref().unwrap_or_default();
+    if let (true, Some(name)) = (completions > 0, name) {
         let host = format!("{name}-{}", completions.saturating_sub(1));
         if !crate::validation::dns1123_label(&host).is_empty() {
             errs.push(FieldError::invalid(

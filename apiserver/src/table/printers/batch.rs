@@ -1,4 +1,4 @@
-//! Jobs, as kube-apiserver's printJob.
+//! Jobs and CronJobs, as kube-apiserver's printJob and printCronJob.
 
 use serde_json::Value;
 
@@ -98,10 +98,86 @@ pub static JOB: Printer = Printer {
     },
 };
 
+/// `True`/`False`, `<unset>` when absent.
+fn suspend(o: &Value) -> Value {
+    match o.pointer("/spec/suspend").and_then(Value::as_bool) {
+        Some(true) => "True".into(),
+        Some(false) => "False".into(),
+        None => "<unset>".into(),
+    }
+}
+
+pub static CRONJOB: Printer = Printer {
+    conditions: super::no_conditions,
+    columns: &[
+        NAME,
+        Column::new("Schedule", "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron."),
+        Column::new("Timezone", "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones."),
+        Column::new("Suspend", "This flag tells the controller to suspend subsequent executions, it does not apply to already started executions.").of("boolean"),
+        Column::new("Active", "A list of pointers to currently running jobs.").of("integer"),
+        Column::new("Last Schedule", "Information when was the last time the job was successfully scheduled."),
+        AGE,
+        Column::new("Containers", "Names of each container in the template.").wide(),
+        Column::new("Images", "Images referenced by each container in the template.").wide(),
+        Column::new("Selector", "A label query over pods that should match the pod count.").wide(),
+    ],
+    cells: |o, now| {
+        let (names, images) = containers_and_images(o, "/spec/jobTemplate/spec/template/spec");
+        let last = match str_at(o, "/status/lastScheduleTime").and_then(duration::parse) {
+            Some(t) => duration::human(now.saturating_sub(t)),
+            None => "<none>".into(),
+        };
+        vec![
+            name(o),
+            str_at(o, "/spec/schedule").unwrap_or("").into(),
+            or_none(str_at(o, "/spec/timeZone").unwrap_or("")),
+            suspend(o),
+            u64::try_from(arr_at(o, "/status/active").len()).unwrap_or(u64::MAX).into(),
+            last.into(),
+            age(o, now),
+            names,
+            images,
+            or_none(&format_selector(o.pointer("/spec/jobTemplate/spec/selector"))),
+        ]
+    },
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn cronjob_columns_as_kube() {
+        let now = duration::parse("2026-01-01T00:10:00Z").unwrap();
+        let cj = json!({
+            "metadata": {"name": "nightly", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"schedule": "0 3 * * *", "suspend": false,
+                     "jobTemplate": {"spec": {"template": {"spec": {"containers": [
+                         {"name": "c", "image": "busybox"}]}}}}},
+            "status": {"active": [{"name": "nightly-1"}], "lastScheduleTime": "2026-01-01T00:07:00Z"}
+        });
+        let cells = (CRONJOB.cells)(&cj, now);
+        let cells: Vec<String> = cells
+            .iter()
+            .map(|c| c.to_string().trim_matches('"').to_string())
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                "nightly",
+                "0 3 * * *",
+                "<none>",
+                "False",
+                "1",
+                "3m",
+                "10m",
+                "c",
+                "busybox",
+                "<none>"
+            ]
+        );
+    }
 
     #[test]
     fn columns_as_kube() {

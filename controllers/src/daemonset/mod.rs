@@ -1,0 +1,408 @@
+//! The DaemonSet controller (apps/v1), as kube's `pkg/controller/daemon`: one pod on every
+//! node that fits (node selector, required node affinity, taints, with the daemon
+//! tolerations), each pinned to its node through node affinity and placed by the
+//! scheduler as kube does since 1.12. A DaemonSet is queued when it, a node, a pod it
+//! controls or one of its revisions changes. `reconcile`: the current revision
+//! (`history.rs`: found by its template, else created with the next number), the pure
+//! decisions of `plan.rs` (creations, deletions, the rolling update under maxUnavailable
+//! or maxSurge; OnDelete leaves old pods alone) carried out under expectations, the
+//! status, and old revisions beyond `revisionHistoryLimit` removed.
+
+pub mod history;
+pub mod nodes;
+pub mod plan;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use component_base::events::{object_ref, EventType};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::ObjectRef;
+
+use crate::context::{controller_of, controller_ref, key_of, refers_to, Context, Key};
+use crate::expectations::Expectations;
+use crate::informer::{Change, Informer};
+use crate::reconciler::{Action, Controller, Reconciler, Run};
+use crate::workqueue::WorkQueue;
+use history::{GENERATION_LABEL, HASH_LABEL, TEMPLATE_GENERATION};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing revision {name}")]
+    Revision {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("creating a pod for node {node}")]
+    Create {
+        node: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting pod {pod}")]
+    Delete {
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing the status of daemonset {name}")]
+    Status {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+pub struct DaemonSetController {
+    ctx: Arc<Context>,
+    daemonsets: Arc<Informer<DaemonSet>>,
+    nodes: Arc<Informer<Node>>,
+    pods: Arc<Informer<Pod>>,
+    revisions: Arc<Informer<ControllerRevision>>,
+    expectations: Expectations<Key>,
+}
+
+pub fn new(ctx: &Arc<Context>) -> Box<dyn Run> {
+    let queue = WorkQueue::new();
+    let c = Arc::new(DaemonSetController {
+        ctx: ctx.clone(),
+        daemonsets: ctx.informers.get(),
+        nodes: ctx.informers.get(),
+        pods: ctx.informers.get(),
+        revisions: ctx.informers.get(),
+        expectations: Expectations::default(),
+    });
+    let q = queue.clone();
+    c.daemonsets.on_change(move |ch| {
+        if let Change::Apply { new, .. } = ch {
+            q.add(key_of(new));
+        }
+    });
+    // A node that comes, goes, or changes its labels or spec (taints, unschedulable) may
+    // change where daemon pods belong; status heartbeats do not.
+    let (q, weak) = (queue.clone(), Arc::downgrade(&c));
+    c.nodes.on_change(move |ch| {
+        let relevant = match ch {
+            Change::Apply { old: Some(o), new } => {
+                o.metadata.labels != new.metadata.labels || o.spec != new.spec
+            }
+            _ => true,
+        };
+        if !relevant {
+            return;
+        }
+        if let Some(c) = weak.upgrade() {
+            for ds in c.daemonsets.store().state() {
+                q.add(key_of(ds.as_ref()));
+            }
+        }
+    });
+    let (q, weak) = (queue.clone(), Arc::downgrade(&c));
+    c.pods.on_change(move |ch| {
+        let Some(c) = weak.upgrade() else { return };
+        if let Some(key) = crate::podcontrol::observe::<DaemonSet>(&c.expectations, &ch) {
+            q.add(key);
+        }
+    });
+    let q = queue.clone();
+    c.revisions.on_change(move |ch| {
+        let r = match ch {
+            Change::Apply { new, .. } => new,
+            Change::Delete(r) => r,
+        };
+        if let Some(owner) = controller_of(r).filter(|o| refers_to::<DaemonSet>(o)) {
+            q.add((
+                r.metadata.namespace.clone().unwrap_or_default(),
+                owner.name.clone(),
+            ));
+        }
+    });
+    Controller::new(c, queue).workers(2).into()
+}
+
+impl Reconciler for DaemonSetController {
+    type Key = Key;
+    type Error = Error;
+
+    async fn reconcile(&self, key: &Key) -> Result<Action, Error> {
+        let (ns, name) = key;
+        let Some(ds) = self
+            .daemonsets
+            .store()
+            .get(&ObjectRef::new(name).within(ns))
+        else {
+            self.expectations.forget(key);
+            return Ok(Action::await_change());
+        };
+        let uid = ds.metadata.uid.clone().unwrap_or_default();
+        let owned_by = |o: &ObjectMeta| {
+            o.namespace.as_deref() == Some(ns.as_str())
+                && o.owner_references
+                    .iter()
+                    .flatten()
+                    .any(|r| r.controller == Some(true) && r.uid == uid)
+        };
+        let revisions: Vec<Arc<ControllerRevision>> = self
+            .revisions
+            .store()
+            .state()
+            .into_iter()
+            .filter(|r| owned_by(&r.metadata))
+            .collect();
+        let revs: Vec<&ControllerRevision> = revisions.iter().map(|r| r.as_ref()).collect();
+        let hash = self.current_revision(&ds, &revs).await?;
+        let owned: Vec<Arc<Pod>> = self
+            .pods
+            .store()
+            .state()
+            .into_iter()
+            .filter(|p| owned_by(&p.metadata))
+            .collect();
+        let pods: Vec<&Pod> = owned.iter().map(|p| p.as_ref()).collect();
+        let node_objs = self.nodes.store().state();
+        let nodes: Vec<&Node> = node_objs.iter().map(|n| n.as_ref()).collect();
+        let act = ds.metadata.deletion_timestamp.is_none() && self.expectations.satisfied(key);
+        let plan = plan::plan(&ds, &nodes, &pods, &hash, act, jiff::Timestamp::now());
+        let pods_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), ns);
+        let r = object_ref(ds.as_ref());
+        for (_, why) in &plan.delete {
+            if let Some((ty, reason, msg)) = why {
+                let ty = if *ty == "Warning" {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                };
+                self.ctx.recorder.record(&r, ty, reason, msg);
+            }
+        }
+        if !plan.delete.is_empty() {
+            let victims: Vec<&Pod> = pods
+                .iter()
+                .copied()
+                .filter(|p| {
+                    plan.delete
+                        .iter()
+                        .any(|(n, _)| p.metadata.name.as_ref() == Some(n))
+                })
+                .collect();
+            crate::podcontrol::delete_pods(
+                &self.ctx,
+                &self.expectations,
+                key,
+                &pods_api,
+                &r,
+                &victims,
+            )
+            .await
+            .map_err(|f| Error::Delete {
+                pod: f.pod,
+                source: f.source,
+            })?;
+        }
+        if !plan.create.is_empty() {
+            self.create_pods(&ds, key, &hash, &plan.create, &pods_api)
+                .await?;
+        }
+        self.write_status(&ds, plan.status).await?;
+        self.clean_history(&ds, &revs, &hash, &pods).await?;
+        Ok(match plan.requeue_after {
+            Some(d) => Action::requeue(d),
+            None => Action::await_change(),
+        })
+    }
+
+    fn all_keys(&self) -> Vec<Key> {
+        self.daemonsets
+            .store()
+            .state()
+            .iter()
+            .map(|d| key_of(d.as_ref()))
+            .collect()
+    }
+}
+
+impl DaemonSetController {
+    /// The hash of the revision holding the current template: an existing one (renumbered
+    /// to be the newest if an undo brought it back), else a new one.
+    async fn current_revision(
+        &self,
+        ds: &DaemonSet,
+        revs: &[&ControllerRevision],
+    ) -> Result<String, Error> {
+        let ns = ds.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<ControllerRevision> = Api::namespaced(self.ctx.client.clone(), &ns);
+        let max = history::max_revision(revs);
+        if let Some(cur) = history::current(ds, revs) {
+            let name = cur.metadata.name.clone().unwrap_or_default();
+            if cur.revision < max {
+                let patch = serde_json::json!({ "revision": max.saturating_add(1) });
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|source| Error::Revision {
+                        name: name.clone(),
+                        source,
+                    })?;
+            }
+            let hash = cur
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(HASH_LABEL))
+                .cloned()
+                .unwrap_or(name);
+            return Ok(hash);
+        }
+        let hash = history::template_hash(ds);
+        let rev = history::new_revision(ds, &hash, max.saturating_add(1));
+        let name = rev.metadata.name.clone().unwrap_or_default();
+        match api.create(&PostParams::default(), &rev).await {
+            Ok(_) => Ok(hash),
+            // Made by a sync whose write the cache does not show yet; or, rarely, another
+            // template with the same hash (kube then bumps collisionCount; we retry).
+            Err(kube::Error::Api(e)) if e.code == 409 => match api.get_opt(&name).await {
+                Ok(Some(existing)) if existing.data == rev.data => Ok(hash),
+                Ok(_) => Err(Error::Revision {
+                    name,
+                    source: kube::Error::Api(e),
+                }),
+                Err(source) => Err(Error::Revision { name, source }),
+            },
+            Err(source) => Err(Error::Revision { name, source }),
+        }
+    }
+
+    async fn create_pods(
+        &self,
+        ds: &DaemonSet,
+        key: &Key,
+        hash: &str,
+        nodes: &[String],
+        api: &Api<Pod>,
+    ) -> Result<(), Error> {
+        let r = object_ref(ds);
+        self.expectations.expect_creations(key, nodes.len());
+        let mut left = nodes.len();
+        for node in nodes {
+            left -= 1;
+            let pod = pod_for(ds, hash, node);
+            match api.create(&PostParams::default(), &pod).await {
+                Ok(p) => self.ctx.recorder.record(
+                    &r,
+                    EventType::Normal,
+                    "SuccessfulCreate",
+                    &format!("Created pod: {}", p.metadata.name.unwrap_or_default()),
+                ),
+                Err(source) => {
+                    for _ in 0..=left {
+                        self.expectations.creation_observed(key);
+                    }
+                    self.ctx.recorder.record(
+                        &r,
+                        EventType::Warning,
+                        "FailedCreate",
+                        &format!("Error creating: {source}"),
+                    );
+                    return Err(Error::Create {
+                        node: node.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_status(
+        &self,
+        ds: &DaemonSet,
+        status: k8s_openapi::api::apps::v1::DaemonSetStatus,
+    ) -> Result<(), Error> {
+        if ds.status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let ns = ds.metadata.namespace.clone().unwrap_or_default();
+        let name = ds.metadata.name.clone().unwrap_or_default();
+        let api: Api<DaemonSet> = Api::namespaced(self.ctx.client.clone(), &ns);
+        let mut updated = ds.clone();
+        updated.status = Some(status);
+        match api
+            .replace_status(&name, &PostParams::default(), &updated)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => Ok(()),
+            Err(source) => Err(Error::Status { name, source }),
+        }
+    }
+
+    async fn clean_history(
+        &self,
+        ds: &DaemonSet,
+        revs: &[&ControllerRevision],
+        hash: &str,
+        pods: &[&Pod],
+    ) -> Result<(), Error> {
+        let limit = ds
+            .spec
+            .as_ref()
+            .and_then(|s| s.revision_history_limit)
+            .unwrap_or(10);
+        let live: BTreeSet<String> = pods
+            .iter()
+            .filter_map(|p| p.metadata.labels.as_ref()?.get(HASH_LABEL).cloned())
+            .collect();
+        let current = format!("{}-{hash}", ds.metadata.name.as_deref().unwrap_or(""));
+        let ns = ds.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<ControllerRevision> = Api::namespaced(self.ctx.client.clone(), &ns);
+        for r in history::to_clean(revs, &current, &live, limit) {
+            let name = r.metadata.name.clone().unwrap_or_default();
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(source) => return Err(Error::Revision { name, source }),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A pod of `ds` for `node`: the template with the revision's hash and template
+/// generation labels, the daemon tolerations, pinned to the node, controlled by `ds`.
+pub fn pod_for(ds: &DaemonSet, hash: &str, node: &str) -> Pod {
+    let template = ds
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
+    let meta = template.metadata.unwrap_or_default();
+    let mut labels = meta.labels.unwrap_or_default();
+    labels.insert(HASH_LABEL.into(), hash.into());
+    if let Some(g) = ds
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(TEMPLATE_GENERATION))
+    {
+        labels.insert(GENERATION_LABEL.into(), g.clone());
+    }
+    let mut spec = template.spec.unwrap_or_default();
+    nodes::add_tolerations(&mut spec);
+    nodes::pin_to_node(&mut spec, node);
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-", ds.metadata.name.as_deref().unwrap_or(""))),
+            namespace: ds.metadata.namespace.clone(),
+            labels: Some(labels),
+            annotations: meta.annotations,
+            finalizers: meta.finalizers,
+            owner_references: Some(vec![controller_ref(ds)]),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    }
+}
