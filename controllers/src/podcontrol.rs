@@ -1,8 +1,9 @@
-//! Deleting an owner's pods under expectations (kube's `PodControl.DeletePod` as its
-//! replica and Job controllers use it): every deletion is expected before it is asked
-//! for, each is guarded by the pod's uid (a pod recreated under the same name is not
-//! touched), and one that fails or finds the pod gone or replaced is observed at once,
-//! so the owner is not held back waiting for it.
+//! An owner's pods under expectations (kube's `PodControl` as its replica, Job and
+//! DaemonSet controllers use it): `observe` turns a pod event into its owner's queue key
+//! and tells the expectations of a creation or deletion; `delete_pods` expects every
+//! deletion before it is asked for, guards each by the pod's uid (a pod recreated under
+//! the same name is not touched), and observes at once one that fails or finds the pod
+//! gone or replaced, so the owner is not held back waiting for it.
 
 use component_base::events::EventType;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
@@ -41,6 +42,38 @@ pub fn observe<Owner: kube::Resource<DynamicType = ()>>(
     Some(key)
 }
 
+/// kube's slowStartBatch: runs `f` over `items` in batches of 1, 2, 4, … (concurrently
+/// within a batch), stopping after the first batch in which a call failed, so a flood of
+/// creations that the apiserver refuses costs one call, not all. Returns how many calls
+/// were made and the first error.
+pub async fn slow_start<T, E, F, Fut>(items: Vec<T>, f: F) -> (usize, Option<E>)
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+{
+    let mut batch = 1usize;
+    let mut made = 0usize;
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let calls: Vec<Fut> = items.by_ref().take(batch).map(&f).collect();
+        made += calls.len();
+        let mut first = None;
+        for r in futures::future::join_all(calls).await {
+            if let Err(e) = r {
+                first.get_or_insert(e);
+            }
+        }
+        if first.is_some() {
+            return (made, first);
+        }
+        batch = batch.saturating_mul(2);
+    }
+    (made, None)
+}
+
+/// Pod deletions in flight at once for one owner.
+const DELETE_CONCURRENCY: usize = 16;
+
 /// A deletion the apiserver refused (other than the pod being gone or replaced).
 #[derive(Debug)]
 pub struct DeleteFailed {
@@ -64,35 +97,87 @@ pub async fn delete_pods(
             .iter()
             .map(|p| p.metadata.uid.clone().unwrap_or_default()),
     );
+    // Concurrently, as kube's controllers delete, but at most DELETE_CONCURRENCY at once:
+    // a rollout deleting hundreds of pods must not flood the store.
     let mut failed = None;
-    for p in victims {
-        let uid = p.metadata.uid.clone().unwrap_or_default();
-        let dp = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: Some(uid.clone()),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        let name = p.metadata.name.clone().unwrap_or_default();
-        match api.delete(&name, &dp).await {
-            Ok(_) => ctx.recorder.record(
-                owner,
-                EventType::Normal,
-                "SuccessfulDelete",
-                &format!("Deleted pod: {name}"),
-            ),
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
-                expectations.deletion_observed(key, &uid);
-            }
-            Err(source) => {
-                expectations.deletion_observed(key, &uid);
-                failed = Some(DeleteFailed { pod: name, source });
-            }
+    for chunk in victims.chunks(DELETE_CONCURRENCY) {
+        let deletions = chunk
+            .iter()
+            .map(|p| delete_one(ctx, expectations, key, api, owner, p));
+        if let Some(f) = futures::future::join_all(deletions)
+            .await
+            .into_iter()
+            .flatten()
+            .last()
+        {
+            failed = Some(f);
         }
     }
     match failed {
         Some(f) => Err(f),
         None => Ok(()),
+    }
+}
+
+/// One uid-guarded deletion; a refusal other than gone/replaced is returned.
+async fn delete_one(
+    ctx: &Context,
+    expectations: &Expectations<Key>,
+    key: &Key,
+    api: &Api<Pod>,
+    owner: &ObjectReference,
+    p: &Pod,
+) -> Option<DeleteFailed> {
+    let uid = p.metadata.uid.clone().unwrap_or_default();
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid.clone()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    let name = p.metadata.name.clone().unwrap_or_default();
+    match api.delete(&name, &dp).await {
+        Ok(_) => {
+            let msg = format!("Deleted pod: {name}");
+            ctx.recorder
+                .record(owner, EventType::Normal, "SuccessfulDelete", &msg);
+            None
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
+            expectations.deletion_observed(key, &uid);
+            None
+        }
+        Err(source) => {
+            expectations.deletion_observed(key, &uid);
+            Some(DeleteFailed { pod: name, source })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[tokio::test]
+    async fn slow_start_doubles_and_stops_after_a_failed_batch() {
+        let seen = Mutex::new(Vec::new());
+        let (made, err) = slow_start((0..20).collect(), |i: u32| {
+            seen.lock().unwrap().push(i);
+            async move {
+                if i == 5 {
+                    Err(i)
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        // Batches 1, 2, 4: the third (3..=6) holds the failure; 7.. never start.
+        assert_eq!((made, err), (7, Some(5)));
+        assert_eq!(seen.lock().unwrap().len(), 7);
+        let (made, err) = slow_start((0..10).collect(), |_: u32| async { Ok::<(), ()>(()) }).await;
+        assert_eq!((made, err), (10, None));
     }
 }

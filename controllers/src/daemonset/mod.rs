@@ -275,6 +275,8 @@ impl DaemonSetController {
         }
     }
 
+    /// Creates a pod for each of `nodes` in slow-start batches, every creation expected
+    /// first; those not made (after a failed batch) are observed at once.
     async fn create_pods(
         &self,
         ds: &DaemonSet,
@@ -285,35 +287,34 @@ impl DaemonSetController {
     ) -> Result<(), Error> {
         let r = object_ref(ds);
         self.expectations.expect_creations(key, nodes.len());
-        let mut left = nodes.len();
-        for node in nodes {
-            left -= 1;
-            let pod = pod_for(ds, hash, node);
-            match api.create(&PostParams::default(), &pod).await {
-                Ok(p) => self.ctx.recorder.record(
-                    &r,
-                    EventType::Normal,
-                    "SuccessfulCreate",
-                    &format!("Created pod: {}", p.metadata.name.unwrap_or_default()),
-                ),
-                Err(source) => {
-                    for _ in 0..=left {
-                        self.expectations.creation_observed(key);
+        let (made, failed) = crate::podcontrol::slow_start(nodes.to_vec(), |node| {
+            let (pod, r) = (pod_for(ds, hash, &node), &r);
+            async move {
+                match api.create(&PostParams::default(), &pod).await {
+                    Ok(p) => {
+                        let name = p.metadata.name.unwrap_or_default();
+                        let msg = format!("Created pod: {name}");
+                        self.ctx
+                            .recorder
+                            .record(r, EventType::Normal, "SuccessfulCreate", &msg);
+                        Ok(())
                     }
-                    self.ctx.recorder.record(
-                        &r,
-                        EventType::Warning,
-                        "FailedCreate",
-                        &format!("Error creating: {source}"),
-                    );
-                    return Err(Error::Create {
-                        node: node.clone(),
-                        source,
-                    });
+                    Err(source) => {
+                        self.expectations.creation_observed(key);
+                        let msg = format!("Error creating: {source}");
+                        self.ctx
+                            .recorder
+                            .record(r, EventType::Warning, "FailedCreate", &msg);
+                        Err(Error::Create { node, source })
+                    }
                 }
             }
+        })
+        .await;
+        for _ in made..nodes.len() {
+            self.expectations.creation_observed(key);
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     async fn write_status(
