@@ -44,7 +44,9 @@ async fn lines(dir: &Path, n: usize) -> Vec<Value> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string(dir.join("audit.log")).unwrap_or_default();
-        let got: Vec<Value> = text
+        // The writer may be mid-line: only whole lines count.
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        let got: Vec<Value> = whole
             .lines()
             .map(|l| serde_json::from_str(l).expect("a JSON line"))
             .collect();
