@@ -22,6 +22,7 @@ MODULES = {
     "authentication.v1": "api/authentication/v1",
     "authorization.v1": "api/authorization/v1",
     "rbac.v1": "api/rbac/v1",
+    "policy.v1": "api/policy/v1",
     "meta.v1": "apimachinery/pkg/apis/meta/v1",
     "resource": "apimachinery/pkg/api/resource",
     "intstr": "apimachinery/pkg/util/intstr",

@@ -15,6 +15,8 @@ use common::wait_for;
 use k8s_openapi::api::core::v1::{ContainerStatus, Endpoints, Node, Pod};
 use kube::api::{Api, ListParams};
 
+#[path = "agent/disruption.rs"]
+mod disruption;
 #[path = "agent/workloads.rs"]
 mod workloads;
 
@@ -616,6 +618,7 @@ spec:
         );
     }
     workloads::jobs(&w, &kc).await;
+    disruption::drain(&w, &kc).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

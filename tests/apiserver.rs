@@ -777,4 +777,67 @@ async fn kube_rs_suite(backend: Backend) {
     )
     .await;
     task.abort();
+
+    // Workload kinds through their typed APIs: a Job and a StatefulSet.
+    let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "kr-job"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    let made = create_watch_delete(Api::namespaced(client.clone(), "default"), &job).await;
+    assert_eq!(made.spec.unwrap().backoff_limit, Some(6));
+    let sts: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "kr-sts"},
+        "spec": {"serviceName": "kr", "selector": {"matchLabels": {"app": "kr"}},
+            "template": {"metadata": {"labels": {"app": "kr"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    let made = create_watch_delete(Api::namespaced(client.clone(), "default"), &sts).await;
+    assert_eq!(
+        made.spec.unwrap().pod_management_policy.as_deref(),
+        Some("OrderedReady")
+    );
+}
+
+/// Creates `obj`, sees it through a kube-rs watcher, deletes it and sees it go; returns
+/// it as created.
+async fn create_watch_delete<K>(api: Api<K>, obj: &K) -> K
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    use kube::runtime::watcher::{self, Event};
+    let name = obj.meta().name.clone().unwrap();
+    let mut stream = watcher::watcher(api.clone(), watcher::Config::default()).boxed();
+    let made = api.create(&PostParams::default(), obj).await.unwrap();
+    let mut applied = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, stream.try_next())
+            .await
+            .expect("the watcher in time")
+            .expect("a watch event")
+            .expect("an open stream");
+        match ev {
+            Event::Apply(o) | Event::InitApply(o) if o.meta().name.as_ref() == Some(&name) => {
+                if !applied {
+                    applied = true;
+                    api.delete(&name, &DeleteParams::background())
+                        .await
+                        .unwrap();
+                }
+            }
+            Event::Delete(o) if o.meta().name.as_ref() == Some(&name) => break,
+            _ => {}
+        }
+    }
+    assert!(applied);
+    made
 }

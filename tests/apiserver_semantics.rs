@@ -1,8 +1,11 @@
 //! Kubernetes API semantics through a real apiserver on a real kvstore: errors as
 //! `metav1.Status` that change nothing, graceful deletion, finalizers, bindings, status
-//! subresources, generation, pagination, and watch edge cases.
+//! subresources, generation, evictions under disruption budgets, pagination, and watch
+//! edge cases.
 
 mod common;
+#[path = "apiserver_semantics/eviction.rs"]
+mod eviction;
 
 use std::time::Duration;
 
@@ -118,7 +121,7 @@ fn pod(name: &str) -> Pod {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t60_binding_graceful_delete_finalizers_status_and_generation() {
-    let (_b, _a, c) = cluster().await;
+    let (_b, a, c) = cluster().await;
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
     pods.create(&PostParams::default(), &pod("p"))
         .await
@@ -244,6 +247,8 @@ async fn t60_binding_graceful_delete_finalizers_status_and_generation() {
         matches!(err, kube::Error::Api(ref e) if e.code == 422),
         "{err:?}"
     );
+    // kube-rs would retry a 429 by itself; the refusals are what is checked.
+    eviction::evictions(&a.client_with(0, false).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

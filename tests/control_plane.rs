@@ -3,6 +3,8 @@
 //! with kubectl; a stand-in agent marks bound pods Running and Ready.
 
 mod common;
+#[path = "control_plane/statefulset.rs"]
+mod statefulset;
 
 use std::time::{Duration, Instant};
 
@@ -1079,6 +1081,7 @@ spec:
         String::from_utf8_lossy(&out.stderr)
     );
     wait_bound(&client, "team", "app=api", 2, Duration::from_secs(30)).await;
+    statefulset::statefulsets(&kc, &client).await;
     kubectl_ok(&kc, &["delete", "namespace", "team", "--timeout=60s"]);
     let out = kubectl(&kc, &["get", "namespace", "team"]);
     assert!(!out.status.success(), "the namespace is gone");

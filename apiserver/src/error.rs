@@ -206,6 +206,15 @@ pub enum ApiError {
     },
     #[error("{0}")]
     TooManyRequests(String),
+    /// 429 with kube's `details.causes` and `retryAfterSeconds` (an eviction a disruption
+    /// budget refuses: the cause's reason is `DisruptionBudget`).
+    #[error("{message}")]
+    TooManyRequestsBecause {
+        message: String,
+        cause_reason: &'static str,
+        cause: String,
+        retry_after_seconds: i32,
+    },
     #[error("{0}")]
     Internal(String),
     /// The kvstore cannot serve (no quorum, no member reachable).
@@ -250,7 +259,7 @@ impl ApiError {
             ApiError::NotAcceptable(_) => 406,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::Invalid { .. } | ApiError::PatchRejected(_) => 422,
-            ApiError::TooManyRequests(_) => 429,
+            ApiError::TooManyRequests(_) | ApiError::TooManyRequestsBecause { .. } => 429,
             ApiError::Internal(_) => 500,
             ApiError::Unavailable(_) => 503,
             ApiError::Timeout(_) => 504,
@@ -271,7 +280,9 @@ impl ApiError {
             ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::Invalid { .. } | ApiError::PatchRejected(_) => "Invalid",
-            ApiError::TooManyRequests(_) => "TooManyRequests",
+            ApiError::TooManyRequests(_) | ApiError::TooManyRequestsBecause { .. } => {
+                "TooManyRequests"
+            }
             ApiError::Internal(_) => "InternalError",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Timeout(_) => "Timeout",
@@ -308,6 +319,20 @@ impl ApiError {
                         })
                         .collect(),
                 ),
+                ..Default::default()
+            }),
+            ApiError::TooManyRequestsBecause {
+                cause_reason,
+                cause,
+                retry_after_seconds,
+                ..
+            } => Some(StatusDetails {
+                causes: Some(vec![StatusCause {
+                    field: None,
+                    message: Some(cause.clone()),
+                    reason: Some(cause_reason.to_string()),
+                }]),
+                retry_after_seconds: Some(*retry_after_seconds).filter(|s| *s > 0),
                 ..Default::default()
             }),
             ApiError::ApplyConflict { fields, .. } => Some(StatusDetails {

@@ -20,8 +20,10 @@
 //!   (`plan.rs`; Endpoints and EndpointSlices), `namespace.rs`, `serviceaccount.rs`,
 //!   `servicelb/` (`pool.rs`; with `--load-balancer-ip-range`), `job/` (`plan.rs` counting
 //!   and ending, `scale.rs` pods to run, `policy.rs` failure and success policies),
-//!   `daemonset/` (`nodes.rs` where pods belong, `plan.rs` pods and rollout, `history.rs`
-//!   ControllerRevisions), `cronjob/` (`plan.rs` schedule times, concurrency, history), `ttlafterfinished.rs`.
+//!   `daemonset/` (`nodes.rs` where pods belong, `plan.rs` pods and rollout),
+//!   `history.rs` (ControllerRevisions of DaemonSets and StatefulSets), `cronjob/` (`plan.rs` schedule times, concurrency, history), `ttlafterfinished.rs`,
+//!   `disruption/` (`plan.rs` PodDisruptionBudget arithmetic), `statefulset/` (`identity.rs`
+//!   names, labels and claims, `plan.rs` ordered creation, scale-down and rolling update).
 //!
 //! Adding a controller: a module with a [`reconciler::Reconciler`] and a
 //! `new(&Arc<Context>) -> Box<dyn Run>` that takes its informers from
@@ -41,11 +43,13 @@ pub mod credentials;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod expectations;
 #[cfg(test)]
 mod extremes;
 pub mod garbagecollector;
+pub mod history;
 pub mod informer;
 pub mod job;
 pub mod namespace;
@@ -57,6 +61,7 @@ pub mod replicaset;
 pub mod replicationcontroller;
 pub mod serviceaccount;
 pub mod servicelb;
+pub mod statefulset;
 pub mod ttlafterfinished;
 pub mod workqueue;
 
@@ -67,12 +72,15 @@ use std::time::Duration;
 use component_base::events::Recorder;
 use component_base::leaderelection::{run_maybe_elected, LeaderState};
 use component_base::metrics::Registry;
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
+    Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController, Service, ServiceAccount,
 };
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use tokio::sync::watch;
 
 pub use config::{ControllerManagerConfig, ControllerManagerFlags};
@@ -108,7 +116,9 @@ pub const CONTROLLERS: &[Registration] = &[
     Registration { name: "replicationcontroller", accounts: &["replication-controller"], informers: &[all::<ReplicationController>(), all::<Pod>()], new: replicationcontroller::new },
     Registration { name: "job", accounts: &["job-controller"], informers: &[all::<Job>(), all::<Pod>()], new: job::new },
     Registration { name: "daemonset", accounts: &["daemon-set-controller"], informers: &[all::<DaemonSet>(), all::<Node>(), all::<Pod>(), all::<ControllerRevision>()], new: daemonset::new },
+    Registration { name: "statefulset", accounts: &["statefulset-controller"], informers: &[all::<StatefulSet>(), all::<Pod>(), all::<PersistentVolumeClaim>(), all::<ControllerRevision>()], new: statefulset::new },
     Registration { name: "cronjob", accounts: &["cronjob-controller"], informers: &[all::<CronJob>(), all::<Job>()], new: cronjob::new },
+    Registration { name: "disruption", accounts: &["disruption-controller"], informers: &[all::<PodDisruptionBudget>(), all::<Pod>(), all::<ReplicaSet>(), all::<Deployment>(), all::<ReplicationController>()], new: disruption::new },
     Registration { name: "ttl-after-finished", accounts: &["ttl-after-finished-controller"], informers: &[all::<Job>()], new: ttlafterfinished::new },
     Registration { name: "garbagecollector", accounts: &["generic-garbage-collector"], informers: &[], new: garbagecollector::new },
     Registration { name: "nodeipam", accounts: &["node-controller"], informers: &[all::<Node>()], new: nodeipam::new },

@@ -1,11 +1,11 @@
-"""Jobs, CronJobs and DaemonSets through the official Python client's typed APIs: every
-object the apiserver returns must deserialize into the client's models (required fields
-present, kube's defaults applied)."""
+"""Jobs, CronJobs, DaemonSets, StatefulSets, PodDisruptionBudgets and storage objects through
+the official Python client's typed APIs: every object the apiserver returns must
+deserialize into the client's models (required fields present, kube's defaults applied)."""
 
 import os
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 NS = "pyworkloads"
@@ -132,3 +132,109 @@ def test_daemonsets(apis):
     revs = apps.list_namespaced_controller_revision(NS)
     assert revs.items == []
     apps.delete_namespaced_daemon_set("everywhere", NS)
+
+
+def test_statefulsets(apis):
+    _, apps = apis
+    sts = client.V1StatefulSet(
+        metadata=client.V1ObjectMeta(name="db"),
+        spec=client.V1StatefulSetSpec(
+            service_name="db",
+            selector=client.V1LabelSelector(match_labels={"app": "db"}),
+            template=pod_template({"app": "db"}, "Always"),
+            volume_claim_templates=[
+                client.V1PersistentVolumeClaim(
+                    metadata=client.V1ObjectMeta(name="data"),
+                    spec=client.V1PersistentVolumeClaimSpec(
+                        access_modes=["ReadWriteOnce"],
+                        resources=client.V1VolumeResourceRequirements(
+                            requests={"storage": "1Gi"}
+                        ),
+                    ),
+                )
+            ],
+        ),
+    )
+    w = watch.Watch()
+    made = apps.create_namespaced_stateful_set(NS, sts)
+    assert made.spec.replicas == 1
+    assert made.spec.pod_management_policy == "OrderedReady"
+    assert made.spec.update_strategy.rolling_update.partition == 0
+    policy = made.spec.persistent_volume_claim_retention_policy
+    assert (policy.when_deleted, policy.when_scaled) == ("Retain", "Retain")
+    assert made.spec.volume_claim_templates[0].spec.volume_mode == "Filesystem"
+    seen = [
+        e["object"].metadata.name
+        for e in w.stream(
+            apps.list_namespaced_stateful_set,
+            NS,
+            resource_version="0",
+            timeout_seconds=5,
+        )
+        if e["type"] == "ADDED"
+    ]
+    assert "db" in seen
+    with pytest.raises(ApiException) as e:
+        apps.patch_namespaced_stateful_set("db", NS, {"spec": {"serviceName": "other"}})
+    assert e.value.status == 422
+    assert "updates to statefulset spec for fields other than" in e.value.body
+    scaled = apps.patch_namespaced_stateful_set_scale("db", NS, {"spec": {"replicas": 3}})
+    assert scaled.spec.replicas == 3
+    apps.delete_namespaced_stateful_set("db", NS)
+
+
+def test_budgets_and_storage():
+    policy = client.PolicyV1Api()
+    pdb = client.V1PodDisruptionBudget(
+        metadata=client.V1ObjectMeta(name="keep"),
+        spec=client.V1PodDisruptionBudgetSpec(
+            min_available=2, selector=client.V1LabelSelector(match_labels={"app": "db"})
+        ),
+    )
+    made = policy.create_namespaced_pod_disruption_budget(NS, pdb)
+    assert made.metadata.generation == 1
+    with pytest.raises(ApiException) as e:
+        policy.create_namespaced_pod_disruption_budget(
+            NS,
+            client.V1PodDisruptionBudget(
+                metadata=client.V1ObjectMeta(name="both"),
+                spec=client.V1PodDisruptionBudgetSpec(min_available=1, max_unavailable=1),
+            ),
+        )
+    assert e.value.status == 422
+    policy.delete_namespaced_pod_disruption_budget("keep", NS)
+
+    storage = client.StorageV1Api()
+    sc = storage.create_storage_class(
+        client.V1StorageClass(
+            metadata=client.V1ObjectMeta(name="py-local"), provisioner="example.com/local"
+        )
+    )
+    assert (sc.reclaim_policy, sc.volume_binding_mode) == ("Delete", "Immediate")
+    core = client.CoreV1Api()
+    pvc = core.create_namespaced_persistent_volume_claim(
+        NS,
+        client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name="c"),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"],
+                storage_class_name="py-local",
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
+            ),
+        ),
+    )
+    assert pvc.status.phase == "Pending"
+    pv = core.create_persistent_volume(
+        client.V1PersistentVolume(
+            metadata=client.V1ObjectMeta(name="py-pv"),
+            spec=client.V1PersistentVolumeSpec(
+                capacity={"storage": "1Gi"},
+                access_modes=["ReadWriteOnce"],
+                host_path=client.V1HostPathVolumeSource(path="/tmp/py-pv"),
+            ),
+        )
+    )
+    assert pv.spec.persistent_volume_reclaim_policy == "Retain"
+    core.delete_persistent_volume("py-pv")
+    core.delete_namespaced_persistent_volume_claim("c", NS)
+    storage.delete_storage_class("py-local")

@@ -472,7 +472,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(names(&roles), names(&bindings));
-        assert_eq!(names(&roles).len(), 14);
+        assert_eq!(names(&roles).len(), 16);
         for b in bindings.iter().filter(|b| {
             b["metadata"]["name"]
                 .as_str()
@@ -524,6 +524,17 @@ mod tests {
         let ttl = account("ttl-after-finished-controller");
         assert!(can(&ttl, "delete", "batch", "jobs", ""));
         assert!(!can(&ttl, "delete", "", "pods", ""));
+        let dc = account("disruption-controller");
+        assert!(can(
+            &dc,
+            "update",
+            "policy",
+            "poddisruptionbudgets",
+            "status"
+        ));
+        assert!(can(&dc, "get", "apps", "statefulsets", "scale"));
+        assert!(!can(&dc, "update", "policy", "poddisruptionbudgets", ""));
+        assert!(!can(&dc, "delete", "", "pods", ""));
         let rc = account("replication-controller");
         assert!(can(&rc, "update", "", "replicationcontrollers", "status"));
         assert!(can(&rc, "delete", "", "pods", ""));

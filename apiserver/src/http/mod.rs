@@ -65,11 +65,18 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
     let mut r = json_response(code, status_body(&e.to_status()));
     // Only throttling asks clients to come back: client-go and kube-rs retry a 503 with
     // Retry-After many times, which turns a lost quorum into minutes of silence for them.
-    if matches!(e, ApiError::TooManyRequests(_)) {
-        r.headers_mut().insert(
-            http::header::RETRY_AFTER,
-            http::HeaderValue::from_static("1"),
-        );
+    let retry_after = match e {
+        ApiError::TooManyRequests(_) => Some(1),
+        // As kube: only a refusal that names a delay asks the client to retry by itself.
+        ApiError::TooManyRequestsBecause {
+            retry_after_seconds,
+            ..
+        } => Some(*retry_after_seconds).filter(|s| *s > 0),
+        _ => None,
+    };
+    if let Some(s) = retry_after {
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(s));
     }
     r
 }

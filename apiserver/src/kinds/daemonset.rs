@@ -135,7 +135,11 @@ impl Kind for DaemonSets {
 }
 
 /// A count or percentage: its value, and whether it is a percentage.
-fn int_or_percent(field: &str, v: &IntOrString, errs: &mut Vec<FieldError>) -> Option<i64> {
+pub(super) fn int_or_percent(
+    field: &str,
+    v: &IntOrString,
+    errs: &mut Vec<FieldError>,
+) -> Option<i64> {
     let bad = |errs: &mut Vec<FieldError>, raw: String, msg: &str| {
         errs.push(FieldError::invalid_raw(field, raw, msg));
         None

@@ -31,6 +31,7 @@ mod lease;
 mod namespace;
 mod node;
 pub mod pod;
+mod poddisruptionbudget;
 pub mod podspec;
 pub mod priorityclass;
 mod rbac;
@@ -39,6 +40,8 @@ mod replicationcontroller;
 mod secret;
 pub mod service;
 mod serviceaccount;
+mod statefulset;
+pub mod storage;
 
 pub use info::{Action, ResourceInfo, ScaleSpec, SelectorAt, Subresource};
 pub use kind::{Claim, Env, Kind};
@@ -61,13 +64,18 @@ fn builtin() -> Vec<Arc<dyn Strategy>> {
         Arc::new(Typed::<deployment::Deployments>::new()),
         Arc::new(Typed::<replicaset::ReplicaSets>::new()),
         Arc::new(Typed::<daemonset::DaemonSets>::new()),
+        Arc::new(Typed::<statefulset::StatefulSets>::new()),
         Arc::new(Typed::<controllerrevision::ControllerRevisions>::new()),
         Arc::new(Typed::<replicationcontroller::ReplicationControllers>::new()),
         Arc::new(Typed::<job::Jobs>::new()),
         Arc::new(Typed::<cronjob::CronJobs>::new()),
+        Arc::new(Typed::<poddisruptionbudget::PodDisruptionBudgets>::new()),
         Arc::new(Typed::<lease::Leases>::new()),
         Arc::new(Typed::<priorityclass::PriorityClasses>::new()),
         Arc::new(Typed::<endpointslice::EndpointSlices>::new()),
+        Arc::new(Typed::<storage::class::StorageClasses>::new()),
+        Arc::new(Typed::<storage::volume::PersistentVolumes>::new()),
+        Arc::new(Typed::<storage::claim::PersistentVolumeClaims>::new()),
         Arc::new(Typed::<rbac::Roles>::new()),
         Arc::new(Typed::<rbac::ClusterRoles>::new()),
         Arc::new(Typed::<rbac::RoleBindings>::new()),

@@ -304,6 +304,7 @@ fn message_name(api_version: &str, kind: &str) -> Result<String, String> {
         "authentication.k8s.io/v1" => "authentication.v1",
         "authorization.k8s.io/v1" => "authorization.v1",
         "rbac.authorization.k8s.io/v1" => "rbac.v1",
+        "policy/v1" => "policy.v1",
         other => return Err(format!("protobuf bodies of {other} are not served")),
     };
     Ok(format!("{module}.{kind}"))

@@ -29,6 +29,28 @@ pub struct Preconditions {
     pub resource_version: Option<String>,
 }
 
+impl Preconditions {
+    /// A conflict, in kube's words, when the stored object is not the one they name.
+    pub(crate) fn check(&self, t: &Target, old: &super::Stored) -> Result<(), ApiError> {
+        let conflict = |message: String| ApiError::Conflict {
+            gr: t.kind.info().gr(),
+            name: t.name().to_string(),
+            message,
+        };
+        let uid = old.value["metadata"]["uid"].as_str().unwrap_or("");
+        if let Some(want) = self.uid.as_deref().filter(|u| *u != uid) {
+            return Err(conflict(format!(
+                "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
+            )));
+        }
+        let rv = old.mod_revision.to_string();
+        if let Some(want) = self.resource_version.as_deref().filter(|r| *r != rv) {
+            return Err(conflict(format!("Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}")));
+        }
+        Ok(())
+    }
+}
+
 /// What a delete did: removed the object, or marked it and left it for whoever finishes it
 /// (an agent, a controller removing its finalizer).
 #[derive(Debug)]
@@ -87,22 +109,7 @@ impl Store {
                 removed = false;
                 let v = &old.value;
                 if let Some(p) = &opts.preconditions {
-                    let uid = v["metadata"]["uid"].as_str().unwrap_or("");
-                    if let Some(want) = p.uid.as_deref().filter(|u| *u != uid) {
-                        return Err(ApiError::Conflict {
-                            gr: info.gr(),
-                            name: t.name().to_string(),
-                            message: format!("Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"),
-                        });
-                    }
-                    let rv = old.mod_revision.to_string();
-                    if let Some(want) = p.resource_version.as_deref().filter(|r| *r != rv) {
-                        return Err(ApiError::Conflict {
-                            gr: info.gr(),
-                            name: t.name().to_string(),
-                            message: format!("Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}"),
-                        });
-                    }
+                    p.check(t, old)?;
                 }
                 let mut r = v.clone();
                 let deleting = !v["metadata"]["deletionTimestamp"].is_null();
@@ -110,7 +117,9 @@ impl Store {
                     match opts.propagation_policy.as_deref() {
                         Some("Foreground") => add_finalizer(&mut r, "foregroundDeletion"),
                         Some("Orphan") => add_finalizer(&mut r, "orphan"),
-                        None if opts.orphan_dependents == Some(true) => add_finalizer(&mut r, "orphan"),
+                        None if opts.orphan_dependents == Some(true) => {
+                            add_finalizer(&mut r, "orphan")
+                        }
                         None if opts.orphan_dependents.is_none() && info.orphan_by_default => {
                             add_finalizer(&mut r, "orphan")
                         }
@@ -123,8 +132,10 @@ impl Store {
                 if deleting && current.is_some_and(|c| c <= g) {
                     return Ok(Outcome::Unchanged);
                 }
-                let at = k8s_openapi::jiff::Timestamp::from_second(super::now().0.as_second() + g).unwrap_or(super::now().0);
-                r["metadata"]["deletionTimestamp"] = time_value(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at));
+                let at = k8s_openapi::jiff::Timestamp::from_second(super::now().0.as_second() + g)
+                    .unwrap_or(super::now().0);
+                r["metadata"]["deletionTimestamp"] =
+                    time_value(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at));
                 r["metadata"]["deletionGracePeriodSeconds"] = g.into();
                 t.kind.mark_deleting(&mut r)?;
                 if finished(&r) {

@@ -35,7 +35,7 @@ mod update;
 pub(crate) use update::{finished, strip_rv, Outcome};
 pub mod watch;
 
-pub use delete::DeleteOptions;
+pub use delete::{DeleteOptions, Preconditions};
 pub use list::{ListOptions, ListResult, RvMatch};
 
 /// A check of the writer's right to store this object, beyond being allowed the verb on

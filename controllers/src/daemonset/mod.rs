@@ -3,12 +3,11 @@
 //! tolerations), each pinned to its node through node affinity and placed by the
 //! scheduler as kube does since 1.12. A DaemonSet is queued when it, a node, a pod it
 //! controls or one of its revisions changes. `reconcile`: the current revision
-//! (`history.rs`: found by its template, else created with the next number), the pure
+//! (`crate::history`: found by its template, else created with the next number), the pure
 //! decisions of `plan.rs` (creations, deletions, the rolling update under maxUnavailable
 //! or maxSurge; OnDelete leaves old pods alone) carried out under expectations, the
 //! status, and old revisions beyond `revisionHistoryLimit` removed.
 
-pub mod history;
 pub mod nodes;
 pub mod plan;
 
@@ -19,15 +18,19 @@ use component_base::events::{object_ref, EventType};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 
 use crate::context::{controller_of, controller_ref, key_of, refers_to, Context, Key};
 use crate::expectations::Expectations;
+use crate::history::{self, HASH_LABEL};
 use crate::informer::{Change, Informer};
 use crate::reconciler::{Action, Controller, Reconciler, Run};
 use crate::workqueue::WorkQueue;
-use history::{GENERATION_LABEL, HASH_LABEL, TEMPLATE_GENERATION};
+
+pub const GENERATION_LABEL: &str = "pod-template-generation";
+/// apps/v1 keeps the template generation in this annotation.
+pub const TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -226,8 +229,7 @@ impl Reconciler for DaemonSetController {
 }
 
 impl DaemonSetController {
-    /// The hash of the revision holding the current template: an existing one (renumbered
-    /// to be the newest if an undo brought it back), else a new one.
+    /// The hash of the revision holding the current template.
     async fn current_revision(
         &self,
         ds: &DaemonSet,
@@ -235,44 +237,12 @@ impl DaemonSetController {
     ) -> Result<String, Error> {
         let ns = ds.metadata.namespace.clone().unwrap_or_default();
         let api: Api<ControllerRevision> = Api::namespaced(self.ctx.client.clone(), &ns);
-        let max = history::max_revision(revs);
-        if let Some(cur) = history::current(ds, revs) {
-            let name = cur.metadata.name.clone().unwrap_or_default();
-            if cur.revision < max {
-                let patch = serde_json::json!({ "revision": max.saturating_add(1) });
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map_err(|source| Error::Revision {
-                        name: name.clone(),
-                        source,
-                    })?;
-            }
-            let hash = cur
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(HASH_LABEL))
-                .cloned()
-                .unwrap_or(name);
-            return Ok(hash);
-        }
-        let hash = history::template_hash(ds);
-        let rev = history::new_revision(ds, &hash, max.saturating_add(1));
-        let name = rev.metadata.name.clone().unwrap_or_default();
-        match api.create(&PostParams::default(), &rev).await {
-            Ok(_) => Ok(hash),
-            // Made by a sync whose write the cache does not show yet; or, rarely, another
-            // template with the same hash (kube then bumps collisionCount; we retry).
-            Err(kube::Error::Api(e)) if e.code == 409 => match api.get_opt(&name).await {
-                Ok(Some(existing)) if existing.data == rev.data => Ok(hash),
-                Ok(_) => Err(Error::Revision {
-                    name,
-                    source: kube::Error::Api(e),
-                }),
-                Err(source) => Err(Error::Revision { name, source }),
-            },
-            Err(source) => Err(Error::Revision { name, source }),
-        }
+        history::ensure(&api, ds, revs)
+            .await
+            .map_err(|e| Error::Revision {
+                name: e.name,
+                source: e.source,
+            })
     }
 
     /// Creates a pod for each of `nodes` in slow-start batches, every creation expected

@@ -9,9 +9,10 @@ use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::history::{GENERATION_LABEL, HASH_LABEL, TEMPLATE_GENERATION};
 use super::nodes::{add_tolerations, fit, target_node, Fit};
+use super::{GENERATION_LABEL, TEMPLATE_GENERATION};
 use crate::context::{pod_available, ready_since};
+use crate::history::HASH_LABEL;
 
 /// At most this many pods are created or deleted per sync (kube's BurstReplicas).
 pub const BURST: usize = 250;

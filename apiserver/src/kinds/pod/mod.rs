@@ -1,11 +1,13 @@
 //! core/v1 Pod: defaulting, validation, the fields an update may change, field selectors,
-//! and the rules of binding and graceful deletion; its `binding` (`binding.rs`) subresource
+//! and the rules of binding and graceful deletion; its `binding` (`binding.rs`) and
+//! `eviction` (`eviction.rs`, which honours PodDisruptionBudgets) subresources
 //! and the streaming ones served by the pod's agent (`agent.rs`): `log` (`log.rs`), `exec`
 //! (`exec.rs`) and `portforward` (`portforward.rs`), the last two as upgrades
 //! (`upgrade.rs`).
 
 mod agent;
 mod binding;
+mod eviction;
 mod exec;
 mod log;
 mod portforward;
@@ -32,6 +34,14 @@ impl Kind for Pods {
             verbs: &["create"],
             action: Some(binding::action),
             collection: Some("bindings"),
+        },
+        super::Subresource {
+            name: "eviction",
+            kind: "Eviction",
+            group_version: Some(("policy", "v1")),
+            verbs: &["create"],
+            action: Some(eviction::action),
+            collection: None,
         },
         super::Subresource {
             name: "log",

@@ -1,4 +1,4 @@
-//! Deployments and ReplicaSets.
+//! Deployments, ReplicaSets, DaemonSets, StatefulSets and ControllerRevisions.
 
 use serde_json::Value;
 
@@ -142,6 +142,31 @@ pub static CONTROLLERREVISION: Printer = Printer {
             controller.into(),
             int_at(o, "/revision").into(),
             age(o, now),
+        ]
+    },
+};
+
+pub static STATEFULSET: Printer = Printer {
+    conditions: super::no_conditions,
+    columns: &[
+        NAME,
+        Column::new("Ready", "Number of the pod with ready state"),
+        AGE,
+        Column::new("Containers", "Names of each container in the template.").wide(),
+        Column::new(
+            "Images",
+            "Images referenced by each container in the template.",
+        )
+        .wide(),
+    ],
+    cells: |o, now| {
+        let (names, images) = containers_and_images(o, "/spec/template/spec");
+        vec![
+            name(o),
+            format!("{}/{}", int_at(o, "/status/readyReplicas"), replicas(o)).into(),
+            age(o, now),
+            names,
+            images,
         ]
     },
 };

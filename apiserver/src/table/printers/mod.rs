@@ -11,6 +11,7 @@ pub mod batch;
 pub mod core;
 pub mod other;
 pub mod pod;
+pub mod storage;
 
 /// Rows of most kinds have no conditions.
 pub fn no_conditions(_obj: &Value) -> Option<Value> {

@@ -1,4 +1,4 @@
-//! Leases, PriorityClasses, EndpointSlices and RBAC bindings.
+//! Leases, PriorityClasses, EndpointSlices, PodDisruptionBudgets and RBAC bindings.
 
 use serde_json::Value;
 
@@ -114,6 +114,45 @@ pub static ROLEBINDING: Printer = Printer {
             users.join(", ").into(),
             groups.join(", ").into(),
             sas.join(", ").into(),
+        ]
+    },
+};
+
+/// An IntOrString spec field as kube prints it, `N/A` when unset.
+fn int_or_string(o: &Value, at: &str) -> Value {
+    match o.pointer(at) {
+        Some(Value::Number(n)) => n.to_string().into(),
+        Some(Value::String(s)) => s.clone().into(),
+        _ => "N/A".into(),
+    }
+}
+
+pub static PODDISRUPTIONBUDGET: Printer = Printer {
+    conditions: super::no_conditions,
+    columns: &[
+        NAME,
+        Column::new(
+            "Min Available",
+            "The minimum number of pods that must be available.",
+        ),
+        Column::new(
+            "Max Unavailable",
+            "The maximum number of pods that may be unavailable.",
+        ),
+        Column::new(
+            "Allowed Disruptions",
+            "Calculated number of pods that may be disrupted at this time.",
+        )
+        .of("integer"),
+        AGE,
+    ],
+    cells: |o, now| {
+        vec![
+            name(o),
+            int_or_string(o, "/spec/minAvailable"),
+            int_or_string(o, "/spec/maxUnavailable"),
+            int_at(o, "/status/disruptionsAllowed").into(),
+            age(o, now),
         ]
     },
 };
