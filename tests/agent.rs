@@ -3,6 +3,8 @@
 //! containers are real host processes.
 
 mod common;
+#[path = "agent/storage.rs"]
+mod storage;
 #[path = "agent/streams.rs"]
 mod streams;
 
@@ -44,6 +46,7 @@ async fn world_args(nodes: &[&str], docker: bool, extra: &[&str]) -> World {
     let kc = api.kubeconfig(0).to_path_buf();
     let dir = api.dir.path().to_path_buf();
     let sched = Replicas::start("scheduler", &[&kc], &dir, &[]);
+    let local_path = dir.join("local-path");
     let cm = Replicas::start(
         "controller-manager",
         &[&kc],
@@ -55,6 +58,10 @@ async fn world_args(nodes: &[&str], docker: bool, extra: &[&str]) -> World {
             "6s",
             "--node-eviction-rate",
             "10",
+            "--local-path-root",
+            local_path.to_str().unwrap(),
+            "--local-path-helper-image",
+            common::images::BUSYBOX,
         ],
     );
     let certs = api.certs();
@@ -1180,6 +1187,8 @@ spec:
         },
     )
     .await;
+    storage::claims(&w, &kc).await;
+    storage::provisioned(&w, &kc).await;
 }
 
 /// The output of `kubectl logs <args>` once it has `want` in it.

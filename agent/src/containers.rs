@@ -10,7 +10,9 @@ use std::path::Path;
 use component_base::events::{object_ref, EventType};
 use k8s_openapi::api::core::v1::ObjectReference;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+};
 use kube::api::Api;
 
 use crate::env;
@@ -41,7 +43,8 @@ pub async fn config(
     let (vol_cms, vol_secrets) = volumes::sources(pod);
     cm_names.extend(vol_cms);
     secret_names.extend(vol_secrets);
-    let src = fetch_sources(shared, pod, cm_names, secret_names).await?;
+    let mut src = fetch_sources(shared, pod, cm_names, secret_names).await?;
+    src.claims = fetch_claims(shared, pod).await?;
     let pr = pod_ref(pod);
     let pod_dir = shared.pods_dir.join(pod_dir_name(&pr));
     let vols = volumes::prepare(pod, &pod_dir, &src, shared.memory_volumes)?;
@@ -227,6 +230,54 @@ fn etc_mounts(
             container_path: "/etc/hosts".into(),
             read_only: true,
         });
+    }
+    Ok(out)
+}
+
+/// Where each PersistentVolumeClaim of the pod lives on this node: the hostPath or local
+/// path of the volume it is bound to. An unbound claim, or a volume of another type, is
+/// an error the pod waits out (as the kubelet waits for its volumes).
+async fn fetch_claims(
+    shared: &Shared,
+    pod: &Pod,
+) -> Result<BTreeMap<String, (std::path::PathBuf, bool)>, String> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(shared.client.clone(), &ns);
+    let volumes: Api<PersistentVolume> = Api::all(shared.client.clone());
+    let mut out = BTreeMap::new();
+    for name in volumes::claims(pod) {
+        let claim = match claims.get_opt(&name).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err(format!("persistentvolumeclaim {name:?} not found")),
+            Err(e) => return Err(format!("reading persistentvolumeclaim {name:?}: {e}")),
+        };
+        let bound = claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+        let Some(vname) = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_name.clone())
+            .filter(|v| bound && !v.is_empty())
+        else {
+            return Err(format!("persistentvolumeclaim {name:?} is not bound"));
+        };
+        let pv = volumes
+            .get(&vname)
+            .await
+            .map_err(|e| format!("reading persistentvolume {vname:?}: {e}"))?;
+        let spec = pv.spec.unwrap_or_default();
+        let path = match (&spec.host_path, &spec.local) {
+            (Some(h), _) => (
+                std::path::PathBuf::from(&h.path),
+                h.type_.as_deref() == Some("DirectoryOrCreate"),
+            ),
+            (None, Some(l)) => (std::path::PathBuf::from(&l.path), false),
+            _ => {
+                return Err(format!(
+                    "persistentvolume {vname:?}: only hostPath and local volumes are supported by this agent"
+                ))
+            }
+        };
+        out.insert(name, path);
     }
     Ok(out)
 }

@@ -14,6 +14,9 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 pub struct Sources {
     pub config_maps: BTreeMap<String, BTreeMap<String, String>>,
     pub secrets: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Each bound claim's volume on this host: its path, and whether it is made when
+    /// missing (a hostPath of type DirectoryOrCreate).
+    pub claims: BTreeMap<String, (std::path::PathBuf, bool)>,
 }
 
 /// What `resolve` needs from the pod's world.

@@ -1,7 +1,8 @@
 //! Pod volumes on the host, as the kubelet lays them out under the pod's directory
 //! (`volumes/kubernetes.io~empty-dir/<name>`, `~configmap`, `~secret`), and the bind
-//! mounts of a container's volumeMounts. emptyDir, configMap, secret and hostPath are
-//! supported; ConfigMaps and Secrets are written again at every container start.
+//! mounts of a container's volumeMounts. emptyDir, configMap, secret, hostPath and
+//! persistentVolumeClaim (bound to a hostPath or local PersistentVolume) are supported;
+//! ConfigMaps and Secrets are written again at every container start.
 //! With `memory` (a real runtime), Secret volumes and `medium: Memory` emptyDirs are
 //! tmpfs mounts (`tmpfs.rs`), as the kubelet makes them.
 
@@ -14,6 +15,16 @@ use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod};
 use crate::env::Sources;
 use crate::runtime::Mount;
 use crate::tmpfs;
+
+/// The PersistentVolumeClaims the pod's volumes name.
+pub fn claims(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| c.claim_name.clone())
+        .collect()
+}
 
 /// The ConfigMaps and Secrets the pod's volumes name.
 pub fn sources(pod: &Pod) -> (Vec<String>, Vec<String>) {
@@ -167,9 +178,26 @@ pub fn prepare(
                 None => return Err(format!("secret \"{name}\" not found")),
             }
             p
+        } else if let Some(c) = &v.persistent_volume_claim {
+            // The claim's volume, bound and read before the pod's containers start.
+            let (path, create) = src
+                .claims
+                .get(&c.claim_name)
+                .ok_or_else(|| format!("persistentvolumeclaim {:?} is not bound", c.claim_name))?;
+            if *create {
+                std::fs::create_dir_all(path).map_err(io)?;
+            } else if !path.is_dir() {
+                return Err(format!(
+                    "volume {:?}: the path {} of persistentvolumeclaim {:?} does not exist on this node",
+                    v.name,
+                    path.display(),
+                    c.claim_name
+                ));
+            }
+            path.clone()
         } else {
             return Err(format!(
-                "volume {:?}: only emptyDir, hostPath, configMap and secret volumes are supported by this agent",
+                "volume {:?}: only emptyDir, hostPath, configMap, secret and persistentVolumeClaim volumes are supported by this agent",
                 v.name
             ));
         };

@@ -82,6 +82,14 @@ pub struct ControllerManagerFlags {
     /// balancers, as k3s's servicelb or MetalLB).
     #[arg(long)]
     pub load_balancer_ip_range: Option<String>,
+    /// Where the `local-path` provisioner makes volumes on every node (an absolute path;
+    /// one directory per volume, `pvc-<uid>_<namespace>_<claim>`), as k3s's local-path
+    /// provisioner does under its storage directory.
+    #[arg(long, default_value = "/var/lib/flotilla/storage")]
+    pub local_path_root: String,
+    /// The image of the helper pods that remove a deleted volume's directory on its node.
+    #[arg(long, default_value = "busybox")]
+    pub local_path_helper_image: String,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +109,8 @@ pub struct ControllerManagerConfig {
     pub node_ipam: Option<NodeIpamConfig>,
     /// `--load-balancer-ip-range` (else None, and `servicelb` is not enabled).
     pub load_balancer_ip_range: Option<crate::servicelb::pool::Pool>,
+    /// `--local-path-root` and `--local-path-helper-image`.
+    pub local_path: crate::localpath::plan::Config,
 }
 
 impl ControllerManagerFlags {
@@ -141,6 +151,14 @@ impl ControllerManagerFlags {
         if self.concurrent_job_syncs == 0 {
             return Err("--concurrent-job-syncs must be at least 1".into());
         }
+        let root = std::path::PathBuf::from(&self.local_path_root);
+        if !root.is_absolute()
+            || root
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err("--local-path-root must be an absolute path without '..'".into());
+        }
         Ok(ControllerManagerConfig {
             common,
             enabled,
@@ -157,6 +175,10 @@ impl ControllerManagerFlags {
             use_service_account_credentials: self.use_service_account_credentials,
             node_ipam,
             load_balancer_ip_range,
+            local_path: crate::localpath::plan::Config {
+                root,
+                helper_image: self.local_path_helper_image.clone(),
+            },
         })
     }
 

@@ -76,6 +76,11 @@ pub fn controller_ref<K: kube::Resource<DynamicType = ()>>(owner: &K) -> OwnerRe
     }
 }
 
+/// Now, as an API timestamp.
+pub fn now_time() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now())
+}
+
 /// A pod counts towards its owner's replicas: not finished and not being deleted.
 pub fn pod_active(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_none()

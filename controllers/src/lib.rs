@@ -23,7 +23,9 @@
 //!   `daemonset/` (`nodes.rs` where pods belong, `plan.rs` pods and rollout),
 //!   `history.rs` (ControllerRevisions of DaemonSets and StatefulSets), `cronjob/` (`plan.rs` schedule times, concurrency, history), `ttlafterfinished.rs`,
 //!   `disruption/` (`plan.rs` PodDisruptionBudget arithmetic), `statefulset/` (`identity.rs`
-//!   names, labels and claims, `plan.rs` ordered creation, scale-down and rolling update).
+//!   names, labels and claims, `plan.rs` ordered creation, scale-down and rolling update),
+//!   `volumebinder/` (`plan.rs` which volume a claim gets, volume phases), `localpath/`
+//!   (`plan.rs` the local-path provisioner's volumes and helper pods).
 //!
 //! Adding a controller: a module with a [`reconciler::Reconciler`] and a
 //! `new(&Arc<Context>) -> Box<dyn Run>` that takes its informers from
@@ -52,6 +54,7 @@ pub mod garbagecollector;
 pub mod history;
 pub mod informer;
 pub mod job;
+pub mod localpath;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -63,6 +66,7 @@ pub mod serviceaccount;
 pub mod servicelb;
 pub mod statefulset;
 pub mod ttlafterfinished;
+pub mod volumebinder;
 pub mod workqueue;
 
 use std::collections::{BTreeSet, HashSet};
@@ -78,9 +82,11 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController, Service, ServiceAccount,
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
+    ServiceAccount,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use tokio::sync::watch;
 
 pub use config::{ControllerManagerConfig, ControllerManagerFlags};
@@ -120,6 +126,8 @@ pub const CONTROLLERS: &[Registration] = &[
     Registration { name: "cronjob", accounts: &["cronjob-controller"], informers: &[all::<CronJob>(), all::<Job>()], new: cronjob::new },
     Registration { name: "disruption", accounts: &["disruption-controller"], informers: &[all::<PodDisruptionBudget>(), all::<Pod>(), all::<ReplicaSet>(), all::<Deployment>(), all::<ReplicationController>()], new: disruption::new },
     Registration { name: "ttl-after-finished", accounts: &["ttl-after-finished-controller"], informers: &[all::<Job>()], new: ttlafterfinished::new },
+    Registration { name: "persistentvolume-binder", accounts: &["persistent-volume-binder"], informers: &[all::<PersistentVolumeClaim>(), all::<PersistentVolume>(), all::<StorageClass>()], new: volumebinder::new },
+    Registration { name: "local-path-provisioner", accounts: &[localpath::ACCOUNT], informers: &[all::<PersistentVolumeClaim>(), all::<PersistentVolume>(), all::<StorageClass>(), all::<Node>()], new: localpath::new },
     Registration { name: "garbagecollector", accounts: &["generic-garbage-collector"], informers: &[], new: garbagecollector::new },
     Registration { name: "nodeipam", accounts: &["node-controller"], informers: &[all::<Node>()], new: nodeipam::new },
     Registration { name: "nodelifecycle", accounts: &["node-controller"], informers: &[all::<Node>(), Need::namespaced::<Lease>("kube-node-lease"), all::<Pod>()], new: nodelifecycle::new },

@@ -32,6 +32,8 @@ pub struct Cache {
     /// Unbound pods nominated to a node by preemption (uid → node, pod): they reserve room
     /// there against pods of lower or equal priority.
     nominated: HashMap<String, (String, Arc<PodInfo>)>,
+    /// Claims, volumes and classes (what VolumeBinding reads).
+    pub storage: crate::volumes::Storage,
 }
 
 impl Cache {

@@ -178,6 +178,16 @@ impl State {
             .set_namespace(name, ns.metadata.labels.unwrap_or_default());
     }
 
+    /// A claim, volume or class changed: pods waiting on storage may fit now.
+    pub fn storage_changed(
+        &mut self,
+        now: Instant,
+        change: impl FnOnce(&mut crate::volumes::Storage),
+    ) {
+        change(&mut self.cache.storage);
+        self.queue.move_all_to_active_or_backoff(now);
+    }
+
     pub fn namespace_deleted(&mut self, ns: &Namespace) {
         self.cache
             .remove_namespace(ns.metadata.name.as_deref().unwrap_or_default());

@@ -27,6 +27,7 @@ pub mod run;
 pub mod schedule;
 #[cfg(test)]
 mod testutil;
+pub mod volumes;
 
 use std::collections::HashMap;
 

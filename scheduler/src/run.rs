@@ -10,7 +10,11 @@ use component_base::leaderelection::{run_maybe_elected, LeaderState};
 use component_base::metrics::Registry;
 use component_base::supervise::catch_panic;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod, PodCondition};
+use k8s_openapi::api::core::v1::{
+    Binding, Namespace, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
+    PodCondition,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher::{self, watcher, Event};
@@ -103,6 +107,42 @@ async fn schedule(
         Handlers {
             apply: |s, ns, _| s.namespace_applied(ns),
             delete: |s, ns, _| s.namespace_deleted(ns),
+            started: |_| {},
+            done: |_, _| {},
+        },
+    ));
+    tasks.spawn(watch_into(
+        Api::<PersistentVolumeClaim>::all(client.clone()),
+        state.clone(),
+        wake.clone(),
+        None,
+        Handlers {
+            apply: |s, c, now| s.storage_changed(now, |st| st.set_claim(c)),
+            delete: |s, c, now| s.storage_changed(now, |st| st.remove_claim(c)),
+            started: |_| {},
+            done: |_, _| {},
+        },
+    ));
+    tasks.spawn(watch_into(
+        Api::<PersistentVolume>::all(client.clone()),
+        state.clone(),
+        wake.clone(),
+        None,
+        Handlers {
+            apply: |s, v, now| s.storage_changed(now, |st| st.set_volume(v)),
+            delete: |s, v, now| s.storage_changed(now, |st| st.remove_volume(v)),
+            started: |_| {},
+            done: |_, _| {},
+        },
+    ));
+    tasks.spawn(watch_into(
+        Api::<StorageClass>::all(client.clone()),
+        state.clone(),
+        wake.clone(),
+        None,
+        Handlers {
+            apply: |s, c, now| s.storage_changed(now, |st| st.set_class(c)),
+            delete: |s, c, now| s.storage_changed(now, |st| st.remove_class(c)),
             started: |_| {},
             done: |_, _| {},
         },
@@ -313,7 +353,7 @@ async fn bind(
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let info = &popped.info;
-    let api: Api<Pod> = Api::namespaced(client, &info.namespace);
+    let api: Api<Pod> = Api::namespaced(client.clone(), &info.namespace);
     let binding = Binding {
         metadata: ObjectMeta {
             name: Some(info.name.clone()),
@@ -329,6 +369,21 @@ async fn bind(
         },
     };
     let started = Instant::now();
+    // kube's VolumeBinding PreBind: delayed claims learn their node before the pod does.
+    let delayed: Vec<String> = {
+        let s = lock(&state);
+        crate::volumes::pod_volumes(&info.pod, &s.cache.storage)
+            .map(|v| v.delayed)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, selected)| selected.is_none())
+            .map(|(c, _)| c)
+            .collect()
+    };
+    if let Err(e) = select_node(&client, &info.namespace, &delayed, &node).await {
+        failed(&state, &metrics, &recorder, info, &node, &e);
+        return;
+    }
     let res = api
         .create_subresource::<Binding, serde_json::Value>(
             "binding",
@@ -359,24 +414,57 @@ async fn bind(
             s.cache.forget(&info.uid);
             s.queue.remove(&info.uid);
         }
-        Err(e) => {
-            metrics
-                .errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(pod = %info.key(), %node, error = %e, "binding failed; retrying after backoff");
-            {
-                let mut s = lock(&state);
-                s.cache.forget(&info.uid);
-                s.queue.retry(&info.uid, Instant::now());
-            }
-            recorder.record(
-                &object_ref(info.pod.as_ref()),
-                EventType::Warning,
-                "FailedScheduling",
-                &format!("Binding rejected: {e}"),
-            );
-        }
+        Err(e) => failed(&state, &metrics, &recorder, info, &node, &e),
     }
+}
+
+/// A binding (or its claims' node selection) failed: the pod is tried again after
+/// backoff.
+fn failed(
+    state: &Shared,
+    metrics: &Metrics,
+    recorder: &Recorder,
+    info: &crate::nodeinfo::PodInfo,
+    node: &str,
+    e: &kube::Error,
+) {
+    metrics
+        .errors
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(pod = %info.key(), %node, error = %e, "binding failed; retrying after backoff");
+    {
+        let mut s = lock(state);
+        s.cache.forget(&info.uid);
+        s.queue.retry(&info.uid, Instant::now());
+    }
+    recorder.record(
+        &object_ref(info.pod.as_ref()),
+        EventType::Warning,
+        "FailedScheduling",
+        &format!("Binding rejected: {e}"),
+    );
+}
+
+/// Writes `volume.kubernetes.io/selected-node` on each of `claims`, so their
+/// provisioner makes the volume where the pod goes.
+async fn select_node(
+    client: &kube::Client,
+    ns: &str,
+    claims: &[String],
+    node: &str,
+) -> Result<(), kube::Error> {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    for c in claims {
+        let patch =
+            serde_json::json!({"metadata": {"annotations": {crate::volumes::SELECTED_NODE: node}}});
+        api.patch(
+            c,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Deletes a preemption victim gracefully (only that very pod: uid precondition).

@@ -494,6 +494,9 @@ async fn start(
             // Services of type LoadBalancer get an address from here.
             s(&"--load-balancer-ip-range"),
             flags.load_balancer_ip_range.clone(),
+            // The local-path provisioner's volumes live with the cluster's data.
+            s(&"--local-path-root"),
+            s(&std::path::absolute(data.join("storage"))?.display()),
         ]);
         args.extend(secure(
             &format!("controller-manager-m{i}"),

@@ -217,6 +217,13 @@ pub fn objects() -> (Vec<Value>, Vec<Value>) {
                     READ,
                 ),
                 rule(&[""], &["pods"], &["get", "list", "watch", "delete"]),
+                // kube's system:volume-scheduler, bound to the scheduler: delayed claims
+                // are told their node.
+                rule(
+                    &[""],
+                    &["persistentvolumeclaims", "persistentvolumes"],
+                    &["patch", "update"],
+                ),
                 rule(&[""], &["bindings", "pods/binding"], &["create"]),
                 rule(&[""], &["pods/status"], &["patch", "update"]),
                 rule(&["apps"], &["replicasets", "statefulsets"], READ),
@@ -472,7 +479,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(names(&roles), names(&bindings));
-        assert_eq!(names(&roles).len(), 16);
+        assert_eq!(names(&roles).len(), 18);
         for b in bindings.iter().filter(|b| {
             b["metadata"]["name"]
                 .as_str()

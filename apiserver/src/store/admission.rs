@@ -9,12 +9,15 @@
 //!
 //! Plugins, in the order they run: Priority (`admission/priority.rs`, mutating, pods:
 //! priorityClassName → priority and preemptionPolicy, or the globalDefault class, or 0),
+//! DefaultStorageClass (`admission/storageclass.rs`, mutating, claims without a class get
+//! the default StorageClass),
 //! PodSecurity (`admission/podsecurity.rs`, validating: the Pod Security Standards a
 //! namespace's labels select, over pods and the pod templates of controllers; the labels
 //! themselves on namespaces).
 
 mod podsecurity;
 mod priority;
+mod storageclass;
 
 use std::sync::Mutex;
 
@@ -27,10 +30,15 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Copy)]
 enum Plugin {
     Priority,
+    DefaultStorageClass,
     PodSecurity,
 }
 
-const PLUGINS: &[Plugin] = &[Plugin::Priority, Plugin::PodSecurity];
+const PLUGINS: &[Plugin] = &[
+    Plugin::Priority,
+    Plugin::DefaultStorageClass,
+    Plugin::PodSecurity,
+];
 
 impl Plugin {
     /// The (group, resource) pairs the plugin handles.
@@ -39,6 +47,7 @@ impl Plugin {
         let gr = (info.group, info.plural);
         match self {
             Plugin::Priority => gr == ("", "pods"),
+            Plugin::DefaultStorageClass => gr == ("", "persistentvolumeclaims"),
             Plugin::PodSecurity => podsecurity::handles(gr),
         }
     }
@@ -81,6 +90,7 @@ impl Store {
             }
             match p {
                 Plugin::Priority => self.admit_priority(obj).await?,
+                Plugin::DefaultStorageClass => self.admit_storage_class(obj).await?,
                 Plugin::PodSecurity => {}
             }
         }
@@ -99,7 +109,7 @@ impl Store {
                 continue;
             }
             match p {
-                Plugin::Priority => {}
+                Plugin::Priority | Plugin::DefaultStorageClass => {}
                 Plugin::PodSecurity => self.pod_security_create(t, obj, w).await?,
             }
         }
@@ -122,7 +132,7 @@ impl Store {
                 continue;
             }
             match p {
-                Plugin::Priority => {}
+                Plugin::Priority | Plugin::DefaultStorageClass => {}
                 Plugin::PodSecurity => adm.pod_security = self.pod_security_update(t).await?,
             }
         }

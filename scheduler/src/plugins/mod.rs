@@ -20,6 +20,7 @@ pub mod node_resources_fit;
 pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod taint_toleration;
+pub mod volume_binding;
 
 /// Filters in the order Kubernetes runs them (cheap and decisive first).
 pub fn filters() -> Vec<Box<dyn Filter>> {
@@ -28,6 +29,7 @@ pub fn filters() -> Vec<Box<dyn Filter>> {
         Box::new(node_name::NodeName),
         Box::new(taint_toleration::TaintToleration),
         Box::new(node_affinity::NodeAffinity),
+        Box::new(volume_binding::VolumeBinding),
         Box::new(node_ports::NodePorts),
         Box::new(node_resources_fit::NodeResourcesFit),
         Box::new(pod_topology_spread::PodTopologySpread),

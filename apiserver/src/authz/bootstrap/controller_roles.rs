@@ -72,6 +72,25 @@ pub(super) fn accounts() -> Vec<(&'static str, Vec<Value>)> {
             rule(&[""], &["persistentvolumeclaims"], &["update", "delete", "patch"]),
             events(),
         ]),
+        ("persistent-volume-binder", vec![
+            rule(&[""], &["persistentvolumes"], &["create", "delete", "get", "list", "update", "watch"]),
+            rule(&[""], &["persistentvolumes/status"], &["update"]),
+            rule(&[""], &["persistentvolumeclaims"], &["get", "list", "update", "watch"]),
+            rule(&[""], &["persistentvolumeclaims/status"], &["update"]),
+            rule(&[""], &["pods"], &["create", "delete", "get", "list", "watch"]),
+            rule(&["storage.k8s.io"], &["storageclasses"], &["get", "list", "watch"]),
+            rule(&[""], &["nodes"], &["get", "list", "watch"]),
+            events(),
+        ]),
+        // rancher's local-path-provisioner-role, which k3s installs.
+        ("local-path-provisioner-service-account", vec![
+            rule(&[""], &["nodes"], &["get", "list", "watch"]),
+            rule(&[""], &["persistentvolumeclaims", "configmaps"], &["get", "list", "watch"]),
+            rule(&[""], &["pods"], &["get", "list", "watch", "create", "delete"]),
+            rule(&[""], &["persistentvolumes"], &["get", "list", "watch", "create", "patch", "update", "delete"]),
+            rule(&["storage.k8s.io"], &["storageclasses"], &["get", "list", "watch", "create"]),
+            events(),
+        ]),
         ("disruption-controller", vec![
             rule(&["extensions", "apps"], &["deployments"], &["get", "list", "watch"]),
             rule(&["apps", "extensions"], &["replicasets"], &["get", "list", "watch"]),
