@@ -10,6 +10,8 @@
 mod common;
 #[path = "up/network.rs"]
 mod network;
+#[path = "up/workloads.rs"]
+mod workloads;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -327,6 +329,7 @@ spec:
     )
     .await;
     network::check(&kc, &client, &pods, common::images::BUSYBOX).await;
+    workloads::check(&kc, &client, &data, common::images::BUSYBOX).await;
     let name = pods[0].metadata.name.clone().unwrap();
     assert_eq!(
         kubectl_ok(&kc, &["logs", &name]),

@@ -217,7 +217,13 @@ pub fn mounts(
             .iter()
             .flat_map(|s| s.volumes.iter().flatten())
             .find(|v| v.name == name)
-            .is_some_and(|v| v.config_map.is_some() || v.secret.is_some())
+            .is_some_and(|v| {
+                v.config_map.is_some()
+                    || v.secret.is_some()
+                    || v.persistent_volume_claim
+                        .as_ref()
+                        .is_some_and(|c| c.read_only == Some(true))
+            })
     };
     let mut out = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
@@ -305,6 +311,47 @@ mod tests {
         assert_eq!(
             prepare(&pod, &pod_dir, &src, false).unwrap_err(),
             "configmap \"cm\" not found"
+        );
+    }
+
+    #[test]
+    fn claims_mount_their_volumes_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = dir.path().join("pvc-1");
+        let given = dir.path().join("local");
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+            "spec": {
+                "volumes": [
+                    {"name": "data", "persistentVolumeClaim": {"claimName": "data-p"}},
+                    {"name": "ro", "persistentVolumeClaim": {"claimName": "shared", "readOnly": true}}
+                ],
+                "containers": [{"name": "c", "volumeMounts": [
+                    {"name": "data", "mountPath": "/data"},
+                    {"name": "ro", "mountPath": "/shared"}
+                ]}]
+            }
+        }))
+        .unwrap();
+        assert_eq!(claims(&pod), ["data-p", "shared"]);
+        let mut src = Sources::default();
+        src.claims.insert("data-p".into(), (made.clone(), true));
+        src.claims.insert("shared".into(), (given.clone(), false));
+        // A local volume's path must exist; a DirectoryOrCreate hostPath is made.
+        let err = prepare(&pod, &dir.path().join("pod"), &src, false).unwrap_err();
+        assert!(err.contains("does not exist on this node"), "{err}");
+        std::fs::create_dir_all(&given).unwrap();
+        let vols = prepare(&pod, &dir.path().join("pod"), &src, false).unwrap();
+        assert!(made.is_dir());
+        let c = &pod.spec.as_ref().unwrap().containers[0];
+        let m = mounts(&pod, c, &vols).unwrap();
+        assert_eq!((m[0].host_path.clone(), m[0].read_only), (made, false));
+        assert_eq!((m[1].host_path.clone(), m[1].read_only), (given, true));
+        // An unbound claim waits.
+        src.claims.remove("data-p");
+        assert_eq!(
+            prepare(&pod, &dir.path().join("pod"), &src, false).unwrap_err(),
+            "persistentvolumeclaim \"data-p\" is not bound"
         );
     }
 }

@@ -151,6 +151,8 @@ pub(super) async fn drain(w: &World, kc: &std::path::Path) {
                 &node2,
                 "--ignore-daemonsets",
                 "--delete-emptydir-data",
+                // Bare pods earlier cases left on the node go too.
+                "--force",
                 "--timeout=120s",
             ],
         )

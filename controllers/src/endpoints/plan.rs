@@ -50,6 +50,9 @@ pub struct PodEndpoint {
     pub terminating: bool,
     pub node: Option<String>,
     pub target: ObjectReference,
+    /// The pod's hostname when its subdomain is this Service (a StatefulSet's pods under
+    /// its headless Service), which DNS publishes as `<hostname>.<service>`.
+    pub hostname: Option<String>,
     /// (name, port, protocol, appProtocol)
     pub ports: Vec<(Option<String>, i32, String, Option<String>)>,
 }
@@ -89,10 +92,19 @@ pub fn pod_endpoints(svc: &Service, pods: &[Arc<Pod>]) -> Vec<PodEndpoint> {
                 ))
             })
             .collect();
+        // kube's endpoint hostname: set when the pod names this Service as its subdomain.
+        let hostname = p.spec.as_ref().and_then(|s| {
+            let h = s.hostname.clone().filter(|h| !h.is_empty())?;
+            (s.subdomain.is_some()
+                && s.subdomain == svc.metadata.name
+                && p.metadata.namespace == svc.metadata.namespace)
+                .then_some(h)
+        });
         out.push(PodEndpoint {
             ip,
             ready: publish_not_ready || (ready_since(p).is_some() && !terminating),
             terminating,
+            hostname,
             node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
             target: ObjectReference {
                 kind: Some("Pod".into()),
@@ -139,7 +151,7 @@ pub fn subsets(eps: &[PodEndpoint]) -> Vec<EndpointSubset> {
             ip: e.ip.clone(),
             node_name: e.node.clone(),
             target_ref: Some(e.target.clone()),
-            hostname: None,
+            hostname: e.hostname.clone(),
         };
         if e.ready {
             sub.addresses.get_or_insert_with(Vec::new).push(addr);
@@ -180,6 +192,7 @@ pub fn slices(eps: &[PodEndpoint]) -> (Vec<SlicePort>, Vec<Vec<Endpoint>>) {
             }),
             node_name: e.node.clone(),
             target_ref: Some(e.target.clone()),
+            hostname: e.hostname.clone(),
             ..Default::default()
         })
         .collect();
@@ -206,8 +219,39 @@ mod tests {
             terminating: false,
             node: None,
             target: ObjectReference::default(),
+            hostname: None,
             ports: vec![(Some("http".into()), 8080, "TCP".into(), None)],
         }
+    }
+
+    #[test]
+    fn pods_under_a_headless_service_keep_their_hostnames() {
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "db", "namespace": "d"},
+            "spec": {"clusterIP": "None", "selector": {"app": "db"}}
+        }))
+        .unwrap();
+        let pod = |name: &str, subdomain: &str| -> Arc<Pod> {
+            Arc::new(
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": name, "namespace": "d"},
+                    "spec": {"hostname": name, "subdomain": subdomain, "containers": []},
+                    "status": {"podIP": format!("10.0.0.{}", name.len())}
+                }))
+                .unwrap(),
+            )
+        };
+        let eps = pod_endpoints(&svc, &[pod("db-0", "db"), pod("other", "elsewhere")]);
+        let hosts: Vec<Option<&str>> = eps.iter().map(|e| e.hostname.as_deref()).collect();
+        assert_eq!(hosts, [Some("db-0"), None]);
+        let (_, chunks) = slices(&eps);
+        assert_eq!(chunks[0][0].hostname.as_deref(), Some("db-0"));
+        assert_eq!(
+            subsets(&eps)[0].not_ready_addresses.as_ref().unwrap()[0]
+                .hostname
+                .as_deref(),
+            Some("db-0")
+        );
     }
 
     #[test]

@@ -239,11 +239,14 @@ impl VolumeBinder {
                     None => Ok(()),
                 },
                 Waiting::Provision(p) => {
+                    // An update, as kube's binder writes (its role has no patch).
                     let (ns, name) = key_of(claim);
-                    let patch = serde_json::json!({"metadata": {"annotations": {
-                        STORAGE_PROVISIONER: p, BETA_STORAGE_PROVISIONER: p}}});
+                    let mut c = claim.clone();
+                    let a = c.metadata.annotations.get_or_insert_with(Default::default);
+                    a.insert(STORAGE_PROVISIONER.into(), p.clone());
+                    a.insert(BETA_STORAGE_PROVISIONER.into(), p.clone());
                     self.claim_api(&ns)
-                        .patch(&name, &Default::default(), &kube::api::Patch::Merge(&patch))
+                        .replace(&name, &PostParams::default(), &c)
                         .await
                         .map_err(|source| Error::Claim {
                             name: format!("{ns}/{name}"),
