@@ -65,6 +65,16 @@ fn logs(kc: &Path, pod: &str) -> String {
     kubectl_ok(kc, &["logs", pod])
 }
 
+/// The pod's log once its container has started (empty before).
+fn logs_so_far(kc: &Path, pod: &str) -> String {
+    let o = crate::common::k8s::kubectl(kc, &["logs", pod]);
+    if o.status.success() {
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    } else {
+        String::new()
+    }
+}
+
 pub async fn check(kc: &Path, client: &kube::Client, data: &Path, image: &str) {
     statefulset(kc, client, image).await;
     job_through_failover(kc, client, data, image).await;
@@ -83,7 +93,7 @@ async fn statefulset(kc: &Path, client: &kube::Client, image: &str) {
         wait_for(
             Duration::from_secs(60),
             &format!("{pod} resolving its peers"),
-            || async { logs(kc, &pod).contains("peers").then_some(()) },
+            || async { logs_so_far(kc, &pod).contains("peers").then_some(()) },
         )
         .await;
         assert!(logs(kc, &pod).starts_with("wrote"), "{}", logs(kc, &pod));
@@ -105,7 +115,8 @@ async fn statefulset(kc: &Path, client: &kube::Client, image: &str) {
     kubectl_ok(kc, &["delete", "pod", "db-1"]);
     let again = wait_for(Duration::from_secs(90), "db-1 back", || async {
         let p = pods.get("db-1").await.ok()?;
-        (p.metadata.uid != before.metadata.uid && logs(kc, "db-1").contains("peers")).then_some(p)
+        (p.metadata.uid != before.metadata.uid && logs_so_far(kc, "db-1").contains("peers"))
+            .then_some(p)
     })
     .await;
     assert!(
