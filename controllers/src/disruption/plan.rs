@@ -62,7 +62,10 @@ pub fn scaled(v: &IntOrString, total: i32) -> Result<i32, String> {
                 .strip_suffix('%')
                 .and_then(|n| n.parse().ok())
                 .ok_or_else(|| format!("invalid value for IntOrString: invalid value {s:?}"))?;
-            let v = (pct.saturating_mul(i64::from(total)) + 99).div_euclid(100);
+            let v = pct
+                .saturating_mul(i64::from(total))
+                .saturating_add(99)
+                .div_euclid(100);
             Ok(i32::try_from(v).unwrap_or(i32::MAX))
         }
     }

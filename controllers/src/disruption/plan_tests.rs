@@ -46,6 +46,9 @@ fn percentages_round_up() {
     assert_eq!(scaled(&IntOrString::String("100%".into()), 7), Ok(7));
     assert_eq!(scaled(&IntOrString::Int(4), 7), Ok(4));
     assert!(scaled(&IntOrString::String("5".into()), 7).is_err());
+    // A stored value never overflows the arithmetic.
+    let huge = format!("{}%", i64::MAX);
+    assert_eq!(scaled(&IntOrString::String(huge), i32::MAX), Ok(i32::MAX));
 }
 
 #[test]
