@@ -43,11 +43,11 @@ impl Revisioned for StatefulSet {
 /// kube's `rand.SafeEncodeString` alphabet (no vowels, no easily confused characters).
 const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
-/// The hash of the owner's template (and collision count): FNV-32a over the template's
+/// The hash of the owner's template and a collision count: FNV-32a over the template's
 /// JSON, written in decimal and safe-encoded, as kube's `ComputeHash` shapes it.
-pub fn template_hash<T: Revisioned>(owner: &T) -> String {
+pub fn template_hash<T: Revisioned>(owner: &T, collision_count: Option<i32>) -> String {
     let mut bytes = serde_json::to_vec(&owner.template()).unwrap_or_default();
-    if let Some(c) = owner.collision_count() {
+    if let Some(c) = collision_count {
         bytes.extend_from_slice(&c.to_le_bytes());
     }
     let mut h: u32 = 0x811c_9dc5;
@@ -136,14 +136,30 @@ pub struct EnsureError {
     pub source: kube::Error,
 }
 
-/// The hash of the revision holding the owner's current template: an existing one
-/// (renumbered to be the newest if an undo brought it back), else a new one.
+/// How many times [`ensure`] tries another collision count before it gives up.
+const MAX_COLLISIONS: i32 = 10;
+
+/// What [`ensure`] found or made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ensured {
+    /// The hash of the revision holding the owner's current template.
+    pub hash: String,
+    /// The owner's collision count, raised when the name the template hashes to is taken
+    /// by a revision of another template (kube's `status.collisionCount`).
+    pub collision_count: Option<i32>,
+}
+
+/// The revision holding the owner's current template: an existing one (renumbered to be
+/// the newest if an undo brought it back), else a new one. A new revision whose name is
+/// taken by a different template is made again under the next collision count, as kube's
+/// `CreateControllerRevision` does; the owner's status must then carry that count.
 pub async fn ensure<T: Revisioned>(
     api: &Api<ControllerRevision>,
     owner: &T,
     revs: &[&ControllerRevision],
-) -> Result<String, EnsureError> {
+) -> Result<Ensured, EnsureError> {
     let max = max_revision(revs);
+    let mut collision_count = owner.collision_count();
     if let Some(cur) = current(owner, revs) {
         let name = cur.metadata.name.clone().unwrap_or_default();
         if cur.revision < max {
@@ -155,24 +171,41 @@ pub async fn ensure<T: Revisioned>(
                     source,
                 })?;
         }
-        return Ok(hash_of(cur));
+        return Ok(Ensured {
+            hash: hash_of(cur),
+            collision_count,
+        });
     }
-    let hash = template_hash(owner);
-    let rev = new_revision(owner, &hash, max.saturating_add(1));
-    let name = rev.metadata.name.clone().unwrap_or_default();
-    match api.create(&PostParams::default(), &rev).await {
-        Ok(_) => Ok(hash),
-        // Made by a sync whose write the cache does not show yet; or, rarely, another
-        // template with the same hash (kube then bumps collisionCount; we retry).
-        Err(kube::Error::Api(e)) if e.code == 409 => match api.get_opt(&name).await {
-            Ok(Some(existing)) if existing.data == rev.data => Ok(hash),
-            Ok(_) => Err(EnsureError {
-                name,
-                source: kube::Error::Api(e),
-            }),
-            Err(source) => Err(EnsureError { name, source }),
-        },
-        Err(source) => Err(EnsureError { name, source }),
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let hash = template_hash(owner, collision_count);
+        let rev = new_revision(owner, &hash, max.saturating_add(1));
+        let name = rev.metadata.name.clone().unwrap_or_default();
+        let taken = match api.create(&PostParams::default(), &rev).await {
+            Ok(_) => false,
+            // Made by a sync whose write the cache does not show yet, or another template
+            // with the same hash.
+            Err(kube::Error::Api(e)) if e.code == 409 => match api.get_opt(&name).await {
+                Ok(Some(existing)) if existing.data == rev.data => false,
+                Ok(_) if attempts <= MAX_COLLISIONS => true,
+                Ok(_) => {
+                    return Err(EnsureError {
+                        name,
+                        source: kube::Error::Api(e),
+                    })
+                }
+                Err(source) => return Err(EnsureError { name, source }),
+            },
+            Err(source) => return Err(EnsureError { name, source }),
+        };
+        if !taken {
+            return Ok(Ensured {
+                hash,
+                collision_count,
+            });
+        }
+        collision_count = Some(collision_count.unwrap_or(0).saturating_add(1));
     }
 }
 

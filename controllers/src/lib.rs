@@ -10,10 +10,11 @@
 //! - `reconciler.rs`: the one controller shape (`reconcile` and `error_policy` returning
 //!   an `Action`) and its runner; `workqueue.rs`: the deduplicating, rate-limited queue
 //!   under it; `informer.rs`: shared watches and caches, made on demand;
-//!   `expectations.rs`: no double creation.
+//!   `expectations.rs`: no double creation; `claims.rs`: adoption and release of pods and
+//!   revisions (kube's ControllerRefManager); `backoff.rs`: per-key exponential backoff.
 //! - One module per controller, its pure decisions in their own file:
 //!   `deployment/` (`plan.rs` rollout arithmetic, `status.rs`, `replicasets.rs` writes),
-//!   `replicaset/` (generic over the owner kind; `plan.rs` claim, scale diff, status
+//!   `replicaset/` (generic over the owner kind; `plan.rs` scale diff, status
 //!   counts), `replicationcontroller.rs` (that controller for core/v1 RCs),
 //!   `garbagecollector/` (`graph.rs`), `nodelifecycle/` (`health.rs`), `nodeipam/`
 //!   (`cidrset.rs` ranges, `plan.rs` who holds which; with `--allocate-node-cidrs`), `endpoints/`
@@ -25,7 +26,8 @@
 //!   `disruption/` (`plan.rs` PodDisruptionBudget arithmetic), `statefulset/` (`identity.rs`
 //!   names, labels and claims, `plan.rs` ordered creation, scale-down and rolling update),
 //!   `volumebinder/` (`plan.rs` which volume a claim gets, volume phases), `localpath/`
-//!   (`plan.rs` the local-path provisioner's volumes and helper pods).
+//!   (`plan.rs` the local-path provisioner's volumes and helper pods), `protection/` (the
+//!   pvc-protection and pv-protection finalizers).
 //!
 //! Adding a controller: a module with a [`reconciler::Reconciler`] and a
 //! `new(&Arc<Context>) -> Box<dyn Run>` that takes its informers from
@@ -39,6 +41,7 @@
 //! again; errors are retried per the controller's error policy (by default a per-key
 //! backoff), and every key is queued again every 5 minutes.
 
+pub mod claims;
 pub mod config;
 pub mod context;
 pub mod credentials;
@@ -59,6 +62,7 @@ pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podcontrol;
+pub mod protection;
 pub mod reconciler;
 pub mod replicaset;
 pub mod replicationcontroller;
@@ -127,6 +131,8 @@ pub const CONTROLLERS: &[Registration] = &[
     Registration { name: "disruption", accounts: &["disruption-controller"], informers: &[all::<PodDisruptionBudget>(), all::<Pod>(), all::<ReplicaSet>(), all::<Deployment>(), all::<ReplicationController>()], new: disruption::new },
     Registration { name: "ttl-after-finished", accounts: &["ttl-after-finished-controller"], informers: &[all::<Job>()], new: ttlafterfinished::new },
     Registration { name: "persistentvolume-binder", accounts: &["persistent-volume-binder"], informers: &[all::<PersistentVolumeClaim>(), all::<PersistentVolume>(), all::<StorageClass>()], new: volumebinder::new },
+    Registration { name: "pvc-protection", accounts: &["pvc-protection-controller"], informers: &[all::<PersistentVolumeClaim>(), all::<Pod>()], new: protection::pvc::new },
+    Registration { name: "pv-protection", accounts: &["pv-protection-controller"], informers: &[all::<PersistentVolume>()], new: protection::pv::new },
     Registration { name: "local-path-provisioner", accounts: &[localpath::ACCOUNT], informers: &[all::<PersistentVolumeClaim>(), all::<PersistentVolume>(), all::<StorageClass>(), all::<Node>()], new: localpath::new },
     Registration { name: "garbagecollector", accounts: &["generic-garbage-collector"], informers: &[], new: garbagecollector::new },
     Registration { name: "nodeipam", accounts: &["node-controller"], informers: &[all::<Node>()], new: nodeipam::new },

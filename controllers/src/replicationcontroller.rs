@@ -66,8 +66,9 @@ impl Replicated for ReplicationController {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::claims::{claim, Claim};
     use crate::context::{controller_ref, refers_to};
-    use crate::replicaset::plan::{self, Claim, Diff};
+    use crate::replicaset::plan::{self, Diff};
     use k8s_openapi::api::apps::v1::ReplicaSet;
     use k8s_openapi::api::core::v1::{Pod, ReplicationControllerSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -121,7 +122,7 @@ mod tests {
         };
         let uid = r.metadata.uid.as_deref().unwrap();
         assert_eq!(
-            plan::claim(&orphan, uid, r.selects(&labels(&[("app", "web")])), false),
+            claim(&orphan, uid, r.selects(&labels(&[("app", "web")])), false),
             Claim::Adopt
         );
         let mut adopted = orphan.clone();
@@ -136,8 +137,8 @@ mod tests {
             "an RC's pods are not a ReplicaSet's"
         );
         adopted.metadata.owner_references = Some(vec![owner]);
-        assert_eq!(plan::claim(&adopted, uid, true, false), Claim::Keep);
-        assert_eq!(plan::claim(&adopted, uid, false, false), Claim::Release);
+        assert_eq!(claim(&adopted, uid, true, false), Claim::Keep);
+        assert_eq!(claim(&adopted, uid, false, false), Claim::Release);
         assert_eq!(plan::diff(r.replicas(), &[&adopted]), Diff::Create(1));
     }
 

@@ -3,7 +3,9 @@
 //! writing its name into its volume; a deleted pod comes back under the same name with
 //! the same claim and finds what it wrote. Dynamic: a claim of the default class
 //! (`local-path`, WaitForFirstConsumer) is provisioned on the node the scheduler chose for
-//! its pod, mounted, and its directory removed by a helper pod once the claim goes.
+//! its pod, mounted, and its directory removed by a helper pod once the claim goes. A
+//! claim deleted while a pod uses it, and a volume deleted while bound, wait for that to
+//! end (the protection finalizers).
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
@@ -120,25 +122,30 @@ pub(super) async fn claims(w: &World, kc: &std::path::Path) {
         l.items.is_empty().then_some(())
     })
     .await;
+    // A bound volume deleted first stays (pv-protection) until its claim lets it go.
+    kubectl_ok(kc, &["delete", "pv", "t30-a", "--wait=false"]);
+    let table = kubectl_ok(kc, &["get", "pv", "t30-a"]);
+    assert!(table.contains("Terminating"), "{table}");
     // Retain: the claims stay until deleted; then their volumes are Released.
     kubectl_ok(kc, &["delete", "pvc", "data-st-0", "data-st-1"]);
-    wait_for(Duration::from_secs(30), "both volumes Released", || async {
+    wait_for(Duration::from_secs(30), "t30-b Released", || async {
         let l = pvs.list(&ListParams::default()).await.ok()?;
         let released = l
             .items
             .iter()
-            .filter(|v| {
-                v.metadata
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with("t30-"))
-            })
+            .filter(|v| v.metadata.name.as_deref().is_some_and(|n| n == "t30-b"))
             .filter(|v| v.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Released"))
             .count();
-        (released == 2).then_some(())
+        (released == 1).then_some(())
     })
     .await;
-    kubectl_ok(kc, &["delete", "pv", "t30-a", "t30-b"]);
+    wait_for(
+        Duration::from_secs(30),
+        "t30-a gone once Released",
+        || async { pvs.get_opt("t30-a").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    kubectl_ok(kc, &["delete", "pv", "t30-b"]);
 }
 
 const DYNAMIC: &str = r#"
@@ -207,9 +214,20 @@ pub(super) async fn provisioned(w: &World, kc: &std::path::Path) {
         || async { (std::fs::read_to_string(&file).ok()?.trim() == "kept").then_some(()) },
     )
     .await;
-    // Reclaim Delete: the claim goes, a helper pod removes the directory, the volume goes.
+    // Both carry their protection finalizer from admission.
+    let fins = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        m.finalizers.clone().unwrap_or_default()
+    };
+    assert!(fins(&c.metadata).contains(&"kubernetes.io/pvc-protection".to_string()));
+    assert!(fins(&pv.metadata).contains(&"kubernetes.io/pv-protection".to_string()));
+    // The claim deleted while its pod runs: it waits (pvc-protection), the pod keeps
+    // its data; once the pod goes, the claim goes, a helper pod removes the directory
+    // (reclaim Delete), and the volume goes.
+    kubectl_ok(kc, &["delete", "pvc", "dyn", "--wait=false"]);
+    let table = kubectl_ok(kc, &["get", "pvc", "dyn"]);
+    assert!(table.contains("Terminating"), "{table}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "kept");
     kubectl_ok(kc, &["delete", "pod", "dyn"]);
-    kubectl_ok(kc, &["delete", "pvc", "dyn"]);
     wait_for(
         Duration::from_secs(90),
         "the volume and its directory removed",

@@ -100,13 +100,15 @@ spec:
         .unwrap();
     assert_eq!(failed.reason.as_deref(), Some("BackoffLimitExceeded"));
     kubectl_ok(kc, &["delete", "job", "ix", "boom"]);
+    adoption(w, &jobs, kc).await;
     policy_and_ttl(&jobs, kc).await;
     cronjob(w, kc).await;
     daemonset(w, kc).await;
 }
 
 /// A DaemonSet runs one pod on each node, rolls a new template out node by node (`kubectl
-/// rollout status`), keeps its revisions (`rollout history`) and goes back (`rollout undo`).
+/// rollout status`), keeps its revisions (`rollout history`) and goes back (`rollout undo`);
+/// a node that joins gets its pod.
 async fn daemonset(w: &World, kc: &std::path::Path) {
     let ds = |msg: &str| {
         format!(
@@ -197,7 +199,103 @@ spec:
         history.lines().any(|l| l.starts_with('3')),
         "undo renumbers: {history}"
     );
+    // A third node joins: it gets its daemon pod; when it leaves, the pod goes with it.
+    let third = Agents::start_process(kc, Some(&w.api.certs()), &["node-c"], &[]);
+    wait_for(
+        Duration::from_secs(60),
+        "a ready daemon pod on node-c",
+        || async {
+            let d = dsets.get("everywhere").await.ok()?;
+            let st = d.status?;
+            let ok = st.desired_number_scheduled == 3 && st.number_ready == 3;
+            (ok && on_nodes().await == ["node-a", "node-b", "node-c"]).then_some(())
+        },
+    )
+    .await;
+    drop(third);
+    kubectl_ok(kc, &["delete", "node", "node-c"]);
+    wait_for(
+        Duration::from_secs(60),
+        "node-c's daemon pod gone",
+        || async {
+            let d = dsets.get("everywhere").await.ok()?;
+            let gone = d.status?.desired_number_scheduled == 2;
+            (gone && on_nodes().await == ["node-a", "node-b"]).then_some(())
+        },
+    )
+    .await;
     kubectl_ok(kc, &["delete", "daemonset", "everywhere"]);
+}
+
+/// A Job with a manual selector adopts the running orphan pod it selects (controller
+/// reference and tracking finalizer) instead of starting its own, and completes with it.
+async fn adoption(w: &World, jobs: &Api<k8s_openapi::api::batch::v1::Job>, kc: &std::path::Path) {
+    let orphan = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: stray, namespace: default, labels: {app: adopt}}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: c, image: busybox, command: ["sh", "-c", "sleep 4"]}
+"#;
+    let o = kubectl_stdin(kc, &["apply", "-f", "-"], orphan);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ready_pods(&w.client, "app=adopt", 1, Duration::from_secs(60)).await;
+    let job = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: adopter, namespace: default}
+spec:
+  manualSelector: true
+  selector: {matchLabels: {app: adopt}}
+  template:
+    metadata: {labels: {app: adopt}}
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: c, image: busybox, command: ["true"]}
+"#;
+    let o = kubectl_stdin(kc, &["apply", "-f", "-"], job);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = kubectl_ok(
+        kc,
+        &[
+            "wait",
+            "--for=condition=complete",
+            "job/adopter",
+            "--timeout=60s",
+        ],
+    );
+    assert!(out.contains("condition met"), "{out}");
+    let uid = jobs.get("adopter").await.unwrap().metadata.uid.unwrap();
+    let pods_api: Api<Pod> = Api::namespaced(w.client.clone(), "default");
+    let pods = pods_api
+        .list(&ListParams::default().labels("app=adopt"))
+        .await
+        .unwrap()
+        .items;
+    let names: Vec<&str> = pods
+        .iter()
+        .filter_map(|p| p.metadata.name.as_deref())
+        .collect();
+    assert_eq!(names, ["stray"], "no pod of its own");
+    let owner = pods[0].metadata.owner_references.as_ref().unwrap();
+    assert!(
+        owner
+            .iter()
+            .any(|r| r.uid == uid && r.controller == Some(true)),
+        "{owner:?}"
+    );
+    assert!(
+        pods[0]
+            .metadata
+            .finalizers
+            .as_ref()
+            .is_none_or(|f| f.is_empty()),
+        "the tracking finalizer removed once counted"
+    );
+    kubectl_ok(kc, &["delete", "job", "adopter"]);
 }
 
 /// A pod failure policy fails its Job at the first matching exit, with kube's reason; the

@@ -224,6 +224,7 @@ def test_budgets_and_storage():
         ),
     )
     assert pvc.status.phase == "Pending"
+    assert "kubernetes.io/pvc-protection" in pvc.metadata.finalizers
     pv = core.create_persistent_volume(
         client.V1PersistentVolume(
             metadata=client.V1ObjectMeta(name="py-pv"),
@@ -235,6 +236,7 @@ def test_budgets_and_storage():
         )
     )
     assert pv.spec.persistent_volume_reclaim_policy == "Retain"
+    assert "kubernetes.io/pv-protection" in pv.metadata.finalizers
     core.delete_persistent_volume("py-pv")
     core.delete_namespaced_persistent_volume_claim("c", NS)
     storage.delete_storage_class("py-local")

@@ -479,7 +479,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(names(&roles), names(&bindings));
-        assert_eq!(names(&roles).len(), 18);
+        assert_eq!(names(&roles).len(), 20);
         for b in bindings.iter().filter(|b| {
             b["metadata"]["name"]
                 .as_str()

@@ -10,11 +10,13 @@
 //! Plugins, in the order they run: Priority (`admission/priority.rs`, mutating, pods:
 //! priorityClassName → priority and preemptionPolicy, or the globalDefault class, or 0),
 //! DefaultStorageClass (`admission/storageclass.rs`, mutating, claims without a class get
-//! the default StorageClass),
+//! the default StorageClass), StorageObjectInUseProtection (`admission/inuse.rs`, mutating,
+//! new claims and volumes get their protection finalizer),
 //! PodSecurity (`admission/podsecurity.rs`, validating: the Pod Security Standards a
 //! namespace's labels select, over pods and the pod templates of controllers; the labels
 //! themselves on namespaces).
 
+pub mod inuse;
 mod podsecurity;
 mod priority;
 mod storageclass;
@@ -31,12 +33,14 @@ use crate::error::ApiError;
 enum Plugin {
     Priority,
     DefaultStorageClass,
+    StorageObjectInUseProtection,
     PodSecurity,
 }
 
 const PLUGINS: &[Plugin] = &[
     Plugin::Priority,
     Plugin::DefaultStorageClass,
+    Plugin::StorageObjectInUseProtection,
     Plugin::PodSecurity,
 ];
 
@@ -48,6 +52,9 @@ impl Plugin {
         match self {
             Plugin::Priority => gr == ("", "pods"),
             Plugin::DefaultStorageClass => gr == ("", "persistentvolumeclaims"),
+            Plugin::StorageObjectInUseProtection => {
+                gr == ("", "persistentvolumeclaims") || gr == ("", "persistentvolumes")
+            }
             Plugin::PodSecurity => podsecurity::handles(gr),
         }
     }
@@ -91,6 +98,10 @@ impl Store {
             match p {
                 Plugin::Priority => self.admit_priority(obj).await?,
                 Plugin::DefaultStorageClass => self.admit_storage_class(obj).await?,
+                Plugin::StorageObjectInUseProtection => match t.kind.info().plural {
+                    "persistentvolumes" => inuse::protect(obj, inuse::PV_PROTECTION),
+                    _ => inuse::protect(obj, inuse::PVC_PROTECTION),
+                },
                 Plugin::PodSecurity => {}
             }
         }
@@ -109,7 +120,9 @@ impl Store {
                 continue;
             }
             match p {
-                Plugin::Priority | Plugin::DefaultStorageClass => {}
+                Plugin::Priority
+                | Plugin::DefaultStorageClass
+                | Plugin::StorageObjectInUseProtection => {}
                 Plugin::PodSecurity => self.pod_security_create(t, obj, w).await?,
             }
         }
@@ -132,7 +145,9 @@ impl Store {
                 continue;
             }
             match p {
-                Plugin::Priority | Plugin::DefaultStorageClass => {}
+                Plugin::Priority
+                | Plugin::DefaultStorageClass
+                | Plugin::StorageObjectInUseProtection => {}
                 Plugin::PodSecurity => adm.pod_security = self.pod_security_update(t).await?,
             }
         }

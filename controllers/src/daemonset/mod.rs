@@ -8,6 +8,7 @@
 //! or maxSurge; OnDelete leaves old pods alone) carried out under expectations, the
 //! status, and old revisions beyond `revisionHistoryLimit` removed.
 
+pub mod backoff;
 pub mod nodes;
 pub mod plan;
 
@@ -21,6 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 
+use crate::claims;
 use crate::context::{controller_of, controller_ref, key_of, refers_to, Context, Key};
 use crate::expectations::Expectations;
 use crate::history::{self, HASH_LABEL};
@@ -34,6 +36,8 @@ pub const TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation"
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    Claim(#[from] claims::Error),
     #[error("writing revision {name}")]
     Revision {
         name: String,
@@ -67,6 +71,8 @@ pub struct DaemonSetController {
     pods: Arc<Informer<Pod>>,
     revisions: Arc<Informer<ControllerRevision>>,
     expectations: Expectations<Key>,
+    /// Backoff on deleting failed daemon pods, per DaemonSet and node.
+    failed: std::sync::Mutex<backoff::FailedPods>,
 }
 
 pub fn new(ctx: &Arc<Context>) -> Box<dyn Run> {
@@ -78,6 +84,7 @@ pub fn new(ctx: &Arc<Context>) -> Box<dyn Run> {
         pods: ctx.informers.get(),
         revisions: ctx.informers.get(),
         expectations: Expectations::default(),
+        failed: Default::default(),
     });
     let q = queue.clone();
     c.daemonsets.on_change(move |ch| {
@@ -109,9 +116,14 @@ pub fn new(ctx: &Arc<Context>) -> Box<dyn Run> {
         let Some(c) = weak.upgrade() else { return };
         if let Some(key) = crate::podcontrol::observe::<DaemonSet>(&c.expectations, &ch) {
             q.add(key);
+        } else if let Change::Apply { new, .. } = ch {
+            let dsets = c.daemonsets.store().state();
+            for key in claims::adopters(&dsets, new, |d| selects(d, &new.metadata)) {
+                q.add(key);
+            }
         }
     });
-    let q = queue.clone();
+    let (q, weak) = (queue.clone(), Arc::downgrade(&c));
     c.revisions.on_change(move |ch| {
         let r = match ch {
             Change::Apply { new, .. } => new,
@@ -122,6 +134,11 @@ pub fn new(ctx: &Arc<Context>) -> Box<dyn Run> {
                 r.metadata.namespace.clone().unwrap_or_default(),
                 owner.name.clone(),
             ));
+        } else if let Some(c) = weak.upgrade() {
+            let dsets = c.daemonsets.store().state();
+            for key in claims::adopters(&dsets, r, |d| selects(d, &r.metadata)) {
+                q.add(key);
+            }
         }
     });
     Controller::new(c, queue).workers(2).into()
@@ -141,36 +158,47 @@ impl Reconciler for DaemonSetController {
             self.expectations.forget(key);
             return Ok(Action::await_change());
         };
-        let uid = ds.metadata.uid.clone().unwrap_or_default();
-        let owned_by = |o: &ObjectMeta| {
-            o.namespace.as_deref() == Some(ns.as_str())
-                && o.owner_references
-                    .iter()
-                    .flatten()
-                    .any(|r| r.controller == Some(true) && r.uid == uid)
-        };
-        let revisions: Vec<Arc<ControllerRevision>> = self
-            .revisions
-            .store()
-            .state()
-            .into_iter()
-            .filter(|r| owned_by(&r.metadata))
-            .collect();
+        // Its revisions and pods: those it controls, and orphans its selector picks.
+        let owner = controller_ref(ds.as_ref());
+        let deleting = ds.metadata.deletion_timestamp.is_some();
+        let in_ns = |m: &ObjectMeta| m.namespace.as_deref() == Some(ns.as_str());
+        let revs_api: Api<ControllerRevision> = Api::namespaced(self.ctx.client.clone(), ns);
+        let candidates = self.revisions.store().state();
+        let candidates = candidates.into_iter().filter(|r| in_ns(&r.metadata));
+        let revisions = claims::claim_all(
+            &revs_api,
+            candidates.collect(),
+            &owner,
+            deleting,
+            |r| selects(&ds, &r.metadata),
+            &[],
+        )
+        .await?;
         let revs: Vec<&ControllerRevision> = revisions.iter().map(|r| r.as_ref()).collect();
-        let hash = self.current_revision(&ds, &revs).await?;
-        let owned: Vec<Arc<Pod>> = self
-            .pods
-            .store()
-            .state()
-            .into_iter()
-            .filter(|p| owned_by(&p.metadata))
-            .collect();
+        let ensured = self.current_revision(&ds, &revs).await?;
+        let hash = ensured.hash.clone();
+        let pods_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), ns);
+        let candidates = self.pods.store().state();
+        let candidates = candidates.into_iter().filter(|p| in_ns(&p.metadata));
+        let owned = claims::claim_all(
+            &pods_api,
+            candidates.collect(),
+            &owner,
+            deleting,
+            |p| selects(&ds, &p.metadata),
+            &[],
+        )
+        .await?;
         let pods: Vec<&Pod> = owned.iter().map(|p| p.as_ref()).collect();
         let node_objs = self.nodes.store().state();
         let nodes: Vec<&Node> = node_objs.iter().map(|n| n.as_ref()).collect();
         let act = ds.metadata.deletion_timestamp.is_none() && self.expectations.satisfied(key);
-        let plan = plan::plan(&ds, &nodes, &pods, &hash, act, jiff::Timestamp::now());
-        let pods_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), ns);
+        let now = jiff::Timestamp::now();
+        let plan = {
+            let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+            failed.gc(now);
+            plan::plan(&ds, &nodes, &pods, &hash, act, &mut failed, now)
+        };
         let r = object_ref(ds.as_ref());
         for (_, why) in &plan.delete {
             if let Some((ty, reason, msg)) = why {
@@ -210,7 +238,11 @@ impl Reconciler for DaemonSetController {
             self.create_pods(&ds, key, &hash, &plan.create, &pods_api)
                 .await?;
         }
-        self.write_status(&ds, plan.status).await?;
+        let mut status = plan.status;
+        if ensured.collision_count.is_some() {
+            status.collision_count = ensured.collision_count;
+        }
+        self.write_status(&ds, status).await?;
         self.clean_history(&ds, &revs, &hash, &pods).await?;
         Ok(match plan.requeue_after {
             Some(d) => Action::requeue(d),
@@ -234,7 +266,7 @@ impl DaemonSetController {
         &self,
         ds: &DaemonSet,
         revs: &[&ControllerRevision],
-    ) -> Result<String, Error> {
+    ) -> Result<history::Ensured, Error> {
         let ns = ds.metadata.namespace.clone().unwrap_or_default();
         let api: Api<ControllerRevision> = Api::namespaced(self.ctx.client.clone(), &ns);
         history::ensure(&api, ds, revs)
@@ -339,6 +371,12 @@ impl DaemonSetController {
         }
         Ok(())
     }
+}
+
+/// Whether the DaemonSet's selector picks an object with `meta`'s labels (an empty
+/// selector picks nothing).
+fn selects(ds: &DaemonSet, meta: &ObjectMeta) -> bool {
+    claims::selected_by(ds.spec.as_ref().map(|s| &s.selector), meta)
 }
 
 /// A pod of `ds` for `node`: the template with the revision's hash and template

@@ -9,6 +9,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::backoff::{key as backoff_key, FailedPods};
 use super::nodes::{add_tolerations, fit, target_node, Fit};
 use super::{GENERATION_LABEL, TEMPLATE_GENERATION};
 use crate::context::{pod_available, ready_since};
@@ -82,12 +83,15 @@ fn scaled(value: Option<&IntOrString>, total: usize) -> usize {
 
 /// The decisions for `ds` over `nodes`, owning `pods`, whose current revision has `hash`.
 /// `act`: expectations are met, so creations, deletions and the rolling update may go.
+/// A failed pod is deleted only as `failed` allows (then recorded there); otherwise the
+/// plan asks to look again when it may.
 pub fn plan(
     ds: &DaemonSet,
     nodes: &[&Node],
     pods: &[&Pod],
     hash: &str,
     act: bool,
+    failed: &mut FailedPods,
     now: jiff::Timestamp,
 ) -> Plan {
     let mut out = Plan::default();
@@ -124,6 +128,8 @@ pub fn plan(
         0
     };
     let surge = max_surge > 0;
+    let uid = ds.metadata.uid.as_deref().unwrap_or("");
+    let mut backoff_wait = None;
     let mut deleting: Vec<String> = Vec::new();
     let delete = |out: &mut Plan, deleting: &mut Vec<String>, p: &Pod, why| {
         if let Some(n) = p.metadata.name.clone() {
@@ -149,8 +155,16 @@ pub fn plan(
                 let name = p.metadata.name.clone().unwrap_or_default();
                 let ns = p.metadata.namespace.clone().unwrap_or_default();
                 match phase(p) {
-                    Some("Failed") => delete(&mut out, &mut deleting, p, Some(("Warning", "FailedDaemonPod",
-                        format!("Found failed daemon pod {ns}/{name} on node {node}, will try to kill it")))),
+                    Some("Failed") if act => {
+                        let generation = ds.status.as_ref().and_then(|s| s.observed_generation);
+                        let key = backoff_key(uid, generation.unwrap_or(0), node);
+                        match failed.try_delete(&key, now) {
+                            Ok(()) => delete(&mut out, &mut deleting, p, Some(("Warning", "FailedDaemonPod",
+                                format!("Found failed daemon pod {ns}/{name} on node {node}, will try to kill it")))),
+                            Err(wait) => backoff_wait = Some(backoff_wait.map_or(wait, |w: std::time::Duration| w.min(wait))),
+                        }
+                    }
+                    Some("Failed") => {}
                     Some("Succeeded") => delete(&mut out, &mut deleting, p, Some(("Normal", "SucceededDaemonPod",
                         format!("Found succeeded daemon pod {ns}/{name} on node {node}, will try to delete it")))),
                     _ => running.push(p),
@@ -314,6 +328,9 @@ pub fn plan(
         out.requeue_after = Some(std::time::Duration::from_secs(
             u64::try_from(min_ready).unwrap_or(0),
         ));
+    }
+    if let Some(w) = backoff_wait {
+        out.requeue_after = Some(out.requeue_after.map_or(w, |r| r.min(w)));
     }
     out
 }

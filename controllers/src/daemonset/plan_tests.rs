@@ -64,14 +64,30 @@ fn one_pod_per_fitting_node() {
         json!([{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]),
     );
     let stray = pod("agent-x", "n3", "h1", true);
-    let p = plan(&d, &[&n1, &n2, &n3, &n4], &[&stray], "h1", true, ts(NOW));
+    let p = plan(
+        &d,
+        &[&n1, &n2, &n3, &n4],
+        &[&stray],
+        "h1",
+        true,
+        &mut FailedPods::default(),
+        ts(NOW),
+    );
     assert_eq!(p.create, vec!["n1", "n4"]);
     assert_eq!(names(&p), vec!["agent-x"], "a pod where none belongs goes");
     assert_eq!(p.status.desired_number_scheduled, 2);
     assert_eq!(p.status.number_misscheduled, 1);
     assert_eq!(p.status.observed_generation, Some(2));
     // Under unmet expectations nothing is done, the generation is not observed.
-    let p = plan(&d, &[&n1], &[], "h1", false, ts(NOW));
+    let p = plan(
+        &d,
+        &[&n1],
+        &[],
+        "h1",
+        false,
+        &mut FailedPods::default(),
+        ts(NOW),
+    );
     assert!(p.create.is_empty() && p.status.observed_generation.is_none());
 }
 
@@ -84,16 +100,50 @@ fn duplicates_and_finished_pods_go() {
     b.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts(
         NOW,
     )));
-    let p = plan(&d, &[&n1], &[&a, &b], "h1", true, ts(NOW));
+    let p = plan(
+        &d,
+        &[&n1],
+        &[&a, &b],
+        "h1",
+        true,
+        &mut FailedPods::default(),
+        ts(NOW),
+    );
     assert_eq!(names(&p), vec!["b"], "the oldest stays");
     let mut failed = pod("f", "n1", "h1", false);
     failed.status.as_mut().unwrap().phase = Some("Failed".into());
-    let p = plan(&d, &[&n1], &[&failed], "h1", true, ts(NOW));
+    let p = plan(
+        &d,
+        &[&n1],
+        &[&failed],
+        "h1",
+        true,
+        &mut FailedPods::default(),
+        ts(NOW),
+    );
     assert_eq!(names(&p), vec!["f"]);
     assert_eq!(p.delete[0].1.as_ref().unwrap().1, "FailedDaemonPod");
+    // A node that keeps failing its pod: the next failed pod waits out the backoff.
+    let mut backoff = FailedPods::default();
+    let p = plan(&d, &[&n1], &[&failed], "h1", true, &mut backoff, ts(NOW));
+    assert_eq!(names(&p), vec!["f"]);
+    let p = plan(&d, &[&n1], &[&failed], "h1", true, &mut backoff, ts(NOW));
+    assert!(p.delete.is_empty() && p.create.is_empty(), "{p:?}");
+    assert_eq!(p.requeue_after, Some(super::super::backoff::INITIAL));
+    let later = ts(NOW) + jiff::SignedDuration::from_secs(1);
+    let p = plan(&d, &[&n1], &[&failed], "h1", true, &mut backoff, later);
+    assert_eq!(names(&p), vec!["f"], "after the backoff");
     // OnDelete: old pods stay; status counts them as not updated.
     let old = pod("o", "n1", "h0", true);
-    let p = plan(&d, &[&n1], &[&old], "h1", true, ts(NOW));
+    let p = plan(
+        &d,
+        &[&n1],
+        &[&old],
+        "h1",
+        true,
+        &mut FailedPods::default(),
+        ts(NOW),
+    );
     assert!(p.delete.is_empty() && p.create.is_empty());
     assert_eq!(p.status.updated_number_scheduled, Some(0));
     assert_eq!(p.status.number_available, Some(1));
@@ -111,7 +161,15 @@ fn rolling_update_under_max_unavailable() {
         .map(|i| pod(&format!("o{i}"), &format!("n{i}"), "h0", true))
         .collect();
     let pods: Vec<&Pod> = olds.iter().collect();
-    let p = plan(&d, &nodes, &pods, "h1", true, ts(NOW));
+    let p = plan(
+        &d,
+        &nodes,
+        &pods,
+        "h1",
+        true,
+        &mut FailedPods::default(),
+        ts(NOW),
+    );
     assert_eq!(names(&p), vec!["o1"], "one at a time");
     // While n1's new pod is not available, nothing more goes.
     let new1 = pod("new1", "n1", "h1", false);
@@ -121,6 +179,7 @@ fn rolling_update_under_max_unavailable() {
         &[&new1, &olds[1], &olds[2]],
         "h1",
         true,
+        &mut FailedPods::default(),
         ts(NOW),
     );
     assert!(p.delete.is_empty());
@@ -131,13 +190,22 @@ fn rolling_update_under_max_unavailable() {
         &[&new1, &olds[1], &olds[2]],
         "h1",
         true,
+        &mut FailedPods::default(),
         ts(NOW),
     );
     assert_eq!(names(&p), vec!["o2"]);
     assert_eq!(p.status.updated_number_scheduled, Some(1));
     // An old pod that is not available is replaced at once.
     let sick = pod("sick", "n3", "h0", false);
-    let p = plan(&d, &nodes, &[&new1, &olds[1], &sick], "h1", true, ts(NOW));
+    let p = plan(
+        &d,
+        &nodes,
+        &[&new1, &olds[1], &sick],
+        "h1",
+        true,
+        &mut FailedPods::default(),
+        ts(NOW),
+    );
     assert_eq!(names(&p), vec!["sick", "o2"]);
 }
 
@@ -149,12 +217,28 @@ fn rolling_update_with_surge() {
     let n2 = node("n2", "worker", json!([]));
     let o1 = pod("o1", "n1", "h0", true);
     let o2 = pod("o2", "n2", "h0", true);
-    let p = plan(&d, &[&n1, &n2], &[&o1, &o2], "h1", true, ts(NOW));
+    let p = plan(
+        &d,
+        &[&n1, &n2],
+        &[&o1, &o2],
+        "h1",
+        true,
+        &mut FailedPods::default(),
+        ts(NOW),
+    );
     assert_eq!(p.create, vec!["n1"], "one new pod beside an old one");
     assert!(p.delete.is_empty());
     // The old one goes once the new one is available.
     let new1 = pod("new1", "n1", "h1", true);
-    let p = plan(&d, &[&n1, &n2], &[&o1, &new1, &o2], "h1", true, ts(NOW));
+    let p = plan(
+        &d,
+        &[&n1, &n2],
+        &[&o1, &new1, &o2],
+        "h1",
+        true,
+        &mut FailedPods::default(),
+        ts(NOW),
+    );
     assert_eq!(names(&p), vec!["o1"]);
 }
 

@@ -22,7 +22,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 
-use crate::context::{controller_of, controller_ref, key_of, Context, Key};
+use crate::claims;
+use crate::context::{controller_ref, key_of, Context, Key};
 use crate::expectations::Expectations;
 use crate::informer::{Change, Informer};
 use crate::reconciler::{Action, Controller, Reconciler, Run};
@@ -31,6 +32,8 @@ use plan::{Plan, COMPLETION_INDEX, TRACKING_FINALIZER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    Claim(#[from] claims::Error),
     #[error("writing the status of job {job}")]
     Status {
         job: String,
@@ -83,6 +86,11 @@ pub fn new(ctx: &Arc<Context>) -> Box<dyn Run> {
         let Some(c) = weak.upgrade() else { return };
         if let Some(key) = crate::podcontrol::observe::<Job>(&c.expectations, &ch) {
             q.add(key);
+        } else if let Change::Apply { new, .. } = ch {
+            // An orphan: every Job that could adopt it.
+            for key in claims::adopters(&c.jobs.store().state(), new, |j| selects(j, new)) {
+                q.add(key);
+            }
         }
     });
     let workers = ctx.config.job_workers;
@@ -99,15 +107,25 @@ impl Reconciler for JobController {
             self.expectations.forget(key);
             return Ok(Action::await_change());
         };
-        let uid = job.metadata.uid.clone().unwrap_or_default();
-        let owned: Vec<Arc<Pod>> = self
+        // Its pods: those it controls, and orphans its selector picks, adopted with the
+        // tracking finalizer so they are counted once.
+        let candidates: Vec<Arc<Pod>> = self
             .pods
             .store()
             .state()
             .into_iter()
             .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-            .filter(|p| controller_of(p.as_ref()).is_some_and(|r| r.uid == uid))
             .collect();
+        let pods_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), ns);
+        let owned = claims::claim_all(
+            &pods_api,
+            candidates,
+            &controller_ref(job.as_ref()),
+            job.metadata.deletion_timestamp.is_some(),
+            |p| selects(&job, p),
+            &[TRACKING_FINALIZER],
+        )
+        .await?;
         let pods: Vec<&Pod> = owned.iter().map(|p| p.as_ref()).collect();
         let mut plan = plan::plan(&job, &pods, jiff::Timestamp::now());
         if !self.expectations.satisfied(key) {
@@ -127,6 +145,14 @@ impl Reconciler for JobController {
             .map(|j| key_of(j.as_ref()))
             .collect()
     }
+}
+
+/// Whether the Job's selector picks the pod (an empty or missing selector picks nothing).
+fn selects(job: &Job, p: &Pod) -> bool {
+    claims::selected_by(
+        job.spec.as_ref().and_then(|s| s.selector.as_ref()),
+        &p.metadata,
+    )
 }
 
 impl JobController {

@@ -20,15 +20,16 @@ use component_base::labels;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::reflector::ObjectRef;
 
+use crate::claims;
 use crate::context::{controller_of, controller_ref, key_of, pod_active, refers_to, Context, Key};
 use crate::expectations::Expectations;
 use crate::informer::{Change, Informer, Watched};
 use crate::reconciler::{Action, Controller, Reconciler, Run};
 use crate::workqueue::WorkQueue;
-use plan::{Claim, Counts, Diff};
+use plan::{Counts, Diff};
 
 /// What the replica controller needs of an owner kind.
 pub trait Replicated:
@@ -84,13 +85,8 @@ impl Replicated for ReplicaSet {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{verb} the controller reference of pod {pod}")]
-    Claim {
-        verb: &'static str,
-        pod: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Claim(#[from] claims::Error),
     #[error("creating pods ({created} of {wanted} created)")]
     Create {
         created: usize,
@@ -176,12 +172,9 @@ impl<K: Replicated> ReplicaController<K> {
                     self.queue.add(key);
                 } else {
                     // An orphan: every owner that could adopt it.
-                    for o in self.owners.store().state() {
-                        if o.meta().namespace == new.metadata.namespace
-                            && o.selects(pod_labels(new))
-                        {
-                            self.queue.add(key_of(o.as_ref()));
-                        }
+                    let owners = self.owners.store().state();
+                    for key in claims::adopters(&owners, new, |o| o.selects(pod_labels(new))) {
+                        self.queue.add(key);
                     }
                 }
                 // A controller change, or labels that stopped matching: the old owner too.
@@ -211,25 +204,25 @@ impl<K: Replicated> Reconciler for ReplicaController<K> {
             self.expectations.forget(key);
             return Ok(Action::await_change());
         };
-        let owner_uid = owner.meta().uid.clone().unwrap_or_default();
         let deleting = owner.meta().deletion_timestamp.is_some();
         let pods_api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), ns);
 
-        let mut mine: Vec<Arc<Pod>> = Vec::new();
-        for p in self.pods.store().state() {
-            if p.metadata.namespace.as_deref() != Some(ns.as_str()) {
-                continue;
-            }
-            match plan::claim(&p, &owner_uid, owner.selects(pod_labels(&p)), deleting) {
-                Claim::Keep => mine.push(p),
-                Claim::Release => set_owner(&pods_api, &p, None).await?,
-                Claim::Adopt => {
-                    set_owner(&pods_api, &p, Some(controller_ref(owner.as_ref()))).await?;
-                    mine.push(p);
-                }
-                Claim::Ignore => {}
-            }
-        }
+        let candidates: Vec<Arc<Pod>> = self
+            .pods
+            .store()
+            .state()
+            .into_iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
+            .collect();
+        let mine = claims::claim_all(
+            &pods_api,
+            candidates,
+            &controller_ref(owner.as_ref()),
+            deleting,
+            |p| owner.selects(pod_labels(p)),
+            &[],
+        )
+        .await?;
         let active: Vec<&Pod> = mine
             .iter()
             .map(|p| p.as_ref())
@@ -253,42 +246,6 @@ impl<K: Replicated> Reconciler for ReplicaController<K> {
             .iter()
             .map(|o| key_of(o.as_ref()))
             .collect()
-    }
-}
-
-/// Adds (`Some`) or drops (`None`) the pod's controller reference: a merge patch of the
-/// owner references guarded by the resourceVersion the decision was made on (a patch, as
-/// kube's controllers adopt, since their role may patch pods but not update them).
-async fn set_owner(api: &Api<Pod>, p: &Pod, owner: Option<OwnerReference>) -> Result<(), Error> {
-    let verb = if owner.is_some() {
-        "adding"
-    } else {
-        "dropping"
-    };
-    let mut refs = p.metadata.owner_references.clone().unwrap_or_default();
-    match owner {
-        Some(o) => refs.push(o),
-        None => refs.retain(|r| r.controller != Some(true)),
-    }
-    let patch = serde_json::json!({
-        "metadata": {
-            "resourceVersion": p.metadata.resource_version,
-            "ownerReferences": refs,
-        }
-    });
-    let name = p.metadata.name.clone().unwrap_or_default();
-    match api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Changed or gone meanwhile: the watch brings the new version and another reconcile.
-        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => Ok(()),
-        Err(source) => Err(Error::Claim {
-            verb,
-            pod: name,
-            source,
-        }),
     }
 }
 

@@ -7,42 +7,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::context::{controller_of, pod_available, ready_since};
+use crate::context::{pod_available, ready_since};
 
 /// At most this many pods are created or deleted per reconcile (Kubernetes'
 /// burstReplicas).
 pub const BURST: usize = 500;
-
-/// What an owner does with a pod of its namespace (Kubernetes' ClaimPods).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// Ours and still selected (or we are being deleted): counts as ours.
-    Keep,
-    /// Ours but no longer selected: drop our controller reference.
-    Release,
-    /// An orphan we select: add our controller reference; counts as ours.
-    Adopt,
-    /// Someone else's, or not for us.
-    Ignore,
-}
-
-/// The claim of an owner with uid `owner_uid` on `pod`, which its selector does or does
-/// not select.
-pub fn claim(pod: &Pod, owner_uid: &str, selected: bool, owner_deleting: bool) -> Claim {
-    match controller_of(pod) {
-        Some(r) if r.uid == owner_uid => {
-            if selected || owner_deleting {
-                Claim::Keep
-            } else {
-                Claim::Release
-            }
-        }
-        None if selected && !owner_deleting && pod.metadata.deletion_timestamp.is_none() => {
-            Claim::Adopt
-        }
-        _ => Claim::Ignore,
-    }
-}
 
 /// What one reconcile does about the number of pods.
 #[derive(Debug, PartialEq)]
@@ -137,7 +106,7 @@ pub fn recheck_after(c: &Counts, min_ready_seconds: i32) -> Option<Duration> {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
     fn pod(name: &str, node: Option<&str>, phase: &str) -> Pod {
         Pod {
@@ -161,15 +130,6 @@ mod tests {
             type_: "Ready".into(),
             status: "True".into(),
             last_transition_time: Some(Time(since)),
-            ..Default::default()
-        }]);
-        p
-    }
-
-    fn owned_by(mut p: Pod, uid: &str) -> Pod {
-        p.metadata.owner_references = Some(vec![OwnerReference {
-            uid: uid.into(),
-            controller: Some(true),
             ..Default::default()
         }]);
         p
@@ -219,31 +179,6 @@ mod tests {
             Diff::Delete(v) => assert_eq!(v.len(), BURST),
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn an_owner_keeps_adopts_and_releases_as_its_selector_says() {
-        let orphan = pod("orphan", None, "Pending");
-        let mine = owned_by(pod("mine", None, "Pending"), "u1");
-        let theirs = owned_by(pod("theirs", None, "Pending"), "u2");
-        assert_eq!(claim(&mine, "u1", true, false), Claim::Keep);
-        assert_eq!(claim(&mine, "u1", false, false), Claim::Release);
-        assert_eq!(
-            claim(&mine, "u1", false, true),
-            Claim::Keep,
-            "a deleting owner keeps what it has"
-        );
-        assert_eq!(claim(&orphan, "u1", true, false), Claim::Adopt);
-        assert_eq!(claim(&orphan, "u1", false, false), Claim::Ignore);
-        assert_eq!(
-            claim(&orphan, "u1", true, true),
-            Claim::Ignore,
-            "a deleting owner adopts nothing"
-        );
-        assert_eq!(claim(&theirs, "u1", true, false), Claim::Ignore);
-        let mut dying = orphan.clone();
-        dying.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
-        assert_eq!(claim(&dying, "u1", true, false), Claim::Ignore);
     }
 
     #[test]

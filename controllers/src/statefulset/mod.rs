@@ -21,10 +21,12 @@ use std::time::Duration;
 use component_base::events::{object_ref, EventType};
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
 
-use crate::context::{controller_of, key_of, refers_to, Context, Key};
+use crate::claims;
+use crate::context::{controller_of, controller_ref, key_of, refers_to, Context, Key};
 use crate::history::{self, HASH_LABEL};
 use crate::informer::{Change, Informer};
 use crate::reconciler::{Action, Controller, Reconciler, Run};
@@ -33,6 +35,8 @@ use plan::Step;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    Adopt(#[from] claims::Error),
     #[error("writing revision {name}")]
     Revision {
         name: String,
@@ -98,7 +102,7 @@ pub fn new(ctx: &Arc<Context>) -> Box<dyn Run> {
             q.add(key_of(new));
         }
     });
-    let q = queue.clone();
+    let (q, weak) = (queue.clone(), Arc::downgrade(&c));
     c.pods.on_change(move |ch| {
         let p = match ch {
             Change::Apply { new, .. } => new,
@@ -109,9 +113,16 @@ pub fn new(ctx: &Arc<Context>) -> Box<dyn Run> {
                 p.metadata.namespace.clone().unwrap_or_default(),
                 owner.name.clone(),
             ));
+        } else if let Some(c) = weak.upgrade() {
+            let sets = c.sets.store().state();
+            let member =
+                |s: &StatefulSet| identity::ordinal_of(s, p).is_some() && selects(s, &p.metadata);
+            for key in claims::adopters(&sets, p, member) {
+                q.add(key);
+            }
         }
     });
-    let q = queue.clone();
+    let (q, weak) = (queue.clone(), Arc::downgrade(&c));
     c.revisions.on_change(move |ch| {
         let r = match ch {
             Change::Apply { new, .. } => new,
@@ -122,9 +133,20 @@ pub fn new(ctx: &Arc<Context>) -> Box<dyn Run> {
                 r.metadata.namespace.clone().unwrap_or_default(),
                 owner.name.clone(),
             ));
+        } else if let Some(c) = weak.upgrade() {
+            let sets = c.sets.store().state();
+            for key in claims::adopters(&sets, r, |s| selects(s, &r.metadata)) {
+                q.add(key);
+            }
         }
     });
     Controller::new(c, queue).workers(2).into()
+}
+
+/// Whether the set's selector picks an object with `meta`'s labels (an empty selector
+/// picks nothing).
+fn selects(sts: &StatefulSet, meta: &ObjectMeta) -> bool {
+    claims::selected_by(sts.spec.as_ref().map(|s| &s.selector), meta)
 }
 
 /// The template a revision holds (its patch without `$patch`).
@@ -137,13 +159,36 @@ fn template_of(r: &ControllerRevision) -> Option<PodTemplateSpec> {
 }
 
 impl StatefulSetController {
-    fn owned<'a, K: kube::Resource>(sts: &StatefulSet, objs: &'a [Arc<K>]) -> Vec<&'a K> {
-        let uid = sts.metadata.uid.as_deref();
-        objs.iter()
-            .map(|o| o.as_ref())
-            .filter(|o| o.meta().namespace == sts.metadata.namespace)
-            .filter(|o| controller_of(*o).is_some_and(|r| Some(r.uid.as_str()) == uid))
-            .collect()
+    /// The set's objects of one kind among `objs`: those it controls, and orphans of its
+    /// namespace that `member` accepts and its selector picks, adopted.
+    async fn claim<K>(
+        &self,
+        sts: &StatefulSet,
+        objs: Vec<Arc<K>>,
+        member: impl Fn(&K) -> bool,
+    ) -> Result<Vec<Arc<K>>, Error>
+    where
+        K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + serde::Serialize,
+    {
+        let ns = sts.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<K> = Api::namespaced(self.ctx.client.clone(), &ns);
+        let objs = objs
+            .into_iter()
+            .filter(|o| o.meta().namespace.as_deref() == Some(ns.as_str()))
+            .collect();
+        Ok(claims::claim_all(
+            &api,
+            objs,
+            &controller_ref(sts),
+            sts.metadata.deletion_timestamp.is_some(),
+            |o| member(o) && selects(sts, o.meta()),
+            &[],
+        )
+        .await?)
     }
 
     /// Makes the claims of `ordinal` that are missing; one being deleted is an error
@@ -397,15 +442,18 @@ impl Reconciler for StatefulSetController {
         let Some(sts) = self.sets.store().get(&ObjectRef::new(name).within(ns)) else {
             return Ok(Action::await_change());
         };
-        let all_revs = self.revisions.store().state();
-        let revs = Self::owned(&sts, &all_revs);
+        let all_revs = self
+            .claim(&sts, self.revisions.store().state(), |_| true)
+            .await?;
+        let revs: Vec<&ControllerRevision> = all_revs.iter().map(|r| r.as_ref()).collect();
         let api: Api<ControllerRevision> = Api::namespaced(self.ctx.client.clone(), ns);
-        let hash = history::ensure(&api, sts.as_ref(), &revs)
+        let ensured = history::ensure(&api, sts.as_ref(), &revs)
             .await
             .map_err(|e| Error::Revision {
                 name: e.name,
                 source: e.source,
             })?;
+        let hash = ensured.hash;
         let update = history::revision_name(sts.as_ref(), &hash);
         let update_template = sts
             .spec
@@ -424,8 +472,12 @@ impl Reconciler for StatefulSetController {
             });
         let (current, current_template) =
             current.unwrap_or_else(|| (update.clone(), update_template.clone()));
+        // Pods named as its members (`<set>-<ordinal>`) only, as kube's isMemberOf.
         let all_pods = self.pods.store().state();
-        let pods = Self::owned(&sts, &all_pods);
+        let all_pods = self
+            .claim(&sts, all_pods, |p| identity::ordinal_of(&sts, p).is_some())
+            .await?;
+        let pods: Vec<&Pod> = all_pods.iter().map(|p| p.as_ref()).collect();
         let revisions = plan::Revisions {
             current: &current,
             update: &update,
@@ -472,7 +524,9 @@ impl Reconciler for StatefulSetController {
             .and_then(|s| s.min_ready_seconds)
             .unwrap_or(0);
         let waiting = plan.status.available_replicas.unwrap_or(0) != plan.status.replicas;
-        self.write_status(&sts, plan.status).await?;
+        let mut status = plan.status;
+        status.collision_count = Some(ensured.collision_count.unwrap_or(0));
+        self.write_status(&sts, status).await?;
         self.clean_history(&sts, &revs, &live, &update).await?;
         // Pods become available minReadySeconds after they are ready; nothing else says so.
         if min_ready > 0 && waiting {

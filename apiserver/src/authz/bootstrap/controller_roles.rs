@@ -82,6 +82,15 @@ pub(super) fn accounts() -> Vec<(&'static str, Vec<Value>)> {
             rule(&[""], &["nodes"], &["get", "list", "watch"]),
             events(),
         ]),
+        ("pvc-protection-controller", vec![
+            rule(&[""], &["persistentvolumeclaims"], &["get", "list", "watch", "update"]),
+            rule(&[""], &["pods"], &["get", "list", "watch"]),
+            events(),
+        ]),
+        ("pv-protection-controller", vec![
+            rule(&[""], &["persistentvolumes"], &["get", "list", "watch", "update"]),
+            events(),
+        ]),
         // rancher's local-path-provisioner-role, which k3s installs.
         ("local-path-provisioner-service-account", vec![
             rule(&[""], &["nodes"], &["get", "list", "watch"]),
