@@ -7,6 +7,8 @@ mod common;
 mod storage;
 #[path = "agent/streams.rs"]
 mod streams;
+#[path = "agent/usage.rs"]
+mod usage;
 
 use std::time::Duration;
 
@@ -1189,6 +1191,7 @@ spec:
     .await;
     storage::claims(&w, &kc).await;
     storage::provisioned(&w, &kc).await;
+    usage::check(&w, &kc).await;
 }
 
 /// The output of `kubectl logs <args>` once it has `want` in it.

@@ -56,6 +56,10 @@ pub struct AgentFlags {
     /// How often the node status is computed (sent when it changed, else every 5 min).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub node_status_update_frequency: Duration,
+    /// How often the node's and its containers' usage is sampled (cAdvisor's housekeeping)
+    /// for `/metrics/resource` and `/stats/summary`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub housekeeping_interval: Duration,
     /// The node Lease's duration; it is renewed every quarter of it.
     #[arg(long, default_value_t = 40)]
     pub node_lease_duration_seconds: i32,
@@ -125,6 +129,7 @@ pub struct AgentConfig {
     pub node_ip: Option<IpAddr>,
     pub fake_nodes: u32,
     pub status_every: Duration,
+    pub housekeeping: Duration,
     pub lease_seconds: i32,
     pub max_pods: u32,
     pub qps: f64,
@@ -194,6 +199,9 @@ impl AgentFlags {
         if self.node_status_update_frequency.is_zero() {
             return Err("--node-status-update-frequency must be positive".into());
         }
+        if self.housekeeping_interval.is_zero() {
+            return Err("--housekeeping-interval must be positive".into());
+        }
         if !(self.kube_api_qps > 0.0) {
             return Err("--kube-api-qps must be positive".into());
         }
@@ -251,6 +259,7 @@ impl AgentFlags {
             node_ip: self.node_ip,
             fake_nodes: self.fake_nodes,
             status_every: self.node_status_update_frequency,
+            housekeeping: self.housekeeping_interval,
             lease_seconds: self.node_lease_duration_seconds,
             max_pods: self.max_pods,
             qps: self.kube_api_qps,

@@ -23,6 +23,8 @@
 //!   the kubelet's; `logs.rs`: what a log request selects, and following a log file.
 //! - `runtime/`: the `Runtime` trait and its implementations; `shim.rs`: the supervisor
 //!   process of the process runtime's containers.
+//! - `stats/`: usage of the node and its containers (cgroups), served as the kubelet's
+//!   `/metrics/resource` and `/stats/summary`.
 //! - `podnet/`: the Docker runtime's routed pod network (podCIDR from the Node, bridge,
 //!   DOCKER-USER rules, egress masquerade, host-gw routes).
 
@@ -47,6 +49,7 @@ pub mod server;
 pub mod service_env;
 pub mod services;
 pub mod shim;
+pub mod stats;
 pub mod status;
 pub mod sync;
 pub mod tmpfs;
@@ -151,7 +154,16 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
             let reviewer = Arc::new(component_base::secure::ApiReviewer {
                 client: client.clone(),
             });
-            let server = server::Server::new(runtime.clone(), name.clone(), reviewer);
+            let stats = stats::Collector::new(runtime.clone(), name.clone());
+            servers.spawn({
+                let stats = stats.clone();
+                let every = cfg.housekeeping;
+                async move {
+                    stats.run(every).await;
+                    Ok(())
+                }
+            });
+            let server = server::Server::new(runtime.clone(), name.clone(), reviewer, stats);
             let addr = std::net::SocketAddr::new(cfg.address, cfg.port);
             let hosts = vec![ip.clone(), name.clone(), "localhost".into()];
             servers.spawn(server::serve(server, addr, cfg.tls.clone(), hosts));

@@ -25,8 +25,13 @@ const CPU_PERIOD_US: i64 = 100_000;
 enum Layout {
     /// cgroup v2: one hierarchy.
     V2 { root: PathBuf },
-    /// cgroup v1: the memory and cpu controllers' hierarchies.
-    V1 { memory: PathBuf, cpu: PathBuf },
+    /// cgroup v1: the memory and cpu controllers' hierarchies, and cpuacct's (for usage)
+    /// where it is mounted apart from cpu.
+    V1 {
+        memory: PathBuf,
+        cpu: PathBuf,
+        cpuacct: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +98,22 @@ impl Cgroups {
             let cpu = mount.join("cpu").join(&base);
             std::fs::create_dir_all(&memory).ok()?;
             std::fs::create_dir_all(&cpu).ok()?;
-            Layout::V1 { memory, cpu }
+            // cpuacct co-mounted with cpu (`cpu,cpuacct`, both names links to it) counts
+            // in the cpu group; mounted alone, the container needs a group there too.
+            let same = |a: &Path, b: &Path| {
+                a.canonicalize()
+                    .ok()
+                    .is_some_and(|a| b.canonicalize().ok() == Some(a))
+            };
+            let cpuacct = Some(mount.join("cpuacct"))
+                .filter(|m| m.is_dir() && !same(m, &mount.join("cpu")))
+                .map(|m| m.join(&base))
+                .filter(|d| std::fs::create_dir_all(d).is_ok());
+            Layout::V1 {
+                memory,
+                cpu,
+                cpuacct,
+            }
         };
         Some(Cgroups { layout })
     }
@@ -102,7 +122,33 @@ impl Cgroups {
     pub fn dirs(&self, id: &str) -> Vec<PathBuf> {
         match &self.layout {
             Layout::V2 { root } => vec![root.join(id)],
-            Layout::V1 { memory, cpu } => vec![memory.join(id), cpu.join(id)],
+            Layout::V1 {
+                memory,
+                cpu,
+                cpuacct,
+            } => {
+                let mut d = vec![memory.join(id), cpu.join(id)];
+                d.extend(cpuacct.as_ref().map(|a| a.join(id)));
+                d
+            }
+        }
+    }
+
+    /// The container's groups, to read its usage from.
+    pub fn groups(&self, id: &str) -> crate::stats::cgroupfs::Groups {
+        use crate::stats::cgroupfs::Groups;
+        match &self.layout {
+            Layout::V2 { root } => Groups::V2 {
+                group: root.join(id),
+            },
+            Layout::V1 {
+                memory,
+                cpu,
+                cpuacct,
+            } => Groups::V1 {
+                memory: memory.join(id),
+                cpuacct: cpuacct.as_ref().unwrap_or(cpu).join(id),
+            },
         }
     }
 
@@ -194,6 +240,25 @@ mod tests {
         assert_eq!(oom_kills(v1), 2);
         assert_eq!(oom_kills(v2), 1);
         assert_eq!(oom_kills("oom_kill_disable 0\n"), 0);
+    }
+
+    #[test]
+    fn a_separately_mounted_cpuacct_gets_a_group_to_count_usage_in() {
+        let t = tempfile::tempdir().unwrap();
+        for h in ["memory", "cpu", "cpuacct"] {
+            std::fs::create_dir_all(t.path().join(h)).unwrap();
+        }
+        let cg = Cgroups::at(t.path(), "o").expect("layout");
+        let dirs = cg.dirs("x");
+        assert_eq!(dirs.len(), 3);
+        assert_eq!(dirs[2], t.path().join("cpuacct/flotilla/o/x"));
+        assert_eq!(
+            cg.groups("x"),
+            crate::stats::cgroupfs::Groups::V1 {
+                memory: t.path().join("memory/flotilla/o/x"),
+                cpuacct: t.path().join("cpuacct/flotilla/o/x"),
+            }
+        );
     }
 
     #[test]

@@ -309,6 +309,10 @@ pub trait Runtime: Send + Sync + 'static {
             self.name()
         )))
     }
+    /// The running container's usage now (its cgroups), if the runtime can tell.
+    async fn usage(&self, _c: &ContainerStatus) -> Option<crate::stats::Usage> {
+        None
+    }
     /// Sends container `c`'s logs as `opts` selects them into `tx`; when following, until
     /// the container stops or the receiver goes away.
     async fn logs(

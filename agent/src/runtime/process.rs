@@ -542,6 +542,15 @@ impl Runtime for ProcessRuntime {
         Ok(attach::from_child(child))
     }
 
+    /// The container's cgroups; without writable cgroups nothing tells it apart.
+    async fn usage(&self, c: &ContainerStatus) -> Option<crate::stats::Usage> {
+        let groups = self.cgroups.as_ref()?.groups(&c.id);
+        tokio::task::spawn_blocking(move || crate::stats::cgroupfs::read(&groups))
+            .await
+            .ok()
+            .flatten()
+    }
+
     async fn logs(
         &self,
         c: &ContainerStatus,

@@ -8,7 +8,7 @@
 //!   `Unauthorized`; too many unknown tokens: 429.
 //! - Served: `/containerLogs/...` (`logs.rs`), `/exec/...` (`exec.rs`) and
 //!   `/portForward/...` (`portforward.rs`), the last two as WebSocket upgrades
-//!   (`websocket.rs`).
+//!   (`websocket.rs`); `/metrics/resource` and `/stats/summary` (`crate::stats`).
 //! - Authorization: the kubelet's attributes (verb from the method, `nodes`, subresource
 //!   `proxy`, this node's name; `authz.rs`) in a SubjectAccessReview (cached): 403
 //!   `Forbidden (user=..., verb=..., resource=nodes, subresource(s)=[proxy])` when not
@@ -27,11 +27,12 @@ pub mod websocket;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use component_base::secure::{self, Guard, Handler, Reviewer, SecurePort, User, Verdict};
+use component_base::secure::{self, respond, Guard, Handler, Reviewer, SecurePort, User, Verdict};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
 use crate::runtime::Runtime;
+use crate::stats::Collector;
 
 pub use component_base::secure::{text, Body, TlsFlags};
 
@@ -39,14 +40,21 @@ pub struct Server {
     runtime: Arc<dyn Runtime>,
     node: String,
     guard: Guard,
+    stats: Arc<Collector>,
 }
 
 impl Server {
-    pub fn new(runtime: Arc<dyn Runtime>, node: String, reviewer: Arc<dyn Reviewer>) -> Arc<Self> {
+    pub fn new(
+        runtime: Arc<dyn Runtime>,
+        node: String,
+        reviewer: Arc<dyn Reviewer>,
+        stats: Arc<Collector>,
+    ) -> Arc<Self> {
         Arc::new(Server {
             runtime,
             node,
             guard: Guard::new(reviewer),
+            stats,
         })
     }
 }
@@ -86,6 +94,19 @@ impl Server {
             .skip(1)
             .map(logs::percent_decode)
             .collect();
+        if req.method() == hyper::Method::GET {
+            match req.uri().path() {
+                "/metrics/resource" => {
+                    let text = crate::stats::resource::render(&self.stats.snapshot());
+                    return respond(StatusCode::OK, "text/plain; version=0.0.4", text);
+                }
+                "/stats/summary" => {
+                    let v = crate::stats::summary::render(&self.node, &self.stats.snapshot());
+                    return respond(StatusCode::OK, "application/json", v.to_string());
+                }
+                _ => {}
+            }
+        }
         match segs.split_first() {
             Some((first, rest)) if first == "exec" => exec::serve(&self.runtime, req, rest).await,
             Some((first, rest)) if first == "portForward" => {

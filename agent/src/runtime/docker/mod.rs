@@ -28,6 +28,7 @@ mod portforward;
 mod pull;
 pub mod security;
 mod streams;
+mod usage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -70,6 +71,8 @@ pub struct DockerRuntime {
     pending: Mutex<String>,
     /// Inspected containers by id, with the listed state they were inspected in.
     cache: Mutex<HashMap<String, (String, Inspected)>>,
+    /// Running containers' main pids, by id (`usage.rs`).
+    pids: Mutex<HashMap<String, i32>>,
 }
 
 /// The Docker network of the node's podCIDR.
@@ -111,6 +114,7 @@ impl DockerRuntime {
                 "node {node} has no podCIDR yet (none in its spec and no --pod-cidr)"
             )),
             cache: Mutex::new(HashMap::new()),
+            pids: Mutex::new(HashMap::new()),
         })
     }
 
@@ -295,6 +299,10 @@ impl Runtime for DockerRuntime {
         streams: crate::runtime::attach::Streams,
     ) -> Result<crate::runtime::attach::Session> {
         self.exec_attach(id, cmd, streams).await
+    }
+
+    async fn usage(&self, c: &ContainerStatus) -> Option<crate::stats::Usage> {
+        self.container_usage(&c.id).await
     }
 
     async fn logs(
