@@ -51,13 +51,13 @@ impl Runtime for FakeRuntime {
     }
 
     /// A hollow container uses 10m of CPU and 8 MiB, so metrics pipelines have numbers.
-    async fn usage(&self, c: &ContainerStatus) -> Option<crate::stats::Usage> {
+    async fn usage(&self, c: &ContainerStatus) -> Option<Usage> {
         let ContainerState::Running { started_at } = c.state else {
             return None;
         };
         let ran = Timestamp::now().duration_since(started_at).as_nanos();
         let cpu_ns = u64::try_from(ran.max(0) / 100).unwrap_or(u64::MAX);
-        Some(crate::stats::Usage {
+        Some(Usage {
             cpu_ns,
             memory_bytes: 8 << 20,
             working_set_bytes: 8 << 20,

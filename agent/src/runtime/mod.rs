@@ -259,6 +259,17 @@ pub fn dial_error(port: u16, e: &std::io::Error) -> RuntimeError {
     RuntimeError::Other(format!("dial tcp4 127.0.0.1:{port}: {why}"))
 }
 
+/// Cumulative CPU time and current memory of a group of processes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub cpu_ns: u64,
+    pub memory_bytes: u64,
+    /// Usage less inactive file pages.
+    pub working_set_bytes: u64,
+    /// Anonymous memory, where the kernel tells it.
+    pub rss_bytes: Option<u64>,
+}
+
 #[async_trait::async_trait]
 pub trait Runtime: Send + Sync + 'static {
     /// The scheme of container IDs (`docker://...`).
@@ -310,7 +321,7 @@ pub trait Runtime: Send + Sync + 'static {
         )))
     }
     /// The running container's usage now (its cgroups), if the runtime can tell.
-    async fn usage(&self, _c: &ContainerStatus) -> Option<crate::stats::Usage> {
+    async fn usage(&self, _c: &ContainerStatus) -> Option<Usage> {
         None
     }
     /// Sends container `c`'s logs as `opts` selects them into `tx`; when following, until

@@ -543,7 +543,7 @@ impl Runtime for ProcessRuntime {
     }
 
     /// The container's cgroups; without writable cgroups nothing tells it apart.
-    async fn usage(&self, c: &ContainerStatus) -> Option<crate::stats::Usage> {
+    async fn usage(&self, c: &ContainerStatus) -> Option<crate::runtime::Usage> {
         let groups = self.cgroups.as_ref()?.groups(&c.id);
         tokio::task::spawn_blocking(move || crate::stats::cgroupfs::read(&groups))
             .await

@@ -17,18 +17,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+pub use crate::runtime::Usage;
 use crate::runtime::{ContainerState, PodRef, Runtime};
-
-/// Cumulative CPU time and current memory of a group of processes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub cpu_ns: u64,
-    pub memory_bytes: u64,
-    /// Usage less inactive file pages.
-    pub working_set_bytes: u64,
-    /// Anonymous memory, where the kernel tells it.
-    pub rss_bytes: Option<u64>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sample {

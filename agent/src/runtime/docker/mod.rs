@@ -301,7 +301,7 @@ impl Runtime for DockerRuntime {
         self.exec_attach(id, cmd, streams).await
     }
 
-    async fn usage(&self, c: &ContainerStatus) -> Option<crate::stats::Usage> {
+    async fn usage(&self, c: &ContainerStatus) -> Option<crate::runtime::Usage> {
         self.container_usage(&c.id).await
     }
 
