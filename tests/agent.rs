@@ -85,8 +85,17 @@ async fn world_args(nodes: &[&str], docker: bool, extra: &[&str]) -> World {
             Duration::from_secs(30),
             &format!("node {n} Ready"),
             || async {
+                // Ready, and no longer tainted not-ready (the node lifecycle controller
+                // lifts it after seeing Ready; until then the scheduler passes the node by).
                 let node = nodes_api.get_opt(n).await.ok().flatten()?;
-                ready_condition(&node).filter(|s| s == "True").map(|_| ())
+                let tainted = node
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.taints.as_ref())
+                    .is_some_and(|t| t.iter().any(|t| t.key.starts_with("node.kubernetes.io/")));
+                ready_condition(&node)
+                    .filter(|s| s == "True" && !tainted)
+                    .map(|_| ())
             },
         )
         .await;

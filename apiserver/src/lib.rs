@@ -193,6 +193,7 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
         advertise: advertise.to_string(),
         kubelet: cfg.kubelet.clone(),
         audit,
+        resource_metrics: Default::default(),
     });
     http::serve(listener, tls_cfg, shared, cfg.connections, shutdown).await;
     kubernetes_service.abort();

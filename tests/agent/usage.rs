@@ -1,7 +1,8 @@
 //! Resource usage from the agent's port on the Docker runtime: a busy-loop container with
 //! a 200m CPU limit shows near 200m in `/stats/summary` and an idle one near 0; the
 //! kubelet's `/metrics/resource` names carry them; both endpoints are `nodes/stats` and
-//! `nodes/metrics` to the apiserver's authorization.
+//! `nodes/metrics` to the apiserver's authorization. Through the apiserver's
+//! metrics.k8s.io, `kubectl top pod` and `kubectl top node` show the same.
 
 use super::*;
 
@@ -151,5 +152,47 @@ pub(super) async fn check(w: &World, kc: &std::path::Path) {
             "{name} in\n{text}"
         );
     }
+
+    // metrics.k8s.io through the apiserver: kubectl top.
+    let top = wait_for(Duration::from_secs(60), "kubectl top pod", || async {
+        let out = common::k8s::kubectl(kc, &["top", "pod", "-l", "app=usage", "--no-headers"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (out.status.success() && text.lines().count() == 2).then_some(text)
+    })
+    .await;
+    let millicores = |pod: &str| -> u64 {
+        let line = top.lines().find(|l| l.starts_with(pod)).unwrap();
+        let cpu = line.split_whitespace().nth(1).unwrap();
+        cpu.trim_end_matches('m').parse().unwrap()
+    };
+    assert!((100..=260).contains(&millicores("burn")), "{top}");
+    assert!(millicores("idle") < 50, "{top}");
+    let containers = kubectl_ok(kc, &["top", "pod", "burn", "--containers"]);
+    assert!(
+        containers.contains("burn") && containers.contains(" c "),
+        "{containers}"
+    );
+    let nodes = wait_for(Duration::from_secs(60), "kubectl top node", || async {
+        let out = common::k8s::kubectl(kc, &["top", "node"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let all = w.agents.agents.iter().all(|a| text.contains(&a.node));
+        (out.status.success() && all).then_some(text)
+    })
+    .await;
+    assert!(
+        nodes.contains("CPU(cores)") && nodes.contains("MEMORY(%)"),
+        "{nodes}"
+    );
+    let raw = kubectl_ok(
+        kc,
+        &[
+            "get",
+            "--raw",
+            "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/burn",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(v["kind"], "PodMetrics");
+    assert_eq!(v["metadata"]["labels"]["app"], "usage");
     kubectl_ok(kc, &["delete", "pod", "burn", "idle"]);
 }

@@ -176,15 +176,18 @@ async fn serve_route(
         Some(Route::Groups) => {
             let mut list = discovery::group_list(kinds);
             reviews::add_groups(&mut list);
+            crate::http::resource_metrics::add_group(&mut list);
             Ok(ok_json(&list))
         }
         Some(Route::Group(g)) => discovery::group(kinds, g)
             .or_else(|| reviews::group(g))
+            .or_else(|| crate::http::resource_metrics::group(g))
             .map(|v| ok_json(&v))
             .ok_or(ApiError::NoRoute),
         Some(Route::ResourceList { group, version }) => {
             discovery::resource_list(kinds, group, version)
                 .or_else(|| reviews::resource_list(group, version))
+                .or_else(|| crate::http::resource_metrics::resource_list(group, version))
                 .map(|v| ok_json(&v))
                 .ok_or(ApiError::NoRoute)
         }
@@ -210,6 +213,10 @@ async fn serve_route(
             .unwrap_or_else(|_| Response::new(full(Bytes::new())))),
         Some(Route::Resource(p)) if reviews::find(&p.group, &p.version, &p.plural).is_some() => {
             review(shared, user, p, req).await
+        }
+        Some(Route::Resource(p)) if crate::http::resource_metrics::serves(p) => {
+            let v = crate::http::resource_metrics::serve(shared, req.method(), p, q).await?;
+            Ok(ok_json(&v))
         }
         Some(Route::Resource(_)) => match &parsed.resource {
             Some(r) => super::ops::dispatch(shared, user, r, q, req, node).await,

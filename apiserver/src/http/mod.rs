@@ -2,7 +2,8 @@
 //! (`limits::ConnectionLimits`), the request span and its audit record (`crate::audit`).
 //! A request is parsed once (`request.rs`, over `route.rs`), authenticated, authorized
 //! and limited (`handlers.rs`), and runs one operation (`ops/`, one file each) with its
-//! options (`options.rs`) and body (`body.rs`).
+//! options (`options.rs`) and body (`body.rs`). `resource_metrics/`: metrics.k8s.io from
+//! the agents' summaries.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub mod limits;
 pub mod ops;
 pub mod options;
 pub mod request;
+pub mod resource_metrics;
 pub mod route;
 mod watch;
 
@@ -50,6 +52,8 @@ pub struct Shared {
     pub kubelet: std::sync::Arc<crate::kubelet::KubeletClient>,
     /// `--audit-policy-file` and `--audit-log-path`, when both are given.
     pub audit: Option<Arc<crate::audit::Auditor>>,
+    /// The last round of the nodes' usage (metrics.k8s.io).
+    pub resource_metrics: crate::http::resource_metrics::scrape::Scraper,
 }
 
 pub fn json_response(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {

@@ -5,7 +5,7 @@
 //! (`exec.rs`) and `portforward` (`portforward.rs`), the last two as upgrades
 //! (`upgrade.rs`).
 
-mod agent;
+pub mod agent;
 mod binding;
 mod eviction;
 mod exec;
