@@ -27,7 +27,8 @@
 //!   names, labels and claims, `plan.rs` ordered creation, scale-down and rolling update),
 //!   `volumebinder/` (`plan.rs` which volume a claim gets, volume phases), `localpath/`
 //!   (`plan.rs` the local-path provisioner's volumes and helper pods), `protection/` (the
-//!   pvc-protection and pv-protection finalizers).
+//!   pvc-protection and pv-protection finalizers), `hpa/` (`replicas.rs` kube's replica
+//!   calculator; the controller is to come).
 //!
 //! Adding a controller: a module with a [`reconciler::Reconciler`] and a
 //! `new(&Arc<Context>) -> Box<dyn Run>` that takes its informers from
@@ -55,6 +56,7 @@ pub mod expectations;
 mod extremes;
 pub mod garbagecollector;
 pub mod history;
+pub mod hpa;
 pub mod informer;
 pub mod job;
 pub mod localpath;
