@@ -23,6 +23,8 @@ MODULES = {
     "authorization.v1": "api/authorization/v1",
     "rbac.v1": "api/rbac/v1",
     "policy.v1": "api/policy/v1",
+    "autoscaling.v1": "api/autoscaling/v1",
+    "autoscaling.v2": "api/autoscaling/v2",
     "meta.v1": "apimachinery/pkg/apis/meta/v1",
     "resource": "apimachinery/pkg/api/resource",
     "intstr": "apimachinery/pkg/util/intstr",

@@ -2,6 +2,8 @@
 //! 2 schedulers and 2 controller-managers electing leaders through Leases; Nodes created
 //! with kubectl; a stand-in agent marks bound pods Running and Ready.
 
+#[path = "control_plane/autoscaling.rs"]
+mod autoscaling;
 mod common;
 #[path = "control_plane/statefulset.rs"]
 mod statefulset;
@@ -1082,6 +1084,7 @@ spec:
     );
     wait_bound(&client, "team", "app=api", 2, Duration::from_secs(30)).await;
     statefulset::statefulsets(&kc, &client).await;
+    autoscaling::bad_input(&kc, &client).await;
     kubectl_ok(&kc, &["delete", "namespace", "team", "--timeout=60s"]);
     let out = kubectl(&kc, &["get", "namespace", "team"]);
     assert!(!out.status.success(), "the namespace is gone");

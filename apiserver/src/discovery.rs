@@ -30,33 +30,52 @@ pub fn core_versions(server: &str) -> Value {
     })
 }
 
-fn groups(kinds: &Kinds) -> Vec<(&'static str, &'static str)> {
-    let mut out: Vec<(&str, &str)> = Vec::new();
+/// Every group with its versions, the version its objects are stored in (the preferred
+/// one) first.
+fn groups(kinds: &Kinds) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
     for k in kinds.iter() {
         let i = k.info();
-        if !i.group.is_empty() && !out.contains(&(i.group, i.version)) {
-            out.push((i.group, i.version));
+        if i.group.is_empty() {
+            continue;
+        }
+        let versions = match out.iter_mut().find(|(g, _)| *g == i.group) {
+            Some((_, v)) => v,
+            None => {
+                out.push((i.group, Vec::new()));
+                &mut out.last_mut().expect("just pushed").1
+            }
+        };
+        if !versions.contains(&i.version) {
+            if k.stored_here() {
+                versions.insert(0, i.version);
+            } else {
+                versions.push(i.version);
+            }
         }
     }
     out
 }
 
-fn group_json(group: &str, version: &str) -> Value {
-    let gv = json!({ "groupVersion": format!("{group}/{version}"), "version": version });
-    json!({ "name": group, "versions": [gv.clone()], "preferredVersion": gv })
+fn group_json(group: &str, versions: &[&str]) -> Value {
+    let gvs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({ "groupVersion": format!("{group}/{v}"), "version": v }))
+        .collect();
+    json!({ "name": group, "versions": gvs, "preferredVersion": gvs.first() })
 }
 
 pub fn group_list(kinds: &Kinds) -> Value {
     let groups: Vec<Value> = groups(kinds)
         .into_iter()
-        .map(|(g, v)| group_json(g, v))
+        .map(|(g, v)| group_json(g, &v))
         .collect();
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 
 pub fn group(kinds: &Kinds, name: &str) -> Option<Value> {
     let (g, v) = groups(kinds).into_iter().find(|(g, _)| *g == name)?;
-    let mut doc = group_json(g, v);
+    let mut doc = group_json(g, &v);
     doc["kind"] = "APIGroup".into();
     doc["apiVersion"] = "v1".into();
     Some(doc)

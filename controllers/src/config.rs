@@ -90,6 +90,13 @@ pub struct ControllerManagerFlags {
     /// The image of the helper pods that remove a deleted volume's directory on its node.
     #[arg(long, default_value = "busybox")]
     pub local_path_helper_image: String,
+    /// How often each HorizontalPodAutoscaler is looked at.
+    #[arg(long, default_value = "15s", value_parser = component_base::flags::parse_duration)]
+    pub horizontal_pod_autoscaler_sync_period: Duration,
+    /// How long an HPA without its own scale-down window waits before scaling down: the
+    /// highest recommendation of this window applies.
+    #[arg(long, default_value = "5m", value_parser = component_base::flags::parse_duration)]
+    pub horizontal_pod_autoscaler_downscale_stabilization: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +118,8 @@ pub struct ControllerManagerConfig {
     pub load_balancer_ip_range: Option<crate::servicelb::pool::Pool>,
     /// `--local-path-root` and `--local-path-helper-image`.
     pub local_path: crate::localpath::plan::Config,
+    /// `--horizontal-pod-autoscaler-*`.
+    pub hpa: crate::hpa::Config,
 }
 
 impl ControllerManagerFlags {
@@ -159,6 +168,9 @@ impl ControllerManagerFlags {
         {
             return Err("--local-path-root must be an absolute path without '..'".into());
         }
+        if self.horizontal_pod_autoscaler_sync_period.is_zero() {
+            return Err("--horizontal-pod-autoscaler-sync-period must be positive".into());
+        }
         Ok(ControllerManagerConfig {
             common,
             enabled,
@@ -178,6 +190,10 @@ impl ControllerManagerFlags {
             local_path: crate::localpath::plan::Config {
                 root,
                 helper_image: self.local_path_helper_image.clone(),
+            },
+            hpa: crate::hpa::Config {
+                sync_period: self.horizontal_pod_autoscaler_sync_period,
+                downscale_stabilization: self.horizontal_pod_autoscaler_downscale_stabilization,
             },
         })
     }

@@ -27,8 +27,9 @@
 //!   names, labels and claims, `plan.rs` ordered creation, scale-down and rolling update),
 //!   `volumebinder/` (`plan.rs` which volume a claim gets, volume phases), `localpath/`
 //!   (`plan.rs` the local-path provisioner's volumes and helper pods), `protection/` (the
-//!   pvc-protection and pv-protection finalizers), `hpa/` (`replicas.rs` kube's replica
-//!   calculator; the controller is to come).
+//!   pvc-protection and pv-protection finalizers), `hpa/` (the horizontal-pod-autoscaler:
+//!   `compute.rs` proposals per metric, `replicas.rs` kube's replica calculator,
+//!   `behavior.rs` stabilization and policies).
 //!
 //! Adding a controller: a module with a [`reconciler::Reconciler`] and a
 //! `new(&Arc<Context>) -> Box<dyn Run>` that takes its informers from
@@ -85,6 +86,7 @@ use component_base::metrics::Registry;
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -131,6 +133,7 @@ pub const CONTROLLERS: &[Registration] = &[
     Registration { name: "statefulset", accounts: &["statefulset-controller"], informers: &[all::<StatefulSet>(), all::<Pod>(), all::<PersistentVolumeClaim>(), all::<ControllerRevision>()], new: statefulset::new },
     Registration { name: "cronjob", accounts: &["cronjob-controller"], informers: &[all::<CronJob>(), all::<Job>()], new: cronjob::new },
     Registration { name: "disruption", accounts: &["disruption-controller"], informers: &[all::<PodDisruptionBudget>(), all::<Pod>(), all::<ReplicaSet>(), all::<Deployment>(), all::<ReplicationController>()], new: disruption::new },
+    Registration { name: "horizontalpodautoscaling", accounts: &["horizontal-pod-autoscaler"], informers: &[all::<HorizontalPodAutoscaler>(), all::<Pod>()], new: hpa::new },
     Registration { name: "ttl-after-finished", accounts: &["ttl-after-finished-controller"], informers: &[all::<Job>()], new: ttlafterfinished::new },
     Registration { name: "persistentvolume-binder", accounts: &["persistent-volume-binder"], informers: &[all::<PersistentVolumeClaim>(), all::<PersistentVolume>(), all::<StorageClass>()], new: volumebinder::new },
     Registration { name: "pvc-protection", accounts: &["pvc-protection-controller"], informers: &[all::<PersistentVolumeClaim>(), all::<Pod>()], new: protection::pvc::new },

@@ -62,7 +62,19 @@ fn scaled(q: &str, by: f64) -> Option<i64> {
     if !v.is_finite() || v.abs() > 9.0e18 {
         return None;
     }
-    Some(v.ceil() as i64)
+    Some(ceil(v) as i64)
+}
+
+/// Rounds up, except that a value within float error of a whole number is that number:
+/// `150000000n` is 150 millicores exactly, as kube's exact arithmetic has it, not the 151
+/// that ceil of 150.00000000000003 would give.
+fn ceil(v: f64) -> f64 {
+    let r = v.round();
+    if (v - r).abs() <= r.abs().max(1.0) * 1e-12 {
+        r
+    } else {
+        v.ceil()
+    }
 }
 
 /// [`milli`], but a quantity beyond the `i64` range is clamped to it (`"5E"` of cpu is
@@ -84,7 +96,7 @@ fn saturating_scaled(q: &str, by: f64) -> Option<i64> {
         return None;
     }
     // `as` saturates at the i64 bounds (and infinities go to them).
-    Some(v.ceil() as i64)
+    Some(ceil(v) as i64)
 }
 
 /// A byte count in the form the kubelet reports capacity in: whole kibibytes (`"16384Ki"`),
@@ -96,6 +108,15 @@ pub fn format_kibi(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn float_error_does_not_round_a_whole_value_up() {
+        assert_eq!(milli("150000000n"), Some(150));
+        assert_eq!(milli("1.1"), Some(1100));
+        assert_eq!(milli("1n"), Some(1), "a real fraction still rounds up");
+        assert_eq!(units("0.1"), Some(1));
+        assert_eq!(saturating_milli("123456789n"), Some(124));
+    }
 
     #[test]
     fn cpu_and_memory() {

@@ -479,7 +479,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(names(&roles), names(&bindings));
-        assert_eq!(names(&roles).len(), 20);
+        assert_eq!(names(&roles).len(), 21);
         for b in bindings.iter().filter(|b| {
             b["metadata"]["name"]
                 .as_str()
@@ -531,6 +531,24 @@ mod tests {
         let ttl = account("ttl-after-finished-controller");
         assert!(can(&ttl, "delete", "batch", "jobs", ""));
         assert!(!can(&ttl, "delete", "", "pods", ""));
+        let hpa = account("horizontal-pod-autoscaler");
+        assert!(can(&hpa, "update", "apps", "deployments", "scale"));
+        assert!(can(&hpa, "list", "metrics.k8s.io", "pods", ""));
+        assert!(can(
+            &hpa,
+            "update",
+            "autoscaling",
+            "horizontalpodautoscalers",
+            "status"
+        ));
+        assert!(!can(
+            &hpa,
+            "update",
+            "autoscaling",
+            "horizontalpodautoscalers",
+            ""
+        ));
+        assert!(!can(&hpa, "update", "apps", "deployments", ""));
         let dc = account("disruption-controller");
         assert!(can(
             &dc,

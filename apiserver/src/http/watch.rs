@@ -63,6 +63,30 @@ fn table_event(
     Bytes::from(out)
 }
 
+/// One watch event with its object as `kind` serves it (for a version served by
+/// conversion); ERROR and BOOKMARK events pass unchanged.
+fn served_event(kind: &dyn crate::kinds::Strategy, frame: Bytes) -> Bytes {
+    let Ok(mut ev) = serde_json::from_slice::<serde_json::Value>(&frame) else {
+        return frame;
+    };
+    if matches!(ev["type"].as_str(), Some("ERROR" | "BOOKMARK") | None) {
+        return frame;
+    }
+    let Some(obj) = ev.get_mut("object").map(serde_json::Value::take) else {
+        return frame;
+    };
+    match kind.to_served(obj) {
+        Ok(o) => ev["object"] = o,
+        Err(e) => {
+            tracing::warn!(error = %e, "watch event not converted");
+            return frame;
+        }
+    }
+    let mut out = serde_json::to_vec(&ev).unwrap_or_default();
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
 pub async fn watch(
     shared: &Shared,
     t: &Target,
@@ -85,6 +109,7 @@ pub async fn watch(
         .await?;
     let deadline = tokio::time::Instant::now() + timeout;
     let info = t.kind.info().clone();
+    let kind = t.kind.clone();
     let open = WatchOpen::new(shared.metrics.clone());
     let mut headers = true;
     let stream = futures::stream::unfold(rx, move |mut rx| async move {
@@ -97,6 +122,7 @@ pub async fn watch(
         let _open = &open;
         let b = match &table {
             Some(tr) => table_event(tr, &info, b, &mut headers),
+            None if !kind.stored_here() => served_event(kind.as_ref(), b),
             None => b,
         };
         Ok::<_, std::convert::Infallible>(Frame::data(b))

@@ -16,6 +16,7 @@ use crate::validation;
 mod info;
 mod kind;
 mod registry;
+mod served;
 mod typed;
 
 mod configmap;
@@ -26,6 +27,7 @@ mod deployment;
 mod endpoints;
 mod endpointslice;
 mod event;
+mod hpa;
 mod job;
 mod lease;
 mod namespace;
@@ -47,7 +49,8 @@ pub use info::{Action, ResourceInfo, ScaleSpec, SelectorAt, Subresource};
 pub use kind::{Claim, Env, Kind};
 pub use namespace::terminating as namespace_terminating;
 pub use registry::Kinds;
-pub use typed::{Strategy, Typed};
+pub use served::{Conversion, Served};
+pub use typed::{served_bytes, Strategy, Typed};
 
 /// Every built-in kind: one line each.
 fn builtin() -> Vec<Arc<dyn Strategy>> {
@@ -70,6 +73,8 @@ fn builtin() -> Vec<Arc<dyn Strategy>> {
         Arc::new(Typed::<job::Jobs>::new()),
         Arc::new(Typed::<cronjob::CronJobs>::new()),
         Arc::new(Typed::<poddisruptionbudget::PodDisruptionBudgets>::new()),
+        Arc::new(Typed::<hpa::HorizontalPodAutoscalers>::new()),
+        Arc::new(Served::<hpa::v1::V1>::new()),
         Arc::new(Typed::<lease::Leases>::new()),
         Arc::new(Typed::<priorityclass::PriorityClasses>::new()),
         Arc::new(Typed::<endpointslice::EndpointSlices>::new()),

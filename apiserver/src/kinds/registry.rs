@@ -51,11 +51,12 @@ impl Kinds {
         })
     }
 
-    /// The kind whose objects live under `/registry/<plural>/`.
+    /// The kind whose objects live under `/registry/<plural>/`, in the version they are
+    /// stored in.
     pub fn by_plural(&self, plural: &str) -> Option<Arc<dyn Strategy>> {
         self.snapshot()
             .iter()
-            .find(|k| k.info().plural == plural)
+            .find(|k| k.info().plural == plural && k.stored_here())
             .cloned()
     }
 

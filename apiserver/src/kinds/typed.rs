@@ -35,6 +35,97 @@ pub trait Strategy: Send + Sync {
     /// The grace period a delete of `obj` gets (see [`Kind::grace_period`]).
     fn grace_period(&self, obj: &Value, requested: Option<i64>) -> Result<Option<i64>, ApiError>;
     fn mark_deleting(&self, obj: &mut Value) -> Result<(), ApiError>;
+    /// Whether objects are stored in this version; false for a version served by
+    /// conversion (`super::served`), whose objects are stored in another.
+    fn stored_here(&self) -> bool {
+        true
+    }
+    /// A stored object as this version serves it (itself when stored here).
+    fn to_served(&self, stored: Value) -> Result<Value, ApiError> {
+        Ok(stored)
+    }
+}
+
+/// A stored object's JSON as `kind` serves it: the same bytes when stored in its version.
+pub fn served_bytes(kind: &dyn Strategy, stored: bytes::Bytes) -> Result<bytes::Bytes, ApiError> {
+    if kind.stored_here() {
+        return Ok(stored);
+    }
+    let v: Value = serde_json::from_slice(&stored)
+        .map_err(|e| ApiError::Internal(format!("stored object: {e}")))?;
+    let served = kind.to_served(v)?;
+    Ok(serde_json::to_vec(&served).unwrap_or_default().into())
+}
+
+/// Parses a request body as `T`, the object of the resource `info` describes: its
+/// `apiVersion` and `kind`, when present, must be the URL's; both are set.
+pub(super) fn decode_as<T: serde::de::DeserializeOwned>(
+    info: &ResourceInfo,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    let mut v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}"))
+    })?;
+    let Some(m) = v.as_object_mut() else {
+        return Err(ApiError::BadRequest(format!(
+            "{} in version \"{}\" cannot be handled as a {}: the body is not a JSON object",
+            info.kind, info.version, info.kind
+        )));
+    };
+    let want = info.api_version();
+    // A present apiVersion or kind must be the URL's.
+    for (field, expected, what) in [
+        ("apiVersion", want.as_str(), "API version"),
+        ("kind", info.kind, "kind"),
+    ] {
+        match m.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s == expected => {}
+            Some(other) => {
+                let got = other
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| other.to_string());
+                return Err(ApiError::BadRequest(format!(
+                    "the {what} in the data ({got}) does not match the expected {what} ({expected})"
+                )));
+            }
+        }
+    }
+    m.insert("apiVersion".into(), want.into());
+    m.insert("kind".into(), info.kind.into());
+    if !m.get("metadata").is_some_and(Value::is_object) {
+        if m.get("metadata").is_some_and(|x| !x.is_null()) {
+            return Err(ApiError::BadRequest(format!(
+                "{} in version \"{}\" cannot be handled as a {}: metadata must be an object",
+                info.kind, info.version, info.kind
+            )));
+        }
+        m.insert("metadata".into(), Value::Object(Default::default()));
+    }
+    T::deserialize(&v).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {e}",
+            info.kind, info.version, info.kind
+        ))
+    })
+}
+
+/// The fields of a request body that `T` does not have (empty if it does not parse:
+/// decoding reports that).
+pub(super) fn unknown_fields_of<T: serde::de::DeserializeOwned + serde::Serialize>(
+    body: &[u8],
+) -> Vec<String> {
+    let Ok(input) = serde_json::from_slice::<Value>(body) else {
+        return vec![];
+    };
+    let Ok(obj) = T::deserialize(&input) else {
+        return vec![];
+    };
+    let Ok(known) = serde_json::to_value(&obj) else {
+        return vec![];
+    };
+    crate::fieldcheck::unknown_fields(&input, &known)
 }
 
 pub struct Typed<K: Kind> {
@@ -102,53 +193,7 @@ impl<K: Kind> Strategy for Typed<K> {
     }
 
     fn decode(&self, body: &[u8]) -> Result<Value, ApiError> {
-        let info = &self.info;
-        let mut v: Value = serde_json::from_slice(body).map_err(|e| {
-            ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}"))
-        })?;
-        let Some(m) = v.as_object_mut() else {
-            return Err(ApiError::BadRequest(format!(
-                "{} in version \"{}\" cannot be handled as a {}: the body is not a JSON object",
-                info.kind, info.version, info.kind
-            )));
-        };
-        let want = info.api_version();
-        // A present apiVersion or kind must be the URL's.
-        for (field, expected, what) in [
-            ("apiVersion", want.as_str(), "API version"),
-            ("kind", info.kind, "kind"),
-        ] {
-            match m.get(field) {
-                None | Some(Value::Null) => {}
-                Some(Value::String(s)) if s == expected => {}
-                Some(other) => {
-                    let got = other
-                        .as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| other.to_string());
-                    return Err(ApiError::BadRequest(format!(
-                        "the {what} in the data ({got}) does not match the expected {what} ({expected})"
-                    )));
-                }
-            }
-        }
-        m.insert("apiVersion".into(), want.into());
-        m.insert("kind".into(), info.kind.into());
-        if !m.get("metadata").is_some_and(Value::is_object) {
-            if m.get("metadata").is_some_and(|x| !x.is_null()) {
-                return Err(ApiError::BadRequest(format!(
-                    "{} in version \"{}\" cannot be handled as a {}: metadata must be an object",
-                    info.kind, info.version, info.kind
-                )));
-            }
-            m.insert("metadata".into(), Value::Object(Default::default()));
-        }
-        let mut obj = K::Obj::deserialize(&v).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "{} in version \"{}\" cannot be handled as a {}: {e}",
-                info.kind, info.version, info.kind
-            ))
-        })?;
+        let mut obj: K::Obj = decode_as(&self.info, body)?;
         K::default(&mut obj);
         self.untyped(&obj)
     }
@@ -185,16 +230,7 @@ impl<K: Kind> Strategy for Typed<K> {
     }
 
     fn unknown_fields(&self, body: &[u8]) -> Vec<String> {
-        let Ok(input) = serde_json::from_slice::<Value>(body) else {
-            return vec![];
-        };
-        let Ok(obj) = K::Obj::deserialize(&input) else {
-            return vec![];
-        };
-        let Ok(known) = serde_json::to_value(&obj) else {
-            return vec![];
-        };
-        crate::fieldcheck::unknown_fields(&input, &known)
+        unknown_fields_of::<K::Obj>(body)
     }
 
     fn add_schema(&self, generator: &mut k8s_openapi::schemars::SchemaGenerator) -> String {

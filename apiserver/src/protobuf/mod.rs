@@ -305,6 +305,8 @@ fn message_name(api_version: &str, kind: &str) -> Result<String, String> {
         "authorization.k8s.io/v1" => "authorization.v1",
         "rbac.authorization.k8s.io/v1" => "rbac.v1",
         "policy/v1" => "policy.v1",
+        "autoscaling/v1" => "autoscaling.v1",
+        "autoscaling/v2" => "autoscaling.v2",
         other => return Err(format!("protobuf bodies of {other} are not served")),
     };
     Ok(format!("{module}.{kind}"))

@@ -175,7 +175,8 @@ impl Store {
         let adm = self.update_admission(t, sub).await?;
         let out = self
             .guarded_update(t, None, dry_run, |old| {
-                let mut merged = old.value.clone();
+                // The patch applies to the object as the request's version serves it.
+                let mut merged = t.kind.to_served(old.value.clone())?;
                 match kind {
                     PatchType::Json => crate::patch::json_patch(&mut merged, &patch)
                         .map_err(ApiError::PatchRejected)?,
@@ -294,11 +295,12 @@ impl Store {
             let adm = self.update_admission(t, sub).await?;
             let r = self
                 .guarded_update(t, None, w.dry_run, |old| {
+                    let served = t.kind.to_served(old.value.clone())?;
                     let merged = crate::patch::apply::apply(
                         schemas,
                         ty,
                         info.status,
-                        Some(&old.value),
+                        Some(&served),
                         &config,
                         &writer,
                         force,

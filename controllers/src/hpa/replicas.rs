@@ -231,7 +231,58 @@ pub fn resource_replicas(
     if pods.is_empty() {
         return Err(Error::NoPods);
     }
-    let g = group(pods, metrics, resource == "cpu", now);
+    let mut requests = BTreeMap::new();
+    for p in pods {
+        requests.insert(name(p), request(p, resource, container)?);
+    }
+    calc(
+        current,
+        target_utilization,
+        resource == "cpu",
+        pods,
+        metrics,
+        &requests,
+        now,
+    )
+}
+
+/// The replicas for a Resource or ContainerResource metric with a target average value
+/// (kube's `GetRawResourceReplicas`): the same grouping and filling in, with the ratio of
+/// the average usage to the target, which is a utilization of a request equal to the
+/// target. `target` is in the metric's unit (millicores, bytes).
+pub fn average_value_replicas(
+    current: i32,
+    target: i64,
+    resource: &str,
+    pods: &[&Pod],
+    metrics: &BTreeMap<String, Metric>,
+    now: jiff::Timestamp,
+) -> Result<Outcome, Error> {
+    if pods.is_empty() {
+        return Err(Error::NoPods);
+    }
+    let requests = pods.iter().map(|p| (name(p), target.max(1))).collect();
+    calc(
+        current,
+        100,
+        resource == "cpu",
+        pods,
+        metrics,
+        &requests,
+        now,
+    )
+}
+
+fn calc(
+    current: i32,
+    target_utilization: i32,
+    cpu: bool,
+    pods: &[&Pod],
+    metrics: &BTreeMap<String, Metric>,
+    requests: &BTreeMap<String, i64>,
+    now: jiff::Timestamp,
+) -> Result<Outcome, Error> {
+    let g = group(pods, metrics, cpu, now);
     let mut usage: BTreeMap<String, i64> = metrics
         .iter()
         .filter(|(n, _)| !g.ignored.contains(*n) && !g.unready.contains(*n))
@@ -240,11 +291,7 @@ pub fn resource_replicas(
     if usage.is_empty() {
         return Err(Error::NoMetrics);
     }
-    let mut requests = BTreeMap::new();
-    for p in pods {
-        requests.insert(name(p), request(p, resource, container)?);
-    }
-    let (r, utilization, raw) = ratio(&usage, &requests, target_utilization)?;
+    let (r, utilization, raw) = ratio(&usage, requests, target_utilization)?;
     let keep = Outcome {
         replicas: current,
         utilization,
@@ -276,7 +323,7 @@ pub fn resource_replicas(
             usage.insert(p.clone(), 0);
         }
     }
-    let (nr, _, _) = ratio(&usage, &requests, target_utilization)?;
+    let (nr, _, _) = ratio(&usage, requests, target_utilization)?;
     if (1.0 - nr).abs() <= TOLERANCE || (r < 1.0 && nr > 1.0) || (r > 1.0 && nr < 1.0) {
         return Ok(keep);
     }

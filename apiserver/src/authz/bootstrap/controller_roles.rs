@@ -111,6 +111,16 @@ pub(super) fn accounts() -> Vec<(&'static str, Vec<Value>)> {
             rule(&[""], &["pods/status"], &["patch", "update"]),
             events(),
         ]),
+        ("horizontal-pod-autoscaler", vec![
+            rule(&["autoscaling"], &["horizontalpodautoscalers"], &["get", "list", "watch"]),
+            rule(&["autoscaling"], &["horizontalpodautoscalers/status"], &["update"]),
+            rule(&["*"], &["*/scale"], &["get", "update"]),
+            rule(&[""], &["pods"], &["list"]),
+            rule(&["metrics.k8s.io"], &["pods"], &["list"]),
+            rule(&["custom.metrics.k8s.io"], &["*"], &["get", "list"]),
+            rule(&["external.metrics.k8s.io"], &["*"], &["get", "list"]),
+            events(),
+        ]),
         ("ttl-after-finished-controller", vec![
             rule(&["batch"], &["jobs"], &["get", "list", "watch", "delete"]),
             events(),

@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use crate::http::body::read_object;
 use crate::http::options::field_validation;
 use crate::http::{json_response, Body};
+use crate::kinds::served_bytes;
 
 pub async fn create(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let w = c.write_options(&req, false)?;
@@ -21,7 +22,10 @@ pub async fn create(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Bod
     let obj = c.shared.store.create(&c.target, &body, &w).await?;
     warnings.extend(w.warnings.take());
     Ok(with_warnings(
-        json_response(StatusCode::CREATED, obj),
+        json_response(
+            StatusCode::CREATED,
+            served_bytes(c.target.kind.as_ref(), obj)?,
+        ),
         &warnings,
     ))
 }

@@ -19,9 +19,10 @@ pub async fn delete(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Bod
     } else {
         StatusCode::ACCEPTED
     };
+    let obj = served(c, d.object)?;
     Ok(json_response(
         code,
-        serde_json::to_vec(&d.object).unwrap_or_default(),
+        serde_json::to_vec(&obj).unwrap_or_default(),
     ))
 }
 
@@ -38,7 +39,19 @@ pub async fn delete_collection(
         .store
         .delete_collection(&c.target, &lopts, &dopts)
         .await?;
+    let items = items
+        .into_iter()
+        .map(|o| served(c, o))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(ok_json(
         &json!({ "kind": info.list_kind, "apiVersion": info.api_version(), "metadata": {}, "items": items }),
     ))
+}
+
+/// An object a delete returns, as the request's version serves it (a Status as it is).
+fn served(c: &Call<'_>, obj: serde_json::Value) -> Result<serde_json::Value, ApiError> {
+    if c.target.kind.stored_here() || obj["kind"] != c.info().kind {
+        return Ok(obj);
+    }
+    c.target.kind.to_served(obj)
 }

@@ -6,6 +6,7 @@ use hyper::body::Incoming;
 use super::{ok_json, table_of, Call};
 use crate::error::ApiError;
 use crate::http::{json_response, Body};
+use crate::kinds::served_bytes;
 use crate::table;
 
 pub async fn get(c: &Call<'_>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -23,5 +24,8 @@ pub async fn get(c: &Call<'_>, req: &Request<Incoming>) -> Result<Response<Body>
             .map_err(|e| ApiError::Internal(format!("stored object: {e}")))?;
         return Ok(ok_json(&table::of_object(&tr, c.info(), v, true)));
     }
-    Ok(json_response(StatusCode::OK, obj))
+    Ok(json_response(
+        StatusCode::OK,
+        served_bytes(c.target.kind.as_ref(), obj)?,
+    ))
 }

@@ -7,6 +7,7 @@ use super::{list_table, ok_json, table_of, Call};
 use crate::error::ApiError;
 use crate::http::options::list_options;
 use crate::http::{json_response, Body};
+use crate::kinds::served_bytes;
 use crate::store::list::list_json;
 use crate::store::Target;
 
@@ -14,9 +15,14 @@ pub async fn list(c: &Call<'_>, req: &Request<Incoming>) -> Result<Response<Body
     let info = c.info();
     let table = table_of(req, c.query)?;
     let opts = list_options(c.query, &info.selectable_fields())?;
-    let r = c.shared.store.list(&c.target, &opts).await?;
+    let mut r = c.shared.store.list(&c.target, &opts).await?;
     if let Some(tr) = table {
         return Ok(ok_json(&list_table(&tr, info, &r)));
+    }
+    if !c.target.kind.stored_here() {
+        for it in r.items.iter_mut() {
+            *it = served_bytes(c.target.kind.as_ref(), std::mem::take(it))?;
+        }
     }
     Ok(json_response(
         StatusCode::OK,

@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use crate::http::body::read_body;
 use crate::http::request::{media_type, parse_bool};
 use crate::http::{json_response, Body};
+use crate::kinds::served_bytes;
 use crate::patch::PatchType;
 
 pub async fn patch(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -38,5 +39,6 @@ pub async fn patch(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Body
     } else {
         StatusCode::OK
     };
-    Ok(with_warnings(json_response(code, p.object), &p.warnings))
+    let obj = served_bytes(c.target.kind.as_ref(), p.object)?;
+    Ok(with_warnings(json_response(code, obj), &p.warnings))
 }

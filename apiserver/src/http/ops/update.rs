@@ -8,6 +8,7 @@ use crate::error::ApiError;
 use crate::http::body::read_object;
 use crate::http::options::field_validation;
 use crate::http::{json_response, Body};
+use crate::kinds::served_bytes;
 
 pub async fn update(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let w = c.write_options(&req, false)?;
@@ -19,5 +20,6 @@ pub async fn update(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Bod
         .update(&c.target, &body, c.req.sub(), &w)
         .await?;
     warnings.extend(w.warnings.take());
+    let obj = served_bytes(c.target.kind.as_ref(), obj)?;
     Ok(with_warnings(json_response(StatusCode::OK, obj), &warnings))
 }

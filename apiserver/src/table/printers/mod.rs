@@ -9,6 +9,7 @@ use super::{duration, Column, Printer, NAME};
 pub mod apps;
 pub mod batch;
 pub mod core;
+pub mod hpa;
 pub mod other;
 pub mod pod;
 pub mod storage;
