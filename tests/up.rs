@@ -7,7 +7,11 @@
 //! when `flotilla up` itself is killed, its components die with it. Service networking
 //! (DNS, the proxies, the pod network) is checked on the same cluster (`up/network.rs`).
 
+#[path = "up/autoscaling.rs"]
+mod autoscaling;
 mod common;
+#[path = "up/monitoring.rs"]
+mod monitoring;
 #[path = "up/network.rs"]
 mod network;
 #[path = "up/workloads.rs"]
@@ -198,13 +202,13 @@ async fn t10_up_three_masters_two_agents_stop_and_resume() {
     common::images::ensure_busybox().await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("flotilla-data");
-    // The README's ports: kvstore 2379/2380, 12379/12380, 22379/22380 (and +2 to +5 for
-    // each master's scheduler, controller-manager, DNS and DNS metrics), apiservers
-    // 6443-6445, agents 10250-10251, proxies 10249-10248. They must be free on the
-    // machine that runs this test.
+    // The README's ports: kvstore 2379/2380, 12379/12380, 22379/22380 (and +2 to +6 for
+    // each master's scheduler, controller-manager, DNS, DNS metrics and kvstore
+    // metrics), apiservers 6443-6445, agents 10250-10251, proxies 10249-10248. They must
+    // be free on the machine that runs this test.
     let mut defaults = vec![6443, 6444, 6445, 10250, 10251, 10249, 10248];
     for m in 0..3 {
-        defaults.extend((0..6).map(|j| 2379 + 10_000 * m + j));
+        defaults.extend((0..7).map(|j| 2379 + 10_000 * m + j));
     }
     for p in defaults {
         assert!(
@@ -330,6 +334,8 @@ spec:
     .await;
     network::check(&kc, &client, &pods, common::images::BUSYBOX).await;
     workloads::check(&kc, &client, &data, common::images::BUSYBOX).await;
+    autoscaling::check(&kc, &client, common::images::BUSYBOX).await;
+    monitoring::check(&data, &kc);
     let name = pods[0].metadata.name.clone().unwrap();
     assert_eq!(
         kubectl_ok(&kc, &["logs", &name]),

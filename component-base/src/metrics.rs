@@ -60,6 +60,11 @@ impl Histogram {
     /// Writes `name` with `labels` (`k="v",...` or empty).
     pub fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {
         flotilla_core::histogram::Histogram::render_header(out, name, help);
+        self.render_body(out, name, labels);
+    }
+    /// Writes the series of `name` with `labels`, without the HELP and TYPE lines (one
+    /// series among several of a family).
+    pub fn render_body(&self, out: &mut String, name: &str, labels: &str) {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -9,7 +9,7 @@
 //!   controller's own ServiceAccount and token (`--use-service-account-credentials`).
 //! - `reconciler.rs`: the one controller shape (`reconcile` and `error_policy` returning
 //!   an `Action`) and its runner; `workqueue.rs`: the deduplicating, rate-limited queue
-//!   under it; `informer.rs`: shared watches and caches, made on demand;
+//!   under it (`queue_metrics.rs`: client-go's metrics of each, by controller name); `informer.rs`: shared watches and caches, made on demand;
 //!   `expectations.rs`: no double creation; `claims.rs`: adoption and release of pods and
 //!   revisions (kube's ControllerRefManager); `backoff.rs`: per-key exponential backoff.
 //! - One module per controller, its pure decisions in their own file:
@@ -66,6 +66,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podcontrol;
 pub mod protection;
+pub mod queue_metrics;
 pub mod reconciler;
 pub mod replicaset;
 pub mod replicationcontroller;
@@ -159,6 +160,7 @@ pub async fn run(
     let leader = LeaderState::new("flotilla-controller-manager");
     let mut reg = Registry::default();
     reg.register(leader.clone());
+    reg.register(Arc::new(queue_metrics::Exported));
     if let Some(serving) = &cfg.common.serving {
         component_base::metrics::serve(serving, reg, client.clone())
             .await

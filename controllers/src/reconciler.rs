@@ -150,6 +150,7 @@ impl<R: Reconciler> Controller<R> {
     /// is logged and its key retried after the key's backoff; a worker that ends all the
     /// same is logged and started again after a backoff. Nothing dies silently.
     pub async fn run(self, name: &'static str) {
+        self.queue.export_metrics_as(name);
         let mut tasks = JoinSet::new();
         self.reconciler.clone().prepare(&mut tasks).await;
         let mut workers = JoinSet::new();

@@ -7,15 +7,22 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use component_base::backoff::KeyedBackoff;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::queue_metrics::QueueMetrics;
+
 struct Inner<K> {
     queue: VecDeque<K>,
+    /// When each queued key was added (how long it waited, for the metrics).
+    added: HashMap<K, Instant>,
+    /// When each key in process was handed out.
+    started: HashMap<K, Instant>,
     /// Queued or waiting to be re-queued after processing.
     dirty: HashSet<K>,
     processing: HashSet<K>,
@@ -27,6 +34,8 @@ pub struct WorkQueue<K> {
     inner: Mutex<Inner<K>>,
     notify: Notify,
     backoff: KeyedBackoff<K>,
+    /// client-go's metrics, once the controller names the queue.
+    metrics: OnceLock<Arc<QueueMetrics>>,
 }
 
 impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
@@ -34,13 +43,35 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
         Arc::new(Self {
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
+                added: HashMap::new(),
+                started: HashMap::new(),
                 dirty: HashSet::new(),
                 processing: HashSet::new(),
                 waiting: HashMap::new(),
             }),
             notify: Notify::new(),
             backoff: KeyedBackoff::new(Duration::from_millis(5), Duration::from_secs(1000)),
+            metrics: OnceLock::new(),
         })
+    }
+
+    /// Keeps client-go's metrics under `name` from now on (the first name stays).
+    pub fn export_metrics_as(&self, name: &'static str) {
+        let m = crate::queue_metrics::named(name);
+        m.depth.store(
+            i64::try_from(self.len()).unwrap_or(i64::MAX),
+            Ordering::Relaxed,
+        );
+        let _ = self.metrics.set(m);
+    }
+
+    /// A key entered the queue.
+    fn queued(&self, i: &mut Inner<K>, key: &K) {
+        if let Some(m) = self.metrics.get() {
+            m.adds.fetch_add(1, Ordering::Relaxed);
+            m.depth.fetch_add(1, Ordering::Relaxed);
+            i.added.insert(key.clone(), Instant::now());
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner<K>> {
@@ -53,6 +84,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
             return;
         }
         if !i.processing.contains(&key) {
+            self.queued(&mut i, &key);
             i.queue.push_back(key);
             drop(i);
             self.notify.notify_one();
@@ -92,6 +124,9 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
     /// Adds `key` after its backoff: the processing failed.
     pub fn add_rate_limited(self: &Arc<Self>, key: K) {
         let d = self.backoff.failed(key.clone());
+        if let Some(m) = self.metrics.get() {
+            m.retries.fetch_add(1, Ordering::Relaxed);
+        }
         self.add_after(key, d);
     }
 
@@ -109,6 +144,14 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
                 if let Some(k) = i.queue.pop_front() {
                     i.dirty.remove(&k);
                     i.processing.insert(k.clone());
+                    if let Some(m) = self.metrics.get() {
+                        m.depth.fetch_sub(1, Ordering::Relaxed);
+                        let now = Instant::now();
+                        if let Some(t) = i.added.remove(&k) {
+                            m.waited(now.duration_since(t));
+                        }
+                        i.started.insert(k.clone(), now);
+                    }
                     if !i.queue.is_empty() {
                         self.notify.notify_one();
                     }
@@ -122,7 +165,11 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
     pub fn done(&self, key: &K) {
         let mut i = self.lock();
         i.processing.remove(key);
+        if let (Some(m), Some(t)) = (self.metrics.get(), i.started.remove(key)) {
+            m.worked(t.elapsed());
+        }
         if i.dirty.contains(key) {
+            self.queued(&mut i, key);
             i.queue.push_back(key.clone());
             drop(i);
             self.notify.notify_one();
@@ -189,6 +236,34 @@ mod tests {
         q.add("c".into());
         assert_eq!(q.get().await, "c");
         assert!(q.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_named_queue_counts_adds_depth_waits_and_retries() {
+        let q = WorkQueue::<String>::new();
+        q.export_metrics_as("test-queue");
+        q.add("a".into());
+        q.add("a".into());
+        q.add("b".into());
+        let m = crate::queue_metrics::named("test-queue");
+        assert_eq!(m.adds.load(Ordering::Relaxed), 2);
+        assert_eq!(m.depth.load(Ordering::Relaxed), 2);
+        let a = q.get().await;
+        q.done(&a);
+        q.add_rate_limited("c".into());
+        assert_eq!(m.depth.load(Ordering::Relaxed), 1);
+        assert_eq!(m.retries.load(Ordering::Relaxed), 1);
+        let mut text = String::new();
+        component_base::metrics::Collect::render(&crate::queue_metrics::Exported, &mut text);
+        for line in [
+            "workqueue_depth{name=\"test-queue\"} 1",
+            "workqueue_adds_total{name=\"test-queue\"} 2",
+            "workqueue_retries_total{name=\"test-queue\"} 1",
+            "workqueue_queue_duration_seconds_count{name=\"test-queue\"} 1",
+            "workqueue_work_duration_seconds_count{name=\"test-queue\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 
     #[tokio::test]

@@ -32,6 +32,11 @@ pub struct KvFlags {
     /// URLs to serve clients on (comma-separated; https:// needs --cert-file and --key-file).
     #[arg(long, default_value = "http://localhost:2379")]
     pub listen_client_urls: String,
+    /// URLs to serve /metrics and /health on (etcd's names; comma-separated; none by
+    /// default). https:// takes the client TLS and needs --client-cert-auth; http:// only
+    /// when the client URLs are http:// too.
+    #[arg(long, default_value = "")]
+    pub listen_metrics_urls: String,
     /// Client URLs to publish to the cluster.
     #[arg(long, default_value = "http://localhost:2379")]
     pub advertise_client_urls: String,
@@ -147,6 +152,8 @@ pub struct KvConfig {
     pub name: String,
     pub data_dir: PathBuf,
     pub listen_client: Vec<Listen>,
+    /// `--listen-metrics-urls` (may be empty).
+    pub listen_metrics: Vec<Listen>,
     pub advertise_client_urls: Vec<String>,
     pub listen_peer: Vec<Listen>,
     pub advertise_peer_urls: Vec<String>,
@@ -345,6 +352,24 @@ impl KvFlags {
             };
         let listen_client_urls = split(&self.listen_client_urls);
         let listen_peer_urls = split(&self.listen_peer_urls);
+        let listen_metrics_urls = split(&self.listen_metrics_urls);
+        for u in &listen_metrics_urls {
+            let secure = is_https(u);
+            if secure && !client_tls.as_ref().is_some_and(|t| t.client_cert_auth) {
+                return Err(invalid(
+                    "listen-metrics-urls",
+                    format!("{u}: an https:// metrics URL needs --cert-file, --key-file and --client-cert-auth (only holders of a client certificate may read)"),
+                ));
+            }
+            if !secure && listen_client_urls.iter().any(|c| is_https(c)) {
+                return Err(invalid(
+                    "listen-metrics-urls",
+                    format!(
+                        "{u}: the client URLs use TLS, so the metrics URLs must be https:// too"
+                    ),
+                ));
+            }
+        }
         needs(
             "listen-client-urls",
             &listen_client_urls,
@@ -383,6 +408,11 @@ impl KvFlags {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name))),
             listen_client: resolve("listen-client-urls", &listen_client_urls)?,
+            listen_metrics: if listen_metrics_urls.is_empty() {
+                Vec::new()
+            } else {
+                resolve("listen-metrics-urls", &listen_metrics_urls)?
+            },
             advertise_client_urls,
             listen_peer: resolve("listen-peer-urls", &listen_peer_urls)?,
             advertise_peer_urls,
@@ -480,137 +510,5 @@ pub fn cluster_id(member_ids: &[u64], token: &str) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        flags: KvFlags,
-    }
-
-    fn flags(args: &[&str]) -> KvFlags {
-        let mut argv = vec!["kvstore"];
-        argv.extend_from_slice(args);
-        Cli::parse_from(argv).flags
-    }
-
-    #[test]
-    fn defaults_are_etcds() {
-        let c = flags(&[]).validate().unwrap();
-        assert_eq!(c.max_request_bytes, 1_572_864);
-        assert_eq!(c.max_txn_ops, 128);
-        assert_eq!(c.heartbeat, Duration::from_millis(100));
-        assert_eq!(c.election, Duration::from_millis(1000));
-        assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
-        assert_eq!(c.min_lease_ttl(), 2);
-        assert_eq!(c.max_watchers_per_stream, 10_000);
-        let e = flags(&["--max-watchers-per-stream", "0"])
-            .validate()
-            .unwrap_err();
-        assert!(e.to_string().contains("max-watchers-per-stream"), "{e}");
-    }
-
-    #[test]
-    fn initial_cluster_must_name_this_member_with_its_urls() {
-        let ok = flags(&[
-            "--name",
-            "n1",
-            "--initial-advertise-peer-urls",
-            "http://127.0.0.1:2380",
-            "--initial-cluster",
-            "n1=http://127.0.0.1:2380,n2=http://127.0.0.1:2381",
-        ]);
-        assert_eq!(ok.validate().unwrap().initial_cluster.len(), 2);
-        let missing = flags(&[
-            "--name",
-            "n3",
-            "--initial-cluster",
-            "n1=http://127.0.0.1:2380",
-        ]);
-        assert!(missing.validate().unwrap_err().to_string().contains("n3"));
-        let bad = flags(&["--initial-cluster", "default=https://x:1"]);
-        assert!(bad.validate().is_err());
-        let timeouts = flags(&["--heartbeat-interval", "300", "--election-timeout", "1000"]);
-        assert!(timeouts
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("5 times"));
-    }
-
-    #[test]
-    fn https_urls_need_certificates() {
-        let e = flags(&["--listen-client-urls", "https://127.0.0.1:2379"])
-            .validate()
-            .unwrap_err();
-        assert!(e.to_string().contains("--cert-file"), "{e}");
-        let e = flags(&["--cert-file", "a.crt"]).validate().unwrap_err();
-        assert!(e.to_string().contains("key-file"), "{e}");
-        let e = flags(&["--cert-file", "a", "--key-file", "b", "--client-cert-auth"])
-            .validate()
-            .unwrap_err();
-        assert!(e.to_string().contains("trusted-ca-file"), "{e}");
-        let peer = [
-            "--initial-advertise-peer-urls",
-            "https://127.0.0.1:2380",
-            "--listen-peer-urls",
-            "https://127.0.0.1:2380",
-        ];
-        let e = flags(&peer).validate().unwrap_err();
-        assert!(e.to_string().contains("--peer-cert-file"), "{e}");
-        let mut ok = peer.to_vec();
-        ok.extend(["--peer-cert-file", "p.crt", "--peer-key-file", "p.key"]);
-        let c = flags(&ok).validate().unwrap();
-        assert!(c.listen_peer[0].tls && !c.listen_client[0].tls);
-        assert!(c.peer_tls.is_some() && c.client_tls.is_none());
-    }
-
-    #[test]
-    fn max_request_bytes_is_capped_so_entries_fit_in_a_peer_message() {
-        let cap = MAX_REQUEST_BYTES_CAP.to_string();
-        assert!(flags(&["--max-request-bytes", &cap]).validate().is_ok());
-        let over = (MAX_REQUEST_BYTES_CAP + 1).to_string();
-        let e = flags(&["--max-request-bytes", &over])
-            .validate()
-            .unwrap_err();
-        assert!(e.to_string().contains("peer message"), "{e}");
-    }
-
-    #[test]
-    fn ids_are_stable_and_order_independent() {
-        let a = member_id(&["http://a:1".into(), "http://b:2".into()], "t");
-        let b = member_id(&["http://b:2".into(), "http://a:1".into()], "t");
-        assert_eq!(a, b);
-        assert_ne!(a, member_id(&["http://a:1".into()], "t"));
-        assert_eq!(cluster_id(&[1, 2], "t"), cluster_id(&[2, 1], "t"));
-    }
-
-    #[test]
-    fn corruption_checks_are_off_by_default_as_in_etcd() {
-        let c = flags(&[]).validate().unwrap();
-        assert!(!c.initial_corrupt_check);
-        assert_eq!(c.corrupt_check_time, None);
-        let c = flags(&[
-            "--experimental-initial-corrupt-check",
-            "--experimental-corrupt-check-time",
-            "2s",
-        ])
-        .validate()
-        .unwrap();
-        assert!(c.initial_corrupt_check);
-        assert_eq!(c.corrupt_check_time, Some(Duration::from_secs(2)));
-        assert_eq!(
-            flags(&["--experimental-corrupt-check-time", "0"])
-                .validate()
-                .unwrap()
-                .corrupt_check_time,
-            None
-        );
-        let e = flags(&["--experimental-corrupt-check-time", "often"])
-            .validate()
-            .unwrap_err();
-        assert!(e.to_string().contains("corrupt-check-time"), "{e}");
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -24,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod fatal;
 pub mod lessor;
+pub mod metrics;
 pub mod mvcc;
 pub mod raft;
 pub mod server;

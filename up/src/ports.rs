@@ -3,7 +3,8 @@
 //! Contract: no port depends on how many of *another* component there are. Master `i` owns
 //! the block `--kvstore-port + 10000*i`: its kvstore member's client port (+0) and peer
 //! port (+1), its scheduler's metrics (+2), its controller-manager's metrics (+3), its DNS
-//! server (+4, UDP and TCP) and the DNS server's metrics (+5); its apiserver listens on
+//! server (+4, UDP and TCP), the DNS server's metrics (+5) and its kvstore member's metrics
+//! (+6); its apiserver listens on
 //! `--apiserver-port + i`; agent `i` on `--agent-port + i` and the proxy of its node on
 //! `--agent-port - 1 - i` (10249 first: kube-proxy's metrics port). So adding
 //! agents never moves or collides with a master's port (the defaults leave room for 2,129
@@ -40,6 +41,8 @@ pub struct MasterPorts {
     pub controller_manager_metrics: u16,
     pub dns: u16,
     pub dns_metrics: u16,
+    /// The kvstore member's `--listen-metrics-urls`.
+    pub kv_metrics: u16,
 }
 
 /// Every port of one cluster.
@@ -96,6 +99,7 @@ pub fn plan(bases: Bases, masters: usize, agents: usize) -> Result<Ports, PortEr
             controller_manager_metrics: at(name("controller-manager"), bases.kvstore, block(3))?,
             dns: at(name("dns"), bases.kvstore, block(4))?,
             dns_metrics: at(name("dns metrics"), bases.kvstore, block(5))?,
+            kv_metrics: at(name("kvstore metrics"), bases.kvstore, block(6))?,
         });
     }
     for i in 0..agents {
@@ -137,6 +141,7 @@ impl Ports {
             ));
             v.push((m.dns, format!("dns-m{i}")));
             v.push((m.dns_metrics, format!("dns-m{i} (metrics)")));
+            v.push((m.kv_metrics, format!("kvstore-m{i} (metrics)")));
         }
         for (i, p) in self.agents.iter().enumerate() {
             v.push((*p, format!("agent flotilla-{i}")));

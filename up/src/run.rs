@@ -382,6 +382,8 @@ async fn start(
             s(&"--experimental-initial-corrupt-check"),
             s(&"--experimental-corrupt-check-time"),
             s(&"1m"),
+            s(&"--listen-metrics-urls"),
+            format!("https://127.0.0.1:{}", m[i].kv_metrics),
         ];
         args.extend(pki.kvstore_args(i));
         procs.spawn(Tier::Kvstore, &format!("kvstore-m{i}"), logs, &args)?;

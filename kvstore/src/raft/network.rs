@@ -224,9 +224,13 @@ impl PeerConnection {
         let began = std::time::Instant::now();
         let reply = match method {
             Method::Vote => client.vote(request).await,
-            Method::Append => client.append_entries(request).await,
+            Method::Append { .. } => client.append_entries(request).await,
             Method::Snapshot => client.install_snapshot(request).await,
         };
+        // A heartbeat (an append without entries) is the round trip etcd's prober measures.
+        if matches!(method, Method::Append { heartbeat: true }) && reply.is_ok() {
+            crate::metrics::global().peer_round_trip(self.target, began.elapsed());
+        }
         tracing::trace!(
             target = self.target,
             elapsed_us = began.elapsed().as_micros() as u64,
@@ -251,7 +255,7 @@ impl PeerConnection {
 
 enum Method {
     Vote,
-    Append,
+    Append { heartbeat: bool },
     Snapshot,
 }
 
@@ -270,7 +274,8 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         if frame.len() > MAX_PEER_FRAME_BYTES {
             return Err(too_large(rpc.entries.len(), frame.len()));
         }
-        self.rpc(Method::Append, frame, &option).await
+        let heartbeat = rpc.entries.is_empty();
+        self.rpc(Method::Append { heartbeat }, frame, &option).await
     }
 
     async fn install_snapshot(

@@ -21,6 +21,7 @@ pub mod kv;
 pub mod lease;
 mod listener;
 pub mod maintenance;
+mod metrics_port;
 pub mod node;
 pub mod peer;
 pub mod peer_gate;
@@ -237,6 +238,11 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
     }
     let peer_listeners = bind(&cfg.listen_peer, &peer_tls).await?;
     let client_listeners = bind(&cfg.listen_client, &client_tls).await?;
+    let metrics_listeners = bind(
+        &cfg.listen_metrics,
+        &metrics_port::tls_for_metrics(&client_tls),
+    )
+    .await?;
     let raft_config = openraft::Config {
         cluster_name: format!("{:x}", ident.cluster_id),
         heartbeat_interval: cfg.heartbeat.as_millis() as u64,
@@ -304,6 +310,9 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
         reads,
         stop,
     });
+    for (l, tls) in metrics_listeners {
+        tokio::spawn(metrics_port::serve(l, tls, node.clone(), shutdown.clone()));
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for (l, tls) in peer_listeners {
         let svc = peer_gate::service(node.cluster_id, peer::PeerService { node: node.clone() });
@@ -420,6 +429,11 @@ async fn watch_leadership(node: Arc<Node>) {
             )
         };
         if (leader, leading) != last {
+            if leader.is_some() && leader != last.0 {
+                crate::metrics::global()
+                    .leader_changes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             match leader {
                 Some(l) => {
                     info!(leader = %format!("{l:x}"), term, this_member = leading, "leader changed")

@@ -10,6 +10,7 @@
 //! (`exceeds_request_limit`): a member whose applying lags its log by more than
 //! `MAX_APPLY_GAP` entries refuses new proposals with "etcdserver: too many requests".
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use openraft::error::{ClientWriteError, RaftError};
@@ -82,7 +83,14 @@ impl Proposer {
         self.tx
             .send(Pending { cmd, size, reply })
             .map_err(|_| Retry::Fail(KvError::Stopped))?;
-        rx.await.unwrap_or(Err(Retry::Fail(KvError::Stopped)))
+        let m = crate::metrics::global();
+        m.proposals_pending.fetch_add(1, Ordering::Relaxed);
+        let r = rx.await.unwrap_or(Err(Retry::Fail(KvError::Stopped)));
+        m.proposals_pending.fetch_sub(1, Ordering::Relaxed);
+        if r.is_err() {
+            m.proposals_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        r
     }
 }
 

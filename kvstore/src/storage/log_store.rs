@@ -147,6 +147,7 @@ fn group_commit(db: Arc<DB>, rx: mpsc::Receiver<FlushRequest>) {
         }
         let began = std::time::Instant::now();
         let result = db.flush_wal(true);
+        crate::metrics::global().wal_fsync(began.elapsed());
         tracing::trace!(
             elapsed_us = began.elapsed().as_micros() as u64,
             batch = batch.len(),

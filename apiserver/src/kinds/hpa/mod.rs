@@ -14,6 +14,7 @@ use super::Kind;
 use crate::error::FieldError;
 
 pub mod v1;
+mod v1_metrics;
 mod validation;
 
 pub struct HorizontalPodAutoscalers;

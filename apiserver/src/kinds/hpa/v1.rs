@@ -8,9 +8,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::autoscaling::{v1, v2};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
-use super::HorizontalPodAutoscalers;
+use super::{v1_metrics, HorizontalPodAutoscalers};
 use crate::kinds::Conversion;
 
 pub const METRICS: &str = "autoscaling.alpha.kubernetes.io/metrics";
@@ -224,275 +224,30 @@ fn cpu_utilization(m: &v2::MetricSpec) -> Option<i32> {
         .flatten()
 }
 
-/// Copies `from[a]` to `to[b]` when present.
-fn carry(from: &Value, a: &str, to: &mut Map<String, Value>, b: &str) {
-    if let Some(v) = from.get(a).filter(|v| !v.is_null()) {
-        to.insert(b.to_string(), v.clone());
-    }
-}
-
 /// A v2 metric in v1's annotation shape (kube's v1 MetricSpec).
 fn metric_down(m: &v2::MetricSpec) -> Value {
-    let v = serde_json::to_value(m).unwrap_or_default();
-    let mut out = Map::new();
-    out.insert("type".into(), json!(m.type_));
-    let target = |src: &Value, o: &mut Map<String, Value>, value: &str, average: &str| {
-        carry(&src["target"], "value", o, value);
-        carry(&src["target"], "averageValue", o, average);
-    };
-    match m.type_.as_str() {
-        "Resource" | "ContainerResource" => {
-            let field = if m.type_ == "Resource" {
-                "resource"
-            } else {
-                "containerResource"
-            };
-            let src = &v[field];
-            let mut o = Map::new();
-            carry(src, "name", &mut o, "name");
-            carry(src, "container", &mut o, "container");
-            carry(
-                &src["target"],
-                "averageUtilization",
-                &mut o,
-                "targetAverageUtilization",
-            );
-            carry(&src["target"], "averageValue", &mut o, "targetAverageValue");
-            out.insert(field.into(), Value::Object(o));
-        }
-        "Pods" => {
-            let src = &v["pods"];
-            let mut o = Map::new();
-            carry(&src["metric"], "name", &mut o, "metricName");
-            carry(&src["metric"], "selector", &mut o, "selector");
-            carry(&src["target"], "averageValue", &mut o, "targetAverageValue");
-            out.insert("pods".into(), Value::Object(o));
-        }
-        "Object" => {
-            let src = &v["object"];
-            let mut o = Map::new();
-            carry(src, "describedObject", &mut o, "target");
-            carry(&src["metric"], "name", &mut o, "metricName");
-            carry(&src["metric"], "selector", &mut o, "selector");
-            target(src, &mut o, "targetValue", "averageValue");
-            out.insert("object".into(), Value::Object(o));
-        }
-        "External" => {
-            let src = &v["external"];
-            let mut o = Map::new();
-            carry(&src["metric"], "name", &mut o, "metricName");
-            carry(&src["metric"], "selector", &mut o, "metricSelector");
-            target(src, &mut o, "targetValue", "targetAverageValue");
-            out.insert("external".into(), Value::Object(o));
-        }
-        _ => {}
-    }
-    Value::Object(out)
+    v1_metrics::spec_down(&serde_json::to_value(m).unwrap_or_default())
 }
 
 /// A metric of v1's annotation shape as v2 holds it.
 fn metric_up(m: &Value) -> Option<v2::MetricSpec> {
-    let ty = m["type"].as_str()?;
-    let target = |src: &Value, value: &str, average: &str, utilization: &str| {
-        let mut t = Map::new();
-        carry(src, value, &mut t, "value");
-        carry(src, average, &mut t, "averageValue");
-        carry(src, utilization, &mut t, "averageUtilization");
-        let kind = if t.contains_key("averageUtilization") {
-            "Utilization"
-        } else if t.contains_key("averageValue") {
-            "AverageValue"
-        } else {
-            "Value"
-        };
-        t.insert("type".into(), json!(kind));
-        Value::Object(t)
-    };
-    let metric = |src: &Value, name: &str, selector: &str| {
-        let mut o = Map::new();
-        carry(src, name, &mut o, "name");
-        carry(src, selector, &mut o, "selector");
-        Value::Object(o)
-    };
-    let v = match ty {
-        "Resource" | "ContainerResource" => {
-            let field = if ty == "Resource" {
-                "resource"
-            } else {
-                "containerResource"
-            };
-            let src = &m[field];
-            let mut o = Map::new();
-            carry(src, "name", &mut o, "name");
-            carry(src, "container", &mut o, "container");
-            o.insert(
-                "target".into(),
-                target(src, "", "targetAverageValue", "targetAverageUtilization"),
-            );
-            json!({ "type": ty, field: o })
-        }
-        "Pods" => {
-            let src = &m["pods"];
-            json!({ "type": ty, "pods": {
-                "metric": metric(src, "metricName", "selector"),
-                "target": target(src, "", "targetAverageValue", ""),
-            }})
-        }
-        "Object" => {
-            let src = &m["object"];
-            json!({ "type": ty, "object": {
-                "describedObject": src["target"],
-                "metric": metric(src, "metricName", "selector"),
-                "target": target(src, "targetValue", "averageValue", ""),
-            }})
-        }
-        "External" => {
-            let src = &m["external"];
-            json!({ "type": ty, "external": {
-                "metric": metric(src, "metricName", "metricSelector"),
-                "target": target(src, "targetValue", "targetAverageValue", ""),
-            }})
-        }
-        _ => return None,
-    };
-    serde_json::from_value(v).ok()
+    serde_json::from_value(v1_metrics::spec_up(m)?).ok()
 }
 
 /// A v2 current metric in v1's annotation shape (kube's v1 MetricStatus).
 fn status_down(m: &v2::MetricStatus) -> Value {
-    let v = serde_json::to_value(m).unwrap_or_default();
-    let mut out = Map::new();
-    out.insert("type".into(), json!(m.type_));
-    match m.type_.as_str() {
-        "Resource" | "ContainerResource" => {
-            let field = if m.type_ == "Resource" {
-                "resource"
-            } else {
-                "containerResource"
-            };
-            let src = &v[field];
-            let mut o = Map::new();
-            carry(src, "name", &mut o, "name");
-            carry(src, "container", &mut o, "container");
-            carry(
-                &src["current"],
-                "averageUtilization",
-                &mut o,
-                "currentAverageUtilization",
-            );
-            carry(
-                &src["current"],
-                "averageValue",
-                &mut o,
-                "currentAverageValue",
-            );
-            out.insert(field.into(), Value::Object(o));
-        }
-        "Pods" => {
-            let src = &v["pods"];
-            let mut o = Map::new();
-            carry(&src["metric"], "name", &mut o, "metricName");
-            carry(&src["metric"], "selector", &mut o, "selector");
-            carry(
-                &src["current"],
-                "averageValue",
-                &mut o,
-                "currentAverageValue",
-            );
-            out.insert("pods".into(), Value::Object(o));
-        }
-        "Object" => {
-            let src = &v["object"];
-            let mut o = Map::new();
-            carry(src, "describedObject", &mut o, "target");
-            carry(&src["metric"], "name", &mut o, "metricName");
-            carry(&src["metric"], "selector", &mut o, "selector");
-            carry(&src["current"], "value", &mut o, "currentValue");
-            carry(&src["current"], "averageValue", &mut o, "averageValue");
-            out.insert("object".into(), Value::Object(o));
-        }
-        "External" => {
-            let src = &v["external"];
-            let mut o = Map::new();
-            carry(&src["metric"], "name", &mut o, "metricName");
-            carry(&src["metric"], "selector", &mut o, "metricSelector");
-            carry(&src["current"], "value", &mut o, "currentValue");
-            carry(
-                &src["current"],
-                "averageValue",
-                &mut o,
-                "currentAverageValue",
-            );
-            out.insert("external".into(), Value::Object(o));
-        }
-        _ => {}
-    }
-    Value::Object(out)
+    v1_metrics::status_down(&serde_json::to_value(m).unwrap_or_default())
 }
 
 /// A current metric of v1's annotation shape as v2 holds it.
 fn status_up(m: &Value) -> Option<v2::MetricStatus> {
-    let ty = m["type"].as_str()?;
-    let current = |src: &Value, value: &str, average: &str, utilization: &str| {
-        let mut c = Map::new();
-        carry(src, value, &mut c, "value");
-        carry(src, average, &mut c, "averageValue");
-        carry(src, utilization, &mut c, "averageUtilization");
-        Value::Object(c)
-    };
-    let metric = |src: &Value, name: &str, selector: &str| {
-        let mut o = Map::new();
-        carry(src, name, &mut o, "name");
-        carry(src, selector, &mut o, "selector");
-        Value::Object(o)
-    };
-    let v = match ty {
-        "Resource" | "ContainerResource" => {
-            let field = if ty == "Resource" {
-                "resource"
-            } else {
-                "containerResource"
-            };
-            let src = &m[field];
-            let mut o = Map::new();
-            carry(src, "name", &mut o, "name");
-            carry(src, "container", &mut o, "container");
-            o.insert(
-                "current".into(),
-                current(src, "", "currentAverageValue", "currentAverageUtilization"),
-            );
-            json!({ "type": ty, field: o })
-        }
-        "Pods" => {
-            let src = &m["pods"];
-            json!({ "type": ty, "pods": {
-                "metric": metric(src, "metricName", "selector"),
-                "current": current(src, "", "currentAverageValue", ""),
-            }})
-        }
-        "Object" => {
-            let src = &m["object"];
-            json!({ "type": ty, "object": {
-                "describedObject": src["target"],
-                "metric": metric(src, "metricName", "selector"),
-                "current": current(src, "currentValue", "averageValue", ""),
-            }})
-        }
-        "External" => {
-            let src = &m["external"];
-            json!({ "type": ty, "external": {
-                "metric": metric(src, "metricName", "metricSelector"),
-                "current": current(src, "currentValue", "currentAverageValue", ""),
-            }})
-        }
-        _ => return None,
-    };
-    serde_json::from_value(v).ok()
+    serde_json::from_value(v1_metrics::status_up(m)?).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn v2(v: Value) -> v2::HorizontalPodAutoscaler {
         serde_json::from_value(v).unwrap()

@@ -149,7 +149,9 @@ impl Store {
             Progress::Partial(i) => batch.put_cf(meta, KEY_PARTIAL, encode(&(log_id.index, i))),
         }
         batch.put_cf(meta, KEY_REVS, encode(&st.revs));
+        let began = std::time::Instant::now();
         self.db.write(batch).map_err(StorageFault::new)?;
+        crate::metrics::global().backend_commit(began.elapsed());
         let revision = st.revs.current;
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = st;
         if let Some(f) = after {
