@@ -125,6 +125,35 @@ pub(super) async fn bad_input(kc: &std::path::Path, client: &kube::Client) {
         .as_str()
         .unwrap_or_default();
     assert!(conds.contains("FailedGetResourceMetric"), "{v1}");
+    // A merge patch through v1 applies to the v1 form and keeps what only v2 has.
+    kubectl_ok(
+        kc,
+        &[
+            "patch",
+            "horizontalpodautoscalers.v1.autoscaling",
+            "quiet",
+            "-n",
+            "team",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"maxReplicas":5,"targetCPUUtilizationPercentage":60}}"#,
+        ],
+    );
+    let h = hpas.get("quiet").await.unwrap();
+    let spec = h.spec.unwrap();
+    assert_eq!(spec.max_replicas, 5);
+    let metrics = serde_json::to_value(spec.metrics.unwrap()).unwrap();
+    assert_eq!(
+        metrics,
+        serde_json::json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}])
+    );
+    let stored = h.metadata.annotations.unwrap_or_default();
+    assert!(
+        !stored
+            .keys()
+            .any(|k| k.starts_with("autoscaling.alpha.kubernetes.io/")),
+        "the v1 annotations are not stored: {stored:?}"
+    );
     kubectl_ok(kc, &["delete", "hpa", "--all", "-n", "team"]);
     kubectl_ok(kc, &["delete", "deployment", "quiet", "-n", "team"]);
 }
