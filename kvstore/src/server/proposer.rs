@@ -83,14 +83,36 @@ impl Proposer {
         self.tx
             .send(Pending { cmd, size, reply })
             .map_err(|_| Retry::Fail(KvError::Stopped))?;
-        let m = crate::metrics::global();
-        m.proposals_pending.fetch_add(1, Ordering::Relaxed);
+        let pending = PendingGauge::enter();
         let r = rx.await.unwrap_or(Err(Retry::Fail(KvError::Stopped)));
-        m.proposals_pending.fetch_sub(1, Ordering::Relaxed);
+        drop(pending);
         if r.is_err() {
-            m.proposals_failed.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::global()
+                .proposals_failed
+                .fetch_add(1, Ordering::Relaxed);
         }
         r
+    }
+}
+
+/// Counts a proposal in `etcd_server_proposals_pending` while it lives, so a caller that
+/// gives up waiting (a client gone) leaves the gauge as it found it.
+struct PendingGauge;
+
+impl PendingGauge {
+    fn enter() -> Self {
+        crate::metrics::global()
+            .proposals_pending
+            .fetch_add(1, Ordering::Relaxed);
+        PendingGauge
+    }
+}
+
+impl Drop for PendingGauge {
+    fn drop(&mut self) {
+        crate::metrics::global()
+            .proposals_pending
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
