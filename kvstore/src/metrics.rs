@@ -31,8 +31,8 @@ const RTT_BOUNDS: &[f64] = &[
 pub struct Metrics {
     wal_fsync: Mutex<Histogram>,
     backend_commit: Mutex<Histogram>,
-    /// Round trips of heartbeats and appends, by peer (hex member ID).
-    peer_rtt: Mutex<BTreeMap<String, Histogram>>,
+    /// Round trips of heartbeats, by peer member ID (hex in the label).
+    peer_rtt: Mutex<BTreeMap<u64, Histogram>>,
     pub leader_changes: AtomicU64,
     pub proposals_pending: AtomicI64,
     pub proposals_failed: AtomicU64,
@@ -69,7 +69,7 @@ impl Metrics {
         self.peer_rtt
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(format!("{to:x}"))
+            .entry(to)
             .or_insert_with(|| Histogram::new(RTT_BOUNDS))
             .observe_duration(d);
     }
@@ -174,7 +174,7 @@ pub fn render(m: &Metrics, r: RaftView) -> String {
     let name = "etcd_network_peer_round_trip_time_seconds";
     Histogram::render_header(o, name, "Round-Trip-Time histogram between peers");
     for (to, h) in rtt.iter() {
-        h.render(o, name, &format!("To=\"{to}\""));
+        h.render(o, name, &format!("To=\"{to:x}\""));
     }
     out
 }

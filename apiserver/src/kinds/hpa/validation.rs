@@ -119,90 +119,78 @@ fn metric(m: &MetricSpec, path: &str, errs: &mut Vec<FieldError>) {
     .filter_map(|(f, set)| set.then_some(f))
     .collect();
     // Only the first source present is checked further, as kube does.
-    match present.first().copied() {
-        Some("object") => {
-            let o = m.object.as_ref().expect("present");
-            let p = format!("{path}.object");
-            reference(&o.described_object, &format!("{p}.describedObject"), errs);
-            identifier(&o.metric, &format!("{p}.metric"), errs);
-            target(&o.target, &format!("{p}.target"), errs);
-            if o.target.value.is_none() && o.target.average_value.is_none() {
-                errs.push(FieldError::required(
-                    format!("{p}.target.averageValue"),
-                    "must set either a target value or averageValue",
-                ));
-            }
+    if let Some(o) = &m.object {
+        let p = format!("{path}.object");
+        reference(&o.described_object, &format!("{p}.describedObject"), errs);
+        identifier(&o.metric, &format!("{p}.metric"), errs);
+        target(&o.target, &format!("{p}.target"), errs);
+        if o.target.value.is_none() && o.target.average_value.is_none() {
+            errs.push(FieldError::required(
+                format!("{p}.target.averageValue"),
+                "must set either a target value or averageValue",
+            ));
         }
-        Some("external") => {
-            let e = m.external.as_ref().expect("present");
-            let p = format!("{path}.external");
-            identifier(&e.metric, &format!("{p}.metric"), errs);
-            target(&e.target, &format!("{p}.target"), errs);
-            match (&e.target.value, &e.target.average_value) {
-                (None, None) => errs.push(FieldError::required(
-                    format!("{p}.target.averageValue"),
-                    "must set either a target value for metric or a per-pod target",
-                )),
-                (Some(_), Some(_)) => errs.push(FieldError::forbidden(
-                    format!("{p}.target.value"),
-                    "may not set both a target value for metric and a per-pod target",
-                )),
-                _ => {}
-            }
+    } else if let Some(e) = &m.external {
+        let p = format!("{path}.external");
+        identifier(&e.metric, &format!("{p}.metric"), errs);
+        target(&e.target, &format!("{p}.target"), errs);
+        match (&e.target.value, &e.target.average_value) {
+            (None, None) => errs.push(FieldError::required(
+                format!("{p}.target.averageValue"),
+                "must set either a target value for metric or a per-pod target",
+            )),
+            (Some(_), Some(_)) => errs.push(FieldError::forbidden(
+                format!("{p}.target.value"),
+                "may not set both a target value for metric and a per-pod target",
+            )),
+            _ => {}
         }
-        Some("pods") => {
-            let s = m.pods.as_ref().expect("present");
-            let p = format!("{path}.pods");
-            identifier(&s.metric, &format!("{p}.metric"), errs);
-            target(&s.target, &format!("{p}.target"), errs);
-            if s.target.average_value.is_none() {
-                errs.push(FieldError::required(
-                    format!("{p}.target.averageValue"),
-                    "must specify a positive target averageValue",
-                ));
-            }
+    } else if let Some(s) = &m.pods {
+        let p = format!("{path}.pods");
+        identifier(&s.metric, &format!("{p}.metric"), errs);
+        target(&s.target, &format!("{p}.target"), errs);
+        if s.target.average_value.is_none() {
+            errs.push(FieldError::required(
+                format!("{p}.target.averageValue"),
+                "must specify a positive target averageValue",
+            ));
         }
-        Some("resource") => {
-            let r = m.resource.as_ref().expect("present");
-            let p = format!("{path}.resource");
-            if r.name.is_empty() {
-                errs.push(FieldError::required(
-                    format!("{p}.name"),
-                    "must specify a resource name",
-                ));
-            }
-            target(&r.target, &format!("{p}.target"), errs);
-            utilization_or_value(&r.target, &p, errs);
+    } else if let Some(r) = &m.resource {
+        let p = format!("{path}.resource");
+        if r.name.is_empty() {
+            errs.push(FieldError::required(
+                format!("{p}.name"),
+                "must specify a resource name",
+            ));
         }
-        Some(_) => {
-            let r = m.container_resource.as_ref().expect("present");
-            let p = format!("{path}.containerResource");
-            if r.name.is_empty() {
-                errs.push(FieldError::required(
-                    format!("{p}.name"),
-                    "must specify a resource name",
-                ));
-            } else if let Some(e) = container_resource_name(&r.name) {
-                errs.push(FieldError::invalid(format!("{p}.name"), &r.name, e));
-            }
-            if r.container.is_empty() {
-                errs.push(FieldError::required(
+        target(&r.target, &format!("{p}.target"), errs);
+        utilization_or_value(&r.target, &p, errs);
+    } else if let Some(r) = &m.container_resource {
+        let p = format!("{path}.containerResource");
+        if r.name.is_empty() {
+            errs.push(FieldError::required(
+                format!("{p}.name"),
+                "must specify a resource name",
+            ));
+        } else if let Some(e) = container_resource_name(&r.name) {
+            errs.push(FieldError::invalid(format!("{p}.name"), &r.name, e));
+        }
+        if r.container.is_empty() {
+            errs.push(FieldError::required(
+                format!("{p}.container"),
+                "must specify a container",
+            ));
+        } else {
+            for e in dns1123_label(&r.container) {
+                errs.push(FieldError::invalid(
                     format!("{p}.container"),
-                    "must specify a container",
+                    &r.container,
+                    e,
                 ));
-            } else {
-                for e in dns1123_label(&r.container) {
-                    errs.push(FieldError::invalid(
-                        format!("{p}.container"),
-                        &r.container,
-                        e,
-                    ));
-                }
             }
-            target(&r.target, &format!("{p}.target"), errs);
-            utilization_or_value(&r.target, &p, errs);
         }
-        None => {}
+        target(&r.target, &format!("{p}.target"), errs);
+        utilization_or_value(&r.target, &p, errs);
     }
     // The source the type names must be the one given, and the only one.
     let expected = match m.type_.as_str() {
