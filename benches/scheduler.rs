@@ -152,7 +152,7 @@ async fn backlog(nodes: usize, pods: usize) {
     // The metric counts bindings the apiserver accepted.
     let scheduled = |m: &str| {
         m.lines()
-            .find(|l| l.starts_with("scheduler_schedule_attempts_total{result=\"scheduled\"}"))
+            .find(|l| l.starts_with("scheduler_schedule_attempts_total{profile=\"default-scheduler\",result=\"scheduled\"}"))
             .and_then(|l| l.split_whitespace().last())
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(0)

@@ -10,6 +10,8 @@
 #[path = "up/autoscaling.rs"]
 mod autoscaling;
 mod common;
+#[path = "up/logging.rs"]
+mod logging;
 #[path = "up/monitoring.rs"]
 mod monitoring;
 #[path = "up/network.rs"]
@@ -216,12 +218,21 @@ async fn t10_up_three_masters_two_agents_stop_and_resume() {
             "port {p}, one of flotilla up's defaults, is taken on this machine"
         );
     }
+    // The agents ship their containers' logs to a Loki stand-in.
+    let mut loki = common::loki::Loki::start(common::free_port()).await;
     let mut up = Up {
         cwd: dir.path().to_path_buf(),
         data: data.clone(),
-        args: ["--masters", "3", "--agents", "2"]
-            .map(String::from)
-            .to_vec(),
+        args: [
+            "--masters",
+            "3",
+            "--agents",
+            "2",
+            "--log-sink",
+            &format!("loki={}", loki.url()),
+        ]
+        .map(String::from)
+        .to_vec(),
         child: None,
         out: dir.path().join("up.out"),
     };
@@ -336,6 +347,8 @@ spec:
     workloads::check(&kc, &client, &data, common::images::BUSYBOX).await;
     autoscaling::check(&kc, &client, common::images::BUSYBOX).await;
     monitoring::check(&data, &kc);
+    monitoring::prometheus(&data, dir.path());
+    logging::check(&kc, &data, &client, &mut loki, common::images::BUSYBOX).await;
     let name = pods[0].metadata.name.clone().unwrap();
     assert_eq!(
         kubectl_ok(&kc, &["logs", &name]),

@@ -114,6 +114,23 @@ pub struct AgentFlags {
     /// `--client-ca-file`).
     #[command(flatten)]
     pub serving: component_base::secure::ServingFlags,
+    /// A container's log is rotated before it grows past this size (a quantity).
+    #[arg(long, default_value = "10Mi")]
+    pub container_log_max_size: String,
+    /// Log files kept per container, the current one included (at least 2).
+    #[arg(long, default_value_t = 5)]
+    pub container_log_max_files: u32,
+    /// Ship every container's log lines to a log store: `loki=<URL>` (Grafana Loki's push
+    /// API at `<URL>/loki/api/v1/push`).
+    #[arg(long)]
+    pub log_sink: Option<String>,
+    /// The CA that an https log sink's certificate must chain to.
+    #[arg(long)]
+    pub log_sink_ca_file: Option<PathBuf>,
+    /// Lines not yet taken by the log sink wait on disk, up to this much (a quantity); then
+    /// reading the containers' logs waits.
+    #[arg(long, default_value = "100Mi")]
+    pub log_spool_size: String,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +161,9 @@ pub struct AgentConfig {
     pub dns: crate::dns::NodeDns,
     /// The agent port's TLS files.
     pub tls: crate::server::TlsFlags,
+    pub log_limits: crate::runtime::LogLimits,
+    /// Where logs are shipped (spool under `<root-dir>/log-spool`), if anywhere.
+    pub log_sink: Option<crate::logship::Settings>,
 }
 
 impl AgentFlags {
@@ -247,6 +267,33 @@ impl AgentFlags {
                 self.cluster_domain
             ));
         }
+        let bytes = |flag: &str, q: &str| -> Result<u64, String> {
+            flotilla_core::quantity::units(q)
+                .and_then(|b| u64::try_from(b).ok())
+                .ok_or_else(|| format!("{flag} {q:?}: want a size such as 10Mi"))
+        };
+        let max_size = bytes("--container-log-max-size", &self.container_log_max_size)?;
+        if max_size == 0 {
+            return Err("--container-log-max-size must be positive".into());
+        }
+        if self.container_log_max_files < 2 {
+            return Err("--container-log-max-files must be greater than 1".into());
+        }
+        let log_sink = match &self.log_sink {
+            None => None,
+            Some(sink) => {
+                let Some(url) = sink.strip_prefix("loki=") else {
+                    return Err(format!("--log-sink {sink:?}: want loki=<URL>"));
+                };
+                let loki = crate::logship::loki::Loki::new(url, self.log_sink_ca_file.as_deref())
+                    .map_err(|e| format!("--log-sink: {e}"))?;
+                Some(crate::logship::Settings {
+                    loki: std::sync::Arc::new(loki),
+                    spool_dir: self.root_dir.join("log-spool"),
+                    spool_bytes: bytes("--log-spool-size", &self.log_spool_size)?,
+                })
+            }
+        };
         Ok(AgentConfig {
             kubeconfig: self.kubeconfig.clone(),
             node_name,
@@ -276,6 +323,11 @@ impl AgentFlags {
                 resolv_conf: self.resolv_conf.clone(),
             },
             tls: self.serving.tls(),
+            log_limits: crate::runtime::LogLimits {
+                max_size,
+                max_files: self.container_log_max_files,
+            },
+            log_sink,
         })
     }
 }
@@ -298,6 +350,41 @@ mod tests {
         ]
         .concat();
         Cli::parse_from(args).flags.validate()
+    }
+
+    #[test]
+    fn log_flags() {
+        let c = validate(&[]).unwrap();
+        assert_eq!(c.log_limits, crate::runtime::LogLimits::default());
+        assert!(c.log_sink.is_none());
+        let c = validate(&[
+            "--container-log-max-size",
+            "1Mi",
+            "--container-log-max-files",
+            "2",
+            "--log-sink",
+            "loki=http://127.0.0.1:3100",
+            "--log-spool-size",
+            "1Gi",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.log_limits.max_size, c.log_limits.max_files),
+            (1 << 20, 2)
+        );
+        let sink = c.log_sink.unwrap();
+        assert_eq!(sink.loki.url(), "http://127.0.0.1:3100/loki/api/v1/push");
+        assert_eq!(sink.spool_bytes, 1 << 30);
+        for (args, want) in [
+            (&["--container-log-max-files", "1"][..], "greater than 1"),
+            (&["--container-log-max-size", "lots"][..], "want a size"),
+            (&["--container-log-max-size", "0"][..], "must be positive"),
+            (&["--log-sink", "http://x"][..], "want loki=<URL>"),
+            (&["--log-sink", "loki=https://x"][..], "--log-sink-ca-file"),
+        ] {
+            let e = validate(args).err().unwrap_or_default();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
     }
 
     #[test]

@@ -20,11 +20,14 @@
 //!   quantities and durations come from `flotilla_core`.
 //! - `server/`: the HTTPS port serving container logs to the apiserver, each request
 //!   authenticated and authorized by the apiserver (TokenReview, SubjectAccessReview) as
-//!   the kubelet's; `logs.rs`: what a log request selects, and following a log file.
+//!   the kubelet's; `logs.rs`: what a log request selects; `logfile.rs`: CRI log files
+//!   written with rotation and read from their tail, followed across rotations.
 //! - `runtime/`: the `Runtime` trait and its implementations; `shim.rs`: the supervisor
 //!   process of the process runtime's containers.
+//! - `logship/`: cluster-level logging, every container's lines shipped to Loki through
+//!   a bounded on-disk spool (`--log-sink`).
 //! - `stats/`: usage of the node and its containers (cgroups), served as the kubelet's
-//!   `/metrics/resource` and `/stats/summary`.
+//!   `/metrics/resource`, `/metrics/cadvisor`, `/metrics` and `/stats/summary`.
 //! - `podnet/`: the Docker runtime's routed pod network (podCIDR from the Node, bridge,
 //!   DOCKER-USER rules, egress masquerade, host-gw routes).
 
@@ -35,7 +38,9 @@ pub mod dns;
 pub mod env;
 pub mod hooks;
 pub mod lease;
+pub mod logfile;
 pub mod logs;
+pub mod logship;
 pub mod machine;
 pub mod node;
 pub mod node_state;
@@ -113,7 +118,8 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
                         std::env::current_exe()?,
                         ip.clone(),
                     )
-                    .map_err(|e| anyhow::anyhow!("process runtime state: {e}"))?,
+                    .map_err(|e| anyhow::anyhow!("process runtime state: {e}"))?
+                    .with_log_limits(cfg.log_limits),
                 ),
                 format!("process://{VERSION}"),
             ),
@@ -135,7 +141,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
                 .await
                 .map_err(|e| anyhow::anyhow!("docker runtime: {e}"))?;
                 let version = format!("docker://{}", rt.version().await);
-                let rt = Arc::new(rt);
+                let rt = Arc::new(rt.with_log_limits(cfg.log_limits));
                 net = Some(rt.clone());
                 (rt, version)
             }
@@ -150,6 +156,8 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
             port: cfg.port,
             runtime_version: version,
         };
+        let ship = Arc::new(logship::ShipMetrics::default());
+        let kubelet = Arc::new(stats::kubelet::KubeletMetrics::new(vec![ship.clone()]));
         if cfg.fake_nodes == 0 {
             let reviewer = Arc::new(component_base::secure::ApiReviewer {
                 client: client.clone(),
@@ -163,7 +171,28 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
                     Ok(())
                 }
             });
-            let server = server::Server::new(runtime.clone(), name.clone(), reviewer, stats);
+            if let Some(sink) = &cfg.log_sink {
+                let mut sink = sink.clone();
+                // Each node of this process keeps its own spool.
+                if i > 0 {
+                    sink.spool_dir = sink.spool_dir.join(&name);
+                }
+                let (rt, node, metrics) = (runtime.clone(), name.clone(), ship.clone());
+                servers.spawn(async move {
+                    // It ends only when its spool cannot be opened (logged): the node
+                    // goes on without shipping.
+                    logship::run(rt, node, sink, metrics).await;
+                    std::future::pending().await
+                });
+            }
+            let server = server::Server::new(
+                runtime.clone(),
+                name.clone(),
+                reviewer,
+                stats,
+                kubelet.clone(),
+                machine.clone(),
+            );
             let addr = std::net::SocketAddr::new(cfg.address, cfg.port);
             let hosts = vec![ip.clone(), name.clone(), "localhost".into()];
             servers.spawn(server::serve(server, addr, cfg.tls.clone(), hosts));
@@ -183,6 +212,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
             dns: cfg.dns.clone(),
             pod_etc_files: cfg.runtime == RuntimeKind::Docker,
             services: services.clone(),
+            kubelet,
         });
         tasks.spawn(run_node(shared, inputs, cfg.clone(), net));
     }

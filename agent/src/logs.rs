@@ -1,13 +1,10 @@
 //! Container logs as `kubectl logs` asks for them: since a time, the last N lines, with or
 //! without timestamps, up to a byte limit, and followed while the container runs. The
-//! parsing and selection are pure; `follow_file` tails a CRI log file (the process
-//! runtime's format: `<RFC 3339 time> <stdout|stderr> <F|P> <text>`).
+//! options and the parsing of a CRI log line (the process runtime's format:
+//! `<RFC 3339 time> <stdout|stderr> <F|P> <text>`) are here and pure; reading files is
+//! `logfile.rs`'s.
 
-use std::time::Duration;
-
-use bytes::Bytes;
 use jiff::Timestamp;
-use tokio::sync::mpsc;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogOptions {
@@ -97,132 +94,9 @@ pub fn render(l: &Line, timestamps: bool, out: &mut Vec<u8>) {
     }
 }
 
-/// What of a whole file's complete lines is sent first: lines since `since`, of those the
-/// last `tail_lines`.
-pub fn select(content: &[u8], opts: &LogOptions) -> Vec<u8> {
-    let lines: Vec<Line> = content
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .filter_map(parse_line)
-        .filter(|l| opts.since.is_none_or(|s| l.time >= s))
-        .collect();
-    let skip = match opts.tail_lines {
-        Some(n) => lines.len().saturating_sub(n as usize),
-        None => 0,
-    };
-    let mut out = Vec::new();
-    for l in &lines[skip..] {
-        render(l, opts.timestamps, &mut out);
-    }
-    out
-}
-
-/// Sends what `opts` selects of the CRI log `path`, then (when following) what is
-/// appended while `running()` says the container runs, until the receiver goes away.
-pub async fn follow_file<F>(
-    path: &std::path::Path,
-    opts: &LogOptions,
-    tx: mpsc::Sender<Bytes>,
-    running: F,
-) where
-    F: Fn() -> bool,
-{
-    let mut budget = opts.limit_bytes.unwrap_or(u64::MAX);
-    let content = tokio::fs::read(path).await.unwrap_or_default();
-    // Only complete lines now; a trailing partial line is picked up when it completes.
-    let done = content
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .map_or(0, |i| i + 1);
-    if !send(&tx, &mut budget, select(&content[..done], opts)).await || !opts.follow {
-        return;
-    }
-    let mut offset = done as u64;
-    let mut pending: Vec<u8> = Vec::new();
-    loop {
-        if budget == 0 || tx.is_closed() {
-            return;
-        }
-        let alive = running();
-        let data = read_from(path, offset).await;
-        offset += data.len() as u64;
-        pending.extend_from_slice(&data);
-        let mut out = Vec::new();
-        while let Some(i) = pending.iter().position(|b| *b == b'\n') {
-            if let Some(l) = parse_line(&pending[..i]) {
-                render(&l, opts.timestamps, &mut out);
-            }
-            pending.drain(..=i);
-        }
-        if !out.is_empty() && !send(&tx, &mut budget, out).await {
-            return;
-        }
-        if !alive && data.is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Sends `chunk` cut to what is left of the byte budget; false once the receiver is gone.
-async fn send(tx: &mpsc::Sender<Bytes>, budget: &mut u64, mut chunk: Vec<u8>) -> bool {
-    if (chunk.len() as u64) > *budget {
-        chunk.truncate(*budget as usize);
-    }
-    *budget -= chunk.len() as u64;
-    chunk.is_empty() || tx.send(Bytes::from(chunk)).await.is_ok()
-}
-
-async fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let Ok(mut f) = tokio::fs::File::open(path).await else {
-        return Vec::new();
-    };
-    if f.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
-        return Vec::new();
-    }
-    let mut buf = Vec::new();
-    let _ = f.read_to_end(&mut buf).await;
-    buf
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const LOG: &[u8] = b"2026-12-01T10:00:00.000000001Z stdout F one\n\
-2026-12-01T10:00:01.000000000Z stderr F two\n\
-2026-12-01T10:00:02.000000000Z stdout P thr\n\
-2026-12-01T10:00:02.000000001Z stdout F ee\n";
-
-    #[test]
-    fn since_tail_and_timestamps() {
-        let all = select(LOG, &LogOptions::default());
-        assert_eq!(all, b"one\ntwo\nthree\n");
-        let tail = select(
-            LOG,
-            &LogOptions {
-                tail_lines: Some(2),
-                ..Default::default()
-            },
-        );
-        assert_eq!(
-            tail, b"three\n",
-            "a partial line and its end are two records"
-        );
-        let since = select(
-            LOG,
-            &LogOptions {
-                since: Some("2026-12-01T10:00:01Z".parse().unwrap()),
-                timestamps: true,
-                ..Default::default()
-            },
-        );
-        assert_eq!(
-            String::from_utf8(since).unwrap(),
-            "2026-12-01T10:00:01.000000000Z two\n2026-12-01T10:00:02.000000000Z thr2026-12-01T10:00:02.000000001Z ee\n"
-        );
-    }
 
     #[test]
     fn query_parameters() {
@@ -257,45 +131,6 @@ mod tests {
                 [("sinceSeconds".to_string(), secs.to_string())].into();
             let o = LogOptions::from_query(&q, now).unwrap();
             assert_eq!(o.since, Some(Timestamp::MIN), "{secs}");
-            assert_eq!(select(LOG, &o), b"one\ntwo\nthree\n");
         }
-    }
-
-    #[tokio::test]
-    async fn following_a_file_sends_what_is_appended() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("0.log");
-        std::fs::write(&path, &LOG[..44]).unwrap();
-        let (tx, mut rx) = mpsc::channel(16);
-        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let r = running.clone();
-        let p = path.clone();
-        let task = tokio::spawn(async move {
-            let opts = LogOptions {
-                follow: true,
-                ..Default::default()
-            };
-            follow_file(&p, &opts, tx, move || {
-                r.load(std::sync::atomic::Ordering::Relaxed)
-            })
-            .await;
-        });
-        assert_eq!(rx.recv().await.unwrap(), Bytes::from_static(b"one\n"));
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap();
-        std::io::Write::write_all(&mut f, &LOG[44..]).unwrap();
-        let mut got = Vec::new();
-        while got.len() < b"two\nthree\n".len() {
-            got.extend_from_slice(&rx.recv().await.unwrap());
-        }
-        assert_eq!(got, b"two\nthree\n");
-        running.store(false, std::sync::atomic::Ordering::Relaxed);
-        task.await.unwrap();
-        assert!(
-            rx.recv().await.is_none(),
-            "the stream ends with the container"
-        );
     }
 }

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Machine {
     pub cpus: u32,
     pub memory_bytes: u64,

@@ -44,6 +44,8 @@ pub struct Shared {
     pub pod_etc_files: bool,
     /// Every Service (`services.rs`), for containers' Service variables.
     pub services: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service>,
+    /// The kubelet's metrics the pod workers observe (pod start latency).
+    pub kubelet: Arc<crate::stats::kubelet::KubeletMetrics>,
 }
 
 /// A stable hash of a container's spec (FNV-1a over its JSON): a running container whose

@@ -3,13 +3,14 @@
 //!
 //! It starts the container's command in a new process group (the group the agent signals),
 //! writes `pid` (the group's id and the start time), copies stdout and stderr into the log
-//! file in the CRI format (`<RFC 3339 time> <stream> F <line>`), waits, and writes `exit`
+//! file in the CRI format (`<RFC 3339 time> <stream> F <line>`), rotated at
+//! `--log-max-size` keeping `--log-max-files` (`logfile.rs`), waits, and writes `exit`
 //! (the exit code, 128+signal when killed, and the finish time). A command that cannot be
 //! started gets `exit` with code 128 and the reason, as containerd reports a StartError.
 //! With `--cgroup`, the command runs inside those cgroups (through `agent-exec`, see
 //! `runtime/cgroup.rs`).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,6 +25,12 @@ pub struct ShimArgs {
     /// The container's log file.
     #[arg(long)]
     pub log: PathBuf,
+    /// Rotate the log before it grows past this many bytes (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub log_max_size: u64,
+    /// Log files kept, the current one included (at least 2).
+    #[arg(long, default_value_t = 5)]
+    pub log_max_files: u32,
     /// Working directory of the command.
     #[arg(long)]
     pub workdir: Option<PathBuf>,
@@ -43,10 +50,7 @@ pub fn write_atomic(dir: &Path, name: &str, contents: &str) -> std::io::Result<(
 }
 
 pub fn run(args: ShimArgs) -> i32 {
-    let log = match std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&args.log)
+    let log = match crate::logfile::Rotating::open(&args.log, args.log_max_size, args.log_max_files)
     {
         Ok(f) => Arc::new(Mutex::new(f)),
         Err(e) => {
@@ -183,7 +187,7 @@ fn write_exit(dir: &Path, code: i32, message: &str) -> std::io::Result<()> {
 fn spawn_copier<R: Read + Send + 'static>(
     src: R,
     stream: &'static str,
-    log: Arc<Mutex<std::fs::File>>,
+    log: Arc<Mutex<crate::logfile::Rotating>>,
     done: std::sync::mpsc::Sender<()>,
 ) {
     std::thread::spawn(move || {
@@ -202,7 +206,7 @@ fn spawn_copier<R: Read + Send + 'static>(
                     rec.extend_from_slice(&line);
                     rec.push(b'\n');
                     let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
-                    let _ = f.write_all(&rec);
+                    let _ = f.write_record(&rec);
                 }
             }
         }

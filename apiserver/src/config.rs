@@ -69,6 +69,10 @@ pub struct ApiserverFlags {
     /// How many recent events the watch cache keeps for watches resuming from a revision.
     #[arg(long, default_value_t = 10_000)]
     pub watch_cache_size: usize,
+    /// How long one scrape of the agents' usage answers metrics.k8s.io (the
+    /// metrics-server's flag; at least 10s).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub metric_resolution: Duration,
     /// How often the kvstore's history is compacted (the revision from one interval ago is
     /// kept); 0 disables.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
@@ -155,6 +159,7 @@ pub struct Config {
     pub write_kubeconfig: Option<PathBuf>,
     pub service_range: ipalloc::Range,
     pub watch_cache_size: usize,
+    pub metric_resolution: Duration,
     pub compaction_interval: Option<Duration>,
     pub authorization_mode: crate::authz::Mode,
     pub max_requests_inflight: usize,
@@ -218,6 +223,9 @@ impl ApiserverFlags {
         };
         if self.watch_cache_size == 0 {
             return Err("--watch-cache-size must be at least 1".into());
+        }
+        if self.metric_resolution < Duration::from_secs(10) {
+            return Err("--metric-resolution should be a time duration at least 10s".into());
         }
         if self.service_account_issuer.is_empty() {
             return Err("--service-account-issuer must not be empty".into());
@@ -299,6 +307,7 @@ impl ApiserverFlags {
             write_kubeconfig: self.write_kubeconfig,
             service_range,
             watch_cache_size: self.watch_cache_size,
+            metric_resolution: self.metric_resolution,
             compaction_interval: (!self.etcd_compaction_interval.is_zero())
                 .then_some(self.etcd_compaction_interval),
             authorization_mode: self.authorization_mode,

@@ -193,7 +193,9 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
         advertise: advertise.to_string(),
         kubelet: cfg.kubelet.clone(),
         audit,
-        resource_metrics: Default::default(),
+        resource_metrics: crate::http::resource_metrics::scrape::Scraper::new(
+            cfg.metric_resolution,
+        ),
     });
     http::serve(listener, tls_cfg, shared, cfg.connections, shutdown).await;
     kubernetes_service.abort();

@@ -31,15 +31,34 @@ impl Registry {
     pub fn set_health(&mut self, h: Health) {
         self.health = Some(h);
     }
+    /// Every collector's metrics, then the process's own (as Prometheus' client libraries
+    /// export them by default).
     pub fn render(&self) -> String {
         let mut out = String::new();
         for c in &self.collectors {
             c.render(&mut out);
         }
+        render_process(&mut out);
         out
     }
     pub fn check(&self) -> Result<(), String> {
         self.health.as_ref().map_or(Ok(()), |h| h())
+    }
+}
+
+/// Writes `process_cpu_seconds_total`, `process_resident_memory_bytes`,
+/// `process_start_time_seconds` and `process_open_fds` of this process (nothing where
+/// `/proc` cannot be read).
+pub fn render_process(out: &mut String) {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    if let Some(s) = flotilla_core::process::sample(
+        &read("/proc/self/stat"),
+        &read("/proc/self/status"),
+        &read("/proc/stat"),
+        fds,
+    ) {
+        flotilla_core::process::render(out, &s);
     }
 }
 

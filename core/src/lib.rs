@@ -22,6 +22,7 @@
 //! - `ratelimit.rs`: a token bucket (rate, burst) that says how long a taker must wait.
 //! - `histogram.rs`: a Prometheus histogram (cumulative buckets, sum, count) and its text
 //!   exposition.
+//! - `process.rs`: the standard `process_*` metrics from the texts of `/proc` files.
 
 pub mod backoff;
 pub mod cidr;
@@ -31,6 +32,7 @@ pub mod fields;
 pub mod histogram;
 pub mod labels;
 pub mod names;
+pub mod process;
 pub mod quantity;
 pub mod ratelimit;
 pub mod taints;

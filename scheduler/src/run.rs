@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::informer::State;
-use crate::metrics::Metrics;
+use crate::metrics::{Attempt, Metrics};
 use crate::preemption;
 use crate::queue::Popped;
 use crate::schedule::{Algorithm, Decision};
@@ -40,7 +40,7 @@ fn lock(s: &Shared) -> MutexGuard<'_, State> {
 pub async fn run(cfg: SchedulerConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let client = component_base::client::from_kubeconfig(&cfg.common.kubeconfig).await?;
     let leader = LeaderState::new("flotilla-scheduler");
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(&cfg.scheduler_name));
     let mut reg = Registry::default();
     reg.register(leader.clone());
     reg.register(metrics.clone());
@@ -272,6 +272,7 @@ async fn scheduling_loop(
                     metrics.clone(),
                     recorder.clone(),
                     permit,
+                    started,
                 );
                 binders.spawn(async move {
                     // A panic must not leave the pod assumed on the node forever.
@@ -285,9 +286,7 @@ async fn scheduling_loop(
             }
             Decision::NoFit(d) => {
                 drop(permit);
-                metrics
-                    .unschedulable
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics.attempt(Attempt::Unschedulable, started.elapsed().as_secs_f64());
                 let candidate = {
                     let s = lock(&state);
                     preemption::find(&alg.framework, &s.cache, &popped.info, &d)
@@ -343,6 +342,8 @@ fn reap(binders: &mut JoinSet<()>) {
     }
 }
 
+/// Binds the pod; `attempt` is when its scheduling attempt began.
+#[allow(clippy::too_many_arguments)]
 async fn bind(
     client: kube::Client,
     popped: Popped,
@@ -351,6 +352,7 @@ async fn bind(
     metrics: Arc<Metrics>,
     recorder: Recorder,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    attempt: Instant,
 ) {
     let info = &popped.info;
     let api: Api<Pod> = Api::namespaced(client.clone(), &info.namespace);
@@ -381,7 +383,7 @@ async fn bind(
             .collect()
     };
     if let Err(e) = select_node(&client, &info.namespace, &delayed, &node).await {
-        failed(&state, &metrics, &recorder, info, &node, &e);
+        failed(&state, &metrics, &recorder, info, &node, &e, attempt);
         return;
     }
     let res = api
@@ -395,9 +397,7 @@ async fn bind(
     metrics.binding.observe(started.elapsed().as_secs_f64());
     match res {
         Ok(_) => {
-            metrics
-                .scheduled
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics.attempt(Attempt::Scheduled, attempt.elapsed().as_secs_f64());
             metrics.e2e.observe(popped.added.elapsed().as_secs_f64());
             lock(&state).queue.remove(&info.uid);
             recorder.record(
@@ -414,7 +414,7 @@ async fn bind(
             s.cache.forget(&info.uid);
             s.queue.remove(&info.uid);
         }
-        Err(e) => failed(&state, &metrics, &recorder, info, &node, &e),
+        Err(e) => failed(&state, &metrics, &recorder, info, &node, &e, attempt),
     }
 }
 
@@ -427,10 +427,9 @@ fn failed(
     info: &crate::nodeinfo::PodInfo,
     node: &str,
     e: &kube::Error,
+    attempt: Instant,
 ) {
-    metrics
-        .errors
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    metrics.attempt(Attempt::Error, attempt.elapsed().as_secs_f64());
     tracing::warn!(pod = %info.key(), %node, error = %e, "binding failed; retrying after backoff");
     {
         let mut s = lock(state);

@@ -520,3 +520,4 @@ pub mod agents;
 pub mod control;
 pub mod images;
 pub mod k8s;
+pub mod loki;

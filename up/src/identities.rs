@@ -2,7 +2,8 @@
 //! bootstrap role grants: the admin (system:masters), `system:kube-scheduler`,
 //! `system:kube-controller-manager`, `system:kube-proxy` (every node's proxy, kube's
 //! `system:node-proxier` role), `system:kube-dns` (the DNS servers), and
-//! `system:node:<name>` (group system:nodes) for every agent. Each has a static token in `pki/tokens.csv` (the apiservers'
+//! `system:node:<name>` (group system:nodes) for every agent, and `prometheus` (group
+//! system:monitoring, see `prometheus.rs`). Each has a static token in `pki/tokens.csv` (the apiservers'
 //! `--token-auth-file`); tokens already there are kept, so a resumed cluster keeps them.
 //! A component's kubeconfig is the admin's with its own user and token.
 
@@ -29,6 +30,10 @@ fn identities(nodes: &[String]) -> Vec<(String, &'static str)> {
         (CONTROLLER_MANAGER.to_string(), ""),
         (PROXY.to_string(), ""),
         (DNS.to_string(), ""),
+        (
+            crate::prometheus::USER.to_string(),
+            crate::prometheus::GROUP,
+        ),
     ];
     out.extend(nodes.iter().map(|n| (node_user(n), "system:nodes")));
     out

@@ -13,11 +13,14 @@
 //! - `lock.rs`: one `flotilla up` per data directory.
 //! - `identities.rs`: each component's token and kubeconfig, so it acts as itself.
 //! - `pki.rs`: the kvstore's CA and certificates (mTLS between members and apiservers).
+//! - `prometheus.rs`: `prometheus.yml`, a scrape configuration for every component, and
+//!   the rights Prometheus needs.
 
 pub mod identities;
 pub mod lock;
 pub mod pki;
 pub mod ports;
+pub mod prometheus;
 mod run;
 pub mod supervisor;
 

@@ -6,7 +6,8 @@
 //!   kvstore), a certificate per member that serves clients and peers and with which it
 //!   dials its peers (mTLS both ways), and the apiservers' client certificate
 //!   (`kube-apiserver-etcd-client`, kubeadm's name), and one for the operator's etcdctl
-//!   (`admin.crt`, CN `root`: etcd's administrator when auth is enabled).
+//!   (`admin.crt`, CN `root`: etcd's administrator when auth is enabled), and Prometheus'
+//!   for the members' metrics ports (`prometheus.crt`, CN `prometheus`).
 //! - `AgentPki`, the agents' port's, from the apiservers' CA (`pki/ca.crt`, which clients
 //!   already trust; created here when this is the first start, the apiservers then use
 //!   it): each agent's serving certificate (CN `system:node:<node>`, for 127.0.0.1 and the
@@ -54,6 +55,12 @@ impl Pki {
         issue(&dir, "admin", "root", &[], Usage::Client).with_context(|| {
             format!(
                 "issuing the operator's kvstore client certificate in {}",
+                dir.display()
+            )
+        })?;
+        issue(&dir, "prometheus", "prometheus", &[], Usage::Client).with_context(|| {
+            format!(
+                "issuing Prometheus' kvstore client certificate in {}",
                 dir.display()
             )
         })?;

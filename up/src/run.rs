@@ -7,7 +7,8 @@
 //! apiservers' client certificate for them; `pki/etcd/`, the kvstore's own CA and
 //! certificates, see `pki.rs`), `kubeconfig` (admin, for master 0's
 //! apiserver), `kubeconfigs/` (one per component, each its own user), `agents/<node>/`,
-//! `logs/<component>.log`.
+//! `logs/<component>.log`, `prometheus.yml` (a scrape configuration for every component,
+//! `prometheus.rs`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -61,6 +62,10 @@ pub struct UpFlags {
     /// the default is a range reserved for benchmarking, RFC 2544, that no network uses).
     #[arg(long, default_value = "198.18.0.0/24")]
     pub load_balancer_ip_range: String,
+    /// Every agent ships its containers' log lines here (`loki=<URL>`, the agents'
+    /// `--log-sink`).
+    #[arg(long)]
+    pub log_sink: Option<String>,
 }
 
 impl UpFlags {
@@ -269,6 +274,10 @@ pub async fn run(
     println!(
         "Logs are in {}. Ctrl-C stops the cluster; `flotilla up` again resumes it.",
         logs.display()
+    );
+    println!(
+        "Prometheus scrapes every component with: prometheus --config.file={}",
+        data.join("prometheus.yml").display()
     );
     // Runs until Ctrl-C; a component that dies is reported.
     let mut reported = std::collections::HashSet::new();
@@ -592,6 +601,9 @@ async fn start(
             s(&"--cluster-domain"),
             s(&"cluster.local"),
         ]);
+        if let Some(sink) = &flags.log_sink {
+            args.extend([s(&"--log-sink"), sink.clone()]);
+        }
         procs.spawn(Tier::Agents, &format!("agent-{node}"), logs, &args)?;
         if proxies {
             let kp = as_user(
@@ -634,5 +646,47 @@ async fn start(
     )
     .await?;
     done(t);
+    let t = step("Prometheus' scrape configuration");
+    monitoring(data, &kubeconfig, &tokens, ports, &nodes, proxies).await?;
+    done(t);
     Ok(())
+}
+
+/// Prometheus' token, its rights to the agents' metrics, and `prometheus.yml`.
+async fn monitoring(
+    data: &Path,
+    kubeconfig: &Path,
+    tokens: &apiserver::auth::tokens::Tokens,
+    ports: &Ports,
+    nodes: &[String],
+    proxies: bool,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    use kube::api::{Api, Patch, PatchParams};
+    let token = tokens
+        .token_of(crate::prometheus::USER)
+        .context("no token for prometheus")?;
+    let token_file = data.join("pki").join("prometheus.token");
+    apiserver::kubeconfig::write_private(&token_file, token)
+        .with_context(|| token_file.display().to_string())?;
+    let client = component_base::client::from_kubeconfig(kubeconfig).await?;
+    let apply = PatchParams::apply("flotilla-up").force();
+    let (role, binding) = crate::prometheus::rbac();
+    let name = crate::prometheus::ROLE;
+    Api::<ClusterRole>::all(client.clone())
+        .patch(name, &apply, &Patch::Apply(&role))
+        .await
+        .with_context(|| format!("applying the ClusterRole {name}"))?;
+    Api::<ClusterRoleBinding>::all(client)
+        .patch(name, &apply, &Patch::Apply(&binding))
+        .await
+        .with_context(|| format!("applying the ClusterRoleBinding {name}"))?;
+    let file = data.join("prometheus.yml");
+    let text = crate::prometheus::config(&crate::prometheus::Cluster {
+        data,
+        ports,
+        nodes,
+        proxies,
+    });
+    apiserver::kubeconfig::write_private(&file, &text).with_context(|| file.display().to_string())
 }

@@ -259,6 +259,24 @@ pub fn dial_error(port: u16, e: &std::io::Error) -> RuntimeError {
     RuntimeError::Other(format!("dial tcp4 127.0.0.1:{port}: {why}"))
 }
 
+/// How big a container's log may grow: rotated before a file passes `max_size` bytes,
+/// keeping `max_files` files, the current one included (`--container-log-max-size`,
+/// `--container-log-max-files`; the kubelet's 10Mi and 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimits {
+    pub max_size: u64,
+    pub max_files: u32,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        LogLimits {
+            max_size: 10 << 20,
+            max_files: 5,
+        }
+    }
+}
+
 /// Cumulative CPU time and current memory of a group of processes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {

@@ -31,6 +31,8 @@ pub struct ProcessRuntime {
     /// Where containers get their resource limits; `None` on machines without writable
     /// cgroups.
     cgroups: Option<Cgroups>,
+    /// Each container's shim rotates its log at these limits.
+    log_limits: LogLimits,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -92,7 +94,14 @@ impl ProcessRuntime {
             shim,
             host_ip,
             cgroups,
+            log_limits: LogLimits::default(),
         })
+    }
+
+    /// Containers started from now on rotate their logs at `limits`.
+    pub fn with_log_limits(mut self, limits: LogLimits) -> Self {
+        self.log_limits = limits;
+        self
     }
 
     fn pod_dir(&self, uid: &str) -> PathBuf {
@@ -398,7 +407,11 @@ impl Runtime for ProcessRuntime {
             .arg("--dir")
             .arg(&dir)
             .arg("--log")
-            .arg(&cfg.log_path);
+            .arg(&cfg.log_path)
+            .arg("--log-max-size")
+            .arg(self.log_limits.max_size.to_string())
+            .arg("--log-max-files")
+            .arg(self.log_limits.max_files.to_string());
         if let Some(wd) = &cfg.working_dir {
             cmd.arg("--workdir").arg(wd);
         }
@@ -558,7 +571,7 @@ impl Runtime for ProcessRuntime {
         tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
     ) -> Result<()> {
         let exit = self.container_dir(&c.id).join("exit");
-        crate::logs::follow_file(&c.log_path, opts, tx, move || !exit.exists()).await;
+        crate::logfile::follow_file(&c.log_path, opts, tx, move || !exit.exists()).await;
         Ok(())
     }
 }

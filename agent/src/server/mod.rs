@@ -8,7 +8,8 @@
 //!   `Unauthorized`; too many unknown tokens: 429.
 //! - Served: `/containerLogs/...` (`logs.rs`), `/exec/...` (`exec.rs`) and
 //!   `/portForward/...` (`portforward.rs`), the last two as WebSocket upgrades
-//!   (`websocket.rs`); `/metrics/resource` and `/stats/summary` (`crate::stats`).
+//!   (`websocket.rs`); `/metrics`, `/metrics/resource`, `/metrics/cadvisor` and
+//!   `/stats/summary` (`crate::stats`).
 //! - Authorization: the kubelet's attributes (verb from the method, `nodes`, subresource
 //!   `proxy`, this node's name; `authz.rs`) in a SubjectAccessReview (cached): 403
 //!   `Forbidden (user=..., verb=..., resource=nodes, subresource(s)=[proxy])` when not
@@ -31,7 +32,9 @@ use component_base::secure::{self, respond, Guard, Handler, Reviewer, SecurePort
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
+use crate::machine::Machine;
 use crate::runtime::Runtime;
+use crate::stats::kubelet::KubeletMetrics;
 use crate::stats::Collector;
 
 pub use component_base::secure::{text, Body, TlsFlags};
@@ -41,6 +44,8 @@ pub struct Server {
     node: String,
     guard: Guard,
     stats: Arc<Collector>,
+    kubelet: Arc<KubeletMetrics>,
+    machine: Machine,
 }
 
 impl Server {
@@ -49,12 +54,16 @@ impl Server {
         node: String,
         reviewer: Arc<dyn Reviewer>,
         stats: Arc<Collector>,
+        kubelet: Arc<KubeletMetrics>,
+        machine: Machine,
     ) -> Arc<Self> {
         Arc::new(Server {
             runtime,
             node,
             guard: Guard::new(reviewer),
             stats,
+            kubelet,
+            machine,
         })
     }
 }
@@ -95,10 +104,20 @@ impl Server {
             .map(logs::percent_decode)
             .collect();
         if req.method() == hyper::Method::GET {
+            const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
             match req.uri().path() {
+                "/metrics" => {
+                    let text = self.kubelet.render(&self.node, &self.stats.snapshot());
+                    return respond(StatusCode::OK, PROMETHEUS_TEXT, text);
+                }
                 "/metrics/resource" => {
                     let text = crate::stats::resource::render(&self.stats.snapshot());
-                    return respond(StatusCode::OK, "text/plain; version=0.0.4", text);
+                    return respond(StatusCode::OK, PROMETHEUS_TEXT, text);
+                }
+                "/metrics/cadvisor" => {
+                    let snap = self.stats.snapshot();
+                    let text = crate::stats::cadvisor::render(&snap, &self.machine);
+                    return respond(StatusCode::OK, PROMETHEUS_TEXT, text);
                 }
                 "/stats/summary" => {
                     let v = crate::stats::summary::render(&self.node, &self.stats.snapshot());

@@ -3,11 +3,16 @@
 //! node (`/proc`) and each running container (the runtime's [`Runtime::usage`]: its
 //! cgroups), keeps the last two samples of each so CPU has a rate, and serves
 //! `/metrics/resource` (`resource.rs`, Prometheus text in the kubelet's metric names: what
-//! the metrics-server scrapes) and `/stats/summary` (`summary.rs`, the kubelet's
-//! stats/v1alpha1 Summary). Both are authorized on the agent port as `nodes/metrics` and
-//! `nodes/stats`. Parsing of kernel files is pure (`cgroupfs.rs`).
+//! the metrics-server scrapes), `/metrics/cadvisor` (`cadvisor.rs`, the same samples in
+//! cAdvisor's names and labels, for Prometheus), `/metrics` (`kubelet.rs`, the kubelet's
+//! own: running pods and containers, pod start latency) and `/stats/summary`
+//! (`summary.rs`, the kubelet's stats/v1alpha1 Summary). They are authorized on the agent
+//! port as `nodes/metrics` and `nodes/stats`. Parsing of kernel files is pure
+//! (`cgroupfs.rs`).
 
+pub mod cadvisor;
 pub mod cgroupfs;
+pub mod kubelet;
 pub mod resource;
 pub mod summary;
 
@@ -63,6 +68,7 @@ impl Series {
 pub struct ContainerStats {
     pub pod: PodRef,
     pub name: String,
+    pub image: String,
     pub started: Timestamp,
     pub series: Series,
 }
@@ -75,7 +81,16 @@ pub struct Snapshot {
     pub containers: BTreeMap<String, ContainerStats>,
     /// When the node started (its boot time), for the node's start time.
     pub node_started: Option<Timestamp>,
+    /// Pods with a ready sandbox or a running container, at the last sample (the kubelet's
+    /// `kubelet_running_pods`).
+    pub running_pods: u64,
+    /// Containers the runtime holds, by kube's `container_state` label (`created`,
+    /// `running`, `exited`).
+    pub containers_by_state: [u64; 3],
 }
+
+/// The `container_state` label of each slot of [`Snapshot::containers_by_state`].
+pub const CONTAINER_STATES: [&str; 3] = ["created", "running", "exited"];
 
 pub struct Collector {
     runtime: Arc<dyn Runtime>,
@@ -118,7 +133,19 @@ impl Collector {
             }
         };
         let mut seen = BTreeMap::new();
+        let (mut running_pods, mut by_state) = (0u64, [0u64; 3]);
         for view in pods.values() {
+            if view.sandbox.as_ref().is_some_and(|s| s.ready) || view.any_running() {
+                running_pods += 1;
+            }
+            for c in &view.containers {
+                let slot = match c.state {
+                    ContainerState::Created => 0,
+                    ContainerState::Running { .. } => 1,
+                    ContainerState::Exited { .. } => 2,
+                };
+                by_state[slot] += 1;
+            }
             let Some(pod) = view.pod.clone() else {
                 continue;
             };
@@ -131,7 +158,14 @@ impl Collector {
                         at: Timestamp::now(),
                         usage: u,
                     };
-                    seen.insert(c.id.clone(), (pod.clone(), c.name.clone(), started_at, s));
+                    let stats = ContainerStats {
+                        pod: pod.clone(),
+                        name: c.name.clone(),
+                        image: c.image.clone(),
+                        started: started_at,
+                        series: Series::push(None, s),
+                    };
+                    seen.insert(c.id.clone(), stats);
                 }
             }
         }
@@ -146,18 +180,12 @@ impl Collector {
         if st.node_started.is_none() {
             st.node_started = boot_time();
         }
+        st.running_pods = running_pods;
+        st.containers_by_state = by_state;
         let old = std::mem::take(&mut st.containers);
-        for (id, (pod, name, started, s)) in seen {
-            let series = Series::push(old.get(&id).map(|c| &c.series), s);
-            st.containers.insert(
-                id,
-                ContainerStats {
-                    pod,
-                    name,
-                    started,
-                    series,
-                },
-            );
+        for (id, mut c) in seen {
+            c.series = Series::push(old.get(&id).map(|o| &o.series), c.series.latest);
+            st.containers.insert(id, c);
         }
     }
 

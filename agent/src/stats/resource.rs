@@ -195,6 +195,7 @@ mod tests {
         let c = |name: &str, cpu, ws| ContainerStats {
             pod: pod.clone(),
             name: name.into(),
+            image: "busybox".into(),
             started: Timestamp::from_second(1_699_999_000).unwrap(),
             series: Series {
                 latest: sample(cpu, ws),

@@ -117,6 +117,7 @@ mod tests {
             ContainerStats {
                 pod: pod.clone(),
                 name: "a".into(),
+                image: "busybox".into(),
                 started: at(-100),
                 series: Series {
                     latest: sample(10, 3_000_000_000),
@@ -129,6 +130,7 @@ mod tests {
             ContainerStats {
                 pod,
                 name: "b".into(),
+                image: "busybox".into(),
                 started: at(-50),
                 series: Series {
                     latest: sample(10, 0),

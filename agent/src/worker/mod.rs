@@ -43,6 +43,10 @@ struct Worker {
     last_status: Option<PodStatus>,
     /// The resourceVersion of the pod after this worker's last status write.
     written_rv: Option<u64>,
+    /// When this worker began: the agent seeing the pod first, for the start latency.
+    seen: Instant,
+    /// Whether the pod's start was observed (or it was running before this worker).
+    start_observed: bool,
 }
 
 /// Runs the worker of pod `uid` until the pod is gone. `rx` holds the newest pod object,
@@ -58,6 +62,8 @@ pub async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Optio
         probers: HashMap::new(),
         last_status: None,
         written_rv: None,
+        seen: Instant::now(),
+        start_observed: false,
     };
     let shared = w.shared.clone();
     let events = shared.pleg.subscribe(&w.uid);
@@ -399,6 +405,15 @@ impl Worker {
     /// Sends the status when it changed since the last report.
     async fn report(&mut self, pod: &Pod, st: PodStatus) {
         let current = pod.status.as_ref();
+        // The kubelet's start latency: the first Running status of a pod that was not
+        // already running when this worker began.
+        if !self.start_observed && st.phase.as_deref() == Some("Running") {
+            self.start_observed = true;
+            if current.and_then(|c| c.phase.as_deref()) != Some("Running") {
+                let took = self.seen.elapsed().as_secs_f64();
+                self.shared.kubelet.pod_start.observe(took);
+            }
+        }
         if self.last_status.as_ref() == Some(&st) || current == Some(&st) {
             self.last_status = Some(st);
             return;

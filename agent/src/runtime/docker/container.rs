@@ -112,10 +112,19 @@ impl DockerRuntime {
                 )
             })
             .collect();
+        // json-file whatever the daemon's default driver: the logs API reads it (across
+        // its rotated files), and it rotates as the kubelet's limits say.
         let mut host = json!({
             "NetworkMode": format!("container:{}", sandbox.id),
             "Binds": binds,
             "RestartPolicy": {"Name": "no"},
+            "LogConfig": {
+                "Type": "json-file",
+                "Config": {
+                    "max-size": self.log_limits.max_size.to_string(),
+                    "max-file": self.log_limits.max_files.to_string(),
+                },
+            },
         });
         if let Some(m) = cfg.memory_limit_bytes {
             host["Memory"] = json!(m);

@@ -73,6 +73,8 @@ pub struct DockerRuntime {
     cache: Mutex<HashMap<String, (String, Inspected)>>,
     /// Running containers' main pids, by id (`usage.rs`).
     pids: Mutex<HashMap<String, i32>>,
+    /// App containers log through Docker's json-file driver, rotated at these limits.
+    log_limits: crate::runtime::LogLimits,
 }
 
 /// The Docker network of the node's podCIDR.
@@ -115,7 +117,14 @@ impl DockerRuntime {
             )),
             cache: Mutex::new(HashMap::new()),
             pids: Mutex::new(HashMap::new()),
+            log_limits: crate::runtime::LogLimits::default(),
         })
+    }
+
+    /// Containers started from now on rotate their logs at `limits`.
+    pub fn with_log_limits(mut self, limits: crate::runtime::LogLimits) -> Self {
+        self.log_limits = limits;
+        self
     }
 
     /// Makes sure the pod network of `cidr` (the node's podCIDR) exists (again: one

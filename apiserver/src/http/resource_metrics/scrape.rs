@@ -1,6 +1,7 @@
 //! Reading every node's agent: `/stats/summary` over the apiserver's client certificate
 //! to the agents (as `pods/log` dials them), all nodes at once (at most 64 in flight,
-//! 5 s each), the result kept for the metric resolution (15 s, the metrics-server's) and
+//! 5 s each), the result kept for the metric resolution (`--metric-resolution`, 15 s as
+//! the metrics-server's) and
 //! shared by the requests that come meanwhile. A node that does not answer is left out
 //! of that round.
 
@@ -16,8 +17,6 @@ use super::convert::{self, PodKey};
 use crate::error::ApiError;
 use crate::http::Shared;
 
-/// How long one round's numbers are served (`--metric-resolution` of the metrics-server).
-pub const RESOLUTION: Duration = Duration::from_secs(15);
 const PER_NODE: Duration = Duration::from_secs(5);
 const IN_FLIGHT: usize = 64;
 /// The largest summary read from an agent.
@@ -30,8 +29,9 @@ pub struct Round {
     pub pods: BTreeMap<PodKey, Value>,
 }
 
-#[derive(Default)]
 pub struct Scraper {
+    /// How long one round's numbers are served.
+    resolution: Duration,
     last: tokio::sync::Mutex<Option<(Instant, Arc<Round>)>>,
 }
 
@@ -52,11 +52,18 @@ fn cached(shared: &Shared, prefix: &str) -> Result<Vec<Value>, ApiError> {
 }
 
 impl Scraper {
-    /// The current round, made now if the last is older than [`RESOLUTION`].
+    pub fn new(resolution: Duration) -> Self {
+        Scraper {
+            resolution,
+            last: Default::default(),
+        }
+    }
+
+    /// The current round, made now if the last is older than the resolution.
     pub async fn round(&self, shared: &Shared) -> Result<Arc<Round>, ApiError> {
         let mut last = self.last.lock().await;
         if let Some((at, r)) = last.as_ref() {
-            if at.elapsed() < RESOLUTION {
+            if at.elapsed() < self.resolution {
                 return Ok(r.clone());
             }
         }
