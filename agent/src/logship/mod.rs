@@ -12,7 +12,10 @@
 //!   not being read gets a tailer, from just after its last spooled line (the spool's
 //!   positions), so a restarted agent goes on where it stopped.
 //! - Tailers: the runtime's log stream of the container with timestamps, followed while
-//!   it runs (`Runtime::logs`, the stream `kubectl logs -f` reads), cut into lines.
+//!   it runs (`Runtime::logs`, the stream `kubectl logs -f` reads), cut into lines. A
+//!   stream that stays silent (5 s, doubling to 60 s) while the log's last line is newer
+//!   than what it brought (Docker's json-file follower can stop at a rotation) is dropped
+//!   and read again from its last line.
 //! - The batcher collects lines for up to `BATCH_WAIT` or `BATCH_BYTES` (promtail's
 //!   defaults, 1 s and 1 MiB) into one push body (`batch.rs`) and appends it to the spool
 //!   (`spool.rs`: fsynced segments, bounded by `--log-spool-size`; a full spool makes the
@@ -128,10 +131,12 @@ pub async fn run(runtime: Arc<dyn Runtime>, node: String, s: Settings, metrics: 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(send(spool.clone(), s.loki.clone(), metrics.clone()));
     tasks.spawn(batch(rx, spool.clone(), metrics.clone()));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Option<i128>)>();
     // Containers with a tailer, and those whose stream ended after they stopped.
     let mut tailing: HashSet<String> = HashSet::new();
     let mut finished: HashSet<String> = HashSet::new();
+    // Where a tailer that ended left off (its lines may not be spooled yet).
+    let mut resume: HashMap<String, i128> = HashMap::new();
     let mut tick = tokio::time::interval(DISCOVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -157,16 +162,19 @@ pub async fn run(runtime: Arc<dyn Runtime>, node: String, s: Settings, metrics: 
                     node: node.clone(),
                 });
                 tailing.insert(c.id.clone());
-                let since = spool.position(&c.id);
+                let since = spool.position(&c.id).max(resume.get(&c.id).copied());
                 let (rt, c, tx, done) = (runtime.clone(), c.clone(), tx.clone(), done_tx.clone());
                 tokio::spawn(async move {
-                    tail(rt, &c, labels, since, tx).await;
-                    let _ = done.send(c.id);
+                    let last = tail(rt, &c, labels, since, tx).await;
+                    let _ = done.send((c.id, last));
                 });
             }
         }
-        while let Ok(id) = done_rx.try_recv() {
+        while let Ok((id, last)) = done_rx.try_recv() {
             tailing.remove(&id);
+            if let Some(t) = last {
+                resume.insert(id.clone(), t);
+            }
             // A stream that broke while the container runs is read again (from the last
             // spooled line); one that ended with the container is done.
             if states.get(&id) != Some(&true) {
@@ -174,19 +182,55 @@ pub async fn run(runtime: Arc<dyn Runtime>, node: String, s: Settings, metrics: 
             }
         }
         finished.retain(|id| states.contains_key(id));
+        resume.retain(|id, _| states.contains_key(id));
         spool.retain_positions(|id| states.contains_key(id) || tailing.contains(id));
         metrics.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
     }
 }
 
-/// Reads container `c`'s log from after `since` (Unix nanoseconds) until its stream ends.
+/// How long a tailer waits in silence before it asks whether the log holds newer lines
+/// than it got; the wait doubles up to [`MAX_SILENCE`] while nothing comes.
+const SILENCE: Duration = Duration::from_secs(5);
+const MAX_SILENCE: Duration = Duration::from_secs(60);
+
+/// Whether container `c`'s log ends with a line newer than `last` (its last line, read
+/// without following).
+async fn has_newer(runtime: &dyn Runtime, c: &ContainerStatus, last: Option<i128>) -> bool {
+    let opts = LogOptions {
+        tail_lines: Some(1),
+        timestamps: true,
+        ..Default::default()
+    };
+    let (tx, mut rx) = mpsc::channel::<Bytes>(4);
+    let read = async {
+        let _ = runtime.logs(c, &opts, tx).await;
+    };
+    let collect = async {
+        let mut out = Vec::new();
+        while let Some(b) = rx.recv().await {
+            out.extend_from_slice(&b);
+        }
+        out
+    };
+    let ((), out) = tokio::join!(read, collect);
+    out.split(|b| *b == b'\n')
+        .filter_map(batch::parse_timestamped)
+        .last()
+        .is_some_and(|e| last.is_none_or(|l| e.time.as_nanosecond() > l))
+}
+
+/// Reads container `c`'s log from after `since` (Unix nanoseconds) until its stream ends,
+/// or stalls: Docker's json-file follower can stop at a rotation and never go on, so a
+/// stream silent for a while whose log holds a newer line than it brought is dropped (and
+/// read again from its last line by the next discovery). Returns the time of the last
+/// line it passed on.
 async fn tail(
     runtime: Arc<dyn Runtime>,
     c: &ContainerStatus,
     labels: Arc<Labels>,
     since: Option<i128>,
     tx: mpsc::Sender<Line>,
-) {
+) -> Option<i128> {
     let opts = LogOptions {
         follow: true,
         timestamps: true,
@@ -198,11 +242,27 @@ async fn tail(
         if let Err(e) = runtime.logs(c, &opts, btx).await {
             tracing::debug!(container = %c.id, error = %e, "reading a container's log to ship it");
         }
+        // What was read is drained by `forward`, which ends when the channel closes.
+        std::future::pending::<()>().await;
     };
+    let mut last = since;
     let forward = async {
-        let mut last = since;
         let mut pending: Vec<u8> = Vec::new();
-        while let Some(b) = brx.recv().await {
+        let mut silence = SILENCE;
+        loop {
+            let b = match tokio::time::timeout(silence, brx.recv()).await {
+                Ok(Some(b)) => b,
+                Ok(None) => return,
+                Err(_) => {
+                    if has_newer(runtime.as_ref(), c, last).await {
+                        tracing::info!(container = %c.id, "the log stream stalled behind the log; reading again");
+                        return;
+                    }
+                    silence = (silence * 2).min(MAX_SILENCE);
+                    continue;
+                }
+            };
+            silence = SILENCE;
             pending.extend_from_slice(&b);
             let mut used = 0;
             while let Some(i) = pending[used..].iter().position(|b| *b == b'\n') {
@@ -229,7 +289,11 @@ async fn tail(
             pending.drain(..used);
         }
     };
-    tokio::join!(read, forward);
+    tokio::select! {
+        () = read => {}
+        () = forward => {}
+    }
+    last
 }
 
 /// Collects lines into batches and spools them.
