@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use common::agents::Agents;
 use common::control::Replicas;
 use common::k8s::{Apiservers, Backend};
+use common::procstat::{cpu_seconds, rss_mib};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams, PostParams};
 
@@ -31,26 +32,6 @@ fn env(name: &str, default: u64) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
-
-/// A process's CPU seconds (user + system) so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the state field.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 fn running(p: &Pod) -> bool {
     p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
@@ -130,7 +111,7 @@ async fn measure(pid: u32, window: Duration) -> (f64, f64) {
     let (c0, t0) = (cpu_seconds(pid), Instant::now());
     tokio::time::sleep(window).await;
     let cpu = (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0;
-    (cpu, rss_mib(pid))
+    (cpu, rss_mib(pid).0)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -19,33 +19,12 @@ use std::time::{Duration, Instant};
 use common::agents::Agents;
 use common::control::Replicas;
 use common::k8s::{Apiservers, Backend};
+use common::procstat::{nodes_ready, pct_ms as pct, rss_mib};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
-use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 
 const CLIENTS: usize = 16;
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
-}
-
-/// Resident memory of a process now and at its peak, in MiB.
-fn rss_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 fn ready(p: &Pod) -> bool {
     p.status
         .as_ref()
@@ -64,26 +43,6 @@ fn pod(i: usize) -> Pod {
     }))
     .expect("pod")
 }
-
-async fn nodes_ready(client: &kube::Client, n: usize, within: Duration) -> Instant {
-    let api: Api<Node> = Api::all(client.clone());
-    common::wait_for(within, &format!("{n} nodes Ready"), || async {
-        let l = api.list(&ListParams::default()).await.ok()?;
-        let ok = l
-            .items
-            .iter()
-            .filter(|node| {
-                node.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
-            .count();
-        (ok >= n).then(Instant::now)
-    })
-    .await
-}
-
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

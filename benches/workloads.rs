@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use common::agents::Agents;
 use common::control::Replicas;
 use common::k8s::{Apiservers, Backend};
+use common::procstat::{nodes_ready, pct_ms as pct, rss_mib};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 
 const CLIENTS: usize = 16;
 
@@ -35,63 +35,12 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
-
-/// Resident memory of a process in MiB (now, peak).
-fn rss_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |k: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// The controller-managers' peak resident memory, MiB.
 fn cm_peak(cm: &Replicas) -> f64 {
     cm.replicas
         .iter()
         .filter_map(|r| r.child.as_ref().map(|c| rss_mib(c.id()).1))
         .fold(0.0, f64::max)
-}
-
-async fn nodes_ready(client: &kube::Client, n: usize, within: Duration) {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let until = Instant::now() + within;
-    loop {
-        let ready = nodes
-            .list(&ListParams::default())
-            .await
-            .map(|l| {
-                l.items
-                    .iter()
-                    .filter(|n| {
-                        n.status
-                            .as_ref()
-                            .and_then(|s| s.conditions.as_ref())
-                            .is_some_and(|c| {
-                                c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                            })
-                    })
-                    .count()
-            })
-            .unwrap_or(0);
-        if ready >= n {
-            return;
-        }
-        assert!(Instant::now() < until, "{ready} of {n} nodes Ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn main() {

@@ -53,10 +53,15 @@ enum Component {
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Create a member's data directory for a new cluster from a snapshot file (what
-    /// `etcdctl snapshot save` wrote); then start it with `kvstore` and the same flags.
+    /// `etcdctl snapshot save` wrote, from Flotilla or from etcd); then start it with
+    /// `kvstore` and the same flags.
     SnapshotRestore {
         /// The snapshot file.
         file: std::path::PathBuf,
+        /// Take an etcd database file without the SHA-256 a snapshot ends with (a copy
+        /// of `member/snap/db`), as etcdctl's flag.
+        #[arg(long)]
+        skip_hash_check: bool,
         #[command(flatten)]
         flags: kvstore::KvFlags,
     },
@@ -142,10 +147,17 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Component::Bench(BenchCommand::Api(flags)) => loadgen::api::run(flags).await,
-            Component::SnapshotRestore { file, flags } => {
+            Component::SnapshotRestore {
+                file,
+                skip_hash_check,
+                flags,
+            } => {
                 let cfg = flags.validate()?;
-                let rows = kvstore::storage::restore::restore(&file, &cfg)?;
-                tracing::info!(rows, data_dir = %cfg.data_dir.display(), "restored");
+                let r = kvstore::storage::restore::restore(&file, &cfg, skip_hash_check)?;
+                for user in &r.users_without_password {
+                    tracing::warn!(%user, "the user's etcd password hash cannot be verified here: it has no password until one is set (a client certificate still identifies it)");
+                }
+                tracing::info!(rows = r.rows, data_dir = %cfg.data_dir.display(), "restored");
                 Ok(())
             }
         }

@@ -53,6 +53,13 @@ pub struct AgentFlags {
     /// Run this many hollow nodes named `<node-name>-0..` in this process (fake runtime).
     #[arg(long, default_value_t = 0)]
     pub fake_nodes: u32,
+    /// With `--fake-nodes`: hollow node i takes address i+1 of this network as its
+    /// InternalIP and serves its own agent port there (`--port`), so the apiserver reaches
+    /// each hollow node for metrics, logs and authorization as it reaches a real one
+    /// (`127.1.0.0/16`: every 127/8 address is the loopback's). Without it hollow nodes
+    /// serve no port.
+    #[arg(long)]
+    pub fake_node_cidr: Option<String>,
     /// How often the node status is computed (sent when it changed, else every 5 min).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub node_status_update_frequency: Duration,
@@ -145,6 +152,8 @@ pub struct AgentConfig {
     pub address: IpAddr,
     pub node_ip: Option<IpAddr>,
     pub fake_nodes: u32,
+    /// `--fake-node-cidr`: it holds an address for every hollow node.
+    pub fake_node_cidr: Option<Cidr>,
     pub status_every: Duration,
     pub housekeeping: Duration,
     pub lease_seconds: i32,
@@ -213,6 +222,22 @@ impl AgentFlags {
         if self.fake_nodes > 0 && self.runtime != RuntimeKind::Fake {
             return Err("--fake-nodes needs --runtime fake".into());
         }
+        let fake_node_cidr = match &self.fake_node_cidr {
+            None => None,
+            Some(c) => {
+                let cidr: Cidr = c.parse().map_err(|e| format!("--fake-node-cidr: {e}"))?;
+                if self.fake_nodes == 0 {
+                    return Err("--fake-node-cidr needs --fake-nodes".into());
+                }
+                if cidr.host(self.fake_nodes).is_none() {
+                    return Err(format!(
+                        "--fake-node-cidr {cidr} holds fewer than {} host addresses",
+                        self.fake_nodes
+                    ));
+                }
+                Some(cidr)
+            }
+        };
         if self.node_lease_duration_seconds < 1 {
             return Err("--node-lease-duration-seconds must be at least 1".into());
         }
@@ -305,6 +330,7 @@ impl AgentFlags {
             address: self.address,
             node_ip: self.node_ip,
             fake_nodes: self.fake_nodes,
+            fake_node_cidr,
             status_every: self.node_status_update_frequency,
             housekeeping: self.housekeeping_interval,
             lease_seconds: self.node_lease_duration_seconds,
@@ -381,6 +407,55 @@ mod tests {
             (&["--container-log-max-size", "0"][..], "must be positive"),
             (&["--log-sink", "http://x"][..], "want loki=<URL>"),
             (&["--log-sink", "loki=https://x"][..], "--log-sink-ca-file"),
+        ] {
+            let e = validate(args).err().unwrap_or_default();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn fake_node_cidr() {
+        let c = validate(&[
+            "--runtime",
+            "fake",
+            "--fake-nodes",
+            "254",
+            "--fake-node-cidr",
+            "127.1.0.0/24",
+        ])
+        .unwrap();
+        let cidr = c.fake_node_cidr.unwrap();
+        assert_eq!(cidr.host(1), Some("127.1.0.1".parse().unwrap()));
+        assert_eq!(cidr.host(254), Some("127.1.0.254".parse().unwrap()));
+        assert_eq!(cidr.host(255), None, "the broadcast address");
+        assert_eq!(cidr.host(0), None, "the network's own address");
+        for (args, want) in [
+            (
+                &[
+                    "--runtime",
+                    "fake",
+                    "--fake-nodes",
+                    "255",
+                    "--fake-node-cidr",
+                    "127.1.0.0/24",
+                ][..],
+                "fewer than 255 host addresses",
+            ),
+            (
+                &["--fake-node-cidr", "127.1.0.0/24"][..],
+                "needs --fake-nodes",
+            ),
+            (
+                &[
+                    "--runtime",
+                    "fake",
+                    "--fake-nodes",
+                    "1",
+                    "--fake-node-cidr",
+                    "x",
+                ][..],
+                "--fake-node-cidr",
+            ),
         ] {
             let e = validate(args).err().unwrap_or_default();
             assert!(e.contains(want), "{args:?}: {e}");

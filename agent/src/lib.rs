@@ -61,6 +61,7 @@ pub mod tmpfs;
 pub mod volumes;
 pub mod worker;
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -104,6 +105,11 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
     };
     tracing::info!(nodes = names.len(), runtime = ?cfg.runtime, root_dir = %cfg.root_dir.display(), "starting");
     for (i, name) in names.into_iter().enumerate() {
+        // A hollow node's own address (`--fake-node-cidr`), validated to exist.
+        let own = cfg
+            .fake_node_cidr
+            .and_then(|c| c.host(u32::try_from(i).ok()?.checked_add(1)?));
+        let node_ip = own.map_or_else(|| ip.clone(), |a| a.to_string());
         // The Docker runtime's pod network, given to it later by `podnet::run`.
         let mut net = None;
         let (runtime, version): (Arc<dyn Runtime>, String) = match cfg.runtime {
@@ -152,13 +158,13 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
             taints: cfg.taints.clone(),
             machine: machine.clone(),
             max_pods: cfg.max_pods,
-            ip: ip.clone(),
+            ip: node_ip.clone(),
             port: cfg.port,
             runtime_version: version,
         };
         let ship = Arc::new(logship::ShipMetrics::default());
         let kubelet = Arc::new(stats::kubelet::KubeletMetrics::new(vec![ship.clone()]));
-        if cfg.fake_nodes == 0 {
+        if cfg.fake_nodes == 0 || own.is_some() {
             let reviewer = Arc::new(component_base::secure::ApiReviewer {
                 client: client.clone(),
             });
@@ -171,7 +177,7 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
                     Ok(())
                 }
             });
-            if let Some(sink) = &cfg.log_sink {
+            if let Some(sink) = cfg.log_sink.as_ref().filter(|_| cfg.fake_nodes == 0) {
                 let mut sink = sink.clone();
                 // Each node of this process keeps its own spool.
                 if i > 0 {
@@ -193,15 +199,15 @@ pub async fn run(cfg: AgentConfig, mut shutdown: watch::Receiver<bool>) -> anyho
                 kubelet.clone(),
                 machine.clone(),
             );
-            let addr = std::net::SocketAddr::new(cfg.address, cfg.port);
-            let hosts = vec![ip.clone(), name.clone(), "localhost".into()];
+            let addr = std::net::SocketAddr::new(own.map_or(cfg.address, IpAddr::V4), cfg.port);
+            let hosts = vec![node_ip.clone(), name.clone(), "localhost".into()];
             servers.spawn(server::serve(server, addr, cfg.tls.clone(), hosts));
         }
         let shared = Arc::new(Shared {
             client: client.clone(),
             runtime,
             node_name: name,
-            host_ip: ip.clone(),
+            host_ip: node_ip,
             pods_dir: pods_dir(&cfg.root_dir, cfg.fake_nodes > 0)?,
             memory_volumes: cfg.fake_nodes == 0,
             status_writes: Arc::new(TokenBucket::new(cfg.qps, cfg.burst)),

@@ -102,12 +102,42 @@ impl Agents {
         Self::start(kubeconfig, None, "fake", &[name], &["--fake-nodes", &count])
     }
 
+    /// The same, each hollow node serving its own agent port on its address in `cidr`
+    /// (`--fake-node-cidr`), with one certificate from `certs` that names every address.
+    pub fn start_fake_serving(
+        kubeconfig: &Path,
+        certs: &Path,
+        name: &str,
+        n: usize,
+        cidr: &str,
+    ) -> Agents {
+        let net: agent::podnet::plan::Cidr = cidr.parse().expect("a CIDR");
+        let hosts: Vec<String> = (1..=n as u32)
+            .map(|i| net.host(i).expect("an address per hollow node").to_string())
+            .collect();
+        let count = n.to_string();
+        let extra = ["--fake-nodes", &count, "--fake-node-cidr", cidr];
+        Self::start_with_hosts(kubeconfig, Some(certs), "fake", &[name], &extra, &hosts)
+    }
+
     fn start(
         kubeconfig: &Path,
         certs: Option<&Path>,
         runtime: &str,
         nodes: &[&str],
         extra: &[&str],
+    ) -> Agents {
+        Self::start_with_hosts(kubeconfig, certs, runtime, nodes, extra, &[])
+    }
+
+    /// `hosts`: more names for the serving certificates than 127.0.0.1 and the node's.
+    fn start_with_hosts(
+        kubeconfig: &Path,
+        certs: Option<&Path>,
+        runtime: &str,
+        nodes: &[&str],
+        extra: &[&str],
+        hosts: &[String],
     ) -> Agents {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut agents = Vec::new();
@@ -136,7 +166,8 @@ impl Agents {
                 "4".into(),
             ];
             if let Some(certs) = certs {
-                let hosts = ["127.0.0.1".to_string(), n.to_string()];
+                let mut hosts = hosts.to_vec();
+                hosts.extend(["127.0.0.1".to_string(), n.to_string()]);
                 let served = apiserver::tls::issue(
                     certs,
                     &format!("agent-{n}"),

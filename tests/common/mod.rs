@@ -133,6 +133,38 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// A new one-member cluster that `flotilla snapshot-restore file` seeded, serving;
+    /// and what the restore printed.
+    pub async fn restored_from(file: &Path) -> (Cluster, String) {
+        let mut r = Cluster {
+            dir: tempfile::tempdir().expect("tempdir"),
+            members: Vec::new(),
+            args: Vec::new(),
+            tls: None,
+        };
+        let i = r.add_member_slot("restored");
+        let m = &r.members[i];
+        let out = Command::new(BIN)
+            .args(["snapshot-restore"])
+            .arg(file)
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(&m.data_dir)
+            .args(["--initial-advertise-peer-urls", &m.peer_url()])
+            .args(["--initial-cluster", &format!("{}={}", m.name, m.peer_url())])
+            .output()
+            .expect("run flotilla snapshot-restore");
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "snapshot-restore failed: {log}");
+        r.spawn(i, "new");
+        r.wait_leader(Duration::from_secs(10)).await;
+        (r, log)
+    }
+
     /// Starts `n` members at once, as three operators would, and waits for a leader.
     pub async fn start(n: usize, args: &[&str]) -> Cluster {
         Self::start_with(n, args, false).await
@@ -521,3 +553,4 @@ pub mod control;
 pub mod images;
 pub mod k8s;
 pub mod loki;
+pub mod procstat;

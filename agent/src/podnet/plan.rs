@@ -53,6 +53,16 @@ impl Cidr {
         Ipv4Addr::from(u32::from(self.addr()).wrapping_add(1))
     }
 
+    /// The `n`-th host address (1 is the first after the network's own), when the network
+    /// holds it short of its broadcast address.
+    pub fn host(&self, n: u32) -> Option<Ipv4Addr> {
+        let size = 1u64 << (32 - u32::from(self.prefix_len()));
+        if n == 0 || u64::from(n) + 1 >= size {
+            return None;
+        }
+        Some(Ipv4Addr::from(u32::from(self.addr()).checked_add(n)?))
+    }
+
     /// `10.244.1.0-24`: the CIDR in characters allowed in Docker network names and
     /// nftables identifiers.
     pub fn slug(&self) -> String {

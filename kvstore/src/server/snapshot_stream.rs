@@ -1,11 +1,11 @@
 //! Maintenance.Snapshot's byte stream.
 //!
-//! Contract: the client receives the snapshot file (`storage::snapshot`) of one
-//! consistent RocksDB snapshot, zero-padded to a multiple of 512 bytes, then the SHA-256
-//! of everything before it, as etcd sends its bolt file (etcdctl recognises the trailer
-//! by `size % 512 == 32` and checks it; `flotilla snapshot-restore` reads the file and
-//! ignores what follows its CRC). `remaining_bytes` counts down the padded data to 0, and
-//! the hash goes last with 0, as in etcd.
+//! Contract: the client receives etcd's snapshot: the bolt file of one consistent RocksDB
+//! snapshot in etcd's format (`storage::etcd_snapshot`), then the SHA-256 of it, as etcd
+//! sends its own, so `etcdctl snapshot save` stores a file that `etcdctl snapshot status`
+//! and `snapshot restore` (and `flotilla snapshot-restore`) take. `remaining_bytes`
+//! counts down the data to 0, and the hash goes last with 0, as in etcd. A bolt file is
+//! whole pages, so its length is a multiple of 512 and etcdctl finds the trailer.
 //!
 //! Bounded in every direction:
 //! - Disk: nothing is written. A blocking thread walks the RocksDB snapshot and hands
@@ -13,7 +13,8 @@
 //!   its bolt snapshot the same way), so one snapshot buffers at most `(QUEUE + 1) *
 //!   CHUNK` bytes, and a client that reads slowly slows the walk down.
 //! - Length: known before the first byte goes out, from a first walk over the same
-//!   RocksDB snapshot that sums the row sizes (`snapshot::encoded_len`): the data is
+//!   RocksDB snapshot that lays out the file's pages (`etcd_snapshot::plan`; it keeps in
+//!   memory only one key per live key untouched since the last compaction): the data is
 //!   read twice instead of being stored once.
 //! - Time: a client that takes nothing for `STALL_TIMEOUT` is dropped, which releases
 //!   the RocksDB snapshot (while it lives, compaction keeps every version it sees).
@@ -42,7 +43,8 @@ use tracing::{info, warn};
 
 use super::maintenance::ETCD_VERSION;
 use crate::error::KvError;
-use crate::storage::snapshot::{self, SnapshotError};
+use crate::storage::etcd_snapshot;
+use crate::storage::snapshot::SnapshotError;
 use crate::storage::state_machine::Store;
 
 /// Snapshots streamed at once, at most.
@@ -54,8 +56,6 @@ const CHUNK: usize = 1 << 20;
 const QUEUE: usize = 4;
 /// How long the stream waits for the client to take a response.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
-/// etcd's snapshot is a whole number of these before its SHA-256 trailer.
-const BLOCK: u64 = 512;
 
 pub type SnapshotStream = ReceiverStream<Result<SnapshotResponse, Status>>;
 
@@ -92,15 +92,15 @@ fn produce(
         sent: 0,
         total: 0,
     };
-    let result = snapshot::encoded_len(&store.db, &snap).and_then(|len| {
-        let total = padded_len(len)?;
+    let result = etcd_snapshot::plan(&store.db, &snap).and_then(|prepared| {
+        let total = prepared.plan.bytes();
         let out = Chunks { total, ..out };
-        let (rows, out) = snapshot::write_to(&store.db, &snap, out)?;
-        let bytes = out.finish(len)?;
-        Ok((rows, bytes))
+        let out = etcd_snapshot::write_data_to(&store.db, &snap, &prepared, out)?;
+        let bytes = out.finish(total)?;
+        Ok((prepared.plan.pages(), bytes))
     });
     match result {
-        Ok((rows, bytes)) => info!(rows, bytes, "snapshot sent"),
+        Ok((pages, bytes)) => info!(pages, bytes, "snapshot sent"),
         Err(SnapshotError::Io(e)) if client_gone(&e) => {
             info!(cause = %e, "snapshot stream abandoned by the client")
         }
@@ -110,13 +110,6 @@ fn produce(
             let _ = send_within(&tx, Err(status), STALL_TIMEOUT);
         }
     }
-}
-
-/// The snapshot's length padded up to a whole number of `BLOCK`s.
-fn padded_len(len: u64) -> Result<u64, SnapshotError> {
-    len.div_ceil(BLOCK)
-        .checked_mul(BLOCK)
-        .ok_or(SnapshotError::Damaged("snapshot larger than 2^64 bytes"))
 }
 
 /// Queues `item` for the client from a blocking thread, waiting at most `within` for
@@ -155,13 +148,13 @@ fn client_gone(e: &io::Error) -> bool {
     )
 }
 
-/// Cuts what `snapshot::write_to` writes into responses and hashes them.
+/// Cuts what `etcd_snapshot::write_data_to` writes into responses and hashes them.
 struct Chunks {
     tx: mpsc::Sender<Result<SnapshotResponse, Status>>,
     header: Option<ResponseHeader>,
     buf: Vec<u8>,
     sha: Sha256,
-    /// Bytes handed to the client so far, and the padded length announced.
+    /// Bytes handed to the client so far, and the length announced.
     sent: u64,
     total: u64,
 }
@@ -192,24 +185,11 @@ impl Chunks {
         })
     }
 
-    /// Pads the `len` bytes written to the announced length, sends them and then the
-    /// SHA-256 trailer; returns the bytes sent.
+    /// Sends what is left of the `len` bytes written, then the SHA-256 trailer; returns
+    /// the bytes sent.
     fn finish(mut self, len: u64) -> Result<u64, SnapshotError> {
-        let written = self.sent.saturating_add(self.buf.len() as u64);
-        if written != len {
-            return Err(SnapshotError::Damaged(
-                "the snapshot changed length while it was streamed",
-            ));
-        }
-        let mut padding = self.total.saturating_sub(written);
-        let zeros = [0u8; BLOCK as usize];
-        while padding > 0 {
-            let n = padding.min(BLOCK) as usize;
-            self.write_all(&zeros[..n])?;
-            padding -= n as u64;
-        }
         self.send_buffered()?;
-        if self.sent != self.total {
+        if self.sent != len || self.sent != self.total {
             return Err(SnapshotError::Damaged(
                 "the snapshot changed length while it was streamed",
             ));
@@ -269,15 +249,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_stream_is_padded_to_whole_blocks() {
-        assert_eq!(padded_len(0).unwrap(), 0);
-        assert_eq!(padded_len(1).unwrap(), 512);
-        assert_eq!(padded_len(512).unwrap(), 512);
-        assert_eq!(padded_len(513).unwrap(), 1024);
-        assert!(padded_len(u64::MAX).is_err());
-    }
-
-    #[test]
     fn only_stale_client_copies_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let stale = dir.path().join("client-123.tmp");
@@ -296,9 +267,9 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn chunks_pad_hash_and_count_down_like_etcd() {
+    async fn chunks_hash_and_count_down_like_etcd() {
         let (tx, mut rx) = mpsc::channel(QUEUE);
-        let data: Vec<u8> = (0..(CHUNK + 700)).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..(CHUNK + 4096)).map(|i| (i % 251) as u8).collect();
         let len = data.len() as u64;
         let writer = {
             let data = data.clone();
@@ -309,7 +280,7 @@ mod tests {
                     buf: Vec::new(),
                     sha: Sha256::new(),
                     sent: 0,
-                    total: padded_len(len).unwrap(),
+                    total: len,
                 };
                 out.write_all(&data).unwrap();
                 out.finish(len).unwrap()
@@ -324,10 +295,9 @@ mod tests {
         }
         let sent = writer.await.unwrap();
         assert_eq!(sent, got.len() as u64);
-        assert_eq!(got.len() as u64 % BLOCK, 32, "etcdctl's trailer rule");
+        assert_eq!(got.len() % 512, 32, "etcdctl's trailer rule");
         let (body, trailer) = got.split_at(got.len() - 32);
-        assert_eq!(&body[..data.len()], &data[..]);
-        assert!(body[data.len()..].iter().all(|b| *b == 0));
+        assert_eq!(body, &data[..]);
         assert_eq!(Sha256::digest(body).as_slice(), trailer);
         assert_eq!(remaining.last(), Some(&0));
         assert!(remaining.windows(2).all(|w| w[0] >= w[1]));

@@ -9,7 +9,9 @@
 //! - `snapshot`: the snapshot file format.
 //! - `restore`: seeding a new member from a snapshot file.
 
+pub mod bolt;
 pub mod db;
+pub mod etcd_snapshot;
 pub mod log_store;
 pub mod mvcc_store;
 pub mod restore;

@@ -15,16 +15,38 @@ use crate::mvcc::{Change, ChangeKind, MvccRead, RangeEnd};
 
 /// The value stored for one version of a key; the key and mod_revision are in the row key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredVersion {
-    tombstone: bool,
-    create_revision: i64,
-    version: i64,
-    lease: i64,
-    value: Vec<u8>,
+pub(crate) struct StoredVersion {
+    pub tombstone: bool,
+    pub create_revision: i64,
+    pub version: i64,
+    pub lease: i64,
+    pub value: Vec<u8>,
 }
 
 impl StoredVersion {
-    fn into_kv(self, key: Vec<u8>, mod_revision: i64) -> KeyValue {
+    /// A delete's row.
+    pub fn tombstone() -> Self {
+        StoredVersion {
+            tombstone: true,
+            create_revision: 0,
+            version: 0,
+            lease: 0,
+            value: Vec::new(),
+        }
+    }
+
+    /// A put's row: everything of `kv` but its key and mod_revision.
+    pub fn of(kv: &KeyValue) -> Self {
+        StoredVersion {
+            tombstone: false,
+            create_revision: kv.create_revision,
+            version: kv.version,
+            lease: kv.lease,
+            value: kv.value.clone(),
+        }
+    }
+
+    pub fn into_kv(self, key: Vec<u8>, mod_revision: i64) -> KeyValue {
         KeyValue {
             key,
             create_revision: self.create_revision,
@@ -50,7 +72,7 @@ pub fn lease_key(id: i64) -> [u8; 8] {
     (id as u64).to_be_bytes()
 }
 
-fn lease_key_row(id: i64, key: &[u8]) -> Vec<u8> {
+pub(crate) fn lease_key_row(id: i64, key: &[u8]) -> Vec<u8> {
     let mut row = lease_key(id).to_vec();
     row.extend_from_slice(key);
     row

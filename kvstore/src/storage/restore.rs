@@ -1,5 +1,7 @@
-//! Seeding a new cluster's member from a snapshot file (what Maintenance.Snapshot streams),
-//! like `etcdctl snapshot restore`: the keys, their history since the last compaction and the
+//! Seeding a new cluster's member from a snapshot file, like `etcdctl snapshot restore`:
+//! etcd's format (what Maintenance.Snapshot streams, and what etcd's own
+//! `etcdctl snapshot save` writes: `etcd_snapshot`) or the older `FLOTSNAP` file
+//! (`snapshot`). The keys, their history since the last compaction and the
 //! leases, users and roles (with auth enabled or not) are kept, as etcd keeps them;
 //! everything about the old cluster (membership, member names, alarms, applied log
 //! position) is dropped, and the member starts a new cluster.
@@ -9,6 +11,7 @@ use std::path::Path;
 use rocksdb::WriteBatch;
 
 use super::db::{cf, DataDir, DataDirError, Identity, CF_META};
+use super::etcd_snapshot;
 use super::snapshot::{self, SnapshotError};
 use super::state_machine::{
     KEY_ALARMS, KEY_APPLIED, KEY_INSTALLING, KEY_MEMBERSHIP, KEY_PARTIAL, MEMBER_PREFIX,
@@ -27,7 +30,22 @@ pub enum RestoreError {
     Rocks(#[from] rocksdb::Error),
 }
 
-pub fn restore(file: &Path, cfg: &KvConfig) -> Result<u64, RestoreError> {
+/// What a restore brought over.
+#[derive(Debug, Default)]
+pub struct Restored {
+    pub rows: u64,
+    /// Users whose password was an etcd (bcrypt) hash: they have none now, and log in
+    /// with a client certificate until given one.
+    pub users_without_password: Vec<String>,
+}
+
+/// Restores `file` into `cfg`'s new data directory. An etcd-format file must end in its
+/// SHA-256 unless `skip_hash_check` (a copy of a live `member/snap/db`).
+pub fn restore(
+    file: &Path,
+    cfg: &KvConfig,
+    skip_hash_check: bool,
+) -> Result<Restored, RestoreError> {
     let dir = DataDir::new(&cfg.data_dir);
     if dir.identity()?.is_some() {
         return Err(RestoreError::Exists(cfg.data_dir.display().to_string()));
@@ -36,9 +54,25 @@ pub fn restore(file: &Path, cfg: &KvConfig) -> Result<u64, RestoreError> {
         file: file.display().to_string(),
         cause,
     };
-    snapshot::verify(file).map_err(snap_err)?;
+    let bolt = etcd_snapshot::is_bolt(file).map_err(snap_err)?;
+    if bolt {
+        etcd_snapshot::verify(file, skip_hash_check).map_err(snap_err)?;
+    } else {
+        snapshot::verify(file).map_err(snap_err)?;
+    }
     let db = dir.open_db()?;
-    let rows = snapshot::load(&db, file).map_err(snap_err)?;
+    let restored = if bolt {
+        let loaded = etcd_snapshot::load(&db, file, skip_hash_check).map_err(snap_err)?;
+        Restored {
+            rows: loaded.rows,
+            users_without_password: loaded.users_without_password,
+        }
+    } else {
+        Restored {
+            rows: snapshot::load(&db, file).map_err(snap_err)?,
+            users_without_password: Vec::new(),
+        }
+    };
     let meta = cf(&db, CF_META);
     let mut batch = WriteBatch::default();
     for key in [
@@ -67,5 +101,5 @@ pub fn restore(file: &Path, cfg: &KvConfig) -> Result<u64, RestoreError> {
         member_id: config::member_id(&cfg.advertise_peer_urls, &cfg.token),
         cluster_id: config::cluster_id(&ids, &cfg.token),
     })?;
-    Ok(rows)
+    Ok(restored)
 }

@@ -31,6 +31,8 @@ pub enum SnapshotError {
     Rocks(#[from] rocksdb::Error),
     #[error("snapshot is damaged: {0}")]
     Damaged(&'static str),
+    #[error("etcd snapshot: {0}")]
+    Bolt(String),
 }
 
 struct CrcWriter<W: Write> {
@@ -155,7 +157,7 @@ pub fn load(db: &DB, path: &Path) -> Result<u64, SnapshotError> {
     Ok(rows)
 }
 
-fn clear_cf(db: &DB, name: &str) -> Result<(), SnapshotError> {
+pub(crate) fn clear_cf(db: &DB, name: &str) -> Result<(), SnapshotError> {
     let h = cf(db, name);
     let mut it = db.raw_iterator_cf(h);
     it.seek_to_first();

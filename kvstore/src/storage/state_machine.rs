@@ -37,7 +37,7 @@ pub use self::snapshots::SnapshotBuilder;
 
 pub(crate) const KEY_APPLIED: &[u8] = b"applied";
 pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
-const KEY_REVS: &[u8] = b"revisions";
+pub(crate) const KEY_REVS: &[u8] = b"revisions";
 pub(crate) const KEY_ALARMS: &[u8] = b"alarms";
 /// The whole auth store (`auth::AuthState`) in one row: it is small and changes rarely.
 pub(crate) const KEY_AUTH: &[u8] = b"auth";

@@ -1,7 +1,7 @@
 //! metrics.k8s.io/v1beta1 (NodeMetrics and PodMetrics, what `kubectl top` and the
 //! HorizontalPodAutoscaler read), served by the apiserver itself rather than by a
 //! metrics-server behind API aggregation: the numbers come from the agents' summaries
-//! (`scrape.rs`), read when a request needs them and kept for the metric resolution, so
+//! (`scrape.rs`), read when requests need them and kept for the metric resolution, so
 //! an idle cluster costs nothing and three apiserver replicas cost three reads per 15 s
 //! only while somebody asks. Get and list only (with label selectors), authorized by RBAC
 //! as `get`/`list` on `nodes` and `pods` of the group, as kube authorizes the aggregated
@@ -80,7 +80,7 @@ fn not_found(resource: &'static str, name: &str) -> ApiError {
 
 /// A GET of `p`: one object, or a list filtered by the `labelSelector` in `q`.
 pub async fn serve(
-    shared: &Shared,
+    shared: &std::sync::Arc<Shared>,
     method: &Method,
     p: &ResourcePath,
     q: &HashMap<String, String>,

@@ -1,9 +1,15 @@
 //! Reading every node's agent: `/stats/summary` over the apiserver's client certificate
 //! to the agents (as `pods/log` dials them), all nodes at once (at most 64 in flight,
 //! 5 s each), the result kept for the metric resolution (`--metric-resolution`, 15 s as
-//! the metrics-server's) and
-//! shared by the requests that come meanwhile. A node that does not answer is left out
-//! of that round.
+//! the metrics-server's) and shared by the requests that come meanwhile. A node that does
+//! not answer is left out of that round.
+//!
+//! Requests do not wait for a round while the last one is younger than twice the
+//! resolution: they get it, and the first of them starts the next round in the
+//! background (a round of 1,000 nodes takes seconds; the metrics-server likewise answers
+//! from its last scrape). So numbers are at most two resolutions old while someone asks
+//! at least once per resolution (the HPA does), and a request after a longer silence
+//! waits for a fresh round. One round runs at a time.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,7 +38,16 @@ pub struct Round {
 pub struct Scraper {
     /// How long one round's numbers are served.
     resolution: Duration,
-    last: tokio::sync::Mutex<Option<(Instant, Arc<Round>)>>,
+    last: std::sync::Mutex<Last>,
+    /// Held while a round is made.
+    making: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Last {
+    round: Option<(Instant, Arc<Round>)>,
+    /// A background round has been started and has not ended.
+    refreshing: bool,
 }
 
 fn labels_of(obj: &Value) -> BTreeMap<String, String> {
@@ -56,19 +71,65 @@ impl Scraper {
         Scraper {
             resolution,
             last: Default::default(),
+            making: Default::default(),
         }
     }
 
-    /// The current round, made now if the last is older than the resolution.
-    pub async fn round(&self, shared: &Shared) -> Result<Arc<Round>, ApiError> {
-        let mut last = self.last.lock().await;
-        if let Some((at, r)) = last.as_ref() {
-            if at.elapsed() < self.resolution {
-                return Ok(r.clone());
+    fn last(&self) -> std::sync::MutexGuard<'_, Last> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The last round if it is younger than `max_age`.
+    fn fresh(&self, max_age: Duration) -> Option<Arc<Round>> {
+        let last = self.last();
+        let (at, r) = last.round.as_ref()?;
+        (at.elapsed() < max_age).then(|| r.clone())
+    }
+
+    fn store(&self, r: Arc<Round>) {
+        let mut last = self.last();
+        last.round = Some((Instant::now(), r));
+        last.refreshing = false;
+    }
+
+    /// The round to answer from (see the module contract).
+    pub async fn round(&self, shared: &Arc<Shared>) -> Result<Arc<Round>, ApiError> {
+        if let Some(r) = self.fresh(self.resolution) {
+            return Ok(r);
+        }
+        if let Some(r) = self.fresh(self.resolution.saturating_mul(2)) {
+            let start = {
+                let mut last = self.last();
+                !std::mem::replace(&mut last.refreshing, true)
+            };
+            if start {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let me = &shared.resource_metrics;
+                    let _making = me.making.lock().await;
+                    if me.fresh(me.resolution).is_some() {
+                        // A waiting request made one meanwhile.
+                        me.last().refreshing = false;
+                        return;
+                    }
+                    match scrape(&shared).await {
+                        Ok(r) => me.store(Arc::new(r)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "a background metrics round failed");
+                            me.last().refreshing = false;
+                        }
+                    }
+                });
             }
+            return Ok(r);
+        }
+        let _making = self.making.lock().await;
+        // Another request may have made one while this one waited.
+        if let Some(r) = self.fresh(self.resolution) {
+            return Ok(r);
         }
         let r = Arc::new(scrape(shared).await?);
-        *last = Some((Instant::now(), r.clone()));
+        self.store(r.clone());
         Ok(r)
     }
 }
