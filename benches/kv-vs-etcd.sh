@@ -8,6 +8,10 @@
 #   benches/kv-vs-etcd.sh                  # everything (about 20 minutes here)
 #   KV_VS_ETCD_SCALE=0.1 bench/...       # a tenth of the operations, for a quick look
 #   KV_VS_ETCD_ONLY=put,watch bench/...  # some workloads only
+#   KV_VS_ETCD_ONLY=checkperf bench/...  # etcd's own load check, `etcdctl check perf
+#                                        # --load=xl --auto-compact --auto-defrag` (60 s of
+#                                        # 1,000 clients), only when named; its verdicts and
+#                                        # figures are printed at the end
 #   KV_VS_ETCD_TLS=both bench/...        # also (or with `on`, only) with mTLS on both ports:
 #                                        # etcd's --cert-file/--client-cert-auth/--peer-* flags,
 #                                        # certificates made with openssl, ECDSA P-256
@@ -137,6 +141,18 @@ workload() {
     || echo "  ($SYSTEM $name $* failed)" >&2
 }
 
+# checkperf: etcdctl's own check against the running cluster, when KV_VS_ETCD_ONLY names it.
+checkperf() {
+  if [[ ",$ONLY," != *",checkperf,"* ]]; then return 0; fi
+  local load="${KV_VS_ETCD_PERF_LOAD:-xl}" ctl=()
+  [ "${#CLIENT_TLS[@]}" -gt 0 ] && ctl=("--cacert=${CLIENT_TLS[1]}" "--cert=${CLIENT_TLS[3]}" "--key=${CLIENT_TLS[5]}")
+  echo "  $SYSTEM: etcdctl check perf --load=$load" >&2
+  { echo "### $SYSTEM: etcdctl check perf --load=$load --auto-compact --auto-defrag"; echo; echo '```'
+    ETCDCTL_API=3 timeout 600 etcdctl --endpoints="$ENDPOINTS" "${ctl[@]}" --command-timeout=60s \
+      check perf --load="$load" --auto-compact --auto-defrag 2>&1 | tr '\r' '\n' | grep -v '^ *[0-9]* / [0-9]* \|^$' || echo "(exit status $?)"
+    echo '```'; echo; } >> "$OUT/checkperf.md"
+}
+
 for MODE in $MODES; do
 for SYS in etcd flotilla; do
   SYSTEM="$SYS"
@@ -144,6 +160,7 @@ for SYS in etcd flotilla; do
   dir="$OUT/$SYSTEM"
   rm -rf "$dir"; mkdir -p "$dir"
   start_cluster "$SYS" "$dir" "$MODE"
+  checkperf
   for c in "1 1" "16 16" "256 16" "1000 100"; do
     read -r clients conns <<< "$c"
     total=$(n $((clients == 1 ? 2000 : clients * 100 < 20000 ? 20000 : clients * 100)))
@@ -198,3 +215,5 @@ for k in order:
     rss = lambda r: "-" if r is None or r.get("peak_rss_mib") is None else f"{r['peak_rss_mib']:.0f} MiB" + (f" ({r['disk_mib']:.0f} MiB disk)" if r.get("disk_mib") else "")
     print(f"| {name} | {clients} | {conns} | {target} | {fmt(g(e, 'ops_per_sec'))} | {fmt(g(f, 'ops_per_sec'))} | {ratio(g(f, 'ops_per_sec'), g(e, 'ops_per_sec'))} | {lat(e)} | {lat(f)} | {ratio(g(f, 'latency', 'p99_ms'), g(e, 'latency', 'p99_ms'))} | {rss(e)} | {rss(f)} | {g(e, 'errors')}/{g(f, 'errors')} |")
 PY
+[ -s "$OUT/checkperf.md" ] && { echo; cat "$OUT/checkperf.md"; }
+exit 0

@@ -266,3 +266,236 @@ async fn t60_a_paused_leader_never_serves_a_stale_linearizable_read() {
         Err(e) => eprintln!("read refused: {e}"),
     }
 }
+
+/// The member ID of member `i` (from its own status).
+async fn member_id(c: &Cluster, i: usize) -> u64 {
+    let mut m = c.client(i).await;
+    m.status().await.unwrap().header().unwrap().member_id()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t70_etcdctl_move_leader_hands_leadership_to_the_member_named() {
+    let c = Cluster::start(3, &[]).await;
+    let old = c.wait_leader(Duration::from_secs(10)).await;
+    let mut kv = c.client(old).await;
+    kv.put("before", "1", None).await.unwrap();
+    let to = (0..3).find(|&i| i != old).unwrap();
+    let to_id = member_id(&c, to).await;
+    let leader_ep = vec![c.members[old].endpoint()];
+    let out = common::etcdctl_ok(&leader_ep, &["move-leader", &format!("{to_id:x}")]);
+    assert!(
+        out.contains("Leadership transferred"),
+        "etcdctl's report: {out}"
+    );
+    let new = c.wait_leader(Duration::from_secs(10)).await;
+    assert_eq!(new, to, "the member named leads");
+    let mut kv = c.any_client().await;
+    kv.put("after", "2", None).await.unwrap();
+    assert_eq!(kv.get("before", None).await.unwrap().kvs()[0].value(), b"1");
+
+    // etcd's refusals: to a member that does not exist, and on a member that does not lead.
+    let out = common::etcdctl(&[c.members[new].endpoint()], &["move-leader", "abcdef"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad leader transferee"), "{err}");
+    let follower = (0..3).find(|&i| i != new).unwrap();
+    let mut on_follower = c.client(follower).await;
+    let err = on_follower
+        .move_leader(member_id(&c, new).await)
+        .await
+        .expect_err("only the leader moves leadership")
+        .to_string();
+    assert!(err.contains("not leader"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t80_a_leader_cut_off_from_its_quorum_steps_down_and_its_clients_get_an_error() {
+    let c = Cluster::start(3, &[]).await;
+    let old = c.wait_leader(Duration::from_secs(10)).await;
+    let mut kv = c.client(old).await;
+    kv.put("k", "v1", None).await.unwrap();
+    let others: Vec<i32> = (0..3)
+        .filter(|&i| i != old)
+        .map(|i| c.members[i].child.as_ref().unwrap().id() as i32)
+        .collect();
+    for &pid in &others {
+        common::send_signal(pid, "STOP");
+    }
+    let cut = std::time::Instant::now();
+    // Election timeout 500 ms: openraft's leader lease runs out 500 ms after the last
+    // quorum acknowledgement, and the member then reports no leader.
+    let mut status = c.client(old).await;
+    let stepped_down = wait_for(Duration::from_secs(10), "the cut-off leader to step down", || {
+        let mut status = status.clone();
+        async move {
+            let st = status.status().await.ok()?;
+            (st.leader() == 0).then(|| cut.elapsed())
+        }
+    })
+    .await;
+    let asked = std::time::Instant::now();
+    let put = kv.put("k", "v2", None).await;
+    let answered = asked.elapsed();
+    for &pid in &others {
+        common::send_signal(pid, "CONT");
+    }
+    eprintln!("stepped down after {stepped_down:?}; a put was answered in {answered:?}: {put:?}");
+    let err = put.expect_err("no quorum, no write").to_string();
+    assert!(err.contains("no leader"), "{err}");
+    // Without a step-down the put would wait out the request timeout (5 s + 2 x 500 ms).
+    assert!(answered < Duration::from_secs(2), "answered at once: {answered:?}");
+    let _ = status.status().await;
+    assert!(c.log_tail(old, 200).contains("lost its quorum"));
+    // Healed, the cluster goes on, with v2 never written.
+    c.wait_leader(Duration::from_secs(20)).await;
+    let mut kv = c.any_client().await;
+    assert_eq!(kv.get("k", None).await.unwrap().kvs()[0].value(), b"v1");
+    kv.put("k", "v3", None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t90_a_rolling_restart_under_load_fails_only_requests_in_flight_on_the_stopped_member() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let mut c = Cluster::start(3, &[]).await;
+    c.wait_leader(Duration::from_secs(10)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(Mutex::new(Vec::<String>::new()));
+    // Completion times of acknowledged puts, to find the longest gap between two.
+    let done = Arc::new(Mutex::new(Vec::<std::time::Instant>::new()));
+    let endpoints = c.endpoints();
+    let mut load = Vec::new();
+    for w in 0..64 {
+        // Each client talks to one member, as a client pinned by a load balancer would.
+        let ep = endpoints[w % endpoints.len()].clone();
+        let (stop, ok, failed, done) = (stop.clone(), ok.clone(), failed.clone(), done.clone());
+        load.push(tokio::spawn(async move {
+            let mut kv = common::connect(&[ep]).await;
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) && n < 100_000 {
+                n += 1;
+                match kv.put(format!("load/{w}"), n.to_string(), None).await {
+                    Ok(_) => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        done.lock().unwrap().push(std::time::Instant::now());
+                    }
+                    Err(e) => {
+                        failed.lock().unwrap().push(e.to_string());
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut terms = Vec::new();
+    for i in 0..3 {
+        let status = c.terminate(i).expect("exit status");
+        assert!(status.success(), "member {i} exits cleanly: {status:?}");
+        c.spawn(i, "new");
+        c.wait_leader(Duration::from_secs(20)).await;
+        let mut m = c.client(i).await;
+        terms.push(m.status().await.unwrap().raft_term());
+        // Let the restarted member catch up before the next one goes.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    let failed = failed.lock().unwrap().clone();
+    let mut done = done.lock().unwrap().clone();
+    done.sort();
+    let stall = done
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "rolling restart: {} puts acknowledged, {} failed, longest gap {stall:?}, terms {terms:?}: {:?}",
+        ok.load(Ordering::Relaxed),
+        failed.len(),
+        failed.iter().take(5).collect::<Vec<_>>()
+    );
+    // A member stopping fails what its own clients had in flight on it (22 clients each
+    // restart, one request each) and what they send until it is back; nothing else.
+    assert!(ok.load(Ordering::Relaxed) > 1000);
+    assert!(
+        failed
+            .iter()
+            .all(|e| !e.contains("timed out") && !e.contains("no leader")),
+        "no request waited out an election: {failed:?}"
+    );
+    assert!(
+        stall < Duration::from_secs(2),
+        "no election-length stall: {stall:?}"
+    );
+}
+
+/// The fixture `kvstore/testdata/datadir-openraft-0.9.tar.gz`: a one-member data directory
+/// written by the build before openraft 0.10 (commit 3033d5c), as its README says: 300 keys
+/// `fixture/000`..`fixture/299` with values `v000`.., key `fixture/leased` on a lease of
+/// 3600 s, a compaction at revision 100, and `--snapshot-count 100`, so the directory holds
+/// a snapshot, its metadata file and the log after it (`kvstore/testdata/README.md`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t100_a_data_directory_written_by_the_previous_release_opens_and_serves_its_keys() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("kvstore/testdata/datadir-openraft-0.9.tar.gz");
+    let mut c = Cluster {
+        dir: tempfile::tempdir().unwrap(),
+        members: Vec::new(),
+        args: vec!["--snapshot-count".into(), "100".into()],
+        tls: None,
+    };
+    let i = c.add_member_slot("old");
+    std::fs::create_dir_all(&c.members[i].data_dir).unwrap();
+    let out = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(&c.members[i].data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    c.spawn(i, "new");
+    c.wait_leader(Duration::from_secs(20)).await;
+    let check = |c: &Cluster| {
+        let ep = c.endpoints();
+        async move {
+            let mut kv = common::connect(&ep).await;
+            let all = kv
+                .get("fixture/", Some(GetOptions::new().with_prefix()))
+                .await
+                .unwrap();
+            assert_eq!(all.kvs().len(), 301, "300 keys and the leased one");
+            assert_eq!(all.kvs()[7].value(), b"v007");
+            let leased = kv.get("fixture/leased", None).await.unwrap();
+            let lease = leased.kvs()[0].lease();
+            assert_ne!(lease, 0, "the key keeps its lease");
+            let leases = kv.leases().await.unwrap();
+            assert!(leases.leases().iter().any(|l| l.id() == lease));
+            // History below the compaction is gone, above it is there.
+            assert!(kv
+                .get("fixture/000", Some(GetOptions::new().with_revision(50)))
+                .await
+                .is_err());
+            let old = kv
+                .get("fixture/150", Some(GetOptions::new().with_revision(200)))
+                .await
+                .unwrap();
+            assert_eq!(old.kvs()[0].value(), b"v150");
+            all.header().unwrap().revision()
+        }
+    };
+    let rev = check(&c).await;
+    let mut kv = c.any_client().await;
+    let w = kv.put("after-upgrade", "1", None).await.unwrap();
+    assert_eq!(w.header().unwrap().revision(), rev + 1);
+    // And again after a clean restart on the new build.
+    assert!(c.terminate(i).unwrap().success());
+    c.spawn(i, "new");
+    c.wait_leader(Duration::from_secs(20)).await;
+    assert_eq!(check(&c).await, rev + 1);
+}

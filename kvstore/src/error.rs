@@ -130,6 +130,12 @@ pub enum KvError {
     /// etcd error: etcd sets no limit; see `server::snapshot_stream`).
     #[error("etcdserver: too many snapshots in progress (at most {limit} at once); retry when one finishes")]
     SnapshotsBusy { limit: usize },
+    /// MoveLeader to a member that is not a voter of the cluster.
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    /// MoveLeader whose transferee did not take over in time.
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    TimeoutLeaderTransfer,
 }
 
 /// A failure of this member's own storage, as opposed to a refusal of the request.
@@ -186,11 +192,14 @@ impl KvError {
             | RoleNotFound
             | RoleNotGranted
             | PermissionNotGranted
-            | AuthNotEnabled => Code::FailedPrecondition,
+            | AuthNotEnabled
+            | BadLeaderTransferee => Code::FailedPrecondition,
             PermissionDenied => Code::PermissionDenied,
             InvalidAuthToken => Code::Unauthenticated,
             NoPasswordUser => Code::Unknown,
-            NoLeader | Timeout | TimeoutDueToLeaderFail | Stopped => Code::Unavailable,
+            NoLeader | Timeout | TimeoutDueToLeaderFail | Stopped | TimeoutLeaderTransfer => {
+                Code::Unavailable
+            }
             Unimplemented(_) => Code::Unimplemented,
             Internal(_) | Storage(_) => Code::Internal,
             Corrupt => Code::DataLoss,

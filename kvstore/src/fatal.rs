@@ -12,9 +12,9 @@
 //! `Storage` variant). A request the state machine refuses (a compare that fails, a missing
 //! lease, a compacted revision) is not one: it stays the entry's output.
 
-use openraft::error::Fatal;
+use openraft::errors::Fatal;
 
-use crate::raft::types::NodeId;
+use crate::raft::types::TypeConfig;
 
 /// The exit status of a member stopped by a storage fault (sysexits' `EX_IOERR`).
 pub const STORAGE_FAULT_EXIT_CODE: i32 = 74;
@@ -31,10 +31,15 @@ pub fn storage_fault(cause: impl std::fmt::Display) -> ! {
 }
 
 /// Openraft stopped its core with `fatal`: a storage error there (reading the log, a
-/// snapshot install that failed) is a storage fault of this member.
-pub fn on_raft_fatal(fatal: &Fatal<NodeId>) {
-    if let Fatal::StorageError(e) = fatal {
-        storage_fault(format_args!("raft stopped on a storage error: {e}"));
+/// snapshot install that failed) is a storage fault of this member. A core that panicked
+/// stops the member the same way: what it holds can no longer move.
+pub fn on_raft_fatal(fatal: &Fatal<TypeConfig>) {
+    match fatal {
+        Fatal::StorageError(e) => {
+            storage_fault(format_args!("raft stopped on a storage error: {e}"))
+        }
+        Fatal::Panicked => storage_fault("raft's core panicked"),
+        Fatal::Stopped => {}
     }
 }
 
@@ -55,8 +60,9 @@ mod tests {
     #[test]
     #[should_panic(expected = "storage fault, stopping this member")]
     fn a_raft_storage_error_stops_the_member() {
-        let e = openraft::StorageIOError::<NodeId>::write_logs(openraft::AnyError::error("disk"));
-        on_raft_fatal(&Fatal::StorageError(e.into()));
+        use openraft::errors::ErrorSource;
+        let e = openraft::StorageError::<TypeConfig>::write_logs(ErrorSource::from_string("disk"));
+        on_raft_fatal(&Fatal::StorageError(e));
     }
 
     #[test]

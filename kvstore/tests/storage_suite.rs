@@ -4,7 +4,7 @@ use kvstore::raft::types::{StorageError, TypeConfig};
 use kvstore::storage::db::DataDir;
 use kvstore::storage::log_store::LogStore;
 use kvstore::storage::state_machine::{StateMachine, Store};
-use openraft::testing::{StoreBuilder, Suite};
+use openraft::testing::log::{StoreBuilder, Suite};
 
 struct RocksBuilder;
 
@@ -22,7 +22,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Roc
     }
 }
 
-#[test]
-fn openraft_storage_suite_passes_on_rocksdb() {
-    Suite::test_all(RocksBuilder).expect("storage suite");
+#[tokio::test]
+async fn openraft_storage_suite_passes_on_rocksdb() {
+    Suite::test_all(RocksBuilder).await.expect("storage suite");
 }

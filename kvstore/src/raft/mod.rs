@@ -3,5 +3,6 @@
 
 pub mod calls;
 pub mod network;
+pub mod snapshot_transfer;
 pub mod types;
 pub mod wire;

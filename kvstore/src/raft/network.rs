@@ -1,35 +1,54 @@
 //! openraft's network over tonic: each Raft RPC is one unary call on the peer service,
 //! its request and reply bincode frames in the envelope of `wire` (which also carries this
 //! member's cluster ID). The same client carries the internal calls a follower makes on the
-//! leader (`PeerCall`). Messages are bounded by `wire::MAX_PEER_MESSAGE_BYTES` both ways;
-//! an AppendEntries request that would exceed it is split (openraft's `PayloadTooLarge`).
+//! leader (`PeerCall`). Messages are bounded by `wire::MAX_PEER_MESSAGE_BYTES` both ways:
+//! the log reader hands replication no more entries than fit (`log_store`), and snapshots
+//! travel in chunks (`snapshot_transfer`).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::error::{
-    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
-    Unreachable,
-};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use futures::FutureExt;
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
+use openraft::OptionalSend;
 use proto::peer::peer_client::PeerClient;
+use tokio::io::AsyncSeekExt;
 use tonic::transport::{Channel, Endpoint};
 
 use super::calls::{PeerCall, PeerReply};
-use super::types::{Member, NodeId, TypeConfig};
+use super::snapshot_transfer::{read_chunk, ChunkReply, SnapshotChunk};
+use super::types::{Member, NodeId, Snapshot, SnapshotRecord, TypeConfig, Vote};
 use super::wire::{self, decode_frame, MAX_PEER_FRAME_BYTES, MAX_PEER_MESSAGE_BYTES};
 use crate::storage::db::encode;
 
-/// Lazily connected channels to peers by URL, shared by Raft replication and internal calls.
+/// What a connection to a peer carries. Each kind has its own HTTP/2 connection, so a
+/// heartbeat never queues behind a large AppendEntries or snapshot chunk, nor behind the
+/// forwarded requests of a follower's clients (etcd keeps raft messages on streams of
+/// their own, apart from client traffic, for the same reason).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Heartbeats (openraft's heartbeat client).
+    Heartbeat,
+    /// AppendEntries with entries, votes, leader transfer.
+    Replication,
+    /// Snapshot chunks.
+    Snapshot,
+    /// Internal calls (`PeerCall`): forwarded proposals, read index, lease calls.
+    Calls,
+}
+
+/// Lazily connected channels to peers by URL and lane.
 #[derive(Clone, Default)]
 pub struct Peers {
-    channels: Arc<Mutex<HashMap<String, Conn>>>,
+    channels: Arc<Mutex<HashMap<(String, Lane), Conn>>>,
     /// This member's cluster ID, sent with every request; 0 until it is known (a joining
     /// member asks the cluster for it first).
     cluster_id: Arc<AtomicU64>,
@@ -64,9 +83,13 @@ impl Peers {
         wire::request(self.cluster_id.load(Ordering::Relaxed), data)
     }
 
-    pub fn client(&self, url: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
+    pub fn client(
+        &self,
+        url: &str,
+        lane: Lane,
+    ) -> Result<PeerClient<Channel>, tonic::transport::Error> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = map.get(url) {
+        if let Some(c) = map.get(&(url.to_string(), lane)) {
             return Ok(Self::bounded(c.channel.clone()));
         }
         let ep = Endpoint::from_shared(url.to_string())?;
@@ -77,7 +100,7 @@ impl Peers {
             .keep_alive_timeout(Duration::from_secs(5))
             .connect_lazy();
         map.insert(
-            url.to_string(),
+            (url.to_string(), lane),
             Conn {
                 channel: ch.clone(),
                 answered: Instant::now(),
@@ -86,9 +109,9 @@ impl Peers {
         Ok(Self::bounded(ch))
     }
 
-    fn answered(&self, url: &str) {
+    fn answered(&self, url: &str, lane: Lane) {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = map.get_mut(url) {
+        if let Some(c) = map.get_mut(&(url.to_string(), lane)) {
             c.answered = Instant::now();
         }
     }
@@ -98,10 +121,11 @@ impl Peers {
     /// off for seconds, so after the heal a fresh connection gets through at once while the
     /// old one would still wait; a connection that answered recently (a slow moment under
     /// load) is kept, as reconnecting would only add work.
-    fn failed(&self, url: &str) {
+    fn failed(&self, url: &str, lane: Lane) {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(url).is_some_and(|c| c.answered.elapsed() > STALE) {
-            map.remove(url);
+        let key = (url.to_string(), lane);
+        if map.get(&key).is_some_and(|c| c.answered.elapsed() > STALE) {
+            map.remove(&key);
         }
     }
 
@@ -121,13 +145,13 @@ impl Peers {
         timeout: Duration,
     ) -> Result<PeerReply, CallError> {
         let mut client = self
-            .client(url)
+            .client(url, Lane::Calls)
             .map_err(|e| CallError::NotSent(format!("peer {url}: {e}")))?;
         let mut req = tonic::Request::new(self.request(encode(call)));
         req.set_timeout(timeout);
         let resp = client.call(req).await.map_err(|s| {
             if is_transport_failure(&s) {
-                self.failed(url);
+                self.failed(url, Lane::Calls);
             }
             match s.code() {
                 tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => CallError::Timeout,
@@ -142,7 +166,7 @@ impl Peers {
                 _ => CallError::Ambiguous(format!("peer {url}: {}", s.message())),
             }
         })?;
-        self.answered(url);
+        self.answered(url, Lane::Calls);
         decode_frame(&resp.into_inner().data)
             .map_err(|e| CallError::Ambiguous(format!("peer {url}: bad reply: {e}")))
     }
@@ -187,10 +211,25 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerConnection {
+        self.connection(target, node, Lane::Replication)
+    }
+
+    async fn new_heartbeat_client(&mut self, target: NodeId, node: &Member) -> PeerConnection {
+        self.connection(target, node, Lane::Heartbeat)
+    }
+
+    async fn new_snapshot_client(&mut self, target: NodeId, node: &Member) -> PeerConnection {
+        self.connection(target, node, Lane::Snapshot)
+    }
+}
+
+impl NetworkFactory {
+    fn connection(&self, target: NodeId, node: &Member, lane: Lane) -> PeerConnection {
         PeerConnection {
             target,
             url: node.peer_urls.first().cloned().unwrap_or_default(),
             peers: self.peers.clone(),
+            lane,
         }
     }
 }
@@ -199,33 +238,34 @@ pub struct PeerConnection {
     target: NodeId,
     url: String,
     peers: Peers,
+    lane: Lane,
 }
 
-type RpcErr<E> = RPCError<NodeId, Member, RaftError<NodeId, E>>;
+/// What a member answers to a Raft RPC: openraft's reply, or why Raft could not handle it
+/// (it stopped: a fatal error on that member).
+pub type RpcReply<T> = Result<T, String>;
+
+type RpcErr = RPCError<TypeConfig>;
 
 impl PeerConnection {
     /// Sends one encoded request (`frame`) and decodes the reply.
-    async fn rpc<Resp, E>(
-        &self,
-        method: Method,
-        frame: Vec<u8>,
-        option: &RPCOption,
-    ) -> Result<Resp, RpcErr<E>>
+    async fn rpc<Resp>(&self, method: Method, frame: Vec<u8>, ttl: Duration) -> Result<Resp, RpcErr>
     where
         Resp: serde::de::DeserializeOwned,
-        E: std::error::Error + serde::de::DeserializeOwned,
     {
         let mut client = self
             .peers
-            .client(&self.url)
+            .client(&self.url, self.lane)
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let mut request = tonic::Request::new(self.peers.request(frame));
-        request.set_timeout(option.hard_ttl());
+        request.set_timeout(ttl);
         let began = std::time::Instant::now();
         let reply = match method {
             Method::Vote => client.vote(request).await,
+            Method::PreVote => client.pre_vote(request).await,
             Method::Append { .. } => client.append_entries(request).await,
             Method::Snapshot => client.install_snapshot(request).await,
+            Method::TransferLeader => client.transfer_leader(request).await,
         };
         // A heartbeat (an append without entries) is the round trip etcd's prober measures.
         if matches!(method, Method::Append { heartbeat: true }) && reply.is_ok() {
@@ -238,77 +278,177 @@ impl PeerConnection {
         );
         let payload = reply.map_err(|s| {
             if is_transport_failure(&s) {
-                self.peers.failed(&self.url);
+                self.peers.failed(&self.url, self.lane);
             }
             match s.code() {
                 tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&s)),
                 _ => RPCError::Network(NetworkError::new(&s)),
             }
         })?;
-        self.peers.answered(&self.url);
-        let result: Result<Resp, RaftError<NodeId, E>> =
-            decode_frame(&payload.into_inner().data)
-                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        self.peers.answered(&self.url, self.lane);
+        let result: RpcReply<Resp> = decode_frame(&payload.into_inner().data)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // The peer's Raft has stopped: as good as unreachable.
+        result.map_err(|e| {
+            RPCError::Unreachable(Unreachable::new(&std::io::Error::other(format!(
+                "peer {}: {e}",
+                self.target
+            ))))
+        })
     }
 }
 
 enum Method {
     Vote,
+    PreVote,
     Append { heartbeat: bool },
     Snapshot,
+    TransferLeader,
 }
 
-impl RaftNetwork<TypeConfig> for PeerConnection {
+/// How often a snapshot transfer starts again from the first chunk when the receiver asks
+/// before it gives up (openraft then sends it again later).
+const SNAPSHOT_RESTARTS: u32 = 3;
+
+impl RaftNetworkV2<TypeConfig> for PeerConnection {
+    type SnapshotData = tokio::fs::File;
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RpcErr> {
         tracing::trace!(
             target = self.target,
             entries = rpc.entries.len(),
             "append entries"
         );
+        // `LogReader::limited_get_log_entries` keeps several entries within a message, and
+        // the request size limit keeps a lone entry within it.
         let frame = encode(&rpc);
         if frame.len() > MAX_PEER_FRAME_BYTES {
-            return Err(too_large(rpc.entries.len(), frame.len()));
+            let e = std::io::Error::other(format!(
+                "an AppendEntries of {} entries is {} bytes, more than a peer message may be ({MAX_PEER_FRAME_BYTES} bytes)",
+                rpc.entries.len(),
+                frame.len()
+            ));
+            return Err(RPCError::Network(NetworkError::new(&e)));
         }
         let heartbeat = rpc.entries.is_empty();
-        self.rpc(Method::Append { heartbeat }, frame, &option).await
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        self.rpc(Method::Snapshot, encode(&rpc), &option).await
+        self.rpc(Method::Append { heartbeat }, frame, option.hard_ttl())
+            .await
     }
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
-        self.rpc(Method::Vote, encode(&rpc), &option).await
+    ) -> Result<VoteResponse<TypeConfig>, RpcErr> {
+        self.rpc(Method::Vote, encode(&rpc), option.hard_ttl()).await
     }
-}
 
-/// An AppendEntries request of `entries` entries that encodes to `bytes`, more than a peer
-/// message holds: openraft retries with half as many. A single entry cannot be split; the
-/// config keeps entries below the limit (`config::MAX_REQUEST_BYTES_CAP`), so this is a bug.
-fn too_large<E>(entries: usize, bytes: usize) -> RpcErr<E>
-where
-    E: std::error::Error,
-{
-    if entries > 1 {
-        return RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries as u64 / 2));
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RpcErr> {
+        self.rpc(Method::PreVote, encode(&rpc), option.hard_ttl())
+            .await
     }
-    let e = std::io::Error::other(format!(
-        "a log entry of {bytes} bytes is larger than a peer message may be ({MAX_PEER_FRAME_BYTES} bytes)"
-    ));
-    RPCError::Network(NetworkError::new(&e))
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RpcErr> {
+        self.rpc(Method::TransferLeader, encode(&req), option.hard_ttl())
+            .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        mut snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let meta = SnapshotRecord::new(snapshot.meta.clone());
+        let size = option
+            .snapshot_chunk_size()
+            .unwrap_or(1 << 20)
+            .clamp(1, MAX_PEER_FRAME_BYTES / 2);
+        let storage = |e: std::io::Error| {
+            StreamingError::Network(NetworkError::new(&std::io::Error::other(format!(
+                "reading snapshot {}: {e}",
+                meta.snapshot_id
+            ))))
+        };
+        let end = snapshot
+            .snapshot
+            .seek(std::io::SeekFrom::End(0))
+            .await
+            .map_err(storage)?;
+        let mut cancel = std::pin::pin!(cancel);
+        let mut offset = 0u64;
+        let mut restarts = 0;
+        loop {
+            if let Some(closed) = cancel.as_mut().now_or_never() {
+                return Err(closed.into());
+            }
+            let data = read_chunk(&mut snapshot.snapshot, offset, size)
+                .await
+                .map_err(storage)?;
+            let len = data.len() as u64;
+            let done = offset.saturating_add(len) >= end;
+            let chunk = SnapshotChunk {
+                vote: vote.clone(),
+                meta: meta.clone(),
+                offset,
+                data,
+                done,
+            };
+            tracing::debug!(
+                target = self.target,
+                snapshot = %meta.snapshot_id,
+                offset,
+                len,
+                end,
+                "sending snapshot chunk"
+            );
+            let reply: ChunkReply = self
+                .rpc(Method::Snapshot, encode(&chunk), option.hard_ttl())
+                .await
+                .map_err(|e| match e {
+                    RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                    RPCError::Timeout(t) => StreamingError::Timeout(t),
+                    RPCError::Network(n) => StreamingError::Network(n),
+                    RPCError::RemoteError(r) => {
+                        StreamingError::Network(NetworkError::new(&std::io::Error::other(
+                            r.to_string(),
+                        )))
+                    }
+                })?;
+            match reply {
+                ChunkReply::Taken { vote: theirs } => {
+                    if theirs != vote || done {
+                        return Ok(SnapshotResponse::new(theirs));
+                    }
+                    offset = offset.saturating_add(len);
+                }
+                ChunkReply::Restart if restarts < SNAPSHOT_RESTARTS => {
+                    restarts += 1;
+                    offset = 0;
+                }
+                ChunkReply::Restart => {
+                    let e = std::io::Error::other(format!(
+                        "peer {} asked to restart snapshot {} {restarts} times",
+                        self.target, meta.snapshot_id
+                    ));
+                    return Err(StreamingError::Network(NetworkError::new(&e)));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -329,17 +469,5 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, CallError::NotSent(_)), "{e:?}");
-    }
-
-    #[test]
-    fn an_oversized_append_is_split_in_half_and_a_lone_entry_is_an_error() {
-        match too_large::<openraft::error::Infallible>(300, MAX_PEER_FRAME_BYTES + 1) {
-            RPCError::PayloadTooLarge(p) => assert_eq!(p.entries_hint(), 150),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            too_large::<openraft::error::Infallible>(1, MAX_PEER_FRAME_BYTES + 1),
-            RPCError::Network(_)
-        ));
     }
 }

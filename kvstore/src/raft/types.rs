@@ -17,16 +17,59 @@ openraft::declare_raft_types!(
         R = Applied,
         NodeId = NodeId,
         Node = Member,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
 );
+// The defaults keep 0.9's on-disk shapes: `LeaderId` is the advanced one ({term, node_id}),
+// so log entries, votes and log ids written by openraft 0.9 decode unchanged.
 
-pub type Raft = openraft::Raft<TypeConfig>;
-pub type Entry = openraft::Entry<TypeConfig>;
-pub type LogId = openraft::LogId<NodeId>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, Member>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Member>;
-pub type StorageError = openraft::StorageError<NodeId>;
+use openraft::type_config::alias as a;
+
+pub type Raft = openraft::Raft<TypeConfig, crate::storage::state_machine::StateMachine>;
+pub type Entry = a::EntryOf<TypeConfig>;
+pub type LogId = a::LogIdOf<TypeConfig>;
+pub type Vote = a::VoteOf<TypeConfig>;
+pub type LeaderId = a::LeaderIdOf<TypeConfig>;
+pub type StoredMembership = a::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = a::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = a::SnapshotOf<TypeConfig, tokio::fs::File>;
+pub type StorageError = openraft::StorageError<TypeConfig>;
+
+/// A snapshot's metadata as Flotilla keeps it (`snapshot.meta`) and sends it to a follower:
+/// openraft's `SnapshotMeta` and the snapshot's ID, which names its data file. The layout is
+/// openraft 0.9's `SnapshotMeta`, so files written by earlier builds decode unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub last_log_id: Option<LogId>,
+    pub last_membership: StoredMembership,
+    pub snapshot_id: String,
+}
+
+impl SnapshotRecord {
+    /// `meta` under a new ID made of its last log ID and a random part.
+    pub fn new(meta: SnapshotMeta) -> Self {
+        let snapshot_id = match &meta.last_log_id {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>()),
+            None => format!("0-0-{}", rand::random::<u32>()),
+        };
+        SnapshotRecord {
+            last_log_id: meta.last_log_id,
+            last_membership: meta.last_membership,
+            snapshot_id,
+        }
+    }
+
+    /// openraft's view of it.
+    pub fn meta(&self) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: self.last_log_id,
+            last_membership: self.last_membership.clone(),
+        }
+    }
+}
+
+/// The (committed) leader ID of `term` led by `node`, as log IDs carry it.
+pub fn leader(term: u64, node: NodeId) -> LeaderId {
+    openraft::impls::leader_id_adv::LeaderId { term, node_id: node }
+}
 
 /// A member as Raft knows it: where its peers reach it. Its name and client URLs are
 /// published by the member itself once it runs (see `Command::PublishMember`).
@@ -110,9 +153,8 @@ pub enum Command {
         name: String,
         client_urls: Vec<String>,
     },
-    /// Concurrent proposals in one log entry: openraft 0.9 flushes the leader's log one
-    /// append at a time, so batching here is what makes group commit work under load. Each
-    /// command is applied on its own, with its own revision.
+    /// Concurrent proposals in one log entry, so that one entry's encoding and apply serve
+    /// many of them under load. Each command is applied on its own, with its own revision.
     Batch(Vec<Command>),
     // New variants go at the end: bincode stores the variant index in the log.
     /// A client's command with the user it was checked for (`None`: no credentials). The

@@ -13,9 +13,9 @@
 //! ([`check_cluster_id`]), as etcd's rafthttp checks `X-Etcd-Cluster-ID`: a member of
 //! another cluster reusing an address, or a stray client, is refused before anything runs.
 //!
-//! Sizing: a snapshot travels as openraft chunks of [`SNAPSHOT_CHUNK_BYTES`]; AppendEntries
-//! carries up to openraft's `max_payload_entries` entries and the sender splits a request
-//! that would not fit (`raft::network`); one entry is at most a batch of proposals
+//! Sizing: a snapshot travels in chunks of [`SNAPSHOT_CHUNK_BYTES`] (`raft::snapshot_transfer`);
+//! AppendEntries carries up to openraft's `max_payload_entries` entries, no more than fit a
+//! message (`storage::log_store`, `limited_get_log_entries`); one entry is at most a batch of proposals
 //! (`server::proposer`) plus one proposal of at most `--max-request-bytes`, which the
 //! config caps (`config::MAX_REQUEST_BYTES_CAP`) so that an entry always fits. A reply to a
 //! forwarded write Txn carries its range results, so those are bounded by the same limit.
@@ -148,14 +148,31 @@ fn within<const LIMIT: usize, T: DeserializeOwned>(
 
 #[cfg(test)]
 mod tests {
-    use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest};
-    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+    use openraft::raft::AppendEntriesRequest;
+    use openraft::EntryPayload;
     use proto::etcdserverpb::PutRequest;
 
     use super::*;
     use crate::mvcc::txn::put_as_txn;
     use crate::raft::calls::PeerCall;
-    use crate::raft::types::{Command, Pb, TypeConfig};
+    use crate::raft::snapshot_transfer::SnapshotChunk;
+    use crate::raft::types::{
+        leader, Command, Entry, LogId, Pb, SnapshotRecord, TypeConfig, Vote,
+    };
+
+    fn chunk(data: Vec<u8>) -> SnapshotChunk {
+        SnapshotChunk {
+            vote: Vote::new_committed(3, 1),
+            meta: SnapshotRecord {
+                last_log_id: None,
+                last_membership: Default::default(),
+                snapshot_id: String::new(),
+            },
+            offset: 0,
+            data,
+            done: false,
+        }
+    }
     use crate::storage::db::encode;
 
     /// bincode's varint for a length: 253 then the u64, little-endian, for anything above
@@ -211,9 +228,9 @@ mod tests {
             value: vec![7; 100_000],
             ..Default::default()
         });
-        let entries: Vec<Entry<TypeConfig>> = (1..=40)
+        let entries: Vec<Entry> = (1..=40)
             .map(|i| Entry {
-                log_id: LogId::new(CommittedLeaderId::new(3, 1), i),
+                log_id: LogId::new(leader(3, 1), i),
                 payload: EntryPayload::Normal(Command::Txn(Pb(txn.clone()))),
             })
             .collect();
@@ -236,16 +253,9 @@ mod tests {
         assert!(matches!(back, PeerCall::MemberAdd { peer_urls, .. } if peer_urls.len() == 1));
 
         // A full snapshot chunk fits in a peer message.
-        let chunk = InstallSnapshotRequest::<TypeConfig> {
-            vote: Vote::new_committed(3, 1),
-            meta: Default::default(),
-            offset: 0,
-            data: vec![0xAB; SNAPSHOT_CHUNK_BYTES as usize],
-            done: false,
-        };
-        let bytes = encode(&chunk);
+        let bytes = encode(&chunk(vec![0xAB; SNAPSHOT_CHUNK_BYTES as usize]));
         assert!(bytes.len() < MAX_PEER_FRAME_BYTES);
-        let back: InstallSnapshotRequest<TypeConfig> = decode_frame(&bytes).unwrap();
+        let back: SnapshotChunk = decode_frame(&bytes).unwrap();
         assert_eq!(back.data.len(), SNAPSHOT_CHUNK_BYTES as usize);
     }
 
@@ -278,22 +288,16 @@ mod tests {
 
     #[test]
     fn a_vec_declaring_a_terabyte_is_refused() {
-        // An InstallSnapshotRequest whose data (a serde sequence of bytes) claims 2^40
-        // elements: serde allocates at most 1 MiB ahead, then the frame runs out.
-        let mut chunk = encode(&InstallSnapshotRequest::<TypeConfig> {
-            vote: Vote::new_committed(3, 1),
-            meta: Default::default(),
-            offset: 0,
-            data: Vec::new(),
-            done: false,
-        });
+        // A snapshot chunk whose data (a serde sequence of bytes) claims 2^40 elements: serde
+        // allocates at most 1 MiB ahead, then the frame runs out.
+        let mut chunk = encode(&chunk(Vec::new()));
         // The empty data is the one-byte length 0 just before the trailing `done` flag.
         let done = chunk.pop().unwrap();
         assert_eq!(chunk.pop(), Some(0));
         chunk.extend(length(1 << 40));
         chunk.extend([1, 2, 3, done]);
         assert!(matches!(
-            decode_frame::<InstallSnapshotRequest<TypeConfig>>(&chunk),
+            decode_frame::<SnapshotChunk>(&chunk),
             Err(FrameError::Lies { .. })
         ));
     }
@@ -313,9 +317,9 @@ mod tests {
     fn frames_of_many_small_integers_decode() {
         // Entries whose integers take one varint byte each but claim eight: the claim is
         // several times the frame (a cluster test's snapshot install met this).
-        let entries: Vec<Entry<TypeConfig>> = (1..=500)
+        let entries: Vec<Entry> = (1..=500)
             .map(|i| Entry {
-                log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+                log_id: LogId::new(leader(1, 1), i),
                 payload: EntryPayload::Blank,
             })
             .collect();

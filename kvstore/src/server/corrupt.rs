@@ -26,6 +26,7 @@
 //! The comparisons are pure functions over the answers ([`initial_findings`],
 //! [`periodic_findings`]); the hashing, the peer calls and the alarm are at the edges.
 
+use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -354,7 +355,7 @@ pub async fn monitor(node: Arc<Node>, every: Duration) {
     tick.tick().await; // the first tick is immediate
     loop {
         tick.tick().await;
-        if node.raft.metrics().borrow().state != ServerState::Leader {
+        if node.raft.metrics().borrow_watched().state != ServerState::Leader {
             continue;
         }
         if let Err(e) = periodic_check(&node).await {

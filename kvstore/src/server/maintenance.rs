@@ -4,6 +4,7 @@
 //! (etcd 3.4's `authMaintenanceServer`; MoveLeader is checked here too); Status and Alarm
 //! need none.
 
+use openraft::async_runtime::WatchReceiver;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -101,7 +102,7 @@ impl Maintenance for MaintenanceService {
         _req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
         let node = &self.node;
-        let m = node.raft.metrics().borrow().clone();
+        let m = node.raft.metrics().borrow_watched().clone();
         let st = node.store.state();
         let size = node.store.db_size() as i64;
         let is_learner = !st.membership.membership().voter_ids().any(|v| v == node.id);
@@ -109,7 +110,7 @@ impl Maintenance for MaintenanceService {
             header: self.header(),
             version: ETCD_VERSION.into(),
             db_size: size,
-            leader: m.current_leader.unwrap_or(0),
+            leader: node.leader_id().unwrap_or(0),
             raft_index: m.last_log_index.unwrap_or(0),
             raft_term: m.current_term,
             raft_applied_index: st.applied.map_or(0, |l| l.index),
@@ -195,7 +196,11 @@ impl Maintenance for MaintenanceService {
         req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         self.admin(&req).await?;
-        Err(KvError::Unimplemented("leader transfer is not supported by this build".into()).into())
+        let to = req.into_inner().target_id;
+        super::leadership::transfer(&self.node, to, self.node.config.request_timeout()).await?;
+        Ok(Response::new(MoveLeaderResponse {
+            header: self.header(),
+        }))
     }
 
     async fn downgrade(

@@ -7,6 +7,7 @@
 //! of the client CA get past the handshake; an http:// URL is refused unless the client
 //! URLs are plain too (a member that serves its data without TLS guards nothing here).
 
+use openraft::async_runtime::WatchReceiver;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -38,10 +39,12 @@ fn health(view: &RaftView) -> (StatusCode, String) {
 }
 
 fn view(node: &Node) -> RaftView {
-    let m = node.raft.metrics().borrow().clone();
+    let m = node.raft.metrics();
+    let m = m.borrow_watched();
+    let election = node.config.election;
     RaftView {
-        has_leader: m.current_leader.is_some(),
-        is_leader: m.state == openraft::ServerState::Leader,
+        has_leader: m.current_leader.is_some() && !super::leadership::quorum_lost(&m, election),
+        is_leader: super::leadership::leads(&m, election),
         applied: m.last_applied.map_or(0, |l| l.index),
         db_size: node.store.db_size(),
     }

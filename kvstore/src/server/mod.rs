@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod corrupt;
 pub mod identity;
 pub mod kv;
+pub mod leadership;
 pub mod lease;
 mod listener;
 pub mod maintenance;
@@ -188,15 +189,9 @@ fn server_tls(
 /// Runs a member until `external` turns true (the binary sets it on SIGTERM or SIGINT) or
 /// the cluster tells the member it was removed.
 pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<(), StartError> {
-    // Stops on the caller's signal, or when the cluster tells this member it was removed.
+    // Stops on the caller's signal (once leadership is handed over, see below), or when the
+    // cluster tells this member it was removed.
     let (stop, mut shutdown) = signal::channel(false);
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let _ = external.wait_for(|s| *s).await;
-            let _ = stop.send(true);
-        });
-    }
     let dir = DataDir::new(&cfg.data_dir);
     // Refuse a foreign or damaged directory before binding or talking to anyone.
     dir.identity()?;
@@ -256,6 +251,16 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
         max_in_snapshot_log_to_keep: cfg.snapshot_count.min(5000),
         install_snapshot_timeout: 10_000,
         snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+        // etcd's PreVote: a member that cannot win (back from a partition, or with a stale
+        // log) asks before it raises its term, so it does not unseat a healthy leader.
+        enable_pre_vote: Some(true),
+        // A leader that lost its quorum goes quiet for a while (after its lease ran out),
+        // so it stops renewing its followers' leases and they can elect (the availability
+        // half of etcd's CheckQuorum; `leadership` is the other half).
+        quorum_loss_probe_interval: Some(2 * cfg.election.as_millis() as u64),
+        // A restarted leader does not resume leading on its own: its applied state and
+        // commit index are not synced, so it rejoins through an election as etcd's does.
+        enable_leader_restore: Some(false),
         ..Default::default()
     }
     .validate()
@@ -309,7 +314,21 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
         proposer,
         reads,
         stop,
+        snapshots: crate::raft::snapshot_transfer::Receiver::new(
+            crate::storage::state_machine::incoming_path(&dir.snap_dir()),
+        ),
     });
+    {
+        let node = node.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _ = external.wait_for(|s| *s).await;
+            // While every port still serves: a leader hands over first (etcd does on
+            // SIGTERM), so its clients and the cluster see no election timeout.
+            leadership::hand_over(&node).await;
+            let _ = stop.send(true);
+        });
+    }
     for (l, tls) in metrics_listeners {
         tokio::spawn(metrics_port::serve(l, tls, node.clone(), shutdown.clone()));
     }
@@ -371,7 +390,7 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
         });
     }
     let mut background = vec![
-        tokio::spawn(watch_leadership(node.clone())),
+        tokio::spawn(leadership::watch(node.clone())),
         tokio::spawn(lease::expire_leases(node.clone())),
         tokio::spawn(node.clone().publish_self()),
     ];
@@ -408,47 +427,4 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
     let _ = db.flush_wal(true);
     info!("stopped");
     Ok(())
-}
-
-/// Follows Raft's view of leadership: logs changes and arms or disarms lease expiry. Also
-/// stops the member if Raft stopped on a storage error (`fatal::on_raft_fatal`), so it never
-/// keeps serving what it can no longer keep up to date.
-async fn watch_leadership(node: Arc<Node>) {
-    let mut metrics = node.raft.metrics();
-    let mut last = (None, false);
-    loop {
-        let (leader, term, leading) = {
-            let m = metrics.borrow_and_update();
-            if let Err(f) = &m.running_state {
-                crate::fatal::on_raft_fatal(f);
-            }
-            (
-                m.current_leader,
-                m.current_term,
-                m.state == ServerState::Leader,
-            )
-        };
-        if (leader, leading) != last {
-            if leader.is_some() && leader != last.0 {
-                crate::metrics::global()
-                    .leader_changes
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            match leader {
-                Some(l) => {
-                    info!(leader = %format!("{l:x}"), term, this_member = leading, "leader changed")
-                }
-                None => info!(term, "no leader"),
-            }
-            if leading && !last.1 {
-                node.store.lessor.promote();
-            } else if !leading && last.1 {
-                node.store.lessor.demote();
-            }
-            last = (leader, leading);
-        }
-        if metrics.changed().await.is_err() {
-            return;
-        }
-    }
 }

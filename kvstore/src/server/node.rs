@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flotilla_core::backoff::Backoff;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use proto::etcdserverpb::ResponseHeader;
 use tracing::{info, warn};
@@ -23,7 +24,7 @@ use crate::config::KvConfig;
 use crate::error::KvError;
 use crate::raft::calls::{ClusterInfo, MemberInfo, PeerCall, PeerReply};
 use crate::raft::network::{CallError, Peers};
-use crate::raft::types::{Applied, Command, Member, NodeId, Raft};
+use crate::raft::types::{Applied, Command, Member, NodeId, Raft, TypeConfig};
 use crate::storage::state_machine::{MemberAttrs, Store};
 
 pub struct Node {
@@ -38,18 +39,22 @@ pub struct Node {
     pub reads: super::read_index::ReadIndexer,
     /// Stops this member (set when the cluster removed it).
     pub stop: tokio::sync::watch::Sender<bool>,
+    /// Snapshots arriving from the leader.
+    pub snapshots: crate::raft::snapshot_transfer::Receiver,
 }
 
 /// Where the leader is, as this member knows it.
 enum Leader {
     Me,
+    /// This member leads but has not heard from a quorum for an election timeout.
+    Isolated,
     Remote(String),
     Unknown,
 }
 
 impl Node {
     pub fn header(&self, revision: i64) -> ResponseHeader {
-        let term = self.raft.metrics().borrow().current_term;
+        let term = self.raft.metrics().borrow_watched().current_term;
         ResponseHeader {
             cluster_id: self.cluster_id,
             member_id: self.id,
@@ -61,9 +66,15 @@ impl Node {
     fn leader(&self) -> Leader {
         // Read in place: cloning the metrics would copy the membership on every request.
         let metrics = self.raft.metrics();
-        let m = metrics.borrow();
+        let m = metrics.borrow_watched();
         match m.current_leader {
-            Some(l) if l == self.id && m.state == ServerState::Leader => Leader::Me,
+            Some(l) if l == self.id && m.state == ServerState::Leader => {
+                if super::leadership::quorum_lost(&m, self.config.election) {
+                    Leader::Isolated
+                } else {
+                    Leader::Me
+                }
+            }
             Some(l) => match m
                 .membership_config
                 .membership()
@@ -78,7 +89,15 @@ impl Node {
     }
 
     pub fn leader_id(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow().current_leader
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        // A leader cut off from its quorum knows of no leader, as etcd's stepped-down one.
+        if m.state == ServerState::Leader
+            && super::leadership::quorum_lost(&m, self.config.election)
+        {
+            return None;
+        }
+        m.current_leader
     }
 
     /// Runs `local` if this member leads, or sends `call` to the leader; retries while there
@@ -128,6 +147,8 @@ impl Node {
                         Err(CallError::Timeout) => return Err(KvError::Timeout),
                     }
                 }
+                // Cut off from the quorum: a client does better trying another member now.
+                Leader::Isolated => return Err(KvError::NoLeader),
                 Leader::Unknown => {}
             }
             let wait = backoff.next_delay();
@@ -231,12 +252,13 @@ impl Node {
     }
 
     /// etcd's "too many requests": refuses a proposal while this member's applied index
-    /// lags its log by more than `proposer::MAX_APPLY_GAP` entries. openraft 0.9 does not
-    /// publish the committed index, so the last log index stands for it: it is ahead of
-    /// the committed index only by the entries still in flight (at most
-    /// `proposer::MAX_IN_FLIGHT` batches on a leader), a few against a limit of 5000.
+    /// lags its committed index by more than `proposer::MAX_APPLY_GAP` entries.
     fn check_apply_gap(&self, cmd: &Command) -> Result<(), KvError> {
-        let last_log = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
+        let last_log = {
+            let m = self.raft.metrics();
+            let m = m.borrow_watched();
+            m.local_committed.map_or(0, |l| l.index)
+        };
         let applied = self.store.applied_index();
         if super::proposer::exceeds_request_limit(
             applied,
@@ -501,7 +523,7 @@ impl Node {
 
     /// etcd's rule: a learner may be promoted once it has 90% of the leader's log.
     fn learner_ready(&self, id: NodeId) -> bool {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics().borrow_watched().clone();
         let last = m.last_log_index.unwrap_or(0);
         let matched = m
             .replication
@@ -545,14 +567,26 @@ pub enum Retry {
     Fail(KvError),
 }
 
-fn map_change_err(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> Retry {
+fn map_change_err(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Retry {
+    retry_for_write(&e, "membership change")
+}
+
+/// What a failed write through Raft (`what`) means for the caller.
+pub fn retry_for_write(e: &RaftError<TypeConfig, ClientWriteError<TypeConfig>>, what: &str) -> Retry {
     match e {
         RaftError::Fatal(f) => {
-            crate::fatal::on_raft_fatal(&f);
+            // Raft stopped on a storage error: the member stops rather than keep answering
+            // "server stopped" to writes while it serves reads.
+            crate::fatal::on_raft_fatal(f);
             Retry::Fail(KvError::Stopped)
         }
+        // Refused before it entered the log: safe to send to the leader, wherever it is.
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Retry::Again,
-        RaftError::APIError(e) => Retry::Fail(KvError::Internal(format!("membership change: {e}"))),
+        // In the log of a leader that lost its term: it may or may not commit.
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
+            Retry::Fail(KvError::TimeoutDueToLeaderFail)
+        }
+        RaftError::APIError(e) => Retry::Fail(KvError::Internal(format!("{what}: {e}"))),
     }
 }
 

@@ -9,6 +9,8 @@ use tonic::{Request, Response, Status};
 
 use super::node::{Node, Retry};
 use crate::raft::calls::{PeerCall, PeerReply};
+use crate::raft::network::RpcReply;
+use crate::raft::snapshot_transfer::{ChunkError, ChunkReply};
 use crate::raft::wire::{decode_frame, FrameError};
 use crate::storage::db::encode;
 
@@ -18,6 +20,11 @@ pub struct PeerService {
 
 fn bad(e: FrameError) -> Status {
     Status::invalid_argument(e.to_string())
+}
+
+/// openraft's answer to an RPC, or why Raft could not give one.
+fn rpc_reply<T, E: std::fmt::Display>(r: Result<T, E>) -> RpcReply<T> {
+    r.map_err(|e| e.to_string())
 }
 
 fn reply<T: serde::Serialize>(v: &T) -> Result<Response<Payload>, Status> {
@@ -31,17 +38,31 @@ fn reply<T: serde::Serialize>(v: &T) -> Result<Response<Payload>, Status> {
 impl Peer for PeerService {
     async fn vote(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let rpc = decode_frame(&req.into_inner().data).map_err(bad)?;
-        reply(&self.node.raft.vote(rpc).await)
+        reply(&rpc_reply(self.node.raft.vote(rpc).await))
+    }
+
+    async fn pre_vote(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc = decode_frame(&req.into_inner().data).map_err(bad)?;
+        reply(&rpc_reply(self.node.raft.pre_vote(rpc).await))
     }
 
     async fn append_entries(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let rpc = decode_frame(&req.into_inner().data).map_err(bad)?;
-        reply(&self.node.raft.append_entries(rpc).await)
+        reply(&rpc_reply(self.node.raft.append_entries(rpc).await))
     }
 
     async fn install_snapshot(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let chunk = decode_frame(&req.into_inner().data).map_err(bad)?;
+        match self.node.snapshots.receive(&self.node.raft, chunk).await {
+            Ok(r) => reply::<RpcReply<_>>(&Ok(r)),
+            Err(e @ ChunkError::BeyondVote { .. }) => Err(Status::invalid_argument(e.to_string())),
+            Err(e) => reply::<RpcReply<ChunkReply>>(&Err(e.to_string())),
+        }
+    }
+
+    async fn transfer_leader(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let rpc = decode_frame(&req.into_inner().data).map_err(bad)?;
-        reply(&self.node.raft.install_snapshot(rpc).await)
+        reply(&rpc_reply(self.node.raft.handle_transfer_leader(rpc).await))
     }
 
     async fn call(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {

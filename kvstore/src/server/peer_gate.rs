@@ -54,6 +54,16 @@ impl<P: Peer> Peer for Gate<P> {
         self.inner.install_snapshot(req).await
     }
 
+    async fn pre_vote(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        self.admit(&req, false)?;
+        self.inner.pre_vote(req).await
+    }
+
+    async fn transfer_leader(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        self.admit(&req, false)?;
+        self.inner.transfer_leader(req).await
+    }
+
     async fn call(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         self.admit(&req, true)?;
         self.inner.call(req).await

@@ -1,10 +1,11 @@
 //! Batching of proposals on the leader.
 //!
-//! openraft 0.9 hands the leader's log to storage one append at a time and waits for each
-//! flush before the next, so one client write per entry means one fsync per write. Here
-//! the proposals that arrive while earlier ones are in flight are gathered into one
-//! `Command::Batch` entry: one append, one fsync, one replication round for all of them.
-//! A lone proposal on an idle leader goes out at once, unbatched.
+//! One client write per log entry would cost an entry's encoding, append and apply, and a
+//! round of responders, per write. Here the proposals that arrive while earlier ones are in
+//! flight are gathered into one `Command::Batch` entry: one append, one replication round
+//! and one apply for all of them. A lone proposal on an idle leader goes out at once,
+//! unbatched. (openraft 0.10 no longer waits for the leader's fsync before replicating, and
+//! the log's sync thread groups the fsyncs of concurrent appends.)
 //!
 //! Here too is etcd's back-pressure rule that every proposal passes first
 //! (`exceeds_request_limit`): a member whose applying lags its log by more than
@@ -13,7 +14,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::node::Retry;
@@ -171,24 +171,11 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
                 }
                 Err(e) => {
                     for reply in replies {
-                        let _ = reply.send(Err(retry_for(&e)));
+                        let _ = reply.send(Err(super::node::retry_for_write(&e, "proposal")));
                     }
                 }
             }
         });
-    }
-}
-
-fn retry_for(e: &RaftError<u64, ClientWriteError<u64, crate::raft::types::Member>>) -> Retry {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Retry::Again,
-        RaftError::APIError(e) => Retry::Fail(KvError::internal(e)),
-        RaftError::Fatal(f) => {
-            // Raft stopped on a storage error: the member stops rather than keep answering
-            // "server stopped" to writes while it serves reads.
-            crate::fatal::on_raft_fatal(f);
-            Retry::Fail(KvError::Stopped)
-        }
     }
 }
 

@@ -5,7 +5,8 @@
 //! after it was asked: a read still sees every write committed before it, and 1,000
 //! concurrent linearizable reads or lease keep-alives cost a few rounds, not 1,000.
 
-use openraft::error::RaftError;
+use openraft::errors::RaftError;
+use openraft::raft::ReadPolicy;
 use tokio::sync::{mpsc, oneshot};
 
 use super::node::Retry;
@@ -61,8 +62,8 @@ fn gather(first: Waiter, rx: &mut mpsc::UnboundedReceiver<Waiter>) -> Vec<Waiter
 async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Waiter>) {
     while let Some(first) = rx.recv().await {
         let waiters = gather(first, &mut rx);
-        let outcome = match raft.ensure_linearizable().await {
-            Ok(log_id) => Outcome::Index(log_id.map_or(0, |l| l.index)),
+        let outcome = match raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(read) => Outcome::Index(read.index()),
             Err(RaftError::APIError(_)) => Outcome::NotLeader,
             Err(RaftError::Fatal(_)) => Outcome::Stopped,
         };

@@ -16,12 +16,15 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::{ErrorSubject, ErrorVerb, OptionalSend, StorageIOError, Vote};
+use std::io;
+
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::OptionalSend;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 
 use super::db::{cf, decode, encode, CF_LOG, CF_RAFT};
-use crate::raft::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
+use crate::raft::types::{Entry, LogId, TypeConfig, Vote};
+use crate::raft::wire::MAX_PEER_FRAME_BYTES;
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_PURGED: &[u8] = b"last_purged";
@@ -31,13 +34,8 @@ fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
-fn read_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::new(
-        ErrorSubject::Logs,
-        ErrorVerb::Read,
-        openraft::AnyError::new(&e),
-    )
-    .into()
+fn read_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("reading the raft log: {e}"))
 }
 
 /// A failed write of the log or the vote: the member stops.
@@ -54,12 +52,36 @@ impl RaftLogReader<TypeConfig> for LogReader {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
-        read_entries(&self.db, range)
+    ) -> Result<Vec<Entry>, io::Error> {
+        read_entries(&self.db, range, usize::MAX)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        get_meta(&self.db, KEY_VOTE)
+    }
+
+    /// What replication sends in one AppendEntries: entries from `start` while they fit a
+    /// peer message (at least one, which the request size limit keeps below it).
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, io::Error> {
+        read_entries(&self.db, start..end, APPEND_BUDGET_BYTES)
     }
 }
 
-fn read_entries(db: &DB, range: impl RangeBounds<u64>) -> Result<Vec<Entry>, StorageError> {
+/// The encoded entries one AppendEntries carries at most (when there is more than one),
+/// leaving room in a peer message for the request's other fields.
+const APPEND_BUDGET_BYTES: usize = MAX_PEER_FRAME_BYTES - 64 * 1024;
+
+/// The entries of `range` in order, stopping before the one that would take their encoded
+/// size over `budget` (the first is always taken).
+fn read_entries(
+    db: &DB,
+    range: impl RangeBounds<u64>,
+    budget: usize,
+) -> Result<Vec<Entry>, io::Error> {
     let start = match range.start_bound() {
         Bound::Included(i) => *i,
         Bound::Excluded(i) => i.saturating_add(1),
@@ -68,6 +90,7 @@ fn read_entries(db: &DB, range: impl RangeBounds<u64>) -> Result<Vec<Entry>, Sto
     let mut it = db.raw_iterator_cf(cf(db, CF_LOG));
     it.seek(index_key(start));
     let mut out = Vec::new();
+    let mut bytes = 0usize;
     while it.valid() {
         let (Some(k), Some(v)) = (it.key(), it.value()) else {
             break;
@@ -79,6 +102,10 @@ fn read_entries(db: &DB, range: impl RangeBounds<u64>) -> Result<Vec<Entry>, Sto
         if !range.contains(&index) {
             break;
         }
+        bytes = bytes.saturating_add(v.len());
+        if !out.is_empty() && bytes > budget {
+            break;
+        }
         out.push(decode::<Entry>(v).map_err(read_err)?);
         it.next();
     }
@@ -87,7 +114,7 @@ fn read_entries(db: &DB, range: impl RangeBounds<u64>) -> Result<Vec<Entry>, Sto
 }
 
 /// Requests for the sync thread.
-type FlushRequest = LogFlushed<TypeConfig>;
+type FlushRequest = IOFlushed<TypeConfig>;
 
 pub struct LogStore {
     db: Arc<DB>,
@@ -122,18 +149,12 @@ impl LogStore {
         }
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &[u8],
-    ) -> Result<Option<T>, StorageError> {
-        match self
-            .db
-            .get_cf(cf(&self.db, CF_RAFT), key)
-            .map_err(read_err)?
-        {
-            Some(v) => Ok(Some(decode(&v).map_err(read_err)?)),
-            None => Ok(None),
-        }
+}
+
+fn get_meta<T: serde::de::DeserializeOwned>(db: &DB, key: &[u8]) -> Result<Option<T>, io::Error> {
+    match db.get_cf(cf(db, CF_RAFT), key).map_err(read_err)? {
+        Some(v) => Ok(Some(decode(&v).map_err(read_err)?)),
+        None => Ok(None),
     }
 }
 
@@ -157,25 +178,16 @@ fn group_commit(db: Arc<DB>, rx: mpsc::Receiver<FlushRequest>) {
             write_failed("syncing the write-ahead log", e);
         }
         for cb in batch {
-            cb.log_io_completed(Ok(()));
+            cb.io_completed(Ok(()));
         }
-    }
-}
-
-impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
-        read_entries(&self.db, range)
     }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogReader;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged_log_id: Option<LogId> = self.get_meta(KEY_PURGED)?;
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let last_purged_log_id: Option<LogId> = get_meta(&self.db, KEY_PURGED)?;
         let mut it = self.db.raw_iterator_cf(cf(&self.db, CF_LOG));
         it.seek_to_last();
         let last_log_id = match it.value() {
@@ -195,7 +207,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
     }
 
-    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         let mut batch = WriteBatch::default();
@@ -206,11 +218,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
-        self.get_meta(KEY_VOTE)
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         // Not synced: losing it only means re-learning the commit index from the leader.
         if let Err(e) = self
             .db
@@ -221,15 +229,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(get_meta::<Option<LogId>>(&self.db, KEY_COMMITTED)?.flatten())
     }
 
     async fn append<I>(
         &mut self,
         entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -251,13 +259,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+    /// Deletes the entries after `last` (all of them if `None`).
+    async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {
+        let from = last.map_or(0, |l| l.index.saturating_add(1));
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(
-            cf(&self.db, CF_LOG),
-            index_key(log_id.index),
-            index_key(u64::MAX),
-        );
+        batch.delete_range_cf(cf(&self.db, CF_LOG), index_key(from), index_key(u64::MAX));
         batch.delete_cf(cf(&self.db, CF_LOG), index_key(u64::MAX));
         if let Err(e) = self.db.write(batch) {
             write_failed("truncating", e);
@@ -265,7 +271,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 
-    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         // The state the purged entries produced must be on disk before they go.
         if let Err(e) = self.db.flush_wal(true) {
             write_failed("syncing the write-ahead log before a purge", e);
@@ -275,7 +281,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         batch.delete_range_cf(
             cf(&self.db, CF_LOG),
             index_key(0),
-            index_key(log_id.index + 1),
+            index_key(log_id.index.saturating_add(1)),
         );
         if let Err(e) = self.db.write(batch) {
             write_failed("purging", e);
@@ -312,7 +318,7 @@ mod tests {
     async fn a_truncation_that_cannot_be_written_stops_the_member() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = failing_store(dir.path());
-        let log_id = openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 5);
-        let _ = store.truncate(log_id).await;
+        let log_id = LogId::new(crate::raft::types::leader(1, 1), 5);
+        let _ = store.truncate_after(Some(log_id)).await;
     }
 }

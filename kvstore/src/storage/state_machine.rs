@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, RwLock};
 
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{ErrorSubject, ErrorVerb, StorageIOError};
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -28,12 +28,10 @@ use crate::auth::{AuthState, Need};
 use crate::error::{KvError, StorageFault};
 use crate::lessor::Lessor;
 use crate::mvcc::{Revisions, INITIAL_REVISION};
-use crate::raft::types::{
-    Applied, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
-};
+use crate::raft::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::watch::hub::{HubMsg, WatchHub};
 
-pub use self::snapshots::SnapshotBuilder;
+pub use self::snapshots::{incoming_path, SnapshotBuilder};
 
 pub(crate) const KEY_APPLIED: &[u8] = b"applied";
 pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
@@ -106,13 +104,9 @@ impl Drop for Store {
     }
 }
 
-fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
-    StorageIOError::new(
-        ErrorSubject::StateMachine,
-        verb,
-        openraft::AnyError::error(e.to_string()),
-    )
-    .into()
+/// A failure of the state machine's storage, for openraft: `what` it was doing and why.
+fn sm_err(what: &str, e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("state machine: {what}: {e}"))
 }
 
 impl Store {
@@ -310,20 +304,23 @@ impl StateMachine {
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = tokio::fs::File;
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership), std::io::Error> {
         let st = self.store.state();
         Ok((st.applied, st.membership))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError>
+    async fn apply<S>(&mut self, mut entries: S) -> Result<(), std::io::Error>
     where
-        I: IntoIterator<Item = Entry> + openraft::OptionalSend,
-        I::IntoIter: openraft::OptionalSend,
+        S: Stream<Item = Result<EntryResponder<TypeConfig>, std::io::Error>>
+            + Unpin
+            + openraft::OptionalSend,
     {
-        let mut out = Vec::new();
-        for entry in entries {
+        while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id;
             // A storage fault leaves the entry unapplied; going on would make this replica
             // diverge from the others, so the member stops.
@@ -336,28 +333,26 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             for ev in events {
                 self.store.hub.publish(HubMsg::Events(Arc::new(ev)));
             }
-            out.push(applied);
+            if let Some(r) = responder {
+                r.send(applied);
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshot_builder()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
-        self.begin_receiving().await
-    }
-
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<tokio::fs::File>,
-    ) -> Result<(), StorageError> {
+        snapshot: tokio::fs::File,
+    ) -> Result<(), std::io::Error> {
         self.install(meta, snapshot).await
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, std::io::Error> {
         self.current_snapshot().await
     }
 }

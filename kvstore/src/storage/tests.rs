@@ -161,11 +161,17 @@ fn rocksdb_store_matches_the_in_memory_model() {
     assert!(history.windows(2).all(|w| w[0].revision <= w[1].revision));
 }
 
-fn log_id(index: u64) -> openraft::LogId<u64> {
-    openraft::LogId {
-        leader_id: openraft::CommittedLeaderId::new(1, 1),
-        index,
-    }
+fn log_id(index: u64) -> crate::raft::types::LogId {
+    crate::raft::types::LogId::new(crate::raft::types::leader(1, 1), index)
+}
+
+/// `entries` as openraft hands them to the state machine, with no one waiting on them.
+fn stream(
+    entries: Vec<crate::raft::types::Entry>,
+) -> impl futures::Stream<
+    Item = Result<openraft::storage::EntryResponder<crate::raft::types::TypeConfig>, std::io::Error>,
+> + Unpin {
+    futures::stream::iter(entries.into_iter().map(|e| Ok((e, None))))
 }
 
 fn put(k: &str) -> crate::raft::types::Command {
@@ -180,7 +186,9 @@ fn put(k: &str) -> crate::raft::types::Command {
 #[tokio::test]
 async fn applied_state_and_revisions_survive_reopening() {
     use openraft::storage::RaftStateMachine;
-    use openraft::{Entry, EntryPayload};
+    use openraft::EntryPayload;
+
+    use crate::raft::types::Entry;
 
     use super::state_machine::{StateMachine, Store};
 
@@ -204,7 +212,7 @@ async fn applied_state_and_revisions_survive_reopening() {
                 payload: EntryPayload::Normal(put("b")),
             },
         ];
-        sm.apply(entries).await.unwrap();
+        sm.apply(stream(entries)).await.unwrap();
         let st = store.state();
         (st.applied, st.revs)
     };
@@ -219,7 +227,9 @@ async fn applied_state_and_revisions_survive_reopening() {
 #[tokio::test]
 async fn a_batch_entry_interrupted_by_a_crash_is_resumed_not_repeated() {
     use openraft::storage::RaftStateMachine;
-    use openraft::{Entry, EntryPayload};
+    use openraft::EntryPayload;
+
+    use crate::raft::types::Entry;
     use rocksdb::WriteBatch;
 
     use super::db::{cf, encode, CF_META};
@@ -232,17 +242,17 @@ async fn a_batch_entry_interrupted_by_a_crash_is_resumed_not_repeated() {
         let db = data.open_db().unwrap();
         let store = Store::open(db.clone(), 16).unwrap();
         let mut sm = StateMachine::new(store.clone(), data.snap_dir());
-        sm.apply(vec![Entry {
+        sm.apply(stream(vec![Entry {
             log_id: log_id(1),
             payload: EntryPayload::Blank,
-        }])
+        }]))
         .await
         .unwrap();
         // The crash: commands 0 and 1 of entry 2 were applied, command 2 was not.
-        sm.apply(vec![Entry {
+        sm.apply(stream(vec![Entry {
             log_id: log_id(2),
             payload: EntryPayload::Normal(Command::Batch(vec![put("a"), put("b")])),
-        }])
+        }]))
         .await
         .unwrap();
         let mut b = WriteBatch::default();
@@ -255,10 +265,10 @@ async fn a_batch_entry_interrupted_by_a_crash_is_resumed_not_repeated() {
     assert_eq!(store.state().applied, Some(log_id(1)));
     let mut sm = StateMachine::new(store.clone(), data.snap_dir());
     let full = Command::Batch(vec![put("a"), put("b"), put("c")]);
-    sm.apply(vec![Entry {
+    sm.apply(stream(vec![Entry {
         log_id: log_id(2),
         payload: EntryPayload::Normal(full),
-    }])
+    }]))
     .await
     .unwrap();
     let st = store.state();

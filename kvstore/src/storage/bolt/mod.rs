@@ -42,8 +42,11 @@ pub(crate) const MAX_ELEMENTS: usize = 0xFFFE;
 pub enum BoltError {
     #[error("bolt i/o: {0}")]
     Io(#[from] std::io::Error),
-    #[error("not a bolt database: {0}")]
+    #[error("not a valid bolt database: {0}")]
     Invalid(String),
+    /// What a reader's callback failed to do with the data read (not the file's fault).
+    #[error("storing the data read: {0}")]
+    Store(String),
     #[error("bolt key of {0} bytes: keys are 1 to 32768 bytes")]
     KeySize(usize),
     #[error("the data changed between the two passes over it: {0}")]

@@ -165,7 +165,7 @@ pub fn load(db: &DB, path: &Path, skip_hash_check: bool) -> Result<Loaded, Snaps
         }
         if batch.size_in_bytes() > 4 << 20 {
             db.write(std::mem::take(&mut batch))
-                .map_err(|e| BoltError::Invalid(e.to_string()))?;
+                .map_err(|e| BoltError::Store(e.to_string()))?;
         }
         Ok(())
     })?;
@@ -201,6 +201,9 @@ fn attach_leases(db: &DB) -> Result<(), SnapshotError> {
                     .is_some()
             {
                 batch.put_cf(cf(db, CF_LEASE_KEYS), lease_key_row(stored.lease, &key), []);
+                if batch.size_in_bytes() > 4 << 20 {
+                    db.write(std::mem::take(&mut batch))?;
+                }
             }
             last = Some(key);
         }

@@ -366,7 +366,7 @@ fn txn_has_put(t: &TxnRequest) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use openraft::{CommittedLeaderId, EntryPayload};
+    use openraft::EntryPayload;
     use proto::etcdserverpb::PutRequest;
 
     use super::super::super::db::{DataDir, CF_KV};
@@ -374,7 +374,7 @@ mod tests {
     use crate::mvcc::keys::version_key;
 
     fn log_id(index: u64) -> LogId {
-        LogId::new(CommittedLeaderId::new(1, 1), index)
+        LogId::new(crate::raft::types::leader(1, 1), index)
     }
 
     fn entry(index: u64, cmd: Command) -> Entry {
@@ -468,7 +468,8 @@ mod tests {
             .put_cf(cf(&store.db, CF_KV), version_key(b"a", 2), [0xFF])
             .unwrap();
         let mut sm = super::super::StateMachine::new(store, dir.path().join("snap"));
-        let _ = sm.apply(vec![entry(2, put("a"))]).await;
+        let entries = futures::stream::iter([Ok((entry(2, put("a")), None))]);
+        let _ = sm.apply(entries).await;
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use openraft::{CommittedLeaderId, EntryPayload};
+use openraft::EntryPayload;
 use proto::etcdserverpb::PutRequest;
 
 use super::super::db::DataDir;
@@ -20,7 +20,7 @@ use crate::raft::types::{Command, Entry, LogId, Output, Pb};
 
 fn entry(index: u64, cmd: Command) -> Entry {
     Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        log_id: LogId::new(crate::raft::types::leader(1, 1), index),
         payload: EntryPayload::Normal(cmd),
     }
 }

@@ -10,8 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use openraft::storage::{RaftSnapshotBuilder, Snapshot};
-use openraft::ErrorVerb;
+use openraft::storage::RaftSnapshotBuilder;
 use rocksdb::{WriteBatch, WriteOptions};
 use tracing::info;
 
@@ -21,7 +20,9 @@ use super::{
     sm_err, StateMachine, Store, KEY_APPLIED, KEY_COMPACTED_PHYSICALLY, KEY_INSTALLING,
     KEY_MEMBERSHIP,
 };
-use crate::raft::types::{LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::raft::types::{
+    LogId, Snapshot, SnapshotMeta, SnapshotRecord, StoredMembership, TypeConfig,
+};
 use crate::watch::hub::HubMsg;
 
 pub struct SnapshotBuilder {
@@ -35,55 +36,51 @@ fn data_path(dir: &std::path::Path, id: &str) -> PathBuf {
 fn meta_path(dir: &std::path::Path) -> PathBuf {
     dir.join("snapshot.meta")
 }
-fn incoming_path(dir: &std::path::Path) -> PathBuf {
+/// Where a snapshot being received from the leader is written (`raft::snapshot_transfer`).
+pub fn incoming_path(dir: &std::path::Path) -> PathBuf {
     dir.join("incoming.tmp")
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+    type SnapshotData = tokio::fs::File;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, std::io::Error> {
         let store = self.store.clone();
         let dir = self.snap_dir.clone();
-        let (meta, file) = tokio::task::spawn_blocking(
-            move || -> Result<(SnapshotMeta, std::fs::File), StorageError> {
+        let (record, file) = tokio::task::spawn_blocking(
+            move || -> Result<(SnapshotRecord, std::fs::File), std::io::Error> {
                 let db = &store.db;
                 let snap = store.consistent_snapshot();
                 let get = |k: &[u8]| {
                     snap.get_cf(cf(db, CF_META), k)
-                        .map_err(|e| sm_err(ErrorVerb::Read, e))
+                        .map_err(|e| sm_err("reading for a snapshot", e))
                 };
                 let applied: Option<LogId> = match get(KEY_APPLIED)? {
-                    Some(v) => decode(&v).map_err(|e| sm_err(ErrorVerb::Read, e))?,
+                    Some(v) => decode(&v).map_err(|e| sm_err("reading for a snapshot", e))?,
                     None => None,
                 };
                 let membership: StoredMembership = match get(KEY_MEMBERSHIP)? {
-                    Some(v) => decode(&v).map_err(|e| sm_err(ErrorVerb::Read, e))?,
+                    Some(v) => decode(&v).map_err(|e| sm_err("reading for a snapshot", e))?,
                     None => StoredMembership::default(),
                 };
                 let tmp = dir.join("building.tmp");
-                let rows =
-                    snapshot::write(db, &snap, &tmp).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-                let id = match applied {
-                    Some(l) => {
-                        format!("{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>())
-                    }
-                    None => format!("0-0-{}", rand::random::<u32>()),
-                };
-                let meta = SnapshotMeta {
+                let rows = snapshot::write(db, &snap, &tmp)
+                    .map_err(|e| sm_err("writing a snapshot", e))?;
+                let record = SnapshotRecord::new(SnapshotMeta {
                     last_log_id: applied,
                     last_membership: membership,
-                    snapshot_id: id,
-                };
-                let current = publish_snapshot(&store, &dir, &tmp, &meta)
-                    .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-                info!(snapshot = %meta.snapshot_id, rows, "snapshot built");
+                });
+                let current = publish_snapshot(&store, &dir, &tmp, &record)
+                    .map_err(|e| sm_err("publishing a snapshot", e))?;
+                info!(snapshot = %record.snapshot_id, rows, "snapshot built");
                 Ok(current)
             },
         )
         .await
-        .map_err(|e| sm_err(ErrorVerb::Write, e))??;
+        .map_err(|e| sm_err("building a snapshot", e))??;
         Ok(Snapshot {
-            meta,
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
+            meta: record.meta(),
+            snapshot: tokio::fs::File::from_std(file),
         })
     }
 }
@@ -95,8 +92,8 @@ fn publish_snapshot(
     store: &Store,
     dir: &std::path::Path,
     data: &std::path::Path,
-    meta: &SnapshotMeta,
-) -> std::io::Result<(SnapshotMeta, std::fs::File)> {
+    meta: &SnapshotRecord,
+) -> std::io::Result<(SnapshotRecord, std::fs::File)> {
     let _serial = store.snap_lock.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((current, file)) = open_current(dir)? {
         if current.last_log_id > meta.last_log_id {
@@ -122,8 +119,10 @@ fn publish_snapshot(
 }
 
 /// The current snapshot's metadata and data, opened; call with `snap_lock` held.
-fn open_current(dir: &std::path::Path) -> std::io::Result<Option<(SnapshotMeta, std::fs::File)>> {
-    let meta: SnapshotMeta = match std::fs::read(meta_path(dir)) {
+fn open_current(
+    dir: &std::path::Path,
+) -> std::io::Result<Option<(SnapshotRecord, std::fs::File)>> {
+    let meta: SnapshotRecord = match std::fs::read(meta_path(dir)) {
         Ok(b) => decode(&b).map_err(std::io::Error::other)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -140,60 +139,46 @@ impl StateMachine {
         }
     }
 
-    /// The file openraft writes a snapshot's chunks to as they arrive.
-    pub(super) async fn begin_receiving(&self) -> Result<Box<tokio::fs::File>, StorageError> {
-        // Read and write: openraft writes the chunks, `install_snapshot` reads them back.
-        let f = tokio::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(incoming_path(&self.snap_dir))
-            .await
-            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        Ok(Box::new(f))
-    }
-
     /// Replaces the whole state with a received snapshot and makes it the current one.
     pub(super) async fn install(
         &self,
         meta: &SnapshotMeta,
-        snapshot: Box<tokio::fs::File>,
-    ) -> Result<(), StorageError> {
+        snapshot: tokio::fs::File,
+    ) -> Result<(), std::io::Error> {
         // The data is whatever the handle holds (normally `incoming.tmp`, but openraft may
         // hand over any snapshot file): copy it to a file of our own first.
         let mut file = snapshot.into_std().await;
         let store = self.store.clone();
         let dir = self.snap_dir.clone();
-        let meta = meta.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
+        let meta = SnapshotRecord::new(meta.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), std::io::Error> {
             let incoming = dir.join("received.tmp");
             {
                 use std::io::{Seek, SeekFrom};
-                file.seek(SeekFrom::Start(0)).map_err(|e| sm_err(ErrorVerb::Read, e))?;
-                let mut out = std::fs::File::create(&incoming).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-                std::io::copy(&mut file, &mut out).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-                out.sync_all().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                file.seek(SeekFrom::Start(0)).map_err(|e| sm_err("reading a received snapshot", e))?;
+                let mut out = std::fs::File::create(&incoming).map_err(|e| sm_err("copying a received snapshot", e))?;
+                std::io::copy(&mut file, &mut out).map_err(|e| sm_err("copying a received snapshot", e))?;
+                out.sync_all().map_err(|e| sm_err("copying a received snapshot", e))?;
             }
             drop(file);
             let db = &store.db;
-            snapshot::verify(&incoming).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            snapshot::verify(&incoming).map_err(|e| sm_err("checking a received snapshot", e))?;
             let mut sync = WriteOptions::default();
             sync.set_sync(true);
             // No reader sees the database between the first row replaced and the reload.
             let installing = store.install_lock.write().unwrap_or_else(|p| p.into_inner());
             let mut mark = WriteBatch::default();
             mark.put_cf(cf(db, CF_META), KEY_INSTALLING, []);
-            db.write_opt(mark, &sync).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-            let rows = snapshot::load(db, &incoming).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            db.write_opt(mark, &sync).map_err(|e| sm_err("installing a snapshot", e))?;
+            let rows = snapshot::load(db, &incoming).map_err(|e| sm_err("installing a snapshot", e))?;
             let mut done = WriteBatch::default();
             done.put_cf(cf(db, CF_META), KEY_APPLIED, encode(&meta.last_log_id));
             done.put_cf(cf(db, CF_META), KEY_MEMBERSHIP, encode(&meta.last_membership));
             done.delete_cf(cf(db, CF_META), KEY_INSTALLING);
-            db.write_opt(done, &sync).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-            publish_snapshot(&store, &dir, &incoming, &meta).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            db.write_opt(done, &sync).map_err(|e| sm_err("installing a snapshot", e))?;
+            publish_snapshot(&store, &dir, &incoming, &meta).map_err(|e| sm_err("publishing a snapshot", e))?;
             let _ = std::fs::remove_file(incoming_path(&dir));
-            store.reload().map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            store.reload().map_err(|e| sm_err("reloading after a snapshot", e))?;
             drop(installing);
             let st = store.state();
             let physical: i64 = store.meta(KEY_COMPACTED_PHYSICALLY).ok().flatten().unwrap_or(0);
@@ -204,14 +189,12 @@ impl StateMachine {
             Ok(())
         })
         .await
-        .map_err(|e| sm_err(ErrorVerb::Write, e))??;
+        .map_err(|e| sm_err("installing a snapshot", e))??;
         self.store.hub.publish(HubMsg::Reset);
         Ok(())
     }
 
-    pub(super) async fn current_snapshot(
-        &self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+    pub(super) async fn current_snapshot(&self) -> Result<Option<Snapshot>, std::io::Error> {
         let store = self.store.clone();
         let dir = self.snap_dir.clone();
         let current = tokio::task::spawn_blocking(move || {
@@ -219,11 +202,11 @@ impl StateMachine {
             open_current(&dir)
         })
         .await
-        .map_err(|e| sm_err(ErrorVerb::Read, e))?
-        .map_err(|e| sm_err(ErrorVerb::Read, e))?;
-        Ok(current.map(|(meta, file)| Snapshot {
-            meta,
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        .map_err(|e| sm_err("opening the current snapshot", e))?
+        .map_err(|e| sm_err("opening the current snapshot", e))?;
+        Ok(current.map(|(record, file)| Snapshot {
+            meta: record.meta(),
+            snapshot: tokio::fs::File::from_std(file),
         }))
     }
 }
