@@ -325,13 +325,17 @@ async fn t80_a_leader_cut_off_from_its_quorum_steps_down_and_its_clients_get_an_
     // Election timeout 500 ms: openraft's leader lease runs out 500 ms after the last
     // quorum acknowledgement, and the member then reports no leader.
     let mut status = c.client(old).await;
-    let stepped_down = wait_for(Duration::from_secs(10), "the cut-off leader to step down", || {
-        let mut status = status.clone();
-        async move {
-            let st = status.status().await.ok()?;
-            (st.leader() == 0).then(|| cut.elapsed())
-        }
-    })
+    let stepped_down = wait_for(
+        Duration::from_secs(10),
+        "the cut-off leader to step down",
+        || {
+            let mut status = status.clone();
+            async move {
+                let st = status.status().await.ok()?;
+                (st.leader() == 0).then(|| cut.elapsed())
+            }
+        },
+    )
     .await;
     let asked = std::time::Instant::now();
     let put = kv.put("k", "v2", None).await;
@@ -343,7 +347,10 @@ async fn t80_a_leader_cut_off_from_its_quorum_steps_down_and_its_clients_get_an_
     let err = put.expect_err("no quorum, no write").to_string();
     assert!(err.contains("no leader"), "{err}");
     // Without a step-down the put would wait out the request timeout (5 s + 2 x 500 ms).
-    assert!(answered < Duration::from_secs(2), "answered at once: {answered:?}");
+    assert!(
+        answered < Duration::from_secs(2),
+        "answered at once: {answered:?}"
+    );
     let _ = status.status().await;
     assert!(c.log_tail(old, 200).contains("lost its quorum"));
     // Healed, the cluster goes on, with v2 never written.

@@ -344,7 +344,8 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RpcErr> {
-        self.rpc(Method::Vote, encode(&rpc), option.hard_ttl()).await
+        self.rpc(Method::Vote, encode(&rpc), option.hard_ttl())
+            .await
     }
 
     async fn pre_vote(
@@ -422,11 +423,9 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
                     RPCError::Unreachable(u) => StreamingError::Unreachable(u),
                     RPCError::Timeout(t) => StreamingError::Timeout(t),
                     RPCError::Network(n) => StreamingError::Network(n),
-                    RPCError::RemoteError(r) => {
-                        StreamingError::Network(NetworkError::new(&std::io::Error::other(
-                            r.to_string(),
-                        )))
-                    }
+                    RPCError::RemoteError(r) => StreamingError::Network(NetworkError::new(
+                        &std::io::Error::other(r.to_string()),
+                    )),
                 })?;
             match reply {
                 ChunkReply::Taken { vote: theirs } => {

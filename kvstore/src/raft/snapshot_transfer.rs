@@ -69,18 +69,28 @@ impl Receiver {
     }
 
     /// Takes one chunk; after the last, installs the snapshot through `raft`.
-    pub async fn receive(&self, raft: &Raft, chunk: SnapshotChunk) -> Result<ChunkReply, ChunkError> {
+    pub async fn receive(
+        &self,
+        raft: &Raft,
+        chunk: SnapshotChunk,
+    ) -> Result<ChunkReply, ChunkError> {
         // openraft panics on a snapshot beyond the leadership of the vote that sent it: a
         // member of this cluster does not send one, but a peer's message is checked anyway.
         let vote_term = chunk.vote.leader_id.term;
-        if chunk.meta.last_log_id.is_some_and(|l| l.leader_id.term > vote_term) {
+        if chunk
+            .meta
+            .last_log_id
+            .is_some_and(|l| l.leader_id.term > vote_term)
+        {
             return Err(ChunkError::BeyondVote {
                 last: chunk.meta.last_log_id,
                 vote: chunk.vote,
             });
         }
         let mut incoming = self.incoming.lock().await;
-        let same = incoming.as_ref().is_some_and(|i| i.id == chunk.meta.snapshot_id);
+        let same = incoming
+            .as_ref()
+            .is_some_and(|i| i.id == chunk.meta.snapshot_id);
         if !same {
             if chunk.offset != 0 {
                 return Ok(ChunkReply::Restart);

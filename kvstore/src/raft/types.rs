@@ -68,7 +68,10 @@ impl SnapshotRecord {
 
 /// The (committed) leader ID of `term` led by `node`, as log IDs carry it.
 pub fn leader(term: u64, node: NodeId) -> LeaderId {
-    openraft::impls::leader_id_adv::LeaderId { term, node_id: node }
+    openraft::impls::leader_id_adv::LeaderId {
+        term,
+        node_id: node,
+    }
 }
 
 /// A member as Raft knows it: where its peers reach it. Its name and client URLs are

@@ -156,9 +156,7 @@ mod tests {
     use crate::mvcc::txn::put_as_txn;
     use crate::raft::calls::PeerCall;
     use crate::raft::snapshot_transfer::SnapshotChunk;
-    use crate::raft::types::{
-        leader, Command, Entry, LogId, Pb, SnapshotRecord, TypeConfig, Vote,
-    };
+    use crate::raft::types::{leader, Command, Entry, LogId, Pb, SnapshotRecord, TypeConfig, Vote};
 
     fn chunk(data: Vec<u8>) -> SnapshotChunk {
         SnapshotChunk {

@@ -105,7 +105,12 @@ pub async fn transfer(node: &Node, to: NodeId, timeout: Duration) -> Result<(), 
         if !leads(&m, election) {
             return Err(KvError::NotLeader);
         }
-        if !m.membership_config.membership().voter_ids().any(|v| v == to) {
+        if !m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == to)
+        {
             return Err(KvError::BadLeaderTransferee);
         }
         if to == node.id {
@@ -173,6 +178,8 @@ pub async fn hand_over(node: &Node) {
     let timeout = node.config.election.saturating_mul(3);
     match transfer(node, to, timeout).await {
         Ok(()) => info!(to = %format!("{to:x}"), "handed leadership over before stopping"),
-        Err(e) => tracing::warn!(to = %format!("{to:x}"), error = %e, "could not hand leadership over before stopping"),
+        Err(e) => {
+            tracing::warn!(to = %format!("{to:x}"), error = %e, "could not hand leadership over before stopping")
+        }
     }
 }

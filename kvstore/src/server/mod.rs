@@ -36,7 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::{ServerState, SnapshotPolicy};
+use openraft::SnapshotPolicy;
 use proto::etcdserverpb::cluster_server::ClusterServer;
 use proto::etcdserverpb::kv_server::KvServer;
 use proto::etcdserverpb::lease_server::LeaseServer;
@@ -320,13 +320,12 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
     });
     {
         let node = node.clone();
-        let stop = stop.clone();
         tokio::spawn(async move {
             let _ = external.wait_for(|s| *s).await;
             // While every port still serves: a leader hands over first (etcd does on
             // SIGTERM), so its clients and the cluster see no election timeout.
             leadership::hand_over(&node).await;
-            let _ = stop.send(true);
+            let _ = node.stop.send(true);
         });
     }
     for (l, tls) in metrics_listeners {

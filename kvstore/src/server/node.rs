@@ -572,7 +572,10 @@ fn map_change_err(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Ret
 }
 
 /// What a failed write through Raft (`what`) means for the caller.
-pub fn retry_for_write(e: &RaftError<TypeConfig, ClientWriteError<TypeConfig>>, what: &str) -> Retry {
+pub fn retry_for_write(
+    e: &RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+    what: &str,
+) -> Retry {
     match e {
         RaftError::Fatal(f) => {
             // Raft stopped on a storage error: the member stops rather than keep answering

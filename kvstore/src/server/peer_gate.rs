@@ -102,6 +102,12 @@ mod tests {
         async fn install_snapshot(&self, _: Request<Payload>) -> Result<Response<Payload>, Status> {
             empty()
         }
+        async fn pre_vote(&self, _: Request<Payload>) -> Result<Response<Payload>, Status> {
+            empty()
+        }
+        async fn transfer_leader(&self, _: Request<Payload>) -> Result<Response<Payload>, Status> {
+            empty()
+        }
         async fn call(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
             let _: PeerCall = decode_frame(&req.into_inner().data)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;

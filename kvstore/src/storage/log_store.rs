@@ -148,7 +148,6 @@ impl LogStore {
             sync_thread: Some(sync_thread),
         }
     }
-
 }
 
 fn get_meta<T: serde::de::DeserializeOwned>(db: &DB, key: &[u8]) -> Result<Option<T>, io::Error> {

@@ -307,9 +307,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotData = tokio::fs::File;
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId>, StoredMembership), std::io::Error> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), std::io::Error> {
         let st = self.store.state();
         Ok((st.applied, st.membership))
     }

@@ -169,7 +169,10 @@ fn log_id(index: u64) -> crate::raft::types::LogId {
 fn stream(
     entries: Vec<crate::raft::types::Entry>,
 ) -> impl futures::Stream<
-    Item = Result<openraft::storage::EntryResponder<crate::raft::types::TypeConfig>, std::io::Error>,
+    Item = Result<
+        openraft::storage::EntryResponder<crate::raft::types::TypeConfig>,
+        std::io::Error,
+    >,
 > + Unpin {
     futures::stream::iter(entries.into_iter().map(|e| Ok((e, None))))
 }

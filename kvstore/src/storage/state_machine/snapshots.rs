@@ -119,9 +119,7 @@ fn publish_snapshot(
 }
 
 /// The current snapshot's metadata and data, opened; call with `snap_lock` held.
-fn open_current(
-    dir: &std::path::Path,
-) -> std::io::Result<Option<(SnapshotRecord, std::fs::File)>> {
+fn open_current(dir: &std::path::Path) -> std::io::Result<Option<(SnapshotRecord, std::fs::File)>> {
     let meta: SnapshotRecord = match std::fs::read(meta_path(dir)) {
         Ok(b) => decode(&b).map_err(std::io::Error::other)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
