@@ -506,3 +506,16 @@ async fn t100_a_data_directory_written_by_the_previous_release_opens_and_serves_
     c.wait_leader(Duration::from_secs(20)).await;
     assert_eq!(check(&c).await, rev + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t110_a_lone_member_keeps_leading_while_idle() {
+    let c = Cluster::start(1, &[]).await;
+    let mut kv = c.client(0).await;
+    kv.put("a", "1", None).await.unwrap();
+    // Idle for three election timeouts (500 ms): no one acknowledges anything to a sole
+    // voter, and it needs no one; it must not take itself for a leader cut off.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    kv.put("a", "2", None).await.unwrap();
+    let st = kv.status().await.unwrap();
+    assert_eq!(st.leader(), st.header().unwrap().member_id());
+}

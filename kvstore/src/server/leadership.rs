@@ -23,12 +23,20 @@ use super::node::Node;
 use crate::error::KvError;
 use crate::raft::types::{NodeId, TypeConfig};
 
-/// Whether `m`, a leader's metrics, shows no quorum acknowledgement for `election`.
+/// Whether `m`, a leader's metrics, shows no quorum acknowledgement for `election`. A
+/// leader that is the only voter is its own quorum: it hears from no one and loses nothing.
 pub fn quorum_lost(m: &RaftMetrics<TypeConfig>, election: Duration) -> bool {
     m.state == ServerState::Leader
+        && !sole_voter(m)
         && m.last_quorum_acked
             .as_ref()
             .is_some_and(|t| t.elapsed() > election)
+}
+
+/// Whether this member is the only voter of its membership.
+fn sole_voter(m: &RaftMetrics<TypeConfig>) -> bool {
+    let mut voters = m.membership_config.membership().voter_ids();
+    voters.next() == Some(m.id) && voters.next().is_none()
 }
 
 /// Whether `m` shows this member leading with its quorum.
