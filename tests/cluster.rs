@@ -396,7 +396,15 @@ async fn t90_a_rolling_restart_under_load_fails_only_requests_in_flight_on_the_s
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for(
+        Duration::from_secs(10),
+        "the load to be acknowledged",
+        || {
+            let ok = ok.clone();
+            async move { (ok.load(Ordering::Relaxed) > 100).then_some(()) }
+        },
+    )
+    .await;
     let mut terms = Vec::new();
     for i in 0..3 {
         let status = c.terminate(i).expect("exit status");
@@ -405,8 +413,22 @@ async fn t90_a_rolling_restart_under_load_fails_only_requests_in_flight_on_the_s
         c.wait_leader(Duration::from_secs(20)).await;
         let mut m = c.client(i).await;
         terms.push(m.status().await.unwrap().raft_term());
-        // Let the restarted member catch up before the next one goes.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The restarted member catches up before the next one goes: it has applied what
+        // the cluster had committed once it was back.
+        let mut any = c.any_client().await;
+        let target = any.status().await.unwrap().raft_index();
+        wait_for(
+            Duration::from_secs(20),
+            "the restarted member to catch up",
+            || {
+                let mut m = m.clone();
+                async move {
+                    let st = m.status().await.ok()?;
+                    (st.raft_applied_index() >= target).then_some(())
+                }
+            },
+        )
+        .await;
     }
     stop.store(true, Ordering::Relaxed);
     for l in load {

@@ -254,7 +254,7 @@ impl Node {
     /// etcd's "too many requests": refuses a proposal while this member's applied index
     /// lags its committed index by more than `proposer::MAX_APPLY_GAP` entries.
     fn check_apply_gap(&self, cmd: &Command) -> Result<(), KvError> {
-        let last_log = {
+        let committed = {
             let m = self.raft.metrics();
             let m = m.borrow_watched();
             m.local_committed.map_or(0, |l| l.index)
@@ -262,7 +262,7 @@ impl Node {
         let applied = self.store.applied_index();
         if super::proposer::exceeds_request_limit(
             applied,
-            last_log,
+            committed,
             super::proposer::is_priority(cmd),
         ) {
             // Once a second at most: under overload this refuses thousands a second.
@@ -272,7 +272,7 @@ impl Node {
                 *last = Some(Instant::now());
                 warn!(
                     applied,
-                    last_log,
+                    committed,
                     command = %cmd,
                     "refusing proposals (too many requests): applying is too far behind the log"
                 );
