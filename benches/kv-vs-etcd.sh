@@ -12,6 +12,7 @@
 #                                        # --load=xl --auto-compact --auto-defrag` (60 s of
 #                                        # 1,000 clients), only when named; its verdicts and
 #                                        # figures are printed at the end
+#   KV_VS_ETCD_NO_BUILD=1 bench/...      # use the release binary already built
 #   KV_VS_ETCD_TLS=both bench/...        # also (or with `on`, only) with mTLS on both ports:
 #                                        # etcd's --cert-file/--client-cert-auth/--peer-* flags,
 #                                        # certificates made with openssl, ECDSA P-256
@@ -43,7 +44,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq > /dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" > /dev/null
 fi
-cargo build --release --workspace --bin flotilla >&2
+# KV_VS_ETCD_NO_BUILD=1 uses the binary as it is (e.g. built by `cargo build --release
+# --workspace --all-targets`, whose feature set differs from `--bin flotilla` alone, so
+# building here would compile much of the workspace again).
+[ -n "${KV_VS_ETCD_NO_BUILD:-}" ] || cargo build --release --workspace --bin flotilla >&2
 BIN="${CARGO_TARGET_DIR:-target}/release/flotilla"
 ETCD_VERSION="$(etcd --version | sed -n 1p)"
 

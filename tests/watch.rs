@@ -148,6 +148,30 @@ async fn t20_txn_events_arrive_together_with_prev_kv_and_filters() {
         .events()
         .iter()
         .all(|e| e.event_type() == EventType::Put));
+
+    // A DeleteRange that did not ask for prev_kv still gives a prev_kv watcher each deleted
+    // value (the member reads them back for it, as etcd does), after a single delete and a
+    // put that may arrive in the same response.
+    kv.delete("a/", Some(etcd_client::DeleteOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        for e in next(&mut s).await.events() {
+            let kv = e.kv().unwrap();
+            let prev = e.prev_kv().map(|p| p.value().to_vec());
+            seen.push((e.event_type(), kv.key().to_vec(), prev));
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (EventType::Delete, b"a/1".to_vec(), Some(b"new".to_vec())),
+            (EventType::Put, b"a/9".to_vec(), None),
+            (EventType::Delete, b"a/2".to_vec(), Some(b"x".to_vec())),
+            (EventType::Delete, b"a/9".to_vec(), Some(b"9".to_vec())),
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@
 //! - `storage`: RocksDB: data directory, Raft log (group commit), state machine, snapshots.
 //! - `raft`: openraft types, the tonic network, the peer wire format and its bounds,
 //!   internal peer calls.
+//! - `bytes_field`: `Vec<u8>` fields that serde handles as bytes, not byte by byte.
 //! - `watch::hub`: shared fan-out of applied events to watch streams.
 //! - `lessor`: lease deadlines, enforced by the leader.
 //! - `server`: the running member and its gRPC services.
@@ -20,6 +21,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod bytes_field;
 pub mod config;
 pub mod error;
 pub mod fatal;

@@ -71,6 +71,22 @@ pub trait MvccRead {
         visit: &mut dyn FnMut(KeyValue) -> bool,
     ) -> Result<(), KvError>;
 
+    /// As `scan`, but the visited versions may come without their values (empty): for
+    /// callers that need only keys and metadata, such as DeleteRange, which then never
+    /// reads or copies the values it deletes.
+    fn scan_keys(
+        &self,
+        start: &[u8],
+        end: &RangeEnd,
+        rev: i64,
+        visit: &mut dyn FnMut(KeyValue) -> bool,
+    ) -> Result<(), KvError> {
+        self.scan(start, end, rev, &mut |mut kv| {
+            kv.value = Vec::new();
+            visit(kv)
+        })
+    }
+
     /// Whether a lease with this ID is currently granted.
     fn lease_exists(&self, id: i64) -> Result<bool, KvError>;
 }
@@ -86,7 +102,11 @@ pub enum ChangeKind {
 pub struct Change {
     pub kind: ChangeKind,
     pub kv: KeyValue,
+    /// The version this change replaced, if it was live. A DeleteRange that was not asked
+    /// for its previous values leaves their values out (`prev_value_omitted`): a watcher
+    /// that wants them reads them back, as etcd's watch server does.
     pub prev: Option<KeyValue>,
+    pub prev_value_omitted: bool,
 }
 
 impl Change {

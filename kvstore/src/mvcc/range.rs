@@ -60,9 +60,10 @@ pub fn execute<R: MvccRead + ?Sized>(
                 kvs.push(kv);
             }
         };
+        let values = !req.keys_only;
         match overlay {
-            None => visit_range(store, &req.key, &end, rev, &mut take)?,
-            Some(ov) => visit_merged(store, ov, &req.key, &end, rev, &mut take)?,
+            None => visit_range(store, &req.key, &end, rev, values, &mut take)?,
+            Some(ov) => visit_merged(store, ov, &req.key, &end, rev, values, &mut take)?,
         }
     }
 
@@ -100,13 +101,19 @@ pub fn execute<R: MvccRead + ?Sized>(
     })
 }
 
+/// Visits the range in the store; without `values`, versions may come without their values.
 fn visit_range<R: MvccRead + ?Sized>(
     store: &R,
     key: &[u8],
     end: &RangeEnd,
     rev: i64,
+    values: bool,
     take: &mut dyn FnMut(KeyValue),
 ) -> Result<(), KvError> {
+    let mut visit = |kv| {
+        take(kv);
+        true
+    };
     match end {
         RangeEnd::Single => {
             if let Some(kv) = store.get(key, rev)? {
@@ -114,10 +121,8 @@ fn visit_range<R: MvccRead + ?Sized>(
             }
             Ok(())
         }
-        _ => store.scan(key, end, rev, &mut |kv| {
-            take(kv);
-            true
-        }),
+        _ if values => store.scan(key, end, rev, &mut visit),
+        _ => store.scan_keys(key, end, rev, &mut visit),
     }
 }
 
@@ -128,6 +133,7 @@ fn visit_merged<R: MvccRead + ?Sized>(
     key: &[u8],
     end: &RangeEnd,
     rev: i64,
+    values: bool,
     take: &mut dyn FnMut(KeyValue),
 ) -> Result<(), KvError> {
     let pending: Vec<(&Vec<u8>, &Option<KeyValue>)> = overlay
@@ -135,7 +141,7 @@ fn visit_merged<R: MvccRead + ?Sized>(
         .filter(|(k, _)| end.contains(key, k))
         .collect();
     let mut next = 0;
-    visit_range(store, key, end, rev, &mut |kv| {
+    visit_range(store, key, end, rev, values, &mut |kv| {
         while next < pending.len() && pending[next].0.as_slice() < kv.key.as_slice() {
             if let Some(p) = pending[next].1 {
                 take(p.clone());

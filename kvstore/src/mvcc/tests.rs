@@ -453,6 +453,27 @@ fn delete_range_reports_prev_kvs_and_count() {
     assert_eq!(d.deleted, 2);
     assert_eq!(keys(&d.prev_kvs), ["d/1", "d/2"]);
     assert_eq!(out.changes.len(), 2);
+    assert!(out
+        .changes
+        .iter()
+        .all(|c| !c.prev_value_omitted && c.prev.as_ref().unwrap().value == b"v"));
+    // Without prev_kv the values are left out of the changes, the rest of each victim not.
+    let lean = txn::execute(
+        &s,
+        s.revs,
+        &delete_as_txn(DeleteRangeRequest {
+            key: "d/".into(),
+            range_end: "d0".into(),
+            prev_kv: false,
+        }),
+    )
+    .unwrap();
+    assert_eq!(lean.changes.len(), 2);
+    for c in &lean.changes {
+        let p = c.prev.as_ref().unwrap();
+        assert!(c.prev_value_omitted && p.value.is_empty());
+        assert!(p.mod_revision > 1 && p.version == 1);
+    }
     s.commit(&out);
     let none = txn::execute(
         &s,

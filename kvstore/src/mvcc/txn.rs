@@ -182,6 +182,7 @@ impl<R: MvccRead + ?Sized> Exec<'_, R> {
             kind: ChangeKind::Put,
             kv,
             prev,
+            prev_value_omitted: false,
         });
         Ok(PutResponse {
             header: None,
@@ -192,16 +193,27 @@ impl<R: MvccRead + ?Sized> Exec<'_, R> {
     fn delete(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse, KvError> {
         let end = RangeEnd::from_request(&req.range_end);
         let mut victims = Vec::new();
+        // Without prev_kv the values are neither read nor copied (etcd's DeleteRange never
+        // reads them either); the victims' other fields (the lease) are still needed.
         let range_req = proto::etcdserverpb::RangeRequest {
             key: req.key.clone(),
             range_end: req.range_end.clone(),
+            keys_only: !req.prev_kv,
             ..Default::default()
         };
         if !matches!(&end, RangeEnd::Until(e) if e.as_slice() <= req.key.as_slice()) {
             victims = range::execute(self.store, self.revs, &range_req, Some(&self.overlay))?.kvs;
         }
         let deleted = victims.len() as i64;
-        for prev in &victims {
+        // The victims' values are copied only when the client asked for them back.
+        let prev_kvs = if req.prev_kv {
+            victims.clone()
+        } else {
+            Vec::new()
+        };
+        let prev_value_omitted = !req.prev_kv;
+        self.changes.reserve(victims.len());
+        for prev in victims {
             let kv = KeyValue {
                 key: prev.key.clone(),
                 mod_revision: self.next_rev,
@@ -211,10 +223,10 @@ impl<R: MvccRead + ?Sized> Exec<'_, R> {
             self.changes.push(Change {
                 kind: ChangeKind::Delete,
                 kv,
-                prev: Some(prev.clone()),
+                prev: Some(prev),
+                prev_value_omitted,
             });
         }
-        let prev_kvs = if req.prev_kv { victims } else { Vec::new() };
         Ok(DeleteRangeResponse {
             header: None,
             deleted,

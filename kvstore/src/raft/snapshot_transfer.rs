@@ -23,6 +23,7 @@ pub struct SnapshotChunk {
     pub vote: Vote,
     pub meta: SnapshotRecord,
     pub offset: u64,
+    #[serde(with = "crate::bytes_field")]
     pub data: Vec<u8>,
     pub done: bool,
 }

@@ -99,35 +99,11 @@ impl<T: prost::Message> Serialize for Pb<T> {
 
 impl<'de, T: prost::Message + Default> Deserialize<'de> for Pb<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let bytes: Vec<u8> = serde_bytes_vec(d)?;
+        let bytes: Vec<u8> = crate::bytes_field::deserialize(d)?;
         T::decode(bytes.as_slice())
             .map(Pb)
             .map_err(serde::de::Error::custom)
     }
-}
-
-fn serde_bytes_vec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-    struct V;
-    impl<'de> serde::de::Visitor<'de> for V {
-        type Value = Vec<u8>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("bytes")
-        }
-        fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-            Ok(v.to_vec())
-        }
-        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-            Ok(v)
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Vec<u8>, A::Error> {
-            let mut out = Vec::new();
-            while let Some(b) = a.next_element()? {
-                out.push(b);
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_bytes(V)
 }
 
 /// One replicated state-machine command. Put and DeleteRange travel as single-op Txns.

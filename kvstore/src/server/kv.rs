@@ -38,7 +38,8 @@ impl KvService {
     /// NOSPACE alarm and is refused.
     async fn check_quota(&self, len: usize) -> Result<(), KvError> {
         let node = &self.node;
-        if node.store.db_size() + len as u64 <= node.config.quota_backend_bytes {
+        if node.store.db_size_recent().saturating_add(len as u64) <= node.config.quota_backend_bytes
+        {
             return Ok(());
         }
         if !node.store.has_alarm(ALARM_NOSPACE) {
@@ -201,6 +202,17 @@ impl Kv for KvService {
             })
             .await?;
         applied.output?;
+        // etcd's `physical`: answer once the compacted versions are gone from this member's
+        // database, not only from what reads can see.
+        if req.physical
+            && !self
+                .node
+                .store
+                .wait_compacted_physically(req.revision, self.node.config.request_timeout())
+                .await
+        {
+            return Err(KvError::Timeout.into());
+        }
         Ok(Response::new(CompactionResponse {
             header: Some(self.node.header(applied.revision)),
         }))

@@ -22,6 +22,7 @@ pub mod leadership;
 pub mod lease;
 mod listener;
 pub mod maintenance;
+mod membership;
 mod metrics_port;
 pub mod node;
 pub mod peer;

@@ -7,6 +7,9 @@
 //! unbatched. (openraft 0.10 no longer waits for the leader's fsync before replicating, and
 //! the log's sync thread groups the fsyncs of concurrent appends.)
 //!
+//! Proposals wait for room in a byte budget (`MAX_PENDING_BYTES`) before they queue, so
+//! however many clients write at once, what they pin in the write path is bounded.
+//!
 //! Here too is etcd's back-pressure rule that every proposal passes first
 //! (`exceeds_request_limit`): a member whose applying lags its log by more than
 //! `MAX_APPLY_GAP` entries refuses new proposals with "etcdserver: too many requests".
@@ -65,26 +68,50 @@ struct Pending {
     reply: oneshot::Sender<Result<Applied, Retry>>,
 }
 
+/// Bytes of proposals a member holds between their arrival and their reply (queued, in a
+/// batch, in the log, being applied); a proposal beyond it waits for room. This bounds the
+/// memory client load can pin in the write path, whatever the number of clients, and makes
+/// them wait at the door rather than inside Raft.
+const MAX_PENDING_BYTES: usize = 64 << 20;
+/// The semaphore counts in units of this many bytes (its permits are `u32`).
+const BUDGET_UNIT: usize = 1024;
+
+/// Units of the pending budget a proposal of `size` bytes takes: at least one, at most all.
+fn budget_units(size: usize) -> u32 {
+    let units = (size / BUDGET_UNIT).saturating_add(1);
+    units.min(MAX_PENDING_BYTES / BUDGET_UNIT) as u32
+}
+
 #[derive(Clone)]
 pub struct Proposer {
     tx: mpsc::UnboundedSender<Pending>,
+    budget: Arc<Semaphore>,
 }
 
 impl Proposer {
     pub fn start(raft: Raft) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(raft, rx));
-        Proposer { tx }
+        Proposer {
+            tx,
+            budget: Arc::new(Semaphore::new(MAX_PENDING_BYTES / BUDGET_UNIT)),
+        }
     }
 
     /// Proposes `cmd` on this member's Raft (which must be the leader for it to succeed).
     pub async fn propose(&self, cmd: Command, size: usize) -> Result<Applied, Retry> {
+        let pending = PendingGauge::enter();
+        let room = self
+            .budget
+            .acquire_many(budget_units(size))
+            .await
+            .map_err(|_| Retry::Fail(KvError::Stopped))?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Pending { cmd, size, reply })
             .map_err(|_| Retry::Fail(KvError::Stopped))?;
-        let pending = PendingGauge::enter();
         let r = rx.await.unwrap_or(Err(Retry::Fail(KvError::Stopped)));
+        drop(room);
         drop(pending);
         if r.is_err() {
             crate::metrics::global()
@@ -204,6 +231,19 @@ mod tests {
         ));
         // Applied ahead of the estimate of committed (metrics read at different moments).
         assert!(!exceeds_request_limit(u64::MAX, 0, false));
+    }
+
+    #[test]
+    fn every_proposal_fits_the_pending_budget() {
+        assert_eq!(budget_units(0), 1);
+        assert_eq!(budget_units(BUDGET_UNIT - 1), 1);
+        assert_eq!(budget_units(BUDGET_UNIT), 2);
+        let all = (MAX_PENDING_BYTES / BUDGET_UNIT) as u32;
+        assert_eq!(budget_units(MAX_PENDING_BYTES * 2), all);
+        assert_eq!(budget_units(usize::MAX), all);
+        // The largest request a client may send takes about half of the budget, so two
+        // can be in flight at once.
+        assert!(budget_units(MAX_REQUEST_BYTES_CAP) <= all / 2 + 1);
     }
 
     #[test]

@@ -29,6 +29,7 @@ use proto::etcdserverpb::watch_request::RequestUnion;
 use proto::etcdserverpb::watch_server::Watch;
 use proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
 use proto::mvccpb::{event::EventType, Event};
+use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
@@ -39,9 +40,10 @@ use super::identity::ClientIdentity;
 use super::node::Node;
 use crate::auth::Need;
 use crate::error::KvError;
-use crate::mvcc::{ChangeKind, RangeEnd};
+use crate::mvcc::{ChangeKind, MvccRead, RangeEnd};
 use crate::storage::mvcc_store::HistoryEvent;
-use crate::watch::hub::HubMsg;
+use crate::storage::state_machine::Store;
+use crate::watch::hub::{HubMsg, RevisionEvents};
 
 /// Events read from history per step, so one catching-up watcher cannot starve the others.
 const HISTORY_BATCH: usize = 1000;
@@ -111,15 +113,27 @@ impl Watcher {
         }
     }
 
-    fn event(&self, e: &HistoryEvent) -> Event {
+    /// The event as this watcher is sent it. `store` reads back a previous value that the
+    /// write left out (a DeleteRange without prev_kv), only for a watcher that asked for it.
+    fn event(&self, e: &HistoryEvent, store: Option<&Store>) -> Event {
         let kind = match e.kind {
             ChangeKind::Put => EventType::Put,
             ChangeKind::Delete => EventType::Delete,
         };
+        let prev_kv = match (&e.prev, store) {
+            (_, _) if !self.prev_kv => None,
+            (Some(p), Some(store)) if e.prev_value_omitted => {
+                // As etcd's watch server: the version before the event's revision; if
+                // compaction removed it meanwhile, the event goes without one.
+                let (view, _) = store.read_view();
+                view.get(&p.key, e.revision - 1).ok().flatten()
+            }
+            (p, _) => p.clone(),
+        };
         Event {
             r#type: kind as i32,
             kv: Some(e.kv.clone()),
-            prev_kv: if self.prev_kv { e.prev.clone() } else { None },
+            prev_kv,
         }
     }
 }
@@ -298,54 +312,81 @@ impl StreamTask {
         .await
     }
 
+    /// Delivers what the hub published: this message and every one already queued behind it
+    /// (up to `MAX_EVENTS_PER_RESPONSE` events), so a burst of revisions goes to each
+    /// watcher as one response, and the stream's responses to the socket as one write.
     async fn on_hub(
         &mut self,
         msg: Result<HubMsg, broadcast::error::RecvError>,
     ) -> Result<(), Closed> {
-        match msg {
-            Ok(HubMsg::Events(ev)) => {
-                let mut outgoing = Vec::new();
-                for (id, w) in self.watchers.iter_mut() {
-                    if !w.synced || ev.revision < w.next_rev {
-                        continue;
-                    }
-                    let events: Vec<Event> = ev
-                        .events
-                        .iter()
-                        .filter(|e| w.wants(e))
-                        .map(|e| w.event(e))
-                        .collect();
-                    w.next_rev = ev.revision + 1;
-                    if !events.is_empty() {
-                        outgoing.push((*id, events));
-                    }
+        let mut outgoing: BTreeMap<i64, (i64, Vec<Event>)> = BTreeMap::new();
+        let mut gathered = 0usize;
+        let mut msg = msg.map_err(|e| match e {
+            broadcast::error::RecvError::Lagged(n) => TryRecvError::Lagged(n),
+            broadcast::error::RecvError::Closed => TryRecvError::Closed,
+        });
+        let fell_behind = loop {
+            match msg {
+                Ok(HubMsg::Events(ev)) => {
+                    gathered = gathered.saturating_add(self.gather(&ev, &mut outgoing));
                 }
-                self.stream_rev = self.stream_rev.max(ev.revision);
-                for (id, events) in outgoing {
-                    self.send(WatchResponse {
-                        header: self.header(ev.revision),
-                        watch_id: id,
-                        events,
-                        ..Default::default()
-                    })
-                    .await?;
-                }
-                Ok(())
+                Ok(HubMsg::Reset) | Err(TryRecvError::Lagged(_)) => break true,
+                Err(TryRecvError::Closed) => return Err(Closed),
+                Err(TryRecvError::Empty) => break false,
             }
-            Ok(HubMsg::Reset) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                // Fall back to history from where each watcher is.
-                info!(
-                    watchers = self.watchers.len(),
-                    "watch stream fell behind; catching up from history"
-                );
-                for w in self.watchers.values_mut() {
-                    w.synced = false;
-                }
-                self.stream_rev = self.stream_rev.max(self.node.store.revisions().current);
-                Ok(())
+            if gathered >= MAX_EVENTS_PER_RESPONSE {
+                break false;
             }
-            Err(broadcast::error::RecvError::Closed) => Err(Closed),
+            msg = self.hub.try_recv();
+        };
+        for (id, (revision, events)) in outgoing {
+            self.send(WatchResponse {
+                header: self.header(revision),
+                watch_id: id,
+                events,
+                ..Default::default()
+            })
+            .await?;
         }
+        if fell_behind {
+            // Fall back to history from where each watcher is.
+            info!(
+                watchers = self.watchers.len(),
+                "watch stream fell behind; catching up from history"
+            );
+            for w in self.watchers.values_mut() {
+                w.synced = false;
+            }
+            self.stream_rev = self.stream_rev.max(self.node.store.revisions().current);
+        }
+        Ok(())
+    }
+
+    /// Adds one revision's events to what each synced watcher is sent; returns how many.
+    fn gather(
+        &mut self,
+        ev: &RevisionEvents,
+        outgoing: &mut BTreeMap<i64, (i64, Vec<Event>)>,
+    ) -> usize {
+        let mut added = 0usize;
+        let store = self.node.store.clone();
+        for (id, w) in self.watchers.iter_mut() {
+            if !w.synced || ev.revision < w.next_rev {
+                continue;
+            }
+            w.next_rev = ev.revision + 1;
+            let mut events = ev.events.iter().filter(|e| w.wants(e)).peekable();
+            if events.peek().is_none() {
+                continue;
+            }
+            let (revision, out) = outgoing.entry(*id).or_default();
+            let before = out.len();
+            out.extend(events.map(|e| w.event(e, Some(&store))));
+            added = added.saturating_add(out.len() - before);
+            *revision = ev.revision;
+        }
+        self.stream_rev = self.stream_rev.max(ev.revision);
+        added
     }
 
     /// Advances one unsynced watcher by up to `HISTORY_BATCH` events of history.
@@ -400,7 +441,7 @@ impl StreamTask {
         let mut batch_rev = 0;
         for (i, e) in history.iter().enumerate() {
             if w.wants(e) {
-                batch.push(w.event(e));
+                batch.push(w.event(e, None));
                 batch_rev = e.revision;
             }
             let boundary = history.get(i + 1).is_none_or(|n| n.revision != e.revision);

@@ -20,7 +20,42 @@ pub(crate) struct StoredVersion {
     pub create_revision: i64,
     pub version: i64,
     pub lease: i64,
+    #[serde(with = "crate::bytes_field")]
     pub value: Vec<u8>,
+}
+
+/// [`StoredVersion`] borrowing its value, for writing without a copy: it encodes to the same
+/// bytes (serde writes a `Vec<u8>` and a `&[u8]` alike, as a sequence).
+#[derive(Serialize)]
+struct StoredVersionRef<'a> {
+    tombstone: bool,
+    create_revision: i64,
+    version: i64,
+    lease: i64,
+    #[serde(serialize_with = "crate::bytes_field::serialize")]
+    value: &'a [u8],
+}
+
+/// The fields of a [`StoredVersion`] before its value: decoding this from a stored row reads
+/// the metadata and skips the value (bincode ignores what follows).
+#[derive(Deserialize)]
+struct StoredVersionMeta {
+    tombstone: bool,
+    create_revision: i64,
+    version: i64,
+    lease: i64,
+}
+
+impl StoredVersionMeta {
+    fn without_value(self) -> StoredVersion {
+        StoredVersion {
+            tombstone: self.tombstone,
+            create_revision: self.create_revision,
+            version: self.version,
+            lease: self.lease,
+            value: Vec::new(),
+        }
+    }
 }
 
 impl StoredVersion {
@@ -217,6 +252,7 @@ impl<'a> View<'a> {
                         kind,
                         kv: this,
                         prev,
+                        prev_value_omitted: false,
                     });
                 }
             }
@@ -257,6 +293,8 @@ pub struct HistoryEvent {
     pub kind: ChangeKind,
     pub kv: KeyValue,
     pub prev: Option<KeyValue>,
+    /// `prev` lacks its value (see `Change::prev_value_omitted`).
+    pub prev_value_omitted: bool,
 }
 
 impl MvccRead for View<'_> {
@@ -275,6 +313,34 @@ impl MvccRead for View<'_> {
         rev: i64,
         visit: &mut dyn FnMut(KeyValue) -> bool,
     ) -> Result<(), KvError> {
+        self.scan_versions(start, end, rev, true, visit)
+    }
+
+    fn scan_keys(
+        &self,
+        start: &[u8],
+        end: &RangeEnd,
+        rev: i64,
+        visit: &mut dyn FnMut(KeyValue) -> bool,
+    ) -> Result<(), KvError> {
+        self.scan_versions(start, end, rev, false, visit)
+    }
+
+    fn lease_exists(&self, id: i64) -> Result<bool, KvError> {
+        Ok(self.lease(id)?.is_some())
+    }
+}
+
+impl View<'_> {
+    /// `scan`, decoding the values only when `values` is set.
+    fn scan_versions(
+        &self,
+        start: &[u8],
+        end: &RangeEnd,
+        rev: i64,
+        values: bool,
+        visit: &mut dyn FnMut(KeyValue) -> bool,
+    ) -> Result<(), KvError> {
         let mut it = self.iter(CF_KV);
         it.seek(escape(start));
         while it.valid() {
@@ -291,22 +357,41 @@ impl MvccRead for View<'_> {
                 it.seek(version_key(&key, rev));
                 continue;
             }
-            let stored: StoredVersion = decode(v).map_err(|_| corrupt("kv"))?;
-            if !stored.tombstone && !visit(stored.into_kv(key.clone(), r)) {
+            let stored: StoredVersion = if values {
+                decode(v).map_err(|_| corrupt("kv"))?
+            } else {
+                // The leading fields only: bincode stops before the value.
+                decode::<StoredVersionMeta>(v)
+                    .map_err(|_| corrupt("kv"))?
+                    .without_value()
+            };
+            // The row key without its revision: what every older version of `key` starts with.
+            let escaped = k[..k.len().saturating_sub(8)].to_vec();
+            if !stored.tombstone && !visit(stored.into_kv(key, r)) {
                 return Ok(());
             }
-            // Skip the older versions of this key.
-            let mut next = escape(&key);
-            next.extend_from_slice(&[0xFF; 8]);
-            it.seek(next);
+            skip_older_versions(&mut it, &escaped);
         }
         it.status()?;
         Ok(())
     }
+}
 
-    fn lease_exists(&self, id: i64) -> Result<bool, KvError> {
-        Ok(self.lease(id)?.is_some())
+/// Moves `it` from a version of a key (escaped as `escaped`) past that key's older versions.
+/// Most keys have one or a few versions, so stepping is tried first: a seek costs several
+/// times a step. A key with many versions gets the seek.
+fn skip_older_versions(it: &mut rocksdb::DBRawIteratorWithThreadMode<'_, DB>, escaped: &[u8]) {
+    const STEPS_BEFORE_SEEK: usize = 4;
+    for _ in 0..STEPS_BEFORE_SEEK {
+        it.next();
+        match it.key() {
+            Some(k) if k.len() == escaped.len() + 8 && k.starts_with(escaped) => continue,
+            _ => return,
+        }
     }
+    let mut next = escaped.to_vec();
+    next.extend_from_slice(&[0xFF; 8]);
+    it.seek(next);
 }
 
 /// Adds a Txn's changes at `rev` to `batch`: the versions, the revision index and the
@@ -314,12 +399,12 @@ impl MvccRead for View<'_> {
 pub fn write_changes(db: &DB, batch: &mut WriteBatch, changes: &[Change], rev: i64) {
     let (kv_cf, rev_cf, lk_cf) = (cf(db, CF_KV), cf(db, CF_REV), cf(db, CF_LEASE_KEYS));
     for (sub, c) in changes.iter().enumerate() {
-        let stored = StoredVersion {
+        let stored = StoredVersionRef {
             tombstone: c.kind == ChangeKind::Delete,
             create_revision: c.kv.create_revision,
             version: c.kv.version,
             lease: c.kv.lease,
-            value: c.kv.value.clone(),
+            value: &c.kv.value,
         };
         batch.put_cf(kv_cf, version_key(&c.kv.key, rev), encode(&stored));
         batch.put_cf(rev_cf, revision_key(rev, sub as i64), &c.kv.key);
@@ -416,4 +501,40 @@ pub fn compact_physically(db: &DB, rev: i64) -> Result<u64, KvError> {
     batch.delete_range_cf(cf(db, CF_REV), revision_key(0, 0), revision_key(rev, 0));
     db.write(batch)?;
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_borrowed_version_encodes_as_the_owned_one() {
+        let owned = StoredVersion {
+            tombstone: false,
+            create_revision: 7,
+            version: 3,
+            lease: -2,
+            value: vec![0, 1, 255, 128],
+        };
+        let borrowed = StoredVersionRef {
+            tombstone: owned.tombstone,
+            create_revision: owned.create_revision,
+            version: owned.version,
+            lease: owned.lease,
+            value: &owned.value,
+        };
+        assert_eq!(encode(&owned), encode(&borrowed));
+        // The metadata decodes from the row alone, the value skipped.
+        let meta: StoredVersionMeta = decode(&encode(&owned)).unwrap();
+        let lean = meta.without_value();
+        assert_eq!(
+            (
+                lean.create_revision,
+                lean.version,
+                lean.lease,
+                lean.value.len()
+            ),
+            (7, 3, -2, 0)
+        );
+    }
 }

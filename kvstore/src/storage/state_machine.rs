@@ -86,6 +86,10 @@ pub struct Store {
     /// Held for writing while a snapshot is being loaded, so no point-in-time copy of the
     /// database is taken half-way through (see `consistent_snapshot`).
     install_lock: RwLock<()>,
+    /// The database size as last measured, and when: see `db_size_recent`.
+    size_seen: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+    /// The revision up to which compaction has been done physically (rows removed).
+    compacted_physically: tokio::sync::watch::Sender<i64>,
 }
 
 impl Drop for Store {
@@ -130,19 +134,22 @@ impl Store {
             compactor_thread: std::sync::Mutex::new(None),
             snap_lock: std::sync::Mutex::new(()),
             install_lock: RwLock::new(()),
+            size_seen: std::sync::Mutex::new(None),
+            compacted_physically: tokio::sync::watch::Sender::new(0),
         });
         store.reload()?;
-        let bg = db.clone();
+        let physical: i64 = store.meta(KEY_COMPACTED_PHYSICALLY)?.unwrap_or(0);
+        store.compacted_physically.send_replace(physical);
+        let (bg, done) = (db.clone(), store.compacted_physically.clone());
         let handle = std::thread::Builder::new()
             .name("mvcc-compactor".into())
-            .spawn(move || compactor_loop(bg, rx))
+            .spawn(move || compactor_loop(bg, rx, done))
             .map_err(KvError::internal)?;
         *store
             .compactor_thread
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(handle);
         let st = store.state();
-        let physical: i64 = store.meta(KEY_COMPACTED_PHYSICALLY)?.unwrap_or(0);
         if st.revs.compacted > physical {
             let _ = store.compactor.send(st.revs.compacted);
         }
@@ -266,11 +273,41 @@ impl Store {
     }
 
     pub fn db_size(&self) -> u64 {
-        db_size(&self.db)
+        let size = db_size(&self.db);
+        *self.size_seen.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), size));
+        size
+    }
+
+    /// Waits until compaction at `revision` is done physically on this member (etcd's
+    /// `physical` compaction flag); false if `within` passed first.
+    pub async fn wait_compacted_physically(
+        &self,
+        revision: i64,
+        within: std::time::Duration,
+    ) -> bool {
+        let mut rx = self.compacted_physically.subscribe();
+        let reached = tokio::time::timeout(within, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        reached
+    }
+
+    /// The database size measured at most `SIZE_FRESHNESS` ago: what the quota check of
+    /// every write reads. Measuring takes two RocksDB properties per column family, each
+    /// under the database's mutex that writes also take, too much to do per write (etcd
+    /// reads its file size from a counter).
+    pub fn db_size_recent(&self) -> u64 {
+        const SIZE_FRESHNESS: std::time::Duration = std::time::Duration::from_millis(100);
+        let seen = *self.size_seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen {
+            Some((at, size)) if at.elapsed() < SIZE_FRESHNESS => size,
+            _ => self.db_size(),
+        }
     }
 }
 
-fn compactor_loop(db: Arc<DB>, rx: mpsc::Receiver<i64>) {
+fn compactor_loop(db: Arc<DB>, rx: mpsc::Receiver<i64>, done: tokio::sync::watch::Sender<i64>) {
     while let Ok(mut rev) = rx.recv() {
         while let Ok(newer) = rx.try_recv() {
             rev = rev.max(newer);
@@ -278,6 +315,11 @@ fn compactor_loop(db: Arc<DB>, rx: mpsc::Receiver<i64>) {
         match compact_physically(&db, rev) {
             Ok(removed) => {
                 let _ = db.put_cf(cf(&db, CF_META), KEY_COMPACTED_PHYSICALLY, encode(&rev));
+                done.send_if_modified(|r| {
+                    let newer = rev > *r;
+                    *r = (*r).max(rev);
+                    newer
+                });
                 info!(
                     revision = rev,
                     removed_versions = removed,

@@ -30,9 +30,12 @@ use super::{
 };
 use crate::auth::Effect;
 use crate::error::{refusal_or_fault, KvError, StorageFault};
-use crate::mvcc::txn;
+use crate::mvcc::{txn, Change};
 use crate::raft::types::{Applied, Command, Entry, LogId, Output, Pb, StoredMembership};
 use crate::watch::hub::RevisionEvents;
+
+/// An apply step slower than this is logged, as etcd logs a slow apply.
+const SLOW_APPLY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What one write batch applies.
 enum Step {
@@ -118,6 +121,7 @@ impl Store {
         step: Step,
         progress: Progress,
     ) -> Result<(Applied, Option<RevisionEvents>), StorageFault> {
+        let started = Instant::now();
         let mut st = self.state();
         let mut batch = WriteBatch::default();
         let meta = cf(&self.db, CF_META);
@@ -149,9 +153,23 @@ impl Store {
             Progress::Partial(i) => batch.put_cf(meta, KEY_PARTIAL, encode(&(log_id.index, i))),
         }
         batch.put_cf(meta, KEY_REVS, encode(&st.revs));
-        let began = std::time::Instant::now();
+        let began = Instant::now();
+        let (rows, bytes) = (batch.len(), batch.size_in_bytes());
         self.db.write(batch).map_err(StorageFault::new)?;
-        crate::metrics::global().backend_commit(began.elapsed());
+        let written = began.elapsed();
+        crate::metrics::global().backend_commit(written);
+        // etcd's "apply request took too long" (its expected duration is 100 ms).
+        if started.elapsed() > SLOW_APPLY {
+            warn!(
+                log_index = log_id.index,
+                took_ms = started.elapsed().as_millis() as u64,
+                execute_ms = began.saturating_duration_since(started).as_millis() as u64,
+                write_ms = written.as_millis() as u64,
+                rows,
+                bytes,
+                "apply request took too long"
+            );
+        }
         let revision = st.revs.current;
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = st;
         if let Some(f) = after {
@@ -187,7 +205,7 @@ impl Store {
                     return Err(KvError::NoSpace);
                 }
                 let outcome = txn::execute(&self.view(), st.revs, &t)?;
-                self.record_changes(st, batch, events, &outcome);
+                self.record_changes(st, batch, events, outcome.revision, outcome.changes);
                 Ok(Output::Txn(Pb(outcome.response)))
             }
             Command::Compact { revision } => {
@@ -241,7 +259,7 @@ impl Store {
                 };
                 let outcome = txn::execute(&view, st.revs, &t)?;
                 drop(view);
-                self.record_changes(st, batch, events, &outcome);
+                self.record_changes(st, batch, events, outcome.revision, outcome.changes);
                 mvcc_store::delete_lease(&self.db, batch, id);
                 *after = Some(Box::new(move |s| s.lessor.revoked(id)));
                 Ok(Output::Done)
@@ -330,23 +348,25 @@ impl Store {
         st: &mut SmState,
         batch: &mut WriteBatch,
         events: &mut Option<RevisionEvents>,
-        outcome: &txn::TxnOutcome,
+        revision: i64,
+        changes: Vec<Change>,
     ) {
-        if outcome.changes.is_empty() {
+        if changes.is_empty() {
             return;
         }
-        mvcc_store::write_changes(&self.db, batch, &outcome.changes, outcome.revision);
-        st.revs.current = outcome.revision;
+        mvcc_store::write_changes(&self.db, batch, &changes, revision);
+        st.revs.current = revision;
+        // The changes become the watch events as they are: no copy of keys or values.
         *events = Some(RevisionEvents {
-            revision: outcome.revision,
-            events: outcome
-                .changes
-                .iter()
+            revision,
+            events: changes
+                .into_iter()
                 .map(|c| HistoryEvent {
-                    revision: outcome.revision,
+                    revision,
                     kind: c.kind,
-                    kv: c.kv.clone(),
-                    prev: c.prev.clone(),
+                    kv: c.kv,
+                    prev: c.prev,
+                    prev_value_omitted: c.prev_value_omitted,
                 })
                 .collect(),
         });
