@@ -126,7 +126,9 @@ impl Watcher {
                 // As etcd's watch server: the version before the event's revision; if
                 // compaction removed it meanwhile, the event goes without one.
                 let (view, _) = store.read_view();
-                view.get(&p.key, e.revision - 1).ok().flatten()
+                view.get(&p.key, e.revision.saturating_sub(1))
+                    .ok()
+                    .flatten()
             }
             (p, _) => p.clone(),
         };
