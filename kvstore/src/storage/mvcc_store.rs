@@ -394,6 +394,21 @@ fn skip_older_versions(it: &mut rocksdb::DBRawIteratorWithThreadMode<'_, DB>, es
     it.seek(next);
 }
 
+/// About the bytes `write_changes` adds to a batch for `changes` (a little more), capped at
+/// 1 GiB: what to reserve up front.
+pub fn batch_bytes(changes: &[Change]) -> usize {
+    const ROW_OVERHEAD: usize = 64;
+    let total = changes.iter().fold(0usize, |n, c| {
+        let key = c.kv.key.len();
+        // The escaped key (at most twice as long, plus its end), the revision, the version
+        // record with its value; the revision row and a lease row, each with the plain key.
+        n.saturating_add(key.saturating_mul(4))
+            .saturating_add(c.kv.value.len())
+            .saturating_add(2 * ROW_OVERHEAD)
+    });
+    total.min(1 << 30)
+}
+
 /// Adds a Txn's changes at `rev` to `batch`: the versions, the revision index and the
 /// lease attachments.
 pub fn write_changes(db: &DB, batch: &mut WriteBatch, changes: &[Change], rev: i64) {

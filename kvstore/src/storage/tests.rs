@@ -295,3 +295,37 @@ async fn a_batch_entry_interrupted_by_a_crash_is_resumed_not_repeated() {
     assert_eq!(all.kvs.len(), 3);
     assert!(all.kvs.iter().all(|kv| kv.version == 1));
 }
+
+#[test]
+fn the_reserved_batch_size_covers_what_the_changes_write() {
+    use crate::mvcc::{Change, ChangeKind};
+    use proto::mvccpb::KeyValue;
+    let dir = tempfile::tempdir().unwrap();
+    let db = DataDir::new(dir.path()).open_db().unwrap();
+    // Keys of NUL bytes double when escaped: the worst case of the estimate.
+    let changes: Vec<Change> = (0..100u8)
+        .map(|i| Change {
+            kind: if i % 2 == 0 {
+                ChangeKind::Put
+            } else {
+                ChangeKind::Delete
+            },
+            kv: KeyValue {
+                key: [vec![i], vec![0; 255]].concat(),
+                value: vec![7; usize::from(i) * 10],
+                lease: i64::from(i % 3),
+                ..Default::default()
+            },
+            prev: None,
+            prev_value_omitted: false,
+        })
+        .collect();
+    let mut batch = WriteBatch::default();
+    write_changes(&db, &mut batch, &changes, 9);
+    let reserved = super::mvcc_store::batch_bytes(&changes);
+    assert!(
+        batch.size_in_bytes() <= reserved,
+        "{} written, {reserved} reserved",
+        batch.size_in_bytes()
+    );
+}
