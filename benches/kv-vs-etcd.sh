@@ -13,9 +13,17 @@
 #                                        # 1,000 clients), only when named; its verdicts and
 #                                        # figures are printed at the end
 #   KV_VS_ETCD_NO_BUILD=1 bench/...      # use the release binary already built
+#   KV_VS_ETCD_PROFILE=put:256 bench/... # also profile (perf record, on-CPU, 499 Hz) each
+#                                        # system's leader during that row (workload:clients);
+#                                        # the top symbols and libraries by self time are
+#                                        # printed at the end
 #   KV_VS_ETCD_TLS=both bench/...        # also (or with `on`, only) with mTLS on both ports:
 #                                        # etcd's --cert-file/--client-cert-auth/--peer-* flags,
 #                                        # certificates made with openssl, ECDSA P-256
+#
+# Each row also gives the CPU time per operation of the three members together and of the
+# load generator (from /proc/<pid>/stat): on these 2 cores, where clients and members share
+# the CPUs, it is what bounds throughput.
 #
 # Results also land in $KV_VS_ETCD_OUT (default: a temporary directory) as JSON lines.
 set -euo pipefail
@@ -39,6 +47,7 @@ command -v etcd > /dev/null || missing+=(etcd-server)
 command -v etcdctl > /dev/null || missing+=(etcd-client)
 command -v python3 > /dev/null || missing+=(python3)
 command -v openssl > /dev/null || missing+=(openssl)
+[ -z "${KV_VS_ETCD_PROFILE:-}" ] || command -v perf > /dev/null || missing+=(linux-perf)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   apt-get update -qq > /dev/null
@@ -135,14 +144,45 @@ start_cluster() {
 
 n() { python3 -c "print(max(1, int($1 * $SCALE)))"; }
 
+# leader_pid: the pid of the member that leads (from etcdctl's endpoint status).
+leader_pid() {
+  local ctl=()
+  [ "${#CLIENT_TLS[@]}" -gt 0 ] && ctl=("--cacert=${CLIENT_TLS[1]}" "--cert=${CLIENT_TLS[3]}" "--key=${CLIENT_TLS[5]}")
+  ETCDCTL_API=3 etcdctl --endpoints="$ENDPOINTS" "${ctl[@]}" endpoint status -w json 2> /dev/null \
+    | python3 -c '
+import json, sys
+pids = sys.argv[1].split(",")
+for i, s in enumerate(json.load(sys.stdin)):
+    if s["Status"]["header"]["member_id"] == s["Status"]["leader"]:
+        print(pids[i])
+' "$PIDLIST"
+}
+
 # workload <name> <args...>: one run of the load generator against the running cluster.
 workload() {
   local name="$1"; shift
   if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$name,"* ]]; then return 0; fi
   echo "  $SYSTEM: $name $*" >&2
+  local perf_pid="" clients
+  clients="$(printf '%s\n' "$@" | sed -n '/^--clients$/{n;p;q}')"
+  if [ -n "${KV_VS_ETCD_PROFILE:-}" ] && [ "$KV_VS_ETCD_PROFILE" = "$name:$clients" ] \
+    && [[ " $* " != *" --target all "* ]]; then
+    local leader
+    leader="$(leader_pid)"
+    perf record -F 499 -p "$leader" -o "$OUT/$SYSTEM.perf.data" > /dev/null 2>&1 &
+    perf_pid=$!
+  fi
   "$BIN" bench kv --endpoints "$ENDPOINTS" --system "$SYSTEM" --pids "$PIDLIST" \
     --data-dirs "$DIRS" --json --max-seconds 300 "${CLIENT_TLS[@]}" "$@" >> "$RESULTS" \
     || echo "  ($SYSTEM $name $* failed)" >&2
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid"; wait "$perf_pid" 2> /dev/null || true
+    { echo "### $SYSTEM: the leader during $name with $clients clients, by self time"; echo; echo '```'
+      perf report -i "$OUT/$SYSTEM.perf.data" --no-children --sort dso --stdio 2> /dev/null | grep -v '^#' | grep -v '^$' | head -12
+      echo
+      perf report -i "$OUT/$SYSTEM.perf.data" --no-children --sort sym --stdio 2> /dev/null | grep -v '^#' | grep -v '^$' | head -40 | cut -c1-150
+      echo '```'; echo; } >> "$OUT/profile.md"
+  fi
 }
 
 # checkperf: etcdctl's own check against the running cluster, when KV_VS_ETCD_ONLY names it.
@@ -211,13 +251,16 @@ for k in order:
     if wl != current:
         current = wl
         print(f"\n### {wl}\n")
-        print("| measure | clients | conns | target | etcd ops/s | flotilla ops/s | ratio | etcd p50 / p99 | flotilla p50 / p99 | p99 ratio | etcd peak RSS | flotilla peak RSS | errors e/f |")
-        print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        print("| measure | clients | conns | target | etcd ops/s | flotilla ops/s | ratio | etcd p50 / p99 | flotilla p50 / p99 | p99 ratio | etcd peak RSS | flotilla peak RSS | server CPU µs/op e/f | client CPU µs/op e/f | errors e/f |")
+        print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     e, f = by[k].get("etcd"), by[k].get("flotilla")
     g = lambda r, *p: None if r is None else (r[p[0]] if len(p) == 1 else r[p[0]][p[1]])
     lat = lambda r: "-" if r is None else f"{r['latency']['p50_ms']:.2f} / {r['latency']['p99_ms']:.2f} ms"
     rss = lambda r: "-" if r is None or r.get("peak_rss_mib") is None else f"{r['peak_rss_mib']:.0f} MiB" + (f" ({r['disk_mib']:.0f} MiB disk)" if r.get("disk_mib") else "")
-    print(f"| {name} | {clients} | {conns} | {target} | {fmt(g(e, 'ops_per_sec'))} | {fmt(g(f, 'ops_per_sec'))} | {ratio(g(f, 'ops_per_sec'), g(e, 'ops_per_sec'))} | {lat(e)} | {lat(f)} | {ratio(g(f, 'latency', 'p99_ms'), g(e, 'latency', 'p99_ms'))} | {rss(e)} | {rss(f)} | {g(e, 'errors')}/{g(f, 'errors')} |")
+    us = lambda r, field: "-" if r is None or r.get(field) is None else f"{r[field] * 1000:,.0f}"
+    cpu = lambda field: f"{us(e, field)} / {us(f, field)}"
+    print(f"| {name} | {clients} | {conns} | {target} | {fmt(g(e, 'ops_per_sec'))} | {fmt(g(f, 'ops_per_sec'))} | {ratio(g(f, 'ops_per_sec'), g(e, 'ops_per_sec'))} | {lat(e)} | {lat(f)} | {ratio(g(f, 'latency', 'p99_ms'), g(e, 'latency', 'p99_ms'))} | {rss(e)} | {rss(f)} | {cpu('server_cpu_ms_per_op')} | {cpu('client_cpu_ms_per_op')} | {g(e, 'errors')}/{g(f, 'errors')} |")
 PY
 [ -s "$OUT/checkperf.md" ] && { echo; cat "$OUT/checkperf.md"; }
+[ -s "$OUT/profile.md" ] && { echo; cat "$OUT/profile.md"; }
 exit 0

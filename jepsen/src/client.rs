@@ -35,9 +35,17 @@ fn classify(s: Status) -> OpError {
         | Code::Unimplemented => OpError::Fail(msg),
         // Refused connections never carried the request.
         Code::Unavailable if proto::connection_refused(&s) => OpError::Fail(msg),
+        // A member that knows of no leader refuses before proposing (etcd's interceptor
+        // does the same). Taking the server at its word keeps "unknown" for what truly is,
+        // and a "no leader" answer for a write that did take effect would show up as a
+        // violation.
+        Code::Unavailable if s.message() == NO_LEADER => OpError::Fail(msg),
         _ => OpError::Unknown(msg),
     }
 }
+
+/// etcd's `ErrGRPCNoLeader` message.
+const NO_LEADER: &str = "etcdserver: no leader";
 
 #[derive(Clone)]
 pub struct Client {
@@ -306,4 +314,21 @@ fn put_op(key: &str, value: Vec<u8>) -> pb::RequestOp {
 
 fn revision(h: &Option<pb::ResponseHeader>) -> i64 {
     h.as_ref().map_or(0, |h| h.revision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_leader_is_a_definite_failure_and_a_timeout_is_not() {
+        let no_leader = classify(Status::unavailable("etcdserver: no leader"));
+        assert!(matches!(no_leader, OpError::Fail(_)), "{no_leader:?}");
+        let timed_out = classify(Status::unavailable(
+            "etcdserver: request timed out, possibly due to previous leader failure",
+        ));
+        assert!(matches!(timed_out, OpError::Unknown(_)), "{timed_out:?}");
+        let refused = classify(Status::invalid_argument("etcdserver: key is not provided"));
+        assert!(matches!(refused, OpError::Fail(_)));
+    }
 }

@@ -103,8 +103,9 @@ pub struct Change {
     pub kind: ChangeKind,
     pub kv: KeyValue,
     /// The version this change replaced, if it was live. A DeleteRange that was not asked
-    /// for its previous values leaves their values out (`prev_value_omitted`): a watcher
-    /// that wants them reads them back, as etcd's watch server does.
+    /// for its previous values leaves their values and keys out (`prev_value_omitted`; the
+    /// key is `kv.key`): a watcher that wants them reads them back, as etcd's watch server
+    /// does.
     pub prev: Option<KeyValue>,
     pub prev_value_omitted: bool,
 }

@@ -23,7 +23,7 @@ pub fn execute<R: MvccRead + ?Sized>(
 ) -> Result<RangeResponse, KvError> {
     let rev = revs.check_read(req.revision)?;
     // etcd reads a Txn's own writes only at the implicit (latest) revision.
-    let overlay = overlay.filter(|_| req.revision <= 0);
+    let overlay = overlay.filter(|ov| req.revision <= 0 && !ov.is_empty());
     let header = Some(ResponseHeader {
         revision: revs.current,
         ..Default::default()

@@ -397,6 +397,41 @@ fn nested_txn_compares_see_the_state_before_the_txn() {
     assert_eq!(b.kv.value, b"yes");
 }
 
+/// The overlay is skipped only for the Txn's very last op: a write inside a nested Txn, or
+/// a delete, is still seen by the ops after it.
+#[test]
+fn later_ops_see_writes_made_in_nested_txns_and_deletes() {
+    let mut s = MemStore::new();
+    put(&mut s, "gone", "1");
+    let inner = TxnRequest {
+        success: vec![op_put("b", "inner")],
+        ..Default::default()
+    };
+    let outer = TxnRequest {
+        success: vec![
+            RequestOp {
+                request: Some(Request::RequestTxn(inner)),
+            },
+            op_del("gone", ""),
+            op_range("b"),
+            op_range("gone"),
+        ],
+        ..Default::default()
+    };
+    validate::txn(&outer, 128).unwrap();
+    let out = txn::execute(&s, s.revs, &outer).unwrap();
+    let Some(Response::ResponseRange(b)) = &out.response.responses[2].response else {
+        panic!()
+    };
+    assert_eq!(keys(&b.kvs), ["b"], "the nested Txn's put is seen");
+    assert_eq!(b.kvs[0].value, b"inner");
+    let Some(Response::ResponseRange(gone)) = &out.response.responses[3].response else {
+        panic!()
+    };
+    assert!(gone.kvs.is_empty(), "the earlier delete is seen");
+    assert_eq!(out.changes.len(), 2);
+}
+
 #[test]
 fn failing_op_leaves_no_change() {
     let mut s = MemStore::new();
@@ -471,7 +506,8 @@ fn delete_range_reports_prev_kvs_and_count() {
     assert_eq!(lean.changes.len(), 2);
     for c in &lean.changes {
         let p = c.prev.as_ref().unwrap();
-        assert!(c.prev_value_omitted && p.value.is_empty());
+        assert!(c.prev_value_omitted && p.value.is_empty() && p.key.is_empty());
+        assert!(c.kv.key.starts_with(b"d/"), "the key is the change's");
         assert!(p.mod_revision > 1 && p.version == 1);
     }
     s.commit(&out);

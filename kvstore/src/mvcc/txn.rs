@@ -57,7 +57,7 @@ pub fn execute<R: MvccRead + ?Sized>(
         changes: Vec::new(),
     };
     let mut path = path.into_iter();
-    let mut response = exec.txn(txn, &mut path)?;
+    let mut response = exec.txn(txn, &mut path, true)?;
     let revision = if exec.changes.is_empty() {
         revs.current
     } else {
@@ -107,10 +107,13 @@ struct Exec<'a, R: ?Sized> {
 }
 
 impl<R: MvccRead + ?Sized> Exec<'_, R> {
+    /// `last`: no op of the outer Txns follows this one, so the last op's writes need not
+    /// be kept in the overlay (nothing reads them in this Txn).
     fn txn(
         &mut self,
         txn: &TxnRequest,
         path: &mut impl Iterator<Item = bool>,
+        last: bool,
     ) -> Result<TxnResponse, KvError> {
         let succeeded = path.next().unwrap_or(false);
         let ops = if succeeded {
@@ -119,7 +122,8 @@ impl<R: MvccRead + ?Sized> Exec<'_, R> {
             &txn.failure
         };
         let mut responses = Vec::with_capacity(ops.len());
-        for op in ops {
+        for (i, op) in ops.iter().enumerate() {
+            let read_later = !(last && i + 1 == ops.len());
             let response = match &op.request {
                 Some(Request::RequestRange(r)) => Response::ResponseRange(range::execute(
                     self.store,
@@ -127,11 +131,13 @@ impl<R: MvccRead + ?Sized> Exec<'_, R> {
                     r,
                     Some(&self.overlay),
                 )?),
-                Some(Request::RequestPut(p)) => Response::ResponsePut(self.put(p)?),
+                Some(Request::RequestPut(p)) => Response::ResponsePut(self.put(p, read_later)?),
                 Some(Request::RequestDeleteRange(d)) => {
-                    Response::ResponseDeleteRange(self.delete(d)?)
+                    Response::ResponseDeleteRange(self.delete(d, read_later)?)
                 }
-                Some(Request::RequestTxn(t)) => Response::ResponseTxn(self.txn(t, path)?),
+                Some(Request::RequestTxn(t)) => {
+                    Response::ResponseTxn(self.txn(t, path, !read_later)?)
+                }
                 None => return Err(KvError::KeyNotFound),
             };
             responses.push(ResponseOp {
@@ -152,7 +158,8 @@ impl<R: MvccRead + ?Sized> Exec<'_, R> {
         }
     }
 
-    fn put(&mut self, req: &PutRequest) -> Result<PutResponse, KvError> {
+    /// `read_later`: a later op of this Txn may read the key, so the overlay keeps it.
+    fn put(&mut self, req: &PutRequest, read_later: bool) -> Result<PutResponse, KvError> {
         let prev = self.current(&req.key)?;
         if (req.ignore_value || req.ignore_lease) && prev.is_none() {
             return Err(KvError::KeyNotFound);
@@ -176,7 +183,9 @@ impl<R: MvccRead + ?Sized> Exec<'_, R> {
             value,
             lease,
         };
-        self.overlay.insert(kv.key.clone(), Some(kv.clone()));
+        if read_later {
+            self.overlay.insert(kv.key.clone(), Some(kv.clone()));
+        }
         let prev_kv = if req.prev_kv { prev.clone() } else { None };
         self.changes.push(Change {
             kind: ChangeKind::Put,
@@ -190,7 +199,11 @@ impl<R: MvccRead + ?Sized> Exec<'_, R> {
         })
     }
 
-    fn delete(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse, KvError> {
+    fn delete(
+        &mut self,
+        req: &DeleteRangeRequest,
+        read_later: bool,
+    ) -> Result<DeleteRangeResponse, KvError> {
         let end = RangeEnd::from_request(&req.range_end);
         let mut victims = Vec::new();
         // Without prev_kv the values are neither read nor copied (etcd's DeleteRange never
@@ -213,13 +226,21 @@ impl<R: MvccRead + ?Sized> Exec<'_, R> {
         };
         let prev_value_omitted = !req.prev_kv;
         self.changes.reserve(victims.len());
-        for prev in victims {
+        for mut prev in victims {
+            // Without prev_kv the key moves to the change (no copy of it per deleted key).
+            let key = if prev_value_omitted {
+                std::mem::take(&mut prev.key)
+            } else {
+                prev.key.clone()
+            };
             let kv = KeyValue {
-                key: prev.key.clone(),
+                key,
                 mod_revision: self.next_rev,
                 ..Default::default()
             };
-            self.overlay.insert(prev.key.clone(), None);
+            if read_later {
+                self.overlay.insert(kv.key.clone(), None);
+            }
             self.changes.push(Change {
                 kind: ChangeKind::Delete,
                 kv,

@@ -19,7 +19,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::{Instant as _, RaftMetrics, ServerState};
 use tracing::info;
 
-use super::node::Node;
+use super::node::{Leadership, Node};
 use crate::error::KvError;
 use crate::raft::types::{NodeId, TypeConfig};
 
@@ -54,19 +54,23 @@ pub async fn watch(node: Arc<Node>) {
     let election = node.config.election;
     let mut last = (None, false);
     loop {
-        let (leader, term, leading) = {
+        let (leader, term, leading, isolated) = {
             let m = metrics.borrow_watched();
             if let Err(f) = &m.running_state {
                 crate::fatal::on_raft_fatal(f);
             }
             let leading = leads(&m, election);
-            let leader = if m.state == ServerState::Leader && !leading {
-                None
-            } else {
-                m.current_leader
-            };
-            (leader, m.current_term, leading)
+            let isolated = m.state == ServerState::Leader && !leading;
+            let leader = if isolated { None } else { m.current_leader };
+            (leader, m.current_term, leading, isolated)
         };
+        let now = Leadership {
+            leader,
+            leading,
+            isolated,
+        };
+        node.leadership
+            .send_if_modified(|l| std::mem::replace(l, now) != now);
         if (leader, leading) != last {
             if leader.is_some() && leader != last.0 {
                 crate::metrics::global()

@@ -318,6 +318,7 @@ pub async fn run(cfg: KvConfig, mut external: signal::Receiver<bool>) -> Result<
         snapshots: crate::raft::snapshot_transfer::Receiver::new(
             crate::storage::state_machine::incoming_path(&dir.snap_dir()),
         ),
+        leadership: tokio::sync::watch::channel(node::Leadership::default()).0,
     });
     {
         let node = node.clone();

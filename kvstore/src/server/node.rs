@@ -41,14 +41,32 @@ pub struct Node {
     pub stop: tokio::sync::watch::Sender<bool>,
     /// Snapshots arriving from the leader.
     pub snapshots: crate::raft::snapshot_transfer::Receiver,
+    /// Who leads, as `leadership::watch` last saw it; changes only when that does, so
+    /// requests in flight can wait on it.
+    pub leadership: tokio::sync::watch::Sender<Leadership>,
 }
+
+/// The leader as the services see it: `None` when none is known or this member leads
+/// without its quorum; `leading` when this member leads with its quorum; `isolated` when
+/// it is in Raft's leader state without its quorum (cut off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Leadership {
+    pub leader: Option<NodeId>,
+    pub leading: bool,
+    pub isolated: bool,
+}
+
+/// How long a call forwarded to a leader that the cluster has since replaced may still
+/// answer, in heartbeats. A leader that handed over cleanly answers within a round trip
+/// (openraft completes its pending writes as they apply); one that was cut off never does.
+const REPLACED_LEADER_GRACE_HEARTBEATS: u32 = 2;
 
 /// Where the leader is, as this member knows it.
 enum Leader {
     Me,
     /// This member leads but has not heard from a quorum for an election timeout.
     Isolated,
-    Remote(String),
+    Remote(NodeId, String),
     Unknown,
 }
 
@@ -81,7 +99,7 @@ impl Node {
                 .get_node(&l)
                 .and_then(|n| n.peer_urls.first())
             {
-                Some(url) => Leader::Remote(url.clone()),
+                Some(url) => Leader::Remote(l, url.clone()),
                 None => Leader::Unknown,
             },
             None => Leader::Unknown,
@@ -98,6 +116,23 @@ impl Node {
             return None;
         }
         m.current_leader
+    }
+
+    /// Returns once `leadership` changes to a state where `holds` is false: the leader
+    /// changed (or a new election began), or this member stopped leading. Only a change
+    /// counts, as the published state may lag the Raft metrics the caller acted on. It wakes
+    /// only on such changes, so however many requests wait on it, load costs nothing here.
+    async fn leadership_ends(&self, holds: impl Fn(&Leadership) -> bool) {
+        let mut rx = self.leadership.subscribe();
+        loop {
+            if rx.changed().await.is_err() {
+                // The member is going down, and the request with it.
+                return std::future::pending::<()>().await;
+            }
+            if !holds(&rx.borrow_and_update()) {
+                return;
+            }
+        }
     }
 
     /// Runs `local` if this member leads, or sends `call` to the leader; retries while there
@@ -121,7 +156,21 @@ impl Node {
             match self.leader() {
                 Leader::Me => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(left, local()).await {
+                    let attempt = tokio::time::timeout(left, local());
+                    // A leader cut off from its quorum with the request pending does not
+                    // keep the client waiting for the timeout: the outcome is unknown, as
+                    // etcd reports it after a leader failure. (A leader that hands over
+                    // still completes its pending writes as they apply.)
+                    let outcome = tokio::select! {
+                        r = attempt => r,
+                        () = self.leadership_ends(|l| !l.isolated) => {
+                            if idempotent {
+                                continue;
+                            }
+                            return Err(KvError::TimeoutDueToLeaderFail);
+                        }
+                    };
+                    match outcome {
                         Ok(Ok(v)) => return Ok(v),
                         Ok(Err(Retry::Again)) => {}
                         Ok(Err(Retry::Fail(e))) => return Err(e),
@@ -130,13 +179,26 @@ impl Node {
                         Err(_) => return Err(KvError::Timeout),
                     }
                 }
-                Leader::Remote(url) => {
+                Leader::Remote(id, url) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    match self
+                    let sent = self
                         .peers
-                        .call(&url, &call, left.max(Duration::from_millis(100)))
-                        .await
-                    {
+                        .call(&url, &call, left.max(Duration::from_millis(100)));
+                    // A call to a leader that the cluster replaced meanwhile (cut off, most
+                    // likely) is not waited out: after a short grace the client hears, and
+                    // can go on.
+                    let grace = self.config.heartbeat * REPLACED_LEADER_GRACE_HEARTBEATS;
+                    let replaced = async {
+                        self.leadership_ends(|l| l.leader == Some(id)).await;
+                        tokio::time::sleep(grace).await;
+                    };
+                    let reply = tokio::select! {
+                        r = sent => r,
+                        () = replaced => Err(CallError::Ambiguous(
+                            "the leader changed while the call was in flight".into(),
+                        )),
+                    };
+                    match reply {
                         Ok(PeerReply::Error(KvError::NotLeader | KvError::NoLeader)) => {}
                         Ok(reply) => return unpack(reply),
                         Err(CallError::NotSent(_)) => {}

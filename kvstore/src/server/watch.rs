@@ -122,14 +122,16 @@ impl Watcher {
         };
         let prev_kv = match (&e.prev, store) {
             (_, _) if !self.prev_kv => None,
-            (Some(p), Some(store)) if e.prev_value_omitted => {
+            (Some(_), Some(store)) if e.prev_value_omitted => {
                 // As etcd's watch server: the version before the event's revision; if
-                // compaction removed it meanwhile, the event goes without one.
+                // compaction removed it meanwhile, the event goes without one. (The
+                // omitted prev has no key either: it is the event's.)
                 let (view, _) = store.read_view();
-                view.get(&p.key, e.revision.saturating_sub(1))
+                view.get(&e.kv.key, e.revision.saturating_sub(1))
                     .ok()
                     .flatten()
             }
+            (_, None) if e.prev_value_omitted => None,
             (p, _) => p.clone(),
         };
         Event {

@@ -120,9 +120,11 @@ impl Ctx {
         vec![b'v'; self.flags.value_size]
     }
 
-    /// A row for this run, with the servers' peak RSS since the workload began.
+    /// A row for this run, with the servers' peak RSS and CPU use since the workload began.
     pub fn row(&self, name: &str, summary: drive::Outcome) -> Row {
-        Row::new(&self.flags, name, summary, self.servers.peak_rss_mib())
+        let mut row = Row::new(&self.flags, name, summary, self.servers.peak_rss_mib());
+        row.set_cpu(self.servers.cpu_use());
+        row
     }
 }
 
@@ -139,10 +141,7 @@ pub async fn run(flags: KvBenchFlags) -> anyhow::Result<Vec<Row>> {
         conn::Pool::open(&flags.endpoints, flags.conns, flags.target, tls.as_ref()).await?,
     );
     let ctx = Ctx {
-        servers: Servers {
-            pids: flags.pids.clone(),
-            data_dirs: flags.data_dirs.clone(),
-        },
+        servers: Servers::new(flags.pids.clone(), flags.data_dirs.clone()),
         deadline: tokio::time::Instant::now() + Duration::from_secs(flags.max_seconds),
         flags,
         pool,

@@ -24,6 +24,9 @@ pub struct Row {
     pub latency: Summary,
     pub peak_rss_mib: Option<f64>,
     pub disk_mib: Option<f64>,
+    /// CPU milliseconds per operation, of all servers together and of the load generator.
+    pub server_cpu_ms_per_op: Option<f64>,
+    pub client_cpu_ms_per_op: Option<f64>,
 }
 
 impl Row {
@@ -44,19 +47,30 @@ impl Row {
             latency: o.latencies.summary(),
             peak_rss_mib,
             disk_mib: None,
+            server_cpu_ms_per_op: None,
+            client_cpu_ms_per_op: None,
         }
+    }
+
+    pub fn set_cpu(&mut self, cpu: Option<crate::kv::server::CpuUse>) {
+        let (Some(cpu), true) = (cpu, self.ops > 0) else {
+            return;
+        };
+        let per_op = |secs: f64| secs * 1000.0 / self.ops as f64;
+        self.server_cpu_ms_per_op = Some(per_op(cpu.servers));
+        self.client_cpu_ms_per_op = Some(per_op(cpu.client));
     }
 }
 
 pub fn print_table(rows: &[Row]) {
     println!(
-        "| system | measure | clients | conns | target | ops/s | p50 | p90 | p99 | max | errors | peak RSS |"
+        "| system | measure | clients | conns | target | ops/s | p50 | p90 | p99 | max | errors | peak RSS | server / client CPU per op |"
     );
-    println!("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let l = &r.latency;
         println!(
-            "| {} | {} | {} | {} | {:?} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} | {} |",
+            "| {} | {} | {} | {} | {:?} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} | {} | {} |",
             r.system,
             r.name,
             r.clients,
@@ -70,7 +84,11 @@ pub fn print_table(rows: &[Row]) {
             r.errors,
             r.peak_rss_mib
                 .map(|m| format!("{m:.0} MiB"))
-                .unwrap_or_else(|| "-".into())
+                .unwrap_or_else(|| "-".into()),
+            match (r.server_cpu_ms_per_op, r.client_cpu_ms_per_op) {
+                (Some(s), Some(c)) => format!("{:.0} / {:.0} µs", s * 1000.0, c * 1000.0),
+                _ => "-".into(),
+            }
         );
         if let Some(e) = &r.first_error {
             println!("first error: {e}");
