@@ -163,14 +163,15 @@ workload() {
   local name="$1"; shift
   if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$name,"* ]]; then return 0; fi
   echo "  $SYSTEM: $name $*" >&2
-  local perf_pid="" clients
-  clients="$(printf '%s\n' "$@" | sed -n '/^--clients$/{n;p;q}')"
+  local perf_pid="" clients="" prev=""
+  for a in "$@"; do [ "$prev" = --clients ] && clients="$a"; prev="$a"; done
   if [ -n "${KV_VS_ETCD_PROFILE:-}" ] && [ "$KV_VS_ETCD_PROFILE" = "$name:$clients" ] \
     && [[ " $* " != *" --target all "* ]]; then
     local leader
     leader="$(leader_pid)"
     perf record -F 499 -p "$leader" -o "$OUT/$SYSTEM.perf.data" > /dev/null 2>&1 &
     perf_pid=$!
+    sleep 2  # perf takes a moment to attach to every thread
   fi
   "$BIN" bench kv --endpoints "$ENDPOINTS" --system "$SYSTEM" --pids "$PIDLIST" \
     --data-dirs "$DIRS" --json --max-seconds 300 "${CLIENT_TLS[@]}" "$@" >> "$RESULTS" \
@@ -178,9 +179,9 @@ workload() {
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid"; wait "$perf_pid" 2> /dev/null || true
     { echo "### $SYSTEM: the leader during $name with $clients clients, by self time"; echo; echo '```'
-      perf report -i "$OUT/$SYSTEM.perf.data" --no-children --sort dso --stdio 2> /dev/null | grep -v '^#' | grep -v '^$' | head -12
+      perf report -i "$OUT/$SYSTEM.perf.data" --no-children --sort dso --stdio 2> /dev/null | grep -v '^#' | grep -v '^$' | head -12 || true
       echo
-      perf report -i "$OUT/$SYSTEM.perf.data" --no-children --sort sym --stdio 2> /dev/null | grep -v '^#' | grep -v '^$' | head -40 | cut -c1-150
+      perf report -i "$OUT/$SYSTEM.perf.data" --no-children --sort sym --stdio 2> /dev/null | grep -v '^#' | grep -v '^$' | head -40 | cut -c1-150 || true
       echo '```'; echo; } >> "$OUT/profile.md"
   fi
 }

@@ -65,22 +65,34 @@ pub fn counts(history: &[Event]) -> serde_json::Value {
     json!(m)
 }
 
-/// For every fault's end, milliseconds until the next write that succeeded.
+/// For every fault's end, milliseconds until the next write that succeeded. A fault that
+/// ended after the last write was invoked (the final heal, once clients have stopped) has
+/// no figure (`after-load`): the only writes left then are stragglers from before it, so
+/// the time would measure them, not the cluster's recovery.
 pub fn heal_to_first_write(history: &[Event], windows: &[Window]) -> Vec<serde_json::Value> {
     let oks: Vec<u64> = pairs(history)
         .iter()
         .filter(|p| p.invoke.op.is_write() && p.kind() == Kind::Ok)
         .filter_map(|p| p.complete.as_ref().map(|c| c.time))
         .collect();
+    let last_write_invoked = history
+        .iter()
+        .filter(|e| e.kind == Kind::Invoke && e.op.is_write())
+        .map(|e| e.time)
+        .max();
     windows
         .iter()
         .filter_map(|w| {
             let stop = w.stop?;
+            let after_load = last_write_invoked.is_none_or(|t| stop > t);
             let first = oks.iter().filter(|&&t| t >= stop).min().copied();
             Some(json!({
                 "fault": w.fault,
                 "healed-at-s": stop as f64 / 1e9,
-                "first-write-after-ms": first.map(|t| (t - stop) as f64 / 1e6),
+                "after-load": after_load,
+                "first-write-after-ms": first
+                    .filter(|_| !after_load)
+                    .map(|t| (t - stop) as f64 / 1e6),
             }))
         })
         .collect()
@@ -279,4 +291,44 @@ pub fn throughput_svg(history: &[Event], windows: &[Window]) -> String {
     }
     s.push_str("<text x='70' y='32' fill='#1f77b4'>ok</text><text x='90' y='32' fill='#d62728'>fail</text><text x='115' y='32' fill='#ff7f0e'>unknown</text></svg>");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::build::H;
+
+    fn nemesis(fault: &str, detail: &str) -> Op {
+        Op::Nemesis {
+            fault: fault.into(),
+            detail: detail.into(),
+        }
+    }
+
+    fn write(value: u64) -> Op {
+        Op::Write {
+            key: "r".into(),
+            value,
+        }
+    }
+
+    #[test]
+    fn a_heal_after_the_last_write_was_invoked_has_no_figure() {
+        let mut h = H::new();
+        h.ev(NEMESIS, Kind::Invoke, nemesis("start-pause", "n1"))
+            .ev(0, Kind::Invoke, write(1))
+            .ev(NEMESIS, Kind::Invoke, nemesis("stop-pause", ""))
+            .ev(0, Kind::Ok, write(1))
+            .ev(NEMESIS, Kind::Invoke, nemesis("start-pause", "n2"))
+            .ev(1, Kind::Invoke, write(2))
+            .ev(NEMESIS, Kind::Invoke, nemesis("stop-pause", ""))
+            .ev(1, Kind::Ok, write(2));
+        let w = windows(&h.events);
+        assert_eq!(w.len(), 2, "{w:?}");
+        let r = heal_to_first_write(&h.events, &w);
+        assert_eq!(r[0]["first-write-after-ms"], json!(10.0 / 1e6));
+        assert_eq!(r[0]["after-load"], json!(false));
+        assert_eq!(r[1]["first-write-after-ms"], json!(null));
+        assert_eq!(r[1]["after-load"], json!(true));
+    }
 }
