@@ -14,6 +14,9 @@ use flotilla_core::duration::parse_duration;
 /// warns above 10 MiB.
 pub const MAX_REQUEST_BYTES_CAP: usize = 32 << 20;
 
+/// The longest `--election-timeout` accepted, in milliseconds (etcd's `maxElectionMs`).
+const MAX_ELECTION_TIMEOUT_MS: u64 = 50_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ClusterState {
     New,
@@ -292,7 +295,16 @@ impl KvFlags {
                 ),
             ));
         }
-        if self.heartbeat_interval == 0 || self.election_timeout < 5 * self.heartbeat_interval {
+        // etcd's `maxElectionMs`.
+        if self.election_timeout > MAX_ELECTION_TIMEOUT_MS {
+            return Err(invalid(
+                "election-timeout",
+                format!("is too long, and should be set less than {MAX_ELECTION_TIMEOUT_MS}ms"),
+            ));
+        }
+        if self.heartbeat_interval == 0
+            || self.election_timeout < self.heartbeat_interval.saturating_mul(5)
+        {
             return Err(invalid(
                 "election-timeout",
                 "must be at least 5 times --heartbeat-interval",

@@ -55,6 +55,15 @@ fn initial_cluster_must_name_this_member_with_its_urls() {
         .unwrap_err()
         .to_string()
         .contains("5 times"));
+    // Out-of-range values are refused, never overflowed.
+    let huge = flags(&["--heartbeat-interval", "18446744073709551615"]);
+    assert!(huge.validate().unwrap_err().to_string().contains("5 times"));
+    let long = flags(&["--election-timeout", "50001"]);
+    assert!(long
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("too long"));
 }
 
 #[test]
