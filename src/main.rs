@@ -25,6 +25,11 @@ enum Component {
     /// Start a whole cluster on this machine (kvstore, apiserver, scheduler,
     /// controller-manager and agents); Ctrl-C stops it, running it again resumes it.
     Up(up::UpFlags),
+    /// The same cluster with each master and node on a host (a container) of its own:
+    /// `deploy init` writes every host's credentials, `deploy master`, `deploy node` and
+    /// `deploy lb` are what each host runs (deploy/compose.yaml).
+    #[command(subcommand)]
+    Deploy(up::deploy::DeployCommand),
     /// Run a kvstore member (etcd v3 API; etcd's flag names).
     Kvstore(kvstore::KvFlags),
     /// Run an apiserver: the Kubernetes API over the kvstore (kube-apiserver's flag names).
@@ -89,7 +94,7 @@ fn main() -> anyhow::Result<()> {
     }
     // `up` shows its own progress; its children log to files.
     let default_filter = match cli.command {
-        Component::Up(_) => "warn,kube_client=off",
+        Component::Up(_) | Component::Deploy(_) => "warn,kube_client=off",
         // hickory-server logs every query at info.
         Component::Dns(_) => "info,hickory_server=warn",
         _ => "info,openraft=error",
@@ -124,6 +129,7 @@ fn main() -> anyhow::Result<()> {
                 controllers::run(cfg, shutdown_on_signal()).await
             }
             Component::Up(flags) => up::run(flags, shutdown_on_signal()).await,
+            Component::Deploy(cmd) => up::deploy::run(cmd, shutdown_on_signal()).await,
             Component::Agent(flags) => {
                 let cfg = flags.validate().map_err(anyhow::Error::msg)?;
                 agent::run(cfg, shutdown_on_signal()).await

@@ -42,10 +42,15 @@ pub struct ApiserverFlags {
     pub tls_cert_file: Option<PathBuf>,
     #[arg(long, requires = "tls_cert_file")]
     pub tls_private_key_file: Option<PathBuf>,
+    /// More names (DNS names or IPs) for the generated serving certificate, comma-separated
+    /// or repeated: a load balancer in front of the apiservers, say (k3s's flag).
+    #[arg(long, value_delimiter = ',')]
+    pub tls_san: Vec<String>,
     /// Where the generated CA (and the generated admin token) are kept.
     #[arg(long, default_value = "apiserver.local.config/certificates")]
     pub cert_dir: PathBuf,
-    /// Static tokens: lines of token,user,uid,"group1,group2". Without it an admin token is
+    /// Static tokens: lines of token,user,uid,"group1,group2", read again within a second
+    /// of a change (kube-apiserver reads it at start only). Without it an admin token is
     /// generated into --cert-dir/tokens.csv.
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
@@ -151,6 +156,8 @@ pub struct Config {
     pub bind: std::net::SocketAddr,
     pub advertise: IpAddr,
     pub tls: TlsSource,
+    /// --tls-san: more names for the generated serving certificate.
+    pub tls_sans: Vec<String>,
     pub cert_dir: PathBuf,
     pub token_auth_file: Option<PathBuf>,
     pub service_account_key: PathBuf,
@@ -215,6 +222,15 @@ impl ApiserverFlags {
             } else {
                 self.bind_address
             });
+        for san in &self.tls_san {
+            if san.parse::<IpAddr>().is_err()
+                && !flotilla_core::names::dns1123_subdomain(san).is_empty()
+            {
+                return Err(format!(
+                    "--tls-san: {san:?} is neither an IP address nor a DNS name"
+                ));
+            }
+        }
         let tls = match (self.tls_cert_file, self.tls_private_key_file) {
             (Some(cert), Some(key)) => TlsSource::Files { cert, key },
             _ => TlsSource::Generated {
@@ -302,6 +318,7 @@ impl ApiserverFlags {
             bind: std::net::SocketAddr::new(self.bind_address, self.secure_port),
             advertise,
             tls,
+            tls_sans: self.tls_san,
             cert_dir: self.cert_dir,
             token_auth_file: self.token_auth_file,
             write_kubeconfig: self.write_kubeconfig,
@@ -339,6 +356,15 @@ mod tests {
         let mut argv = vec!["apiserver"];
         argv.extend_from_slice(args);
         Cli::try_parse_from(argv).unwrap().flags.validate()
+    }
+
+    #[test]
+    fn tls_sans_are_names_or_addresses() {
+        let cfg =
+            validate(&["--tls-san", "lb,10.237.0.5", "--tls-san", "api.example.com"]).unwrap();
+        assert_eq!(cfg.tls_sans, ["lb", "10.237.0.5", "api.example.com"]);
+        let e = validate(&["--tls-san", "not a name"]).err().unwrap();
+        assert!(e.starts_with("--tls-san: \"not a name\""), "{e}");
     }
 
     #[test]

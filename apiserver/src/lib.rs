@@ -59,8 +59,8 @@ use std::time::Duration;
 /// Runs an apiserver until `shutdown` turns true.
 pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
     let tokens = match &cfg.token_auth_file {
-        Some(f) => auth::Tokens::from_file(f),
-        None => auth::Tokens::generated(&cfg.cert_dir),
+        Some(f) => auth::TokenFile::load(f.clone()),
+        None => auth::Tokens::generated(&cfg.cert_dir).map(auth::TokenFile::fixed),
     }
     .map_err(anyhow::Error::msg)?;
     let signer =
@@ -91,6 +91,7 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
             if !cfg.bind.ip().is_unspecified() {
                 hosts.push(cfg.bind.ip().to_string());
             }
+            hosts.extend(cfg.tls_sans.iter().cloned());
             if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
                 let h = h.trim();
                 if !h.is_empty() {
@@ -156,7 +157,7 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
                 "--write-kubeconfig needs a token of a system:masters user in --token-auth-file"
             )
         })?;
-        kubeconfig::write(path, &server_url, &material.ca_pem, token)
+        kubeconfig::write(path, &server_url, &material.ca_pem, &token)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
     tracing::info!(url = %server_url, etcd = ?cfg.etcd_servers, "apiserver serving");

@@ -174,14 +174,28 @@ pub fn issue(
     hosts: &[String],
     usage: Usage,
 ) -> Result<Issued, TlsError> {
-    let (ca_key, _) = load_or_create_ca(dir)?;
+    issue_to(dir, dir, name, cn, hosts, usage)
+}
+
+/// As [`issue`], with the CA in `ca_dir` (which may be read-only once the CA exists) and
+/// the certificate and key written to `out` (created 0700 when missing).
+pub fn issue_to(
+    ca_dir: &Path,
+    out: &Path,
+    name: &str,
+    cn: &str,
+    hosts: &[String],
+    usage: Usage,
+) -> Result<Issued, TlsError> {
+    let (ca_key, _) = load_or_create_ca(ca_dir)?;
+    crate::private::dir(out).map_err(io(out))?;
     let issuer = Issuer::new(ca_params()?, ca_key);
     let key = KeyPair::generate()?;
     let cert = leaf(cn, hosts, usage)?.signed_by(&key, &issuer)?;
     let out = Issued {
-        ca: dir.join("ca.crt"),
-        cert: dir.join(format!("{name}.crt")),
-        key: dir.join(format!("{name}.key")),
+        ca: ca_dir.join("ca.crt"),
+        cert: out.join(format!("{name}.crt")),
+        key: out.join(format!("{name}.key")),
     };
     crate::private::replace(&out.key, key.serialize_pem().as_bytes()).map_err(io(&out.key))?;
     crate::private::replace(&out.cert, cert.pem().as_bytes()).map_err(io(&out.cert))?;

@@ -549,6 +549,7 @@ pub fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitS
     child.wait().expect("wait")
 }
 pub mod agents;
+pub mod compose;
 pub mod control;
 pub mod images;
 pub mod k8s;

@@ -39,15 +39,27 @@ fn identities(nodes: &[String]) -> Vec<(String, &'static str)> {
     out
 }
 
-/// Makes sure `path` holds a token for every identity; returns the file's tokens.
+/// Makes sure `path` holds a token for every identity, and none for a node not in
+/// `nodes`; returns the file's tokens.
 pub fn ensure_tokens(path: &Path, nodes: &[String]) -> anyhow::Result<Tokens> {
     let mut text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| path.display().to_string()),
     };
+    // Nodes no longer in the cluster lose their identity.
+    let before = text.len();
+    text = text
+        .lines()
+        .filter(|l| {
+            let user = l.split(',').nth(1).unwrap_or("").trim();
+            user.strip_prefix("system:node:")
+                .is_none_or(|n| nodes.iter().any(|k| k == n))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut added = text.len() != before;
     let known = Tokens::parse(&text).map_err(anyhow::Error::msg)?;
-    let mut added = false;
     for (user, groups) in identities(nodes) {
         if known.token_of(&user).is_none() {
             if !text.is_empty() && !text.ends_with('\n') {
@@ -74,17 +86,30 @@ pub fn kubeconfig_for(
         .token_of(user)
         .with_context(|| format!("no token for {user}"))?;
     let text = std::fs::read_to_string(admin).with_context(|| admin.display().to_string())?;
-    let mut kc: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| admin.display().to_string())?;
+    let kc = as_user(&text, user, token).with_context(|| admin.display().to_string())?;
+    write_private(out, &kc).with_context(|| out.display().to_string())?;
+    Ok(out.to_path_buf())
+}
+
+/// A kubeconfig for `server` (trusting `ca_pem`) acting as `user` with `token`.
+pub fn render_for(server: &str, ca_pem: &str, user: &str, token: &str) -> anyhow::Result<String> {
+    as_user(
+        &apiserver::kubeconfig::render(server, ca_pem, token),
+        user,
+        token,
+    )
+}
+
+/// The kubeconfig `text` with `user` and `token` in place of its users.
+fn as_user(text: &str, user: &str, token: &str) -> anyhow::Result<String> {
+    let mut kc: serde_json::Value = serde_json::from_str(text)?;
     kc["users"] = serde_json::json!([{ "name": user, "user": { "token": token } }]);
     if let Some(ctxs) = kc["contexts"].as_array_mut() {
         for c in ctxs {
             c["context"]["user"] = user.into();
         }
     }
-    write_private(out, &serde_json::to_string_pretty(&kc)?)
-        .with_context(|| out.display().to_string())?;
-    Ok(out.to_path_buf())
+    Ok(serde_json::to_string_pretty(&kc)?)
 }
 
 #[cfg(test)]
@@ -107,5 +132,8 @@ mod tests {
         let b = ensure_tokens(&p, &["n0".into(), "n1".into()]).unwrap();
         assert_eq!(b.token_of("system:node:n0"), Some(node.as_str()));
         assert!(b.token_of("system:node:n1").is_some());
+        let c = ensure_tokens(&p, &["n1".into()]).unwrap();
+        assert!(c.lookup(&node).is_none(), "a node taken out loses its token");
+        assert_eq!(c.admin_token(), Some("old"));
     }
 }

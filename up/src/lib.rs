@@ -13,9 +13,11 @@
 //! - `lock.rs`: one `flotilla up` per data directory.
 //! - `identities.rs`: each component's token and kubeconfig, so it acts as itself.
 //! - `pki.rs`: the kvstore's CA and certificates (mTLS between members and apiservers).
+//! - `deploy/`: `flotilla deploy`, the same components on hosts (containers) of their own.
 //! - `prometheus.rs`: `prometheus.yml`, a scrape configuration for every component, and
 //!   the rights Prometheus needs.
 
+pub mod deploy;
 pub mod identities;
 pub mod lock;
 pub mod pki;

@@ -83,13 +83,9 @@ impl Procs {
             .append(true)
             .open(&log)
             .with_context(|| format!("opening {}", log.display()))?;
-        let child = Command::new(std::env::current_exe()?)
-            .args(args)
-            .env(SUPERVISOR_ENV, std::process::id().to_string())
-            .stdin(Stdio::null())
+        let child = command(args)?
             .stdout(f.try_clone()?)
             .stderr(f)
-            .process_group(0)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
         self.0.push(Proc {
@@ -97,6 +93,50 @@ impl Procs {
             tier,
             child,
             log,
+        });
+        Ok(())
+    }
+
+    /// As [`Procs::spawn`], with the child's output on this process's standard output,
+    /// each line after `<name> | ` (a container's log, where one process runs several
+    /// components).
+    pub fn spawn_prefixed(
+        &mut self,
+        tier: Tier,
+        name: &str,
+        args: &[String],
+    ) -> anyhow::Result<()> {
+        let mut child = command(args)?
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        let out = child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>);
+        let err = child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn std::io::Read + Send>);
+        for stream in [out, err].into_iter().flatten() {
+            let prefix = format!("{name} | ");
+            std::thread::spawn(move || {
+                use std::io::{BufRead, Write};
+                for line in std::io::BufReader::new(stream).split(b'\n') {
+                    let Ok(line) = line else { break };
+                    let mut o = std::io::stdout().lock();
+                    let _ = o.write_all(prefix.as_bytes());
+                    let _ = o.write_all(&line);
+                    let _ = o.write_all(b"\n");
+                }
+            });
+        }
+        self.0.push(Proc {
+            name: name.to_string(),
+            tier,
+            child,
+            log: PathBuf::new(),
         });
         Ok(())
     }
@@ -150,6 +190,16 @@ impl Procs {
             progress(tier.describe(), 0, Some(started.elapsed()));
         }
     }
+}
+
+/// This binary with `args`, dying with this process, in a process group of its own.
+fn command(args: &[String]) -> anyhow::Result<Command> {
+    let mut c = Command::new(std::env::current_exe()?);
+    c.args(args)
+        .env(SUPERVISOR_ENV, std::process::id().to_string())
+        .stdin(Stdio::null())
+        .process_group(0);
+    Ok(c)
 }
 
 impl Drop for Procs {

@@ -1,4 +1,5 @@
-//! Authentication of a request's bearer token: a static token (`tokens.rs`), or a
+//! Authentication of a request's bearer token: a static token (`tokens.rs`, held as
+//! `token_file.rs` holds them), or a
 //! ServiceAccount token (`serviceaccount.rs`, JWTs signed as `jwt.rs` does) whose account
 //! (and bound pod or secret) still exists with the uid the token names. Tokens are issued
 //! by the ServiceAccount kind's `token` subresource (`kinds/serviceaccount/token.rs`);
@@ -11,8 +12,10 @@ use crate::store::{object_key, unix_now, Store};
 pub mod jwt;
 pub mod review;
 pub mod serviceaccount;
+pub mod token_file;
 pub mod tokens;
 
+pub use token_file::TokenFile;
 pub use tokens::Tokens;
 
 /// The group every authenticated user is in.
@@ -27,7 +30,7 @@ pub struct User {
 }
 
 pub struct Authenticator {
-    pub tokens: Tokens,
+    pub tokens: TokenFile,
     pub service_accounts: serviceaccount::Issuer,
 }
 
@@ -86,7 +89,7 @@ impl Authenticator {
             // are its own (kube's audience-agnostic authenticators).
             let meant: Vec<String> = asked.iter().filter(|a| own.contains(a)).cloned().collect();
             return Ok((!meant.is_empty()).then(|| Reviewed {
-                user: u.clone(),
+                user: u,
                 audiences: meant,
             }));
         }
