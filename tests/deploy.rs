@@ -51,6 +51,27 @@ fn ready_nodes(kubeconfig: &Path) -> Option<Vec<String>> {
     Some(ready)
 }
 
+/// Each node Lease's renewTime.
+fn lease_renewals(kubeconfig: &Path) -> Option<std::collections::BTreeMap<String, String>> {
+    let out = kubectl(
+        kubeconfig,
+        &["get", "leases", "-n", "kube-node-lease", "-o", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(
+        v["items"]
+            .as_array()?
+            .iter()
+            .filter_map(|l| {
+                Some((
+                    l["metadata"]["name"].as_str()?.to_string(),
+                    l["spec"]["renewTime"].as_str()?.to_string(),
+                ))
+            })
+            .collect(),
+    )
+}
+
 async fn wait_nodes(c: &Compose, want: &[&str]) {
     let kc = c.kubeconfig();
     let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
@@ -241,16 +262,26 @@ async fn compose_deployment_and_its_day_two_operations() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_for(Duration::from_secs(90), "the Deployment's 2 pods ready", || {
-        let kc = kc.clone();
-        async move {
-            let out = kubectl(
-                &kc,
-                &["get", "deploy", "sleeper", "-o", "jsonpath={.status.readyReplicas}"],
-            );
-            (String::from_utf8_lossy(&out.stdout).trim() == "2").then_some(())
-        }
-    })
+    wait_for(
+        Duration::from_secs(90),
+        "the Deployment's 2 pods ready",
+        || {
+            let kc = kc.clone();
+            async move {
+                let out = kubectl(
+                    &kc,
+                    &[
+                        "get",
+                        "deploy",
+                        "sleeper",
+                        "-o",
+                        "jsonpath={.status.readyReplicas}",
+                    ],
+                );
+                (String::from_utf8_lossy(&out.stdout).trim() == "2").then_some(())
+            }
+        },
+    )
     .await;
 
     // 2. A backup, holding the ConfigMaps before-0..9.
@@ -301,6 +332,7 @@ async fn compose_deployment_and_its_day_two_operations() {
         .output();
 
     // 5. A dead master replaced with an empty one.
+    let started = Instant::now();
     c.ok(&["kill", "m1"]);
     c.ok(&["rm", "-f", "m1"]);
     let volume = format!("{}_m1", c.project.replace('-', ""));
@@ -338,21 +370,34 @@ async fn compose_deployment_and_its_day_two_operations() {
         .map(|i| format!("https://{}:2379", c.ip(i)))
         .collect::<Vec<_>>()
         .join(",");
-    wait_for(Duration::from_secs(30), "the same HashKV on every member", || {
-        let out = etcdctl(&c, Some(endpoints.clone()), &["endpoint", "hashkv", "-w", "json"]);
-        async move {
-            let v: serde_json::Value = serde_json::from_str(&out).ok()?;
-            let hashes: std::collections::BTreeSet<u64> = v
-                .as_array()?
-                .iter()
-                .filter_map(|e| e["HashKV"]["hash"].as_u64())
-                .collect();
-            (hashes.len() == 1 && v.as_array()?.len() == 3).then_some(())
-        }
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the same HashKV on every member",
+        || {
+            let out = etcdctl(
+                &c,
+                Some(endpoints.clone()),
+                &["endpoint", "hashkv", "-w", "json"],
+            );
+            async move {
+                let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+                let hashes: std::collections::BTreeSet<u64> = v
+                    .as_array()?
+                    .iter()
+                    .filter_map(|e| e["HashKV"]["hash"].as_u64())
+                    .collect();
+                (hashes.len() == 1 && v.as_array()?.len() == 3).then_some(())
+            }
+        },
+    )
     .await;
+    println!(
+        "a dead master replaced by an empty one, in sync: {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 
     // 6. A third agent.
+    let started = Instant::now();
     let out = c.run_with(
         &["compose.yaml", "add-agent.yaml"],
         &["up", "-d", "--no-deps", "init", "a2"],
@@ -363,6 +408,10 @@ async fn compose_deployment_and_its_day_two_operations() {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_nodes(&c, &["a0", "a1", "a2"]).await;
+    println!(
+        "a third agent Ready: {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 
     // 7. Disaster recovery: everything gone but the credentials and the backup.
     let out = c.run_with(
@@ -383,11 +432,34 @@ async fn compose_deployment_and_its_day_two_operations() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The restored Nodes say Ready from the backup: wait for both agents to renew their
+    // Leases in the new deployment.
+    let restored = wait_for(Duration::from_secs(240), "the restored node Leases", || {
+        let kc = kc.clone();
+        async move { lease_renewals(&kc).filter(|m| m.len() == 2) }
+    })
+    .await;
+    wait_for(
+        Duration::from_secs(120),
+        "both agents renewing their Leases",
+        || {
+            let (kc, restored) = (kc.clone(), restored.clone());
+            async move {
+                let now = lease_renewals(&kc)?;
+                restored
+                    .iter()
+                    .all(|(n, t)| now.get(n).is_some_and(|u| u != t))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
     wait_nodes(&c, &["a0", "a1"]).await;
     println!(
-        "restored from the backup to both Nodes Ready: {:.1}s",
+        "restored from the backup to both agents renewing: {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    kubectl_ok(&kc, &["create", "configmap", "after-restore"]);
     let names = kubectl_ok(
         &kc,
         &["get", "configmaps", "-l", "test=deploy", "-o", "name"],

@@ -133,7 +133,10 @@ mod tests {
         assert_eq!(b.token_of("system:node:n0"), Some(node.as_str()));
         assert!(b.token_of("system:node:n1").is_some());
         let c = ensure_tokens(&p, &["n1".into()]).unwrap();
-        assert!(c.lookup(&node).is_none(), "a node taken out loses its token");
+        assert!(
+            c.lookup(&node).is_none(),
+            "a node taken out loses its token"
+        );
         assert_eq!(c.admin_token(), Some("old"));
     }
 }

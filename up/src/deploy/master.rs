@@ -216,8 +216,8 @@ pub async fn run(
         .with_context(|| format!("creating {}", flags.host.data_dir.display()))?;
     let kv_data = flags.host.data_dir.join("kvstore");
     let empty = std::fs::read_dir(&kv_data).map_or(true, |mut d| d.next().is_none());
-    let restore = Some(PathBuf::from(&flags.restore_from))
-        .filter(|f| empty && !f.as_os_str().is_empty());
+    let restore =
+        Some(PathBuf::from(&flags.restore_from)).filter(|f| empty && !f.as_os_str().is_empty());
     if restore.is_some() {
         flags.initial_cluster_state = "new".into();
     } else if flags.initial_cluster_state == "auto" {
