@@ -412,6 +412,11 @@ async fn compose_deployment_and_its_day_two_operations() {
         "a third agent Ready: {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    let after: Vec<String> = ["m0", "m1", "m2", "front", "a0", "a1"]
+        .iter()
+        .map(|s| started_at(s))
+        .collect();
+    assert_eq!(before, after, "adding an agent restarted another host");
 
     // 7. Disaster recovery: everything gone but the credentials and the backup.
     let out = c.run_with(
