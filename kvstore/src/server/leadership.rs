@@ -64,11 +64,7 @@ pub async fn watch(node: Arc<Node>) {
             let leader = if isolated { None } else { m.current_leader };
             (leader, m.current_term, leading, isolated)
         };
-        let now = Leadership {
-            leader,
-            leading,
-            isolated,
-        };
+        let now = Leadership { leader, isolated };
         node.leadership
             .send_if_modified(|l| std::mem::replace(l, now) != now);
         if (leader, leading) != last {

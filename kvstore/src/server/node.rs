@@ -47,12 +47,10 @@ pub struct Node {
 }
 
 /// The leader as the services see it: `None` when none is known or this member leads
-/// without its quorum; `leading` when this member leads with its quorum; `isolated` when
-/// it is in Raft's leader state without its quorum (cut off).
+/// without its quorum (then `isolated`: in Raft's leader state but cut off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Leadership {
     pub leader: Option<NodeId>,
-    pub leading: bool,
     pub isolated: bool,
 }
 

@@ -63,17 +63,7 @@ pub fn plan(
     flags: &MasterFlags,
 ) -> anyhow::Result<Vec<(Tier, &'static str, Vec<String>)>> {
     let name = &flags.host.name;
-    let me = topology.master(name).with_context(|| {
-        format!(
-            "{name} is not a master of this deployment (its masters: {})",
-            topology
-                .masters
-                .iter()
-                .map(|h| h.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })?;
+    let me = topology.require_master(name).map_err(anyhow::Error::msg)?;
     let dir = MasterDir(flags.host.cluster_dir.clone());
     let (pki, etcd) = (dir.pki(), dir.etcd_pki());
     let data = &flags.host.data_dir;
@@ -222,9 +212,9 @@ pub async fn run(
         flags.initial_cluster_state = "new".into();
     } else if flags.initial_cluster_state == "auto" {
         flags.initial_cluster_state = if empty {
-            let me = topology.master(&flags.host.name).with_context(|| {
-                format!("{} is not a master of this deployment", flags.host.name)
-            })?;
+            let me = topology
+                .require_master(&flags.host.name)
+                .map_err(anyhow::Error::msg)?;
             let tls = super::members::tls(&MasterDir(flags.host.cluster_dir.clone()))?;
             let others = topology.masters.iter().filter(|h| h.name != me.name);
             let listed = super::members::list(others, &tls, Duration::from_secs(2)).await;

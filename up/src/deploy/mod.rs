@@ -55,8 +55,8 @@ pub async fn run(
         DeployCommand::Leader(f) => {
             let topology = layout::read_topology(&f.cluster_dir)?;
             let me = topology
-                .master(&f.name)
-                .ok_or_else(|| anyhow::anyhow!("{} is not a master", f.name))?;
+                .require_master(&f.name)
+                .map_err(anyhow::Error::msg)?;
             let tls = members::tls(&layout::MasterDir(f.cluster_dir.clone()))?;
             let name = members::leader(&topology, me, &tls, Duration::from_secs(3)).await?;
             println!("{name}");

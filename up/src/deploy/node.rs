@@ -33,17 +33,7 @@ pub fn plan(
     flags: &NodeFlags,
 ) -> anyhow::Result<Vec<(Tier, &'static str, Vec<String>)>> {
     let name = &flags.host.name;
-    let me = topology.agent(name).with_context(|| {
-        format!(
-            "{name} is not an agent of this deployment (its agents: {})",
-            topology
-                .agents
-                .iter()
-                .map(|h| h.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })?;
+    let me = topology.require_agent(name).map_err(anyhow::Error::msg)?;
     let dir = NodeDir(flags.host.cluster_dir.clone());
     let p = |x: std::path::PathBuf| x.display().to_string();
     let agent = vec![

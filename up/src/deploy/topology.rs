@@ -114,6 +114,18 @@ impl Topology {
         self.agents.iter().find(|h| h.name == name)
     }
 
+    /// The master called `name`, or an error listing the masters.
+    pub fn require_master(&self, name: &str) -> Result<&Host, String> {
+        self.master(name)
+            .ok_or_else(|| not_one_of(name, "master", &self.masters))
+    }
+
+    /// The agent called `name`, or an error listing the agents.
+    pub fn require_agent(&self, name: &str) -> Result<&Host, String> {
+        self.agent(name)
+            .ok_or_else(|| not_one_of(name, "agent", &self.agents))
+    }
+
     /// The kvstore's `--initial-cluster`.
     pub fn initial_cluster(&self) -> String {
         self.masters
@@ -165,6 +177,15 @@ impl Topology {
         }
         Ok(())
     }
+}
+
+fn not_one_of(name: &str, role: &str, hosts: &[Host]) -> String {
+    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+    format!(
+        "{name} is not a{} {role} of this deployment (its {role}s: {})",
+        if role.starts_with('a') { "n" } else { "" },
+        names.join(", ")
+    )
 }
 
 fn url(ip: IpAddr, port: u16) -> String {
