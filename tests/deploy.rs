@@ -397,6 +397,17 @@ async fn compose_deployment_and_its_day_two_operations() {
     );
 
     // 6. A third agent.
+    let started_at = |svc: &str| {
+        let out = std::process::Command::new("docker")
+            .args(["inspect", "-f", "{{.State.StartedAt}}", &c.container(svc)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let before: Vec<String> = ["m0", "m1", "m2", "front", "a0", "a1"]
+        .iter()
+        .map(|s| started_at(s))
+        .collect();
     let started = Instant::now();
     let out = c.run_with(
         &["compose.yaml", "add-agent.yaml"],

@@ -48,6 +48,16 @@ fn nemesis_values() -> impl TypedValueParser<Value = Choice> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
+pub enum ClusterKind {
+    /// kvstore members as processes in network namespaces of their own.
+    Netns,
+    /// The masters of deploy/compose.yaml (the whole deployment in containers, from an
+    /// image of the binary under test).
+    Compose,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ReadMode {
     Linearizable,
     /// etcd's serializable reads: served by whichever member is asked, possibly stale.
@@ -79,6 +89,9 @@ pub struct TestOpts {
     /// Members in the cluster.
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
+    /// How the members run.
+    #[arg(long, value_enum, default_value = "netns")]
+    pub cluster: ClusterKind,
     #[arg(long, value_enum, default_value = "linearizable")]
     pub read_mode: ReadMode,
     /// Mean seconds between faults, and mean length of a fault.

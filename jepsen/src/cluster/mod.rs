@@ -1,7 +1,9 @@
 //! Cluster control: how the harness starts, stops, stalls and cuts off members. Workloads and
-//! checkers see only client URLs; nemeses see only this interface, so another way to run
-//! members (containers on a private Docker network, say) is one more implementation.
+//! checkers see only client URLs; nemeses see only this interface. Two implementations:
+//! members in network namespaces (`netns.rs`), and the masters of the compose deployment
+//! (`compose.rs`).
 
+pub mod compose;
 pub mod netns;
 pub mod pki;
 
