@@ -55,11 +55,68 @@ pub enum Op {
         deletes: Vec<String>,
         revision: Option<i64>,
     },
+    /// Objects workload: one ConfigMap read (GET with resourceVersion unset, a consistent
+    /// read); `value` None: not found. `rv` is the object's resourceVersion.
+    Get {
+        key: String,
+        value: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        rv: Option<u64>,
+    },
+    /// Objects workload: the value set whatever the object holds (PUT without a
+    /// resourceVersion, or POST when there is no object).
+    Put {
+        key: String,
+        value: u64,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        rv: Option<u64>,
+    },
+    /// Objects workload: GET, then PUT with the resourceVersion read when the value read is
+    /// `from` (a compare-and-set; 409 Conflict is a definite failure).
+    Update {
+        key: String,
+        from: u64,
+        to: u64,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        rv: Option<u64>,
+    },
+    /// Objects workload: POST; 409 AlreadyExists is a definite failure.
+    Create {
+        key: String,
+        value: u64,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        rv: Option<u64>,
+    },
+    /// Objects workload: DELETE; 404 is a definite failure.
+    Delete {
+        key: String,
+    },
+    /// Objects workload: a consistent LIST of the run's ConfigMaps; on completion, the
+    /// value and resourceVersion of every object listed among `keys` (those the workload
+    /// had used when it was invoked; one absent from `found` was not in the list).
+    List {
+        keys: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        found: Option<Vec<Listed>>,
+    },
+    /// Pods workload: a Deployment's desired replicas set through its scale subresource.
+    Scale {
+        deployment: String,
+        replicas: u32,
+    },
     /// A fault starting or ending.
     Nemesis {
         fault: String,
         detail: String,
     },
+}
+
+/// One object of a list result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listed {
+    pub key: String,
+    pub value: Option<u64>,
+    pub rv: u64,
 }
 
 impl Op {
@@ -71,6 +128,13 @@ impl Op {
             Op::Add { .. } => "add",
             Op::ReadAll { .. } => "read-all",
             Op::Txn { .. } => "txn",
+            Op::Get { .. } => "get",
+            Op::Put { .. } => "put",
+            Op::Update { .. } => "update",
+            Op::Create { .. } => "create",
+            Op::Delete { .. } => "delete",
+            Op::List { .. } => "list",
+            Op::Scale { .. } => "scale",
             Op::Nemesis { .. } => "nemesis",
         }
     }
@@ -79,7 +143,15 @@ impl Op {
     pub fn is_write(&self) -> bool {
         matches!(
             self,
-            Op::Write { .. } | Op::Cas { .. } | Op::Add { .. } | Op::Txn { .. }
+            Op::Write { .. }
+                | Op::Cas { .. }
+                | Op::Add { .. }
+                | Op::Txn { .. }
+                | Op::Put { .. }
+                | Op::Update { .. }
+                | Op::Create { .. }
+                | Op::Delete { .. }
+                | Op::Scale { .. }
         )
     }
 }

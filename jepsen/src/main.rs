@@ -2,6 +2,7 @@
 //! workload under faults, checks the history and writes a report.
 //! Exit status: 0 valid, 1 an anomaly was found, 2 the run or a checker could not decide.
 
+mod api;
 mod checker;
 mod client;
 mod cluster;
@@ -20,7 +21,9 @@ use crate::opts::{Cli, Cmd};
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // kube-rs logs every failed request at ERROR; the history records them.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube_client=off".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

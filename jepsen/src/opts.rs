@@ -34,6 +34,14 @@ pub enum Workload {
     Set,
     /// Watchers of one prefix, checked against etcd's watch guarantees.
     Watch,
+    /// ConfigMaps through the apiservers as registers (get, put, update with a
+    /// resourceVersion, create, delete, list); checked for linearizability and for
+    /// resourceVersions that never go back. Needs `--cluster compose`.
+    Objects,
+    /// Deployments scaled up and down; every pod bound at most once (from the kvstore's
+    /// watch), the desired replicas linearizable, every Deployment rolled out after the
+    /// heal. Needs `--cluster compose`.
+    Pods,
 }
 
 /// The `--nemesis` values: `none`, then every fault of the nemesis table with its help.
@@ -61,6 +69,7 @@ pub enum ClusterKind {
 pub enum ReadMode {
     Linearizable,
     /// etcd's serializable reads: served by whichever member is asked, possibly stale.
+    /// In the objects workload: GET and LIST with resourceVersion "0" (any version).
     Serializable,
 }
 

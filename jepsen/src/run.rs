@@ -195,7 +195,14 @@ pub async fn test(opts: TestOpts) -> anyhow::Result<Outcome> {
             .collect();
     member_args.extend(opts.member_args.iter().cloned());
     let cluster: Arc<dyn ClusterControl> = match opts.cluster {
-        ClusterKind::Netns => Arc::new(NetnsCluster::create(opts.nodes, &bin, &dir, member_args)?),
+        ClusterKind::Netns => {
+            if matches!(opts.workload, Workload::Objects | Workload::Pods) {
+                bail!(
+                    "--workload objects and pods need apiservers: run them with --cluster compose"
+                );
+            }
+            Arc::new(NetnsCluster::create(opts.nodes, &bin, &dir, member_args)?)
+        }
         ClusterKind::Compose => {
             if opts.workload == Workload::Watch {
                 // Its checker counts on revisions being dense (only its writers write);
@@ -313,6 +320,14 @@ async fn run_with(
         );
     };
     info!(?ids, "cluster up");
+    let pods_base = match opts.workload {
+        Workload::Pods => Some(
+            workload::pods::setup(&setup)
+                .await
+                .context("creating the pods workload's Deployments")?,
+        ),
+        _ => None,
+    };
 
     let start = Instant::now();
     let wall_start = SystemTime::now()
@@ -341,11 +356,20 @@ async fn run_with(
 
     enum Running {
         Register(Arc<std::sync::Mutex<workload::register::Keys>>),
+        Objects(Arc<std::sync::Mutex<workload::register::Keys>>),
+        Pods(workload::pods::Monitor),
         Set,
         Watch(workload::watch::Watchers, i64),
     }
     let running = match opts.workload {
         Workload::Register => Running::Register(workload::register::run(ctx.clone()).await?),
+        Workload::Objects => Running::Objects(workload::objects::run(ctx.clone()).await?),
+        Workload::Pods => {
+            workload::pods::record_setup(&ctx);
+            let monitor = workload::pods::start_monitor(&ctx, pods_base.unwrap_or(0));
+            workload::pods::run(ctx.clone()).await?;
+            Running::Pods(monitor)
+        }
         Workload::Set => {
             workload::set::run(ctx.clone()).await?;
             Running::Set
@@ -364,6 +388,7 @@ async fn run_with(
     info!("workload done; healing");
     nemesis.await?;
     cluster.heal()?;
+    let healed = Instant::now();
     let mut incomplete = None;
     if settle(&ctx, Duration::from_secs(60)).await.is_none() {
         incomplete = Some("the cluster did not settle within 60 s of healing".to_string());
@@ -371,9 +396,32 @@ async fn run_with(
     info!("settled; final reads");
     let deadline = Instant::now() + Duration::from_secs(opts.checker_time_limit);
     let mut verdicts = Vec::new();
+    let mut pods = None;
     let watch_logs = match running {
+        Running::Pods(monitor) => {
+            let converged =
+                workload::pods::converge(&ctx, healed, Instant::now() + Duration::from_secs(90))
+                    .await;
+            let last =
+                workload::watch::current_revision(&ctx, Instant::now() + Duration::from_secs(20))
+                    .await
+                    .unwrap_or(i64::MAX);
+            let log = monitor
+                .finish(last, Instant::now() + Duration::from_secs(30))
+                .await;
+            std::fs::write(
+                dir.join("pods.json"),
+                serde_json::to_vec(&json!({"monitor": log, "converged": converged}))?,
+            )?;
+            pods = Some((log, converged));
+            None
+        }
         Running::Register(keys) => {
             workload::register::final_reads(&ctx, &keys).await;
+            None
+        }
+        Running::Objects(keys) => {
+            workload::objects::final_reads(&ctx, &keys).await;
             None
         }
         Running::Set => {
@@ -395,6 +443,19 @@ async fn run_with(
     let history = rec.snapshot();
     info!(events = history.len(), "checking");
     let v = match (&opts.workload, watch_logs) {
+        (Workload::Objects, _) => {
+            let mut vs = checker::objects::check(&history, deadline);
+            let first = vs.remove(0);
+            verdicts.splice(0..0, vs);
+            first
+        }
+        (Workload::Pods, _) => {
+            let (log, converged) = pods.unwrap_or_default();
+            let mut vs = checker::pods::check(&history, &log, &converged, deadline);
+            let first = vs.remove(0);
+            verdicts.splice(0..0, vs);
+            first
+        }
         (Workload::Register, _) => checker::register::check(&history, deadline),
         (Workload::Set, _) => checker::set::check(&history),
         (Workload::Watch, Some((logs, base, last))) => checker::watch::check(

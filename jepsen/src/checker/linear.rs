@@ -17,6 +17,10 @@ pub enum RegOp {
     Write(u64),
     /// Compare-and-set that succeeded (failed ones had no effect and are left out).
     Cas(u64, u64),
+    /// Create: succeeds only when the key is absent.
+    Create(u64),
+    /// Delete: succeeds only when the key is present.
+    Delete,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +40,8 @@ fn step(state: State, op: RegOp) -> Option<State> {
         RegOp::Read(v) => (state == v).then_some(state),
         RegOp::Write(v) => Some(Some(v)),
         RegOp::Cas(from, to) => (state == Some(from)).then_some(Some(to)),
+        RegOp::Create(v) => state.is_none().then_some(Some(v)),
+        RegOp::Delete => state.is_some().then_some(None),
     }
 }
 
@@ -207,6 +213,31 @@ mod tests {
     }
     fn dl() -> Instant {
         Instant::now() + Duration::from_secs(10)
+    }
+
+    #[test]
+    fn create_needs_absence_and_delete_presence() {
+        let d = Instant::now() + Duration::from_secs(5);
+        let ok = [
+            op(0, 1, RegOp::Create(1)),
+            op(2, 3, RegOp::Delete),
+            op(4, 5, RegOp::Read(None)),
+            op(6, 7, RegOp::Create(2)),
+            op(8, 9, RegOp::Read(Some(2))),
+        ];
+        assert_eq!(check(&ok, None, d), Outcome::Linearizable);
+        let twice = [op(0, 1, RegOp::Create(1)), op(2, 3, RegOp::Create(2))];
+        assert_eq!(check(&twice, None, d), Outcome::NotLinearizable);
+        let absent = [op(0, 1, RegOp::Delete)];
+        assert_eq!(check(&absent, None, d), Outcome::NotLinearizable);
+        // An unknown delete may have happened.
+        let maybe = [
+            op(0, 1, RegOp::Write(1)),
+            op(2, u64::MAX, RegOp::Delete),
+            op(3, 4, RegOp::Read(None)),
+            op(5, 6, RegOp::Create(3)),
+        ];
+        assert_eq!(check(&maybe, None, d), Outcome::Linearizable);
     }
 
     #[test]

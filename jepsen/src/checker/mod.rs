@@ -3,6 +3,8 @@
 //! Unknown is never reported as valid.
 
 pub mod linear;
+pub mod objects;
+pub mod pods;
 pub mod register;
 pub mod set;
 pub mod watch;

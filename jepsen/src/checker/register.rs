@@ -14,41 +14,64 @@ use crate::history::{pairs, Event, Kind, Op};
 const SHOWN: usize = 16;
 
 pub fn check(history: &[Event], deadline: Instant) -> Verdict {
-    let mut v = Verdict::new("linearizable-register");
+    check_keys(
+        "linearizable-register",
+        history,
+        deadline,
+        |invoke, complete| {
+            let key = match invoke {
+                Op::Read { key, .. } | Op::Write { key, .. } | Op::Cas { key, .. } => key.clone(),
+                _ => return vec![],
+            };
+            let op = match (invoke, complete) {
+                (Op::Read { .. }, Some(Op::Read { value, .. })) => RegOp::Read(*value),
+                // A read with no result has no effect.
+                (Op::Read { .. }, _) => return vec![],
+                (Op::Write { value, .. }, _) => RegOp::Write(*value),
+                (Op::Cas { from, to, .. }, _) => RegOp::Cas(*from, *to),
+                _ => return vec![],
+            };
+            vec![(key, op)]
+        },
+    )
+}
+
+/// Checks every key as an independent register. `ops_of` maps an operation (its
+/// invocation, and its completion when it completed ok) to what it did to which keys;
+/// failed operations are left out, and those of unknown outcome may take effect at any
+/// time after their invocation. Reads must only be returned for completed operations.
+pub fn check_keys(
+    name: &str,
+    history: &[Event],
+    deadline: Instant,
+    ops_of: impl Fn(&Op, Option<&Op>) -> Vec<(String, RegOp)>,
+) -> Verdict {
+    let mut v = Verdict::new(name);
     let mut by_key: BTreeMap<String, Vec<(LinOp, Vec<Event>)>> = BTreeMap::new();
     for p in pairs(history) {
-        let key = match &p.invoke.op {
-            Op::Read { key, .. } | Op::Write { key, .. } | Op::Cas { key, .. } => key.clone(),
-            _ => continue,
-        };
-        let ret = match p.kind() {
-            Kind::Ok => p.complete.as_ref().map_or(u64::MAX, |c| c.time),
-            Kind::Info => u64::MAX,
+        let (ret, complete) = match p.kind() {
+            Kind::Ok => match &p.complete {
+                Some(c) => (c.time, Some(&c.op)),
+                None => continue,
+            },
+            Kind::Info => (u64::MAX, None),
             Kind::Fail | Kind::Invoke => continue,
         };
-        let op = match (&p.invoke.op, p.complete.as_ref().map(|c| &c.op)) {
-            (Op::Read { .. }, Some(Op::Read { value, .. })) if ret != u64::MAX => {
-                RegOp::Read(*value)
-            }
-            // A read with no result has no effect.
-            (Op::Read { .. }, _) => continue,
-            (Op::Write { value, .. }, _) => RegOp::Write(*value),
-            (Op::Cas { from, to, .. }, _) => RegOp::Cas(*from, *to),
-            _ => continue,
-        };
-        let mut events = vec![p.invoke.clone()];
-        events.extend(p.complete.clone());
-        let ops = by_key.entry(key).or_default();
-        let tag = ops.len();
-        ops.push((
-            LinOp {
-                call: p.invoke.time,
-                ret,
-                op,
-                tag,
-            },
-            events,
-        ));
+        for (key, op) in ops_of(&p.invoke.op, complete) {
+            let mut events = vec![p.invoke.clone()];
+            events.extend(p.complete.clone());
+            let ops = by_key.entry(key).or_default();
+            let tag = ops.len();
+            ops.push((
+                LinOp {
+                    call: p.invoke.time,
+                    ret,
+                    op,
+                    tag,
+                },
+                events,
+            ));
+        }
     }
 
     let (mut valid_keys, mut invalid_keys, mut unknown_keys) = (0, 0, 0);

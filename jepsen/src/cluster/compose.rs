@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use anyhow::{bail, Context};
 use tracing::{info, warn};
 
-use super::{ClusterControl, Grudge, Start};
+use super::{ApiServer, ClusterControl, Grudge, Start};
 
 const COMPOSE: &str = include_str!("../../../deploy/compose.yaml");
 const IMAGE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/image");
@@ -163,6 +163,13 @@ impl ClusterControl for ComposeCluster {
 
     fn peer_url(&self, node: usize) -> String {
         format!("https://{}:2380", self.ip(node))
+    }
+
+    fn apiserver(&self, node: usize) -> Option<ApiServer> {
+        Some(ApiServer {
+            url: format!("https://{}:6443", self.ip(node)),
+            kubeconfig: self.dir.join("cluster").join("admin.kubeconfig"),
+        })
     }
 
     fn start(&self, node: usize, how: Start) -> anyhow::Result<()> {

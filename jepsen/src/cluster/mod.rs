@@ -8,6 +8,7 @@ pub mod netns;
 pub mod pki;
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 /// How a member starts.
 #[derive(Clone, Debug)]
@@ -21,6 +22,14 @@ pub enum Start {
     Join { initial_cluster: String },
 }
 
+/// An apiserver of the cluster and the admin kubeconfig to reach it with (its server is
+/// replaced by `url`).
+#[derive(Clone, Debug)]
+pub struct ApiServer {
+    pub url: String,
+    pub kubeconfig: PathBuf,
+}
+
 /// For each member, the members whose traffic it drops (Jepsen calls this a grudge).
 pub type Grudge = Vec<BTreeSet<usize>>;
 
@@ -32,6 +41,10 @@ pub trait ClusterControl: Send + Sync {
     /// What clients present and trust on https:// client URLs.
     fn client_tls(&self) -> Option<&proto::tls::ClientTls>;
     fn peer_url(&self, node: usize) -> String;
+    /// The apiserver of `node`, where the cluster runs one with each member.
+    fn apiserver(&self, _node: usize) -> Option<ApiServer> {
+        None
+    }
     fn start(&self, node: usize, how: Start) -> anyhow::Result<()>;
     /// SIGKILL and reap.
     fn kill(&self, node: usize) -> anyhow::Result<()>;

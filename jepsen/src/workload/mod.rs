@@ -2,6 +2,8 @@
 //! limit, each bound to one member; a process whose operation had an unknown outcome is
 //! retired and a fresh one (a new process number) takes its place, as in Jepsen.
 
+pub mod objects;
+pub mod pods;
 pub mod register;
 pub mod set;
 pub mod watch;
@@ -71,6 +73,11 @@ impl Worker {
             rng: ctx.rng(1000 + w as u64),
             gap: workers as f64 / ctx.opts.rate,
         })
+    }
+
+    /// Paces this worker for at most `rate` operations per second, all workers together.
+    pub fn limit_rate(&mut self, rate: f64, workers: usize) {
+        self.gap = self.gap.max(workers as f64 / rate);
     }
 
     /// Waits a random time around the worker's share of the rate; false once time is up.

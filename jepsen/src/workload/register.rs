@@ -16,13 +16,13 @@ pub struct Keys {
     active: Vec<(u64, u32)>,
     next: u64,
     /// The last value known for each key (makes compare-and-set succeed often).
-    last: HashMap<u64, u64>,
+    pub last: HashMap<u64, u64>,
     pub used: Vec<u64>,
     values: u64,
 }
 
 impl Keys {
-    fn new(active: usize) -> Keys {
+    pub fn new(active: usize) -> Keys {
         let mut k = Keys::default();
         for _ in 0..active.max(1) {
             k.fresh();
@@ -39,7 +39,7 @@ impl Keys {
     }
 
     /// A key for the next operation, retiring keys that have had their share.
-    fn pick(&mut self, rng: &mut impl Rng, per_key: u32) -> u64 {
+    pub fn pick(&mut self, rng: &mut impl Rng, per_key: u32) -> u64 {
         let i = rng.random_range(0..self.active.len());
         self.active[i].1 += 1;
         let id = self.active[i].0;
@@ -50,7 +50,12 @@ impl Keys {
         id
     }
 
-    fn unique_value(&mut self) -> u64 {
+    /// The keys operations go to now.
+    pub fn active(&self) -> Vec<u64> {
+        self.active.iter().map(|&(id, _)| id).collect()
+    }
+
+    pub fn unique_value(&mut self) -> u64 {
         self.values += 1;
         self.values
     }
