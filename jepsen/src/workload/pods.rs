@@ -248,7 +248,7 @@ pub fn start_monitor(ctx: &Ctx, base: i64) -> Monitor {
                                 node: if deleted { None } else { node },
                                 deleted,
                             });
-                            next = next.max(kv.mod_revision + 1);
+                            next = next.max(kv.mod_revision.saturating_add(1));
                         }
                         let at = resp.header.as_ref().map_or(0, |h| h.revision);
                         if resp.events.is_empty() && end_rx.borrow().is_some_and(|e| at >= e) {
