@@ -1,11 +1,13 @@
 //! Kubernetes API semantics through a real apiserver on a real kvstore: errors as
 //! `metav1.Status` that change nothing, graceful deletion, finalizers, bindings, status
-//! subresources, generation, evictions under disruption budgets, pagination, and watch
-//! edge cases.
+//! subresources, generation, evictions under disruption budgets, writes fenced by a
+//! leader's lease, pagination, and watch edge cases.
 
 mod common;
 #[path = "apiserver_semantics/eviction.rs"]
 mod eviction;
+#[path = "apiserver_semantics/fence.rs"]
+mod fence;
 
 use std::time::Duration;
 

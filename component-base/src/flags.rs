@@ -51,6 +51,8 @@ pub struct CommonFlags {
 #[derive(Debug, Clone)]
 pub struct CommonConfig {
     pub kubeconfig: PathBuf,
+    /// This replica's name in its Lease and in what its writes record.
+    pub identity: String,
     /// `None` when `--leader-elect=false`.
     pub election: Option<ElectionConfig>,
     /// `None` with `--secure-port 0`.
@@ -93,6 +95,7 @@ impl CommonFlags {
         });
         Ok(CommonConfig {
             kubeconfig: self.kubeconfig.clone(),
+            identity: identity.clone(),
             election: self.leader_elect.then(|| ElectionConfig {
                 lease_name: lease_name.to_string(),
                 namespace: self.leader_elect_resource_namespace.clone(),

@@ -14,6 +14,12 @@
 //! - Losing the lease does not end the process: the work is aborted and the replica becomes
 //!   a candidate again. The work must own every task it spawns (a `JoinSet`), so aborting it
 //!   stops them all.
+//! - Fenced writes: the clocks' promise above does not hold for a leader frozen between
+//!   deciding a write and sending it. Each acquisition is a write that changes the Lease's
+//!   holder or acquireTime, which Flotilla's apiserver pairs with the Lease's fence key;
+//!   the work gets a [`Term`] naming the acquisition's revision, and clients it builds with
+//!   [`Term::config`] send it with every request, so the apiserver refuses their writes
+//!   once anyone acquired the lease again (`apiserver::store::fence`).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,6 +40,43 @@ pub struct ElectionConfig {
     pub lease_duration: Duration,
     pub renew_deadline: Duration,
     pub retry_period: Duration,
+}
+
+/// The request header that carries a leader's fence.
+pub const FENCE_HEADER: &str = "flotilla-fence";
+
+/// What a replica acts with while it leads: who it is and, under leader election, the
+/// acquisition it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Term {
+    pub identity: String,
+    /// `<namespace>/<lease>@<revision of the acquisition>`; `None` without leader election.
+    pub fence: Option<String>,
+}
+
+impl Term {
+    /// A client configuration whose requests carry the fence.
+    pub fn config(&self, base: &kube::Config) -> kube::Config {
+        let mut c = base.clone();
+        if let Some(v) = self
+            .fence
+            .as_deref()
+            .and_then(|f| http::HeaderValue::from_str(f).ok())
+        {
+            c.headers
+                .push((http::HeaderName::from_static(FENCE_HEADER), v));
+        }
+        c
+    }
+
+    /// What writes record about their writer: `<identity>@<revision>`, or the identity
+    /// alone without leader election.
+    pub fn stamp(&self) -> String {
+        match self.fence.as_deref().and_then(|f| f.rsplit_once('@')) {
+            Some((_, rev)) => format!("{}@{rev}", self.identity),
+            None => self.identity.clone(),
+        }
+    }
 }
 
 /// What this replica knows about the lease, for `/metrics`.
@@ -144,6 +187,8 @@ pub struct Elector {
     api: Api<Lease>,
     cfg: ElectionConfig,
     observed: Option<(Record, Instant)>,
+    /// The revision of the write that acquired the lease, while we hold it.
+    acquired: Option<i64>,
 }
 
 impl Elector {
@@ -152,7 +197,32 @@ impl Elector {
             api: Api::namespaced(client, &cfg.namespace),
             cfg,
             observed: None,
+            acquired: None,
         }
+    }
+
+    /// The term of the acquisition we hold, if any.
+    pub fn term(&self) -> Option<Term> {
+        self.acquired.map(|rev| Term {
+            identity: self.cfg.identity.clone(),
+            fence: Some(format!(
+                "{}/{}@{rev}",
+                self.cfg.namespace, self.cfg.lease_name
+            )),
+        })
+    }
+
+    /// Forgets the acquisition (the lease was lost or given up).
+    fn forget(&mut self) {
+        self.acquired = None;
+    }
+
+    fn acquired_by(&mut self, l: &Lease) {
+        self.acquired = l
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|rv| rv.parse().ok());
     }
 
     /// One round: read the lease and write it if we may. `Ok(true)`: we hold it now.
@@ -180,6 +250,7 @@ impl Elector {
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(l) => {
                     self.observed = Some((Record::of(&l), Instant::now()));
+                    self.acquired_by(&l);
                     Ok(true)
                 }
                 Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
@@ -199,8 +270,18 @@ impl Elector {
             self.cfg.lease_duration,
         );
         let spec = lease.spec.get_or_insert_with(Default::default);
+        // A record naming us that we did not acquire in this run (a restart with a fixed
+        // identity) is taken again, so the acquisition has a revision of its own.
+        let acquiring = match decision {
+            Decision::Renew => self.acquired.is_none(),
+            _ => true,
+        };
         match decision {
             Decision::Wait | Decision::Create => return Ok(false),
+            Decision::Renew if acquiring => {
+                spec.acquire_time = Some(now.clone());
+                spec.lease_transitions = Some(rec.transitions.saturating_add(1));
+            }
             Decision::Take => {
                 spec.holder_identity = Some(self.cfg.identity.clone());
                 spec.acquire_time = Some(now.clone());
@@ -217,6 +298,9 @@ impl Elector {
         {
             Ok(l) => {
                 self.observed = Some((Record::of(&l), Instant::now()));
+                if acquiring {
+                    self.acquired_by(&l);
+                }
                 Ok(true)
             }
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
@@ -226,6 +310,7 @@ impl Elector {
 
     /// Gives the lease up if we still hold it, so a standby need not wait for it to expire.
     pub async fn release(&mut self) {
+        self.forget();
         let Ok(Some(mut lease)) = self.api.get_opt(&self.cfg.lease_name).await else {
             return;
         };
@@ -250,7 +335,8 @@ impl Elector {
 }
 
 /// Runs `work` whenever this replica holds the lease, until `shutdown` turns true (then the
-/// lease is released) or the work returns (its result is returned).
+/// lease is released) or the work returns (its result is returned). Each run of the work
+/// gets the term it acts in.
 pub async fn run<F, Fut>(
     client: kube::Client,
     cfg: ElectionConfig,
@@ -259,7 +345,7 @@ pub async fn run<F, Fut>(
     work: F,
 ) -> anyhow::Result<()>
 where
-    F: Fn() -> Fut,
+    F: Fn(Term) -> Fut,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let mut elector = Elector::new(client, cfg.clone());
@@ -283,10 +369,17 @@ where
                 _ = tokio::time::sleep(wait) => {}
             }
         };
+        let Some(term) = elector.term() else {
+            // Holding the lease without knowing the acquisition's revision (an apiserver
+            // that sent no resourceVersion): try again rather than act unfenced.
+            tracing::warn!(lease = %cfg.lease_name, "the acquisition has no revision; not acting");
+            elector.release().await;
+            continue;
+        };
         state.leading.store(true, Ordering::Relaxed);
         state.acquired.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(lease = %cfg.lease_name, identity = %cfg.identity, "became the leader");
-        let mut handle = tokio::spawn(work());
+        tracing::info!(lease = %cfg.lease_name, identity = %cfg.identity, fence = ?term.fence, "became the leader");
+        let mut handle = tokio::spawn(work(term));
         let mut last_ok = acquired_at;
         let outcome = 'leading: loop {
             tokio::select! {
@@ -341,6 +434,7 @@ where
             }
             Outcome::Lost(why) => {
                 let _ = handle.await;
+                elector.forget();
                 state.leading.store(false, Ordering::Relaxed);
                 state.lost.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(lease = %cfg.lease_name, identity = %cfg.identity, why, "lost the lease; stopped acting");
@@ -356,24 +450,29 @@ enum Outcome {
 }
 
 /// Runs `work` under leader election when `cfg` is set, or directly (until `shutdown`)
-/// when leader election is off.
+/// when leader election is off, as `identity` with no fence.
 pub async fn run_maybe_elected<F, Fut>(
     client: kube::Client,
     cfg: Option<ElectionConfig>,
+    identity: &str,
     state: Arc<LeaderState>,
     mut shutdown: watch::Receiver<bool>,
     work: F,
 ) -> anyhow::Result<()>
 where
-    F: Fn() -> Fut,
+    F: Fn(Term) -> Fut,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     match cfg {
         Some(cfg) => run(client, cfg, state, shutdown, work).await,
         None => {
             state.leading.store(true, Ordering::Relaxed);
+            let term = Term {
+                identity: identity.to_string(),
+                fence: None,
+            };
             tokio::select! {
-                r = work() => r,
+                r = work(term) => r,
                 _ = shutdown.changed() => Ok(()),
             }
         }

@@ -26,7 +26,15 @@ pub struct Context {
     /// its client.
     pub recorder: Recorder,
     pub config: ControllerManagerConfig,
+    /// Who acts, under which lease term: pods the controllers create record it
+    /// ([`CREATED_BY`]).
+    pub term: component_base::leaderelection::Term,
 }
+
+/// The annotation on every pod a controller creates: `<replica identity>@<revision of its
+/// lease acquisition>` (the identity alone without leader election), so whoever reads the
+/// pods' history can tell which replica created each, under which term.
+pub const CREATED_BY: &str = "controller.flotilla.io/created-by";
 
 impl Context {
     /// The client acting as `account`, one of the controller's registration's accounts

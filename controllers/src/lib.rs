@@ -168,8 +168,16 @@ pub async fn run(
     }
     tracing::info!(controllers = ?cfg.enabled, use_service_account_credentials = cfg.use_service_account_credentials, "starting");
     let election = cfg.common.election.clone();
-    run_maybe_elected(client.clone(), election, leader, shutdown, move || {
-        run_controllers(client.clone(), base.clone(), cfg.clone())
+    let identity = cfg.common.identity.clone();
+    run_maybe_elected(client, election, &identity, leader, shutdown, move |term| {
+        // Every request of the leader's controllers carries its fence: what one sends
+        // after another replica took the lease is refused.
+        let fenced = term.config(&base);
+        let cfg = cfg.clone();
+        async move {
+            let client = kube::Client::try_from(fenced.clone())?;
+            run_controllers(client, fenced, cfg, term).await
+        }
     })
     .await
 }
@@ -181,6 +189,7 @@ async fn run_controllers(
     client: kube::Client,
     base: kube::Config,
     cfg: ControllerManagerConfig,
+    term: component_base::leaderelection::Term,
 ) -> anyhow::Result<()> {
     let enabled: Vec<&Registration> = CONTROLLERS
         .iter()
@@ -236,6 +245,7 @@ async fn run_controllers(
             clients,
             informers: informers.clone(),
             config: cfg.clone(),
+            term: term.clone(),
         });
         let needs: Vec<_> = c.informers.iter().map(|n| n.informer(&informers)).collect();
         controllers.push((c.name, needs, (c.new)(&ctx)));

@@ -132,6 +132,23 @@ impl Client {
         ))
     }
 
+    /// Every key under `prefix` as it was at `revision` (linearizable), with its revisions.
+    pub async fn prefix_at(
+        &mut self,
+        prefix: &str,
+        revision: i64,
+    ) -> Result<Vec<proto::mvccpb::KeyValue>, OpError> {
+        let r = self
+            .range(pb::RangeRequest {
+                key: prefix.as_bytes().to_vec(),
+                range_end: prefix_end(prefix.as_bytes()),
+                revision,
+                ..Default::default()
+            })
+            .await?;
+        Ok(r.kvs)
+    }
+
     pub async fn put(&mut self, key: &str, value: Vec<u8>) -> Result<i64, OpError> {
         let r = self
             .kv

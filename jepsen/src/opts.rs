@@ -124,6 +124,36 @@ pub struct TestOpts {
     /// Keep the members' data directories in the run's directory.
     #[arg(long)]
     pub keep_data: bool,
+    /// With `--cluster compose`: the scheduler's and controller-manager's
+    /// `--leader-elect-lease-duration` (kube's default).
+    #[arg(long, default_value = "15s")]
+    pub lease_duration: String,
+    /// Their `--leader-elect-renew-deadline`.
+    #[arg(long, default_value = "10s")]
+    pub renew_deadline: String,
+    /// Their `--leader-elect-retry-period`.
+    #[arg(long, default_value = "2s")]
+    pub retry_period: String,
+    /// Runs every master's scheduler and controller-manager without leader election, so
+    /// all of them act at once: for showing that the checkers catch it.
+    #[arg(long, hide = true)]
+    pub unsafe_no_leader_election: bool,
+}
+
+impl TestOpts {
+    /// What the compose deployment's leader election takes from these options (the
+    /// environment `deploy/compose.yaml` reads).
+    pub fn election_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("FLOTILLA_LEASE_DURATION", self.lease_duration.clone()),
+            ("FLOTILLA_RENEW_DEADLINE", self.renew_deadline.clone()),
+            ("FLOTILLA_RETRY_PERIOD", self.retry_period.clone()),
+            (
+                "FLOTILLA_LEADER_ELECT",
+                (!self.unsafe_no_leader_election).to_string(),
+            ),
+        ]
+    }
 }
 
 #[cfg(test)]

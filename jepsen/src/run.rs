@@ -214,7 +214,12 @@ pub async fn test(opts: TestOpts) -> anyhow::Result<Outcome> {
                     "--member-arg: the compose cluster's members take deploy/compose.yaml's flags"
                 );
             }
-            Arc::new(ComposeCluster::create(opts.nodes, &bin, &dir)?)
+            Arc::new(ComposeCluster::create(
+                opts.nodes,
+                &bin,
+                &dir,
+                opts.election_env(),
+            )?)
         }
     };
     let dyn_cluster = cluster.clone();
@@ -366,7 +371,9 @@ async fn run_with(
         Workload::Objects => Running::Objects(workload::objects::run(ctx.clone()).await?),
         Workload::Pods => {
             workload::pods::record_setup(&ctx);
-            let monitor = workload::pods::start_monitor(&ctx, pods_base.unwrap_or(0));
+            let base = pods_base.unwrap_or(0);
+            let fences = workload::pods::fences_at(&ctx, base).await?;
+            let monitor = workload::pods::start_monitor(&ctx, base, fences);
             workload::pods::run(ctx.clone()).await?;
             Running::Pods(monitor)
         }

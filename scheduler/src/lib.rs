@@ -33,6 +33,11 @@ use std::collections::HashMap;
 
 use component_base::CommonFlags;
 
+/// The annotation a binding puts on the pod: `<replica identity>@<revision of its lease
+/// acquisition>` (the identity alone without leader election), so whoever reads the
+/// pod's history can tell which replica bound it, and under which term.
+pub const BOUND_BY: &str = "scheduler.flotilla.io/bound-by";
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct SchedulerFlags {
     #[command(flatten)]

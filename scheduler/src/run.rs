@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use component_base::events::{object_ref, EventType, Recorder};
-use component_base::leaderelection::{run_maybe_elected, LeaderState};
+use component_base::leaderelection::{run_maybe_elected, LeaderState, Term};
 use component_base::metrics::Registry;
 use component_base::supervise::catch_panic;
 use futures::StreamExt;
@@ -38,7 +38,8 @@ fn lock(s: &Shared) -> MutexGuard<'_, State> {
 
 /// Runs the scheduler until `shutdown`, scheduling only while it holds the lease.
 pub async fn run(cfg: SchedulerConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let client = component_base::client::from_kubeconfig(&cfg.common.kubeconfig).await?;
+    let base = component_base::client::config_from_kubeconfig(&cfg.common.kubeconfig).await?;
+    let client = kube::Client::try_from(base.clone())?;
     let leader = LeaderState::new("flotilla-scheduler");
     let metrics = Arc::new(Metrics::new(&cfg.scheduler_name));
     let mut reg = Registry::default();
@@ -51,13 +52,13 @@ pub async fn run(cfg: SchedulerConfig, shutdown: watch::Receiver<bool>) -> anyho
     }
     let recorder = Recorder::new(client.clone(), "default-scheduler");
     let election = cfg.common.election.clone();
-    run_maybe_elected(client.clone(), election, leader, shutdown, move || {
-        schedule(
-            client.clone(),
-            cfg.clone(),
-            metrics.clone(),
-            recorder.clone(),
-        )
+    let identity = cfg.common.identity.clone();
+    run_maybe_elected(client, election, &identity, leader, shutdown, move |term| {
+        // The leader's requests carry its fence: a binding sent after another replica
+        // took the lease is refused.
+        let fenced = kube::Client::try_from(term.config(&base));
+        let (cfg, metrics, recorder) = (cfg.clone(), metrics.clone(), recorder.clone());
+        async move { schedule(fenced?, term, cfg, metrics, recorder).await }
     })
     .await
 }
@@ -66,6 +67,7 @@ pub async fn run(cfg: SchedulerConfig, shutdown: watch::Receiver<bool>) -> anyho
 /// stops it all.
 async fn schedule(
     client: kube::Client,
+    term: Term,
     cfg: SchedulerConfig,
     metrics: Arc<Metrics>,
     recorder: Recorder,
@@ -151,6 +153,7 @@ async fn schedule(
     let mut binders = JoinSet::new();
     let run_loop = scheduling_loop(
         client,
+        term.stamp().into(),
         cfg,
         state,
         wake,
@@ -210,6 +213,7 @@ async fn watch_into<K>(
 #[allow(clippy::too_many_arguments)]
 async fn scheduling_loop(
     client: kube::Client,
+    bound_by: Arc<str>,
     cfg: SchedulerConfig,
     state: Shared,
     wake: Arc<Notify>,
@@ -266,6 +270,7 @@ async fn scheduling_loop(
                 let (uid, key, st) = (popped.info.uid.clone(), popped.info.key(), state.clone());
                 let binding = bind(
                     client.clone(),
+                    bound_by.clone(),
                     popped,
                     node,
                     state.clone(),
@@ -342,10 +347,12 @@ fn reap(binders: &mut JoinSet<()>) {
     }
 }
 
-/// Binds the pod; `attempt` is when its scheduling attempt began.
+/// Binds the pod, recording `bound_by` ([`crate::BOUND_BY`]); `attempt` is when its
+/// scheduling attempt began.
 #[allow(clippy::too_many_arguments)]
 async fn bind(
     client: kube::Client,
+    bound_by: Arc<str>,
     popped: Popped,
     node: String,
     state: Shared,
@@ -361,6 +368,8 @@ async fn bind(
             name: Some(info.name.clone()),
             namespace: Some(info.namespace.clone()),
             uid: Some(info.uid.clone()),
+            // Copied onto the pod: which replica bound it, under which acquisition.
+            annotations: Some([(crate::BOUND_BY.to_string(), bound_by.to_string())].into()),
             ..Default::default()
         },
         target: ObjectReference {

@@ -134,7 +134,9 @@ async fn handle_inner(
         .map_or(shared.request_timeout, |d| d.min(shared.request_timeout)),
         None => shared.request_timeout,
     };
-    let served = serve_route(&shared, &parsed, req, user, node);
+    // A leader's writes carry its lease's fence (`crate::store::fence`).
+    let fence = crate::store::fence::Fence::of(req.headers())?;
+    let served = crate::store::fence::scope(fence, serve_route(&shared, &parsed, req, user, node));
     if long_running || limit.is_zero() {
         return served.await;
     }

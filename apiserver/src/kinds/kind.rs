@@ -55,7 +55,7 @@ pub trait Kind: Send + Sync + 'static {
     const SCALE: Option<ScaleSpec> = None;
     const PRINTER: Option<&'static Printer> = None;
     /// Whether the kind implements any of the registry hooks that look at the object
-    /// (`claims`, `released`, `grace_period`, `mark_deleting`). When false the registry
+    /// (`claims`, `released`, `grace_period`, `mark_deleting`, `companions`). When false the registry
     /// skips them without decoding the object, so a create or delete of other kinds pays
     /// nothing for them.
     const OBJECT_HOOKS: bool = false;
@@ -97,4 +97,20 @@ pub trait Kind: Send + Sync + 'static {
     }
     /// What an object being deleted shows besides its deletionTimestamp.
     fn mark_deleting(_obj: &mut Self::Obj) {}
+    /// Keys written in the same Txn as a change of the object stored at `key` (`old`
+    /// None: a create; `new` None: a delete): a Lease's fence.
+    fn companions(
+        _key: &str,
+        _old: Option<&Self::Obj>,
+        _new: Option<&Self::Obj>,
+    ) -> Vec<Companion> {
+        vec![]
+    }
+}
+
+/// A write that goes with an object's own, in its Txn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Companion {
+    Put(String, Vec<u8>),
+    Delete(String),
 }

@@ -46,7 +46,7 @@ mod statefulset;
 pub mod storage;
 
 pub use info::{Action, ResourceInfo, ScaleSpec, SelectorAt, Subresource};
-pub use kind::{Claim, Env, Kind};
+pub use kind::{Claim, Companion, Env, Kind};
 pub use namespace::terminating as namespace_terminating;
 pub use registry::Kinds;
 pub use served::{Conversion, Served};

@@ -6,7 +6,7 @@ use serde::Deserialize as _;
 use serde_json::Value;
 
 use super::info::{ResourceInfo, Subresource};
-use super::kind::{Claim, Env, Kind};
+use super::kind::{Claim, Companion, Env, Kind};
 use crate::error::ApiError;
 use crate::validation;
 
@@ -31,6 +31,10 @@ pub trait Strategy: Send + Sync {
     fn claims(&self, obj: &mut Value, env: &Env) -> Result<Vec<Claim>, ApiError>;
     /// The keys a stored object holds, released when it is deleted.
     fn released(&self, obj: &Value) -> Vec<String>;
+    /// What is written with a change of the object at `key` (see [`Kind::companions`]).
+    fn companions(&self, _key: &str, _old: Option<&Value>, _new: Option<&Value>) -> Vec<Companion> {
+        vec![]
+    }
     fn check_delete(&self, name: &str) -> Result<(), ApiError>;
     /// The grace period a delete of `obj` gets (see [`Kind::grace_period`]).
     fn grace_period(&self, obj: &Value, requested: Option<i64>) -> Result<Option<i64>, ApiError>;
@@ -261,6 +265,16 @@ impl<K: Kind> Strategy for Typed<K> {
 
     fn check_delete(&self, name: &str) -> Result<(), ApiError> {
         K::check_delete(name)
+    }
+
+    fn companions(&self, key: &str, old: Option<&Value>, new: Option<&Value>) -> Vec<Companion> {
+        if !K::OBJECT_HOOKS {
+            return vec![];
+        }
+        // An object that does not decode has no companions of its own.
+        let old = old.and_then(|v| self.typed(v).ok());
+        let new = new.and_then(|v| self.typed(v).ok());
+        K::companions(key, old.as_ref(), new.as_ref())
     }
 
     fn grace_period(&self, obj: &Value, requested: Option<i64>) -> Result<Option<i64>, ApiError> {

@@ -118,7 +118,12 @@ impl Store {
                     .push(Op::Put(c.key.clone(), key.clone().into_bytes()));
                 txn.on_failure.push(c.key.clone());
             }
-            let r = self.storage.txn(txn).await?;
+            txn.ops.extend(super::companion_ops(t.kind.companions(
+                &key,
+                None,
+                Some(&obj),
+            )));
+            let r = self.commit(txn, info.gr(), &name).await?;
             if r.succeeded {
                 set_rv(&mut obj, r.revision);
                 return Ok(Bytes::from(serde_json::to_vec(&obj).unwrap_or_default()));

@@ -7,7 +7,8 @@
 //! any number of apiservers are serialized by the kvstore, never by this process.
 //!
 //! Layout: `storage/` (the interface under the registry: etcd and in-memory), `create.rs`,
-//! `update.rs` (update, status, binding, finalize), `delete.rs`, `scale.rs`,
+//! `update.rs` (update, status, binding, finalize), `delete.rs`, `scale.rs`, `fence.rs`
+//! (writes guarded by their sender's lease, and the one place Txns are committed),
 //! `admission.rs`, `list.rs` (list, continue tokens), `cache.rs` and `cache/` (the watch
 //! cache and the feed that follows etcd), `watch.rs` (client watches), `tests.rs` (the
 //! registry on the in-memory storage).
@@ -26,6 +27,7 @@ mod admission;
 pub mod cache;
 mod create;
 mod delete;
+pub mod fence;
 pub mod list;
 mod scale;
 pub mod storage;
@@ -231,6 +233,15 @@ pub fn encode_for_store(v: &Value) -> Vec<u8> {
         m.remove("selfLink");
     }
     serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// The storage ops of a kind's companion writes.
+fn companion_ops(with: Vec<crate::kinds::Companion>) -> impl Iterator<Item = storage::Op> {
+    use crate::kinds::Companion;
+    with.into_iter().map(|c| match c {
+        Companion::Put(k, v) => storage::Op::Put(k, v),
+        Companion::Delete(k) => storage::Op::Delete(k),
+    })
 }
 
 /// Seconds since the Unix epoch.

@@ -81,24 +81,29 @@ impl Store {
                     vec![Op::Put(key.clone(), encode_for_store(&old.value))],
                     old.value,
                 ),
-                Outcome::Put(v) => (vec![Op::Put(key.clone(), encode_for_store(&v))], v),
+                Outcome::Put(v) => {
+                    let mut ops = vec![Op::Put(key.clone(), encode_for_store(&v))];
+                    let with = t.kind.companions(&key, Some(&old.value), Some(&v));
+                    ops.extend(super::companion_ops(with));
+                    (ops, v)
+                }
                 Outcome::Delete(v) => {
                     let mut ops = vec![Op::Delete(key.clone())];
                     ops.extend(self.release_ops(t, &v));
+                    let with = t.kind.companions(&key, Some(&old.value), None);
+                    ops.extend(super::companion_ops(with));
                     (ops, v)
                 }
             };
             if dry_run {
                 return Ok(out);
             }
-            let r = self
-                .storage
-                .txn(Txn {
-                    guards: vec![Guard::ModRevision(key.clone(), old.mod_revision)],
-                    ops,
-                    on_failure: vec![],
-                })
-                .await?;
+            let txn = Txn {
+                guards: vec![Guard::ModRevision(key.clone(), old.mod_revision)],
+                ops,
+                on_failure: vec![],
+            };
+            let r = self.commit(txn, t.kind.info().gr(), t.name()).await?;
             if r.succeeded {
                 set_rv(&mut out, r.revision);
                 return Ok(out);

@@ -254,12 +254,14 @@ impl<K: Replicated> ReplicaController<K> {
         let (ns, name) = key;
         let template = owner.template().cloned().unwrap_or_default();
         let tmeta = template.metadata.unwrap_or_default();
+        let mut annotations = tmeta.annotations.unwrap_or_default();
+        annotations.insert(crate::context::CREATED_BY.into(), self.ctx.term.stamp());
         let pod = Pod {
             metadata: ObjectMeta {
                 generate_name: Some(format!("{name}-")),
                 namespace: Some(ns.clone()),
                 labels: tmeta.labels,
-                annotations: tmeta.annotations,
+                annotations: Some(annotations),
                 finalizers: tmeta.finalizers,
                 owner_references: Some(vec![controller_ref(owner)]),
                 ..Default::default()

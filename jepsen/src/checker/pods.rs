@@ -1,5 +1,6 @@
 //! The pods workload's checkers: every pod is bound at most once (its spec.nodeName, once
-//! set, never changes, in the kvstore's own record of every change); the Deployments'
+//! set, never changes, in the kvstore's own record of every change); one scheduler binds at
+//! a time (`leaders.rs`); the Deployments'
 //! desired replicas are a linearizable register (scales are writes, the final consistent
 //! read a read); and after the heal every Deployment rolled out to its desired replicas
 //! within the bound.
@@ -21,8 +22,11 @@ pub fn check(
     converged: &[Converged],
     deadline: Instant,
 ) -> Vec<Verdict> {
+    let faults = crate::report::windows(history);
     vec![
         bound_once(monitor),
+        super::leaders::one_scheduler(monitor, &faults),
+        super::leaders::one_controller_manager(monitor, &faults),
         desired_replicas(history, deadline),
         rolled_out(converged),
     ]
@@ -126,7 +130,10 @@ mod tests {
             name: format!("p-{uid}"),
             uid: uid.into(),
             node: node.map(str::to_string),
+            bound_by: None,
+            created_by: None,
             deleted,
+            seen_ms: 0.0,
         }
     }
 
@@ -141,6 +148,7 @@ mod tests {
                 seen(5, "a", Some("n1"), false),
                 seen(6, "a", None, true),
             ],
+            fences: vec![],
             complete: true,
             gap: None,
         };
@@ -158,6 +166,7 @@ mod tests {
     fn an_incomplete_record_cannot_be_valid() {
         let log = MonitorLog {
             seen: vec![],
+            fences: vec![],
             complete: false,
             gap: Some("compacted".into()),
         };

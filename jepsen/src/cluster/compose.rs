@@ -30,6 +30,8 @@ pub struct ComposeCluster {
     net: String,
     image: String,
     dir: PathBuf,
+    /// The deployment's settings from the harness's options (leader election).
+    env: Vec<(&'static str, String)>,
     /// etcdctl's credentials, which the deployment's init writes at the first start.
     client_tls: std::sync::OnceLock<proto::tls::ClientTls>,
     /// Whether `docker-compose up` has run.
@@ -55,7 +57,12 @@ fn run(cmd: &mut Command) -> anyhow::Result<String> {
 
 impl ComposeCluster {
     /// Builds the image from `bin` and writes the compose file into `dir`; starts nothing.
-    pub fn create(n: usize, bin: &Path, dir: &Path) -> anyhow::Result<ComposeCluster> {
+    pub fn create(
+        n: usize,
+        bin: &Path,
+        dir: &Path,
+        env: Vec<(&'static str, String)>,
+    ) -> anyhow::Result<ComposeCluster> {
         if n != MASTERS {
             bail!("the compose deployment has {MASTERS} masters (--nodes {MASTERS})");
         }
@@ -74,6 +81,7 @@ impl ComposeCluster {
             net,
             image,
             dir: dir.to_path_buf(),
+            env,
             client_tls: std::sync::OnceLock::new(),
             up: Mutex::new(false),
             restarts: Mutex::new(vec![0; MASTERS]),
@@ -93,7 +101,8 @@ impl ComposeCluster {
             .env("FLOTILLA_NET", &self.net)
             // Published on loopback only; ports of this run's own.
             .env("FLOTILLA_API_PORT", "0")
-            .env("FLOTILLA_ETCD_PORT", "0");
+            .env("FLOTILLA_ETCD_PORT", "0")
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
         c
     }
 

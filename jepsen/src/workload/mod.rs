@@ -2,6 +2,7 @@
 //! limit, each bound to one member; a process whose operation had an unknown outcome is
 //! retired and a fresh one (a new process number) takes its place, as in Jepsen.
 
+pub mod follow;
 pub mod objects;
 pub mod pods;
 pub mod register;

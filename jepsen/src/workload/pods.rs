@@ -1,17 +1,17 @@
 //! Deployments scaled up and down through the apiservers of every master while faults
-//! hit, with a monitor that follows every pod's binding in the kvstore: a watch of the
-//! pods' keys through any member, resumed after the last revision it saw. After the heal
-//! the Deployments must roll out to the replicas they were last given.
+//! hit, with a monitor that follows, in the kvstore, every pod's binding (and who bound it,
+//! under which lease term) and every acquisition of the leaders' Leases (their fences).
+//! After the heal the Deployments must roll out to the replicas they were last given.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use proto::etcdserverpb as pb;
 use rand::Rng;
 use serde::Serialize;
 use tokio::sync::watch as signal;
 use tracing::{debug, warn};
 
+use super::follow::{follow, Followed};
 use super::{Ctx, Worker};
 use crate::api::{self, Deployments};
 use crate::client::OpError;
@@ -25,8 +25,12 @@ const MAX_REPLICAS: u32 = 3;
 const MAX_RATE: f64 = 10.0;
 /// Where the apiserver keeps the pods of namespace default.
 const PREFIX: &str = "/registry/pods/default/";
-/// A monitor with no response for this long is presumed stuck (an isolated member).
-const IDLE: Duration = Duration::from_secs(3);
+/// Where the apiserver keeps the fences of kube-system's Leases (the leaders' terms).
+const FENCES: &str = "/flotilla/fences/leases/kube-system/";
+/// The annotation through which the scheduler says who bound a pod, under which term.
+pub const BOUND_BY: &str = "scheduler.flotilla.io/bound-by";
+/// The annotation through which the controller-manager says who created a pod.
+pub const CREATED_BY: &str = "controller.flotilla.io/created-by";
 /// The process that records the Deployments' creation.
 const SETUP: i64 = -2;
 
@@ -129,14 +133,36 @@ pub struct PodSeen {
     pub uid: String,
     /// spec.nodeName (None: not bound).
     pub node: Option<String>,
+    /// The scheduler's record of who bound it (`scheduler.flotilla.io/bound-by`).
+    pub bound_by: Option<String>,
+    /// The controller-manager's record of who created it
+    /// (`controller.flotilla.io/created-by`).
+    pub created_by: Option<String>,
     pub deleted: bool,
+    /// Milliseconds into the run when the monitor saw it.
+    pub seen_ms: f64,
+}
+
+/// One acquisition (or release) of a leader-election Lease: a change of its fence.
+#[derive(Clone, Debug, Serialize)]
+pub struct FenceSeen {
+    /// The acquisition's revision: the term its holder's writes name.
+    pub revision: i64,
+    /// The Lease's name (flotilla-scheduler, flotilla-controller-manager).
+    pub lease: String,
+    /// The new holder ("" when released or deleted).
+    pub holder: String,
+    /// Milliseconds into the run when the monitor saw it (None: before the run).
+    pub seen_ms: Option<f64>,
 }
 
 /// What the monitor saw, and whether it saw everything up to the end.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct MonitorLog {
     pub seen: Vec<PodSeen>,
-    /// Every revision up to the end was delivered.
+    /// The leases' fences: as they stood at the start, then every change.
+    pub fences: Vec<FenceSeen>,
+    /// Every revision up to the end was delivered (pods and fences).
     pub complete: bool,
     /// Why not, if not.
     pub gap: Option<String>,
@@ -145,124 +171,133 @@ pub struct MonitorLog {
 pub struct Monitor {
     log: Arc<Mutex<MonitorLog>>,
     end: signal::Sender<Option<i64>>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<Followed>>,
 }
 
 impl Monitor {
     /// Tells the monitor the last revision and waits (until `deadline`) for it to get there.
     pub async fn finish(self, last: i64, deadline: Instant) -> MonitorLog {
         let _ = self.end.send(Some(last));
-        let abort = self.task.abort_handle();
-        let left = deadline.saturating_duration_since(Instant::now());
-        if tokio::time::timeout(left, self.task).await.is_err() {
-            abort.abort();
+        let mut complete = true;
+        let mut gap = None;
+        for task in self.tasks {
+            let abort = task.abort_handle();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let f = match tokio::time::timeout(left, task).await {
+                Ok(Ok(f)) => f,
+                _ => {
+                    abort.abort();
+                    Followed::default()
+                }
+            };
+            complete &= f.complete;
+            gap = gap.or(f.gap);
         }
-        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        log.clone()
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        log.complete = complete;
+        log.gap = gap.filter(|_| !complete);
+        log
     }
 }
 
-fn decode(kv: &proto::mvccpb::KeyValue) -> Option<(String, Option<String>)> {
-    let v: serde_json::Value = serde_json::from_slice(&kv.value).ok()?;
-    let uid = v["metadata"]["uid"].as_str()?.to_string();
-    let node = v["spec"]["nodeName"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .map(str::to_string);
-    Some((uid, node))
+/// What the monitor reads of a pod.
+struct Decoded {
+    uid: String,
+    node: Option<String>,
+    bound_by: Option<String>,
+    created_by: Option<String>,
 }
 
-/// Starts following the pods from `base + 1`.
-pub fn start_monitor(ctx: &Ctx, base: i64) -> Monitor {
-    let log = Arc::new(Mutex::new(MonitorLog::default()));
-    let (end, mut end_rx) = signal::channel(None);
-    let ctx = ctx.clone();
+fn decode(kv: &proto::mvccpb::KeyValue) -> Option<Decoded> {
+    let v: serde_json::Value = serde_json::from_slice(&kv.value).ok()?;
+    let annotation = |k: &str| v["metadata"]["annotations"][k].as_str().map(str::to_string);
+    Some(Decoded {
+        uid: v["metadata"]["uid"].as_str()?.to_string(),
+        node: v["spec"]["nodeName"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .map(str::to_string),
+        bound_by: annotation(BOUND_BY),
+        created_by: annotation(CREATED_BY),
+    })
+}
+
+fn fence(kv: &proto::mvccpb::KeyValue, deleted: bool, seen_ms: Option<f64>) -> FenceSeen {
+    let key = String::from_utf8_lossy(&kv.key);
+    FenceSeen {
+        revision: kv.mod_revision,
+        lease: key.trim_start_matches(FENCES).to_string(),
+        holder: if deleted {
+            String::new()
+        } else {
+            String::from_utf8_lossy(&kv.value).into_owned()
+        },
+        seen_ms,
+    }
+}
+
+/// The leases' fences as they stood at `base`, through whichever member answers.
+pub async fn fences_at(ctx: &Ctx, base: i64) -> anyhow::Result<Vec<FenceSeen>> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    super::through_any(ctx, deadline, |mut c| async move {
+        c.prefix_at(FENCES, base).await
+    })
+    .await
+    .map(|kvs| kvs.iter().map(|kv| fence(kv, false, None)).collect())
+    .ok_or_else(|| anyhow::anyhow!("no member answered for the fences at revision {base}"))
+}
+
+/// Starts following the pods and the leases' fences from `base + 1`; `fences`: how they
+/// stood at `base`.
+pub fn start_monitor(ctx: &Ctx, base: i64, fences: Vec<FenceSeen>) -> Monitor {
+    let log = Arc::new(Mutex::new(MonitorLog {
+        fences,
+        ..Default::default()
+    }));
+    let (end, end_rx) = signal::channel(None);
+    let rec = ctx.rec.clone();
     let l = log.clone();
-    let task = tokio::spawn(async move {
-        let mut next = base + 1;
-        let mut node = 0usize;
-        loop {
-            let mut c = match ctx.client(node % ctx.cluster.size()) {
-                Ok(c) => c,
-                Err(_) => {
-                    node += 1;
-                    continue;
-                }
-            };
-            let (tx, mut stream) = match c.watch(PREFIX, next).await {
-                Ok(s) => s,
-                Err(e) => {
-                    debug!(error = %e, "monitor: watch failed; another member");
-                    node += 1;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            let mut ask = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = ask.tick() => {
-                        // Progress requests keep a quiet stream answering, and tell when
-                        // every revision up to the end was delivered.
-                        let progress = pb::WatchRequest {
-                            request_union: Some(pb::watch_request::RequestUnion::ProgressRequest(
-                                pb::WatchProgressRequest {},
-                            )),
-                        };
-                        if tx.send(progress).await.is_err() {
-                            break;
-                        }
-                    }
-                    r = end_rx.changed() => {
-                        if r.is_err() {
-                            // Nobody waits for the monitor any more.
-                            return;
-                        }
-                    }
-                    r = tokio::time::timeout(IDLE, stream.message()) => {
-                        let Ok(Ok(Some(resp))) = r else {
-                            debug!("monitor: stream ended, failed or stalled; another member");
-                            break;
-                        };
-                        if resp.compact_revision > 0 {
-                            let mut log = l.lock().unwrap_or_else(|e| e.into_inner());
-                            log.gap = Some(format!("compacted at {} before revision {next} was seen", resp.compact_revision));
-                            return;
-                        }
-                        let mut log = l.lock().unwrap_or_else(|e| e.into_inner());
-                        for ev in &resp.events {
-                            let Some(kv) = &ev.kv else { continue };
-                            let deleted = ev.r#type == proto::mvccpb::event::EventType::Delete as i32;
-                            let name = String::from_utf8_lossy(&kv.key)
-                                .trim_start_matches(PREFIX)
-                                .to_string();
-                            let from = if deleted { ev.prev_kv.as_ref() } else { Some(kv) };
-                            let Some((uid, node)) = from.and_then(decode) else {
-                                warn!(%name, revision = kv.mod_revision, "monitor: a pod that does not decode");
-                                continue;
-                            };
-                            log.seen.push(PodSeen {
-                                revision: kv.mod_revision,
-                                name,
-                                uid,
-                                node: if deleted { None } else { node },
-                                deleted,
-                            });
-                            next = next.max(kv.mod_revision.saturating_add(1));
-                        }
-                        let at = resp.header.as_ref().map_or(0, |h| h.revision);
-                        if resp.events.is_empty() && end_rx.borrow().is_some_and(|e| at >= e) {
-                            log.complete = true;
-                            return;
-                        }
-                    }
-                }
-            }
-            node += 1;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+    let pods = follow(ctx.clone(), PREFIX, base, end_rx.clone(), move |ev| {
+        let Some(kv) = &ev.kv else { return };
+        let deleted = ev.r#type == proto::mvccpb::event::EventType::Delete as i32;
+        let name = String::from_utf8_lossy(&kv.key)
+            .trim_start_matches(PREFIX)
+            .to_string();
+        let from = if deleted {
+            ev.prev_kv.as_ref()
+        } else {
+            Some(kv)
+        };
+        let Some(d) = from.and_then(decode) else {
+            warn!(%name, revision = kv.mod_revision, "monitor: a pod that does not decode");
+            return;
+        };
+        let mut log = l.lock().unwrap_or_else(|e| e.into_inner());
+        log.seen.push(PodSeen {
+            revision: kv.mod_revision,
+            name,
+            uid: d.uid,
+            node: if deleted { None } else { d.node },
+            bound_by: d.bound_by,
+            created_by: d.created_by,
+            deleted,
+            seen_ms: rec.now() as f64 / 1e6,
+        });
     });
-    Monitor { log, end, task }
+    let rec = ctx.rec.clone();
+    let l = log.clone();
+    let fences = follow(ctx.clone(), FENCES, base, end_rx, move |ev| {
+        let Some(kv) = &ev.kv else { return };
+        let deleted = ev.r#type == proto::mvccpb::event::EventType::Delete as i32;
+        let mut log = l.lock().unwrap_or_else(|e| e.into_inner());
+        log.fences
+            .push(fence(kv, deleted, Some(rec.now() as f64 / 1e6)));
+    });
+    Monitor {
+        log,
+        end,
+        tasks: vec![pods, fences],
+    }
 }
 
 /// How one Deployment ended up after the heal.

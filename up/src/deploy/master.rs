@@ -47,6 +47,19 @@ pub struct MasterFlags {
     /// same file. Empty: none.
     #[arg(long, default_value = "")]
     pub restore_from: String,
+    /// The scheduler's and controller-manager's `--leader-elect`: false lets every
+    /// master's replica act at once (only for tests that must catch that).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Their `--leader-elect-lease-duration` (kube's default).
+    #[arg(long, default_value = "15s")]
+    pub leader_elect_lease_duration: String,
+    /// Their `--leader-elect-renew-deadline`.
+    #[arg(long, default_value = "10s")]
+    pub leader_elect_renew_deadline: String,
+    /// Their `--leader-elect-retry-period`.
+    #[arg(long, default_value = "2s")]
+    pub leader_elect_retry_period: String,
 }
 
 fn s(x: impl ToString) -> String {
@@ -158,11 +171,27 @@ pub fn plan(
             p(&pki.join("ca.crt")),
         ]
     };
+    let election = [
+        format!("--leader-elect={}", flags.leader_elect),
+        format!(
+            "--leader-elect-lease-duration={}",
+            flags.leader_elect_lease_duration
+        ),
+        format!(
+            "--leader-elect-renew-deadline={}",
+            flags.leader_elect_renew_deadline
+        ),
+        format!(
+            "--leader-elect-retry-period={}",
+            flags.leader_elect_retry_period
+        ),
+    ];
     let mut scheduler = vec![
         s("scheduler"),
         s("--kubeconfig"),
         p(&dir.kubeconfig("scheduler")),
     ];
+    scheduler.extend(election.iter().cloned());
     scheduler.extend(secure("scheduler", t::SCHEDULER_PORT));
     let mut cm = vec![
         s("controller-manager"),
@@ -175,6 +204,7 @@ pub fn plan(
         s("--local-path-root"),
         p(&data.join("storage")),
     ];
+    cm.extend(election.iter().cloned());
     cm.extend(secure("controller-manager", t::CONTROLLER_MANAGER_PORT));
     let mut dns = vec![
         s("dns"),
@@ -283,6 +313,10 @@ mod tests {
             },
             initial_cluster_state: "new".into(),
             restore_from: String::new(),
+            leader_elect: true,
+            leader_elect_lease_duration: "3s".into(),
+            leader_elect_renew_deadline: "2s".into(),
+            leader_elect_retry_period: "500ms".into(),
         };
         let plan = plan(&topology, &flags).unwrap();
         let names: Vec<_> = plan.iter().map(|(_, n, _)| *n).collect();
@@ -308,6 +342,17 @@ mod tests {
         assert_eq!(arg(1, "--advertise-address"), "10.237.0.11");
         assert_eq!(arg(1, "--tls-san"), "m1,10.237.0.11,front,10.237.0.5");
         assert_eq!(arg(4, "--listen"), "10.237.0.11:53");
+        // Leader election as given, for both elected components.
+        for i in [2, 3] {
+            for f in [
+                "--leader-elect=true",
+                "--leader-elect-lease-duration=3s",
+                "--leader-elect-renew-deadline=2s",
+                "--leader-elect-retry-period=500ms",
+            ] {
+                assert!(plan[i].2.iter().any(|a| a == f), "{} lacks {f}", plan[i].1);
+            }
+        }
         let mut other = flags.clone();
         other.host.name = "a0".into();
         let e = super::plan(&topology, &other).unwrap_err().to_string();

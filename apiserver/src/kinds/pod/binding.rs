@@ -98,9 +98,35 @@ async fn bind(store: &Store, t: &Target, body: &[u8], dry_run: bool) -> Result<(
                 }
             }
             match super::bind(&mut p, &node, crate::store::now()) {
-                Ok(()) => Ok(Outcome::Put(
-                    serde_json::to_value(&p).map_err(|e| ApiError::Internal(e.to_string()))?,
-                )),
+                Ok(()) => {
+                    // As kube: the binding's annotations are copied onto the pod (the
+                    // scheduler records there who bound it, under which lease).
+                    if let Some(a) = b.metadata.annotations.as_ref().filter(|a| !a.is_empty()) {
+                        p.metadata
+                            .annotations
+                            .get_or_insert_with(Default::default)
+                            .extend(a.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        let bad: Vec<_> = crate::validation::object_meta(
+                            &p.metadata,
+                            true,
+                            crate::validation::NameRule::Subdomain,
+                        )
+                        .into_iter()
+                        .filter(|e| e.field.starts_with("metadata.annotations"))
+                        .collect();
+                        if !bad.is_empty() {
+                            return Err(ApiError::Invalid {
+                                kind: "Binding",
+                                group: "",
+                                name: name.clone(),
+                                causes: bad,
+                            });
+                        }
+                    }
+                    Ok(Outcome::Put(
+                        serde_json::to_value(&p).map_err(|e| ApiError::Internal(e.to_string()))?,
+                    ))
+                }
                 Err(BindRefusal::AlreadyAssigned(n)) => Err(ApiError::Conflict {
                     gr: gr.clone(),
                     name: name.clone(),
