@@ -119,22 +119,31 @@ fn one_actor<'a>(
         }
         first_act.entry(term).or_insert(s.seen_ms);
     }
-    // Takeovers during the run: when the monitor saw the acquisition, the new leader's
-    // first act, and the fault that began last before the acquisition (the likely
-    // cause: a kill, pause or partition of the old leader's master) with the time from
-    // its start to that first act.
+    // Acquisitions during the run: when the monitor saw each, the new leader's first act,
+    // and for a takeover (a new holder) the last fault before it that hit the previous
+    // holder's master (a replica's
+    // identity begins with its host's name, as the kill and pause faults name it), with
+    // the time from that fault's start to the first act.
     let takeovers: Vec<_> = terms
         .iter()
-        .filter(|t| !t.1.is_empty())
-        .filter_map(|t| Some((t, t.2?)))
-        .map(|(t, seen)| {
+        .enumerate()
+        .filter(|(_, t)| !t.1.is_empty())
+        .filter_map(|(i, t)| Some((i, t, t.2?)))
+        .map(|(i, t, seen)| {
             let first = first_act.get(&t.0).copied();
+            let before = terms[..i].iter().rev().find(|p| !p.1.is_empty());
+            // A replica acquiring again after losing its renewals is no takeover.
+            let host = before
+                .filter(|p| p.1 != t.1)
+                .and_then(|p| p.1.split_once('_'))
+                .map(|(h, _)| h);
             let fault = faults
                 .iter()
                 .filter(|w| (w.start as f64) / 1e6 <= seen)
+                .filter(|w| host.is_some_and(|h| w.start_detail.split_whitespace().any(|x| x == h)))
                 .max_by_key(|w| w.start);
             json!({
-                "revision": t.0, "holder": t.1, "seen-ms": seen,
+                "revision": t.0, "holder": t.1, "previous": before.map(|p| p.1), "seen-ms": seen,
                 "first-act-ms": first,
                 "after-fault": fault.map(|w| format!("{} {}", w.fault, w.start_detail)),
                 "fault-to-first-act-ms": fault.zip(first).map(|(w, f)| f - w.start as f64 / 1e6),
@@ -210,6 +219,27 @@ mod tests {
         assert_eq!(v.valid, Validity::Valid, "{v:?}");
         assert_eq!(v.stats["acting-replicas"], 2);
         assert_eq!(v.stats["takeovers"][1]["first-act-ms"], 21.0);
+        assert_eq!(v.stats["takeovers"][1]["previous"], "s1");
+    }
+
+    #[test]
+    fn a_takeover_is_timed_from_the_fault_on_the_previous_leaders_host() {
+        let window = |fault: &str, host: &str, start_ms: u64| Window {
+            fault: fault.into(),
+            start: start_ms * 1_000_000,
+            stop: None,
+            start_detail: host.into(),
+            stop_detail: String::new(),
+        };
+        let l = log(
+            vec![fence(5, "m0_a"), fence(20, "m1_b")],
+            vec![bind(10, "a", "m0_a@5"), bind(25, "b", "m1_b@20")],
+        );
+        let faults = [window("kill", "m0", 4), window("pause", "m2", 8)];
+        let v = one_scheduler(&l, &faults);
+        let t = &v.stats["takeovers"][1];
+        assert_eq!(t["after-fault"], "kill m0");
+        assert_eq!(t["fault-to-first-act-ms"], 21.0);
     }
 
     #[test]
