@@ -374,6 +374,10 @@ where
             // that sent no resourceVersion): try again rather than act unfenced.
             tracing::warn!(lease = %cfg.lease_name, "the acquisition has no revision; not acting");
             elector.release().await;
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = tokio::time::sleep(cfg.retry_period) => {}
+            }
             continue;
         };
         state.leading.store(true, Ordering::Relaxed);

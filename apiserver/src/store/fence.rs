@@ -7,8 +7,8 @@
 //! lease. A fence closes that gap the way etcd's election does (writes guarded by the
 //! leader key's revision):
 //!
-//! - Every write of a Lease that changes its holder (create, take-over, release, delete)
-//!   also writes the Lease's *fence key* in the same Txn ([`key`]), so the fence key's
+//! - Every write of a Lease that changes its holder or acquireTime (create, take-over,
+//!   release, delete) also writes the Lease's *fence key* in the same Txn ([`key`]), so the fence key's
 //!   mod_revision is the revision of the latest acquisition: the Lease's resourceVersion
 //!   as the acquiring write returned it. Renewals leave it alone.
 //! - A leader sends `Flotilla-Fence: <namespace>/<lease>@<that revision>` ([`HEADER`])

@@ -157,13 +157,8 @@ fn one_actor<'a>(
         "acquisitions": terms.len(),
         "takeovers": takeovers,
     });
-    if !monitor.complete {
-        v.unknown(
-            monitor
-                .gap
-                .as_deref()
-                .unwrap_or("the monitor did not see every revision up to the end"),
-        );
+    if let Some(why) = monitor.incomplete() {
+        v.unknown(why);
     }
     v
 }

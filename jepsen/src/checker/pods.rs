@@ -66,13 +66,8 @@ fn bound_once(monitor: &MonitorLog) -> Verdict {
         "changes-seen": seen.len(),
         "monitor-complete": monitor.complete,
     });
-    if !monitor.complete {
-        v.unknown(
-            monitor
-                .gap
-                .as_deref()
-                .unwrap_or("the monitor did not see every revision up to the end"),
-        );
+    if let Some(why) = monitor.incomplete() {
+        v.unknown(why);
     }
     v
 }

@@ -168,6 +168,17 @@ pub struct MonitorLog {
     pub gap: Option<String>,
 }
 
+impl MonitorLog {
+    /// Why the record may miss changes, if it may.
+    pub fn incomplete(&self) -> Option<&str> {
+        (!self.complete).then(|| {
+            self.gap
+                .as_deref()
+                .unwrap_or("the monitor did not see every revision up to the end")
+        })
+    }
+}
+
 pub struct Monitor {
     log: Arc<Mutex<MonitorLog>>,
     end: signal::Sender<Option<i64>>,
