@@ -1,7 +1,7 @@
 //! `/metrics` in Prometheus' text format: requests by verb, resource and code with a
 //! latency histogram (kube-apiserver's `apiserver_request_total` and
 //! `apiserver_request_duration_seconds`), requests in flight and rejected by the in-flight
-//! limits, open watches and watchers dropped for being too slow
+//! limits, writes refused by a lease's fence, open watches and watchers dropped for being too slow
 //! (`apiserver_terminated_watchers_total`), objects and events in the watch cache by
 //! resource, and the kvstore's request latency (`etcd_request_duration_seconds`).
 
@@ -36,6 +36,9 @@ pub struct Metrics {
     pub inflight_readonly: AtomicI64,
     pub inflight_mutating: AtomicI64,
     pub rejected: AtomicU64,
+    /// Writes refused because their sender's lease was acquired again since
+    /// (`crate::store::fence`).
+    pub fenced: AtomicU64,
     pub watches: AtomicI64,
     /// Watches ended because their client did not keep up, by resource.
     pub terminated_watchers: Mutex<BTreeMap<&'static str, u64>>,
@@ -112,6 +115,13 @@ impl Metrics {
             "Requests refused with 429 by the in-flight limits.",
             "counter",
             self.rejected.load(Ordering::Relaxed).to_string(),
+        );
+        gauge(
+            &mut out,
+            "flotilla_apiserver_fenced_writes_refused_total",
+            "Writes refused with 409 because their sender's lease was acquired again since the term they name.",
+            "counter",
+            self.fenced.load(Ordering::Relaxed).to_string(),
         );
         gauge(
             &mut out,

@@ -1,7 +1,7 @@
 //! Writes fenced by a leader's lease (`apiserver::store::fence`): a request naming the
 //! acquisition it holds (`Flotilla-Fence: <namespace>/<lease>@<revision>`) writes only
 //! while nobody acquired the Lease again; renewals keep the fence, a new holder moves it,
-//! and a refused write (create, update, binding, delete) changes nothing.
+//! and a refused write (create, update, binding, delete) changes nothing and is counted.
 
 use k8s_openapi::api::coordination::v1::Lease;
 
@@ -120,4 +120,18 @@ async fn t65_a_leases_fence_refuses_the_writes_of_a_deposed_leader() {
     assert_eq!(code, 400, "{body}");
     assert_eq!(fenced(&c, &b, "GET", coll, Value::Null).await.0, 200);
     assert!(cms.get_opt("z").await.unwrap().is_none());
+    // Each refusal is counted for the operator.
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let metrics = c.request_text(req).await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "flotilla_apiserver_fenced_writes_refused_total 5"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("fenced"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

@@ -130,6 +130,9 @@ impl Store {
             // changed too (the writer is no longer the leader either way).
             let now = self.storage.get(&f.key()).await?;
             if now.map(|kv| kv.mod_revision) != Some(f.revision) {
+                self.metrics
+                    .fenced
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Err(f.refused(gr, name));
             }
         }
