@@ -55,10 +55,13 @@ pub trait Kind: Send + Sync + 'static {
     const SCALE: Option<ScaleSpec> = None;
     const PRINTER: Option<&'static Printer> = None;
     /// Whether the kind implements any of the registry hooks that look at the object
-    /// (`claims`, `released`, `grace_period`, `mark_deleting`, `companions`). When false the registry
+    /// (`claims`, `released`, `grace_period`, `mark_deleting`). When false the registry
     /// skips them without decoding the object, so a create or delete of other kinds pays
     /// nothing for them.
     const OBJECT_HOOKS: bool = false;
+    /// Whether the kind implements `companions`. Every update calls it, so only kinds that
+    /// have companions pay for decoding the old and new objects.
+    const COMPANIONS: bool = false;
 
     /// Fills in defaults, as decoding does in Kubernetes (before anything else).
     fn default(_obj: &mut Self::Obj) {}

@@ -30,7 +30,7 @@ impl Kind for Leases {
     const SINGULAR: &'static str = "lease";
     const PRINTER: Option<&'static crate::table::Printer> =
         Some(&crate::table::printers::other::LEASE);
-    const OBJECT_HOOKS: bool = true;
+    const COMPANIONS: bool = true;
 
     /// The fence (`crate::store::fence`): rewritten with every acquisition (a change of
     /// holder or acquireTime), so its mod_revision is the revision of the latest one;

@@ -268,7 +268,7 @@ impl<K: Kind> Strategy for Typed<K> {
     }
 
     fn companions(&self, key: &str, old: Option<&Value>, new: Option<&Value>) -> Vec<Companion> {
-        if !K::OBJECT_HOOKS {
+        if !K::COMPANIONS {
             return vec![];
         }
         // An object that does not decode has no companions of its own.
