@@ -17,8 +17,9 @@ use crate::history::Listed;
 
 /// The namespace the workload's objects live in.
 const NAMESPACE: &str = "default";
-/// The label every object of the workload carries (its lists select on it).
-const LABEL: (&str, &str) = ("jepsen", "objects");
+/// The label key every object of a workload carries, with the workload's name as the value
+/// (its lists and watches select on it).
+pub const LABEL: &str = "jepsen";
 
 /// The admin kubeconfig of the cluster pointed at one apiserver.
 pub async fn config(server: &ApiServer, timeout: Duration) -> anyhow::Result<kube::Config> {
@@ -46,6 +47,8 @@ async fn timed<T>(
 pub struct Api {
     cms: kube::Api<ConfigMap>,
     timeout: Duration,
+    /// The value of the workload's label on its objects.
+    label: &'static str,
     /// Reads with resourceVersion "0" (any version, from the apiserver's cache) instead of
     /// consistent ones: stale reads the checker must catch.
     any: bool,
@@ -99,12 +102,12 @@ fn rv(cm: &ConfigMap) -> Result<u64, OpError> {
     rv_of(&cm.metadata)
 }
 
-fn object(name: &str, v: u64, rv: Option<u64>) -> ConfigMap {
+fn object(label: &str, name: &str, v: u64, rv: Option<u64>) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
             namespace: Some(NAMESPACE.to_string()),
-            labels: Some(BTreeMap::from([(LABEL.0.into(), LABEL.1.into())])),
+            labels: Some(BTreeMap::from([(LABEL.into(), label.into())])),
             resource_version: rv.map(|r| r.to_string()),
             ..Default::default()
         },
@@ -114,11 +117,23 @@ fn object(name: &str, v: u64, rv: Option<u64>) -> ConfigMap {
 }
 
 impl Api {
+    /// The objects workload's ConfigMaps (label `jepsen=objects`).
     pub fn new(cfg: kube::Config, timeout: Duration, any: bool) -> anyhow::Result<Api> {
+        Api::labelled(cfg, timeout, any, "objects")
+    }
+
+    /// The ConfigMaps labelled `jepsen=<label>`.
+    pub fn labelled(
+        cfg: kube::Config,
+        timeout: Duration,
+        any: bool,
+        label: &'static str,
+    ) -> anyhow::Result<Api> {
         let client = kube::Client::try_from(cfg)?;
         Ok(Api {
             cms: kube::Api::namespaced(client, NAMESPACE),
             timeout,
+            label,
             any,
         })
     }
@@ -150,7 +165,10 @@ impl Api {
     pub async fn put(&self, name: &str, v: u64) -> Result<u64, OpError> {
         let pp = PostParams::default();
         match self
-            .timed(self.cms.replace(name, &pp, &object(name, v, None)))
+            .timed(
+                self.cms
+                    .replace(name, &pp, &object(self.label, name, v, None)),
+            )
             .await?
         {
             Ok(cm) => rv(&cm),
@@ -164,7 +182,10 @@ impl Api {
     pub async fn update(&self, name: &str, rv_read: u64, v: u64) -> Result<u64, OpError> {
         let pp = PostParams::default();
         match self
-            .timed(self.cms.replace(name, &pp, &object(name, v, Some(rv_read))))
+            .timed(
+                self.cms
+                    .replace(name, &pp, &object(self.label, name, v, Some(rv_read))),
+            )
             .await?
         {
             Ok(cm) => rv(&cm),
@@ -176,7 +197,7 @@ impl Api {
     pub async fn create(&self, name: &str, v: u64) -> Result<u64, OpError> {
         let pp = PostParams::default();
         match self
-            .timed(self.cms.create(&pp, &object(name, v, None)))
+            .timed(self.cms.create(&pp, &object(self.label, name, v, None)))
             .await?
         {
             Ok(cm) => rv(&cm),
@@ -197,7 +218,7 @@ impl Api {
 
     /// A consistent list (unless `any`) of the workload's objects.
     pub async fn list(&self) -> Result<Vec<Listed>, OpError> {
-        let mut lp = ListParams::default().labels(&format!("{}={}", LABEL.0, LABEL.1));
+        let mut lp = ListParams::default().labels(&format!("{LABEL}={}", self.label));
         if self.any {
             lp = lp.match_any();
         }
@@ -249,12 +270,12 @@ impl Deployments {
     /// second of its deletion; one that exists already is left as it is.
     pub async fn create(&self, name: &str, replicas: u32) -> Result<(), OpError> {
         let d: Deployment = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "labels": {LABEL.0: "pods"}},
+            "metadata": {"name": name, "labels": {LABEL: "pods"}},
             "spec": {
                 "replicas": replicas,
                 "selector": {"matchLabels": {"app": name}},
                 "template": {
-                    "metadata": {"labels": {"app": name, LABEL.0: "pods"}},
+                    "metadata": {"labels": {"app": name, LABEL: "pods"}},
                     "spec": {
                         "terminationGracePeriodSeconds": 1,
                         "containers": [{

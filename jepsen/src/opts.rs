@@ -42,6 +42,11 @@ pub enum Workload {
     /// watch), the desired replicas linearizable, every Deployment rolled out after the
     /// heal. Needs `--cluster compose`.
     Pods,
+    /// Informers (kube-rs watchers) through the apiservers, following ConfigMaps that
+    /// writers put and delete; checked against the kvstore's record of every change: no
+    /// gap, nothing out of order, lists that are states the objects were in. Needs
+    /// `--cluster compose`.
+    Informers,
 }
 
 /// The `--nemesis` values: `none`, then every fault of the nemesis table with its help.

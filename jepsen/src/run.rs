@@ -196,9 +196,12 @@ pub async fn test(opts: TestOpts) -> anyhow::Result<Outcome> {
     member_args.extend(opts.member_args.iter().cloned());
     let cluster: Arc<dyn ClusterControl> = match opts.cluster {
         ClusterKind::Netns => {
-            if matches!(opts.workload, Workload::Objects | Workload::Pods) {
+            if matches!(
+                opts.workload,
+                Workload::Objects | Workload::Pods | Workload::Informers
+            ) {
                 bail!(
-                    "--workload objects and pods need apiservers: run them with --cluster compose"
+                    "--workload objects, pods and informers need apiservers: run them with --cluster compose"
                 );
             }
             Arc::new(NetnsCluster::create(opts.nodes, &bin, &dir, member_args)?)
@@ -363,6 +366,7 @@ async fn run_with(
         Register(Arc<std::sync::Mutex<workload::register::Keys>>),
         Objects(Arc<std::sync::Mutex<workload::register::Keys>>),
         Pods(workload::pods::Monitor),
+        Informers(workload::informers::Record, workload::informers::Informers),
         Set,
         Watch(workload::watch::Watchers, i64),
     }
@@ -376,6 +380,16 @@ async fn run_with(
             let monitor = workload::pods::start_monitor(&ctx, base, fences);
             workload::pods::run(ctx.clone()).await?;
             Running::Pods(monitor)
+        }
+        Workload::Informers => {
+            let base =
+                workload::watch::current_revision(&ctx, Instant::now() + Duration::from_secs(10))
+                    .await
+                    .context("reading the base revision")?;
+            let record = workload::informers::start_record(&ctx, base);
+            let informers = workload::informers::start_informers(&ctx).await?;
+            workload::informers::run_writers(ctx.clone()).await?;
+            Running::Informers(record, informers)
         }
         Workload::Set => {
             workload::set::run(ctx.clone()).await?;
@@ -404,7 +418,27 @@ async fn run_with(
     let deadline = Instant::now() + Duration::from_secs(opts.checker_time_limit);
     let mut verdicts = Vec::new();
     let mut pods = None;
+    let mut informed = None;
     let watch_logs = match running {
+        Running::Informers(record, informers) => {
+            let last =
+                workload::watch::current_revision(&ctx, Instant::now() + Duration::from_secs(20))
+                    .await
+                    .unwrap_or(i64::MAX);
+            let truth = record
+                .finish(last, Instant::now() + Duration::from_secs(30))
+                .await;
+            let last_state = workload::informers::final_state(&truth);
+            let logs = informers
+                .finish(last_state, Instant::now() + Duration::from_secs(60))
+                .await;
+            std::fs::write(
+                dir.join("informers.json"),
+                serde_json::to_vec(&json!({"truth": truth, "informers": logs}))?,
+            )?;
+            informed = Some((truth, logs));
+            None
+        }
         Running::Pods(monitor) => {
             let converged =
                 workload::pods::converge(&ctx, healed, Instant::now() + Duration::from_secs(90))
@@ -462,6 +496,10 @@ async fn run_with(
             let first = vs.remove(0);
             verdicts.splice(0..0, vs);
             first
+        }
+        (Workload::Informers, _) => {
+            let (truth, logs) = informed.unwrap_or_default();
+            checker::informers::check(&history, &truth, &logs)
         }
         (Workload::Register, _) => checker::register::check(&history, deadline),
         (Workload::Set, _) => checker::set::check(&history),

@@ -2,6 +2,7 @@
 //! invalid (with the anomalies it found) or unknown (it could not decide, e.g. out of time).
 //! Unknown is never reported as valid.
 
+pub mod informers;
 pub mod leaders;
 pub mod linear;
 pub mod objects;

@@ -5,7 +5,9 @@
 //! partitions as iptables rules inside the masters' network namespaces (entered with
 //! nsenter), which cut master-to-master traffic only: the front, the agents and the
 //! harness still reach every master, so a master cut off from its peers keeps serving its
-//! clients, as a partitioned apiserver would. Needs root and Docker; everything is named
+//! clients, as a partitioned apiserver would. The agents' faults are the same: kill and
+//! start, pause and unpause, and isolation from the masters and the front by iptables in
+//! the agent's namespace. Needs root and Docker; everything is named
 //! after the run's tag and removed by `teardown`.
 //!
 //! The compose file is the repository's own, built into this program, so a run tests the
@@ -18,11 +20,13 @@ use std::sync::Mutex;
 use anyhow::{bail, Context};
 use tracing::{info, warn};
 
-use super::{ApiServer, ClusterControl, Grudge, Start};
+use super::{AgentAct, ApiServer, ClusterControl, Grudge, Start};
 
 const COMPOSE: &str = include_str!("../../../deploy/compose.yaml");
 const IMAGE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/image");
 const MASTERS: usize = 3;
+/// The agents of deploy/compose.yaml (a0, a1).
+const AGENTS: usize = 2;
 
 pub struct ComposeCluster {
     tag: String,
@@ -111,15 +115,24 @@ impl ComposeCluster {
     }
 
     fn container(&self, node: usize) -> anyhow::Result<String> {
-        let id = run(self.compose().args(["ps", "-q", &self.name(node)]))?;
+        self.service(&self.name(node))
+    }
+
+    /// The container of one of the deployment's services (m0, a1, front).
+    fn service(&self, name: &str) -> anyhow::Result<String> {
+        let id = run(self.compose().args(["ps", "-q", name]))?;
         if id.is_empty() {
-            bail!("{} has no container", self.name(node));
+            bail!("{name} has no container");
         }
         Ok(id)
     }
 
     fn inspect(&self, node: usize, format: &str) -> anyhow::Result<String> {
-        let id = self.container(node)?;
+        self.inspect_service(&self.name(node), format)
+    }
+
+    fn inspect_service(&self, name: &str, format: &str) -> anyhow::Result<String> {
+        let id = self.service(name)?;
         run(Command::new("docker").args(["inspect", "-f", format, &id]))
     }
 
@@ -146,10 +159,25 @@ impl ComposeCluster {
 
     /// The iptables command run inside master `node`'s network namespace.
     fn in_netns(&self, node: usize, args: &[&str]) -> anyhow::Result<String> {
-        let pid = self.inspect(node, "{{.State.Pid}}")?;
+        self.iptables_in(&self.name(node), args)
+    }
+
+    /// The iptables command run inside a service's network namespace.
+    fn iptables_in(&self, name: &str, args: &[&str]) -> anyhow::Result<String> {
+        let pid = self.inspect_service(name, "{{.State.Pid}}")?;
         run(Command::new("nsenter")
             .args(["-t", &pid, "-n", "iptables"])
             .args(args))
+    }
+
+    fn service_running(&self, name: &str) -> bool {
+        self.inspect_service(name, "{{.State.Running}}")
+            .is_ok_and(|s| s == "true")
+    }
+
+    /// The front's address: agents reach the apiservers through it.
+    fn front_ip(&self) -> String {
+        format!("{}.5", self.net)
     }
 }
 
@@ -179,6 +207,33 @@ impl ClusterControl for ComposeCluster {
             url: format!("https://{}:6443", self.ip(node)),
             kubeconfig: self.dir.join("cluster").join("admin.kubeconfig"),
         })
+    }
+
+    fn agents(&self) -> usize {
+        AGENTS
+    }
+
+    fn agent(&self, i: usize, act: AgentAct) -> anyhow::Result<()> {
+        let name = self.agent_name(i);
+        let docker = |verb: &str| -> anyhow::Result<()> {
+            let id = self.service(&name)?;
+            run(Command::new("docker").args([verb, &id])).map(drop)
+        };
+        match act {
+            AgentAct::Kill => docker("kill"),
+            AgentAct::Start => docker("start"),
+            AgentAct::Pause => docker("pause"),
+            AgentAct::Resume => docker("unpause"),
+            AgentAct::Isolate => {
+                let mut from: Vec<String> = (0..MASTERS).map(|m| self.ip(m)).collect();
+                from.push(self.front_ip());
+                for ip in from {
+                    self.iptables_in(&name, &["-A", "INPUT", "-s", &ip, "-j", "DROP"])?;
+                }
+                Ok(())
+            }
+            AgentAct::Reconnect => self.iptables_in(&name, &["-F", "INPUT"]).map(drop),
+        }
     }
 
     fn start(&self, node: usize, how: Start) -> anyhow::Result<()> {
@@ -247,6 +302,12 @@ impl ClusterControl for ComposeCluster {
         for i in 0..MASTERS {
             if self.running(i) {
                 self.in_netns(i, &["-F", "INPUT"])?;
+            }
+        }
+        for i in 0..AGENTS {
+            let name = self.agent_name(i);
+            if self.service_running(&name) {
+                self.iptables_in(&name, &["-F", "INPUT"])?;
             }
         }
         Ok(())

@@ -30,6 +30,21 @@ pub struct ApiServer {
     pub kubeconfig: PathBuf,
 }
 
+/// What a fault does to one of the deployment's agents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentAct {
+    /// SIGKILL every process of the agent's machine.
+    Kill,
+    /// Start it again after a kill.
+    Start,
+    Pause,
+    Resume,
+    /// Drop everything it receives from the masters and the front.
+    Isolate,
+    /// Undo `Isolate`.
+    Reconnect,
+}
+
 /// For each member, the members whose traffic it drops (Jepsen calls this a grudge).
 pub type Grudge = Vec<BTreeSet<usize>>;
 
@@ -45,6 +60,16 @@ pub trait ClusterControl: Send + Sync {
     fn apiserver(&self, _node: usize) -> Option<ApiServer> {
         None
     }
+    /// The deployment's agents (nodes that run pods), which faults may hit too.
+    fn agents(&self) -> usize {
+        0
+    }
+    fn agent_name(&self, i: usize) -> String {
+        format!("a{i}")
+    }
+    fn agent(&self, _i: usize, _act: AgentAct) -> anyhow::Result<()> {
+        anyhow::bail!("this cluster runs no agents (faults of agents need --cluster compose)")
+    }
     fn start(&self, node: usize, how: Start) -> anyhow::Result<()>;
     /// SIGKILL and reap.
     fn kill(&self, node: usize) -> anyhow::Result<()>;
@@ -53,6 +78,7 @@ pub trait ClusterControl: Send + Sync {
     /// Deletes the member's data (it must be stopped).
     fn wipe(&self, node: usize) -> anyhow::Result<()>;
     fn partition(&self, grudge: &Grudge) -> anyhow::Result<()>;
+    /// Heals every partition (agents' too).
     fn heal(&self) -> anyhow::Result<()>;
     /// Whether the member's process is up (started, not killed, not exited).
     fn running(&self, node: usize) -> bool;

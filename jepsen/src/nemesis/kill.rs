@@ -19,8 +19,8 @@ impl Fault for Kill {
     }
 
     async fn start(&self, cx: &mut Ctx) -> anyhow::Result<Box<dyn Active>> {
-        let t = cx.target().await;
-        cx.note("start-kill", Some(t), cx.cluster.name(t));
+        let (t, detail) = cx.target().await;
+        cx.note("start-kill", Some(t), detail);
         cx.blocking(move |c| c.kill(t)).await?;
         Ok(Box::new(Killed(t)))
     }

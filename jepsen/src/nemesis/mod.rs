@@ -5,6 +5,7 @@
 //! Each fault is one file implementing [`Fault`], listed once in [`ALL`], which is also where
 //! `--nemesis` takes its names and help from.
 
+mod agent;
 mod compact;
 pub mod grudges;
 mod kill;
@@ -38,6 +39,9 @@ pub const ALL: &[&dyn Fault] = &[
     &partition::BRIDGE,
     &member::Member,
     &compact::Compact,
+    &agent::KILL,
+    &agent::PAUSE,
+    &agent::PARTITION,
 ];
 
 /// One kind of fault.
@@ -166,15 +170,17 @@ impl Ctx {
         (votes[best] > 0).then_some(best)
     }
 
-    /// The leader half of the time (when there is one), else a random member.
-    async fn target(&mut self) -> usize {
+    /// The leader half of the time (when there is one), else a random member; with the
+    /// detail of its `start-` event: its name, and ` (leader)` when it led.
+    async fn target(&mut self) -> (usize, String) {
         let n = self.cluster.size();
-        if self.rng.random_bool(0.5) {
-            if let Some(l) = self.leader().await {
-                return l;
-            }
-        }
-        self.rng.random_range(0..n)
+        let leader = self.leader().await;
+        let t = match leader {
+            Some(l) if self.rng.random_bool(0.5) => l,
+            _ => self.rng.random_range(0..n),
+        };
+        let mark = if leader == Some(t) { " (leader)" } else { "" };
+        (t, format!("{}{mark}", self.cluster.name(t)))
     }
 }
 

@@ -17,8 +17,8 @@ impl Fault for Pause {
     }
 
     async fn start(&self, cx: &mut Ctx) -> anyhow::Result<Box<dyn Active>> {
-        let t = cx.target().await;
-        cx.note("start-pause", Some(t), cx.cluster.name(t));
+        let (t, detail) = cx.target().await;
+        cx.note("start-pause", Some(t), detail);
         cx.blocking(move |c| c.pause(t)).await?;
         Ok(Box::new(Paused(t)))
     }

@@ -3,6 +3,7 @@
 //! retired and a fresh one (a new process number) takes its place, as in Jepsen.
 
 pub mod follow;
+pub mod informers;
 pub mod objects;
 pub mod pods;
 pub mod register;
