@@ -49,6 +49,21 @@ pub enum Workload {
     Informers,
 }
 
+impl Workload {
+    /// It runs through the apiservers (`--cluster compose`).
+    pub fn needs_apiservers(self) -> bool {
+        matches!(
+            self,
+            Workload::Objects | Workload::Pods | Workload::Informers
+        )
+    }
+
+    /// Its checker counts on being the only writer of the kvstore (dense revisions).
+    pub fn needs_sole_writer(self) -> bool {
+        self == Workload::Watch
+    }
+}
+
 /// The `--nemesis` values: `none`, then every fault of the nemesis table with its help.
 fn nemesis_values() -> impl TypedValueParser<Value = Choice> {
     let values = std::iter::once(PossibleValue::new(Choice::NONE)).chain(

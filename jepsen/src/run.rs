@@ -9,13 +9,13 @@ use anyhow::{bail, Context};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::checker::{self, Validity, Verdict};
+use crate::checker::{Validity, Verdict};
 use crate::cluster::compose::ComposeCluster;
 use crate::cluster::netns::NetnsCluster;
 use crate::cluster::{ClusterControl, Start};
 use crate::history::Recorder;
 use crate::nemesis::Nemesis;
-use crate::opts::{ClusterKind, TestOpts, Workload};
+use crate::opts::{ClusterKind, TestOpts};
 use crate::report;
 use crate::workload::{self, Ctx};
 
@@ -196,10 +196,7 @@ pub async fn test(opts: TestOpts) -> anyhow::Result<Outcome> {
     member_args.extend(opts.member_args.iter().cloned());
     let cluster: Arc<dyn ClusterControl> = match opts.cluster {
         ClusterKind::Netns => {
-            if matches!(
-                opts.workload,
-                Workload::Objects | Workload::Pods | Workload::Informers
-            ) {
+            if opts.workload.needs_apiservers() {
                 bail!(
                     "--workload objects, pods and informers need apiservers: run them with --cluster compose"
                 );
@@ -207,7 +204,7 @@ pub async fn test(opts: TestOpts) -> anyhow::Result<Outcome> {
             Arc::new(NetnsCluster::create(opts.nodes, &bin, &dir, member_args)?)
         }
         ClusterKind::Compose => {
-            if opts.workload == Workload::Watch {
+            if opts.workload.needs_sole_writer() {
                 // Its checker counts on revisions being dense (only its writers write);
                 // the deployment's own components write to the same kvstore.
                 bail!("--workload watch does not run on --cluster compose yet: its checker expects no other writer");
@@ -328,14 +325,8 @@ async fn run_with(
         );
     };
     info!(?ids, "cluster up");
-    let pods_base = match opts.workload {
-        Workload::Pods => Some(
-            workload::pods::setup(&setup)
-                .await
-                .context("creating the pods workload's Deployments")?,
-        ),
-        _ => None,
-    };
+    let mut work = workload::new(opts.workload);
+    work.prepare(&setup).await?;
 
     let start = Instant::now();
     let wall_start = SystemTime::now()
@@ -361,51 +352,7 @@ async fn run_with(
         ids,
     );
     let nemesis = tokio::spawn(nemesis.run(end));
-
-    enum Running {
-        Register(Arc<std::sync::Mutex<workload::register::Keys>>),
-        Objects(Arc<std::sync::Mutex<workload::register::Keys>>),
-        Pods(workload::pods::Monitor),
-        Informers(workload::informers::Record, workload::informers::Informers),
-        Set,
-        Watch(workload::watch::Watchers, i64),
-    }
-    let running = match opts.workload {
-        Workload::Register => Running::Register(workload::register::run(ctx.clone()).await?),
-        Workload::Objects => Running::Objects(workload::objects::run(ctx.clone()).await?),
-        Workload::Pods => {
-            workload::pods::record_setup(&ctx);
-            let base = pods_base.unwrap_or(0);
-            let fences = workload::pods::fences_at(&ctx, base).await?;
-            let monitor = workload::pods::start_monitor(&ctx, base, fences);
-            workload::pods::run(ctx.clone()).await?;
-            Running::Pods(monitor)
-        }
-        Workload::Informers => {
-            let base =
-                workload::watch::current_revision(&ctx, Instant::now() + Duration::from_secs(10))
-                    .await
-                    .context("reading the base revision")?;
-            let record = workload::informers::start_record(&ctx, base);
-            let informers = workload::informers::start_informers(&ctx).await?;
-            workload::informers::run_writers(ctx.clone()).await?;
-            Running::Informers(record, informers)
-        }
-        Workload::Set => {
-            workload::set::run(ctx.clone()).await?;
-            Running::Set
-        }
-        Workload::Watch => {
-            let base =
-                workload::watch::current_revision(&ctx, Instant::now() + Duration::from_secs(10))
-                    .await
-                    .context("reading the base revision")?;
-            let latest = Arc::new(std::sync::atomic::AtomicI64::new(base));
-            let watchers = workload::watch::start_watchers(&ctx, base, latest.clone());
-            workload::watch::run_writers(ctx.clone(), latest).await?;
-            Running::Watch(watchers, base)
-        }
-    };
+    work.run(&ctx).await?;
     info!("workload done; healing");
     nemesis.await?;
     cluster.heal()?;
@@ -416,103 +363,11 @@ async fn run_with(
     }
     info!("settled; final reads");
     let deadline = Instant::now() + Duration::from_secs(opts.checker_time_limit);
-    let mut verdicts = Vec::new();
-    let mut pods = None;
-    let mut informed = None;
-    let watch_logs = match running {
-        Running::Informers(record, informers) => {
-            let last =
-                workload::watch::current_revision(&ctx, Instant::now() + Duration::from_secs(20))
-                    .await
-                    .unwrap_or(i64::MAX);
-            let truth = record
-                .finish(last, Instant::now() + Duration::from_secs(30))
-                .await;
-            let last_state = workload::informers::final_state(&truth);
-            let logs = informers
-                .finish(last_state, Instant::now() + Duration::from_secs(60))
-                .await;
-            std::fs::write(
-                dir.join("informers.json"),
-                serde_json::to_vec(&json!({"truth": truth, "informers": logs}))?,
-            )?;
-            informed = Some((truth, logs));
-            None
-        }
-        Running::Pods(monitor) => {
-            let converged =
-                workload::pods::converge(&ctx, healed, Instant::now() + Duration::from_secs(90))
-                    .await;
-            let last =
-                workload::watch::current_revision(&ctx, Instant::now() + Duration::from_secs(20))
-                    .await
-                    .unwrap_or(i64::MAX);
-            let log = monitor
-                .finish(last, Instant::now() + Duration::from_secs(30))
-                .await;
-            std::fs::write(
-                dir.join("pods.json"),
-                serde_json::to_vec(&json!({"monitor": log, "converged": converged}))?,
-            )?;
-            pods = Some((log, converged));
-            None
-        }
-        Running::Register(keys) => {
-            workload::register::final_reads(&ctx, &keys).await;
-            None
-        }
-        Running::Objects(keys) => {
-            workload::objects::final_reads(&ctx, &keys).await;
-            None
-        }
-        Running::Set => {
-            workload::set::final_reads(&ctx).await;
-            None
-        }
-        Running::Watch(watchers, base) => {
-            let last =
-                workload::watch::current_revision(&ctx, Instant::now() + Duration::from_secs(20))
-                    .await;
-            let logs = watchers
-                .finish(last, Instant::now() + Duration::from_secs(30))
-                .await;
-            std::fs::write(dir.join("watches.json"), serde_json::to_vec(&logs)?)?;
-            Some((logs, base, last))
-        }
-    };
-    verdicts.push(hash_check(&ctx).await);
+    work.finish(&ctx, healed, dir).await?;
+    let hash = hash_check(&ctx).await;
     let history = rec.snapshot();
     info!(events = history.len(), "checking");
-    let v = match (&opts.workload, watch_logs) {
-        (Workload::Objects, _) => {
-            let mut vs = checker::objects::check(&history, deadline);
-            let first = vs.remove(0);
-            verdicts.splice(0..0, vs);
-            first
-        }
-        (Workload::Pods, _) => {
-            let (log, converged) = pods.unwrap_or_default();
-            let mut vs = checker::pods::check(&history, &log, &converged, deadline);
-            let first = vs.remove(0);
-            verdicts.splice(0..0, vs);
-            first
-        }
-        (Workload::Informers, _) => {
-            let (truth, logs) = informed.unwrap_or_default();
-            checker::informers::check(&history, &truth, &logs)
-        }
-        (Workload::Register, _) => checker::register::check(&history, deadline),
-        (Workload::Set, _) => checker::set::check(&history),
-        (Workload::Watch, Some((logs, base, last))) => checker::watch::check(
-            &history,
-            &checker::watch::Observed {
-                watchers: &logs,
-                base,
-                last,
-            },
-        ),
-        (Workload::Watch, None) => Verdict::new("watch"),
-    };
-    verdicts.insert(0, v);
+    let mut verdicts = work.check(&history, deadline);
+    verdicts.push(hash);
     Ok((verdicts, incomplete, history))
 }

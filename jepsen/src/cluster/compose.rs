@@ -38,6 +38,8 @@ pub struct ComposeCluster {
     env: Vec<(&'static str, String)>,
     /// etcdctl's credentials, which the deployment's init writes at the first start.
     client_tls: std::sync::OnceLock<proto::tls::ClientTls>,
+    /// Container IDs by service name, once known.
+    containers: Mutex<std::collections::HashMap<String, String>>,
     /// Whether `docker-compose up` has run.
     up: Mutex<bool>,
     /// Each master's restart count when the harness last started or killed it: more
@@ -87,6 +89,7 @@ impl ComposeCluster {
             dir: dir.to_path_buf(),
             env,
             client_tls: std::sync::OnceLock::new(),
+            containers: Mutex::new(Default::default()),
             up: Mutex::new(false),
             restarts: Mutex::new(vec![0; MASTERS]),
             crashed: Mutex::new(Vec::new()),
@@ -118,12 +121,19 @@ impl ComposeCluster {
         self.service(&self.name(node))
     }
 
-    /// The container of one of the deployment's services (m0, a1, front).
+    /// The container of one of the deployment's services (m0, a1, front). A container
+    /// keeps its ID through kills and restarts, so each is asked of docker-compose (a
+    /// Python program, slow to start) once.
     fn service(&self, name: &str) -> anyhow::Result<String> {
+        let mut ids = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = ids.get(name) {
+            return Ok(id.clone());
+        }
         let id = run(self.compose().args(["ps", "-q", name]))?;
         if id.is_empty() {
             bail!("{name} has no container");
         }
+        ids.insert(name.to_string(), id.clone());
         Ok(id)
     }
 

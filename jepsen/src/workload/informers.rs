@@ -183,14 +183,14 @@ pub fn final_state(truth: &Truth) -> BTreeMap<String, i64> {
     m
 }
 
-pub struct Informers {
+pub struct InformerSet {
     logs: Arc<Mutex<Vec<InformerLog>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The objects' final state, once known: an informer whose cache holds it is done.
     last: signal::Sender<Option<BTreeMap<String, i64>>>,
 }
 
-impl Informers {
+impl InformerSet {
     /// Gives the informers the final state and waits (until `deadline`) for each to hold it.
     pub async fn finish(self, last: BTreeMap<String, i64>, deadline: Instant) -> Vec<InformerLog> {
         let _ = self.last.send(Some(last));
@@ -207,7 +207,7 @@ impl Informers {
 }
 
 /// Starts the informers (informer `i` on apiserver `i mod masters` first) and returns.
-pub async fn start_informers(ctx: &Ctx) -> anyhow::Result<Informers> {
+pub async fn start_informers(ctx: &Ctx) -> anyhow::Result<InformerSet> {
     let (n, _) = split(ctx.opts.concurrency);
     let mut configs = Vec::new();
     for node in 0..ctx.cluster.size() {
@@ -236,7 +236,7 @@ pub async fn start_informers(ctx: &Ctx) -> anyhow::Result<Informers> {
             tokio::spawn(informer.run())
         })
         .collect();
-    Ok(Informers {
+    Ok(InformerSet {
         logs,
         tasks,
         last: tx,
@@ -392,5 +392,64 @@ impl Informer {
             node = (node + 1) % n;
             tokio::time::sleep(Duration::from_millis(rng.random_range(50..500))).await;
         }
+    }
+}
+
+/// The informers workload as a run drives it.
+#[derive(Default)]
+pub struct Informers {
+    running: Option<(Record, InformerSet)>,
+    seen: Option<(Truth, Vec<InformerLog>)>,
+}
+
+#[async_trait::async_trait]
+impl super::Workload for Informers {
+    async fn run(&mut self, ctx: &Ctx) -> anyhow::Result<()> {
+        let base = super::watch::current_revision(ctx, Instant::now() + Duration::from_secs(10))
+            .await
+            .context("reading the base revision")?;
+        let record = start_record(ctx, base);
+        let informers = start_informers(ctx).await?;
+        self.running = Some((record, informers));
+        run_writers(ctx.clone()).await
+    }
+
+    async fn finish(
+        &mut self,
+        ctx: &Ctx,
+        _healed: Instant,
+        dir: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        let Some((record, informers)) = self.running.take() else {
+            return Ok(());
+        };
+        let last = super::watch::current_revision(ctx, Instant::now() + Duration::from_secs(20))
+            .await
+            .unwrap_or(i64::MAX);
+        let truth = record
+            .finish(last, Instant::now() + Duration::from_secs(30))
+            .await;
+        let logs = informers
+            .finish(
+                final_state(&truth),
+                Instant::now() + Duration::from_secs(60),
+            )
+            .await;
+        super::save(
+            dir,
+            "informers.json",
+            &serde_json::json!({"truth": truth, "informers": logs}),
+        )?;
+        self.seen = Some((truth, logs));
+        Ok(())
+    }
+
+    fn check(
+        &mut self,
+        history: &[crate::history::Event],
+        _deadline: Instant,
+    ) -> Vec<crate::checker::Verdict> {
+        let (truth, logs) = self.seen.take().unwrap_or_default();
+        vec![crate::checker::informers::check(history, &truth, &logs)]
     }
 }

@@ -10,16 +10,54 @@ pub mod register;
 pub mod set;
 pub mod watch;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::checker::Verdict;
 use crate::client::{Client, OpError};
 use crate::cluster::ClusterControl;
-use crate::history::{Kind, Op, Recorder};
-use crate::opts::TestOpts;
+use crate::history::{Event, Kind, Op, Recorder};
+use crate::opts::{self, TestOpts};
+
+/// A workload as a run drives it: `prepare` once the cluster is up, before the clock
+/// starts; `run` its clients (and observers) until the time limit; `finish` after the heal
+/// (final reads, observers brought to the end, what they saw written into the run's
+/// directory); `check` the history with what it observed.
+#[async_trait]
+pub trait Workload: Send {
+    /// What must exist before the clock starts (the pods workload's Deployments).
+    async fn prepare(&mut self, _setup: &Ctx) -> anyhow::Result<()> {
+        Ok(())
+    }
+    async fn run(&mut self, ctx: &Ctx) -> anyhow::Result<()>;
+    /// `healed`: when the nemesis healed everything.
+    async fn finish(&mut self, ctx: &Ctx, healed: Instant, dir: &Path) -> anyhow::Result<()>;
+    /// The verdicts, the workload's main one first.
+    fn check(&mut self, history: &[Event], deadline: Instant) -> Vec<Verdict>;
+}
+
+/// The workload `--workload` names.
+pub fn new(w: opts::Workload) -> Box<dyn Workload> {
+    match w {
+        opts::Workload::Register => Box::<register::Register>::default(),
+        opts::Workload::Set => Box::new(set::Set),
+        opts::Workload::Watch => Box::<watch::Watch>::default(),
+        opts::Workload::Objects => Box::<objects::Objects>::default(),
+        opts::Workload::Pods => Box::<pods::Pods>::default(),
+        opts::Workload::Informers => Box::<informers::Informers>::default(),
+    }
+}
+
+/// Writes what a workload observed into the run's directory.
+fn save(dir: &Path, file: &str, what: &impl serde::Serialize) -> anyhow::Result<()> {
+    std::fs::write(dir.join(file), serde_json::to_vec(what)?)?;
+    Ok(())
+}
 
 /// What every workload task gets.
 #[derive(Clone)]

@@ -278,3 +278,37 @@ pub async fn final_reads(ctx: &Ctx, keys: &Mutex<Keys>) {
         let _ = t.await;
     }
 }
+
+/// The objects workload as a run drives it.
+#[derive(Default)]
+pub struct Objects {
+    keys: Option<Arc<Mutex<Keys>>>,
+}
+
+#[async_trait::async_trait]
+impl super::Workload for Objects {
+    async fn run(&mut self, ctx: &Ctx) -> anyhow::Result<()> {
+        self.keys = Some(run(ctx.clone()).await?);
+        Ok(())
+    }
+
+    async fn finish(
+        &mut self,
+        ctx: &Ctx,
+        _healed: Instant,
+        _dir: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        if let Some(keys) = &self.keys {
+            final_reads(ctx, keys).await;
+        }
+        Ok(())
+    }
+
+    fn check(
+        &mut self,
+        history: &[crate::history::Event],
+        deadline: Instant,
+    ) -> Vec<crate::checker::Verdict> {
+        crate::checker::objects::check(history, deadline)
+    }
+}

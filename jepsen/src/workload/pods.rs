@@ -389,3 +389,63 @@ pub async fn converge(ctx: &Ctx, since: Instant, deadline: Instant) -> Vec<Conve
     }
     out
 }
+
+/// The pods workload as a run drives it.
+#[derive(Default)]
+pub struct Pods {
+    /// The kvstore's revision before the Deployments were created.
+    base: i64,
+    monitor: Option<Monitor>,
+    seen: Option<(MonitorLog, Vec<Converged>)>,
+}
+
+#[async_trait::async_trait]
+impl super::Workload for Pods {
+    async fn prepare(&mut self, cx: &Ctx) -> anyhow::Result<()> {
+        self.base = setup(cx)
+            .await
+            .map_err(|e| e.context("creating the pods workload's Deployments"))?;
+        Ok(())
+    }
+
+    async fn run(&mut self, ctx: &Ctx) -> anyhow::Result<()> {
+        record_setup(ctx);
+        let fences = fences_at(ctx, self.base).await?;
+        self.monitor = Some(start_monitor(ctx, self.base, fences));
+        run(ctx.clone()).await
+    }
+
+    async fn finish(
+        &mut self,
+        ctx: &Ctx,
+        healed: Instant,
+        dir: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        let Some(monitor) = self.monitor.take() else {
+            return Ok(());
+        };
+        let converged = converge(ctx, healed, Instant::now() + Duration::from_secs(90)).await;
+        let last = super::watch::current_revision(ctx, Instant::now() + Duration::from_secs(20))
+            .await
+            .unwrap_or(i64::MAX);
+        let log = monitor
+            .finish(last, Instant::now() + Duration::from_secs(30))
+            .await;
+        super::save(
+            dir,
+            "pods.json",
+            &serde_json::json!({"monitor": log, "converged": converged}),
+        )?;
+        self.seen = Some((log, converged));
+        Ok(())
+    }
+
+    fn check(
+        &mut self,
+        history: &[crate::history::Event],
+        deadline: Instant,
+    ) -> Vec<crate::checker::Verdict> {
+        let (log, converged) = self.seen.take().unwrap_or_default();
+        crate::checker::pods::check(history, &log, &converged, deadline)
+    }
+}

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rand::Rng;
 
@@ -235,5 +236,39 @@ pub async fn final_reads(ctx: &Ctx, keys: &Mutex<Keys>) {
     }
     for t in tasks {
         let _ = t.await;
+    }
+}
+
+/// The register workload as a run drives it.
+#[derive(Default)]
+pub struct Register {
+    keys: Option<Arc<Mutex<Keys>>>,
+}
+
+#[async_trait::async_trait]
+impl super::Workload for Register {
+    async fn run(&mut self, ctx: &Ctx) -> anyhow::Result<()> {
+        self.keys = Some(run(ctx.clone()).await?);
+        Ok(())
+    }
+
+    async fn finish(
+        &mut self,
+        ctx: &Ctx,
+        _healed: Instant,
+        _dir: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        if let Some(keys) = &self.keys {
+            final_reads(ctx, keys).await;
+        }
+        Ok(())
+    }
+
+    fn check(
+        &mut self,
+        history: &[crate::history::Event],
+        deadline: Instant,
+    ) -> Vec<crate::checker::Verdict> {
+        vec![crate::checker::register::check(history, deadline)]
     }
 }

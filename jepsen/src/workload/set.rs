@@ -82,3 +82,31 @@ pub async fn final_reads(ctx: &Ctx) {
         }
     }
 }
+
+/// The set workload as a run drives it.
+pub struct Set;
+
+#[async_trait::async_trait]
+impl super::Workload for Set {
+    async fn run(&mut self, ctx: &Ctx) -> anyhow::Result<()> {
+        run(ctx.clone()).await
+    }
+
+    async fn finish(
+        &mut self,
+        ctx: &Ctx,
+        _healed: Instant,
+        _dir: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        final_reads(ctx).await;
+        Ok(())
+    }
+
+    fn check(
+        &mut self,
+        history: &[crate::history::Event],
+        _deadline: Instant,
+    ) -> Vec<crate::checker::Verdict> {
+        vec![crate::checker::set::check(history)]
+    }
+}

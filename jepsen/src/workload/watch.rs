@@ -269,3 +269,61 @@ pub async fn current_revision(ctx: &Ctx, deadline: Instant) -> Option<i64> {
     })
     .await
 }
+
+/// The watch workload as a run drives it: the watchers and the base revision while it
+/// runs, then what they saw and the last revision.
+#[derive(Default)]
+pub struct Watch {
+    running: Option<(Watchers, i64)>,
+    seen: Option<(Vec<WatcherLog>, i64, Option<i64>)>,
+}
+
+#[async_trait::async_trait]
+impl super::Workload for Watch {
+    async fn run(&mut self, ctx: &Ctx) -> anyhow::Result<()> {
+        let base = current_revision(ctx, Instant::now() + Duration::from_secs(10))
+            .await
+            .ok_or_else(|| anyhow::anyhow!("reading the base revision: no member answered"))?;
+        let latest = Arc::new(AtomicI64::new(base));
+        let watchers = start_watchers(ctx, base, latest.clone());
+        // Kept before the writers run, so a failed run still stops the watchers.
+        self.running = Some((watchers, base));
+        run_writers(ctx.clone(), latest).await
+    }
+
+    async fn finish(
+        &mut self,
+        ctx: &Ctx,
+        _healed: Instant,
+        dir: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        let Some((watchers, base)) = self.running.take() else {
+            return Ok(());
+        };
+        let last = current_revision(ctx, Instant::now() + Duration::from_secs(20)).await;
+        let logs = watchers
+            .finish(last, Instant::now() + Duration::from_secs(30))
+            .await;
+        super::save(dir, "watches.json", &logs)?;
+        self.seen = Some((logs, base, last));
+        Ok(())
+    }
+
+    fn check(
+        &mut self,
+        history: &[crate::history::Event],
+        _deadline: Instant,
+    ) -> Vec<crate::checker::Verdict> {
+        let Some((logs, base, last)) = &self.seen else {
+            return vec![crate::checker::Verdict::new("watch")];
+        };
+        vec![crate::checker::watch::check(
+            history,
+            &crate::checker::watch::Observed {
+                watchers: logs,
+                base: *base,
+                last: *last,
+            },
+        )]
+    }
+}
