@@ -68,16 +68,16 @@ pub fn counts(history: &[Event]) -> serde_json::Value {
 /// For every fault's end, milliseconds until the next write that succeeded. A fault that
 /// ended after the last write was invoked (the final heal, once clients have stopped) has
 /// no figure (`after-load`): the only writes left then are stragglers from before it, so
-/// the time would measure them, not the cluster's recovery. And from the fault's start,
-/// milliseconds until a write invoked after it succeeded: for a kill or pause of the
-/// leader's master (detail `mN (leader)`), how long writes stopped.
+/// the time would measure them, not the cluster's recovery. And the longest time during
+/// the fault with no write succeeding (between its start, the successes and its end): for
+/// a kill or pause of the leader's master (detail `mN (leader)`), how long writes stopped.
 pub fn heal_to_first_write(history: &[Event], windows: &[Window]) -> Vec<serde_json::Value> {
-    // (invoked, completed) of each write that succeeded.
-    let oks: Vec<(u64, u64)> = pairs(history)
+    let mut oks: Vec<u64> = pairs(history)
         .iter()
         .filter(|p| p.invoke.op.is_write() && p.kind() == Kind::Ok)
-        .filter_map(|p| p.complete.as_ref().map(|c| (p.invoke.time, c.time)))
+        .filter_map(|p| p.complete.as_ref().map(|c| c.time))
         .collect();
+    oks.sort_unstable();
     let last_write_invoked = history
         .iter()
         .filter(|e| e.kind == Kind::Invoke && e.op.is_write())
@@ -88,13 +88,15 @@ pub fn heal_to_first_write(history: &[Event], windows: &[Window]) -> Vec<serde_j
         .filter_map(|w| {
             let stop = w.stop?;
             let after_load = last_write_invoked.is_none_or(|t| stop > t);
-            let first = oks.iter().map(|o| o.1).filter(|&t| t >= stop).min();
-            let resumed = oks
-                .iter()
-                .filter(|o| o.0 >= w.start)
-                .map(|o| o.1)
-                .min()
-                .filter(|&t| t <= stop || !after_load);
+            let first = oks.iter().copied().find(|&t| t >= stop);
+            // The fault's start, the successes during it, and its end (or, once the
+            // clients stopped, the last success).
+            let mut marks = vec![w.start];
+            marks.extend(oks.iter().copied().filter(|&t| t > w.start && t < stop));
+            if !after_load {
+                marks.push(stop);
+            }
+            let gap = marks.windows(2).map(|p| p[1] - p[0]).max();
             Some(json!({
                 "fault": w.fault,
                 "detail": w.start_detail,
@@ -104,7 +106,7 @@ pub fn heal_to_first_write(history: &[Event], windows: &[Window]) -> Vec<serde_j
                 "first-write-after-ms": first
                     .filter(|_| !after_load)
                     .map(|t| (t - stop) as f64 / 1e6),
-                "first-write-after-start-ms": resumed.map(|t| (t - w.start) as f64 / 1e6),
+                "longest-write-gap-ms": gap.map(|g| g as f64 / 1e6),
             }))
         })
         .collect()
@@ -342,8 +344,9 @@ mod tests {
         assert_eq!(r[0]["after-load"], json!(false));
         assert_eq!(r[1]["first-write-after-ms"], json!(null));
         assert_eq!(r[1]["after-load"], json!(true));
-        // From the first pause's start to the end of the write invoked after it.
-        assert_eq!(r[0]["first-write-after-start-ms"], json!(30.0 / 1e6));
-        assert_eq!(r[1]["first-write-after-start-ms"], json!(null));
+        // No write succeeded during the first pause (start 10, stop 30); during the
+        // second (50 to 70, after the load) none either, and there is no end to count to.
+        assert_eq!(r[0]["longest-write-gap-ms"], json!(20.0 / 1e6));
+        assert_eq!(r[1]["longest-write-gap-ms"], json!(null));
     }
 }
