@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
+use super::pods::{MonitorLog, PodSeen};
 use super::Verdict;
 use crate::report::Window;
-use crate::workload::pods::{MonitorLog, PodSeen};
 
 /// The leases in kube-system.
 const SCHEDULER: &str = "flotilla-scheduler";
@@ -166,8 +166,8 @@ fn one_actor<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checker::pods::{FenceSeen, PodSeen};
     use crate::checker::Validity;
-    use crate::workload::pods::{FenceSeen, PodSeen};
 
     fn fence(revision: i64, holder: &str) -> FenceSeen {
         FenceSeen {

@@ -14,7 +14,70 @@ use super::linear::RegOp;
 use super::register::check_keys;
 use super::Verdict;
 use crate::history::{Event, Op};
-use crate::workload::pods::{Converged, MonitorLog};
+use serde::Serialize;
+
+/// One change of a pod as the kvstore recorded it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PodSeen {
+    pub revision: i64,
+    pub name: String,
+    pub uid: String,
+    /// spec.nodeName (None: not bound).
+    pub node: Option<String>,
+    /// The scheduler's record of who bound it (`scheduler.flotilla.io/bound-by`).
+    pub bound_by: Option<String>,
+    /// The controller-manager's record of who created it
+    /// (`controller.flotilla.io/created-by`).
+    pub created_by: Option<String>,
+    pub deleted: bool,
+    /// Milliseconds into the run when the monitor saw it.
+    pub seen_ms: f64,
+}
+
+/// One acquisition (or release) of a leader-election Lease: a change of its fence.
+#[derive(Clone, Debug, Serialize)]
+pub struct FenceSeen {
+    /// The acquisition's revision: the term its holder's writes name.
+    pub revision: i64,
+    /// The Lease's name (flotilla-scheduler, flotilla-controller-manager).
+    pub lease: String,
+    /// The new holder ("" when released or deleted).
+    pub holder: String,
+    /// Milliseconds into the run when the monitor saw it (None: before the run).
+    pub seen_ms: Option<f64>,
+}
+
+/// What the monitor saw, and whether it saw everything up to the end.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MonitorLog {
+    pub seen: Vec<PodSeen>,
+    /// The leases' fences: as they stood at the start, then every change.
+    pub fences: Vec<FenceSeen>,
+    /// Every revision up to the end was delivered (pods and fences).
+    pub complete: bool,
+    /// Why not, if not.
+    pub gap: Option<String>,
+}
+
+impl MonitorLog {
+    /// Why the record may miss changes, if it may.
+    pub fn incomplete(&self) -> Option<&str> {
+        (!self.complete).then(|| {
+            self.gap
+                .as_deref()
+                .unwrap_or("the monitor did not see every revision up to the end")
+        })
+    }
+}
+
+/// How one Deployment ended up after the heal.
+#[derive(Clone, Debug, Serialize)]
+pub struct Converged {
+    pub deployment: String,
+    pub desired: Option<u32>,
+    /// Milliseconds from `since` until its rollout was done (None: not within the bound).
+    pub after_ms: Option<f64>,
+}
 
 pub fn check(
     history: &[Event],
@@ -115,9 +178,9 @@ fn rolled_out(converged: &[Converged]) -> Verdict {
 
 #[cfg(test)]
 mod tests {
+    use super::PodSeen;
     use super::*;
     use crate::checker::Validity;
-    use crate::workload::pods::PodSeen;
 
     fn seen(revision: i64, uid: &str, node: Option<&str>, deleted: bool) -> PodSeen {
         PodSeen {

@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use serde::Serialize;
 use tokio::sync::watch as signal;
 use tracing::{debug, warn};
 
 use super::follow::{follow, Followed};
 use super::{Ctx, Worker};
 use crate::api::{self, Deployments};
+use crate::checker::pods::{Converged, FenceSeen, MonitorLog, PodSeen};
 use crate::client::OpError;
 use crate::history::{Kind, Op};
 
@@ -123,60 +123,6 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<()> {
         t.await?;
     }
     Ok(())
-}
-
-/// One change of a pod as the kvstore recorded it.
-#[derive(Clone, Debug, Serialize)]
-pub struct PodSeen {
-    pub revision: i64,
-    pub name: String,
-    pub uid: String,
-    /// spec.nodeName (None: not bound).
-    pub node: Option<String>,
-    /// The scheduler's record of who bound it (`scheduler.flotilla.io/bound-by`).
-    pub bound_by: Option<String>,
-    /// The controller-manager's record of who created it
-    /// (`controller.flotilla.io/created-by`).
-    pub created_by: Option<String>,
-    pub deleted: bool,
-    /// Milliseconds into the run when the monitor saw it.
-    pub seen_ms: f64,
-}
-
-/// One acquisition (or release) of a leader-election Lease: a change of its fence.
-#[derive(Clone, Debug, Serialize)]
-pub struct FenceSeen {
-    /// The acquisition's revision: the term its holder's writes name.
-    pub revision: i64,
-    /// The Lease's name (flotilla-scheduler, flotilla-controller-manager).
-    pub lease: String,
-    /// The new holder ("" when released or deleted).
-    pub holder: String,
-    /// Milliseconds into the run when the monitor saw it (None: before the run).
-    pub seen_ms: Option<f64>,
-}
-
-/// What the monitor saw, and whether it saw everything up to the end.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct MonitorLog {
-    pub seen: Vec<PodSeen>,
-    /// The leases' fences: as they stood at the start, then every change.
-    pub fences: Vec<FenceSeen>,
-    /// Every revision up to the end was delivered (pods and fences).
-    pub complete: bool,
-    /// Why not, if not.
-    pub gap: Option<String>,
-}
-
-impl MonitorLog {
-    /// Why the record may miss changes, if it may.
-    pub fn incomplete(&self) -> Option<&str> {
-        (!self.complete).then(|| {
-            self.gap
-                .as_deref()
-                .unwrap_or("the monitor did not see every revision up to the end")
-        })
-    }
 }
 
 pub struct Monitor {
@@ -309,15 +255,6 @@ pub fn start_monitor(ctx: &Ctx, base: i64, fences: Vec<FenceSeen>) -> Monitor {
         end,
         tasks: vec![pods, fences],
     }
-}
-
-/// How one Deployment ended up after the heal.
-#[derive(Clone, Debug, Serialize)]
-pub struct Converged {
-    pub deployment: String,
-    pub desired: Option<u32>,
-    /// Milliseconds from `since` until its rollout was done (None: not within the bound).
-    pub after_ms: Option<f64>,
 }
 
 /// Records a consistent read of each Deployment's desired replicas (as `Get`), then waits
