@@ -121,9 +121,9 @@ fn one_actor<'a>(
     }
     // Acquisitions during the run: when the monitor saw each, the new leader's first act,
     // and for a takeover (a new holder) the last fault before it that hit the previous
-    // holder's master (a replica's
-    // identity begins with its host's name, as the kill and pause faults name it), with
-    // the time from that fault's start to the first act.
+    // holder's master during the previous term (a replica's identity begins with its
+    // host's name, as the kill and pause faults name it), with the time from that fault's
+    // start to the first act. A fault before the previous term began did not end it.
     let takeovers: Vec<_> = terms
         .iter()
         .enumerate()
@@ -137,9 +137,11 @@ fn one_actor<'a>(
                 .filter(|p| p.1 != t.1)
                 .and_then(|p| p.1.split_once('_'))
                 .map(|(h, _)| h);
+            // When the previous term began (None: before the run).
+            let since = before.and_then(|p| p.2).unwrap_or(f64::NEG_INFINITY);
             let fault = faults
                 .iter()
-                .filter(|w| (w.start as f64) / 1e6 <= seen)
+                .filter(|w| (w.start as f64) / 1e6 <= seen && (w.start as f64) / 1e6 >= since)
                 .filter(|w| host.is_some_and(|h| w.start_detail.split_whitespace().any(|x| x == h)))
                 .max_by_key(|w| w.start);
             json!({
@@ -230,11 +232,22 @@ mod tests {
             vec![fence(5, "m0_a"), fence(20, "m1_b")],
             vec![bind(10, "a", "m0_a@5"), bind(25, "b", "m1_b@20")],
         );
-        let faults = [window("kill", "m0", 4), window("pause", "m2", 8)];
+        // m0's term began at 5: the pause of m0 at 2 did not end it, the kill at 12 did.
+        let faults = [
+            window("pause", "m0", 2),
+            window("kill", "m0", 12),
+            window("pause", "m2", 14),
+        ];
         let v = one_scheduler(&l, &faults);
         let t = &v.stats["takeovers"][1];
         assert_eq!(t["after-fault"], "kill m0");
-        assert_eq!(t["fault-to-first-act-ms"], 21.0);
+        assert_eq!(t["fault-to-first-act-ms"], 13.0);
+        let early = [window("kill", "m0", 4)];
+        let v = one_scheduler(&l, &early);
+        assert_eq!(
+            v.stats["takeovers"][1]["after-fault"],
+            serde_json::Value::Null
+        );
     }
 
     #[test]
