@@ -27,6 +27,11 @@ pub async fn config(server: &ApiServer, timeout: Duration) -> anyhow::Result<kub
         .with_context(|| format!("reading {}", server.kubeconfig.display()))?;
     let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
     cfg.cluster_url = server.url.parse()?;
+    // kube-rs retries 429, 503 and 504 by itself, POST included: a create whose first
+    // attempt was applied (503 after a leader failure) would come back 409 AlreadyExists,
+    // which the history would record as certainly not applied. Every outcome is the
+    // harness's to classify.
+    cfg.default_retry = false;
     cfg.connect_timeout = Some(Duration::from_millis(500));
     cfg.read_timeout = Some(timeout);
     cfg.write_timeout = Some(timeout);
