@@ -223,8 +223,11 @@ fn check_informer(
         st.segments += 1;
         let mut listing: Option<BTreeMap<String, i64>> = None;
         for o in &seg.seen {
-            let at = json!({"informer": inf.id, "segment": si, "apiserver": seg.apiserver,
-                "at-ms": o.at_ms});
+            // Where an anomaly was seen (built only for one).
+            let at = || {
+                json!({"informer": inf.id, "segment": si, "apiserver": seg.apiserver,
+                "at-ms": o.at_ms})
+            };
             match &o.seen {
                 Seen::Error { .. } => st.errors += 1,
                 Seen::Init => listing = Some(BTreeMap::new()),
@@ -238,7 +241,7 @@ fn check_informer(
                     st.lists += 1;
                     let listed = listing.take().unwrap_or_default();
                     let Some(cands) = states.by_content.get(&content(&listed)) else {
-                        v.anomaly(json!({"type": "list-matches-no-state", "at": at,
+                        v.anomaly(json!({"type": "list-matches-no-state", "at": at(),
                             "listed": listed}));
                         pos = Pos::None;
                         continue;
@@ -246,7 +249,7 @@ fn check_informer(
                     let newest = cands.iter().max().copied().unwrap_or(0);
                     if furthest.is_some_and(|f| newest < f) {
                         if seg.consistent {
-                            v.anomaly(json!({"type": "list-went-back", "at": at,
+                            v.anomaly(json!({"type": "list-went-back", "at": at(),
                                 "state": newest, "had-seen": furthest}));
                         } else {
                             st.stale_lists += 1;
@@ -257,7 +260,7 @@ fn check_informer(
                 Seen::Applied { name, rv, .. } | Seen::Deleted { name, rv } => {
                     st.events += 1;
                     let Some(&k) = states.by_rev.get(rv) else {
-                        v.anomaly(json!({"type": "event-not-in-store", "at": at,
+                        v.anomaly(json!({"type": "event-not-in-store", "at": at(),
                             "event": o.seen}));
                         pos = Pos::None;
                         continue;
@@ -268,7 +271,7 @@ fn check_informer(
                         _ => None,
                     };
                     if c.name != *name || c.value.is_some() != value.is_some() || c.value != value {
-                        v.anomaly(json!({"type": "event-differs", "at": at, "event": o.seen,
+                        v.anomaly(json!({"type": "event-differs", "at": at(), "event": o.seen,
                             "store": c}));
                     }
                     st.delays.push(o.at_ms - c.seen_ms);
@@ -278,14 +281,14 @@ fn check_informer(
                                 cands.iter().copied().filter(|&c| c < k).collect();
                             match before.iter().max() {
                                 None => v.anomaly(json!({"type": "duplicate-or-out-of-order",
-                                    "at": at, "revision": rv, "state": cands})),
+                                    "at": at(), "revision": rv, "state": cands})),
                                 Some(&from) => {
                                     let missed: Vec<i64> = truth.changes[from..k - 1]
                                         .iter()
                                         .take(5)
                                         .map(|c| c.revision)
                                         .collect();
-                                    v.anomaly(json!({"type": "gap", "at": at, "revision": rv,
+                                    v.anomaly(json!({"type": "gap", "at": at(), "revision": rv,
                                         "missed": k - 1 - from, "first-missed": missed}));
                                 }
                             }
@@ -313,13 +316,13 @@ fn check_value(
     name: &str,
     rv: i64,
     value: Option<u64>,
-    at: &serde_json::Value,
+    at: &dyn Fn() -> serde_json::Value,
     v: &mut Verdict,
 ) {
     let c = states.by_rev.get(&rv).map(|&k| &truth.changes[k - 1]);
     if !c.is_some_and(|c| c.name == name && c.value.is_some() && c.value == value) {
         v.anomaly(
-            json!({"type": "listed-object-differs", "at": at, "name": name, "rv": rv,
+            json!({"type": "listed-object-differs", "at": at(), "name": name, "rv": rv,
             "value": value, "store": c}),
         );
     }

@@ -22,7 +22,7 @@ use tracing::{debug, warn};
 
 use super::follow::{follow, Followed};
 use super::{Ctx, Worker};
-use crate::api::{self, Api, LABEL};
+use crate::api::{Api, LABEL};
 use crate::checker::informers::{Change, InformerLog, Observation, Seen, Segment, Truth};
 use crate::history::Op;
 
@@ -43,13 +43,6 @@ fn split(concurrency: usize) -> (usize, usize) {
     (informers, concurrency.saturating_sub(informers).max(1))
 }
 
-async fn config(ctx: &Ctx, node: usize) -> anyhow::Result<kube::Config> {
-    let server = ctx.cluster.apiserver(node).context(
-        "this cluster runs no apiserver (the informers workload needs --cluster compose)",
-    )?;
-    api::config(&server, ctx.op_timeout()).await
-}
-
 /// Writers: each puts a fresh value into one of the objects (PUT, or POST when it does not
 /// exist) or deletes one, through its master's apiserver, until the time limit.
 pub async fn run_writers(ctx: Ctx) -> anyhow::Result<()> {
@@ -59,7 +52,7 @@ pub async fn run_writers(ctx: Ctx) -> anyhow::Result<()> {
     for w in 0..writers {
         // Writer processes are numbered after the informers' slots.
         let mut worker = Worker::new(&ctx, informers + w, writers)?;
-        let cfg = config(&ctx, worker.node).await?;
+        let cfg = ctx.kube_config(worker.node).await?;
         let mut api = Api::labelled(cfg.clone(), ctx.op_timeout(), false, WORKLOAD)?;
         let values = values.clone();
         tasks.push(tokio::spawn(async move {
@@ -211,7 +204,7 @@ pub async fn start_informers(ctx: &Ctx) -> anyhow::Result<InformerSet> {
     let (n, _) = split(ctx.opts.concurrency);
     let mut configs = Vec::new();
     for node in 0..ctx.cluster.size() {
-        configs.push(config(ctx, node).await?);
+        configs.push(ctx.kube_config(node).await?);
     }
     let logs = Arc::new(Mutex::new(
         (0..n)

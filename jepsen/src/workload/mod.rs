@@ -81,6 +81,17 @@ impl Ctx {
         Duration::from_millis(self.opts.op_timeout_ms)
     }
 
+    /// The admin kubeconfig pointed at `node`'s apiserver.
+    pub async fn kube_config(&self, node: usize) -> anyhow::Result<kube::Config> {
+        let server = self.cluster.apiserver(node).ok_or_else(|| {
+            anyhow::anyhow!(
+                "this cluster runs no apiserver (--workload {:?} needs --cluster compose)",
+                self.opts.workload
+            )
+        })?;
+        crate::api::config(&server, self.op_timeout()).await
+    }
+
     pub fn client(&self, node: usize) -> anyhow::Result<Client> {
         Client::new(
             &self.cluster.client_url(node),

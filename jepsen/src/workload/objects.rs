@@ -6,27 +6,17 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use rand::Rng;
 
 use super::register::Keys;
 use super::{Ctx, Worker};
-use crate::api::{self, Api};
+use crate::api::Api;
 use crate::client::OpError;
 use crate::history::{Kind, Op};
 use crate::opts::ReadMode;
 
 pub fn name(id: u64) -> String {
     format!("jepsen-{id}")
-}
-
-/// The admin kubeconfig pointed at `node`'s apiserver.
-async fn config(ctx: &Ctx, node: usize) -> anyhow::Result<kube::Config> {
-    let server = ctx
-        .cluster
-        .apiserver(node)
-        .context("this cluster runs no apiserver (the objects workload needs --cluster compose)")?;
-    api::config(&server, ctx.op_timeout()).await
 }
 
 /// `--read-mode serializable`: reads at resourceVersion "0", which the apiserver may serve
@@ -67,7 +57,7 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Arc<Mutex<Keys>>> {
     let keys = Arc::new(Mutex::new(Keys::new(c.div_ceil(4))));
     let mut configs = Vec::new();
     for node in 0..ctx.cluster.size() {
-        configs.push(config(&ctx, node).await?);
+        configs.push(ctx.kube_config(node).await?);
     }
     let mut tasks = Vec::new();
     for w in 0..c {
@@ -235,7 +225,7 @@ pub async fn final_reads(ctx: &Ctx, keys: &Mutex<Keys>) {
         let used = used.clone();
         tasks.push(tokio::spawn(async move {
             let process = 1_000_000 + node as i64;
-            let Ok(cfg) = config(&ctx, node).await else {
+            let Ok(cfg) = ctx.kube_config(node).await else {
                 return;
             };
             let Ok(api) = Api::new(cfg, ctx.op_timeout(), false) else {

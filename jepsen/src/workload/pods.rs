@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 
 use super::follow::{follow, Followed};
 use super::{Ctx, Worker};
-use crate::api::{self, Deployments};
+use crate::api::Deployments;
 use crate::checker::pods::{Converged, FenceSeen, MonitorLog, PodSeen};
 use crate::client::OpError;
 use crate::history::{Kind, Op};
@@ -40,15 +40,7 @@ pub fn deployment(i: usize) -> String {
 
 /// A client of `node`'s apiserver.
 async fn client(ctx: &Ctx, node: usize) -> anyhow::Result<Deployments> {
-    let server = ctx.cluster.apiserver(node).ok_or_else(|| {
-        anyhow::anyhow!(
-            "this cluster runs no apiserver (the pods workload needs --cluster compose)"
-        )
-    })?;
-    Deployments::new(
-        api::config(&server, ctx.op_timeout()).await?,
-        ctx.op_timeout(),
-    )
+    Deployments::new(ctx.kube_config(node).await?, ctx.op_timeout())
 }
 
 /// Creates the Deployments (one replica each) through whichever apiserver answers; returns
