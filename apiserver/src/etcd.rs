@@ -97,11 +97,17 @@ impl Etcd {
             let ep = Endpoint::from_shared(url.clone())
                 .and_then(|ep| proto::tls::ClientTls::apply(tls, url, ep))
                 .map_err(|e| format!("--etcd-servers {url:?}: {e}"))?;
+            // Pings find a member that vanished (killed, paused, cut off: no RST comes
+            // back) within 3 s, so a call in flight fails then rather than at `timeout`,
+            // and the next one reconnects, fails to connect and moves on.
             let unary = ep
                 .clone()
                 .connect_timeout(Duration::from_millis(500))
                 .timeout(timeout)
                 .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(1))
+                .keep_alive_timeout(Duration::from_secs(2))
+                .keep_alive_while_idle(true)
                 .connect_lazy();
             let stream = ep
                 .connect_timeout(Duration::from_millis(500))

@@ -344,3 +344,35 @@ fn rv_of(m: &ObjectMeta) -> Result<u64, OpError> {
     rv.parse()
         .map_err(|_| OpError::Fail(format!("resourceVersion {rv:?} is not a number")))
 }
+
+/// The value of counter `name` (no labels) on the apiserver's `/metrics`; `None` when the
+/// apiserver does not answer or does not export it.
+pub async fn counter(cfg: kube::Config, name: &str) -> Option<u64> {
+    let client = kube::Client::try_from(cfg).ok()?;
+    let req = http::Request::get("/metrics").body(Vec::new()).ok()?;
+    let text = tokio::time::timeout(Duration::from_secs(5), client.request_text(req))
+        .await
+        .ok()?
+        .ok()?;
+    metric_value(&text, name)
+}
+
+/// `name`'s value in a Prometheus text exposition.
+fn metric_value(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name)
+            .then(|| v.trim().parse::<f64>().ok())?
+            .map(|v| v as u64)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metric_value_reads_an_unlabelled_counter() {
+        let text = "# HELP x_total X.\n# TYPE x_total counter\nx_total_other 9\nx_total 5\n";
+        assert_eq!(super::metric_value(text, "x_total"), Some(5));
+        assert_eq!(super::metric_value(text, "y_total"), None);
+    }
+}

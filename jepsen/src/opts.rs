@@ -154,6 +154,10 @@ pub struct TestOpts {
     /// Their `--leader-elect-retry-period`.
     #[arg(long, default_value = "2s")]
     pub retry_period: String,
+    /// With `--cluster compose`: the kvstore members' `--election-timeout` in ms
+    /// (etcd's default).
+    #[arg(long, default_value_t = 1000)]
+    pub election_timeout: u64,
     /// Runs every master's scheduler and controller-manager without leader election, so
     /// all of them act at once: for showing that the checkers catch it.
     #[arg(long, hide = true)]
@@ -168,6 +172,10 @@ impl TestOpts {
             ("FLOTILLA_LEASE_DURATION", self.lease_duration.clone()),
             ("FLOTILLA_RENEW_DEADLINE", self.renew_deadline.clone()),
             ("FLOTILLA_RETRY_PERIOD", self.retry_period.clone()),
+            (
+                "FLOTILLA_ELECTION_TIMEOUT",
+                self.election_timeout.to_string(),
+            ),
             (
                 "FLOTILLA_LEADER_ELECT",
                 (!self.unsafe_no_leader_election).to_string(),

@@ -326,6 +326,24 @@ pub struct Pods {
     base: i64,
     monitor: Option<Monitor>,
     seen: Option<(MonitorLog, Vec<Converged>)>,
+    /// Each apiserver's count of writes its fences refused (since it last started).
+    fenced: serde_json::Value,
+}
+
+/// The apiservers' counts of writes refused by a fence, by master: a lower bound (a
+/// restarted apiserver counts from zero; `null` when one did not answer).
+async fn fenced_refusals(ctx: &Ctx) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for node in 0..ctx.cluster.size() {
+        let n = match ctx.kube_config(node).await {
+            Ok(cfg) => {
+                crate::api::counter(cfg, "flotilla_apiserver_fenced_writes_refused_total").await
+            }
+            Err(_) => None,
+        };
+        out.insert(ctx.cluster.name(node), serde_json::json!(n));
+    }
+    serde_json::Value::Object(out)
 }
 
 #[async_trait::async_trait]
@@ -360,10 +378,11 @@ impl super::Workload for Pods {
         let log = monitor
             .finish(last, Instant::now() + Duration::from_secs(30))
             .await;
+        self.fenced = fenced_refusals(ctx).await;
         super::save(
             dir,
             "pods.json",
-            &serde_json::json!({"monitor": log, "converged": converged}),
+            &serde_json::json!({"monitor": log, "converged": converged, "fenced-writes-refused": self.fenced}),
         )?;
         self.seen = Some((log, converged));
         Ok(())
@@ -375,6 +394,10 @@ impl super::Workload for Pods {
         deadline: Instant,
     ) -> Vec<crate::checker::Verdict> {
         let (log, converged) = self.seen.take().unwrap_or_default();
-        crate::checker::pods::check(history, &log, &converged, deadline)
+        let mut verdicts = crate::checker::pods::check(history, &log, &converged, deadline);
+        if let Some(stats) = verdicts.first_mut().and_then(|v| v.stats.as_object_mut()) {
+            stats.insert("fenced-writes-refused".into(), self.fenced.take());
+        }
+        verdicts
     }
 }

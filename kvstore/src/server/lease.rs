@@ -121,6 +121,10 @@ impl Lease for LeaseService {
             }));
         };
         let keys = if req.keys {
+            // The deadline came from the leader, but the keys are read here: a follower
+            // must first apply everything committed, or it misses a key put just before
+            // (the writer's put was acknowledged once the leader applied it).
+            self.node.read_barrier().await?;
             self.node.store.read_view().0.lease_keys(req.id)?
         } else {
             Vec::new()

@@ -135,9 +135,16 @@ impl Topology {
             .join(",")
     }
 
-    /// The apiservers' `--etcd-servers`: every member, so any may fail.
-    pub fn etcd_servers(&self) -> Vec<String> {
-        self.masters.iter().map(client_url).collect()
+    /// Master `me`'s apiserver's `--etcd-servers`: every member, so any may fail, its own
+    /// first. The apiserver starts with the first and stays with a member that answers, so
+    /// each talks to its own as kubeadm's stacked masters do. A master cut off from the
+    /// others then refuses at once ("no leader") rather than the others' apiservers
+    /// waiting on its silence, and a follower forwards writes to a new leader as soon as
+    /// one is elected.
+    pub fn etcd_servers(&self, me: &str) -> Vec<String> {
+        let first = self.masters.iter().position(|h| h.name == me).unwrap_or(0);
+        let (before, after) = self.masters.split_at(first);
+        after.iter().chain(before).map(client_url).collect()
     }
 
     /// The apiservers behind the front.
@@ -244,7 +251,14 @@ mod tests {
             t.initial_cluster(),
             "m0=https://10.237.0.10:2380,m1=https://10.237.0.11:2380,m2=https://10.237.0.12:2380"
         );
-        assert_eq!(t.etcd_servers()[2], "https://10.237.0.12:2379");
+        assert_eq!(
+            t.etcd_servers("m1"),
+            [
+                "https://10.237.0.11:2379",
+                "https://10.237.0.12:2379",
+                "https://10.237.0.10:2379"
+            ]
+        );
         assert_eq!(t.front_url(), "https://10.237.0.5:6443");
         assert_eq!(t.apiservers()[1].to_string(), "10.237.0.11:6443");
     }
