@@ -138,8 +138,8 @@ impl Topology {
     /// Master `me`'s apiserver's `--etcd-servers`: every member, so any may fail, its own
     /// first. The apiserver starts with the first and stays with a member that answers, so
     /// each talks to its own as kubeadm's stacked masters do. A master cut off from the
-    /// others then refuses at once ("no leader") rather than the others' apiservers
-    /// waiting on its silence, and a follower forwards writes to a new leader as soon as
+    /// others then refuses writes at once ("no leader"), the others' apiservers do not
+    /// wait on its silence, and their members forward writes to a new leader as soon as
     /// one is elected.
     pub fn etcd_servers(&self, me: &str) -> Vec<String> {
         let first = self.masters.iter().position(|h| h.name == me).unwrap_or(0);
