@@ -36,7 +36,8 @@ pub enum FieldErrorKind {
     /// The rejected value, already rendered as Kubernetes renders it (quoted strings).
     Invalid(String),
     Forbidden,
-    NotSupported(String, Vec<&'static str>),
+    /// The rejected value, rendered, and the supported ones (quoted when shown).
+    NotSupported(String, Vec<String>),
     Duplicate(String),
     TooLong(usize),
     /// (actual, max)
@@ -76,7 +77,10 @@ impl FieldError {
     pub fn not_supported(field: impl Into<String>, value: &str, valid: &[&'static str]) -> Self {
         Self {
             field: field.into(),
-            kind: FieldErrorKind::NotSupported(format!("{value:?}"), valid.to_vec()),
+            kind: FieldErrorKind::NotSupported(
+                format!("{value:?}"),
+                valid.iter().map(|v| v.to_string()).collect(),
+            ),
             detail: String::new(),
         }
     }

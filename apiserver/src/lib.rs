@@ -43,6 +43,7 @@ pub mod private;
 pub mod protobuf;
 pub mod response;
 pub mod reviews;
+pub mod schema;
 pub mod selector;
 pub mod store;
 pub mod table;

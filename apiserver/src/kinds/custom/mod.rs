@@ -1,0 +1,249 @@
+//! Custom resources: each served version of a CustomResourceDefinition as a kind of the
+//! table, over plain JSON (no typed struct). A body is decoded as apiextensions-apiserver
+//! decodes one: `apiVersion` and `kind` checked and set, `metadata` read as an ObjectMeta,
+//! fields the schema does not specify pruned (and reported as unknown fields), then the
+//! schema's defaults applied. Validation is ObjectMeta's and the schema's (`crate::schema`).
+//! `metadata.generation` counts every change but metadata's (and the status's, when
+//! `status` is a subresource), as kube counts it for custom resources.
+
+use std::sync::Arc;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, CustomResourceDefinitionVersion,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize as _;
+use serde_json::Value;
+
+use super::info::{ResourceInfo, Subresource};
+use super::intern::{intern, intern_list};
+use super::kind::{Claim, Env};
+use super::typed::{decode_as, Strategy};
+use crate::error::ApiError;
+use crate::schema::{self, Props};
+use crate::validation::{self, NameRule};
+
+/// One served version of a CRD.
+pub struct CustomKind {
+    info: ResourceInfo,
+    /// The CRD's name (`<plural>.<group>`): its versions are replaced and removed together.
+    crd: String,
+    /// The version's `openAPIV3Schema`.
+    schema: Option<Props>,
+}
+
+/// Whether the CRD's names were accepted (NamesAccepted or Established true): only then
+/// are its resources served, under the accepted names.
+pub fn served(crd: &CustomResourceDefinition) -> bool {
+    crd.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                (c.type_ == "NamesAccepted" || c.type_ == "Established") && c.status == "True"
+            })
+        })
+}
+
+/// The kinds a CRD defines: one per served version, none until its names are accepted or
+/// while it is being deleted.
+pub fn build(crd: &CustomResourceDefinition) -> Vec<Arc<dyn Strategy>> {
+    if !served(crd) {
+        return vec![];
+    }
+    crd.spec
+        .versions
+        .iter()
+        .filter(|v| v.served)
+        .map(|v| Arc::new(CustomKind::new(crd, v)) as Arc<dyn Strategy>)
+        .collect()
+}
+
+/// kube's OpenAPI name of a custom kind: the group reversed, the version, the kind
+/// (`com.example.stable.v1.CronTab`).
+pub fn schema_name(group: &str, version: &str, kind: &str) -> String {
+    let reversed: Vec<&str> = group.split('.').rev().collect();
+    format!("{}.{version}.{kind}", reversed.join("."))
+}
+
+impl CustomKind {
+    pub fn new(crd: &CustomResourceDefinition, v: &CustomResourceDefinitionVersion) -> Self {
+        let names = crd
+            .status
+            .as_ref()
+            .and_then(|s| s.accepted_names.clone())
+            .filter(|n| !n.plural.is_empty() && !n.kind.is_empty())
+            .unwrap_or_else(|| crd.spec.names.clone());
+        let kind = intern(&names.kind);
+        let status = v.subresources.as_ref().is_some_and(|s| s.status.is_some());
+        let list_kind = names
+            .list_kind
+            .unwrap_or_else(|| format!("{}List", names.kind));
+        let singular = names.singular.unwrap_or_else(|| names.kind.to_lowercase());
+        CustomKind {
+            info: ResourceInfo {
+                group: intern(&crd.spec.group),
+                version: intern(&v.name),
+                kind,
+                list_kind: intern(&list_kind),
+                plural: intern(&names.plural),
+                singular: intern(&singular),
+                namespaced: crd.spec.scope == "Namespaced",
+                short_names: intern_list(names.short_names.as_deref().unwrap_or(&[])),
+                categories: intern_list(names.categories.as_deref().unwrap_or(&[])),
+                status,
+                // Counted by prepare_create/prepare_update, not by spec changes alone.
+                generation: false,
+                orphan_by_default: false,
+                name_rule: NameRule::Subdomain,
+                fields: &[],
+                schema_name: schema_name(&crd.spec.group, &v.name, &names.kind),
+                subresources: status
+                    .then(|| Subresource::status(kind))
+                    .into_iter()
+                    .collect(),
+                scale: None,
+                printer: None,
+            },
+            crd: crd.metadata.name.clone().unwrap_or_default(),
+            schema: v.schema.as_ref().and_then(|s| s.open_api_v3_schema.clone()),
+        }
+    }
+
+    /// The name of the CRD this kind comes from.
+    pub fn crd(&self) -> &str {
+        &self.crd
+    }
+
+    /// The object without what does not count for its generation.
+    fn counted(&self, v: &Value) -> Value {
+        let mut c = v.clone();
+        if let Some(m) = c.as_object_mut() {
+            m.remove("metadata");
+            if self.info.status {
+                m.remove("status");
+            }
+        }
+        c
+    }
+}
+
+impl Strategy for CustomKind {
+    fn info(&self) -> &ResourceInfo {
+        &self.info
+    }
+
+    fn decode(&self, body: &[u8]) -> Result<Value, ApiError> {
+        let mut v: Value = decode_as(&self.info, body)?;
+        let meta = ObjectMeta::deserialize(&v["metadata"]).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "{} in version \"{}\" cannot be handled as a {}: metadata: {e}",
+                self.info.kind, self.info.version, self.info.kind
+            ))
+        })?;
+        v["metadata"] = serde_json::to_value(meta).unwrap_or_default();
+        if let Some(s) = &self.schema {
+            schema::prune::prune(&mut v, s);
+            schema::default::apply(&mut v, s);
+        }
+        Ok(v)
+    }
+
+    fn prepare_create(&self, obj: &mut Value) -> Result<(), ApiError> {
+        if let Some(m) = obj.as_object_mut() {
+            if self.info.status {
+                m.remove("status");
+            }
+        }
+        obj["metadata"]["generation"] = 1.into();
+        Ok(())
+    }
+
+    fn prepare_update(&self, new: &mut Value, old: &Value) -> Result<(), ApiError> {
+        let g = old["metadata"]["generation"].as_i64().unwrap_or(0);
+        let next = if self.counted(new) != self.counted(old) {
+            g.saturating_add(1)
+        } else {
+            g
+        };
+        new["metadata"]["generation"] = next.into();
+        Ok(())
+    }
+
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Result<(), ApiError> {
+        let meta = ObjectMeta::deserialize(&obj["metadata"])
+            .map_err(|e| ApiError::Internal(format!("metadata does not decode: {e}")))?;
+        let mut errs = validation::object_meta(&meta, self.info.namespaced, self.info.name_rule);
+        if let Some(s) = &self.schema {
+            errs.extend(schema::validate::validate(s, obj, ""));
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(self.info.invalid(meta.name.as_deref().unwrap_or(""), errs))
+        }
+    }
+
+    fn fields(&self, obj: &Value) -> Vec<(&'static str, String)> {
+        let meta = &obj["metadata"];
+        vec![
+            (
+                "metadata.name",
+                meta["name"].as_str().unwrap_or("").to_string(),
+            ),
+            (
+                "metadata.namespace",
+                meta["namespace"].as_str().unwrap_or("").to_string(),
+            ),
+        ]
+    }
+
+    fn unknown_fields(&self, body: &[u8]) -> Vec<String> {
+        let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+            return vec![];
+        };
+        let mut out = Vec::new();
+        if let Some(m) = v.get("metadata") {
+            if let Ok(meta) = ObjectMeta::deserialize(m) {
+                let known = serde_json::to_value(meta).unwrap_or_default();
+                out.extend(
+                    crate::fieldcheck::unknown_fields(m, &known)
+                        .into_iter()
+                        .map(|p| format!("metadata.{p}")),
+                );
+            }
+        }
+        if let Some(s) = &self.schema {
+            out.extend(schema::prune::prune(&mut v, s));
+        }
+        out.sort();
+        out
+    }
+
+    fn add_schema(&self, _generator: &mut k8s_openapi::schemars::SchemaGenerator) -> String {
+        self.info.schema_name.clone()
+    }
+
+    fn claims(&self, _obj: &mut Value, _env: &Env) -> Result<Vec<Claim>, ApiError> {
+        Ok(vec![])
+    }
+
+    fn released(&self, _obj: &Value) -> Vec<String> {
+        vec![]
+    }
+
+    fn check_delete(&self, _name: &str) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    fn grace_period(&self, _obj: &Value, _requested: Option<i64>) -> Result<Option<i64>, ApiError> {
+        Ok(None)
+    }
+
+    fn mark_deleting(&self, _obj: &mut Value) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
