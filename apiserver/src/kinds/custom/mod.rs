@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+pub mod columns;
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceDefinitionVersion,
 };
