@@ -53,6 +53,18 @@ pub fn prune(obj: &mut Value, s: &Props) -> Vec<String> {
     p.unknown
 }
 
+/// Prunes a value that sits at schema node `s` inside an object (a default), and returns
+/// the sorted paths dropped, relative to the value.
+pub fn prune_value(v: &mut Value, s: &Props) -> Vec<String> {
+    let mut p = Pruner {
+        path: String::new(),
+        unknown: Vec::new(),
+    };
+    p.node(v, Some(s), false, false);
+    p.unknown.sort();
+    p.unknown
+}
+
 struct Pruner {
     path: String,
     unknown: Vec<String>,

@@ -164,7 +164,7 @@ fn invariants(s: &Props, lvl: Level, path: &str, errs: &mut Vec<FieldError>) {
             "must be false if x-kubernetes-int-or-string is true",
         ));
     }
-    junctions(s, lvl, path, errs);
+    junctions(s, lvl, path, false, errs);
     if embedded && t != "object" {
         let why = "must be object if x-kubernetes-embedded-resource is true";
         errs.push(if t.is_empty() {
@@ -248,8 +248,10 @@ fn only_names(meta: &Props) -> bool {
 
 /// The value validations of a node: junctions must not re-specify structure, and a
 /// `pattern` must compile.
-fn junctions(s: &Props, lvl: Level, path: &str, errs: &mut Vec<FieldError>) {
-    let skip_any = is_int_or_string_any_of(s.any_of.as_deref());
+/// `skip_any`: the node is the first `allOf` of an int-or-string node, whose `anyOf` is
+/// the int-or-string pattern and allowed.
+fn junctions(s: &Props, lvl: Level, path: &str, skip_any: bool, errs: &mut Vec<FieldError>) {
+    let skip_any = skip_any || is_int_or_string_any_of(s.any_of.as_deref());
     let skip_first_all = s
         .all_of
         .as_deref()
@@ -299,11 +301,7 @@ fn is_int_or_string_any_of(any: Option<&[Props]>) -> bool {
 
 /// A schema inside a junction: value validations only.
 fn nested(s: &Props, lvl: Level, path: &str, skip_any: bool, errs: &mut Vec<FieldError>) {
-    let mut inner = s.clone();
-    if skip_any {
-        inner.any_of = None;
-    }
-    junctions(&inner, lvl, path, errs);
+    junctions(s, lvl, path, skip_any, errs);
     if let Some(item) = items(s) {
         nested(item, lvl, &format!("{path}.items"), false, errs);
     }
@@ -457,13 +455,8 @@ fn defaults(s: &Props, path: &str, root: bool, errs: &mut Vec<FieldError>) {
             };
             errs.push(e);
         }
-        let mut pruned = serde_json::json!({ "v": d.clone() });
-        let wrapper = Props {
-            type_: Some("object".into()),
-            properties: Some([("v".to_string(), s.clone())].into_iter().collect()),
-            ..Props::default()
-        };
-        if !super::prune::prune(&mut pruned, &wrapper).is_empty() {
+        let mut pruned = d.clone();
+        if !super::prune::prune_value(&mut pruned, s).is_empty() {
             errs.push(FieldError::invalid_raw(
                 dpath,
                 gofmt::bad_value(d),

@@ -28,16 +28,14 @@ pub struct Paths {
 
 impl Paths {
     pub fn of(versions: &[CustomResourceDefinitionVersion]) -> Paths {
-        fn same<T: PartialEq>(
-            versions: &[CustomResourceDefinitionVersion],
-            f: impl Fn(&CustomResourceDefinitionVersion) -> T,
-        ) -> bool {
-            versions.windows(2).all(|w| f(&w[0]) == f(&w[1]))
-        }
         Paths {
-            schema: same(versions, |v| v.schema.clone()),
-            subresources: same(versions, |v| v.subresources.clone()),
-            columns: same(versions, |v| v.additional_printer_columns.clone()),
+            schema: versions.windows(2).all(|w| w[0].schema == w[1].schema),
+            subresources: versions
+                .windows(2)
+                .all(|w| w[0].subresources == w[1].subresources),
+            columns: versions
+                .windows(2)
+                .all(|w| w[0].additional_printer_columns == w[1].additional_printer_columns),
         }
     }
     pub fn schema(&self, i: usize) -> String {
