@@ -3,6 +3,8 @@
 //! `patch` of every type, `scale`, the tables `get` prints, and `explain`.
 
 mod common;
+#[path = "apiserver_kubectl/crd.rs"]
+mod crd;
 
 use common::k8s::{kubectl, kubectl_ok, kubectl_stdin, Apiservers, Backend};
 
@@ -616,6 +618,14 @@ async fn with_static_token(backend: &Backend, line: &str) -> Apiservers {
     a.spawn(0);
     a.wait_ready(0).await;
     a
+}
+
+/// CustomResourceDefinitions and their objects over two apiservers (`crd.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t15_custom_resources() {
+    let backend = Backend::flotilla().await;
+    let a = Apiservers::start(2, &backend.urls()).await;
+    crd::custom_resources(&a).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

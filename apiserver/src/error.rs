@@ -168,6 +168,10 @@ pub enum ApiError {
     NoRoute,
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
+    /// 405 with a message of its own (a create of custom resources whose definition is
+    /// being deleted).
+    #[error("{0}")]
+    MethodNotSupported(String),
     #[error("{gr} \"{name}\" already exists")]
     AlreadyExists { gr: GroupResource, name: String },
     #[error("Operation cannot be fulfilled on {gr} \"{name}\": {message}")]
@@ -254,7 +258,7 @@ impl ApiError {
             ApiError::Unauthorized => 401,
             ApiError::Forbidden(_) => 403,
             ApiError::NotFound { .. } | ApiError::NoRoute => 404,
-            ApiError::MethodNotAllowed => 405,
+            ApiError::MethodNotAllowed | ApiError::MethodNotSupported(_) => 405,
             ApiError::AlreadyExists { .. }
             | ApiError::Conflict { .. }
             | ApiError::ApplyConflict { .. } => 409,
@@ -276,7 +280,7 @@ impl ApiError {
             ApiError::Unauthorized => "Unauthorized",
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::NotFound { .. } | ApiError::NoRoute => "NotFound",
-            ApiError::MethodNotAllowed => "MethodNotAllowed",
+            ApiError::MethodNotAllowed | ApiError::MethodNotSupported(_) => "MethodNotAllowed",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
             ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Expired(_) => "Expired",

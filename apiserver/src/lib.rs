@@ -18,9 +18,12 @@
 //! - `etcd.rs`: the etcd client with failover; `validation.rs`, `patch.rs`, `discovery.rs`,
 //!   `error.rs` (every error as a `metav1.Status`); `selector.rs` names
 //!   `flotilla_core`'s label and field selectors.
+//! - `apiextensions.rs`: the CustomResourceDefinition controllers (names, Established,
+//!   cleanup of a deleted CRD's objects).
 //! - `metrics.rs`: `/metrics`; `table/`: the tables `kubectl get` prints (columns per kind in `table/printers/`).
 
 pub mod admission;
+pub mod apiextensions;
 pub mod audit;
 pub mod auth;
 pub mod authz;
@@ -151,6 +154,7 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
         advertise,
         cfg.service_range.first(),
     ));
+    let apiextensions = tokio::spawn(apiextensions::run(store.clone()));
     let lease_etcd = etcd.clone();
     if let Some(path) = &cfg.write_kubeconfig {
         let token = authenticator.tokens.admin_token().ok_or_else(|| {
@@ -177,7 +181,7 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
         Some(a) => Some(audit::Auditor::start(a).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    let openapi = openapi::OpenApi::new(&kinds);
+    let openapi = openapi::Live::new(&kinds);
     let authorizer = authz::Authorizer::new(cfg.authorization_mode, store.cache.clone());
     let shared = Arc::new(http::Shared {
         store,
@@ -201,6 +205,7 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
     });
     http::serve(listener, tls_cfg, shared, cfg.connections, shutdown).await;
     kubernetes_service.abort();
+    apiextensions.abort();
     // Out of the kubernetes endpoints now rather than when the lease runs out.
     kubernetes_service::resign(&lease_etcd, advertise).await;
     feed.abort();

@@ -163,6 +163,23 @@ fn humantime(d: Duration) -> String {
     }
 }
 
+/// Brings the watch cache (and so the kinds CRDs define) up to the store's current
+/// revision, within a bound, before a request for a group no kind serves is refused: a
+/// CRD established through another replica is served here as soon as it is there.
+/// None: not a group a CRD can define, or the cache did not catch up.
+async fn caught_up(shared: &Shared, group: &str) -> Option<()> {
+    if !group.contains('.') {
+        return None;
+    }
+    let c = crate::store::cache::catch_up(
+        &shared.store.cache,
+        shared.store.storage.as_ref(),
+        Duration::from_secs(3),
+    )
+    .await;
+    matches!(c, Ok(Some(_))).then_some(())
+}
+
 async fn serve_route(
     shared: &Arc<Shared>,
     parsed: &ApiRequest,
@@ -181,27 +198,38 @@ async fn serve_route(
             crate::http::resource_metrics::add_group(&mut list);
             Ok(ok_json(&list))
         }
-        Some(Route::Group(g)) => discovery::group(kinds, g)
-            .or_else(|| reviews::group(g))
-            .or_else(|| crate::http::resource_metrics::group(g))
-            .map(|v| ok_json(&v))
-            .ok_or(ApiError::NoRoute),
-        Some(Route::ResourceList { group, version }) => {
-            discovery::resource_list(kinds, group, version)
-                .or_else(|| reviews::resource_list(group, version))
-                .or_else(|| crate::http::resource_metrics::resource_list(group, version))
-                .map(|v| ok_json(&v))
-                .ok_or(ApiError::NoRoute)
+        Some(Route::Group(g)) => match discovery::group(kinds, g) {
+            Some(v) => Some(v),
+            None => caught_up(shared, g)
+                .await
+                .and_then(|()| discovery::group(kinds, g)),
         }
-        Some(Route::OpenApiV3Root) => Ok(shared.openapi.serve_index(req.headers())),
+        .or_else(|| reviews::group(g))
+        .or_else(|| crate::http::resource_metrics::group(g))
+        .map(|v| ok_json(&v))
+        .ok_or(ApiError::NoRoute),
+        Some(Route::ResourceList { group, version }) => {
+            match discovery::resource_list(kinds, group, version) {
+                Some(v) => Some(v),
+                None => caught_up(shared, group)
+                    .await
+                    .and_then(|()| discovery::resource_list(kinds, group, version)),
+            }
+            .or_else(|| reviews::resource_list(group, version))
+            .or_else(|| crate::http::resource_metrics::resource_list(group, version))
+            .map(|v| ok_json(&v))
+            .ok_or(ApiError::NoRoute)
+        }
+        Some(Route::OpenApiV3Root) => Ok(shared.openapi.get().serve_index(req.headers())),
         Some(Route::OpenApiV3 { group, version }) => {
             let path = crate::openapi::paths::gv_path(group, version);
             shared
                 .openapi
+                .get()
                 .serve_doc(&path, q.get("hash").map(String::as_str), req.headers())
                 .ok_or(ApiError::NoRoute)
         }
-        Some(Route::OpenApiV2) => shared.openapi.serve_v2(req.headers()),
+        Some(Route::OpenApiV2) => shared.openapi.get().serve_v2(req.headers()),
         Some(Route::Metrics) => Ok(Response::builder()
             .status(StatusCode::OK)
             .header(
@@ -220,7 +248,18 @@ async fn serve_route(
             let v = crate::http::resource_metrics::serve(shared, req.method(), p, q).await?;
             Ok(ok_json(&v))
         }
-        Some(Route::Resource(_)) => match &parsed.resource {
+        Some(Route::Resource(p)) => match &parsed.resource {
+            Some(r)
+                if r.kind.is_none()
+                    && kinds.collection(&p.group, &p.version, &p.plural).is_none() =>
+            {
+                // Perhaps a custom resource whose definition this replica has not seen yet.
+                let mut r = r.clone();
+                if caught_up(shared, &p.group).await.is_some() {
+                    r.kind = kinds.find(&p.group, &p.version, &p.plural);
+                }
+                super::ops::dispatch(shared, user, &r, q, req, node).await
+            }
             Some(r) => super::ops::dispatch(shared, user, r, q, req, node).await,
             None => Err(ApiError::NoRoute),
         },

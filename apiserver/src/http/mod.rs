@@ -38,7 +38,7 @@ pub struct Shared {
     pub store: Arc<Store>,
     /// The etcd client under the store's storage: its health and request latencies.
     pub etcd: Arc<crate::etcd::Etcd>,
-    pub openapi: crate::openapi::OpenApi,
+    pub openapi: crate::openapi::Live,
     pub authorizer: crate::authz::Authorizer,
     pub inflight: limits::Inflight,
     pub metrics: Arc<crate::metrics::Metrics>,

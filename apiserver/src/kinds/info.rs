@@ -75,6 +75,10 @@ pub enum SelectorAt {
     LabelSelector(&'static str),
     /// A plain label map (ReplicationController's `spec.selector`).
     Map(&'static str),
+    /// A label selector string a custom resource's status holds (a CRD's
+    /// `labelSelectorPath`; empty: none). A custom resource without desired replicas
+    /// scales from 0, as kube reads it.
+    Text(&'static str),
 }
 
 /// What discovery, routing and the registry need to know about a resource.
@@ -85,6 +89,10 @@ pub struct ResourceInfo {
     pub kind: &'static str,
     pub list_kind: &'static str,
     pub plural: &'static str,
+    /// Where its objects are stored: `/registry/<storage>/[<namespace>/]<name>`. The plural
+    /// for built-in kinds (`deployments`), `<group>/<plural>` for custom resources and
+    /// CustomResourceDefinitions, as kube-apiserver keeps them.
+    pub storage: &'static str,
     pub singular: &'static str,
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
@@ -106,8 +114,14 @@ pub struct ResourceInfo {
     /// Every subresource, `status` and `scale` included.
     pub subresources: Vec<Subresource>,
     pub scale: Option<ScaleSpec>,
+    /// Takes strategic merge patches (custom resources do not: they have no patch
+    /// strategies).
+    pub strategic_merge: bool,
     /// Its `kubectl get` columns (the default printer's when None).
     pub printer: Option<&'static Printer>,
+    /// A custom kind's columns (its CRD's `additionalPrinterColumns`), used instead of
+    /// `printer`.
+    pub columns: Option<std::sync::Arc<Vec<crate::table::custom::PathColumn>>>,
 }
 
 impl ResourceInfo {

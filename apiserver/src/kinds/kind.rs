@@ -42,6 +42,9 @@ pub trait Kind: Send + Sync + 'static {
         + Sync
         + k8s_openapi::schemars::JsonSchema;
     const SINGULAR: &'static str;
+    /// Where objects are stored under `/registry/` when not under the plural (see
+    /// [`super::ResourceInfo::storage`]).
+    const STORAGE: Option<&'static str> = None;
     const SHORT_NAMES: &'static [&'static str] = &[];
     const CATEGORIES: &'static [&'static str] = &[];
     const STATUS: bool = false;

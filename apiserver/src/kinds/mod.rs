@@ -23,8 +23,7 @@ mod typed;
 mod configmap;
 mod controllerrevision;
 mod cronjob;
-// CustomResourceDefinitions and the kinds they define (issue 23): built and tested, not yet
-// in `builtin()`, which they join with the controller that establishes a CRD.
+// CustomResourceDefinitions and the kinds they define (`registry.rs` serves them).
 pub mod crd;
 pub mod custom;
 pub mod daemonset;
@@ -53,7 +52,7 @@ pub mod storage;
 pub use info::{Action, ResourceInfo, ScaleSpec, SelectorAt, Subresource};
 pub use kind::{Claim, Companion, Env, Kind};
 pub use namespace::terminating as namespace_terminating;
-pub use registry::Kinds;
+pub use registry::{storage_of, Kinds, CRD_PREFIX};
 pub use served::{Conversion, Served};
 pub use typed::{served_bytes, Strategy, Typed};
 
@@ -90,6 +89,7 @@ fn builtin() -> Vec<Arc<dyn Strategy>> {
         Arc::new(Typed::<rbac::ClusterRoles>::new()),
         Arc::new(Typed::<rbac::RoleBindings>::new()),
         Arc::new(Typed::<rbac::ClusterRoleBindings>::new()),
+        Arc::new(Typed::<crd::CustomResourceDefinitions>::new()),
     ]
 }
 

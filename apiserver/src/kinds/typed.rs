@@ -149,6 +149,7 @@ impl<K: Kind> Typed<K> {
                 kind: <K::Obj as Resource>::KIND,
                 list_kind: <K::Obj as k8s_openapi::ListableResource>::LIST_KIND,
                 plural: <K::Obj as Resource>::URL_PATH_SEGMENT,
+                storage: K::STORAGE.unwrap_or(<K::Obj as Resource>::URL_PATH_SEGMENT),
                 singular: K::SINGULAR,
                 namespaced,
                 short_names: K::SHORT_NAMES,
@@ -167,7 +168,9 @@ impl<K: Kind> Typed<K> {
                     .chain(K::SUBRESOURCES.iter().copied())
                     .collect(),
                 scale: K::SCALE,
+                strategic_merge: true,
                 printer: K::PRINTER,
+                columns: None,
             },
             _k: std::marker::PhantomData,
         }
@@ -290,7 +293,8 @@ impl<K: Kind> Strategy for Typed<K> {
         }
         let mut t = self.typed(obj)?;
         K::mark_deleting(&mut t);
-        // Only what the kind marks changes: metadata set by the registry stays as it is.
+        // Only what the kind marks changes: metadata set by the registry stays as it is,
+        // but for finalizers a kind may add (a CRD's cleanup finalizer).
         let marked = self.untyped(&t)?;
         if let (Some(o), Some(m)) = (obj.as_object_mut(), marked.as_object()) {
             for (k, v) in m {
@@ -298,6 +302,12 @@ impl<K: Kind> Strategy for Typed<K> {
                     o.insert(k.clone(), v.clone());
                 }
             }
+        }
+        if let Some(f) = marked["metadata"]
+            .get("finalizers")
+            .filter(|f| !f.is_null())
+        {
+            obj["metadata"]["finalizers"] = f.clone();
         }
         Ok(())
     }

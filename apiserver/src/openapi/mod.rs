@@ -2,7 +2,9 @@
 //! group-version at a URL that names the document's hash; a document fetched by its
 //! current hash may be cached for good (`Cache-Control: public, immutable`), one asked for
 //! by an old hash is redirected to the current one, and the index answers `If-None-Match`.
-//! The documents are built once, at start: the served kinds do not change while running.
+//! The documents are built from the served kinds, and again (on the next request) after
+//! the table changes, when a CustomResourceDefinition adds, changes or removes kinds
+//! ([`Live`]).
 //!
 //! `paths.rs` builds the operations, `schemas.rs` the schemas (from `k8s-openapi`), `v2.rs`
 //! the `/openapi/v2` document from them.
@@ -45,6 +47,37 @@ pub struct OpenApi {
     v2: std::sync::OnceLock<Doc>,
     /// By path: `api/v1`, `apis/apps/v1`.
     docs: BTreeMap<String, Doc>,
+}
+
+/// The documents of the kinds served now: rebuilt when the table's generation moves.
+pub struct Live {
+    kinds: Kinds,
+    current: std::sync::RwLock<(u64, std::sync::Arc<OpenApi>)>,
+}
+
+impl Live {
+    pub fn new(kinds: &Kinds) -> Self {
+        let g = kinds.generation();
+        Live {
+            kinds: kinds.clone(),
+            current: std::sync::RwLock::new((g, std::sync::Arc::new(OpenApi::new(kinds)))),
+        }
+    }
+
+    /// The documents as of the current table.
+    pub fn get(&self) -> std::sync::Arc<OpenApi> {
+        let g = self.kinds.generation();
+        {
+            let cur = self.current.read().unwrap_or_else(|p| p.into_inner());
+            if cur.0 == g {
+                return cur.1.clone();
+            }
+        }
+        let next = std::sync::Arc::new(OpenApi::new(&self.kinds));
+        let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
+        *cur = (g, next.clone());
+        next
+    }
 }
 
 /// FNV-1a, 64 bits, twice with different seeds: changes whenever the document does.

@@ -33,6 +33,7 @@ fn op(i: &ResourceInfo, action: &str, params: &[&str]) -> Value {
         "x-kubernetes-group-version-kind": gvk,
     });
     let body = match action {
+        "patch" if !i.strategic_merge => Some(&PATCH_TYPES[..3]),
         "patch" => Some(PATCH_TYPES),
         "post" | "put" => Some(&["application/json"][..]),
         _ => None,

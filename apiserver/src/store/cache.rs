@@ -85,9 +85,7 @@ pub struct Sizes {
 }
 
 fn resource_of(key: &str) -> &str {
-    key.strip_prefix("/registry/")
-        .and_then(|k| k.split('/').next())
-        .unwrap_or("")
+    crate::kinds::storage_of(key).unwrap_or("")
 }
 
 /// Where a client watch starts.
@@ -254,6 +252,12 @@ impl Cache {
             let kv = e.kv;
             let rev = kv.mod_revision;
             let key = String::from_utf8_lossy(&kv.key).into_owned();
+            if key.starts_with(crate::kinds::CRD_PREFIX) {
+                // The kinds a CRD defines change before anything at its revision is
+                // published: a request that waits for this revision finds them.
+                self.kinds
+                    .define(&key, (!e.deleted).then_some(kv.value.as_slice()));
+            }
             let prev = s.objects.get(&key).cloned();
             let ev = if e.deleted {
                 let Some(p) = prev else {

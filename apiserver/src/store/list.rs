@@ -266,7 +266,7 @@ impl Store {
     }
 
     /// Every selected object, consistently, as values (for deletecollection).
-    pub(super) async fn list_values(
+    pub(crate) async fn list_values(
         &self,
         t: &Target,
         opts: &ListOptions,

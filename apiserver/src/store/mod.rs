@@ -169,7 +169,7 @@ impl Target {
     }
     pub fn key(&self) -> String {
         object_key(
-            self.kind.info().plural,
+            self.kind.info().storage,
             self.namespace.as_deref(),
             self.name(),
         )
@@ -177,8 +177,8 @@ impl Target {
     /// The key prefix of everything a list or watch of this target covers.
     pub fn prefix(&self) -> String {
         match &self.namespace {
-            Some(ns) => format!("/registry/{}/{}/", self.kind.info().plural, ns),
-            None => format!("/registry/{}/", self.kind.info().plural),
+            Some(ns) => format!("/registry/{}/{}/", self.kind.info().storage, ns),
+            None => format!("/registry/{}/", self.kind.info().storage),
         }
     }
     pub fn not_found(&self) -> ApiError {
@@ -189,10 +189,10 @@ impl Target {
     }
 }
 
-pub fn object_key(plural: &str, namespace: Option<&str>, name: &str) -> String {
+pub fn object_key(storage: &str, namespace: Option<&str>, name: &str) -> String {
     match namespace {
-        Some(ns) => format!("/registry/{plural}/{ns}/{name}"),
-        None => format!("/registry/{plural}/{name}"),
+        Some(ns) => format!("/registry/{storage}/{ns}/{name}"),
+        None => format!("/registry/{storage}/{name}"),
     }
 }
 

@@ -30,6 +30,12 @@ fn selector_text(obj: &Value, at: SelectorAt) -> String {
             pairs.sort();
             pairs.join(",")
         }
+        SelectorAt::Text("") => String::new(),
+        SelectorAt::Text(p) => obj
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
     }
 }
 
@@ -63,11 +69,15 @@ fn scale_of(spec: &ScaleSpec, obj: &Value) -> Value {
             meta.insert(f.into(), v.clone());
         }
     }
+    let unset = match spec.selector {
+        SelectorAt::Text(_) => 0,
+        _ => 1,
+    };
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": meta,
-        "spec": { "replicas": obj.pointer(spec.spec_replicas).and_then(Value::as_i64).unwrap_or(1) },
+        "spec": { "replicas": obj.pointer(spec.spec_replicas).and_then(Value::as_i64).unwrap_or(unset) },
         "status": {
             "replicas": obj.pointer(spec.status_replicas).and_then(Value::as_i64).unwrap_or(0),
             "selector": selector_text(obj, spec.selector),
@@ -249,6 +259,17 @@ mod tests {
         let s = scale_of(&spec, &rc);
         assert_eq!(s["status"]["selector"], "app=web,tier=fe");
         assert_eq!(s["status"]["replicas"], 0);
+        let custom = ScaleSpec {
+            selector: SelectorAt::Text("/status/selector"),
+            ..spec
+        };
+        let cr = json!({"metadata": {"name": "c"}, "status": {"selector": "app=x"}});
+        let s = scale_of(&custom, &cr);
+        assert_eq!(
+            s["spec"]["replicas"], 0,
+            "unset replicas of a custom resource"
+        );
+        assert_eq!(s["status"]["selector"], "app=x");
         let mut v = json!({"metadata": {}});
         set_at(&mut v, "/spec/replicas", 4.into());
         assert_eq!(v["spec"]["replicas"], 4);

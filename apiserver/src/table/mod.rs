@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 use crate::error::ApiError;
 use crate::kinds::ResourceInfo;
 
+pub mod custom;
 pub mod duration;
 pub(crate) mod printers;
 
@@ -50,7 +51,7 @@ impl Column {
             ..self
         }
     }
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         json!({
             "name": self.name,
             "type": self.ty,
@@ -155,69 +156,87 @@ fn table_version(accept: &str) -> Option<&'static str> {
     None
 }
 
-fn printer(info: &ResourceInfo) -> &'static Printer {
-    info.printer.unwrap_or(&printers::DEFAULT)
+/// How a kind's objects become rows: a built-in printer, or a custom kind's columns.
+enum Rows<'a> {
+    Printer(&'static Printer),
+    Custom(&'a [custom::PathColumn]),
 }
 
-fn row(req: &TableRequest, p: &Printer, obj: Value, now: i64) -> Value {
-    let mut row = Map::new();
-    row.insert("cells".into(), Value::Array((p.cells)(&obj, now)));
-    if let Some(c) = (p.conditions)(&obj) {
-        row.insert("conditions".into(), c);
+impl Rows<'_> {
+    fn of(info: &ResourceInfo) -> Rows<'_> {
+        match (&info.columns, info.printer) {
+            (Some(c), _) => Rows::Custom(c),
+            (None, Some(p)) => Rows::Printer(p),
+            (None, None) => Rows::Printer(&printers::DEFAULT),
+        }
     }
-    let object = match req.include {
-        Include::None => Value::Null,
-        Include::Object => obj,
-        Include::Metadata => json!({
-            "kind": "PartialObjectMetadata",
-            "apiVersion": req.api_version(),
-            "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
-        }),
-    };
-    row.insert("object".into(), object);
-    Value::Object(row)
-}
 
-fn table(req: &TableRequest, p: &Printer, headers: bool, meta: Value, rows: Vec<Value>) -> Value {
-    let columns = if headers {
-        Value::Array(p.columns.iter().map(Column::json).collect())
-    } else {
-        Value::Null
-    };
-    json!({
-        "kind": "Table",
-        "apiVersion": req.api_version(),
-        "metadata": meta,
-        "columnDefinitions": columns,
-        "rows": rows,
-    })
+    fn definitions(&self) -> Vec<Value> {
+        match self {
+            Rows::Printer(p) => p.columns.iter().map(Column::json).collect(),
+            Rows::Custom(c) => custom::definitions(c),
+        }
+    }
+
+    fn row(&self, req: &TableRequest, obj: Value, now: i64) -> Value {
+        let mut row = Map::new();
+        let (cells, conditions) = match self {
+            Rows::Printer(p) => ((p.cells)(&obj, now), (p.conditions)(&obj)),
+            Rows::Custom(c) => (custom::cells(c, &obj, now), None),
+        };
+        row.insert("cells".into(), Value::Array(cells));
+        if let Some(c) = conditions {
+            row.insert("conditions".into(), c);
+        }
+        let object = match req.include {
+            Include::None => Value::Null,
+            Include::Object => obj,
+            Include::Metadata => json!({
+                "kind": "PartialObjectMetadata",
+                "apiVersion": req.api_version(),
+                "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+            }),
+        };
+        row.insert("object".into(), object);
+        Value::Object(row)
+    }
+
+    fn table(&self, req: &TableRequest, headers: bool, meta: Value, rows: Vec<Value>) -> Value {
+        let columns = if headers {
+            Value::Array(self.definitions())
+        } else {
+            Value::Null
+        };
+        json!({
+            "kind": "Table",
+            "apiVersion": req.api_version(),
+            "metadata": meta,
+            "columnDefinitions": columns,
+            "rows": rows,
+        })
+    }
 }
 
 /// The table of a list: `meta` is the list's metadata (resourceVersion, continue,
 /// remainingItemCount), which kubectl needs to start its watch.
 pub fn of_list(req: &TableRequest, info: &ResourceInfo, items: Vec<Value>, meta: Value) -> Value {
-    let p = printer(info);
+    let p = Rows::of(info);
     let now = crate::store::unix_now();
-    let rows = items.into_iter().map(|o| row(req, p, o, now)).collect();
-    table(req, p, true, meta, rows)
+    let rows = items.into_iter().map(|o| p.row(req, o, now)).collect();
+    p.table(req, true, meta, rows)
 }
 
 /// The table of one object (a GET, or one watch event; only a watch's first event carries
 /// the column definitions).
 pub fn of_object(req: &TableRequest, info: &ResourceInfo, obj: Value, headers: bool) -> Value {
-    let p = printer(info);
+    let p = Rows::of(info);
     let rv = obj
         .pointer("/metadata/resourceVersion")
         .cloned()
         .unwrap_or(Value::Null);
     let meta = json!({ "resourceVersion": rv });
-    table(
-        req,
-        p,
-        headers,
-        meta,
-        vec![row(req, p, obj, crate::store::unix_now())],
-    )
+    let row = p.row(req, obj, crate::store::unix_now());
+    p.table(req, headers, meta, vec![row])
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! `Orphan` keeps its `orphan` finalizer until its dependents no longer reference it.
 //!
 //! It watches every resource discovery lists that can be listed, watched and deleted (but
-//! Events), and keeps a graph of owner references (metadata only). An owner missing from
+//! Events), discovering again every `REDISCOVER` (custom resources come and go with their
+//! definitions), and keeps a graph of owner references (metadata only). An owner of a kind
+//! not discovered yet is looked up by its own discovery before it counts as absent. An owner missing from
 //! the graph is looked up in the apiserver before anything is deleted (its watch may just
 //! lag), and deletions carry a uid precondition, so a recreated object is never hit.
 //! The graph itself is in `graph.rs`.
@@ -12,7 +14,7 @@
 mod graph;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -87,8 +89,44 @@ pub struct GarbageCollector {
     ctx: Arc<Context>,
     graph: Mutex<Graph>,
     queue: Arc<WorkQueue<Uid>>,
-    /// (apiVersion, kind) → resource, for looking owners up; from discovery, at start.
-    resources: OnceLock<HashMap<(String, String), (ApiResource, bool)>>,
+    /// (apiVersion, kind) → resource, for looking owners up; from the last discovery.
+    resources: RwLock<HashMap<(String, String), (ApiResource, bool)>>,
+    /// The watches running, by (group, version, plural).
+    watching: Mutex<HashMap<(String, String, String), tokio::task::AbortHandle>>,
+}
+
+/// How often the resources are discovered again.
+const REDISCOVER: Duration = Duration::from_secs(30);
+
+type Resources = HashMap<(String, String), (ApiResource, bool)>;
+
+/// The resources discovery lists, and those of them to watch.
+async fn discover(
+    client: &kube::Client,
+) -> Result<(Resources, Vec<(ApiResource, bool)>), kube::Error> {
+    let discovery = Discovery::new(client.clone()).run().await?;
+    let mut resources = HashMap::new();
+    let mut watched = Vec::new();
+    for group in discovery.groups() {
+        for (ar, caps) in group.recommended_resources() {
+            let namespaced = caps.scope == Scope::Namespaced;
+            resources.insert(
+                (ar.api_version.clone(), ar.kind.clone()),
+                (ar.clone(), namespaced),
+            );
+            let usable = [verbs::LIST, verbs::WATCH, verbs::DELETE]
+                .iter()
+                .all(|v| caps.supports_operation(v));
+            if usable && ar.kind != "Event" {
+                watched.push((ar, namespaced));
+            }
+        }
+    }
+    Ok((resources, watched))
+}
+
+fn watch_key(ar: &ApiResource) -> (String, String, String) {
+    (ar.group.clone(), ar.version.clone(), ar.plural.clone())
 }
 
 fn lock(g: &Mutex<Graph>) -> std::sync::MutexGuard<'_, Graph> {
@@ -103,7 +141,8 @@ pub fn new(ctx: &Arc<Context>) -> Box<dyn Run> {
         ctx: ctx.clone(),
         graph: Mutex::new(Graph::default()),
         queue: queue.clone(),
-        resources: OnceLock::new(),
+        resources: RwLock::new(HashMap::new()),
+        watching: Mutex::new(HashMap::new()),
     });
     Controller::new(gc, queue).workers(4).into()
 }
@@ -123,8 +162,8 @@ impl Reconciler for GarbageCollector {
     /// Discovers the resources and watches them all; returns once every one has listed
     /// (an owner not seen yet must not look absent).
     async fn prepare(self: Arc<Self>, tasks: &mut tokio::task::JoinSet<()>) {
-        let discovery = loop {
-            match Discovery::new(self.ctx.client.clone()).run().await {
+        let (resources, watched) = loop {
+            match discover(&self.ctx.client).await {
                 Ok(d) => break d,
                 Err(e) => {
                     tracing::warn!(error = %e, "discovery failed; retrying");
@@ -132,36 +171,67 @@ impl Reconciler for GarbageCollector {
                 }
             }
         };
-        let mut resources = HashMap::new();
-        let mut watched = Vec::new();
-        for group in discovery.groups() {
-            for (ar, caps) in group.recommended_resources() {
-                let namespaced = caps.scope == Scope::Namespaced;
-                resources.insert(
-                    (ar.api_version.clone(), ar.kind.clone()),
-                    (ar.clone(), namespaced),
-                );
-                let usable = [verbs::LIST, verbs::WATCH, verbs::DELETE]
-                    .iter()
-                    .all(|v| caps.supports_operation(v));
-                if usable && ar.kind != "Event" {
-                    watched.push((ar, namespaced));
-                }
-            }
-        }
-        let _ = self.resources.set(resources);
+        *self.resources.write().unwrap_or_else(|e| e.into_inner()) = resources;
         let (synced_tx, mut synced_rx) = tokio::sync::watch::channel(0usize);
         let synced_tx = Arc::new(synced_tx);
         let total = watched.len();
         for (ar, namespaced) in watched {
-            tasks.spawn(self.clone().watch(ar, namespaced, synced_tx.clone()));
+            let key = watch_key(&ar);
+            let h = tasks.spawn(self.clone().watch(ar, namespaced, synced_tx.clone()));
+            lock_map(&self.watching).insert(key, h);
         }
         let _ = synced_rx.wait_for(|n| *n >= total).await;
         tracing::info!(resources = total, "garbage collector graph synced");
+        tasks.spawn(self.clone().rediscover());
     }
 }
 
+fn lock_map<K, V>(m: &Mutex<HashMap<K, V>>) -> std::sync::MutexGuard<'_, HashMap<K, V>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl GarbageCollector {
+    /// Every `REDISCOVER`: watches resources that appeared, stops watching those gone.
+    async fn rediscover(self: Arc<Self>) {
+        // Watches started here live as long as this task.
+        let mut tasks = tokio::task::JoinSet::new();
+        let (synced, _) = tokio::sync::watch::channel(0usize);
+        let synced = Arc::new(synced);
+        loop {
+            tokio::time::sleep(REDISCOVER).await;
+            let (resources, watched) = match discover(&self.ctx.client).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::debug!(error = %e, "rediscovery failed");
+                    continue;
+                }
+            };
+            *self.resources.write().unwrap_or_else(|e| e.into_inner()) = resources;
+            let keys: HashSet<_> = watched.iter().map(|(ar, _)| watch_key(ar)).collect();
+            let mut watching = lock_map(&self.watching);
+            watching.retain(|k, h| {
+                let keep = keys.contains(k);
+                if !keep {
+                    tracing::info!(resource = %k.2, group = %k.0, "garbage collector: resource gone");
+                    h.abort();
+                }
+                keep
+            });
+            for (ar, namespaced) in watched {
+                let key = watch_key(&ar);
+                if watching.contains_key(&key) {
+                    continue;
+                }
+                tracing::info!(resource = %ar.plural, group = %ar.group, "garbage collector: new resource");
+                let h = tasks.spawn(self.clone().watch(ar, namespaced, synced.clone()));
+                watching.insert(key, h);
+            }
+            drop(watching);
+            // Reap finished watch tasks.
+            while tasks.try_join_next().is_some() {}
+        }
+    }
+
     async fn watch(
         self: Arc<Self>,
         ar: ApiResource,
@@ -337,15 +407,36 @@ impl GarbageCollector {
         if lock(&self.graph).nodes.contains_key(&o.uid) {
             return Ok(true);
         }
-        let Some((ar, namespaced)) = self
+        let known = self
             .resources
-            .get()
-            .and_then(|r| r.get(&(o.api_version.clone(), o.kind.clone())))
-        else {
-            // A kind this apiserver does not serve: cannot exist.
-            return Ok(false);
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(o.api_version.clone(), o.kind.clone()))
+            .cloned();
+        let (ar, namespaced) = match known {
+            Some(r) => r,
+            // Not discovered yet (a custom resource defined since): ask discovery now.
+            None => {
+                let gvk = match o.api_version.split_once('/') {
+                    Some((g, v)) => kube::api::GroupVersionKind::gvk(g, v, &o.kind),
+                    None => kube::api::GroupVersionKind::gvk("", &o.api_version, &o.kind),
+                };
+                match kube::discovery::pinned_kind(&self.ctx.client, &gvk).await {
+                    Ok((ar, caps)) => (ar, caps.scope == Scope::Namespaced),
+                    // A kind this apiserver does not serve: cannot exist.
+                    Err(kube::Error::Api(e)) if e.code == 404 => return Ok(false),
+                    Err(kube::Error::Discovery(_)) => return Ok(false),
+                    Err(source) => {
+                        return Err(Error::Owner {
+                            kind: o.kind.clone(),
+                            name: o.name.clone(),
+                            source,
+                        })
+                    }
+                }
+            }
         };
-        let api = self.api_for(ar, *namespaced, ns);
+        let api = self.api_for(&ar, namespaced, ns);
         let found = api.get_opt(&o.name).await.map_err(|source| Error::Owner {
             kind: o.kind.clone(),
             name: o.name.clone(),

@@ -18,6 +18,11 @@ pub async fn patch(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Body
             "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml",
         ));
     };
+    if pt == PatchType::Strategic && !c.info().strategic_merge {
+        return Err(ApiError::UnsupportedMediaType(
+            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        ));
+    }
     let apply = pt == PatchType::Apply;
     let mut w = c.write_options(&req, apply)?;
     w.validation =

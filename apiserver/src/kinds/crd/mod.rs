@@ -5,6 +5,7 @@
 //! create starts it with the storage version as the one stored version, and every update
 //! adds the storage version it names, as kube's CRD strategy does.
 
+pub mod status;
 mod validation;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
@@ -33,10 +34,12 @@ fn record_storage_version(crd: &mut CustomResourceDefinition) {
 impl Kind for CustomResourceDefinitions {
     type Obj = CustomResourceDefinition;
     const SINGULAR: &'static str = "customresourcedefinition";
+    const STORAGE: Option<&'static str> = Some("apiextensions.k8s.io/customresourcedefinitions");
     const SHORT_NAMES: &'static [&'static str] = &["crd", "crds"];
     const CATEGORIES: &'static [&'static str] = &["api-extensions"];
     const STATUS: bool = true;
     const GENERATION: bool = true;
+    const OBJECT_HOOKS: bool = true;
 
     fn default(crd: &mut CustomResourceDefinition) {
         let names = &mut crd.spec.names;
@@ -73,6 +76,27 @@ impl Kind for CustomResourceDefinitions {
 
     fn prepare_update(new: &mut CustomResourceDefinition, _old: &CustomResourceDefinition) {
         record_storage_version(new);
+    }
+
+    /// The first delete holds the CRD with the cleanup finalizer and marks it Terminating
+    /// (its objects are deleted by `apiextensions.rs`), as kube's CRD storage does.
+    fn mark_deleting(crd: &mut CustomResourceDefinition) {
+        if status::condition(crd, "Terminating").is_some() {
+            return;
+        }
+        let status = crd.status.get_or_insert_with(Default::default);
+        status::set_condition(
+            status,
+            "Terminating",
+            "True",
+            "InstanceDeletionPending",
+            "CustomResourceDefinition marked for deletion; instance deletion pending",
+            &crate::store::now(),
+        );
+        let finalizers = crd.metadata.finalizers.get_or_insert_with(Vec::new);
+        if !finalizers.iter().any(|f| f == status::CLEANUP_FINALIZER) {
+            finalizers.push(status::CLEANUP_FINALIZER.to_string());
+        }
     }
 
     fn validate(crd: &CustomResourceDefinition) -> Vec<FieldError> {

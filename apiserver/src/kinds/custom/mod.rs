@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize as _;
 use serde_json::Value;
 
-use super::info::{ResourceInfo, Subresource};
+use super::info::{ResourceInfo, ScaleSpec, SelectorAt, Subresource};
 use super::intern::{intern, intern_list};
 use super::kind::{Claim, Env};
 use super::typed::{decode_as, Strategy};
@@ -32,6 +32,11 @@ pub struct CustomKind {
     crd: String,
     /// The version's `openAPIV3Schema`.
     schema: Option<Props>,
+    /// The API version objects are stored in, when not this one (conversion `None`: only
+    /// `apiVersion` changes).
+    stored_as: Option<String>,
+    /// The CRD is being deleted: no new objects.
+    terminating: bool,
 }
 
 /// Whether the CRD's names were accepted (NamesAccepted or Established true): only then
@@ -68,6 +73,11 @@ pub fn schema_name(group: &str, version: &str, kind: &str) -> String {
     format!("{}.{version}.{kind}", reversed.join("."))
 }
 
+/// A CRD's scale path (`.spec.replicas`, checked by CRD validation) as a JSON pointer.
+fn pointer(path: &str) -> &'static str {
+    intern(&path.replace('.', "/"))
+}
+
 impl CustomKind {
     pub fn new(crd: &CustomResourceDefinition, v: &CustomResourceDefinitionVersion) -> Self {
         let names = crd
@@ -82,6 +92,15 @@ impl CustomKind {
             .list_kind
             .unwrap_or_else(|| format!("{}List", names.kind));
         let singular = names.singular.unwrap_or_else(|| names.kind.to_lowercase());
+        let scale = v
+            .subresources
+            .as_ref()
+            .and_then(|s| s.scale.as_ref())
+            .map(|s| ScaleSpec {
+                spec_replicas: pointer(&s.spec_replicas_path),
+                status_replicas: pointer(&s.status_replicas_path),
+                selector: SelectorAt::Text(pointer(s.label_selector_path.as_deref().unwrap_or(""))),
+            });
         CustomKind {
             info: ResourceInfo {
                 group: intern(&crd.spec.group),
@@ -89,6 +108,7 @@ impl CustomKind {
                 kind,
                 list_kind: intern(&list_kind),
                 plural: intern(&names.plural),
+                storage: intern(&format!("{}/{}", crd.spec.group, names.plural)),
                 singular: intern(&singular),
                 namespaced: crd.spec.scope == "Namespaced",
                 short_names: intern_list(names.short_names.as_deref().unwrap_or(&[])),
@@ -103,12 +123,31 @@ impl CustomKind {
                 subresources: status
                     .then(|| Subresource::status(kind))
                     .into_iter()
+                    .chain(scale.map(|_| Subresource::SCALE))
                     .collect(),
-                scale: None,
+                scale,
+                strategic_merge: false,
                 printer: None,
+                columns: Some(std::sync::Arc::new(crate::table::custom::columns(
+                    v.additional_printer_columns.as_deref(),
+                ))),
             },
             crd: crd.metadata.name.clone().unwrap_or_default(),
             schema: v.schema.as_ref().and_then(|s| s.open_api_v3_schema.clone()),
+            stored_as: crd
+                .spec
+                .versions
+                .iter()
+                .find(|s| s.storage && s.name != v.name)
+                .map(|s| format!("{}/{}", crd.spec.group, s.name)),
+            terminating: crd
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "Terminating" && c.status == "True")
+                }),
         }
     }
 
@@ -148,10 +187,18 @@ impl Strategy for CustomKind {
             schema::prune::prune(&mut v, s);
             schema::default::apply(&mut v, s);
         }
+        if let Some(api_version) = &self.stored_as {
+            v["apiVersion"] = api_version.as_str().into();
+        }
         Ok(v)
     }
 
     fn prepare_create(&self, obj: &mut Value) -> Result<(), ApiError> {
+        if self.terminating {
+            return Err(ApiError::MethodNotSupported(
+                "create not allowed while custom resource definition is terminating".into(),
+            ));
+        }
         if let Some(m) = obj.as_object_mut() {
             if self.info.status {
                 m.remove("status");
@@ -222,8 +269,28 @@ impl Strategy for CustomKind {
         out
     }
 
-    fn add_schema(&self, _generator: &mut k8s_openapi::schemars::SchemaGenerator) -> String {
+    fn add_schema(&self, generator: &mut k8s_openapi::schemars::SchemaGenerator) -> String {
+        let meta = generator.subschema_for::<ObjectMeta>();
+        let meta = serde_json::to_value(meta).unwrap_or_default();
+        let def = openapi_schema(self.schema.as_ref(), meta);
+        generator
+            .definitions_mut()
+            .insert(self.info.schema_name.clone(), def);
         self.info.schema_name.clone()
+    }
+
+    fn stored_here(&self) -> bool {
+        self.stored_as.is_none()
+    }
+
+    fn to_served(&self, mut stored: Value) -> Result<Value, ApiError> {
+        if self.stored_as.is_some() {
+            stored["apiVersion"] = self.info.api_version().into();
+            if let Some(s) = &self.schema {
+                schema::default::apply(&mut stored, s);
+            }
+        }
+        Ok(stored)
     }
 
     fn claims(&self, _obj: &mut Value, _env: &Env) -> Result<Vec<Claim>, ApiError> {
@@ -245,6 +312,30 @@ impl Strategy for CustomKind {
     fn mark_deleting(&self, _obj: &mut Value) -> Result<(), ApiError> {
         Ok(())
     }
+}
+
+/// The OpenAPI schema of a custom kind: the version's schema with `apiVersion`, `kind`
+/// and `metadata` (a reference to ObjectMeta, `meta`) as kube publishes it.
+fn openapi_schema(schema: Option<&Props>, meta: Value) -> Value {
+    let mut def = schema
+        .and_then(|s| serde_json::to_value(s).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({"type": "object"}));
+    if def.get("type").is_none() {
+        def["type"] = "object".into();
+    }
+    if !def["properties"].is_object() {
+        def["properties"] = Value::Object(Default::default());
+    }
+    let props = &mut def["properties"];
+    props["apiVersion"] = serde_json::json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources"});
+    props["kind"] = serde_json::json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"});
+    let mut m = serde_json::json!({"description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"});
+    if let (Some(o), Some(r)) = (m.as_object_mut(), meta.get("$ref")) {
+        o.insert("allOf".into(), serde_json::json!([{"$ref": r}]));
+    }
+    props["metadata"] = m;
+    def
 }
 
 #[cfg(test)]

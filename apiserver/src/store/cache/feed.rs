@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::{Cache, CachedObj};
 use crate::etcd::prefix_end;
-use crate::kinds::Kinds;
+use crate::kinds::{storage_of, Kinds, CRD_PREFIX};
 use crate::store::storage::{Storage, StorageError, WatchMessage, WatchSpec};
 
 const PAGE: i64 = 2000;
@@ -27,14 +27,31 @@ async fn list_all(
     let mut start = prefix;
     let mut rev = 0;
     let mut out = BTreeMap::new();
+    // Keys of a group no kind serves yet (custom resources whose CRD may come later in
+    // the list), decoded once every CRD is known; and the CRDs.
+    let mut later = Vec::new();
+    let mut crds = Vec::new();
     loop {
         let r = storage.range(&start, &end, rev, PAGE).await?;
         if rev == 0 {
             rev = r.revision;
         }
-        for kv in &r.kvs {
-            if let Some(o) = CachedObj::from_kv(kinds, &kv.key, &kv.value, kv.mod_revision) {
-                out.insert(o.key.clone(), Arc::new(o));
+        for kv in r.kvs.iter() {
+            if kv.key.starts_with(CRD_PREFIX.as_bytes()) {
+                crds.push((kv.key.clone(), kv.value.clone()));
+            }
+            match CachedObj::from_kv(kinds, &kv.key, &kv.value, kv.mod_revision) {
+                Some(o) => {
+                    out.insert(o.key.clone(), Arc::new(o));
+                }
+                None if std::str::from_utf8(&kv.key)
+                    .ok()
+                    .and_then(storage_of)
+                    .is_some_and(|s| s.contains('.')) =>
+                {
+                    later.push(kv.clone())
+                }
+                None => {}
             }
         }
         match r.kvs.last() {
@@ -42,9 +59,19 @@ async fn list_all(
                 start = kv.key.clone();
                 start.push(0);
             }
-            _ => return Ok((out, rev)),
+            _ => break,
         }
     }
+    kinds.reset_custom(
+        crds.iter()
+            .filter_map(|(k, v)| std::str::from_utf8(k).ok().map(|k| (k, v.as_slice()))),
+    );
+    for kv in later {
+        if let Some(o) = CachedObj::from_kv(kinds, &kv.key, &kv.value, kv.mod_revision) {
+            out.insert(o.key.clone(), Arc::new(o));
+        }
+    }
+    Ok((out, rev))
 }
 
 /// Why the feed left a watch stream.

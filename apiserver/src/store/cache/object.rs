@@ -64,8 +64,7 @@ impl CachedObj {
     /// served kind (allocations, other tools' keys).
     pub fn from_kv(kinds: &Kinds, key: &[u8], value: &[u8], rev: i64) -> Option<Self> {
         let key = String::from_utf8(key.to_vec()).ok()?;
-        let plural = key.strip_prefix("/registry/")?.split('/').next()?;
-        let kind = kinds.by_plural(plural)?;
+        let kind = kinds.by_storage(crate::kinds::storage_of(&key)?)?;
         let v = decode_stored(value, rev).ok()?;
         Some(Self::from_value(key.clone(), &v, rev, kind.fields(&v)))
     }
