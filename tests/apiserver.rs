@@ -2,6 +2,8 @@
 //! apiservers, kubectl 1.32 and kube-rs as clients.
 
 mod common;
+#[path = "apiserver/operator.rs"]
+mod operator;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -687,6 +689,16 @@ async fn t40_kube_rs_typed_api_and_runtime_watcher() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t41_kube_rs_typed_api_and_runtime_watcher_on_etcd() {
     kube_rs_suite(Backend::etcd().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t42_kube_rs_operator_with_a_custom_resource() {
+    operator::operator_suite(Backend::flotilla().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t43_kube_rs_operator_with_a_custom_resource_on_etcd() {
+    operator::operator_suite(Backend::etcd().await).await;
 }
 
 async fn kube_rs_suite(backend: Backend) {

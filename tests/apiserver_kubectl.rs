@@ -5,6 +5,8 @@
 mod common;
 #[path = "apiserver_kubectl/crd.rs"]
 mod crd;
+#[path = "apiserver_kubectl/webhooks.rs"]
+mod webhooks;
 
 use common::k8s::{kubectl, kubectl_ok, kubectl_stdin, Apiservers, Backend};
 
@@ -626,6 +628,14 @@ async fn t15_custom_resources() {
     let backend = Backend::flotilla().await;
     let a = Apiservers::start(2, &backend.urls()).await;
     crd::custom_resources(&a).await;
+}
+
+/// Admission webhooks called by two apiservers (`webhooks.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t16_admission_webhooks() {
+    let backend = Backend::flotilla().await;
+    let a = Apiservers::start(2, &backend.urls()).await;
+    webhooks::admission_webhooks(&a).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,8 @@
 //! Discovery documents (`/api`, `/api/v1`, `/apis`, `/apis/<group>[/<version>]`) and
 //! `/version`, built from the served kinds so kubectl resolves names and short names.
 
+pub mod aggregated;
+
 use serde_json::{json, Value};
 
 use crate::kinds::Kinds;
@@ -30,8 +32,37 @@ pub fn core_versions(server: &str) -> Value {
     })
 }
 
-/// Every group with its versions, the version its objects are stored in (the preferred
-/// one) first.
+/// Where a version sorts in kube's order (`CompareKubeAwareVersionStrings`): GA before
+/// beta before alpha, higher major then higher minor first, then any other name
+/// alphabetically: v10, v2, v1, v11beta2, v10beta3, v3beta1, v12alpha1, v11alpha2, foo1.
+pub fn version_priority(v: &str) -> (u8, std::cmp::Reverse<u64>, std::cmp::Reverse<u64>, &str) {
+    use std::cmp::Reverse;
+    let other = (3, Reverse(0), Reverse(0), v);
+    let Some(rest) = v.strip_prefix('v') else {
+        return other;
+    };
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let Ok(major) = rest[..digits].parse::<u64>() else {
+        return other;
+    };
+    let tail = &rest[digits..];
+    if tail.is_empty() {
+        return (0, Reverse(major), Reverse(0), "");
+    }
+    for (class, stage) in [(1, "beta"), (2, "alpha")] {
+        if let Some(n) = tail.strip_prefix(stage) {
+            if let Ok(minor) = n.parse::<u64>() {
+                return (class, Reverse(major), Reverse(minor), "");
+            }
+        }
+    }
+    other
+}
+
+/// Every group with its versions in kube's priority order (the first is the preferred
+/// version).
 fn groups(kinds: &Kinds) -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
     for k in kinds.iter() {
@@ -47,12 +78,11 @@ fn groups(kinds: &Kinds) -> Vec<(&'static str, Vec<&'static str>)> {
             }
         };
         if !versions.contains(&i.version) {
-            if k.stored_here() {
-                versions.insert(0, i.version);
-            } else {
-                versions.push(i.version);
-            }
+            versions.push(i.version);
         }
+    }
+    for (_, versions) in &mut out {
+        versions.sort_by(|a, b| version_priority(a).cmp(&version_priority(b)));
     }
     out
 }
@@ -156,6 +186,38 @@ pub fn resource_list(kinds: &Kinds, group: &str, version: &str) -> Option<Value>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_sort_as_kube_sorts_them() {
+        let mut v = vec![
+            "foo10",
+            "v1",
+            "v11alpha2",
+            "v2",
+            "v12alpha1",
+            "v3beta1",
+            "foo1",
+            "v10beta3",
+            "v11beta2",
+            "v10",
+        ];
+        v.sort_by(|a, b| version_priority(a).cmp(&version_priority(b)));
+        assert_eq!(
+            v,
+            [
+                "v10",
+                "v2",
+                "v1",
+                "v11beta2",
+                "v10beta3",
+                "v3beta1",
+                "v12alpha1",
+                "v11alpha2",
+                "foo1",
+                "foo10"
+            ]
+        );
+    }
 
     #[test]
     fn core_and_apps_are_listed_with_short_names() {

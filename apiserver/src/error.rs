@@ -230,6 +230,14 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Timeout(String),
+    /// A refusal in a status an admission webhook gave: its code (at least 400), reason
+    /// and message.
+    #[error("{message}")]
+    Denied {
+        code: u16,
+        reason: String,
+        message: String,
+    },
 }
 
 /// `.group` after a kind of a named group, as Kubernetes qualifies kinds in messages.
@@ -271,6 +279,7 @@ impl ApiError {
             ApiError::Internal(_) => 500,
             ApiError::Unavailable(_) => 503,
             ApiError::Timeout(_) => 504,
+            ApiError::Denied { code, .. } => *code,
         }
     }
 
@@ -294,6 +303,7 @@ impl ApiError {
             ApiError::Internal(_) => "InternalError",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Timeout(_) => "Timeout",
+            ApiError::Denied { .. } => "",
         }
     }
 
@@ -363,7 +373,10 @@ impl ApiError {
             details,
             message: Some(self.to_string()),
             metadata: ListMeta::default(),
-            reason: Some(self.reason().to_string()),
+            reason: match self {
+                ApiError::Denied { reason, .. } => Some(reason.clone()),
+                _ => Some(self.reason().to_string()),
+            },
             status: Some("Failure".to_string()),
         }
     }

@@ -52,6 +52,7 @@ pub mod store;
 pub mod table;
 pub mod tls;
 pub mod validation;
+pub mod webhook;
 
 pub mod bootstrap;
 
@@ -183,8 +184,10 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
     };
     let openapi = openapi::Live::new(&kinds);
     let authorizer = authz::Authorizer::new(cfg.authorization_mode, store.cache.clone());
+    let webhooks = webhook::Webhooks::new(store.cache.clone(), kinds.clone());
     let shared = Arc::new(http::Shared {
         store,
+        webhooks,
         etcd,
         openapi,
         authorizer,

@@ -1,6 +1,6 @@
 //! CustomResourceDefinitions through kubectl, over two apiservers of one store: a CRD and
 //! its objects applied from one directory, served by the other replica, with the schema's
-//! defaults, validation, pruning, printer columns, `explain`, the status and scale
+//! defaults, validation (CEL rules too), pruning, printer columns, `explain`, the status and scale
 //! subresources, name conflicts, and deletion with the objects.
 
 use std::path::Path;
@@ -43,11 +43,16 @@ spec:
         properties:
           spec:
             type: object
+            x-kubernetes-validations:
+            - rule: "!has(self.image) || !self.image.endsWith(':latest')"
+              message: image must not use the latest tag
             properties:
               cronSpec:
                 type: string
                 description: How often the job runs, in cron's syntax.
                 pattern: '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$'
+                x-kubernetes-validations:
+                - {rule: self == oldSelf, message: cronSpec is immutable}
               image: {type: string}
               replicas: {type: integer, minimum: 1, maximum: 10, default: 1}
           status:
@@ -195,6 +200,31 @@ pub async fn custom_resources(a: &Apiservers) {
             "spec.cronSpec: Invalid value: \"every minute\": spec.cronSpec in body should match"
         ),
         "{e}"
+    );
+
+    // CEL rules (x-kubernetes-validations), a transition rule (oldSelf) among them.
+    let e = bad("  cronSpec: '* * * * */5'\n  image: web:latest");
+    assert!(
+        e.contains(r#"spec: Invalid value: "object": image must not use the latest tag"#),
+        "{e}"
+    );
+    let o = kubectl(
+        &kc0,
+        &[
+            "patch",
+            "ct",
+            "my-new-cron-object",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"cronSpec":"* * * * */6"}}"#,
+        ],
+    );
+    assert!(
+        !o.status.success()
+            && stderr(&o)
+                .contains(r#"spec.cronSpec: Invalid value: "string": cronSpec is immutable"#),
+        "{}",
+        stderr(&o)
     );
 
     // Unknown fields: refused under kubectl's strict validation, warned about and pruned

@@ -555,3 +555,4 @@ pub mod images;
 pub mod k8s;
 pub mod loki;
 pub mod procstat;
+pub mod webhook;

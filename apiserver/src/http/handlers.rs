@@ -15,8 +15,27 @@ use super::ops::ok_json;
 use super::request::ApiRequest;
 use super::route::{ResourcePath, Route};
 use super::{error_response, full, json_response, Body, Shared};
+use crate::discovery::aggregated;
 use crate::error::ApiError;
 use crate::{discovery, reviews};
+
+fn accept(req: &Request<Incoming>) -> Option<&str> {
+    req.headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// An aggregated discovery document, in its media type; it varies by Accept.
+fn aggregated_response(v: &serde_json::Value) -> Response<Body> {
+    let mut r = ok_json(v);
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(aggregated::MEDIA),
+    );
+    h.insert(http::header::VARY, http::HeaderValue::from_static("Accept"));
+    r
+}
 
 pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let started = std::time::Instant::now();
@@ -191,12 +210,37 @@ async fn serve_route(
     let q = &parsed.query;
     match &parsed.route {
         None => Err(ApiError::NoRoute),
+        Some(Route::CoreVersions) if aggregated::wanted(accept(&req)) => {
+            let core = discovery::resource_list(kinds, "", "v1").unwrap_or_default();
+            let g = aggregated::group("", &[("v1".to_string(), core)]);
+            Ok(aggregated_response(&aggregated::list(vec![g])))
+        }
         Some(Route::CoreVersions) => Ok(ok_json(&discovery::core_versions(&shared.advertise))),
         Some(Route::Groups) => {
             let mut list = discovery::group_list(kinds);
             reviews::add_groups(&mut list);
             crate::http::resource_metrics::add_group(&mut list);
-            Ok(ok_json(&list))
+            if !aggregated::wanted(accept(&req)) {
+                return Ok(ok_json(&list));
+            }
+            let mut groups = Vec::new();
+            for g in list["groups"].as_array().into_iter().flatten() {
+                let name = g["name"].as_str().unwrap_or("");
+                let versions: Vec<(String, serde_json::Value)> = g["versions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| {
+                        let v = v["version"].as_str()?;
+                        let l = discovery::resource_list(kinds, name, v)
+                            .or_else(|| reviews::resource_list(name, v))
+                            .or_else(|| crate::http::resource_metrics::resource_list(name, v))?;
+                        Some((v.to_string(), l))
+                    })
+                    .collect();
+                groups.push(aggregated::group(name, &versions));
+            }
+            Ok(aggregated_response(&aggregated::list(groups)))
         }
         Some(Route::Group(g)) => match discovery::group(kinds, g) {
             Some(v) => Some(v),

@@ -36,6 +36,8 @@ pub use crate::response::{full, Body};
 /// What every request handler shares.
 pub struct Shared {
     pub store: Arc<Store>,
+    /// The admission webhooks configured (from the watch cache).
+    pub webhooks: Arc<crate::webhook::Webhooks>,
     /// The etcd client under the store's storage: its health and request latencies.
     pub etcd: Arc<crate::etcd::Etcd>,
     pub openapi: crate::openapi::Live,

@@ -24,6 +24,7 @@ mod configmap;
 mod controllerrevision;
 mod cronjob;
 // CustomResourceDefinitions and the kinds they define (`registry.rs` serves them).
+pub mod admissionregistration;
 pub mod crd;
 pub mod custom;
 pub mod daemonset;
@@ -90,6 +91,16 @@ fn builtin() -> Vec<Arc<dyn Strategy>> {
         Arc::new(Typed::<rbac::RoleBindings>::new()),
         Arc::new(Typed::<rbac::ClusterRoleBindings>::new()),
         Arc::new(Typed::<crd::CustomResourceDefinitions>::new()),
+        Arc::new(Typed::<admissionregistration::MutatingWebhookConfigurations>::new()),
+        Arc::new(Typed::<
+            admissionregistration::ValidatingWebhookConfigurations,
+        >::new()),
+        Arc::new(Typed::<
+            admissionregistration::policy::ValidatingAdmissionPolicies,
+        >::new()),
+        Arc::new(Typed::<
+            admissionregistration::policy::ValidatingAdmissionPolicyBindings,
+        >::new()),
     ]
 }
 

@@ -89,7 +89,18 @@ pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
                 add(target, path, v)?;
             }
             "test" => {
-                if *get(target, path)? != value()? {
+                let want = value()?;
+                // As kube's json-patch: a missing member tests equal to null, when the
+                // object it would be in exists (kube-rs' finalizer helper relies on it).
+                let parent_path = path.rsplit_once('/').map_or("", |(p, _)| p);
+                let got = match get(target, path) {
+                    Ok(v) => v,
+                    Err(_) if want.is_null() && get(target, parent_path)?.is_object() => {
+                        &Value::Null
+                    }
+                    Err(e) => return Err(e),
+                };
+                if *got != want {
                     return Err(format!("testing value {path} failed"));
                 }
             }
@@ -272,6 +283,17 @@ mod tests {
         )
         .is_err());
         assert!(json_patch(&mut doc, &json!({"op": "add"})).is_err());
+        // A missing member tests equal to null (kube-rs adds a first finalizer so), not
+        // when the object it would be in is missing too.
+        let null = json!([{"op": "test", "path": "/meta/finalizers", "value": null}]);
+        let mut m = json!({"meta": {}});
+        assert!(json_patch(&mut m, &null).is_ok());
+        assert!(json_patch(&mut json!({}), &null).is_err());
+        assert!(json_patch(
+            &mut m,
+            &json!([{"op": "test", "path": "/meta/finalizers", "value": []}])
+        )
+        .is_err());
     }
 
     #[test]

@@ -84,9 +84,11 @@ impl Store {
             super::record_update(t, w, None, None, &mut obj);
         }
         self.admit_create(t, &mut obj).await?;
+        w.external_mutate(t, None, None, &mut obj).await?;
         t.kind.validate(&obj, None)?;
         w.allowed(info, &obj)?;
         self.validate_create(t, &obj, w).await?;
+        w.external_validate(t, None, None, &obj).await?;
         let mut name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
         if let Some(ns) = &t.namespace {
             self.check_namespace(ns).await?;

@@ -27,6 +27,7 @@ mod admission;
 pub mod cache;
 mod create;
 mod delete;
+mod external;
 pub mod fence;
 pub mod list;
 mod scale;
@@ -47,6 +48,39 @@ pub trait WriteCheck: Send + Sync {
     fn check(&self, info: &crate::kinds::ResourceInfo, obj: &Value) -> Result<(), ApiError>;
 }
 
+/// Admission by parties outside the registry (admission webhooks), called at kube's
+/// points: `mutate` after the built-in mutating plugins and before the kind's validation,
+/// `validate` after the kind's validation and the built-in validating plugins. Each
+/// returns the error the write fails with (a webhook's denial, or its failure under
+/// failurePolicy Fail).
+pub trait External: Send + Sync {
+    fn mutate<'a>(
+        &'a self,
+        a: Attributes<'a>,
+        obj: &'a mut Value,
+    ) -> futures::future::BoxFuture<'a, Result<(), ApiError>>;
+    fn validate<'a>(
+        &'a self,
+        a: Attributes<'a>,
+        obj: &'a Value,
+    ) -> futures::future::BoxFuture<'a, Result<(), ApiError>>;
+}
+
+/// What external admission is told of a write besides the object.
+#[derive(Clone, Copy)]
+pub struct Attributes<'a> {
+    /// "CREATE", "UPDATE" or "DELETE".
+    pub operation: &'static str,
+    pub target: &'a Target,
+    /// The object's name (a create's, once generated).
+    pub name: &'a str,
+    pub sub: Option<&'a str>,
+    /// The stored object an update or delete replaces.
+    pub old: Option<&'a Value>,
+    pub dry_run: bool,
+    pub warnings: &'a Warnings,
+}
+
 /// Who writes, and how: the field manager recorded in managedFields, dry run, and what
 /// the writer may store.
 #[derive(Clone)]
@@ -56,6 +90,8 @@ pub struct Write {
     /// `fieldValidation` of a patch: checked on the patched object.
     pub validation: crate::fieldcheck::Directive,
     pub check: Option<Arc<dyn WriteCheck>>,
+    /// Admission webhooks that may apply to this write (None: no configuration exists).
+    pub external: Option<Arc<dyn External>>,
     /// What admission tells the client (PodSecurity's `warn`), sent as `Warning` headers.
     pub warnings: Warnings,
 }
@@ -91,6 +127,7 @@ impl Write {
             manager: manager.into(),
             validation: crate::fieldcheck::Directive::Warn,
             check: None,
+            external: None,
             warnings: Warnings::default(),
         }
     }

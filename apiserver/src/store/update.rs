@@ -30,7 +30,7 @@ pub(super) fn conflict(t: &Target) -> ApiError {
 }
 
 /// The metadata fields only the server sets, copied from the stored object.
-const SERVER_OWNED: &[&str] = &[
+pub(super) const SERVER_OWNED: &[&str] = &[
     "uid",
     "creationTimestamp",
     "deletionTimestamp",
@@ -65,6 +65,20 @@ impl Store {
         t: &Target,
         precondition: Option<i64>,
         dry_run: bool,
+        decide: impl FnMut(&Stored) -> Result<Outcome, ApiError>,
+    ) -> Result<Value, ApiError> {
+        self.guarded_update_with(t, precondition, dry_run, None, decide)
+            .await
+    }
+
+    /// [`Store::guarded_update`], with the external admission (webhooks) of `ext`'s
+    /// write through its subresource on every object decided, on each attempt.
+    async fn guarded_update_with(
+        &self,
+        t: &Target,
+        precondition: Option<i64>,
+        dry_run: bool,
+        ext: Option<(&Write, Option<&str>)>,
         mut decide: impl FnMut(&Stored) -> Result<Outcome, ApiError>,
     ) -> Result<Value, ApiError> {
         let key = t.key();
@@ -73,7 +87,15 @@ impl Store {
             if precondition.is_some_and(|rv| rv != old.mod_revision) {
                 return Err(conflict(t));
             }
-            let (ops, mut out) = match decide(&old)? {
+            let decided = match (decide(&old)?, ext) {
+                (Outcome::Put(mut v), Some((w, sub))) if w.external.is_some() => {
+                    w.external_mutate(t, sub, Some(&old.value), &mut v).await?;
+                    w.external_validate(t, sub, Some(&old.value), &v).await?;
+                    Outcome::Put(v)
+                }
+                (d, _) => d,
+            };
+            let (ops, mut out) = match decided {
                 Outcome::Unchanged if !old.stale => return Ok(old.value),
                 // As kube: an unchanged object stored with an older key or provider is
                 // written again, so replacing every object rotates the key.
@@ -133,7 +155,7 @@ impl Store {
         let status_only = sub == Some("status");
         let adm = self.update_admission(t, sub).await?;
         let out = self
-            .guarded_update(t, precondition, dry_run, |old| {
+            .guarded_update_with(t, precondition, dry_run, Some((w, sub)), |old| {
                 next_state(t, &new, old, status_only, w, true, &adm)
             })
             .await?;
@@ -179,7 +201,7 @@ impl Store {
         let mut warnings = Vec::new();
         let adm = self.update_admission(t, sub).await?;
         let out = self
-            .guarded_update(t, None, dry_run, |old| {
+            .guarded_update_with(t, None, dry_run, Some((w, sub)), |old| {
                 // The patch applies to the object as the request's version serves it.
                 let mut merged = t.kind.to_served(old.value.clone())?;
                 match kind {
@@ -299,7 +321,7 @@ impl Store {
             let status_only = sub == Some("status");
             let adm = self.update_admission(t, sub).await?;
             let r = self
-                .guarded_update(t, None, w.dry_run, |old| {
+                .guarded_update_with(t, None, w.dry_run, Some((w, sub)), |old| {
                     let served = t.kind.to_served(old.value.clone())?;
                     let merged = crate::patch::apply::apply(
                         schemas,

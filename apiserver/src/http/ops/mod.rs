@@ -52,6 +52,7 @@ impl Call<'_> {
         let mut w = crate::http::options::write_options(self.query, req, apply)?;
         w.check =
             crate::authz::escalation::check_for(&self.shared.authorizer, self.user, self.info());
+        w.external = self.shared.webhooks.for_request(self.user);
         Ok(w)
     }
 }

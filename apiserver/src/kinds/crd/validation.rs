@@ -13,7 +13,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 
 use crate::error::{FieldError, FieldErrorKind};
-use crate::schema::{gofmt, structural};
+use crate::schema::{cel, gofmt, structural, Props};
 
 const COLUMN_TYPES: &str = "boolean,date,integer,number,string";
 const COLUMN_FORMATS: &str = "byte,date,date-time,double,float,int32,int64,password";
@@ -213,13 +213,21 @@ fn version(v: &CustomResourceDefinitionVersion, i: usize, paths: &Paths) -> Vec<
         )),
         // With identical schemas kube reports each error once, at the top level.
         Some(_) if paths.schema && i > 0 => {}
-        Some(s) => errs.extend(structural::check(s, &paths.schema(i), status)),
+        Some(s) => {
+            errs.extend(structural::check(s, &paths.schema(i), status));
+            errs.extend(cel::compile_errors(s, &paths.schema(i)));
+        }
     }
     if !(paths.subresources && i > 0) {
         if let Some(sub) = &v.subresources {
             errs.extend(subresources(sub, &paths.subresources(i)));
         }
     }
+    let schema = v
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref());
+    errs.extend(selectable_fields(v, schema, i));
     if !(paths.columns && i > 0) {
         let base = paths.columns(i);
         for (c, col) in v.additional_printer_columns.iter().flatten().enumerate() {
@@ -326,6 +334,75 @@ fn simple_json_path(s: &str, field: &str) -> Option<FieldError> {
     } else {
         None
     }
+}
+
+/// The most selectable fields a version may have, as kube allows.
+const MAX_SELECTABLE: usize = 8;
+
+/// `selectableFields`: at most eight simple JSON paths, none under metadata, each to a
+/// string, integer or boolean the schema specifies, none twice.
+fn selectable_fields(
+    v: &CustomResourceDefinitionVersion,
+    schema: Option<&Props>,
+    i: usize,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let fields = v.selectable_fields.as_deref().unwrap_or(&[]);
+    let base = format!("spec.versions[{i}].selectableFields");
+    if fields.len() > MAX_SELECTABLE {
+        errs.push(FieldError::too_many(&base, fields.len(), MAX_SELECTABLE));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (j, f) in fields.iter().enumerate() {
+        let field = format!("{base}[{j}].jsonPath");
+        let path = f.json_path.as_str();
+        if path.is_empty() {
+            errs.push(FieldError::required(field, ""));
+            continue;
+        }
+        if let Some(e) = simple_json_path(path, &field) {
+            errs.push(e);
+            continue;
+        }
+        if path.contains('[') {
+            errs.push(FieldError::invalid(
+                field,
+                path,
+                "array notation is not allowed",
+            ));
+        } else if path == ".metadata" || path.starts_with(".metadata.") {
+            errs.push(FieldError::invalid(
+                field,
+                path,
+                "must not point to metadata fields",
+            ));
+        } else if !seen.insert(path) {
+            errs.push(FieldError::duplicate(field, path));
+        } else if let Some(s) = schema {
+            match schema_at(s, path).map(|p| p.type_.as_deref().unwrap_or("")) {
+                None => errs.push(FieldError::invalid(
+                    field,
+                    path,
+                    "is an invalid path: the schema does not specify it",
+                )),
+                Some("string" | "integer" | "boolean") => {}
+                Some(t) => errs.push(FieldError::invalid(
+                    field,
+                    path,
+                    format!("must point to a field of type string, boolean or integer, not {t:?}"),
+                )),
+            }
+        }
+    }
+    errs
+}
+
+/// The schema of the field a simple JSON path (`.spec.color`) names, if it specifies one.
+fn schema_at<'a>(mut s: &'a Props, path: &str) -> Option<&'a Props> {
+    for seg in path.trim_start_matches('.').split('.') {
+        s = s.properties.as_ref()?.get(seg)?;
+    }
+    Some(s)
 }
 
 fn subresources(sub: &CustomResourceSubresources, path: &str) -> Vec<FieldError> {

@@ -32,6 +32,8 @@ pub struct CustomKind {
     crd: String,
     /// The version's `openAPIV3Schema`.
     schema: Option<Props>,
+    /// Its CEL rules, compiled, if it has any.
+    rules: Option<schema::cel::Rules>,
     /// The API version objects are stored in, when not this one (conversion `None`: only
     /// `apiVersion` changes).
     stored_as: Option<String>,
@@ -71,6 +73,35 @@ pub fn build(crd: &CustomResourceDefinition) -> Vec<Arc<dyn Strategy>> {
 pub fn schema_name(group: &str, version: &str, kind: &str) -> String {
     let reversed: Vec<&str> = group.split('.').rev().collect();
     format!("{}.{version}.{kind}", reversed.join("."))
+}
+
+/// A version's selectable fields as field selectors name them (`spec.color`).
+fn selectable(v: &CustomResourceDefinitionVersion) -> &'static [&'static str] {
+    let paths: Vec<String> = v
+        .selectable_fields
+        .iter()
+        .flatten()
+        .map(|f| f.json_path.trim_start_matches('.').to_string())
+        .collect();
+    intern_list(&paths)
+}
+
+/// A selectable field's value as kube gives it to field selectors: strings as they are,
+/// integers and booleans printed, anything else or nothing as "".
+fn field_value(obj: &Value, field: &str) -> String {
+    let mut at = obj;
+    for seg in field.split('.') {
+        match at.get(seg) {
+            Some(v) => at = v,
+            None => return String::new(),
+        }
+    }
+    match at {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => String::new(),
+    }
 }
 
 /// A CRD's scale path (`.spec.replicas`, checked by CRD validation) as a JSON pointer.
@@ -118,7 +149,7 @@ impl CustomKind {
                 generation: false,
                 orphan_by_default: false,
                 name_rule: NameRule::Subdomain,
-                fields: &[],
+                fields: selectable(v),
                 schema_name: schema_name(&crd.spec.group, &v.name, &names.kind),
                 subresources: status
                     .then(|| Subresource::status(kind))
@@ -134,6 +165,11 @@ impl CustomKind {
             },
             crd: crd.metadata.name.clone().unwrap_or_default(),
             schema: v.schema.as_ref().and_then(|s| s.open_api_v3_schema.clone()),
+            rules: v
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .and_then(|s| schema::cel::compile(s, &crd.spec.group, &v.name, &names.kind)),
             stored_as: crd
                 .spec
                 .versions
@@ -219,12 +255,16 @@ impl Strategy for CustomKind {
         Ok(())
     }
 
-    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Result<(), ApiError> {
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
         let meta = ObjectMeta::deserialize(&obj["metadata"])
             .map_err(|e| ApiError::Internal(format!("metadata does not decode: {e}")))?;
         let mut errs = validation::object_meta(&meta, self.info.namespaced, self.info.name_rule);
         if let Some(s) = &self.schema {
             errs.extend(schema::validate::validate(s, obj, ""));
+            // Rules run on objects of the schema's shape only, as in kube.
+            if let (Some(rules), true) = (&self.rules, errs.is_empty()) {
+                errs.extend(rules.check(s, obj, old));
+            }
         }
         if errs.is_empty() {
             Ok(())
@@ -235,7 +275,7 @@ impl Strategy for CustomKind {
 
     fn fields(&self, obj: &Value) -> Vec<(&'static str, String)> {
         let meta = &obj["metadata"];
-        vec![
+        let mut out = vec![
             (
                 "metadata.name",
                 meta["name"].as_str().unwrap_or("").to_string(),
@@ -244,7 +284,9 @@ impl Strategy for CustomKind {
                 "metadata.namespace",
                 meta["namespace"].as_str().unwrap_or("").to_string(),
             ),
-        ]
+        ];
+        out.extend(self.info.fields.iter().map(|f| (*f, field_value(obj, f))));
+        out
     }
 
     fn unknown_fields(&self, body: &[u8]) -> Vec<String> {

@@ -120,3 +120,36 @@ fn generation_counts_all_but_metadata_and_status() {
     k.prepare_update(&mut changed, &old).unwrap();
     assert_eq!(changed["metadata"]["generation"], 2);
 }
+
+#[test]
+fn selectable_fields_are_field_selector_values() {
+    let mut c = crd(true);
+    c.spec.versions[0].selectable_fields = Some(
+        serde_json::from_value(json!([{"jsonPath": ".spec.cronSpec"},
+            {"jsonPath": ".spec.replicas"}, {"jsonPath": ".spec.suspended"}]))
+        .unwrap(),
+    );
+    let k = build(&c).pop().unwrap();
+    assert_eq!(
+        k.info().selectable_fields(),
+        [
+            "metadata.name",
+            "metadata.namespace",
+            "spec.cronSpec",
+            "spec.replicas",
+            "spec.suspended"
+        ]
+    );
+    let obj = json!({"metadata": {"name": "c", "namespace": "ns"},
+        "spec": {"cronSpec": "* * * * *", "replicas": 3}});
+    assert_eq!(
+        k.fields(&obj),
+        [
+            ("metadata.name", "c".to_string()),
+            ("metadata.namespace", "ns".to_string()),
+            ("spec.cronSpec", "* * * * *".to_string()),
+            ("spec.replicas", "3".to_string()),
+            ("spec.suspended", String::new()),
+        ]
+    );
+}

@@ -180,3 +180,42 @@ fn group_and_scope_are_immutable() {
         vec![r#"spec.scope: Invalid value: "Cluster": field is immutable"#.to_string()]
     );
 }
+
+#[test]
+fn selectable_fields() {
+    let at = ["spec", "versions", "0", "selectableFields"];
+    assert_eq!(
+        errors(with(&at, json!([{"jsonPath": ".spec.replicas"}]))),
+        Vec::<String>::new()
+    );
+    let cases = [
+        (
+            json!([{"jsonPath": "spec.replicas"}]),
+            r#"spec.versions[0].selectableFields[0].jsonPath: Invalid value: "spec.replicas": must be a simple json path starting with ."#,
+        ),
+        (
+            json!([{"jsonPath": ".metadata.name"}]),
+            r#"spec.versions[0].selectableFields[0].jsonPath: Invalid value: ".metadata.name": must not point to metadata fields"#,
+        ),
+        (
+            json!([{"jsonPath": ".spec.color"}]),
+            r#"spec.versions[0].selectableFields[0].jsonPath: Invalid value: ".spec.color": is an invalid path: the schema does not specify it"#,
+        ),
+        (
+            json!([{"jsonPath": ".spec"}]),
+            r#"spec.versions[0].selectableFields[0].jsonPath: Invalid value: ".spec": must point to a field of type string, boolean or integer, not "object""#,
+        ),
+        (
+            json!([{"jsonPath": ".spec.replicas"}, {"jsonPath": ".spec.replicas"}]),
+            r#"spec.versions[0].selectableFields[1].jsonPath: Duplicate value: ".spec.replicas""#,
+        ),
+    ];
+    for (fields, want) in cases {
+        assert_eq!(errors(with(&at, fields)), vec![want.to_string()]);
+    }
+    let nine: Vec<Value> = (0..9)
+        .map(|_| json!({"jsonPath": ".spec.replicas"}))
+        .collect();
+    assert!(errors(with(&at, json!(nine)))[0]
+        .starts_with("spec.versions[0].selectableFields: Too many: 9: must have at most 8 items"));
+}

@@ -1,0 +1,109 @@
+//! A small HTTPS admission webhook server for tests and benchmarks, with a certificate
+//! from a CA of its own (the caBundle a configuration gives): `/mutate` adds the label
+//! `injected-by: webhook` and a warning, `/validate` refuses names starting with
+//! `forbidden-` (403), `/slow` answers after 3 s, anything else allows.
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+/// What the test's webhook server answers, by path.
+async fn answer(path: &str, review: &Value, calls: &AtomicUsize) -> Value {
+    calls.fetch_add(1, Ordering::SeqCst);
+    let r = &review["request"];
+    let uid = r["uid"].clone();
+    let name = r["name"].as_str().unwrap_or("");
+    match path {
+        "/mutate" => {
+            let ops = if r["object"]["metadata"]["labels"].is_object() {
+                json!([{"op": "add", "path": "/metadata/labels/injected-by", "value": "webhook"}])
+            } else {
+                json!([{"op": "add", "path": "/metadata/labels", "value": {"injected-by": "webhook"}}])
+            };
+            let patch = k8s_openapi::ByteString(serde_json::to_vec(&ops).unwrap());
+            json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": patch,
+                   "warnings": ["mutated by the test webhook"]})
+        }
+        "/validate" if name.starts_with("forbidden-") => json!({"uid": uid, "allowed": false,
+            "status": {"code": 403, "reason": "Forbidden", "message": "the name is forbidden"}}),
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            json!({"uid": uid, "allowed": true})
+        }
+        _ => json!({"uid": uid, "allowed": true}),
+    }
+}
+
+/// Serves the webhooks on 127.0.0.1 until the test ends; returns the port, the CA's PEM
+/// and the number of calls so far.
+pub async fn webhook_server(dir: &Path) -> (u16, Vec<u8>, Arc<AtomicUsize>) {
+    let issued = apiserver::tls::issue(
+        dir,
+        "webhook",
+        "webhook",
+        &["127.0.0.1".to_string()],
+        apiserver::tls::Usage::Server,
+    )
+    .expect("a serving certificate");
+    let material = apiserver::tls::from_files(&issued.cert, &issued.key).expect("the key pair");
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(apiserver::tls::server_config(&material).expect("TLS"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, calls) = (acceptor.clone(), counted.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                    let calls = calls.clone();
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                        let review: Value = body
+                            .ok()
+                            .and_then(|b| serde_json::from_slice(&b).ok())
+                            .unwrap_or_default();
+                        let resp = json!({"apiVersion": "admission.k8s.io/v1",
+                            "kind": "AdmissionReview",
+                            "response": answer(&path, &review, &calls).await});
+                        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(
+                            serde_json::to_vec(&resp).unwrap(),
+                        ))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (port, std::fs::read(&issued.ca).unwrap(), calls)
+}
+
+/// A webhook of a configuration: `name` calls `url` (trusting `ca`, the caBundle as
+/// JSON) on creates and updates of core/v1 `resource`, with the fields of `extra` added.
+pub fn hook(name: &str, url: String, ca: &Value, resource: &str, extra: Value) -> Value {
+    let mut h = json!({
+        "name": name, "admissionReviewVersions": ["v1"], "sideEffects": "None",
+        "clientConfig": {"url": url, "caBundle": ca},
+        "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": [""],
+                   "apiVersions": ["v1"], "resources": [resource]}]
+    });
+    if let (Some(h), Some(x)) = (h.as_object_mut(), extra.as_object()) {
+        h.extend(x.clone());
+    }
+    h
+}
