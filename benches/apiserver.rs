@@ -7,6 +7,8 @@
 #[path = "../tests/common/mod.rs"]
 #[allow(dead_code)]
 mod common;
+#[path = "lib/table.rs"]
+mod table;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,33 +17,7 @@ use common::k8s::{Apiservers, Backend};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
-
-fn row(name: &str, n: usize, elapsed: Duration, mut lat: Vec<Duration>) {
-    lat.sort();
-    println!(
-        "| {name} | {n} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
-        n as f64 / elapsed.as_secs_f64(),
-        pct(&lat, 0.5),
-        pct(&lat, 0.9),
-        pct(&lat, 0.99),
-        pct(&lat, 1.0)
-    );
-}
+use table::{env, row};
 
 fn cm(name: String, value: String) -> ConfigMap {
     serde_json::from_value(

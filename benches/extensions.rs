@@ -10,39 +10,15 @@
 #[path = "../tests/common/mod.rs"]
 #[allow(dead_code)]
 mod common;
+#[path = "lib/table.rs"]
+mod table;
 
 use std::time::{Duration, Instant};
 
 use common::k8s::{Apiservers, Backend};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use serde_json::{json, Value};
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
-
-fn row(name: &str, n: usize, elapsed: Duration, mut lat: Vec<Duration>) {
-    lat.sort();
-    println!(
-        "| {name} | {n} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
-        n as f64 / elapsed.as_secs_f64(),
-        pct(&lat, 0.5),
-        pct(&lat, 0.9),
-        pct(&lat, 0.99),
-        pct(&lat, 1.0)
-    );
-}
+use table::{env, row};
 
 const CRD: &str = r#"{
   "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -205,7 +181,7 @@ async fn run() {
     // Webhook overhead: sequential creates of configmaps (one client), with no webhook
     // configured, then with one validating webhook, then with one mutating webhook too.
     let dir = tempfile::tempdir().expect("tempdir");
-    let (port, ca, _) = common::webhook::webhook_server(dir.path()).await;
+    let (port, ca, calls) = common::webhook::webhook_server(dir.path()).await;
     let ca = serde_json::to_value(k8s_openapi::ByteString(ca)).expect("caBundle");
     let url = |p: &str| format!("https://127.0.0.1:{port}{p}");
     let config = |kind: &str, name: &str, hook: Value| -> DynamicObject {
@@ -261,8 +237,22 @@ async fn run() {
             )
             .await
             .expect("configuration");
-            // In effect once the apiserver's cache has it.
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // In effect once the apiserver's cache has it: probe until the new webhook is
+            // called (the count grows past the i - 1 webhooks already in place).
+            let count = || calls.load(std::sync::atomic::Ordering::SeqCst);
+            let before = count();
+            for p in 0..200 {
+                let mut o = object(cms, format!("probe{i}-{p}"), p);
+                o.metadata.labels = Some([("bench".to_string(), "webhook".to_string())].into());
+                cms.api
+                    .create(&PostParams::default(), &o)
+                    .await
+                    .expect("probe");
+                if count() > before + (p + 1) * (i - 1) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         let started = Instant::now();
         let mut lat = Vec::new();

@@ -1,7 +1,7 @@
 //! A small HTTPS admission webhook server for tests and benchmarks, with a certificate
 //! from a CA of its own (the caBundle a configuration gives): `/mutate` adds the label
 //! `injected-by: webhook` and a warning, `/validate` refuses names starting with
-//! `forbidden-` (403), `/slow` answers after 3 s, anything else allows.
+//! `forbidden-` (403), `/slow` answers after 10 s, anything else allows.
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -35,7 +35,7 @@ async fn answer(path: &str, review: &Value, calls: &AtomicUsize) -> Value {
         "/validate" if name.starts_with("forbidden-") => json!({"uid": uid, "allowed": false,
             "status": {"code": 403, "reason": "Forbidden", "message": "the name is forbidden"}}),
         "/slow" => {
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
             json!({"uid": uid, "allowed": true})
         }
         _ => json!({"uid": uid, "allowed": true}),

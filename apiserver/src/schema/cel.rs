@@ -19,14 +19,6 @@ pub struct Rules {
     root: RootContext,
 }
 
-impl std::fmt::Debug for Rules {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rules")
-            .field("kind", &self.root.kind)
-            .finish()
-    }
-}
-
 thread_local! {
     /// kube's function libraries, registered once per thread (registration is not free).
     static VALIDATOR: kube_cel::Validator = kube_cel::Validator::new();

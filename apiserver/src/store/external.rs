@@ -3,8 +3,8 @@
 //! What a mutating webhook changed is normalized as a client's body would be: decoded
 //! again (a typed kind's defaults; a custom resource's pruning and defaults), with what
 //! only the server sets kept (uid, creation time, generation rules, the status of an
-//! object write, everything but the status of a status write), then prepared and
-//! validated again.
+//! object write, everything but the status of a status write), then prepared again and,
+//! on an update, validated again (a create validates after this anyway).
 
 use serde_json::Value;
 
@@ -112,7 +112,11 @@ impl Write {
                 }
             }
         }
-        t.kind.validate(&decoded, old)?;
+        // A create validates what it stores next; an update decided before the webhooks
+        // ran, so it validates here.
+        if old.is_some() {
+            t.kind.validate(&decoded, old)?;
+        }
         *obj = decoded;
         Ok(())
     }
