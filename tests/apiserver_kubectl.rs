@@ -2,7 +2,11 @@
 //! and a real apiserver: `apply` (client-side, three-way) through a change and a removal,
 //! `patch` of every type, `scale`, the tables `get` prints, and `explain`.
 
+#[path = "apiserver_kubectl/aggregation.rs"]
+mod aggregation;
 mod common;
+#[path = "apiserver_kubectl/conversion.rs"]
+mod conversion;
 #[path = "apiserver_kubectl/crd.rs"]
 mod crd;
 #[path = "apiserver_kubectl/webhooks.rs"]
@@ -630,12 +634,15 @@ async fn t15_custom_resources() {
     crd::custom_resources(&a).await;
 }
 
-/// Admission webhooks called by two apiservers (`webhooks.rs`).
+/// Admission and conversion webhooks called by two apiservers, and an aggregated API
+/// served through them (`webhooks.rs`, `conversion.rs`, `aggregation.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t16_admission_webhooks() {
+async fn t16_webhooks_and_aggregation() {
     let backend = Backend::flotilla().await;
     let a = Apiservers::start(2, &backend.urls()).await;
     webhooks::admission_webhooks(&a).await;
+    conversion::conversion_webhook(&a).await;
+    aggregation::aggregated_api(&a).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -249,7 +249,13 @@ async fn store_crd(store: &Store, name: &str) -> Result<CustomResourceDefinition
 async fn delete_all(store: &Store, all: &Target) -> Result<usize, ApiError> {
     let opts = ListOptions::default();
     store
-        .delete_collection(all, &opts, &DeleteOptions::default())
+        .delete_collection(
+            all,
+            &opts,
+            &DeleteOptions::default(),
+            None,
+            &Default::default(),
+        )
         .await?;
     let left: Vec<Value> = store.list_values(all, &opts).await?;
     Ok(left.len())

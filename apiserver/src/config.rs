@@ -112,6 +112,14 @@ pub struct ApiserverFlags {
     /// dialled. Without it they are not verified (a warning at start says so).
     #[arg(long)]
     pub kubelet_certificate_authority: Option<PathBuf>,
+    /// The client certificate (PEM) this apiserver presents to aggregated APIs' backends
+    /// (APIServices with a service), which trust it for the user named in `X-Remote-*`.
+    /// Without it nothing is presented (a warning at start says so).
+    #[arg(long, requires = "proxy_client_key_file")]
+    pub proxy_client_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --proxy-client-cert-file.
+    #[arg(long, requires = "proxy_client_cert_file")]
+    pub proxy_client_key_file: Option<PathBuf>,
     /// The audit policy (audit.k8s.io/v1 Policy, YAML or JSON): which requests are recorded
     /// at which level. Read at start; a policy kube would refuse refuses the start. Without
     /// it nothing is audited.
@@ -183,6 +191,8 @@ pub struct Config {
     pub audit_warning: Option<&'static str>,
     /// --max-connections, --tls-handshake-timeout, --read-header-timeout.
     pub connections: crate::http::limits::ConnectionLimits,
+    /// --proxy-client-cert-file and --proxy-client-key-file, read at start.
+    pub proxy_client: Option<crate::aggregator::Identity>,
 }
 
 impl ApiserverFlags {
@@ -259,6 +269,10 @@ impl ApiserverFlags {
                 .zip(self.kubelet_client_key.as_deref()),
             self.kubelet_certificate_authority.as_deref(),
         )?);
+        let proxy_client = match (&self.proxy_client_cert_file, &self.proxy_client_key_file) {
+            (Some(c), Some(k)) => Some(crate::aggregator::Identity::load(c, k)?),
+            _ => None,
+        };
         let policy = match &self.audit_policy_file {
             Some(path) => Some(
                 crate::audit::Policy::load(path)
@@ -336,6 +350,7 @@ impl ApiserverFlags {
             audit,
             audit_warning,
             connections,
+            proxy_client,
         })
     }
 }

@@ -94,7 +94,7 @@ impl KubeletClient {
 /// Accepts the agent's certificate as it is, but still checks that the handshake was
 /// signed by its key.
 #[derive(Debug)]
-struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
+pub(crate) struct AnyServerCert(pub(crate) Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for AnyServerCert {
     fn verify_server_cert(

@@ -23,6 +23,7 @@
 //! - `metrics.rs`: `/metrics`; `table/`: the tables `kubectl get` prints (columns per kind in `table/printers/`).
 
 pub mod admission;
+pub mod aggregator;
 pub mod apiextensions;
 pub mod audit;
 pub mod auth;
@@ -185,9 +186,21 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
     let openapi = openapi::Live::new(&kinds);
     let authorizer = authz::Authorizer::new(cfg.authorization_mode, store.cache.clone());
     let webhooks = webhook::Webhooks::new(store.cache.clone(), kinds.clone());
+    kinds.set_conversion_caller(webhook::conversion::Converter::new(store.cache.clone()));
+    let aggregator = aggregator::Aggregator::new(store.cache.clone(), cfg.proxy_client.clone());
+    if cfg.proxy_client.is_none() {
+        tracing::warn!(
+            "no --proxy-client-cert-file: aggregated APIs are called without a client certificate"
+        );
+    }
+    let availability = tokio::spawn(aggregator::available::run(
+        store.clone(),
+        aggregator.clone(),
+    ));
     let shared = Arc::new(http::Shared {
         store,
         webhooks,
+        aggregator,
         etcd,
         openapi,
         authorizer,
@@ -209,6 +222,7 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
     http::serve(listener, tls_cfg, shared, cfg.connections, shutdown).await;
     kubernetes_service.abort();
     apiextensions.abort();
+    availability.abort();
     // Out of the kubernetes endpoints now rather than when the lease runs out.
     kubernetes_service::resign(&lease_etcd, advertise).await;
     feed.abort();

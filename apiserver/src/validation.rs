@@ -35,6 +35,22 @@ pub enum NameRule {
     PathSegment,
 }
 
+/// Annotation keys (qualified names) and their total size, as kube checks them.
+pub fn annotations(field: &str, a: &BTreeMap<String, String>) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    for (k, v) in a {
+        total = total.saturating_add(k.len()).saturating_add(v.len());
+        for m in label_key(&k.to_lowercase()) {
+            out.push(FieldError::invalid(field, k, m));
+        }
+    }
+    if total > TOTAL_ANNOTATION_SIZE {
+        out.push(FieldError::too_long(field, TOTAL_ANNOTATION_SIZE));
+    }
+    out
+}
+
 pub fn name(rule: NameRule, name: &str) -> Vec<String> {
     let mut e = path_segment(name);
     if !e.is_empty() {
@@ -107,19 +123,7 @@ pub fn object_meta(meta: &ObjectMeta, namespaced: bool, rule: NameRule) -> Vec<F
         out.extend(labels("metadata.labels", l));
     }
     if let Some(a) = &meta.annotations {
-        let mut total = 0;
-        for (k, v) in a {
-            total += k.len() + v.len();
-            for m in label_key(&k.to_lowercase()) {
-                out.push(FieldError::invalid("metadata.annotations", k, m));
-            }
-        }
-        if total > TOTAL_ANNOTATION_SIZE {
-            out.push(FieldError::too_long(
-                "metadata.annotations",
-                TOTAL_ANNOTATION_SIZE,
-            ));
-        }
+        out.extend(annotations("metadata.annotations", a));
     }
     for (i, f) in meta.finalizers.iter().flatten().enumerate() {
         for m in label_key(f) {

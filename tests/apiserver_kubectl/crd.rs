@@ -227,6 +227,56 @@ pub async fn custom_resources(a: &Apiservers) {
         stderr(&o)
     );
 
+    // A rule whose cost grows with the square of an unbounded list is refused with the CRD,
+    // as kube refuses it; with maxItems it is accepted.
+    let quadratic = |max_items: &str| {
+        format!(
+            r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: tags.cost.example.com
+spec:
+  group: cost.example.com
+  scope: Namespaced
+  names: {{plural: tags, kind: Tag}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              names:
+                type: array{max_items}
+                items: {{type: string, maxLength: 63}}
+                x-kubernetes-validations:
+                - {{rule: "self.all(x, self.exists_one(y, x == y))", message: names must be unique}}
+"#
+        )
+    };
+    let o = kubectl_stdin(&kc0, &["apply", "-f", "-"], &quadratic(""));
+    assert!(
+        !o.status.success()
+            && stderr(&o).contains(
+                "spec.validation.openAPIV3Schema.properties[spec].properties[names].x-kubernetes-validations[0].rule: \
+                 Forbidden: estimated rule cost exceeds budget by factor of more than 100x"
+            ),
+        "{}",
+        stderr(&o)
+    );
+    let o = kubectl_stdin(
+        &kc0,
+        &["apply", "-f", "-"],
+        &quadratic("\n                maxItems: 20"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    kubectl_ok(&kc0, &["delete", "crd", "tags.cost.example.com"]);
+
     // Unknown fields: refused under kubectl's strict validation, warned about and pruned
     // under --validate=warn.
     let extra = crontab("pruned", "  cronSpec: '* * * * */5'\n  color: blue");

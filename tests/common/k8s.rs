@@ -162,6 +162,12 @@ pub struct Apiservers {
 }
 
 impl Apiservers {
+    /// The CA of the apiservers' front-proxy client certificate: what an aggregated API's
+    /// backend trusts for `X-Remote-User`.
+    pub fn front_proxy_ca(&self) -> PathBuf {
+        self.dir.path().join("front-proxy").join("ca.crt")
+    }
+
     pub async fn start(n: usize, etcd: &[String]) -> Apiservers {
         let dir = tempfile::tempdir().expect("tempdir");
         // The client certificate the apiservers present to agents, from their own CA
@@ -175,6 +181,16 @@ impl Apiservers {
             apiserver::tls::Usage::Client,
         )
         .expect("the kubelet client certificate");
+        // The client certificate for aggregated APIs' backends, from a CA of its own
+        // (`front_proxy_ca`), as `flotilla up` sets it up.
+        let front = apiserver::tls::issue(
+            &dir.path().join("front-proxy"),
+            "front-proxy-client",
+            "front-proxy-client",
+            &[],
+            apiserver::tls::Usage::Client,
+        )
+        .expect("the front-proxy client certificate");
         let mut a = Apiservers {
             dir,
             servers: Vec::new(),
@@ -197,6 +213,10 @@ impl Apiservers {
                 kubelet.key.display().to_string(),
                 "--kubelet-certificate-authority".into(),
                 kubelet.ca.display().to_string(),
+                "--proxy-client-cert-file".into(),
+                front.cert.display().to_string(),
+                "--proxy-client-key-file".into(),
+                front.key.display().to_string(),
             ];
             a.servers.push(Apiserver {
                 port,

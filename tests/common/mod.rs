@@ -551,6 +551,7 @@ pub fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitS
 pub mod agents;
 pub mod compose;
 pub mod control;
+pub mod extension;
 pub mod images;
 pub mod k8s;
 pub mod loki;

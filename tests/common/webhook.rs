@@ -1,7 +1,9 @@
 //! A small HTTPS admission webhook server for tests and benchmarks, with a certificate
 //! from a CA of its own (the caBundle a configuration gives): `/mutate` adds the label
 //! `injected-by: webhook` and a warning, `/validate` refuses names starting with
-//! `forbidden-` (403), `/slow` answers after 10 s, anything else allows.
+//! `forbidden-` (403), `/slow` answers after 10 s, anything else allows. `/convert` is a
+//! CRD conversion webhook between `v1` (`spec.cronSpec`) and `v2` (`spec.schedule`);
+//! `/convert-fail` refuses every conversion.
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -42,6 +44,45 @@ async fn answer(path: &str, review: &Value, calls: &AtomicUsize) -> Value {
     }
 }
 
+/// A ConversionReview's answer: `/convert` moves `spec.cronSpec` (v1) to `spec.schedule`
+/// (v2) and back; `/convert-fail` fails.
+fn convert(path: &str, review: &Value, calls: &AtomicUsize) -> Value {
+    calls.fetch_add(1, Ordering::SeqCst);
+    let r = &review["request"];
+    let desired = r["desiredAPIVersion"].as_str().unwrap_or("");
+    let response = if path == "/convert-fail" {
+        json!({"uid": r["uid"], "result": {"status": "Failure", "message": "no conversion today"}})
+    } else {
+        let to_v2 = desired.ends_with("/v2");
+        let converted: Vec<Value> = r["objects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| {
+                let mut o = o.clone();
+                let spec = o["spec"]
+                    .as_object_mut()
+                    .map(std::mem::take)
+                    .unwrap_or_default();
+                let (from, to) = if to_v2 {
+                    ("cronSpec", "schedule")
+                } else {
+                    ("schedule", "cronSpec")
+                };
+                let mut out = serde_json::Map::new();
+                for (k, v) in spec {
+                    out.insert(if k == from { to.to_string() } else { k }, v);
+                }
+                o["spec"] = Value::Object(out);
+                o["apiVersion"] = json!(desired);
+                o
+            })
+            .collect();
+        json!({"uid": r["uid"], "convertedObjects": converted, "result": {"status": "Success"}})
+    };
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview", "response": response})
+}
+
 /// Serves the webhooks on 127.0.0.1 until the test ends; returns the port, the CA's PEM
 /// and the number of calls so far.
 pub async fn webhook_server(dir: &Path) -> (u16, Vec<u8>, Arc<AtomicUsize>) {
@@ -76,9 +117,13 @@ pub async fn webhook_server(dir: &Path) -> (u16, Vec<u8>, Arc<AtomicUsize>) {
                             .ok()
                             .and_then(|b| serde_json::from_slice(&b).ok())
                             .unwrap_or_default();
-                        let resp = json!({"apiVersion": "admission.k8s.io/v1",
-                            "kind": "AdmissionReview",
-                            "response": answer(&path, &review, &calls).await});
+                        let resp = if path.starts_with("/convert") {
+                            convert(&path, &review, &calls)
+                        } else {
+                            json!({"apiVersion": "admission.k8s.io/v1",
+                                "kind": "AdmissionReview",
+                                "response": answer(&path, &review, &calls).await})
+                        };
                         Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(
                             serde_json::to_vec(&resp).unwrap(),
                         ))))

@@ -137,6 +137,10 @@ pub fn secure_port_args(data: &Path, name: &str, port: u16) -> anyhow::Result<Ve
 pub struct AgentPki {
     agents: Vec<Issued>,
     client: Issued,
+    /// The apiservers' client certificate for aggregated APIs' backends, from a CA of its
+    /// own (`pki/front-proxy/ca.crt`), as kube's front-proxy CA is kept apart from the
+    /// cluster CA: no other client certificate can pass for the front proxy.
+    front_proxy: Issued,
 }
 
 impl AgentPki {
@@ -169,7 +173,25 @@ impl AgentPki {
                 dir.display()
             )
         })?;
-        Ok(AgentPki { agents, client })
+        let front = dir.join("front-proxy");
+        let front_proxy = issue(
+            &front,
+            "front-proxy-client",
+            "front-proxy-client",
+            &[],
+            Usage::Client,
+        )
+        .with_context(|| {
+            format!(
+                "issuing the apiservers' front-proxy client certificate in {}",
+                front.display()
+            )
+        })?;
+        Ok(AgentPki {
+            agents,
+            client,
+            front_proxy,
+        })
     }
 
     /// The kubelet's flags for agent `i`: its serving certificate, and the CA client
@@ -187,9 +209,10 @@ impl AgentPki {
         ]
     }
 
-    /// kube-apiserver's flags for dialling the agents.
+    /// kube-apiserver's flags for dialling the agents and aggregated APIs' backends.
     pub fn apiserver_args(&self) -> Vec<String> {
         let c = &self.client;
+        let f = &self.front_proxy;
         let p = |p: &Path| p.display().to_string();
         vec![
             "--kubelet-client-certificate".into(),
@@ -198,6 +221,10 @@ impl AgentPki {
             p(&c.key),
             "--kubelet-certificate-authority".into(),
             p(&c.ca),
+            "--proxy-client-cert-file".into(),
+            p(&f.cert),
+            "--proxy-client-key-file".into(),
+            p(&f.key),
         ]
     }
 }

@@ -208,6 +208,10 @@ async fn serve_route(
 ) -> Result<Response<Body>, ApiError> {
     let kinds = &shared.kinds;
     let q = &parsed.query;
+    // A group version an APIService gives to a Service's backend is that backend's.
+    if let Some(b) = shared.aggregator.for_path(&parsed.path) {
+        return crate::aggregator::proxy::forward(&shared.aggregator, &b, req, user).await;
+    }
     match &parsed.route {
         None => Err(ApiError::NoRoute),
         Some(Route::CoreVersions) if aggregated::wanted(accept(&req)) => {
@@ -220,12 +224,30 @@ async fn serve_route(
             let mut list = discovery::group_list(kinds);
             reviews::add_groups(&mut list);
             crate::http::resource_metrics::add_group(&mut list);
+            let backed = shared.aggregator.groups();
+            if let Some(groups) = list.get_mut("groups").and_then(|g| g.as_array_mut()) {
+                for (name, versions) in &backed {
+                    groups.retain(|g| g["name"] != name.as_str());
+                    groups.push(crate::aggregator::group_json(name, versions));
+                }
+            }
             if !aggregated::wanted(accept(&req)) {
                 return Ok(ok_json(&list));
             }
             let mut groups = Vec::new();
             for g in list["groups"].as_array().into_iter().flatten() {
                 let name = g["name"].as_str().unwrap_or("");
+                if let Some((_, backends)) = backed.iter().find(|(n, _)| n == name) {
+                    let mut versions = Vec::new();
+                    for b in backends {
+                        let l = shared.aggregator.resources(b).await.unwrap_or_else(|| {
+                            serde_json::json!({"groupVersion": format!("{name}/{}", b.version), "resources": []})
+                        });
+                        versions.push((b.version.clone(), l));
+                    }
+                    groups.push(aggregated::group(name, &versions));
+                    continue;
+                }
                 let versions: Vec<(String, serde_json::Value)> = g["versions"]
                     .as_array()
                     .into_iter()
@@ -241,6 +263,17 @@ async fn serve_route(
                 groups.push(aggregated::group(name, &versions));
             }
             Ok(aggregated_response(&aggregated::list(groups)))
+        }
+        Some(Route::Group(g)) if shared.aggregator.groups().iter().any(|(n, _)| n == g) => {
+            let groups = shared.aggregator.groups();
+            let (name, versions) = groups
+                .iter()
+                .find(|(n, _)| n == g)
+                .ok_or(ApiError::NoRoute)?;
+            let mut doc = crate::aggregator::group_json(name, versions);
+            doc["kind"] = "APIGroup".into();
+            doc["apiVersion"] = "v1".into();
+            Ok(ok_json(&doc))
         }
         Some(Route::Group(g)) => match discovery::group(kinds, g) {
             Some(v) => Some(v),

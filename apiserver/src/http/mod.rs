@@ -38,6 +38,8 @@ pub struct Shared {
     pub store: Arc<Store>,
     /// The admission webhooks configured (from the watch cache).
     pub webhooks: Arc<crate::webhook::Webhooks>,
+    /// The aggregated APIs (APIServices with a service, from the watch cache).
+    pub aggregator: Arc<crate::aggregator::Aggregator>,
     /// The etcd client under the store's storage: its health and request latencies.
     pub etcd: Arc<crate::etcd::Etcd>,
     pub openapi: crate::openapi::Live,

@@ -122,7 +122,7 @@ pub async fn watch(
         let _open = &open;
         let b = match &table {
             Some(tr) => table_event(tr, &info, b, &mut headers),
-            None if !kind.stored_here() => served_event(kind.as_ref(), b),
+            None if kind.needs_conversion() => served_event(kind.as_ref(), b),
             None => b,
         };
         Ok::<_, std::convert::Infallible>(Frame::data(b))

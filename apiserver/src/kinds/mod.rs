@@ -25,6 +25,7 @@ mod controllerrevision;
 mod cronjob;
 // CustomResourceDefinitions and the kinds they define (`registry.rs` serves them).
 pub mod admissionregistration;
+mod apiservice;
 pub mod crd;
 pub mod custom;
 pub mod daemonset;
@@ -55,7 +56,7 @@ pub use kind::{Claim, Companion, Env, Kind};
 pub use namespace::terminating as namespace_terminating;
 pub use registry::{storage_of, Kinds, CRD_PREFIX};
 pub use served::{Conversion, Served};
-pub use typed::{served_bytes, Strategy, Typed};
+pub use typed::{served_bytes, served_items, Strategy, Typed};
 
 /// Every built-in kind: one line each.
 fn builtin() -> Vec<Arc<dyn Strategy>> {
@@ -91,6 +92,7 @@ fn builtin() -> Vec<Arc<dyn Strategy>> {
         Arc::new(Typed::<rbac::RoleBindings>::new()),
         Arc::new(Typed::<rbac::ClusterRoleBindings>::new()),
         Arc::new(Typed::<crd::CustomResourceDefinitions>::new()),
+        Arc::new(Typed::<apiservice::APIServices>::new()),
         Arc::new(Typed::<admissionregistration::MutatingWebhookConfigurations>::new()),
         Arc::new(Typed::<
             admissionregistration::ValidatingWebhookConfigurations,

@@ -27,6 +27,8 @@ struct Table {
     /// `builtin` then the custom kinds that do not clash with them.
     all: Arc<Vec<Arc<dyn Strategy>>>,
     generation: u64,
+    /// What calls CRDs' conversion webhooks, once set.
+    caller: super::custom::conversion::SharedCaller,
 }
 
 impl Table {
@@ -72,6 +74,16 @@ impl Kinds {
 
     fn snapshot(&self) -> Arc<Vec<Arc<dyn Strategy>>> {
         self.read().all.clone()
+    }
+
+    /// Sets what calls CRDs' conversion webhooks (once; later calls change nothing). Until
+    /// then, objects that need one are refused as unavailable.
+    pub fn set_conversion_caller(&self, c: Arc<dyn super::custom::conversion::Caller>) {
+        let _ = self.read().caller.set(c);
+    }
+
+    fn caller(&self) -> super::custom::conversion::SharedCaller {
+        self.read().caller.clone()
     }
 
     /// Counts changes of the table.
@@ -138,7 +150,7 @@ impl Kinds {
                     None
                 }
             })
-            .map(|c| super::custom::build(&c))
+            .map(|c| super::custom::build(&c, &self.caller()))
             .unwrap_or_default();
         tracing::debug!(crd = name, kinds = kinds.len(), "CRD defines");
         let mut t = self.write();
@@ -156,12 +168,13 @@ impl Kinds {
     /// Serves exactly what these CRDs (stored values by key) define (after a full list).
     pub fn reset_custom<'a>(&self, crds: impl Iterator<Item = (&'a str, &'a [u8])>) {
         let mut custom = BTreeMap::new();
+        let caller = self.caller();
         for (key, value) in crds {
             let Some(name) = key.strip_prefix(CRD_PREFIX) else {
                 continue;
             };
             if let Ok(c) = serde_json::from_slice::<CustomResourceDefinition>(value) {
-                let kinds = super::custom::build(&c);
+                let kinds = super::custom::build(&c, &caller);
                 if !kinds.is_empty() {
                     custom.insert(name.to_string(), kinds);
                 }

@@ -44,21 +44,51 @@ pub trait Strategy: Send + Sync {
     fn stored_here(&self) -> bool {
         true
     }
+    /// Whether a stored object may need converting to be served in this version: stored
+    /// in another version, or in several (a CRD whose storage version changed).
+    fn needs_conversion(&self) -> bool {
+        !self.stored_here()
+    }
     /// A stored object as this version serves it (itself when stored here).
     fn to_served(&self, stored: Value) -> Result<Value, ApiError> {
         Ok(stored)
+    }
+    /// Stored objects as this version serves them (a list's items, converted together).
+    fn to_served_all(&self, stored: Vec<Value>) -> Result<Vec<Value>, ApiError> {
+        stored.into_iter().map(|o| self.to_served(o)).collect()
     }
 }
 
 /// A stored object's JSON as `kind` serves it: the same bytes when stored in its version.
 pub fn served_bytes(kind: &dyn Strategy, stored: bytes::Bytes) -> Result<bytes::Bytes, ApiError> {
-    if kind.stored_here() {
+    if !kind.needs_conversion() {
         return Ok(stored);
     }
     let v: Value = serde_json::from_slice(&stored)
         .map_err(|e| ApiError::Internal(format!("stored object: {e}")))?;
     let served = kind.to_served(v)?;
     Ok(serde_json::to_vec(&served).unwrap_or_default().into())
+}
+
+/// Stored objects' JSON as `kind` serves them, converted together (one conversion
+/// webhook call for a whole list).
+pub fn served_items(
+    kind: &dyn Strategy,
+    stored: Vec<bytes::Bytes>,
+) -> Result<Vec<bytes::Bytes>, ApiError> {
+    if !kind.needs_conversion() {
+        return Ok(stored);
+    }
+    let values = stored
+        .iter()
+        .map(|b| serde_json::from_slice::<Value>(b))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::Internal(format!("stored object: {e}")))?;
+    Ok(kind
+        .to_served_all(values)?
+        .iter()
+        .map(|v| serde_json::to_vec(v).unwrap_or_default().into())
+        .collect())
 }
 
 /// Parses a request body as `T`, the object of the resource `info` describes: its

@@ -10,6 +10,10 @@
 use kube_cel::{compile_schema, CompiledSchema, ErrorKind, RootContext, ValidationError};
 use serde_json::Value;
 
+pub mod budget;
+pub mod cost;
+pub mod shape;
+
 use super::Props;
 use crate::error::{FieldError, FieldErrorKind};
 
@@ -17,6 +21,7 @@ use crate::error::{FieldError, FieldErrorKind};
 pub struct Rules {
     compiled: CompiledSchema,
     root: RootContext,
+    parsed: budget::Parsed,
 }
 
 thread_local! {
@@ -59,6 +64,7 @@ pub fn compile(s: &Props, group: &str, version: &str, kind: &str) -> Option<Rule
     let json = serde_json::to_value(s).ok()?;
     Some(Rules {
         compiled: compile_schema(&json),
+        parsed: budget::Parsed::of(s),
         root: RootContext {
             api_version: if group.is_empty() {
                 version.to_string()
@@ -72,8 +78,13 @@ pub fn compile(s: &Props, group: &str, version: &str, kind: &str) -> Option<Rule
 }
 
 impl Rules {
-    /// The rules' failures on `obj` (and `old`, on an update), as kube reports them.
+    /// The rules' failures on `obj` (and `old`, on an update), as kube reports them; or,
+    /// when their estimated cost on this object is over kube's limits, that alone and no
+    /// rule run.
     pub fn check(&self, schema: &Props, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+        if let Some(e) = budget::runtime_error(&self.parsed, schema, obj, old) {
+            return vec![e];
+        }
         let result = VALIDATOR
             .with(|v| v.validate_compiled_with_context(&self.compiled, obj, old, Some(&self.root)));
         match result {
@@ -143,11 +154,25 @@ fn type_at<'a>(mut s: &'a Props, path: &str) -> &'a str {
 }
 
 /// A CRD's rules that do not compile, with kube's paths
-/// (`…properties[spec].x-kubernetes-validations[0].rule`) and its `compilation failed`.
+/// (`…properties[spec].x-kubernetes-validations[0].rule`) and its `compilation failed`;
+/// when all compile, those whose estimated cost is over kube's limits.
 pub fn compile_errors(s: &Props, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     compile_errors_into(s, path, &mut errs);
+    if errs.is_empty() {
+        errs = budget::static_errors(s, path);
+    }
     errs
+}
+
+/// Parses an expression the interpreter can evaluate: the parser's words on a syntax
+/// error; refused syntax (a message literal, on which the interpreter panics) named.
+pub fn parse(expr: &str) -> Result<kube_cel::cel::Program, String> {
+    let p = kube_cel::cel::Program::compile(expr).map_err(|e| e.to_string())?;
+    match cost::unsupported_syntax(p.expression()) {
+        Some(what) => Err(format!("ERROR: <input>: {what}")),
+        None => Ok(p),
+    }
 }
 
 const REASONS: [&str; 4] = [
@@ -168,7 +193,7 @@ fn compile_errors_into(s: &Props, path: &str, errs: &mut Vec<FieldError>) {
                 format!("{at}.rule"),
                 "rule is not specified",
             ));
-        } else if let Err(e) = kube_cel::cel::Program::compile(&r.rule) {
+        } else if let Err(e) = parse(&r.rule) {
             errs.push(FieldError::invalid(
                 format!("{at}.rule"),
                 &r.rule,
@@ -176,7 +201,7 @@ fn compile_errors_into(s: &Props, path: &str, errs: &mut Vec<FieldError>) {
             ));
         }
         if let Some(m) = r.message_expression.as_deref().filter(|m| !m.is_empty()) {
-            if let Err(e) = kube_cel::cel::Program::compile(m) {
+            if let Err(e) = parse(m) {
                 errs.push(FieldError::invalid(
                     format!("{at}.messageExpression"),
                     m,

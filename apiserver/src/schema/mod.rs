@@ -4,7 +4,7 @@
 //! (`prune.rs`), then validation with kube-openapi's messages (`validate.rs`; string
 //! formats in `formats.rs`, `pattern`s compiled once in `patterns.rs`, values rendered as
 //! Go renders them in `gofmt.rs`). And what a CRD's schema itself must be: structural
-//! //! (`structural.rs`) and of the keywords Kubernetes supports (`keywords.rs`). CEL rules
+//! (`structural.rs`) and of the keywords Kubernetes supports (`keywords.rs`). CEL rules
 //! (`x-kubernetes-validations`) last, through kube-cel (`cel.rs`). Pure: no I/O, nothing
 //! of the registry.
 

@@ -73,6 +73,56 @@ fn add_finalizer(v: &mut Value, f: &str) {
 
 impl Store {
     pub async fn delete(&self, t: &Target, opts: &DeleteOptions) -> Result<Deleted, ApiError> {
+        self.delete_as_of(t, opts, None).await
+    }
+
+    /// A delete that validating admission (webhooks, policies) decides first, on the
+    /// object being deleted (operation DELETE, `oldObject`), as kube's registry asks them.
+    /// The delete is made only if that object is still the stored one; if it changed
+    /// meanwhile, admission decides again on the new one.
+    pub async fn delete_admitted(
+        &self,
+        t: &Target,
+        opts: &DeleteOptions,
+        external: Option<&std::sync::Arc<dyn super::External>>,
+        warnings: &super::Warnings,
+    ) -> Result<Deleted, ApiError> {
+        let Some(x) = external else {
+            return self.delete(t, opts).await;
+        };
+        let dry_run = opts.dry_run.iter().any(|d| d == "All");
+        for _ in 0..super::update::MAX_ATTEMPTS {
+            let old = self.read(&t.key()).await?.ok_or_else(|| t.not_found())?;
+            let a = super::Attributes {
+                operation: "DELETE",
+                target: t,
+                name: t.name(),
+                sub: None,
+                old: Some(&old.value),
+                dry_run,
+                warnings,
+            };
+            x.validate(a, &old.value).await?;
+            let moved = std::sync::atomic::AtomicBool::new(false);
+            match self
+                .delete_as_of(t, opts, Some((old.mod_revision, &moved)))
+                .await
+            {
+                Err(_) if moved.load(std::sync::atomic::Ordering::Relaxed) => continue,
+                r => return r,
+            }
+        }
+        Err(super::update::conflict(t))
+    }
+
+    /// A delete; with `expect`, only of the object at that revision (else the flag is
+    /// set and the delete refused).
+    async fn delete_as_of(
+        &self,
+        t: &Target,
+        opts: &DeleteOptions,
+        expect: Option<(i64, &std::sync::atomic::AtomicBool)>,
+    ) -> Result<Deleted, ApiError> {
         const POLICIES: &[&str] = &["Orphan", "Background", "Foreground"];
         if let Some(p) = opts.propagation_policy.as_deref() {
             if !POLICIES.contains(&p) {
@@ -108,6 +158,12 @@ impl Store {
             .guarded_update(t, None, dry_run, |old| {
                 removed = false;
                 let v = &old.value;
+                if let Some((rev, moved)) = expect {
+                    if rev != old.mod_revision {
+                        moved.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return Err(super::update::conflict(t));
+                    }
+                }
                 if let Some(p) = &opts.preconditions {
                     p.check(t, old)?;
                 }
@@ -132,8 +188,10 @@ impl Store {
                 if deleting && current.is_some_and(|c| c <= g) {
                     return Ok(Outcome::Unchanged);
                 }
-                let at = k8s_openapi::jiff::Timestamp::from_second(super::now().0.as_second() + g)
-                    .unwrap_or(super::now().0);
+                let at = k8s_openapi::jiff::Timestamp::from_second(
+                    super::now().0.as_second().saturating_add(g),
+                )
+                .unwrap_or(super::now().0);
                 r["metadata"]["deletionTimestamp"] =
                     time_value(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at));
                 r["metadata"]["deletionGracePeriodSeconds"] = g.into();
@@ -164,6 +222,8 @@ impl Store {
         t: &Target,
         list: &super::ListOptions,
         opts: &DeleteOptions,
+        external: Option<&std::sync::Arc<dyn super::External>>,
+        warnings: &super::Warnings,
     ) -> Result<Vec<Value>, ApiError> {
         let mut consistent = list.clone();
         consistent.resource_version = None;
@@ -179,7 +239,7 @@ impl Store {
                 namespace: ns.filter(|_| t.kind.info().namespaced),
                 name: Some(name),
             };
-            match self.delete(&one, opts).await {
+            match self.delete_admitted(&one, opts, external, warnings).await {
                 Ok(d) => out.push(d.object),
                 Err(ApiError::NotFound { .. }) => {}
                 Err(e) => return Err(e),

@@ -19,7 +19,7 @@ pub(crate) enum Outcome {
     Unchanged,
 }
 
-const MAX_ATTEMPTS: usize = 8;
+pub(super) const MAX_ATTEMPTS: usize = 8;
 
 pub(super) fn conflict(t: &Target) -> ApiError {
     ApiError::Conflict {

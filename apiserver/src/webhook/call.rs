@@ -1,9 +1,12 @@
 //! One call of a webhook: the review POSTed over HTTPS to its URL, or to an endpoint of
 //! its Service with the Service's DNS name (`<name>.<namespace>.svc`) as the name its
 //! certificate must carry, trusting only the configuration's caBundle, all within the
-//! webhook's timeout. Failures read as kube's (`Post "<url>": context deadline
-//! exceeded`); what they mean is the caller's (failurePolicy).
+//! webhook's timeout. Connections are kept (up to `IDLE_PER_KEY` idle per address, name
+//! and bundle) and reused, as Go's HTTP client keeps them, so a call is one request, not a
+//! handshake. Failures read as kube's (`Post "<url>": context deadline exceeded`); what
+//! they mean is the caller's (failurePolicy).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +15,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
+
+use k8s_openapi::api::admissionregistration::v1::WebhookClientConfig;
+
+use crate::store::cache::Cache;
 
 /// The most of an answer read (kube-apiserver reads webhook responses whole; a bound
 /// keeps a broken webhook from using the apiserver's memory).
@@ -83,6 +90,73 @@ impl Endpoint {
     }
 }
 
+/// Where a webhook of `c` is called: its URL, or a ready endpoint of its Service.
+pub fn resolve(
+    cache: &Cache,
+    c: &WebhookClientConfig,
+    timeout: Duration,
+) -> Result<Endpoint, String> {
+    if let Some(url) = &c.url {
+        return Endpoint::from_url(url, timeout);
+    }
+    let svc = c
+        .service
+        .as_ref()
+        .ok_or_else(|| "the webhook names neither a url nor a service".to_string())?;
+    let port = u16::try_from(svc.port.unwrap_or(443)).map_err(|e| e.to_string())?;
+    let (ip, target) = service_endpoint(cache, &svc.namespace, &svc.name, port)?;
+    Ok(Endpoint::for_service(
+        &svc.name,
+        &svc.namespace,
+        port,
+        svc.path.as_deref().unwrap_or(""),
+        &ip,
+        target,
+        timeout,
+    ))
+}
+
+/// A ready address of Service `ns/name` for its port `port` (what kube-apiserver's
+/// `--enable-aggregator-routing` dials), from the Service and its Endpoints in the cache.
+pub fn service_endpoint(
+    cache: &Cache,
+    ns: &str,
+    name: &str,
+    port: u16,
+) -> Result<(String, u16), String> {
+    let get = |plural: &str| -> Option<serde_json::Value> {
+        let o = cache.get(&crate::store::object_key(plural, Some(ns), name))?;
+        serde_json::from_slice(&o.json).ok()
+    };
+    let missing = || format!("service \"{ns}/{name}\" has no ready endpoint");
+    let svc = get("services").ok_or_else(|| format!("service \"{ns}/{name}\" not found"))?;
+    let sp = svc["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["port"].as_u64() == Some(u64::from(port)))
+        .ok_or_else(|| format!("service \"{ns}/{name}\" has no port {port}"))?;
+    let port_name = sp["name"].as_str().unwrap_or("");
+    let eps = get("endpoints").ok_or_else(missing)?;
+    for subset in eps["subsets"].as_array().into_iter().flatten() {
+        let Some(ip) = subset["addresses"]
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|a| a["ip"].as_str())
+        else {
+            continue;
+        };
+        let ports = subset["ports"].as_array().into_iter().flatten();
+        let found = ports
+            .filter(|p| p["name"].as_str().unwrap_or("") == port_name)
+            .find_map(|p| p["port"].as_u64().and_then(|p| u16::try_from(p).ok()));
+        if let Some(p) = found {
+            return Ok((ip.to_string(), p));
+        }
+    }
+    Err(missing())
+}
+
 fn with_timeout(path: &str, timeout: Duration) -> String {
     let sep = if path.contains('?') { '&' } else { '?' };
     format!("{path}{sep}timeout={}s", timeout.as_secs())
@@ -123,7 +197,49 @@ pub async fn post(
     }
 }
 
-async fn exchange(ep: &Endpoint, ca_bundle: &[u8], body: Vec<u8>) -> Result<Bytes, String> {
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Connections are kept per address, name dialled and trusted bundle.
+#[derive(Hash, PartialEq, Eq, Clone)]
+struct PoolKey {
+    host: String,
+    port: u16,
+    server_name: String,
+    ca: u64,
+}
+
+/// Idle connections kept per key: a webhook called by concurrent writes reuses up to
+/// this many TLS sessions instead of a handshake per call.
+const IDLE_PER_KEY: usize = 8;
+
+static POOL: std::sync::LazyLock<std::sync::Mutex<HashMap<PoolKey, Vec<Sender>>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn pool() -> std::sync::MutexGuard<'static, HashMap<PoolKey, Vec<Sender>>> {
+    POOL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An idle connection of `key` still open, if any.
+fn take(key: &PoolKey) -> Option<Sender> {
+    let mut p = pool();
+    let idle = p.get_mut(key)?;
+    while let Some(s) = idle.pop() {
+        if !s.is_closed() && s.is_ready() {
+            return Some(s);
+        }
+    }
+    None
+}
+
+fn put(key: PoolKey, s: Sender) {
+    let mut p = pool();
+    let idle = p.entry(key).or_default();
+    if idle.len() < IDLE_PER_KEY {
+        idle.push(s);
+    }
+}
+
+async fn dial(ep: &Endpoint, ca_bundle: &[u8]) -> Result<Sender, String> {
     let config = tls(ca_bundle)?;
     let name = ServerName::try_from(ep.server_name.clone()).map_err(|e| e.to_string())?;
     let tcp = tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
@@ -133,38 +249,67 @@ async fn exchange(ep: &Endpoint, ca_bundle: &[u8], body: Vec<u8>) -> Result<Byte
         .connect(name, tcp)
         .await
         .map_err(|e| format!("tls: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
-    let driver = tokio::spawn(async move {
+    // Runs until the connection closes: idle in the pool, or dropped with its sender.
+    tokio::spawn(async move {
         let _ = conn.await;
     });
-    let req = http::Request::post(ep.path.as_str())
-        .header(http::header::HOST, &ep.server_name)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::ACCEPT, "application/json, */*")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let result = async {
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let bytes = Limited::new(resp.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(format!(
-                "the server responded {}: {}",
-                status.as_u16(),
-                String::from_utf8_lossy(&bytes[..bytes.len().min(512)])
-            ));
+    Ok(sender)
+}
+
+async fn exchange(ep: &Endpoint, ca_bundle: &[u8], body: Vec<u8>) -> Result<Bytes, String> {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ca_bundle.hash(&mut h);
+    let key = PoolKey {
+        host: ep.host.clone(),
+        port: ep.port,
+        server_name: ep.server_name.clone(),
+        ca: h.finish(),
+    };
+    let body = Bytes::from(body);
+    let request = || {
+        http::Request::post(ep.path.as_str())
+            .header(http::header::HOST, &ep.server_name)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json, */*")
+            .body(Full::new(body.clone()))
+            .map_err(|e| e.to_string())
+    };
+    let (mut sender, reused) = match take(&key) {
+        Some(s) => (s, true),
+        None => (dial(ep, ca_bundle).await?, false),
+    };
+    let resp = match sender.send_request(request()?).await {
+        Ok(r) => r,
+        // A kept connection the server closed meanwhile: once more on a new one (the
+        // request was not answered, so the webhook did not act on it).
+        Err(e) if reused && (e.is_closed() || e.is_canceled() || e.is_incomplete_message()) => {
+            sender = dial(ep, ca_bundle).await?;
+            sender
+                .send_request(request()?)
+                .await
+                .map_err(|e| e.to_string())?
         }
-        Ok(bytes)
+        Err(e) => return Err(e.to_string()),
+    };
+    let status = resp.status();
+    let bytes = Limited::new(resp.into_body(), MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    put(key, sender);
+    if !status.is_success() {
+        return Err(format!(
+            "the server responded {}: {}",
+            status.as_u16(),
+            String::from_utf8_lossy(&bytes[..bytes.len().min(512)])
+        ));
     }
-    .await;
-    driver.abort();
-    result
+    Ok(bytes)
 }
 
 #[cfg(test)]

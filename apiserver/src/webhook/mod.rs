@@ -25,9 +25,11 @@
 //!
 //! Files: `rules.rs` (which webhooks and policies a request reaches, pure), `review.rs`
 //! (AdmissionReview request and answer, pure), `call.rs` (HTTPS), `expr.rs` (CEL
-//! expressions and their variables, pure), `policy.rs` (policies and bindings, pure).
+//! expressions and their variables, pure), `policy.rs` (policies and bindings, pure),
+//! `conversion.rs` (the caller of CRDs' conversion webhooks).
 
 pub mod call;
+pub mod conversion;
 pub mod expr;
 pub mod policy;
 pub mod review;
@@ -356,63 +358,7 @@ impl Admission {
 
     /// Where `h` is called: its URL, or a ready endpoint of its Service.
     fn endpoint(&self, h: &Hook) -> Result<call::Endpoint, String> {
-        let c = &h.spec.client_config;
-        if let Some(url) = &c.url {
-            return call::Endpoint::from_url(url, h.timeout());
-        }
-        let svc = c
-            .service
-            .as_ref()
-            .ok_or_else(|| "the webhook names neither a url nor a service".to_string())?;
-        let port = u16::try_from(svc.port.unwrap_or(443)).map_err(|e| e.to_string())?;
-        let (ip, target) = self.service_endpoint(&svc.namespace, &svc.name, port)?;
-        Ok(call::Endpoint::for_service(
-            &svc.name,
-            &svc.namespace,
-            port,
-            svc.path.as_deref().unwrap_or(""),
-            &ip,
-            target,
-            h.timeout(),
-        ))
-    }
-
-    /// A ready address of Service `ns/name` for its port `port` (what kube-apiserver's
-    /// `--enable-aggregator-routing` dials), from the Service and its Endpoints.
-    fn service_endpoint(&self, ns: &str, name: &str, port: u16) -> Result<(String, u16), String> {
-        let get = |plural: &str| -> Option<Value> {
-            let o = self
-                .cache
-                .get(&crate::store::object_key(plural, Some(ns), name))?;
-            serde_json::from_slice(&o.json).ok()
-        };
-        let missing = || format!("service \"{ns}/{name}\" has no ready endpoint");
-        let svc = get("services").ok_or_else(|| format!("service \"{ns}/{name}\" not found"))?;
-        let sp = svc["spec"]["ports"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|p| p["port"].as_u64() == Some(u64::from(port)))
-            .ok_or_else(|| format!("service \"{ns}/{name}\" has no port {port}"))?;
-        let port_name = sp["name"].as_str().unwrap_or("");
-        let eps = get("endpoints").ok_or_else(missing)?;
-        for subset in eps["subsets"].as_array().into_iter().flatten() {
-            let Some(ip) = subset["addresses"]
-                .as_array()
-                .and_then(|a| a.first())
-                .and_then(|a| a["ip"].as_str())
-            else {
-                continue;
-            };
-            let ports = subset["ports"].as_array().into_iter().flatten();
-            let found = ports
-                .filter(|p| p["name"].as_str().unwrap_or("") == port_name)
-                .find_map(|p| p["port"].as_u64().and_then(|p| u16::try_from(p).ok()));
-            if let Some(p) = found {
-                return Ok((ip.to_string(), p));
-            }
-        }
-        Err(missing())
+        call::resolve(&self.cache, &h.spec.client_config, h.timeout())
     }
 
     async fn mutate_all(&self, a: Attributes<'_>, obj: &mut Value) -> Result<(), ApiError> {

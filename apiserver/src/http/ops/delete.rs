@@ -13,16 +13,22 @@ use crate::http::{json_response, Body};
 pub async fn delete(c: &Call<'_>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let body = read_object(req).await?;
     let opts = delete_options(c.query, &body)?;
-    let d = c.shared.store.delete(&c.target, &opts).await?;
+    let external = c.shared.webhooks.for_request(c.user);
+    let warnings = crate::store::Warnings::default();
+    let d = c
+        .shared
+        .store
+        .delete_admitted(&c.target, &opts, external.as_ref(), &warnings)
+        .await?;
     let code = if d.finished {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
     let obj = served(c, d.object)?;
-    Ok(json_response(
-        code,
-        serde_json::to_vec(&obj).unwrap_or_default(),
+    Ok(super::with_warnings(
+        json_response(code, serde_json::to_vec(&obj).unwrap_or_default()),
+        &warnings.take(),
     ))
 }
 
@@ -34,23 +40,28 @@ pub async fn delete_collection(
     let lopts = list_options(c.query, &info.selectable_fields())?;
     let body = read_object(req).await?;
     let dopts = delete_options(c.query, &body)?;
+    let external = c.shared.webhooks.for_request(c.user);
+    let warnings = crate::store::Warnings::default();
     let items = c
         .shared
         .store
-        .delete_collection(&c.target, &lopts, &dopts)
+        .delete_collection(&c.target, &lopts, &dopts, external.as_ref(), &warnings)
         .await?;
     let items = items
         .into_iter()
         .map(|o| served(c, o))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(ok_json(
-        &json!({ "kind": info.list_kind, "apiVersion": info.api_version(), "metadata": {}, "items": items }),
+    Ok(super::with_warnings(
+        ok_json(
+            &json!({ "kind": info.list_kind, "apiVersion": info.api_version(), "metadata": {}, "items": items }),
+        ),
+        &warnings.take(),
     ))
 }
 
 /// An object a delete returns, as the request's version serves it (a Status as it is).
 fn served(c: &Call<'_>, obj: serde_json::Value) -> Result<serde_json::Value, ApiError> {
-    if c.target.kind.stored_here() || obj["kind"] != c.info().kind {
+    if !c.target.kind.needs_conversion() || obj["kind"] != c.info().kind {
         return Ok(obj);
     }
     c.target.kind.to_served(obj)

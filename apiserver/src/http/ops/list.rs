@@ -7,7 +7,7 @@ use super::{list_table, ok_json, table_of, Call};
 use crate::error::ApiError;
 use crate::http::options::list_options;
 use crate::http::{json_response, Body};
-use crate::kinds::served_bytes;
+use crate::kinds::served_items;
 use crate::store::list::list_json;
 use crate::store::Target;
 
@@ -19,11 +19,7 @@ pub async fn list(c: &Call<'_>, req: &Request<Incoming>) -> Result<Response<Body
     if let Some(tr) = table {
         return Ok(ok_json(&list_table(&tr, info, &r)));
     }
-    if !c.target.kind.stored_here() {
-        for it in r.items.iter_mut() {
-            *it = served_bytes(c.target.kind.as_ref(), std::mem::take(it))?;
-        }
-    }
+    r.items = served_items(c.target.kind.as_ref(), std::mem::take(&mut r.items))?;
     Ok(json_response(
         StatusCode::OK,
         list_json(&info.api_version(), info.list_kind, &r),

@@ -156,7 +156,7 @@ fn one_of(errs: &mut Vec<FieldError>, field: &str, v: Option<&str>, allowed: &[&
     }
 }
 
-fn client_config(c: &WebhookClientConfig, at: &str) -> Vec<FieldError> {
+pub fn client_config(c: &WebhookClientConfig, at: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     match (&c.url, &c.service) {
         (Some(_), Some(_)) | (None, None) => errs.push(FieldError::required(

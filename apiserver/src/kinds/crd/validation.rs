@@ -15,6 +15,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use crate::error::{FieldError, FieldErrorKind};
 use crate::schema::{cel, gofmt, structural, Props};
 
+mod conversion;
+
 const COLUMN_TYPES: &str = "boolean,date,integer,number,string";
 const COLUMN_FORMATS: &str = "byte,date,date-time,double,float,int32,int64,password";
 
@@ -120,6 +122,7 @@ pub fn validate(crd: &CustomResourceDefinition) -> Vec<FieldError> {
             "cannot set to true, set x-kubernetes-preserve-unknown-fields to true in spec.versions[*].schema instead",
         ));
     }
+    errs.extend(conversion::errors(spec.conversion.as_ref()));
     let paths = Paths::of(&spec.versions);
     let mut storage = 0;
     let mut names = std::collections::HashSet::new();

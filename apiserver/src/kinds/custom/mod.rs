@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 pub mod columns;
+pub mod conversion;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceDefinitionVersion,
@@ -37,6 +38,13 @@ pub struct CustomKind {
     /// The API version objects are stored in, when not this one (conversion `None`: only
     /// `apiVersion` changes).
     stored_as: Option<String>,
+    /// The storage version's schema, when objects are converted to it by a webhook.
+    stored_schema: Option<Props>,
+    /// Whether stored objects may be of another version than the storage one
+    /// (`status.storedVersions` names more than it).
+    mixed: bool,
+    /// The CRD's conversion webhook, and what calls it.
+    webhook: Option<(conversion::Hook, conversion::SharedCaller)>,
     /// The CRD is being deleted: no new objects.
     terminating: bool,
 }
@@ -56,7 +64,10 @@ pub fn served(crd: &CustomResourceDefinition) -> bool {
 
 /// The kinds a CRD defines: one per served version, none until its names are accepted or
 /// while it is being deleted.
-pub fn build(crd: &CustomResourceDefinition) -> Vec<Arc<dyn Strategy>> {
+pub fn build(
+    crd: &CustomResourceDefinition,
+    caller: &conversion::SharedCaller,
+) -> Vec<Arc<dyn Strategy>> {
     if !served(crd) {
         return vec![];
     }
@@ -64,7 +75,7 @@ pub fn build(crd: &CustomResourceDefinition) -> Vec<Arc<dyn Strategy>> {
         .versions
         .iter()
         .filter(|v| v.served)
-        .map(|v| Arc::new(CustomKind::new(crd, v)) as Arc<dyn Strategy>)
+        .map(|v| Arc::new(CustomKind::new(crd, v, caller)) as Arc<dyn Strategy>)
         .collect()
 }
 
@@ -110,7 +121,11 @@ fn pointer(path: &str) -> &'static str {
 }
 
 impl CustomKind {
-    pub fn new(crd: &CustomResourceDefinition, v: &CustomResourceDefinitionVersion) -> Self {
+    pub fn new(
+        crd: &CustomResourceDefinition,
+        v: &CustomResourceDefinitionVersion,
+        caller: &conversion::SharedCaller,
+    ) -> Self {
         let names = crd
             .status
             .as_ref()
@@ -118,6 +133,8 @@ impl CustomKind {
             .filter(|n| !n.plural.is_empty() && !n.kind.is_empty())
             .unwrap_or_else(|| crd.spec.names.clone());
         let kind = intern(&names.kind);
+        let storage = crd.spec.versions.iter().find(|s| s.storage);
+        let webhook = conversion::hook_of(crd);
         let status = v.subresources.as_ref().is_some_and(|s| s.status.is_some());
         let list_kind = names
             .list_kind
@@ -170,12 +187,20 @@ impl CustomKind {
                 .as_ref()
                 .and_then(|s| s.open_api_v3_schema.as_ref())
                 .and_then(|s| schema::cel::compile(s, &crd.spec.group, &v.name, &names.kind)),
-            stored_as: crd
-                .spec
-                .versions
-                .iter()
-                .find(|s| s.storage && s.name != v.name)
+            stored_as: storage
+                .filter(|s| s.name != v.name)
                 .map(|s| format!("{}/{}", crd.spec.group, s.name)),
+            stored_schema: webhook
+                .as_ref()
+                .and(storage)
+                .and_then(|s| s.schema.as_ref())
+                .and_then(|s| s.open_api_v3_schema.clone()),
+            mixed: crd
+                .status
+                .as_ref()
+                .and_then(|s| s.stored_versions.as_ref())
+                .is_some_and(|sv| sv.iter().any(|n| Some(n) != storage.map(|s| &s.name))),
+            webhook: webhook.map(|h| (h, caller.clone())),
             terminating: crd
                 .status
                 .as_ref()
@@ -190,6 +215,18 @@ impl CustomKind {
     /// The name of the CRD this kind comes from.
     pub fn crd(&self) -> &str {
         &self.crd
+    }
+
+    /// Converts objects to `desired` by the CRD's conversion webhook.
+    fn convert(&self, objects: Vec<Value>, desired: &str) -> Result<Vec<Value>, ApiError> {
+        let Some((hook, caller)) = &self.webhook else {
+            return Ok(objects);
+        };
+        let caller = caller.get().ok_or_else(|| {
+            ApiError::Unavailable("conversion webhooks are not reachable yet".into())
+        })?;
+        conversion::convert(caller.as_ref(), hook, objects, desired)
+            .map_err(|e| ApiError::Internal(format!("Internal error occurred: {e}")))
     }
 
     /// The object without what does not count for its generation.
@@ -223,8 +260,19 @@ impl Strategy for CustomKind {
             schema::prune::prune(&mut v, s);
             schema::default::apply(&mut v, s);
         }
-        if let Some(api_version) = &self.stored_as {
-            v["apiVersion"] = api_version.as_str().into();
+        match (&self.stored_as, &self.webhook) {
+            (Some(api_version), None) => v["apiVersion"] = api_version.as_str().into(),
+            (Some(api_version), Some(_)) => {
+                v = self
+                    .convert(vec![v], api_version)?
+                    .pop()
+                    .unwrap_or_default();
+                if let Some(s) = &self.stored_schema {
+                    schema::prune::prune(&mut v, s);
+                    schema::default::apply(&mut v, s);
+                }
+            }
+            (None, _) => {}
         }
         Ok(v)
     }
@@ -325,11 +373,33 @@ impl Strategy for CustomKind {
         self.stored_as.is_none()
     }
 
-    fn to_served(&self, mut stored: Value) -> Result<Value, ApiError> {
-        if self.stored_as.is_some() {
-            stored["apiVersion"] = self.info.api_version().into();
+    fn needs_conversion(&self) -> bool {
+        self.stored_as.is_some() || self.mixed
+    }
+
+    fn to_served(&self, stored: Value) -> Result<Value, ApiError> {
+        Ok(self.to_served_all(vec![stored])?.pop().unwrap_or_default())
+    }
+
+    fn to_served_all(&self, mut stored: Vec<Value>) -> Result<Vec<Value>, ApiError> {
+        let api_version = self.info.api_version();
+        if stored
+            .iter()
+            .all(|o| o["apiVersion"].as_str() == Some(api_version.as_str()))
+        {
+            return Ok(stored);
+        }
+        if self.webhook.is_some() {
+            stored = self.convert(stored, &api_version)?;
+        }
+        for o in stored.iter_mut() {
+            // Conversion None: only apiVersion changes.
+            o["apiVersion"] = api_version.as_str().into();
             if let Some(s) = &self.schema {
-                schema::default::apply(&mut stored, s);
+                if self.webhook.is_some() {
+                    schema::prune::prune(o, s);
+                }
+                schema::default::apply(o, s);
             }
         }
         Ok(stored)

@@ -35,13 +35,15 @@ fn crd(established: bool) -> CustomResourceDefinition {
 }
 
 fn kind() -> Arc<dyn Strategy> {
-    build(&crd(true)).pop().expect("one served version")
+    build(&crd(true), &Default::default())
+        .pop()
+        .expect("one served version")
 }
 
 #[test]
 fn served_versions_under_accepted_names_once_established() {
-    assert!(build(&crd(false)).is_empty());
-    let kinds = build(&crd(true));
+    assert!(build(&crd(false), &Default::default()).is_empty());
+    let kinds = build(&crd(true), &Default::default());
     assert_eq!(kinds.len(), 1);
     let i = kinds[0].info();
     assert_eq!(
@@ -129,7 +131,7 @@ fn selectable_fields_are_field_selector_values() {
             {"jsonPath": ".spec.replicas"}, {"jsonPath": ".spec.suspended"}]))
         .unwrap(),
     );
-    let k = build(&c).pop().unwrap();
+    let k = build(&c, &Default::default()).pop().unwrap();
     assert_eq!(
         k.info().selectable_fields(),
         [

@@ -1,4 +1,5 @@
-//! Leases, PriorityClasses, EndpointSlices, PodDisruptionBudgets and RBAC bindings.
+//! Leases, PriorityClasses, EndpointSlices, PodDisruptionBudgets, RBAC bindings and
+//! APIServices.
 
 use serde_json::Value;
 
@@ -154,5 +155,41 @@ pub static PODDISRUPTIONBUDGET: Printer = Printer {
             int_at(o, "/status/disruptionsAllowed").into(),
             age(o, now),
         ]
+    },
+};
+
+/// kube-aggregator's columns: the Service (or Local) and the Available condition, with its
+/// reason when it is not True.
+pub static APISERVICE: Printer = Printer {
+    conditions: super::no_conditions,
+    columns: &[
+        NAME,
+        Column::new(
+            "Service",
+            "The service that serves the group version, or Local.",
+        ),
+        Column::new("Available", "Whether the group version is available."),
+        AGE,
+    ],
+    cells: |o, now| {
+        let service = match (
+            str_at(o, "/spec/service/namespace"),
+            str_at(o, "/spec/service/name"),
+        ) {
+            (Some(ns), Some(n)) => format!("{ns}/{n}"),
+            _ => "Local".to_string(),
+        };
+        let available = arr_at(o, "/status/conditions")
+            .iter()
+            .find(|c| c.get("type").and_then(Value::as_str) == Some("Available"))
+            .map(|c| {
+                let status = c.get("status").and_then(Value::as_str).unwrap_or("Unknown");
+                match c.get("reason").and_then(Value::as_str) {
+                    Some(r) if status != "True" => format!("{status} ({r})"),
+                    _ => status.to_string(),
+                }
+            })
+            .unwrap_or_else(|| "Unknown".to_string());
+        vec![name(o), service.into(), available.into(), age(o, now)]
     },
 };
