@@ -5,7 +5,7 @@
 //! desired version, the same kind, name, namespace and uid; of their metadata only labels
 //! and annotations (checked as kube checks them) are taken, the rest is the original's.
 //! Errors read as kube's (`conversion webhook for <gvk> failed: …`). The call itself is a
-//! [`Caller`]'s (`crate::webhook::conversion`); this part is pure.
+//! [`Caller`]'s (`webhook/conversion.rs`); this part is pure.
 
 use std::sync::Arc;
 
