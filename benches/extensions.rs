@@ -5,7 +5,8 @@
 //!
 //! `cargo bench --bench extensions` (EXT_BENCH_OBJECTS: objects of each kind, default
 //! 10000; EXT_BENCH_CLIENTS: concurrent creators, default 16; EXT_BENCH_WEBHOOK_WRITES:
-//! sequential creates per webhook row, default 300).
+//! sequential creates per webhook row, default 300; EXT_BENCH_CONVERTED: objects of the
+//! CRD whose second version a conversion webhook serves, default 1000).
 
 #[path = "../tests/common/mod.rs"]
 #[allow(dead_code)]
@@ -19,6 +20,22 @@ use common::k8s::{Apiservers, Backend};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use serde_json::{json, Value};
 use table::{env, row};
+
+/// Two versions, the second served by the test server's conversion webhook.
+fn converted_crd(url: &str, ca: &Value) -> Value {
+    let version = |name: &str, storage: bool| {
+        json!({"name": name, "served": true, "storage": storage,
+               "schema": {"openAPIV3Schema": {"type": "object",
+                   "x-kubernetes-preserve-unknown-fields": true}}})
+    };
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.bench.flotilla.dev"},
+        "spec": {"group": "bench.flotilla.dev", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
+            "versions": [version("v1", true), version("v2", false)],
+            "conversion": {"strategy": "Webhook", "webhook": {"conversionReviewVersions": ["v1"],
+                "clientConfig": {"url": url, "caBundle": ca}}}}})
+}
 
 const CRD: &str = r#"{
   "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -267,5 +284,72 @@ async fn run() {
             lat.push(t.elapsed());
         }
         row(name, writes, started.elapsed(), lat);
+    }
+
+    // Conversion: lists and gets of a version a conversion webhook serves, beside the
+    // storage version (no call).
+    let converted = env("EXT_BENCH_CONVERTED", 1_000);
+    let crd: DynamicObject =
+        serde_json::from_value(converted_crd(&url("/convert"), &ca)).expect("CRD");
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("converted CRD");
+    let gadget = |version: &str| ApiResource {
+        group: "bench.flotilla.dev".into(),
+        version: version.into(),
+        api_version: format!("bench.flotilla.dev/{version}"),
+        kind: "Gadget".into(),
+        plural: "gadgets".into(),
+    };
+    let versions = [
+        ("v1 (storage)", gadget("v1")),
+        ("v2 (webhook)", gadget("v2")),
+    ];
+    let gadgets: Vec<Kind> = versions
+        .iter()
+        .map(|(name, ar)| Kind {
+            name: *name,
+            api: Api::namespaced_with(client.clone(), "default", ar),
+            ar: ar.clone(),
+            body: |i| json!({"spec": {"cronSpec": format!("*/{} * * * *", i % 59 + 1)}}),
+        })
+        .collect();
+    for _ in 0..100 {
+        if gadgets[1]
+            .api
+            .list(&ListParams::default().limit(1))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    creates(&gadgets[0], "g", converted, clients).await;
+    println!(
+        "\n### conversion webhook: list all {converted} (one review per list), 20 lists each\n"
+    );
+    println!("| version | lists | lists/s | p50 ms | p90 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|---|---|");
+    for k in &gadgets {
+        let (el, lat, items) = lists(k, &ListParams::default(), 20).await;
+        assert!(items >= converted, "{} listed {items}", k.name);
+        row(k.name, 20, el, lat);
+    }
+    println!("\n### conversion webhook: {writes} sequential gets of one object\n");
+    println!("| version | gets | gets/s | p50 ms | p90 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|---|---|");
+    for k in &gadgets {
+        let started = Instant::now();
+        let mut lat = Vec::new();
+        for j in 0..writes {
+            let t = Instant::now();
+            k.api
+                .get(&format!("g-{:06}", j % converted.max(1)))
+                .await
+                .expect("get");
+            lat.push(t.elapsed());
+        }
+        row(k.name, writes, started.elapsed(), lat);
     }
 }

@@ -256,6 +256,73 @@ pub async fn admission_webhooks(a: &Apiservers) {
     })
     .await;
     assert_eq!(label(&kc1, "cm/forbidden-y"), None);
+
+    // DELETE and the scale subresource reach validating webhooks too: the object being
+    // deleted (oldObject), and the Scale (autoscaling/v1) a scale writes.
+    let o = kubectl_stdin(&kc0, &["create", "-f", "-"], &deployment("forbidden-d", 1));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut on_delete = hook(
+        "deny-delete.flotilla.dev",
+        url("/validate"),
+        &ca,
+        "configmaps",
+        json!({}),
+    );
+    on_delete["rules"][0]["operations"] = json!(["DELETE"]);
+    let mut on_scale = hook(
+        "deny-scale.flotilla.dev",
+        url("/validate"),
+        &ca,
+        "deployments/scale",
+        json!({}),
+    );
+    on_scale["rules"][0]["apiGroups"] = json!(["apps"]);
+    on_scale["rules"][0]["operations"] = json!(["UPDATE"]);
+    let guard = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "guard-deletes-and-scale"}, "webhooks": [on_delete, on_scale]
+    });
+    let o = kubectl_stdin(&kc0, &["apply", "-f", "-"], &guard.to_string());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let refused = wait_for(
+        Duration::from_secs(10),
+        "the delete webhook in effect",
+        || {
+            let kc1 = kc1.clone();
+            async move {
+                let o = kubectl(&kc1, &["delete", "cm", "forbidden-y"]);
+                (!o.status.success()).then(|| stderr(&o))
+            }
+        },
+    )
+    .await;
+    assert!(
+        refused.contains(r#"admission webhook "deny-delete.flotilla.dev" denied the request: the name is forbidden"#),
+        "{refused}"
+    );
+    assert!(kubectl(&kc1, &["get", "cm", "forbidden-y"])
+        .status
+        .success());
+    let o = kubectl(&kc1, &["scale", "deploy", "forbidden-d", "--replicas=2"]);
+    assert!(
+        !o.status.success()
+            && stderr(&o)
+                .contains(r#"admission webhook "deny-scale.flotilla.dev" denied the request"#),
+        "{}",
+        stderr(&o)
+    );
+    let d = json_of(&kc1, &["get", "deploy", "forbidden-d"]);
+    assert_eq!(d["spec"]["replicas"], 1, "{d}");
+    kubectl_ok(&kc0, &["scale", "deploy", "small", "--replicas=3"]);
+    kubectl_ok(
+        &kc0,
+        &[
+            "delete",
+            "validatingwebhookconfiguration",
+            "guard-deletes-and-scale",
+        ],
+    );
+    kubectl_ok(&kc0, &["delete", "deploy", "forbidden-d", "small"]);
 }
 
 /// A short name suffix unique within the test run.

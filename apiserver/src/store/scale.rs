@@ -146,15 +146,12 @@ impl Store {
                 )));
             }
         }
-        let replicas = desired(t, &scale)?;
         let precondition = match scale["metadata"]["resourceVersion"].as_str() {
             Some(rv) if !rv.is_empty() => Some(parse_rv(rv)?),
             _ => None,
         };
         let out = self
-            .guarded_update(t, precondition, w.dry_run, |old| {
-                with_replicas(t, &spec, old, replicas, w)
-            })
+            .scale_to(t, &spec, w, precondition, |_| Ok(scale.clone()))
             .await?;
         Ok(Bytes::from(
             serde_json::to_vec(&scale_of(&spec, &out)).unwrap_or_default(),
@@ -173,7 +170,7 @@ impl Store {
         let patch: Value = serde_json::from_slice(patch)
             .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
         let out = self
-            .guarded_update(t, None, w.dry_run, |old| {
+            .scale_to(t, &spec, w, None, |old| {
                 let mut scale = scale_of(&spec, &old.value);
                 match kind {
                     PatchType::Json => crate::patch::json_patch(&mut scale, &patch)
@@ -193,12 +190,70 @@ impl Store {
                         return Err(super::update::conflict(t));
                     }
                 }
-                with_replicas(t, &spec, old, desired(t, &scale)?, w)
+                Ok(scale)
             })
             .await?;
         Ok(Bytes::from(
             serde_json::to_vec(&scale_of(&spec, &out)).unwrap_or_default(),
         ))
+    }
+
+    /// Writes the replicas of the Scale `want` makes of the stored object. With webhooks
+    /// configured, they see that Scale (autoscaling/v1, subresource `scale`) as kube
+    /// sends it: mutating ones may change it, validating ones decide on it; the write is
+    /// made only if the object is still the one the Scale was made from, else all is
+    /// done again on the new one.
+    async fn scale_to(
+        &self,
+        t: &Target,
+        spec: &ScaleSpec,
+        w: &Write,
+        precondition: Option<i64>,
+        want: impl Fn(&Stored) -> Result<Value, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let Some(x) = &w.external else {
+            return self
+                .guarded_update(t, precondition, w.dry_run, |old| {
+                    let scale = want(old)?;
+                    with_replicas(t, spec, old, desired(t, &scale)?, w)
+                })
+                .await;
+        };
+        for _ in 0..super::update::MAX_ATTEMPTS {
+            let old = self.read(&t.key()).await?.ok_or_else(|| t.not_found())?;
+            if precondition.is_some_and(|rv| rv != old.mod_revision) {
+                return Err(super::update::conflict(t));
+            }
+            let old_scale = scale_of(spec, &old.value);
+            let mut scale = want(&old)?;
+            let a = super::Attributes {
+                operation: "UPDATE",
+                target: t,
+                name: t.name(),
+                sub: Some("scale"),
+                old: Some(&old_scale),
+                dry_run: w.dry_run,
+                warnings: &w.warnings,
+            };
+            x.mutate(a, &mut scale).await?;
+            let replicas = desired(t, &scale)?;
+            x.validate(a, &scale).await?;
+            let moved = std::sync::atomic::AtomicBool::new(false);
+            let r = self
+                .guarded_update(t, None, w.dry_run, |now| {
+                    if now.mod_revision != old.mod_revision {
+                        moved.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return Err(super::update::conflict(t));
+                    }
+                    with_replicas(t, spec, now, replicas, w)
+                })
+                .await;
+            match r {
+                Err(_) if moved.load(std::sync::atomic::Ordering::Relaxed) => continue,
+                r => return r,
+            }
+        }
+        Err(super::update::conflict(t))
     }
 }
 

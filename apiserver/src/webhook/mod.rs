@@ -257,11 +257,16 @@ impl Admission {
     /// The review request for `obj` (a fresh uid each call, as kube sends).
     fn request(&self, s: &Seen, uid: &str, obj: Option<&Value>) -> Value {
         let info = s.a.target.kind.info();
+        // The scale subresource's object is an autoscaling/v1 Scale.
+        let (group, version, kind) = match s.rule.subresource {
+            "scale" => ("autoscaling", "v1", "Scale"),
+            _ => (info.group, info.version, info.kind),
+        };
         let meta = review::Meta {
             uid,
-            group: info.group,
-            version: info.version,
-            kind: info.kind,
+            group,
+            version,
+            kind,
             resource: info.plural,
             subresource: s.rule.subresource,
             name: s.a.name,

@@ -19,13 +19,18 @@ pub async fn get(c: &Call<'_>, req: &Request<Incoming>) -> Result<Response<Body>
             c.query.get("resourceVersion").map(String::as_str),
         )
         .await?;
+    // A CRD version's columns are its own, so they read the served object; a built-in
+    // kind's printer reads the stored one.
+    let custom = c.info().columns.is_some();
+    let obj = if custom || table.is_none() {
+        served_bytes(c.target.kind.as_ref(), obj)?
+    } else {
+        obj
+    };
     if let Some(tr) = table {
         let v: serde_json::Value = serde_json::from_slice(&obj)
             .map_err(|e| ApiError::Internal(format!("stored object: {e}")))?;
         return Ok(ok_json(&table::of_object(&tr, c.info(), v, true)));
     }
-    Ok(json_response(
-        StatusCode::OK,
-        served_bytes(c.target.kind.as_ref(), obj)?,
-    ))
+    Ok(json_response(StatusCode::OK, obj))
 }

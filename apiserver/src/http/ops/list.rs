@@ -16,10 +16,14 @@ pub async fn list(c: &Call<'_>, req: &Request<Incoming>) -> Result<Response<Body
     let table = table_of(req, c.query)?;
     let opts = list_options(c.query, &info.selectable_fields())?;
     let mut r = c.shared.store.list(&c.target, &opts).await?;
+    // A CRD version's columns are its own, so they read the served objects; a built-in
+    // kind's printer reads the stored ones.
+    if table.is_none() || info.columns.is_some() {
+        r.items = served_items(c.target.kind.as_ref(), std::mem::take(&mut r.items))?;
+    }
     if let Some(tr) = table {
         return Ok(ok_json(&list_table(&tr, info, &r)));
     }
-    r.items = served_items(c.target.kind.as_ref(), std::mem::take(&mut r.items))?;
     Ok(json_response(
         StatusCode::OK,
         list_json(&info.api_version(), info.list_kind, &r),
