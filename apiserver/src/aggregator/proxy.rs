@@ -201,3 +201,48 @@ pub async fn get(
         .to_bytes();
     Ok((status, body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clients_credentials_and_remote_headers_stay_here() {
+        for h in [
+            "authorization",
+            "impersonate-user",
+            "impersonate-group",
+            "x-remote-user",
+            "x-remote-group",
+            "x-remote-extra-scopes",
+            "connection",
+            "host",
+        ] {
+            assert!(dropped(&HeaderName::from_static(h)), "{h}");
+        }
+        for h in ["accept", "content-type", "user-agent", "audit-id"] {
+            assert!(!dropped(&HeaderName::from_static(h)), "{h}");
+        }
+    }
+
+    #[test]
+    fn the_user_goes_in_front_proxy_headers() {
+        let user = User {
+            name: "alice".into(),
+            uid: String::new(),
+            groups: vec!["dev".into(), "system:authenticated".into()],
+        };
+        let h: Vec<(String, String)> = user_headers(&user)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(
+            h,
+            [
+                ("x-remote-user".into(), "alice".into()),
+                ("x-remote-group".into(), "dev".into()),
+                ("x-remote-group".into(), "system:authenticated".into()),
+            ]
+        );
+    }
+}

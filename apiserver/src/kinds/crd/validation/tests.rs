@@ -219,3 +219,44 @@ fn selectable_fields() {
     assert!(errors(with(&at, json!(nine)))[0]
         .starts_with("spec.versions[0].selectableFields: Too many: 9: must have at most 8 items"));
 }
+
+#[test]
+fn conversion_is_validated_as_kube_validates_it() {
+    let c = |conversion: Value| errors(with(&["spec", "conversion"], conversion));
+    assert_eq!(c(json!({"strategy": "None"})), Vec::<String>::new());
+    assert_eq!(
+        c(
+            json!({"strategy": "Webhook", "webhook": {"conversionReviewVersions": ["v1"],
+            "clientConfig": {"url": "https://conv.example.com/convert"}}})
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        c(json!({"strategy": "Magic"})),
+        [
+            r#"spec.conversion.strategy: Unsupported value: "Magic": supported values: "None", "Webhook""#
+        ]
+    );
+    assert_eq!(
+        c(json!({"strategy": "Webhook", "webhook": {"conversionReviewVersions": ["v1"]}})),
+        ["spec.conversion.webhookClientConfig: Required value: required when strategy is set to Webhook"]
+    );
+    assert_eq!(
+        c(json!({"strategy": "None", "webhook": {"conversionReviewVersions": ["v1"],
+            "clientConfig": {"url": "https://conv.example.com/"}}})),
+        [
+            "spec.conversion.webhookClientConfig: Forbidden: should not be set when strategy is not set to Webhook",
+            "spec.conversion.conversionReviewVersions: Forbidden: should not be set when strategy is not set to Webhook",
+        ]
+    );
+    assert_eq!(
+        c(
+            json!({"strategy": "Webhook", "webhook": {"conversionReviewVersions": ["v1beta1"],
+            "clientConfig": {"url": "http://conv.example.com/"}}})
+        ),
+        [
+            r#"spec.conversion.webhookClientConfig.url: Invalid value: "http://conv.example.com/": 'https' is the only allowed URL scheme"#,
+            r#"spec.conversion.conversionReviewVersions: Invalid value: []string{"v1beta1"}: must include at least one of v1"#,
+        ]
+    );
+}
