@@ -120,6 +120,14 @@ pub struct ApiserverFlags {
     /// The private key (PEM) of --proxy-client-cert-file.
     #[arg(long, requires = "proxy_client_cert_file")]
     pub proxy_client_key_file: Option<PathBuf>,
+    /// The CA (PEM) of --proxy-client-cert-file, published with the allowed names in
+    /// kube-system/extension-apiserver-authentication for aggregated API servers.
+    #[arg(long)]
+    pub requestheader_client_ca_file: Option<PathBuf>,
+    /// The common names a front-proxy client certificate may carry (published with
+    /// --requestheader-client-ca-file); empty: any name that CA signed.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_allowed_names: Vec<String>,
     /// The audit policy (audit.k8s.io/v1 Policy, YAML or JSON): which requests are recorded
     /// at which level. Read at start; a policy kube would refuse refuses the start. Without
     /// it nothing is audited.
@@ -193,6 +201,9 @@ pub struct Config {
     pub connections: crate::http::limits::ConnectionLimits,
     /// --proxy-client-cert-file and --proxy-client-key-file, read at start.
     pub proxy_client: Option<crate::aggregator::Identity>,
+    /// The extension-apiserver-authentication ConfigMap to publish, from
+    /// --requestheader-client-ca-file and --requestheader-allowed-names.
+    pub requestheader: Option<serde_json::Value>,
 }
 
 impl ApiserverFlags {
@@ -273,6 +284,18 @@ impl ApiserverFlags {
             (Some(c), Some(k)) => Some(crate::aggregator::Identity::load(c, k)?),
             _ => None,
         };
+        let requestheader = match &self.requestheader_client_ca_file {
+            Some(path) => {
+                let pem = std::fs::read_to_string(path).map_err(|e| {
+                    format!("--requestheader-client-ca-file {}: {e}", path.display())
+                })?;
+                Some(crate::aggregator::authentication::config_map(
+                    &pem,
+                    &self.requestheader_allowed_names,
+                ))
+            }
+            None => None,
+        };
         let policy = match &self.audit_policy_file {
             Some(path) => Some(
                 crate::audit::Policy::load(path)
@@ -351,6 +374,7 @@ impl ApiserverFlags {
             audit_warning,
             connections,
             proxy_client,
+            requestheader,
         })
     }
 }

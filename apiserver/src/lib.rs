@@ -197,6 +197,10 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
         store.clone(),
         aggregator.clone(),
     ));
+    let trust = cfg
+        .requestheader
+        .clone()
+        .map(|cm| tokio::spawn(aggregator::authentication::publish(store.clone(), cm)));
     let shared = Arc::new(http::Shared {
         store,
         webhooks,
@@ -223,6 +227,9 @@ pub async fn run(cfg: Config, shutdown: tokio::sync::watch::Receiver<bool>) -> a
     kubernetes_service.abort();
     apiextensions.abort();
     availability.abort();
+    if let Some(t) = trust {
+        t.abort();
+    }
     // Out of the kubernetes endpoints now rather than when the lease runs out.
     kubernetes_service::resign(&lease_etcd, advertise).await;
     feed.abort();

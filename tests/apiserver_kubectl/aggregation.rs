@@ -35,6 +35,26 @@ pub async fn aggregated_api(a: &Apiservers) {
     let ca = serde_json::to_value(k8s_openapi::ByteString(ca)).unwrap();
     let name = format!("{VERSION}.{GROUP}");
 
+    // What an extension server reads to trust the apiservers as its front proxy.
+    let trust = json_of(
+        &kc1,
+        &[
+            "get",
+            "configmap",
+            "-n",
+            "kube-system",
+            "extension-apiserver-authentication",
+        ],
+    );
+    assert_eq!(
+        trust["data"]["requestheader-allowed-names"], r#"["front-proxy-client"]"#,
+        "{trust}"
+    );
+    assert_eq!(
+        trust["data"]["requestheader-client-ca-file"].as_str(),
+        std::fs::read_to_string(a.front_proxy_ca()).ok().as_deref(),
+    );
+
     let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "wardle"}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": "wardle"},

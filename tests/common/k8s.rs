@@ -217,6 +217,10 @@ impl Apiservers {
                 front.cert.display().to_string(),
                 "--proxy-client-key-file".into(),
                 front.key.display().to_string(),
+                "--requestheader-client-ca-file".into(),
+                front.ca.display().to_string(),
+                "--requestheader-allowed-names".into(),
+                "front-proxy-client".into(),
             ];
             a.servers.push(Apiserver {
                 port,

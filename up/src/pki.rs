@@ -225,6 +225,10 @@ impl AgentPki {
             p(&f.cert),
             "--proxy-client-key-file".into(),
             p(&f.key),
+            "--requestheader-client-ca-file".into(),
+            p(&f.ca),
+            "--requestheader-allowed-names".into(),
+            "front-proxy-client".into(),
         ]
     }
 }

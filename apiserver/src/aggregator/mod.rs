@@ -18,7 +18,10 @@
 //!   its backend lists them (`discovery.rs`, fetched and kept briefly).
 //! - The `Available` condition (`available.rs`) says whether the Service, its endpoints
 //!   and the backend's discovery answer.
+//! - kube-system/extension-apiserver-authentication (`authentication.rs`) tells backends
+//!   which CA and names to trust for the front proxy.
 
+pub mod authentication;
 pub mod available;
 pub mod discovery;
 pub mod proxy;
