@@ -15,12 +15,11 @@ use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::ApiError;
 use crate::kinds::crd::status::{self, CLEANUP_FINALIZER};
 use crate::kinds::CRD_PREFIX;
-use crate::store::cache::{Notice, Start};
+use crate::store::cache::follow::Follow;
 use crate::store::{DeleteOptions, ListOptions, Store, Target, Write};
 
 const RESYNC: Duration = Duration::from_secs(30);
@@ -29,16 +28,10 @@ const MANAGER: &str = "kube-apiserver";
 
 /// Keeps every CRD's status until the task is dropped.
 pub async fn run(store: Arc<Store>) {
-    let mut rx = None;
+    let mut follow = Follow::new(CRD_PREFIX);
     loop {
-        if rx.is_none() {
-            // Events from now on; what came before, the pass below reads from the cache.
-            rx = store
-                .cache
-                .revision()
-                .and_then(|r| store.cache.subscribe(CRD_PREFIX, Start::After(r)))
-                .map(|s| s.rx);
-        }
+        // Events from now on; what came before, the pass below reads from the cache.
+        follow.subscribe(&store.cache);
         let wait = match reconcile_all(&store).await {
             Ok(false) => RESYNC,
             Ok(true) => RETRY,
@@ -47,26 +40,7 @@ pub async fn run(store: Arc<Store>) {
                 RETRY
             }
         };
-        let deadline = tokio::time::sleep(wait);
-        tokio::pin!(deadline);
-        let Some(r) = rx.as_mut() else {
-            deadline.await;
-            continue;
-        };
-        loop {
-            tokio::select! {
-                n = r.recv() => match n {
-                    Ok(Notice::Event(e)) if e.obj.key.starts_with(CRD_PREFIX) => break,
-                    Ok(Notice::Reset) | Err(RecvError::Lagged(_)) => break,
-                    Err(RecvError::Closed) => {
-                        rx = None;
-                        break;
-                    }
-                    Ok(_) => continue,
-                },
-                _ = &mut deadline => break,
-            }
-        }
+        follow.changed(wait).await;
     }
 }
 

@@ -8,15 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::{Aggregator, PREFIX};
+use crate::error::ApiError;
+use crate::store::cache::follow::Follow;
+use crate::store::{Store, Target, Write};
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::{
     APIService, APIServiceCondition, APIServiceStatus,
 };
-use tokio::sync::broadcast::error::RecvError;
-
-use super::{Aggregator, PREFIX};
-use crate::error::ApiError;
-use crate::store::cache::{Notice, Start};
-use crate::store::{Store, Target, Write};
 
 const RESYNC: Duration = Duration::from_secs(10);
 const CHECK: Duration = Duration::from_secs(5);
@@ -24,39 +22,14 @@ const MANAGER: &str = "kube-apiserver";
 
 /// Keeps every APIService's condition until the task is dropped.
 pub async fn run(store: Arc<Store>, agg: Arc<Aggregator>) {
-    let mut rx = None;
+    let mut follow = Follow::new(PREFIX);
     loop {
-        if rx.is_none() {
-            rx = store
-                .cache
-                .revision()
-                .and_then(|r| store.cache.subscribe(PREFIX, Start::After(r)))
-                .map(|s| s.rx);
-        }
+        follow.subscribe(&store.cache);
         if let Err(e) = reconcile_all(&store, &agg).await {
             tracing::debug!(error = %e, "apiservices: will retry");
         }
-        let deadline = tokio::time::sleep(RESYNC);
-        tokio::pin!(deadline);
-        let Some(r) = rx.as_mut() else {
-            deadline.await;
-            continue;
-        };
-        loop {
-            tokio::select! {
-                n = r.recv() => match n {
-                    // Its own status writes come back as events too: those change nothing.
-                    Ok(Notice::Event(e)) if e.obj.key.starts_with(PREFIX) => break,
-                    Ok(Notice::Reset) | Err(RecvError::Lagged(_)) => break,
-                    Err(RecvError::Closed) => {
-                        rx = None;
-                        break;
-                    }
-                    Ok(_) => continue,
-                },
-                _ = &mut deadline => break,
-            }
-        }
+        // Its own status writes come back as events too: the pass after them writes nothing.
+        follow.changed(RESYNC).await;
     }
 }
 

@@ -11,8 +11,6 @@ use futures::StreamExt as _;
 use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
 
 use super::{Aggregator, Backend};
 use crate::auth::User;
@@ -85,26 +83,11 @@ where
 {
     let (ip, port) =
         crate::webhook::call::service_endpoint(agg.cache(), &b.namespace, &b.service, b.port)?;
-    let name = ServerName::try_from(b.server_name()).map_err(|e| e.to_string())?;
-    let connect = async {
-        let tcp = tokio::net::TcpStream::connect((ip.as_str(), port))
-            .await
-            .map_err(|e| format!("dial tcp {ip}:{port}: {e}"))?;
-        tokio_rustls::TlsConnector::from(b.tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("tls: {e}"))
-    };
-    let stream = tokio::time::timeout(DIAL, connect)
+    let name = b.server_name();
+    let dial = crate::webhook::call::handshake(&ip, port, &name, b.tls.clone());
+    tokio::time::timeout(DIAL, dial)
         .await
-        .map_err(|_| format!("dial tcp {ip}:{port}: i/o timeout"))??;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
+        .map_err(|_| format!("dial tcp {ip}:{port}: i/o timeout"))?
 }
 
 /// kube-aggregator's answer when the backend cannot be reached: 503 with a plain-text

@@ -11,6 +11,7 @@
 //! that follows the storage (`run`) and `catch_up`.
 
 mod feed;
+pub mod follow;
 mod object;
 
 use std::collections::{BTreeMap, VecDeque};

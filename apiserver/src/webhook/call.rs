@@ -240,11 +240,26 @@ fn put(key: PoolKey, s: Sender) {
 }
 
 async fn dial(ep: &Endpoint, ca_bundle: &[u8]) -> Result<Sender, String> {
-    let config = tls(ca_bundle)?;
-    let name = ServerName::try_from(ep.server_name.clone()).map_err(|e| e.to_string())?;
-    let tcp = tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
+    handshake(&ep.host, ep.port, &ep.server_name, tls(ca_bundle)?).await
+}
+
+/// An HTTP/1.1 connection over TLS to `host:port`, checked for `server_name`; its driver
+/// runs until the connection closes (idle in a pool, or dropped with its sender).
+pub async fn handshake<B>(
+    host: &str,
+    port: u16,
+    server_name: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<hyper::client::conn::http1::SendRequest<B>, String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let name = ServerName::try_from(server_name.to_string()).map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect((host, port))
         .await
-        .map_err(|e| format!("dial tcp {}:{}: {e}", ep.host, ep.port))?;
+        .map_err(|e| format!("dial tcp {host}:{port}: {e}"))?;
     let stream = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
@@ -252,7 +267,6 @@ async fn dial(ep: &Endpoint, ca_bundle: &[u8]) -> Result<Sender, String> {
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
-    // Runs until the connection closes: idle in the pool, or dropped with its sender.
     tokio::spawn(async move {
         let _ = conn.await;
     });
